@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "loop.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+
+struct us_loop_source {
+        struct us_loop *loop;
+        struct us_loop_source *next_dead;
+        int fd;
+        bool owns_fd; /* timers own their timerfd */
+        bool dead;
+        us_loop_fd_fn fd_fn;
+        us_loop_timer_fn timer_fn;
+        void *userdata;
+};
+
+struct us_loop {
+        int epfd;
+        bool quit;
+        int quit_code;
+        int dispatching;
+        struct us_loop_source *dead; /* removed during dispatch, freed after it */
+};
+
+int us_loop_new(struct us_loop **ret, struct us_error **err)
+{
+        struct us_loop *loop = calloc(1, sizeof(*loop));
+        if (!loop)
+                return us_errorf(err, ENOMEM, "allocate event loop");
+        loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (loop->epfd < 0) {
+                int r = us_errorf(err, errno, "epoll_create1");
+                free(loop);
+                return r;
+        }
+        *ret = loop;
+        return 0;
+}
+
+static void free_dead(struct us_loop *loop)
+{
+        while (loop->dead) {
+                struct us_loop_source *s = loop->dead;
+                loop->dead = s->next_dead;
+                free(s);
+        }
+}
+
+struct us_loop *us_loop_free(struct us_loop *loop)
+{
+        if (!loop)
+                return NULL;
+        free_dead(loop);
+        us_close(loop->epfd);
+        free(loop);
+        return NULL;
+}
+
+static int add_source(struct us_loop *loop, struct us_loop_source *src, uint32_t events,
+                      struct us_error **err)
+{
+        struct epoll_event ev = {.events = events, .data.ptr = src};
+        if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, src->fd, &ev) < 0)
+                return us_errorf(err, errno, "epoll add fd %d", src->fd);
+        return 0;
+}
+
+int us_loop_add_fd(struct us_loop *loop, int fd, uint32_t events, us_loop_fd_fn fn,
+                   void *userdata, struct us_loop_source **ret_src, struct us_error **err)
+{
+        struct us_loop_source *src = calloc(1, sizeof(*src));
+        if (!src)
+                return us_errorf(err, ENOMEM, "allocate loop source");
+        *src = (struct us_loop_source){
+                .loop = loop, .fd = fd, .fd_fn = fn, .userdata = userdata};
+        int r = add_source(loop, src, events, err);
+        if (r < 0) {
+                free(src);
+                return r;
+        }
+        if (ret_src)
+                *ret_src = src;
+        return 0;
+}
+
+int us_loop_source_set_events(struct us_loop_source *src, uint32_t events, struct us_error **err)
+{
+        struct epoll_event ev = {.events = events, .data.ptr = src};
+        if (epoll_ctl(src->loop->epfd, EPOLL_CTL_MOD, src->fd, &ev) < 0)
+                return us_errorf(err, errno, "epoll modify fd %d", src->fd);
+        return 0;
+}
+
+int us_loop_add_timer(struct us_loop *loop, uint64_t msec, us_loop_timer_fn fn, void *userdata,
+                      struct us_loop_source **ret_src, struct us_error **err)
+{
+        _cleanup_close_ int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        if (tfd < 0)
+                return us_errorf(err, errno, "timerfd_create");
+        struct itimerspec its = {
+                .it_value = {.tv_sec = (time_t)(msec / 1000),
+                             .tv_nsec = (long)(msec % 1000) * 1000000L},
+        };
+        if (msec == 0)
+                its.it_value.tv_nsec = 1; /* zero would disarm the timer */
+        if (timerfd_settime(tfd, 0, &its, NULL) < 0)
+                return us_errorf(err, errno, "timerfd_settime");
+
+        struct us_loop_source *src = calloc(1, sizeof(*src));
+        if (!src)
+                return us_errorf(err, ENOMEM, "allocate loop timer");
+        *src = (struct us_loop_source){.loop = loop,
+                                       .fd = tfd,
+                                       .owns_fd = true,
+                                       .timer_fn = fn,
+                                       .userdata = userdata};
+        int r = add_source(loop, src, EPOLLIN, err);
+        if (r < 0) {
+                free(src);
+                return r;
+        }
+        src->fd = TAKE_FD(tfd);
+        if (ret_src)
+                *ret_src = src;
+        return 0;
+}
+
+struct us_loop_source *us_loop_source_remove(struct us_loop_source *src)
+{
+        if (!src || src->dead)
+                return NULL;
+        struct us_loop *loop = src->loop;
+        (void)epoll_ctl(loop->epfd, EPOLL_CTL_DEL, src->fd, NULL);
+        if (src->owns_fd)
+                us_close(src->fd);
+        src->dead = true;
+        if (loop->dispatching) {
+                src->next_dead = loop->dead;
+                loop->dead = src;
+        } else {
+                free(src);
+        }
+        return NULL;
+}
+
+struct us_loop *us_loop_source_loop(const struct us_loop_source *src)
+{
+        return src->loop;
+}
+
+int us_loop_run(struct us_loop *loop)
+{
+        struct epoll_event evs[32];
+        loop->quit = false;
+        while (!loop->quit) {
+                int n = epoll_wait(loop->epfd, evs, (int)US_ELEMENTSOF(evs), -1);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                loop->dispatching++;
+                for (int i = 0; i < n; i++) {
+                        struct us_loop_source *src = evs[i].data.ptr;
+                        /* A source removed earlier in this batch still sits in
+                         * evs[]; it is on the dead list, not freed yet. */
+                        if (src->dead)
+                                continue;
+                        if (src->timer_fn) {
+                                uint64_t expirations;
+                                (void)!read(src->fd, &expirations, sizeof(expirations));
+                                us_loop_timer_fn fn = src->timer_fn;
+                                void *ud = src->userdata;
+                                us_loop_source_remove(src);
+                                fn(src, ud);
+                        } else {
+                                src->fd_fn(src, src->fd, evs[i].events, src->userdata);
+                        }
+                }
+                loop->dispatching--;
+                free_dead(loop);
+        }
+        return loop->quit_code;
+}
+
+void us_loop_quit(struct us_loop *loop, int code)
+{
+        loop->quit = true;
+        loop->quit_code = code;
+}
