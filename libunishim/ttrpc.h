@@ -7,19 +7,22 @@
  * Wire format: a 10-byte header -- length (u32 BE, payload bytes only),
  * stream id (u32 BE), type (u8: 1 request, 2 response), flags (u8) -- then a
  * protobuf ttrpc.Request or ttrpc.Response. Payloads above
- * US_TTRPC_MAX_MESSAGE are refused (the server answers ResourceExhausted
- * where it still can, then closes the connection). Client-initiated streams
- * use odd ids.
+ * US_TTRPC_MAX_MESSAGE are refused: like upstream, the server answers
+ * ResourceExhausted on that stream and discards the payload without
+ * buffering it; the client treats one as a protocol error. Client-initiated
+ * streams use odd ids.
  */
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <protobuf-c/protobuf-c.h>
 
 #include "error.h"
 #include "loop.h"
+#include "ttrpc/ttrpc.pb-c.h"
 
 #define US_TTRPC_HEADER_SIZE   10
 #define US_TTRPC_MAX_MESSAGE   (4u << 20)
@@ -57,8 +60,7 @@ struct us_ttrpc_header {
 /* Decodes a header from exactly US_TTRPC_HEADER_SIZE bytes. Fails with
  * -EMSGSIZE when length exceeds US_TTRPC_MAX_MESSAGE (the header is still
  * filled so the caller can answer on that stream). */
-int us_ttrpc_header_decode(const uint8_t *buf, struct us_ttrpc_header *ret,
-                           struct us_error **err);
+int us_ttrpc_header_decode(const uint8_t *buf, struct us_ttrpc_header *ret, struct us_error **err);
 void us_ttrpc_header_encode(const struct us_ttrpc_header *h, uint8_t *buf);
 
 /* Maps a negative errno to the closest gRPC code (ENOENT -> NOT_FOUND, ...). */
@@ -74,8 +76,8 @@ struct us_ttrpc_call; /* one request in flight; completed exactly once */
  * complete call with us_ttrpc_call_reply() or us_ttrpc_call_fail() -- now,
  * or later from another loop callback (Wait answers when the process exits).
  * If the client disconnects first, completing still works and sends nothing. */
-typedef void (*us_ttrpc_method_fn)(struct us_ttrpc_call *call, const uint8_t *payload,
-                                   size_t len, void *userdata);
+typedef void (*us_ttrpc_method_fn)(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
+                                   void *userdata);
 
 /* A server accepting on listen_fd (a bound, listening unix socket; owned by
  * the server from then on) and dispatching in loop. */
@@ -87,9 +89,8 @@ struct us_ttrpc_server *us_ttrpc_server_free(struct us_ttrpc_server *srv);
 
 /* service e.g. "containerd.task.v2.Task", method e.g. "Create". Strings are
  * copied. Unregistered methods answer UNIMPLEMENTED. */
-int us_ttrpc_server_register(struct us_ttrpc_server *srv, const char *service,
-                             const char *method, us_ttrpc_method_fn fn, void *userdata,
-                             struct us_error **err);
+int us_ttrpc_server_register(struct us_ttrpc_server *srv, const char *service, const char *method,
+                             us_ttrpc_method_fn fn, void *userdata, struct us_error **err);
 
 /* Called when the number of open connections changes (the shim exits when
  * containerd has gone and no task is left). Optional. */
@@ -132,5 +133,75 @@ struct us_ttrpc_kv {
  * DEADLINE_EXCEEDED, ...) with the server's message in *err. */
 int us_ttrpc_client_call(struct us_ttrpc_client *c, const char *service, const char *method,
                          const ProtobufCMessage *req, const struct us_ttrpc_kv *metadata,
-                         size_t n_metadata, int timeout_ms, uint8_t **ret_payload,
-                         size_t *ret_len, struct us_error **err);
+                         size_t n_metadata, int timeout_ms, uint8_t **ret_payload, size_t *ret_len,
+                         struct us_error **err);
+
+/* ---- additions (beyond the first draft of this header) ---- */
+
+/* Maps a gRPC code to a negative errno (0 for OK; NOT_FOUND -> -ENOENT,
+ * DEADLINE_EXCEEDED -> -ETIMEDOUT, UNIMPLEMENTED -> -ENOSYS, ...; unknown
+ * codes -> -EIO). The inverse of us_grpc_code_from_errno() for the errnos
+ * that function maps specifically. */
+int us_errno_from_grpc_code(int code);
+
+/* Adds an already connected stream fd (e.g. the guest side of a virtio-serial
+ * port) as a server connection. fd is owned by the server afterwards, also on
+ * failure. us_ttrpc_server_new() accepts listen_fd = -1 for a server that only
+ * serves such connections. */
+int us_ttrpc_server_add_connection(struct us_ttrpc_server *srv, int fd, struct us_error **err);
+
+/* Limits the server applies per connection. */
+#define US_TTRPC_MAX_CALLS_PER_CONN 1024        /* in-flight; more get RESOURCE_EXHAUSTED */
+#define US_TTRPC_MAX_QUEUED_OUTPUT  (16u << 20) /* more queued output closes the conn */
+#define US_TTRPC_MAX_METADATA       256         /* key/value pairs in one request */
+
+/* The request's timeout in nanoseconds as the client sent it (0 = none). */
+int64_t us_ttrpc_call_timeout_nano(const struct us_ttrpc_call *call);
+
+/* ---- internals, exposed for the client, the server, tests and fuzzing ---- */
+
+/* Unpacks and validates the payload of a request frame: size (at most
+ * US_TTRPC_MAX_MESSAGE), protobuf, non-empty service and method, at most
+ * US_TTRPC_MAX_METADATA metadata entries. On success *ret is owned by the
+ * caller (free with protobuf_c_message_free_unpacked(&req->base, NULL)).
+ * Errors: -EMSGSIZE, -EBADMSG, -EINVAL. */
+int us_ttrpc_decode_request(const uint8_t *buf, size_t len, Ttrpc__Request **ret,
+                            struct us_error **err);
+
+/* Same for a response frame's payload. */
+int us_ttrpc_decode_response(const uint8_t *buf, size_t len, Ttrpc__Response **ret,
+                             struct us_error **err);
+
+/* Builds one complete frame (header + packed msg) in a malloc'ed buffer.
+ * Fails with -EMSGSIZE when msg packs to more than US_TTRPC_MAX_MESSAGE. */
+int us_ttrpc_frame_build(uint32_t stream_id, uint8_t type, const ProtobufCMessage *msg,
+                         uint8_t **ret_buf, size_t *ret_len, struct us_error **err);
+
+/* A read buffer that assembles frames from a byte stream with partial reads.
+ * Holds at most one frame (<= US_TTRPC_HEADER_SIZE + US_TTRPC_MAX_MESSAGE)
+ * plus one read's worth; an oversized frame's payload is skipped as it
+ * arrives, never buffered. Zero-initialise it; release with
+ * us_ttrpc_rbuf_release(). */
+struct us_ttrpc_rbuf {
+        uint8_t *data;
+        size_t off; /* start of unconsumed bytes */
+        size_t len; /* end of valid bytes */
+        size_t cap;
+        uint64_t discard; /* payload bytes of an oversized frame still to skip */
+};
+
+/* One read(2) from fd into b. Returns the byte count, 0 on EOF, or a negative
+ * errno (-EAGAIN on a non-blocking fd with nothing to read). */
+ssize_t us_ttrpc_rbuf_fill(struct us_ttrpc_rbuf *b, int fd);
+/* Appends bytes as if read from a stream (tests and fuzzing). Returns -ENOBUFS
+ * when b would exceed its bound. */
+int us_ttrpc_rbuf_append(struct us_ttrpc_rbuf *b, const uint8_t *data, size_t len);
+/* Takes the next complete frame: returns 1 with *ret_hdr and *ret_payload
+ * (valid until the next fill/append/release) set, 0 when more bytes are needed,
+ * or -EMSGSIZE for an oversized frame (*ret_hdr still set; its payload will be
+ * skipped). */
+int us_ttrpc_rbuf_next(struct us_ttrpc_rbuf *b, struct us_ttrpc_header *ret_hdr,
+                       const uint8_t **ret_payload, struct us_error **err);
+/* Frees the storage when no unconsumed bytes are left (idle memory). */
+void us_ttrpc_rbuf_trim(struct us_ttrpc_rbuf *b);
+void us_ttrpc_rbuf_release(struct us_ttrpc_rbuf *b);
