@@ -1,0 +1,19 @@
+#!/bin/bash
+# Stops unishim's private containerd and removes everything it left: tasks,
+# shims, container processes, cgroups, mounts, its state and root dirs and
+# <build dir>/env.sh. Idempotent. `make env-down` calls this.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[ "$(id -u)" = 0 ] || { echo "env-down: must run as root" >&2; exit 1; }
+env_init "${UNISHIM_ENV_NAME:-unishim-env}"
+env_stop
+rm -f "$UNISHIM_BUILD_DIR/env.sh"
+left=$(env_mounts; env_shim_pids; env_cgroup_pids)
+if [ -n "$left" ] || [ -e "$ENV_STATE" ] || [ -e "$ENV_ROOT" ]; then
+        echo "env-down: $ENV_NAME left something behind:" >&2
+        echo "$left" >&2
+        ls -d "$ENV_STATE" "$ENV_ROOT" 2>/dev/null >&2 || true
+        exit 1
+fi
+echo "env-down: $ENV_NAME is down"
