@@ -79,3 +79,62 @@ int us_cgroup_mount(struct us_cgroup *cg, const char *dest, bool readonly, struc
 /* Kills whatever is left (SIGKILL), waits briefly for the cgroup to empty,
  * then removes the directories in every hierarchy. Idempotent. */
 int us_cgroup_destroy(struct us_cgroup *cg, struct us_error **err);
+
+/* ---- Additions: layout detection (injectable for tests), path checks ---- */
+
+enum us_cgroup_mode {
+        US_CGROUP_V1,     /* tmpfs root with one cgroup v1 mount per hierarchy */
+        US_CGROUP_HYBRID, /* v1 plus a controller-less cgroup2 at <root>/unified */
+        US_CGROUP_V2,     /* the root itself is cgroup2 */
+};
+
+/* The cgroup hierarchies found under a root. */
+struct us_cgroup_layout;
+
+/* Flags for us_cgroup_layout_parse(). */
+enum {
+        /* The root is a cgroup2 mount (pure v2): mountinfo is not consulted. */
+        US_CGROUP_LAYOUT_ROOT_IS_CGROUP2 = 1u << 0,
+        /* The tree is plain files and directories (unit tests): writes
+         * create missing files, destroy removes files before rmdir, nothing
+         * is polled or signalled beyond what plain files allow. */
+        US_CGROUP_LAYOUT_FAKE = 1u << 1,
+};
+
+/* Detects the layout under root (NULL = "/sys/fs/cgroup") from statfs() of
+ * root and /proc/self/mountinfo. *ret is owned by the caller. */
+int us_cgroup_layout_detect(const char *root, struct us_cgroup_layout **ret, struct us_error **err);
+/* Builds the layout from mountinfo text (len bytes, need not be
+ * NUL-terminated): every "cgroup"/"cgroup2" mount whose mount point is a
+ * direct child of root is a hierarchy. flags: US_CGROUP_LAYOUT_*. */
+int us_cgroup_layout_parse(const char *root, const char *mountinfo, size_t len, unsigned flags,
+                           struct us_cgroup_layout **ret, struct us_error **err);
+struct us_cgroup_layout *us_cgroup_layout_free(struct us_cgroup_layout *l);
+enum us_cgroup_mode us_cgroup_layout_mode(const struct us_cgroup_layout *l);
+size_t us_cgroup_layout_count(const struct us_cgroup_layout *l);
+/* Mount point of hierarchy i (< count), and whether it is cgroup2. */
+const char *us_cgroup_layout_mountpoint(const struct us_cgroup_layout *l, size_t i, bool *ret_v2);
+/* Mount point of the v1 hierarchy carrying controller ("memory", "cpuacct",
+ * "name=systemd", ...), or NULL. */
+const char *us_cgroup_layout_controller(const struct us_cgroup_layout *l, const char *controller);
+
+/* Like us_cgroup_create()/us_cgroup_open() on a given layout (copied; the
+ * caller keeps l). */
+int us_cgroup_create_in(const struct us_cgroup_layout *l, const char *path, struct us_cgroup **ret,
+                        struct us_error **err);
+int us_cgroup_open_in(const struct us_cgroup_layout *l, const char *path, struct us_cgroup **ret,
+                      struct us_error **err);
+
+/* Validates a cgroupsPath of len bytes: cgroupfs form only (a ':' means the
+ * systemd form: "systemd cgroup paths are not supported"), no "." or ".."
+ * or empty components, no NUL, at most 4096 bytes, not the root itself.
+ * *ret (optional) is the normalized path with one leading '/', malloc'ed. */
+int us_cgroup_path_validate(const char *path, size_t len, char **ret, struct us_error **err);
+
+/* The cgroup's directory in the hierarchy of v1 controller ("memory",
+ * "name=systemd") or, with "unified", in the cgroup2 hierarchy; NULL if
+ * the host has no such hierarchy. Owned by cg. */
+const char *us_cgroup_dir(const struct us_cgroup *cg, const char *controller);
+
+/* cpu.shares (v1) to cpu.weight (v2) as runc converts: 0 stays 0 (unset). */
+uint64_t us_cgroup_shares_to_weight(uint64_t shares);
