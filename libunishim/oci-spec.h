@@ -24,6 +24,7 @@
 #define US_OCI_MAX_CONFIG_SIZE (16u << 20) /* bytes of config.json */
 #define US_OCI_MAX_DEPTH       32          /* JSON nesting */
 #define US_OCI_MAX_ITEMS       65536       /* elements of any one array/map */
+#define US_OCI_MAX_VALUES      (1u << 19)  /* JSON values in the whole document (memory) */
 
 struct us_oci_kv {
         char *key;
