@@ -23,6 +23,10 @@
 #include "oci-spec.h"
 
 struct us_cgroup;
+/* protoc-c (1.4) tags the generated struct Io__Containerd__Cgroups__V1__Metrics
+ * (no leading underscore): map the name used below onto it so callers can
+ * pass an Io__Containerd__Cgroups__V1__Metrics ** without casts. */
+#define _Io__Containerd__Cgroups__V1__Metrics Io__Containerd__Cgroups__V1__Metrics
 struct _Io__Containerd__Cgroups__V1__Metrics;
 
 /* Creates (mkdir -p) the cgroup in every hierarchy. root is the cgroupfs
