@@ -204,7 +204,7 @@ static void errno_mapping(void **state)
 
 /* ---- a real server in a thread ---- */
 
-#define MAX_PENDING 64
+#define MAX_PENDING 512
 
 struct fixture {
         char dir[64];
@@ -836,6 +836,80 @@ static void hostile_server(void **state)
         alarm(0);
 }
 
+static void unbounded_output_closes_connection(void **state)
+{
+        struct fixture *f = *state;
+        int fd = raw_connect(f);
+        /* Deferred calls whose replies, released at once, exceed the 16 MiB
+         * output bound while the client reads nothing. */
+        size_t keylen = 60000, calls = 320;
+        char *key = malloc(keylen + 1);
+        memset(key, 'q', keylen);
+        key[keylen] = 0;
+        Ttrpc__KeyValue kv = TTRPC__KEY_VALUE__INIT;
+        kv.key = key;
+        size_t pn = ttrpc__key_value__get_packed_size(&kv);
+        uint8_t *pl = malloc(pn);
+        ttrpc__key_value__pack(&kv, pl);
+        Ttrpc__Request req = TTRPC__REQUEST__INIT;
+        req.service = SERVICE;
+        req.method = "Wait";
+        req.payload.data = pl;
+        req.payload.len = pn;
+        size_t rn = ttrpc__request__get_packed_size(&req);
+        uint8_t *buf = malloc(rn);
+        ttrpc__request__pack(&req, buf);
+        for (uint32_t i = 0; i < calls; i++)
+                raw_frame(fd, 2 * i + 1, US_TTRPC_TYPE_REQUEST, buf, rn);
+        free(buf);
+        free(pl);
+        free(key);
+
+        struct us_ttrpc_client *c = NULL;
+        assert_int_equal(us_ttrpc_client_connect(f->path, &c, NULL), 0);
+        wait_conns(f, 2);
+        assert_int_equal(us_ttrpc_client_call(c, SERVICE, "Release", NULL, NULL, 0, TIMEOUT_MS,
+                                              NULL, NULL, NULL),
+                         0);
+        wait_conns(f, 1); /* the flooded connection was dropped, not grown */
+        expect_echo(c, "unaffected");
+        us_ttrpc_client_free(c);
+        close(fd);
+}
+
+/* A server without a listener, serving one connected fd (the guest agent's
+ * virtio-serial port), driven by the loop in this thread. */
+static void m_echo_quit(struct us_ttrpc_call *call, const uint8_t *p, size_t len, void *ud)
+{
+        m_echo(call, p, len, NULL);
+        us_loop_quit(ud, 0);
+}
+
+static void serve_connected_fd(void **state)
+{
+        (void)state;
+        alarm(30);
+        struct us_loop *loop = NULL;
+        struct us_ttrpc_server *srv = NULL;
+        assert_int_equal(us_loop_new(&loop, NULL), 0);
+        assert_int_equal(us_ttrpc_server_new(loop, -1, &srv, NULL), 0);
+        assert_int_equal(us_ttrpc_server_register(srv, SERVICE, "Echo", m_echo_quit, loop, NULL),
+                         0);
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_int_equal(us_ttrpc_server_add_connection(srv, sv[0], NULL), 0);
+        raw_request(sv[1], 1, "Echo", "agent");
+        assert_int_equal(us_loop_run(loop), 0);
+        Ttrpc__Response *resp;
+        assert_int_equal(raw_response(sv[1], &resp), 1);
+        assert_int_equal(resp->status->code, 0);
+        ttrpc__response__free_unpacked(resp, NULL);
+        srv = us_ttrpc_server_free(srv);
+        loop = us_loop_free(loop);
+        close(sv[1]);
+        alarm(0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -844,6 +918,7 @@ int main(void)
                 cmocka_unit_test(decode_garbage),
                 cmocka_unit_test(errno_mapping),
                 cmocka_unit_test(hostile_server),
+                cmocka_unit_test(serve_connected_fd),
                 cmocka_unit_test_setup_teardown(roundtrip, setup_server, teardown_server),
                 cmocka_unit_test_setup_teardown(unknown_method_and_service, setup_server,
                                                 teardown_server),
@@ -855,6 +930,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(disconnect_before_deferred_reply, setup_server,
                                                 teardown_server),
                 cmocka_unit_test_setup_teardown(stalled_client_does_not_block_others, setup_server,
+                                                teardown_server),
+                cmocka_unit_test_setup_teardown(unbounded_output_closes_connection, setup_server,
                                                 teardown_server),
                 cmocka_unit_test_setup_teardown(client_timeout_then_skips_stale_response,
                                                 setup_server, teardown_server),
