@@ -37,6 +37,7 @@ enum {
 struct us_cgroup_hier {
         char *mountpoint;     /* absolute path of the hierarchy's mount */
         char *name;           /* basename of mountpoint ("cpu,cpuacct", "systemd", "unified") */
+        char *named;          /* X of a name=X hierarchy, else NULL */
         uint32_t controllers; /* US_CG_* (v1 only) */
         bool v2;
 };

@@ -245,7 +245,8 @@ static void hier_clear(struct us_cgroup_hier *h)
 {
         free(h->mountpoint);
         free(h->name);
-        h->mountpoint = h->name = NULL;
+        free(h->named);
+        h->mountpoint = h->name = h->named = NULL;
 }
 
 struct us_cgroup_layout *us_cgroup_layout_free(struct us_cgroup_layout *l)
@@ -282,6 +283,8 @@ static struct us_cgroup_layout *layout_dup(const struct us_cgroup_layout *l)
                 c->n_hiers++;
                 if (!c->hiers[i].mountpoint || !c->hiers[i].name)
                         return NULL;
+                if (l->hiers[i].named && !(c->hiers[i].named = strdup(l->hiers[i].named)))
+                        return NULL;
         }
         return TAKE_PTR(c);
 }
@@ -311,15 +314,18 @@ static char *unescape_field(const char *s, size_t n)
         return out;
 }
 
-static uint32_t parse_superopts(const char *opts, size_t n)
+static uint32_t parse_superopts(const char *opts, size_t n, char **ret_named)
 {
         uint32_t mask = 0;
         const char *p = opts, *end = opts + n;
         while (p < end) {
                 const char *c = memchr(p, ',', (size_t)(end - p));
                 size_t len = c ? (size_t)(c - p) : (size_t)(end - p);
-                if (len > 5 && strncmp(p, "name=", 5) == 0)
+                if (len > 5 && strncmp(p, "name=", 5) == 0) {
                         mask |= US_CG_NAMED;
+                        free(*ret_named);
+                        *ret_named = strndup(p + 5, len - 5);
+                }
                 for (size_t i = 0; i < US_ELEMENTSOF(controllers); i++)
                         if (strlen(controllers[i].name) == len &&
                             strncmp(controllers[i].name, p, len) == 0)
@@ -429,9 +435,12 @@ int us_cgroup_layout_parse(const char *root, const char *mountinfo, size_t len, 
                 }
                 if (!*name || strchr(name, '/'))
                         continue;
-                uint32_t mask = v1 ? parse_superopts(f[sep + 3], fl[sep + 3]) : 0;
+                _cleanup_free_ char *named = NULL;
+                uint32_t mask = v1 ? parse_superopts(f[sep + 3], fl[sep + 3], &named) : 0;
                 if (v1 && mask == 0)
                         continue;
+                if ((mask & US_CG_NAMED) && !named)
+                        return -ENOMEM;
 
                 /* A later mount on the same point shadows the earlier one. */
                 size_t idx = l->n_hiers;
@@ -447,6 +456,7 @@ int us_cgroup_layout_parse(const char *root, const char *mountinfo, size_t len, 
                 struct us_cgroup_hier *h = &l->hiers[idx];
                 h->name = strdup(name);
                 h->mountpoint = TAKE_PTR(mp);
+                h->named = TAKE_PTR(named);
                 h->controllers = mask;
                 h->v2 = v2;
                 if (idx == l->n_hiers)
@@ -514,8 +524,8 @@ static int hier_index(const struct us_cgroup_layout *l, const char *controller)
         if (strncmp(controller, "name=", 5) == 0) {
                 /* Named hierarchies are found by their mount name. */
                 for (size_t i = 0; i < l->n_hiers; i++)
-                        if (!l->hiers[i].v2 && (l->hiers[i].controllers & US_CG_NAMED) &&
-                            strcmp(l->hiers[i].name, controller + 5) == 0)
+                        if (!l->hiers[i].v2 && l->hiers[i].named &&
+                            strcmp(l->hiers[i].named, controller + 5) == 0)
                                 return (int)i;
                 return -1;
         }

@@ -269,13 +269,16 @@ static void layout_v1_and_v2(void **state)
                                  "33 31 0:30 / /cg/cpuacct rw - cgroup cgroup rw,cpuacct\n"
                                  "34 31 0:31 / /cg/my\\040mem rw - cgroup cgroup rw,memory\n"
                                  /* a later mount on the same point wins */
-                                 "35 31 0:32 / /cg/cpu rw - cgroup cgroup rw,cpu,cpuset\n";
+                                 "35 31 0:32 / /cg/cpu rw - cgroup cgroup rw,cpu,cpuset\n"
+                                 "36 31 0:33 / /cg/sd rw - cgroup cgroup rw,xattr,name=systemd\n";
         struct us_cgroup_layout *l = NULL;
         struct us_error *err = NULL;
         assert_int_equal(us_cgroup_layout_parse("/cg", v1, strlen(v1), 0, &l, &err), 0);
         assert_int_equal(us_cgroup_layout_mode(l), US_CGROUP_V1);
-        assert_int_equal(us_cgroup_layout_count(l), 3);
+        assert_int_equal(us_cgroup_layout_count(l), 4);
         assert_string_equal(us_cgroup_layout_controller(l, "cpuset"), "/cg/cpu");
+        assert_string_equal(us_cgroup_layout_controller(l, "name=systemd"), "/cg/sd");
+        assert_null(us_cgroup_layout_controller(l, "name=sd"));
         assert_string_equal(us_cgroup_layout_controller(l, "cpuacct"), "/cg/cpuacct");
         assert_string_equal(us_cgroup_layout_controller(l, "memory"), "/cg/my mem");
         assert_null(us_cgroup_layout_controller(l, "unified"));
