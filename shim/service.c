@@ -1,0 +1,876 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * containerd.task.v2.Task: every method containerd 1.6/1.7 calls on a v2
+ * shim. Each handler unpacks its request (a NULL unpack is a malformed
+ * request, INVALID_ARGUMENT), validates ids, and answers with a gRPC code
+ * containerd's errdefs understand (NOT_FOUND, ALREADY_EXISTS,
+ * FAILED_PRECONDITION, ...).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "containerd/cgroups-v1-metrics.pb-c.h"
+#include "containerd/events.pb-c.h"
+#include "containerd/shim.pb-c.h"
+#include "log.h"
+#include "rootfs.h"
+#include "shim.h"
+#include "task.h"
+#include "version.h"
+
+#define TASK_SERVICE "containerd.task.v2.Task"
+
+static void pb_freep(void *p)
+{
+        ProtobufCMessage **m = p;
+        if (*m)
+                protobuf_c_message_free_unpacked(*m, NULL);
+}
+#define _cleanup_pb_ _cleanup_(pb_freep)
+
+#define UNPACK(var, prefix, call, payload, len)                                                    \
+        var = prefix##__unpack(NULL, len, payload);                                                \
+        if (!var) {                                                                                \
+                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "malformed %s request",         \
+                                   us_ttrpc_call_method(call));                                    \
+                return;                                                                            \
+        }
+
+static void fail_with(struct us_ttrpc_call *call, int r, struct us_error *err)
+{
+        us_ttrpc_call_fail(call, us_grpc_code_from_errno(r), "%s", us_error_text(err));
+        us_error_free(err);
+}
+
+/* containerd's identifier rules: [A-Za-z0-9][A-Za-z0-9_.-]*, at most 76. */
+static bool valid_id(const char *id)
+{
+        size_t n = id ? strlen(id) : 0;
+        if (n == 0 || n > 76)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = id[i];
+                bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                             (c >= '0' && c <= '9');
+                if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-')))
+                        return false;
+        }
+        return true;
+}
+
+/* Looks up the task (and optionally the process) or fails the call. */
+static struct shim_task *need_task(struct shim *shim, struct us_ttrpc_call *call, const char *id)
+{
+        struct shim_task *t = id ? shim_task_find(shim, id) : NULL;
+        if (!t)
+                us_ttrpc_call_fail(call, US_GRPC_NOT_FOUND, "task %s not found", id ? id : "");
+        return t;
+}
+
+static struct shim_process *need_process(struct shim_task *t, struct us_ttrpc_call *call,
+                                         const char *exec_id)
+{
+        struct shim_process *p = shim_task_process(t, exec_id);
+        if (!p)
+                us_ttrpc_call_fail(call, US_GRPC_NOT_FOUND, "process %s of task %s not found",
+                                   exec_id, t->id);
+        return p;
+}
+
+static Google__Protobuf__Timestamp timestamp_of(const struct timespec *ts)
+{
+        Google__Protobuf__Timestamp t = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+        t.seconds = ts->tv_sec;
+        t.nanos = (int32_t)ts->tv_nsec;
+        return t;
+}
+
+static int copy_str(char **dst, const char *src)
+{
+        *dst = strdup(src ? src : "");
+        return *dst ? 0 : -ENOMEM;
+}
+
+static void on_oom(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+        (void)src;
+        (void)events;
+        struct shim_task *t = userdata;
+        uint8_t buf[512];
+        /* eventfd (8 bytes) or inotify records: just consume them. */
+        (void)!read(fd, buf, sizeof(buf));
+        uint64_t count = 0;
+        struct us_cgroup *cg = us_container_cgroup(t->container);
+        if (!cg || us_cgroup_oom_count(cg, &count, NULL) < 0 || count <= t->oom_count)
+                return;
+        t->oom_count = count;
+        Containerd__Events__TaskOOM ev = CONTAINERD__EVENTS__TASK_OOM__INIT;
+        ev.container_id = t->id;
+        shim_publish(t->shim, "/tasks/oom", &ev.base);
+}
+
+static void watch_oom(struct shim_task *t)
+{
+        struct us_cgroup *cg = us_container_cgroup(t->container);
+        if (!cg)
+                return;
+        /* Not every host has a memory controller: no OOM events there. */
+        if (us_cgroup_oom_fd(cg, &t->oom_fd, NULL) < 0) {
+                t->oom_fd = -1;
+                return;
+        }
+        (void)us_cgroup_oom_count(cg, &t->oom_count, NULL);
+        if (us_loop_add_fd(t->shim->loop, t->oom_fd, EPOLLIN, on_oom, t, &t->oom_watch, NULL) < 0)
+                t->oom_fd = us_close(t->oom_fd);
+}
+
+static int write_pid_file(const char *bundle, pid_t pid)
+{
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof(path), "%s/init.pid", bundle) >= (int)sizeof(path))
+                return -ENAMETOOLONG;
+        _cleanup_fclose_ FILE *f = fopen(path, "we");
+        if (!f)
+                return -errno;
+        fprintf(f, "%d", (int)pid);
+        return 0;
+}
+
+static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTaskRequest *req,
+                       struct shim_task **ret, struct us_error **err)
+{
+        struct shim_task *t = calloc(1, sizeof(*t));
+        if (!t)
+                return us_errorf(err, ENOMEM, "allocate task");
+        t->shim = shim;
+        t->oom_fd = -1;
+        t->init.task = t;
+        int r = 0;
+        if (copy_str(&t->id, req->id) < 0 || copy_str(&t->bundle, req->bundle) < 0 ||
+            copy_str(&t->init.stdin_path, req->stdin) < 0 ||
+            copy_str(&t->init.stdout_path, req->stdout) < 0 ||
+            copy_str(&t->init.stderr_path, req->stderr) < 0) {
+                r = us_errorf(err, ENOMEM, "allocate task");
+                goto fail;
+        }
+        t->init.terminal = req->terminal;
+
+        struct us_oci_spec *spec = NULL;
+        r = us_oci_spec_load(req->bundle, &spec, err);
+        if (r < 0)
+                goto fail;
+        if (!spec->process) {
+                us_oci_spec_free(spec);
+                r = us_error_msg(err, EINVAL, "config.json has no process");
+                goto fail;
+        }
+        if (spec->process->terminal != req->terminal) {
+                us_oci_spec_free(spec);
+                r = us_error_msg(err, EINVAL, "terminal is %s in config.json but %s in the request",
+                                 spec->process->terminal ? "on" : "off",
+                                 req->terminal ? "on" : "off");
+                goto fail;
+        }
+
+        r = shim_rootfs_mount(req->bundle, req->rootfs, req->n_rootfs, err);
+        if (r < 0) {
+                us_oci_spec_free(spec);
+                goto fail;
+        }
+        t->rootfs_mounted = req->n_rootfs > 0;
+
+        r = shim_stdio_open(shim->loop, req->stdin, req->stdout, req->stderr, req->terminal,
+                            &t->init.stdio, &t->init.stdio_fds, err);
+        if (r < 0) {
+                us_oci_spec_free(spec);
+                goto fail;
+        }
+
+        char rootfs[PATH_MAX];
+        const char *root = spec->root_path ? spec->root_path : "rootfs";
+        if (root[0] == '/')
+                snprintf(rootfs, sizeof(rootfs), "%s", root);
+        else if (snprintf(rootfs, sizeof(rootfs), "%s/%s", req->bundle, root) >=
+                 (int)sizeof(rootfs)) {
+                us_oci_spec_free(spec);
+                r = us_error_msg(err, ENAMETOOLONG, "rootfs path too long");
+                goto fail;
+        }
+
+        struct us_container_config cfg = {
+                .id = req->id,
+                .bundle = req->bundle,
+                .rootfs = rootfs,
+                .spec = spec,
+                .stdio = t->init.stdio_fds,
+        };
+        int pty = -1;
+        r = us_container_create(&cfg, &t->container, &pty, err);
+        if (r < 0) {
+                us_oci_spec_free(spec);
+                goto fail;
+        }
+        t->init.pid = us_container_pid(t->container);
+        t->init.status = SHIM_PROCESS_CREATED;
+        r = shim_stdio_attach(t->init.stdio, pty, err);
+        if (r < 0)
+                goto fail;
+        watch_oom(t);
+        (void)write_pid_file(req->bundle, t->init.pid);
+        *ret = t;
+        return 0;
+
+fail:
+        if (t->container) {
+                (void)us_container_kill(t->container, SIGKILL, true, NULL);
+                (void)us_container_destroy(t->container, NULL);
+        }
+        if (t->rootfs_mounted)
+                (void)shim_rootfs_unmount(req->bundle, NULL);
+        shim_task_free(t);
+        return r;
+}
+
+static void handle_create(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
+                          void *userdata)
+{
+        struct shim *shim = userdata;
+        _cleanup_pb_ Containerd__Task__V2__CreateTaskRequest *req = NULL;
+        UNPACK(req, containerd__task__v2__create_task_request, call, payload, len);
+
+        if (!valid_id(req->id)) {
+                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "invalid task id \"%s\"",
+                                   req->id);
+                return;
+        }
+        if (req->bundle[0] != '/') {
+                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT,
+                                   "bundle path \"%s\" is not absolute", req->bundle);
+                return;
+        }
+        if (req->checkpoint[0]) {
+                us_ttrpc_call_fail(call, US_GRPC_UNIMPLEMENTED,
+                                   "restoring from a checkpoint is not supported");
+                return;
+        }
+        if (shim_task_find(shim, req->id)) {
+                us_ttrpc_call_fail(call, US_GRPC_ALREADY_EXISTS, "task %s already exists",
+                                   req->id);
+                return;
+        }
+        if (shim->shutting_down) {
+                us_ttrpc_call_fail(call, US_GRPC_FAILED_PRECONDITION, "shim is shutting down");
+                return;
+        }
+
+        struct shim_task *t = NULL;
+        struct us_error *err = NULL;
+        int r = create_task(shim, req, &t, &err);
+        if (r < 0) {
+                us_error_wrap(&err, r, "create task %s", req->id);
+                us_log_error("%s", us_error_text(err));
+                fail_with(call, r, err);
+                shim_maybe_exit(shim, false);
+                return;
+        }
+        t->next = shim->tasks;
+        shim->tasks = t;
+        shim->idle_timer = us_loop_source_remove(shim->idle_timer);
+
+        Containerd__Events__TaskIO io = CONTAINERD__EVENTS__TASK_IO__INIT;
+        io.stdin = req->stdin;
+        io.stdout = req->stdout;
+        io.stderr = req->stderr;
+        io.terminal = req->terminal;
+        Containerd__Events__TaskCreate ev = CONTAINERD__EVENTS__TASK_CREATE__INIT;
+        ev.container_id = req->id;
+        ev.bundle = req->bundle;
+        ev.n_rootfs = req->n_rootfs;
+        ev.rootfs = req->rootfs;
+        ev.io = &io;
+        ev.pid = (uint32_t)t->init.pid;
+
+        Containerd__Task__V2__CreateTaskResponse resp =
+                CONTAINERD__TASK__V2__CREATE_TASK_RESPONSE__INIT;
+        resp.pid = (uint32_t)t->init.pid;
+        us_ttrpc_call_reply(call, &resp.base);
+        shim_publish(shim, "/tasks/create", &ev.base);
+}
+
+static int start_exec(struct shim_task *t, struct shim_process *p, struct us_error **err)
+{
+        pid_t pid;
+        int pty = -1;
+        int r = us_container_exec(t->container, p->exec_spec, &p->stdio_fds, &pid, &pty, err);
+        if (r < 0)
+                return r;
+        p->pid = pid;
+        p->status = SHIM_PROCESS_RUNNING;
+        p->exec_spec = us_oci_process_free(p->exec_spec);
+        return shim_stdio_attach(p->stdio, pty, err);
+}
+
+static void handle_start(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
+                         void *userdata)
+{
+        struct shim *shim = userdata;
+        _cleanup_pb_ Containerd__Task__V2__StartRequest *req = NULL;
+        UNPACK(req, containerd__task__v2__start_request, call, payload, len);
+        struct shim_task *t = need_task(shim, call, req->id);
+        if (!t)
+                return;
+        struct shim_process *p = need_process(t, call, req->exec_id);
+        if (!p)
+                return;
+        if (p->status != SHIM_PROCESS_CREATED) {
+                us_ttrpc_call_fail(call, US_GRPC_FAILED_PRECONDITION,
+                                   "process %s of task %s is not in created state",
+                                   p->exec_id ? p->exec_id : t->id, t->id);
+                return;
+        }
+        if (p->exec_id && t->init.status != SHIM_PROCESS_RUNNING) {
+                us_ttrpc_call_fail(call, US_GRPC_FAILED_PRECONDITION,
+                                   "cannot exec in task %s: it is not running", t->id);
+                return;
+        }
+
+        struct us_error *err = NULL;
+        int r = p->exec_id ? start_exec(t, p, &err) : us_container_start(t->container, &err);
+        if (r < 0) {
+                us_error_wrap(&err, r, "start %s %s", p->exec_id ? "exec" : "task",
+                              p->exec_id ? p->exec_id : t->id);
+                us_log_error("%s", us_error_text(err));
+                fail_with(call, r, err);
+                return;
+        }
+        if (!p->exec_id)
+                p->status = SHIM_PROCESS_RUNNING;
+
+        Containerd__Task__V2__StartResponse resp = CONTAINERD__TASK__V2__START_RESPONSE__INIT;
+        resp.pid = (uint32_t)p->pid;
+        us_ttrpc_call_reply(call, &resp.base);
+
+        if (p->exec_id) {
+                Containerd__Events__TaskExecStarted ev =
+                        CONTAINERD__EVENTS__TASK_EXEC_STARTED__INIT;
+                ev.container_id = t->id;
+                ev.exec_id = p->exec_id;
+                ev.pid = (uint32_t)p->pid;
+                shim_publish(shim, "/tasks/exec-started", &ev.base);
+        } else {
+                Containerd__Events__TaskStart ev = CONTAINERD__EVENTS__TASK_START__INIT;
+                ev.container_id = t->id;
+                ev.pid = (uint32_t)p->pid;
+                shim_publish(shim, "/tasks/start", &ev.base);
+        }
+}
+
+static void unlink_task(struct shim *shim, struct shim_task *t)
+{
+        for (struct shim_task **pp = &shim->tasks; *pp; pp = &(*pp)->next) {
+                if (*pp == t) {
+                        *pp = t->next;
+                        return;
+                }
+        }
+}
+
+static void handle_delete(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
+                          void *userdata)
+{
+        struct shim *shim = userdata;
+        _cleanup_pb_ Containerd__Task__V2__DeleteRequest *req = NULL;
+        UNPACK(req, containerd__task__v2__delete_request, call, payload, len);
+        struct shim_task *t = need_task(shim, call, req->id);
+        if (!t)
+                return;
+        struct shim_process *p = need_process(t, call, req->exec_id);
+        if (!p)
+                return;
+        if (p->status == SHIM_PROCESS_RUNNING) {
+                us_ttrpc_call_fail(call, US_GRPC_FAILED_PRECONDITION,
+                                   "cannot delete running process %s of task %s",
+                                   p->exec_id ? p->exec_id : t->id, t->id);
+                return;
+        }
+        if (p->status == SHIM_PROCESS_CREATED) {
+                /* Never started: nothing will report its exit. */
+                if (p->pid > 0)
+                        (void)kill(p->pid, SIGKILL);
+                p->status = SHIM_PROCESS_STOPPED;
+                p->exit_status = 128 + SIGKILL;
+                clock_gettime(CLOCK_REALTIME, &p->exited_at);
+        }
+
+        Google__Protobuf__Timestamp ts = timestamp_of(&p->exited_at);
+        Containerd__Task__V2__DeleteResponse resp = CONTAINERD__TASK__V2__DELETE_RESPONSE__INIT;
+        resp.pid = (uint32_t)p->pid;
+        resp.exit_status = p->exit_status;
+        resp.exited_at = &ts;
+
+        if (p->exec_id) {
+                for (struct shim_process **pp = &t->execs; *pp; pp = &(*pp)->next) {
+                        if (*pp == p) {
+                                *pp = p->next;
+                                break;
+                        }
+                }
+                us_ttrpc_call_reply(call, &resp.base);
+                shim_process_free(p);
+                return;
+        }
+
+        struct us_error *err = NULL;
+        if (us_container_destroy(t->container, &err) < 0) {
+                us_log_warn("delete task %s: %s", t->id, us_error_text(err));
+                err = us_error_free(err);
+        }
+        if (t->rootfs_mounted && shim_rootfs_unmount(t->bundle, &err) < 0) {
+                us_log_warn("delete task %s: %s", t->id, us_error_text(err));
+                err = us_error_free(err);
+        }
+        us_ttrpc_call_reply(call, &resp.base);
+
+        Containerd__Events__TaskDelete ev = CONTAINERD__EVENTS__TASK_DELETE__INIT;
+        ev.container_id = t->id;
+        ev.pid = (uint32_t)p->pid;
+        ev.exit_status = p->exit_status;
+        ev.exited_at = &ts;
+        ev.id = t->id;
+        shim_publish(shim, "/tasks/delete", &ev.base);
+
+        unlink_task(shim, t);
+        shim_task_free(t);
+        shim_maybe_exit(shim, false);
+}
+
+static Containerd__V1__Types__Status status_of(const struct shim_task *t,
+                                               const struct shim_process *p)
+{
+        switch (p->status) {
+        case SHIM_PROCESS_CREATED:
+                return CONTAINERD__V1__TYPES__STATUS__CREATED;
+        case SHIM_PROCESS_RUNNING:
+                return t->paused ? CONTAINERD__V1__TYPES__STATUS__PAUSED
+                                 : CONTAINERD__V1__TYPES__STATUS__RUNNING;
+        case SHIM_PROCESS_STOPPED:
+                return CONTAINERD__V1__TYPES__STATUS__STOPPED;
+        }
+        return CONTAINERD__V1__TYPES__STATUS__UNKNOWN;
+}
+
+static void handle_state(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
+                         void *userdata)
+{
+        struct shim *shim = userdata;
+        _cleanup_pb_ Containerd__Task__V2__StateRequest *req = NULL;
+        UNPACK(req, containerd__task__v2__state_request, call, payload, len);
+        struct shim_task *t = need_task(shim, call, req->id);
+        if (!t)
+                return;
+        struct shim_process *p = need_process(t, call, req->exec_id);
+        if (!p)
+                return;
+        Google__Protobuf__Timestamp ts = timestamp_of(&p->exited_at);
+        Containerd__Task__V2__StateResponse resp = CONTAINERD__TASK__V2__STATE_RESPONSE__INIT;
+        resp.id = t->id;
+        resp.bundle = t->bundle;
+        resp.pid = (uint32_t)p->pid;
+        resp.status = status_of(t, p);
+        resp.stdin = p->stdin_path;
+        resp.stdout = p->stdout_path;
+        resp.stderr = p->stderr_path;
+        resp.terminal = p->terminal;
+        resp.exit_status = p->exit_status;
+        if (p->status == SHIM_PROCESS_STOPPED)
+                resp.exited_at = &ts;
+        resp.exec_id = p->exec_id ? p->exec_id : (char *)"";
+        us_ttrpc_call_reply(call, &resp.base);
+}
+
+static void handle_kill(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
+                        void *userdata)
+{
+        struct shim *shim = userdata;
+        _cleanup_pb_ Containerd__Task__V2__KillRequest *req = NULL;
+        UNPACK(req, containerd__task__v2__kill_request, call, payload, len);
+        struct shim_task *t = need_task(shim, call, req->id);
+        if (!t)
+                return;
+        struct shim_process *p = need_process(t, call, req->exec_id);
+        if (!p)
+                return;
+        if (req->signal == 0 || req->signal >= (uint32_t)_NSIG) {
+                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "invalid signal %u",
+                                   req->signal);
+                return;
+        }
+        int sig = (int)req->signal;
+        if (p->exec_id) {
+                if (p->status != SHIM_PROCESS_RUNNING) {
+                        us_ttrpc_call_fail(call, US_GRPC_NOT_FOUND, "process already finished");
+                        return;
+                }
+                if (kill(p->pid, sig) < 0) {
+                        us_ttrpc_call_fail(call, US_GRPC_NOT_FOUND, "process already finished");
+                        return;
+                }
+                us_ttrpc_call_reply(call, NULL);
+                return;
+        }
+        if (p->status == SHIM_PROCESS_STOPPED && !req->all) {
+                us_ttrpc_call_fail(call, US_GRPC_NOT_FOUND, "process already finished");
+                return;
+        }
+        struct us_error *err = NULL;
+        int r = us_container_kill(t->container, sig, req->all, &err);
+        if (r == -ESRCH) {
+                us_error_free(err);
+                us_ttrpc_call_fail(call, US_GRPC_NOT_FOUND, "process already finished");
+                return;
+        }
+        if (r < 0) {
+                fail_with(call, r, err);
+                return;
+        }
+        us_ttrpc_call_reply(call, NULL);
+}
+
+static void handle_exec(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
+                        void *userdata)
+{
+        struct shim *shim = userdata;
+        _cleanup_pb_ Containerd__Task__V2__ExecProcessRequest *req = NULL;
+        UNPACK(req, containerd__task__v2__exec_process_request, call, payload, len);
+        struct shim_task *t = need_task(shim, call, req->id);
+        if (!t)
+                return;
+        if (!valid_id(req->exec_id)) {
+                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "invalid exec id \"%s\"",
+                                   req->exec_id);
+                return;
+        }
+        if (shim_task_process(t, req->exec_id)) {
+                us_ttrpc_call_fail(call, US_GRPC_ALREADY_EXISTS, "exec %s already exists",
+                                   req->exec_id);
+                return;
+        }
+        if (t->init.status == SHIM_PROCESS_STOPPED) {
+                us_ttrpc_call_fail(call, US_GRPC_FAILED_PRECONDITION,
+                                   "cannot exec in stopped task %s", t->id);
+                return;
+        }
+        if (!req->spec) {
+                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "exec %s has no process spec",
+                                   req->exec_id);
+                return;
+        }
+
+        struct us_error *err = NULL;
+        struct shim_process *p = calloc(1, sizeof(*p));
+        if (!p) {
+                us_ttrpc_call_fail(call, US_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+                return;
+        }
+        p->task = t;
+        p->terminal = req->terminal;
+        int r = 0;
+        if (copy_str(&p->exec_id, req->exec_id) < 0 || copy_str(&p->stdin_path, req->stdin) < 0 ||
+            copy_str(&p->stdout_path, req->stdout) < 0 ||
+            copy_str(&p->stderr_path, req->stderr) < 0)
+                r = us_errorf(&err, ENOMEM, "allocate exec");
+        if (r >= 0)
+                r = us_oci_process_parse((const char *)req->spec->value.data, req->spec->value.len,
+                                         &p->exec_spec, &err);
+        if (r >= 0)
+                r = shim_stdio_open(shim->loop, req->stdin, req->stdout, req->stderr,
+                                    req->terminal, &p->stdio, &p->stdio_fds, &err);
+        if (r < 0) {
+                us_error_wrap(&err, r, "exec %s in task %s", req->exec_id, t->id);
+                fail_with(call, r, err);
+                shim_process_free(p);
+                return;
+        }
+        p->status = SHIM_PROCESS_CREATED;
+        p->next = t->execs;
+        t->execs = p;
+        us_ttrpc_call_reply(call, NULL);
+
+        Containerd__Events__TaskExecAdded ev = CONTAINERD__EVENTS__TASK_EXEC_ADDED__INIT;
+        ev.container_id = t->id;
+        ev.exec_id = p->exec_id;
+        shim_publish(shim, "/tasks/exec-added", &ev.base);
+}
+
+static void handle_resize_pty(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
+                              void *userdata)
+{
+        struct shim *shim = userdata;
+        _cleanup_pb_ Containerd__Task__V2__ResizePtyRequest *req = NULL;
+        UNPACK(req, containerd__task__v2__resize_pty_request, call, payload, len);
+        struct shim_task *t = need_task(shim, call, req->id);
+        if (!t)
+                return;
+        struct shim_process *p = need_process(t, call, req->exec_id);
+        if (!p)
+                return;
+        struct us_error *err = NULL;
+        int r = p->stdio ? shim_stdio_resize(p->stdio, req->width, req->height, &err)
+                         : us_error_msg(&err, ENOTTY, "process has no terminal");
+        if (r < 0) {
+                fail_with(call, r, err);
+                return;
+        }
+        us_ttrpc_call_reply(call, NULL);
+}
+
+static void handle_close_io(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
+                            void *userdata)
+{
+        struct shim *shim = userdata;
+        _cleanup_pb_ Containerd__Task__V2__CloseIORequest *req = NULL;
+        UNPACK(req, containerd__task__v2__close_iorequest, call, payload, len);
+        struct shim_task *t = need_task(shim, call, req->id);
+        if (!t)
+                return;
+        struct shim_process *p = need_process(t, call, req->exec_id);
+        if (!p)
+                return;
+        if (req->stdin && p->stdio)
+                shim_stdio_close_stdin(p->stdio);
+        us_ttrpc_call_reply(call, NULL);
+}
+
+static void handle_pids(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
+                        void *userdata)
+{
+        struct shim *shim = userdata;
+        _cleanup_pb_ Containerd__Task__V2__PidsRequest *req = NULL;
+        UNPACK(req, containerd__task__v2__pids_request, call, payload, len);
+        struct shim_task *t = need_task(shim, call, req->id);
+        if (!t)
+                return;
+        struct us_error *err = NULL;
+        _cleanup_free_ pid_t *pids = NULL;
+        size_t n = 0;
+        struct us_cgroup *cg = us_container_cgroup(t->container);
+        int r = cg ? us_cgroup_pids(cg, &pids, &n, &err)
+                   : us_error_msg(&err, ENOENT, "task %s has no cgroup", t->id);
+        if (r < 0) {
+                fail_with(call, r, err);
+                return;
+        }
+        _cleanup_free_ Containerd__V1__Types__ProcessInfo *infos = calloc(n ? n : 1, sizeof(*infos));
+        _cleanup_free_ Containerd__V1__Types__ProcessInfo **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+        if (!infos || !ptrs) {
+                us_ttrpc_call_fail(call, US_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+                return;
+        }
+        for (size_t i = 0; i < n; i++) {
+                containerd__v1__types__process_info__init(&infos[i]);
+                infos[i].pid = (uint32_t)pids[i];
+                ptrs[i] = &infos[i];
+        }
+        Containerd__Task__V2__PidsResponse resp = CONTAINERD__TASK__V2__PIDS_RESPONSE__INIT;
+        resp.n_processes = n;
+        resp.processes = ptrs;
+        us_ttrpc_call_reply(call, &resp.base);
+}
+
+static void pause_or_resume(struct us_ttrpc_call *call, struct shim *shim, const char *id,
+                            bool pause)
+{
+        struct shim_task *t = need_task(shim, call, id);
+        if (!t)
+                return;
+        if (t->init.status != SHIM_PROCESS_RUNNING) {
+                us_ttrpc_call_fail(call, US_GRPC_FAILED_PRECONDITION, "task %s is not running",
+                                   t->id);
+                return;
+        }
+        struct us_error *err = NULL;
+        int r = pause ? us_container_pause(t->container, &err)
+                      : us_container_resume(t->container, &err);
+        if (r < 0) {
+                fail_with(call, r, err);
+                return;
+        }
+        t->paused = pause;
+        us_ttrpc_call_reply(call, NULL);
+        if (pause) {
+                Containerd__Events__TaskPaused ev = CONTAINERD__EVENTS__TASK_PAUSED__INIT;
+                ev.container_id = t->id;
+                shim_publish(shim, "/tasks/paused", &ev.base);
+        } else {
+                Containerd__Events__TaskResumed ev = CONTAINERD__EVENTS__TASK_RESUMED__INIT;
+                ev.container_id = t->id;
+                shim_publish(shim, "/tasks/resumed", &ev.base);
+        }
+}
+
+static void handle_pause(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
+                         void *userdata)
+{
+        _cleanup_pb_ Containerd__Task__V2__PauseRequest *req = NULL;
+        UNPACK(req, containerd__task__v2__pause_request, call, payload, len);
+        pause_or_resume(call, userdata, req->id, true);
+}
+
+static void handle_resume(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
+                          void *userdata)
+{
+        _cleanup_pb_ Containerd__Task__V2__ResumeRequest *req = NULL;
+        UNPACK(req, containerd__task__v2__resume_request, call, payload, len);
+        pause_or_resume(call, userdata, req->id, false);
+}
+
+static void handle_checkpoint(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
+                              void *userdata)
+{
+        (void)payload;
+        (void)len;
+        (void)userdata;
+        us_ttrpc_call_fail(call, US_GRPC_UNIMPLEMENTED, "checkpoint is not supported by unishim");
+}
+
+static void handle_update(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
+                          void *userdata)
+{
+        struct shim *shim = userdata;
+        _cleanup_pb_ Containerd__Task__V2__UpdateTaskRequest *req = NULL;
+        UNPACK(req, containerd__task__v2__update_task_request, call, payload, len);
+        struct shim_task *t = need_task(shim, call, req->id);
+        if (!t)
+                return;
+        if (!req->resources) {
+                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "update of task %s has no resources",
+                                   t->id);
+                return;
+        }
+        struct us_error *err = NULL;
+        struct us_oci_resources *res = NULL;
+        int r = us_oci_resources_parse((const char *)req->resources->value.data,
+                                       req->resources->value.len, &res, &err);
+        if (r >= 0)
+                r = us_container_update(t->container, res, &err);
+        us_oci_resources_free(res);
+        if (r < 0) {
+                us_error_wrap(&err, r, "update task %s", t->id);
+                fail_with(call, r, err);
+                return;
+        }
+        us_ttrpc_call_reply(call, NULL);
+}
+
+static void handle_wait(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
+                        void *userdata)
+{
+        struct shim *shim = userdata;
+        _cleanup_pb_ Containerd__Task__V2__WaitRequest *req = NULL;
+        UNPACK(req, containerd__task__v2__wait_request, call, payload, len);
+        struct shim_task *t = need_task(shim, call, req->id);
+        if (!t)
+                return;
+        struct shim_process *p = need_process(t, call, req->exec_id);
+        if (!p)
+                return;
+        shim_process_add_waiter(p, call);
+}
+
+static void handle_stats(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
+                         void *userdata)
+{
+        struct shim *shim = userdata;
+        _cleanup_pb_ Containerd__Task__V2__StatsRequest *req = NULL;
+        UNPACK(req, containerd__task__v2__stats_request, call, payload, len);
+        struct shim_task *t = need_task(shim, call, req->id);
+        if (!t)
+                return;
+        struct us_error *err = NULL;
+        Io__Containerd__Cgroups__V1__Metrics *m = NULL;
+        struct us_cgroup *cg = us_container_cgroup(t->container);
+        int r = cg ? us_cgroup_stats(cg, &m, &err)
+                   : us_error_msg(&err, ENOENT, "task %s has no cgroup", t->id);
+        if (r < 0) {
+                fail_with(call, r, err);
+                return;
+        }
+        size_t n = protobuf_c_message_get_packed_size(&m->base);
+        _cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
+        if (!buf) {
+                us_cgroup_stats_free(m);
+                us_ttrpc_call_fail(call, US_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+                return;
+        }
+        protobuf_c_message_pack(&m->base, buf);
+        us_cgroup_stats_free(m);
+        Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+        any.type_url = (char *)io__containerd__cgroups__v1__metrics__descriptor.name;
+        any.value.data = buf;
+        any.value.len = n;
+        Containerd__Task__V2__StatsResponse resp = CONTAINERD__TASK__V2__STATS_RESPONSE__INIT;
+        resp.stats = &any;
+        us_ttrpc_call_reply(call, &resp.base);
+}
+
+static void handle_connect(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
+                           void *userdata)
+{
+        struct shim *shim = userdata;
+        _cleanup_pb_ Containerd__Task__V2__ConnectRequest *req = NULL;
+        UNPACK(req, containerd__task__v2__connect_request, call, payload, len);
+        Containerd__Task__V2__ConnectResponse resp = CONTAINERD__TASK__V2__CONNECT_RESPONSE__INIT;
+        resp.shim_pid = (uint32_t)getpid();
+        struct shim_task *t = shim_task_find(shim, req->id);
+        if (t)
+                resp.task_pid = (uint32_t)t->init.pid;
+        resp.version = (char *)shim_version;
+        us_ttrpc_call_reply(call, &resp.base);
+}
+
+static void handle_shutdown(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
+                            void *userdata)
+{
+        struct shim *shim = userdata;
+        _cleanup_pb_ Containerd__Task__V2__ShutdownRequest *req = NULL;
+        UNPACK(req, containerd__task__v2__shutdown_request, call, payload, len);
+        us_ttrpc_call_reply(call, NULL);
+        /* Other tasks of the pod keep the shim alive; containerd asks for
+         * every task it deletes. */
+        shim_maybe_exit(shim, true);
+}
+
+static const struct {
+        const char *method;
+        us_ttrpc_method_fn fn;
+} task_methods[] = {
+        {"State", handle_state},   {"Create", handle_create},
+        {"Start", handle_start},   {"Delete", handle_delete},
+        {"Pids", handle_pids},     {"Pause", handle_pause},
+        {"Resume", handle_resume}, {"Checkpoint", handle_checkpoint},
+        {"Kill", handle_kill},     {"Exec", handle_exec},
+        {"ResizePty", handle_resize_pty}, {"CloseIO", handle_close_io},
+        {"Update", handle_update}, {"Wait", handle_wait},
+        {"Stats", handle_stats},   {"Connect", handle_connect},
+        {"Shutdown", handle_shutdown},
+};
+
+int shim_service_register(struct shim *shim, struct us_error **err)
+{
+        for (size_t i = 0; i < US_ELEMENTSOF(task_methods); i++) {
+                int r = us_ttrpc_server_register(shim->server, TASK_SERVICE,
+                                                 task_methods[i].method, task_methods[i].fn, shim,
+                                                 err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}

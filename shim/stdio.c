@@ -1,0 +1,342 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "stdio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+
+#define PUMP_BUFFER 16384
+
+/* Moves bytes src -> dst without ever blocking the loop: when dst is full,
+ * src is not read until dst drains. */
+struct pump {
+        struct us_loop *loop;
+        int src;
+        int dst;
+        struct us_loop_source *src_watch;
+        struct us_loop_source *dst_watch;
+        char *buf;
+        size_t start;
+        size_t end;
+        bool src_done;
+};
+
+struct shim_stdio {
+        struct us_loop *loop;
+        bool terminal;
+        int in_fifo;    /* shim side of the stdin FIFO */
+        int in_child;   /* stdin given to the process (pipe read end) */
+        int in_pipe_w;  /* shim side of that pipe */
+        int out_fifo;
+        int err_fifo;
+        int pty_master; /* terminal only */
+        struct pump *in_pump;
+        struct pump *out_pump;
+};
+
+static void pump_src_ready(struct us_loop_source *src, int fd, uint32_t events, void *userdata);
+static void pump_dst_ready(struct us_loop_source *src, int fd, uint32_t events, void *userdata);
+
+static struct pump *pump_free(struct pump *p)
+{
+        if (!p)
+                return NULL;
+        us_loop_source_remove(p->src_watch);
+        us_loop_source_remove(p->dst_watch);
+        us_close(p->src);
+        us_close(p->dst);
+        free(p->buf);
+        free(p);
+        return NULL;
+}
+
+/* Writes what is buffered; returns 1 when empty, 0 when dst is full, <0 on error. */
+static int pump_flush(struct pump *p)
+{
+        while (p->start < p->end) {
+                ssize_t n = write(p->dst, p->buf + p->start, p->end - p->start);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                return 0;
+                        return -errno;
+                }
+                p->start += (size_t)n;
+        }
+        p->start = p->end = 0;
+        return 1;
+}
+
+static void pump_stop(struct pump *p)
+{
+        /* Closing dst is what tells the reader "no more output". */
+        p->src_watch = us_loop_source_remove(p->src_watch);
+        p->dst_watch = us_loop_source_remove(p->dst_watch);
+        p->src = us_close(p->src);
+        p->dst = us_close(p->dst);
+        free(p->buf);
+        p->buf = NULL;
+}
+
+static void pump_step(struct pump *p)
+{
+        for (;;) {
+                int r = pump_flush(p);
+                if (r < 0) {
+                        pump_stop(p);
+                        return;
+                }
+                if (r == 0) {
+                        /* dst full: wait for it, stop reading src meanwhile. */
+                        if (!p->dst_watch &&
+                            us_loop_add_fd(p->loop, p->dst, EPOLLOUT, pump_dst_ready, p,
+                                           &p->dst_watch, NULL) < 0) {
+                                pump_stop(p);
+                                return;
+                        }
+                        if (p->src_watch)
+                                (void)us_loop_source_set_events(p->src_watch, 0, NULL);
+                        return;
+                }
+                p->dst_watch = us_loop_source_remove(p->dst_watch);
+                if (p->src_done) {
+                        pump_stop(p);
+                        return;
+                }
+                ssize_t n = read(p->src, p->buf, PUMP_BUFFER);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN) {
+                        if (p->src_watch)
+                                (void)us_loop_source_set_events(p->src_watch, EPOLLIN, NULL);
+                        return;
+                }
+                if (n <= 0) {
+                        /* EOF, or EIO from a pty master whose slave is gone. */
+                        p->src_done = true;
+                        continue;
+                }
+                p->end = (size_t)n;
+        }
+}
+
+static void pump_src_ready(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+        (void)src;
+        (void)fd;
+        (void)events;
+        pump_step(userdata);
+}
+
+static void pump_dst_ready(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+        (void)src;
+        (void)fd;
+        struct pump *p = userdata;
+        if (events & (EPOLLERR | EPOLLHUP)) {
+                pump_stop(p);
+                return;
+        }
+        pump_step(p);
+}
+
+static int set_nonblock(int fd, bool on)
+{
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0)
+                return -errno;
+        fl = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
+        return fcntl(fd, F_SETFL, fl) < 0 ? -errno : 0;
+}
+
+/* Takes src and dst. */
+static int pump_new(struct us_loop *loop, int src, int dst, struct pump **ret,
+                    struct us_error **err)
+{
+        _cleanup_close_ int s = src;
+        _cleanup_close_ int d = dst;
+        if (set_nonblock(s, true) < 0 || set_nonblock(d, true) < 0)
+                return us_errorf(err, errno, "set stdio non-blocking");
+        struct pump *p = calloc(1, sizeof(*p));
+        if (!p)
+                return us_errorf(err, ENOMEM, "allocate stdio pump");
+        p->buf = malloc(PUMP_BUFFER);
+        if (!p->buf) {
+                free(p);
+                return us_errorf(err, ENOMEM, "allocate stdio pump");
+        }
+        p->loop = loop;
+        p->src = TAKE_FD(s);
+        p->dst = TAKE_FD(d);
+        int r = us_loop_add_fd(loop, p->src, EPOLLIN, pump_src_ready, p, &p->src_watch, err);
+        if (r < 0) {
+                pump_free(p);
+                return r;
+        }
+        *ret = p;
+        return 0;
+}
+
+/* Opens a FIFO for writing without blocking the loop when nobody reads yet:
+ * non-blocking open, falling back to O_RDWR (which never blocks), then
+ * blocking mode for the process that inherits it. */
+static int open_out_fifo(const char *path, int *ret, struct us_error **err)
+{
+        int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0 && errno == ENXIO)
+                fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+                return us_errorf(err, errno, "open stdio fifo %s", path);
+        if (set_nonblock(fd, false) < 0) {
+                int r = us_errorf(err, errno, "open stdio fifo %s", path);
+                us_close(fd);
+                return r;
+        }
+        *ret = fd;
+        return 0;
+}
+
+int shim_stdio_open(struct us_loop *loop, const char *in, const char *out, const char *err_path,
+                    bool terminal, struct shim_stdio **ret, struct us_stdio *ret_fds,
+                    struct us_error **err)
+{
+        struct shim_stdio *s = calloc(1, sizeof(*s));
+        if (!s)
+                return us_errorf(err, ENOMEM, "allocate stdio");
+        *s = (struct shim_stdio){.loop = loop,
+                                 .terminal = terminal,
+                                 .in_fifo = -1,
+                                 .in_child = -1,
+                                 .in_pipe_w = -1,
+                                 .out_fifo = -1,
+                                 .err_fifo = -1,
+                                 .pty_master = -1};
+        int r = 0;
+        if (in && *in) {
+                /* O_RDWR: a FIFO without a writer yet would read as EOF. */
+                s->in_fifo = open(in, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+                if (s->in_fifo < 0) {
+                        r = us_errorf(err, errno, "open stdin fifo %s", in);
+                        goto fail;
+                }
+                if (!terminal) {
+                        int p[2];
+                        if (pipe2(p, O_CLOEXEC) < 0) {
+                                r = us_errorf(err, errno, "stdin pipe");
+                                goto fail;
+                        }
+                        s->in_child = p[0];
+                        s->in_pipe_w = p[1];
+                }
+        }
+        if (out && *out) {
+                r = open_out_fifo(out, &s->out_fifo, err);
+                if (r < 0)
+                        goto fail;
+        }
+        if (!terminal && err_path && *err_path) {
+                r = open_out_fifo(err_path, &s->err_fifo, err);
+                if (r < 0)
+                        goto fail;
+        }
+        *ret_fds = (struct us_stdio){.in = s->in_child, .out = s->out_fifo, .err = s->err_fifo};
+        *ret = s;
+        return 0;
+fail:
+        shim_stdio_free(s);
+        return r;
+}
+
+int shim_stdio_attach(struct shim_stdio *s, int pty_master, struct us_error **err)
+{
+        int r;
+        s->in_child = us_close(s->in_child);
+        if (!s->terminal) {
+                /* The process holds its own copies; ours would keep the
+                 * reader from ever seeing EOF. */
+                s->out_fifo = us_close(s->out_fifo);
+                s->err_fifo = us_close(s->err_fifo);
+                if (s->in_fifo >= 0) {
+                        r = pump_new(s->loop, TAKE_FD(s->in_fifo), TAKE_FD(s->in_pipe_w),
+                                     &s->in_pump, err);
+                        if (r < 0)
+                                return r;
+                }
+                return 0;
+        }
+
+        if (pty_master < 0)
+                return us_error_msg(err, EINVAL, "terminal requested but no pty");
+        s->pty_master = pty_master;
+        if (s->out_fifo >= 0) {
+                int m = fcntl(pty_master, F_DUPFD_CLOEXEC, 3);
+                if (m < 0)
+                        return us_errorf(err, errno, "dup pty master");
+                r = pump_new(s->loop, m, TAKE_FD(s->out_fifo), &s->out_pump, err);
+                if (r < 0)
+                        return r;
+        }
+        if (s->in_fifo >= 0) {
+                int m = fcntl(pty_master, F_DUPFD_CLOEXEC, 3);
+                if (m < 0)
+                        return us_errorf(err, errno, "dup pty master");
+                r = pump_new(s->loop, TAKE_FD(s->in_fifo), m, &s->in_pump, err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+void shim_stdio_close_stdin(struct shim_stdio *s)
+{
+        if (s->terminal) {
+                /* A pty has no half-close: send the EOF character instead. */
+                if (s->pty_master >= 0)
+                        (void)!write(s->pty_master, "\x04", 1);
+                return;
+        }
+        s->in_pump = pump_free(s->in_pump);
+        s->in_fifo = us_close(s->in_fifo);
+        s->in_pipe_w = us_close(s->in_pipe_w);
+}
+
+int shim_stdio_resize(struct shim_stdio *s, unsigned width, unsigned height,
+                      struct us_error **err)
+{
+        if (s->pty_master < 0)
+                return us_error_msg(err, ENOTTY, "process has no terminal");
+        struct winsize ws = {.ws_row = (unsigned short)height, .ws_col = (unsigned short)width};
+        if (ioctl(s->pty_master, TIOCSWINSZ, &ws) < 0)
+                return us_errorf(err, errno, "resize terminal");
+        return 0;
+}
+
+void shim_stdio_drain(struct shim_stdio *s)
+{
+        if (s->out_pump && s->out_pump->src >= 0)
+                pump_step(s->out_pump);
+}
+
+struct shim_stdio *shim_stdio_free(struct shim_stdio *s)
+{
+        if (!s)
+                return NULL;
+        pump_free(s->in_pump);
+        pump_free(s->out_pump);
+        us_close(s->in_fifo);
+        us_close(s->in_child);
+        us_close(s->in_pipe_w);
+        us_close(s->out_fifo);
+        us_close(s->err_fifo);
+        us_close(s->pty_master);
+        free(s);
+        return NULL;
+}

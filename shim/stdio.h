@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * A container process's stdio, between containerd's FIFOs and the process.
+ *
+ * Without a terminal, stdout/stderr FIFOs are handed to the process directly
+ * (zero copies, nothing buffered in the shim); stdin goes through a pipe so
+ * that CloseIO can give the process EOF. With a terminal, the shim pumps
+ * bytes between the FIFOs and the pty master in its event loop, never
+ * blocking on a slow reader.
+ */
+
+#include <stdbool.h>
+
+#include "engine.h"
+#include "error.h"
+#include "loop.h"
+
+struct shim_stdio;
+
+/* Opens the FIFOs (empty paths mean none) and fills *ret_fds with what the
+ * process gets (still owned by the stdio; -1 = /dev/null). */
+int shim_stdio_open(struct us_loop *loop, const char *in, const char *out, const char *err_path,
+                    bool terminal, struct shim_stdio **ret, struct us_stdio *ret_fds,
+                    struct us_error **err);
+
+/* After the process exists: drops the shim's copies of what the process
+ * now holds, and with a terminal starts pumping through pty_master (owned
+ * by the stdio from then on). */
+int shim_stdio_attach(struct shim_stdio *s, int pty_master, struct us_error **err);
+
+/* CloseIO: the process sees EOF on stdin. */
+void shim_stdio_close_stdin(struct shim_stdio *s);
+
+int shim_stdio_resize(struct shim_stdio *s, unsigned width, unsigned height,
+                      struct us_error **err);
+
+/* The process exited: copy what is left in the pty to stdout, non-blocking. */
+void shim_stdio_drain(struct shim_stdio *s);
+
+struct shim_stdio *shim_stdio_free(struct shim_stdio *s);
