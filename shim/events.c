@@ -51,7 +51,8 @@ struct shim_events *shim_events_free(struct shim_events *ev)
         return NULL;
 }
 
-static int forward(struct shim_events *ev, const Containerd__Services__Events__Ttrpc__V1__ForwardRequest *req,
+static int forward(struct shim_events *ev,
+                   const Containerd__Services__Events__Ttrpc__V1__ForwardRequest *req,
                    struct us_error **err)
 {
         if (!ev->client) {

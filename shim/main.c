@@ -31,7 +31,6 @@
 #include "task.h"
 #include "version.h"
 
-
 static int usage(const char *argv0)
 {
         fprintf(stderr,

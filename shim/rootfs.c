@@ -47,14 +47,10 @@ static const struct mount_flag mount_flags[] = {
 };
 
 static const struct mount_flag propagation_flags[] = {
-        {"private", false, MS_PRIVATE},
-        {"rprivate", false, MS_PRIVATE | MS_REC},
-        {"shared", false, MS_SHARED},
-        {"rshared", false, MS_SHARED | MS_REC},
-        {"slave", false, MS_SLAVE},
-        {"rslave", false, MS_SLAVE | MS_REC},
-        {"unbindable", false, MS_UNBINDABLE},
-        {"runbindable", false, MS_UNBINDABLE | MS_REC},
+        {"private", false, MS_PRIVATE},       {"rprivate", false, MS_PRIVATE | MS_REC},
+        {"shared", false, MS_SHARED},         {"rshared", false, MS_SHARED | MS_REC},
+        {"slave", false, MS_SLAVE},           {"rslave", false, MS_SLAVE | MS_REC},
+        {"unbindable", false, MS_UNBINDABLE}, {"runbindable", false, MS_UNBINDABLE | MS_REC},
 };
 
 int shim_mount_options(char *const *options, size_t n, unsigned long *ret_flags,
@@ -129,8 +125,7 @@ int shim_rootfs_mount(const char *bundle, Containerd__Types__Mount *const *mount
                 const Containerd__Types__Mount *m = mounts[i];
                 unsigned long flags, propagation;
                 _cleanup_free_ char *data = NULL;
-                r = shim_mount_options(m->options, m->n_options, &flags, &propagation, &data,
-                                       err);
+                r = shim_mount_options(m->options, m->n_options, &flags, &propagation, &data, err);
                 if (r < 0)
                         goto fail;
                 const char *type = m->type && *m->type ? m->type : NULL;

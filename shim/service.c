@@ -58,8 +58,8 @@ static bool valid_id(const char *id)
                 return false;
         for (size_t i = 0; i < n; i++) {
                 char c = id[i];
-                bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                             (c >= '0' && c <= '9');
+                bool alnum =
+                        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
                 if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-')))
                         return false;
         }
@@ -262,8 +262,7 @@ static void handle_create(struct us_ttrpc_call *call, const uint8_t *payload, si
                 return;
         }
         if (shim_task_find(shim, req->id)) {
-                us_ttrpc_call_fail(call, US_GRPC_ALREADY_EXISTS, "task %s already exists",
-                                   req->id);
+                us_ttrpc_call_fail(call, US_GRPC_ALREADY_EXISTS, "task %s already exists", req->id);
                 return;
         }
         if (shim->shutting_down) {
@@ -591,8 +590,8 @@ static void handle_exec(struct us_ttrpc_call *call, const uint8_t *payload, size
                 r = us_oci_process_parse((const char *)req->spec->value.data, req->spec->value.len,
                                          &p->exec_spec, &err);
         if (r >= 0)
-                r = shim_stdio_open(shim->loop, req->stdin, req->stdout, req->stderr,
-                                    req->terminal, &p->stdio, &p->stdio_fds, &err);
+                r = shim_stdio_open(shim->loop, req->stdin, req->stdout, req->stderr, req->terminal,
+                                    &p->stdio, &p->stdio_fds, &err);
         if (r < 0) {
                 us_error_wrap(&err, r, "exec %s in task %s", req->exec_id, t->id);
                 fail_with(call, r, err);
@@ -668,7 +667,8 @@ static void handle_pids(struct us_ttrpc_call *call, const uint8_t *payload, size
                 fail_with(call, r, err);
                 return;
         }
-        _cleanup_free_ Containerd__V1__Types__ProcessInfo *infos = calloc(n ? n : 1, sizeof(*infos));
+        _cleanup_free_ Containerd__V1__Types__ProcessInfo *infos =
+                calloc(n ? n : 1, sizeof(*infos));
         _cleanup_free_ Containerd__V1__Types__ProcessInfo **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
         if (!infos || !ptrs) {
                 us_ttrpc_call_fail(call, US_GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -751,8 +751,8 @@ static void handle_update(struct us_ttrpc_call *call, const uint8_t *payload, si
         if (!t)
                 return;
         if (!req->resources) {
-                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "update of task %s has no resources",
-                                   t->id);
+                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT,
+                                   "update of task %s has no resources", t->id);
                 return;
         }
         struct us_error *err = NULL;
@@ -852,23 +852,30 @@ static const struct {
         const char *method;
         us_ttrpc_method_fn fn;
 } task_methods[] = {
-        {"State", handle_state},   {"Create", handle_create},
-        {"Start", handle_start},   {"Delete", handle_delete},
-        {"Pids", handle_pids},     {"Pause", handle_pause},
-        {"Resume", handle_resume}, {"Checkpoint", handle_checkpoint},
-        {"Kill", handle_kill},     {"Exec", handle_exec},
-        {"ResizePty", handle_resize_pty}, {"CloseIO", handle_close_io},
-        {"Update", handle_update}, {"Wait", handle_wait},
-        {"Stats", handle_stats},   {"Connect", handle_connect},
+        {"State", handle_state},
+        {"Create", handle_create},
+        {"Start", handle_start},
+        {"Delete", handle_delete},
+        {"Pids", handle_pids},
+        {"Pause", handle_pause},
+        {"Resume", handle_resume},
+        {"Checkpoint", handle_checkpoint},
+        {"Kill", handle_kill},
+        {"Exec", handle_exec},
+        {"ResizePty", handle_resize_pty},
+        {"CloseIO", handle_close_io},
+        {"Update", handle_update},
+        {"Wait", handle_wait},
+        {"Stats", handle_stats},
+        {"Connect", handle_connect},
         {"Shutdown", handle_shutdown},
 };
 
 int shim_service_register(struct shim *shim, struct us_error **err)
 {
         for (size_t i = 0; i < US_ELEMENTSOF(task_methods); i++) {
-                int r = us_ttrpc_server_register(shim->server, TASK_SERVICE,
-                                                 task_methods[i].method, task_methods[i].fn, shim,
-                                                 err);
+                int r = us_ttrpc_server_register(shim->server, TASK_SERVICE, task_methods[i].method,
+                                                 task_methods[i].fn, shim, err);
                 if (r < 0)
                         return r;
         }

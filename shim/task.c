@@ -210,4 +210,3 @@ void shim_maybe_exit(struct shim *shim, bool now)
                         us_error_free(err);
         }
 }
-

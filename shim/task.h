@@ -13,7 +13,7 @@
 
 #include "engine.h"
 #include "shim.h"
-#include "stdio.h"
+#include "task-io.h"
 #include "ttrpc.h"
 
 enum shim_process_status {
@@ -40,9 +40,9 @@ struct shim_process {
         char *stderr_path;
         bool terminal;
         struct shim_stdio *stdio;
-        struct us_stdio stdio_fds;         /* what the process gets */
-        struct us_oci_process *exec_spec;  /* exec only, until started */
-        struct shim_waiter *waiters;       /* pending Wait calls */
+        struct us_stdio stdio_fds;        /* what the process gets */
+        struct us_oci_process *exec_spec; /* exec only, until started */
+        struct shim_waiter *waiters;      /* pending Wait calls */
 };
 
 struct shim_task {

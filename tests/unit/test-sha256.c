@@ -32,7 +32,8 @@ static void containerd_socket_name(void **state)
         const char *s = "/run/containerd/containerd.sock/default/t1";
         char hex[65];
         us_sha256_hex(s, strlen(s), hex);
-        assert_string_equal(hex, "df6a0c5cd2e9a1a16d9a3f2447365d9fc6021bc1d3d9a4caa2f5b2c4f773758f");
+        assert_string_equal(hex,
+                            "df6a0c5cd2e9a1a16d9a3f2447365d9fc6021bc1d3d9a4caa2f5b2c4f773758f");
 }
 
 int main(void)

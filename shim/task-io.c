@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "stdio.h"
+#include "task-io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,9 +31,9 @@ struct pump {
 struct shim_stdio {
         struct us_loop *loop;
         bool terminal;
-        int in_fifo;    /* shim side of the stdin FIFO */
-        int in_child;   /* stdin given to the process (pipe read end) */
-        int in_pipe_w;  /* shim side of that pipe */
+        int in_fifo;   /* shim side of the stdin FIFO */
+        int in_child;  /* stdin given to the process (pipe read end) */
+        int in_pipe_w; /* shim side of that pipe */
         int out_fifo;
         int err_fifo;
         int pty_master; /* terminal only */
@@ -308,8 +308,7 @@ void shim_stdio_close_stdin(struct shim_stdio *s)
         s->in_pipe_w = us_close(s->in_pipe_w);
 }
 
-int shim_stdio_resize(struct shim_stdio *s, unsigned width, unsigned height,
-                      struct us_error **err)
+int shim_stdio_resize(struct shim_stdio *s, unsigned width, unsigned height, struct us_error **err)
 {
         if (s->pty_master < 0)
                 return us_error_msg(err, ENOTTY, "process has no terminal");

@@ -33,8 +33,7 @@ int shim_stdio_attach(struct shim_stdio *s, int pty_master, struct us_error **er
 /* CloseIO: the process sees EOF on stdin. */
 void shim_stdio_close_stdin(struct shim_stdio *s);
 
-int shim_stdio_resize(struct shim_stdio *s, unsigned width, unsigned height,
-                      struct us_error **err);
+int shim_stdio_resize(struct shim_stdio *s, unsigned width, unsigned height, struct us_error **err);
 
 /* The process exited: copy what is left in the pty to stdout, non-blocking. */
 void shim_stdio_drain(struct shim_stdio *s);
