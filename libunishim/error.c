@@ -14,8 +14,8 @@ static int normalize(int errnum)
         return errnum == 0 ? EIO : errnum;
 }
 
-static int set_error(struct us_error **err, int errnum, bool with_strerror, const char *fmt,
-                     va_list ap)
+__attribute__((format(printf, 4, 0))) static int
+set_error(struct us_error **err, int errnum, bool with_strerror, const char *fmt, va_list ap)
 {
         errnum = normalize(errnum);
         if (!err || *err)
