@@ -295,17 +295,22 @@ static int do_mount(struct engine_init_ctx *ctx, int rootfd, const struct us_oci
                 const char *src = m->source ? m->source : type;
                 if (mount(src, target, type, o.flags, o.data[0] ? o.data : NULL) < 0) {
                         int e = errno;
-                        /* sysfs needs a net ns owned by our user ns; runc
-                         * falls back to the host's /sys, read-only. */
-                        if (strcmp(type, "sysfs") == 0 && ctx->in_userns &&
-                            (e == EPERM || e == EBUSY) &&
-                            mount("/sys", target, NULL, MS_BIND | MS_REC, NULL) == 0) {
+                        /* sysfs needs a net ns owned by our user ns, mqueue
+                         * an ipc ns: like runc, fall back to binding the
+                         * host's, read-only for sysfs. */
+                        const char *fallback = strcmp(type, "sysfs") == 0    ? "/sys"
+                                               : strcmp(type, "mqueue") == 0 ? "/dev/mqueue"
+                                                                             : NULL;
+                        if (fallback && ctx->in_userns && (e == EPERM || e == EBUSY) &&
+                            mount(fallback, target, NULL, MS_BIND | MS_REC, NULL) == 0) {
                                 tfd = us_close(tfd);
                                 tfd = root_open(rootfd, dest, O_PATH);
                                 if (tfd < 0)
                                         return us_errorf(err, -tfd, "reopen %s", dest);
                                 fd_path(tfd, target, sizeof(target));
-                                return bind_remount(target, o.flags | MS_RDONLY, dest, err);
+                                return bind_remount(target,
+                                                    o.flags | (fallback[1] == 's' ? MS_RDONLY : 0),
+                                                    dest, err);
                         }
                         return us_errorf(err, e, "mount %s on %s", type, dest);
                 }

@@ -140,6 +140,10 @@ static int group_setup(void **state)
         snprintf(E.tmp, sizeof(E.tmp), "/tmp/unishim-engine-XXXXXX");
         if (!mkdtemp(E.tmp))
                 return -1;
+        /* A user-namespaced container's root (an unmapped uid) must be able
+         * to reach its rootfs. */
+        if (chmod(E.tmp, 0755) < 0)
+                return -1;
         snprintf(E.rootfs, sizeof(E.rootfs), "%s/rootfs", E.tmp);
         char p[256];
         const char *dirs[] = {"", "/bin", "/proc", "/sys", "/dev", "/tmp", "/etc"};
@@ -183,6 +187,10 @@ static const char *default_caps = "\"CAP_CHOWN\",\"CAP_DAC_OVERRIDE\",\"CAP_FSET
                                   "\"CAP_SETFCAP\",\"CAP_SETPCAP\",\"CAP_NET_BIND_SERVICE\","
                                   "\"CAP_SYS_CHROOT\",\"CAP_KILL\",\"CAP_AUDIT_WRITE\"";
 
+#define DEFAULT_NS                                                                                 \
+        "[{\"type\":\"pid\"},{\"type\":\"ipc\"},{\"type\":\"uts\"},{\"type\":\"mount\"},"          \
+        "{\"type\":\"network\"}]"
+
 struct spec_opts {
         const char *args; /* JSON array */
         const char *id;   /* for the cgroup path */
@@ -194,6 +202,9 @@ struct spec_opts {
         bool terminal;
         const char *resources;    /* JSON object or NULL */
         const char *extra_mounts; /* ",{...}" or NULL */
+        const char *namespaces;   /* JSON array or NULL for pid,ipc,uts,mount,network */
+        const char *linux_extra;  /* ",\"key\":..." inside "linux" */
+        const char *top_extra;    /* ",\"key\":..." at the top level */
 };
 
 static struct us_oci_spec *make_spec(const struct spec_opts *o)
@@ -227,16 +238,17 @@ static struct us_oci_spec *make_spec(const struct spec_opts *o)
                 "{\"destination\":\"/etc/hostname-bind\",\"type\":\"bind\","
                 "\"source\":\"/etc/hostname\",\"options\":[\"rbind\",\"ro\",\"nosuid\"]}%s"
                 "],"
-                "\"linux\":{\"namespaces\":[{\"type\":\"pid\"},{\"type\":\"ipc\"},"
-                "{\"type\":\"uts\"},{\"type\":\"mount\"},{\"type\":\"network\"}],"
+                "\"linux\":{\"namespaces\":%s,"
                 "\"cgroupsPath\":\"" CGROUP_PREFIX "/%s\","
                 "\"resources\":%s,"
                 "\"maskedPaths\":[\"/proc/kcore\",\"/proc/keys\",\"/sys/firmware\"],"
-                "\"readonlyPaths\":[\"/proc/sys\",\"/proc/sysrq-trigger\"]}}",
+                "\"readonlyPaths\":[\"/proc/sys\",\"/proc/sysrq-trigger\"]%s}%s}",
                 o->terminal ? "true" : "false", o->user ? o->user : "{\"uid\":0,\"gid\":0}",
                 o->args, o->env ? o->env : "[\"PATH=/bin\"]", o->cwd ? o->cwd : "/", caps, caps,
                 caps, o->readonly ? "true" : "false", o->hostname ? o->hostname : "engine",
-                o->extra_mounts ? o->extra_mounts : "", o->id, o->resources ? o->resources : "{}");
+                o->extra_mounts ? o->extra_mounts : "", o->namespaces ? o->namespaces : DEFAULT_NS,
+                o->id, o->resources ? o->resources : "{}", o->linux_extra ? o->linux_extra : "",
+                o->top_extra ? o->top_extra : "");
         assert_true(n > 0);
         struct us_oci_spec *spec = NULL;
         struct us_error *err = NULL;
@@ -708,6 +720,243 @@ static void cleanup_bundle_missing_is_ok(void **state)
         err = us_error_free(err);
 }
 
+static void joined_namespaces_like_a_pod(void **state)
+{
+        (void)state;
+        REQUIRE_ENV();
+        struct run sandbox;
+        struct spec_opts so = {.id = "sandbox", .args = "[\"sleep\",\"100\"]", .hostname = "pod-1"};
+        create_container(&so, &sandbox);
+        start_container(&sandbox);
+
+        char ns[1024];
+        int p = (int)sandbox.pid;
+        snprintf(ns, sizeof(ns),
+                 "[{\"type\":\"pid\",\"path\":\"/proc/%d/ns/pid\"},"
+                 "{\"type\":\"ipc\",\"path\":\"/proc/%d/ns/ipc\"},"
+                 "{\"type\":\"uts\",\"path\":\"/proc/%d/ns/uts\"},"
+                 "{\"type\":\"network\",\"path\":\"/proc/%d/ns/net\"},{\"type\":\"mount\"}]",
+                 p, p, p, p);
+        struct spec_opts o = {.id = "member",
+                              .args = "[\"sh\",\"-c\",\"cat /proc/1/cmdline; echo; hostname\"]",
+                              .hostname = "pod-1",
+                              .namespaces = ns};
+        char out[512];
+        struct run run;
+        create_container(&o, &run);
+        /* init went through an intermediate that setns'd into the pid ns. */
+        assert_true(run.pid != sandbox.pid);
+        start_container(&run);
+        size_t n = read_all(run.out, out, sizeof(out), 5000);
+        int status = wait_exit(run.pid, 5000);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        for (size_t i = 0; i < n; i++)
+                if (!out[i])
+                        out[i] = ' ';
+        assert_string_equal(out, "sleep 100 \npod-1\n");
+        destroy_container(&run);
+        destroy_container(&sandbox);
+}
+
+#define USERNS_MAPS                                                                                \
+        ",\"uidMappings\":[{\"containerID\":0,\"hostID\":100000,\"size\":65536}],"                 \
+        "\"gidMappings\":[{\"containerID\":0,\"hostID\":100000,\"size\":65536}]"
+
+static void user_namespace(void **state)
+{
+        (void)state;
+        REQUIRE_ENV();
+        char out[512];
+        struct spec_opts o = {
+                .id = "userns",
+                .args = "[\"sh\",\"-c\",\"id -u; cat /proc/self/uid_map; ls -ln /bin/busybox; "
+                        "cat /dev/null && echo devnull-ok\"]",
+                .namespaces = "[{\"type\":\"user\"},{\"type\":\"pid\"},{\"type\":\"ipc\"},"
+                              "{\"type\":\"uts\"},{\"type\":\"mount\"},{\"type\":\"network\"}]",
+                .linux_extra = USERNS_MAPS};
+        int status = run_to_exit(&o, out, sizeof(out));
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        assert_int_equal(strncmp(out, "0\n", 2), 0);
+        assert_non_null(strstr(out, "100000"));
+        assert_non_null(strstr(out, "65534")); /* host root is unmapped */
+        assert_non_null(strstr(out, "devnull-ok"));
+}
+
+static void user_namespace_with_joined_netns(void **state)
+{
+        (void)state;
+        REQUIRE_ENV();
+        struct run sandbox;
+        struct spec_opts so = {.id = "netsandbox", .args = "[\"sleep\",\"100\"]"};
+        create_container(&so, &sandbox);
+        start_container(&sandbox);
+        char ns[1024];
+        snprintf(ns, sizeof(ns),
+                 "[{\"type\":\"user\"},{\"type\":\"pid\"},{\"type\":\"mount\"},{\"type\":\"ipc\"},{"
+                 "\"type\":\"uts\"},"
+                 "{\"type\":\"network\",\"path\":\"/proc/%d/ns/net\"}]",
+                 (int)sandbox.pid);
+        char want[64], out[512];
+        snprintf(want, sizeof(want), "net:[");
+        struct spec_opts o = {.id = "usernet",
+                              .args = "[\"sh\",\"-c\",\"id -u; echo $$; ls /sys/class/net\"]",
+                              .namespaces = ns,
+                              .linux_extra = USERNS_MAPS};
+        int status = run_to_exit(&o, out, sizeof(out));
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        assert_int_equal(strncmp(out, "0\n1\n", 4), 0);
+        assert_non_null(strstr(out, "lo"));
+        destroy_container(&sandbox);
+}
+
+static bool file_contains(const char *path, const char *needle)
+{
+        char buf[4096];
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        if (n < 0)
+                return false;
+        buf[n] = 0;
+        return strstr(buf, needle) != NULL;
+}
+
+static void hooks(void **state)
+{
+        (void)state;
+        REQUIRE_ENV();
+        char top[2048];
+        snprintf(top, sizeof(top),
+                 ",\"hooks\":{"
+                 "\"createRuntime\":[{\"path\":\"/bin/sh\",\"args\":[\"sh\",\"-c\",\"cat > "
+                 "%s/create-runtime\"]}],"
+                 "\"createContainer\":[{\"path\":\"/bin/sh\",\"args\":[\"sh\",\"-c\",\"cat > "
+                 "%s/create-container\"]}],"
+                 "\"startContainer\":[{\"path\":\"/bin/sh\",\"args\":[\"sh\",\"-c\",\"cat > "
+                 "/tmp/start-container\"]}],"
+                 "\"poststart\":[{\"path\":\"/bin/sh\",\"args\":[\"sh\",\"-c\",\"cat > "
+                 "%s/poststart\"]}],"
+                 "\"poststop\":[{\"path\":\"/bin/sh\",\"args\":[\"sh\",\"-c\",\"cat > "
+                 "%s/poststop\"],\"timeout\":5}]}",
+                 E.tmp, E.tmp, E.tmp, E.tmp);
+        char out[256];
+        struct spec_opts o = {.id = "hooks", .args = "[\"true\"]", .top_extra = top};
+        int status = run_to_exit(&o, out, sizeof(out));
+        assert_true(WIFEXITED(status));
+        char p[256];
+        snprintf(p, sizeof(p), "%s/create-runtime", E.tmp);
+        assert_true(file_contains(p, "\"status\":\"creating\""));
+        assert_true(file_contains(p, "\"id\":\"hooks\""));
+        assert_true(file_contains(p, "\"pid\":"));
+        snprintf(p, sizeof(p), "%s/create-container", E.tmp);
+        assert_true(file_contains(p, "\"id\":\"hooks\""));
+        snprintf(p, sizeof(p), "%s/tmp/start-container", E.rootfs);
+        assert_true(file_contains(p, "\"status\":\"created\""));
+        snprintf(p, sizeof(p), "%s/poststart", E.tmp);
+        assert_true(file_contains(p, "\"status\":\"running\""));
+        snprintf(p, sizeof(p), "%s/poststop", E.tmp);
+        assert_true(file_contains(p, "\"status\":\"stopped\""));
+}
+
+static void failing_hook_fails_create(void **state)
+{
+        (void)state;
+        REQUIRE_ENV();
+        struct spec_opts o = {.id = "badhook",
+                              .args = "[\"true\"]",
+                              .top_extra = ",\"hooks\":{\"createRuntime\":[{\"path\":\"/bin/sh\","
+                                           "\"args\":[\"sh\",\"-c\",\"echo nope >&2; exit "
+                                           "3\"]}]}"};
+        struct us_container_config cfg = {
+                .id = o.id, .bundle = E.tmp, .rootfs = E.rootfs, .spec = make_spec(&o)};
+        cfg.stdio = (struct us_stdio){-1, -1, -1};
+        struct us_container *c = NULL;
+        struct us_error *err = NULL;
+        assert_true(us_container_create(&cfg, &c, NULL, &err) < 0);
+        assert_string_equal(us_error_text(err), "create container badhook: createRuntime hook: "
+                                                "hook /bin/sh exited with 3: nope");
+        err = us_error_free(err);
+        us_oci_spec_free(cfg.spec);
+        assert_false(cgroup_dir_exists("pids", "badhook"));
+        assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+}
+
+static void seccomp_filter(void **state)
+{
+        (void)state;
+        REQUIRE_ENV();
+        char out[256];
+        struct spec_opts o = {
+                .id = "seccomp",
+                .args = "[\"sh\",\"-c\",\"mkdir /tmp/x 2>/dev/null || echo denied; echo ok\"]",
+                .linux_extra = ",\"seccomp\":{\"defaultAction\":\"SCMP_ACT_ALLOW\","
+                               "\"syscalls\":[{\"names\":[\"mkdir\",\"mkdirat\"],"
+                               "\"action\":\"SCMP_ACT_ERRNO\",\"errnoRet\":1}]}"};
+        run_to_exit(&o, out, sizeof(out));
+        assert_string_equal(out, "denied\nok\n");
+}
+
+static void sysctls(void **state)
+{
+        (void)state;
+        REQUIRE_ENV();
+        char out[256];
+        struct spec_opts o = {.id = "sysctl",
+                              .args = "[\"cat\",\"/proc/sys/net/ipv4/ip_forward\"]",
+                              .linux_extra = ",\"sysctl\":{\"net.ipv4.ip_forward\":\"1\"}"};
+        run_to_exit(&o, out, sizeof(out));
+        assert_string_equal(out, "1\n");
+
+        struct spec_opts bad = {.id = "badsysctl",
+                                .args = "[\"true\"]",
+                                .linux_extra = ",\"sysctl\":{\"kernel.panic\":\"1\"}"};
+        struct us_container_config cfg = {
+                .id = bad.id, .bundle = E.tmp, .rootfs = E.rootfs, .spec = make_spec(&bad)};
+        cfg.stdio = (struct us_stdio){-1, -1, -1};
+        struct us_container *c = NULL;
+        struct us_error *err = NULL;
+        assert_true(us_container_create(&cfg, &c, NULL, &err) < 0);
+        assert_non_null(strstr(us_error_text(err), "sysctl kernel.panic is not namespaced"));
+        err = us_error_free(err);
+        us_oci_spec_free(cfg.spec);
+}
+
+static void exec_with_terminal(void **state)
+{
+        (void)state;
+        REQUIRE_ENV();
+        struct run run;
+        struct spec_opts o = {.id = "exectty", .args = "[\"sleep\",\"100\"]"};
+        create_container(&o, &run);
+        start_container(&run);
+        struct us_oci_process *proc = NULL;
+        struct us_error *err = NULL;
+        const char *pj = "{\"terminal\":true,\"consoleSize\":{\"height\":33,\"width\":111},"
+                         "\"args\":[\"sh\",\"-c\",\"tty; stty size\"],\"env\":[\"PATH=/bin\"],"
+                         "\"cwd\":\"/\",\"user\":{\"uid\":0,\"gid\":0}}";
+        if (us_oci_process_parse(pj, strlen(pj), &proc, &err) < 0)
+                fail_msg("parse process: %s", us_error_text(err));
+        struct us_stdio io = {-1, -1, -1};
+        pid_t pid = 0;
+        int pty = -1;
+        if (us_container_exec(run.c, proc, &io, &pid, &pty, &err) < 0)
+                fail_msg("exec: %s", us_error_text(err));
+        us_oci_process_free(proc);
+        assert_true(pty >= 0);
+        char out[256];
+        read_all(pty, out, sizeof(out), 5000);
+        us_close(pty);
+        int status = wait_exit(pid, 5000);
+        assert_true(WIFEXITED(status));
+        assert_non_null(strstr(out, "/dev/pts/"));
+        assert_non_null(strstr(out, "33 111"));
+        destroy_container(&run);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -727,6 +976,14 @@ int main(void)
                 cmocka_unit_test(terminal_mode),
                 cmocka_unit_test(destroy_unstarted),
                 cmocka_unit_test(cleanup_bundle_missing_is_ok),
+                cmocka_unit_test(joined_namespaces_like_a_pod),
+                cmocka_unit_test(user_namespace),
+                cmocka_unit_test(user_namespace_with_joined_netns),
+                cmocka_unit_test(hooks),
+                cmocka_unit_test(failing_hook_fails_create),
+                cmocka_unit_test(seccomp_filter),
+                cmocka_unit_test(sysctls),
+                cmocka_unit_test(exec_with_terminal),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
