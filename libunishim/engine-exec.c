@@ -78,9 +78,7 @@ _Noreturn static void exec_child_main(struct exec_child_ctx *ctx)
         const struct us_oci_process *p = ctx->opts.p;
         int r;
 
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
+        engine_child_reset_signals();
 
         struct engine_msg *m = malloc(sizeof(*m));
         if (!m)
@@ -120,6 +118,7 @@ _Noreturn static void exec_child_main(struct exec_child_ctx *ctx)
         if (r < 0)
                 engine_child_fail(sync_fd, r, err);
         devnull = us_close(devnull);
+        engine_close_fds_except(&sync_fd, 1);
         if ((r = engine_set_rlimits(p, &err)) < 0 ||
             (r = engine_process_prepare(&ctx->opts, &err)) < 0)
                 engine_child_fail(sync_fd, r, err);

@@ -123,9 +123,7 @@ static int run_hook(const struct us_oci_hook *h, const char *state, struct us_er
                         _exit(126);
                 char *argv_default[] = {h->path, NULL};
                 char *env_default[] = {NULL};
-                sigset_t all;
-                sigemptyset(&all);
-                sigprocmask(SIG_SETMASK, &all, NULL);
+                engine_child_reset_signals();
                 execve(h->path, h->args && h->args[0] ? h->args : argv_default,
                        h->env ? h->env : env_default);
                 dprintf(2, "exec %s: %s", h->path, strerror(errno));

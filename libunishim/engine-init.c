@@ -80,9 +80,7 @@ _Noreturn void engine_init_main(struct engine_init_ctx *ctx)
                 engine_child_fail(sync_fd, -ENOMEM, NULL);
         /* The caller may block signals for its own loop (signalfd): start
          * from a clean mask, as runc's init does. */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
+        engine_child_reset_signals();
 
         /* The parent enters us into the cgroup, then says go. */
         if ((r = wait_for(sync_fd, ENGINE_MSG_GO, m, &err)) < 0)
@@ -98,6 +96,8 @@ _Noreturn void engine_init_main(struct engine_init_ctx *ctx)
                 engine_child_fail(sync_fd, us_errorf(&err, errno, "setsid"), err);
         if (!proc->terminal && (r = engine_setup_stdio(&ctx->cfg->stdio, devnull, &err)) < 0)
                 engine_child_fail(sync_fd, r, err);
+        int keep[] = {sync_fd, devnull};
+        engine_close_fds_except(keep, US_ELEMENTSOF(keep));
         if ((r = engine_set_rlimits(proc, &err)) < 0 ||
             (r = engine_set_oom_score_adj(proc, &err)) < 0)
                 engine_child_fail(sync_fd, r, err);

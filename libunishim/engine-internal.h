@@ -109,6 +109,10 @@ int engine_set_oom_score_adj(const struct us_oci_process *p, struct us_error **e
 int engine_process_prepare(const struct engine_proc_opts *o, struct us_error **err);
 /* seccomp (if nnp), cloexec on all fds > 2, execve. Returns only on failure. */
 int engine_process_exec(const struct engine_proc_opts *o, struct us_error **err);
+/* In a child: default signal dispositions, empty mask. */
+void engine_child_reset_signals(void);
+/* In a child: closes every fd >= 3 not in keep. */
+void engine_close_fds_except(const int *keep, size_t n);
 /* stdio: dup the given fds (or /dev/null, opened before) onto 0/1/2. */
 int engine_setup_stdio(const struct us_stdio *s, int devnull, struct us_error **err);
 

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <signal.h>
 #include <linux/capability.h>
 #include <linux/close_range.h>
 #include <stdio.h>
@@ -280,4 +281,36 @@ int engine_setup_stdio(const struct us_stdio *s, int devnull, struct us_error **
                 us_close(tmp[i]);
         }
         return 0;
+}
+
+void engine_child_reset_signals(void)
+{
+        /* Ignored signals stay ignored across execve: a caller that ignores
+         * SIGPIPE must not pass that on to the container. */
+        for (int sig = 1; sig < NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP)
+                        (void)signal(sig, SIG_DFL);
+        sigset_t none;
+        sigemptyset(&none);
+        (void)sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+void engine_close_fds_except(const int *keep, size_t n)
+{
+        /* Close early what the child inherited from the caller (other
+         * containers' stdio, sockets): close-on-exec alone would keep them
+         * open until the user process starts. */
+        unsigned int from = 3;
+        for (;;) {
+                unsigned int next = ~0U;
+                for (size_t i = 0; i < n; i++)
+                        if (keep[i] >= (int)from && (unsigned int)keep[i] < next)
+                                next = (unsigned int)keep[i];
+                if (next > from &&
+                    syscall(SYS_close_range, from, next == ~0U ? ~0U : next - 1, 0) < 0)
+                        return; /* old kernel: close-on-exec still applies */
+                if (next == ~0U)
+                        return;
+                from = next + 1;
+        }
 }

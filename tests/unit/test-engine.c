@@ -957,6 +957,25 @@ static void exec_with_terminal(void **state)
         destroy_container(&run);
 }
 
+static void cgroup_mount(void **state)
+{
+        (void)state;
+        REQUIRE_ENV();
+        char out[1024];
+        struct spec_opts o = {
+                .id = "cgmount",
+                .args = "[\"sh\",\"-c\",\"cat /sys/fs/cgroup/pids/pids.max; ls /sys/fs/cgroup\"]",
+                .resources = "{\"pids\":{\"limit\":7}}",
+                .extra_mounts = ",{\"destination\":\"/sys/fs/cgroup\",\"type\":\"cgroup\","
+                                "\"source\":\"cgroup\",\"options\":[\"nosuid\",\"noexec\","
+                                "\"nodev\",\"relatime\",\"ro\"]}"};
+        int status = run_to_exit(&o, out, sizeof(out));
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        assert_int_equal(strncmp(out, "7\n", 2), 0);
+        assert_non_null(strstr(out, "memory"));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -984,6 +1003,7 @@ int main(void)
                 cmocka_unit_test(seccomp_filter),
                 cmocka_unit_test(sysctls),
                 cmocka_unit_test(exec_with_terminal),
+                cmocka_unit_test(cgroup_mount),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
