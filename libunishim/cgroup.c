@@ -1142,6 +1142,37 @@ int us_cgroup_oom_count(struct us_cgroup *cg, uint64_t *ret, struct us_error **e
         return 0;
 }
 
+int us_cgroup_oom_event(struct us_cgroup *cg, int fd, uint64_t *last_count, bool *ret_oom,
+                        struct us_error **err)
+{
+        uint8_t buf[4096]; /* an eventfd counter, or inotify records */
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+                return us_errorf(err, errno, "read OOM notification of %s", cg->path);
+
+        const char *d = us_cg_v1_dir(cg, US_CG_MEMORY);
+        if (d) {
+                _cleanup_free_ char *text = NULL;
+                /* Gone: the notification was the cgroup's removal. */
+                if (us_cg_read(d, "memory.oom_control", &text, NULL) < 0) {
+                        *ret_oom = false;
+                        return 0;
+                }
+                uint64_t v = 0;
+                if (us_cg_find_key(text, "oom_kill", &v) == 0 && v > *last_count)
+                        *last_count = v;
+                *ret_oom = n > 0;
+                return 0;
+        }
+        uint64_t count = 0;
+        int r = us_cgroup_oom_count(cg, &count, err);
+        if (r < 0)
+                return r;
+        *ret_oom = count > *last_count;
+        *last_count = count;
+        return 0;
+}
+
 /* ---- the container's view: mounts ---- */
 
 static int bind_one(const char *src, const char *dst, bool readonly, struct us_error **err)

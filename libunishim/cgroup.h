@@ -73,6 +73,16 @@ void us_cgroup_stats_free(struct _Io__Containerd__Cgroups__V1__Metrics *m);
 int us_cgroup_oom_fd(struct us_cgroup *cg, int *ret_fd, struct us_error **err);
 int us_cgroup_oom_count(struct us_cgroup *cg, uint64_t *ret, struct us_error **err);
 
+/* Call when the fd from us_cgroup_oom_fd() is readable: consumes the
+ * notification and sets *ret_oom when it means an OOM kill. *last_count is
+ * the oom_kill count seen so far (start with us_cgroup_oom_count()); it is
+ * updated. On v1 the eventfd fires when the OOM starts, before the kill is
+ * counted, and also when the cgroup is removed: an event on a cgroup that
+ * still exists is an OOM. On v2 memory.events changes for many reasons: only
+ * a grown oom_kill count is an OOM. */
+int us_cgroup_oom_event(struct us_cgroup *cg, int fd, uint64_t *last_count, bool *ret_oom,
+                        struct us_error **err);
+
 /* Mounts the container's view of cgroups at dest (an absolute host path
  * inside the container rootfs, e.g. <rootfs>/sys/fs/cgroup), the way runc
  * does for a "cgroup" mount: a tmpfs with each v1 hierarchy's own cgroup

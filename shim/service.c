@@ -104,14 +104,19 @@ static void on_oom(struct us_loop_source *src, int fd, uint32_t events, void *us
         (void)src;
         (void)events;
         struct shim_task *t = userdata;
-        uint8_t buf[512];
-        /* eventfd (8 bytes) or inotify records: just consume them. */
-        (void)!read(fd, buf, sizeof(buf));
-        uint64_t count = 0;
         struct us_cgroup *cg = us_container_cgroup(t->container);
-        if (!cg || us_cgroup_oom_count(cg, &count, NULL) < 0 || count <= t->oom_count)
+        bool oom = false;
+        struct us_error *err = NULL;
+        if (!cg || us_cgroup_oom_event(cg, fd, &t->oom_count, &oom, &err) < 0) {
+                /* A broken notification fd would spin the loop: stop watching. */
+                us_log_warn("task %s: stop watching OOM: %s", t->id, us_error_text(err));
+                us_error_free(err);
+                t->oom_watch = us_loop_source_remove(t->oom_watch);
+                t->oom_fd = us_close(t->oom_fd);
                 return;
-        t->oom_count = count;
+        }
+        if (!oom)
+                return;
         Containerd__Events__TaskOOM ev = CONTAINERD__EVENTS__TASK_OOM__INIT;
         ev.container_id = t->id;
         shim_publish(t->shim, "/tasks/oom", &ev.base);
