@@ -506,8 +506,20 @@ int engine_rootfs_pivot(const char *rootfs, struct us_error **err)
         /* pivot_root(".", ".") stacks the old root on top of the new one;
          * detaching "." afterwards removes it without needing a directory
          * for it inside the rootfs. */
-        if (syscall(SYS_pivot_root, ".", ".") < 0)
-                return us_errorf(err, errno, "pivot_root to %s", rootfs);
+        if (syscall(SYS_pivot_root, ".", ".") < 0) {
+                /* The current root is the initramfs "rootfs" (a guest agent
+                 * as pid 1 in a VM): it cannot be pivoted away. Move the
+                 * rootfs over / and chroot, as runc's no-pivot mode does. */
+                if (errno != EINVAL)
+                        return us_errorf(err, errno, "pivot_root to %s", rootfs);
+                if (mount(".", "/", NULL, MS_MOVE, NULL) < 0)
+                        return us_errorf(err, errno, "move rootfs %s to /", rootfs);
+                if (chroot(".") < 0)
+                        return us_errorf(err, errno, "chroot to %s", rootfs);
+                if (chdir("/") < 0)
+                        return us_errorf(err, errno, "chdir /");
+                return 0;
+        }
         if (fchdir(oldroot) < 0)
                 return us_errorf(err, errno, "chdir to old root");
         /* Keep the unmount from propagating to the host. */

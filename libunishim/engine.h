@@ -36,9 +36,9 @@ struct us_stdio {
 };
 
 struct us_container_config {
-        const char *id;       /* container id, [A-Za-z0-9_.-]{1,255} style */
-        const char *bundle;   /* absolute path of the bundle directory */
-        const char *rootfs;   /* absolute host path of the rootfs (already mounted) */
+        const char *id;           /* container id, [A-Za-z0-9_.-]{1,255} style */
+        const char *bundle;       /* absolute path of the bundle directory */
+        const char *rootfs;       /* absolute host path of the rootfs (already mounted) */
         struct us_oci_spec *spec; /* moved into the container on success */
         struct us_stdio stdio;    /* used when !spec->process->terminal */
         const char *cgroup_root;  /* cgroupfs mount root; NULL = "/sys/fs/cgroup" */
@@ -52,7 +52,20 @@ struct us_container_config {
  * With process.terminal, *ret_pty_master is the pty master (owned by the
  * caller) whose slave is the process's stdio; else -1.
  * On failure nothing is left behind (process killed and reaped, cgroup
- * removed, fds closed).
+ * removed, fds closed) and cfg->spec still belongs to the caller.
+ *
+ * Details the caller can rely on:
+ * - The cgroup is linux.cgroupsPath, or "/unishim/<id>" when unset, under
+ *   cfg->cgroup_root.
+ * - The spec needs a mount namespace (new or joined by path).
+ * - Error texts read from the outside in, e.g.
+ *   "create container t1: mount proc on /proc: Operation not permitted".
+ * - The pid ns joined by path (a pod's sandbox) or created after joining a
+ *   user ns goes through an intermediate process that the engine reaps;
+ *   init is then the caller's grandchild and is reparented to it.
+ * - All helper processes (hooks, intermediates) are waited for by pid,
+ *   synchronously, inside these calls; the caller's waitpid(-1) must not
+ *   run concurrently (single-threaded event loop).
  */
 int us_container_create(const struct us_container_config *cfg, struct us_container **ret,
                         int *ret_pty_master, struct us_error **err);
@@ -65,12 +78,18 @@ struct us_cgroup *us_container_cgroup(struct us_container *c);
 /* Lets init execve the user process (startContainer hooks run in the
  * container first; poststart hooks after). An execve failure (no such
  * binary) is reported here as an error naming the binary, and the process
- * exits. */
+ * exits. Returns when execve has happened (or failed): init's exit (127 on
+ * failure) is the caller's to reap. A failing poststart hook is ignored
+ * (the spec asks for a warning only; the library does not log). */
 int us_container_start(struct us_container *c, struct us_error **err);
 
 /* Runs process p in the running container's namespaces and cgroup, with the
  * container's seccomp/caps/apparmor unless p says otherwise. Returns the pid
- * and, with p->terminal, a pty master (owned by the caller). */
+ * and, with p->terminal, a pty master (owned by the caller); else
+ * *ret_pty_master is -1. Returns after the process has exec'd; an exec
+ * failure is an error and its process is already reaped. The pid's exit is
+ * the caller's to reap. Do not exec into a paused container: the new
+ * process would be frozen before it execs. */
 int us_container_exec(struct us_container *c, const struct us_oci_process *p,
                       const struct us_stdio *stdio, pid_t *ret_pid, int *ret_pty_master,
                       struct us_error **err);
