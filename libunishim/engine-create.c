@@ -43,6 +43,43 @@ static char *cgroup_path_for(const struct us_oci_spec *spec, const char *id)
         return p;
 }
 
+/* As runc does (libcontainer/specconv AllowedDevices): whatever the spec's
+ * device rules say, the devices every container gets stay usable. Appended
+ * after the spec's rules, so they win over a leading "deny all". */
+static const struct {
+        char type;
+        int64_t major, minor;
+        const char *access;
+} default_allowed_devices[] = {
+        {'c', -1, -1, "m"}, {'b', -1, -1, "m"},    {'c', 1, 3, "rwm"}, {'c', 1, 8, "rwm"},
+        {'c', 1, 7, "rwm"}, {'c', 5, 0, "rwm"},    {'c', 1, 5, "rwm"}, {'c', 1, 9, "rwm"},
+        {'c', 5, 1, "rwm"}, {'c', 136, -1, "rwm"}, {'c', 5, 2, "rwm"},
+};
+
+/* Applies res plus the default device rules. */
+static int apply_resources(struct us_cgroup *cg, const struct us_oci_resources *res,
+                           struct us_error **err)
+{
+        size_t n = res->n_devices + US_ELEMENTSOF(default_allowed_devices);
+        _cleanup_free_ struct us_oci_device_rule *rules = calloc(n, sizeof(*rules));
+        if (!rules)
+                return us_errorf(err, ENOMEM, "device rules");
+        for (size_t i = 0; i < res->n_devices; i++)
+                rules[i] = res->devices[i];
+        for (size_t i = 0; i < US_ELEMENTSOF(default_allowed_devices); i++) {
+                struct us_oci_device_rule *r = &rules[res->n_devices + i];
+                r->allow = true;
+                r->type = default_allowed_devices[i].type;
+                r->major = default_allowed_devices[i].major;
+                r->minor = default_allowed_devices[i].minor;
+                r->access = (char *)default_allowed_devices[i].access;
+        }
+        struct us_oci_resources copy = *res;
+        copy.devices = rules;
+        copy.n_devices = n;
+        return us_cgroup_apply(cg, &copy, err);
+}
+
 static bool spec_has_ns(const struct us_oci_spec *spec, int type)
 {
         for (size_t i = 0; i < spec->linux_.n_namespaces; i++)
@@ -190,8 +227,10 @@ int us_container_create(const struct us_container_config *cfg, struct us_contain
                 return us_error_wrap(err, r, "create container %s: create cgroup %s", id, cgpath);
         }
         ctx.cg = cg;
-        if (spec->linux_.has_resources &&
-            (r = us_cgroup_apply(cg, &spec->linux_.resources, err)) < 0) {
+        struct us_oci_resources no_resources = {0};
+        if ((r = apply_resources(
+                     cg, spec->linux_.has_resources ? &spec->linux_.resources : &no_resources,
+                     err)) < 0) {
                 engine_ns_plan_close(&ctx.ns);
                 (void)us_cgroup_destroy(cg, NULL);
                 us_cgroup_free(cg);
@@ -355,7 +394,9 @@ int us_container_resume(struct us_container *c, struct us_error **err)
 int us_container_update(struct us_container *c, const struct us_oci_resources *res,
                         struct us_error **err)
 {
-        int r = us_cgroup_apply(c->cg, res, err);
+        /* An update that rewrites device rules keeps the defaults too. */
+        int r = res->n_devices > 0 ? apply_resources(c->cg, res, err)
+                                   : us_cgroup_apply(c->cg, res, err);
         return r < 0 ? us_error_wrap(err, r, "update container %s", c->id) : 0;
 }
 

@@ -87,43 +87,43 @@ _Noreturn static void exec_child_main(struct exec_child_ctx *ctx)
         if (r == -EPIPE)
                 _exit(1);
         if (r < 0)
-                engine_child_fail(sync_fd, us_errorf(&err, -r, "read from parent"), err);
+                engine_child_fail(sync_fd, us_errorf(&err, -r, "read from parent"), &err);
         free(m);
 
         int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (devnull < 0)
-                engine_child_fail(sync_fd, us_errorf(&err, errno, "open /dev/null"), err);
+                engine_child_fail(sync_fd, us_errorf(&err, errno, "open /dev/null"), &err);
         /* oom_score_adj through the host's /proc, before leaving it. */
         if ((r = engine_set_oom_score_adj(p, &err)) < 0)
-                engine_child_fail(sync_fd, r, err);
+                engine_child_fail(sync_fd, r, &err);
         if ((r = engine_ns_join(&ctx->ns, &err)) < 0)
-                engine_child_fail(sync_fd, r, err);
+                engine_child_fail(sync_fd, r, &err);
         engine_ns_plan_close(&ctx->ns);
         if (ctx->ns.need_fork) {
                 pid_t pid = fork();
                 if (pid < 0)
                         engine_child_fail(sync_fd,
-                                          us_errorf(&err, errno, "fork into pid namespace"), err);
+                                          us_errorf(&err, errno, "fork into pid namespace"), &err);
                 if (pid > 0) {
                         (void)engine_send(sync_fd, ENGINE_MSG_PID, 0, pid, NULL, -1);
                         _exit(0);
                 }
         }
         if (setsid() < 0)
-                engine_child_fail(sync_fd, us_errorf(&err, errno, "setsid"), err);
+                engine_child_fail(sync_fd, us_errorf(&err, errno, "setsid"), &err);
         if (p->terminal)
                 r = engine_pty_setup(sync_fd, p, &err);
         else
                 r = engine_setup_stdio(ctx->stdio, devnull, &err);
         if (r < 0)
-                engine_child_fail(sync_fd, r, err);
+                engine_child_fail(sync_fd, r, &err);
         devnull = us_close(devnull);
         engine_close_fds_except(&sync_fd, 1);
         if ((r = engine_set_rlimits(p, &err)) < 0 ||
             (r = engine_process_prepare(&ctx->opts, &err)) < 0)
-                engine_child_fail(sync_fd, r, err);
+                engine_child_fail(sync_fd, r, &err);
         r = engine_process_exec(&ctx->opts, &err);
-        engine_child_fail(sync_fd, r, err);
+        engine_child_fail(sync_fd, r, &err);
 }
 
 int us_container_exec(struct us_container *c, const struct us_oci_process *p,

@@ -84,48 +84,48 @@ _Noreturn void engine_init_main(struct engine_init_ctx *ctx)
 
         /* The parent enters us into the cgroup, then says go. */
         if ((r = wait_for(sync_fd, ENGINE_MSG_GO, m, &err)) < 0)
-                engine_child_fail(sync_fd, r, err);
+                engine_child_fail(sync_fd, r, &err);
 
         /* Host files first, while the host's root and /proc are ours. */
         int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (devnull < 0)
-                engine_child_fail(sync_fd, us_errorf(&err, errno, "open /dev/null"), err);
+                engine_child_fail(sync_fd, us_errorf(&err, errno, "open /dev/null"), &err);
         if ((r = enter_namespaces(ctx, m, &err)) < 0)
-                engine_child_fail(sync_fd, r, err);
+                engine_child_fail(sync_fd, r, &err);
         if (setsid() < 0)
-                engine_child_fail(sync_fd, us_errorf(&err, errno, "setsid"), err);
+                engine_child_fail(sync_fd, us_errorf(&err, errno, "setsid"), &err);
         if (!proc->terminal && (r = engine_setup_stdio(&ctx->cfg->stdio, devnull, &err)) < 0)
-                engine_child_fail(sync_fd, r, err);
+                engine_child_fail(sync_fd, r, &err);
         int keep[] = {sync_fd, devnull};
         engine_close_fds_except(keep, US_ELEMENTSOF(keep));
         if ((r = engine_set_rlimits(proc, &err)) < 0 ||
             (r = engine_set_oom_score_adj(proc, &err)) < 0)
-                engine_child_fail(sync_fd, r, err);
+                engine_child_fail(sync_fd, r, &err);
 
         umask(0); /* device and directory modes are exact */
         if ((r = engine_rootfs_prepare(ctx, &err)) < 0)
-                engine_child_fail(sync_fd, r, err);
+                engine_child_fail(sync_fd, r, &err);
 
         const struct us_oci_hooks *h = &spec->hooks;
         if (engine_hooks_any(&h->prestart) || engine_hooks_any(&h->create_runtime) ||
             engine_hooks_any(&h->create_container) || engine_hooks_any(&h->start_container)) {
                 /* The parent runs createRuntime hooks and sends the state. */
                 if ((r = engine_send(sync_fd, ENGINE_MSG_HOOKS, 0, 0, NULL, -1)) < 0)
-                        engine_child_fail(sync_fd, us_errorf(&err, -r, "request hooks"), err);
+                        engine_child_fail(sync_fd, us_errorf(&err, -r, "request hooks"), &err);
                 if ((r = wait_for(sync_fd, ENGINE_MSG_ACK, m, &err)) < 0)
-                        engine_child_fail(sync_fd, r, err);
+                        engine_child_fail(sync_fd, r, &err);
                 if ((r = engine_hooks_run(&h->create_container, "createContainer", m->text, &err)) <
                     0)
-                        engine_child_fail(sync_fd, r, err);
+                        engine_child_fail(sync_fd, r, &err);
         }
 
         if ((r = engine_rootfs_pivot(ctx->cfg->rootfs, &err)) < 0 ||
             (r = engine_rootfs_finalize(ctx, &err)) < 0)
-                engine_child_fail(sync_fd, r, err);
+                engine_child_fail(sync_fd, r, &err);
         devnull = us_close(devnull);
 
         if (proc->terminal && (r = engine_pty_setup(sync_fd, proc, &err)) < 0)
-                engine_child_fail(sync_fd, r, err);
+                engine_child_fail(sync_fd, r, &err);
 
         struct engine_proc_opts o = {.p = proc,
                                      .seccomp = spec->linux_.seccomp,
@@ -133,15 +133,15 @@ _Noreturn void engine_init_main(struct engine_init_ctx *ctx)
                                      .cap_last_cap = ctx->cap_last_cap,
                                      .in_userns = ctx->in_userns};
         if ((r = engine_process_prepare(&o, &err)) < 0)
-                engine_child_fail(sync_fd, r, err);
+                engine_child_fail(sync_fd, r, &err);
 
         if ((r = engine_send(sync_fd, ENGINE_MSG_READY, 0, 0, NULL, -1)) < 0)
                 _exit(127);
         if ((r = wait_for(sync_fd, ENGINE_MSG_START, m, &err)) < 0)
-                engine_child_fail(sync_fd, r, err);
+                engine_child_fail(sync_fd, r, &err);
         if (engine_hooks_any(&h->start_container) &&
             (r = engine_hooks_run(&h->start_container, "startContainer", m->text, &err)) < 0)
-                engine_child_fail(sync_fd, r, err);
+                engine_child_fail(sync_fd, r, &err);
         r = engine_process_exec(&o, &err);
-        engine_child_fail(sync_fd, r, err);
+        engine_child_fail(sync_fd, r, &err);
 }

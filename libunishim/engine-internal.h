@@ -54,7 +54,7 @@ int engine_recv(int fd, struct engine_msg *m, int *ret_fd);
  * expected message, -EPIPE on EOF, negative errno otherwise. */
 int engine_expect(int fd, enum engine_msg_type type, struct engine_msg *m);
 /* In a child: sends err (or strerror(-r)) to the parent and _exit(127)s. */
-_Noreturn void engine_child_fail(int sync_fd, int r, struct us_error *err);
+_Noreturn void engine_child_fail(int sync_fd, int r, struct us_error **errp);
 
 /* Namespaces resolved from the spec (or from a running init for exec). */
 #define ENGINE_MAX_NS 8

@@ -156,7 +156,12 @@ static int set_user_and_caps(const struct engine_proc_opts *o, struct us_error *
                 for (int cap = 0; cap <= o->cap_last_cap; cap++) {
                         if (!(p->capabilities.ambient & (1ULL << cap)))
                                 continue;
-                        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+                        /* Only possible for caps both permitted and
+                         * inheritable; runc skips the others with a
+                         * warning, and specs (runc spec's default) rely on
+                         * it. */
+                        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0 &&
+                            errno != EPERM)
                                 return us_errorf(err, errno, "raise ambient capability %d", cap);
                 }
         }

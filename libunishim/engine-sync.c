@@ -117,8 +117,11 @@ int engine_expect(int fd, enum engine_msg_type type, struct engine_msg *m)
         return 0;
 }
 
-_Noreturn void engine_child_fail(int sync_fd, int r, struct us_error *err)
+_Noreturn void engine_child_fail(int sync_fd, int r, struct us_error **errp)
 {
+        /* errp, not *errp: in engine_child_fail(fd, us_errorf(&err, ...), err)
+         * the argument order of evaluation would be unspecified. */
+        struct us_error *err = errp ? *errp : NULL;
         int code = err ? err->code : (r < 0 ? -r : EIO);
         const char *text = err ? us_error_text(err) : strerror(code);
         (void)engine_send(sync_fd, ENGINE_MSG_ERROR, code, 0, text, -1);
