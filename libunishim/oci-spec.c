@@ -7,12 +7,8 @@
  *
  * The parsers write straight into a zeroed output structure; on failure the
  * caller frees the partially filled structure with the normal destructor.
- *
- * yajl_tree has no depth limit (and frees recursively), silently truncates
- * strings at an escaped NUL and accepts comments, so a pre-scan of the raw
- * text rejects deep nesting, comments and too many values before yajl
- * builds a tree, and remembers which string held a \u0000 so that the error
- * can name its path.
+ * This file is the schema; the getters and the document checks are in
+ * oci-spec-json.c.
  */
 #include "oci-spec.h"
 
@@ -32,427 +28,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "cleanup.h"
-
-DEFINE_CLEANUP(yajl_val, yajl_tree_free)
-
-/* ---- JSON paths for error messages ---- */
-
-struct jpath {
-        const struct jpath *up;
-        const char *key; /* NULL: array element at index */
-        size_t index;
-};
-
-#define JP_KEY(parent, k) (&(const struct jpath){.up = (parent), .key = (k)})
-#define JP_IDX(parent, i) (&(const struct jpath){.up = (parent), .index = (i)})
-/* The member k of object o and its path: the first two arguments of every getter. */
-#define FIELD(o, p, k) obj_get((o), (k)), JP_KEY((p), (k))
-/* A value and its path as one macro argument. */
-#define VP(v, p) (v), (p)
-
-#define TRY(expr)                                                                                  \
-        do {                                                                                       \
-                int _r = (expr);                                                                   \
-                if (_r < 0)                                                                        \
-                        return _r;                                                                 \
-        } while (0)
-
-static void path_format(const struct jpath *p, char *buf, size_t size, size_t *pos)
-{
-        if (!p)
-                return;
-        path_format(p->up, buf, size, pos);
-        int n;
-        if (p->key)
-                n = snprintf(buf + *pos, size - *pos, "%s%s", p->up ? "." : "", p->key);
-        else
-                n = snprintf(buf + *pos, size - *pos, "[%zu]", p->index);
-        if (n > 0)
-                *pos = *pos + (size_t)n >= size ? size - 1 : *pos + (size_t)n;
-}
-
-__attribute__((format(printf, 3, 4))) static int perr(struct us_error **err, const struct jpath *p,
-                                                      const char *fmt, ...)
-{
-        char path[512] = "";
-        size_t pos = 0;
-        path_format(p, path, sizeof(path), &pos);
-
-        _cleanup_free_ char *msg = NULL;
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vasprintf(&msg, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-                return us_errorf(err, ENOMEM, "format error");
-        if (path[0])
-                return us_error_msg(err, EINVAL, "%s: %s", path, msg);
-        return us_error_msg(err, EINVAL, "%s", msg);
-}
-
-static int oom(struct us_error **err)
-{
-        return us_errorf(err, ENOMEM, "parse");
-}
-
-/* ---- typed getters ---- */
-
-enum {
-        F_REQ = 1 << 0,      /* missing or null is an error */
-        F_ABS = 1 << 1,      /* string (or each string of a list) must be an absolute path */
-        F_NONEMPTY = 1 << 2, /* string or list must not be empty */
-};
-
-struct name_value {
-        const char *name;
-        int value;
-};
-
-static const char *type_name(yajl_val v)
-{
-        switch (v->type) {
-        case yajl_t_string:
-                return "string";
-        case yajl_t_number:
-                return "number";
-        case yajl_t_object:
-                return "object";
-        case yajl_t_array:
-                return "array";
-        case yajl_t_true:
-        case yajl_t_false:
-                return "boolean";
-        case yajl_t_null:
-                return "null";
-        case yajl_t_any:
-                break;
-        }
-        return "value";
-}
-
-static yajl_val obj_get(yajl_val o, const char *key)
-{
-        if (!YAJL_IS_OBJECT(o))
-                return NULL;
-        for (size_t i = 0; i < o->u.object.len; i++)
-                if (strcmp(o->u.object.keys[i], key) == 0)
-                        return o->u.object.values[i];
-        return NULL;
-}
-
-static bool present(yajl_val v)
-{
-        return v && !YAJL_IS_NULL(v);
-}
-
-/* 1 when absent and optional, 0 when present, error when absent and required. */
-static int check_absent(yajl_val v, const struct jpath *p, unsigned flags, struct us_error **err)
-{
-        if (present(v))
-                return 0;
-        if (flags & F_REQ)
-                return perr(err, p, "missing required value");
-        return 1;
-}
-
-static int type_error(yajl_val v, const struct jpath *p, const char *want, struct us_error **err)
-{
-        return perr(err, p, "expected %s, got %s", want, type_name(v));
-}
-
-/* Borrows the string; *ret untouched when absent. */
-static int get_cstr(yajl_val v, const struct jpath *p, unsigned flags, const char **ret,
-                    struct us_error **err)
-{
-        int r = check_absent(v, p, flags, err);
-        if (r != 0)
-                return r < 0 ? r : 0;
-        if (!YAJL_IS_STRING(v))
-                return type_error(v, p, "string", err);
-        const char *s = v->u.string;
-        if ((flags & F_NONEMPTY) && !s[0])
-                return perr(err, p, "must not be empty");
-        if ((flags & F_ABS) && s[0] != '/')
-                return perr(err, p, "must be an absolute path, got \"%.200s\"", s);
-        *ret = s;
-        return 0;
-}
-
-static int get_string(yajl_val v, const struct jpath *p, unsigned flags, char **ret,
-                      struct us_error **err)
-{
-        const char *s = NULL;
-        TRY(get_cstr(v, p, flags, &s, err));
-        if (!s)
-                return 0;
-        char *copy = strdup(s);
-        if (!copy)
-                return oom(err);
-        free(*ret);
-        *ret = copy;
-        return 0;
-}
-
-static int get_bool(yajl_val v, const struct jpath *p, unsigned flags, bool *ret, bool *has,
-                    struct us_error **err)
-{
-        int r = check_absent(v, p, flags, err);
-        if (r != 0)
-                return r < 0 ? r : 0;
-        if (!YAJL_IS_TRUE(v) && !YAJL_IS_FALSE(v))
-                return type_error(v, p, "boolean", err);
-        *ret = YAJL_IS_TRUE(v);
-        if (has)
-                *has = true;
-        return 0;
-}
-
-/* Integers are read from the number's text, so the whole uint64 range
- * (seccomp argument values) and the whole int64 range work alike. */
-static int parse_integer(yajl_val v, const struct jpath *p, bool *neg, uint64_t *mag,
-                         struct us_error **err)
-{
-        if (!YAJL_IS_NUMBER(v))
-                return type_error(v, p, "integer", err);
-        const char *s = YAJL_GET_NUMBER(v);
-        const char *digits = s[0] == '-' ? s + 1 : s;
-        if (!digits[0] || strspn(digits, "0123456789") != strlen(digits))
-                return perr(err, p, "expected integer, got %.64s", s);
-        errno = 0;
-        unsigned long long m = strtoull(digits, NULL, 10);
-        if (errno == ERANGE)
-                return perr(err, p, "number out of range: %.64s", s);
-        *neg = s[0] == '-' && m != 0;
-        *mag = m;
-        return 0;
-}
-
-static int get_u64(yajl_val v, const struct jpath *p, unsigned flags, uint64_t max, uint64_t *ret,
-                   bool *has, struct us_error **err)
-{
-        int r = check_absent(v, p, flags, err);
-        if (r != 0)
-                return r < 0 ? r : 0;
-        bool neg;
-        uint64_t mag;
-        TRY(parse_integer(v, p, &neg, &mag, err));
-        if (neg)
-                return perr(err, p, "must not be negative, got %.64s", YAJL_GET_NUMBER(v));
-        if (mag > max)
-                return perr(err, p, "out of range (max %ju), got %.64s", (uintmax_t)max,
-                            YAJL_GET_NUMBER(v));
-        *ret = mag;
-        if (has)
-                *has = true;
-        return 0;
-}
-
-static int get_i64(yajl_val v, const struct jpath *p, unsigned flags, int64_t min, int64_t max,
-                   int64_t *ret, bool *has, struct us_error **err)
-{
-        int r = check_absent(v, p, flags, err);
-        if (r != 0)
-                return r < 0 ? r : 0;
-        bool neg;
-        uint64_t mag;
-        TRY(parse_integer(v, p, &neg, &mag, err));
-        int64_t x;
-        if (!neg && mag <= (uint64_t)INT64_MAX)
-                x = (int64_t)mag;
-        else if (neg && mag <= (uint64_t)INT64_MAX)
-                x = -(int64_t)mag;
-        else if (neg && mag == (uint64_t)INT64_MAX + 1)
-                x = INT64_MIN;
-        else
-                return perr(err, p, "number out of range: %.64s", YAJL_GET_NUMBER(v));
-        if (x < min || x > max)
-                return perr(err, p, "out of range (%jd..%jd), got %.64s", (intmax_t)min,
-                            (intmax_t)max, YAJL_GET_NUMBER(v));
-        *ret = x;
-        if (has)
-                *has = true;
-        return 0;
-}
-
-static int get_u32(yajl_val v, const struct jpath *p, unsigned flags, uint32_t *ret, bool *has,
-                   struct us_error **err)
-{
-        uint64_t x;
-        bool h = false;
-        TRY(get_u64(v, p, flags, UINT32_MAX, &x, &h, err));
-        if (h) {
-                *ret = (uint32_t)x;
-                if (has)
-                        *has = true;
-        }
-        return 0;
-}
-
-static int get_int(yajl_val v, const struct jpath *p, unsigned flags, int min, int max, int *ret,
-                   bool *has, struct us_error **err)
-{
-        int64_t x;
-        bool h = false;
-        TRY(get_i64(v, p, flags, min, max, &x, &h, err));
-        if (h) {
-                *ret = (int)x;
-                if (has)
-                        *has = true;
-        }
-        return 0;
-}
-
-static int check_count(yajl_val v, const struct jpath *p, size_t n, struct us_error **err)
-{
-        if (n > US_OCI_MAX_ITEMS)
-                return perr(err, p, "too many elements in %s (%zu, max %u)", type_name(v), n,
-                            (unsigned)US_OCI_MAX_ITEMS);
-        return 0;
-}
-
-static int get_object(yajl_val v, const struct jpath *p, unsigned flags, yajl_val *ret,
-                      struct us_error **err)
-{
-        int r = check_absent(v, p, flags, err);
-        if (r != 0)
-                return r < 0 ? r : 0;
-        if (!YAJL_IS_OBJECT(v))
-                return type_error(v, p, "object", err);
-        TRY(check_count(v, p, v->u.object.len, err));
-        *ret = v;
-        return 0;
-}
-
-static int get_array(yajl_val v, const struct jpath *p, unsigned flags, yajl_val *ret,
-                     struct us_error **err)
-{
-        int r = check_absent(v, p, flags, err);
-        if (r != 0)
-                return r < 0 ? r : 0;
-        if (!YAJL_IS_ARRAY(v))
-                return type_error(v, p, "array", err);
-        TRY(check_count(v, p, v->u.array.len, err));
-        if ((flags & F_NONEMPTY) && v->u.array.len == 0)
-                return perr(err, p, "must not be empty");
-        *ret = v;
-        return 0;
-}
-
-/* A NULL-terminated list of strings; F_ABS applies to each element. */
-static int get_strv(yajl_val v, const struct jpath *p, unsigned flags, char ***ret,
-                    struct us_error **err)
-{
-        yajl_val a = NULL;
-        TRY(get_array(v, p, flags, &a, err));
-        if (!a)
-                return 0;
-        size_t n = a->u.array.len;
-        _cleanup_strv_ char **strv = calloc(n + 1, sizeof(char *));
-        if (!strv)
-                return oom(err);
-        for (size_t i = 0; i < n; i++)
-                TRY(get_string(a->u.array.values[i], JP_IDX(p, i), F_REQ | (flags & F_ABS),
-                               &strv[i], err));
-        us_strv_free(*ret);
-        *ret = TAKE_PTR(strv);
-        return 0;
-}
-
-/* An object of string values. */
-static int get_kv(yajl_val v, const struct jpath *p, unsigned flags, struct us_oci_kv **ret,
-                  size_t *ret_n, struct us_error **err)
-{
-        yajl_val o = NULL;
-        TRY(get_object(v, p, flags, &o, err));
-        if (!o || o->u.object.len == 0)
-                return 0;
-        size_t n = o->u.object.len;
-        struct us_oci_kv *kv = calloc(n, sizeof(*kv));
-        if (!kv)
-                return oom(err);
-        *ret = kv; /* owned by the caller's structure from here, even on failure */
-        *ret_n = n;
-        for (size_t i = 0; i < n; i++) {
-                kv[i].key = strdup(o->u.object.keys[i]);
-                if (!kv[i].key)
-                        return oom(err);
-                TRY(get_string(o->u.object.values[i], JP_KEY(p, o->u.object.keys[i]), F_REQ,
-                               &kv[i].value, err));
-        }
-        return 0;
-}
-
-static int get_enum(yajl_val v, const struct jpath *p, unsigned flags, const struct name_value *t,
-                    size_t n, const char *what, int *ret, struct us_error **err)
-{
-        const char *s = NULL;
-        TRY(get_cstr(v, p, flags, &s, err));
-        if (!s)
-                return 0;
-        for (size_t i = 0; i < n; i++)
-                if (strcmp(t[i].name, s) == 0) {
-                        *ret = t[i].value;
-                        return 0;
-                }
-        return perr(err, p, "unknown %s \"%.200s\"", what, s);
-}
-/* vp: FIELD(o, p, key) or VP(value, path) */
-#define GET_ENUM(vp, flags, table, what, ret, err)                                                 \
-        get_enum(vp, flags, table, US_ELEMENTSOF(table), what, ret, err)
-
-static const char *enum_name(const struct name_value *t, size_t n, int value)
-{
-        for (size_t i = 0; i < n; i++)
-                if (t[i].value == value)
-                        return t[i].name;
-        return "?";
-}
-
-typedef int (*parse_fn)(yajl_val o, const struct jpath *p, void *out, struct us_error **err);
-
-/* An optional/required sub-object parsed by fn into out. Returns 1 when
- * present, 0 when absent. */
-static int get_struct(yajl_val v, const struct jpath *p, unsigned flags, parse_fn fn, void *out,
-                      struct us_error **err)
-{
-        yajl_val o = NULL;
-        TRY(get_object(v, p, flags, &o, err));
-        if (!o)
-                return 0;
-        TRY(fn(o, p, out, err));
-        return 1;
-}
-
-/* An array of objects, each parsed by fn into a zeroed element. The array is
- * handed to the caller before the elements are parsed, so a failure leaves
- * it in the caller's structure for its destructor. */
-static int get_objects(yajl_val v, const struct jpath *p, unsigned flags, size_t size, parse_fn fn,
-                       void **ret, size_t *ret_n, struct us_error **err)
-{
-        yajl_val a = NULL;
-        TRY(get_array(v, p, flags, &a, err));
-        if (!a || a->u.array.len == 0)
-                return 0;
-        size_t n = a->u.array.len;
-        char *items = calloc(n, size);
-        if (!items)
-                return oom(err);
-        *ret = items;
-        *ret_n = n;
-        for (size_t i = 0; i < n; i++) {
-                const struct jpath *ep = JP_IDX(p, i);
-                TRY(get_struct(a->u.array.values[i], ep, F_REQ, fn, items + i * size, err));
-        }
-        return 0;
-}
-#define GET_OBJECTS(vp, flags, fn, arr, n, err)                                                    \
-        ({                                                                                         \
-                void *_items = NULL;                                                               \
-                int _go_r = get_objects(vp, flags, sizeof(*(arr)), fn, &_items, &(n), err);        \
-                if (_items)                                                                        \
-                        (arr) = _items;                                                            \
-                _go_r;                                                                             \
-        })
+#include "oci-spec-json.h"
 
 /* ---- tables ---- */
 
@@ -517,50 +93,50 @@ static const struct name_value seccomp_ops[] = {
 static int parse_console_size(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct us_oci_process *proc = out;
-        TRY(get_u32(FIELD(o, p, "height"), F_REQ, &proc->console_height, NULL, err));
-        TRY(get_u32(FIELD(o, p, "width"), F_REQ, &proc->console_width, NULL, err));
+        TRY(ocij_u32(FIELD(o, p, "height"), F_REQ, &proc->console_height, NULL, err));
+        TRY(ocij_u32(FIELD(o, p, "width"), F_REQ, &proc->console_width, NULL, err));
         return 0;
 }
 
 static int parse_user(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct us_oci_user *u = out;
-        TRY(get_u32(FIELD(o, p, "uid"), F_REQ, &u->uid, NULL, err));
-        TRY(get_u32(FIELD(o, p, "gid"), F_REQ, &u->gid, NULL, err));
+        TRY(ocij_u32(FIELD(o, p, "uid"), F_REQ, &u->uid, NULL, err));
+        TRY(ocij_u32(FIELD(o, p, "gid"), F_REQ, &u->gid, NULL, err));
         uint64_t umask = 0;
-        TRY(get_u64(FIELD(o, p, "umask"), 0, 07777, &umask, &u->has_umask, err));
+        TRY(ocij_u64(FIELD(o, p, "umask"), 0, 07777, &umask, &u->has_umask, err));
         u->umask = (uint32_t)umask;
 
         const struct jpath *gp = JP_KEY(p, "additionalGids");
         yajl_val a = NULL;
-        TRY(get_array(obj_get(o, "additionalGids"), gp, 0, &a, err));
+        TRY(ocij_array(ocij_member(o, "additionalGids"), gp, 0, &a, err));
         if (!a || a->u.array.len == 0)
                 return 0;
         u->additional_gids = calloc(a->u.array.len, sizeof(uint32_t));
         if (!u->additional_gids)
-                return oom(err);
+                return ocij_oom(err);
         u->n_additional_gids = a->u.array.len;
         for (size_t i = 0; i < a->u.array.len; i++)
-                TRY(get_u32(a->u.array.values[i], JP_IDX(gp, i), F_REQ, &u->additional_gids[i],
-                            NULL, err));
+                TRY(ocij_u32(a->u.array.values[i], JP_IDX(gp, i), F_REQ, &u->additional_gids[i],
+                             NULL, err));
         return 0;
 }
 
 static int get_cap_set(yajl_val v, const struct jpath *p, uint64_t *ret, struct us_error **err)
 {
         yajl_val a = NULL;
-        TRY(get_array(v, p, 0, &a, err));
+        TRY(ocij_array(v, p, 0, &a, err));
         if (!a)
                 return 0;
         for (size_t i = 0; i < a->u.array.len; i++) {
                 const struct jpath *ep = JP_IDX(p, i);
                 const char *name = NULL;
-                TRY(get_cstr(a->u.array.values[i], ep, F_REQ, &name, err));
+                TRY(ocij_cstr(a->u.array.values[i], ep, F_REQ, &name, err));
                 cap_value_t cap;
                 /* libcap also takes lower case and numbers; the spec only has CAP_ names. */
                 if (strncmp(name, "CAP_", 4) != 0 || cap_from_name(name, &cap) < 0 || cap < 0 ||
                     cap > 63)
-                        return perr(err, ep, "unknown capability \"%.200s\"", name);
+                        return ocij_error(err, ep, "unknown capability \"%.200s\"", name);
                 *ret |= UINT64_C(1) << cap;
         }
         return 0;
@@ -581,8 +157,8 @@ static int parse_rlimit(yajl_val o, const struct jpath *p, void *out, struct us_
 {
         struct us_oci_rlimit *rl = out;
         TRY(GET_ENUM(FIELD(o, p, "type"), F_REQ, rlimit_types, "rlimit type", &rl->resource, err));
-        TRY(get_u64(FIELD(o, p, "soft"), F_REQ, UINT64_MAX, &rl->soft, NULL, err));
-        TRY(get_u64(FIELD(o, p, "hard"), F_REQ, UINT64_MAX, &rl->hard, NULL, err));
+        TRY(ocij_u64(FIELD(o, p, "soft"), F_REQ, UINT64_MAX, &rl->soft, NULL, err));
+        TRY(ocij_u64(FIELD(o, p, "hard"), F_REQ, UINT64_MAX, &rl->hard, NULL, err));
         return 0;
 }
 
@@ -591,33 +167,34 @@ static int parse_process(yajl_val o, const struct jpath *p, void *out, struct us
         struct us_oci_process *proc = out;
         int r;
 
-        TRY(get_bool(FIELD(o, p, "terminal"), 0, &proc->terminal, NULL, err));
-        TRY(r = get_struct(FIELD(o, p, "consoleSize"), 0, parse_console_size, proc, err));
+        TRY(ocij_bool(FIELD(o, p, "terminal"), 0, &proc->terminal, NULL, err));
+        TRY(r = ocij_struct(FIELD(o, p, "consoleSize"), 0, parse_console_size, proc, err));
         proc->has_console_size = r > 0;
-        TRY(get_struct(FIELD(o, p, "user"), 0, parse_user, &proc->user, err));
-        TRY(get_strv(FIELD(o, p, "args"), F_REQ | F_NONEMPTY, &proc->args, err));
-        TRY(get_strv(FIELD(o, p, "env"), 0, &proc->env, err));
-        TRY(get_string(FIELD(o, p, "cwd"), F_REQ | F_ABS, &proc->cwd, err));
-        TRY(r = get_struct(FIELD(o, p, "capabilities"), 0, parse_capabilities, &proc->capabilities,
-                           err));
+        TRY(ocij_struct(FIELD(o, p, "user"), 0, parse_user, &proc->user, err));
+        TRY(ocij_strv(FIELD(o, p, "args"), F_REQ | F_NONEMPTY, &proc->args, err));
+        TRY(ocij_strv(FIELD(o, p, "env"), 0, &proc->env, err));
+        TRY(ocij_string(FIELD(o, p, "cwd"), F_REQ | F_ABS, &proc->cwd, err));
+        TRY(r = ocij_struct(FIELD(o, p, "capabilities"), 0, parse_capabilities, &proc->capabilities,
+                            err));
         proc->has_capabilities = r > 0;
 
         const struct jpath *rp = JP_KEY(p, "rlimits");
-        TRY(GET_OBJECTS(VP(obj_get(o, "rlimits"), rp), 0, parse_rlimit, proc->rlimits,
+        TRY(GET_OBJECTS(VP(ocij_member(o, "rlimits"), rp), 0, parse_rlimit, proc->rlimits,
                         proc->n_rlimits, err));
         for (size_t i = 0; i < proc->n_rlimits; i++)
                 for (size_t j = 0; j < i; j++)
                         if (proc->rlimits[i].resource == proc->rlimits[j].resource)
-                                return perr(err, JP_KEY(JP_IDX(rp, i), "type"),
-                                            "duplicate rlimit type \"%s\"",
-                                            enum_name(rlimit_types, US_ELEMENTSOF(rlimit_types),
-                                                      proc->rlimits[i].resource));
+                                return ocij_error(err, JP_KEY(JP_IDX(rp, i), "type"),
+                                                  "duplicate rlimit type \"%s\"",
+                                                  ocij_enum_name(rlimit_types,
+                                                                 US_ELEMENTSOF(rlimit_types),
+                                                                 proc->rlimits[i].resource));
 
-        TRY(get_bool(FIELD(o, p, "noNewPrivileges"), 0, &proc->no_new_privileges, NULL, err));
-        TRY(get_int(FIELD(o, p, "oomScoreAdj"), 0, -1000, 1000, &proc->oom_score_adj,
-                    &proc->has_oom_score_adj, err));
-        TRY(get_string(FIELD(o, p, "apparmorProfile"), 0, &proc->apparmor_profile, err));
-        TRY(get_string(FIELD(o, p, "selinuxLabel"), 0, &proc->selinux_label, err));
+        TRY(ocij_bool(FIELD(o, p, "noNewPrivileges"), 0, &proc->no_new_privileges, NULL, err));
+        TRY(ocij_int(FIELD(o, p, "oomScoreAdj"), 0, -1000, 1000, &proc->oom_score_adj,
+                     &proc->has_oom_score_adj, err));
+        TRY(ocij_string(FIELD(o, p, "apparmorProfile"), 0, &proc->apparmor_profile, err));
+        TRY(ocij_string(FIELD(o, p, "selinuxLabel"), 0, &proc->selinux_label, err));
         return 0;
 }
 
@@ -637,28 +214,28 @@ static void process_clear(struct us_oci_process *p)
 static int parse_root(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct us_oci_spec *s = out;
-        TRY(get_string(FIELD(o, p, "path"), F_REQ | F_NONEMPTY, &s->root_path, err));
-        TRY(get_bool(FIELD(o, p, "readonly"), 0, &s->root_readonly, NULL, err));
+        TRY(ocij_string(FIELD(o, p, "path"), F_REQ | F_NONEMPTY, &s->root_path, err));
+        TRY(ocij_bool(FIELD(o, p, "readonly"), 0, &s->root_readonly, NULL, err));
         return 0;
 }
 
 static int parse_mount(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct us_oci_mount *m = out;
-        TRY(get_string(FIELD(o, p, "destination"), F_REQ | F_ABS, &m->destination, err));
-        TRY(get_string(FIELD(o, p, "type"), 0, &m->type, err));
-        TRY(get_string(FIELD(o, p, "source"), 0, &m->source, err));
-        TRY(get_strv(FIELD(o, p, "options"), 0, &m->options, err));
+        TRY(ocij_string(FIELD(o, p, "destination"), F_REQ | F_ABS, &m->destination, err));
+        TRY(ocij_string(FIELD(o, p, "type"), 0, &m->type, err));
+        TRY(ocij_string(FIELD(o, p, "source"), 0, &m->source, err));
+        TRY(ocij_strv(FIELD(o, p, "options"), 0, &m->options, err));
         return 0;
 }
 
 static int parse_hook(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct us_oci_hook *h = out;
-        TRY(get_string(FIELD(o, p, "path"), F_REQ | F_ABS, &h->path, err));
-        TRY(get_strv(FIELD(o, p, "args"), 0, &h->args, err));
-        TRY(get_strv(FIELD(o, p, "env"), 0, &h->env, err));
-        TRY(get_int(FIELD(o, p, "timeout"), 0, 1, INT_MAX, &h->timeout, &h->has_timeout, err));
+        TRY(ocij_string(FIELD(o, p, "path"), F_REQ | F_ABS, &h->path, err));
+        TRY(ocij_strv(FIELD(o, p, "args"), 0, &h->args, err));
+        TRY(ocij_strv(FIELD(o, p, "env"), 0, &h->env, err));
+        TRY(ocij_int(FIELD(o, p, "timeout"), 0, 1, INT_MAX, &h->timeout, &h->has_timeout, err));
         return 0;
 }
 
@@ -692,16 +269,16 @@ static int parse_namespace(yajl_val o, const struct jpath *p, void *out, struct 
         struct us_oci_namespace *ns = out;
         TRY(GET_ENUM(FIELD(o, p, "type"), F_REQ, namespace_types, "namespace type", &ns->type,
                      err));
-        TRY(get_string(FIELD(o, p, "path"), F_ABS, &ns->path, err));
+        TRY(ocij_string(FIELD(o, p, "path"), F_ABS, &ns->path, err));
         return 0;
 }
 
 static int parse_id_mapping(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct us_oci_id_mapping *m = out;
-        TRY(get_u32(FIELD(o, p, "containerID"), F_REQ, &m->container_id, NULL, err));
-        TRY(get_u32(FIELD(o, p, "hostID"), F_REQ, &m->host_id, NULL, err));
-        TRY(get_u32(FIELD(o, p, "size"), F_REQ, &m->size, NULL, err));
+        TRY(ocij_u32(FIELD(o, p, "containerID"), F_REQ, &m->container_id, NULL, err));
+        TRY(ocij_u32(FIELD(o, p, "hostID"), F_REQ, &m->host_id, NULL, err));
+        TRY(ocij_u32(FIELD(o, p, "size"), F_REQ, &m->size, NULL, err));
         return 0;
 }
 
@@ -711,14 +288,14 @@ static int parse_device(yajl_val o, const struct jpath *p, void *out, struct us_
         int type = 0;
         TRY(GET_ENUM(FIELD(o, p, "type"), F_REQ, device_types, "device type", &type, err));
         d->type = (char)type;
-        TRY(get_string(FIELD(o, p, "path"), F_REQ | F_ABS, &d->path, err));
-        TRY(get_i64(FIELD(o, p, "major"), type == 'p' ? 0 : F_REQ, 0, INT64_MAX, &d->major, NULL,
-                    err));
-        TRY(get_i64(FIELD(o, p, "minor"), type == 'p' ? 0 : F_REQ, 0, INT64_MAX, &d->minor, NULL,
-                    err));
-        TRY(get_u32(FIELD(o, p, "fileMode"), 0, &d->file_mode, &d->has_file_mode, err));
-        TRY(get_u32(FIELD(o, p, "uid"), 0, &d->uid, &d->has_uid, err));
-        TRY(get_u32(FIELD(o, p, "gid"), 0, &d->gid, &d->has_gid, err));
+        TRY(ocij_string(FIELD(o, p, "path"), F_REQ | F_ABS, &d->path, err));
+        TRY(ocij_i64(FIELD(o, p, "major"), type == 'p' ? 0 : F_REQ, 0, INT64_MAX, &d->major, NULL,
+                     err));
+        TRY(ocij_i64(FIELD(o, p, "minor"), type == 'p' ? 0 : F_REQ, 0, INT64_MAX, &d->minor, NULL,
+                     err));
+        TRY(ocij_u32(FIELD(o, p, "fileMode"), 0, &d->file_mode, &d->has_file_mode, err));
+        TRY(ocij_u32(FIELD(o, p, "uid"), 0, &d->uid, &d->has_uid, err));
+        TRY(ocij_u32(FIELD(o, p, "gid"), 0, &d->gid, &d->has_gid, err));
         return 0;
 }
 
@@ -728,61 +305,62 @@ static int parse_device_rule(yajl_val o, const struct jpath *p, void *out, struc
         int type = 'a';
         d->major = -1;
         d->minor = -1;
-        TRY(get_bool(FIELD(o, p, "allow"), F_REQ, &d->allow, NULL, err));
+        TRY(ocij_bool(FIELD(o, p, "allow"), F_REQ, &d->allow, NULL, err));
         TRY(GET_ENUM(FIELD(o, p, "type"), 0, device_rule_types, "device type", &type, err));
         d->type = (char)type;
-        TRY(get_i64(FIELD(o, p, "major"), 0, -1, INT64_MAX, &d->major, NULL, err));
-        TRY(get_i64(FIELD(o, p, "minor"), 0, -1, INT64_MAX, &d->minor, NULL, err));
-        TRY(get_string(FIELD(o, p, "access"), 0, &d->access, err));
+        TRY(ocij_i64(FIELD(o, p, "major"), 0, -1, INT64_MAX, &d->major, NULL, err));
+        TRY(ocij_i64(FIELD(o, p, "minor"), 0, -1, INT64_MAX, &d->minor, NULL, err));
+        TRY(ocij_string(FIELD(o, p, "access"), 0, &d->access, err));
         if (d->access && strspn(d->access, "rwm") != strlen(d->access))
-                return perr(err, JP_KEY(p, "access"), "invalid device access \"%.16s\"", d->access);
+                return ocij_error(err, JP_KEY(p, "access"), "invalid device access \"%.16s\"",
+                                  d->access);
         return 0;
 }
 
 static int parse_memory(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct us_oci_memory *m = out;
-        TRY(get_i64(FIELD(o, p, "limit"), 0, -1, INT64_MAX, &m->limit, &m->has_limit, err));
-        TRY(get_i64(FIELD(o, p, "reservation"), 0, -1, INT64_MAX, &m->reservation,
-                    &m->has_reservation, err));
-        TRY(get_i64(FIELD(o, p, "swap"), 0, -1, INT64_MAX, &m->swap, &m->has_swap, err));
-        TRY(get_i64(FIELD(o, p, "kernel"), 0, -1, INT64_MAX, &m->kernel, &m->has_kernel, err));
-        TRY(get_i64(FIELD(o, p, "kernelTCP"), 0, -1, INT64_MAX, &m->kernel_tcp, &m->has_kernel_tcp,
-                    err));
-        TRY(get_u64(FIELD(o, p, "swappiness"), 0, UINT64_MAX, &m->swappiness, &m->has_swappiness,
-                    err));
-        TRY(get_bool(FIELD(o, p, "disableOOMKiller"), 0, &m->disable_oom_killer,
-                     &m->has_disable_oom_killer, err));
+        TRY(ocij_i64(FIELD(o, p, "limit"), 0, -1, INT64_MAX, &m->limit, &m->has_limit, err));
+        TRY(ocij_i64(FIELD(o, p, "reservation"), 0, -1, INT64_MAX, &m->reservation,
+                     &m->has_reservation, err));
+        TRY(ocij_i64(FIELD(o, p, "swap"), 0, -1, INT64_MAX, &m->swap, &m->has_swap, err));
+        TRY(ocij_i64(FIELD(o, p, "kernel"), 0, -1, INT64_MAX, &m->kernel, &m->has_kernel, err));
+        TRY(ocij_i64(FIELD(o, p, "kernelTCP"), 0, -1, INT64_MAX, &m->kernel_tcp, &m->has_kernel_tcp,
+                     err));
+        TRY(ocij_u64(FIELD(o, p, "swappiness"), 0, UINT64_MAX, &m->swappiness, &m->has_swappiness,
+                     err));
+        TRY(ocij_bool(FIELD(o, p, "disableOOMKiller"), 0, &m->disable_oom_killer,
+                      &m->has_disable_oom_killer, err));
         return 0;
 }
 
 static int parse_cpu(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct us_oci_cpu *c = out;
-        TRY(get_u64(FIELD(o, p, "shares"), 0, UINT64_MAX, &c->shares, &c->has_shares, err));
-        TRY(get_i64(FIELD(o, p, "quota"), 0, INT64_MIN, INT64_MAX, &c->quota, &c->has_quota, err));
-        TRY(get_u64(FIELD(o, p, "period"), 0, UINT64_MAX, &c->period, &c->has_period, err));
-        TRY(get_i64(FIELD(o, p, "realtimeRuntime"), 0, INT64_MIN, INT64_MAX, &c->realtime_runtime,
-                    &c->has_realtime_runtime, err));
-        TRY(get_u64(FIELD(o, p, "realtimePeriod"), 0, UINT64_MAX, &c->realtime_period,
-                    &c->has_realtime_period, err));
-        TRY(get_string(FIELD(o, p, "cpus"), 0, &c->cpus, err));
-        TRY(get_string(FIELD(o, p, "mems"), 0, &c->mems, err));
+        TRY(ocij_u64(FIELD(o, p, "shares"), 0, UINT64_MAX, &c->shares, &c->has_shares, err));
+        TRY(ocij_i64(FIELD(o, p, "quota"), 0, INT64_MIN, INT64_MAX, &c->quota, &c->has_quota, err));
+        TRY(ocij_u64(FIELD(o, p, "period"), 0, UINT64_MAX, &c->period, &c->has_period, err));
+        TRY(ocij_i64(FIELD(o, p, "realtimeRuntime"), 0, INT64_MIN, INT64_MAX, &c->realtime_runtime,
+                     &c->has_realtime_runtime, err));
+        TRY(ocij_u64(FIELD(o, p, "realtimePeriod"), 0, UINT64_MAX, &c->realtime_period,
+                     &c->has_realtime_period, err));
+        TRY(ocij_string(FIELD(o, p, "cpus"), 0, &c->cpus, err));
+        TRY(ocij_string(FIELD(o, p, "mems"), 0, &c->mems, err));
         return 0;
 }
 
 static int parse_pids(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct us_oci_resources *r = out;
-        return get_i64(FIELD(o, p, "limit"), F_REQ, INT64_MIN, INT64_MAX, &r->pids_limit,
-                       &r->has_pids_limit, err);
+        return ocij_i64(FIELD(o, p, "limit"), F_REQ, INT64_MIN, INT64_MAX, &r->pids_limit,
+                        &r->has_pids_limit, err);
 }
 
 static int parse_blkio(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct us_oci_resources *r = out;
         uint64_t w = 0;
-        TRY(get_u64(FIELD(o, p, "weight"), 0, 1000, &w, &r->has_blkio_weight, err));
+        TRY(ocij_u64(FIELD(o, p, "weight"), 0, 1000, &w, &r->has_blkio_weight, err));
         r->blkio_weight = (uint16_t)w;
         return 0;
 }
@@ -792,11 +370,11 @@ static int parse_resources(yajl_val o, const struct jpath *p, void *out, struct 
         struct us_oci_resources *r = out;
         TRY(GET_OBJECTS(FIELD(o, p, "devices"), 0, parse_device_rule, r->devices, r->n_devices,
                         err));
-        TRY(get_struct(FIELD(o, p, "memory"), 0, parse_memory, &r->memory, err));
-        TRY(get_struct(FIELD(o, p, "cpu"), 0, parse_cpu, &r->cpu, err));
-        TRY(get_struct(FIELD(o, p, "pids"), 0, parse_pids, r, err));
-        TRY(get_struct(FIELD(o, p, "blockIO"), 0, parse_blkio, r, err));
-        TRY(get_kv(FIELD(o, p, "unified"), 0, &r->unified, &r->n_unified, err));
+        TRY(ocij_struct(FIELD(o, p, "memory"), 0, parse_memory, &r->memory, err));
+        TRY(ocij_struct(FIELD(o, p, "cpu"), 0, parse_cpu, &r->cpu, err));
+        TRY(ocij_struct(FIELD(o, p, "pids"), 0, parse_pids, r, err));
+        TRY(ocij_struct(FIELD(o, p, "blockIO"), 0, parse_blkio, r, err));
+        TRY(ocij_kv(FIELD(o, p, "unified"), 0, &r->unified, &r->n_unified, err));
         return 0;
 }
 
@@ -818,11 +396,11 @@ static int parse_seccomp_arg(yajl_val o, const struct jpath *p, void *out, struc
 {
         struct us_oci_seccomp_arg *a = out;
         int op = 0;
-        TRY(get_u32(FIELD(o, p, "index"), F_REQ, &a->index, NULL, err));
+        TRY(ocij_u32(FIELD(o, p, "index"), F_REQ, &a->index, NULL, err));
         if (a->index > 5)
-                return perr(err, JP_KEY(p, "index"), "out of range (0..5), got %u", a->index);
-        TRY(get_u64(FIELD(o, p, "value"), F_REQ, UINT64_MAX, &a->value, NULL, err));
-        TRY(get_u64(FIELD(o, p, "valueTwo"), 0, UINT64_MAX, &a->value_two, NULL, err));
+                return ocij_error(err, JP_KEY(p, "index"), "out of range (0..5), got %u", a->index);
+        TRY(ocij_u64(FIELD(o, p, "value"), F_REQ, UINT64_MAX, &a->value, NULL, err));
+        TRY(ocij_u64(FIELD(o, p, "valueTwo"), 0, UINT64_MAX, &a->value_two, NULL, err));
         TRY(GET_ENUM(FIELD(o, p, "op"), F_REQ, seccomp_ops, "seccomp operator", &op, err));
         a->op = (enum us_oci_seccomp_op)op;
         return 0;
@@ -832,11 +410,11 @@ static int parse_syscall(yajl_val o, const struct jpath *p, void *out, struct us
 {
         struct us_oci_seccomp_rule *rule = out;
         int action = 0;
-        TRY(get_strv(FIELD(o, p, "names"), F_REQ | F_NONEMPTY, &rule->names, err));
+        TRY(ocij_strv(FIELD(o, p, "names"), F_REQ | F_NONEMPTY, &rule->names, err));
         TRY(GET_ENUM(FIELD(o, p, "action"), F_REQ, seccomp_actions, "seccomp action", &action,
                      err));
         rule->action = (enum us_oci_seccomp_action)action;
-        TRY(get_u32(FIELD(o, p, "errnoRet"), 0, &rule->errno_ret, &rule->has_errno_ret, err));
+        TRY(ocij_u32(FIELD(o, p, "errnoRet"), 0, &rule->errno_ret, &rule->has_errno_ret, err));
         TRY(GET_OBJECTS(FIELD(o, p, "args"), 0, parse_seccomp_arg, rule->args, rule->n_args, err));
         return 0;
 }
@@ -848,10 +426,10 @@ static int parse_seccomp(yajl_val o, const struct jpath *p, void *out, struct us
         TRY(GET_ENUM(FIELD(o, p, "defaultAction"), F_REQ, seccomp_actions, "seccomp action",
                      &action, err));
         s->default_action = (enum us_oci_seccomp_action)action;
-        TRY(get_u32(FIELD(o, p, "defaultErrnoRet"), 0, &s->default_errno_ret,
-                    &s->has_default_errno_ret, err));
-        TRY(get_strv(FIELD(o, p, "architectures"), 0, &s->architectures, err));
-        TRY(get_strv(FIELD(o, p, "flags"), 0, &s->flags, err));
+        TRY(ocij_u32(FIELD(o, p, "defaultErrnoRet"), 0, &s->default_errno_ret,
+                     &s->has_default_errno_ret, err));
+        TRY(ocij_strv(FIELD(o, p, "architectures"), 0, &s->architectures, err));
+        TRY(ocij_strv(FIELD(o, p, "flags"), 0, &s->flags, err));
         TRY(GET_OBJECTS(FIELD(o, p, "syscalls"), 0, parse_syscall, s->rules, s->n_rules, err));
         return 0;
 }
@@ -876,39 +454,39 @@ static int parse_linux(yajl_val o, const struct jpath *p, void *out, struct us_e
         int r;
 
         const struct jpath *np = JP_KEY(p, "namespaces");
-        TRY(GET_OBJECTS(VP(obj_get(o, "namespaces"), np), 0, parse_namespace, l->namespaces,
+        TRY(GET_OBJECTS(VP(ocij_member(o, "namespaces"), np), 0, parse_namespace, l->namespaces,
                         l->n_namespaces, err));
         for (size_t i = 0; i < l->n_namespaces; i++)
                 for (size_t j = 0; j < i; j++)
                         if (l->namespaces[i].type == l->namespaces[j].type)
-                                return perr(err, JP_KEY(JP_IDX(np, i), "type"),
-                                            "duplicate namespace type \"%s\"",
-                                            enum_name(namespace_types,
-                                                      US_ELEMENTSOF(namespace_types),
-                                                      l->namespaces[i].type));
+                                return ocij_error(err, JP_KEY(JP_IDX(np, i), "type"),
+                                                  "duplicate namespace type \"%s\"",
+                                                  ocij_enum_name(namespace_types,
+                                                                 US_ELEMENTSOF(namespace_types),
+                                                                 l->namespaces[i].type));
 
         TRY(GET_OBJECTS(FIELD(o, p, "uidMappings"), 0, parse_id_mapping, l->uid_mappings,
                         l->n_uid_mappings, err));
         TRY(GET_OBJECTS(FIELD(o, p, "gidMappings"), 0, parse_id_mapping, l->gid_mappings,
                         l->n_gid_mappings, err));
         TRY(GET_OBJECTS(FIELD(o, p, "devices"), 0, parse_device, l->devices, l->n_devices, err));
-        TRY(get_string(FIELD(o, p, "cgroupsPath"), 0, &l->cgroups_path, err));
-        TRY(r = get_struct(FIELD(o, p, "resources"), 0, parse_resources, &l->resources, err));
+        TRY(ocij_string(FIELD(o, p, "cgroupsPath"), 0, &l->cgroups_path, err));
+        TRY(r = ocij_struct(FIELD(o, p, "resources"), 0, parse_resources, &l->resources, err));
         l->has_resources = r > 0;
-        TRY(get_kv(FIELD(o, p, "sysctl"), 0, &l->sysctl, &l->n_sysctl, err));
-        TRY(get_strv(FIELD(o, p, "maskedPaths"), F_ABS, &l->masked_paths, err));
-        TRY(get_strv(FIELD(o, p, "readonlyPaths"), F_ABS, &l->readonly_paths, err));
+        TRY(ocij_kv(FIELD(o, p, "sysctl"), 0, &l->sysctl, &l->n_sysctl, err));
+        TRY(ocij_strv(FIELD(o, p, "maskedPaths"), F_ABS, &l->masked_paths, err));
+        TRY(ocij_strv(FIELD(o, p, "readonlyPaths"), F_ABS, &l->readonly_paths, err));
         int ignored;
         TRY(GET_ENUM(FIELD(o, p, "rootfsPropagation"), 0, propagations, "rootfs propagation",
                      &ignored, err));
-        TRY(get_string(FIELD(o, p, "rootfsPropagation"), 0, &l->rootfs_propagation, err));
-        TRY(get_string(FIELD(o, p, "mountLabel"), 0, &l->mount_label, err));
+        TRY(ocij_string(FIELD(o, p, "rootfsPropagation"), 0, &l->rootfs_propagation, err));
+        TRY(ocij_string(FIELD(o, p, "mountLabel"), 0, &l->mount_label, err));
 
-        if (present(obj_get(o, "seccomp"))) {
+        if (ocij_present(ocij_member(o, "seccomp"))) {
                 l->seccomp = calloc(1, sizeof(*l->seccomp));
                 if (!l->seccomp)
-                        return oom(err);
-                TRY(get_struct(FIELD(o, p, "seccomp"), 0, parse_seccomp, l->seccomp, err));
+                        return ocij_oom(err);
+                TRY(ocij_struct(FIELD(o, p, "seccomp"), 0, parse_seccomp, l->seccomp, err));
         }
         return 0;
 }
@@ -942,20 +520,20 @@ static void linux_clear(struct us_oci_linux *l)
 static int parse_spec(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct us_oci_spec *s = out;
-        TRY(get_string(FIELD(o, p, "ociVersion"), F_REQ, &s->oci_version, err));
-        if (present(obj_get(o, "process"))) {
+        TRY(ocij_string(FIELD(o, p, "ociVersion"), F_REQ, &s->oci_version, err));
+        if (ocij_present(ocij_member(o, "process"))) {
                 s->process = calloc(1, sizeof(*s->process));
                 if (!s->process)
-                        return oom(err);
-                TRY(get_struct(FIELD(o, p, "process"), 0, parse_process, s->process, err));
+                        return ocij_oom(err);
+                TRY(ocij_struct(FIELD(o, p, "process"), 0, parse_process, s->process, err));
         }
-        TRY(get_struct(FIELD(o, p, "root"), 0, parse_root, s, err));
-        TRY(get_string(FIELD(o, p, "hostname"), 0, &s->hostname, err));
-        TRY(get_string(FIELD(o, p, "domainname"), 0, &s->domainname, err));
+        TRY(ocij_struct(FIELD(o, p, "root"), 0, parse_root, s, err));
+        TRY(ocij_string(FIELD(o, p, "hostname"), 0, &s->hostname, err));
+        TRY(ocij_string(FIELD(o, p, "domainname"), 0, &s->domainname, err));
         TRY(GET_OBJECTS(FIELD(o, p, "mounts"), 0, parse_mount, s->mounts, s->n_mounts, err));
-        TRY(get_struct(FIELD(o, p, "hooks"), 0, parse_hooks, &s->hooks, err));
-        TRY(get_kv(FIELD(o, p, "annotations"), 0, &s->annotations, &s->n_annotations, err));
-        TRY(get_struct(FIELD(o, p, "linux"), 0, parse_linux, &s->linux_, err));
+        TRY(ocij_struct(FIELD(o, p, "hooks"), 0, parse_hooks, &s->hooks, err));
+        TRY(ocij_kv(FIELD(o, p, "annotations"), 0, &s->annotations, &s->n_annotations, err));
+        TRY(ocij_struct(FIELD(o, p, "linux"), 0, parse_linux, &s->linux_, err));
         return 0;
 }
 
@@ -1016,139 +594,12 @@ struct us_oci_resources *us_oci_resources_free(struct us_oci_resources *r)
         return NULL;
 }
 
-/* ---- the document ---- */
-
-/*
- * Checks the raw text for what yajl_tree would not: nesting depth (its tree
- * free recurses), comments (yajl_tree_parse allows them; JSON does not),
- * the number of values (memory), and strings holding \u0000 (yajl_tree
- * truncates them silently). *ret_nul_string is the document-order index of
- * the first string (keys included) with a NUL, or -1.
- */
-static int prescan(const char *s, size_t len, long *ret_nul_string, struct us_error **err)
-{
-        size_t depth = 0, values = 1;
-        long strings = -1, nul_string = -1;
-        bool in_string = false;
-
-        for (size_t i = 0; i < len; i++) {
-                char c = s[i];
-                if (in_string) {
-                        if (c == '\\') {
-                                if (nul_string < 0 && i + 5 < len && s[i + 1] == 'u' &&
-                                    memcmp(s + i + 2, "0000", 4) == 0)
-                                        nul_string = strings;
-                                i++;
-                        } else if (c == '"') {
-                                in_string = false;
-                        }
-                        continue;
-                }
-                switch (c) {
-                case '"':
-                        in_string = true;
-                        strings++;
-                        break;
-                case '[':
-                case '{':
-                        if (++depth > US_OCI_MAX_DEPTH)
-                                return us_error_msg(err, EINVAL,
-                                                    "nesting deeper than %d levels at byte %zu",
-                                                    US_OCI_MAX_DEPTH, i);
-                        values++;
-                        break;
-                case ']':
-                case '}':
-                        if (depth > 0)
-                                depth--;
-                        break;
-                case ',':
-                        if (++values > US_OCI_MAX_VALUES)
-                                return us_error_msg(err, EINVAL, "more than %u values",
-                                                    (unsigned)US_OCI_MAX_VALUES);
-                        break;
-                case '/':
-                        return us_error_msg(err, EINVAL, "comment at byte %zu: not JSON", i);
-                default:
-                        break;
-                }
-        }
-        *ret_nul_string = nul_string;
-        return 0;
-}
-
-/* Finds the path of the k-th string in document order (see prescan). */
-static int report_nul_string(yajl_val v, const struct jpath *p, long *k, struct us_error **err)
-{
-        switch (v->type) {
-        case yajl_t_string:
-                if ((*k)-- == 0)
-                        return perr(err, p, "string contains a NUL character");
-                break;
-        case yajl_t_object:
-                for (size_t i = 0; i < v->u.object.len; i++) {
-                        const struct jpath *kp = JP_KEY(p, v->u.object.keys[i]);
-                        if ((*k)-- == 0)
-                                return perr(err, kp, "key contains a NUL character");
-                        TRY(report_nul_string(v->u.object.values[i], kp, k, err));
-                }
-                break;
-        case yajl_t_array:
-                for (size_t i = 0; i < v->u.array.len; i++)
-                        TRY(report_nul_string(v->u.array.values[i], JP_IDX(p, i), k, err));
-                break;
-        case yajl_t_number:
-        case yajl_t_true:
-        case yajl_t_false:
-        case yajl_t_null:
-        case yajl_t_any:
-                break;
-        }
-        return 0;
-}
-
-static int parse_json(const char *json, size_t len, parse_fn fn, void *out, struct us_error **err)
-{
-        if (!json && len > 0)
-                return us_error_msg(err, EINVAL, "no input");
-        if (len > US_OCI_MAX_CONFIG_SIZE)
-                return us_error_msg(err, E2BIG, "too large (%zu bytes, max %u)", len,
-                                    (unsigned)US_OCI_MAX_CONFIG_SIZE);
-        const char *nul = len ? memchr(json, '\0', len) : NULL;
-        if (nul)
-                return us_error_msg(err, EINVAL, "NUL byte at offset %zu", (size_t)(nul - json));
-        long nul_string;
-        TRY(prescan(json, len, &nul_string, err));
-
-        _cleanup_free_ char *text = malloc(len + 1);
-        if (!text)
-                return oom(err);
-        if (len)
-                memcpy(text, json, len);
-        text[len] = '\0';
-
-        char errbuf[256] = "";
-        _cleanup_(yajl_tree_free_cleanupp) yajl_val root =
-                yajl_tree_parse(text, errbuf, sizeof(errbuf));
-        if (!root) {
-                errbuf[strcspn(errbuf, "\n")] = '\0';
-                return us_error_msg(err, EINVAL, "%s", errbuf[0] ? errbuf : "parse error");
-        }
-        if (nul_string >= 0) {
-                TRY(report_nul_string(root, NULL, &nul_string, err));
-                return us_error_msg(err, EINVAL, "string contains a NUL character");
-        }
-        if (!YAJL_IS_OBJECT(root))
-                return type_error(root, NULL, "object", err);
-        return fn(root, NULL, out, err);
-}
-
 int us_oci_spec_parse(const char *json, size_t len, struct us_oci_spec **ret, struct us_error **err)
 {
         struct us_oci_spec *s = calloc(1, sizeof(*s));
         if (!s)
-                return oom(err);
-        int r = parse_json(json, len, parse_spec, s, err);
+                return ocij_oom(err);
+        int r = ocij_parse_document(json, len, parse_spec, s, err);
         if (r < 0) {
                 us_oci_spec_free(s);
                 return us_error_wrap(err, r, "invalid config.json");
@@ -1162,8 +613,8 @@ int us_oci_process_parse(const char *json, size_t len, struct us_oci_process **r
 {
         struct us_oci_process *p = calloc(1, sizeof(*p));
         if (!p)
-                return oom(err);
-        int r = parse_json(json, len, parse_process, p, err);
+                return ocij_oom(err);
+        int r = ocij_parse_document(json, len, parse_process, p, err);
         if (r < 0) {
                 us_oci_process_free(p);
                 return us_error_wrap(err, r, "invalid process spec");
@@ -1177,8 +628,8 @@ int us_oci_resources_parse(const char *json, size_t len, struct us_oci_resources
 {
         struct us_oci_resources *res = calloc(1, sizeof(*res));
         if (!res)
-                return oom(err);
-        int r = parse_json(json, len, parse_resources, res, err);
+                return ocij_oom(err);
+        int r = ocij_parse_document(json, len, parse_resources, res, err);
         if (r < 0) {
                 us_oci_resources_free(res);
                 return us_error_wrap(err, r, "invalid resources");
@@ -1191,7 +642,7 @@ int us_oci_spec_load(const char *bundle, struct us_oci_spec **ret, struct us_err
 {
         _cleanup_free_ char *path = NULL;
         if (asprintf(&path, "%s/config.json", bundle) < 0)
-                return oom(err);
+                return ocij_oom(err);
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return us_errorf(err, errno, "open %s", path);
@@ -1208,7 +659,7 @@ int us_oci_spec_load(const char *bundle, struct us_oci_spec **ret, struct us_err
         size_t cap = (size_t)st.st_size + 1, len = 0;
         _cleanup_free_ char *buf = malloc(cap);
         if (!buf)
-                return oom(err);
+                return ocij_oom(err);
         for (;;) {
                 if (len == cap) {
                         if (cap > US_OCI_MAX_CONFIG_SIZE)
@@ -1219,7 +670,7 @@ int us_oci_spec_load(const char *bundle, struct us_oci_spec **ret, struct us_err
                                               : cap * 2;
                         char *nbuf = realloc(buf, ncap);
                         if (!nbuf)
-                                return oom(err);
+                                return ocij_oom(err);
                         buf = nbuf;
                         cap = ncap;
                 }
@@ -1239,7 +690,7 @@ const char *us_oci_spec_annotation(const struct us_oci_spec *spec, const char *k
 {
         if (!spec || !key)
                 return NULL;
-        for (size_t i = 0; i < spec->n_annotations; i++)
+        for (size_t i = spec->n_annotations; i-- > 0;) /* last duplicate wins, as in Go */
                 if (strcmp(spec->annotations[i].key, key) == 0)
                         return spec->annotations[i].value;
         return NULL;

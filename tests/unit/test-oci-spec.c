@@ -296,6 +296,13 @@ static void full_and_forward_compatible(void **state)
         assert_string_equal(l->seccomp->flags[0], "SECCOMP_FILTER_FLAG_LOG");
         us_oci_spec_free(s);
 
+        /* Duplicate keys: the last wins, as in Go's encoding/json. */
+        s = parse_ok("{\"ociVersion\":\"1\",\"hostname\":\"a\",\"hostname\":\"b\","
+                     "\"annotations\":{\"k\":\"1\",\"k\":\"2\"}}");
+        assert_string_equal(s->hostname, "b");
+        assert_string_equal(us_oci_spec_annotation(s, "k"), "2");
+        us_oci_spec_free(s);
+
         /* An escaped backslash followed by u0000 is text, not a NUL. */
         s = parse_ok("{\"ociVersion\":\"1\",\"hostname\":\"a\\\\u0000\"}");
         assert_string_equal(s->hostname, "a\\u0000");
