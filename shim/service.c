@@ -340,6 +340,13 @@ static void handle_start(struct us_ttrpc_call *call, const uint8_t *payload, siz
                                    p->exec_id ? p->exec_id : t->id, t->id);
                 return;
         }
+        if (p->exec_id && t->paused) {
+                /* A process entering a frozen cgroup would freeze before
+                 * its execve, and the call with it. */
+                us_ttrpc_call_fail(call, US_GRPC_FAILED_PRECONDITION,
+                                   "cannot exec in task %s: it is paused", t->id);
+                return;
+        }
         if (p->exec_id && t->init.status != SHIM_PROCESS_RUNNING) {
                 us_ttrpc_call_fail(call, US_GRPC_FAILED_PRECONDITION,
                                    "cannot exec in task %s: it is not running", t->id);
