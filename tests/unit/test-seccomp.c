@@ -20,7 +20,7 @@
 
 #include "cleanup.h"
 #include "oci-spec.h"
-#include "seccomp.h"
+#include "seccomp-filter.h"
 
 static struct us_oci_spec *parse(const char *json)
 {

@@ -3,27 +3,13 @@
 
 /*
  * The OCI spec's linux.seccomp translated to a libseccomp filter.
- *
- * This header shares its name with libseccomp's <seccomp.h>. It does not
- * need libseccomp's declarations itself (scmp_filter_ctx is void * there
- * too). A file that wants both includes this one as <seccomp.h> after
- * defining US_SECCOMP_WANT_LIBSECCOMP, which pulls in libseccomp's header
- * with #include_next:
- *
- *   #define US_SECCOMP_WANT_LIBSECCOMP 1
- *   #include <seccomp.h>
  */
 
-#ifdef US_SECCOMP_WANT_LIBSECCOMP
-#include_next <seccomp.h>
-#endif
-
+#include <seccomp.h>
 #include <stdint.h>
 
 #include "error.h"
 #include "oci-spec.h"
-
-typedef void *scmp_filter_ctx; /* identical to libseccomp's typedef */
 
 /*
  * Translates s into a new libseccomp filter context (*ret, owned by the

@@ -5,8 +5,7 @@
  * room: unknown syscalls skipped, default-action rules skipped, repeated
  * argument indexes OR'ed as separate rules.
  */
-#define US_SECCOMP_WANT_LIBSECCOMP 1
-#include <seccomp.h>
+#include "seccomp-filter.h"
 
 #include <ctype.h>
 #include <errno.h>
