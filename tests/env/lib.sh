@@ -134,7 +134,7 @@ env_start() {
 env_shim_pids() {
         local d args
         for d in /proc/[0-9]*; do
-                args=$(tr '\0' '\n' <"$d/cmdline" 2>/dev/null) || continue
+                args=$(tr '\0' '\n' 2>/dev/null <"$d/cmdline") || continue
                 [[ ${args%%$'\n'*} = *containerd-shim-* ]] || continue
                 grep -qxF -- "$ENV_ADDR" <<<"$args" && echo "${d#/proc/}"
         done
@@ -145,7 +145,7 @@ env_shim_pids() {
 env_shim_pid() {
         local d args
         for d in /proc/[0-9]*; do
-                args=$(tr '\0' '\n' <"$d/cmdline" 2>/dev/null) || continue
+                args=$(tr '\0' '\n' 2>/dev/null <"$d/cmdline") || continue
                 [[ ${args%%$'\n'*} = *containerd-shim-* ]] || continue
                 grep -qxF -- "$ENV_ADDR" <<<"$args" || continue
                 grep -qxF -- "$1" <<<"$args" || continue

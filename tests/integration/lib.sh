@@ -1,0 +1,160 @@
+# Helpers for the integration tests (tests/integration/test-*.sh). Each test
+# sources this, calls it_setup, runs its checks and ends with it_finish.
+#
+# Every test run gets a PRIVATE containerd (environment name unishim-it-<pid>:
+# state /run/unishim-it-<pid>, root /var/lib/unishim-it-<pid>, namespace of the
+# same name), torn down by an EXIT trap whatever happens; containerd's log is
+# printed when a check failed.
+#
+#   RUNTIME=io.containerd.runc.v2 bash tests/integration/test-basic.sh
+# runs the same checks against containerd's runc shim: that is how the tests
+# themselves are validated. The default is unishim's runtime.
+
+. "$(dirname "${BASH_SOURCE[0]}")/../env/lib.sh"
+
+RUNTIME=${RUNTIME:-$UNISHIM_RUNTIME}
+IT_FAILURES=0
+IT_CHECKS=0
+IT_TMP=
+
+it_skip() {
+        echo "SKIP: $*"
+        exit 77
+}
+
+it_cleanup() {
+        local rc=$?
+        trap - EXIT INT TERM
+        set +e
+        if [ "$rc" != 0 ] || [ "$IT_FAILURES" != 0 ]; then
+                if [ -n "${ENV_LOG:-}" ] && [ -s "$ENV_LOG" ]; then
+                        echo "---- containerd log ($ENV_LOG, last 200 lines) ----"
+                        tail -n 200 "$ENV_LOG"
+                        echo "---- end of containerd log ----"
+                fi
+        fi
+        [ -n "${IT_CLEANUP_HOOK:-}" ] && $IT_CLEANUP_HOOK
+        [ -n "${ENV_NAME:-}" ] && env_stop
+        [ -n "$IT_TMP" ] && rm -rf "$IT_TMP"
+        exit "$rc"
+}
+
+# it_setup: checks the machine, starts the private containerd.
+it_setup() {
+        [ "$(id -u)" = 0 ] || it_skip "integration tests need root"
+        local b
+        for b in containerd ctr runc jq timeout setsid; do
+                command -v "$b" >/dev/null || it_skip "$b not installed (make deps-runtime)"
+        done
+        [ -x /bin/busybox ] || it_skip "busybox-static not installed (make deps-runtime)"
+        if [ "$RUNTIME" = "$UNISHIM_RUNTIME" ] && [ ! -x "$(env_shim_binary)" ]; then
+                # Not a machine limitation: the build is incomplete. Fail.
+                echo "FAIL: $(env_shim_binary) is not built"
+                exit 1
+        fi
+        IT_TMP=$(mktemp -d /tmp/unishim-it.XXXXXX)
+        env_init "unishim-it-$$"
+        trap it_cleanup EXIT
+        trap 'exit 130' INT TERM
+        env_start
+        echo "# runtime $RUNTIME, containerd $ENV_ADDR (namespace $ENV_NS, log $ENV_LOG)"
+}
+
+# A fresh container id (unique even when called in subshells).
+it_id() {
+        echo "it-$BASHPID-$(date +%s%N | tail -c 10)"
+}
+
+# srun ID SPEC: `ctr run --rm --config SPEC` under $RUNTIME.
+srun() {
+        ectr run --rm --runtime "$RUNTIME" --config "$2" "$1"
+}
+
+# crun [ctr run options...] -- COMMAND...: `ctr run --rm` of the test image
+# under $RUNTIME with a fresh id; stdin from /dev/null unless redirected.
+crun() {
+        local opts=()
+        while [ $# -gt 0 ] && [ "$1" != -- ]; do
+                opts+=("$1")
+                shift
+        done
+        shift
+        ectr run --rm --runtime "$RUNTIME" "${opts[@]}" "$TEST_IMAGE" "$(it_id)" "$@"
+}
+
+pass() {
+        IT_CHECKS=$((IT_CHECKS + 1))
+        echo "ok   - $*"
+}
+
+fail() {
+        IT_CHECKS=$((IT_CHECKS + 1))
+        IT_FAILURES=$((IT_FAILURES + 1))
+        echo "FAIL - $*"
+}
+
+# expect_eq DESC EXPECTED ACTUAL
+expect_eq() {
+        if [ "$2" = "$3" ]; then
+                pass "$1"
+        else
+                fail "$1: expected '$2', got '$3'"
+        fi
+}
+
+# expect_match DESC REGEX ACTUAL
+expect_match() {
+        if [[ $3 =~ $2 ]]; then
+                pass "$1"
+        else
+                fail "$1: '$3' does not match /$2/"
+        fi
+}
+
+# out_rc VAR_OUT VAR_RC COMMAND...: runs COMMAND (stdin /dev/null), stores
+# its combined output (CRs stripped) and exit status.
+out_rc() {
+        local __o __r=0
+        __o=$("${@:3}" </dev/null 2>&1) || __r=$?
+        printf -v "$1" '%s' "${__o//$'\r'/}"
+        printf -v "$2" '%s' "$__r"
+}
+
+# wait_until TIMEOUT_S COMMAND...: polls COMMAND every 0.1s until it succeeds.
+wait_until() {
+        local t=$1 i
+        shift
+        for ((i = 0; i < t * 10; i++)); do
+                "$@" >/dev/null 2>&1 && return 0
+                sleep 0.1
+        done
+        return 1
+}
+
+# task_status ID: the STATUS column of `ctr task ls` for ID.
+task_status() {
+        ectr tasks ls 2>/dev/null | awk -v id="$1" '$1 == id { print $3 }'
+}
+
+# it_spec ID ARGS_JSON [JQ_FILTER]: writes a full OCI spec for
+# `ctr run --config` (containerd's default spec, the test image's rootfs copied
+# to a private dir, this environment's cgroup path), edited by JQ_FILTER.
+# Prints the spec's path.
+it_spec() {
+        local id=$1 args=$2 filter=${3:-.} dir
+        dir=$IT_TMP/bundle-$id
+        mkdir -p "$dir"
+        cp -a "$ENV_ROOTFS" "$dir/rootfs"
+        ectr oci spec |
+                jq --arg root "$dir/rootfs" --arg cg "/$ENV_NS/$id" --argjson args "$args" \
+                        '.root = {path: $root, readonly: false} | .linux.cgroupsPath = $cg
+                         | .process.args = $args | .process.terminal = false
+                         | .process.env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]' |
+                jq "$filter" >"$dir/config.json"
+        echo "$dir/config.json"
+}
+
+it_finish() {
+        echo "# $IT_CHECKS checks, $IT_FAILURES failed (runtime $RUNTIME)"
+        [ "$IT_FAILURES" = 0 ]
+}
