@@ -114,10 +114,12 @@ expect_match() {
 # out_rc VAR_OUT VAR_RC COMMAND...: runs COMMAND (stdin /dev/null), stores
 # its combined output (CRs stripped) and exit status.
 out_rc() {
-        local __o __r=0
-        __o=$("${@:3}" </dev/null 2>&1) || __r=$?
+        local __o
+        # NULs (a pty's output may carry some) would upset bash: drop them.
+        __o=$( { "${@:3}" </dev/null 2>&1 && echo 0 >"$IT_TMP/rc" || echo $? >"$IT_TMP/rc"; } |
+                tr -d '\0')
         printf -v "$1" '%s' "${__o//$'\r'/}"
-        printf -v "$2" '%s' "$__r"
+        printf -v "$2" '%s' "$(cat "$IT_TMP/rc")"
 }
 
 # wait_until TIMEOUT_S COMMAND...: polls COMMAND every 0.1s until it succeeds.
