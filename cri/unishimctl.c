@@ -266,7 +266,7 @@ static int cmd_run(struct ctl *ctl, int argc, char **argv)
         };
         bool timing = false, pull = true, keep = false;
         int c;
-        optind = 1;
+        optind = 0;
         while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
                 switch (c) {
                 case 'T':
@@ -389,7 +389,7 @@ static int cmd_exec(struct ctl *ctl, int argc, char **argv)
         const char *cname = NULL;
         long timeout = 0;
         int c;
-        optind = 1;
+        optind = 0;
         while ((c = getopt_long(argc, argv, "+c:t:", opts, NULL)) != -1) {
                 switch (c) {
                 case 'c':
@@ -411,7 +411,7 @@ static int cmd_exec(struct ctl *ctl, int argc, char **argv)
         }
         const char *pod = argv[optind];
         int rest = optind + 1;
-        optind = 1;
+        optind = 0;
         int sub_argc = argc - rest + 1;
         char **sub_argv = argv + rest - 1;
         while ((c = getopt_long(sub_argc, sub_argv, "+c:t:", opts, NULL)) != -1) {
@@ -494,7 +494,7 @@ static int cmd_logs(struct ctl *ctl, int argc, char **argv)
         };
         const char *cname = NULL, *pod = NULL;
         int c;
-        optind = 1;
+        optind = 0;
         /* Options may come before or after POD. */
         for (;;) {
                 while ((c = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
@@ -575,7 +575,7 @@ static int cmd_stop_rm(struct ctl *ctl, int argc, char **argv, bool remove)
         };
         long timeout = 10;
         int c, status = 0;
-        optind = 1;
+        optind = 0;
         /* Options may follow the pods: no "+", let getopt permute. */
         while ((c = getopt_long(argc, argv, "t:", opts, NULL)) != -1) {
                 if (c != 't')
@@ -674,7 +674,7 @@ static int cmd_update(struct ctl *ctl, int argc, char **argv)
         const char *cname = NULL;
         bool any = false;
         int c;
-        optind = 1;
+        optind = 0;
         while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
                 int r = 0;
                 switch (c) {
@@ -734,7 +734,7 @@ static int cmd_stats(struct ctl *ctl, int argc, char **argv)
         };
         const char *cname = NULL;
         int c;
-        optind = 1;
+        optind = 0;
         while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
                 if (c != 'c')
                         return 2;
