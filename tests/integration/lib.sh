@@ -138,6 +138,16 @@ task_status() {
         ectr tasks ls 2>/dev/null | awk -v id="$1" '$1 == id { print $3 }'
 }
 
+# task_is ID STATUS: true when the task's status is STATUS (for wait_until).
+task_is() {
+        [ "$(task_status "$1")" = "$2" ]
+}
+
+# no_shim_for ID: true when no shim process serves ID (for wait_until).
+no_shim_for() {
+        [ -z "$(env_shim_pid "$1")" ]
+}
+
 # it_spec ID ARGS_JSON [JQ_FILTER]: writes a full OCI spec for
 # `ctr run --config` (containerd's default spec, the test image's rootfs copied
 # to a private dir, this environment's cgroup path), edited by JQ_FILTER.

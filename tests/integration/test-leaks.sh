@@ -24,7 +24,8 @@ done
 expect_eq "$CYCLES x ctr run --rm true: all exit 0" 0 "$failed"
 
 # Give asynchronous teardown (shim exit, cgroup removal) a moment.
-wait_until 10 test -z "$(env_shim_pids)" || true
+no_env_shims() { [ -z "$(env_shim_pids)" ]; }
+wait_until 10 no_env_shims || true
 
 shims=$(env_shim_pids)
 expect_eq "no shim process of this environment left" "" "$shims"
@@ -54,7 +55,7 @@ expect_eq "no active snapshot left" "" "$snaps"
 id=$(it_id)
 ectr run -d --runtime "$RUNTIME" "$TEST_IMAGE" "$id" sleep 1000 >/dev/null 2>&1 ||
         fail "run -d of the long-running container"
-wait_until 10 test "$(task_status "$id")" = RUNNING || true
+wait_until 10 task_is "$id" RUNNING || true
 shim_pid=$(env_shim_pid "$id")
 if [ -z "$shim_pid" ]; then
         fail "no shim process for $id"
@@ -79,7 +80,7 @@ else
         expect_eq "shim has only the init as child after the execs" 1 "$kids"
 fi
 ectr tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
-wait_until 10 test "$(task_status "$id")" = STOPPED || true
+wait_until 10 task_is "$id" STOPPED || true
 ectr tasks delete "$id" >/dev/null 2>&1 || true
 ectr containers delete "$id" >/dev/null 2>&1 || true
 if [ -n "$shim_pid" ]; then

@@ -24,8 +24,12 @@ event_for() {
                         'select(.container_id == $c and (.id == null or .id == $e))' 2>/dev/null | head -n1
 }
 has_event() { [ -n "$(event_for "$@")" ]; }
+# How long to wait for an event of CONTAINER: long if its task was ever
+# created (the event may still come), short if not (it never will).
+ev_wait() { has_event /tasks/create "$1" && echo 10 || echo 1; }
+wait_event() { wait_until "$(ev_wait "$2")" has_event "$@"; }
 exit_status_of() { # CONTAINER [EXEC_ID]
-        wait_until 20 has_event /tasks/exit "$@" || true
+        wait_event /tasks/exit "$@" || true
         event_for /tasks/exit "$@" | jq -r '.exit_status // "none"'
 }
 
@@ -34,7 +38,7 @@ id=$(it_id)
 out_rc out rc ectr run -d --runtime "$RUNTIME" "$TEST_IMAGE" "$id" \
         sh -c 'trap "exit 42" TERM; while :; do sleep 0.1; done'
 expect_eq "ctr run -d: exit status" 0 "$rc"
-wait_until 10 test "$(task_status "$id")" = RUNNING && pass "task is RUNNING" ||
+wait_until 10 task_is "$id" RUNNING && pass "task is RUNNING" ||
         fail "task status: '$(task_status "$id")'"
 init_pid=$(ectr tasks ls | awk -v id="$id" '$1 == id { print $2 }')
 [[ $init_pid =~ ^[0-9]+$ ]] && [ -d "/proc/$init_pid" ] && pass "task pid $init_pid exists on the host" ||
@@ -69,8 +73,8 @@ frozen=$(cat "/sys/fs/cgroup/freezer/$ENV_NS/$id/freezer.state" 2>/dev/null ||
 out_rc out rc ectr tasks resume "$id"
 expect_eq "resume: exit status" 0 "$rc"
 expect_eq "resumed task is RUNNING" RUNNING "$(task_status "$id")"
-wait_until 10 has_event /tasks/paused "$id" && pass "/tasks/paused event" || fail "no /tasks/paused event"
-wait_until 10 has_event /tasks/resumed "$id" && pass "/tasks/resumed event" || fail "no /tasks/resumed event"
+wait_event /tasks/paused "$id" && pass "/tasks/paused event" || fail "no /tasks/paused event"
+wait_event /tasks/resumed "$id" && pass "/tasks/resumed event" || fail "no /tasks/resumed event"
 
 shim_pid=$(env_shim_pid "$id")
 [ -n "$shim_pid" ] && pass "shim of $id runs (pid $shim_pid)" || fail "no shim process for $id"
@@ -79,19 +83,19 @@ shim_pid=$(env_shim_pid "$id")
 out_rc out rc ectr tasks kill -s SIGTERM "$id"
 expect_eq "kill -s SIGTERM: exit status" 0 "$rc"
 expect_eq "init exited through its TERM handler (42)" 42 "$(exit_status_of "$id")"
-wait_until 10 test "$(task_status "$id")" = STOPPED && pass "task is STOPPED" ||
+wait_until 10 task_is "$id" STOPPED && pass "task is STOPPED" ||
         fail "task status after exit: '$(task_status "$id")'"
 out_rc out rc ectr tasks delete "$id"
 expect_eq "task delete: exit status" 0 "$rc"
 ectr containers delete "$id" >/dev/null 2>&1 || fail "container delete"
 for t in /tasks/create /tasks/start /tasks/exec-added /tasks/exec-started /tasks/exit /tasks/delete; do
-        wait_until 10 has_event "$t" "$id" && pass "event $t" || fail "no $t event for $id"
+        wait_event "$t" "$id" && pass "event $t" || fail "no $t event for $id"
 done
 if [ -n "$shim_pid" ]; then
         wait_until 10 test ! -d "/proc/$shim_pid" && pass "shim pid $shim_pid gone after delete" ||
                 fail "shim pid $shim_pid still alive after delete"
 fi
-wait_until 10 test -z "$(env_shim_pid "$id")" && pass "no shim process for $id" ||
+wait_until 10 no_shim_for "$id" && pass "no shim process for $id" ||
         fail "shim process(es) $(env_shim_pid "$id") for $id after delete"
 [ ! -e "$(env_shim_socket "$id")" ] && pass "shim socket removed" ||
         fail "shim socket $(env_shim_socket "$id") left behind"
@@ -99,7 +103,7 @@ wait_until 10 test -z "$(env_shim_pid "$id")" && pass "no shim process for $id" 
 # SIGKILL: killed by a signal = 128 + 9.
 id=$(it_id)
 ectr run -d --runtime "$RUNTIME" "$TEST_IMAGE" "$id" sleep 1000 >/dev/null
-wait_until 10 test "$(task_status "$id")" = RUNNING || true
+wait_until 10 task_is "$id" RUNNING || true
 ectr tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || fail "kill -s SIGKILL failed"
 expect_eq "SIGKILL: exit status 137" 137 "$(exit_status_of "$id")"
 ectr tasks delete "$id" >/dev/null 2>&1 || true
@@ -108,9 +112,11 @@ ectr containers delete "$id" >/dev/null 2>&1 || true
 # kill --all reaches processes beyond the init.
 id=$(it_id)
 ectr run -d --runtime "$RUNTIME" "$TEST_IMAGE" "$id" sh -c 'sleep 1000 & sleep 1000 & wait' >/dev/null
-wait_until 10 test "$(task_status "$id")" = RUNNING || true
-n=$(ectr tasks ps "$id" 2>/dev/null | awk 'NR > 1' | wc -l)
-expect_eq "ps lists init and both children" 3 "$n"
+wait_until 10 task_is "$id" RUNNING || true
+nprocs() { ectr tasks ps "$1" 2>/dev/null | awk 'NR > 1' | wc -l; }
+has_nprocs() { [ "$(nprocs "$1")" = "$2" ]; }
+wait_until 10 has_nprocs "$id" 3 || true
+expect_eq "ps lists init and both children" 3 "$(nprocs "$id")"
 ectr tasks kill -a -s SIGKILL "$id" >/dev/null 2>&1 || fail "kill -a failed"
 expect_eq "kill -a: exit status 137" 137 "$(exit_status_of "$id")"
 ectr tasks delete "$id" >/dev/null 2>&1 || true
@@ -122,7 +128,7 @@ ectr containers delete "$id" >/dev/null 2>&1 || true
 id=$(it_id)
 out_rc out rc ectr run --rm --runtime "$RUNTIME" --memory-limit 16777216 "$TEST_IMAGE" "$id" tail /dev/zero
 expect_eq "memory limit hit: exit status 137" 137 "$rc"
-wait_until 10 has_event /tasks/oom "$id" && pass "/tasks/oom event" || fail "no /tasks/oom event for $id"
+wait_event /tasks/oom "$id" && pass "/tasks/oom event" || fail "no /tasks/oom event for $id"
 
 # --- pids limit (ctr run has no flag for it: a full spec) -------------------
 id=$(it_id)
