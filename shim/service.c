@@ -19,6 +19,7 @@
 #include "cleanup.h"
 #include "containerd/cgroups-v1-metrics.pb-c.h"
 #include "containerd/events.pb-c.h"
+#include "containerd/runtimeoptions.pb-c.h"
 #include "containerd/shim.pb-c.h"
 #include "log.h"
 #include "rootfs.h"
@@ -104,10 +105,9 @@ static void on_oom(struct us_loop_source *src, int fd, uint32_t events, void *us
         (void)src;
         (void)events;
         struct shim_task *t = userdata;
-        struct us_cgroup *cg = us_container_cgroup(t->container);
         bool oom = false;
         struct us_error *err = NULL;
-        if (!cg || us_cgroup_oom_event(cg, fd, &t->oom_count, &oom, &err) < 0) {
+        if (t->backend->oom_event(t->impl, fd, &t->oom_count, &oom, &err) < 0) {
                 /* A broken notification fd would spin the loop: stop watching. */
                 us_log_warn("task %s: stop watching OOM: %s", t->id, us_error_text(err));
                 us_error_free(err);
@@ -124,15 +124,11 @@ static void on_oom(struct us_loop_source *src, int fd, uint32_t events, void *us
 
 static void watch_oom(struct shim_task *t)
 {
-        struct us_cgroup *cg = us_container_cgroup(t->container);
-        if (!cg)
-                return;
         /* Not every host has a memory controller: no OOM events there. */
-        if (us_cgroup_oom_fd(cg, &t->oom_fd, NULL) < 0) {
+        if (t->backend->oom_watch(t->impl, &t->oom_fd, &t->oom_count, NULL) < 0) {
                 t->oom_fd = -1;
                 return;
         }
-        (void)us_cgroup_oom_count(cg, &t->oom_count, NULL);
         if (us_loop_add_fd(t->shim->loop, t->oom_fd, EPOLLIN, on_oom, t, &t->oom_watch, NULL) < 0)
                 t->oom_fd = us_close(t->oom_fd);
 }
@@ -146,6 +142,80 @@ static int write_pid_file(const char *bundle, pid_t pid)
         if (!f)
                 return -errno;
         fprintf(f, "%d", (int)pid);
+        return 0;
+}
+
+/* The config path an operator gave the runtime handler (containerd's
+ * runtimeoptions.v1.Options, as for Kata's ConfigPath), or NULL. */
+static char *options_config_path(const Containerd__Task__V2__CreateTaskRequest *req)
+{
+        if (!req->options || !req->options->type_url)
+                return NULL;
+        const char *url = req->options->type_url;
+        const char *slash = strrchr(url, '/');
+        if (strcmp(slash ? slash + 1 : url, "runtimeoptions.v1.Options") != 0)
+                return NULL;
+        Runtimeoptions__V1__Options *o = runtimeoptions__v1__options__unpack(
+                NULL, req->options->value.len, req->options->value.data);
+        if (!o)
+                return NULL;
+        char *path = o->config_path && *o->config_path ? strdup(o->config_path) : NULL;
+        runtimeoptions__v1__options__free_unpacked(o, NULL);
+        return path;
+}
+
+static const char *available_kinds(char *buf, size_t size)
+{
+        size_t o = 0;
+        buf[0] = '\0';
+        for (int k = 0; k < CRI_ISOLATION__COUNT; k++) {
+                if (!shim_backend_for((enum cri_isolation)k))
+                        continue;
+                int n = snprintf(buf + o, size - o, "%s%s", o ? ", " : "",
+                                 cri_isolation_name((enum cri_isolation)k));
+                if (n < 0 || (size_t)n >= size - o)
+                        break;
+                o += (size_t)n;
+        }
+        return buf;
+}
+
+/* The pod's kind from the operator's policy and the pod's annotations, and
+ * the backend that runs it. */
+static int decide_backend(struct shim *shim, const Containerd__Task__V2__CreateTaskRequest *req,
+                          const struct us_oci_spec *spec, enum cri_isolation *ret_kind,
+                          const struct shim_backend **ret, struct us_error **err)
+{
+        if (!shim->config) {
+                _cleanup_free_ char *path = options_config_path(req);
+                int r = cri_config_load(path, &shim->config, err);
+                if (r < 0)
+                        return r;
+        }
+        enum cri_isolation kind;
+        int r = cri_policy_isolation(shim->config, spec->annotations, spec->n_annotations, &kind,
+                                     err);
+        if (r < 0)
+                return r;
+        if (shim->kind_decided && kind != shim->kind)
+                return us_error_msg(err, EINVAL,
+                                    "annotation %s: container asks for isolation kind \"%s\" "
+                                    "but its pod runs as \"%s\"",
+                                    CRI_ANNOTATION_ISOLATION, cri_isolation_name(kind),
+                                    cri_isolation_name(shim->kind));
+        const struct shim_backend *b = shim_backend_for(kind);
+        if (!b) {
+                char buf[64];
+                const char *value = us_oci_spec_annotation(spec, CRI_ANNOTATION_ISOLATION);
+                return us_error_msg(err, ENOTSUP,
+                                    "annotation %s: isolation kind \"%s\"%s is not available "
+                                    "in this build (available: %s)",
+                                    CRI_ANNOTATION_ISOLATION, cri_isolation_name(kind),
+                                    value ? "" : " (the configured default)",
+                                    available_kinds(buf, sizeof(buf)));
+        }
+        *ret_kind = kind;
+        *ret = b;
         return 0;
 }
 
@@ -175,6 +245,12 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
         if (!spec->process) {
                 us_oci_spec_free(spec);
                 r = us_error_msg(err, EINVAL, "config.json has no process");
+                goto fail;
+        }
+        enum cri_isolation kind = CRI_ISOLATION_CONTAINER;
+        r = decide_backend(shim, req, spec, &kind, &t->backend, err);
+        if (r < 0) {
+                us_oci_spec_free(spec);
                 goto fail;
         }
         if (spec->process->terminal != req->terminal) {
@@ -218,25 +294,27 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
                 .stdio = t->init.stdio_fds,
         };
         int pty = -1;
-        r = us_container_create(&cfg, &t->container, &pty, err);
+        r = t->backend->create(&cfg, &t->impl, &pty, err);
         if (r < 0) {
                 us_oci_spec_free(spec);
                 goto fail;
         }
-        t->init.pid = us_container_pid(t->container);
+        t->init.pid = t->backend->pid(t->impl);
         t->init.status = SHIM_PROCESS_CREATED;
         r = shim_stdio_attach(t->init.stdio, pty, err);
         if (r < 0)
                 goto fail;
         watch_oom(t);
         (void)write_pid_file(req->bundle, t->init.pid);
+        shim->kind = kind;
+        shim->kind_decided = true;
         *ret = t;
         return 0;
 
 fail:
-        if (t->container) {
-                (void)us_container_kill(t->container, SIGKILL, true, NULL);
-                (void)us_container_destroy(t->container, NULL);
+        if (t->impl) {
+                (void)t->backend->kill(t->impl, SIGKILL, true, NULL);
+                (void)t->backend->destroy(t->impl, NULL);
         }
         if (t->rootfs_mounted)
                 (void)shim_rootfs_unmount(req->bundle, NULL);
@@ -313,7 +391,7 @@ static int start_exec(struct shim_task *t, struct shim_process *p, struct us_err
 {
         pid_t pid;
         int pty = -1;
-        int r = us_container_exec(t->container, p->exec_spec, &p->stdio_fds, &pid, &pty, err);
+        int r = t->backend->exec(t->impl, p->exec_spec, &p->stdio_fds, &pid, &pty, err);
         if (r < 0)
                 return r;
         p->pid = pid;
@@ -354,7 +432,7 @@ static void handle_start(struct us_ttrpc_call *call, const uint8_t *payload, siz
         }
 
         struct us_error *err = NULL;
-        int r = p->exec_id ? start_exec(t, p, &err) : us_container_start(t->container, &err);
+        int r = p->exec_id ? start_exec(t, p, &err) : t->backend->start(t->impl, &err);
         if (r < 0) {
                 us_error_wrap(&err, r, "start %s %s", p->exec_id ? "exec" : "task",
                               p->exec_id ? p->exec_id : t->id);
@@ -440,7 +518,7 @@ static void handle_delete(struct us_ttrpc_call *call, const uint8_t *payload, si
         }
 
         struct us_error *err = NULL;
-        if (us_container_destroy(t->container, &err) < 0) {
+        if (t->backend->destroy(t->impl, &err) < 0) {
                 us_log_warn("delete task %s: %s", t->id, us_error_text(err));
                 err = us_error_free(err);
         }
@@ -542,7 +620,7 @@ static void handle_kill(struct us_ttrpc_call *call, const uint8_t *payload, size
                 return;
         }
         struct us_error *err = NULL;
-        int r = us_container_kill(t->container, sig, req->all, &err);
+        int r = t->backend->kill(t->impl, sig, req->all, &err);
         if (r == -ESRCH) {
                 us_error_free(err);
                 us_ttrpc_call_fail(call, US_GRPC_NOT_FOUND, "process already finished");
@@ -672,9 +750,7 @@ static void handle_pids(struct us_ttrpc_call *call, const uint8_t *payload, size
         struct us_error *err = NULL;
         _cleanup_free_ pid_t *pids = NULL;
         size_t n = 0;
-        struct us_cgroup *cg = us_container_cgroup(t->container);
-        int r = cg ? us_cgroup_pids(cg, &pids, &n, &err)
-                   : us_error_msg(&err, ENOENT, "task %s has no cgroup", t->id);
+        int r = t->backend->pids(t->impl, &pids, &n, &err);
         if (r < 0) {
                 fail_with(call, r, err);
                 return;
@@ -709,8 +785,7 @@ static void pause_or_resume(struct us_ttrpc_call *call, struct shim *shim, const
                 return;
         }
         struct us_error *err = NULL;
-        int r = pause ? us_container_pause(t->container, &err)
-                      : us_container_resume(t->container, &err);
+        int r = pause ? t->backend->pause(t->impl, &err) : t->backend->resume(t->impl, &err);
         if (r < 0) {
                 fail_with(call, r, err);
                 return;
@@ -772,7 +847,7 @@ static void handle_update(struct us_ttrpc_call *call, const uint8_t *payload, si
         int r = us_oci_resources_parse((const char *)req->resources->value.data,
                                        req->resources->value.len, &res, &err);
         if (r >= 0)
-                r = us_container_update(t->container, res, &err);
+                r = t->backend->update(t->impl, res, &err);
         us_oci_resources_free(res);
         if (r < 0) {
                 us_error_wrap(&err, r, "update task %s", t->id);
@@ -808,9 +883,7 @@ static void handle_stats(struct us_ttrpc_call *call, const uint8_t *payload, siz
                 return;
         struct us_error *err = NULL;
         Io__Containerd__Cgroups__V1__Metrics *m = NULL;
-        struct us_cgroup *cg = us_container_cgroup(t->container);
-        int r = cg ? us_cgroup_stats(cg, &m, &err)
-                   : us_error_msg(&err, ENOENT, "task %s has no cgroup", t->id);
+        int r = t->backend->stats(t->impl, &m, &err);
         if (r < 0) {
                 fail_with(call, r, err);
                 return;
@@ -818,12 +891,12 @@ static void handle_stats(struct us_ttrpc_call *call, const uint8_t *payload, siz
         size_t n = protobuf_c_message_get_packed_size(&m->base);
         _cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
         if (!buf) {
-                us_cgroup_stats_free(m);
+                t->backend->stats_free(m);
                 us_ttrpc_call_fail(call, US_GRPC_RESOURCE_EXHAUSTED, "out of memory");
                 return;
         }
         protobuf_c_message_pack(&m->base, buf);
-        us_cgroup_stats_free(m);
+        t->backend->stats_free(m);
         Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
         any.type_url = (char *)io__containerd__cgroups__v1__metrics__descriptor.name;
         any.value.data = buf;

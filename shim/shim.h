@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "engine.h"
+#include "policy.h"
 #include "error.h"
 #include "loop.h"
 #include "ttrpc.h"
@@ -42,6 +43,10 @@ struct shim {
         struct shim_task *tasks;
         struct us_loop_source *idle_timer;
         bool shutting_down;
+        /* The pod's policy: loaded and decided by its first task. */
+        struct cri_config *config;
+        bool kind_decided;
+        enum cri_isolation kind;
 };
 
 /* Registers the containerd.task.v2.Task methods on shim->server. */

@@ -106,7 +106,8 @@ struct shim_task *shim_task_free(struct shim_task *t)
         shim_process_free(&t->init);
         us_loop_source_remove(t->oom_watch);
         us_close(t->oom_fd);
-        us_container_free(t->container);
+        if (t->impl)
+                t->backend->free(t->impl);
         free(t->id);
         free(t->bundle);
         free(t);
@@ -127,11 +128,11 @@ void shim_process_exited(struct shim_process *p, int wait_status)
         if (p->stdio)
                 shim_stdio_drain(p->stdio);
 
-        if (p == &t->init && t->container) {
+        if (p == &t->init && t->impl) {
                 /* Without a private pid namespace, the kernel does not kill
                  * the rest of the container with its init: we do, as runc's
                  * shim does. */
-                (void)us_container_kill(t->container, SIGKILL, true, NULL);
+                (void)t->backend->kill(t->impl, SIGKILL, true, NULL);
         }
 
         Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;

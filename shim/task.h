@@ -11,6 +11,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "backend.h"
 #include "engine.h"
 #include "shim.h"
 #include "task-io.h"
@@ -50,7 +51,8 @@ struct shim_task {
         struct shim *shim;
         char *id;
         char *bundle;
-        struct us_container *container;
+        const struct shim_backend *backend;
+        void *impl; /* the backend's per-task object */
         struct shim_process init;
         struct shim_process *execs;
         bool paused;

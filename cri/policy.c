@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "policy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "oci-spec-json.h"
+
+static const char *const isolation_names[CRI_ISOLATION__COUNT] = {
+        [CRI_ISOLATION_CONTAINER] = "container",
+        [CRI_ISOLATION_SANDBOX] = "sandbox",
+        [CRI_ISOLATION_VM] = "vm",
+};
+
+/* Every unishim.io/ annotation this build understands. */
+static const char *const known_annotations[] = {
+        CRI_ANNOTATION_ISOLATION,
+};
+
+static const char *const default_sidecars[] = {
+        "istio-proxy", "istio-init", "istio-validation", "linkerd-proxy", "linkerd-init",
+};
+
+const char *cri_isolation_name(enum cri_isolation kind)
+{
+        return (unsigned)kind < CRI_ISOLATION__COUNT ? isolation_names[kind] : "unknown";
+}
+
+static int isolation_from_name(const char *name, enum cri_isolation *ret)
+{
+        for (int i = 0; i < CRI_ISOLATION__COUNT; i++) {
+                if (strcmp(name, isolation_names[i]) == 0) {
+                        *ret = (enum cri_isolation)i;
+                        return 0;
+                }
+        }
+        return -EINVAL;
+}
+
+static int strv_from(const char *const *items, size_t n, char ***ret)
+{
+        char **v = calloc(n + 1, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                v[i] = strdup(items[i]);
+                if (!v[i]) {
+                        us_strv_free(v);
+                        return -ENOMEM;
+                }
+        }
+        *ret = v;
+        return 0;
+}
+
+struct cri_config *cri_config_free(struct cri_config *cfg)
+{
+        if (!cfg)
+                return NULL;
+        free(cfg->path);
+        us_strv_free(cfg->allowed_annotations);
+        us_strv_free(cfg->mesh_sidecars);
+        free(cfg);
+        return NULL;
+}
+
+int cri_config_default(struct cri_config **ret, struct us_error **err)
+{
+        struct cri_config *cfg = calloc(1, sizeof(*cfg));
+        if (!cfg)
+                return us_errorf(err, ENOMEM, "allocate config");
+        cfg->default_isolation = CRI_ISOLATION_CONTAINER;
+        for (int i = 0; i < CRI_ISOLATION__COUNT; i++)
+                cfg->allowed[i] = true;
+        if (strv_from(known_annotations, US_ELEMENTSOF(known_annotations),
+                      &cfg->allowed_annotations) < 0 ||
+            strv_from(default_sidecars, US_ELEMENTSOF(default_sidecars), &cfg->mesh_sidecars) < 0) {
+                cri_config_free(cfg);
+                return us_errorf(err, ENOMEM, "allocate config");
+        }
+        *ret = cfg;
+        return 0;
+}
+
+/* Refuses keys the schema does not know: in an operator's file they are typos. */
+static int only_keys(yajl_val o, const struct jpath *p, const char *const *keys, size_t n,
+                     struct us_error **err)
+{
+        for (size_t i = 0; i < o->u.object.len; i++) {
+                bool ok = false;
+                for (size_t j = 0; j < n && !ok; j++)
+                        ok = strcmp(o->u.object.keys[i], keys[j]) == 0;
+                if (!ok)
+                        return ocij_error(err, JP_KEY(p, o->u.object.keys[i]), "unknown key");
+        }
+        return 0;
+}
+
+static int kind_of(const char *name, const struct jpath *p, enum cri_isolation *ret,
+                   struct us_error **err)
+{
+        if (isolation_from_name(name, ret) < 0)
+                return ocij_error(err, p,
+                                  "unknown isolation kind \"%s\" (known: container, sandbox, vm)",
+                                  name);
+        return 0;
+}
+
+static int parse_isolation(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
+{
+        struct cri_config *cfg = out;
+        static const char *const keys[] = {"default", "allowed"};
+        TRY(only_keys(o, p, keys, US_ELEMENTSOF(keys), err));
+
+        _cleanup_strv_ char **allowed = NULL;
+        TRY(ocij_strv(FIELD(o, p, "allowed"), 0, &allowed, err));
+        if (allowed) {
+                if (!allowed[0])
+                        return ocij_error(err, JP_KEY(p, "allowed"), "must list at least one kind");
+                for (int i = 0; i < CRI_ISOLATION__COUNT; i++)
+                        cfg->allowed[i] = false;
+                for (size_t i = 0; allowed[i]; i++) {
+                        enum cri_isolation k = CRI_ISOLATION_CONTAINER;
+                        TRY(kind_of(allowed[i], JP_IDX(JP_KEY(p, "allowed"), i), &k, err));
+                        cfg->allowed[k] = true;
+                }
+        }
+        const char *def = NULL;
+        TRY(ocij_cstr(FIELD(o, p, "default"), 0, &def, err));
+        if (def)
+                TRY(kind_of(def, JP_KEY(p, "default"), &cfg->default_isolation, err));
+        if (!cfg->allowed[cfg->default_isolation])
+                return ocij_error(err, JP_KEY(p, "default"),
+                                  "default kind \"%s\" is not in isolation.allowed",
+                                  cri_isolation_name(cfg->default_isolation));
+        return 0;
+}
+
+static int parse_annotations(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
+{
+        struct cri_config *cfg = out;
+        static const char *const keys[] = {"allowed"};
+        TRY(only_keys(o, p, keys, US_ELEMENTSOF(keys), err));
+        _cleanup_strv_ char **allowed = NULL;
+        TRY(ocij_strv(FIELD(o, p, "allowed"), 0, &allowed, err));
+        if (!allowed)
+                return 0;
+        for (size_t i = 0; allowed[i]; i++) {
+                bool known = false;
+                for (size_t j = 0; j < US_ELEMENTSOF(known_annotations) && !known; j++)
+                        known = strcmp(allowed[i], known_annotations[j]) == 0;
+                if (!known)
+                        return ocij_error(err, JP_IDX(JP_KEY(p, "allowed"), i),
+                                          "unknown annotation \"%s\"", allowed[i]);
+        }
+        us_strv_free(cfg->allowed_annotations);
+        cfg->allowed_annotations = TAKE_PTR(allowed);
+        return 0;
+}
+
+static int parse_config(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
+{
+        struct cri_config *cfg = out;
+        static const char *const keys[] = {"isolation", "annotations", "mesh_sidecars"};
+        TRY(only_keys(o, p, keys, US_ELEMENTSOF(keys), err));
+        TRY(ocij_struct(FIELD(o, p, "isolation"), 0, parse_isolation, cfg, err));
+        TRY(ocij_struct(FIELD(o, p, "annotations"), 0, parse_annotations, cfg, err));
+        _cleanup_strv_ char **sidecars = NULL;
+        TRY(ocij_strv(FIELD(o, p, "mesh_sidecars"), 0, &sidecars, err));
+        if (sidecars) {
+                us_strv_free(cfg->mesh_sidecars);
+                cfg->mesh_sidecars = TAKE_PTR(sidecars);
+        }
+        return 0;
+}
+
+int cri_config_parse(const char *json, size_t len, const char *path, struct cri_config **ret,
+                     struct us_error **err)
+{
+        const char *name = path ? path : "unishim config";
+        if (len > CRI_CONFIG_MAX_SIZE)
+                return us_error_msg(err, E2BIG, "invalid %s: too large (%zu bytes, max %u)", name,
+                                    len, CRI_CONFIG_MAX_SIZE);
+        struct cri_config *cfg = NULL;
+        int r = cri_config_default(&cfg, err);
+        if (r < 0)
+                return r;
+        r = ocij_parse_document(json, len, parse_config, cfg, err);
+        if (r < 0) {
+                cri_config_free(cfg);
+                return us_error_wrap(err, r, "invalid %s", name);
+        }
+        if (path && !(cfg->path = strdup(path))) {
+                cri_config_free(cfg);
+                return us_errorf(err, ENOMEM, "allocate config");
+        }
+        *ret = cfg;
+        return 0;
+}
+
+int cri_config_load(const char *path, struct cri_config **ret, struct us_error **err)
+{
+        bool explicit_path = path && *path;
+        if (!explicit_path)
+                path = CRI_DEFAULT_CONFIG_PATH;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                if (errno == ENOENT && !explicit_path)
+                        return cri_config_default(ret, err);
+                return us_errorf(err, errno, "open unishim config %s", path);
+        }
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return us_errorf(err, errno, "stat unishim config %s", path);
+        if (!S_ISREG(st.st_mode))
+                return us_error_msg(err, EINVAL, "unishim config %s is not a regular file", path);
+        if (st.st_size > (off_t)CRI_CONFIG_MAX_SIZE)
+                return us_error_msg(err, E2BIG,
+                                    "unishim config %s is too large (%lld bytes, max %u)", path,
+                                    (long long)st.st_size, CRI_CONFIG_MAX_SIZE);
+        size_t size = (size_t)st.st_size;
+        _cleanup_free_ char *buf = malloc(size + 1);
+        if (!buf)
+                return us_errorf(err, ENOMEM, "read unishim config %s", path);
+        size_t got = 0;
+        while (got < size) {
+                ssize_t n = read(fd, buf + got, size - got);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return us_errorf(err, errno, "read unishim config %s", path);
+                if (n == 0)
+                        break;
+                got += (size_t)n;
+        }
+        return cri_config_parse(buf, got, path, ret, err);
+}
+
+static bool strv_contains(char *const *v, const char *s)
+{
+        for (; v && *v; v++)
+                if (strcmp(*v, s) == 0)
+                        return true;
+        return false;
+}
+
+/* "a, b, c" of the allowed kinds, into buf. */
+static const char *allowed_kinds(const struct cri_config *cfg, char *buf, size_t size)
+{
+        size_t o = 0;
+        buf[0] = '\0';
+        for (int i = 0; i < CRI_ISOLATION__COUNT; i++) {
+                if (!cfg->allowed[i])
+                        continue;
+                int n = snprintf(buf + o, size - o, "%s%s", o ? ", " : "", isolation_names[i]);
+                if (n < 0 || (size_t)n >= size - o)
+                        break;
+                o += (size_t)n;
+        }
+        return buf;
+}
+
+static const char *config_name(const struct cri_config *cfg)
+{
+        return cfg->path ? cfg->path : "the built-in defaults";
+}
+
+int cri_policy_isolation(const struct cri_config *cfg, const struct us_oci_kv *annotations,
+                         size_t n_annotations, enum cri_isolation *ret, struct us_error **err)
+{
+        const char *value = NULL;
+        for (size_t i = 0; i < n_annotations; i++) {
+                const char *key = annotations[i].key;
+                if (strncmp(key, CRI_ANNOTATION_PREFIX, strlen(CRI_ANNOTATION_PREFIX)) != 0)
+                        continue;
+                if (!strv_contains(cfg->allowed_annotations, key)) {
+                        _cleanup_free_ char *list = NULL;
+                        size_t len = 0;
+                        FILE *f = open_memstream(&list, &len);
+                        for (char **a = cfg->allowed_annotations; f && a && *a; a++)
+                                fprintf(f, "%s%s", a == cfg->allowed_annotations ? "" : ", ", *a);
+                        if (f)
+                                fclose(f);
+                        return us_error_msg(err, EPERM,
+                                            "annotation %s is not allowed by %s (pods may set: %s)",
+                                            key, config_name(cfg), list && *list ? list : "none");
+                }
+                if (strcmp(key, CRI_ANNOTATION_ISOLATION) == 0)
+                        value = annotations[i].value; /* the last one wins, as in JSON */
+        }
+
+        enum cri_isolation kind = cfg->default_isolation;
+        char buf[64];
+        if (value) {
+                if (isolation_from_name(value, &kind) < 0)
+                        return us_error_msg(err, EINVAL,
+                                            "annotation %s: unknown isolation kind \"%s\" "
+                                            "(known: container, sandbox, vm; allowed here: %s)",
+                                            CRI_ANNOTATION_ISOLATION, value,
+                                            allowed_kinds(cfg, buf, sizeof(buf)));
+                if (!cfg->allowed[kind])
+                        return us_error_msg(err, EPERM,
+                                            "annotation %s: isolation kind \"%s\" is not allowed "
+                                            "by %s (allowed: %s)",
+                                            CRI_ANNOTATION_ISOLATION, value, config_name(cfg),
+                                            allowed_kinds(cfg, buf, sizeof(buf)));
+        }
+        *ret = kind;
+        return 0;
+}
+
+bool cri_policy_is_mesh_sidecar(const struct cri_config *cfg, const char *container_name)
+{
+        return container_name && strv_contains(cfg->mesh_sidecars, container_name);
+}

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * What the CRI layer means to unishim: the annotations, and the operator's
+ * isolation policy that decides, per pod, which kind runs it.
+ *
+ * Annotations are untrusted input from whoever may create pods; the
+ * operator's config (/etc/unishim/config.json, or the path in the runtime
+ * handler's options, like Kata's ConfigPath) says which kinds and which
+ * unishim.io/ annotations pods may use.
+ *
+ * Config file (every key optional; unknown keys are errors, they are
+ * typos in an operator's file):
+ *   {
+ *     "isolation": {"default": "container", "allowed": ["container", "sandbox", "vm"]},
+ *     "annotations": {"allowed": ["unishim.io/isolation"]},
+ *     "mesh_sidecars": ["istio-proxy", "istio-init", "istio-validation",
+ *                       "linkerd-proxy", "linkerd-init"]
+ *   }
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "error.h"
+#include "oci-spec.h"
+
+#define CRI_ANNOTATION_PREFIX    "unishim.io/"
+#define CRI_ANNOTATION_ISOLATION "unishim.io/isolation"
+
+/* Set by containerd's CRI plugin on every OCI spec it generates. */
+#define CRI_CONTAINER_TYPE "io.kubernetes.cri.container-type"
+#define CRI_SANDBOX_ID     "io.kubernetes.cri.sandbox-id"
+#define CRI_CONTAINER_NAME "io.kubernetes.cri.container-name"
+#define CRI_SANDBOX_NAME   "io.kubernetes.cri.sandbox-name"
+#define CRI_SANDBOX_NS     "io.kubernetes.cri.sandbox-namespace"
+
+#define CRI_DEFAULT_CONFIG_PATH "/etc/unishim/config.json"
+#define CRI_CONFIG_MAX_SIZE     (256u << 10)
+
+enum cri_isolation {
+        CRI_ISOLATION_CONTAINER,
+        CRI_ISOLATION_SANDBOX,
+        CRI_ISOLATION_VM,
+        CRI_ISOLATION__COUNT,
+};
+
+struct cri_config {
+        char *path; /* where it came from, for messages; NULL = built-in defaults */
+        enum cri_isolation default_isolation;
+        bool allowed[CRI_ISOLATION__COUNT];
+        char **allowed_annotations; /* strv of full keys pods may set */
+        char **mesh_sidecars;       /* strv of container names */
+};
+
+/* The kind's annotation value ("container", ...). */
+const char *cri_isolation_name(enum cri_isolation kind);
+
+/* The built-in defaults: container by default, every kind allowed, every
+ * known unishim.io/ annotation allowed, the Istio and Linkerd sidecars. */
+int cri_config_default(struct cri_config **ret, struct us_error **err);
+
+/* Parses a config file's text; errors name the JSON path. */
+int cri_config_parse(const char *json, size_t len, const char *path, struct cri_config **ret,
+                     struct us_error **err);
+
+/* Loads path, or CRI_DEFAULT_CONFIG_PATH when path is NULL/empty. A missing
+ * default file means the defaults; a missing explicit path is an error. */
+int cri_config_load(const char *path, struct cri_config **ret, struct us_error **err);
+
+struct cri_config *cri_config_free(struct cri_config *cfg);
+
+/* The pod's isolation kind from its (untrusted) annotations: every
+ * unishim.io/ annotation must be allowed, the kind must be known and
+ * allowed. Errors name the annotation, the value and what is allowed:
+ *   annotation unishim.io/isolation: unknown isolation kind "bogus"
+ *   (known: container, sandbox, vm)
+ * Availability in this build is the caller's check (it knows its backends). */
+int cri_policy_isolation(const struct cri_config *cfg, const struct us_oci_kv *annotations,
+                         size_t n_annotations, enum cri_isolation *ret, struct us_error **err);
+
+/* True when a CRI container of this name is a service mesh sidecar (runs on
+ * the host next to a VM-kind pod). */
+bool cri_policy_is_mesh_sidecar(const struct cri_config *cfg, const char *container_name);

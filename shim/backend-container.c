@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The container kind: libunishim's namespaced engine on the host. */
+#include <errno.h>
+
+#include "backend.h"
+#include "cgroup.h"
+
+static int container_create(const struct us_container_config *cfg, void **ret_impl, int *ret_pty,
+                            struct us_error **err)
+{
+        struct us_container *c = NULL;
+        int r = us_container_create(cfg, &c, ret_pty, err);
+        if (r < 0)
+                return r;
+        *ret_impl = c;
+        return 0;
+}
+
+static pid_t container_pid(void *impl)
+{
+        return us_container_pid(impl);
+}
+
+static int container_start(void *impl, struct us_error **err)
+{
+        return us_container_start(impl, err);
+}
+
+static int container_exec(void *impl, const struct us_oci_process *p, const struct us_stdio *stdio,
+                          pid_t *ret_pid, int *ret_pty, struct us_error **err)
+{
+        return us_container_exec(impl, p, stdio, ret_pid, ret_pty, err);
+}
+
+static int container_kill(void *impl, int sig, bool all, struct us_error **err)
+{
+        return us_container_kill(impl, sig, all, err);
+}
+
+static int container_pause(void *impl, struct us_error **err)
+{
+        return us_container_pause(impl, err);
+}
+
+static int container_resume(void *impl, struct us_error **err)
+{
+        return us_container_resume(impl, err);
+}
+
+static int container_update(void *impl, const struct us_oci_resources *res, struct us_error **err)
+{
+        return us_container_update(impl, res, err);
+}
+
+static struct us_cgroup *cgroup_of(void *impl, struct us_error **err)
+{
+        struct us_cgroup *cg = us_container_cgroup(impl);
+        if (!cg)
+                us_error_msg(err, ENOENT, "container has no cgroup");
+        return cg;
+}
+
+static int container_stats(void *impl, Io__Containerd__Cgroups__V1__Metrics **ret,
+                           struct us_error **err)
+{
+        struct us_cgroup *cg = cgroup_of(impl, err);
+        return cg ? us_cgroup_stats(cg, ret, err) : -ENOENT;
+}
+
+static int container_pids(void *impl, pid_t **ret, size_t *ret_n, struct us_error **err)
+{
+        struct us_cgroup *cg = cgroup_of(impl, err);
+        return cg ? us_cgroup_pids(cg, ret, ret_n, err) : -ENOENT;
+}
+
+static int container_oom_watch(void *impl, int *ret_fd, uint64_t *ret_count, struct us_error **err)
+{
+        struct us_cgroup *cg = cgroup_of(impl, err);
+        if (!cg)
+                return -ENOENT;
+        uint64_t count = 0;
+        int r = us_cgroup_oom_count(cg, &count, err);
+        if (r < 0)
+                return r;
+        r = us_cgroup_oom_fd(cg, ret_fd, err);
+        if (r < 0)
+                return r;
+        *ret_count = count;
+        return 0;
+}
+
+static int container_oom_event(void *impl, int fd, uint64_t *count, bool *ret_oom,
+                               struct us_error **err)
+{
+        struct us_cgroup *cg = cgroup_of(impl, err);
+        return cg ? us_cgroup_oom_event(cg, fd, count, ret_oom, err) : -ENOENT;
+}
+
+static int container_destroy(void *impl, struct us_error **err)
+{
+        return us_container_destroy(impl, err);
+}
+
+static void container_free(void *impl)
+{
+        us_container_free(impl);
+}
+
+const struct shim_backend shim_backend_container = {
+        .name = "container",
+        .create = container_create,
+        .pid = container_pid,
+        .start = container_start,
+        .exec = container_exec,
+        .kill = container_kill,
+        .pause = container_pause,
+        .resume = container_resume,
+        .update = container_update,
+        .stats = container_stats,
+        .stats_free = us_cgroup_stats_free,
+        .pids = container_pids,
+        .oom_watch = container_oom_watch,
+        .oom_event = container_oom_event,
+        .destroy = container_destroy,
+        .free = container_free,
+};

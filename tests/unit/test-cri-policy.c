@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "policy.h"
+
+#define KV(k, v)                                                                                   \
+        {                                                                                          \
+                (char *)(k), (char *)(v)                                                           \
+        }
+
+static struct cri_config *parse_ok(const char *json)
+{
+        struct cri_config *cfg = NULL;
+        struct us_error *err = NULL;
+        if (cri_config_parse(json, strlen(json), "/etc/unishim/config.json", &cfg, &err) < 0)
+                fail_msg("parse: %s", us_error_text(err));
+        return cfg;
+}
+
+static void parse_fails(const char *json, const char *needle)
+{
+        struct cri_config *cfg = NULL;
+        struct us_error *err = NULL;
+        assert_true(cri_config_parse(json, strlen(json), "cfg.json", &cfg, &err) < 0);
+        assert_null(cfg);
+        if (!strstr(us_error_text(err), needle))
+                fail_msg("error \"%s\" lacks \"%s\"", us_error_text(err), needle);
+        us_error_free(err);
+}
+
+static void defaults_allow_everything_default_container(void **state)
+{
+        (void)state;
+        struct cri_config *cfg = NULL;
+        assert_int_equal(cri_config_default(&cfg, NULL), 0);
+        enum cri_isolation k = CRI_ISOLATION_VM;
+        assert_int_equal(cri_policy_isolation(cfg, NULL, 0, &k, NULL), 0);
+        assert_int_equal(k, CRI_ISOLATION_CONTAINER);
+        struct us_oci_kv a[] = {KV("io.kubernetes.cri.sandbox-id", "x"),
+                                KV("unishim.io/isolation", "sandbox")};
+        assert_int_equal(cri_policy_isolation(cfg, a, 2, &k, NULL), 0);
+        assert_int_equal(k, CRI_ISOLATION_SANDBOX);
+        assert_true(cri_policy_is_mesh_sidecar(cfg, "istio-proxy"));
+        assert_false(cri_policy_is_mesh_sidecar(cfg, "app"));
+        cri_config_free(cfg);
+}
+
+static void unknown_value_names_annotation_value_and_allowed(void **state)
+{
+        (void)state;
+        struct cri_config *cfg =
+                parse_ok("{\"isolation\": {\"allowed\": [\"container\", \"vm\"]}}");
+        struct us_oci_kv a[] = {KV("unishim.io/isolation", "bogus")};
+        enum cri_isolation k;
+        struct us_error *err = NULL;
+        assert_int_equal(cri_policy_isolation(cfg, a, 1, &k, &err), -EINVAL);
+        const char *m = us_error_text(err);
+        assert_non_null(strstr(m, "unishim.io/isolation"));
+        assert_non_null(strstr(m, "\"bogus\""));
+        assert_non_null(strstr(m, "allowed here: container, vm"));
+        us_error_free(err);
+        cri_config_free(cfg);
+}
+
+static void kind_not_allowed_names_config(void **state)
+{
+        (void)state;
+        struct cri_config *cfg = parse_ok("{\"isolation\": {\"allowed\": [\"container\"]}}");
+        struct us_oci_kv a[] = {KV("unishim.io/isolation", "vm")};
+        enum cri_isolation k;
+        struct us_error *err = NULL;
+        assert_int_equal(cri_policy_isolation(cfg, a, 1, &k, &err), -EPERM);
+        assert_non_null(
+                strstr(us_error_text(err), "\"vm\" is not allowed by /etc/unishim/config.json"));
+        assert_non_null(strstr(us_error_text(err), "(allowed: container)"));
+        us_error_free(err);
+        cri_config_free(cfg);
+}
+
+static void annotation_allow_list(void **state)
+{
+        (void)state;
+        struct cri_config *cfg = parse_ok("{\"annotations\": {\"allowed\": []}}");
+        struct us_oci_kv a[] = {KV("unishim.io/isolation", "container")};
+        enum cri_isolation k;
+        struct us_error *err = NULL;
+        assert_int_equal(cri_policy_isolation(cfg, a, 1, &k, &err), -EPERM);
+        assert_non_null(
+                strstr(us_error_text(err), "annotation unishim.io/isolation is not allowed"));
+        assert_non_null(strstr(us_error_text(err), "pods may set: none"));
+        err = us_error_free(err);
+        /* Foreign annotations are none of our business. */
+        struct us_oci_kv other[] = {KV("io.kubernetes.cri.container-type", "sandbox")};
+        assert_int_equal(cri_policy_isolation(cfg, other, 1, &k, NULL), 0);
+        cri_config_free(cfg);
+
+        struct cri_config *def = NULL;
+        assert_int_equal(cri_config_default(&def, NULL), 0);
+        struct us_oci_kv unknown[] = {KV("unishim.io/cpus", "4")};
+        assert_int_equal(cri_policy_isolation(def, unknown, 1, &k, &err), -EPERM);
+        assert_non_null(strstr(us_error_text(err), "unishim.io/cpus is not allowed"));
+        us_error_free(err);
+        cri_config_free(def);
+}
+
+static void operator_default_kind(void **state)
+{
+        (void)state;
+        struct cri_config *cfg =
+                parse_ok("{\"isolation\": {\"default\": \"sandbox\", \"allowed\": [\"sandbox\"]},"
+                         " \"mesh_sidecars\": [\"envoy\"]}");
+        enum cri_isolation k;
+        assert_int_equal(cri_policy_isolation(cfg, NULL, 0, &k, NULL), 0);
+        assert_int_equal(k, CRI_ISOLATION_SANDBOX);
+        assert_true(cri_policy_is_mesh_sidecar(cfg, "envoy"));
+        assert_false(cri_policy_is_mesh_sidecar(cfg, "istio-proxy"));
+        cri_config_free(cfg);
+}
+
+static void hostile_configs(void **state)
+{
+        (void)state;
+        parse_fails("", "invalid cfg.json");
+        parse_fails("[]", "invalid cfg.json");
+        parse_fails("{\"isolaton\": {}}", "isolaton: unknown key");
+        parse_fails("{\"isolation\": {\"default\": \"kvm\"}}",
+                    "isolation.default: unknown isolation kind \"kvm\"");
+        parse_fails("{\"isolation\": {\"allowed\": []}}",
+                    "isolation.allowed: must list at least one kind");
+        parse_fails("{\"isolation\": {\"allowed\": [\"vm\", 3]}}", "isolation.allowed[1]");
+        parse_fails("{\"isolation\": {\"default\": \"vm\", \"allowed\": [\"container\"]}}",
+                    "default kind \"vm\" is not in isolation.allowed");
+        parse_fails("{\"annotations\": {\"allowed\": [\"unishim.io/nope\"]}}",
+                    "unknown annotation");
+        parse_fails("{\"mesh_sidecars\": \"istio-proxy\"}", "mesh_sidecars");
+        char *big = malloc(CRI_CONFIG_MAX_SIZE + 2);
+        memset(big, ' ', CRI_CONFIG_MAX_SIZE + 1);
+        big[CRI_CONFIG_MAX_SIZE + 1] = '\0';
+        parse_fails(big, "too large");
+        free(big);
+}
+
+static void load_paths(void **state)
+{
+        (void)state;
+        struct cri_config *cfg = NULL;
+        struct us_error *err = NULL;
+        assert_int_equal(cri_config_load("/nonexistent/unishim.json", &cfg, &err), -ENOENT);
+        assert_non_null(strstr(us_error_text(err), "/nonexistent/unishim.json"));
+        err = us_error_free(err);
+
+        char path[] = "/tmp/test-cri-policy-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        const char *json = "{\"isolation\": {\"default\": \"vm\"}}";
+        assert_int_equal(write(fd, json, strlen(json)), (ssize_t)strlen(json));
+        close(fd);
+        assert_int_equal(cri_config_load(path, &cfg, NULL), 0);
+        assert_int_equal(cfg->default_isolation, CRI_ISOLATION_VM);
+        assert_string_equal(cfg->path, path);
+        cri_config_free(cfg);
+        unlink(path);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(defaults_allow_everything_default_container),
+                cmocka_unit_test(unknown_value_names_annotation_value_and_allowed),
+                cmocka_unit_test(kind_not_allowed_names_config),
+                cmocka_unit_test(annotation_allow_list),
+                cmocka_unit_test(operator_default_kind),
+                cmocka_unit_test(hostile_configs),
+                cmocka_unit_test(load_paths),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
