@@ -141,9 +141,12 @@ env_shim_pids() {
         return 0
 }
 
-# env_shim_pid ID: pid of the (serving) shim of container ID, if any.
+# env_shim_pid ID: pid of the (serving) shim of container ID, if any: the
+# containerd-shim-* process with -address ENV_ADDR and -id ID that is not the
+# short-lived `start` invocation; failing that (a shim that forks without
+# exec keeps the `start` argument), the parent of the task's init process.
 env_shim_pid() {
-        local d args
+        local d args pid ppid comm
         for d in /proc/[0-9]*; do
                 args=$(tr '\0' '\n' 2>/dev/null <"$d/cmdline") || continue
                 [[ ${args%%$'\n'*} = *containerd-shim-* ]] || continue
@@ -151,7 +154,14 @@ env_shim_pid() {
                 grep -qxF -- "$1" <<<"$args" || continue
                 grep -qx -- start <<<"$args" && continue
                 echo "${d#/proc/}"
+                return 0
         done
+        pid=$(CTR_TIMEOUT=10 ectr tasks ls 2>/dev/null | awk -v id="$1" '$1 == id { print $2 }')
+        [[ $pid =~ ^[1-9][0-9]*$ ]] || return 0
+        ppid=$(awk '$1 == "PPid:" { print $2 }' "/proc/$pid/status" 2>/dev/null) || return 0
+        [ -n "$ppid" ] || return 0
+        comm=$(tr '\0' '\n' 2>/dev/null <"/proc/$ppid/cmdline" | head -n1)
+        [[ $comm = *containerd-shim-* ]] && echo "$ppid"
         return 0
 }
 

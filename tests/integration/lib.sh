@@ -29,7 +29,7 @@ it_cleanup() {
         if [ "$rc" != 0 ] || [ "$IT_FAILURES" != 0 ]; then
                 if [ -n "${ENV_LOG:-}" ] && [ -s "$ENV_LOG" ]; then
                         echo "---- containerd log ($ENV_LOG, last 200 lines) ----"
-                        tail -n 200 "$ENV_LOG"
+                        tail -n 200 "$ENV_LOG" | tr -d '\0'
                         echo "---- end of containerd log ----"
                 fi
         fi
