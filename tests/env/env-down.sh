@@ -8,7 +8,7 @@ set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "env-down: must run as root" >&2; exit 1; }
 env_init "${UNISHIM_ENV_NAME:-unishim-env}"
 env_stop
-rm -f "$UNISHIM_BUILD_DIR/env.sh"
+rm -f "${UNISHIM_ENV_FILE:-$UNISHIM_BUILD_DIR/env.sh}"
 left=$(env_mounts; env_shim_pids; env_cgroup_pids)
 if [ -n "$left" ] || [ -e "$ENV_STATE" ] || [ -e "$ENV_ROOT" ]; then
         echo "env-down: $ENV_NAME left something behind:" >&2

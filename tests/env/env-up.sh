@@ -4,6 +4,7 @@
 #   UNISHIM_ENV_NAME   environment name (default unishim-env): state in
 #                      /run/NAME, root in /var/lib/NAME, namespace NAME
 #   UNISHIM_BUILD_DIR  build dir with shim/containerd-shim-unishim-v2
+#   UNISHIM_ENV_FILE   where to write the variables (default <build dir>/env.sh)
 # Writes <build dir>/env.sh with CONTAINERD_ADDRESS, CONTAINERD_NAMESPACE,
 # TEST_IMAGE and prints them.
 set -euo pipefail
@@ -17,11 +18,12 @@ else
         env_start
         echo "env-up: $ENV_NAME up (containerd pid $(env_containerd_pid), log $ENV_LOG)"
 fi
-env_write_file "$UNISHIM_BUILD_DIR/env.sh"
+env_file=${UNISHIM_ENV_FILE:-$UNISHIM_BUILD_DIR/env.sh}
+env_write_file "$env_file"
 cat <<EOF2
 export CONTAINERD_ADDRESS=$ENV_ADDR
 export CONTAINERD_NAMESPACE=$ENV_NS
 export TEST_IMAGE=$TEST_IMAGE
-# source $UNISHIM_BUILD_DIR/env.sh, then e.g.:
+# source $env_file, then e.g.:
 #   ctr run --rm --runtime $UNISHIM_RUNTIME \$TEST_IMAGE t1 echo hello
 EOF2

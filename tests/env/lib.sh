@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for unishim's private containerd environment. Sourced by
 # tests/env/env-up.sh, env-down.sh, the integration tests, bench/run.sh and
 # tools/demo.sh. Bash only; callers run with `set -euo pipefail`.
@@ -221,7 +222,7 @@ env_stop() {
                 sleep 0.1
         done
         # Cgroups of the namespace, deepest first.
-        find /sys/fs/cgroup/*/"$ENV_NS" -depth -type d 2>/dev/null |
+        { find /sys/fs/cgroup/*/"$ENV_NS" -depth -type d 2>/dev/null || true; } |
                 while read -r d; do rmdir "$d" 2>/dev/null || true; done
         # runc keeps its container state under /run/containerd/runc/<ns>.
         rm -rf "/run/containerd/runc/$ENV_NS"

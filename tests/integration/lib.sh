@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for the integration tests (tests/integration/test-*.sh). Each test
 # sources this, calls it_setup, runs its checks and ends with it_finish.
 #
