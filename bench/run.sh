@@ -24,6 +24,7 @@ work=$(mktemp -d /tmp/unishim-bench.XXXXXX)
 cleanup() {
         local rc=$?
         set +e
+        trap '' PIPE # a closed stdout (| head) must not stop the cleanup
         env_stop
         rm -rf "$work"
         exit "$rc"

@@ -14,6 +14,7 @@ env_init unishim-demo
 cleanup() {
         local rc=$?
         set +e
+        trap '' PIPE # a closed stdout (| head) must not stop the cleanup
         if [ "$rc" != 0 ] && [ -s "$ENV_LOG" ]; then
                 echo "--- last lines of containerd's log ($ENV_LOG) ---"
                 tail -n 20 "$ENV_LOG" | tr -d '\0' | cut -c1-400

@@ -27,6 +27,7 @@ it_cleanup() {
         local rc=$?
         trap - EXIT INT TERM
         set +e
+        trap '' PIPE # a closed stdout (| head) must not stop the cleanup
         if [ "$rc" != 0 ] || [ "$IT_FAILURES" != 0 ]; then
                 if [ -n "${ENV_LOG:-}" ] && [ -s "$ENV_LOG" ]; then
                         echo "---- containerd log ($ENV_LOG, last 200 lines) ----"
