@@ -76,13 +76,22 @@ static struct shim_task *need_task(struct shim *shim, struct us_ttrpc_call *call
         return t;
 }
 
-static struct shim_process *need_process(struct shim_task *t, struct us_ttrpc_call *call,
-                                         const char *exec_id)
+/* Looks up the task and its process (init when exec_id is empty) or fails
+ * the call. */
+static struct shim_process *need_process(struct shim *shim, struct us_ttrpc_call *call,
+                                         const char *id, const char *exec_id,
+                                         struct shim_task **ret_task)
 {
+        struct shim_task *t = need_task(shim, call, id);
+        if (!t)
+                return NULL;
         struct shim_process *p = shim_task_process(t, exec_id);
-        if (!p)
+        if (!p) {
                 us_ttrpc_call_fail(call, US_GRPC_NOT_FOUND, "process %s of task %s not found",
                                    exec_id, t->id);
+                return NULL;
+        }
+        *ret_task = t;
         return p;
 }
 
@@ -406,10 +415,8 @@ static void handle_start(struct us_ttrpc_call *call, const uint8_t *payload, siz
         struct shim *shim = userdata;
         _cleanup_pb_ Containerd__Task__V2__StartRequest *req = NULL;
         UNPACK(req, containerd__task__v2__start_request, call, payload, len);
-        struct shim_task *t = need_task(shim, call, req->id);
-        if (!t)
-                return;
-        struct shim_process *p = need_process(t, call, req->exec_id);
+        struct shim_task *t = NULL;
+        struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
                 return;
         if (p->status != SHIM_PROCESS_CREATED) {
@@ -478,10 +485,8 @@ static void handle_delete(struct us_ttrpc_call *call, const uint8_t *payload, si
         struct shim *shim = userdata;
         _cleanup_pb_ Containerd__Task__V2__DeleteRequest *req = NULL;
         UNPACK(req, containerd__task__v2__delete_request, call, payload, len);
-        struct shim_task *t = need_task(shim, call, req->id);
-        if (!t)
-                return;
-        struct shim_process *p = need_process(t, call, req->exec_id);
+        struct shim_task *t = NULL;
+        struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
                 return;
         if (p->status == SHIM_PROCESS_RUNNING) {
@@ -562,10 +567,8 @@ static void handle_state(struct us_ttrpc_call *call, const uint8_t *payload, siz
         struct shim *shim = userdata;
         _cleanup_pb_ Containerd__Task__V2__StateRequest *req = NULL;
         UNPACK(req, containerd__task__v2__state_request, call, payload, len);
-        struct shim_task *t = need_task(shim, call, req->id);
-        if (!t)
-                return;
-        struct shim_process *p = need_process(t, call, req->exec_id);
+        struct shim_task *t = NULL;
+        struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
                 return;
         Google__Protobuf__Timestamp ts = timestamp_of(&p->exited_at);
@@ -591,10 +594,8 @@ static void handle_kill(struct us_ttrpc_call *call, const uint8_t *payload, size
         struct shim *shim = userdata;
         _cleanup_pb_ Containerd__Task__V2__KillRequest *req = NULL;
         UNPACK(req, containerd__task__v2__kill_request, call, payload, len);
-        struct shim_task *t = need_task(shim, call, req->id);
-        if (!t)
-                return;
-        struct shim_process *p = need_process(t, call, req->exec_id);
+        struct shim_task *t = NULL;
+        struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
                 return;
         if (req->signal == 0 || req->signal >= (uint32_t)_NSIG) {
@@ -705,10 +706,8 @@ static void handle_resize_pty(struct us_ttrpc_call *call, const uint8_t *payload
         struct shim *shim = userdata;
         _cleanup_pb_ Containerd__Task__V2__ResizePtyRequest *req = NULL;
         UNPACK(req, containerd__task__v2__resize_pty_request, call, payload, len);
-        struct shim_task *t = need_task(shim, call, req->id);
-        if (!t)
-                return;
-        struct shim_process *p = need_process(t, call, req->exec_id);
+        struct shim_task *t = NULL;
+        struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
                 return;
         struct us_error *err = NULL;
@@ -727,10 +726,8 @@ static void handle_close_io(struct us_ttrpc_call *call, const uint8_t *payload, 
         struct shim *shim = userdata;
         _cleanup_pb_ Containerd__Task__V2__CloseIORequest *req = NULL;
         UNPACK(req, containerd__task__v2__close_iorequest, call, payload, len);
-        struct shim_task *t = need_task(shim, call, req->id);
-        if (!t)
-                return;
-        struct shim_process *p = need_process(t, call, req->exec_id);
+        struct shim_task *t = NULL;
+        struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
                 return;
         if (req->stdin && p->stdio)
@@ -863,10 +860,8 @@ static void handle_wait(struct us_ttrpc_call *call, const uint8_t *payload, size
         struct shim *shim = userdata;
         _cleanup_pb_ Containerd__Task__V2__WaitRequest *req = NULL;
         UNPACK(req, containerd__task__v2__wait_request, call, payload, len);
-        struct shim_task *t = need_task(shim, call, req->id);
-        if (!t)
-                return;
-        struct shim_process *p = need_process(t, call, req->exec_id);
+        struct shim_task *t = NULL;
+        struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
                 return;
         shim_process_add_waiter(p, call);
