@@ -1,6 +1,7 @@
 #!/bin/bash
 # Stops unishim's private containerd and removes everything it left: tasks,
-# shims, container processes, cgroups, mounts, its state and root dirs and
+# shims, container processes, CRI pods, the registry, cgroups, mounts, its
+# network namespace (with the CNI bridge), its state and root dirs and
 # <build dir>/env.sh. Idempotent. `make env-down` calls this.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -10,6 +11,7 @@ env_init "${UNISHIM_ENV_NAME:-unishim-env}"
 env_stop
 rm -f "${UNISHIM_ENV_FILE:-$UNISHIM_BUILD_DIR/env.sh}"
 left=$(env_mounts; env_shim_pids; env_cgroup_pids)
+[ -e "$ENV_NETNS_PATH" ] && left+=$'\n'"netns $ENV_NETNS_PATH"
 if [ -n "$left" ] || [ -e "$ENV_STATE" ] || [ -e "$ENV_ROOT" ]; then
         echo "env-down: $ENV_NAME left something behind:" >&2
         echo "$left" >&2

@@ -8,6 +8,13 @@
 #   root   /var/lib/NAME     (containerd root: content, snapshots, metadata)
 #   ns     NAME              (containerd namespace; cgroups /sys/fs/cgroup/*/NAME/<id>)
 # so that several environments (and a system containerd) never meet.
+# With the CRI plugin on (UNISHIM_ENV_CRI=1, the default) it also owns
+#   netns    NAME            (containerd, the registry, the CNI bridge and every
+#                             pod live in it: pod traffic never reaches the host)
+#   bridge   us-<8 hex>      (inside that netns), subnet 10.<a>.<b>.0/24
+#   registry 127.0.0.1:5000  (docker-registry inside the netns; storage in root)
+#   pods     CRI namespace k8s.io; cgroups /sys/fs/cgroup/*/NAME/pods/<id> for
+#            pods whose JSON sets cgroup_parent /NAME/pods (the tests do)
 # containerd 1.6 keeps shim sockets in /run/containerd/s/ whatever its state
 # dir; they are hashed from the address, so they do not collide either.
 
@@ -20,6 +27,10 @@ if [ -z "${UNISHIM_BUILD_DIR:-}" ]; then
         [[ $UNISHIM_BUILD_DIR = /* ]] || UNISHIM_BUILD_DIR=$UNISHIM_SOURCE_DIR/$UNISHIM_BUILD_DIR
 fi
 TEST_IMAGE=${TEST_IMAGE:-docker.io/unishim/test:latest}
+# The same images as the CRI pulls them, from the environment's registry.
+ENV_REGISTRY=127.0.0.1:5000
+CRI_TEST_IMAGE=$ENV_REGISTRY/unishim/test:latest
+CRI_PAUSE_IMAGE=$ENV_REGISTRY/unishim/pause:latest
 UNISHIM_RUNTIME=io.containerd.unishim.v2
 RUNC_RUNTIME=io.containerd.runc.v2
 # Every ctr call is bounded by this (seconds).
@@ -40,7 +51,38 @@ env_init() {
         ENV_BINDIR=$ENV_STATE/bin
         ENV_IMAGE_DIR=$UNISHIM_BUILD_DIR/test-image
         ENV_ROOTFS=$ENV_IMAGE_DIR/rootfs
-        export CONTAINERD_ADDRESS=$ENV_ADDR CONTAINERD_NAMESPACE=$ENV_NS TEST_IMAGE
+        ENV_PAUSE_DIR=$UNISHIM_BUILD_DIR/pause-image
+        ENV_CRI=${UNISHIM_ENV_CRI:-1}
+        ENV_NETNS=$ENV_NAME
+        ENV_NETNS_PATH=/var/run/netns/$ENV_NETNS
+        ENV_BRIDGE=us-$(printf '%s' "$ENV_NAME" | sha256sum | cut -c1-8)
+        local h=$((16#$(printf '%s' "$ENV_NAME" | sha256sum | cut -c9-12)))
+        ENV_SUBNET=10.$((200 + h % 50)).$((h / 50 % 256)).0/24
+        ENV_CNI_NET=$ENV_NAME
+        ENV_REGISTRY_DIR=$ENV_ROOT/registry
+        ENV_REGISTRY_PIDFILE=$ENV_STATE/registry.pid
+        ENV_REGISTRY_LOG=$ENV_STATE/registry.log
+        ENV_SANDBOX_CONFIG=$ENV_STATE/unishim-sandbox.json
+        ENV_POD_CGROUP=/$ENV_NS/pods
+        CRI_ENDPOINT=unix://$ENV_ADDR
+        UNISHIMCTL=$UNISHIM_BUILD_DIR/cri/unishimctl
+        export CONTAINERD_ADDRESS=$ENV_ADDR CONTAINERD_NAMESPACE=$ENV_NS TEST_IMAGE CRI_ENDPOINT
+}
+
+# Runs a command inside the environment's network namespace (nsenter, not
+# `ip netns exec`: that remounts /sys and hides the cgroup mounts).
+env_nsenter() {
+        nsenter --net="$ENV_NETNS_PATH" "$@"
+}
+
+# unishimctl against this environment; each call bounded by CTR_TIMEOUT.
+ectl() {
+        timeout -k 5 $((CTR_TIMEOUT + 10)) "$UNISHIMCTL" -e "$CRI_ENDPOINT" -T "$CTR_TIMEOUT" "$@"
+}
+
+# True when the running containerd was configured with the CRI plugin on.
+env_cri_on() {
+        grep -q '^disabled_plugins = \[\]' "$ENV_CONFIG" 2>/dev/null
 }
 
 # ctr against this environment, bounded by CTR_TIMEOUT.
@@ -59,22 +101,129 @@ env_containerd_pid() {
         echo "$pid"
 }
 
-# True when containerd runs, answers and has the test image.
+env_registry_pid() {
+        local pid
+        pid=$(cat "$ENV_REGISTRY_PIDFILE" 2>/dev/null) || return 1
+        [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$ENV_REGISTRY_DIR/config.yml" || return 1
+        echo "$pid"
+}
+
+# True when the registry answers inside the netns.
+env_registry_up() {
+        env_nsenter timeout 5 busybox wget -q -O /dev/null "http://$ENV_REGISTRY/v2/" 2>/dev/null
+}
+
+# True when containerd runs, answers and has the test image, with the CRI
+# plugin as asked (and then: the netns, the registry and the CRI answer).
 env_healthy() {
         env_containerd_pid >/dev/null || return 1
         CTR_TIMEOUT=10 ectr version >/dev/null 2>&1 || return 1
-        CTR_TIMEOUT=10 ectr images ls -q 2>/dev/null | grep -qxF "$TEST_IMAGE"
+        CTR_TIMEOUT=10 ectr images ls -q 2>/dev/null | grep -qxF "$TEST_IMAGE" || return 1
+        local on=0
+        env_cri_on && on=1
+        [ "$on" = "$ENV_CRI" ] || return 1
+        [ "$ENV_CRI" = 1 ] || return 0
+        [ -e "$ENV_NETNS_PATH" ] && env_registry_pid >/dev/null && env_registry_up || return 1
+        [ ! -x "$UNISHIMCTL" ] || CTR_TIMEOUT=10 ectl version >/dev/null 2>&1
 }
 
 env_render_config() {
         local disabled='"io.containerd.grpc.v1.cri"'
-        [ "${UNISHIM_ENV_CRI:-0}" = 1 ] && disabled=''
+        [ "$ENV_CRI" = 1 ] && disabled=''
         sed -e "s|@ROOT@|$ENV_ROOT|g" -e "s|@STATE@|$ENV_STATE|g" \
                 -e "s|@ADDRESS@|$ENV_ADDR|g" -e "s|@DISABLED_PLUGINS@|$disabled|g" \
                 -e "s|@LOG_LEVEL@|${UNISHIM_ENV_LOG_LEVEL:-info}|g" \
                 -e "s|@CNI_BIN_DIR@|${CNI_BIN_DIR:-/usr/lib/cni}|g" \
+                -e "s|@SANDBOX_IMAGE@|$CRI_PAUSE_IMAGE|g" -e "s|@REGISTRY@|$ENV_REGISTRY|g" \
                 "$ENV_LIB_DIR/containerd-config.toml.in" >"$ENV_CONFIG.tmp"
         mv "$ENV_CONFIG.tmp" "$ENV_CONFIG"
+}
+
+# The CNI network of the environment: a bridge unique to it, its own subnet,
+# host-local IPAM (state in the env's state dir), portmap, loopback; and the
+# unishim-sandbox handler's operator config (ConfigPath).
+env_write_cni() {
+        mkdir -p "$ENV_STATE/cni/net.d" "$ENV_STATE/cni/ipam"
+        local gw=${ENV_SUBNET%.0/24}.1
+        jq -n --arg name "$ENV_CNI_NET" --arg br "$ENV_BRIDGE" --arg subnet "$ENV_SUBNET" \
+                --arg gw "$gw" --arg data "$ENV_STATE/cni/ipam" '{
+                cniVersion: "0.4.0", name: $name,
+                plugins: [
+                        {type: "bridge", bridge: $br, isGateway: true, ipMasq: false,
+                         hairpinMode: true,
+                         ipam: {type: "host-local", dataDir: $data,
+                                ranges: [[{subnet: $subnet, gateway: $gw}]],
+                                routes: [{dst: "0.0.0.0/0"}]}},
+                        {type: "portmap", capabilities: {portMappings: true}},
+                        {type: "loopback"}
+                ]}' >"$ENV_STATE/cni/net.d/10-$ENV_CNI_NET.conflist"
+        jq -n '{isolation: {default: "sandbox", allowed: ["container", "sandbox", "vm"]},
+                annotations: {allowed: ["unishim.io/isolation"]}}' >"$ENV_SANDBOX_CONFIG"
+}
+
+# The network namespace containerd, the registry and the pods live in.
+env_netns_up() {
+        [ -e "$ENV_NETNS_PATH" ] || ip netns add "$ENV_NETNS"
+        ip -n "$ENV_NETNS" link set lo up
+}
+
+# docker-registry inside the netns on 127.0.0.1:5000, storage in the env root.
+env_registry_start() {
+        env_registry_pid >/dev/null && return 0
+        command -v docker-registry >/dev/null || {
+                env_log "docker-registry missing (make deps-runtime)"
+                return 1
+        }
+        mkdir -p "$ENV_REGISTRY_DIR/data"
+        printf '%s\n' "version: 0.1" "log:" "  level: warn" "storage:" "  filesystem:" \
+                "    rootdirectory: $ENV_REGISTRY_DIR/data" "  delete:" "    enabled: true" \
+                "http:" "  addr: $ENV_REGISTRY" >"$ENV_REGISTRY_DIR/config.yml"
+        setsid nsenter --net="$ENV_NETNS_PATH" docker-registry serve "$ENV_REGISTRY_DIR/config.yml" \
+                </dev/null >>"$ENV_REGISTRY_LOG" 2>&1 &
+        echo $! >"$ENV_REGISTRY_PIDFILE"
+        local i
+        for ((i = 0; i < 100; i++)); do
+                env_registry_pid >/dev/null || {
+                        env_log "docker-registry exited during start-up; its log:"
+                        tail -n 20 "$ENV_REGISTRY_LOG" >&2
+                        return 1
+                }
+                env_registry_up && return 0
+                sleep 0.1
+        done
+        env_log "docker-registry did not answer on $ENV_REGISTRY within 10s"
+        return 1
+}
+
+# Pushes the test and pause images to the registry under their CRI names
+# (ctr pushes from the client side, so that ctr runs inside the netns).
+env_push_images() {
+        "$ENV_LIB_DIR/build-pause-image.sh" "$ENV_PAUSE_DIR" docker.io/unishim/pause:latest
+        ectr images import --no-unpack "$ENV_PAUSE_DIR/image.tar" >/dev/null
+        ectr images tag --force "$TEST_IMAGE" "$CRI_TEST_IMAGE" >/dev/null
+        ectr images tag --force docker.io/unishim/pause:latest "$CRI_PAUSE_IMAGE" >/dev/null
+        local img
+        for img in "$CRI_TEST_IMAGE" "$CRI_PAUSE_IMAGE"; do
+                env_nsenter timeout -k 5 "$CTR_TIMEOUT" ctr -a "$ENV_ADDR" -n "$ENV_NS" \
+                        images push --plain-http "$img" >/dev/null 2>"$ENV_STATE/push.err" || {
+                        env_log "pushing $img to the registry failed:"
+                        cat "$ENV_STATE/push.err" >&2
+                        return 1
+                }
+        done
+}
+
+# env_pod_json FILE JQ_FILTER: writes a pod description for unishimctl: the
+# filter's output plus this environment's cgroup parent and a log directory in
+# its state dir (nothing lands in /var/log/pods or a random cgroup).
+env_pod_json() {
+        local f=$1
+        shift
+        jq -n --arg cg "$ENV_POD_CGROUP" --arg logs "$ENV_STATE/pod-logs" --arg img "$CRI_TEST_IMAGE" \
+                "$@" | jq --arg cg "$ENV_POD_CGROUP" --arg logs "$ENV_STATE/pod-logs" '
+                .cgroup_parent //= $cg
+                | .log_directory //= ($logs + "/" + (.namespace // "default") + "_" + .name)' >"$f"
 }
 
 # Builds the test image (cached in the build dir) and imports it.
@@ -106,10 +255,18 @@ env_start() {
         ln -sfn "$shim" "$ENV_BINDIR/containerd-shim-unishim-v2"
         env_render_config
         : >>"$ENV_LOG"
+        local netns=()
+        if [ "$ENV_CRI" = 1 ]; then
+                env_netns_up
+                env_write_cni
+                env_registry_start
+                netns=(nsenter --net="$ENV_NETNS_PATH")
+        fi
         # setsid: containerd outlives env-up.sh and ignores the caller's
         # terminal signals. PATH: containerd resolves the shim of
         # io.containerd.unishim.v2 as containerd-shim-unishim-v2 on it.
-        PATH="$ENV_BINDIR:$PATH" setsid containerd --config "$ENV_CONFIG" \
+        # nsenter execs containerd (same pid) inside the env's netns.
+        PATH="$ENV_BINDIR:$PATH" setsid "${netns[@]}" containerd --config "$ENV_CONFIG" \
                 </dev/null >>"$ENV_LOG" 2>&1 &
         echo $! >"$ENV_PIDFILE"
         local i
@@ -128,6 +285,9 @@ env_start() {
                 return 1
         fi
         env_import_image
+        if [ "$ENV_CRI" = 1 ]; then
+                env_push_images
+        fi
 }
 
 # Pids of this environment's shims: containerd-shim-* processes started with
@@ -166,12 +326,24 @@ env_shim_pid() {
         return 0
 }
 
-# Pids of processes living in this environment's cgroups (containers).
+# Pids of processes living in this environment's cgroups (containers, and
+# pods under /NAME/pods), at any depth.
 env_cgroup_pids() {
         local f
-        for f in /sys/fs/cgroup/*/"$ENV_NS"/*/cgroup.procs /sys/fs/cgroup/*/"$ENV_NS"/cgroup.procs; do
-                [ -r "$f" ] && cat "$f" 2>/dev/null
-        done | sort -un
+        { find /sys/fs/cgroup/*/"$ENV_NS" -name cgroup.procs 2>/dev/null || true; } |
+                while read -r f; do cat "$f" 2>/dev/null; done | sort -un
+        return 0
+}
+
+# Pids of processes in the environment's netns (containerd, the registry, the
+# shims and CNI plugins containerd started).
+env_netns_pids() {
+        [ -e "$ENV_NETNS_PATH" ] || return 0
+        local ino d
+        ino=$(stat -L -c %i "$ENV_NETNS_PATH" 2>/dev/null) || return 0
+        for d in /proc/[0-9]*; do
+                [ "$(stat -L -c %i "$d/ns/net" 2>/dev/null)" = "$ino" ] && echo "${d#/proc/}"
+        done
         return 0
 }
 
@@ -193,7 +365,13 @@ env_shim_socket() {
 # call on an environment that is half up or already gone.
 env_stop() {
         local pid ids id i
-        # Tasks and containers first, while containerd can still clean up.
+        # CRI pods first (stop + rm: CNI DEL, netns, shm), then tasks and
+        # containers, while containerd can still clean up.
+        if [ -x "$UNISHIMCTL" ] && env_containerd_pid >/dev/null && env_cri_on; then
+                for id in $(CTR_TIMEOUT=10 ectl ps -q 2>/dev/null || true); do
+                        CTR_TIMEOUT=20 ectl rm --timeout 0 "$id" >/dev/null 2>&1 || true
+                done
+        fi
         if env_containerd_pid >/dev/null && CTR_TIMEOUT=5 ectr version >/dev/null 2>&1; then
                 ids=$(CTR_TIMEOUT=10 ectr containers ls -q 2>/dev/null || true)
                 for id in $ids; do
@@ -213,12 +391,21 @@ env_stop() {
                 done
                 kill -KILL "$pid" 2>/dev/null || true
         fi
-        # Leftover shims and container processes of this environment only.
-        for pid in $(env_shim_pids) $(env_cgroup_pids); do
+        if pid=$(env_registry_pid); then
+                kill -TERM "$pid" 2>/dev/null || true
+                for ((i = 0; i < 50; i++)); do
+                        kill -0 "$pid" 2>/dev/null || break
+                        sleep 0.1
+                done
+                kill -KILL "$pid" 2>/dev/null || true
+        fi
+        # Leftover shims and container processes of this environment only,
+        # and anything still in its netns.
+        for pid in $(env_shim_pids) $(env_cgroup_pids) $(env_netns_pids); do
                 kill -KILL "$pid" 2>/dev/null || true
         done
         for ((i = 0; i < 50; i++)); do
-                [ -z "$(env_shim_pids)$(env_cgroup_pids)" ] && break
+                [ -z "$(env_shim_pids)$(env_cgroup_pids)$(env_netns_pids)" ] && break
                 sleep 0.1
         done
         # Cgroups of the namespace, deepest first.
@@ -230,6 +417,12 @@ env_stop() {
         for m in $(env_mounts); do
                 umount -l "$m" 2>/dev/null || true
         done
+        # The netns (its bridge and veths go with it) and libcni's cache of
+        # this env's network (/var/lib/cni/results/<net>-<id>-<if>).
+        if [ -e "$ENV_NETNS_PATH" ]; then
+                ip netns delete "$ENV_NETNS" 2>/dev/null || true
+        fi
+        rm -f /var/lib/cni/results/"$ENV_CNI_NET"-* 2>/dev/null || true
         rm -rf "$ENV_STATE" "$ENV_ROOT"
 }
 
@@ -246,6 +439,15 @@ export UNISHIM_ENV_STATE=$ENV_STATE
 export UNISHIM_ENV_ROOT=$ENV_ROOT
 export UNISHIM_ENV_LOG=$ENV_LOG
 export UNISHIM_ENV_ROOTFS=$ENV_ROOTFS
+export UNISHIM_ENV_CRI=$ENV_CRI
+export UNISHIM_ENV_NETNS=$ENV_NETNS
+export UNISHIM_ENV_BRIDGE=$ENV_BRIDGE
+export UNISHIM_ENV_SUBNET=$ENV_SUBNET
+export UNISHIM_POD_CGROUP=$ENV_POD_CGROUP
+export CRI_ENDPOINT=$CRI_ENDPOINT
+export CRI_TEST_IMAGE=$CRI_TEST_IMAGE
+export CRI_PAUSE_IMAGE=$CRI_PAUSE_IMAGE
+export UNISHIMCTL=$UNISHIMCTL
 EOF
         mv "$1.tmp" "$1"
 }
