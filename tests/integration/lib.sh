@@ -41,13 +41,26 @@ it_cleanup() {
         exit "$rc"
 }
 
-# it_setup: checks the machine, starts the private containerd.
+# it_setup: checks the machine, starts the private containerd. IT_CRI=1
+# (the test-cri-* tests) starts it with the CRI plugin, its netns, CNI bridge
+# and registry; otherwise ctr only (faster).
 it_setup() {
         [ "$(id -u)" = 0 ] || it_skip "integration tests need root"
         local b
         for b in containerd ctr runc jq timeout setsid; do
                 command -v "$b" >/dev/null || it_skip "$b not installed (make deps-runtime)"
         done
+        UNISHIM_ENV_CRI=${IT_CRI:-0}
+        if [ "$UNISHIM_ENV_CRI" = 1 ]; then
+                for b in docker-registry nsenter ip cc; do
+                        command -v "$b" >/dev/null || it_skip "$b not installed (make deps-runtime)"
+                done
+                [ -x /usr/lib/cni/bridge ] || it_skip "containernetworking-plugins not installed (make deps-runtime)"
+                if [ ! -x "$UNISHIM_BUILD_DIR/cri/unishimctl" ]; then
+                        echo "FAIL: $UNISHIM_BUILD_DIR/cri/unishimctl is not built"
+                        exit 1
+                fi
+        fi
         [ -x /bin/busybox ] || it_skip "busybox-static not installed (make deps-runtime)"
         if [ "$RUNTIME" = "$UNISHIM_RUNTIME" ] && [ ! -x "$(env_shim_binary)" ]; then
                 # Not a machine limitation: the build is incomplete. Fail.
@@ -166,6 +179,53 @@ it_spec() {
                          | .process.env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]' |
                 jq "$filter" >"$dir/config.json"
         echo "$dir/config.json"
+}
+
+# ---- CRI helpers (IT_CRI=1) ----
+
+# it_pod FILE [JQ ARGS...] FILTER: a pod description (see env_pod_json; $img
+# is the CRI test image) under $IT_TMP/FILE; prints its path.
+it_pod() {
+        local f=$IT_TMP/$1
+        shift
+        env_pod_json "$f" "$@"
+        echo "$f"
+}
+
+# pod_id NAME: the full id of the ready pod NAME ("" if none).
+pod_id() {
+        ectl inspect "$1" 2>/dev/null | awk '$1 == "pod" { print $2; exit }'
+}
+
+# pod_ip NAME: the pod's IP (PodSandboxStatus).
+pod_ip() {
+        ectl inspect "$1" 2>/dev/null | awk '$1 == "pod" { for (i = 1; i < NF; i++) if ($i == "ip") print $(i + 1); exit }'
+}
+
+# ctr_id POD NAME: the id of container NAME of POD.
+ctr_id() {
+        ectl inspect "$1" 2>/dev/null | awk -v n="$2" '$1 == "container" && $4 == n { print $2; exit }'
+}
+
+# pod_leftovers ID...: everything of these pods/containers still on the
+# machine: shim processes, mounts under the env dirs, cgroup dirs, netns
+# mounts of the pod. Empty when clean.
+pod_leftovers() {
+        local id
+        for id in "$@"; do
+                [ -n "$id" ] || continue
+                local s
+                s=$(env_shim_pid "$id")
+                [ -n "$s" ] && echo "shim $s of $id"
+                env_mounts | grep -F -- "$id" | sed 's/^/mount /'
+                find /sys/fs/cgroup/*/"$ENV_NS" -type d -name "$id" 2>/dev/null | sed 's/^/cgroup /'
+        done
+        return 0
+}
+
+# netns_mounts: the pod netns bind mounts of this environment.
+netns_mounts() {
+        env_mounts | grep -F /netns/ || true
 }
 
 it_finish() {

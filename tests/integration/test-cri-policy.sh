@@ -1,0 +1,72 @@
+#!/bin/bash
+# The isolation policy through the real CRI: containerd's CRI plugin hands the
+# pod's unishim.io/* annotations (pod_annotations) and the handler's options
+# (ConfigPath) to the shim, which refuses what this build cannot or must not
+# run. Every refused pod leaves nothing behind: no pod, shim, mount, netns.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+IT_CRI=1
+it_setup
+
+# refused NAME HANDLER ANNOTATIONS_JSON: runs a one-container pod that must be
+# refused; sets ERR to unishimctl's message and checks nothing is left.
+refused() {
+        local name=$1 handler=$2 ann=$3 f out rc
+        f=$(it_pod "$name.json" --arg n "$name" --arg h "$handler" --argjson a "$ann" \
+                '{name: $n, runtime_handler: $h, annotations: $a,
+                  containers: [{name: "app", image: $img, command: ["sleep", "3600"]}]}')
+        out_rc out rc ectl run "$f"
+        ERR=$out
+        [ "$rc" != 0 ] && pass "$name: RunPodSandbox refused" || fail "$name: pod ran (rc $rc): $out"
+        expect_match "$name: the error comes from RunPodSandbox" "RunPodSandbox" "$out"
+        expect_eq "$name: no pod listed" "" "$(ectl ps -q)"
+        expect_eq "$name: no shim left" "" "$(env_shim_pids)"
+        expect_eq "$name: no mount left" "" "$(env_mounts)"
+        expect_eq "$name: no cgroup left" "" "$(find /sys/fs/cgroup/*/"$ENV_POD_CGROUP" -mindepth 1 -type d 2>/dev/null || true)"
+        expect_eq "$name: no process in the pods' cgroups" "" "$(env_cgroup_pids)"
+        expect_eq "$name: no netns bind mount" "" "$(ls -A "$ENV_STATE/io.containerd.grpc.v1.cri/netns" 2>/dev/null || true)"
+        expect_eq "$name: no IP left allocated" "" "$(ls "$ENV_STATE/cni/ipam/$ENV_CNI_NET" 2>/dev/null | grep -v -e lock -e last_reserved || true)"
+}
+
+refused bogus unishim '{"unishim.io/isolation": "bogus"}'
+expect_match "bogus: names the annotation" "unishim\.io/isolation" "$ERR"
+expect_match "bogus: names the value" '"bogus"' "$ERR"
+expect_match "bogus: names the allowed kinds" "container.*sandbox.*vm" "$ERR"
+
+refused sandbox unishim '{"unishim.io/isolation": "sandbox"}'
+expect_match "sandbox: not available in this build" 'isolation kind "sandbox".*not available in this build' "$ERR"
+
+refused vm unishim '{"unishim.io/isolation": "vm"}'
+expect_match "vm: not available in this build" 'isolation kind "vm".*not available in this build' "$ERR"
+
+refused foo unishim '{"unishim.io/foo": "x"}'
+expect_match "unishim.io/foo: not allowed" "unishim\.io/foo.*not allowed" "$ERR"
+
+# The handler's ConfigPath (runtimeoptions.v1.Options) defaults to sandbox.
+refused sandbox-handler unishim-sandbox '{}'
+expect_match "handler unishim-sandbox (ConfigPath default sandbox): not available in this build" \
+        '"sandbox".*not available in this build' "$ERR"
+
+# The same pod with an explicit container kind runs on both handlers that
+# allow it; annotations outside unishim.io/* never reach the shim.
+for h in unishim runc; do
+        f=$(it_pod "ok-$h.json" --arg n "ok-$h" --arg h "$h" \
+                '{name: $n, runtime_handler: $h,
+                  annotations: {"unishim.io/isolation": "container", "example.com/other": "x"},
+                  containers: [{name: "app", image: $img, command: ["sleep", "3600"]}]}')
+        out_rc out rc ectl run "$f"
+        expect_eq "isolation container on $h: runs" 0 "$rc"
+        expect_match "ps: ok-$h with kind container" "ok-$h +default +Ready +$h +container" "$(ectl ps)"
+        out_rc out rc ectl rm "ok-$h"
+        expect_eq "isolation container on $h: removed" 0 "$rc"
+done
+# The sandbox-default handler does accept an explicit container pod.
+f=$(it_pod ok-sbh.json '{name: "ok-sbh", runtime_handler: "unishim-sandbox",
+        annotations: {"unishim.io/isolation": "container"},
+        containers: [{name: "app", image: $img, command: ["sleep", "3600"]}]}')
+out_rc out rc ectl run "$f"
+expect_eq "handler unishim-sandbox with isolation container: runs" 0 "$rc"
+ectl rm ok-sbh >/dev/null 2>&1 || true
+expect_eq "all removed: no shim left" "" "$(env_shim_pids)"
+
+it_finish
