@@ -17,6 +17,8 @@
 
 /* Reads are at least this big, so many small frames cost one syscall. */
 #define RBUF_MIN_READ 4096
+/* Longest peer-supplied status message we pass on. */
+#define MAX_STATUS_TEXT 4096
 
 static uint32_t get_be32(const uint8_t *p)
 {
@@ -215,6 +217,61 @@ int us_ttrpc_frame_build(uint32_t stream_id, uint8_t type, const ProtobufCMessag
         return 0;
 }
 
+int us_ttrpc_request_frame_build(uint32_t stream_id, const char *service, const char *method,
+                                 const ProtobufCMessage *req, const struct us_ttrpc_kv *metadata,
+                                 size_t n_metadata, int timeout_ms, uint8_t **ret_buf,
+                                 size_t *ret_len, struct us_error **err)
+{
+        if (n_metadata > US_TTRPC_MAX_METADATA)
+                return us_error_msg(err, EINVAL, "too many ttrpc metadata entries");
+        size_t plen = req ? protobuf_c_message_get_packed_size(req) : 0;
+        if (plen > US_TTRPC_MAX_MESSAGE)
+                return us_error_msg(err, EMSGSIZE, "ttrpc request of %zu bytes too large", plen);
+        _cleanup_free_ uint8_t *pbuf = plen ? malloc(plen) : NULL;
+        if (plen && !pbuf)
+                return us_errorf(err, ENOMEM, "allocate ttrpc request");
+        if (plen)
+                (void)protobuf_c_message_pack(req, pbuf);
+
+        _cleanup_free_ Ttrpc__KeyValue *kvbuf = NULL;
+        _cleanup_free_ Ttrpc__KeyValue **kvp = NULL;
+        if (n_metadata > 0) {
+                kvbuf = calloc(n_metadata, sizeof(*kvbuf));
+                kvp = calloc(n_metadata, sizeof(*kvp));
+                if (!kvbuf || !kvp)
+                        return us_errorf(err, ENOMEM, "allocate ttrpc metadata");
+                for (size_t i = 0; i < n_metadata; i++) {
+                        ttrpc__key_value__init(&kvbuf[i]);
+                        kvbuf[i].key = (char *)metadata[i].key;
+                        kvbuf[i].value = (char *)metadata[i].value;
+                        kvp[i] = &kvbuf[i];
+                }
+        }
+        Ttrpc__Request r_msg = TTRPC__REQUEST__INIT;
+        r_msg.service = (char *)service;
+        r_msg.method = (char *)method;
+        r_msg.payload.data = pbuf;
+        r_msg.payload.len = plen;
+        r_msg.timeout_nano = timeout_ms > 0 ? (int64_t)timeout_ms * 1000000 : 0;
+        r_msg.n_metadata = n_metadata;
+        r_msg.metadata = kvp;
+        return us_ttrpc_frame_build(stream_id, US_TTRPC_TYPE_REQUEST, &r_msg.base, ret_buf, ret_len,
+                                    err);
+}
+
+int us_ttrpc_response_status(const Ttrpc__Response *resp, const char *what, struct us_error **err)
+{
+        if (!resp->status || resp->status->code == US_GRPC_OK)
+                return 0;
+        int r = us_errno_from_grpc_code(resp->status->code);
+        /* The peer picks the message: keep what reaches logs and containerd
+         * readable. */
+        return us_error_msg(err, -r, "%s: %.*s", what, MAX_STATUS_TEXT,
+                            resp->status->message && *resp->status->message
+                                    ? resp->status->message
+                                    : "error without message");
+}
+
 /* ---- frame reader ---- */
 
 /* Skips what is buffered of an oversized frame's payload. */
@@ -268,24 +325,33 @@ ssize_t us_ttrpc_rbuf_fill(struct us_ttrpc_rbuf *b, int fd)
         return n;
 }
 
+ssize_t us_ttrpc_rbuf_append_some(struct us_ttrpc_rbuf *b, const uint8_t *data, size_t len)
+{
+        size_t room;
+        int r = rbuf_prepare(b, &room);
+        if (r < 0)
+                return r;
+        size_t n = len < room ? len : room;
+        if (n > 0)
+                memcpy(b->data + b->len, data, n);
+        b->len += n;
+        /* Drop skipped bytes as we go so an oversized frame never
+         * accumulates. */
+        if (b->discard > 0)
+                rbuf_skip(b);
+        return (ssize_t)n;
+}
+
 int us_ttrpc_rbuf_append(struct us_ttrpc_rbuf *b, const uint8_t *data, size_t len)
 {
         while (len > 0) {
-                size_t room;
-                int r = rbuf_prepare(b, &room);
-                if (r < 0)
-                        return r;
-                if (room == 0)
+                ssize_t n = us_ttrpc_rbuf_append_some(b, data, len);
+                if (n < 0)
+                        return (int)n;
+                if (n == 0)
                         return -ENOBUFS;
-                size_t n = len < room ? len : room;
-                memcpy(b->data + b->len, data, n);
-                b->len += n;
                 data += n;
-                len -= n;
-                /* Drop skipped bytes as we go so an oversized frame never
-                 * accumulates. */
-                if (b->discard > 0)
-                        rbuf_skip(b);
+                len -= (size_t)n;
         }
         return 0;
 }

@@ -205,3 +205,108 @@ int us_ttrpc_rbuf_next(struct us_ttrpc_rbuf *b, struct us_ttrpc_header *ret_hdr,
 /* Frees the storage when no unconsumed bytes are left (idle memory). */
 void us_ttrpc_rbuf_trim(struct us_ttrpc_rbuf *b);
 void us_ttrpc_rbuf_release(struct us_ttrpc_rbuf *b);
+
+/* Appends as many of len bytes as fit now (the rest of the current frame, or
+ * a read's worth) and returns that count: 0 when a complete frame is waiting
+ * for us_ttrpc_rbuf_next(), or -ENOMEM. For feeding a stream in pieces
+ * without knowing the frame boundaries. */
+ssize_t us_ttrpc_rbuf_append_some(struct us_ttrpc_rbuf *b, const uint8_t *data, size_t len);
+
+/* Builds a complete request frame for service/method with req packed as the
+ * payload (NULL: empty), the metadata (borrowed) and timeout_ms (> 0 sets the
+ * request's timeout_nano). *ret_buf is malloc'ed, the caller frees it.
+ * Errors: -EINVAL (more than US_TTRPC_MAX_METADATA entries), -EMSGSIZE,
+ * -ENOMEM. Shared by both clients. */
+int us_ttrpc_request_frame_build(uint32_t stream_id, const char *service, const char *method,
+                                 const ProtobufCMessage *req, const struct us_ttrpc_kv *metadata,
+                                 size_t n_metadata, int timeout_ms, uint8_t **ret_buf,
+                                 size_t *ret_len, struct us_error **err);
+
+/* The outcome carried by a decoded response: 0 when its status is absent or
+ * OK, else us_errno_from_grpc_code() of it, with "<what>: <peer's message>"
+ * (message truncated to 4096 bytes) in *err. */
+int us_ttrpc_response_status(const Ttrpc__Response *resp, const char *what, struct us_error **err);
+
+/* ---- asynchronous client on the event loop (the guest agent channel) ----
+ *
+ * Many calls in flight on one stream fd at once, answered in any order:
+ * long polls that stay outstanding for minutes next to short calls. Every
+ * successful us_ttrpc_aclient_call() gets exactly one callback: the reply, an
+ * error status, its timeout, the connection's end, a cancel, or the client's
+ * free. The peer is not trusted: unknown stream ids and non-response frames
+ * are dropped; an oversized frame or a response that does not decode is a
+ * protocol error that ends the connection. Memory is bounded: at most one
+ * frame being read, US_TTRPC_ACLIENT_MAX_QUEUED bytes of requests waiting to
+ * be written, US_TTRPC_ACLIENT_MAX_CALLS calls in flight. The client uses at
+ * most two loop sources (the fd, and one timer for the nearest deadline).
+ *
+ * A peer that stalls mid-frame is noticed only by the timeouts of the calls
+ * that wait on it: long polls without a timeout wait until cancelled, the
+ * connection ends, or the client is freed. */
+
+#define US_TTRPC_ACLIENT_MAX_QUEUED (8u << 20)
+#define US_TTRPC_ACLIENT_MAX_CALLS  US_TTRPC_MAX_CALLS_PER_CONN
+
+struct us_ttrpc_aclient;
+
+/* The outcome of one call. status is 0, or a negative errno: the server's
+ * gRPC status as us_ttrpc_client_call() maps it (-ENOENT for NOT_FOUND, ...),
+ * -ETIMEDOUT (the call's timeout passed), -ECONNRESET (the peer closed the
+ * connection or a read/write on it failed), -EPROTO (the peer broke the
+ * protocol), -ECANCELED (us_ttrpc_aclient_cancel() or _free()).
+ * On 0, payload/len is the response message, still encoded (len may be 0);
+ * on failure payload is NULL and err says why ("service/method: ..."; NULL
+ * only when even the message could not be allocated: print it with
+ * us_error_text()). payload and err are valid only during the callback.
+ * The callback may call us_ttrpc_aclient_call(), _cancel() and _free() on the
+ * same client. */
+typedef void (*us_ttrpc_reply_fn)(int status, const uint8_t *payload, size_t len,
+                                  const struct us_error *err, void *userdata);
+
+/* A client on fd, a connected stream fd (unix socket, virtio-serial port),
+ * made non-blocking and owned by the client from now on -- also on failure.
+ * Dispatched in loop, which must outlive the client. */
+int us_ttrpc_aclient_new(struct us_loop *loop, int fd, struct us_ttrpc_aclient **ret,
+                         struct us_error **err);
+
+/* Sends service/method with req packed as the payload (NULL: empty) and the
+ * metadata (borrowed for the duration of this function), on the next odd
+ * stream id. timeout_ms > 0 bounds the call (and is sent to the server);
+ * 0 means none (long polls). Returns 0 and sets *ret_call_id (optional;
+ * never 0) when fn will be called, later, from the loop (or from inside
+ * _cancel()/_free()) -- never from inside this function. Fails, without
+ * calling fn, with -ENOTCONN (the connection has ended), -ENOBUFS (too many
+ * calls in flight or too much queued output), -EINVAL, -EMSGSIZE, -ENOMEM. */
+int us_ttrpc_aclient_call(struct us_ttrpc_aclient *c, const char *service, const char *method,
+                          const ProtobufCMessage *req, const struct us_ttrpc_kv *metadata,
+                          size_t n_metadata, int timeout_ms, us_ttrpc_reply_fn fn, void *userdata,
+                          uint64_t *ret_call_id, struct us_error **err);
+
+/* Completes call_id with -ECANCELED: its callback runs synchronously, inside
+ * this function. A call that already completed (or an unknown id) is left
+ * alone. The server is not told (ttrpc has no cancel message); its late
+ * answer is dropped. */
+void us_ttrpc_aclient_cancel(struct us_ttrpc_aclient *c, uint64_t call_id);
+
+/* fn(userdata, reason) is called once when the connection ends by itself:
+ * reason -ECONNRESET (peer closed, read/write failed), -EPROTO (protocol
+ * error) or -ENOMEM (no memory for a response or the timer), after all
+ * pending calls have been failed with that status. Not called by _free().
+ * The client stays valid (calls fail with -ENOTCONN) until freed; fn may
+ * free it. */
+void us_ttrpc_aclient_on_close(struct us_ttrpc_aclient *c, void (*fn)(void *userdata, int reason),
+                               void *userdata);
+
+/* Number of calls in flight (awaiting their callback). */
+size_t us_ttrpc_aclient_pending(const struct us_ttrpc_aclient *c);
+
+/* Fails every pending call with -ECANCELED -- their callbacks run inside this
+ * function, which they may re-enter (new calls are refused) -- then closes
+ * the fd and frees the client (deferred to the end of the current dispatch
+ * when called from one of its callbacks). Accepts NULL; returns NULL. */
+struct us_ttrpc_aclient *us_ttrpc_aclient_free(struct us_ttrpc_aclient *c);
+
+/* Processes len bytes as if read from the connection (tests and fuzzing).
+ * Returns 0, -ENOTCONN when the connection has ended (possibly during this
+ * feed), or -ENOMEM. */
+int us_ttrpc_aclient_feed(struct us_ttrpc_aclient *c, const uint8_t *data, size_t len);
