@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The container kind: libunishim's namespaced engine on the host. */
 #include <errno.h>
+#include <signal.h>
 
 #include "backend.h"
 #include "cgroup.h"
 
-static int container_create(const struct us_container_config *cfg, void **ret_impl, int *ret_pty,
+static int container_create(const struct shim_backend_env *env, void *task_cookie,
+                            const struct us_container_config *cfg, void **ret_impl, int *ret_pty,
                             struct us_error **err)
 {
+        (void)env;
+        (void)task_cookie;
         struct us_container *c = NULL;
         int r = us_container_create(cfg, &c, ret_pty, err);
         if (r < 0)
@@ -26,15 +30,26 @@ static int container_start(void *impl, struct us_error **err)
         return us_container_start(impl, err);
 }
 
-static int container_exec(void *impl, const struct us_oci_process *p, const struct us_stdio *stdio,
-                          pid_t *ret_pid, int *ret_pty, struct us_error **err)
+static int container_exec(void *impl, const char *exec_id, const struct us_oci_process *p,
+                          const struct us_stdio *stdio, pid_t *ret_pid, int *ret_pty,
+                          struct us_error **err)
 {
+        (void)exec_id;
         return us_container_exec(impl, p, stdio, ret_pid, ret_pty, err);
 }
 
 static int container_kill(void *impl, int sig, bool all, struct us_error **err)
 {
         return us_container_kill(impl, sig, all, err);
+}
+
+static int container_kill_exec(void *impl, const char *exec_id, pid_t pid, int sig,
+                               struct us_error **err)
+{
+        (void)impl;
+        if (kill(pid, sig) < 0)
+                return us_errorf(err, errno, "signal exec %s", exec_id);
+        return 0;
 }
 
 static int container_pause(void *impl, struct us_error **err)
@@ -108,11 +123,13 @@ static void container_free(void *impl)
 
 const struct shim_backend shim_backend_container = {
         .name = "container",
+        .host_pty = true,
         .create = container_create,
         .pid = container_pid,
         .start = container_start,
         .exec = container_exec,
         .kill = container_kill,
+        .kill_exec = container_kill_exec,
         .pause = container_pause,
         .resume = container_resume,
         .update = container_update,

@@ -21,17 +21,45 @@
 #include "oci-spec.h"
 #include "policy.h"
 
+/* What the shim gives a backend: its loop, a per-pod slot, and the way
+ * back for exits and OOM kills the backend learns of itself (the VM kinds
+ * hear of them from their guest, not from waitpid). */
+struct shim_backend_env {
+        struct us_loop *loop;
+        /* The backend's per-pod object; one shim serves one pod. The backend
+         * creates it with the pod's first task and frees it in pod_free. */
+        void **pod;
+        void (*process_exited)(void *task_cookie, const char *exec_id, uint32_t exit_status);
+        void (*oom)(void *task_cookie);
+};
+
 struct shim_backend {
         const char *name;
+        /* With a terminal, does the process get a pty on this host (which
+         * the shim pumps)? VM kinds keep the pty in the guest. */
+        bool host_pty;
         /* Creates the task's init process up to "created". cfg->spec moves
-         * into impl on success. *ret_pty is a pty master or -1. */
-        int (*create)(const struct us_container_config *cfg, void **ret_impl, int *ret_pty,
+         * into impl on success. *ret_pty is a pty master or -1. task_cookie
+         * is passed back to env's callbacks. */
+        int (*create)(const struct shim_backend_env *env, void *task_cookie,
+                      const struct us_container_config *cfg, void **ret_impl, int *ret_pty,
                       struct us_error **err);
         pid_t (*pid)(void *impl);
         int (*start)(void *impl, struct us_error **err);
-        int (*exec)(void *impl, const struct us_oci_process *p, const struct us_stdio *stdio,
-                    pid_t *ret_pid, int *ret_pty, struct us_error **err);
+        int (*exec)(void *impl, const char *exec_id, const struct us_oci_process *p,
+                    const struct us_stdio *stdio, pid_t *ret_pid, int *ret_pty,
+                    struct us_error **err);
+        /* Signals the init (exec_id NULL), or with all every process. */
         int (*kill)(void *impl, int sig, bool all, struct us_error **err);
+        /* Signals one exec'd process. -ESRCH when it is gone. */
+        int (*kill_exec)(void *impl, const char *exec_id, pid_t pid, int sig,
+                         struct us_error **err);
+        /* Resizes a guest-side terminal; NULL when ptys are on the host. */
+        int (*resize)(void *impl, const char *exec_id, unsigned width, unsigned height,
+                      struct us_error **err);
+        /* Stdin of a process reached EOF (CloseIO); NULL when the process
+         * reads the shim's pipe directly. */
+        int (*close_stdin)(void *impl, const char *exec_id, struct us_error **err);
         int (*pause)(void *impl, struct us_error **err);
         int (*resume)(void *impl, struct us_error **err);
         int (*update)(void *impl, const struct us_oci_resources *res, struct us_error **err);
@@ -44,6 +72,11 @@ struct shim_backend {
         /* After init is reaped: removes what is left. Idempotent. */
         int (*destroy)(void *impl, struct us_error **err);
         void (*free)(void *impl);
+        /* A child the shim reaped: true if it was the backend's own (a VM,
+         * a helper). NULL: the backend has no children of its own. */
+        bool (*child_exited)(void *pod, pid_t pid, int wait_status);
+        /* Frees the per-pod object when the shim exits. */
+        void (*pod_free)(void *pod);
 };
 
 extern const struct shim_backend shim_backend_container;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "backend.h"
 #include "events.h"
 #include "log.h"
 #include "manager.h"
@@ -185,6 +186,8 @@ out:
                 shim.tasks = t->next;
                 shim_task_free(t);
         }
+        if (shim.backend && shim.backend->pod_free && shim.backend_pod)
+                shim.backend->pod_free(shim.backend_pod);
         shim.server = us_ttrpc_server_free(shim.server);
         us_close(listen_fd);
         if (socket_path)

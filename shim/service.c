@@ -124,11 +124,8 @@ static void on_oom(struct us_loop_source *src, int fd, uint32_t events, void *us
                 t->oom_fd = us_close(t->oom_fd);
                 return;
         }
-        if (!oom)
-                return;
-        Containerd__Events__TaskOOM ev = CONTAINERD__EVENTS__TASK_OOM__INIT;
-        ev.container_id = t->id;
-        shim_publish(t->shim, "/tasks/oom", &ev.base);
+        if (oom)
+                shim_task_oom(t);
 }
 
 static void watch_oom(struct shim_task *t)
@@ -277,8 +274,9 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
         }
         t->rootfs_mounted = req->n_rootfs > 0;
 
-        r = shim_stdio_open(shim->loop, req->stdin, req->stdout, req->stderr, req->terminal,
-                            &t->init.stdio, &t->init.stdio_fds, err);
+        r = shim_stdio_open(shim->loop, req->stdin, req->stdout, req->stderr,
+                            req->terminal && t->backend->host_pty, &t->init.stdio,
+                            &t->init.stdio_fds, err);
         if (r < 0) {
                 us_oci_spec_free(spec);
                 goto fail;
@@ -303,7 +301,13 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
                 .stdio = t->init.stdio_fds,
         };
         int pty = -1;
-        r = t->backend->create(&cfg, &t->impl, &pty, err);
+        struct shim_backend_env env = {
+                .loop = shim->loop,
+                .pod = &shim->backend_pod,
+                .process_exited = shim_task_process_exited,
+                .oom = shim_task_oom,
+        };
+        r = t->backend->create(&env, t, &cfg, &t->impl, &pty, err);
         if (r < 0) {
                 us_oci_spec_free(spec);
                 goto fail;
@@ -317,6 +321,7 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
         (void)write_pid_file(req->bundle, t->init.pid);
         shim->kind = kind;
         shim->kind_decided = true;
+        shim->backend = t->backend;
         *ret = t;
         return 0;
 
@@ -400,7 +405,7 @@ static int start_exec(struct shim_task *t, struct shim_process *p, struct us_err
 {
         pid_t pid;
         int pty = -1;
-        int r = t->backend->exec(t->impl, p->exec_spec, &p->stdio_fds, &pid, &pty, err);
+        int r = t->backend->exec(t->impl, p->exec_id, p->exec_spec, &p->stdio_fds, &pid, &pty, err);
         if (r < 0)
                 return r;
         p->pid = pid;
@@ -609,8 +614,15 @@ static void handle_kill(struct us_ttrpc_call *call, const uint8_t *payload, size
                         us_ttrpc_call_fail(call, US_GRPC_NOT_FOUND, "process already finished");
                         return;
                 }
-                if (kill(p->pid, sig) < 0) {
+                struct us_error *kerr = NULL;
+                int kr = t->backend->kill_exec(t->impl, p->exec_id, p->pid, sig, &kerr);
+                if (kr == -ESRCH) {
+                        us_error_free(kerr);
                         us_ttrpc_call_fail(call, US_GRPC_NOT_FOUND, "process already finished");
+                        return;
+                }
+                if (kr < 0) {
+                        fail_with(call, kr, kerr);
                         return;
                 }
                 us_ttrpc_call_reply(call, NULL);
@@ -681,8 +693,9 @@ static void handle_exec(struct us_ttrpc_call *call, const uint8_t *payload, size
                 r = us_oci_process_parse((const char *)req->spec->value.data, req->spec->value.len,
                                          &p->exec_spec, &err);
         if (r >= 0)
-                r = shim_stdio_open(shim->loop, req->stdin, req->stdout, req->stderr, req->terminal,
-                                    &p->stdio, &p->stdio_fds, &err);
+                r = shim_stdio_open(shim->loop, req->stdin, req->stdout, req->stderr,
+                                    req->terminal && t->backend->host_pty, &p->stdio, &p->stdio_fds,
+                                    &err);
         if (r < 0) {
                 us_error_wrap(&err, r, "exec %s in task %s", req->exec_id, t->id);
                 fail_with(call, r, err);
@@ -711,8 +724,13 @@ static void handle_resize_pty(struct us_ttrpc_call *call, const uint8_t *payload
         if (!p)
                 return;
         struct us_error *err = NULL;
-        int r = p->stdio ? shim_stdio_resize(p->stdio, req->width, req->height, &err)
-                         : us_error_msg(&err, ENOTTY, "process has no terminal");
+        int r;
+        if (t->backend->resize)
+                r = t->backend->resize(t->impl, p->exec_id, req->width, req->height, &err);
+        else if (p->stdio)
+                r = shim_stdio_resize(p->stdio, req->width, req->height, &err);
+        else
+                r = us_error_msg(&err, ENOTTY, "process has no terminal");
         if (r < 0) {
                 fail_with(call, r, err);
                 return;
@@ -732,6 +750,14 @@ static void handle_close_io(struct us_ttrpc_call *call, const uint8_t *payload, 
                 return;
         if (req->stdin && p->stdio)
                 shim_stdio_close_stdin(p->stdio);
+        if (req->stdin && t->backend->close_stdin) {
+                struct us_error *err = NULL;
+                if (t->backend->close_stdin(t->impl, p->exec_id, &err) < 0) {
+                        us_log_warn("close stdin of %s: %s", p->exec_id ? p->exec_id : t->id,
+                                    us_error_text(err));
+                        us_error_free(err);
+                }
+        }
         us_ttrpc_call_reply(call, NULL);
 }
 

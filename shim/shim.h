@@ -18,6 +18,7 @@
 #include "loop.h"
 #include "ttrpc.h"
 
+struct shim_backend;
 struct shim_events;
 struct shim_task;
 
@@ -47,6 +48,8 @@ struct shim {
         struct cri_config *config;
         bool kind_decided;
         enum cri_isolation kind;
+        const struct shim_backend *backend; /* the pod's, once decided */
+        void *backend_pod;                  /* the backend's per-pod object */
 };
 
 /* Registers the containerd.task.v2.Task methods on shim->server. */

@@ -10,6 +10,7 @@
 #include "cleanup.h"
 #include "containerd/events.pb-c.h"
 #include "containerd/shim.pb-c.h"
+#include "backend.h"
 #include "events.h"
 #include "log.h"
 
@@ -114,16 +115,11 @@ struct shim_task *shim_task_free(struct shim_task *t)
         return NULL;
 }
 
-void shim_process_exited(struct shim_process *p, int wait_status)
+static void record_exit(struct shim_process *p, uint32_t exit_status)
 {
         struct shim_task *t = p->task;
         p->status = SHIM_PROCESS_STOPPED;
-        if (WIFEXITED(wait_status))
-                p->exit_status = (uint32_t)WEXITSTATUS(wait_status);
-        else if (WIFSIGNALED(wait_status))
-                p->exit_status = 128u + (uint32_t)WTERMSIG(wait_status);
-        else
-                p->exit_status = 255;
+        p->exit_status = exit_status;
         clock_gettime(CLOCK_REALTIME, &p->exited_at);
         if (p->stdio)
                 shim_stdio_drain(p->stdio);
@@ -148,6 +144,32 @@ void shim_process_exited(struct shim_process *p, int wait_status)
         answer_waiters(p);
 }
 
+void shim_process_exited(struct shim_process *p, int wait_status)
+{
+        uint32_t status = 255;
+        if (WIFEXITED(wait_status))
+                status = (uint32_t)WEXITSTATUS(wait_status);
+        else if (WIFSIGNALED(wait_status))
+                status = 128u + (uint32_t)WTERMSIG(wait_status);
+        record_exit(p, status);
+}
+
+void shim_task_process_exited(void *task_cookie, const char *exec_id, uint32_t exit_status)
+{
+        struct shim_task *t = task_cookie;
+        struct shim_process *p = shim_task_process(t, exec_id);
+        if (p && p->status != SHIM_PROCESS_STOPPED)
+                record_exit(p, exit_status);
+}
+
+void shim_task_oom(void *task_cookie)
+{
+        struct shim_task *t = task_cookie;
+        Containerd__Events__TaskOOM ev = CONTAINERD__EVENTS__TASK_OOM__INIT;
+        ev.container_id = t->id;
+        shim_publish(t->shim, "/tasks/oom", &ev.base);
+}
+
 static struct shim_process *find_pid(struct shim *shim, pid_t pid)
 {
         for (struct shim_task *t = shim->tasks; t; t = t->next) {
@@ -167,6 +189,9 @@ void shim_reap(struct shim *shim)
                 pid_t pid = waitpid(-1, &status, WNOHANG);
                 if (pid <= 0)
                         return;
+                if (shim->backend && shim->backend->child_exited && shim->backend_pod &&
+                    shim->backend->child_exited(shim->backend_pod, pid, status))
+                        continue;
                 struct shim_process *p = find_pid(shim, pid);
                 if (p)
                         shim_process_exited(p, status);

@@ -70,8 +70,15 @@ struct shim_process *shim_task_process(struct shim_task *t, const char *exec_id)
 struct shim_task *shim_task_free(struct shim_task *t);
 struct shim_process *shim_process_free(struct shim_process *p);
 
-/* Records an exit: status, time, event, Wait replies. */
+/* Records an exit (a waitpid status): status, time, event, Wait replies. */
 void shim_process_exited(struct shim_process *p, int wait_status);
+
+/* The same for an exit a backend learned itself (exit_status: the code, or
+ * 128 + signal). task_cookie is the struct shim_task. */
+void shim_task_process_exited(void *task_cookie, const char *exec_id, uint32_t exit_status);
+
+/* Publishes TaskOOM for the task. */
+void shim_task_oom(void *task_cookie);
 
 /* Adds a Wait call; answers at once if the process already stopped. */
 void shim_process_add_waiter(struct shim_process *p, struct us_ttrpc_call *call);
