@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Validation of everything the host sends: pure functions, no side effects. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "agent.h"
+#include "cleanup.h"
+
+static bool id_char(char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '.' || c == '-';
+}
+
+static bool alnum(char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+int agent_validate_id(const char *what, const char *id, struct us_error **err)
+{
+        if (!id || !id[0])
+                return us_error_msg(err, EINVAL, "%s is empty", what);
+        size_t n = strnlen(id, AGENT_MAX_ID + 1);
+        if (n > AGENT_MAX_ID)
+                return us_error_msg(err, EINVAL, "%s is longer than %d bytes", what, AGENT_MAX_ID);
+        if (!alnum(id[0]))
+                return us_error_msg(err, EINVAL, "%s must start with a letter or digit", what);
+        for (size_t i = 0; i < n; i++)
+                if (!id_char(id[i]))
+                        return us_error_msg(err, EINVAL,
+                                            "%s has a character outside [A-Za-z0-9_.-]", what);
+        return 0;
+}
+
+int agent_validate_run_path(const char *what, const char *path, struct us_error **err)
+{
+        static const char prefix[] = AGENT_RUN_DIR "/";
+        if (!path || !path[0])
+                return us_error_msg(err, EINVAL, "%s is empty", what);
+        size_t n = strnlen(path, AGENT_MAX_PATH + 1);
+        if (n > AGENT_MAX_PATH)
+                return us_error_msg(err, EINVAL, "%s is too long", what);
+        if (strncmp(path, prefix, sizeof(prefix) - 1) != 0 || n == sizeof(prefix) - 1)
+                return us_error_msg(err, EINVAL, "%s %s is not under " AGENT_RUN_DIR, what, path);
+        /* Walk the components: none empty, ".", or "..". */
+        const char *p = path + 1;
+        while (*p) {
+                const char *slash = strchr(p, '/');
+                size_t len = slash ? (size_t)(slash - p) : strlen(p);
+                if (len == 0 || (len == 1 && p[0] == '.') ||
+                    (len == 2 && p[0] == '.' && p[1] == '.'))
+                        return us_error_msg(err, EINVAL, "%s %s is not a normalized path", what,
+                                            path);
+                if (!slash)
+                        break;
+                p = slash + 1;
+                if (!*p)
+                        return us_error_msg(err, EINVAL, "%s %s ends with '/'", what, path);
+        }
+        return 0;
+}
+
+int agent_validate_tag(const char *tag, struct us_error **err)
+{
+        if (!tag || !tag[0])
+                return us_error_msg(err, EINVAL, "storage source is empty");
+        size_t n = strnlen(tag, 37);
+        if (n > 36)
+                return us_error_msg(err, EINVAL, "storage source is longer than 36 bytes");
+        for (size_t i = 0; i < n; i++)
+                if (!id_char(tag[i]))
+                        return us_error_msg(
+                                err, EINVAL,
+                                "storage source has a character outside [A-Za-z0-9_.-]");
+        return 0;
+}
+
+static int hexval(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+int agent_parse_mac(const char *s, uint8_t mac[6], struct us_error **err)
+{
+        uint8_t out[6];
+        if (!s || strnlen(s, 18) != 17)
+                return us_error_msg(err, EINVAL, "invalid MAC address (want aa:bb:cc:dd:ee:ff)");
+        for (int i = 0; i < 6; i++) {
+                int hi = hexval(s[i * 3]), lo = hexval(s[i * 3 + 1]);
+                if (hi < 0 || lo < 0 || (i < 5 && s[i * 3 + 2] != ':'))
+                        return us_error_msg(err, EINVAL,
+                                            "invalid MAC address (want aa:bb:cc:dd:ee:ff)");
+                out[i] = (uint8_t)(hi << 4 | lo);
+        }
+        memcpy(mac, out, 6);
+        return 0;
+}
+
+int agent_validate_ifname(const char *name, struct us_error **err)
+{
+        if (!name || !name[0])
+                return us_error_msg(err, EINVAL, "interface name is empty");
+        size_t n = strnlen(name, IFNAMSIZ);
+        if (n >= IFNAMSIZ)
+                return us_error_msg(err, EINVAL, "interface name is longer than %d bytes",
+                                    IFNAMSIZ - 1);
+        if (!strcmp(name, ".") || !strcmp(name, ".."))
+                return us_error_msg(err, EINVAL, "invalid interface name");
+        for (size_t i = 0; i < n; i++)
+                if (!id_char(name[i]))
+                        return us_error_msg(err, EINVAL,
+                                            "interface name has a character outside "
+                                            "[A-Za-z0-9_.-]");
+        return 0;
+}
+
+int agent_validate_hostname(const char *name, struct us_error **err)
+{
+        if (!name || !name[0])
+                return us_error_msg(err, EINVAL, "hostname is empty");
+        size_t n = strnlen(name, 65);
+        if (n > 64)
+                return us_error_msg(err, EINVAL, "hostname is longer than 64 bytes");
+        for (size_t i = 0; i < n; i++)
+                if (!alnum(name[i]) && name[i] != '-' && name[i] != '.')
+                        return us_error_msg(err, EINVAL,
+                                            "hostname has a character outside "
+                                            "[A-Za-z0-9.-]");
+        return 0;
+}
+
+int agent_parse_ip(uint32_t family, const char *address, int prefix_len, uint8_t buf[16],
+                   int *ret_family, struct us_error **err)
+{
+        int af = family == 4 ? AF_INET : family == 6 ? AF_INET6 : -1;
+        if (af < 0)
+                return us_error_msg(err, EINVAL, "address family %u is not 4 or 6", family);
+        if (!address || strnlen(address, INET6_ADDRSTRLEN) >= INET6_ADDRSTRLEN)
+                return us_error_msg(err, EINVAL, "invalid IPv%u address", family);
+        uint8_t tmp[16] = {0};
+        if (inet_pton(af, address, tmp) != 1)
+                return us_error_msg(err, EINVAL, "invalid IPv%u address %s", family, address);
+        if (prefix_len >= 0 && prefix_len > (af == AF_INET ? 32 : 128))
+                return us_error_msg(err, EINVAL, "prefix length %d too long for %s", prefix_len,
+                                    address);
+        memcpy(buf, tmp, 16);
+        *ret_family = af;
+        return 0;
+}
+
+int agent_parse_cidr(uint32_t family, const char *cidr, uint8_t buf[16], unsigned *ret_prefix,
+                     int *ret_family, struct us_error **err)
+{
+        if (family != 4 && family != 6)
+                return us_error_msg(err, EINVAL, "route family %u is not 4 or 6", family);
+        if (!cidr || !cidr[0]) {
+                memset(buf, 0, 16);
+                *ret_prefix = 0;
+                *ret_family = family == 4 ? AF_INET : AF_INET6;
+                return 0;
+        }
+        char tmp[INET6_ADDRSTRLEN + 5];
+        if (strnlen(cidr, sizeof(tmp)) >= sizeof(tmp))
+                return us_error_msg(err, EINVAL, "invalid route destination");
+        strcpy(tmp, cidr);
+        char *slash = strchr(tmp, '/');
+        if (!slash)
+                return us_error_msg(err, EINVAL, "route destination %s is not CIDR", cidr);
+        *slash = '\0';
+        char *end = NULL;
+        errno = 0;
+        unsigned long p = strtoul(slash + 1, &end, 10);
+        if (!slash[1] || *end || errno || p > 128)
+                return us_error_msg(err, EINVAL, "invalid prefix in %s", cidr);
+        int af;
+        int r = agent_parse_ip(family, tmp, (int)p, buf, &af, err);
+        if (r < 0)
+                return r;
+        *ret_prefix = (unsigned)p;
+        *ret_family = af;
+        return 0;
+}

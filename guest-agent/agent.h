@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * unishim-agent: PID 1 of a sandbox VM. Serves unishim.agent.v1.Agent
+ * (proto/agent/agent.proto) over ttrpc on the virtio-serial port
+ * "unishim.agent" and runs the pod's containers with libunishim's engine.
+ *
+ * Everything that arrives from the host is hostile input: the validation
+ * helpers below are pure functions (unit-tested and fuzzed); the handlers
+ * (agent-service.c) call them before touching anything.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "engine.h"
+#include "error.h"
+#include "loop.h"
+#include "ttrpc.h"
+#include "agent/agent.pb-c.h"
+
+#define AGENT_SERVICE        "unishim.agent.v1.Agent"
+#define AGENT_RUN_DIR        "/run/unishim"
+#define AGENT_BUNDLE_DIR     AGENT_RUN_DIR "/bundles"
+#define AGENT_MAX_ID         255 /* container and exec ids */
+#define AGENT_MAX_CONTAINERS 256
+#define AGENT_MAX_EXECS      256         /* per container, live or undrained */
+#define AGENT_MAX_WAITERS    16          /* WaitProcess calls pending per process */
+#define AGENT_STREAM_MAX     (1u << 20)  /* buffered bytes per output stream */
+#define AGENT_READ_MAX       (64u << 10) /* ReadStream answer cap */
+#define AGENT_STDIN_MAX      (1u << 20)  /* WriteStdin payload */
+#define AGENT_OOM_QUEUE      64
+#define AGENT_OOM_WAITERS    4
+#define AGENT_MAX_STORAGES   16
+#define AGENT_MAX_OPTIONS    32
+#define AGENT_MAX_INTERFACES 16
+#define AGENT_MAX_ADDRESSES  64 /* per interface */
+#define AGENT_MAX_ROUTES     256
+#define AGENT_MAX_PATH       4096
+
+/* ---- validation (agent-validate.c) ---- */
+
+/* Container/exec ids: [A-Za-z0-9][A-Za-z0-9_.-]{0,254}. */
+int agent_validate_id(const char *what, const char *id, struct us_error **err);
+/* An absolute, normalized guest path strictly under AGENT_RUN_DIR: no "."/".."
+ * or empty components, no trailing '/', at most AGENT_MAX_PATH bytes. */
+int agent_validate_run_path(const char *what, const char *path, struct us_error **err);
+/* Shared-fs tags and 9p/virtiofs sources: [A-Za-z0-9_.-]{1,36}. */
+int agent_validate_tag(const char *tag, struct us_error **err);
+/* "aa:bb:cc:dd:ee:ff" -> 6 bytes. */
+int agent_parse_mac(const char *s, uint8_t mac[6], struct us_error **err);
+/* Interface names: [A-Za-z0-9_.-]{1,15}, not "." or "..". */
+int agent_validate_ifname(const char *name, struct us_error **err);
+/* RFC 1123 host name label: [A-Za-z0-9-.]{1,64}. */
+int agent_validate_hostname(const char *name, struct us_error **err);
+/* Parses address (family 4 or 6) into buf (4 or 16 bytes); *ret_family is
+ * AF_INET or AF_INET6. prefix_len must fit the family (pass -1 to skip). */
+int agent_parse_ip(uint32_t family, const char *address, int prefix_len, uint8_t buf[16],
+                   int *ret_family, struct us_error **err);
+/* "10.0.0.0/8", "fd00::/64"; empty = default route (prefix 0) of family. */
+int agent_parse_cidr(uint32_t family, const char *cidr, uint8_t buf[16], unsigned *ret_prefix,
+                     int *ret_family, struct us_error **err);
+
+/* Decodes and validates one Agent request payload for method (the name after
+ * the service, e.g. "CreateContainer"): protobuf, ids, paths, sizes, counts.
+ * No side effects. Returns 0, -ENOSYS for an unknown method, or a negative
+ * errno with *err. Used by the handlers' shared prologue and the fuzzer. */
+int agent_request_check(const char *method, const uint8_t *payload, size_t len,
+                        struct us_error **err);
+/* Same, keeping the unpacked message: *ret is owned by the caller (free with
+ * protobuf_c_message_free_unpacked(*ret, NULL)). */
+int agent_request_decode(const char *method, const uint8_t *payload, size_t len,
+                         ProtobufCMessage **ret, struct us_error **err);
+
+/* ---- output stream buffers (agent-stream.c) ---- */
+
+/* A bounded byte queue filled from a non-blocking fd (pipe read end or pty
+ * master). When full, the stream stops reading: the writer in the guest
+ * blocks (back-pressure) until the host reads. */
+struct agent_stream {
+        int fd; /* owned; -1 once closed */
+        uint8_t *buf;
+        size_t head; /* first unread byte */
+        size_t len;  /* bytes buffered from head */
+        size_t cap;
+        size_t max; /* AGENT_STREAM_MAX unless a test sets less */
+        bool eof;   /* fd gave EOF (or EIO: pty slave closed); fd is closed */
+        bool eof_reported;
+        struct us_loop_source *src; /* NULL when not watched */
+        bool paused;                /* full: watch removed until drained */
+        struct us_ttrpc_call *waiter;
+        uint32_t waiter_max;
+        void (*on_change)(struct agent_stream *s, void *userdata);
+        void *userdata;
+};
+
+/* fd may be -1: the stream is at EOF from the start. Takes fd. */
+void agent_stream_init(struct agent_stream *s, int fd);
+/* Reads from fd until EAGAIN, full or EOF. Returns bytes read (>= 0) or a
+ * negative errno on a real error (the stream is then at EOF). */
+ssize_t agent_stream_fill(struct agent_stream *s);
+/* Copies up to max buffered bytes into *ret (malloc'ed; NULL when 0). */
+int agent_stream_take(struct agent_stream *s, size_t max, uint8_t **ret, size_t *ret_len);
+/* Data buffered or at EOF: a ReadStream can be answered now. */
+bool agent_stream_ready(const struct agent_stream *s);
+/* Watches fd in loop; on_change(s, userdata) runs after data or EOF arrive. */
+int agent_stream_watch(struct agent_stream *s, struct us_loop *loop,
+                       void (*on_change)(struct agent_stream *s, void *userdata), void *userdata,
+                       struct us_error **err);
+/* Re-arms reading after a take freed space. */
+void agent_stream_resume(struct agent_stream *s, struct us_loop *loop);
+/* Answers the pending ReadStream, if any, when ready. */
+void agent_stream_answer(struct agent_stream *s, struct us_loop *loop);
+/* Fails the waiter, removes the watch, closes fd, frees the buffer. */
+void agent_stream_release(struct agent_stream *s);
+
+/* ---- network (agent-net.c) ---- */
+
+/* Sets lo up. */
+int agent_net_lo_up(struct us_error **err);
+/* Applies an UpdateNetworkRequest (already validated). */
+int agent_net_update(const Unishim__Agent__V1__UpdateNetworkRequest *req, struct us_error **err);
+
+/* ---- mounts (agent-mount.c) ---- */
+
+/* The early mounts of PID 1: /proc, /sys, /dev, /dev/pts, /dev/shm, /run,
+ * /sys/fs/cgroup (cgroup2), /tmp. */
+int agent_mount_early(struct us_error **err);
+/* Mounts one validated storage. */
+int agent_mount_storage(const Unishim__Agent__V1__Storage *st, struct us_error **err);
+/* mkdir -p with mode. */
+int agent_mkdir_p(const char *path, mode_t mode, struct us_error **err);
+
+/* ---- the service (agent-service.c) ---- */
+
+struct agent;
+
+struct agent_options {
+        bool debug;
+        const char *cgroup_root; /* NULL = /sys/fs/cgroup */
+};
+
+int agent_new(struct us_loop *loop, const struct agent_options *opts, struct agent **ret,
+              struct us_error **err);
+struct agent *agent_free(struct agent *a);
+/* Serves a connected fd (the virtio-serial port). */
+int agent_serve_fd(struct agent *a, int fd, struct us_error **err);
+/* Called when the number of connections changes (main reopens the port when
+ * the host side went away). */
+void agent_on_connections(struct agent *a, void (*fn)(unsigned n, void *userdata), void *userdata);
+/* Reaps every exited child (call on SIGCHLD). */
+void agent_reap(struct agent *a);
+/* Kills and removes every container (Shutdown). */
+void agent_kill_all(struct agent *a);

@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * unishim-agent: PID 1 of a sandbox VM. Mounts the basics, loads the kernel
+ * modules listed in /lib/modules/unishim.list (in dependency order, computed
+ * when the image was built), brings up lo, finds the virtio-serial port named
+ * "unishim.agent" and serves the Agent service on it. It never exits: PID 1
+ * exiting panics the kernel, so fatal errors power the VM off instead.
+ *
+ * Kernel command line: unishim.debug=1 (debug log on /dev/console),
+ * unishim.port_timeout_ms=N (wait for the port, default 10000).
+ * Run as non-PID 1 with --port PATH for development: then it mounts nothing.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "cleanup.h"
+#include "log.h"
+
+#define AGENT_PORT_NAME "unishim.agent"
+#define MODULE_LIST     "/lib/modules/unishim.list"
+
+struct cmdline {
+        bool debug;
+        unsigned port_timeout_ms;
+};
+
+static void fatal(const char *what, struct us_error *err)
+{
+        us_log_error("%s: %s; powering off", what, us_error_text(err));
+        sync();
+        if (getpid() == 1) {
+                (void)reboot(RB_POWER_OFF);
+                (void)reboot(RB_AUTOBOOT);
+                for (;;)
+                        pause();
+        }
+        exit(1);
+}
+
+static void parse_cmdline(struct cmdline *c)
+{
+        c->port_timeout_ms = 10000;
+        char buf[4096];
+        int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        us_close(fd);
+        if (n <= 0)
+                return;
+        buf[n] = '\0';
+        char *save = NULL;
+        for (char *tok = strtok_r(buf, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save)) {
+                if (!strcmp(tok, "unishim.debug=1"))
+                        c->debug = true;
+                else if (!strncmp(tok, "unishim.port_timeout_ms=", 24)) {
+                        unsigned long v = strtoul(tok + 24, NULL, 10);
+                        if (v > 0 && v < 600000)
+                                c->port_timeout_ms = (unsigned)v;
+                }
+        }
+}
+
+static void console_stdio(void)
+{
+        int fd = open("/dev/console", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        (void)dup2(fd, STDIN_FILENO);
+        (void)dup2(fd, STDOUT_FILENO);
+        (void)dup2(fd, STDERR_FILENO);
+        if (fd > STDERR_FILENO)
+                us_close(fd);
+}
+
+/* finit_module every .ko listed (paths relative to /lib/modules), in order. */
+static void load_modules(bool debug)
+{
+        _cleanup_fclose_ FILE *f = fopen(MODULE_LIST, "re");
+        if (!f)
+                return;
+        char line[512];
+        while (fgets(line, sizeof(line), f)) {
+                line[strcspn(line, "\n")] = '\0';
+                if (!line[0] || line[0] == '#')
+                        continue;
+                char path[600];
+                snprintf(path, sizeof(path), "/lib/modules/%s", line);
+                int fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0) {
+                        us_log_warn("module %s: %s", path, strerror(errno));
+                        continue;
+                }
+                if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
+                        us_log_warn("load module %s: %s", line, strerror(errno));
+                else if (debug)
+                        us_log_debug("loaded %s", line);
+                us_close(fd);
+        }
+}
+
+static int find_port(char *out, size_t outlen)
+{
+        DIR *d = opendir("/sys/class/virtio-ports");
+        if (!d)
+                return -ENOENT;
+        struct dirent *de;
+        int r = -ENOENT;
+        while ((de = readdir(d))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                char path[300], name[64] = "";
+                snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", de->d_name);
+                FILE *f = fopen(path, "re");
+                if (!f)
+                        continue;
+                bool ok = fgets(name, sizeof(name), f) != NULL;
+                fclose(f);
+                name[strcspn(name, "\n")] = '\0';
+                if (ok && !strcmp(name, AGENT_PORT_NAME)) {
+                        snprintf(out, outlen, "/dev/%s", de->d_name);
+                        r = 0;
+                        break;
+                }
+        }
+        closedir(d);
+        return r;
+}
+
+static uint64_t now_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The port appears when virtio_console has probed; devtmpfs creates the node. */
+static int open_port(unsigned timeout_ms, struct us_error **err)
+{
+        char path[300];
+        uint64_t deadline = now_ms() + timeout_ms;
+        for (;;) {
+                if (find_port(path, sizeof(path)) == 0) {
+                        int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+                        if (fd >= 0)
+                                return fd;
+                        if (errno != ENOENT)
+                                return us_errorf(err, errno, "open %s", path);
+                }
+                if (now_ms() > deadline)
+                        return us_error_msg(err, ETIMEDOUT,
+                                            "virtio-serial port " AGENT_PORT_NAME
+                                            " did not appear within %u ms",
+                                            timeout_ms);
+                usleep(10000);
+        }
+}
+
+struct main_ctx {
+        struct agent *agent;
+        struct us_loop *loop;
+        const char *dev_port;
+        unsigned port_timeout_ms;
+        bool reopen_pending;
+};
+
+static int open_agent_port(struct main_ctx *m, struct us_error **err)
+{
+        if (m->dev_port) {
+                int fd = open(m->dev_port, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+                return fd < 0 ? us_errorf(err, errno, "open %s", m->dev_port) : fd;
+        }
+        return open_port(m->port_timeout_ms, err);
+}
+
+static void on_reopen(struct us_loop_source *src, void *userdata)
+{
+        (void)src;
+        struct main_ctx *m = userdata;
+        struct us_error *err = NULL;
+        m->reopen_pending = false;
+        int fd = open_agent_port(m, &err);
+        if (fd < 0 || agent_serve_fd(m->agent, fd, &err) < 0)
+                fatal("reopen agent port", err);
+}
+
+/* A virtio-serial port reads EOF while no host is connected; the server then
+ * drops the connection. Reopen it (after a pause, not to spin) so the next
+ * host connection (a restarted shim) finds the agent. */
+static void on_connections(unsigned n, void *userdata)
+{
+        struct main_ctx *m = userdata;
+        if (n > 0 || m->reopen_pending)
+                return;
+        if (us_loop_add_timer(m->loop, 100, on_reopen, m, NULL, NULL) == 0)
+                m->reopen_pending = true;
+}
+
+static void on_signal(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+        (void)src;
+        (void)events;
+        struct main_ctx *m = userdata;
+        struct signalfd_siginfo si;
+        bool reap = false;
+        while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+                if (si.ssi_signo == SIGCHLD)
+                        reap = true;
+        if (reap)
+                agent_reap(m->agent);
+}
+
+int main(int argc, char **argv)
+{
+        bool pid1 = getpid() == 1;
+        const char *dev_port = NULL;
+        struct us_error *err = NULL;
+        struct cmdline cl = {0};
+
+        for (int i = 1; i < argc; i++)
+                if (!strcmp(argv[i], "--port") && i + 1 < argc)
+                        dev_port = argv[++i];
+                else if (!strcmp(argv[i], "--debug"))
+                        cl.debug = true;
+
+        if (pid1) {
+                if (agent_mount_early(&err) < 0) {
+                        console_stdio();
+                        fatal("mount", err);
+                }
+                console_stdio();
+                parse_cmdline(&cl);
+        }
+        us_log_set_level(cl.debug ? US_LOG_DEBUG : US_LOG_INFO);
+        us_log_info("unishim-agent " UNISHIM_VERSION " starting");
+
+        if (pid1) {
+                load_modules(cl.debug);
+                if (agent_net_lo_up(&err) < 0) {
+                        us_log_warn("lo: %s", us_error_text(err));
+                        err = us_error_free(err);
+                }
+        } else {
+                /* Not PID 1: become the reaper of the containers we start. */
+                (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+        }
+
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        sigaddset(&mask, SIGPIPE);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (sfd < 0)
+                fatal("signalfd", NULL);
+
+        struct us_loop *loop = NULL;
+        if (us_loop_new(&loop, &err) < 0)
+                fatal("loop", err);
+        struct main_ctx m = {0};
+        struct agent_options opts = {.debug = cl.debug};
+        if (agent_new(loop, &opts, &m.agent, &err) < 0)
+                fatal("agent", err);
+        if (us_loop_add_fd(loop, sfd, EPOLLIN, on_signal, &m, NULL, &err) < 0)
+                fatal("signalfd watch", err);
+
+        m.loop = loop;
+        m.dev_port = dev_port;
+        m.port_timeout_ms = cl.port_timeout_ms;
+        agent_on_connections(m.agent, on_connections, &m);
+        int port = open_agent_port(&m, &err);
+        if (port < 0)
+                fatal("agent port", err);
+        if (agent_serve_fd(m.agent, port, &err) < 0)
+                fatal("serve", err);
+        us_log_info("agent ready on " AGENT_PORT_NAME);
+
+        int code = us_loop_run(loop);
+        /* Only reached when not PID 1 (Shutdown quits the loop there). */
+        agent_free(m.agent);
+        us_loop_free(loop);
+        if (pid1)
+                fatal("event loop ended", NULL);
+        return code;
+}
