@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The pod netns's netfilter rules for a wired VM, through iptables-restore /
+ * iptables-save (iptables-nft on Debian; the same tool and tables a mesh's
+ * own rules use, so the two coexist in one ruleset and order predictably).
+ * Exec'd with an argv in the netns, never through a shell.
+ *
+ * Everything netplumb adds is either in a chain named UNISHIM-* or a jump to
+ * one carrying the comment "unishim", appended (never inserted) after what the
+ * mesh put into the built-in chains at CNI ADD.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "netplumb.h"
+
+static const struct netplumb_port_range default_excludes[] = {
+        {15000,
+         15100}, /* Istio sidecar: 15001/15006 capture, 15008 HBONE, 15020/15021 probes, 15090 */
+        {4140, 4140}, /* Linkerd proxy outbound */
+        {4143, 4143}, /* Linkerd proxy inbound */
+        {4190, 4191}, /* Linkerd admin / probes */
+};
+
+static const char *find_tool(int family, bool save)
+{
+        static const char *const v4[][2] = {
+                {"/usr/sbin/iptables-restore", "/usr/sbin/iptables-save"},
+                {"/sbin/iptables-restore", "/sbin/iptables-save"},
+        };
+        static const char *const v6[][2] = {
+                {"/usr/sbin/ip6tables-restore", "/usr/sbin/ip6tables-save"},
+                {"/sbin/ip6tables-restore", "/sbin/ip6tables-save"},
+        };
+        const char *const(*t)[2] = family == AF_INET6 ? v6 : v4;
+        for (size_t i = 0; i < 2; i++)
+                if (access(t[i][save ? 1 : 0], X_OK) == 0)
+                        return t[i][save ? 1 : 0];
+        return NULL;
+}
+
+static int run_tool(int netns_fd, int family, bool save, const char *input, char **ret_out,
+                    struct us_error **err)
+{
+        const char *tool = find_tool(family, save);
+        if (!tool)
+                return us_error_msg(err, ENOENT, "%s not found (install iptables)",
+                                    family == AF_INET6 ? "ip6tables" : "iptables");
+        char *argv_restore[] = {(char *)tool, "-w", "5", "--noflush", NULL};
+        char *argv_save[] = {(char *)tool, NULL};
+        return netplumb_netns_exec(netns_fd, save ? argv_save : argv_restore, input, ret_out, err);
+}
+
+/* A growing text buffer; on allocation failure it stays failed. */
+struct text {
+        char *s;
+        size_t len, cap;
+        bool oom;
+};
+
+static void __attribute__((format(printf, 2, 3))) text_add(struct text *t, const char *fmt, ...)
+{
+        if (t->oom)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        char *line = NULL;
+        int n = vasprintf(&line, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+                t->oom = true;
+                return;
+        }
+        if (t->len + (size_t)n + 1 > t->cap) {
+                size_t ncap = (t->cap + (size_t)n + 1) * 2;
+                char *ns = realloc(t->s, ncap);
+                if (!ns) {
+                        free(line);
+                        t->oom = true;
+                        return;
+                }
+                t->s = ns;
+                t->cap = ncap;
+        }
+        memcpy(t->s + t->len, line, (size_t)n + 1);
+        t->len += (size_t)n;
+        free(line);
+}
+
+static void text_reset(struct text *t)
+{
+        t->len = 0;
+        if (t->s)
+                t->s[0] = '\0';
+}
+
+static const char *const nat_chains[] = {"PRE", "OUT", "POST"};
+static const char *const nat_hooks[] = {"PREROUTING", "OUTPUT", "POSTROUTING"};
+
+int netplumb_nat_install(int netns_fd, int family, const uint8_t pod_ip[16],
+                         const struct netplumb_vm_opts *opts, struct us_error **err)
+{
+        bool v6 = family == AF_INET6;
+        char pod[INET6_ADDRSTRLEN];
+        if (!inet_ntop(family, pod_ip, pod, sizeof(pod)))
+                return us_errorf(err, errno, "format pod address");
+        const char *guest = v6 ? NETPLUMB_GUEST_IPV6 : NETPLUMB_GUEST_IPV4;
+        const char *tap = v6 ? NETPLUMB_TAP_IPV6 : NETPLUMB_TAP_IPV4;
+        const char *host = v6 ? "/128" : "/32";
+        /* The proxy's local source for inbound connections it passes on:
+         * Istio binds 127.0.0.6 (v4) and ::6 (v6). IPv4 loopback sources can
+         * leave through the tap thanks to route_localnet; v6 ::1 never can. */
+        const char *proxy_src = v6 ? "::6/128" : "127.0.0.0/8";
+
+        const struct netplumb_port_range *ex = default_excludes;
+        size_t n_ex = US_ELEMENTSOF(default_excludes);
+        if (opts && !opts->use_default_excludes) {
+                ex = opts->excluded;
+                n_ex = opts->n_excluded;
+        }
+        if (n_ex > NETPLUMB_MAX_EXCLUDED || (n_ex > 0 && !ex))
+                return us_error_msg(err, EINVAL, "at most %d excluded port ranges",
+                                    NETPLUMB_MAX_EXCLUDED);
+
+        struct text t = {0};
+        text_add(&t, "*nat\n");
+        for (size_t i = 0; i < US_ELEMENTSOF(nat_chains); i++)
+                text_add(&t, ":" NETPLUMB_CHAIN_PREFIX "%s - [0:0]\n", nat_chains[i]);
+        /* Appended: a mesh's PREROUTING -> ISTIO_INBOUND and OUTPUT ->
+         * ISTIO_OUTPUT jumps (installed at CNI ADD) keep running first. */
+        for (size_t i = 0; i < US_ELEMENTSOF(nat_chains); i++)
+                text_add(&t,
+                         "-A %s -m comment --comment " NETPLUMB_RULE_COMMENT
+                         " -j " NETPLUMB_CHAIN_PREFIX "%s\n",
+                         nat_hooks[i], nat_chains[i]);
+        /* Inbound (from eth0, and locally from the proxy in OUTPUT): the pod
+         * IP means the guest, except the ports the pod netns keeps. */
+        for (size_t c = 0; c < 2; c++) {
+                const char *chain = c == 0 ? "PRE" : "OUT";
+                if (c == 0)
+                        text_add(&t, "-A " NETPLUMB_CHAIN_PREFIX "PRE -i " NETPLUMB_TAP_NAME
+                                     " -j RETURN\n");
+                for (size_t i = 0; i < n_ex; i++) {
+                        if (ex[i].first > ex[i].last || ex[i].first == 0) {
+                                free(t.s);
+                                return us_error_msg(err, EINVAL,
+                                                    "invalid excluded port range %u-%u",
+                                                    ex[i].first, ex[i].last);
+                        }
+                        text_add(&t,
+                                 "-A " NETPLUMB_CHAIN_PREFIX
+                                 "%s -d %s%s -p tcp --dport %u:%u -j RETURN\n",
+                                 chain, pod, host, ex[i].first, ex[i].last);
+                }
+                text_add(&t, "-A " NETPLUMB_CHAIN_PREFIX "%s -d %s%s -j DNAT --to-destination %s\n",
+                         chain, pod, host, guest);
+        }
+        /* The proxy's connections to the guest come from loopback: make them
+         * answerable by the guest. */
+        text_add(&t,
+                 "-A " NETPLUMB_CHAIN_PREFIX "POST -o " NETPLUMB_TAP_NAME
+                 " -s %s -j SNAT --to-source %s\n",
+                 proxy_src, tap);
+        /* Outbound: the guest is the pod IP to everyone else. */
+        text_add(&t,
+                 "-A " NETPLUMB_CHAIN_PREFIX "POST -s %s%s ! -o " NETPLUMB_TAP_NAME
+                 " -j SNAT --to-source %s\n",
+                 guest, host, pod);
+        text_add(&t, "COMMIT\n");
+        /* Forwarding between the tap and the pod's interface, whatever the
+         * FORWARD policy (non-TCP like DNS over UDP is forwarded, not proxied). */
+        text_add(&t, "*filter\n:" NETPLUMB_CHAIN_PREFIX "FWD - [0:0]\n");
+        text_add(&t, "-A FORWARD -m comment --comment " NETPLUMB_RULE_COMMENT
+                     " -j " NETPLUMB_CHAIN_PREFIX "FWD\n");
+        text_add(&t, "-A " NETPLUMB_CHAIN_PREFIX "FWD -i " NETPLUMB_TAP_NAME " -j ACCEPT\n");
+        text_add(&t, "-A " NETPLUMB_CHAIN_PREFIX "FWD -o " NETPLUMB_TAP_NAME " -j ACCEPT\n");
+        text_add(&t, "COMMIT\n");
+        _cleanup_free_ char *rules = t.s;
+        if (t.oom)
+                return us_error_msg(err, ENOMEM, "build netfilter rules");
+        int r = run_tool(netns_fd, family, false, rules, NULL, err);
+        if (r < 0)
+                return us_error_wrap(err, r, "install %s nat rules", v6 ? "IPv6" : "IPv4");
+        return 0;
+}
+
+static bool is_ours_chain(const char *name, size_t len)
+{
+        size_t pl = strlen(NETPLUMB_CHAIN_PREFIX);
+        return len > pl && strncmp(name, NETPLUMB_CHAIN_PREFIX, pl) == 0;
+}
+
+/* Turns iptables-save output into a restore script deleting what is ours:
+ * per table, declare (= flush) our chains, delete the jumps to them, delete
+ * the chains. Lines are bounded by the save output we read (4 MiB). */
+static int build_removal(char *saved, struct text *t, bool *ret_any)
+{
+        char *table = NULL;
+        struct text chains = {0}, jumps = {0};
+        bool any = false;
+        for (char *save_ptr = NULL, *line = strtok_r(saved, "\n", &save_ptr); line;
+             line = strtok_r(NULL, "\n", &save_ptr)) {
+                if (line[0] == '*') {
+                        table = line + 1;
+                        text_reset(&chains);
+                        text_reset(&jumps);
+                        continue;
+                }
+                if (!table)
+                        continue;
+                if (line[0] == ':') {
+                        size_t n = strcspn(line + 1, " ");
+                        if (is_ours_chain(line + 1, n))
+                                text_add(&chains, "%.*s\n", (int)n, line + 1);
+                } else if (strncmp(line, "-A ", 3) == 0) {
+                        size_t n = strcspn(line + 3, " ");
+                        const char *j = strstr(line, " -j " NETPLUMB_CHAIN_PREFIX);
+                        if (!is_ours_chain(line + 3, n) && j &&
+                            strstr(line, "--comment " NETPLUMB_RULE_COMMENT))
+                                text_add(&jumps, "-D %s\n", line + 3);
+                } else if (strcmp(line, "COMMIT") == 0) {
+                        if (chains.len > 0 || jumps.len > 0) {
+                                any = true;
+                                text_add(t, "*%s\n", table);
+                                for (const char *c = chains.s; c && *c;) {
+                                        size_t n = strcspn(c, "\n");
+                                        text_add(t, ":%.*s - [0:0]\n", (int)n, c);
+                                        c += n + (c[n] ? 1 : 0);
+                                }
+                                if (jumps.s)
+                                        text_add(t, "%s", jumps.s);
+                                for (const char *c = chains.s; c && *c;) {
+                                        size_t n = strcspn(c, "\n");
+                                        text_add(t, "-X %.*s\n", (int)n, c);
+                                        c += n + (c[n] ? 1 : 0);
+                                }
+                                text_add(t, "COMMIT\n");
+                        }
+                        table = NULL;
+                        text_reset(&chains);
+                        text_reset(&jumps);
+                }
+        }
+        bool oom = chains.oom || jumps.oom || t->oom;
+        free(chains.s);
+        free(jumps.s);
+        if (oom)
+                return -ENOMEM;
+        *ret_any = any;
+        return 0;
+}
+
+int netplumb_nat_remove(int netns_fd, int family, struct us_error **err)
+{
+        const char *what = family == AF_INET6 ? "IPv6" : "IPv4";
+        if (!find_tool(family, true) && !find_tool(family, false))
+                return 0; /* no iptables: nothing of ours can be there */
+        _cleanup_free_ char *saved = NULL;
+        int r = run_tool(netns_fd, family, true, NULL, &saved, err);
+        if (r < 0)
+                return us_error_wrap(err, r, "list %s netfilter rules", what);
+        struct text t = {0};
+        bool any = false;
+        r = build_removal(saved, &t, &any);
+        _cleanup_free_ char *script = t.s;
+        if (r < 0)
+                return us_error_msg(err, -r, "build removal of %s rules", what);
+        if (!any)
+                return 0;
+        r = run_tool(netns_fd, family, false, script, NULL, err);
+        if (r < 0)
+                return us_error_wrap(err, r, "remove %s netfilter rules", what);
+        return 0;
+}
