@@ -238,6 +238,13 @@ static void break_conn(struct us_ttrpc_aclient *c, int reason, const char *why)
                 c->on_close(c->on_close_userdata, reason);
 }
 
+static void break_io(struct us_ttrpc_aclient *c, const char *op, int r)
+{
+        char why[128];
+        (void)snprintf(why, sizeof(why), "%s ttrpc connection: %s", op, strerror(-r));
+        break_conn(c, -ECONNRESET, why);
+}
+
 /* ---- timer: one source, armed for the nearest deadline ---- */
 
 static void on_timer(struct us_loop_source *src, void *userdata);
@@ -267,7 +274,7 @@ static void on_timer(struct us_loop_source *src, void *userdata)
         c->timer_deadline = NO_DEADLINE;
         enter(c);
         if (c->write_error)
-                break_conn(c, -ECONNRESET, "ttrpc connection write failed");
+                break_io(c, "write", c->write_error);
         while (!dead(c)) {
                 int64_t now = now_ms();
                 struct acall *a = c->first;
@@ -425,9 +432,7 @@ static void read_input(struct us_ttrpc_aclient *c)
                 return;
         }
         if (n < 0) {
-                char why[128];
-                (void)snprintf(why, sizeof(why), "read ttrpc connection: %s", strerror((int)-n));
-                break_conn(c, -ECONNRESET, why);
+                break_io(c, "read", (int)n);
                 return;
         }
         process_frames(c);
@@ -440,15 +445,11 @@ static void on_io(struct us_loop_source *src, int fd, uint32_t events, void *use
         struct us_ttrpc_aclient *c = userdata;
         enter(c);
         if (c->write_error)
-                break_conn(c, -ECONNRESET, "ttrpc connection write failed");
+                break_io(c, "write", c->write_error);
         if (!dead(c) && (events & EPOLLOUT)) {
                 int r = flush(c);
-                if (r < 0) {
-                        char why[128];
-                        (void)snprintf(why, sizeof(why), "write ttrpc connection: %s",
-                                       strerror(-r));
-                        break_conn(c, -ECONNRESET, why);
-                }
+                if (r < 0)
+                        break_io(c, "write", r);
         }
         /* EPOLLHUP/EPOLLERR: the read reports the EOF or the error, after
          * taking whatever data came first. */

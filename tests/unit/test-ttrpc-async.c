@@ -763,6 +763,23 @@ static void fake_peer_half_frame_stalls(void **state)
         fx_free(f);
 }
 
+static void write_error_reported_from_loop(void **state)
+{
+        (void)state;
+        struct fx *f = fx_new(false);
+        close(f->peer);
+        f->peer = -1;
+        /* The write fails (EPIPE) inside the call: accepted all the same,
+         * and its callback runs from the loop, never inside the call. */
+        (void)call_kv(f, &f->recs[0], "Hold", "x", NULL, 0);
+        assert_int_equal(f->recs[0].n, 0);
+        assert_int_equal(run_until(f, closed, RUN_MS), 0);
+        assert_int_equal(f->recs[0].n, 1);
+        assert_int_equal(f->recs[0].status, -ECONNRESET);
+        assert_int_equal(f->close_reason, -ECONNRESET);
+        fx_free(f);
+}
+
 static void fake_peer_garbage_protobuf(void **state)
 {
         (void)state;
@@ -976,6 +993,7 @@ int main(void)
                 cmocka_unit_test(free_cancels_pending),
                 cmocka_unit_test(fake_peer_requests_and_drops),
                 cmocka_unit_test(fake_peer_half_frame_stalls),
+                cmocka_unit_test(write_error_reported_from_loop),
                 cmocka_unit_test(fake_peer_garbage_protobuf),
                 cmocka_unit_test(fake_peer_oversized_frame),
                 cmocka_unit_test(fake_peer_random_garbage),
