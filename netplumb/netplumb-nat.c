@@ -257,6 +257,30 @@ static int build_removal(char *saved, struct text *t, bool *ret_any)
         return 0;
 }
 
+int netplumb_nat_removal_script(const char *saved, char **ret_script, struct us_error **err)
+{
+        if (!saved)
+                return us_error_msg(err, EINVAL, "no iptables-save output");
+        if (strlen(saved) > NETPLUMB_SAVE_MAX)
+                return us_error_msg(err, E2BIG, "iptables-save output larger than %u bytes",
+                                    NETPLUMB_SAVE_MAX);
+        _cleanup_free_ char *copy = strdup(saved);
+        if (!copy)
+                return us_error_msg(err, ENOMEM, "copy iptables-save output");
+        struct text t = {0};
+        bool any = false;
+        int r = build_removal(copy, &t, &any);
+        _cleanup_free_ char *script = t.s;
+        if (r < 0)
+                return us_error_msg(err, -r, "build removal script");
+        if (!any) {
+                *ret_script = NULL;
+                return 0;
+        }
+        *ret_script = TAKE_PTR(script);
+        return 0;
+}
+
 int netplumb_nat_remove(int netns_fd, int family, struct us_error **err)
 {
         const char *what = family == AF_INET6 ? "IPv6" : "IPv4";
@@ -266,13 +290,11 @@ int netplumb_nat_remove(int netns_fd, int family, struct us_error **err)
         int r = run_tool(netns_fd, family, true, NULL, &saved, err);
         if (r < 0)
                 return us_error_wrap(err, r, "list %s netfilter rules", what);
-        struct text t = {0};
-        bool any = false;
-        r = build_removal(saved, &t, &any);
-        _cleanup_free_ char *script = t.s;
+        _cleanup_free_ char *script = NULL;
+        r = netplumb_nat_removal_script(saved, &script, err);
         if (r < 0)
-                return us_error_msg(err, -r, "build removal of %s rules", what);
-        if (!any)
+                return us_error_wrap(err, r, "remove %s netfilter rules", what);
+        if (!script)
                 return 0;
         r = run_tool(netns_fd, family, false, script, NULL, err);
         if (r < 0)

@@ -26,7 +26,7 @@
 #include "netplumb.h"
 
 #define CHILD_MSG_MAX 512
-#define EXEC_OUT_MAX  (4u << 20)
+#define EXEC_OUT_MAX  NETPLUMB_SAVE_MAX
 
 struct child_reply {
         int code; /* 0 or negative errno */

@@ -164,3 +164,11 @@ int netplumb_link_inspect(struct nl_sock *sk, struct netplumb_pod_net *pod, stru
 int netplumb_nat_install(int netns_fd, int family, const uint8_t pod_ip[16],
                          const struct netplumb_vm_opts *opts, struct us_error **err);
 int netplumb_nat_remove(int netns_fd, int family, struct us_error **err);
+
+/* Parses iptables-save output (hostile-until-parsed: at most
+ * NETPLUMB_SAVE_MAX bytes) into an iptables-restore --noflush script that
+ * deletes exactly netplumb's chains (NETPLUMB_CHAIN_PREFIX*) and the jumps to
+ * them commented NETPLUMB_RULE_COMMENT, per table. *ret_script is malloc()ed
+ * (caller frees), or NULL when there is nothing of ours. */
+#define NETPLUMB_SAVE_MAX (4u << 20)
+int netplumb_nat_removal_script(const char *saved, char **ret_script, struct us_error **err);
