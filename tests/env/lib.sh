@@ -181,10 +181,11 @@ env_registry_start() {
                 "http:" "  addr: $ENV_REGISTRY" >"$ENV_REGISTRY_DIR/config.yml"
         setsid nsenter --net="$ENV_NETNS_PATH" docker-registry serve "$ENV_REGISTRY_DIR/config.yml" \
                 </dev/null >>"$ENV_REGISTRY_LOG" 2>&1 &
-        echo $! >"$ENV_REGISTRY_PIDFILE"
-        local i
+        local pid=$! i
+        echo "$pid" >"$ENV_REGISTRY_PIDFILE"
         for ((i = 0; i < 100; i++)); do
-                env_registry_pid >/dev/null || {
+                # (the pid's cmdline names the config only once exec'd)
+                kill -0 "$pid" 2>/dev/null || {
                         env_log "docker-registry exited during start-up; its log:"
                         tail -n 20 "$ENV_REGISTRY_LOG" >&2
                         return 1

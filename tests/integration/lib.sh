@@ -207,6 +207,27 @@ ctr_id() {
         ectl inspect "$1" 2>/dev/null | awk -v n="$2" '$1 == "container" && $4 == n { print $2; exit }'
 }
 
+# pod_shim_pid POD_ID: the shim serving the pod: the containerd-shim-* process
+# of this env with -id POD_ID (unishim forks from `start` without exec, so
+# its daemon keeps that argument; the short-lived `start` call is gone by then).
+pod_shim_pid() {
+        local d args
+        for d in /proc/[0-9]*; do
+                args=$(tr '\0' '\n' 2>/dev/null <"$d/cmdline") || continue
+                [[ ${args%%$'\n'*} = *containerd-shim-* ]] || continue
+                grep -qxF -- "$ENV_ADDR" <<<"$args" || continue
+                grep -qxF -- "$1" <<<"$args" || continue
+                echo "${d#/proc/}"
+                return 0
+        done
+        return 0
+}
+
+# no_pod_shim POD_ID: for wait_until.
+no_pod_shim() {
+        [ -z "$(pod_shim_pid "$1")" ]
+}
+
 # pod_leftovers ID...: everything of these pods/containers still on the
 # machine: shim processes, mounts under the env dirs, cgroup dirs, netns
 # mounts of the pod. Empty when clean.
@@ -215,7 +236,7 @@ pod_leftovers() {
         for id in "$@"; do
                 [ -n "$id" ] || continue
                 local s
-                s=$(env_shim_pid "$id")
+                s=$(pod_shim_pid "$id")
                 [ -n "$s" ] && echo "shim $s of $id"
                 env_mounts | grep -F -- "$id" | sed 's/^/mount /'
                 find /sys/fs/cgroup/*/"$ENV_NS" -type d -name "$id" 2>/dev/null | sed 's/^/cgroup /'

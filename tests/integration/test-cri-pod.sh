@@ -1,0 +1,136 @@
+#!/bin/bash
+# A pod's life through the real CRI (containerd's CRI plugin, CNI bridge,
+# unishimctl as kubelet): run, ps with the isolation kind, ExecSync output and
+# exit codes, the CRI log file, UpdateContainerResources in the cgroup,
+# ContainerStats, stop with a grace period (TERM handled -> 0, TERM ignored ->
+# killed after the timeout, 137), and nothing left after rm. The same checks
+# run under the `unishim` and the `runc` handlers and the results are compared.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+IT_CRI=1
+it_setup
+
+HANDLERS=(unishim runc)
+declare -A RES=()
+
+# exit_status_of ID FILE: exit_status of the /tasks/exit event of container ID
+# in the captured `ctr events` output FILE (protobuf JSON omits a 0 status).
+exit_status_of() {
+        local ev
+        ev=$(grep -F '/tasks/exit' "$2" | grep -F "\"container_id\":\"$1\"" | tail -n1)
+        [ -n "$ev" ] || return 0
+        if [[ $ev =~ \"exit_status\":([0-9]+) ]]; then
+                echo "${BASH_REMATCH[1]}"
+        else
+                echo 0
+        fi
+}
+
+for h in "${HANDLERS[@]}"; do
+        echo "# ---- handler $h ----"
+        name=life-$h
+        f=$(it_pod "$name.json" --arg n "$name" --arg h "$h" '{name: $n, runtime_handler: $h,
+                containers: [
+                  {name: "app", image: $img, command: ["/bin/sh", "-c"],
+                   args: ["echo hello-stdout; echo hello-stderr >&2; exec sleep 3600"]},
+                  {name: "term", image: $img, command: ["/bin/sh", "-c"],
+                   args: ["trap \"exit 0\" TERM; while :; do sleep 0.1; done"]},
+                  {name: "stubborn", image: $img, command: ["/bin/sh", "-c"],
+                   args: ["trap \"\" TERM; while :; do sleep 0.1; done"]}]}')
+        out_rc out rc ectl run "$f"
+        expect_eq "$h: run pod (RunPodSandbox, 3 x CreateContainer + StartContainer)" 0 "$rc"
+        [ "$rc" = 0 ] || continue
+        pod=$(pod_id "$name")
+        app=$(ctr_id "$name" app)
+        term=$(ctr_id "$name" term)
+        stubborn=$(ctr_id "$name" stubborn)
+        expect_match "$h: ps shows the pod Ready with its handler and isolation kind container" \
+                "${pod:0:13} +$name +default +Ready +$h +container" "$(ectl ps)"
+        expect_eq "$h: three containers running" 3 "$(ectl inspect "$name" | grep -c ' state Running ')"
+        [ -n "$(pod_shim_pid "$pod")" ] && pass "$h: a shim serves the pod" || fail "$h: no shim for pod $pod"
+
+        # ExecSync: the container's cgroup, output streams and exit codes.
+        out_rc out rc ectl exec "$name" -c app -- cat /proc/1/cgroup
+        expect_eq "$h: exec cat /proc/1/cgroup: exit 0" 0 "$rc"
+        expect_match "$h: the container's cgroup is under the pod's cgroup parent" \
+                "memory:$ENV_POD_CGROUP/$app" "$out"
+        ectl exec "$name" -c app -- sh -c 'echo out; echo err >&2; exit 7' \
+                >"$IT_TMP/x.out" 2>"$IT_TMP/x.err" </dev/null && rc=0 || rc=$?
+        expect_eq "$h: exec exit code 7" 7 "$rc"
+        expect_eq "$h: exec stdout" out "$(cat "$IT_TMP/x.out")"
+        expect_eq "$h: exec stderr" err "$(cat "$IT_TMP/x.err")"
+        out_rc out rc ectl exec "$name" -c app -- /no/such/binary
+        [ "$rc" != 0 ] && pass "$h: exec of a missing binary fails (rc $rc)" || fail "$h: exec of a missing binary succeeded"
+        RES[$h.exec_missing]=$rc
+        out_rc out rc ectl exec "$name" -c app -t 1 -- sleep 10
+        [ "$rc" != 0 ] && pass "$h: exec timeout 1s of sleep 10 fails (rc $rc)" || fail "$h: exec timeout not enforced"
+        expect_eq "$h: hostname is the pod name" "$name" "$(ectl exec "$name" -c app -- hostname </dev/null 2>&1 || true)"
+        RES[$h.id]=$(ectl exec "$name" -c app -- id </dev/null 2>&1 || true)
+        RES[$h.pid1]=$(ectl exec "$name" -c app -- cat /proc/1/cmdline </dev/null 2>&1 | tr '\0' ' ' || true)
+
+        # The CRI log file.
+        log=$ENV_STATE/pod-logs/default_$name/app/0.log
+        wait_until 10 grep -q hello-stderr "$log" || true
+        [ -s "$log" ] && pass "$h: CRI log file $log exists" || fail "$h: no CRI log file $log"
+        expect_match "$h: log file has the stdout line (CRI format)" \
+                "[0-9T:.Z+-]+ stdout F hello-stdout" "$(cat "$log" 2>/dev/null)"
+        expect_match "$h: log file has the stderr line" "stderr F hello-stderr" "$(cat "$log" 2>/dev/null)"
+        expect_eq "$h: unishimctl logs (stdout)" hello-stdout "$(ectl logs "$name" -c app 2>/dev/null)"
+
+        # UpdateContainerResources -> the container's memory cgroup.
+        out_rc out rc ectl update "$name" -c app --memory 67108864 --cpu-quota 50000 --cpu-period 100000
+        expect_eq "$h: update (64 MiB, 0.5 CPU)" 0 "$rc"
+        expect_eq "$h: memory.limit_in_bytes on the host" 67108864 \
+                "$(cat "/sys/fs/cgroup/memory$ENV_POD_CGROUP/$app/memory.limit_in_bytes" 2>/dev/null)"
+        expect_eq "$h: memory.limit_in_bytes seen inside" 67108864 \
+                "$(ectl exec "$name" -c app -- cat /sys/fs/cgroup/memory/memory.limit_in_bytes </dev/null 2>&1)"
+        expect_eq "$h: cpu.cfs_quota_us on the host" 50000 \
+                "$(cat "/sys/fs/cgroup/cpu$ENV_POD_CGROUP/$app/cpu.cfs_quota_us" 2>/dev/null)"
+
+        # ContainerStats.
+        out_rc out rc ectl stats "$name" -c app
+        expect_eq "$h: stats: exit 0" 0 "$rc"
+        mem=$(jq -r '.memory.working_set_bytes // empty' <<<"$out" 2>/dev/null || true)
+        cpu=$(jq -r '.cpu.usage_core_nano_seconds // empty' <<<"$out" 2>/dev/null || true)
+        [[ $mem =~ ^[1-9][0-9]*$ ]] && pass "$h: stats: memory working set $mem bytes" || fail "$h: stats: no memory: $out"
+        [[ $cpu =~ ^[1-9][0-9]*$ ]] && pass "$h: stats: cpu usage $cpu ns" || fail "$h: stats: no cpu: $out"
+
+        # Stop with a grace period: TERM handled -> 0; TERM ignored -> 137
+        # after the timeout. The exit codes come from containerd's events.
+        timeout 60 ctr -a "$ENV_ADDR" events >"$IT_TMP/events-$h" 2>&1 &
+        evpid=$!
+        sleep 0.3
+        t0=$(date +%s%N)
+        timeout 30 "$UNISHIMCTL" -e "$CRI_ENDPOINT" stop "$name" --timeout 3 >/dev/null 2>&1 && rc=0 || rc=$?
+        t1=$(date +%s%N)
+        expect_eq "$h: stop --timeout 3: exit 0" 0 "$rc"
+        ms=$(((t1 - t0) / 1000000))
+        ((ms >= 2900)) && pass "$h: stop waited the grace period for the TERM-ignoring container (${ms} ms)" ||
+                fail "$h: stop took only ${ms} ms"
+        ((ms < 15000)) && pass "$h: stop bounded (${ms} ms)" || fail "$h: stop took ${ms} ms"
+        wait_until 5 grep -qF "\"container_id\":\"$stubborn\"" "$IT_TMP/events-$h" || true
+        sleep 0.3
+        kill "$evpid" 2>/dev/null || true
+        wait "$evpid" 2>/dev/null || true
+        RES[$h.term]=$(exit_status_of "$term" "$IT_TMP/events-$h")
+        RES[$h.stubborn]=$(exit_status_of "$stubborn" "$IT_TMP/events-$h")
+        expect_eq "$h: container trapping TERM exits 0" 0 "${RES[$h.term]}"
+        expect_eq "$h: container ignoring TERM is killed: 137" 137 "${RES[$h.stubborn]}"
+        expect_match "$h: pod NotReady after stop" "state NotReady" "$(ectl inspect "$name" 2>&1)"
+
+        # rm: nothing of the pod remains.
+        out_rc out rc ectl rm "$name"
+        expect_eq "$h: rm: exit 0" 0 "$rc"
+        expect_eq "$h: pod gone from ps" "" "$(ectl ps -q | grep -F "$pod" || true)"
+        wait_until 10 no_pod_shim "$pod" || true
+        expect_eq "$h: nothing left (shim, mounts, cgroups)" "" "$(pod_leftovers "$pod" "$app" "$term" "$stubborn")"
+        expect_eq "$h: no netns bind mount left" "" "$(netns_mounts)"
+        expect_eq "$h: no process left in the pods' cgroups" "" "$(env_cgroup_pids)"
+done
+
+echo "# ---- unishim vs runc ----"
+for k in exec_missing id pid1 term stubborn; do
+        expect_eq "same under unishim and runc: $k" "${RES[runc.$k]:-}" "${RES[unishim.$k]:-}"
+done
+
+it_finish
