@@ -226,7 +226,10 @@ struct guest {
 static void guest_send_udp(struct guest *g, struct in_addr dst, uint16_t sport, uint16_t dport,
                            const char *payload)
 {
-        uint8_t frame[1500] = {0};
+        /* 2 bytes of headroom: the IP header after the 14-byte Ethernet header
+         * lands 4-aligned, so the header structs can be used in place. */
+        uint8_t buf[1504] __attribute__((aligned(4))) = {0};
+        uint8_t *frame = buf + 2;
         size_t plen = strlen(payload);
         struct ether_header *eth = (struct ether_header *)frame;
         memcpy(eth->ether_dhost, g->tap_mac, 6);
@@ -409,8 +412,9 @@ static void guest_traffic(struct env *e, const struct netplumb_vm_net *vm, int t
                 struct pollfd p = {.fd = tap_fd, .events = POLLIN};
                 if (poll(&p, 1, 500) <= 0)
                         continue;
-                uint8_t frame[2048];
-                ssize_t n = read(tap_fd, frame, sizeof(frame));
+                uint8_t buf[2052] __attribute__((aligned(4)));
+                uint8_t *frame = buf + 2;
+                ssize_t n = read(tap_fd, frame, sizeof(buf) - 2);
                 if (n < 14)
                         continue;
                 if (frame[12] == 0x08 && frame[13] == 0x06) {
@@ -458,6 +462,193 @@ static void guest_traffic(struct env *e, const struct netplumb_vm_net *vm, int t
         assert_true(inbound);
         assert_true(outbound_acked);
         assert_true(via_proxy);
+}
+
+/* ---- the same over IPv6: NDP instead of ARP, mandatory UDP checksums ---- */
+
+static uint16_t csum6(const uint8_t src[16], const uint8_t dst[16], uint8_t nh, const uint8_t *data,
+                      size_t len)
+{
+        uint8_t buf[1600];
+        size_t off = 0;
+        memcpy(buf, src, 16);
+        memcpy(buf + 16, dst, 16);
+        buf[32] = (uint8_t)(len >> 24);
+        buf[33] = (uint8_t)(len >> 16);
+        buf[34] = (uint8_t)(len >> 8);
+        buf[35] = (uint8_t)len;
+        buf[36] = buf[37] = buf[38] = 0;
+        buf[39] = nh;
+        off = 40;
+        memcpy(buf + off, data, len);
+        return ip_csum(buf, off + len);
+}
+
+struct guest6 {
+        int fd;
+        uint8_t mac[6], tap_mac[6];
+        uint8_t ip[16];
+};
+
+static void guest6_send(struct guest6 *g, const uint8_t dst[16], uint8_t nh, uint8_t *l4,
+                        size_t l4len, size_t csum_off)
+{
+        uint8_t frame[1600] = {0};
+        memcpy(frame, g->tap_mac, 6);
+        memcpy(frame + 6, g->mac, 6);
+        frame[12] = 0x86;
+        frame[13] = 0xdd;
+        uint8_t *ip = frame + 14;
+        ip[0] = 0x60;
+        ip[4] = (uint8_t)(l4len >> 8);
+        ip[5] = (uint8_t)l4len;
+        ip[6] = nh;
+        ip[7] = 255;
+        memcpy(ip + 8, g->ip, 16);
+        memcpy(ip + 24, dst, 16);
+        l4[csum_off] = l4[csum_off + 1] = 0;
+        uint16_t c = csum6(g->ip, dst, nh, l4, l4len);
+        memcpy(l4 + csum_off, &c, 2);
+        memcpy(ip + 40, l4, l4len);
+        size_t len = 14 + 40 + l4len;
+        assert_int_equal(write(g->fd, frame, len), (ssize_t)len);
+}
+
+static void guest6_send_udp(struct guest6 *g, const uint8_t dst[16], uint16_t sport, uint16_t dport,
+                            const char *payload)
+{
+        uint8_t l4[256] = {0};
+        size_t plen = strlen(payload);
+        l4[0] = (uint8_t)(sport >> 8);
+        l4[1] = (uint8_t)sport;
+        l4[2] = (uint8_t)(dport >> 8);
+        l4[3] = (uint8_t)dport;
+        l4[4] = (uint8_t)((8 + plen) >> 8);
+        l4[5] = (uint8_t)(8 + plen);
+        memcpy(l4 + 8, payload, plen);
+        guest6_send(g, dst, IPPROTO_UDP, l4, 8 + plen, 6);
+}
+
+/* Answers a neighbour solicitation for the guest's address. */
+static void guest6_answer_ns(struct guest6 *g, const uint8_t *frame, size_t len)
+{
+        const uint8_t *ip = frame + 14;
+        if (len < 14 + 40 + 24 || ip[6] != IPPROTO_ICMPV6 || ip[40] != 135 ||
+            memcmp(ip + 40 + 8, g->ip, 16) != 0)
+                return;
+        memcpy(g->tap_mac, frame + 6, 6);
+        uint8_t na[32] = {136, 0, 0, 0, 0x60 /* solicited, override */};
+        memcpy(na + 8, g->ip, 16);
+        na[24] = 2; /* target link-layer address option */
+        na[25] = 1;
+        memcpy(na + 26, g->mac, 6);
+        guest6_send(g, ip + 8 /* the asker */, IPPROTO_ICMPV6, na, sizeof(na), 2);
+}
+
+static int peer6_main(const char *peer_path)
+{
+        int ns = open(peer_path, O_RDONLY | O_CLOEXEC);
+        if (ns < 0 || setns(ns, CLONE_NEWNET) < 0)
+                return 30;
+        int s = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in6 me = {.sin6_family = AF_INET6, .sin6_port = htons(6667)};
+        inet_pton(AF_INET6, "fd99::1", &me.sin6_addr);
+        if (bind(s, (struct sockaddr *)&me, sizeof(me)) < 0)
+                return 31;
+        struct sockaddr_in6 pod = {.sin6_family = AF_INET6, .sin6_port = htons(7778)};
+        inet_pton(AF_INET6, "fd99::2", &pod.sin6_addr);
+        char buf[256];
+        struct sockaddr_in6 from;
+        socklen_t fl;
+        for (int tries = 0;; tries++) {
+                if (tries == 5)
+                        return 32;
+                sendto(s, "ping6-in", 8, 0, (struct sockaddr *)&pod, sizeof(pod));
+                struct pollfd p = {.fd = s, .events = POLLIN};
+                if (poll(&p, 1, 1000) <= 0)
+                        continue;
+                fl = sizeof(from);
+                ssize_t n = recvfrom(s, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
+                if (n == 8 && memcmp(buf, "pong6-in", 8) == 0 &&
+                    memcmp(&from.sin6_addr, &pod.sin6_addr, 16) == 0 &&
+                    from.sin6_port == htons(7778))
+                        break;
+                return 33;
+        }
+        struct pollfd p = {.fd = s, .events = POLLIN};
+        for (;;) {
+                if (poll(&p, 1, 5000) <= 0)
+                        return 34;
+                fl = sizeof(from);
+                ssize_t n = recvfrom(s, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
+                if (n == 8 && memcmp(buf, "pong6-in", 8) == 0)
+                        continue;
+                if (n != 10 || memcmp(buf, "hello6-out", 10) != 0)
+                        return 35;
+                if (memcmp(&from.sin6_addr, &pod.sin6_addr, 16) != 0)
+                        return 36; /* not SNATed to the pod IP */
+                break;
+        }
+        sendto(s, "ack6-out", 8, 0, (struct sockaddr *)&from, fl);
+        return 0;
+}
+
+static void guest_traffic6(struct env *e, const struct netplumb_vm_net *vm, int tap_fd)
+{
+        struct guest6 g = {.fd = tap_fd};
+        memcpy(g.mac, vm->mac, 6);
+        inet_pton(AF_INET6, NETPLUMB_GUEST_IPV6, g.ip);
+        uint8_t peer[16];
+        inet_pton(AF_INET6, "fd99::1", peer);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+                _exit(peer6_main(e->peer_path));
+        bool inbound = false, acked = false;
+        time_t deadline = time(NULL) + 15;
+        while (!acked && time(NULL) < deadline) {
+                struct pollfd p = {.fd = tap_fd, .events = POLLIN};
+                if (poll(&p, 1, 500) <= 0)
+                        continue;
+                uint8_t frame[2048];
+                ssize_t n = read(tap_fd, frame, sizeof(frame));
+                if (n < 14 + 40 + 8 || frame[12] != 0x86 || frame[13] != 0xdd)
+                        continue;
+                const uint8_t *ip = frame + 14;
+                if (ip[6] == IPPROTO_ICMPV6) {
+                        guest6_answer_ns(&g, frame, (size_t)n);
+                        continue;
+                }
+                if (ip[6] != IPPROTO_UDP || memcmp(ip + 24, g.ip, 16) != 0)
+                        continue;
+                const uint8_t *udp = ip + 40;
+                uint16_t sport = (uint16_t)(udp[0] << 8 | udp[1]);
+                uint16_t dport = (uint16_t)(udp[2] << 8 | udp[3]);
+                size_t ulen = (size_t)(udp[4] << 8 | udp[5]);
+                if (ulen < 8 || 14 + 40 + ulen > (size_t)n)
+                        continue;
+                const uint8_t *payload = udp + 8;
+                size_t pl = ulen - 8;
+                if (pl == 8 && memcmp(payload, "ping6-in", 8) == 0) {
+                        assert_memory_equal(ip + 8, peer, 16);
+                        assert_int_equal(dport, 7778);
+                        memcpy(g.tap_mac, frame + 6, 6);
+                        guest6_send_udp(&g, ip + 8, 7778, sport, "pong6-in");
+                        if (!inbound)
+                                guest6_send_udp(&g, peer, 5556, 6667, "hello6-out");
+                        inbound = true;
+                } else if (pl == 8 && memcmp(payload, "ack6-out", 8) == 0) {
+                        assert_int_equal(dport, 5556);
+                        acked = true;
+                }
+        }
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                fail_msg("IPv6 peer side failed with %d (inbound seen %d, ack %d)",
+                         WIFEXITED(status) ? WEXITSTATUS(status) : -1, inbound, acked);
+        assert_true(inbound);
+        assert_true(acked);
 }
 
 static char *pod_cmd(struct env *e, const char *cmd)
@@ -546,6 +737,7 @@ static void wire_traffic_unwire(void **state)
          * answer comes back from the pod IP; the guest's own traffic leaves as
          * the pod IP (SNAT). */
         guest_traffic(e, vm, tap_fd);
+        guest_traffic6(e, vm, tap_fd);
         out = pod_cmd(e, "iptables-save -c -t nat");
         assert_null(strstr(out, "[0:0] -A UNISHIM-PRE -d 10.99.0.2/32 -j DNAT"));
         free(out);
