@@ -281,6 +281,12 @@ int netplumb_netns_exec(int netns_fd, char *const argv[], const char *stdin_data
                         _exit(126);
                 if (dup2(in_r, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
                         _exit(126);
+                /* The shim blocks signals for its signalfd; exec keeps the mask
+                 * and ignored dispositions, so give the tool a clean slate. */
+                sigset_t none;
+                sigemptyset(&none);
+                (void)sigprocmask(SIG_SETMASK, &none, NULL);
+                (void)signal(SIGPIPE, SIG_DFL);
                 static char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C",
                                              NULL};
                 execve(argv[0], argv, envp);
