@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -57,40 +58,44 @@ static int write_file(const char *path, const char *value)
         return 0;
 }
 
+static int child_fail(struct child_reply *reply, int e, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static int child_fail(struct child_reply *reply, int e, const char *fmt, ...)
+{
+        char what[256];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        snprintf(reply->msg, sizeof(reply->msg), "%s: %s", what, strerror(e));
+        return -e;
+}
+
 /* Runs in the child, already in the netns. Never returns an error without a
  * message in reply. */
 static int child_make_fds(const struct netplumb_netns_req *req, int fds[2], size_t *n_fds,
                           struct child_reply *reply)
 {
         int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, 0 /* NETLINK_ROUTE */);
-        if (nl < 0) {
-                snprintf(reply->msg, sizeof(reply->msg), "netlink socket: %s", strerror(errno));
-                return -errno;
-        }
+        if (nl < 0)
+                return child_fail(reply, errno, "netlink socket");
         fds[(*n_fds)++] = nl;
         /* Bound, so libnl learns the kernel-assigned port id. */
         struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
-        if (bind(nl, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                snprintf(reply->msg, sizeof(reply->msg), "bind netlink socket: %s",
-                         strerror(errno));
-                return -errno;
-        }
+        if (bind(nl, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                return child_fail(reply, errno, "bind netlink socket");
         if (!req || !req->want_tap)
                 return 0;
 
         int tun = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-        if (tun < 0) {
-                snprintf(reply->msg, sizeof(reply->msg), "open /dev/net/tun: %s", strerror(errno));
-                return -errno;
-        }
+        if (tun < 0)
+                return child_fail(reply, errno, "open /dev/net/tun");
         fds[(*n_fds)++] = tun;
         struct ifreq ifr = {0};
         ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
         snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", NETPLUMB_TAP_NAME);
         if (ioctl(tun, TUNSETIFF, &ifr) < 0) {
-                snprintf(reply->msg, sizeof(reply->msg), "create tap %s: %s", NETPLUMB_TAP_NAME,
-                         strerror(errno));
-                return -errno;
+                return child_fail(reply, errno, "create tap %s", NETPLUMB_TAP_NAME);
         }
         /* /proc/sys/net resolves to the netns of the opener, i.e. ours now. */
         static const char *const paths[] = {
@@ -101,11 +106,8 @@ static int child_make_fds(const struct netplumb_netns_req *req, int fds[2], size
         size_t n = req->ipv6_forwarding ? 3 : 2;
         for (size_t i = 0; i < n; i++) {
                 int r = write_file(paths[i], "1");
-                if (r < 0) {
-                        snprintf(reply->msg, sizeof(reply->msg), "write 1 to %s: %s", paths[i],
-                                 strerror(-r));
-                        return r;
-                }
+                if (r < 0)
+                        return child_fail(reply, -r, "write 1 to %s", paths[i]);
         }
         return 0;
 }
@@ -187,8 +189,7 @@ int netplumb_netns_fds(int netns_fd, const struct netplumb_netns_req *req, int *
                 int fds[2] = {-1, -1};
                 size_t n_fds = 0;
                 if (setns(netns_fd, CLONE_NEWNET) < 0) {
-                        reply.code = -errno;
-                        snprintf(reply.msg, sizeof(reply.msg), "setns: %s", strerror(errno));
+                        reply.code = child_fail(&reply, errno, "setns");
                 } else {
                         reply.code = child_make_fds(req, fds, &n_fds, &reply);
                 }
