@@ -1,0 +1,348 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* QEMU's and virtiofsd's command lines, as pure functions so they are tested
+ * without starting anything. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "qemu.h"
+
+#define DEFAULT_QEMU      "/usr/bin/qemu-system-x86_64"
+#define DEFAULT_VIRTIOFSD "/usr/lib/qemu/virtiofsd"
+#define MAX_TAG           36 /* virtio-fs tag limit; 9p allows more, keep one rule */
+#define MAX_VCPUS         64
+#define MAX_MEMORY_MIB    (1024u * 1024u)
+#define MAX_TB_MIB        2048u
+#define MAX_SHARES        8
+
+struct argv_builder {
+        char **v;
+        size_t n, cap;
+        bool oom;
+};
+
+static void add_fmt(struct argv_builder *b, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+static void add_fmt(struct argv_builder *b, const char *fmt, ...)
+{
+        char *s = NULL;
+        va_list ap;
+
+        if (b->oom)
+                return;
+        if (b->n + 2 > b->cap) {
+                size_t cap = b->cap ? b->cap * 2 : 64;
+                char **v = realloc(b->v, cap * sizeof(*v));
+                if (!v) {
+                        b->oom = true;
+                        return;
+                }
+                b->v = v;
+                b->cap = cap;
+        }
+        va_start(ap, fmt);
+        if (vasprintf(&s, fmt, ap) < 0)
+                s = NULL;
+        va_end(ap);
+        if (!s) {
+                b->oom = true;
+                return;
+        }
+        b->v[b->n++] = s;
+        b->v[b->n] = NULL;
+}
+
+static int finish(struct argv_builder *b, char ***ret, struct us_error **err)
+{
+        if (b->oom || !b->v) {
+                us_strv_free(b->v);
+                b->v = NULL;
+                return us_errorf(err, ENOMEM, "build command line");
+        }
+        *ret = b->v;
+        b->v = NULL;
+        return 0;
+}
+
+/* QemuOpts values: a comma is written as ",,". Caller frees. */
+static char *opt_escape(const char *s)
+{
+        size_t extra = 0;
+        for (const char *c = s; *c; c++)
+                extra += *c == ',';
+        char *out = malloc(strlen(s) + extra + 1), *o = out;
+        if (!out)
+                return NULL;
+        for (const char *c = s; *c; c++) {
+                *o++ = *c;
+                if (*c == ',')
+                        *o++ = ',';
+        }
+        *o = '\0';
+        return out;
+}
+
+static int check_path(const char *what, const char *p, struct us_error **err)
+{
+        if (!p || p[0] != '/')
+                return us_error_msg(err, EINVAL, "%s must be an absolute path", what);
+        for (const char *c = p; *c; c++)
+                if ((unsigned char)*c < 0x20)
+                        return us_error_msg(err, EINVAL, "%s contains a control character", what);
+        return 0;
+}
+
+static int check_tag(const char *tag, struct us_error **err)
+{
+        size_t len = tag ? strlen(tag) : 0;
+        if (len == 0 || len > MAX_TAG)
+                return us_error_msg(err, EINVAL, "share tag must have 1..%d characters", MAX_TAG);
+        for (const char *c = tag; *c; c++)
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                      (*c >= '0' && *c <= '9') || *c == '-' || *c == '_' || *c == '.'))
+                        return us_error_msg(err, EINVAL,
+                                            "share tag %s: only [A-Za-z0-9._-] allowed", tag);
+        return 0;
+}
+
+static int check_mac(const char *mac, struct us_error **err)
+{
+        if (strlen(mac) != 17)
+                goto bad;
+        for (int i = 0; i < 17; i++) {
+                char c = mac[i];
+                if (i % 3 == 2) {
+                        if (c != ':')
+                                goto bad;
+                } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+                             (c >= 'A' && c <= 'F')))
+                        goto bad;
+        }
+        return 0;
+bad:
+        return us_error_msg(err, EINVAL, "invalid MAC address (want xx:xx:xx:xx:xx:xx)");
+}
+
+static int check_config(const struct vmm_vm_config *cfg, struct us_error **err)
+{
+        int r;
+
+        r = check_path("kernel", cfg->kernel, err);
+        if (r < 0)
+                return r;
+        if (cfg->initrd && (r = check_path("initrd", cfg->initrd, err)) < 0)
+                return r;
+        if ((r = check_path("state_dir", cfg->state_dir, err)) < 0)
+                return r;
+        if (cfg->vcpus > MAX_VCPUS)
+                return us_error_msg(err, EINVAL, "vcpus %u above %d", cfg->vcpus, MAX_VCPUS);
+        if (cfg->memory_mib > MAX_MEMORY_MIB || (cfg->memory_mib && cfg->memory_mib < 32))
+                return us_error_msg(err, EINVAL, "memory %u MiB outside 32..%u", cfg->memory_mib,
+                                    MAX_MEMORY_MIB);
+        if (cfg->tcg_tb_size_mib > MAX_TB_MIB)
+                return us_error_msg(err, EINVAL, "tb-size %u MiB above %u", cfg->tcg_tb_size_mib,
+                                    MAX_TB_MIB);
+        if (cfg->n_shares > MAX_SHARES || (cfg->n_shares && !cfg->shares))
+                return us_error_msg(err, EINVAL, "at most %d shares", MAX_SHARES);
+        for (size_t i = 0; i < cfg->n_shares; i++) {
+                if ((r = check_tag(cfg->shares[i].tag, err)) < 0)
+                        return r;
+                if ((r = check_path("share host_dir", cfg->shares[i].host_dir, err)) < 0)
+                        return r;
+                for (size_t j = 0; j < i; j++)
+                        if (strcmp(cfg->shares[i].tag, cfg->shares[j].tag) == 0)
+                                return us_error_msg(err, EINVAL, "duplicate share tag %s",
+                                                    cfg->shares[i].tag);
+        }
+        if (cfg->mac && (r = check_mac(cfg->mac, err)) < 0)
+                return r;
+        if (cfg->cmdline_extra)
+                for (const char *c = cfg->cmdline_extra; *c; c++)
+                        if ((unsigned char)*c < 0x20)
+                                return us_error_msg(
+                                        err, EINVAL,
+                                        "kernel command line contains a control character");
+        return 0;
+}
+
+int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime *rt, char ***ret,
+                  struct us_error **err)
+{
+        struct argv_builder b = {0};
+        _cleanup_free_ char *console = NULL;
+        unsigned mem, vcpus, tb;
+        bool virtiofs;
+        int r;
+
+        if (!cfg || !rt)
+                return us_error_msg(err, EINVAL, "no config");
+        mem = cfg->memory_mib ? cfg->memory_mib : 256;
+        vcpus = cfg->vcpus ? cfg->vcpus : 1;
+        tb = cfg->tcg_tb_size_mib ? cfg->tcg_tb_size_mib : 32;
+        virtiofs = cfg->share_type == VMM_SHARE_VIRTIOFS && cfg->n_shares > 0;
+        r = check_config(cfg, err);
+        if (r < 0)
+                return r;
+        if (rt->accel != VMM_ACCEL_KVM && rt->accel != VMM_ACCEL_TCG)
+                return us_error_msg(err, EINVAL, "accelerator must be decided (kvm or tcg)");
+        if (rt->qmp_fd < 0 || rt->agent_fd < 0 || !rt->console_log)
+                return us_error_msg(err, EINVAL, "QMP/agent sockets and console log are required");
+        if (virtiofs && !rt->fs_fds)
+                return us_error_msg(err, EINVAL, "virtio-fs shares need their virtiofsd sockets");
+        if (cfg->share_type != VMM_SHARE_VIRTIOFS && cfg->share_type != VMM_SHARE_9P)
+                return us_error_msg(err, EINVAL, "unknown share type");
+        if ((r = check_path("console log", rt->console_log, err)) < 0)
+                return r;
+        console = opt_escape(rt->console_log);
+        if (!console)
+                return us_errorf(err, ENOMEM, "build command line");
+
+        add_fmt(&b, "%s", cfg->qemu_binary ? cfg->qemu_binary : DEFAULT_QEMU);
+        add_fmt(&b, "-name");
+        add_fmt(&b, "unishim-%s,debug-threads=on", cfg->id ? cfg->id : "vm");
+        /* microvm: no PCI, no firmware, PVH direct kernel boot. rtc=on saves
+         * the kernel's 2 s calibration fallback; pit for the timer under TCG. */
+        add_fmt(&b, "-M");
+        add_fmt(&b, "microvm,x-option-roms=off,pit=on,pic=off,isa-serial=on,rtc=on%s",
+                virtiofs ? ",memory-backend=mem" : "");
+        if (rt->accel == VMM_ACCEL_KVM) {
+                add_fmt(&b, "-accel");
+                add_fmt(&b, "kvm");
+                add_fmt(&b, "-cpu");
+                add_fmt(&b, "host");
+        } else {
+                /* Bound the translation cache: it is RSS (default 1 GiB). */
+                add_fmt(&b, "-accel");
+                add_fmt(&b, "tcg,tb-size=%u", tb);
+                add_fmt(&b, "-cpu");
+                add_fmt(&b, "max");
+        }
+        add_fmt(&b, "-m");
+        add_fmt(&b, "%uM", mem);
+        if (virtiofs) {
+                /* vhost-user needs guest RAM as a shareable fd. */
+                add_fmt(&b, "-object");
+                add_fmt(&b, "memory-backend-memfd,id=mem,size=%uM,share=on", mem);
+        }
+        add_fmt(&b, "-smp");
+        add_fmt(&b, "%u", vcpus);
+        add_fmt(&b, "-nodefaults");
+        add_fmt(&b, "-no-user-config");
+        add_fmt(&b, "-nographic");
+        add_fmt(&b, "-no-reboot");
+        add_fmt(&b, "-sandbox");
+        add_fmt(&b, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+
+        add_fmt(&b, "-kernel");
+        add_fmt(&b, "%s", cfg->kernel);
+        if (cfg->initrd) {
+                add_fmt(&b, "-initrd");
+                add_fmt(&b, "%s", cfg->initrd);
+        }
+        add_fmt(&b, "-append");
+        {
+                char tsc[40] = "";
+                if (rt->accel == VMM_ACCEL_TCG && rt->tsc_khz > 0)
+                        snprintf(tsc, sizeof(tsc), " tsc_early_khz=%u", rt->tsc_khz);
+                add_fmt(&b,
+                        "console=ttyS0 reboot=t panic=-1 virtio-mmio.force-legacy=false "
+                        "quiet%s%s%s",
+                        tsc, cfg->cmdline_extra ? " " : "",
+                        cfg->cmdline_extra ? cfg->cmdline_extra : "");
+        }
+
+        add_fmt(&b, "-chardev");
+        add_fmt(&b, "file,id=console,path=%s", console);
+        add_fmt(&b, "-serial");
+        add_fmt(&b, "chardev:console");
+
+        /* Sockets we bound and listen on ourselves, passed by fd: connecting
+         * to them never races QEMU's startup. */
+        add_fmt(&b, "-chardev");
+        add_fmt(&b, "socket,id=qmp,fd=%d,server=on,wait=off", rt->qmp_fd);
+        add_fmt(&b, "-mon");
+        add_fmt(&b, "chardev=qmp,mode=control");
+
+        add_fmt(&b, "-device");
+        add_fmt(&b, "virtio-serial-device");
+        add_fmt(&b, "-chardev");
+        add_fmt(&b, "socket,id=agent,fd=%d,server=on,wait=off", rt->agent_fd);
+        add_fmt(&b, "-device");
+        add_fmt(&b, "virtserialport,chardev=agent,name=unishim.agent");
+
+        if (cfg->tap_fd >= 0) {
+                add_fmt(&b, "-netdev");
+                add_fmt(&b, "tap,id=net0,fd=%d", cfg->tap_fd);
+                add_fmt(&b, "-device");
+                if (cfg->mac)
+                        add_fmt(&b, "virtio-net-device,netdev=net0,mac=%s", cfg->mac);
+                else
+                        add_fmt(&b, "virtio-net-device,netdev=net0");
+        }
+
+        for (size_t i = 0; i < cfg->n_shares; i++) {
+                const struct vmm_share *s = &cfg->shares[i];
+                if (cfg->share_type == VMM_SHARE_VIRTIOFS) {
+                        if (rt->fs_fds[i] < 0) {
+                                us_strv_free(b.v);
+                                return us_error_msg(err, EINVAL,
+                                                    "share %s has no virtiofsd connection", s->tag);
+                        }
+                        /* Connected to virtiofsd by us: QEMU never resolves a path. */
+                        add_fmt(&b, "-chardev");
+                        add_fmt(&b, "socket,id=fs%zu,fd=%d", i, rt->fs_fds[i]);
+                        add_fmt(&b, "-device");
+                        add_fmt(&b, "vhost-user-fs-device,chardev=fs%zu,tag=%s", i, s->tag);
+                } else {
+                        _cleanup_free_ char *dir = opt_escape(s->host_dir);
+                        if (!dir)
+                                b.oom = true;
+                        add_fmt(&b, "-fsdev");
+                        add_fmt(&b, "local,id=fs%zu,path=%s,security_model=none%s", i,
+                                dir ? dir : "", s->readonly ? ",readonly=on" : "");
+                        add_fmt(&b, "-device");
+                        add_fmt(&b, "virtio-9p-device,fsdev=fs%zu,mount_tag=%s", i, s->tag);
+                }
+        }
+        return finish(&b, ret, err);
+}
+
+int vmm_virtiofsd_argv(const struct vmm_vm_config *cfg, const struct vmm_share *share, int fd,
+                       char ***ret, struct us_error **err)
+{
+        struct argv_builder b = {0};
+        _cleanup_free_ char *dir = NULL;
+        int r;
+
+        if (!cfg || !share || fd < 0)
+                return us_error_msg(err, EINVAL, "virtiofsd: no share or socket");
+        if ((r = check_tag(share->tag, err)) < 0 ||
+            (r = check_path("share host_dir", share->host_dir, err)) < 0)
+                return r;
+        /* -o takes a comma-separated list: escape like QemuOpts does not
+         * apply here, so refuse commas outright. */
+        if (strchr(share->host_dir, ','))
+                return us_error_msg(err, EINVAL, "share host_dir %s contains a comma",
+                                    share->host_dir);
+        dir = strdup(share->host_dir);
+        if (!dir)
+                return us_errorf(err, ENOMEM, "virtiofsd argv");
+
+        add_fmt(&b, "%s", cfg->virtiofsd_binary ? cfg->virtiofsd_binary : DEFAULT_VIRTIOFSD);
+        add_fmt(&b, "--fd=%d", fd);
+        add_fmt(&b, "-o");
+        add_fmt(&b, "source=%s", dir);
+        /* namespace sandbox: virtiofsd pivots into the shared dir in its own
+         * mount/pid/net namespaces (we run as root). */
+        add_fmt(&b, "-o");
+        add_fmt(&b, "sandbox=namespace");
+        add_fmt(&b, "-o");
+        add_fmt(&b, "cache=auto");
+        add_fmt(&b, "-o");
+        add_fmt(&b, "log_level=warn");
+        return finish(&b, ret, err);
+}

@@ -1,0 +1,606 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* VM lifecycle: spawn virtiofsd(s) and QEMU as our children, QMP control,
+ * teardown that leaves no process and no socket behind. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "cleanup.h"
+#include "qemu.h"
+#include "qmp.h"
+
+#define QMP_TIMEOUT_MS      10000 /* QEMU under TCG on a busy 2-core host */
+#define QUIT_TIMEOUT_MS     3000
+#define KILL_WAIT_MS        5000
+#define HELPER_EXIT_WAIT_MS 1000
+#define LOG_TAIL            1024
+
+struct vmm_proc {
+        pid_t pid;
+        bool exited;
+        int status;
+        const char *what;
+};
+
+struct vmm_vm {
+        char *id;
+        int dir_fd; /* state_dir, O_PATH: socket addresses relative to it */
+        char *state_dir;
+        char *log_path;
+        char *agent_path;
+        enum vmm_accel accel;
+        char *accel_reason;
+        struct vmm_proc qemu;
+        struct vmm_proc *helpers; /* virtiofsd, one per share */
+        size_t n_helpers;
+        char **sockets; /* names under state_dir that we created */
+        size_t n_sockets;
+        struct vmm_qmp *qmp;
+};
+
+static void sleep_ms(int ms)
+{
+        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+/* sun_path is 108 bytes and bundle paths are long: fall back to the
+ * /proc/self/fd/<dirfd>/<name> alias of the same path when needed. */
+static int unix_addr(const struct vmm_vm *vm, const char *name, struct sockaddr_un *sa,
+                     socklen_t *ret_len, struct us_error **err)
+{
+        int n;
+
+        memset(sa, 0, sizeof(*sa));
+        sa->sun_family = AF_UNIX;
+        n = snprintf(sa->sun_path, sizeof(sa->sun_path), "%s/%s", vm->state_dir, name);
+        if (n < 0 || (size_t)n >= sizeof(sa->sun_path))
+                n = snprintf(sa->sun_path, sizeof(sa->sun_path), "/proc/self/fd/%d/%s", vm->dir_fd,
+                             name);
+        if (n < 0 || (size_t)n >= sizeof(sa->sun_path))
+                return us_error_msg(err, ENAMETOOLONG, "socket name %s too long", name);
+        *ret_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n + 1);
+        return 0;
+}
+
+static int remember_socket(struct vmm_vm *vm, const char *name, struct us_error **err)
+{
+        char **v = realloc(vm->sockets, (vm->n_sockets + 1) * sizeof(*v));
+        if (!v)
+                return us_errorf(err, ENOMEM, "remember socket");
+        vm->sockets = v;
+        vm->sockets[vm->n_sockets] = strdup(name);
+        if (!vm->sockets[vm->n_sockets])
+                return us_errorf(err, ENOMEM, "remember socket");
+        vm->n_sockets++;
+        return 0;
+}
+
+static int listen_unix(struct vmm_vm *vm, const char *name, int *ret_fd, struct us_error **err)
+{
+        struct sockaddr_un sa;
+        socklen_t len;
+        int r;
+
+        r = unix_addr(vm, name, &sa, &len, err);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return us_errorf(err, errno, "socket");
+        (void)unlinkat(vm->dir_fd, name, 0);
+        if (bind(fd, (struct sockaddr *)&sa, len) < 0)
+                return us_errorf(err, errno, "bind %s/%s", vm->state_dir, name);
+        r = remember_socket(vm, name, err);
+        if (r < 0)
+                return r;
+        if (fchmodat(vm->dir_fd, name, 0600, 0) < 0)
+                return us_errorf(err, errno, "chmod %s/%s", vm->state_dir, name);
+        if (listen(fd, 4) < 0)
+                return us_errorf(err, errno, "listen %s/%s", vm->state_dir, name);
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static int connect_unix(const struct vmm_vm *vm, const char *name, int *ret_fd,
+                        struct us_error **err)
+{
+        struct sockaddr_un sa;
+        socklen_t len;
+        int r;
+
+        r = unix_addr(vm, name, &sa, &len, err);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return us_errorf(err, errno, "socket");
+        while (connect(fd, (struct sockaddr *)&sa, len) < 0) {
+                if (errno == EINTR)
+                        continue;
+                return us_errorf(err, errno, "connect %s/%s", vm->state_dir, name);
+        }
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+/* fork + exec with nothing but async-signal-safe calls in the child. The
+ * child waits on a pipe until the parent has put it into the cgroup, so
+ * nothing of it ever runs outside. keep_fds lose O_CLOEXEC in the child. */
+static int spawn(char **argv, const int *keep_fds, size_t n_keep, int log_fd, struct us_cgroup *cg,
+                 pid_t *ret_pid, struct us_error **err)
+{
+        int go[2] = {-1, -1}, report[2] = {-1, -1};
+        _cleanup_close_ int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        int r;
+
+        if (devnull < 0)
+                return us_errorf(err, errno, "open /dev/null");
+        if (pipe2(go, O_CLOEXEC) < 0)
+                return us_errorf(err, errno, "pipe");
+        if (pipe2(report, O_CLOEXEC) < 0) {
+                r = us_errorf(err, errno, "pipe");
+                us_close(go[0]);
+                us_close(go[1]);
+                return r;
+        }
+
+        pid_t pid = fork();
+        if (pid < 0) {
+                r = us_errorf(err, errno, "fork %s", argv[0]);
+                us_close(go[0]);
+                us_close(go[1]);
+                us_close(report[0]);
+                us_close(report[1]);
+                return r;
+        }
+        if (pid == 0) {
+                sigset_t all;
+                char c;
+                int e;
+
+                /* The shim blocks signals for its signalfd and may ignore
+                 * some: QEMU must start with a clean slate. */
+                for (int s = 1; s < NSIG; s++)
+                        (void)signal(s, SIG_DFL);
+                sigemptyset(&all);
+                (void)sigprocmask(SIG_SETMASK, &all, NULL);
+                /* If the shim dies, its VM must not linger unowned. */
+                (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+                (void)setsid();
+                if (dup2(devnull, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
+                        goto fail;
+                for (size_t i = 0; i < n_keep; i++) {
+                        int fl = fcntl(keep_fds[i], F_GETFD);
+                        if (fl < 0 || fcntl(keep_fds[i], F_SETFD, fl & ~FD_CLOEXEC) < 0)
+                                goto fail;
+                }
+                while (read(go[0], &c, 1) < 0 && errno == EINTR)
+                        ;
+                execv(argv[0], argv);
+        fail:
+                e = errno;
+                (void)!write(report[1], &e, sizeof(e));
+                _exit(127);
+        }
+
+        us_close(go[0]);
+        us_close(report[1]);
+        r = 0;
+        if (cg) {
+                r = us_cgroup_enter(cg, pid, err);
+                if (r < 0)
+                        r = us_error_wrap(err, r, "move %s into cgroup", argv[0]);
+        }
+        if (r == 0)
+                (void)!write(go[1], "x", 1);
+        us_close(go[1]);
+        if (r < 0) {
+                (void)kill(pid, SIGKILL);
+                us_close(report[0]);
+                (void)waitpid(pid, NULL, 0);
+                return r;
+        }
+
+        int child_errno = 0;
+        ssize_t n;
+        while ((n = read(report[0], &child_errno, sizeof(child_errno))) < 0 && errno == EINTR)
+                ;
+        us_close(report[0]);
+        if (n > 0) {
+                (void)waitpid(pid, NULL, 0);
+                return us_errorf(err, child_errno ? child_errno : EIO, "exec %s", argv[0]);
+        }
+        *ret_pid = pid;
+        return 0;
+}
+
+static void proc_wait(struct vmm_proc *p, int timeout_ms)
+{
+        int waited = 0;
+
+        if (p->pid <= 0 || p->exited)
+                return;
+        for (;;) {
+                int st = 0;
+                pid_t r = waitpid(p->pid, &st, WNOHANG);
+                if (r == p->pid) {
+                        p->exited = true;
+                        p->status = st;
+                        return;
+                }
+                if (r < 0 && errno == ECHILD) {
+                        /* Reaped by someone who did not tell us: gone. */
+                        p->exited = true;
+                        p->status = -1;
+                        return;
+                }
+                if (waited >= timeout_ms)
+                        return;
+                sleep_ms(10);
+                waited += 10;
+        }
+}
+
+static void proc_kill(struct vmm_proc *p)
+{
+        if (p->pid > 0 && !p->exited)
+                (void)kill(p->pid, SIGKILL);
+}
+
+static void remove_sockets(struct vmm_vm *vm)
+{
+        for (size_t i = 0; i < vm->n_sockets; i++) {
+                (void)unlinkat(vm->dir_fd, vm->sockets[i], 0);
+                free(vm->sockets[i]);
+        }
+        free(vm->sockets);
+        vm->sockets = NULL;
+        vm->n_sockets = 0;
+}
+
+static bool all_reaped(const struct vmm_vm *vm)
+{
+        if (vm->qemu.pid > 0 && !vm->qemu.exited)
+                return false;
+        for (size_t i = 0; i < vm->n_helpers; i++)
+                if (vm->helpers[i].pid > 0 && !vm->helpers[i].exited)
+                        return false;
+        return true;
+}
+
+int vmm_vm_destroy(struct vmm_vm *vm, struct us_error **err)
+{
+        if (!vm)
+                return 0;
+        vm->qmp = vmm_qmp_free(vm->qmp);
+        proc_kill(&vm->qemu);
+        for (size_t i = 0; i < vm->n_helpers; i++)
+                proc_kill(&vm->helpers[i]);
+        proc_wait(&vm->qemu, KILL_WAIT_MS);
+        for (size_t i = 0; i < vm->n_helpers; i++)
+                proc_wait(&vm->helpers[i], KILL_WAIT_MS);
+        remove_sockets(vm);
+        if (!all_reaped(vm))
+                return us_error_msg(err, ETIMEDOUT, "vm %s: processes still alive after SIGKILL",
+                                    vm->id);
+        return 0;
+}
+
+struct vmm_vm *vmm_vm_free(struct vmm_vm *vm)
+{
+        if (!vm)
+                return NULL;
+        (void)vmm_vm_destroy(vm, NULL);
+        us_close(vm->dir_fd);
+        free(vm->id);
+        free(vm->state_dir);
+        free(vm->log_path);
+        free(vm->agent_path);
+        free(vm->accel_reason);
+        free(vm->helpers);
+        free(vm);
+        return NULL;
+}
+
+DEFINE_CLEANUP(struct vmm_vm *, vmm_vm_free)
+
+/* "qemu exited with status 1: <last lines of qemu.log>" */
+static int exit_error(struct vmm_vm *vm, int r, struct us_error **err)
+{
+        char tail[LOG_TAIL + 1] = "";
+        char how[64] = "is still running";
+
+        /* QEMU closing QMP usually means it is exiting: give it a moment. */
+        proc_wait(&vm->qemu, 2000);
+        if (vm->qemu.exited) {
+                int st = vm->qemu.status;
+                if (st == -1)
+                        snprintf(how, sizeof(how), "exited");
+                else if (WIFEXITED(st))
+                        snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(st));
+                else if (WIFSIGNALED(st))
+                        snprintf(how, sizeof(how), "was killed by signal %d", WTERMSIG(st));
+        }
+        _cleanup_close_ int fd = openat(vm->dir_fd, "qemu.log", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+                off_t end = lseek(fd, 0, SEEK_END);
+                off_t start = end > LOG_TAIL ? end - LOG_TAIL : 0;
+                ssize_t n = pread(fd, tail, LOG_TAIL, start);
+                if (n > 0) {
+                        tail[n] = '\0';
+                        while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == ' '))
+                                tail[--n] = '\0';
+                        for (ssize_t i = 0; i < n; i++)
+                                if (tail[i] == '\n')
+                                        tail[i] = ' ';
+                }
+        }
+        return us_error_wrap(err, r, "qemu %s%s%s", how, tail[0] ? ": " : "", tail);
+}
+
+static int start_virtiofsd(struct vmm_vm *vm, const struct vmm_vm_config *cfg, int log_fd,
+                           int *fs_fds, struct us_error **err)
+{
+        for (size_t i = 0; i < cfg->n_shares; i++) {
+                _cleanup_strv_ char **argv = NULL;
+                _cleanup_close_ int lfd = -1;
+                char name[48];
+                int r;
+
+                snprintf(name, sizeof(name), "virtiofsd-%zu.sock", i);
+                r = listen_unix(vm, name, &lfd, err);
+                if (r < 0)
+                        return r;
+                r = vmm_virtiofsd_argv(cfg, &cfg->shares[i], lfd, &argv, err);
+                if (r < 0)
+                        return r;
+                struct vmm_proc *p = &vm->helpers[vm->n_helpers];
+                r = spawn(argv, &lfd, 1, log_fd, cfg->cgroup, &p->pid, err);
+                if (r < 0)
+                        return us_error_wrap(err, r, "start virtiofsd for %s", cfg->shares[i].tag);
+                p->what = "virtiofsd";
+                vm->n_helpers++;
+                /* Queued in the backlog until virtiofsd accepts: no race. */
+                r = connect_unix(vm, name, &fs_fds[i], err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us_error **err)
+{
+        _cleanup_(vmm_vm_free_cleanupp) struct vmm_vm *vm = NULL;
+        _cleanup_strv_ char **argv = NULL;
+        _cleanup_free_ char *console = NULL;
+        char *reason = NULL;
+        _cleanup_free_ int *fs_fds = NULL;
+        _cleanup_close_ int log_fd = -1, qmp_lfd = -1, agent_lfd = -1, qmp_fd = -1;
+        struct vmm_qemu_runtime rt = {0};
+        bool virtiofs;
+        int r;
+
+        if (!cfg || !ret || !cfg->state_dir || !cfg->kernel)
+                return us_error_msg(err, EINVAL, "vm: state_dir and kernel are required");
+        virtiofs = cfg->share_type == VMM_SHARE_VIRTIOFS && cfg->n_shares > 0;
+
+        vm = calloc(1, sizeof(*vm));
+        if (!vm)
+                return us_errorf(err, ENOMEM, "allocate vm");
+        vm->dir_fd = -1;
+        vm->id = strdup(cfg->id ? cfg->id : "vm");
+        vm->state_dir = strdup(cfg->state_dir);
+        if (!vm->id || !vm->state_dir)
+                return us_errorf(err, ENOMEM, "allocate vm");
+        vm->dir_fd = open(cfg->state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (vm->dir_fd < 0)
+                return us_errorf(err, errno, "open state dir %s", cfg->state_dir);
+        if (cfg->n_shares > 0) {
+                vm->helpers = calloc(cfg->n_shares, sizeof(*vm->helpers));
+                fs_fds = malloc(cfg->n_shares * sizeof(*fs_fds));
+                if (!vm->helpers || !fs_fds)
+                        return us_errorf(err, ENOMEM, "allocate vm");
+                for (size_t i = 0; i < cfg->n_shares; i++)
+                        fs_fds[i] = -1;
+        }
+
+        r = vmm_accel_decide(cfg->accel, NULL, NULL, &rt.accel, &reason, err);
+        if (r < 0)
+                return us_error_wrap(err, r, "vm %s", vm->id);
+        if (rt.accel == VMM_ACCEL_TCG)
+                rt.tsc_khz = vmm_host_tsc_khz_read();
+        vm->accel = rt.accel;
+        vm->accel_reason = TAKE_PTR(reason);
+
+        if (asprintf(&vm->log_path, "%s/qemu.log", cfg->state_dir) < 0)
+                vm->log_path = NULL;
+        if (asprintf(&vm->agent_path, "%s/agent.sock", cfg->state_dir) < 0)
+                vm->agent_path = NULL;
+        if (!vm->log_path || !vm->agent_path)
+                return us_errorf(err, ENOMEM, "allocate vm");
+        log_fd = openat(vm->dir_fd, "qemu.log", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+                        0600);
+        if (log_fd < 0)
+                return us_errorf(err, errno, "open %s", vm->log_path);
+        if (cfg->console_log)
+                console = strdup(cfg->console_log);
+        else if (asprintf(&console, "%s/console.log", cfg->state_dir) < 0)
+                console = NULL;
+        if (!console)
+                return us_errorf(err, ENOMEM, "allocate vm");
+
+        /* Validate the whole command line before starting any helper. */
+        rt.qmp_fd = 0;
+        rt.agent_fd = 0;
+        rt.console_log = console;
+        {
+                _cleanup_strv_ char **probe = NULL;
+                _cleanup_free_ int *zero = calloc(cfg->n_shares ? cfg->n_shares : 1, sizeof(int));
+                if (!zero)
+                        return us_errorf(err, ENOMEM, "allocate vm");
+                rt.fs_fds = zero;
+                r = vmm_qemu_argv(cfg, &rt, &probe, err);
+                rt.fs_fds = NULL;
+                if (r < 0)
+                        return us_error_wrap(err, r, "vm %s", vm->id);
+        }
+
+        if (virtiofs) {
+                r = start_virtiofsd(vm, cfg, log_fd, fs_fds, err);
+                if (r < 0)
+                        return us_error_wrap(err, r, "vm %s", vm->id);
+        }
+
+        r = listen_unix(vm, "qmp.sock", &qmp_lfd, err);
+        if (r < 0)
+                return us_error_wrap(err, r, "vm %s", vm->id);
+        r = listen_unix(vm, "agent.sock", &agent_lfd, err);
+        if (r < 0)
+                return us_error_wrap(err, r, "vm %s", vm->id);
+
+        rt.qmp_fd = qmp_lfd;
+        rt.agent_fd = agent_lfd;
+        rt.fs_fds = fs_fds;
+        r = vmm_qemu_argv(cfg, &rt, &argv, err);
+        if (r < 0)
+                return us_error_wrap(err, r, "vm %s", vm->id);
+
+        int keep[3 + 8];
+        size_t n_keep = 0;
+        keep[n_keep++] = qmp_lfd;
+        keep[n_keep++] = agent_lfd;
+        if (cfg->tap_fd >= 0)
+                keep[n_keep++] = cfg->tap_fd;
+        for (size_t i = 0; virtiofs && i < cfg->n_shares && n_keep < US_ELEMENTSOF(keep); i++)
+                keep[n_keep++] = fs_fds[i];
+        r = spawn(argv, keep, n_keep, log_fd, cfg->cgroup, &vm->qemu.pid, err);
+        if (r < 0)
+                return us_error_wrap(err, r, "vm %s: start qemu", vm->id);
+        vm->qemu.what = "qemu";
+
+        /* QEMU holds its copies now. */
+        qmp_lfd = us_close(qmp_lfd);
+        agent_lfd = us_close(agent_lfd);
+        for (size_t i = 0; virtiofs && i < cfg->n_shares; i++)
+                fs_fds[i] = us_close(fs_fds[i]);
+
+        r = connect_unix(vm, "qmp.sock", &qmp_fd, err);
+        if (r < 0)
+                return us_error_wrap(err, r, "vm %s", vm->id);
+        r = vmm_qmp_open(TAKE_FD(qmp_fd), QMP_TIMEOUT_MS, &vm->qmp, err);
+        if (r < 0) {
+                r = exit_error(vm, r, err);
+                return us_error_wrap(err, r, "vm %s", vm->id);
+        }
+        *ret = TAKE_PTR(vm);
+        return 0;
+}
+
+int vmm_vm_agent_connect(struct vmm_vm *vm, int *ret_fd, struct us_error **err)
+{
+        if (!vm || !ret_fd)
+                return us_error_msg(err, EINVAL, "agent connect: no vm");
+        if (!vmm_vm_running(vm))
+                return us_error_msg(err, ESRCH, "vm %s: qemu is not running", vm->id);
+        return connect_unix(vm, "agent.sock", ret_fd, err);
+}
+
+enum vmm_accel vmm_vm_accel(const struct vmm_vm *vm)
+{
+        return vm ? vm->accel : VMM_ACCEL_AUTO;
+}
+
+const char *vmm_vm_accel_reason(const struct vmm_vm *vm)
+{
+        return vm && vm->accel_reason ? vm->accel_reason : "";
+}
+
+pid_t vmm_vm_pid(const struct vmm_vm *vm)
+{
+        return vm ? vm->qemu.pid : -1;
+}
+
+bool vmm_vm_child_exited(struct vmm_vm *vm, pid_t pid, int wait_status)
+{
+        if (!vm || pid <= 0)
+                return false;
+        if (pid == vm->qemu.pid && !vm->qemu.exited) {
+                vm->qemu.exited = true;
+                vm->qemu.status = wait_status;
+                return true;
+        }
+        for (size_t i = 0; i < vm->n_helpers; i++)
+                if (pid == vm->helpers[i].pid && !vm->helpers[i].exited) {
+                        vm->helpers[i].exited = true;
+                        vm->helpers[i].status = wait_status;
+                        return true;
+                }
+        return false;
+}
+
+bool vmm_vm_running(const struct vmm_vm *vm)
+{
+        return vm && vm->qemu.pid > 0 && !vm->qemu.exited;
+}
+
+int vmm_vm_exit_status(const struct vmm_vm *vm)
+{
+        return vm && vm->qemu.exited ? vm->qemu.status : -1;
+}
+
+int vmm_vm_qmp(struct vmm_vm *vm, const char *command, const char *arguments_json,
+               struct vmm_qmp_msg **ret_reply, struct us_error **err)
+{
+        if (!vm)
+                return us_error_msg(err, EINVAL, "qmp: no vm");
+        if (!vmm_vm_running(vm) || !vm->qmp)
+                return us_error_msg(err, ESRCH, "vm %s: qemu is not running", vm->id);
+        int r = vmm_qmp_execute(vm->qmp, command, arguments_json, ret_reply, err);
+        if (r < 0)
+                return us_error_wrap(err, r, "vm %s", vm->id);
+        return 0;
+}
+
+int vmm_vm_pause(struct vmm_vm *vm, struct us_error **err)
+{
+        return vmm_vm_qmp(vm, "stop", NULL, NULL, err);
+}
+
+int vmm_vm_resume(struct vmm_vm *vm, struct us_error **err)
+{
+        return vmm_vm_qmp(vm, "cont", NULL, NULL, err);
+}
+
+int vmm_vm_quit(struct vmm_vm *vm, struct us_error **err)
+{
+        if (!vm)
+                return 0;
+        if (vmm_vm_running(vm) && vm->qmp) {
+                /* QEMU may close the monitor before or after answering. */
+                (void)vmm_qmp_execute(vm->qmp, "quit", NULL, NULL, NULL);
+                proc_wait(&vm->qemu, QUIT_TIMEOUT_MS);
+        }
+        vm->qmp = vmm_qmp_free(vm->qmp);
+        /* virtiofsd exits when its vhost-user peer goes away. */
+        for (size_t i = 0; i < vm->n_helpers; i++)
+                proc_wait(&vm->helpers[i], HELPER_EXIT_WAIT_MS);
+        return vmm_vm_destroy(vm, err);
+}
+
+const char *vmm_vm_agent_socket(const struct vmm_vm *vm)
+{
+        return vm ? vm->agent_path : NULL;
+}

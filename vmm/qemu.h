@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * The sandbox VM launcher: QEMU microvm (+ virtiofsd helpers) as direct
+ * children of the caller, controlled over QMP. Nothing is daemonized and
+ * nothing goes through a shell.
+ *
+ * Process ownership: the caller (the shim, a subreaper) reaps children with
+ * waitpid(-1) and MUST pass every reaped pid to vmm_vm_child_exited(). The
+ * functions documented as "waits" below reap this VM's own pids themselves
+ * (waitpid on those specific pids only, never -1), and record that, so no
+ * pid is waited for twice.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+struct us_cgroup;
+
+enum vmm_accel {
+        VMM_ACCEL_AUTO, /* KVM if the CPU has vmx/svm and /dev/kvm opens, else TCG */
+        VMM_ACCEL_KVM,
+        VMM_ACCEL_TCG,
+};
+
+enum vmm_share_type {
+        VMM_SHARE_VIRTIOFS, /* one virtiofsd per share; needs a shared memfd backend */
+        VMM_SHARE_9P,       /* in QEMU; guest kernel needs 9p + 9pnet_virtio */
+};
+
+struct vmm_share {
+        const char *tag;      /* mount tag: [A-Za-z0-9._-], 1..36 chars */
+        const char *host_dir; /* absolute */
+        bool readonly;        /* 9p: enforced by QEMU. virtiofs (virtiofsd 7.2 has no
+                               * read-only mode): the guest must mount it ro. */
+};
+
+struct vmm_vm_config {
+        const char *id;               /* for messages */
+        const char *state_dir;        /* exists, private: sockets and logs go here */
+        const char *qemu_binary;      /* NULL: /usr/bin/qemu-system-x86_64 */
+        const char *virtiofsd_binary; /* NULL: /usr/lib/qemu/virtiofsd */
+        const char *kernel;           /* uncompressed vmlinux (PVH boot) */
+        const char *initrd;           /* may be NULL */
+        const char *cmdline_extra;    /* appended to the kernel command line, may be NULL */
+        unsigned vcpus;               /* 0: 1 */
+        unsigned memory_mib;          /* 0: 256 */
+        enum vmm_accel accel;
+        unsigned tcg_tb_size_mib; /* 0: 32 */
+        enum vmm_share_type share_type;
+        const struct vmm_share *shares;
+        size_t n_shares;
+        int tap_fd;               /* -1: no network; else passed as -netdev tap,fd=N (not taken) */
+        const char *mac;          /* NULL: QEMU picks one */
+        const char *console_log;  /* NULL: <state_dir>/console.log */
+        struct us_cgroup *cgroup; /* QEMU and helpers enter it before exec; may be NULL */
+};
+
+/* --- Accelerator choice ------------------------------------------------- */
+
+/* True if a /proc/cpuinfo text lists the vmx or svm flag. Pure. */
+bool vmm_accel_cpuinfo_has_virt(const char *cpuinfo, size_t len);
+
+/* Decides the accelerator for `want`. cpuinfo_path / kvm_path: NULL for
+ * /proc/cpuinfo and /dev/kvm (tests pass fakes). Returns 0, *ret (KVM or TCG)
+ * and *ret_reason (owned by the caller, never NULL: why; for AUTO falling
+ * back to TCG it is the warning the caller should log). KVM explicitly
+ * wanted but unusable is an error (-ENODEV). */
+int vmm_accel_decide(enum vmm_accel want, const char *cpuinfo_path, const char *kvm_path,
+                     enum vmm_accel *ret, char **ret_reason, struct us_error **err);
+
+const char *vmm_accel_name(enum vmm_accel a);
+
+/* The host TSC frequency in kHz from a /proc/cpuinfo text ("cpu MHz" of the
+ * first CPU), or 0 if absent/implausible. Pure. Under TCG the guest reads the
+ * host's TSC, and a loaded host makes the guest's PIT calibration fail, after
+ * which a stock kernel hangs before init; the kernel's tsc_early_khz= avoids
+ * that. */
+unsigned vmm_host_tsc_khz(const char *cpuinfo, size_t len);
+/* Same, reading /proc/cpuinfo; 0 on any failure. */
+unsigned vmm_host_tsc_khz_read(void);
+
+/* --- QEMU command line (pure) ------------------------------------------- */
+
+/* What vmm_vm_start() prepared before building the command line. */
+struct vmm_qemu_runtime {
+        enum vmm_accel accel;    /* KVM or TCG (decided) */
+        int qmp_fd;              /* listening unix socket QEMU serves QMP on */
+        int agent_fd;            /* listening unix socket for the agent port */
+        const int *fs_fds;       /* virtiofs: n_shares sockets connected to virtiofsd */
+        const char *console_log; /* resolved path */
+        unsigned tsc_khz;        /* TCG: passed as tsc_early_khz= (0: not) */
+};
+
+/* Builds QEMU's argv (NULL-terminated; argv[0] is the binary). Pure: no I/O.
+ * Validates the config (tags, sizes, MAC, paths) and escapes QemuOpts values.
+ * Returns 0 and *ret (free with us_strv_free), or -EINVAL with *err. */
+int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime *rt, char ***ret,
+                  struct us_error **err);
+
+/* argv for virtiofsd serving `share` on the listening socket `fd`. Pure. */
+int vmm_virtiofsd_argv(const struct vmm_vm_config *cfg, const struct vmm_share *share, int fd,
+                       char ***ret, struct us_error **err);
+
+/* --- VM lifecycle -------------------------------------------------------- */
+
+struct vmm_vm;
+
+/* Spawns virtiofsd(s) (virtio-fs shares), then QEMU, connects QMP and returns
+ * once QEMU runs the guest. cfg and its strings need only live for the call.
+ * On any failure nothing is left behind: the processes started here are
+ * killed and reaped (waitpid on their pids) and the sockets removed; *err
+ * then carries QEMU's exit status and the tail of its stderr log
+ * (<state_dir>/qemu.log). *ret is owned by the caller (vmm_vm_free). */
+int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us_error **err);
+
+/* A new connected stream fd (O_CLOEXEC, owned by the caller) to the guest
+ * agent's virtio-serial port "unishim.agent". Connecting succeeds as soon as
+ * QEMU runs; data flows once the agent opens its port. One connection at a
+ * time: QEMU serves a single client on the chardev. */
+int vmm_vm_agent_connect(struct vmm_vm *vm, int *ret_fd, struct us_error **err);
+
+/* Path of the agent socket (owned by vm). */
+const char *vmm_vm_agent_socket(const struct vmm_vm *vm);
+
+/* The accelerator vmm_vm_start() chose, and why (owned by vm). When
+ * VMM_ACCEL_AUTO fell back to TCG the reason is a warning the caller logs. */
+enum vmm_accel vmm_vm_accel(const struct vmm_vm *vm);
+const char *vmm_vm_accel_reason(const struct vmm_vm *vm);
+
+/* QEMU's pid (still valid after it exited, until vmm_vm_free). */
+pid_t vmm_vm_pid(const struct vmm_vm *vm);
+
+/* The caller reaped `pid` with `wait_status`. Returns true if it was QEMU or
+ * one of its helpers (recorded; the VM is no longer running when QEMU exited). */
+bool vmm_vm_child_exited(struct vmm_vm *vm, pid_t pid, int wait_status);
+
+/* True until QEMU's exit is known (reported or reaped here). */
+bool vmm_vm_running(const struct vmm_vm *vm);
+
+/* QEMU's wait status once it exited (-1 before). */
+int vmm_vm_exit_status(const struct vmm_vm *vm);
+
+/* QMP stop / cont: freeze / thaw all vCPUs. */
+int vmm_vm_pause(struct vmm_vm *vm, struct us_error **err);
+int vmm_vm_resume(struct vmm_vm *vm, struct us_error **err);
+
+/* Raw QMP for anything else (see vmm/qmp.h; reply owned by the caller). */
+struct vmm_qmp_msg;
+int vmm_vm_qmp(struct vmm_vm *vm, const char *command, const char *arguments_json,
+               struct vmm_qmp_msg **ret_reply, struct us_error **err);
+
+/* Orderly stop: QMP quit, waits up to 3 s for QEMU, then SIGKILL; stops the
+ * helpers. Waits: on return every process of this VM is reaped (see
+ * vmm_vm_destroy for the one exception) and the sockets are gone. */
+int vmm_vm_quit(struct vmm_vm *vm, struct us_error **err);
+
+/* Immediate stop: SIGKILL to QEMU and helpers. Waits (bounded, 5 s) for
+ * their exit by pid and removes the sockets. Idempotent. Returns -ETIMEDOUT
+ * if a process would not die (it is then still recorded as not reaped, and
+ * the caller's later waitpid(-1) report goes to vmm_vm_child_exited). */
+int vmm_vm_destroy(struct vmm_vm *vm, struct us_error **err);
+
+/* Frees the handle. If processes still run it destroys them first (SIGKILL
+ * + bounded wait). Accepts NULL; returns NULL. */
+struct vmm_vm *vmm_vm_free(struct vmm_vm *vm);
