@@ -230,6 +230,10 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
         }
         add_fmt(&b, "-smp");
         add_fmt(&b, "%u", vcpus);
+        /* microvm's virtio-mmio defaults to legacy (v1) devices, which
+         * vhost-user (virtiofsd) refuses: use modern virtio-mmio. */
+        add_fmt(&b, "-global");
+        add_fmt(&b, "virtio-mmio.force-legacy=false");
         add_fmt(&b, "-nodefaults");
         add_fmt(&b, "-no-user-config");
         add_fmt(&b, "-nographic");
@@ -248,10 +252,8 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
                 char tsc[40] = "";
                 if (rt->accel == VMM_ACCEL_TCG && rt->tsc_khz > 0)
                         snprintf(tsc, sizeof(tsc), " tsc_early_khz=%u", rt->tsc_khz);
-                add_fmt(&b,
-                        "console=ttyS0 reboot=t panic=-1 virtio-mmio.force-legacy=false "
-                        "quiet%s%s%s",
-                        tsc, cfg->cmdline_extra ? " " : "",
+                add_fmt(&b, "console=ttyS0 reboot=t panic=-1 quiet%s%s%s", tsc,
+                        cfg->cmdline_extra ? " " : "",
                         cfg->cmdline_extra ? cfg->cmdline_extra : "");
         }
 
