@@ -204,6 +204,7 @@ static void on_reopen(struct us_loop_source *src, void *userdata)
 static void on_connections(unsigned n, void *userdata)
 {
         struct main_ctx *m = userdata;
+        us_log_debug("agent port: %u connection(s)", n);
         if (n > 0 || m->reopen_pending)
                 return;
         if (us_loop_add_timer(m->loop, 100, on_reopen, m, NULL, NULL) == 0)

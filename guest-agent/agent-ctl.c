@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * unishim-agent-ctl: a tiny Agent client for tests and debugging, over the
+ * host side of the agent port (a unix socket QEMU serves).
+ *   unishim-agent-ctl SOCKET check      -> prints "version kernel_release"
+ *   unishim-agent-ctl SOCKET shutdown
+ * Waits up to --wait-ms (default 30000) for the socket to accept and the
+ * agent to answer Check (the VM may still be booting).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/agent.pb-c.h"
+#include "cleanup.h"
+#include "ttrpc.h"
+
+static long long now_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+int main(int argc, char **argv)
+{
+        long wait_ms = 30000;
+        if (argc >= 5 && !strcmp(argv[1], "--wait-ms")) {
+                wait_ms = strtol(argv[2], NULL, 10);
+                argv += 2;
+                argc -= 2;
+        }
+        if (argc != 3 || (strcmp(argv[2], "check") != 0 && strcmp(argv[2], "shutdown") != 0)) {
+                fprintf(stderr, "usage: %s [--wait-ms N] SOCKET check|shutdown\n", argv[0]);
+                return 2;
+        }
+        const char *sock = argv[1];
+        long long deadline = now_ms() + wait_ms;
+        struct us_error *err = NULL;
+        for (;;) {
+                struct us_ttrpc_client *c = NULL;
+                int r = us_ttrpc_client_connect(sock, &c, &err);
+                if (r >= 0) {
+                        uint8_t *out = NULL;
+                        size_t len = 0;
+                        int tmo = (int)(deadline - now_ms());
+                        if (tmo < 100)
+                                tmo = 100;
+                        if (!strcmp(argv[2], "check")) {
+                                Unishim__Agent__V1__CheckRequest req =
+                                        UNISHIM__AGENT__V1__CHECK_REQUEST__INIT;
+                                /* Short per-try timeout: a request sent before the
+                                 * guest opened its port is lost. */
+                                r = us_ttrpc_client_call(c, "unishim.agent.v1.Agent", "Check",
+                                                         &req.base, NULL, 0,
+                                                         tmo < 2000 ? tmo : 2000, &out, &len, &err);
+                                if (r >= 0) {
+                                        Unishim__Agent__V1__CheckResponse *resp =
+                                                unishim__agent__v1__check_response__unpack(
+                                                        NULL, len, out);
+                                        free(out);
+                                        us_ttrpc_client_free(c);
+                                        if (!resp) {
+                                                fprintf(stderr, "malformed CheckResponse\n");
+                                                return 1;
+                                        }
+                                        printf("%s %s\n", resp->version, resp->kernel_release);
+                                        unishim__agent__v1__check_response__free_unpacked(resp,
+                                                                                          NULL);
+                                        return 0;
+                                }
+                        } else {
+                                Unishim__Agent__V1__Empty req = UNISHIM__AGENT__V1__EMPTY__INIT;
+                                r = us_ttrpc_client_call(c, "unishim.agent.v1.Agent", "Shutdown",
+                                                         &req.base, NULL, 0, tmo, &out, &len, &err);
+                                free(out);
+                                us_ttrpc_client_free(c);
+                                if (r < 0) {
+                                        fprintf(stderr, "shutdown: %s\n", us_error_text(err));
+                                        return 1;
+                                }
+                                return 0;
+                        }
+                        us_ttrpc_client_free(c);
+                }
+                if (now_ms() > deadline) {
+                        fprintf(stderr, "%s: %s\n", argv[2], us_error_text(err));
+                        us_error_free(err);
+                        return 1;
+                }
+                err = us_error_free(err);
+                usleep(50000);
+        }
+}

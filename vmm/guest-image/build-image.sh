@@ -1,0 +1,128 @@
+#!/bin/bash
+# Builds the sandbox guest image: vmlinux (uncompressed, for PVH boot) and an
+# initramfs whose /init is unishim-agent, plus the kernel modules it loads.
+#
+# Usage: build-image.sh --agent PATH --out DIR --cache DIR --flavor cloud|generic
+#                       [--package NAME] [--compress none|gzip]
+#
+# The kernel .deb is fetched once with `apt-get download` into the cache dir
+# and reused: no network is needed when it is cached. The initramfs is
+# reproducible: sorted entries, fixed mtimes (SOURCE_DATE_EPOCH), owner root.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+agent= out= cache= flavor=cloud package= compress=none
+while [ $# -gt 0 ]; do
+        case $1 in
+        --agent) agent=$2; shift 2 ;;
+        --out) out=$2; shift 2 ;;
+        --cache) cache=$2; shift 2 ;;
+        --flavor) flavor=$2; shift 2 ;;
+        --package) package=$2; shift 2 ;;
+        --compress) compress=$2; shift 2 ;;
+        *) echo "build-image: unknown argument $1" >&2; exit 2 ;;
+        esac
+done
+[ -x "$agent" ] && [ -n "$out" ] && [ -n "$cache" ] || { echo "build-image: --agent, --out and --cache are required" >&2; exit 2; }
+case $flavor in
+cloud) suffix=cloud-amd64 ;;
+generic) suffix=amd64 ;;
+*) echo "build-image: flavor must be cloud or generic" >&2; exit 2 ;;
+esac
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
+mkdir -p "$out" "$cache"
+
+# 1. The kernel package: pinned by --package, else a cached one, else the
+# version Debian's meta package currently points to.
+deb=
+if [ -n "$package" ]; then
+        deb=$(ls "$cache"/"${package}"_*.deb 2>/dev/null | sort -V | tail -1 || true)
+else
+        deb=$(ls "$cache"/linux-image-[0-9]*-"$suffix"_*.deb 2>/dev/null | grep -v -- "-rt-" | { [ "$flavor" = generic ] && grep -v -- "-cloud-" || cat; } | sort -V | tail -1 || true)
+fi
+if [ -z "$deb" ]; then
+        if [ -z "$package" ]; then
+                package=$(apt-cache depends "linux-image-$suffix" 2>/dev/null |
+                        sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
+                [ -n "$package" ] || { echo "build-image: cannot resolve linux-image-$suffix (apt-get update?)" >&2; exit 1; }
+        fi
+        echo "build-image: downloading $package" >&2
+        (cd "$cache" && apt-get download -q "$package" >/dev/null 2>&1) || {
+                echo "build-image: apt-get download $package failed" >&2; exit 1; }
+        deb=$(ls "$cache"/"${package}"_*.deb | sort -V | tail -1)
+fi
+
+# 2. Unpack once per .deb.
+tree="$cache/tree-$(basename "$deb" .deb)"
+if [ ! -f "$tree/.done" ]; then
+        rm -rf "$tree"
+        dpkg-deb -x "$deb" "$tree"
+        touch "$tree/.done"
+fi
+kver=$(ls "$tree/lib/modules" | head -1)
+config="$tree/boot/config-$kver"
+
+# 3. vmlinux for PVH boot.
+if [ ! -f "$out/vmlinux" ] || [ "$out/vmlinux" -ot "$deb" ]; then
+        "$here/extract-vmlinux.sh" "$tree/boot/vmlinuz-$kver" "$out/vmlinux"
+fi
+
+# 4. Modules: what the agent needs, resolved with their dependencies in load
+# order by modprobe against the unpacked tree (depmod -b: Debian ships no
+# modules.dep). Built-in ones are skipped. Optional ones may be absent in a
+# flavor (9p is not in cloud).
+depmod -b "$tree" "$kver"
+required="virtio_mmio virtio_console virtio_net virtiofs overlay"
+optional="virtio_blk 9p 9pnet_virtio"
+[ "$flavor" = generic ] || optional="virtio_blk"
+stage=$(mktemp -d "$out/stage.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/lib/modules" "$stage"/{proc,sys,dev,run,tmp,etc,sbin}
+: >"$stage/lib/modules/unishim.list.tmp"
+resolve() { # module, required?
+        local deps
+        if ! deps=$(modprobe -d "$tree" -S "$kver" --show-depends "$1" 2>/dev/null); then
+                if [ "$2" = yes ]; then
+                        echo "build-image: module $1 not found in $kver" >&2; exit 1
+                fi
+                return 0
+        fi
+        echo "$deps" | sed -n 's/^insmod \([^ ]*\).*/\1/p' >>"$stage/lib/modules/unishim.list.tmp"
+}
+for m in $required; do resolve "$m" yes; done
+for m in $optional; do resolve "$m" no; done
+# Keep the first occurrence of each (dependency order), paths relative to
+# /lib/modules in the image.
+awk '!seen[$0]++' "$stage/lib/modules/unishim.list.tmp" | while read -r ko; do
+        rel=${ko#"$tree"/lib/modules/"$kver"/}
+        rel=${rel#kernel/}
+        dst="$stage/lib/modules/$(basename "$ko")"
+        case $ko in
+        *.ko) cp "$ko" "$dst" ;;
+        *.ko.xz) xz -dc "$ko" >"${dst%.xz}"; dst=${dst%.xz} ;;
+        *.ko.zst) zstd -dcq "$ko" >"${dst%.zst}"; dst=${dst%.zst} ;;
+        esac
+        basename "$dst"
+done >"$stage/lib/modules/unishim.list"
+rm -f "$stage/lib/modules/unishim.list.tmp"
+echo "$kver" >"$stage/etc/unishim-kernel-release"
+
+# 5. /init is the agent. /dev/console lets the kernel give init a console
+# before devtmpfs is mounted (only root can create the node).
+install -m 0755 "$agent" "$stage/init"
+if [ "$(id -u)" = 0 ]; then
+        mknod -m 600 "$stage/dev/console" c 5 1
+fi
+
+# 6. Reproducible cpio.
+find "$stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+img="$out/initramfs.cpio"
+(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort |
+        cpio -o -H newc --reproducible -R 0:0 --quiet) >"$img.tmp"
+case $compress in
+none) mv "$img.tmp" "$img"; rm -f "$img.gz" ;;
+gzip) gzip -n -9 <"$img.tmp" >"$img.gz"; rm -f "$img.tmp" "$img" ;;
+*) echo "build-image: --compress none|gzip" >&2; exit 2 ;;
+esac
+cp "$config" "$out/kernel-config"
+echo "$kver" >"$out/kernel-release"
+echo "build-image: $out/vmlinux ($kver) and $(ls "$out"/initramfs.cpio* | head -1)" >&2
