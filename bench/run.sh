@@ -3,6 +3,11 @@
 #  - wall time of `ctr run --rm <image> <id> true`, alternating the runtimes
 #    (BENCH_WARMUP warm-ups each, then BENCH_N measured runs each): median, p90
 #  - idle shim memory: PSS (smaps_rollup) of the shim of a `sleep` container
+#  - through the CRI (unishimctl, handlers `unishim` and `runc`, alternating,
+#    BENCH_POD_WARMUP + BENCH_POD_N each): pod start (RunPodSandbox +
+#    CreateContainer + StartContainer, from `unishimctl run --timing`) and pod
+#    teardown (`unishimctl rm --timeout 0`: stop + remove, wall time), median
+#    and p90; the PSS of the pod's shim with one running container
 # Writes <build>/bench/results.json (a list of {name, unit, unishim, baseline,
 # ratio}) and <build>/bench/results.md, and prints the table.
 # A benchmark measures; it does not judge numbers. It exits non-zero only when
@@ -12,6 +17,8 @@ set -euo pipefail
 
 N=${BENCH_N:-30}
 WARMUP=${BENCH_WARMUP:-3}
+POD_N=${BENCH_POD_N:-20}
+POD_WARMUP=${BENCH_POD_WARMUP:-2}
 CTR_TIMEOUT=${BENCH_CTR_TIMEOUT:-30}
 OUT=$UNISHIM_BUILD_DIR/bench
 RUNTIMES=("$UNISHIM_RUNTIME" "$RUNC_RUNTIME")
@@ -118,6 +125,92 @@ for rt in "${RUNTIMES[@]}"; do
         PSS[$k]=$(idle_pss "$rt")
 done
 
+# ---- pods through the CRI -----------------------------------------------------
+HANDLERS=(unishim runc)
+declare -A HKEY=([unishim]=unishim [runc]=baseline) PFAILED=() PERROR=()
+[ -x "$UNISHIMCTL" ] || { echo "bench: $UNISHIMCTL not built" >&2; exit 1; }
+echo "bench: pods through the CRI, $POD_WARMUP warm-ups + $POD_N runs per handler, alternating"
+for h in "${HANDLERS[@]}"; do : >"$work/${HKEY[$h]}.start"; : >"$work/${HKEY[$h]}.stop"; done
+pod_seq=0
+# pod_once HANDLER: run (timed by unishimctl) + rm (wall time) of a
+# one-container pod; appends µs to the .start/.stop files when MEASURE=1.
+pod_once() {
+        local h=$1 name f t0 t1 timing
+        pod_seq=$((pod_seq + 1))
+        name=bench-$h-$pod_seq
+        f=$work/$name.json
+        env_pod_json "$f" --arg n "$name" --arg h "$h" '{name: $n, runtime_handler: $h,
+                containers: [{name: "app", image: $img, command: ["sleep", "3600"]}]}'
+        if ! ectl run --timing "$f" >/dev/null 2>"$work/timing"; then
+                PFAILED[$h]=1
+                PERROR[$h]=$(tr -d '\0' <"$work/timing" | head -c 300 | tr '\n' ' ')
+                CTR_TIMEOUT=20 ectl rm --timeout 0 "$name" >/dev/null 2>&1 || true
+                return 1
+        fi
+        timing=$(grep '^{' "$work/timing" | tail -n1)
+        t0=$(now_us)
+        if ! ectl rm --timeout 0 "$name" >/dev/null 2>"$work/rm.err"; then
+                PFAILED[$h]=1
+                PERROR[$h]="rm: $(head -c 300 "$work/rm.err" | tr '\n' ' ')"
+                return 1
+        fi
+        t1=$(now_us)
+        if [ "$MEASURE" = 1 ]; then
+                jq -r '((.RunPodSandbox + .CreateContainer + .StartContainer) * 1000) | round' \
+                        <<<"$timing" >>"$work/${HKEY[$h]}.start"
+                echo $((t1 - t0)) >>"$work/${HKEY[$h]}.stop"
+        fi
+}
+for ((i = 0; i < POD_WARMUP + POD_N; i++)); do
+        MEASURE=$((i >= POD_WARMUP ? 1 : 0))
+        for h in "${HANDLERS[@]}"; do
+                [ -n "${PFAILED[$h]:-}" ] && continue
+                pod_once "$h" || echo "bench: handler $h FAILED: ${PERROR[$h]}" >&2
+        done
+done
+
+# pod_pss HANDLER: PSS in KiB of the shim of a pod with one running container.
+pod_pss() {
+        local h=$1 name=bench-pss-$1 f id pid= pss=null d args i
+        f=$work/$name.json
+        env_pod_json "$f" --arg n "$name" --arg h "$h" '{name: $n, runtime_handler: $h,
+                containers: [{name: "app", image: $img, command: ["sleep", "3600"]}]}'
+        if ectl run "$f" >"$work/pss.id" 2>/dev/null; then
+                id=$(head -n1 "$work/pss.id")
+                for ((i = 0; i < 50; i++)); do
+                        for d in /proc/[0-9]*; do
+                                args=$(tr '\0' '\n' 2>/dev/null <"$d/cmdline") || continue
+                                [[ ${args%%$'\n'*} = *containerd-shim-* ]] || continue
+                                grep -qxF -- "$ENV_ADDR" <<<"$args" && grep -qxF -- "$id" <<<"$args" &&
+                                        { pid=${d#/proc/}; break; }
+                        done
+                        [ -n "$pid" ] && break
+                        sleep 0.1
+                done
+                sleep 1 # let it settle into idle
+                if [ -n "$pid" ] && [ -r "/proc/$pid/smaps_rollup" ]; then
+                        pss=$(awk '$1 == "Pss:" { print $2 }' "/proc/$pid/smaps_rollup")
+                fi
+        fi
+        CTR_TIMEOUT=20 ectl rm --timeout 0 "$name" >/dev/null 2>&1 || true
+        echo "${pss:-null}"
+}
+
+declare -A PSTART_MED PSTART_P90 PSTOP_MED PSTOP_P90 PPSS
+for h in "${HANDLERS[@]}"; do
+        k=${HKEY[$h]}
+        if [ -n "${PFAILED[$h]:-}" ] || [ "$(wc -l <"$work/$k.start")" -lt "$POD_N" ]; then
+                PSTART_MED[$k]=null PSTART_P90[$k]=null PSTOP_MED[$k]=null PSTOP_P90[$k]=null PPSS[$k]=null
+                PFAILED[$h]=1
+                continue
+        fi
+        PSTART_MED[$k]=$(percentile "$work/$k.start" 50)
+        PSTART_P90[$k]=$(percentile "$work/$k.start" 90)
+        PSTOP_MED[$k]=$(percentile "$work/$k.stop" 50)
+        PSTOP_P90[$k]=$(percentile "$work/$k.stop" 90)
+        PPSS[$k]=$(pod_pss "$h")
+done
+
 row() { # NAME UNIT UNISHIM BASELINE
         jq -cn --arg name "$1" --arg unit "$2" --argjson u "$3" --argjson b "$4" \
                 '{name: $name, unit: $unit, unishim: $u, baseline: $b,
@@ -127,6 +220,11 @@ row() { # NAME UNIT UNISHIM BASELINE
         row "ctr run --rm true, median" ms "${MED[unishim]}" "${MED[baseline]}"
         row "ctr run --rm true, p90" ms "${P90[unishim]}" "${P90[baseline]}"
         row "idle shim PSS" KiB "${PSS[unishim]}" "${PSS[baseline]}"
+        row "CRI pod start (RunPodSandbox+CreateContainer+StartContainer), median" ms "${PSTART_MED[unishim]}" "${PSTART_MED[baseline]}"
+        row "CRI pod start, p90" ms "${PSTART_P90[unishim]}" "${PSTART_P90[baseline]}"
+        row "CRI pod teardown (stop+rm, grace 0), median" ms "${PSTOP_MED[unishim]}" "${PSTOP_MED[baseline]}"
+        row "CRI pod teardown, p90" ms "${PSTOP_P90[unishim]}" "${PSTOP_P90[baseline]}"
+        row "pod shim PSS (1 running container)" KiB "${PPSS[unishim]}" "${PPSS[baseline]}"
 } | jq -s . >"$OUT/results.json.tmp"
 mv "$OUT/results.json.tmp" "$OUT/results.json"
 
@@ -136,12 +234,19 @@ mv "$OUT/results.json.tmp" "$OUT/results.json"
         jq -r '.[] | "| \(.name) | \(.unit) | \(.unishim // "FAILED") | \(.baseline // "FAILED") | \(.ratio // "n/a") |"' \
                 "$OUT/results.json"
         echo
-        echo "$N runs per runtime after $WARMUP warm-ups, alternating; $(nproc) CPUs; $(uname -r);" \
+        echo "ctr rows: $N runs per runtime after $WARMUP warm-ups; CRI pod rows: $POD_N per handler" \
+                "(unishim vs runc) after $POD_WARMUP warm-ups; alternating; $(nproc) CPUs; $(uname -r);" \
                 "containerd $(containerd --version | awk '{ print $3 }'); $(date -u +%Y-%m-%dT%H:%M:%SZ)."
         for rt in "${RUNTIMES[@]}"; do
                 if [ -n "${FAILED[$rt]:-}" ]; then
                         echo
                         echo "**$rt could not be measured**: ${ERROR[$rt]:-fewer than $N successful runs}"
+                fi
+        done
+        for h in "${HANDLERS[@]}"; do
+                if [ -n "${PFAILED[$h]:-}" ]; then
+                        echo
+                        echo "**CRI handler $h could not be measured**: ${PERROR[$h]:-fewer than $POD_N successful pods}"
                 fi
         done
 } >"$OUT/results.md"
@@ -152,5 +257,8 @@ echo
 echo "bench: wrote $OUT/results.json and $OUT/results.md"
 for rt in "${RUNTIMES[@]}"; do
         [ -n "${FAILED[$rt]:-}" ] && { echo "bench: $rt FAILED (see above)" >&2; exit 1; }
+done
+for h in "${HANDLERS[@]}"; do
+        [ -n "${PFAILED[$h]:-}" ] && { echo "bench: CRI handler $h FAILED (see above)" >&2; exit 1; }
 done
 exit 0
