@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The guest agent's request validation: hostile ids, paths, sizes. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "agent.h"
+
+static void test_ids(void **state)
+{
+        (void)state;
+        assert_int_equal(agent_validate_id("id", "abc-1.2_3", NULL), 0);
+        assert_int_equal(agent_validate_id("id", "", NULL), -EINVAL);
+        assert_int_equal(agent_validate_id("id", "-x", NULL), -EINVAL);
+        assert_int_equal(agent_validate_id("id", "a/b", NULL), -EINVAL);
+        assert_int_equal(agent_validate_id("id", "../x", NULL), -EINVAL);
+        char big[300];
+        memset(big, 'a', sizeof(big) - 1);
+        big[sizeof(big) - 1] = '\0';
+        assert_int_equal(agent_validate_id("id", big, NULL), -EINVAL);
+}
+
+static void test_paths(void **state)
+{
+        (void)state;
+        assert_int_equal(agent_validate_run_path("p", "/run/unishim/shared/c1/rootfs", NULL), 0);
+        assert_int_equal(agent_validate_run_path("p", "/run/unishim", NULL), -EINVAL);
+        assert_int_equal(agent_validate_run_path("p", "/run/unishim/", NULL), -EINVAL);
+        assert_int_equal(agent_validate_run_path("p", "/etc/passwd", NULL), -EINVAL);
+        assert_int_equal(agent_validate_run_path("p", "/run/unishim/../../etc", NULL), -EINVAL);
+        assert_int_equal(agent_validate_run_path("p", "/run/unishim/a//b", NULL), -EINVAL);
+        assert_int_equal(agent_validate_run_path("p", "/run/unishim/a/./b", NULL), -EINVAL);
+        assert_int_equal(agent_validate_run_path("p", "/run/unishimx/a", NULL), -EINVAL);
+}
+
+static void test_net(void **state)
+{
+        (void)state;
+        uint8_t mac[6], ip[16];
+        int af;
+        unsigned prefix;
+        assert_int_equal(agent_parse_mac("aa:BB:cc:00:11:22", mac, NULL), 0);
+        assert_int_equal(mac[1], 0xbb);
+        assert_int_equal(agent_parse_mac("aa:bb:cc:00:11", mac, NULL), -EINVAL);
+        assert_int_equal(agent_parse_mac("aa-bb-cc-00-11-22", mac, NULL), -EINVAL);
+        assert_int_equal(agent_parse_ip(4, "10.0.0.2", 24, ip, &af, NULL), 0);
+        assert_int_equal(agent_parse_ip(4, "10.0.0.2", 33, ip, &af, NULL), -EINVAL);
+        assert_int_equal(agent_parse_ip(5, "10.0.0.2", 24, ip, &af, NULL), -EINVAL);
+        assert_int_equal(agent_parse_ip(6, "10.0.0.2", 24, ip, &af, NULL), -EINVAL);
+        assert_int_equal(agent_parse_cidr(6, "fd00::/64", ip, &prefix, &af, NULL), 0);
+        assert_int_equal(prefix, 64);
+        assert_int_equal(agent_parse_cidr(4, "", ip, &prefix, &af, NULL), 0);
+        assert_int_equal(prefix, 0);
+        assert_int_equal(agent_parse_cidr(4, "10.0.0.0/", ip, &prefix, &af, NULL), -EINVAL);
+        assert_int_equal(agent_validate_ifname("eth0", NULL), 0);
+        assert_int_equal(agent_validate_ifname("a-very-long-ifname", NULL), -EINVAL);
+        assert_int_equal(agent_validate_hostname("pod-1.example", NULL), 0);
+        assert_int_equal(agent_validate_hostname("bad host", NULL), -EINVAL);
+}
+
+static int check_msg(const char *method, const ProtobufCMessage *m)
+{
+        size_t n = protobuf_c_message_get_packed_size(m);
+        uint8_t *buf = malloc(n + 1);
+        protobuf_c_message_pack(m, buf);
+        struct us_error *err = NULL;
+        int r = agent_request_check(method, buf, n, &err);
+        us_error_free(err);
+        free(buf);
+        return r;
+}
+
+static void test_requests(void **state)
+{
+        (void)state;
+        Unishim__Agent__V1__CreateContainerRequest cr =
+                UNISHIM__AGENT__V1__CREATE_CONTAINER_REQUEST__INIT;
+        cr.container_id = (char *)"c1";
+        cr.spec_json.data = (uint8_t *)"{}";
+        cr.spec_json.len = 2;
+        assert_int_equal(check_msg("CreateContainer", &cr.base), 0);
+        cr.container_id = (char *)"../evil";
+        assert_int_equal(check_msg("CreateContainer", &cr.base), -EINVAL);
+        cr.container_id = (char *)"c1";
+        cr.spec_json.len = 0;
+        assert_int_equal(check_msg("CreateContainer", &cr.base), -EINVAL);
+
+        Unishim__Agent__V1__Storage st = UNISHIM__AGENT__V1__STORAGE__INIT;
+        Unishim__Agent__V1__Storage *stp = &st;
+        st.source = (char *)"pod0";
+        st.fstype = (char *)"virtiofs";
+        st.mount_point = (char *)"/run/unishim/shared";
+        Unishim__Agent__V1__AddStorageRequest as = UNISHIM__AGENT__V1__ADD_STORAGE_REQUEST__INIT;
+        as.storages = &stp;
+        as.n_storages = 1;
+        assert_int_equal(check_msg("AddStorage", &as.base), 0);
+        st.mount_point = (char *)"/etc";
+        assert_int_equal(check_msg("AddStorage", &as.base), -EINVAL);
+        st.mount_point = (char *)"/run/unishim/shared";
+        st.fstype = (char *)"ext4";
+        assert_int_equal(check_msg("AddStorage", &as.base), -EINVAL);
+
+        Unishim__Agent__V1__ReadStreamRequest rs = UNISHIM__AGENT__V1__READ_STREAM_REQUEST__INIT;
+        rs.container_id = (char *)"c1";
+        assert_int_equal(check_msg("ReadStream", &rs.base), -EINVAL); /* unspecified stream */
+        rs.stream = UNISHIM__AGENT__V1__STREAM__STREAM_STDERR;
+        assert_int_equal(check_msg("ReadStream", &rs.base), 0);
+
+        Unishim__Agent__V1__SignalProcessRequest sp =
+                UNISHIM__AGENT__V1__SIGNAL_PROCESS_REQUEST__INIT;
+        sp.container_id = (char *)"c1";
+        sp.signal = 65;
+        assert_int_equal(check_msg("SignalProcess", &sp.base), -EINVAL);
+
+        static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0x0f};
+        assert_int_equal(agent_request_check("ReadStream", garbage, sizeof(garbage), NULL),
+                         -EBADMSG);
+        assert_int_equal(agent_request_check("Nope", garbage, 0, NULL), -ENOSYS);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_ids),
+                cmocka_unit_test(test_paths),
+                cmocka_unit_test(test_net),
+                cmocka_unit_test(test_requests),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
