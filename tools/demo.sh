@@ -1,6 +1,9 @@
 #!/bin/bash
-# A short tour of unishim: a private containerd, three containers run by the
-# unishim shim (runtime io.containerd.unishim.v2), then everything torn down.
+# A short tour of unishim: a private containerd (CRI on, in its own netns),
+# two containers run by the unishim shim through ctr (runtime
+# io.containerd.unishim.v2), then a pod through the CRI with unishimctl
+# (exec, ps with its isolation kind, rm), a pod refused for a bogus
+# unishim.io/isolation annotation, and everything torn down.
 # `make demo` calls this. DEMO_RUNTIME=io.containerd.runc.v2 shows the same
 # with containerd's runc shim.
 set -euo pipefail
@@ -21,6 +24,7 @@ cleanup() {
         fi
         echo "==> tearing down"
         env_stop
+        [ -z "${work:-}" ] || rm -rf "$work"
         exit "$rc"
 }
 trap cleanup EXIT
@@ -47,16 +51,53 @@ step "starting a private containerd (socket $ENV_ADDR)"
 env_start
 echo "image $TEST_IMAGE (busybox), runtime $RUNTIME -> $(env_shim_binary)"
 
-step "hello"
+step "hello (ctr)"
 must demo-hello echo hello from unishim
 
-step "the kernel, seen from inside the container"
-must demo-uname uname -a
-
-step "exit codes come back"
+step "exit codes come back (ctr)"
 rc=0
 show demo-exit sh -c 'exit 3' || rc=$?
 echo "exit code: $rc"
 [ "$rc" = 3 ] || { echo "demo: expected exit code 3" >&2; exit 1; }
+
+# ---- through the CRI, as kubelet would -------------------------------------
+HANDLER=unishim
+[ "$RUNTIME" = "$RUNC_RUNTIME" ] && HANDLER=runc
+[ -x "$UNISHIMCTL" ] || { echo "demo: $UNISHIMCTL not built" >&2; exit 1; }
+work=$(mktemp -d /tmp/unishim-demo.XXXXXX)
+# cmd ARGS...: prints and runs a unishimctl command.
+cmd() {
+        printf '$ unishimctl'
+        printf ' %q' "$@"
+        echo
+        ectl "$@"
+}
+
+step "a pod through the CRI (handler $HANDLER, isolation container)"
+env_pod_json "$work/web.json" --arg h "$HANDLER" '{name: "demo-web", runtime_handler: $h,
+        annotations: {"unishim.io/isolation": "container"},
+        containers: [{name: "app", image: $img, command: ["sleep", "3600"]}]}'
+jq -c 'del(.cgroup_parent, .log_directory)' "$work/web.json"
+cmd run "$work/web.json"
+cmd ps
+cmd exec demo-web -- cat /proc/1/cgroup
+cmd inspect demo-web
+cmd rm demo-web --timeout 1
+cmd ps
+
+step "a pod with unishim.io/isolation: bogus is refused"
+env_pod_json "$work/bogus.json" --arg h "$HANDLER" '{name: "demo-bogus", runtime_handler: $h,
+        annotations: {"unishim.io/isolation": "bogus"},
+        containers: [{name: "app", image: $img, command: ["sleep", "3600"]}]}'
+jq -c 'del(.cgroup_parent, .log_directory)' "$work/bogus.json"
+rc=0
+cmd run "$work/bogus.json" || rc=$?
+echo "exit code: $rc"
+if [ "$HANDLER" = unishim ] && [ "$rc" = 0 ]; then
+        echo "demo: the bogus pod was not refused" >&2
+        exit 1
+fi
+cmd ps
+rm -rf "$work"
 
 step "done"
