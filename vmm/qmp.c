@@ -321,14 +321,14 @@ int vmm_qmp_execute(struct vmm_qmp *q, const char *command, const char *argument
 
         if (!q || !command)
                 return us_error_msg(err, EINVAL, "qmp: no client or command");
-        if (q->broken)
-                return us_error_msg(err, ENOTCONN, "qmp %s: monitor connection lost earlier",
-                                    command);
         /* The command name goes into JSON unescaped: only allow QMP's charset. */
         for (const char *c = command; *c; c++)
                 if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
                       (*c >= '0' && *c <= '9') || *c == '-' || *c == '_'))
                         return us_error_msg(err, EINVAL, "qmp: invalid command name");
+        if (q->broken)
+                return us_error_msg(err, ENOTCONN, "qmp %s: monitor connection lost earlier",
+                                    command);
 
         snprintf(id, sizeof(id), "us-%" PRIu64, q->next_id++);
         int n;

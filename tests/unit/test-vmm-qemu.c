@@ -1,0 +1,365 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* QEMU/virtiofsd command lines (pure) and the accelerator decision with fake
+ * /proc/cpuinfo and /dev/kvm. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cleanup.h"
+#include "qemu.h"
+
+static char *joined(char **argv)
+{
+        size_t len = 1;
+        for (char **a = argv; *a; a++)
+                len += strlen(*a) + 1;
+        char *s = calloc(1, len), *p = s;
+        for (char **a = argv; *a; a++)
+                p += sprintf(p, "%s%s", a == argv ? "" : " ", *a);
+        return s;
+}
+
+/* Index of an argument, or -1. */
+static int find_arg(char **argv, const char *arg)
+{
+        for (int i = 0; argv[i]; i++)
+                if (strcmp(argv[i], arg) == 0)
+                        return i;
+        return -1;
+}
+
+/* The value after `opt` that starts with `prefix` (options may repeat). */
+static const char *opt_value(char **argv, const char *opt, const char *prefix)
+{
+        for (int i = 0; argv[i] && argv[i + 1]; i++)
+                if (strcmp(argv[i], opt) == 0 && strncmp(argv[i + 1], prefix, strlen(prefix)) == 0)
+                        return argv[i + 1];
+        return NULL;
+}
+
+static struct vmm_vm_config base_config(void)
+{
+        return (struct vmm_vm_config){
+                .id = "pod1",
+                .state_dir = "/run/unishim/pod1",
+                .kernel = "/usr/lib/unishim/vmlinux",
+                .initrd = "/usr/lib/unishim/initramfs.img",
+                .tap_fd = -1,
+        };
+}
+
+static void tcg_defaults(void **state)
+{
+        (void)state;
+        struct vmm_vm_config cfg = base_config();
+        struct vmm_qemu_runtime rt = {.accel = VMM_ACCEL_TCG,
+                                      .qmp_fd = 5,
+                                      .agent_fd = 6,
+                                      .console_log = "/run/unishim/pod1/console.log",
+                                      .tsc_khz = 2596146};
+        _cleanup_strv_ char **argv = NULL;
+        struct us_error *err = NULL;
+
+        assert_int_equal(vmm_qemu_argv(&cfg, &rt, &argv, &err), 0);
+        assert_string_equal(argv[0], "/usr/bin/qemu-system-x86_64");
+        assert_string_equal(opt_value(argv, "-M", "microvm"),
+                            "microvm,x-option-roms=off,pit=on,pic=off,isa-serial=on,rtc=on");
+        assert_string_equal(opt_value(argv, "-accel", ""), "tcg,tb-size=32");
+        assert_string_equal(opt_value(argv, "-cpu", ""), "max");
+        assert_string_equal(opt_value(argv, "-m", ""), "256M");
+        assert_string_equal(opt_value(argv, "-smp", ""), "1");
+        assert_string_equal(opt_value(argv, "-global", ""), "virtio-mmio.force-legacy=false");
+        assert_string_equal(
+                opt_value(argv, "-sandbox", ""),
+                "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+        assert_true(find_arg(argv, "-nodefaults") > 0);
+        assert_true(find_arg(argv, "-no-user-config") > 0);
+        assert_true(find_arg(argv, "-no-reboot") > 0);
+        assert_true(find_arg(argv, "-nographic") > 0);
+        assert_int_equal(find_arg(argv, "-daemonize"), -1);
+        assert_int_equal(find_arg(argv, "-object"), -1); /* no memfd without virtio-fs */
+        assert_int_equal(find_arg(argv, "-netdev"), -1);
+        assert_string_equal(opt_value(argv, "-kernel", ""), "/usr/lib/unishim/vmlinux");
+        assert_string_equal(opt_value(argv, "-initrd", ""), "/usr/lib/unishim/initramfs.img");
+        assert_string_equal(opt_value(argv, "-append", ""),
+                            "console=ttyS0 reboot=t panic=-1 quiet tsc_early_khz=2596146");
+        assert_string_equal(opt_value(argv, "-chardev", "file"),
+                            "file,id=console,path=/run/unishim/pod1/console.log");
+        assert_string_equal(opt_value(argv, "-serial", ""), "chardev:console");
+        assert_string_equal(opt_value(argv, "-chardev", "socket,id=qmp"),
+                            "socket,id=qmp,fd=5,server=on,wait=off");
+        assert_string_equal(opt_value(argv, "-mon", ""), "chardev=qmp,mode=control");
+        assert_string_equal(opt_value(argv, "-chardev", "socket,id=agent"),
+                            "socket,id=agent,fd=6,server=on,wait=off");
+        assert_string_equal(opt_value(argv, "-device", "virtserialport"),
+                            "virtserialport,chardev=agent,name=unishim.agent");
+        assert_non_null(opt_value(argv, "-device", "virtio-serial-device"));
+        /* Never through a shell: no argument is a shell command line. */
+        assert_int_equal(find_arg(argv, "sh"), -1);
+        us_error_free(err);
+}
+
+static void kvm_virtiofs_net(void **state)
+{
+        (void)state;
+        struct vmm_share shares[] = {
+                {.tag = "rootfs", .host_dir = "/run/containerd/x/rootfs"},
+                {.tag = "vol.1", .host_dir = "/var/lib/v", .readonly = true},
+        };
+        struct vmm_vm_config cfg = base_config();
+        cfg.vcpus = 2;
+        cfg.memory_mib = 512;
+        cfg.shares = shares;
+        cfg.n_shares = 2;
+        cfg.tap_fd = 9;
+        cfg.mac = "02:00:0a:00:00:02";
+        cfg.cmdline_extra = "unishim.debug=1";
+        cfg.qemu_binary = "/opt/qemu";
+        int fs_fds[] = {11, 12};
+        struct vmm_qemu_runtime rt = {.accel = VMM_ACCEL_KVM,
+                                      .qmp_fd = 5,
+                                      .agent_fd = 6,
+                                      .console_log = "/c,log",
+                                      .fs_fds = fs_fds,
+                                      .tsc_khz = 1000};
+        _cleanup_strv_ char **argv = NULL;
+
+        assert_int_equal(vmm_qemu_argv(&cfg, &rt, &argv, NULL), 0);
+        _cleanup_free_ char *all = joined(argv);
+        assert_string_equal(argv[0], "/opt/qemu");
+        assert_string_equal(opt_value(argv, "-accel", ""), "kvm");
+        assert_string_equal(opt_value(argv, "-cpu", ""), "host");
+        assert_string_equal(
+                opt_value(argv, "-M", "microvm"),
+                "microvm,x-option-roms=off,pit=on,pic=off,isa-serial=on,rtc=on,memory-backend=mem");
+        assert_string_equal(opt_value(argv, "-object", ""),
+                            "memory-backend-memfd,id=mem,size=512M,share=on");
+        assert_string_equal(opt_value(argv, "-m", ""), "512M");
+        assert_string_equal(opt_value(argv, "-smp", ""), "2");
+        /* tsc_early_khz only for TCG. */
+        assert_string_equal(opt_value(argv, "-append", ""),
+                            "console=ttyS0 reboot=t panic=-1 quiet unishim.debug=1");
+        assert_string_equal(opt_value(argv, "-netdev", ""), "tap,id=net0,fd=9");
+        assert_string_equal(opt_value(argv, "-device", "virtio-net"),
+                            "virtio-net-device,netdev=net0,mac=02:00:0a:00:00:02");
+        assert_string_equal(opt_value(argv, "-chardev", "socket,id=fs0"), "socket,id=fs0,fd=11");
+        assert_string_equal(opt_value(argv, "-chardev", "socket,id=fs1"), "socket,id=fs1,fd=12");
+        assert_string_equal(opt_value(argv, "-device", "vhost-user-fs-device,chardev=fs0"),
+                            "vhost-user-fs-device,chardev=fs0,tag=rootfs");
+        assert_string_equal(opt_value(argv, "-device", "vhost-user-fs-device,chardev=fs1"),
+                            "vhost-user-fs-device,chardev=fs1,tag=vol.1");
+        /* QemuOpts: a comma in a path is doubled. */
+        assert_string_equal(opt_value(argv, "-chardev", "file"), "file,id=console,path=/c,,log");
+        assert_null(strstr(all, "-fsdev"));
+
+        _cleanup_strv_ char **vfs = NULL;
+        assert_int_equal(vmm_virtiofsd_argv(&cfg, &shares[0], 11, &vfs, NULL), 0);
+        _cleanup_free_ char *v = joined(vfs);
+        assert_string_equal(v,
+                            "/usr/lib/qemu/virtiofsd --fd=11 -o source=/run/containerd/x/rootfs -o "
+                            "sandbox=namespace -o cache=auto -o log_level=warn");
+}
+
+static void ninep(void **state)
+{
+        (void)state;
+        struct vmm_share shares[] = {
+                {.tag = "rootfs", .host_dir = "/srv/a,b"},
+                {.tag = "ro", .host_dir = "/srv/ro", .readonly = true},
+        };
+        struct vmm_vm_config cfg = base_config();
+        cfg.share_type = VMM_SHARE_9P;
+        cfg.shares = shares;
+        cfg.n_shares = 2;
+        cfg.tcg_tb_size_mib = 16;
+        struct vmm_qemu_runtime rt = {
+                .accel = VMM_ACCEL_TCG, .qmp_fd = 3, .agent_fd = 4, .console_log = "/c"};
+        _cleanup_strv_ char **argv = NULL;
+
+        assert_int_equal(vmm_qemu_argv(&cfg, &rt, &argv, NULL), 0);
+        assert_string_equal(opt_value(argv, "-accel", ""), "tcg,tb-size=16");
+        assert_int_equal(find_arg(argv, "-object"), -1);
+        assert_string_equal(opt_value(argv, "-append", ""),
+                            "console=ttyS0 reboot=t panic=-1 quiet");
+        assert_string_equal(opt_value(argv, "-fsdev", "local,id=fs0"),
+                            "local,id=fs0,path=/srv/a,,b,security_model=none");
+        assert_string_equal(opt_value(argv, "-fsdev", "local,id=fs1"),
+                            "local,id=fs1,path=/srv/ro,security_model=none,readonly=on");
+        assert_string_equal(opt_value(argv, "-device", "virtio-9p"),
+                            "virtio-9p-device,fsdev=fs0,mount_tag=rootfs");
+}
+
+static void rejects_bad_config(void **state)
+{
+        (void)state;
+        struct vmm_qemu_runtime rt = {
+                .accel = VMM_ACCEL_TCG, .qmp_fd = 3, .agent_fd = 4, .console_log = "/c"};
+        struct vmm_share bad_tag = {.tag = "a,b", .host_dir = "/x"};
+        struct vmm_share long_tag = {.tag = "0123456789012345678901234567890123456789",
+                                     .host_dir = "/x"};
+        struct vmm_share rel = {.tag = "ok", .host_dir = "relative"};
+        struct vmm_share dup[] = {{.tag = "t", .host_dir = "/a"}, {.tag = "t", .host_dir = "/b"}};
+
+        struct vmm_vm_config c;
+        char **argv = NULL;
+        int r;
+#define EXPECT_EINVAL(setup)                                                                       \
+        do {                                                                                       \
+                struct us_error *e = NULL;                                                         \
+                c = base_config();                                                                 \
+                setup;                                                                             \
+                r = vmm_qemu_argv(&c, &rt, &argv, &e);                                             \
+                if (r != -EINVAL)                                                                  \
+                        fail_msg("accepted: %s", #setup);                                          \
+                assert_null(argv);                                                                 \
+                assert_non_null(e);                                                                \
+                us_error_free(e);                                                                  \
+        } while (0)
+
+        EXPECT_EINVAL(c.kernel = NULL);
+        EXPECT_EINVAL(c.kernel = "vmlinux");
+        EXPECT_EINVAL(c.initrd = "rel/initrd");
+        EXPECT_EINVAL(c.kernel = "/k\nx");
+        EXPECT_EINVAL(c.vcpus = 1000);
+        EXPECT_EINVAL(c.memory_mib = 8);
+        EXPECT_EINVAL(c.tcg_tb_size_mib = 100000);
+        EXPECT_EINVAL((c.shares = &bad_tag, c.n_shares = 1, c.share_type = VMM_SHARE_9P));
+        EXPECT_EINVAL((c.shares = &long_tag, c.n_shares = 1, c.share_type = VMM_SHARE_9P));
+        EXPECT_EINVAL((c.shares = &rel, c.n_shares = 1, c.share_type = VMM_SHARE_9P));
+        EXPECT_EINVAL((c.shares = dup, c.n_shares = 2, c.share_type = VMM_SHARE_9P));
+        EXPECT_EINVAL((c.shares = NULL, c.n_shares = 1));
+        EXPECT_EINVAL(c.mac = "02:00:0a:00:00");
+        EXPECT_EINVAL(c.mac = "02:00:0a:00:00:0g");
+        EXPECT_EINVAL(c.mac = "02:00:0a:00:00:02,script=/x");
+        EXPECT_EINVAL(c.cmdline_extra = "a\nb");
+        /* virtio-fs shares without virtiofsd connections. */
+        EXPECT_EINVAL((c.shares = &rel, rel.host_dir = "/ok", c.n_shares = 1));
+        rel.host_dir = "relative";
+
+        /* Accelerator not decided. */
+        struct vmm_qemu_runtime auto_rt = rt;
+        auto_rt.accel = VMM_ACCEL_AUTO;
+        c = base_config();
+        assert_int_equal(vmm_qemu_argv(&c, &auto_rt, &argv, NULL), -EINVAL);
+
+        struct vmm_share comma = {.tag = "t", .host_dir = "/a,b"};
+        assert_int_equal(vmm_virtiofsd_argv(&c, &comma, 3, &argv, NULL), -EINVAL);
+        assert_int_equal(vmm_virtiofsd_argv(&c, &bad_tag, 3, &argv, NULL), -EINVAL);
+        assert_null(argv);
+}
+
+/* --- accelerator -------------------------------------------------------- */
+
+static const char cpuinfo_vmx[] =
+        "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu MHz\t\t: 2596.146\n"
+        "flags\t\t: fpu vme de pse tsc msr vmx ssse3\nvmx flags\t: vnmi\n\n";
+static const char cpuinfo_svm[] = "processor\t: 0\nflags\t\t: fpu svm\n";
+/* PVM host: /dev/kvm exists but no vmx/svm; "vmx flags" alone must not count. */
+static const char cpuinfo_pvm[] =
+        "processor\t: 0\ncpu MHz\t\t: 2596.146\nflags\t\t: fpu vme vmxx svmx hypervisor\n"
+        "vmx flags\t: vmx ept\n";
+
+static void cpuinfo_parsing(void **state)
+{
+        (void)state;
+        assert_true(vmm_accel_cpuinfo_has_virt(cpuinfo_vmx, strlen(cpuinfo_vmx)));
+        assert_true(vmm_accel_cpuinfo_has_virt(cpuinfo_svm, strlen(cpuinfo_svm)));
+        assert_false(vmm_accel_cpuinfo_has_virt(cpuinfo_pvm, strlen(cpuinfo_pvm)));
+        assert_false(vmm_accel_cpuinfo_has_virt("", 0));
+        assert_false(vmm_accel_cpuinfo_has_virt("flags: vm", 9));
+        /* Truncated inside the word. */
+        assert_false(vmm_accel_cpuinfo_has_virt("flags : vm", 10));
+        assert_true(vmm_accel_cpuinfo_has_virt("flags : vmx", 11));
+
+        assert_int_equal(vmm_host_tsc_khz(cpuinfo_vmx, strlen(cpuinfo_vmx)), 2596146);
+        assert_int_equal(vmm_host_tsc_khz("cpu MHz : 3000\n", 15), 3000000);
+        assert_int_equal(vmm_host_tsc_khz("cpu MHz : 99999999999999\n", 25), 0);
+        assert_int_equal(vmm_host_tsc_khz("cpu MHz : 12\n", 13), 0);
+        assert_int_equal(vmm_host_tsc_khz("cpu MHz\n", 8), 0);
+        assert_int_equal(vmm_host_tsc_khz("", 0), 0);
+}
+
+static char *write_tmp(const char *content)
+{
+        char *path = strdup("/tmp/test-vmm-XXXXXX");
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+        close(fd);
+        return path;
+}
+
+static void accel_decision(void **state)
+{
+        (void)state;
+        _cleanup_free_ char *vmx = write_tmp(cpuinfo_vmx);
+        _cleanup_free_ char *pvm = write_tmp(cpuinfo_pvm);
+        _cleanup_free_ char *kvm = write_tmp(""); /* opens O_RDWR like /dev/kvm would */
+        enum vmm_accel a = VMM_ACCEL_AUTO;
+        char *reason = NULL;
+        struct us_error *err = NULL;
+
+        /* vmx + openable device: KVM. */
+        assert_int_equal(vmm_accel_decide(VMM_ACCEL_AUTO, vmx, kvm, &a, &reason, NULL), 0);
+        assert_int_equal(a, VMM_ACCEL_KVM);
+        free(reason);
+        assert_int_equal(vmm_accel_decide(VMM_ACCEL_KVM, vmx, kvm, &a, &reason, NULL), 0);
+        assert_int_equal(a, VMM_ACCEL_KVM);
+        free(reason);
+
+        /* PVM: /dev/kvm opens but no vmx/svm: auto falls back with a reason. */
+        assert_int_equal(vmm_accel_decide(VMM_ACCEL_AUTO, pvm, kvm, &a, &reason, NULL), 0);
+        assert_int_equal(a, VMM_ACCEL_TCG);
+        assert_non_null(strstr(reason, "vmx/svm"));
+        free(reason);
+        reason = NULL;
+        assert_int_equal(vmm_accel_decide(VMM_ACCEL_KVM, pvm, kvm, &a, &reason, &err), -ENODEV);
+        assert_null(reason);
+        err = us_error_free(err);
+
+        /* vmx but no device. */
+        assert_int_equal(
+                vmm_accel_decide(VMM_ACCEL_AUTO, vmx, "/nonexistent/kvm", &a, &reason, NULL), 0);
+        assert_int_equal(a, VMM_ACCEL_TCG);
+        assert_non_null(strstr(reason, "No such file"));
+        free(reason);
+        assert_int_equal(
+                vmm_accel_decide(VMM_ACCEL_KVM, vmx, "/nonexistent/kvm", &a, &reason, &err),
+                -ENOENT);
+        err = us_error_free(err);
+
+        /* TCG asked for: no probing at all. */
+        assert_int_equal(
+                vmm_accel_decide(VMM_ACCEL_TCG, "/nonexistent", "/nonexistent", &a, &reason, NULL),
+                0);
+        assert_int_equal(a, VMM_ACCEL_TCG);
+        free(reason);
+
+        /* Unreadable cpuinfo is an error, not a silent TCG. */
+        assert_true(vmm_accel_decide(VMM_ACCEL_AUTO, "/nonexistent", kvm, &a, &reason, &err) < 0);
+        err = us_error_free(err);
+        assert_int_equal(vmm_accel_decide((enum vmm_accel)42, vmx, kvm, &a, &reason, NULL),
+                         -EINVAL);
+
+        unlink(vmx);
+        unlink(pvm);
+        unlink(kvm);
+        assert_string_equal(vmm_accel_name(VMM_ACCEL_TCG), "tcg");
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(tcg_defaults),    cmocka_unit_test(kvm_virtiofs_net),
+                cmocka_unit_test(ninep),           cmocka_unit_test(rejects_bad_config),
+                cmocka_unit_test(cpuinfo_parsing), cmocka_unit_test(accel_decision),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
