@@ -400,7 +400,7 @@ int vmm_qmp_open(int fd, int timeout_ms, struct vmm_qmp **ret, struct us_error *
 
         r = read_msg(q, now_ms() + timeout_ms, &greeting, err);
         if (r < 0)
-                return us_error_wrap(err, r, "qmp: read greeting");
+                return us_error_wrap(err, r, "read the QMP greeting");
         if (greeting->kind != VMM_QMP_MSG_GREETING)
                 return us_error_msg(err, EPROTO, "qmp: first message is not the QMP greeting");
         r = vmm_qmp_execute(q, "qmp_capabilities", NULL, NULL, err);
