@@ -13,7 +13,6 @@
 
 #include "cleanup.h"
 
-DEFINE_CLEANUP(yajl_val, yajl_tree_free)
 
 struct vmm_qmp {
         int fd;
