@@ -31,10 +31,12 @@ static int container_start(void *impl, struct us_error **err)
 }
 
 static int container_exec(void *impl, const char *exec_id, const struct us_oci_process *p,
-                          const struct us_stdio *stdio, pid_t *ret_pid, int *ret_pty,
-                          struct us_error **err)
+                          const char *json, size_t json_len, const struct us_stdio *stdio,
+                          pid_t *ret_pid, int *ret_pty, struct us_error **err)
 {
         (void)exec_id;
+        (void)json;
+        (void)json_len;
         return us_container_exec(impl, p, stdio, ret_pid, ret_pty, err);
 }
 
@@ -62,8 +64,11 @@ static int container_resume(void *impl, struct us_error **err)
         return us_container_resume(impl, err);
 }
 
-static int container_update(void *impl, const struct us_oci_resources *res, struct us_error **err)
+static int container_update(void *impl, const struct us_oci_resources *res, const char *json,
+                            size_t json_len, struct us_error **err)
 {
+        (void)json;
+        (void)json_len;
         return us_container_update(impl, res, err);
 }
 

@@ -46,9 +46,11 @@ struct shim_backend {
                       struct us_error **err);
         pid_t (*pid)(void *impl);
         int (*start)(void *impl, struct us_error **err);
+        /* p is the parsed process, json the runtime-spec Process text it
+         * came from (VM kinds pass it on to their guest). */
         int (*exec)(void *impl, const char *exec_id, const struct us_oci_process *p,
-                    const struct us_stdio *stdio, pid_t *ret_pid, int *ret_pty,
-                    struct us_error **err);
+                    const char *json, size_t json_len, const struct us_stdio *stdio, pid_t *ret_pid,
+                    int *ret_pty, struct us_error **err);
         /* Signals the init (exec_id NULL), or with all every process. */
         int (*kill)(void *impl, int sig, bool all, struct us_error **err);
         /* Signals one exec'd process. -ESRCH when it is gone. */
@@ -62,7 +64,8 @@ struct shim_backend {
         int (*close_stdin)(void *impl, const char *exec_id, struct us_error **err);
         int (*pause)(void *impl, struct us_error **err);
         int (*resume)(void *impl, struct us_error **err);
-        int (*update)(void *impl, const struct us_oci_resources *res, struct us_error **err);
+        int (*update)(void *impl, const struct us_oci_resources *res, const char *json,
+                      size_t json_len, struct us_error **err);
         int (*stats)(void *impl, Io__Containerd__Cgroups__V1__Metrics **ret, struct us_error **err);
         void (*stats_free)(Io__Containerd__Cgroups__V1__Metrics *m);
         int (*pids)(void *impl, pid_t **ret, size_t *ret_n, struct us_error **err);

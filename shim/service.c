@@ -405,12 +405,15 @@ static int start_exec(struct shim_task *t, struct shim_process *p, struct us_err
 {
         pid_t pid;
         int pty = -1;
-        int r = t->backend->exec(t->impl, p->exec_id, p->exec_spec, &p->stdio_fds, &pid, &pty, err);
+        int r = t->backend->exec(t->impl, p->exec_id, p->exec_spec, p->exec_spec_json,
+                                 p->exec_spec_json_len, &p->stdio_fds, &pid, &pty, err);
         if (r < 0)
                 return r;
         p->pid = pid;
         p->status = SHIM_PROCESS_RUNNING;
         p->exec_spec = us_oci_process_free(p->exec_spec);
+        free(p->exec_spec_json);
+        p->exec_spec_json = NULL;
         return shim_stdio_attach(p->stdio, pty, err);
 }
 
@@ -692,6 +695,16 @@ static void handle_exec(struct us_ttrpc_call *call, const uint8_t *payload, size
         if (r >= 0)
                 r = us_oci_process_parse((const char *)req->spec->value.data, req->spec->value.len,
                                          &p->exec_spec, &err);
+        if (r >= 0) {
+                p->exec_spec_json = malloc(req->spec->value.len + 1);
+                if (!p->exec_spec_json) {
+                        r = us_errorf(&err, ENOMEM, "allocate exec");
+                } else {
+                        memcpy(p->exec_spec_json, req->spec->value.data, req->spec->value.len);
+                        p->exec_spec_json[req->spec->value.len] = '\0';
+                        p->exec_spec_json_len = req->spec->value.len;
+                }
+        }
         if (r >= 0)
                 r = shim_stdio_open(shim->loop, req->stdin, req->stdout, req->stderr,
                                     req->terminal && t->backend->host_pty, &p->stdio, &p->stdio_fds,
@@ -870,7 +883,8 @@ static void handle_update(struct us_ttrpc_call *call, const uint8_t *payload, si
         int r = us_oci_resources_parse((const char *)req->resources->value.data,
                                        req->resources->value.len, &res, &err);
         if (r >= 0)
-                r = t->backend->update(t->impl, res, &err);
+                r = t->backend->update(t->impl, res, (const char *)req->resources->value.data,
+                                       req->resources->value.len, &err);
         us_oci_resources_free(res);
         if (r < 0) {
                 us_error_wrap(&err, r, "update task %s", t->id);

@@ -86,6 +86,7 @@ struct shim_process *shim_process_free(struct shim_process *p)
         fail_waiters(p);
         shim_stdio_free(p->stdio);
         us_oci_process_free(p->exec_spec);
+        free(p->exec_spec_json);
         free(p->exec_id);
         free(p->stdin_path);
         free(p->stdout_path);

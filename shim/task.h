@@ -43,6 +43,8 @@ struct shim_process {
         struct shim_stdio *stdio;
         struct us_stdio stdio_fds;        /* what the process gets */
         struct us_oci_process *exec_spec; /* exec only, until started */
+        char *exec_spec_json;             /* ... and the text it was parsed from */
+        size_t exec_spec_json_len;
         struct shim_waiter *waiters;      /* pending Wait calls */
 };
 

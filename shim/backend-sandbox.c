@@ -1,0 +1,1352 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The sandbox kind: the pod runs in a QEMU microvm whose PID 1 is our guest
+ * agent; the agent runs the pod's containers with libunishim's engine.
+ *
+ * Per pod (one shim): one VM, its tap wired into the pod netns (netplumb),
+ * one shared directory exported by virtio-fs where each container's rootfs
+ * and bind-mount sources are bind-mounted, and two agent channels:
+ * "unishim.agent" for short synchronous calls (blocking ttrpc client: the
+ * Task API is synchronous and these calls are short), and "unishim.events"
+ * for the long polls (asynchronous client on the loop): exits, output
+ * streams, OOM kills.
+ *
+ * The CRI sandbox task (the pause container) is the VM itself: its pid is
+ * QEMU's, its exit is QEMU's. A container without a CRI sandbox (ctr run)
+ * starts the VM as well and tears it down with itself.
+ *
+ * Everything the guest sends is hostile: replies are unpacked with checks,
+ * ids and sizes are validated, and a guest that misbehaves fails its own
+ * pod, never the shim.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent/agent.pb-c.h"
+#include "backend.h"
+#include "cgroup.h"
+#include "cleanup.h"
+#include "netplumb.h"
+#include "policy.h"
+#include "qemu.h"
+#include "sandbox-spec.h"
+#include "ttrpc.h"
+
+#define AGENT_SERVICE       "unishim.agent.v1.Agent"
+#define GUEST_SHARE_TAG     "unishim"
+#define GUEST_SHARE_DIR     "/run/unishim/shared"
+#define POD_STATE_ROOT      "/run/unishim"
+#define AGENT_BOOT_MS       60000 /* TCG on a loaded 2-core host is slow */
+#define AGENT_CALL_MS       30000
+#define READ_CHUNK          65536
+#define DEFAULT_MEMORY_MIB  256
+#define MEMORY_OVERHEAD_MIB 64 /* guest kernel + agent on top of the pod's limit */
+
+struct sandbox_pod;
+struct sandbox_task;
+
+/* One output stream of a guest process, pumped into containerd's FIFO. */
+struct stream {
+        struct sandbox_proc *proc;
+        Unishim__Agent__V1__Stream which;
+        int fd; /* the FIFO (a dup), -1 when done */
+        uint64_t call;
+        struct us_loop_source *out_watch;
+        uint8_t *pending; /* read from the guest, not yet written */
+        size_t pending_len, pending_off;
+        bool eof;
+};
+
+struct sandbox_proc {
+        struct sandbox_proc *next;
+        struct sandbox_task *task;
+        char *exec_id; /* NULL: the container's init */
+        struct stream out, err;
+        int in_fd; /* the shim's stdin pipe (a dup), -1 */
+        struct us_loop_source *in_watch;
+        uint64_t wait_call, stdin_call;
+        bool exited;
+        bool closing;
+};
+
+struct sandbox_task {
+        struct sandbox_task *next;
+        struct sandbox_pod *pod;
+        void *cookie;
+        char *id;
+        bool is_vm; /* the CRI sandbox: the VM itself */
+        bool in_guest;
+        char *share; /* host dir of this container under the pod's share */
+        size_t n_binds;
+        struct sandbox_proc *procs;
+        struct us_oci_spec *spec;
+};
+
+struct sandbox_pod {
+        struct us_loop *loop;
+        void (*process_exited)(void *cookie, const char *exec_id, uint32_t status);
+        void (*oom)(void *cookie);
+        char *id;
+        char *state_dir;
+        char *share_dir;
+        char *netns;
+        bool wired;
+        struct us_cgroup *cgroup;
+        struct vmm_vm *vm;
+        struct us_ttrpc_client *agent;
+        struct us_ttrpc_aclient *events;
+        uint64_t oom_call;
+        struct sandbox_task *tasks;
+        bool dead; /* QEMU gone */
+        bool torn_down;
+};
+
+static void pod_teardown(struct sandbox_pod *pod);
+static void proc_poll(struct sandbox_proc *p);
+
+/* ---- agent calls ---- */
+
+static int agent_call(struct sandbox_pod *pod, const char *method, const ProtobufCMessage *req,
+                      const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret,
+                      int timeout_ms, struct us_error **err)
+{
+        if (!pod->agent || pod->dead)
+                return us_error_msg(err, ENOTCONN, "guest agent of pod %s is gone", pod->id);
+        _cleanup_free_ uint8_t *payload = NULL;
+        size_t len = 0;
+        int r = us_ttrpc_client_call(pod->agent, AGENT_SERVICE, method, req, NULL, 0, timeout_ms,
+                                     &payload, &len, err);
+        if (r < 0)
+                return us_error_wrap(err, r, "guest agent %s", method);
+        if (!resp_desc)
+                return 0;
+        ProtobufCMessage *m = protobuf_c_message_unpack(resp_desc, NULL, len, payload);
+        if (!m)
+                return us_error_msg(err, EBADMSG, "guest agent %s: malformed reply", method);
+        *ret = m;
+        return 0;
+}
+
+static void pb_freep(void *p)
+{
+        ProtobufCMessage **m = p;
+        if (*m)
+                protobuf_c_message_free_unpacked(*m, NULL);
+}
+#define _cleanup_pb_ _cleanup_(pb_freep)
+
+/* ---- long polls: output streams ---- */
+
+static void stream_close(struct stream *s)
+{
+        s->out_watch = us_loop_source_remove(s->out_watch);
+        s->fd = us_close(s->fd);
+        free(s->pending);
+        s->pending = NULL;
+        s->pending_len = s->pending_off = 0;
+}
+
+static void stream_read(struct stream *s);
+
+static void stream_writable(struct us_loop_source *src, int fd, uint32_t events, void *userdata);
+
+/* Writes what the guest sent into the FIFO; never blocks the loop. When the
+ * FIFO is full, waits for it, and only then asks the guest for more: the
+ * guest's buffer fills and its process blocks, as on a host. */
+static void stream_flush(struct stream *s)
+{
+        while (s->pending_off < s->pending_len) {
+                ssize_t n = write(s->fd, s->pending + s->pending_off,
+                                  s->pending_len - s->pending_off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN) {
+                        if (!s->out_watch &&
+                            us_loop_add_fd(s->proc->task->pod->loop, s->fd, EPOLLOUT,
+                                           stream_writable, s, &s->out_watch, NULL) < 0)
+                                stream_close(s);
+                        return;
+                }
+                if (n < 0) {
+                        stream_close(s); /* nobody reads any more */
+                        return;
+                }
+                s->pending_off += (size_t)n;
+        }
+        free(s->pending);
+        s->pending = NULL;
+        s->pending_len = s->pending_off = 0;
+        s->out_watch = us_loop_source_remove(s->out_watch);
+        if (s->eof)
+                stream_close(s);
+        else
+                stream_read(s);
+}
+
+static void stream_writable(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+        (void)src;
+        (void)fd;
+        struct stream *s = userdata;
+        if (events & (EPOLLERR | EPOLLHUP)) {
+                stream_close(s);
+                return;
+        }
+        stream_flush(s);
+}
+
+static void stream_got(int status, const uint8_t *payload, size_t len, const struct us_error *err,
+                       void *userdata)
+{
+        (void)err;
+        struct stream *s = userdata;
+        s->call = 0;
+        if (status == -ECANCELED || s->proc->closing)
+                return;
+        Unishim__Agent__V1__ReadStreamResponse *resp =
+                status < 0 ? NULL
+                           : unishim__agent__v1__read_stream_response__unpack(NULL, len, payload);
+        if (!resp || resp->data.len > READ_CHUNK) {
+                /* Error, or a guest that sends more than asked: end the stream. */
+                if (resp)
+                        unishim__agent__v1__read_stream_response__free_unpacked(resp, NULL);
+                stream_close(s);
+                return;
+        }
+        s->eof = resp->eof;
+        if (resp->data.len) {
+                s->pending = malloc(resp->data.len);
+                if (!s->pending) {
+                        unishim__agent__v1__read_stream_response__free_unpacked(resp, NULL);
+                        stream_close(s);
+                        return;
+                }
+                memcpy(s->pending, resp->data.data, resp->data.len);
+                s->pending_len = resp->data.len;
+        } else if (!resp->eof) {
+                /* An empty, non-final answer: ask again (bounded by the guest's pace). */
+        }
+        unishim__agent__v1__read_stream_response__free_unpacked(resp, NULL);
+        stream_flush(s);
+}
+
+static void stream_read(struct stream *s)
+{
+        struct sandbox_proc *p = s->proc;
+        struct sandbox_pod *pod = p->task->pod;
+        if (s->fd < 0 || s->call || p->closing || !pod->events)
+                return;
+        Unishim__Agent__V1__ReadStreamRequest req = UNISHIM__AGENT__V1__READ_STREAM_REQUEST__INIT;
+        req.container_id = p->task->id;
+        req.exec_id = p->exec_id ? p->exec_id : (char *)"";
+        req.stream = s->which;
+        req.max_len = READ_CHUNK;
+        if (us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "ReadStream", &req.base, NULL, 0, 0,
+                                  stream_got, s, &s->call, NULL) < 0)
+                stream_close(s);
+}
+
+/* ---- long polls: exits and stdin ---- */
+
+static void proc_waited(int status, const uint8_t *payload, size_t len, const struct us_error *err,
+                        void *userdata)
+{
+        (void)err;
+        struct sandbox_proc *p = userdata;
+        p->wait_call = 0;
+        if (status == -ECANCELED || p->closing || p->exited)
+                return;
+        uint32_t exit_status = 255; /* the guest could not tell: the process is lost */
+        if (status == 0) {
+                Unishim__Agent__V1__WaitProcessResponse *resp =
+                        unishim__agent__v1__wait_process_response__unpack(NULL, len, payload);
+                if (resp && resp->exit_status <= 255 + 128)
+                        exit_status = resp->exit_status;
+                if (resp)
+                        unishim__agent__v1__wait_process_response__free_unpacked(resp, NULL);
+        }
+        p->exited = true;
+        struct sandbox_pod *pod = p->task->pod;
+        pod->process_exited(p->task->cookie, p->exec_id, exit_status);
+}
+
+static void stdin_readable(struct us_loop_source *src, int fd, uint32_t events, void *userdata);
+
+static void stdin_written(int status, const uint8_t *payload, size_t len, const struct us_error *err,
+                          void *userdata)
+{
+        (void)payload;
+        (void)len;
+        (void)err;
+        struct sandbox_proc *p = userdata;
+        p->stdin_call = 0;
+        if (status == -ECANCELED || p->closing)
+                return;
+        if (status < 0) {
+                p->in_watch = us_loop_source_remove(p->in_watch);
+                p->in_fd = us_close(p->in_fd);
+                return;
+        }
+        /* One write in flight at a time: read the pipe again. */
+        if (p->in_watch)
+                (void)us_loop_source_set_events(p->in_watch, EPOLLIN, NULL);
+}
+
+static void stdin_readable(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+        (void)src;
+        (void)events;
+        struct sandbox_proc *p = userdata;
+        struct sandbox_pod *pod = p->task->pod;
+        uint8_t buf[READ_CHUNK];
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+        Unishim__Agent__V1__ProcessRequest close_req = UNISHIM__AGENT__V1__PROCESS_REQUEST__INIT;
+        close_req.container_id = p->task->id;
+        close_req.exec_id = p->exec_id ? p->exec_id : (char *)"";
+        if (n <= 0) {
+                /* CloseIO closed the pipe: the guest process gets EOF. */
+                p->in_watch = us_loop_source_remove(p->in_watch);
+                p->in_fd = us_close(p->in_fd);
+                (void)agent_call(pod, "CloseStdin", &close_req.base, NULL, NULL, AGENT_CALL_MS,
+                                 NULL);
+                return;
+        }
+        Unishim__Agent__V1__WriteStdinRequest req = UNISHIM__AGENT__V1__WRITE_STDIN_REQUEST__INIT;
+        req.container_id = close_req.container_id;
+        req.exec_id = close_req.exec_id;
+        req.data.data = buf;
+        req.data.len = (size_t)n;
+        if (us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "WriteStdin", &req.base, NULL, 0,
+                                  AGENT_CALL_MS, stdin_written, p, &p->stdin_call, NULL) < 0) {
+                p->in_watch = us_loop_source_remove(p->in_watch);
+                p->in_fd = us_close(p->in_fd);
+                return;
+        }
+        (void)us_loop_source_set_events(p->in_watch, 0, NULL);
+}
+
+/* Starts the long polls of a process that now exists in the guest. */
+static void proc_poll(struct sandbox_proc *p)
+{
+        struct sandbox_pod *pod = p->task->pod;
+        if (!pod->events)
+                return;
+        stream_read(&p->out);
+        stream_read(&p->err);
+        if (p->in_fd >= 0 && !p->in_watch &&
+            us_loop_add_fd(pod->loop, p->in_fd, EPOLLIN, stdin_readable, p, &p->in_watch, NULL) < 0)
+                p->in_fd = us_close(p->in_fd);
+        if (!p->wait_call && !p->exited) {
+                Unishim__Agent__V1__ProcessRequest req = UNISHIM__AGENT__V1__PROCESS_REQUEST__INIT;
+                req.container_id = p->task->id;
+                req.exec_id = p->exec_id ? p->exec_id : (char *)"";
+                if (us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "WaitProcess", &req.base,
+                                          NULL, 0, 0, proc_waited, p, &p->wait_call, NULL) < 0)
+                        p->wait_call = 0;
+        }
+}
+
+static int dup_or_none(int fd)
+{
+        return fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : -1;
+}
+
+static int proc_new(struct sandbox_task *t, const char *exec_id, const struct us_stdio *stdio,
+                    struct sandbox_proc **ret, struct us_error **err)
+{
+        struct sandbox_proc *p = calloc(1, sizeof(*p));
+        if (!p)
+                return us_errorf(err, ENOMEM, "allocate process");
+        p->task = t;
+        p->out = (struct stream){.proc = p, .which = UNISHIM__AGENT__V1__STREAM__STREAM_STDOUT,
+                                 .fd = dup_or_none(stdio->out)};
+        p->err = (struct stream){.proc = p, .which = UNISHIM__AGENT__V1__STREAM__STREAM_STDERR,
+                                 .fd = dup_or_none(stdio->err)};
+        p->in_fd = dup_or_none(stdio->in);
+        if ((exec_id && !(p->exec_id = strdup(exec_id)))) {
+                free(p);
+                return us_errorf(err, ENOMEM, "allocate process");
+        }
+        /* The FIFOs stay blocking for the container on a host; ours must not. */
+        if (p->out.fd >= 0)
+                (void)fcntl(p->out.fd, F_SETFL, fcntl(p->out.fd, F_GETFL) | O_NONBLOCK);
+        if (p->err.fd >= 0)
+                (void)fcntl(p->err.fd, F_SETFL, fcntl(p->err.fd, F_GETFL) | O_NONBLOCK);
+        if (p->in_fd >= 0)
+                (void)fcntl(p->in_fd, F_SETFL, fcntl(p->in_fd, F_GETFL) | O_NONBLOCK);
+        p->next = t->procs;
+        t->procs = p;
+        *ret = p;
+        return 0;
+}
+
+static void proc_free(struct sandbox_proc *p)
+{
+        struct sandbox_pod *pod = p->task->pod;
+        p->closing = true;
+        if (pod->events) {
+                if (p->wait_call)
+                        us_ttrpc_aclient_cancel(pod->events, p->wait_call);
+                if (p->stdin_call)
+                        us_ttrpc_aclient_cancel(pod->events, p->stdin_call);
+                if (p->out.call)
+                        us_ttrpc_aclient_cancel(pod->events, p->out.call);
+                if (p->err.call)
+                        us_ttrpc_aclient_cancel(pod->events, p->err.call);
+        }
+        stream_close(&p->out);
+        stream_close(&p->err);
+        us_loop_source_remove(p->in_watch);
+        us_close(p->in_fd);
+        free(p->exec_id);
+        free(p);
+}
+
+static struct sandbox_proc *proc_find(struct sandbox_task *t, const char *exec_id)
+{
+        for (struct sandbox_proc *p = t->procs; p; p = p->next)
+                if ((!exec_id && !p->exec_id) ||
+                    (exec_id && p->exec_id && strcmp(exec_id, p->exec_id) == 0))
+                        return p;
+        return NULL;
+}
+
+/* ---- the pod: state, VM, agent ---- */
+
+static struct sandbox_task *task_find(struct sandbox_pod *pod, const char *id)
+{
+        for (struct sandbox_task *t = pod->tasks; t; t = t->next)
+                if (strcmp(t->id, id) == 0)
+                        return t;
+        return NULL;
+}
+
+static void oom_poll(struct sandbox_pod *pod);
+
+static void oom_got(int status, const uint8_t *payload, size_t len, const struct us_error *err,
+                    void *userdata)
+{
+        (void)err;
+        struct sandbox_pod *pod = userdata;
+        pod->oom_call = 0;
+        if (status < 0)
+                return; /* cancelled, or the channel is gone */
+        Unishim__Agent__V1__OOMEvent *ev = unishim__agent__v1__oomevent__unpack(NULL, len, payload);
+        if (ev && ev->container_id) {
+                struct sandbox_task *t = task_find(pod, ev->container_id);
+                if (t)
+                        pod->oom(t->cookie);
+        }
+        if (ev)
+                unishim__agent__v1__oomevent__free_unpacked(ev, NULL);
+        oom_poll(pod);
+}
+
+static void oom_poll(struct sandbox_pod *pod)
+{
+        Unishim__Agent__V1__Empty req = UNISHIM__AGENT__V1__EMPTY__INIT;
+        if (pod->events && !pod->oom_call)
+                (void)us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "GetOOMEvent", &req.base,
+                                            NULL, 0, 0, oom_got, pod, &pod->oom_call, NULL);
+}
+
+/* Every process of the pod ends when the VM does. */
+static void pod_vm_gone(struct sandbox_pod *pod)
+{
+        if (pod->dead)
+                return;
+        pod->dead = true;
+        int ws = pod->vm ? vmm_vm_exit_status(pod->vm) : -1;
+        for (struct sandbox_task *t = pod->tasks; t; t = t->next) {
+                for (struct sandbox_proc *p = t->procs; p; p = p->next) {
+                        if (p->exited)
+                                continue;
+                        p->exited = true;
+                        uint32_t status = 255;
+                        if (t->is_vm && ws >= 0)
+                                status = WIFEXITED(ws) ? (uint32_t)WEXITSTATUS(ws)
+                                                       : 128u + (uint32_t)WTERMSIG(ws);
+                        pod->process_exited(t->cookie, p->exec_id, status);
+                }
+        }
+}
+
+static void events_closed(void *userdata, int reason)
+{
+        (void)reason;
+        struct sandbox_pod *pod = userdata;
+        /* The guest closed its side or broke the protocol: without the
+         * channel nothing of the pod can be observed any more. */
+        (void)pod;
+}
+
+/* The kernel and initramfs: UNISHIM_GUEST_DIR, else next to the binary as
+ * installed (<prefix>/bin -> <prefix>/share/unishim), else the build tree
+ * (<build>/shim -> <build>/vmm/guest-image). */
+static int guest_image(char **ret_kernel, char **ret_initrd, struct us_error **err)
+{
+        char exe[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+        if (n < 0)
+                return us_errorf(err, errno, "find own binary");
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash)
+                *slash = '\0';
+        const char *env_dir = getenv("UNISHIM_GUEST_DIR");
+        char dirs[3][PATH_MAX];
+        size_t nd = 0;
+        if (env_dir && *env_dir)
+                snprintf(dirs[nd++], PATH_MAX, "%s", env_dir);
+        snprintf(dirs[nd++], PATH_MAX, "%s/../share/unishim", exe);
+        snprintf(dirs[nd++], PATH_MAX, "%s/../vmm/guest-image", exe);
+        static const char *const initrds[] = {"initramfs.cpio", "initramfs.cpio.gz"};
+        for (size_t i = 0; i < nd; i++) {
+                char k[PATH_MAX + 16];
+                snprintf(k, sizeof(k), "%s/vmlinux", dirs[i]);
+                if (access(k, R_OK) < 0)
+                        continue;
+                for (size_t j = 0; j < US_ELEMENTSOF(initrds); j++) {
+                        char ir[PATH_MAX + 32];
+                        snprintf(ir, sizeof(ir), "%s/%s", dirs[i], initrds[j]);
+                        if (access(ir, R_OK) < 0)
+                                continue;
+                        *ret_kernel = realpath(k, NULL);
+                        *ret_initrd = realpath(ir, NULL);
+                        if (!*ret_kernel || !*ret_initrd) {
+                                free(*ret_kernel);
+                                free(*ret_initrd);
+                                return us_errorf(err, ENOMEM, "guest image path");
+                        }
+                        return 0;
+                }
+        }
+        return us_error_msg(err, ENOENT,
+                            "no guest image (vmlinux + initramfs) in %s, %s or %s: build it with "
+                            "make build, install it with make install, or set UNISHIM_GUEST_DIR",
+                            nd > 2 ? dirs[0] : "$UNISHIM_GUEST_DIR", dirs[nd - 2], dirs[nd - 1]);
+}
+
+static const char *netns_path_of(const struct us_oci_spec *spec)
+{
+        for (size_t i = 0; i < spec->linux_.n_namespaces; i++)
+                if (spec->linux_.namespaces[i].type == CLONE_NEWNET)
+                        return spec->linux_.namespaces[i].path;
+        return NULL;
+}
+
+static unsigned memory_mib_of(const struct us_oci_spec *spec)
+{
+        const struct us_oci_memory *m = &spec->linux_.resources.memory;
+        if (!spec->linux_.has_resources || !m->has_limit || m->limit <= 0)
+                return DEFAULT_MEMORY_MIB;
+        uint64_t mib = (uint64_t)m->limit / (1024 * 1024) + MEMORY_OVERHEAD_MIB;
+        if (mib < 128)
+                mib = 128;
+        if (mib > 65536)
+                mib = 65536;
+        return (unsigned)mib;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+        char buf[PATH_MAX];
+        if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+                return -ENAMETOOLONG;
+        for (char *p = buf + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = '\0';
+                if (mkdir(buf, 0711) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = '/';
+        }
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+/* Removes a directory tree of empty dirs and unmounted mount points. */
+static void rmdir_tree(const char *path)
+{
+        _cleanup_free_ char *cmdless = NULL;
+        DIR *d = opendir(path);
+        if (d) {
+                struct dirent *de;
+                while ((de = readdir(d))) {
+                        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                                continue;
+                        char sub[PATH_MAX];
+                        if (snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name) >= (int)sizeof(sub))
+                                continue;
+                        (void)umount2(sub, MNT_DETACH | UMOUNT_NOFOLLOW);
+                        if (de->d_type == DT_DIR)
+                                rmdir_tree(sub);
+                        else
+                                (void)unlink(sub);
+                }
+                closedir(d);
+        }
+        (void)rmdir(path);
+}
+
+static int pod_bootstrap(struct sandbox_pod *pod, const struct us_oci_spec *spec,
+                         const struct netplumb_vm_net *vmnet, struct us_error **err)
+{
+        Unishim__Agent__V1__CheckRequest check = UNISHIM__AGENT__V1__CHECK_REQUEST__INIT;
+        _cleanup_pb_ Unishim__Agent__V1__CheckResponse *version = NULL;
+        int r = agent_call(pod, "Check", &check.base, &unishim__agent__v1__check_response__descriptor,
+                           (ProtobufCMessage **)&version, AGENT_BOOT_MS, err);
+        if (r < 0)
+                return r;
+
+        Unishim__Agent__V1__Storage storage = UNISHIM__AGENT__V1__STORAGE__INIT;
+        storage.source = (char *)GUEST_SHARE_TAG;
+        storage.fstype = (char *)"virtiofs";
+        storage.mount_point = (char *)GUEST_SHARE_DIR;
+        Unishim__Agent__V1__Storage *storages[] = {&storage};
+        Unishim__Agent__V1__AddStorageRequest add = UNISHIM__AGENT__V1__ADD_STORAGE_REQUEST__INIT;
+        add.n_storages = 1;
+        add.storages = storages;
+        r = agent_call(pod, "AddStorage", &add.base, NULL, NULL, AGENT_CALL_MS, err);
+        if (r < 0)
+                return r;
+
+        Unishim__Agent__V1__UpdateNetworkRequest net = UNISHIM__AGENT__V1__UPDATE_NETWORK_REQUEST__INIT;
+        net.hostname = spec->hostname ? spec->hostname : (char *)"";
+        Unishim__Agent__V1__Interface iface = UNISHIM__AGENT__V1__INTERFACE__INIT;
+        Unishim__Agent__V1__Interface *ifaces[] = {&iface};
+        Unishim__Agent__V1__IPAddress addrs[2], *addrp[2];
+        Unishim__Agent__V1__Route routes[2], *routep[2];
+        char addr_text[2][64], gw_text[2][64], mac[18];
+        if (vmnet) {
+                snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", vmnet->mac[0],
+                         vmnet->mac[1], vmnet->mac[2], vmnet->mac[3], vmnet->mac[4], vmnet->mac[5]);
+                iface.name = (char *)"eth0";
+                iface.mac = mac;
+                iface.mtu = vmnet->mtu;
+                for (size_t i = 0; i < vmnet->n_addrs && i < 2; i++) {
+                        const struct netplumb_addr *a = &vmnet->addrs[i];
+                        unishim__agent__v1__ipaddress__init(&addrs[i]);
+                        addrs[i].family = a->family == AF_INET6 ? 6 : 4;
+                        inet_ntop(a->family, a->addr, addr_text[i], sizeof(addr_text[i]));
+                        addrs[i].address = addr_text[i];
+                        addrs[i].prefix_len = a->prefix;
+                        addrp[i] = &addrs[i];
+                        iface.n_addresses++;
+                }
+                iface.addresses = addrp;
+                for (size_t i = 0; i < vmnet->n_routes && i < 2; i++) {
+                        const struct netplumb_route *rt = &vmnet->routes[i];
+                        unishim__agent__v1__route__init(&routes[i]);
+                        routes[i].family = rt->family == AF_INET6 ? 6 : 4;
+                        routes[i].destination = (char *)"";
+                        if (rt->has_gateway) {
+                                inet_ntop(rt->family, rt->gateway, gw_text[i], sizeof(gw_text[i]));
+                                routes[i].gateway = gw_text[i];
+                        }
+                        routes[i].device = (char *)"eth0";
+                        routep[i] = &routes[i];
+                        net.n_routes++;
+                }
+                net.routes = routep;
+                net.n_interfaces = 1;
+                net.interfaces = ifaces;
+        }
+        r = agent_call(pod, "UpdateNetwork", &net.base, NULL, NULL, AGENT_CALL_MS, err);
+        if (r < 0)
+                return r;
+        oom_poll(pod);
+        return 0;
+}
+
+static int pod_start(const struct shim_backend_env *env, const struct us_container_config *cfg,
+                     struct sandbox_pod **ret, struct us_error **err)
+{
+        struct sandbox_pod *pod = calloc(1, sizeof(*pod));
+        if (!pod)
+                return us_errorf(err, ENOMEM, "allocate pod");
+        pod->loop = env->loop;
+        pod->process_exited = env->process_exited;
+        pod->oom = env->oom;
+        int r = 0;
+        _cleanup_free_ char *kernel = NULL, *initrd = NULL;
+        _cleanup_free_ struct netplumb_pod_net *podnet = NULL;
+        _cleanup_free_ struct netplumb_vm_net *vmnet = NULL;
+        _cleanup_close_ int tap_fd = -1;
+        const struct us_oci_spec *spec = cfg->spec;
+
+        if (!(pod->id = strdup(cfg->id)) ||
+            asprintf(&pod->state_dir, "%s/%s", POD_STATE_ROOT, cfg->id) < 0 ||
+            asprintf(&pod->share_dir, "%s/shared", pod->state_dir) < 0) {
+                pod->state_dir = pod->share_dir = NULL;
+                r = us_errorf(err, ENOMEM, "allocate pod");
+                goto fail;
+        }
+        r = guest_image(&kernel, &initrd, err);
+        if (r < 0)
+                goto fail;
+        if ((r = mkdir_p(pod->state_dir, 0700)) < 0 || (r = mkdir_p(pod->share_dir, 0700)) < 0) {
+                r = us_errorf(err, -r, "create %s", pod->share_dir);
+                goto fail;
+        }
+
+        const char *netns = netns_path_of(spec);
+        if (netns) {
+                if (!(pod->netns = strdup(netns))) {
+                        r = us_errorf(err, ENOMEM, "allocate pod");
+                        goto fail;
+                }
+                r = netplumb_pod_inspect(netns, &podnet, err);
+                if (r >= 0)
+                        r = netplumb_vm_wire(netns, podnet, NULL, &vmnet, &tap_fd, err);
+                if (r < 0) {
+                        r = us_error_wrap(err, r, "wire the VM into the pod network %s", netns);
+                        goto fail;
+                }
+                pod->wired = true;
+        }
+
+        char cgpath[PATH_MAX];
+        snprintf(cgpath, sizeof(cgpath), "%s",
+                 spec->linux_.cgroups_path ? spec->linux_.cgroups_path : "");
+        if (!*cgpath)
+                snprintf(cgpath, sizeof(cgpath), "/unishim/%s", cfg->id);
+        r = us_cgroup_create(NULL, cgpath, &pod->cgroup, err);
+        if (r < 0)
+                goto fail;
+
+        char mac[18] = "";
+        if (vmnet)
+                snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", vmnet->mac[0],
+                         vmnet->mac[1], vmnet->mac[2], vmnet->mac[3], vmnet->mac[4], vmnet->mac[5]);
+        const struct vmm_share share = {.tag = GUEST_SHARE_TAG, .host_dir = pod->share_dir};
+        const struct vmm_vm_config vc = {
+                .id = cfg->id,
+                .state_dir = pod->state_dir,
+                .kernel = kernel,
+                .initrd = initrd,
+                .vcpus = 1,
+                .memory_mib = memory_mib_of(spec),
+                .accel = VMM_ACCEL_AUTO,
+                .share_type = VMM_SHARE_VIRTIOFS,
+                .shares = &share,
+                .n_shares = 1,
+                .tap_fd = tap_fd,
+                .mac = vmnet ? mac : NULL,
+                .cgroup = pod->cgroup,
+        };
+        r = vmm_vm_start(&vc, &pod->vm, err);
+        if (r < 0)
+                goto fail;
+        tap_fd = us_close(tap_fd); /* QEMU holds it now */
+
+        int fd = -1;
+        r = vmm_vm_agent_connect(pod->vm, &fd, err);
+        if (r >= 0)
+                r = us_ttrpc_client_from_fd(fd, &pod->agent, err);
+        if (r >= 0)
+                r = vmm_vm_events_connect(pod->vm, &fd, err);
+        if (r >= 0)
+                r = us_ttrpc_aclient_new(pod->loop, fd, &pod->events, err);
+        if (r < 0)
+                goto fail;
+        us_ttrpc_aclient_on_close(pod->events, events_closed, pod);
+
+        r = pod_bootstrap(pod, spec, vmnet, err);
+        if (r < 0)
+                goto fail;
+        *ret = pod;
+        return 0;
+fail:
+        r = us_error_wrap(err, r, "start sandbox VM");
+        pod_teardown(pod);
+        free(pod->id);
+        free(pod->state_dir);
+        free(pod->share_dir);
+        free(pod->netns);
+        free(pod);
+        return r;
+}
+
+/* Stops the VM and removes everything the pod made on the host. Idempotent. */
+static void pod_teardown(struct sandbox_pod *pod)
+{
+        if (pod->torn_down)
+                return;
+        pod->torn_down = true;
+        if (pod->agent && !pod->dead) {
+                Unishim__Agent__V1__Empty req = UNISHIM__AGENT__V1__EMPTY__INIT;
+                (void)agent_call(pod, "Shutdown", &req.base, NULL, NULL, 2000, NULL);
+        }
+        pod->events = us_ttrpc_aclient_free(pod->events);
+        pod->agent = us_ttrpc_client_free(pod->agent);
+        if (pod->vm) {
+                (void)vmm_vm_quit(pod->vm, NULL);
+                pod_vm_gone(pod);
+        }
+        if (pod->wired)
+                (void)netplumb_vm_unwire(pod->netns, NULL);
+        pod->wired = false;
+        if (pod->cgroup) {
+                (void)us_cgroup_destroy(pod->cgroup, NULL);
+                pod->cgroup = us_cgroup_free(pod->cgroup);
+        }
+        if (pod->state_dir)
+                rmdir_tree(pod->state_dir);
+}
+
+static void pod_free(void *impl)
+{
+        struct sandbox_pod *pod = impl;
+        if (!pod)
+                return;
+        pod_teardown(pod);
+        pod->vm = vmm_vm_free(pod->vm);
+        free(pod->id);
+        free(pod->state_dir);
+        free(pod->share_dir);
+        free(pod->netns);
+        free(pod);
+}
+
+static bool pod_child_exited(void *impl, pid_t pid, int wait_status)
+{
+        struct sandbox_pod *pod = impl;
+        if (!pod->vm || !vmm_vm_child_exited(pod->vm, pid, wait_status))
+                return false;
+        if (!vmm_vm_running(pod->vm))
+                pod_vm_gone(pod);
+        return true;
+}
+
+/* ---- containers in the guest ---- */
+
+static bool is_cri_sandbox(const struct us_oci_spec *spec)
+{
+        const char *type = us_oci_spec_annotation(spec, CRI_CONTAINER_TYPE);
+        return type && strcmp(type, "sandbox") == 0;
+}
+
+static bool mount_is_bind(const struct us_oci_mount *m)
+{
+        if (m->type && strcmp(m->type, "bind") == 0)
+                return true;
+        for (char **o = m->options; o && *o; o++)
+                if (strcmp(*o, "bind") == 0 || strcmp(*o, "rbind") == 0)
+                        return true;
+        return false;
+}
+
+/* Bind-mounts src at dst (created as a file or a directory like src). */
+static int bind_into_share(const char *src, const char *dst, struct us_error **err)
+{
+        struct stat st;
+        if (stat(src, &st) < 0)
+                return us_errorf(err, errno, "share %s with the guest", src);
+        if (S_ISDIR(st.st_mode)) {
+                if (mkdir(dst, 0755) < 0 && errno != EEXIST)
+                        return us_errorf(err, errno, "create %s", dst);
+        } else {
+                int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+                if (fd < 0)
+                        return us_errorf(err, errno, "create %s", dst);
+                us_close(fd);
+        }
+        if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
+                return us_errorf(err, errno, "share %s with the guest", src);
+        return 0;
+}
+
+/* Shares the rootfs and the bind-mount sources, and writes the spec the
+ * guest's engine runs. */
+static int guest_spec(struct sandbox_task *t, const struct us_container_config *cfg,
+                      char **ret_json, size_t *ret_len, struct us_error **err)
+{
+        struct sandbox_pod *pod = t->pod;
+        const struct us_oci_spec *spec = cfg->spec;
+        if (asprintf(&t->share, "%s/%s", pod->share_dir, t->id) < 0) {
+                t->share = NULL;
+                return us_errorf(err, ENOMEM, "allocate");
+        }
+        char path[PATH_MAX];
+        if (mkdir(t->share, 0700) < 0 && errno != EEXIST)
+                return us_errorf(err, errno, "create %s", t->share);
+        snprintf(path, sizeof(path), "%s/rootfs", t->share);
+        int r = bind_into_share(cfg->rootfs, path, err);
+        if (r < 0)
+                return r;
+        snprintf(path, sizeof(path), "%s/mounts", t->share);
+        if (mkdir(path, 0700) < 0 && errno != EEXIST)
+                return us_errorf(err, errno, "create %s", path);
+
+        size_t n = spec->n_mounts;
+        _cleanup_free_ char **sources = calloc(n + 1, sizeof(*sources));
+        _cleanup_free_ bool *drop = calloc(n + 1, sizeof(*drop));
+        if (!sources || !drop)
+                return us_errorf(err, ENOMEM, "allocate");
+        for (size_t i = 0; i < n; i++) {
+                const struct us_oci_mount *m = &spec->mounts[i];
+                if (!mount_is_bind(m) || !m->source || m->source[0] != '/')
+                        continue;
+                /* The guest has its own /dev/shm: the host's pod shm would be
+                 * another memory than the guest's processes share. */
+                if (strcmp(m->destination, "/dev/shm") == 0) {
+                        drop[i] = true;
+                        continue;
+                }
+                snprintf(path, sizeof(path), "%s/mounts/%zu", t->share, i);
+                r = bind_into_share(m->source, path, err);
+                if (r < 0)
+                        goto out;
+                t->n_binds = i + 1;
+                if (asprintf(&sources[i], "%s/%s/mounts/%zu", GUEST_SHARE_DIR, t->id, i) < 0) {
+                        sources[i] = NULL;
+                        r = us_errorf(err, ENOMEM, "allocate");
+                        goto out;
+                }
+        }
+
+        char root[PATH_MAX], cgroup[PATH_MAX];
+        snprintf(root, sizeof(root), "%s/%s/rootfs", GUEST_SHARE_DIR, t->id);
+        snprintf(cgroup, sizeof(cgroup), "/unishim/%s", t->id);
+        const struct sandbox_spec_rewrite rw = {
+                .root_path = root,
+                .cgroups_path = cgroup,
+                .n_mounts = n,
+                .mount_sources = (const char *const *)sources,
+                .drop_mount = drop,
+                /* The guest's network and IPC are the pod's. */
+                .drop_namespaces = CLONE_NEWNET | CLONE_NEWIPC,
+                .unjoin_namespaces = CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWNS | CLONE_NEWCGROUP |
+                                     CLONE_NEWUSER,
+        };
+        _cleanup_free_ char *json = NULL;
+        size_t json_len = 0;
+        char cfgpath[PATH_MAX];
+        snprintf(cfgpath, sizeof(cfgpath), "%s/config.json", cfg->bundle);
+        {
+                _cleanup_fclose_ FILE *f = fopen(cfgpath, "re");
+                if (!f) {
+                        r = us_errorf(err, errno, "read %s", cfgpath);
+                        goto out;
+                }
+                size_t cap = 0;
+                _cleanup_free_ char *buf = NULL;
+                ssize_t got = getdelim(&buf, &cap, '\0', f);
+                if (got < 0) {
+                        r = us_errorf(err, errno ? errno : EIO, "read %s", cfgpath);
+                        goto out;
+                }
+                r = sandbox_spec_rewrite(buf, (size_t)got, &rw, &json, &json_len, err);
+                if (r < 0)
+                        goto out;
+        }
+        *ret_json = TAKE_PTR(json);
+        *ret_len = json_len;
+        r = 0;
+out:
+        for (size_t i = 0; i < n; i++)
+                free(sources[i]);
+        return r;
+}
+
+static void unshare_container(struct sandbox_task *t)
+{
+        if (!t->share)
+                return;
+        rmdir_tree(t->share);
+}
+
+/* Unlinks and frees a task; the last task of a pod without a CRI sandbox
+ * takes the VM with it. */
+static void task_free(struct sandbox_task *t)
+{
+        struct sandbox_pod *pod = t->pod;
+        for (struct sandbox_task **pp = &pod->tasks; *pp; pp = &(*pp)->next) {
+                if (*pp == t) {
+                        *pp = t->next;
+                        break;
+                }
+        }
+        while (t->procs) {
+                struct sandbox_proc *p = t->procs;
+                t->procs = p->next;
+                proc_free(p);
+        }
+        unshare_container(t);
+        us_oci_spec_free(t->spec);
+        free(t->share);
+        free(t->id);
+        free(t);
+}
+
+static int sandbox_create(const struct shim_backend_env *env, void *task_cookie,
+                          const struct us_container_config *cfg, void **ret_impl, int *ret_pty,
+                          struct us_error **err)
+{
+        struct sandbox_pod *pod = *env->pod;
+        bool vm_task = is_cri_sandbox(cfg->spec);
+        bool started_pod = false;
+        if (!pod) {
+                int r = pod_start(env, cfg, &pod, err);
+                if (r < 0)
+                        return r;
+                *env->pod = pod;
+                started_pod = true;
+        } else if (vm_task || pod->dead || pod->torn_down) {
+                return us_error_msg(err, EINVAL, "pod %s already has its VM%s", pod->id,
+                                    pod->dead ? ", and it is gone" : "");
+        }
+
+        struct sandbox_task *t = calloc(1, sizeof(*t));
+        if (!t || !(t->id = strdup(cfg->id))) {
+                free(t);
+                return us_errorf(err, ENOMEM, "allocate task");
+        }
+        t->pod = pod;
+        t->cookie = task_cookie;
+        t->is_vm = vm_task;
+        t->next = pod->tasks;
+        pod->tasks = t;
+        struct sandbox_proc *init = NULL;
+        int r = proc_new(t, NULL, &cfg->stdio, &init, err);
+        if (r >= 0 && !vm_task) {
+                _cleanup_free_ char *json = NULL;
+                size_t len = 0;
+                r = guest_spec(t, cfg, &json, &len, err);
+                if (r >= 0) {
+                        Unishim__Agent__V1__CreateContainerRequest req =
+                                UNISHIM__AGENT__V1__CREATE_CONTAINER_REQUEST__INIT;
+                        req.container_id = t->id;
+                        req.spec_json.data = (uint8_t *)json;
+                        req.spec_json.len = len;
+                        req.stdin = init->in_fd >= 0;
+                        _cleanup_pb_ Unishim__Agent__V1__CreateContainerResponse *resp = NULL;
+                        r = agent_call(pod, "CreateContainer", &req.base,
+                                       &unishim__agent__v1__create_container_response__descriptor,
+                                       (ProtobufCMessage **)&resp, AGENT_CALL_MS, err);
+                }
+                if (r >= 0) {
+                        t->in_guest = true;
+                        proc_poll(init);
+                }
+        }
+        if (r < 0) {
+                task_free(t);
+                if (started_pod && !pod->tasks) {
+                        pod_free(pod);
+                        *env->pod = NULL;
+                }
+                return r;
+        }
+        t->spec = cfg->spec; /* ours now, as the contract says */
+        *ret_impl = t;
+        *ret_pty = -1;
+        return 0;
+}
+
+static pid_t sandbox_pid(void *impl)
+{
+        struct sandbox_task *t = impl;
+        /* Guest pids mean nothing on the host: every task of the pod shows
+         * the VM's, as Kata does. */
+        return t->pod->vm ? vmm_vm_pid(t->pod->vm) : 0;
+}
+
+static int sandbox_start(void *impl, struct us_error **err)
+{
+        struct sandbox_task *t = impl;
+        if (t->is_vm)
+                return 0; /* the VM runs since create */
+        Unishim__Agent__V1__ContainerRequest req = UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
+        req.container_id = t->id;
+        return agent_call(t->pod, "StartContainer", &req.base, NULL, NULL, AGENT_CALL_MS, err);
+}
+
+static int sandbox_exec(void *impl, const char *exec_id, const struct us_oci_process *p,
+                        const char *json, size_t json_len, const struct us_stdio *stdio,
+                        pid_t *ret_pid, int *ret_pty, struct us_error **err)
+{
+        (void)p;
+        struct sandbox_task *t = impl;
+        if (t->is_vm)
+                return us_error_msg(err, EINVAL, "cannot exec in the pod's sandbox VM task %s",
+                                    t->id);
+        struct sandbox_proc *proc = NULL;
+        int r = proc_new(t, exec_id, stdio, &proc, err);
+        if (r < 0)
+                return r;
+        Unishim__Agent__V1__ExecProcessRequest req = UNISHIM__AGENT__V1__EXEC_PROCESS_REQUEST__INIT;
+        req.container_id = t->id;
+        req.exec_id = (char *)exec_id;
+        req.process_json.data = (uint8_t *)json;
+        req.process_json.len = json_len;
+        req.stdin = proc->in_fd >= 0;
+        _cleanup_pb_ Unishim__Agent__V1__ExecProcessResponse *resp = NULL;
+        r = agent_call(t->pod, "ExecProcess", &req.base,
+                       &unishim__agent__v1__exec_process_response__descriptor,
+                       (ProtobufCMessage **)&resp, AGENT_CALL_MS, err);
+        if (r < 0) {
+                t->procs = proc->next; /* proc_new put it first */
+                proc_free(proc);
+                return r;
+        }
+        proc_poll(proc);
+        *ret_pid = sandbox_pid(t);
+        *ret_pty = -1;
+        return 0;
+}
+
+static int signal_guest(struct sandbox_task *t, const char *exec_id, int sig, bool all,
+                        struct us_error **err)
+{
+        Unishim__Agent__V1__SignalProcessRequest req =
+                UNISHIM__AGENT__V1__SIGNAL_PROCESS_REQUEST__INIT;
+        req.container_id = t->id;
+        req.exec_id = (char *)(exec_id ? exec_id : "");
+        req.signal = (uint32_t)sig;
+        req.all = all;
+        int r = agent_call(t->pod, "SignalProcess", &req.base, NULL, NULL, AGENT_CALL_MS, err);
+        return r == -ENOENT ? -ESRCH : r;
+}
+
+static int sandbox_kill(void *impl, int sig, bool all, struct us_error **err)
+{
+        struct sandbox_task *t = impl;
+        if (!t->is_vm) {
+                if (t->pod->dead)
+                        return -ESRCH;
+                return signal_guest(t, NULL, sig, all, err);
+        }
+        /* The pod's VM task: any deadly signal ends the VM. */
+        if (sig == 0 || t->pod->dead)
+                return t->pod->dead ? -ESRCH : 0;
+        pod_teardown(t->pod);
+        return 0;
+}
+
+static int sandbox_kill_exec(void *impl, const char *exec_id, pid_t pid, int sig,
+                             struct us_error **err)
+{
+        (void)pid;
+        struct sandbox_task *t = impl;
+        if (t->pod->dead)
+                return -ESRCH;
+        return signal_guest(t, exec_id, sig, false, err);
+}
+
+static int sandbox_resize(void *impl, const char *exec_id, unsigned width, unsigned height,
+                          struct us_error **err)
+{
+        struct sandbox_task *t = impl;
+        Unishim__Agent__V1__ResizePtyRequest req = UNISHIM__AGENT__V1__RESIZE_PTY_REQUEST__INIT;
+        req.container_id = t->id;
+        req.exec_id = (char *)(exec_id ? exec_id : "");
+        req.width = width;
+        req.height = height;
+        return agent_call(t->pod, "ResizePty", &req.base, NULL, NULL, AGENT_CALL_MS, err);
+}
+
+static int sandbox_close_stdin(void *impl, const char *exec_id, struct us_error **err)
+{
+        (void)err;
+        struct sandbox_task *t = impl;
+        struct sandbox_proc *p = proc_find(t, exec_id);
+        /* The shim closed its pipe; stdin_readable sees EOF and tells the
+         * guest once what was written before has gone through. */
+        (void)p;
+        return 0;
+}
+
+static int container_call(struct sandbox_task *t, const char *method, struct us_error **err)
+{
+        Unishim__Agent__V1__ContainerRequest req = UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
+        req.container_id = t->id;
+        return agent_call(t->pod, method, &req.base, NULL, NULL, AGENT_CALL_MS, err);
+}
+
+static int sandbox_pause(void *impl, struct us_error **err)
+{
+        struct sandbox_task *t = impl;
+        return t->is_vm ? vmm_vm_pause(t->pod->vm, err) : container_call(t, "PauseContainer", err);
+}
+
+static int sandbox_resume(void *impl, struct us_error **err)
+{
+        struct sandbox_task *t = impl;
+        return t->is_vm ? vmm_vm_resume(t->pod->vm, err)
+                        : container_call(t, "ResumeContainer", err);
+}
+
+static int sandbox_update(void *impl, const struct us_oci_resources *res, const char *json,
+                          size_t json_len, struct us_error **err)
+{
+        (void)res;
+        struct sandbox_task *t = impl;
+        if (t->is_vm)
+                return 0; /* the VM's size is fixed at boot */
+        Unishim__Agent__V1__UpdateContainerRequest req =
+                UNISHIM__AGENT__V1__UPDATE_CONTAINER_REQUEST__INIT;
+        req.container_id = t->id;
+        req.resources_json.data = (uint8_t *)json;
+        req.resources_json.len = json_len;
+        return agent_call(t->pod, "UpdateContainer", &req.base, NULL, NULL, AGENT_CALL_MS, err);
+}
+
+static int sandbox_stats(void *impl, Io__Containerd__Cgroups__V1__Metrics **ret,
+                         struct us_error **err)
+{
+        struct sandbox_task *t = impl;
+        if (t->is_vm) {
+                /* The VM's own cost on the host: QEMU's cgroup. */
+                Io__Containerd__Cgroups__V1__Metrics *m = NULL;
+                int r = us_cgroup_stats(t->pod->cgroup, &m, err);
+                if (r < 0)
+                        return r;
+                size_t n = protobuf_c_message_get_packed_size(&m->base);
+                _cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
+                if (!buf) {
+                        us_cgroup_stats_free(m);
+                        return us_errorf(err, ENOMEM, "stats");
+                }
+                protobuf_c_message_pack(&m->base, buf);
+                us_cgroup_stats_free(m);
+                *ret = io__containerd__cgroups__v1__metrics__unpack(NULL, n, buf);
+                return *ret ? 0 : us_errorf(err, ENOMEM, "stats");
+        }
+        Unishim__Agent__V1__ContainerRequest req = UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
+        req.container_id = t->id;
+        _cleanup_pb_ Unishim__Agent__V1__StatsContainerResponse *resp = NULL;
+        int r = agent_call(t->pod, "StatsContainer", &req.base,
+                           &unishim__agent__v1__stats_container_response__descriptor,
+                           (ProtobufCMessage **)&resp, AGENT_CALL_MS, err);
+        if (r < 0)
+                return r;
+        *ret = io__containerd__cgroups__v1__metrics__unpack(NULL, resp->metrics.len,
+                                                             resp->metrics.data);
+        if (!*ret)
+                return us_error_msg(err, EBADMSG, "guest agent StatsContainer: malformed metrics");
+        return 0;
+}
+
+static void sandbox_stats_free(Io__Containerd__Cgroups__V1__Metrics *m)
+{
+        if (m)
+                io__containerd__cgroups__v1__metrics__free_unpacked(m, NULL);
+}
+
+static int sandbox_pids(void *impl, pid_t **ret, size_t *ret_n, struct us_error **err)
+{
+        struct sandbox_task *t = impl;
+        if (t->is_vm) {
+                pid_t *p = malloc(sizeof(*p));
+                if (!p)
+                        return us_errorf(err, ENOMEM, "pids");
+                p[0] = sandbox_pid(t);
+                *ret = p;
+                *ret_n = 1;
+                return 0;
+        }
+        Unishim__Agent__V1__ContainerRequest req = UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
+        req.container_id = t->id;
+        _cleanup_pb_ Unishim__Agent__V1__ListPidsResponse *resp = NULL;
+        int r = agent_call(t->pod, "ListPids", &req.base,
+                           &unishim__agent__v1__list_pids_response__descriptor,
+                           (ProtobufCMessage **)&resp, AGENT_CALL_MS, err);
+        if (r < 0)
+                return r;
+        size_t n = resp->n_pids > 65536 ? 65536 : resp->n_pids;
+        pid_t *p = calloc(n ? n : 1, sizeof(*p));
+        if (!p)
+                return us_errorf(err, ENOMEM, "pids");
+        for (size_t i = 0; i < n; i++)
+                p[i] = (pid_t)resp->pids[i];
+        *ret = p;
+        *ret_n = n;
+        return 0;
+}
+
+static int sandbox_oom_watch(void *impl, int *ret_fd, uint64_t *ret_count, struct us_error **err)
+{
+        (void)impl;
+        (void)ret_fd;
+        (void)ret_count;
+        (void)err;
+        return -ENOTSUP; /* OOM kills come from the guest's GetOOMEvent */
+}
+
+static int sandbox_oom_event(void *impl, int fd, uint64_t *count, bool *ret_oom,
+                             struct us_error **err)
+{
+        (void)impl;
+        (void)fd;
+        (void)count;
+        (void)err;
+        *ret_oom = false;
+        return 0;
+}
+
+static int sandbox_destroy(void *impl, struct us_error **err)
+{
+        (void)err;
+        struct sandbox_task *t = impl;
+        if (t->in_guest && !t->pod->dead && !t->pod->torn_down) {
+                (void)container_call(t, "RemoveContainer", NULL);
+                t->in_guest = false;
+        }
+        unshare_container(t);
+        /* The pod's VM goes with its CRI sandbox task, or with the last
+         * container of a pod that has none (ctr run). */
+        bool has_vm_task = false;
+        for (struct sandbox_task *o = t->pod->tasks; o; o = o->next)
+                has_vm_task |= o->is_vm;
+        if (t->is_vm || (!has_vm_task && !t->pod->tasks->next))
+                pod_teardown(t->pod);
+        return 0;
+}
+
+static void sandbox_free(void *impl)
+{
+        struct sandbox_task *t = impl;
+        if (t)
+                task_free(t);
+}
+
+const struct shim_backend shim_backend_sandbox = {
+        .name = "sandbox",
+        .host_pty = false,
+        .create = sandbox_create,
+        .pid = sandbox_pid,
+        .start = sandbox_start,
+        .exec = sandbox_exec,
+        .kill = sandbox_kill,
+        .kill_exec = sandbox_kill_exec,
+        .resize = sandbox_resize,
+        .close_stdin = sandbox_close_stdin,
+        .pause = sandbox_pause,
+        .resume = sandbox_resume,
+        .update = sandbox_update,
+        .stats = sandbox_stats,
+        .stats_free = sandbox_stats_free,
+        .pids = sandbox_pids,
+        .oom_watch = sandbox_oom_watch,
+        .oom_event = sandbox_oom_event,
+        .destroy = sandbox_destroy,
+        .free = sandbox_free,
+        .child_exited = pod_child_exited,
+        .pod_free = pod_free,
+};
