@@ -195,52 +195,18 @@ int us_ttrpc_client_call(struct us_ttrpc_client *c, const char *service, const c
 {
         if (c->broken)
                 return us_error_msg(err, ENOTCONN, "ttrpc connection is broken");
-        if (n_metadata > US_TTRPC_MAX_METADATA)
-                return us_error_msg(err, EINVAL, "too many ttrpc metadata entries");
         if (c->next_stream_id > UINT32_MAX - 2) {
                 c->broken = true; /* ids may not be reused on one connection */
                 return us_error_msg(err, ENOTCONN, "ttrpc stream ids exhausted");
         }
         int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
 
-        size_t plen = req ? protobuf_c_message_get_packed_size(req) : 0;
-        if (plen > US_TTRPC_MAX_MESSAGE)
-                return us_error_msg(err, EMSGSIZE, "ttrpc request of %zu bytes too large", plen);
-        _cleanup_free_ uint8_t *pbuf = plen ? malloc(plen) : NULL;
-        if (plen && !pbuf)
-                return us_errorf(err, ENOMEM, "allocate ttrpc request");
-        if (plen)
-                (void)protobuf_c_message_pack(req, pbuf);
-
-        _cleanup_free_ Ttrpc__KeyValue *kvbuf = NULL;
-        _cleanup_free_ Ttrpc__KeyValue **kvp = NULL;
-        if (n_metadata > 0) {
-                kvbuf = calloc(n_metadata, sizeof(*kvbuf));
-                kvp = calloc(n_metadata, sizeof(*kvp));
-                if (!kvbuf || !kvp)
-                        return us_errorf(err, ENOMEM, "allocate ttrpc metadata");
-                for (size_t i = 0; i < n_metadata; i++) {
-                        ttrpc__key_value__init(&kvbuf[i]);
-                        kvbuf[i].key = (char *)metadata[i].key;
-                        kvbuf[i].value = (char *)metadata[i].value;
-                        kvp[i] = &kvbuf[i];
-                }
-        }
-        Ttrpc__Request r_msg = TTRPC__REQUEST__INIT;
-        r_msg.service = (char *)service;
-        r_msg.method = (char *)method;
-        r_msg.payload.data = pbuf;
-        r_msg.payload.len = plen;
-        r_msg.timeout_nano = timeout_ms > 0 ? (int64_t)timeout_ms * 1000000 : 0;
-        r_msg.n_metadata = n_metadata;
-        r_msg.metadata = kvp;
-
         uint32_t stream_id = c->next_stream_id;
         c->next_stream_id += 2;
         _cleanup_free_ uint8_t *frame = NULL;
         size_t flen;
-        int r = us_ttrpc_frame_build(stream_id, US_TTRPC_TYPE_REQUEST, &r_msg.base, &frame, &flen,
-                                     err);
+        int r = us_ttrpc_request_frame_build(stream_id, service, method, req, metadata, n_metadata,
+                                             timeout_ms, &frame, &flen, err);
         if (r < 0)
                 return r;
         r = send_all(c, frame, flen, deadline, err);
@@ -256,13 +222,11 @@ int us_ttrpc_client_call(struct us_ttrpc_client *c, const char *service, const c
         if (r < 0)
                 return us_error_wrap(err, r, "%s/%s", service, method);
 
-        if (resp->status && resp->status->code != US_GRPC_OK) {
-                int code = resp->status->code;
-                r = us_errno_from_grpc_code(code);
-                (void)us_error_msg(err, r, "%s/%s: %s", service, method,
-                                   resp->status->message && *resp->status->message
-                                           ? resp->status->message
-                                           : "error without message");
+        _cleanup_free_ char *what = NULL;
+        if (asprintf(&what, "%s/%s", service, method) < 0)
+                what = NULL;
+        r = us_ttrpc_response_status(resp, what ? what : method, err);
+        if (r < 0) {
                 ttrpc__response__free_unpacked(resp, NULL);
                 return r;
         }
