@@ -51,6 +51,8 @@ struct conn {
         uint8_t *out;
         size_t out_off, out_len, out_cap;
         unsigned n_calls;
+        void (*on_close)(void *userdata);
+        void *on_close_userdata;
 };
 
 struct us_ttrpc_call {
@@ -120,6 +122,8 @@ static void conn_close_full(struct conn *c, bool notify)
         srv->n_conns--;
         if (notify)
                 notify_connections(srv);
+        if (notify && c->on_close)
+                c->on_close(c->on_close_userdata);
         conn_unref(c);
 }
 
@@ -388,6 +392,13 @@ static void conn_io(struct us_loop_source *src, int fd, uint32_t events, void *u
 
 int us_ttrpc_server_add_connection(struct us_ttrpc_server *srv, int fd, struct us_error **err)
 {
+        return us_ttrpc_server_add_connection_notify(srv, fd, NULL, NULL, err);
+}
+
+int us_ttrpc_server_add_connection_notify(struct us_ttrpc_server *srv, int fd,
+                                          void (*on_close)(void *userdata), void *userdata,
+                                          struct us_error **err)
+{
         _cleanup_close_ int owned = fd;
         struct stat st;
         if (fstat(fd, &st) < 0)
@@ -404,6 +415,8 @@ int us_ttrpc_server_add_connection(struct us_ttrpc_server *srv, int fd, struct u
         c->is_socket = S_ISSOCK(st.st_mode);
         c->events = EPOLLIN;
         c->srv = srv;
+        c->on_close = on_close;
+        c->on_close_userdata = userdata;
         int r = us_loop_add_fd(srv->loop, fd, c->events, conn_io, c, &c->src, err);
         if (r < 0) {
                 free(c);

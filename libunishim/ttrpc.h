@@ -150,6 +150,13 @@ int us_errno_from_grpc_code(int code);
  * serves such connections. */
 int us_ttrpc_server_add_connection(struct us_ttrpc_server *srv, int fd, struct us_error **err);
 
+/* The same, and on_close(userdata) runs once when this connection ends by
+ * itself (peer gone, protocol error) -- not when the server is freed. The
+ * guest agent reopens its virtio-serial port from there. */
+int us_ttrpc_server_add_connection_notify(struct us_ttrpc_server *srv, int fd,
+                                          void (*on_close)(void *userdata), void *userdata,
+                                          struct us_error **err);
+
 /* Limits the server applies per connection. */
 #define US_TTRPC_MAX_CALLS_PER_CONN 1024        /* in-flight; more get RESOURCE_EXHAUSTED */
 #define US_TTRPC_MAX_QUEUED_OUTPUT  (16u << 20) /* more queued output closes the conn */
