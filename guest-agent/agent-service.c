@@ -876,6 +876,12 @@ int agent_serve_fd(struct agent *a, int fd, struct us_error **err)
         return us_ttrpc_server_add_connection(a->srv, fd, err);
 }
 
+int agent_serve_fd_notify(struct agent *a, int fd, void (*on_close)(void *userdata), void *userdata,
+                          struct us_error **err)
+{
+        return us_ttrpc_server_add_connection_notify(a->srv, fd, on_close, userdata, err);
+}
+
 void agent_on_connections(struct agent *a, void (*fn)(unsigned n, void *userdata), void *userdata)
 {
         us_ttrpc_server_on_connections(a->srv, fn, userdata);

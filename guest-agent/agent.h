@@ -148,6 +148,9 @@ int agent_new(struct us_loop *loop, const struct agent_options *opts, struct age
 struct agent *agent_free(struct agent *a);
 /* Serves a connected fd (the virtio-serial port). */
 int agent_serve_fd(struct agent *a, int fd, struct us_error **err);
+/* The same, with on_close(userdata) when the host side of fd goes away. */
+int agent_serve_fd_notify(struct agent *a, int fd, void (*on_close)(void *userdata), void *userdata,
+                          struct us_error **err);
 /* Called when the number of connections changes (main reopens the port when
  * the host side went away). */
 void agent_on_connections(struct agent *a, void (*fn)(unsigned n, void *userdata), void *userdata);

@@ -30,8 +30,7 @@
 #include "cleanup.h"
 #include "log.h"
 
-#define AGENT_PORT_NAME "unishim.agent"
-#define MODULE_LIST     "/lib/modules/unishim.list"
+#define MODULE_LIST "/lib/modules/unishim.list"
 
 struct cmdline {
         bool debug;
@@ -113,7 +112,13 @@ static void load_modules(bool debug)
         }
 }
 
-static int find_port(char *out, size_t outlen)
+/* The host reaches the agent on two virtio-serial ports served alike: the
+ * shim makes short synchronous calls on the first and keeps its long polls
+ * (exits, output, OOM) on the second, so neither waits behind the other. */
+static const char *const port_names[] = {"unishim.agent", "unishim.events"};
+#define N_PORTS (sizeof(port_names) / sizeof(port_names[0]))
+
+static int find_port(const char *want, char *out, size_t outlen)
 {
         DIR *d = opendir("/sys/class/virtio-ports");
         if (!d)
@@ -131,7 +136,7 @@ static int find_port(char *out, size_t outlen)
                 bool ok = fgets(name, sizeof(name), f) != NULL;
                 fclose(f);
                 name[strcspn(name, "\n")] = '\0';
-                if (ok && !strcmp(name, AGENT_PORT_NAME)) {
+                if (ok && !strcmp(name, want)) {
                         snprintf(out, outlen, "/dev/%s", de->d_name);
                         r = 0;
                         break;
@@ -149,12 +154,12 @@ static uint64_t now_ms(void)
 }
 
 /* The port appears when virtio_console has probed; devtmpfs creates the node. */
-static int open_port(unsigned timeout_ms, struct us_error **err)
+static int open_port(const char *name, unsigned timeout_ms, struct us_error **err)
 {
         char path[300];
         uint64_t deadline = now_ms() + timeout_ms;
         for (;;) {
-                if (find_port(path, sizeof(path)) == 0) {
+                if (find_port(name, path, sizeof(path)) == 0) {
                         int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
                         if (fd >= 0)
                                 return fd;
@@ -163,52 +168,63 @@ static int open_port(unsigned timeout_ms, struct us_error **err)
                 }
                 if (now_ms() > deadline)
                         return us_error_msg(err, ETIMEDOUT,
-                                            "virtio-serial port " AGENT_PORT_NAME
-                                            " did not appear within %u ms",
-                                            timeout_ms);
+                                            "virtio-serial port %s did not appear within %u ms",
+                                            name, timeout_ms);
                 usleep(10000);
         }
 }
 
+struct main_ctx;
+
+struct port {
+        struct main_ctx *m;
+        const char *name;
+        const char *dev; /* --port: a fixed device for tests (first port only) */
+        bool optional;   /* the events port: older hosts do not offer it */
+};
+
 struct main_ctx {
         struct agent *agent;
         struct us_loop *loop;
-        const char *dev_port;
         unsigned port_timeout_ms;
-        bool reopen_pending;
+        struct port ports[N_PORTS];
 };
 
-static int open_agent_port(struct main_ctx *m, struct us_error **err)
+static void port_closed(void *userdata);
+
+static int port_serve(struct port *p, struct us_error **err)
 {
-        if (m->dev_port) {
-                int fd = open(m->dev_port, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-                return fd < 0 ? us_errorf(err, errno, "open %s", m->dev_port) : fd;
+        int fd;
+        if (p->dev) {
+                fd = open(p->dev, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0)
+                        return us_errorf(err, errno, "open %s", p->dev);
+        } else {
+                fd = open_port(p->name, p->m->port_timeout_ms, err);
+                if (fd < 0)
+                        return fd;
         }
-        return open_port(m->port_timeout_ms, err);
+        return agent_serve_fd_notify(p->m->agent, fd, port_closed, p, err);
 }
 
 static void on_reopen(struct us_loop_source *src, void *userdata)
 {
         (void)src;
-        struct main_ctx *m = userdata;
+        struct port *p = userdata;
         struct us_error *err = NULL;
-        m->reopen_pending = false;
-        int fd = open_agent_port(m, &err);
-        if (fd < 0 || agent_serve_fd(m->agent, fd, &err) < 0)
+        if (port_serve(p, &err) < 0)
                 fatal("reopen agent port", err);
 }
 
 /* A virtio-serial port reads EOF while no host is connected; the server then
- * drops the connection. Reopen it (after a pause, not to spin) so the next
- * host connection (a restarted shim) finds the agent. */
-static void on_connections(unsigned n, void *userdata)
+ * drops the connection. Reopen that port (after a pause, not to spin) so
+ * the next host connection (a restarted shim) finds the agent. */
+static void port_closed(void *userdata)
 {
-        struct main_ctx *m = userdata;
-        us_log_debug("agent port: %u connection(s)", n);
-        if (n > 0 || m->reopen_pending)
-                return;
-        if (us_loop_add_timer(m->loop, 100, on_reopen, m, NULL, NULL) == 0)
-                m->reopen_pending = true;
+        struct port *p = userdata;
+        us_log_debug("port %s: host side closed", p->name);
+        if (us_loop_add_timer(p->m->loop, 100, on_reopen, p, NULL, NULL) < 0)
+                fatal("schedule port reopen", NULL);
 }
 
 static void on_signal(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
@@ -280,15 +296,24 @@ int main(int argc, char **argv)
                 fatal("signalfd watch", err);
 
         m.loop = loop;
-        m.dev_port = dev_port;
         m.port_timeout_ms = cl.port_timeout_ms;
-        agent_on_connections(m.agent, on_connections, &m);
-        int port = open_agent_port(&m, &err);
-        if (port < 0)
-                fatal("agent port", err);
-        if (agent_serve_fd(m.agent, port, &err) < 0)
-                fatal("serve", err);
-        us_log_info("agent ready on " AGENT_PORT_NAME);
+        for (size_t i = 0; i < N_PORTS; i++) {
+                m.ports[i] = (struct port){.m = &m, .name = port_names[i], .optional = i > 0};
+                if (dev_port)
+                        m.ports[i].dev = i == 0 ? dev_port : NULL;
+        }
+        for (size_t i = 0; i < N_PORTS; i++) {
+                if (dev_port && i > 0)
+                        break; /* tests serve one fixed device */
+                if (port_serve(&m.ports[i], &err) < 0) {
+                        if (!m.ports[i].optional)
+                                fatal("agent port", err);
+                        us_log_warn("%s", us_error_text(err));
+                        err = us_error_free(err);
+                        continue;
+                }
+                us_log_info("agent ready on %s", port_names[i]);
+        }
 
         int code = us_loop_run(loop);
         /* Only reached when not PID 1 (Shutdown quits the loop there). */
