@@ -351,8 +351,8 @@ static int exit_error(struct vmm_vm *vm, int r, struct us_error **err)
         return us_error_wrap(err, r, "qemu %s%s%s", how, tail[0] ? ": " : "", tail);
 }
 
-static int start_virtiofsd(struct vmm_vm *vm, const struct vmm_vm_config *cfg, int log_fd,
-                           int *fs_fds, struct us_error **err)
+static int start_virtiofsd(struct vmm_vm *vm, const struct vmm_vm_config *cfg, int *fs_fds,
+                           struct us_error **err)
 {
         for (size_t i = 0; i < cfg->n_shares; i++) {
                 _cleanup_strv_ char **argv = NULL;
@@ -367,8 +367,16 @@ static int start_virtiofsd(struct vmm_vm *vm, const struct vmm_vm_config *cfg, i
                 r = vmm_virtiofsd_argv(cfg, &cfg->shares[i], lfd, &argv, err);
                 if (r < 0)
                         return r;
+                /* Own log: QEMU's stays readable for start errors. */
+                char log_name[48];
+                snprintf(log_name, sizeof(log_name), "virtiofsd-%zu.log", i);
+                _cleanup_close_ int own_log =
+                        openat(vm->dir_fd, log_name,
+                               O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+                if (own_log < 0)
+                        return us_errorf(err, errno, "open %s/%s", vm->state_dir, log_name);
                 struct vmm_proc *p = &vm->helpers[vm->n_helpers];
-                r = spawn(argv, &lfd, 1, log_fd, cfg->cgroup, &p->pid, err);
+                r = spawn(argv, &lfd, 1, own_log, cfg->cgroup, &p->pid, err);
                 if (r < 0)
                         return us_error_wrap(err, r, "start virtiofsd for %s", cfg->shares[i].tag);
                 p->what = "virtiofsd";
@@ -459,7 +467,7 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
         }
 
         if (virtiofs) {
-                r = start_virtiofsd(vm, cfg, log_fd, fs_fds, err);
+                r = start_virtiofsd(vm, cfg, fs_fds, err);
                 if (r < 0)
                         return us_error_wrap(err, r, "vm %s", vm->id);
         }
