@@ -189,7 +189,7 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
                 return r;
         if (rt->accel != VMM_ACCEL_KVM && rt->accel != VMM_ACCEL_TCG)
                 return us_error_msg(err, EINVAL, "accelerator must be decided (kvm or tcg)");
-        if (rt->qmp_fd < 0 || rt->agent_fd < 0 || !rt->console_log)
+        if (rt->qmp_fd < 0 || rt->agent_fd < 0 || rt->events_fd < 0 || !rt->console_log)
                 return us_error_msg(err, EINVAL, "QMP/agent sockets and console log are required");
         if (virtiofs && !rt->fs_fds)
                 return us_error_msg(err, EINVAL, "virtio-fs shares need their virtiofsd sockets");
@@ -275,6 +275,10 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
         add_fmt(&b, "socket,id=agent,fd=%d,server=on,wait=off", rt->agent_fd);
         add_fmt(&b, "-device");
         add_fmt(&b, "virtserialport,chardev=agent,name=unishim.agent");
+        add_fmt(&b, "-chardev");
+        add_fmt(&b, "socket,id=events,fd=%d,server=on,wait=off", rt->events_fd);
+        add_fmt(&b, "-device");
+        add_fmt(&b, "virtserialport,chardev=events,name=unishim.events");
 
         if (cfg->tap_fd >= 0) {
                 add_fmt(&b, "-netdev");

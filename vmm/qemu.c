@@ -396,7 +396,7 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
         _cleanup_free_ char *console = NULL;
         char *reason = NULL;
         _cleanup_free_ int *fs_fds = NULL;
-        _cleanup_close_ int log_fd = -1, qmp_lfd = -1, agent_lfd = -1, qmp_fd = -1;
+        _cleanup_close_ int log_fd = -1, qmp_lfd = -1, agent_lfd = -1, events_lfd = -1, qmp_fd = -1;
         struct vmm_qemu_runtime rt = {0};
         bool virtiofs;
         int r;
@@ -453,6 +453,7 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
         /* Validate the whole command line before starting any helper. */
         rt.qmp_fd = 0;
         rt.agent_fd = 0;
+        rt.events_fd = 0;
         rt.console_log = console;
         {
                 _cleanup_strv_ char **probe = NULL;
@@ -478,18 +479,23 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
         r = listen_unix(vm, "agent.sock", &agent_lfd, err);
         if (r < 0)
                 return us_error_wrap(err, r, "vm %s", vm->id);
+        r = listen_unix(vm, "events.sock", &events_lfd, err);
+        if (r < 0)
+                return us_error_wrap(err, r, "vm %s", vm->id);
 
         rt.qmp_fd = qmp_lfd;
         rt.agent_fd = agent_lfd;
+        rt.events_fd = events_lfd;
         rt.fs_fds = fs_fds;
         r = vmm_qemu_argv(cfg, &rt, &argv, err);
         if (r < 0)
                 return us_error_wrap(err, r, "vm %s", vm->id);
 
-        int keep[3 + 8];
+        int keep[4 + 8];
         size_t n_keep = 0;
         keep[n_keep++] = qmp_lfd;
         keep[n_keep++] = agent_lfd;
+        keep[n_keep++] = events_lfd;
         if (cfg->tap_fd >= 0)
                 keep[n_keep++] = cfg->tap_fd;
         for (size_t i = 0; virtiofs && i < cfg->n_shares && n_keep < US_ELEMENTSOF(keep); i++)
@@ -502,6 +508,7 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
         /* QEMU holds its copies now. */
         qmp_lfd = us_close(qmp_lfd);
         agent_lfd = us_close(agent_lfd);
+        events_lfd = us_close(events_lfd);
         for (size_t i = 0; virtiofs && i < cfg->n_shares; i++)
                 fs_fds[i] = us_close(fs_fds[i]);
 
@@ -517,13 +524,31 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
         return 0;
 }
 
-int vmm_vm_agent_connect(struct vmm_vm *vm, int *ret_fd, struct us_error **err)
+int vmm_vm_port_connect(struct vmm_vm *vm, enum vmm_agent_port port, int *ret_fd,
+                        struct us_error **err)
 {
+        const char *name;
+
         if (!vm || !ret_fd)
                 return us_error_msg(err, EINVAL, "agent connect: no vm");
+        switch (port) {
+        case VMM_PORT_AGENT:
+                name = "agent.sock";
+                break;
+        case VMM_PORT_EVENTS:
+                name = "events.sock";
+                break;
+        default:
+                return us_error_msg(err, EINVAL, "agent connect: unknown port %d", (int)port);
+        }
         if (!vmm_vm_running(vm))
                 return us_error_msg(err, ESRCH, "vm %s: qemu is not running", vm->id);
-        return connect_unix(vm, "agent.sock", ret_fd, err);
+        return connect_unix(vm, name, ret_fd, err);
+}
+
+int vmm_vm_agent_connect(struct vmm_vm *vm, int *ret_fd, struct us_error **err)
+{
+        return vmm_vm_port_connect(vm, VMM_PORT_AGENT, ret_fd, err);
 }
 
 enum vmm_accel vmm_vm_accel(const struct vmm_vm *vm)

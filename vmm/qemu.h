@@ -90,7 +90,8 @@ unsigned vmm_host_tsc_khz_read(void);
 struct vmm_qemu_runtime {
         enum vmm_accel accel;    /* KVM or TCG (decided) */
         int qmp_fd;              /* listening unix socket QEMU serves QMP on */
-        int agent_fd;            /* listening unix socket for the agent port */
+        int agent_fd;            /* listening unix socket for port "unishim.agent" */
+        int events_fd;           /* listening unix socket for port "unishim.events" */
         const int *fs_fds;       /* virtiofs: n_shares sockets connected to virtiofsd */
         const char *console_log; /* resolved path */
         unsigned tsc_khz;        /* TCG: passed as tsc_early_khz= (0: not) */
@@ -118,10 +119,23 @@ struct vmm_vm;
  * (<state_dir>/qemu.log). *ret is owned by the caller (vmm_vm_free). */
 int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us_error **err);
 
-/* A new connected stream fd (O_CLOEXEC, owned by the caller) to the guest
- * agent's virtio-serial port "unishim.agent". Connecting succeeds as soon as
- * QEMU runs; data flows once the agent opens its port. One connection at a
- * time: QEMU serves a single client on the chardev. */
+/* The guest agent serves two virtio-serial ports alike (guest-agent/main.c):
+ * short synchronous calls on "unishim.agent", long polls (exits, output,
+ * OOM) on "unishim.events", so neither waits behind the other. */
+enum vmm_agent_port {
+        VMM_PORT_AGENT,  /* "unishim.agent",  <state_dir>/agent.sock */
+        VMM_PORT_EVENTS, /* "unishim.events", <state_dir>/events.sock */
+};
+
+/* A new connected stream fd (O_CLOEXEC, owned by the caller) to one of the
+ * agent's virtio-serial ports. Connecting succeeds as soon as QEMU runs; data
+ * flows once the agent opens its port. One connection per port at a time:
+ * QEMU serves a single client per chardev (a second one waits in the listen
+ * backlog until the first closes). */
+int vmm_vm_port_connect(struct vmm_vm *vm, enum vmm_agent_port port, int *ret_fd,
+                        struct us_error **err);
+
+/* vmm_vm_port_connect(vm, VMM_PORT_AGENT, ...). */
 int vmm_vm_agent_connect(struct vmm_vm *vm, int *ret_fd, struct us_error **err);
 
 /* Path of the agent socket (owned by vm). */

@@ -1,6 +1,6 @@
 #!/bin/bash
 # The VMM against real QEMU: vmm_vm_start() boots the project's guest image
-# (vmm/guest-image) in a microvm, the agent's virtio-serial socket accepts,
+# (vmm/guest-image) in a microvm, both agent virtio-serial sockets accept,
 # the console shows output, QMP stop/cont change the run state, quit ends
 # QEMU, and no QEMU, no virtiofsd and no socket is left behind. Run once
 # without shares and once with a virtio-fs share (virtiofsd helper).
@@ -71,7 +71,7 @@ run() {
                 echo "  console (tail):"; tail -c 2000 "$state/console.log" 2>/dev/null | sed 's/^/    /' || true
                 return 1
         fi
-        for k in agent_connect=ok pause_resume=ok result=ok; do
+        for k in agent_connect=ok events_connect=ok pause_resume=ok result=ok; do
                 grep -qx "$k" "$tmp/$name.out" || { echo "FAIL: $name: no $k"; return 1; }
         done
         grep -q '^first_console_s=' "$tmp/$name.out" || { echo "FAIL: $name: no console output"; return 1; }

@@ -216,6 +216,14 @@ int main(int argc, char **argv)
         if (r < 0)
                 FAIL("agent connect: %s", us_error_text(err));
         printf("agent_connect=ok\n");
+        {
+                int ev = -1;
+                r = vmm_vm_port_connect(vm, VMM_PORT_EVENTS, &ev, &err);
+                if (r < 0)
+                        FAIL("events port connect: %s", us_error_text(err));
+                us_close(ev);
+                printf("events_connect=ok\n");
+        }
 
         /* First console output, then the expected text. */
         bool first = false, seen = !expect_console;
@@ -302,7 +310,7 @@ out:
                 (void)vmm_vm_destroy(vm, NULL);
         vm = vmm_vm_free(vm);
         if (rc == 0) {
-                const char *names[] = {"qmp.sock", "agent.sock", "virtiofsd-0.sock"};
+                const char *names[] = {"qmp.sock", "agent.sock", "events.sock", "virtiofsd-0.sock"};
                 for (size_t i = 0; i < US_ELEMENTSOF(names); i++) {
                         char p[4200];
                         snprintf(p, sizeof(p), "%s/%s", cfg.state_dir, names[i]);

@@ -62,6 +62,7 @@ static void tcg_defaults(void **state)
         struct vmm_qemu_runtime rt = {.accel = VMM_ACCEL_TCG,
                                       .qmp_fd = 5,
                                       .agent_fd = 6,
+                                      .events_fd = 7,
                                       .console_log = "/run/unishim/pod1/console.log",
                                       .tsc_khz = 2596146};
         _cleanup_strv_ char **argv = NULL;
@@ -100,6 +101,10 @@ static void tcg_defaults(void **state)
                             "socket,id=agent,fd=6,server=on,wait=off");
         assert_string_equal(opt_value(argv, "-device", "virtserialport"),
                             "virtserialport,chardev=agent,name=unishim.agent");
+        assert_string_equal(opt_value(argv, "-chardev", "socket,id=events"),
+                            "socket,id=events,fd=7,server=on,wait=off");
+        assert_string_equal(opt_value(argv, "-device", "virtserialport,chardev=events"),
+                            "virtserialport,chardev=events,name=unishim.events");
         assert_non_null(opt_value(argv, "-device", "virtio-serial-device"));
         /* Never through a shell: no argument is a shell command line. */
         assert_int_equal(find_arg(argv, "sh"), -1);
@@ -126,6 +131,7 @@ static void kvm_virtiofs_net(void **state)
         struct vmm_qemu_runtime rt = {.accel = VMM_ACCEL_KVM,
                                       .qmp_fd = 5,
                                       .agent_fd = 6,
+                                      .events_fd = 7,
                                       .console_log = "/c,log",
                                       .fs_fds = fs_fds,
                                       .tsc_khz = 1000};
@@ -179,8 +185,11 @@ static void ninep(void **state)
         cfg.shares = shares;
         cfg.n_shares = 2;
         cfg.tcg_tb_size_mib = 16;
-        struct vmm_qemu_runtime rt = {
-                .accel = VMM_ACCEL_TCG, .qmp_fd = 3, .agent_fd = 4, .console_log = "/c"};
+        struct vmm_qemu_runtime rt = {.accel = VMM_ACCEL_TCG,
+                                      .qmp_fd = 3,
+                                      .agent_fd = 4,
+                                      .events_fd = 5,
+                                      .console_log = "/c"};
         _cleanup_strv_ char **argv = NULL;
 
         assert_int_equal(vmm_qemu_argv(&cfg, &rt, &argv, NULL), 0);
@@ -199,8 +208,11 @@ static void ninep(void **state)
 static void rejects_bad_config(void **state)
 {
         (void)state;
-        struct vmm_qemu_runtime rt = {
-                .accel = VMM_ACCEL_TCG, .qmp_fd = 3, .agent_fd = 4, .console_log = "/c"};
+        struct vmm_qemu_runtime rt = {.accel = VMM_ACCEL_TCG,
+                                      .qmp_fd = 3,
+                                      .agent_fd = 4,
+                                      .events_fd = 5,
+                                      .console_log = "/c"};
         struct vmm_share bad_tag = {.tag = "a,b", .host_dir = "/x"};
         struct vmm_share long_tag = {.tag = "0123456789012345678901234567890123456789",
                                      .host_dir = "/x"};
