@@ -13,7 +13,6 @@
 
 #include "cleanup.h"
 
-
 struct vmm_qmp {
         int fd;
         int timeout_ms;
