@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -366,12 +369,92 @@ static void accel_decision(void **state)
         assert_string_equal(vmm_accel_name(VMM_ACCEL_TCG), "tcg");
 }
 
+/* --- vmm_vm_start failure contract, without QEMU -------------------------- */
+
+static size_t count_sockets(const char *dir)
+{
+        size_t n = 0;
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        assert_non_null(d);
+        while ((de = readdir(d)))
+                if (de->d_type == DT_SOCK)
+                        n++;
+        closedir(d);
+        return n;
+}
+
+static void start_failure_leaves_nothing(void **state)
+{
+        (void)state;
+        char dir[] = "/tmp/test-vmm-start-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        char helper[128], share_dir[128];
+        snprintf(helper, sizeof(helper), "%s/fake-virtiofsd", dir);
+        snprintf(share_dir, sizeof(share_dir), "%s/share", dir);
+        assert_int_equal(mkdir(share_dir, 0700), 0);
+        /* A helper that stays alive until killed. */
+        FILE *f = fopen(helper, "w");
+        assert_non_null(f);
+        fputs("#!/bin/sh\nexec sleep 600\n", f);
+        fclose(f);
+        assert_int_equal(chmod(helper, 0700), 0);
+
+        struct vmm_share share = {.tag = "rootfs", .host_dir = share_dir};
+        struct vmm_vm_config cfg = {
+                .id = "t",
+                .state_dir = dir,
+                .kernel = "/nonexistent/vmlinux",
+                .accel = VMM_ACCEL_TCG,
+                .tap_fd = -1,
+                .shares = &share,
+                .n_shares = 1,
+                .virtiofsd_binary = helper,
+        };
+        struct vmm_vm *vm = NULL;
+        struct us_error *err = NULL;
+
+        /* "QEMU" exits at once: its sockets close, QMP sees EOF. */
+        cfg.qemu_binary = "/bin/false";
+        assert_true(vmm_vm_start(&cfg, &vm, &err) < 0);
+        assert_null(vm);
+        assert_non_null(strstr(us_error_text(err), "qemu exited with status 1"));
+        err = us_error_free(err);
+        assert_int_equal(count_sockets(dir), 0);
+        /* Every child (QEMU and the still-running helper) killed and reaped. */
+        assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+        assert_int_equal(errno, ECHILD);
+
+        /* The binary does not exist: exec error, helper cleaned up. */
+        cfg.qemu_binary = "/nonexistent/qemu";
+        assert_int_equal(vmm_vm_start(&cfg, &vm, &err), -ENOENT);
+        assert_non_null(strstr(us_error_text(err), "exec /nonexistent/qemu"));
+        err = us_error_free(err);
+        assert_int_equal(count_sockets(dir), 0);
+        assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+
+        /* Invalid config: nothing is started at all. */
+        cfg.qemu_binary = "/bin/false";
+        cfg.mac = "bad";
+        assert_int_equal(vmm_vm_start(&cfg, &vm, &err), -EINVAL);
+        err = us_error_free(err);
+        assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(tcg_defaults),    cmocka_unit_test(kvm_virtiofs_net),
-                cmocka_unit_test(ninep),           cmocka_unit_test(rejects_bad_config),
-                cmocka_unit_test(cpuinfo_parsing), cmocka_unit_test(accel_decision),
+                cmocka_unit_test(tcg_defaults),
+                cmocka_unit_test(kvm_virtiofs_net),
+                cmocka_unit_test(ninep),
+                cmocka_unit_test(rejects_bad_config),
+                cmocka_unit_test(cpuinfo_parsing),
+                cmocka_unit_test(accel_decision),
+                cmocka_unit_test(start_failure_leaves_nothing),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
