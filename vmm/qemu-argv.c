@@ -160,6 +160,11 @@ static int check_config(const struct vmm_vm_config *cfg, struct us_error **err)
         }
         if (cfg->mac && (r = check_mac(cfg->mac, err)) < 0)
                 return r;
+        if (cfg->id)
+                for (const char *c = cfg->id; *c; c++)
+                        if ((unsigned char)*c < 0x20)
+                                return us_error_msg(err, EINVAL,
+                                                    "vm id contains a control character");
         if (cfg->cmdline_extra)
                 for (const char *c = cfg->cmdline_extra; *c; c++)
                         if ((unsigned char)*c < 0x20)
@@ -202,8 +207,13 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
                 return us_errorf(err, ENOMEM, "build command line");
 
         add_fmt(&b, "%s", cfg->qemu_binary ? cfg->qemu_binary : DEFAULT_QEMU);
-        add_fmt(&b, "-name");
-        add_fmt(&b, "unishim-%s,debug-threads=on", cfg->id ? cfg->id : "vm");
+        {
+                _cleanup_free_ char *name = opt_escape(cfg->id ? cfg->id : "vm");
+                if (!name)
+                        b.oom = true;
+                add_fmt(&b, "-name");
+                add_fmt(&b, "unishim-%s,debug-threads=on", name ? name : "");
+        }
         /* microvm: no PCI, no firmware, PVH direct kernel boot. rtc=on saves
          * the kernel's 2 s calibration fallback; pit for the timer under TCG. */
         add_fmt(&b, "-M");

@@ -130,6 +130,7 @@ static void kvm_virtiofs_net(void **state)
         cfg.mac = "02:00:0a:00:00:02";
         cfg.cmdline_extra = "unishim.debug=1";
         cfg.qemu_binary = "/opt/qemu";
+        cfg.id = "a,b";
         int fs_fds[] = {11, 12};
         struct vmm_qemu_runtime rt = {.accel = VMM_ACCEL_KVM,
                                       .qmp_fd = 5,
@@ -143,6 +144,7 @@ static void kvm_virtiofs_net(void **state)
         assert_int_equal(vmm_qemu_argv(&cfg, &rt, &argv, NULL), 0);
         _cleanup_free_ char *all = joined(argv);
         assert_string_equal(argv[0], "/opt/qemu");
+        assert_string_equal(opt_value(argv, "-name", ""), "unishim-a,,b,debug-threads=on");
         assert_string_equal(opt_value(argv, "-accel", ""), "kvm");
         assert_string_equal(opt_value(argv, "-cpu", ""), "host");
         assert_string_equal(
@@ -254,6 +256,7 @@ static void rejects_bad_config(void **state)
         EXPECT_EINVAL(c.mac = "02:00:0a:00:00:0g");
         EXPECT_EINVAL(c.mac = "02:00:0a:00:00:02,script=/x");
         EXPECT_EINVAL(c.cmdline_extra = "a\nb");
+        EXPECT_EINVAL(c.id = "x\ty");
         /* virtio-fs shares without virtiofsd connections. */
         EXPECT_EINVAL((c.shares = &rel, rel.host_dir = "/ok", c.n_shares = 1));
         rel.host_dir = "relative";
