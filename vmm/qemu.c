@@ -75,6 +75,20 @@ static int unix_addr(const struct vmm_vm *vm, const char *name, struct sockaddr_
         return 0;
 }
 
+/* The child dup2()s onto 0..2: an fd we pass on must not live there (a shim
+ * started with closed stdio gets low numbers from socket()/open()). */
+static int move_above_stdio(int *fd, struct us_error **err)
+{
+        if (*fd > 2)
+                return 0;
+        int n = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
+        if (n < 0)
+                return us_errorf(err, errno, "dup fd");
+        us_close(*fd);
+        *fd = n;
+        return 0;
+}
+
 static int remember_socket(struct vmm_vm *vm, const char *name, struct us_error **err)
 {
         char **v = realloc(vm->sockets, (vm->n_sockets + 1) * sizeof(*v));
@@ -100,6 +114,9 @@ static int listen_unix(struct vmm_vm *vm, const char *name, int *ret_fd, struct 
         _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return us_errorf(err, errno, "socket");
+        r = move_above_stdio(&fd, err);
+        if (r < 0)
+                return r;
         (void)unlinkat(vm->dir_fd, name, 0);
         if (bind(fd, (struct sockaddr *)&sa, len) < 0)
                 return us_errorf(err, errno, "bind %s/%s", vm->state_dir, name);
@@ -127,6 +144,9 @@ static int connect_unix(const struct vmm_vm *vm, const char *name, int *ret_fd,
         _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return us_errorf(err, errno, "socket");
+        r = move_above_stdio(&fd, err);
+        if (r < 0)
+                return r;
         while (connect(fd, (struct sockaddr *)&sa, len) < 0) {
                 if (errno == EINTR)
                         continue;
@@ -375,6 +395,9 @@ static int start_virtiofsd(struct vmm_vm *vm, const struct vmm_vm_config *cfg, i
                                O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
                 if (own_log < 0)
                         return us_errorf(err, errno, "open %s/%s", vm->state_dir, log_name);
+                r = move_above_stdio(&own_log, err);
+                if (r < 0)
+                        return r;
                 struct vmm_proc *p = &vm->helpers[vm->n_helpers];
                 r = spawn(argv, &lfd, 1, own_log, cfg->cgroup, &p->pid, err);
                 if (r < 0)
@@ -403,6 +426,8 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
 
         if (!cfg || !ret || !cfg->state_dir || !cfg->kernel)
                 return us_error_msg(err, EINVAL, "vm: state_dir and kernel are required");
+        if (cfg->tap_fd >= 0 && cfg->tap_fd <= 2)
+                return us_error_msg(err, EINVAL, "vm: tap fd %d collides with stdio", cfg->tap_fd);
         virtiofs = cfg->share_type == VMM_SHARE_VIRTIOFS && cfg->n_shares > 0;
 
         vm = calloc(1, sizeof(*vm));
@@ -443,6 +468,9 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
                         0600);
         if (log_fd < 0)
                 return us_errorf(err, errno, "open %s", vm->log_path);
+        r = move_above_stdio(&log_fd, err);
+        if (r < 0)
+                return r;
         if (cfg->console_log)
                 console = strdup(cfg->console_log);
         else if (asprintf(&console, "%s/console.log", cfg->state_dir) < 0)
