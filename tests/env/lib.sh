@@ -269,10 +269,14 @@ env_start() {
         # nsenter execs containerd (same pid) inside the env's netns.
         PATH="$ENV_BINDIR:$PATH" setsid "${netns[@]}" containerd --config "$ENV_CONFIG" \
                 </dev/null >>"$ENV_LOG" 2>&1 &
-        echo $! >"$ENV_PIDFILE"
+        local cpid=$!
+        echo "$cpid" >"$ENV_PIDFILE"
         local i
         for ((i = 0; i < 150; i++)); do
-                if ! env_containerd_pid >/dev/null; then
+                # Liveness only: until setsid/nsenter have exec'd containerd,
+                # the pid's cmdline is still this shell's, which
+                # env_containerd_pid would take for a stale pid file.
+                if ! kill -0 "$cpid" 2>/dev/null; then
                         env_log "containerd exited during start-up; its log ($ENV_LOG):"
                         tail -n 50 "$ENV_LOG" >&2
                         return 1
