@@ -3,7 +3,7 @@
 
 static const struct shim_backend *const backends[CRI_ISOLATION__COUNT] = {
         [CRI_ISOLATION_CONTAINER] = &shim_backend_container,
-        [CRI_ISOLATION_SANDBOX] = NULL, /* issue 4: QEMU + guest agent */
+        [CRI_ISOLATION_SANDBOX] = &shim_backend_sandbox,
         [CRI_ISOLATION_VM] = NULL,      /* libvirt */
 };
 

@@ -19,6 +19,8 @@
  * ids and sizes are validated, and a guest that misbehaves fails its own
  * pod, never the shim.
  */
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -75,6 +77,8 @@ struct sandbox_proc {
         struct stream out, err;
         int in_fd; /* the shim's stdin pipe (a dup), -1 */
         struct us_loop_source *in_watch;
+        uint8_t *in_buf; /* read from the pipe, not yet taken by the guest */
+        size_t in_len, in_off;
         uint64_t wait_call, stdin_call;
         bool exited;
         bool closing;
@@ -167,8 +171,8 @@ static void stream_writable(struct us_loop_source *src, int fd, uint32_t events,
 static void stream_flush(struct stream *s)
 {
         while (s->pending_off < s->pending_len) {
-                ssize_t n = write(s->fd, s->pending + s->pending_off,
-                                  s->pending_len - s->pending_off);
+                ssize_t n =
+                        write(s->fd, s->pending + s->pending_off, s->pending_len - s->pending_off);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0 && errno == EAGAIN) {
@@ -282,25 +286,61 @@ static void proc_waited(int status, const uint8_t *payload, size_t len, const st
 }
 
 static void stdin_readable(struct us_loop_source *src, int fd, uint32_t events, void *userdata);
+static void stdin_send(struct sandbox_proc *p);
 
-static void stdin_written(int status, const uint8_t *payload, size_t len, const struct us_error *err,
-                          void *userdata)
+static void stdin_stop(struct sandbox_proc *p)
 {
-        (void)payload;
-        (void)len;
+        p->in_watch = us_loop_source_remove(p->in_watch);
+        p->in_fd = us_close(p->in_fd);
+        free(p->in_buf);
+        p->in_buf = NULL;
+        p->in_len = p->in_off = 0;
+}
+
+static void stdin_written(int status, const uint8_t *payload, size_t len,
+                          const struct us_error *err, void *userdata)
+{
         (void)err;
         struct sandbox_proc *p = userdata;
         p->stdin_call = 0;
         if (status == -ECANCELED || p->closing)
                 return;
-        if (status < 0) {
-                p->in_watch = us_loop_source_remove(p->in_watch);
-                p->in_fd = us_close(p->in_fd);
+        Unishim__Agent__V1__WriteStdinResponse *resp =
+                status < 0 ? NULL
+                           : unishim__agent__v1__write_stdin_response__unpack(NULL, len, payload);
+        if (!resp || resp->len > p->in_len - p->in_off) {
+                if (resp)
+                        unishim__agent__v1__write_stdin_response__free_unpacked(resp, NULL);
+                stdin_stop(p);
                 return;
         }
+        p->in_off += resp->len;
+        unishim__agent__v1__write_stdin_response__free_unpacked(resp, NULL);
+        if (p->in_off < p->in_len) {
+                /* The guest's pipe was full: the rest goes again, shortly. */
+                stdin_send(p);
+                return;
+        }
+        free(p->in_buf);
+        p->in_buf = NULL;
+        p->in_len = p->in_off = 0;
         /* One write in flight at a time: read the pipe again. */
         if (p->in_watch)
                 (void)us_loop_source_set_events(p->in_watch, EPOLLIN, NULL);
+}
+
+static void stdin_send(struct sandbox_proc *p)
+{
+        struct sandbox_pod *pod = p->task->pod;
+        Unishim__Agent__V1__WriteStdinRequest req = UNISHIM__AGENT__V1__WRITE_STDIN_REQUEST__INIT;
+        req.container_id = p->task->id;
+        req.exec_id = p->exec_id ? p->exec_id : (char *)"";
+        req.data.data = p->in_buf + p->in_off;
+        req.data.len = p->in_len - p->in_off;
+        if (!pod->events ||
+            us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "WriteStdin", &req.base, NULL, 0,
+                                  AGENT_CALL_MS, stdin_written, p, &p->stdin_call, NULL) < 0)
+                stdin_stop(p);
 }
 
 static void stdin_readable(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
@@ -313,29 +353,25 @@ static void stdin_readable(struct us_loop_source *src, int fd, uint32_t events, 
         ssize_t n = read(fd, buf, sizeof(buf));
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return;
-        Unishim__Agent__V1__ProcessRequest close_req = UNISHIM__AGENT__V1__PROCESS_REQUEST__INIT;
-        close_req.container_id = p->task->id;
-        close_req.exec_id = p->exec_id ? p->exec_id : (char *)"";
         if (n <= 0) {
                 /* CloseIO closed the pipe: the guest process gets EOF. */
-                p->in_watch = us_loop_source_remove(p->in_watch);
-                p->in_fd = us_close(p->in_fd);
-                (void)agent_call(pod, "CloseStdin", &close_req.base, NULL, NULL, AGENT_CALL_MS,
-                                 NULL);
+                stdin_stop(p);
+                Unishim__Agent__V1__ProcessRequest req = UNISHIM__AGENT__V1__PROCESS_REQUEST__INIT;
+                req.container_id = p->task->id;
+                req.exec_id = p->exec_id ? p->exec_id : (char *)"";
+                (void)agent_call(pod, "CloseStdin", &req.base, NULL, NULL, AGENT_CALL_MS, NULL);
                 return;
         }
-        Unishim__Agent__V1__WriteStdinRequest req = UNISHIM__AGENT__V1__WRITE_STDIN_REQUEST__INIT;
-        req.container_id = close_req.container_id;
-        req.exec_id = close_req.exec_id;
-        req.data.data = buf;
-        req.data.len = (size_t)n;
-        if (us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "WriteStdin", &req.base, NULL, 0,
-                                  AGENT_CALL_MS, stdin_written, p, &p->stdin_call, NULL) < 0) {
-                p->in_watch = us_loop_source_remove(p->in_watch);
-                p->in_fd = us_close(p->in_fd);
+        p->in_buf = malloc((size_t)n);
+        if (!p->in_buf) {
+                stdin_stop(p);
                 return;
         }
+        memcpy(p->in_buf, buf, (size_t)n);
+        p->in_len = (size_t)n;
+        p->in_off = 0;
         (void)us_loop_source_set_events(p->in_watch, 0, NULL);
+        stdin_send(p);
 }
 
 /* Starts the long polls of a process that now exists in the guest. */
@@ -371,9 +407,11 @@ static int proc_new(struct sandbox_task *t, const char *exec_id, const struct us
         if (!p)
                 return us_errorf(err, ENOMEM, "allocate process");
         p->task = t;
-        p->out = (struct stream){.proc = p, .which = UNISHIM__AGENT__V1__STREAM__STREAM_STDOUT,
+        p->out = (struct stream){.proc = p,
+                                 .which = UNISHIM__AGENT__V1__STREAM__STREAM_STDOUT,
                                  .fd = dup_or_none(stdio->out)};
-        p->err = (struct stream){.proc = p, .which = UNISHIM__AGENT__V1__STREAM__STREAM_STDERR,
+        p->err = (struct stream){.proc = p,
+                                 .which = UNISHIM__AGENT__V1__STREAM__STREAM_STDERR,
                                  .fd = dup_or_none(stdio->err)};
         p->in_fd = dup_or_none(stdio->in);
         if ((exec_id && !(p->exec_id = strdup(exec_id)))) {
@@ -409,8 +447,7 @@ static void proc_free(struct sandbox_proc *p)
         }
         stream_close(&p->out);
         stream_close(&p->err);
-        us_loop_source_remove(p->in_watch);
-        us_close(p->in_fd);
+        stdin_stop(p);
         free(p->exec_id);
         free(p);
 }
@@ -507,21 +544,24 @@ static int guest_image(char **ret_kernel, char **ret_initrd, struct us_error **e
         if (slash)
                 *slash = '\0';
         const char *env_dir = getenv("UNISHIM_GUEST_DIR");
-        char dirs[3][PATH_MAX];
-        size_t nd = 0;
-        if (env_dir && *env_dir)
-                snprintf(dirs[nd++], PATH_MAX, "%s", env_dir);
-        snprintf(dirs[nd++], PATH_MAX, "%s/../share/unishim", exe);
-        snprintf(dirs[nd++], PATH_MAX, "%s/../vmm/guest-image", exe);
+        _cleanup_free_ char *installed = NULL, *built = NULL;
+        if (asprintf(&installed, "%s/../share/unishim", exe) < 0 ||
+            asprintf(&built, "%s/../vmm/guest-image", exe) < 0)
+                return us_errorf(err, ENOMEM, "guest image path");
+        const char *dirs[] = {env_dir && *env_dir ? env_dir : NULL, installed, built};
         static const char *const initrds[] = {"initramfs.cpio", "initramfs.cpio.gz"};
-        for (size_t i = 0; i < nd; i++) {
-                char k[PATH_MAX + 16];
-                snprintf(k, sizeof(k), "%s/vmlinux", dirs[i]);
+        for (size_t i = 0; i < US_ELEMENTSOF(dirs); i++) {
+                if (!dirs[i])
+                        continue;
+                _cleanup_free_ char *k = NULL;
+                if (asprintf(&k, "%s/vmlinux", dirs[i]) < 0)
+                        return us_errorf(err, ENOMEM, "guest image path");
                 if (access(k, R_OK) < 0)
                         continue;
                 for (size_t j = 0; j < US_ELEMENTSOF(initrds); j++) {
-                        char ir[PATH_MAX + 32];
-                        snprintf(ir, sizeof(ir), "%s/%s", dirs[i], initrds[j]);
+                        _cleanup_free_ char *ir = NULL;
+                        if (asprintf(&ir, "%s/%s", dirs[i], initrds[j]) < 0)
+                                return us_errorf(err, ENOMEM, "guest image path");
                         if (access(ir, R_OK) < 0)
                                 continue;
                         *ret_kernel = realpath(k, NULL);
@@ -535,9 +575,9 @@ static int guest_image(char **ret_kernel, char **ret_initrd, struct us_error **e
                 }
         }
         return us_error_msg(err, ENOENT,
-                            "no guest image (vmlinux + initramfs) in %s, %s or %s: build it with "
+                            "no guest image (vmlinux + initramfs) in %s or %s%s%s: build it with "
                             "make build, install it with make install, or set UNISHIM_GUEST_DIR",
-                            nd > 2 ? dirs[0] : "$UNISHIM_GUEST_DIR", dirs[nd - 2], dirs[nd - 1]);
+                            installed, built, env_dir ? " or " : "", env_dir ? env_dir : "");
 }
 
 static const char *netns_path_of(const struct us_oci_spec *spec)
@@ -582,7 +622,6 @@ static int mkdir_p(const char *path, mode_t mode)
 /* Removes a directory tree of empty dirs and unmounted mount points. */
 static void rmdir_tree(const char *path)
 {
-        _cleanup_free_ char *cmdless = NULL;
         DIR *d = opendir(path);
         if (d) {
                 struct dirent *de;
@@ -590,7 +629,8 @@ static void rmdir_tree(const char *path)
                         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                                 continue;
                         char sub[PATH_MAX];
-                        if (snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name) >= (int)sizeof(sub))
+                        if (snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name) >=
+                            (int)sizeof(sub))
                                 continue;
                         (void)umount2(sub, MNT_DETACH | UMOUNT_NOFOLLOW);
                         if (de->d_type == DT_DIR)
@@ -600,6 +640,7 @@ static void rmdir_tree(const char *path)
                 }
                 closedir(d);
         }
+        (void)umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW);
         (void)rmdir(path);
 }
 
@@ -608,7 +649,8 @@ static int pod_bootstrap(struct sandbox_pod *pod, const struct us_oci_spec *spec
 {
         Unishim__Agent__V1__CheckRequest check = UNISHIM__AGENT__V1__CHECK_REQUEST__INIT;
         _cleanup_pb_ Unishim__Agent__V1__CheckResponse *version = NULL;
-        int r = agent_call(pod, "Check", &check.base, &unishim__agent__v1__check_response__descriptor,
+        int r = agent_call(pod, "Check", &check.base,
+                           &unishim__agent__v1__check_response__descriptor,
                            (ProtobufCMessage **)&version, AGENT_BOOT_MS, err);
         if (r < 0)
                 return r;
@@ -625,7 +667,8 @@ static int pod_bootstrap(struct sandbox_pod *pod, const struct us_oci_spec *spec
         if (r < 0)
                 return r;
 
-        Unishim__Agent__V1__UpdateNetworkRequest net = UNISHIM__AGENT__V1__UPDATE_NETWORK_REQUEST__INIT;
+        Unishim__Agent__V1__UpdateNetworkRequest net =
+                UNISHIM__AGENT__V1__UPDATE_NETWORK_REQUEST__INIT;
         net.hostname = spec->hostname ? spec->hostname : (char *)"";
         Unishim__Agent__V1__Interface iface = UNISHIM__AGENT__V1__INTERFACE__INIT;
         Unishim__Agent__V1__Interface *ifaces[] = {&iface};
@@ -703,6 +746,14 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
                 r = us_errorf(err, -r, "create %s", pod->share_dir);
                 goto fail;
         }
+        /* virtiofsd serves a copy of our mount namespace: the share must be
+         * a shared mount for the containers' rootfs binds made later to
+         * reach it. */
+        if (mount(pod->share_dir, pod->share_dir, NULL, MS_BIND, NULL) < 0 ||
+            mount(NULL, pod->share_dir, NULL, MS_SHARED, NULL) < 0) {
+                r = us_errorf(err, errno, "make %s a shared mount", pod->share_dir);
+                goto fail;
+        }
 
         const char *netns = netns_path_of(spec);
         if (netns) {
@@ -759,7 +810,7 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
         if (r >= 0)
                 r = us_ttrpc_client_from_fd(fd, &pod->agent, err);
         if (r >= 0)
-                r = vmm_vm_events_connect(pod->vm, &fd, err);
+                r = vmm_vm_port_connect(pod->vm, VMM_PORT_EVENTS, &fd, err);
         if (r >= 0)
                 r = us_ttrpc_aclient_new(pod->loop, fd, &pod->events, err);
         if (r < 0)
@@ -931,8 +982,8 @@ static int guest_spec(struct sandbox_task *t, const struct us_container_config *
                 .drop_mount = drop,
                 /* The guest's network and IPC are the pod's. */
                 .drop_namespaces = CLONE_NEWNET | CLONE_NEWIPC,
-                .unjoin_namespaces = CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWNS | CLONE_NEWCGROUP |
-                                     CLONE_NEWUSER,
+                .unjoin_namespaces =
+                        CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUSER,
         };
         _cleanup_free_ char *json = NULL;
         size_t json_len = 0;
@@ -1237,7 +1288,7 @@ static int sandbox_stats(void *impl, Io__Containerd__Cgroups__V1__Metrics **ret,
         if (r < 0)
                 return r;
         *ret = io__containerd__cgroups__v1__metrics__unpack(NULL, resp->metrics.len,
-                                                             resp->metrics.data);
+                                                            resp->metrics.data);
         if (!*ret)
                 return us_error_msg(err, EBADMSG, "guest agent StatsContainer: malformed metrics");
         return 0;
