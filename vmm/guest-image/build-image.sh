@@ -39,15 +39,24 @@ if [ -n "$package" ]; then
 else
         deb=$(ls "$cache"/linux-image-[0-9]*-"$suffix"_*.deb 2>/dev/null | grep -v -- "-rt-" | { [ "$flavor" = generic ] && grep -v -- "-cloud-" || cat; } | sort -V | tail -1 || true)
 fi
+resolve_package() {
+        apt-cache depends "linux-image-$suffix" 2>/dev/null |
+                sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1
+}
 if [ -z "$deb" ]; then
-        if [ -z "$package" ]; then
-                package=$(apt-cache depends "linux-image-$suffix" 2>/dev/null |
-                        sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
-                [ -n "$package" ] || { echo "build-image: cannot resolve linux-image-$suffix (apt-get update?)" >&2; exit 1; }
+        pinned=$package
+        [ -n "$package" ] || package=$(resolve_package)
+        # Package lists may be missing (fresh machine) or stale (the archive
+        # moved on): refresh them once and try again.
+        if [ -z "$package" ] || ! (cd "$cache" && apt-get download -q "$package" >/dev/null 2>&1); then
+                echo "build-image: refreshing apt's package lists" >&2
+                apt-get update -qq >/dev/null 2>&1 || true
+                [ -n "$pinned" ] || package=$(resolve_package)
+                [ -n "$package" ] || { echo "build-image: cannot resolve linux-image-$suffix" >&2; exit 1; }
+                echo "build-image: downloading $package" >&2
+                (cd "$cache" && apt-get download -q "$package" >/dev/null 2>&1) || {
+                        echo "build-image: apt-get download $package failed" >&2; exit 1; }
         fi
-        echo "build-image: downloading $package" >&2
-        (cd "$cache" && apt-get download -q "$package" >/dev/null 2>&1) || {
-                echo "build-image: apt-get download $package failed" >&2; exit 1; }
         deb=$(ls "$cache"/"${package}"_*.deb | sort -V | tail -1)
 fi
 
