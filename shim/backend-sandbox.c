@@ -42,6 +42,7 @@
 #include "netplumb.h"
 #include "policy.h"
 #include "qemu.h"
+#include "sandbox-reply.h"
 #include "sandbox-spec.h"
 #include "ttrpc.h"
 
@@ -65,6 +66,7 @@ struct stream {
         int fd; /* the FIFO (a dup), -1 when done */
         uint64_t call;
         struct us_loop_source *out_watch;
+        struct us_loop_source *retry;
         uint8_t *pending; /* read from the guest, not yet written */
         size_t pending_len, pending_off;
         bool eof;
@@ -154,6 +156,7 @@ static void pb_freep(void *p)
 
 static void stream_close(struct stream *s)
 {
+        s->retry = us_loop_source_remove(s->retry);
         s->out_watch = us_loop_source_remove(s->out_watch);
         s->fd = us_close(s->fd);
         free(s->pending);
@@ -210,6 +213,14 @@ static void stream_writable(struct us_loop_source *src, int fd, uint32_t events,
         stream_flush(s);
 }
 
+static void stream_retry(struct us_loop_source *src, void *userdata)
+{
+        (void)src;
+        struct stream *s = userdata;
+        s->retry = NULL;
+        stream_read(s);
+}
+
 static void stream_got(int status, const uint8_t *payload, size_t len, const struct us_error *err,
                        void *userdata)
 {
@@ -218,30 +229,21 @@ static void stream_got(int status, const uint8_t *payload, size_t len, const str
         s->call = 0;
         if (status == -ECANCELED || s->proc->closing)
                 return;
-        Unishim__Agent__V1__ReadStreamResponse *resp =
-                status < 0 ? NULL
-                           : unishim__agent__v1__read_stream_response__unpack(NULL, len, payload);
-        if (!resp || resp->data.len > READ_CHUNK) {
-                /* Error, or a guest that sends more than asked: end the stream. */
-                if (resp)
-                        unishim__agent__v1__read_stream_response__free_unpacked(resp, NULL);
+        /* An error, or a guest that answers out of line: end the stream. */
+        if (status < 0 || sandbox_reply_read_stream(payload, len, READ_CHUNK, &s->pending,
+                                                    &s->pending_len, &s->eof, NULL) < 0) {
                 stream_close(s);
                 return;
         }
-        s->eof = resp->eof;
-        if (resp->data.len) {
-                s->pending = malloc(resp->data.len);
-                if (!s->pending) {
-                        unishim__agent__v1__read_stream_response__free_unpacked(resp, NULL);
+        s->pending_off = 0;
+        if (!s->pending_len && !s->eof) {
+                /* An empty answer that is not the end: the agent should not
+                 * send one; if it does, do not let it spin our loop. */
+                if (us_loop_add_timer(s->proc->task->pod->loop, 100, stream_retry, s, &s->retry,
+                                      NULL) < 0)
                         stream_close(s);
-                        return;
-                }
-                memcpy(s->pending, resp->data.data, resp->data.len);
-                s->pending_len = resp->data.len;
-        } else if (!resp->eof) {
-                /* An empty, non-final answer: ask again (bounded by the guest's pace). */
+                return;
         }
-        unishim__agent__v1__read_stream_response__free_unpacked(resp, NULL);
         stream_flush(s);
 }
 
@@ -272,14 +274,8 @@ static void proc_waited(int status, const uint8_t *payload, size_t len, const st
         if (status == -ECANCELED || p->closing || p->exited)
                 return;
         uint32_t exit_status = 255; /* the guest could not tell: the process is lost */
-        if (status == 0) {
-                Unishim__Agent__V1__WaitProcessResponse *resp =
-                        unishim__agent__v1__wait_process_response__unpack(NULL, len, payload);
-                if (resp && resp->exit_status <= 255 + 128)
-                        exit_status = resp->exit_status;
-                if (resp)
-                        unishim__agent__v1__wait_process_response__free_unpacked(resp, NULL);
-        }
+        if (status == 0 && sandbox_reply_wait(payload, len, &exit_status, NULL) < 0)
+                exit_status = 255;
         p->exited = true;
         struct sandbox_pod *pod = p->task->pod;
         pod->process_exited(p->task->cookie, p->exec_id, exit_status);
@@ -305,17 +301,13 @@ static void stdin_written(int status, const uint8_t *payload, size_t len,
         p->stdin_call = 0;
         if (status == -ECANCELED || p->closing)
                 return;
-        Unishim__Agent__V1__WriteStdinResponse *resp =
-                status < 0 ? NULL
-                           : unishim__agent__v1__write_stdin_response__unpack(NULL, len, payload);
-        if (!resp || resp->len > p->in_len - p->in_off) {
-                if (resp)
-                        unishim__agent__v1__write_stdin_response__free_unpacked(resp, NULL);
+        size_t taken = 0;
+        if (status < 0 ||
+            sandbox_reply_write_stdin(payload, len, p->in_len - p->in_off, &taken, NULL) < 0) {
                 stdin_stop(p);
                 return;
         }
-        p->in_off += resp->len;
-        unishim__agent__v1__write_stdin_response__free_unpacked(resp, NULL);
+        p->in_off += taken;
         if (p->in_off < p->in_len) {
                 /* The guest's pipe was full: the rest goes again, shortly. */
                 stdin_send(p);
