@@ -937,6 +937,10 @@ static int guest_spec(struct sandbox_task *t, const struct us_container_config *
                 return us_errorf(err, errno, "create %s", path);
 
         size_t n = spec->n_mounts;
+        /* Declared before the first goto: cleanup variables must not be
+         * jumped over. */
+        _cleanup_free_ char *json = NULL;
+        size_t json_len = 0;
         _cleanup_free_ char **sources = calloc(n + 1, sizeof(*sources));
         _cleanup_free_ bool *drop = calloc(n + 1, sizeof(*drop));
         if (!sources || !drop)
@@ -977,8 +981,6 @@ static int guest_spec(struct sandbox_task *t, const struct us_container_config *
                 .unjoin_namespaces =
                         CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUSER,
         };
-        _cleanup_free_ char *json = NULL;
-        size_t json_len = 0;
         char cfgpath[PATH_MAX];
         snprintf(cfgpath, sizeof(cfgpath), "%s/config.json", cfg->bundle);
         {
