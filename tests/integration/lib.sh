@@ -253,3 +253,121 @@ it_finish() {
         echo "# $IT_CHECKS checks, $IT_FAILURES failed (runtime $RUNTIME)"
         [ "$IT_FAILURES" = 0 ]
 }
+
+# ---- sandbox pods (unishim.io/isolation: sandbox: a QEMU microvm) ----
+
+# sandbox_qemu_pid POD_ID: the qemu-system-x86_64 of the sandbox pod: its
+# command line has `-name unishim-<id>[,...]`. Empty when none.
+sandbox_qemu_pid() {
+        local d args
+        for d in /proc/[0-9]*; do
+                args=$(tr '\0' '\n' 2>/dev/null <"$d/cmdline") || continue
+                [[ ${args%%$'\n'*} = *qemu-system-x86_64* ]] || continue
+                grep -qE -- "^unishim-$1(,|\$)" <<<"$args" || continue
+                echo "${d#/proc/}"
+                return 0
+        done
+        return 0
+}
+
+# sandbox_procs ID...: "pid cmdline" of every qemu-system-x86_64 or virtiofsd
+# process whose command line names one of the ids (QEMU: -name
+# unishim-<id>; virtiofsd: its source under /run/unishim/<id>/).
+sandbox_procs() {
+        local d args first id
+        for d in /proc/[0-9]*; do
+                args=$(tr '\0' ' ' 2>/dev/null <"$d/cmdline") || continue
+                first=${args%% *}
+                [[ $first = *qemu-system-x86_64* || $first = *virtiofsd* ]] || continue
+                for id in "$@"; do
+                        [ -n "$id" ] || continue
+                        if [[ $args = *"unishim-$id"* || $args = *"/run/unishim/$id"* ]]; then
+                                echo "${d#/proc/} $args"
+                                break
+                        fi
+                done
+        done
+        return 0
+}
+
+# sandbox_net_namespaces: one path per distinct network namespace on the
+# machine (of any process, and the netns bind mounts of this environment).
+sandbox_net_namespaces() {
+        local d ino
+        declare -A seen=()
+        for d in /proc/[0-9]*/ns/net "$ENV_STATE"/io.containerd.grpc.v1.cri/netns/* /var/run/netns/*; do
+                ino=$(stat -L -c %i "$d" 2>/dev/null) || continue
+                [ -n "${seen[$ino]:-}" ] && continue
+                seen[$ino]=1
+                echo "$d"
+        done
+        return 0
+}
+
+# sandbox_taps: the network namespaces that still have a us-tap0 (netplumb's
+# tap of a sandbox pod), as "tap in NS_PATH". Other engineers' sandbox pods
+# on the machine would show too: call it only when none of ours should run
+# and compare with sandbox_taps_before (taken at setup).
+sandbox_taps() {
+        local ns
+        for ns in $(sandbox_net_namespaces); do
+                nsenter --net="$ns" ip -o link show us-tap0 >/dev/null 2>&1 && echo "tap in $ns"
+        done
+        return 0
+}
+
+# sandbox_leftovers ID...: everything of these sandbox pods still on the
+# machine, one line each: pod_leftovers (shim, env mounts, cgroup dirs),
+# QEMU/virtiofsd processes, /run/unishim/<id>, mounts containing
+# /run/unishim/<id>. Empty when clean. (Taps: sandbox_taps.)
+sandbox_leftovers() {
+        local id
+        pod_leftovers "$@"
+        sandbox_procs "$@" | sed 's/^/process /'
+        for id in "$@"; do
+                [ -n "$id" ] || continue
+                [ -e "/run/unishim/$id" ] && echo "dir /run/unishim/$id"
+                awk -v p="/run/unishim/$id" 'index($0, p) { print "mount " $5 }' /proc/self/mountinfo
+                find /sys/fs/cgroup/ -maxdepth 6 -type d -name "*$id*" 2>/dev/null | sed 's/^/cgroup /'
+        done
+        return 0
+}
+
+# host_kernel: the host's kernel release (a sandbox pod must show another).
+host_kernel() {
+        uname -r
+}
+
+# events_start FILE: captures `ctr events` (all namespaces) into FILE in the
+# background (bounded: 240 s); EVENTS_PID is its pid (events_stop).
+events_start() {
+        timeout 240 ctr -a "$ENV_ADDR" events >"$1" 2>&1 &
+        EVENTS_PID=$!
+        sleep 0.3
+}
+
+events_stop() {
+        [ -n "${EVENTS_PID:-}" ] || return 0
+        kill "$EVENTS_PID" 2>/dev/null || true
+        wait "$EVENTS_PID" 2>/dev/null || true
+        EVENTS_PID=
+}
+
+# event_exit_status ID FILE: exit_status of the last /tasks/exit event of
+# container ID in the captured events (protobuf JSON omits a 0 status); ""
+# when there is none. This is what the CRI's ContainerStatus.exit_code reports.
+event_exit_status() {
+        local ev
+        ev=$(grep -F '/tasks/exit' "$2" | grep -F "\"container_id\":\"$1\"" | tail -n1)
+        [ -n "$ev" ] || return 0
+        if [[ $ev =~ \"exit_status\":([0-9]+) ]]; then
+                echo "${BASH_REMATCH[1]}"
+        else
+                echo 0
+        fi
+}
+
+# ctr_state POD NAME: the CRI state of container NAME of POD (inspect).
+ctr_state() {
+        ectl inspect "$1" 2>/dev/null | awk -v n="$2" '$1 == "container" && $4 == n { print $6; exit }'
+}

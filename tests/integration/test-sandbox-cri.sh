@@ -1,0 +1,143 @@
+#!/bin/bash
+# Sandbox pods (unishim.io/isolation: sandbox: the pod runs in a QEMU microvm
+# with the guest agent) through the real CRI, one shared environment:
+#  - uname -r in the pod is the guest's kernel, not the host's
+#  - ExecSync: separate stdout/stderr, exit code 7, a missing binary fails
+#  - the CRI log file has the container's output (and unishimctl logs)
+#  - two containers in one VM share localhost (httpd in one, wget from the other)
+#  - a sandbox pod and a container pod reach each other's IPs, both ways
+#  - stop with a grace period: TERM trapped → exit 0, TERM ignored → 137
+#  - rm leaves no shim, QEMU, virtiofsd, /run/unishim/<id>, mount or cgroup
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+IT_CRI=1
+command -v qemu-system-x86_64 >/dev/null || it_skip "qemu-system-x86_64 missing (apt package qemu-system-x86)"
+it_setup
+HOST_KERNEL=$(host_kernel)
+PORT=8080
+SB='{"unishim.io/isolation": "sandbox"}'
+IDS=()
+
+# A sandbox pod with the given containers (JSON list); prints the file.
+sbpod() {
+        it_pod "$1.json" --arg n "$1" --argjson a "$SB" --argjson c "$2" \
+                '{name: $n, runtime_handler: "unishim", annotations: $a, containers: $c}'
+}
+
+# ---- one pod: kernel, exec, logs ----
+f=$(sbpod sb1 '[{"name": "app", "image": "'"$CRI_TEST_IMAGE"'", "command": ["/bin/sh", "-c"],
+        "args": ["echo hello-from-sandbox; echo to-stderr >&2; exec sleep 3600"]}]')
+out_rc out rc ectl run "$f"
+expect_eq "run sandbox pod sb1" 0 "$rc"
+id1=$(pod_id sb1)
+IDS+=("$id1")
+expect_match "ps: sb1 with kind sandbox" "sb1 +default +Ready +unishim +sandbox" "$(ectl ps)"
+qpid=$(sandbox_qemu_pid "$id1")
+[ -n "$qpid" ] && pass "a QEMU runs for sb1 (pid $qpid)" || fail "no qemu-system-x86_64 with -name unishim-$id1"
+out_rc kern rc ectl exec sb1 -- uname -r
+expect_eq "exec uname -r: exit 0" 0 "$rc"
+[ -n "$kern" ] && [ "$kern" != "$HOST_KERNEL" ] && pass "uname -r in the pod ($kern) is not the host's ($HOST_KERNEL)" ||
+        fail "uname -r in the pod: '$kern', host: '$HOST_KERNEL'"
+expect_match "the guest kernel is the guest image's" "$(cat "$UNISHIM_BUILD_DIR/vmm/guest-image/kernel-release" 2>/dev/null || echo cloud-amd64)" "$kern"
+
+so=$(ectl exec sb1 -- sh -c 'echo out; echo err >&2; exit 7' 2>"$IT_TMP/err" </dev/null) && rc=0 || rc=$?
+expect_eq "ExecSync exit code 7" 7 "$rc"
+expect_eq "ExecSync stdout" out "$so"
+expect_eq "ExecSync stderr" err "$(cat "$IT_TMP/err")"
+out_rc out rc ectl exec sb1 -- /no/such/binary
+[ "$rc" != 0 ] && pass "ExecSync of a missing binary fails (rc $rc)" || fail "missing binary: rc 0: $out"
+out_rc out rc ectl exec sb1 -- cat /proc/1/cmdline
+expect_eq "ExecSync sees the container's pid 1 (sleep)" "sleep3600" "$(tr -d '\0' <<<"$out")"
+
+logf=$(find "$ENV_STATE/pod-logs/default_sb1" -name 0.log 2>/dev/null | head -n1)
+wait_until 10 grep -q hello-from-sandbox "$logf" || true
+expect_match "CRI log file has stdout" "stdout F hello-from-sandbox" "$(cat "$logf" 2>/dev/null)"
+expect_match "CRI log file has stderr" "stderr F to-stderr" "$(cat "$logf" 2>/dev/null)"
+expect_eq "unishimctl logs (stdout)" hello-from-sandbox "$(ectl logs sb1 2>/dev/null)"
+
+# ---- two containers in one VM, sharing localhost ----
+f=$(sbpod sbweb '[{"name": "server", "image": "'"$CRI_TEST_IMAGE"'", "command": ["/bin/sh", "-c"],
+        "args": ["mkdir -p /www && echo served-by-sbweb > /www/index.html && exec httpd -f -p '$PORT' -h /www"]},
+        {"name": "side", "image": "'"$CRI_TEST_IMAGE"'", "command": ["sleep", "3600"]}]')
+out_rc out rc ectl run "$f"
+expect_eq "run 2-container sandbox pod sbweb" 0 "$rc"
+[ "$rc" = 0 ] || echo "# $out"
+idw=$(pod_id sbweb)
+IDS+=("$idw")
+nq=$(sandbox_procs "$idw" | grep -c qemu-system || true)
+expect_eq "one QEMU for the 2-container pod" 1 "$nq"
+ks=$(ectl exec sbweb -c server -- uname -r </dev/null 2>&1 || true)
+kc=$(ectl exec sbweb -c side -- uname -r </dev/null 2>&1 || true)
+expect_eq "both containers run on the same guest kernel" "$ks" "$kc"
+bs=$(ectl exec sbweb -c server -- cat /proc/sys/kernel/random/boot_id </dev/null 2>&1 || true)
+bc=$(ectl exec sbweb -c side -- cat /proc/sys/kernel/random/boot_id </dev/null 2>&1 || true)
+expect_eq "both containers in the same VM (boot_id)" "$bs" "$bc"
+wait_until 10 ectl exec sbweb -c side -- wget -q -O /dev/null "http://127.0.0.1:$PORT/" || true
+out_rc out rc ectl exec sbweb -c side -- wget -qO- -T 5 "http://127.0.0.1:$PORT/"
+expect_eq "side fetches the server's page over 127.0.0.1 inside the VM" "served-by-sbweb" "$out"
+hs=$(ectl exec sbweb -c server -- hostname </dev/null 2>&1 || true)
+hc=$(ectl exec sbweb -c side -- hostname </dev/null 2>&1 || true)
+expect_eq "same hostname in both containers" "$hs" "$hc"
+expect_eq "hostname is the pod name" sbweb "$hs"
+
+# ---- sandbox pod <-> container pod over the pod IPs ----
+f=$(it_pod cweb.json --arg n cweb '{name: $n, runtime_handler: "unishim",
+        containers: [{name: "server", image: $img, command: ["/bin/sh", "-c"],
+          args: ["mkdir -p /www && echo served-by-cweb > /www/index.html && exec httpd -f -p 8080 -h /www"]}]}')
+out_rc out rc ectl run "$f"
+expect_eq "run container pod cweb" 0 "$rc"
+IDS+=("$(pod_id cweb)")
+ipw=$(pod_ip sbweb)
+ipc=$(pod_ip cweb)
+expect_match "sandbox pod has an IP in the env's subnet" "^${ENV_SUBNET%.0/24}\." "$ipw"
+wait_until 10 ectl exec cweb -- wget -q -O /dev/null "http://$ipw:$PORT/" || true
+out_rc out rc ectl exec cweb -- wget -qO- -T 5 "http://$ipw:$PORT/"
+expect_eq "container pod fetches the sandbox pod's page at $ipw" served-by-sbweb "$out"
+out_rc out rc ectl exec sbweb -c side -- wget -qO- -T 5 "http://$ipc:$PORT/"
+expect_eq "sandbox pod fetches the container pod's page at $ipc" served-by-cweb "$out"
+out_rc out rc ectl exec sbweb -c side -- sh -c "ip -4 -o addr show | grep -v ' lo '"
+echo "# guest addresses: $out"
+
+# ---- stop with a grace period ----
+f=$(sbpod sbstop '[{"name": "trap", "image": "'"$CRI_TEST_IMAGE"'", "command": ["/bin/sh", "-c"],
+        "args": ["trap \"exit 0\" TERM; while :; do sleep 0.2; done"]},
+        {"name": "ignore", "image": "'"$CRI_TEST_IMAGE"'", "command": ["/bin/sh", "-c"],
+        "args": ["trap \"\" TERM; while :; do sleep 0.2; done"]}]')
+out_rc out rc ectl run "$f"
+expect_eq "run sandbox pod sbstop" 0 "$rc"
+ids=$(pod_id sbstop)
+IDS+=("$ids")
+ct=$(ctr_id sbstop trap)
+ci=$(ctr_id sbstop ignore)
+sleep 1 # the traps are set
+events_start "$IT_TMP/events-stop"
+t0=$(date +%s%N)
+out_rc out rc ectl stop sbstop --timeout 3
+t1=$(date +%s%N)
+expect_eq "stop --timeout 3" 0 "$rc"
+[ "$rc" = 0 ] || echo "# $out"
+ms=$(((t1 - t0) / 1000000))
+((ms >= 2900)) && pass "stop waited the grace period for the TERM-ignoring container (${ms} ms)" ||
+        fail "stop took only ${ms} ms (grace 3 s)"
+((ms < 30000)) && pass "stop bounded (${ms} ms)" || fail "stop took ${ms} ms"
+wait_until 5 grep -qF "\"container_id\":\"$ci\"" "$IT_TMP/events-stop" || true
+sleep 0.3
+events_stop
+expect_eq "container trapping TERM exits 0" 0 "$(event_exit_status "$ct" "$IT_TMP/events-stop")"
+expect_eq "container ignoring TERM is killed: 137" 137 "$(event_exit_status "$ci" "$IT_TMP/events-stop")"
+expect_eq "container trap: state Exited" Exited "$(ctr_state sbstop trap)"
+expect_eq "container ignore: state Exited" Exited "$(ctr_state sbstop ignore)"
+expect_match "pod NotReady after stop" "state NotReady" "$(ectl inspect sbstop 2>&1)"
+expect_eq "the VM is gone after StopPodSandbox" "" "$(sandbox_qemu_pid "$ids")"
+
+# ---- removal ----
+for p in sb1 sbweb cweb sbstop; do
+        out_rc out rc ectl rm --timeout 0 "$p"
+        expect_eq "rm $p" 0 "$rc"
+done
+wait_until 15 test -z "$(sandbox_leftovers "${IDS[@]}")" || true
+expect_eq "nothing of the pods left (shim, QEMU, virtiofsd, dirs, mounts, cgroups)" "" "$(sandbox_leftovers "${IDS[@]}")"
+expect_eq "no pod listed" "" "$(ectl ps -q)"
+expect_eq "no netns bind mount" "" "$(ls -A "$ENV_STATE/io.containerd.grpc.v1.cri/netns" 2>/dev/null || true)"
+
+it_finish
