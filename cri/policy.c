@@ -2,6 +2,7 @@
 #include "policy.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,9 @@ struct cri_config *cri_config_free(struct cri_config *cfg)
         free(cfg->path);
         us_strv_free(cfg->allowed_annotations);
         us_strv_free(cfg->mesh_sidecars);
+        free(cfg->sandbox.kernel);
+        free(cfg->sandbox.initrd);
+        free(cfg->sandbox.accel);
         free(cfg);
         return NULL;
 }
@@ -78,6 +82,11 @@ int cri_config_default(struct cri_config **ret, struct us_error **err)
         cfg->default_isolation = CRI_ISOLATION_CONTAINER;
         for (int i = 0; i < CRI_ISOLATION__COUNT; i++)
                 cfg->allowed[i] = true;
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->sandbox.vcpus = 1;
+        cfg->sandbox.max_vcpus = cpus > 0 ? (unsigned)cpus : 1;
+        cfg->sandbox.memory_mib = 256;
+        cfg->sandbox.max_memory_mib = 16384;
         if (strv_from(known_annotations, US_ELEMENTSOF(known_annotations),
                       &cfg->allowed_annotations) < 0 ||
             strv_from(default_sidecars, US_ELEMENTSOF(default_sidecars), &cfg->mesh_sidecars) < 0) {
@@ -164,13 +173,56 @@ static int parse_annotations(yajl_val o, const struct jpath *p, void *out, struc
         return 0;
 }
 
+static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
+{
+        struct cri_sandbox_config *sb = out;
+        static const char *const keys[] = {"kernel",    "initrd",     "accel",         "vcpus",
+                                           "max_vcpus", "memory_mib", "max_memory_mib"};
+        TRY(only_keys(o, p, keys, US_ELEMENTSOF(keys), err));
+        TRY(ocij_string(FIELD(o, p, "kernel"), F_ABS, &sb->kernel, err));
+        TRY(ocij_string(FIELD(o, p, "initrd"), F_ABS, &sb->initrd, err));
+        TRY(ocij_string(FIELD(o, p, "accel"), 0, &sb->accel, err));
+        if (sb->accel && strcmp(sb->accel, "auto") != 0 && strcmp(sb->accel, "kvm") != 0 &&
+            strcmp(sb->accel, "tcg") != 0)
+                return ocij_error(err, JP_KEY(p, "accel"),
+                                  "unknown accelerator \"%s\" (known: auto, kvm, tcg)", sb->accel);
+        static const struct {
+                const char *key;
+                size_t offset;
+                unsigned max;
+        } nums[] = {
+                {"vcpus", offsetof(struct cri_sandbox_config, vcpus), 255},
+                {"max_vcpus", offsetof(struct cri_sandbox_config, max_vcpus), 255},
+                {"memory_mib", offsetof(struct cri_sandbox_config, memory_mib), 1u << 20},
+                {"max_memory_mib", offsetof(struct cri_sandbox_config, max_memory_mib), 1u << 20},
+        };
+        for (size_t i = 0; i < US_ELEMENTSOF(nums); i++) {
+                uint64_t v;
+                bool has = false;
+                TRY(ocij_u64(FIELD(o, p, nums[i].key), 0, nums[i].max, &v, &has, err));
+                if (has && v == 0)
+                        return ocij_error(err, JP_KEY(p, nums[i].key), "must be at least 1");
+                if (has)
+                        *(unsigned *)((char *)sb + nums[i].offset) = (unsigned)v;
+        }
+        if (sb->vcpus > sb->max_vcpus)
+                return ocij_error(err, JP_KEY(p, "vcpus"), "%u is above max_vcpus %u", sb->vcpus,
+                                  sb->max_vcpus);
+        if (sb->memory_mib < 64 || sb->memory_mib > sb->max_memory_mib)
+                return ocij_error(err, JP_KEY(p, "memory_mib"),
+                                  "%u is not within 64..max_memory_mib (%u)", sb->memory_mib,
+                                  sb->max_memory_mib);
+        return 0;
+}
+
 static int parse_config(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct cri_config *cfg = out;
-        static const char *const keys[] = {"isolation", "annotations", "mesh_sidecars"};
+        static const char *const keys[] = {"isolation", "annotations", "mesh_sidecars", "sandbox"};
         TRY(only_keys(o, p, keys, US_ELEMENTSOF(keys), err));
         TRY(ocij_struct(FIELD(o, p, "isolation"), 0, parse_isolation, cfg, err));
         TRY(ocij_struct(FIELD(o, p, "annotations"), 0, parse_annotations, cfg, err));
+        TRY(ocij_struct(FIELD(o, p, "sandbox"), 0, parse_sandbox, &cfg->sandbox, err));
         _cleanup_strv_ char **sidecars = NULL;
         TRY(ocij_strv(FIELD(o, p, "mesh_sidecars"), 0, &sidecars, err));
         if (sidecars) {

@@ -16,7 +16,10 @@
  *     "isolation": {"default": "container", "allowed": ["container", "sandbox", "vm"]},
  *     "annotations": {"allowed": ["unishim.io/isolation"]},
  *     "mesh_sidecars": ["istio-proxy", "istio-init", "istio-validation",
- *                       "linkerd-proxy", "linkerd-init"]
+ *                       "linkerd-proxy", "linkerd-init"],
+ *     "sandbox": {"kernel": "/path/vmlinux", "initrd": "/path/initramfs.cpio",
+ *                 "accel": "auto", "vcpus": 1, "max_vcpus": 2,
+ *                 "memory_mib": 256, "max_memory_mib": 16384}
  *   }
  */
 
@@ -46,12 +49,24 @@ enum cri_isolation {
         CRI_ISOLATION__COUNT,
 };
 
+/* How sandbox-kind VMs are made. NULL/0: the built-in defaults. */
+struct cri_sandbox_config {
+        char *kernel;            /* uncompressed vmlinux; NULL: next to the binary */
+        char *initrd;            /* NULL: next to the binary */
+        char *accel;             /* "auto" (default), "kvm" or "tcg" */
+        unsigned vcpus;          /* default vCPUs when the pod sets no CPU limit (1) */
+        unsigned max_vcpus;      /* the most a pod's CPU limit may give it (host cpus) */
+        unsigned memory_mib;     /* guest memory when the pod sets no limit (256) */
+        unsigned max_memory_mib; /* the most a pod's memory limit may give it (16384) */
+};
+
 struct cri_config {
         char *path; /* where it came from, for messages; NULL = built-in defaults */
         enum cri_isolation default_isolation;
         bool allowed[CRI_ISOLATION__COUNT];
         char **allowed_annotations; /* strv of full keys pods may set */
         char **mesh_sidecars;       /* strv of container names */
+        struct cri_sandbox_config sandbox;
 };
 
 /* The kind's annotation value ("container", ...). */

@@ -39,6 +39,7 @@
 #include "backend.h"
 #include "cgroup.h"
 #include "cleanup.h"
+#include "log.h"
 #include "netplumb.h"
 #include "policy.h"
 #include "qemu.h"
@@ -53,7 +54,6 @@
 #define AGENT_BOOT_MS       60000 /* TCG on a loaded 2-core host is slow */
 #define AGENT_CALL_MS       30000
 #define READ_CHUNK          65536
-#define DEFAULT_MEMORY_MIB  256
 #define MEMORY_OVERHEAD_MIB 64 /* guest kernel + agent on top of the pod's limit */
 
 struct sandbox_pod;
@@ -580,17 +580,39 @@ static const char *netns_path_of(const struct us_oci_spec *spec)
         return NULL;
 }
 
-static unsigned memory_mib_of(const struct us_oci_spec *spec)
+/* Guest memory: the pod's limit plus room for the guest kernel and agent,
+ * within the operator's bounds; the operator's default without a limit. */
+static unsigned memory_mib_of(const struct us_oci_spec *spec, const struct cri_sandbox_config *sb)
 {
         const struct us_oci_memory *m = &spec->linux_.resources.memory;
         if (!spec->linux_.has_resources || !m->has_limit || m->limit <= 0)
-                return DEFAULT_MEMORY_MIB;
+                return sb->memory_mib;
         uint64_t mib = (uint64_t)m->limit / (1024 * 1024) + MEMORY_OVERHEAD_MIB;
         if (mib < 128)
                 mib = 128;
-        if (mib > 65536)
-                mib = 65536;
-        return (unsigned)mib;
+        return mib > sb->max_memory_mib ? sb->max_memory_mib : (unsigned)mib;
+}
+
+/* vCPUs: the pod's CPU limit (quota/period, rounded up) within bounds. */
+static unsigned vcpus_of(const struct us_oci_spec *spec, const struct cri_sandbox_config *sb)
+{
+        const struct us_oci_cpu *c = &spec->linux_.resources.cpu;
+        if (!spec->linux_.has_resources || !c->has_quota || c->quota <= 0 || !c->has_period ||
+            c->period == 0)
+                return sb->vcpus;
+        uint64_t n = ((uint64_t)c->quota + c->period - 1) / c->period;
+        if (n < 1)
+                n = 1;
+        return n > sb->max_vcpus ? sb->max_vcpus : (unsigned)n;
+}
+
+static enum vmm_accel accel_of(const struct cri_sandbox_config *sb)
+{
+        if (sb->accel && strcmp(sb->accel, "kvm") == 0)
+                return VMM_ACCEL_KVM;
+        if (sb->accel && strcmp(sb->accel, "tcg") == 0)
+                return VMM_ACCEL_TCG;
+        return VMM_ACCEL_AUTO;
 }
 
 static int mkdir_p(const char *path, mode_t mode)
@@ -731,7 +753,14 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
                 r = us_errorf(err, ENOMEM, "allocate pod");
                 goto fail;
         }
-        r = guest_image(&kernel, &initrd, err);
+        const struct cri_sandbox_config *sb = &env->config->sandbox;
+        if (sb->kernel && sb->initrd) {
+                kernel = strdup(sb->kernel);
+                initrd = strdup(sb->initrd);
+                r = kernel && initrd ? 0 : us_errorf(err, ENOMEM, "allocate pod");
+        } else {
+                r = guest_image(&kernel, &initrd, err);
+        }
         if (r < 0)
                 goto fail;
         if ((r = mkdir_p(pod->state_dir, 0700)) < 0 || (r = mkdir_p(pod->share_dir, 0700)) < 0) {
@@ -782,9 +811,9 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
                 .state_dir = pod->state_dir,
                 .kernel = kernel,
                 .initrd = initrd,
-                .vcpus = 1,
-                .memory_mib = memory_mib_of(spec),
-                .accel = VMM_ACCEL_AUTO,
+                .vcpus = vcpus_of(spec, sb),
+                .memory_mib = memory_mib_of(spec, sb),
+                .accel = accel_of(sb),
                 .share_type = VMM_SHARE_VIRTIOFS,
                 .shares = &share,
                 .n_shares = 1,
@@ -796,6 +825,8 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
         if (r < 0)
                 goto fail;
         tap_fd = us_close(tap_fd); /* QEMU holds it now */
+        if (vmm_vm_accel(pod->vm) == VMM_ACCEL_TCG && accel_of(sb) == VMM_ACCEL_AUTO)
+                us_log_warn("pod %s: %s", pod->id, vmm_vm_accel_reason(pod->vm));
 
         int fd = -1;
         r = vmm_vm_agent_connect(pod->vm, &fd, err);

@@ -303,6 +303,7 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
         int pty = -1;
         struct shim_backend_env env = {
                 .loop = shim->loop,
+                .config = shim->config,
                 .pod = &shim->backend_pod,
                 .process_exited = shim_task_process_exited,
                 .oom = shim_task_oom,

@@ -126,6 +126,34 @@ static void operator_default_kind(void **state)
         cri_config_free(cfg);
 }
 
+static void sandbox_section(void **state)
+{
+        (void)state;
+        struct cri_config *cfg =
+                parse_ok("{\"sandbox\": {\"kernel\": \"/k/vmlinux\", \"initrd\": "
+                         "\"/k/initramfs.cpio\", \"accel\": \"tcg\", \"vcpus\": 2, "
+                         "\"max_vcpus\": 4, \"memory_mib\": 512}}");
+        assert_string_equal(cfg->sandbox.kernel, "/k/vmlinux");
+        assert_string_equal(cfg->sandbox.accel, "tcg");
+        assert_int_equal(cfg->sandbox.vcpus, 2);
+        assert_int_equal(cfg->sandbox.max_vcpus, 4);
+        assert_int_equal(cfg->sandbox.memory_mib, 512);
+        assert_int_equal(cfg->sandbox.max_memory_mib, 16384);
+        cri_config_free(cfg);
+        struct cri_config *def = NULL;
+        assert_int_equal(cri_config_default(&def, NULL), 0);
+        assert_null(def->sandbox.kernel);
+        assert_int_equal(def->sandbox.vcpus, 1);
+        assert_int_equal(def->sandbox.memory_mib, 256);
+        cri_config_free(def);
+        parse_fails("{\"sandbox\": {\"accel\": \"hvf\"}}", "sandbox.accel: unknown accelerator");
+        parse_fails("{\"sandbox\": {\"kernel\": \"vmlinux\"}}", "sandbox.kernel");
+        parse_fails("{\"sandbox\": {\"vcpus\": 0}}", "sandbox.vcpus: must be at least 1");
+        parse_fails("{\"sandbox\": {\"vcpus\": 8, \"max_vcpus\": 2}}", "above max_vcpus");
+        parse_fails("{\"sandbox\": {\"memory_mib\": 16}}", "sandbox.memory_mib");
+        parse_fails("{\"sandbox\": {\"cpus\": 1}}", "sandbox.cpus: unknown key");
+}
+
 static void hostile_configs(void **state)
 {
         (void)state;
@@ -179,6 +207,7 @@ int main(void)
                 cmocka_unit_test(kind_not_allowed_names_config),
                 cmocka_unit_test(annotation_allow_list),
                 cmocka_unit_test(operator_default_kind),
+                cmocka_unit_test(sandbox_section),
                 cmocka_unit_test(hostile_configs),
                 cmocka_unit_test(load_paths),
         };
