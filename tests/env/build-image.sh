@@ -14,9 +14,8 @@ set -euo pipefail
 out=${1:?usage: build-image.sh OUT_DIR [IMAGE_NAME]}
 name=${2:-docker.io/unishim/test:latest}
 busybox=${BUSYBOX:-/bin/busybox}
-helper=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/oci-image.sh
 # shellcheck source=tests/env/oci-image.sh
-. "$helper"
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/oci-image.sh"
 
 [ -x "$busybox" ] || { echo "build-image: $busybox missing (apt-get install busybox-static)" >&2; exit 1; }
 if ! file -L "$busybox" 2>/dev/null | grep -q 'statically linked' && ldd "$busybox" >/dev/null 2>&1; then
@@ -24,10 +23,7 @@ if ! file -L "$busybox" 2>/dev/null | grep -q 'statically linked' && ldd "$busyb
         exit 1
 fi
 
-if [ -s "$out/image.tar" ] && [ -d "$out/rootfs/bin" ] &&
-        [ "$out/image.tar" -nt "$0" ] && [ "$out/image.tar" -nt "$helper" ] &&
-        [ "$out/image.tar" -nt "$busybox" ] &&
-        [ "$(cat "$out/image.name" 2>/dev/null)" = "$name" ]; then
+if [ -d "$out/rootfs/bin" ] && oci_image_current "$out" "$name" "$0" "$busybox"; then
         exit 0
 fi
 

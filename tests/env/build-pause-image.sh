@@ -13,14 +13,11 @@ out=${1:?usage: build-pause-image.sh OUT_DIR [IMAGE_NAME]}
 name=${2:-docker.io/unishim/pause:latest}
 dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 src=$dir/pause.c
-helper=$dir/oci-image.sh
 # shellcheck source=tests/env/oci-image.sh
-. "$helper"
+. "$dir/oci-image.sh"
 cc=${CC:-cc}
 
-if [ -s "$out/image.tar" ] && [ "$out/image.tar" -nt "$0" ] && [ "$out/image.tar" -nt "$helper" ] &&
-        [ "$out/image.tar" -nt "$src" ] &&
-        [ "$(cat "$out/image.name" 2>/dev/null)" = "$name" ]; then
+if oci_image_current "$out" "$name" "$0" "$src"; then
         exit 0
 fi
 

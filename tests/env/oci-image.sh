@@ -18,7 +18,22 @@
 # LAYER_TAR_OPTION... extra options for the layer tar (e.g. --owner=0
 #            --group=0 to not keep the files' real owners)
 #
+#   oci_image_current OUT_DIR NAME INPUT...
+#
+# True when OUT_DIR/image.tar exists, is newer than every INPUT and than this
+# file, and was built for NAME (OUT_DIR/image.name): the build can be skipped.
+#
 # The caller runs with `set -euo pipefail`; needs jq, sha256sum, GNU tar.
+
+oci_image_current() {
+        local out=$1 name=$2 f
+        shift 2
+        [ -s "$out/image.tar" ] || return 1
+        for f in "${BASH_SOURCE[0]}" "$@"; do
+                [ "$out/image.tar" -nt "$f" ] || return 1
+        done
+        [ "$(cat "$out/image.name" 2>/dev/null)" = "$name" ]
+}
 
 # _oci_image_blob LAYOUT FILE: moves FILE into LAYOUT's blobs, prints
 # "digest size".
