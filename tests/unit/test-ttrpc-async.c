@@ -23,10 +23,10 @@
 #include "cleanup.h"
 #include "loop.h"
 #include "ttrpc.h"
+#include "ttrpc-fixtures.h"
 
 #define SERVICE    "unishim.test.v1.Test"
 #define RUN_MS     10000
-#define MAX_HELD   512
 #define MAX_RECS   256
 #define ALARM_SECS 60
 
@@ -53,10 +53,8 @@ struct fx {
         struct us_loop *loop;
         struct us_ttrpc_server *srv;
         struct us_ttrpc_aclient *c;
-        int peer; /* raw other end (fake peer tests), else -1 */
-        struct us_ttrpc_call *held[MAX_HELD];
-        char *held_key[MAX_HELD];
-        size_t n_held;
+        int peer;                  /* raw other end (fake peer tests), else -1 */
+        struct ttrpc_fx_held held; /* the calls deferred by Hold */
         struct rec recs[MAX_RECS];
         int seq;
         int closes;
@@ -76,75 +74,11 @@ static int64_t now_ms(void)
 
 /* ---- server side ---- */
 
-static Ttrpc__KeyValue *unpack_kv(struct us_ttrpc_call *call, const uint8_t *p, size_t len)
-{
-        Ttrpc__KeyValue *kv = ttrpc__key_value__unpack(NULL, len, p);
-        if (!kv)
-                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "bad payload");
-        return kv;
-}
-
 /* Echo: {key, value: the namespace metadata or "echo"}. */
 static void m_echo(struct us_ttrpc_call *call, const uint8_t *p, size_t len, void *ud)
 {
         (void)ud;
-        Ttrpc__KeyValue *in = unpack_kv(call, p, len);
-        if (!in)
-                return;
-        Ttrpc__KeyValue out = TTRPC__KEY_VALUE__INIT;
-        out.key = in->key;
-        const char *ns = us_ttrpc_call_metadata(call, "containerd-namespace-ttrpc");
-        out.value = (char *)(ns ? ns : "echo");
-        us_ttrpc_call_reply(call, &out.base);
-        ttrpc__key_value__free_unpacked(in, NULL);
-}
-
-/* Fail: key is the gRPC code, value the message. */
-static void m_fail(struct us_ttrpc_call *call, const uint8_t *p, size_t len, void *ud)
-{
-        (void)ud;
-        Ttrpc__KeyValue *in = unpack_kv(call, p, len);
-        if (!in)
-                return;
-        us_ttrpc_call_fail(call, (enum us_grpc_code)atoi(in->key), "it failed: %s", in->value);
-        ttrpc__key_value__free_unpacked(in, NULL);
-}
-
-/* Hold: deferred until Release (a long poll). */
-static void m_hold(struct us_ttrpc_call *call, const uint8_t *p, size_t len, void *ud)
-{
-        struct fx *f = ud;
-        Ttrpc__KeyValue *in = unpack_kv(call, p, len);
-        if (!in)
-                return;
-        if (f->n_held == MAX_HELD) {
-                us_ttrpc_call_fail(call, US_GRPC_RESOURCE_EXHAUSTED, "too many");
-        } else {
-                f->held_key[f->n_held] = strdup(in->key);
-                f->held[f->n_held++] = call;
-        }
-        ttrpc__key_value__free_unpacked(in, NULL);
-}
-
-static void release_all(struct fx *f)
-{
-        /* Newest first: replies go out in the opposite order of the requests. */
-        while (f->n_held > 0) {
-                size_t i = --f->n_held;
-                Ttrpc__KeyValue out = TTRPC__KEY_VALUE__INIT;
-                out.key = f->held_key[i];
-                out.value = "released";
-                us_ttrpc_call_reply(f->held[i], &out.base);
-                free(f->held_key[i]);
-        }
-}
-
-static void m_release(struct us_ttrpc_call *call, const uint8_t *p, size_t len, void *ud)
-{
-        (void)p;
-        (void)len;
-        release_all(ud);
-        us_ttrpc_call_reply(call, NULL);
+        ttrpc_fx_echo(call, p, len, "echo");
 }
 
 /* ---- fixture ---- */
@@ -177,13 +111,15 @@ static struct fx *fx_new(bool with_server)
                 assert_int_equal(us_ttrpc_server_new(f->loop, -1, &f->srv, NULL), 0);
                 assert_int_equal(us_ttrpc_server_register(f->srv, SERVICE, "Echo", m_echo, f, NULL),
                                  0);
-                assert_int_equal(us_ttrpc_server_register(f->srv, SERVICE, "Fail", m_fail, f, NULL),
-                                 0);
-                assert_int_equal(us_ttrpc_server_register(f->srv, SERVICE, "Hold", m_hold, f, NULL),
-                                 0);
                 assert_int_equal(
-                        us_ttrpc_server_register(f->srv, SERVICE, "Release", m_release, f, NULL),
+                        us_ttrpc_server_register(f->srv, SERVICE, "Fail", ttrpc_fx_m_fail, f, NULL),
                         0);
+                assert_int_equal(us_ttrpc_server_register(f->srv, SERVICE, "Hold", ttrpc_fx_m_hold,
+                                                          &f->held, NULL),
+                                 0);
+                assert_int_equal(us_ttrpc_server_register(f->srv, SERVICE, "Release",
+                                                          ttrpc_fx_m_release, &f->held, NULL),
+                                 0);
                 assert_int_equal(us_ttrpc_server_add_connection(f->srv, sv[1], NULL), 0);
         } else {
                 f->peer = sv[1];
@@ -195,10 +131,10 @@ static void fx_free(struct fx *f)
 {
         f->c = us_ttrpc_aclient_free(f->c);
         /* Held calls outlive their connection: complete them (silently). */
-        while (f->n_held > 0) {
-                size_t i = --f->n_held;
-                us_ttrpc_call_fail(f->held[i], US_GRPC_CANCELLED, "test over");
-                free(f->held_key[i]);
+        while (f->held.n > 0) {
+                size_t i = --f->held.n;
+                us_ttrpc_call_fail(f->held.call[i], US_GRPC_CANCELLED, "test over");
+                free(f->held.key[i]);
         }
         f->srv = us_ttrpc_server_free(f->srv);
         if (f->peer >= 0)
@@ -479,7 +415,7 @@ static void cancel(void **state)
         uint64_t a = call_kv(f, &f->recs[0], "Hold", "a", NULL, 0);
         uint64_t b = call_kv(f, &f->recs[1], "Hold", "b", NULL, 5000);
         run_for(f, 20); /* both reach the server */
-        assert_int_equal(f->n_held, 2);
+        assert_int_equal(f->held.n, 2);
         us_ttrpc_aclient_cancel(f->c, a);
         /* Synchronous. */
         assert_int_equal(f->recs[0].n, 1);
@@ -513,7 +449,7 @@ static void peer_closes_with_calls_pending(void **state)
         f->recs[0].call_from_cb = true;
         f->recs[0].call_from_cb_r = 1;
         run_for(f, 20);
-        assert_int_equal(f->n_held, 10);
+        assert_int_equal(f->held.n, 10);
         f->srv = us_ttrpc_server_free(f->srv); /* closes the connection */
         assert_int_equal(run_until(f, closed, RUN_MS), 0);
         for (int i = 0; i < 10; i++) {

@@ -27,6 +27,7 @@
 #include "cleanup.h"
 #include "loop.h"
 #include "ttrpc.h"
+#include "ttrpc-fixtures.h"
 
 #define SERVICE    "unishim.test.v1.Test"
 #define TIMEOUT_MS 5000
@@ -204,8 +205,6 @@ static void errno_mapping(void **state)
 
 /* ---- a real server in a thread ---- */
 
-#define MAX_PENDING 512
-
 struct fixture {
         char dir[64];
         char path[128];
@@ -214,84 +213,18 @@ struct fixture {
         struct us_ttrpc_server *srv;
         int quit_pipe[2];
         struct us_loop_source *quit_src;
-        /* server thread only: */
-        struct us_ttrpc_call *pending[MAX_PENDING];
-        char *pending_key[MAX_PENDING];
-        size_t n_pending;
+        /* server thread only: the calls deferred by Wait */
+        struct ttrpc_fx_held pending;
         /* shared: */
         atomic_uint n_conns;
         atomic_uint n_conn_events;
 };
 
-static Ttrpc__KeyValue *unpack_kv(struct us_ttrpc_call *call, const uint8_t *p, size_t len)
-{
-        Ttrpc__KeyValue *kv = ttrpc__key_value__unpack(NULL, len, p);
-        if (!kv)
-                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "bad payload");
-        return kv;
-}
-
 /* Echo: replies {key: payload's key, value: the namespace metadata}. */
 static void m_echo(struct us_ttrpc_call *call, const uint8_t *p, size_t len, void *ud)
 {
         (void)ud;
-        Ttrpc__KeyValue *in = unpack_kv(call, p, len);
-        if (!in)
-                return;
-        Ttrpc__KeyValue out = TTRPC__KEY_VALUE__INIT;
-        out.key = in->key;
-        const char *ns = us_ttrpc_call_metadata(call, "containerd-namespace-ttrpc");
-        out.value = (char *)(ns ? ns : "");
-        us_ttrpc_call_reply(call, &out.base);
-        ttrpc__key_value__free_unpacked(in, NULL);
-}
-
-/* Fail: key is the gRPC code, value the message. */
-static void m_fail(struct us_ttrpc_call *call, const uint8_t *p, size_t len, void *ud)
-{
-        (void)ud;
-        Ttrpc__KeyValue *in = unpack_kv(call, p, len);
-        if (!in)
-                return;
-        us_ttrpc_call_fail(call, (enum us_grpc_code)atoi(in->key), "it failed: %s", in->value);
-        ttrpc__key_value__free_unpacked(in, NULL);
-}
-
-/* Wait: deferred until Release. */
-static void m_wait(struct us_ttrpc_call *call, const uint8_t *p, size_t len, void *ud)
-{
-        struct fixture *f = ud;
-        Ttrpc__KeyValue *in = unpack_kv(call, p, len);
-        if (!in)
-                return;
-        if (f->n_pending == MAX_PENDING) {
-                us_ttrpc_call_fail(call, US_GRPC_RESOURCE_EXHAUSTED, "too many");
-        } else {
-                f->pending_key[f->n_pending] = strdup(in->key);
-                f->pending[f->n_pending++] = call;
-        }
-        ttrpc__key_value__free_unpacked(in, NULL);
-}
-
-static void release_all(struct fixture *f)
-{
-        /* Newest first: replies go out in the opposite order of the requests. */
-        while (f->n_pending > 0) {
-                size_t i = --f->n_pending;
-                Ttrpc__KeyValue out = TTRPC__KEY_VALUE__INIT;
-                out.key = f->pending_key[i];
-                out.value = "released";
-                us_ttrpc_call_reply(f->pending[i], &out.base);
-                free(f->pending_key[i]);
-        }
-}
-
-static void m_release(struct us_ttrpc_call *call, const uint8_t *p, size_t len, void *ud)
-{
-        (void)p;
-        (void)len;
-        release_all(ud);
-        us_ttrpc_call_reply(call, NULL);
+        ttrpc_fx_echo(call, p, len, "");
 }
 
 static void on_conns(unsigned n, void *ud)
@@ -337,9 +270,13 @@ static int setup_server(void **state)
         assert_int_equal(us_ttrpc_server_new(f->loop, lfd, &f->srv, NULL), 0);
         us_ttrpc_server_on_connections(f->srv, on_conns, f);
         assert_int_equal(us_ttrpc_server_register(f->srv, SERVICE, "Echo", m_echo, f, NULL), 0);
-        assert_int_equal(us_ttrpc_server_register(f->srv, SERVICE, "Fail", m_fail, f, NULL), 0);
-        assert_int_equal(us_ttrpc_server_register(f->srv, SERVICE, "Wait", m_wait, f, NULL), 0);
-        assert_int_equal(us_ttrpc_server_register(f->srv, SERVICE, "Release", m_release, f, NULL),
+        assert_int_equal(
+                us_ttrpc_server_register(f->srv, SERVICE, "Fail", ttrpc_fx_m_fail, f, NULL), 0);
+        assert_int_equal(us_ttrpc_server_register(f->srv, SERVICE, "Wait", ttrpc_fx_m_hold,
+                                                  &f->pending, NULL),
+                         0);
+        assert_int_equal(us_ttrpc_server_register(f->srv, SERVICE, "Release", ttrpc_fx_m_release,
+                                                  &f->pending, NULL),
                          0);
         struct us_error *err = NULL;
         assert_int_equal(us_ttrpc_server_register(f->srv, SERVICE, "Echo", m_echo, f, &err),
@@ -362,7 +299,7 @@ static int teardown_server(void **state)
         assert_int_equal(pthread_join(f->thread, NULL), 0);
         /* The loop has stopped: this thread owns everything now. */
         f->srv = us_ttrpc_server_free(f->srv);
-        release_all(f); /* completing on closed connections only frees */
+        ttrpc_fx_release_all(&f->pending); /* completing on closed connections only frees */
         us_loop_source_remove(f->quit_src);
         us_close(f->quit_pipe[0]);
         us_close(f->quit_pipe[1]);
