@@ -1,0 +1,77 @@
+#!/bin/bash
+# A sandbox pod whose VM dies: `kill -9` of the pod's QEMU (the
+# qemu-system-x86_64 with `-name unishim-<sandbox id>`) → within a bounded
+# time the CRI reports the pod's containers EXITED with a non-zero exit code
+# (containerd's /tasks/exit events carry it: ContainerStatus.exit_code), and
+# the pod can still be stopped and removed, leaving no shim, virtiofsd,
+# /run/unishim/<id>, mount, cgroup or netns behind.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+IT_CRI=1
+command -v qemu-system-x86_64 >/dev/null || it_skip "qemu-system-x86_64 missing (apt package qemu-system-x86)"
+it_setup
+IT_CLEANUP_HOOK=events_stop
+BOUND_S=20
+
+f=$(it_pod crash.json '{name: "crash", runtime_handler: "unishim",
+        annotations: {"unishim.io/isolation": "sandbox"},
+        containers: [{name: "a", image: $img, command: ["sleep", "3600"]},
+                     {name: "b", image: $img, command: ["/bin/sh", "-c", "trap \"\" TERM; while :; do sleep 1; done"]}]}')
+out_rc out rc ectl run "$f"
+expect_eq "run 2-container sandbox pod" 0 "$rc"
+[ "$rc" = 0 ] || echo "# $out"
+id=$(pod_id crash)
+ca=$(ctr_id crash a)
+cb=$(ctr_id crash b)
+q=$(sandbox_qemu_pid "$id")
+[ -n "$q" ] && pass "found the pod's QEMU (pid $q)" || fail "no qemu-system-x86_64 with -name unishim-$id"
+expect_eq "container a Running" Running "$(ctr_state crash a)"
+
+events_start "$IT_TMP/events"
+t0=$(date +%s%N)
+[ -n "$q" ] && kill -KILL "$q"
+exited() { [ "$(ctr_state crash a)" = Exited ] && [ "$(ctr_state crash b)" = Exited ]; }
+if wait_until "$BOUND_S" exited; then
+        ms=$((($(date +%s%N) - t0) / 1000000))
+        pass "both containers reported Exited ${ms} ms after kill -9 of QEMU"
+else
+        fail "containers not Exited ${BOUND_S}s after kill -9 of QEMU: a=$(ctr_state crash a) b=$(ctr_state crash b)"
+fi
+wait_until 5 grep -qF "\"container_id\":\"$cb\"" "$IT_TMP/events" || true
+sleep 0.3
+events_stop
+sa=$(event_exit_status "$ca" "$IT_TMP/events")
+sb=$(event_exit_status "$cb" "$IT_TMP/events")
+echo "# exit codes: a=$sa b=$sb; /tasks/exit events:"
+grep -F /tasks/exit "$IT_TMP/events" | sed 's/^/#   /' || true
+[[ $sa =~ ^[1-9][0-9]*$ ]] && pass "container a: non-zero exit code ($sa)" || fail "container a: exit code '$sa'"
+[[ $sb =~ ^[1-9][0-9]*$ ]] && pass "container b: non-zero exit code ($sb)" || fail "container b: exit code '$sb'"
+wait_until 10 test -z "$(sandbox_procs "$id")" || true
+expect_eq "no QEMU/virtiofsd of the pod left after the crash" "" "$(sandbox_procs "$id")"
+out_rc out rc ectl exec crash -c a -- true
+[ "$rc" != 0 ] && pass "ExecSync into the dead VM fails (rc $rc)" || fail "ExecSync into a dead VM succeeded"
+
+t0=$(date +%s%N)
+out_rc out rc ectl rm --timeout 2 crash
+ms=$((($(date +%s%N) - t0) / 1000000))
+expect_eq "rm of the crashed pod" 0 "$rc"
+[ "$rc" = 0 ] || echo "# $out"
+((ms < 30000)) && pass "rm bounded (${ms} ms)" || fail "rm took ${ms} ms"
+wait_until 10 test -z "$(sandbox_leftovers "$id")" || true
+expect_eq "nothing of the pod left" "" "$(sandbox_leftovers "$id")"
+expect_eq "no pod listed" "" "$(ectl ps -q)"
+expect_eq "no netns bind mount" "" "$(ls -A "$ENV_STATE/io.containerd.grpc.v1.cri/netns" 2>/dev/null || true)"
+
+# The environment still runs sandbox pods afterwards.
+f=$(it_pod after.json '{name: "after", runtime_handler: "unishim",
+        annotations: {"unishim.io/isolation": "sandbox"},
+        containers: [{name: "a", image: $img, command: ["sleep", "3600"]}]}')
+out_rc out rc ectl run "$f"
+expect_eq "a new sandbox pod runs after the crash" 0 "$rc"
+ida=$(pod_id after)
+out_rc out rc ectl rm --timeout 0 after
+expect_eq "rm it" 0 "$rc"
+wait_until 10 test -z "$(sandbox_leftovers "$ida")" || true
+expect_eq "nothing of it left" "" "$(sandbox_leftovers "$ida")"
+
+it_finish
