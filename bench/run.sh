@@ -8,6 +8,9 @@
 #    CreateContainer + StartContainer, from `unishimctl run --timing`) and pod
 #    teardown (`unishimctl rm --timeout 0`: stop + remove, wall time), median
 #    and p90; the PSS of the pod's shim with one running container
+#  - sandbox pods (unishim.io/isolation: sandbox, a QEMU microvm; bench/sandbox.sh,
+#    BENCH_SANDBOX=0 skips): start split into phases, the bare-QEMU floor, PSS
+#    of an idle sandbox pod vs a bare QEMU, start time under density
 # Writes <build>/bench/results.json (a list of {name, unit, unishim, baseline,
 # ratio}) and <build>/bench/results.md, and prints the table.
 # A benchmark measures; it does not judge numbers. It exits non-zero only when
@@ -211,6 +214,13 @@ for h in "${HANDLERS[@]}"; do
         PPSS[$k]=$(pod_pss "$h")
 done
 
+# ---- sandbox pods (bench/sandbox.sh) ----------------------------------------
+. "$(dirname "${BASH_SOURCE[0]}")/sandbox.sh"
+SB_FAILED=
+if [ "${BENCH_SANDBOX:-1}" = 1 ]; then
+        sandbox_bench
+fi
+
 row() { # NAME UNIT UNISHIM BASELINE
         jq -cn --arg name "$1" --arg unit "$2" --argjson u "$3" --argjson b "$4" \
                 '{name: $name, unit: $unit, unishim: $u, baseline: $b,
@@ -225,6 +235,7 @@ row() { # NAME UNIT UNISHIM BASELINE
         row "CRI pod teardown (stop+rm, grace 0), median" ms "${PSTOP_MED[unishim]}" "${PSTOP_MED[baseline]}"
         row "CRI pod teardown, p90" ms "${PSTOP_P90[unishim]}" "${PSTOP_P90[baseline]}"
         row "pod shim PSS (1 running container)" KiB "${PPSS[unishim]}" "${PPSS[baseline]}"
+        printf '%s' "$SB_ROWS"
 } | jq -s . >"$OUT/results.json.tmp"
 mv "$OUT/results.json.tmp" "$OUT/results.json"
 
@@ -249,6 +260,13 @@ mv "$OUT/results.json.tmp" "$OUT/results.json"
                         echo "**CRI handler $h could not be measured**: ${PERROR[$h]:-fewer than $POD_N successful pods}"
                 fi
         done
+        if [ -n "$SB_ROWS$SB_NOTES" ]; then
+                echo
+                echo "Sandbox rows: $SB_N pods after a warm-up, $SB_FLOOR_N bare-QEMU boots, ${SB_MEM_MIB} MiB guests," \
+                        "accelerator $(grep -qwE 'vmx|svm' /proc/cpuinfo && [ -w /dev/kvm ] && echo 'KVM or TCG' || echo TCG)." \
+                        "Spawn phase from /proc/<qemu>/stat (10 ms ticks); a ratio is sandbox/baseline."
+                printf '%s' "$SB_NOTES" | sed 's/^/- /'
+        fi
 } >"$OUT/results.md"
 
 echo
@@ -261,4 +279,5 @@ done
 for h in "${HANDLERS[@]}"; do
         [ -n "${PFAILED[$h]:-}" ] && { echo "bench: CRI handler $h FAILED (see above)" >&2; exit 1; }
 done
+[ -n "$SB_FAILED" ] && { echo "bench: sandbox pods FAILED (see above)" >&2; exit 1; }
 exit 0

@@ -1,0 +1,239 @@
+# shellcheck shell=bash
+# Sandbox-pod rows of bench/run.sh (sourced after its CRI section; uses its
+# $work, ectl, env_pod_json, now_us, percentile). Bounded: BENCH_SB_N pods
+# (default 5) for the phase split, a bare-QEMU floor (BENCH_SB_FLOOR_N, 3),
+# one PSS comparison, and density (one more pod while BENCH_SB_DENSITY="1 5"
+# idle sandbox pods run; 10 is opt-in on this 2-core TCG host).
+#
+# Phases of a sandbox pod start (ms):
+#   RunPodSandbox / CreateContainer / StartContainer  from `unishimctl run --timing`
+#   to QEMU spawn   RunPodSandbox start → the pod's qemu-system-x86_64 started
+#                   (/proc/<pid>/stat starttime, 10 ms ticks; CRI + CNI + shim
+#                   start + netplumb + virtiofsd)
+#   QEMU → sandbox ready  QEMU start → RunPodSandbox returned (kernel boot,
+#                   agent ready, the pause container in the guest)
+#   floor           a bare QEMU of the same kernel + initramfs, same flags
+#                   (without tap and virtio-fs) until the agent answers a
+#                   ttrpc Check (unishim-agent-ctl)
+# Sets SB_ROWS (newline-separated JSON rows for results.json) and SB_NOTES.
+
+SB_N=${BENCH_SB_N:-5}
+SB_FLOOR_N=${BENCH_SB_FLOOR_N:-3}
+SB_DENSITY=${BENCH_SB_DENSITY:-1 5}
+SB_ROWS=
+SB_NOTES=
+SB_ANN='{"unishim.io/isolation": "sandbox"}'
+SB_MEM_MIB=256
+CLK_TCK=$(getconf CLK_TCK)
+
+sb_row() { # NAME UNIT VALUE [BASELINE]
+        SB_ROWS+=$(jq -cn --arg name "$1" --arg unit "$2" --argjson u "$3" --argjson b "${4:-null}" \
+                '{name: $name, unit: $unit, unishim: $u, baseline: $b,
+                  ratio: (if $u != null and $b != null and $b != 0 then (($u / $b) * 1000 | round) / 1000 else null end)}')$'\n'
+}
+
+# sb_qemu_pid ID: the qemu-system-x86_64 with -name unishim-<id>.
+sb_qemu_pid() {
+        local d args
+        for d in /proc/[0-9]*; do
+                args=$(tr '\0' '\n' 2>/dev/null <"$d/cmdline") || continue
+                [[ ${args%%$'\n'*} = *qemu-system-x86_64* ]] || continue
+                grep -qE -- "^unishim-$1(,|\$)" <<<"$args" && { echo "${d#/proc/}"; return 0; }
+        done
+        return 0
+}
+
+# sb_start_epoch_us PID: the process's start time as epoch µs (10 ms ticks).
+sb_start_epoch_us() {
+        local st up now
+        st=$(awk '{ print $22 }' "/proc/$1/stat" 2>/dev/null) || return 1
+        now=$(now_us)
+        up=$(awk '{ print $1 }' /proc/uptime)
+        awk -v st="$st" -v hz="$CLK_TCK" -v up="$up" -v now="$now" \
+                'BEGIN { printf "%.0f\n", now - (up - st / hz) * 1e6 }'
+}
+
+# sb_pss_tree PID...: summed PSS (KiB) of the processes.
+sb_pss() {
+        local p s=0 v
+        for p in "$@"; do
+                v=$(awk '$1 == "Pss:" { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
+                s=$((s + ${v:-0}))
+        done
+        echo "$s"
+}
+
+# sb_pod_json NAME: a one-container (sleep) sandbox pod description.
+sb_pod_json() {
+        env_pod_json "$work/$1.json" --arg n "$1" --argjson a "$SB_ANN" '{name: $n, runtime_handler: "unishim",
+                annotations: $a, containers: [{name: "app", image: $img, command: ["sleep", "3600"]}]}'
+        echo "$work/$1.json"
+}
+
+# sb_run NAME: run --timing; on success sets SB_TIMING, SB_T0 (µs before the
+# call), SB_ID, SB_QEMU. Returns 1 on failure (SB_ERR).
+sb_run() {
+        local f
+        f=$(sb_pod_json "$1")
+        SB_T0=$(now_us)
+        if ! ectl run --timing "$f" >"$work/sb.id" 2>"$work/sb.timing"; then
+                SB_ERR=$(tr -d '\0' <"$work/sb.timing" | head -c 300 | tr '\n' ' ')
+                CTR_TIMEOUT=30 ectl rm --timeout 0 "$1" >/dev/null 2>&1 || true
+                return 1
+        fi
+        SB_TIMING=$(grep '^{' "$work/sb.timing" | tail -n1)
+        SB_ID=$(head -n1 "$work/sb.id")
+        SB_QEMU=$(sb_qemu_pid "$SB_ID")
+}
+
+sb_median() { [ -s "$1" ] && percentile "$1" 50 || echo null; }
+
+sandbox_bench() {
+        local i name t rps qs qrel d
+        if ! command -v qemu-system-x86_64 >/dev/null; then
+                SB_NOTES+="sandbox rows skipped: qemu-system-x86_64 missing."$'\n'
+                return 0
+        fi
+        echo "bench: sandbox pods ($SB_N starts, floor $SB_FLOOR_N boots, PSS, density: $SB_DENSITY)"
+        for t in rps cc sc total spawn boot; do : >"$work/sb.$t"; done
+        # warm-up (image pulled, page cache)
+        sb_run bench-sb-warm && CTR_TIMEOUT=30 ectl rm --timeout 0 bench-sb-warm >/dev/null 2>&1 || true
+        for ((i = 0; i < SB_N; i++)); do
+                name=bench-sb-$i
+                if ! sb_run "$name"; then
+                        SB_NOTES+="**sandbox pod start failed**: $SB_ERR"$'\n'
+                        echo "bench: sandbox pod FAILED: $SB_ERR" >&2
+                        SB_FAILED=1
+                        break
+                fi
+                jq -r '(.RunPodSandbox * 1000 | round)' <<<"$SB_TIMING" >>"$work/sb.rps"
+                jq -r '(.CreateContainer * 1000 | round)' <<<"$SB_TIMING" >>"$work/sb.cc"
+                jq -r '(.StartContainer * 1000 | round)' <<<"$SB_TIMING" >>"$work/sb.sc"
+                jq -r '((.RunPodSandbox + .CreateContainer + .StartContainer) * 1000 | round)' <<<"$SB_TIMING" >>"$work/sb.total"
+                if [ -n "$SB_QEMU" ] && qs=$(sb_start_epoch_us "$SB_QEMU"); then
+                        # RunPodSandbox starts after the image checks (ImagePull).
+                        rps=$(jq -r '(.ImagePull * 1000 | round)' <<<"$SB_TIMING")
+                        qrel=$((qs - SB_T0 - rps))
+                        echo "$qrel" >>"$work/sb.spawn"
+                        jq -r --argjson q "$qrel" '((.RunPodSandbox * 1000 | round) - $q)' <<<"$SB_TIMING" >>"$work/sb.boot"
+                fi
+                [ -f "/run/unishim/$SB_ID/console.log" ] && cp "/run/unishim/$SB_ID/console.log" "$work/console-$i.log"
+                CTR_TIMEOUT=30 ectl rm --timeout 0 "$name" >/dev/null 2>&1 || true
+        done
+
+        # The floor: bare QEMU, same kernel/initramfs/flags, no tap/virtio-fs.
+        local img=$UNISHIM_BUILD_DIR/vmm/guest-image ctl=$UNISHIM_BUILD_DIR/guest-agent/unishim-agent-ctl
+        local initrd=$img/initramfs.cpio khz qpid t0 t1 fdir
+        [ -f "$initrd" ] || initrd=$img/initramfs.cpio.gz
+        khz=$(awk -F: '/^cpu MHz/ { printf "%d\n", $2 * 1000; exit }' /proc/cpuinfo)
+        : >"$work/sb.floor"
+        bare_qemu() { # DIR: starts a bare QEMU in the background, sets QPID
+                mkdir -p "$1"
+                qemu-system-x86_64 -name "unishim-bench-floor,debug-threads=on" \
+                        -M microvm,x-option-roms=off,pit=on,pic=off,isa-serial=on,rtc=on,memory-backend=mem \
+                        -accel tcg,tb-size=32 -cpu max -m ${SB_MEM_MIB}M \
+                        -object memory-backend-memfd,id=mem,size=${SB_MEM_MIB}M,share=on \
+                        -smp 1 -global virtio-mmio.force-legacy=false -nodefaults -no-user-config -nographic -no-reboot \
+                        -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny \
+                        -kernel "$img/vmlinux" -initrd "$initrd" \
+                        -append "console=ttyS0 reboot=t panic=-1 quiet tsc_early_khz=$khz" \
+                        -chardev "file,id=console,path=$1/console.log" -serial chardev:console \
+                        -device virtio-serial-device \
+                        -chardev "socket,id=agent,path=$1/agent.sock,server=on,wait=off" \
+                        -device virtserialport,chardev=agent,name=unishim.agent \
+                        -chardev "socket,id=events,path=$1/events.sock,server=on,wait=off" \
+                        -device virtserialport,chardev=events,name=unishim.events \
+                        </dev/null >"$1/qemu.log" 2>&1 &
+                QPID=$!
+        }
+        if [ -f "$img/vmlinux" ] && [ -f "$initrd" ] && [ -x "$ctl" ]; then
+                for ((i = 0; i < SB_FLOOR_N; i++)); do
+                        fdir=$work/floor-$i
+                        t0=$(now_us)
+                        bare_qemu "$fdir"
+                        qpid=$QPID
+                        if timeout 60 "$ctl" --wait-ms 50000 "$fdir/agent.sock" check >"$fdir/check" 2>&1; then
+                                t1=$(now_us)
+                                echo $((t1 - t0)) >>"$work/sb.floor"
+                        else
+                                SB_NOTES+="bare QEMU boot $i: no agent Check answer: $(head -c 200 "$fdir/check")"$'\n'
+                        fi
+                        kill -KILL "$qpid" 2>/dev/null || true
+                        wait "$qpid" 2>/dev/null || true
+                done
+        else
+                SB_NOTES+="floor skipped: guest image or unishim-agent-ctl not built."$'\n'
+        fi
+
+        # PSS: an idle sandbox pod (shim + QEMU + virtiofsd) vs a bare QEMU.
+        local pss_pod=null pss_bare=null shim vfs
+        if sb_run bench-sb-pss; then
+                sleep 3 # settle
+                shim=$(for d in /proc/[0-9]*; do
+                        a=$(tr '\0' '\n' 2>/dev/null <"$d/cmdline") || continue
+                        [[ ${a%%$'\n'*} = *containerd-shim-* ]] && grep -qxF -- "$ENV_ADDR" <<<"$a" &&
+                                grep -qxF -- "$SB_ID" <<<"$a" && echo "${d#/proc/}"
+                done)
+                vfs=$(for d in /proc/[0-9]*; do
+                        a=$(tr '\0' ' ' 2>/dev/null <"$d/cmdline") || continue
+                        [[ $a = *virtiofsd*"/run/unishim/$SB_ID/"* ]] && echo "${d#/proc/}"
+                done)
+                pss_pod=$(sb_pss $shim $SB_QEMU $vfs)
+                SB_NOTES+="idle sandbox pod PSS: shim $(sb_pss $shim) KiB, QEMU $(sb_pss $SB_QEMU) KiB, virtiofsd ($(echo $vfs | wc -w) processes) $(sb_pss $vfs) KiB."$'\n'
+                CTR_TIMEOUT=30 ectl rm --timeout 0 bench-sb-pss >/dev/null 2>&1 || true
+        fi
+        if [ -f "$img/vmlinux" ] && [ -x "$ctl" ]; then
+                fdir=$work/floor-pss
+                bare_qemu "$fdir"
+                qpid=$QPID
+                if timeout 60 "$ctl" --wait-ms 50000 "$fdir/agent.sock" check >/dev/null 2>&1; then
+                        sleep 3
+                        pss_bare=$(sb_pss "$qpid")
+                fi
+                kill -KILL "$qpid" 2>/dev/null || true
+                wait "$qpid" 2>/dev/null || true
+        fi
+
+        # Density: start time of one more pod while N idle sandbox pods run.
+        local n k started dens=()
+        for n in $SB_DENSITY; do
+                started=0
+                for ((k = 0; k < n; k++)); do
+                        sb_run "bench-sb-idle-$k" >/dev/null 2>&1 && started=$((started + 1)) || break
+                done
+                if [ "$started" = "$n" ] && sb_run bench-sb-probe; then
+                        dens+=("$n:$(jq -r '((.RunPodSandbox + .CreateContainer + .StartContainer) * 1000 | round) / 1000' <<<"$SB_TIMING")")
+                else
+                        dens+=("$n:null")
+                        SB_NOTES+="density $n: only $started idle pods started: ${SB_ERR:-}"$'\n'
+                fi
+                CTR_TIMEOUT=30 ectl rm --timeout 0 bench-sb-probe >/dev/null 2>&1 || true
+                for ((k = 0; k < started; k++)); do
+                        CTR_TIMEOUT=30 ectl rm --timeout 0 "bench-sb-idle-$k" >/dev/null 2>&1 || true
+                done
+        done
+        [[ " $SB_DENSITY " = *" 10 "* ]] ||
+                SB_NOTES+="density with 10 idle sandbox pods skipped (2-core TCG host, time budget; BENCH_SB_DENSITY=\"1 5 10\" runs it)."$'\n'
+
+        local cmed
+        cmed=$(sb_median "$work/baseline.start")
+        sb_row "sandbox pod start (RunPodSandbox+CreateContainer+StartContainer), median; baseline: runc pod" ms "$(sb_median "$work/sb.total")" "$cmed"
+        sb_row "sandbox pod start vs unishim container pod, median" ms "$(sb_median "$work/sb.total")" "$(sb_median "$work/unishim.start")"
+        sb_row "sandbox RunPodSandbox (boots the VM), median" ms "$(sb_median "$work/sb.rps")"
+        sb_row "sandbox phase: RunPodSandbox start -> QEMU process started, median" ms "$(sb_median "$work/sb.spawn")"
+        sb_row "sandbox phase: QEMU started -> RunPodSandbox returned (boot, agent ready, pause), median; baseline: bare QEMU floor" ms "$(sb_median "$work/sb.boot")" "$(sb_median "$work/sb.floor")"
+        sb_row "sandbox CreateContainer, median" ms "$(sb_median "$work/sb.cc")"
+        sb_row "sandbox StartContainer, median" ms "$(sb_median "$work/sb.sc")"
+        sb_row "floor: bare QEMU boot (same kernel/initramfs/flags) to agent Check, median" ms "$(sb_median "$work/sb.floor")"
+        sb_row "idle sandbox pod PSS (shim+QEMU+virtiofsd, ${SB_MEM_MIB} MiB guest); baseline: bare QEMU" KiB "$pss_pod" "$pss_bare"
+        local kv
+        for kv in "${dens[@]}"; do
+                sb_row "sandbox pod start with ${kv%%:*} idle sandbox pods running; baseline: no other pod" ms "${kv#*:}" \
+                        "$(sb_median "$work/sb.total")"
+        done
+        # The guest console of the last measured pod (kernel timestamps, agent ready).
+        if [ -f "$work/console-$((SB_N - 1)).log" ]; then
+                SB_NOTES+="guest console of the last measured pod: $(tr -d '\0' <"$work/console-$((SB_N - 1)).log" | grep -E '^\[|agent ready' | tr '\n' ' ' | head -c 400)"$'\n'
+        fi
+        return 0
+}
