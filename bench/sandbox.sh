@@ -173,11 +173,11 @@ sandbox_bench() {
                         a=$(tr '\0' '\n' 2>/dev/null <"$d/cmdline") || continue
                         [[ ${a%%$'\n'*} = *containerd-shim-* ]] && grep -qxF -- "$ENV_ADDR" <<<"$a" &&
                                 grep -qxF -- "$SB_ID" <<<"$a" && echo "${d#/proc/}"
-                done)
+                done; true)
                 vfs=$(for d in /proc/[0-9]*; do
                         a=$(tr '\0' ' ' 2>/dev/null <"$d/cmdline") || continue
                         [[ $a = *virtiofsd*"/run/unishim/$SB_ID/"* ]] && echo "${d#/proc/}"
-                done)
+                done; true)
                 pss_pod=$(sb_pss $shim $SB_QEMU $vfs)
                 SB_NOTES+="idle sandbox pod PSS: shim $(sb_pss $shim) KiB, QEMU $(sb_pss $SB_QEMU) KiB, virtiofsd ($(echo $vfs | wc -w) processes) $(sb_pss $vfs) KiB."$'\n'
                 CTR_TIMEOUT=30 ectl rm --timeout 0 bench-sb-pss >/dev/null 2>&1 || true
