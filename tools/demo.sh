@@ -2,7 +2,8 @@
 # A short tour of unishim: a private containerd (CRI on, in its own netns),
 # two containers run by the unishim shim through ctr (runtime
 # io.containerd.unishim.v2), then a pod through the CRI with unishimctl
-# (exec, ps with its isolation kind, rm), a pod refused for a bogus
+# (exec, ps with its isolation kind, rm), a sandbox pod (uname -r in its VM
+# vs the host's, then rm), a pod refused for a bogus
 # unishim.io/isolation annotation, and everything torn down.
 # `make demo` calls this. DEMO_RUNTIME=io.containerd.runc.v2 shows the same
 # with containerd's runc shim.
@@ -84,6 +85,26 @@ cmd exec demo-web -- cat /proc/1/cgroup
 cmd inspect demo-web
 cmd rm demo-web --timeout 1
 cmd ps
+
+if [ "$HANDLER" = unishim ] && command -v qemu-system-x86_64 >/dev/null; then
+        step "a sandbox pod: the same image in a QEMU microvm (isolation sandbox)"
+        env_pod_json "$work/vm.json" '{name: "demo-vm", runtime_handler: "unishim",
+                annotations: {"unishim.io/isolation": "sandbox"},
+                containers: [{name: "app", image: $img, command: ["sleep", "3600"]}]}'
+        jq -c 'del(.cgroup_parent, .log_directory)' "$work/vm.json"
+        cmd run --timing "$work/vm.json"
+        cmd ps
+        printf '$ uname -r   # the host\n'
+        uname -r
+        cmd exec demo-vm -- uname -r
+        guest=$(ectl exec demo-vm -- uname -r </dev/null 2>/dev/null || true)
+        if [ -z "$guest" ] || [ "$guest" = "$(uname -r)" ]; then
+                echo "demo: the sandbox pod does not run its own kernel ('$guest')" >&2
+                exit 1
+        fi
+        cmd rm demo-vm --timeout 0
+        cmd ps
+fi
 
 step "a pod with unishim.io/isolation: bogus is refused"
 env_pod_json "$work/bogus.json" --arg h "$HANDLER" '{name: "demo-bogus", runtime_handler: $h,
