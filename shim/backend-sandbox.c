@@ -492,12 +492,35 @@ static void oom_poll(struct sandbox_pod *pod)
                                             NULL, 0, 0, oom_got, pod, &pod->oom_call, NULL);
 }
 
+/* A VM that died on its own takes its console log with the pod's state
+ * dir: put the end of it where an operator looks, containerd's log. */
+static void log_console_tail(const struct sandbox_pod *pod)
+{
+        char path[PATH_MAX];
+        if (!pod->state_dir ||
+            snprintf(path, sizeof(path), "%s/console.log", pod->state_dir) >= (int)sizeof(path))
+                return;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        char buf[2048];
+        off_t size = lseek(fd, 0, SEEK_END);
+        off_t from = size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0;
+        ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
+        if (n <= 0)
+                return;
+        buf[n] = '\0';
+        us_log_warn("pod %s: the VM exited unexpectedly; end of its console: %s", pod->id, buf);
+}
+
 /* Every process of the pod ends when the VM does. */
 static void pod_vm_gone(struct sandbox_pod *pod)
 {
         if (pod->dead)
                 return;
         pod->dead = true;
+        if (!pod->torn_down)
+                log_console_tail(pod);
         int ws = pod->vm ? vmm_vm_exit_status(pod->vm) : -1;
         for (struct sandbox_task *t = pod->tasks; t; t = t->next) {
                 for (struct sandbox_proc *p = t->procs; p; p = p->next) {
