@@ -29,6 +29,20 @@ expect_eq "ctr run (sandbox) uname -r: exit 0" 0 "$rc"
 out_rc out rc ectr run --rm --runtime "$rt" --annotation unishim.io/isolation=sandbox "$TEST_IMAGE" "$(it_id)" sh -c 'echo in-vm; exit 5'
 expect_eq "ctr run (sandbox): exit code 5 propagates" 5 "$rc"
 expect_eq "ctr run (sandbox): output" in-vm "$out"
+# An OOM kill inside the guest (the container's memory cgroup there) reaches
+# containerd as /tasks/oom, as on the host.
+events_start "$IT_TMP/oom-events"
+oom_id=$(it_id)
+out_rc out rc ectr run --rm --runtime "$rt" --memory-limit 33554432 \
+        --annotation unishim.io/isolation=sandbox "$TEST_IMAGE" "$oom_id" sh -c 'tail /dev/zero'
+expect_eq "ctr run (sandbox) over its memory limit: killed (137)" 137 "$rc"
+sleep 0.5
+events_stop
+if grep -F '/tasks/oom' "$IT_TMP/oom-events" | grep -qF "\"container_id\":\"$oom_id\""; then
+        pass "guest OOM kill reported as /tasks/oom"
+else
+        fail "no /tasks/oom event for $oom_id: $(grep -o '/tasks/[a-z-]*' "$IT_TMP/oom-events" | tr '\n' ' ')"
+fi
 expect_eq "ctr: no task left" "" "$(ectr tasks ls -q 2>/dev/null || true)"
 expect_eq "ctr: no container left" "" "$(ectr containers ls -q 2>/dev/null || true)"
 
