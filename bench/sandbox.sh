@@ -117,7 +117,7 @@ sandbox_bench() {
                         echo "$qrel" >>"$work/sb.spawn"
                         jq -r --argjson q "$qrel" '((.RunPodSandbox * 1000 | round) - $q)' <<<"$SB_TIMING" >>"$work/sb.boot"
                 fi
-                [ -f "/run/unishim/$SB_ID/console.log" ] && cp "/run/unishim/$SB_ID/console.log" "$work/console-$i.log"
+                [ -f /run/unishim/*/"$SB_ID"/console.log ] && cp /run/unishim/*/"$SB_ID"/console.log "$work/console-$i.log"
                 CTR_TIMEOUT=30 ectl rm --timeout 0 "$name" >/dev/null 2>&1 || true
         done
 
@@ -176,7 +176,7 @@ sandbox_bench() {
                 done; true)
                 vfs=$(for d in /proc/[0-9]*; do
                         a=$(tr '\0' ' ' 2>/dev/null <"$d/cmdline") || continue
-                        [[ $a = *virtiofsd*"/run/unishim/$SB_ID/"* ]] && echo "${d#/proc/}"
+                        [[ $a = *virtiofsd*"/run/unishim/"*"/$SB_ID/"* ]] && echo "${d#/proc/}"
                 done; true)
                 pss_pod=$(sb_pss $shim $SB_QEMU $vfs)
                 SB_NOTES+="idle sandbox pod PSS: shim $(sb_pss $shim) KiB, QEMU $(sb_pss $SB_QEMU) KiB, virtiofsd ($(echo $vfs | wc -w) processes) $(sb_pss $vfs) KiB."$'\n'

@@ -770,7 +770,7 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
         const struct us_oci_spec *spec = cfg->spec;
 
         if (!(pod->id = strdup(cfg->id)) ||
-            asprintf(&pod->state_dir, "%s/%s", POD_STATE_ROOT, cfg->id) < 0 ||
+            asprintf(&pod->state_dir, "%s/%s/%s", POD_STATE_ROOT, env->namespace, cfg->id) < 0 ||
             asprintf(&pod->share_dir, "%s/shared", pod->state_dir) < 0) {
                 pod->state_dir = pod->share_dir = NULL;
                 r = us_errorf(err, ENOMEM, "allocate pod");
@@ -912,6 +912,14 @@ static void pod_free(void *impl)
         if (!pod)
                 return;
         pod_teardown(pod);
+        if (pod->state_dir) {
+                /* /run/unishim/<namespace>: gone with its last pod. */
+                char *slash = strrchr(pod->state_dir, '/');
+                if (slash) {
+                        *slash = '\0';
+                        (void)rmdir(pod->state_dir);
+                }
+        }
         pod->vm = vmm_vm_free(pod->vm);
         free(pod->id);
         free(pod->state_dir);

@@ -304,6 +304,7 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
         struct shim_backend_env env = {
                 .loop = shim->loop,
                 .config = shim->config,
+                .namespace = shim->args->namespace,
                 .pod = &shim->backend_pod,
                 .process_exited = shim_task_process_exited,
                 .oom = shim_task_oom,

@@ -45,7 +45,7 @@ struct shim_process {
         struct us_oci_process *exec_spec; /* exec only, until started */
         char *exec_spec_json;             /* ... and the text it was parsed from */
         size_t exec_spec_json_len;
-        struct shim_waiter *waiters;      /* pending Wait calls */
+        struct shim_waiter *waiters; /* pending Wait calls */
 };
 
 struct shim_task {

@@ -272,7 +272,7 @@ sandbox_qemu_pid() {
 
 # sandbox_procs ID...: "pid cmdline" of every qemu-system-x86_64 or virtiofsd
 # process whose command line names one of the ids (QEMU: -name
-# unishim-<id>; virtiofsd: its source under /run/unishim/<id>/).
+# unishim-<id>; virtiofsd: its source under /run/unishim/<namespace>/<id>/).
 sandbox_procs() {
         local d args first id
         for d in /proc/[0-9]*; do
@@ -281,7 +281,7 @@ sandbox_procs() {
                 [[ $first = *qemu-system-x86_64* || $first = *virtiofsd* ]] || continue
                 for id in "$@"; do
                         [ -n "$id" ] || continue
-                        if [[ $args = *"unishim-$id"* || $args = *"/run/unishim/$id"* ]]; then
+                        if [[ $args = *"unishim-$id"* || $args = *"/run/unishim/"*"/$id/"* ]]; then
                                 echo "${d#/proc/} $args"
                                 break
                         fi
@@ -318,16 +318,18 @@ sandbox_taps() {
 
 # sandbox_leftovers ID...: everything of these sandbox pods still on the
 # machine, one line each: pod_leftovers (shim, env mounts, cgroup dirs),
-# QEMU/virtiofsd processes, /run/unishim/<id>, mounts containing
-# /run/unishim/<id>. Empty when clean. (Taps: sandbox_taps.)
+# QEMU/virtiofsd processes, /run/unishim/<namespace>/<id>, mounts under
+# it. Empty when clean. (Taps: sandbox_taps.)
 sandbox_leftovers() {
-        local id
+        local id d
         pod_leftovers "$@"
         sandbox_procs "$@" | sed 's/^/process /'
         for id in "$@"; do
                 [ -n "$id" ] || continue
-                [ -e "/run/unishim/$id" ] && echo "dir /run/unishim/$id"
-                awk -v p="/run/unishim/$id" 'index($0, p) { print "mount " $5 }' /proc/self/mountinfo
+                for d in /run/unishim/*/"$id"; do
+                        [ -e "$d" ] && echo "dir $d"
+                done
+                awk -v id="/$id/" 'index($5, "/run/unishim/") == 1 && index($5 "/", id) { print "mount " $5 }' /proc/self/mountinfo
                 find /sys/fs/cgroup/ -maxdepth 6 -type d -name "*$id*" 2>/dev/null | sed 's/^/cgroup /'
         done
         return 0

@@ -4,7 +4,7 @@
 # time the CRI reports the pod's containers EXITED with a non-zero exit code
 # (containerd's /tasks/exit events carry it: ContainerStatus.exit_code), and
 # the pod can still be stopped and removed, leaving no shim, virtiofsd,
-# /run/unishim/<id>, mount, cgroup or netns behind.
+# /run/unishim/<namespace>/<id>, mount, cgroup or netns behind.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 IT_CRI=1

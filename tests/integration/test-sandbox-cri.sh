@@ -7,7 +7,7 @@
 #  - two containers in one VM share localhost (httpd in one, wget from the other)
 #  - a sandbox pod and a container pod reach each other's IPs, both ways
 #  - stop with a grace period: TERM trapped → exit 0, TERM ignored → 137
-#  - rm leaves no shim, QEMU, virtiofsd, /run/unishim/<id>, mount or cgroup
+#  - rm leaves no shim, QEMU, virtiofsd, /run/unishim/<namespace>/<id>, mount or cgroup
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 IT_CRI=1

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Sandbox pods leave nothing behind: SANDBOX_CYCLES (20) × run + rm of a
 # one-container sandbox pod through the CRI, then no qemu-system-x86_64 or
-# virtiofsd of those pods, no /run/unishim/<id>, no mount containing
+# virtiofsd of those pods, no /run/unishim/<namespace>/<id>, no mount containing
 # /run/unishim, no new us-tap0 in any network namespace, no cgroup dir of the
 # pods, no shim, no netns bind mount. Also the ctr path: `ctr run --rm
 # --annotation unishim.io/isolation=sandbox` prints the guest kernel and the
@@ -68,7 +68,7 @@ for ((i = 0; i < CYCLES; i++)); do
 done
 expect_eq "$CYCLES sandbox pod run/rm cycles ($(($(date +%s) - t0)) s)" "$CYCLES" "$ok"
 wait_until 15 test -z "$(sandbox_leftovers "${IDS[@]}")" || true
-expect_eq "no shim, QEMU, virtiofsd, /run/unishim/<id>, mount or cgroup of the pods" "" "$(sandbox_leftovers "${IDS[@]}")"
+expect_eq "no shim, QEMU, virtiofsd, /run/unishim/<namespace>/<id>, mount or cgroup of the pods" "" "$(sandbox_leftovers "${IDS[@]}")"
 expect_eq "no shim of this environment" "" "$(env_shim_pids)"
 expect_eq "no process in the pods' cgroups" "" "$(env_cgroup_pids)"
 expect_eq "no cgroup dir under the pods' parent" "" "$(find /sys/fs/cgroup/*/"$ENV_POD_CGROUP" -mindepth 1 -type d 2>/dev/null || true)"
