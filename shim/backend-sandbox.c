@@ -43,89 +43,17 @@
 #include "netplumb.h"
 #include "policy.h"
 #include "qemu.h"
-#include "sandbox-reply.h"
 #include "sandbox-spec.h"
+#include "sandbox.h"
 #include "ttrpc.h"
 
-#define AGENT_SERVICE       "unishim.agent.v1.Agent"
-#define GUEST_SHARE_TAG     "unishim"
-#define GUEST_SHARE_DIR     "/run/unishim/shared"
-#define POD_STATE_ROOT      "/run/unishim"
-#define AGENT_BOOT_MS       60000 /* TCG on a loaded 2-core host is slow */
-#define AGENT_CALL_MS       30000
-#define READ_CHUNK          65536
-#define MEMORY_OVERHEAD_MIB 64 /* guest kernel + agent on top of the pod's limit */
-
-struct sandbox_pod;
-struct sandbox_task;
-
-/* One output stream of a guest process, pumped into containerd's FIFO. */
-struct stream {
-        struct sandbox_proc *proc;
-        Unishim__Agent__V1__Stream which;
-        int fd; /* the FIFO (a dup), -1 when done */
-        uint64_t call;
-        struct us_loop_source *out_watch;
-        struct us_loop_source *retry;
-        uint8_t *pending; /* read from the guest, not yet written */
-        size_t pending_len, pending_off;
-        bool eof;
-};
-
-struct sandbox_proc {
-        struct sandbox_proc *next;
-        struct sandbox_task *task;
-        char *exec_id; /* NULL: the container's init */
-        struct stream out, err;
-        int in_fd; /* the shim's stdin pipe (a dup), -1 */
-        struct us_loop_source *in_watch;
-        uint8_t *in_buf; /* read from the pipe, not yet taken by the guest */
-        size_t in_len, in_off;
-        uint64_t wait_call, stdin_call;
-        bool exited;
-        bool closing;
-};
-
-struct sandbox_task {
-        struct sandbox_task *next;
-        struct sandbox_pod *pod;
-        void *cookie;
-        char *id;
-        bool is_vm; /* the CRI sandbox: the VM itself */
-        bool in_guest;
-        char *share; /* host dir of this container under the pod's share */
-        size_t n_binds;
-        struct sandbox_proc *procs;
-        struct us_oci_spec *spec;
-};
-
-struct sandbox_pod {
-        struct us_loop *loop;
-        void (*process_exited)(void *cookie, const char *exec_id, uint32_t status);
-        void (*oom)(void *cookie);
-        char *id;
-        char *state_dir;
-        char *share_dir;
-        char *netns;
-        bool wired;
-        struct us_cgroup *cgroup;
-        struct vmm_vm *vm;
-        struct us_ttrpc_client *agent;
-        struct us_ttrpc_aclient *events;
-        uint64_t oom_call;
-        struct sandbox_task *tasks;
-        bool dead; /* QEMU gone */
-        bool torn_down;
-};
-
 static void pod_teardown(struct sandbox_pod *pod);
-static void proc_poll(struct sandbox_proc *p);
 
 /* ---- agent calls ---- */
 
-static int agent_call(struct sandbox_pod *pod, const char *method, const ProtobufCMessage *req,
-                      const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret,
-                      int timeout_ms, struct us_error **err)
+int sandbox_agent_call(struct sandbox_pod *pod, const char *method, const ProtobufCMessage *req,
+                       const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret,
+                       int timeout_ms, struct us_error **err)
 {
         if (!pod->agent || pod->dead)
                 return us_error_msg(err, ENOTCONN, "guest agent of pod %s is gone", pod->id);
@@ -151,307 +79,6 @@ static void pb_freep(void *p)
                 protobuf_c_message_free_unpacked(*m, NULL);
 }
 #define _cleanup_pb_ _cleanup_(pb_freep)
-
-/* ---- long polls: output streams ---- */
-
-static void stream_close(struct stream *s)
-{
-        s->retry = us_loop_source_remove(s->retry);
-        s->out_watch = us_loop_source_remove(s->out_watch);
-        s->fd = us_close(s->fd);
-        free(s->pending);
-        s->pending = NULL;
-        s->pending_len = s->pending_off = 0;
-}
-
-static void stream_read(struct stream *s);
-
-static void stream_writable(struct us_loop_source *src, int fd, uint32_t events, void *userdata);
-
-/* Writes what the guest sent into the FIFO; never blocks the loop. When the
- * FIFO is full, waits for it, and only then asks the guest for more: the
- * guest's buffer fills and its process blocks, as on a host. */
-static void stream_flush(struct stream *s)
-{
-        while (s->pending_off < s->pending_len) {
-                ssize_t n =
-                        write(s->fd, s->pending + s->pending_off, s->pending_len - s->pending_off);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0 && errno == EAGAIN) {
-                        if (!s->out_watch &&
-                            us_loop_add_fd(s->proc->task->pod->loop, s->fd, EPOLLOUT,
-                                           stream_writable, s, &s->out_watch, NULL) < 0)
-                                stream_close(s);
-                        return;
-                }
-                if (n < 0) {
-                        stream_close(s); /* nobody reads any more */
-                        return;
-                }
-                s->pending_off += (size_t)n;
-        }
-        free(s->pending);
-        s->pending = NULL;
-        s->pending_len = s->pending_off = 0;
-        s->out_watch = us_loop_source_remove(s->out_watch);
-        if (s->eof)
-                stream_close(s);
-        else
-                stream_read(s);
-}
-
-static void stream_writable(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
-{
-        (void)src;
-        (void)fd;
-        struct stream *s = userdata;
-        if (events & (EPOLLERR | EPOLLHUP)) {
-                stream_close(s);
-                return;
-        }
-        stream_flush(s);
-}
-
-static void stream_retry(struct us_loop_source *src, void *userdata)
-{
-        (void)src;
-        struct stream *s = userdata;
-        s->retry = NULL;
-        stream_read(s);
-}
-
-static void stream_got(int status, const uint8_t *payload, size_t len, const struct us_error *err,
-                       void *userdata)
-{
-        (void)err;
-        struct stream *s = userdata;
-        s->call = 0;
-        if (status == -ECANCELED || s->proc->closing)
-                return;
-        /* An error, or a guest that answers out of line: end the stream. */
-        if (status < 0 || sandbox_reply_read_stream(payload, len, READ_CHUNK, &s->pending,
-                                                    &s->pending_len, &s->eof, NULL) < 0) {
-                stream_close(s);
-                return;
-        }
-        s->pending_off = 0;
-        if (!s->pending_len && !s->eof) {
-                /* An empty answer that is not the end: the agent should not
-                 * send one; if it does, do not let it spin our loop. */
-                if (us_loop_add_timer(s->proc->task->pod->loop, 100, stream_retry, s, &s->retry,
-                                      NULL) < 0)
-                        stream_close(s);
-                return;
-        }
-        stream_flush(s);
-}
-
-static void stream_read(struct stream *s)
-{
-        struct sandbox_proc *p = s->proc;
-        struct sandbox_pod *pod = p->task->pod;
-        if (s->fd < 0 || s->call || p->closing || !pod->events)
-                return;
-        Unishim__Agent__V1__ReadStreamRequest req = UNISHIM__AGENT__V1__READ_STREAM_REQUEST__INIT;
-        req.container_id = p->task->id;
-        req.exec_id = p->exec_id ? p->exec_id : (char *)"";
-        req.stream = s->which;
-        req.max_len = READ_CHUNK;
-        if (us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "ReadStream", &req.base, NULL, 0, 0,
-                                  stream_got, s, &s->call, NULL) < 0)
-                stream_close(s);
-}
-
-/* ---- long polls: exits and stdin ---- */
-
-static void proc_waited(int status, const uint8_t *payload, size_t len, const struct us_error *err,
-                        void *userdata)
-{
-        (void)err;
-        struct sandbox_proc *p = userdata;
-        p->wait_call = 0;
-        if (status == -ECANCELED || p->closing || p->exited)
-                return;
-        uint32_t exit_status = 255; /* the guest could not tell: the process is lost */
-        if (status == 0 && sandbox_reply_wait(payload, len, &exit_status, NULL) < 0)
-                exit_status = 255;
-        p->exited = true;
-        struct sandbox_pod *pod = p->task->pod;
-        pod->process_exited(p->task->cookie, p->exec_id, exit_status);
-}
-
-static void stdin_readable(struct us_loop_source *src, int fd, uint32_t events, void *userdata);
-static void stdin_send(struct sandbox_proc *p);
-
-static void stdin_stop(struct sandbox_proc *p)
-{
-        p->in_watch = us_loop_source_remove(p->in_watch);
-        p->in_fd = us_close(p->in_fd);
-        free(p->in_buf);
-        p->in_buf = NULL;
-        p->in_len = p->in_off = 0;
-}
-
-static void stdin_written(int status, const uint8_t *payload, size_t len,
-                          const struct us_error *err, void *userdata)
-{
-        (void)err;
-        struct sandbox_proc *p = userdata;
-        p->stdin_call = 0;
-        if (status == -ECANCELED || p->closing)
-                return;
-        size_t taken = 0;
-        if (status < 0 ||
-            sandbox_reply_write_stdin(payload, len, p->in_len - p->in_off, &taken, NULL) < 0) {
-                stdin_stop(p);
-                return;
-        }
-        p->in_off += taken;
-        if (p->in_off < p->in_len) {
-                /* The guest's pipe was full: the rest goes again, shortly. */
-                stdin_send(p);
-                return;
-        }
-        free(p->in_buf);
-        p->in_buf = NULL;
-        p->in_len = p->in_off = 0;
-        /* One write in flight at a time: read the pipe again. */
-        if (p->in_watch)
-                (void)us_loop_source_set_events(p->in_watch, EPOLLIN, NULL);
-}
-
-static void stdin_send(struct sandbox_proc *p)
-{
-        struct sandbox_pod *pod = p->task->pod;
-        Unishim__Agent__V1__WriteStdinRequest req = UNISHIM__AGENT__V1__WRITE_STDIN_REQUEST__INIT;
-        req.container_id = p->task->id;
-        req.exec_id = p->exec_id ? p->exec_id : (char *)"";
-        req.data.data = p->in_buf + p->in_off;
-        req.data.len = p->in_len - p->in_off;
-        if (!pod->events ||
-            us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "WriteStdin", &req.base, NULL, 0,
-                                  AGENT_CALL_MS, stdin_written, p, &p->stdin_call, NULL) < 0)
-                stdin_stop(p);
-}
-
-static void stdin_readable(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
-{
-        (void)src;
-        (void)events;
-        struct sandbox_proc *p = userdata;
-        struct sandbox_pod *pod = p->task->pod;
-        uint8_t buf[READ_CHUNK];
-        ssize_t n = read(fd, buf, sizeof(buf));
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                return;
-        if (n <= 0) {
-                /* CloseIO closed the pipe: the guest process gets EOF. */
-                stdin_stop(p);
-                Unishim__Agent__V1__ProcessRequest req = UNISHIM__AGENT__V1__PROCESS_REQUEST__INIT;
-                req.container_id = p->task->id;
-                req.exec_id = p->exec_id ? p->exec_id : (char *)"";
-                (void)agent_call(pod, "CloseStdin", &req.base, NULL, NULL, AGENT_CALL_MS, NULL);
-                return;
-        }
-        p->in_buf = malloc((size_t)n);
-        if (!p->in_buf) {
-                stdin_stop(p);
-                return;
-        }
-        memcpy(p->in_buf, buf, (size_t)n);
-        p->in_len = (size_t)n;
-        p->in_off = 0;
-        (void)us_loop_source_set_events(p->in_watch, 0, NULL);
-        stdin_send(p);
-}
-
-/* Starts the long polls of a process that now exists in the guest. */
-static void proc_poll(struct sandbox_proc *p)
-{
-        struct sandbox_pod *pod = p->task->pod;
-        if (!pod->events)
-                return;
-        stream_read(&p->out);
-        stream_read(&p->err);
-        if (p->in_fd >= 0 && !p->in_watch &&
-            us_loop_add_fd(pod->loop, p->in_fd, EPOLLIN, stdin_readable, p, &p->in_watch, NULL) < 0)
-                p->in_fd = us_close(p->in_fd);
-        if (!p->wait_call && !p->exited) {
-                Unishim__Agent__V1__ProcessRequest req = UNISHIM__AGENT__V1__PROCESS_REQUEST__INIT;
-                req.container_id = p->task->id;
-                req.exec_id = p->exec_id ? p->exec_id : (char *)"";
-                if (us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "WaitProcess", &req.base,
-                                          NULL, 0, 0, proc_waited, p, &p->wait_call, NULL) < 0)
-                        p->wait_call = 0;
-        }
-}
-
-static int dup_or_none(int fd)
-{
-        return fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : -1;
-}
-
-static int proc_new(struct sandbox_task *t, const char *exec_id, const struct us_stdio *stdio,
-                    struct sandbox_proc **ret, struct us_error **err)
-{
-        struct sandbox_proc *p = calloc(1, sizeof(*p));
-        if (!p)
-                return us_errorf(err, ENOMEM, "allocate process");
-        p->task = t;
-        p->out = (struct stream){.proc = p,
-                                 .which = UNISHIM__AGENT__V1__STREAM__STREAM_STDOUT,
-                                 .fd = dup_or_none(stdio->out)};
-        p->err = (struct stream){.proc = p,
-                                 .which = UNISHIM__AGENT__V1__STREAM__STREAM_STDERR,
-                                 .fd = dup_or_none(stdio->err)};
-        p->in_fd = dup_or_none(stdio->in);
-        if ((exec_id && !(p->exec_id = strdup(exec_id)))) {
-                free(p);
-                return us_errorf(err, ENOMEM, "allocate process");
-        }
-        /* The FIFOs stay blocking for the container on a host; ours must not. */
-        if (p->out.fd >= 0)
-                (void)fcntl(p->out.fd, F_SETFL, fcntl(p->out.fd, F_GETFL) | O_NONBLOCK);
-        if (p->err.fd >= 0)
-                (void)fcntl(p->err.fd, F_SETFL, fcntl(p->err.fd, F_GETFL) | O_NONBLOCK);
-        if (p->in_fd >= 0)
-                (void)fcntl(p->in_fd, F_SETFL, fcntl(p->in_fd, F_GETFL) | O_NONBLOCK);
-        p->next = t->procs;
-        t->procs = p;
-        *ret = p;
-        return 0;
-}
-
-static void proc_free(struct sandbox_proc *p)
-{
-        struct sandbox_pod *pod = p->task->pod;
-        p->closing = true;
-        if (pod->events) {
-                if (p->wait_call)
-                        us_ttrpc_aclient_cancel(pod->events, p->wait_call);
-                if (p->stdin_call)
-                        us_ttrpc_aclient_cancel(pod->events, p->stdin_call);
-                if (p->out.call)
-                        us_ttrpc_aclient_cancel(pod->events, p->out.call);
-                if (p->err.call)
-                        us_ttrpc_aclient_cancel(pod->events, p->err.call);
-        }
-        stream_close(&p->out);
-        stream_close(&p->err);
-        stdin_stop(p);
-        free(p->exec_id);
-        free(p);
-}
-
-static struct sandbox_proc *proc_find(struct sandbox_task *t, const char *exec_id)
-{
-        for (struct sandbox_proc *p = t->procs; p; p = p->next)
-                if ((!exec_id && !p->exec_id) ||
-                    (exec_id && p->exec_id && strcmp(exec_id, p->exec_id) == 0))
-                        return p;
-        return NULL;
-}
 
 /* ---- the pod: state, VM, agent ---- */
 
@@ -686,9 +313,9 @@ static int pod_bootstrap(struct sandbox_pod *pod, const struct us_oci_spec *spec
 {
         Unishim__Agent__V1__CheckRequest check = UNISHIM__AGENT__V1__CHECK_REQUEST__INIT;
         _cleanup_pb_ Unishim__Agent__V1__CheckResponse *version = NULL;
-        int r = agent_call(pod, "Check", &check.base,
-                           &unishim__agent__v1__check_response__descriptor,
-                           (ProtobufCMessage **)&version, AGENT_BOOT_MS, err);
+        int r = sandbox_agent_call(pod, "Check", &check.base,
+                                   &unishim__agent__v1__check_response__descriptor,
+                                   (ProtobufCMessage **)&version, AGENT_BOOT_MS, err);
         if (r < 0)
                 return r;
 
@@ -700,7 +327,7 @@ static int pod_bootstrap(struct sandbox_pod *pod, const struct us_oci_spec *spec
         Unishim__Agent__V1__AddStorageRequest add = UNISHIM__AGENT__V1__ADD_STORAGE_REQUEST__INIT;
         add.n_storages = 1;
         add.storages = storages;
-        r = agent_call(pod, "AddStorage", &add.base, NULL, NULL, AGENT_CALL_MS, err);
+        r = sandbox_agent_call(pod, "AddStorage", &add.base, NULL, NULL, AGENT_CALL_MS, err);
         if (r < 0)
                 return r;
 
@@ -746,7 +373,7 @@ static int pod_bootstrap(struct sandbox_pod *pod, const struct us_oci_spec *spec
                 net.n_interfaces = 1;
                 net.interfaces = ifaces;
         }
-        r = agent_call(pod, "UpdateNetwork", &net.base, NULL, NULL, AGENT_CALL_MS, err);
+        r = sandbox_agent_call(pod, "UpdateNetwork", &net.base, NULL, NULL, AGENT_CALL_MS, err);
         if (r < 0)
                 return r;
         oom_poll(pod);
@@ -887,7 +514,7 @@ static void pod_teardown(struct sandbox_pod *pod)
         pod->torn_down = true;
         if (pod->agent && !pod->dead) {
                 Unishim__Agent__V1__Empty req = UNISHIM__AGENT__V1__EMPTY__INIT;
-                (void)agent_call(pod, "Shutdown", &req.base, NULL, NULL, 2000, NULL);
+                (void)sandbox_agent_call(pod, "Shutdown", &req.base, NULL, NULL, 2000, NULL);
         }
         pod->events = us_ttrpc_aclient_free(pod->events);
         pod->agent = us_ttrpc_client_free(pod->agent);
@@ -1092,7 +719,7 @@ static void task_free(struct sandbox_task *t)
         while (t->procs) {
                 struct sandbox_proc *p = t->procs;
                 t->procs = p->next;
-                proc_free(p);
+                sandbox_proc_free(p);
         }
         unshare_container(t);
         us_oci_spec_free(t->spec);
@@ -1130,7 +757,7 @@ static int sandbox_create(const struct shim_backend_env *env, void *task_cookie,
         t->next = pod->tasks;
         pod->tasks = t;
         struct sandbox_proc *init = NULL;
-        int r = proc_new(t, NULL, &cfg->stdio, &init, err);
+        int r = sandbox_proc_new(t, NULL, &cfg->stdio, &init, err);
         if (r >= 0 && !vm_task) {
                 _cleanup_free_ char *json = NULL;
                 size_t len = 0;
@@ -1143,13 +770,14 @@ static int sandbox_create(const struct shim_backend_env *env, void *task_cookie,
                         req.spec_json.len = len;
                         req.stdin = init->in_fd >= 0;
                         _cleanup_pb_ Unishim__Agent__V1__CreateContainerResponse *resp = NULL;
-                        r = agent_call(pod, "CreateContainer", &req.base,
-                                       &unishim__agent__v1__create_container_response__descriptor,
-                                       (ProtobufCMessage **)&resp, AGENT_CALL_MS, err);
+                        r = sandbox_agent_call(
+                                pod, "CreateContainer", &req.base,
+                                &unishim__agent__v1__create_container_response__descriptor,
+                                (ProtobufCMessage **)&resp, AGENT_CALL_MS, err);
                 }
                 if (r >= 0) {
                         t->in_guest = true;
-                        proc_poll(init);
+                        sandbox_proc_poll(init);
                 }
         }
         if (r < 0) {
@@ -1181,7 +809,8 @@ static int sandbox_start(void *impl, struct us_error **err)
                 return 0; /* the VM runs since create */
         Unishim__Agent__V1__ContainerRequest req = UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
         req.container_id = t->id;
-        return agent_call(t->pod, "StartContainer", &req.base, NULL, NULL, AGENT_CALL_MS, err);
+        return sandbox_agent_call(t->pod, "StartContainer", &req.base, NULL, NULL, AGENT_CALL_MS,
+                                  err);
 }
 
 static int sandbox_exec(void *impl, const char *exec_id, const struct us_oci_process *p,
@@ -1194,7 +823,7 @@ static int sandbox_exec(void *impl, const char *exec_id, const struct us_oci_pro
                 return us_error_msg(err, EINVAL, "cannot exec in the pod's sandbox VM task %s",
                                     t->id);
         struct sandbox_proc *proc = NULL;
-        int r = proc_new(t, exec_id, stdio, &proc, err);
+        int r = sandbox_proc_new(t, exec_id, stdio, &proc, err);
         if (r < 0)
                 return r;
         Unishim__Agent__V1__ExecProcessRequest req = UNISHIM__AGENT__V1__EXEC_PROCESS_REQUEST__INIT;
@@ -1204,15 +833,15 @@ static int sandbox_exec(void *impl, const char *exec_id, const struct us_oci_pro
         req.process_json.len = json_len;
         req.stdin = proc->in_fd >= 0;
         _cleanup_pb_ Unishim__Agent__V1__ExecProcessResponse *resp = NULL;
-        r = agent_call(t->pod, "ExecProcess", &req.base,
-                       &unishim__agent__v1__exec_process_response__descriptor,
-                       (ProtobufCMessage **)&resp, AGENT_CALL_MS, err);
+        r = sandbox_agent_call(t->pod, "ExecProcess", &req.base,
+                               &unishim__agent__v1__exec_process_response__descriptor,
+                               (ProtobufCMessage **)&resp, AGENT_CALL_MS, err);
         if (r < 0) {
                 t->procs = proc->next; /* proc_new put it first */
-                proc_free(proc);
+                sandbox_proc_free(proc);
                 return r;
         }
-        proc_poll(proc);
+        sandbox_proc_poll(proc);
         *ret_pid = sandbox_pid(t);
         *ret_pty = -1;
         return 0;
@@ -1227,7 +856,8 @@ static int signal_guest(struct sandbox_task *t, const char *exec_id, int sig, bo
         req.exec_id = (char *)(exec_id ? exec_id : "");
         req.signal = (uint32_t)sig;
         req.all = all;
-        int r = agent_call(t->pod, "SignalProcess", &req.base, NULL, NULL, AGENT_CALL_MS, err);
+        int r = sandbox_agent_call(t->pod, "SignalProcess", &req.base, NULL, NULL, AGENT_CALL_MS,
+                                   err);
         return r == -ENOENT ? -ESRCH : r;
 }
 
@@ -1265,14 +895,14 @@ static int sandbox_resize(void *impl, const char *exec_id, unsigned width, unsig
         req.exec_id = (char *)(exec_id ? exec_id : "");
         req.width = width;
         req.height = height;
-        return agent_call(t->pod, "ResizePty", &req.base, NULL, NULL, AGENT_CALL_MS, err);
+        return sandbox_agent_call(t->pod, "ResizePty", &req.base, NULL, NULL, AGENT_CALL_MS, err);
 }
 
 static int sandbox_close_stdin(void *impl, const char *exec_id, struct us_error **err)
 {
         (void)err;
         struct sandbox_task *t = impl;
-        struct sandbox_proc *p = proc_find(t, exec_id);
+        struct sandbox_proc *p = sandbox_proc_find(t, exec_id);
         /* The shim closed its pipe; stdin_readable sees EOF and tells the
          * guest once what was written before has gone through. */
         (void)p;
@@ -1283,7 +913,7 @@ static int container_call(struct sandbox_task *t, const char *method, struct us_
 {
         Unishim__Agent__V1__ContainerRequest req = UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
         req.container_id = t->id;
-        return agent_call(t->pod, method, &req.base, NULL, NULL, AGENT_CALL_MS, err);
+        return sandbox_agent_call(t->pod, method, &req.base, NULL, NULL, AGENT_CALL_MS, err);
 }
 
 static int sandbox_pause(void *impl, struct us_error **err)
@@ -1311,7 +941,8 @@ static int sandbox_update(void *impl, const struct us_oci_resources *res, const 
         req.container_id = t->id;
         req.resources_json.data = (uint8_t *)json;
         req.resources_json.len = json_len;
-        return agent_call(t->pod, "UpdateContainer", &req.base, NULL, NULL, AGENT_CALL_MS, err);
+        return sandbox_agent_call(t->pod, "UpdateContainer", &req.base, NULL, NULL, AGENT_CALL_MS,
+                                  err);
 }
 
 static int sandbox_stats(void *impl, Io__Containerd__Cgroups__V1__Metrics **ret,
@@ -1338,9 +969,9 @@ static int sandbox_stats(void *impl, Io__Containerd__Cgroups__V1__Metrics **ret,
         Unishim__Agent__V1__ContainerRequest req = UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
         req.container_id = t->id;
         _cleanup_pb_ Unishim__Agent__V1__StatsContainerResponse *resp = NULL;
-        int r = agent_call(t->pod, "StatsContainer", &req.base,
-                           &unishim__agent__v1__stats_container_response__descriptor,
-                           (ProtobufCMessage **)&resp, AGENT_CALL_MS, err);
+        int r = sandbox_agent_call(t->pod, "StatsContainer", &req.base,
+                                   &unishim__agent__v1__stats_container_response__descriptor,
+                                   (ProtobufCMessage **)&resp, AGENT_CALL_MS, err);
         if (r < 0)
                 return r;
         *ret = io__containerd__cgroups__v1__metrics__unpack(NULL, resp->metrics.len,
@@ -1371,9 +1002,9 @@ static int sandbox_pids(void *impl, pid_t **ret, size_t *ret_n, struct us_error 
         Unishim__Agent__V1__ContainerRequest req = UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
         req.container_id = t->id;
         _cleanup_pb_ Unishim__Agent__V1__ListPidsResponse *resp = NULL;
-        int r = agent_call(t->pod, "ListPids", &req.base,
-                           &unishim__agent__v1__list_pids_response__descriptor,
-                           (ProtobufCMessage **)&resp, AGENT_CALL_MS, err);
+        int r = sandbox_agent_call(t->pod, "ListPids", &req.base,
+                                   &unishim__agent__v1__list_pids_response__descriptor,
+                                   (ProtobufCMessage **)&resp, AGENT_CALL_MS, err);
         if (r < 0)
                 return r;
         size_t n = resp->n_pids > 65536 ? 65536 : resp->n_pids;

@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The long polls of each guest process: output streams pumped into
+ * containerd's FIFOs with back-pressure, stdin written to the guest, and the
+ * exit. All on the "unishim.events" port with the asynchronous client.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "sandbox-reply.h"
+#include "sandbox.h"
+
+/* ---- long polls: output streams ---- */
+
+static void stream_close(struct stream *s)
+{
+        s->retry = us_loop_source_remove(s->retry);
+        s->out_watch = us_loop_source_remove(s->out_watch);
+        s->fd = us_close(s->fd);
+        free(s->pending);
+        s->pending = NULL;
+        s->pending_len = s->pending_off = 0;
+}
+
+static void stream_read(struct stream *s);
+
+static void stream_writable(struct us_loop_source *src, int fd, uint32_t events, void *userdata);
+
+/* Writes what the guest sent into the FIFO; never blocks the loop. When the
+ * FIFO is full, waits for it, and only then asks the guest for more: the
+ * guest's buffer fills and its process blocks, as on a host. */
+static void stream_flush(struct stream *s)
+{
+        while (s->pending_off < s->pending_len) {
+                ssize_t n =
+                        write(s->fd, s->pending + s->pending_off, s->pending_len - s->pending_off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN) {
+                        if (!s->out_watch &&
+                            us_loop_add_fd(s->proc->task->pod->loop, s->fd, EPOLLOUT,
+                                           stream_writable, s, &s->out_watch, NULL) < 0)
+                                stream_close(s);
+                        return;
+                }
+                if (n < 0) {
+                        stream_close(s); /* nobody reads any more */
+                        return;
+                }
+                s->pending_off += (size_t)n;
+        }
+        free(s->pending);
+        s->pending = NULL;
+        s->pending_len = s->pending_off = 0;
+        s->out_watch = us_loop_source_remove(s->out_watch);
+        if (s->eof)
+                stream_close(s);
+        else
+                stream_read(s);
+}
+
+static void stream_writable(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+        (void)src;
+        (void)fd;
+        struct stream *s = userdata;
+        if (events & (EPOLLERR | EPOLLHUP)) {
+                stream_close(s);
+                return;
+        }
+        stream_flush(s);
+}
+
+static void stream_retry(struct us_loop_source *src, void *userdata)
+{
+        (void)src;
+        struct stream *s = userdata;
+        s->retry = NULL;
+        stream_read(s);
+}
+
+static void stream_got(int status, const uint8_t *payload, size_t len, const struct us_error *err,
+                       void *userdata)
+{
+        (void)err;
+        struct stream *s = userdata;
+        s->call = 0;
+        if (status == -ECANCELED || s->proc->closing)
+                return;
+        /* An error, or a guest that answers out of line: end the stream. */
+        if (status < 0 || sandbox_reply_read_stream(payload, len, READ_CHUNK, &s->pending,
+                                                    &s->pending_len, &s->eof, NULL) < 0) {
+                stream_close(s);
+                return;
+        }
+        s->pending_off = 0;
+        if (!s->pending_len && !s->eof) {
+                /* An empty answer that is not the end: the agent should not
+                 * send one; if it does, do not let it spin our loop. */
+                if (us_loop_add_timer(s->proc->task->pod->loop, 100, stream_retry, s, &s->retry,
+                                      NULL) < 0)
+                        stream_close(s);
+                return;
+        }
+        stream_flush(s);
+}
+
+static void stream_read(struct stream *s)
+{
+        struct sandbox_proc *p = s->proc;
+        struct sandbox_pod *pod = p->task->pod;
+        if (s->fd < 0 || s->call || p->closing || !pod->events)
+                return;
+        Unishim__Agent__V1__ReadStreamRequest req = UNISHIM__AGENT__V1__READ_STREAM_REQUEST__INIT;
+        req.container_id = p->task->id;
+        req.exec_id = p->exec_id ? p->exec_id : (char *)"";
+        req.stream = s->which;
+        req.max_len = READ_CHUNK;
+        if (us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "ReadStream", &req.base, NULL, 0, 0,
+                                  stream_got, s, &s->call, NULL) < 0)
+                stream_close(s);
+}
+
+/* ---- long polls: exits and stdin ---- */
+
+static void proc_waited(int status, const uint8_t *payload, size_t len, const struct us_error *err,
+                        void *userdata)
+{
+        (void)err;
+        struct sandbox_proc *p = userdata;
+        p->wait_call = 0;
+        if (status == -ECANCELED || p->closing || p->exited)
+                return;
+        uint32_t exit_status = 255; /* the guest could not tell: the process is lost */
+        if (status == 0 && sandbox_reply_wait(payload, len, &exit_status, NULL) < 0)
+                exit_status = 255;
+        p->exited = true;
+        struct sandbox_pod *pod = p->task->pod;
+        pod->process_exited(p->task->cookie, p->exec_id, exit_status);
+}
+
+static void stdin_readable(struct us_loop_source *src, int fd, uint32_t events, void *userdata);
+static void stdin_send(struct sandbox_proc *p);
+
+static void stdin_stop(struct sandbox_proc *p)
+{
+        p->in_watch = us_loop_source_remove(p->in_watch);
+        p->in_fd = us_close(p->in_fd);
+        free(p->in_buf);
+        p->in_buf = NULL;
+        p->in_len = p->in_off = 0;
+}
+
+static void stdin_written(int status, const uint8_t *payload, size_t len,
+                          const struct us_error *err, void *userdata)
+{
+        (void)err;
+        struct sandbox_proc *p = userdata;
+        p->stdin_call = 0;
+        if (status == -ECANCELED || p->closing)
+                return;
+        size_t taken = 0;
+        if (status < 0 ||
+            sandbox_reply_write_stdin(payload, len, p->in_len - p->in_off, &taken, NULL) < 0) {
+                stdin_stop(p);
+                return;
+        }
+        p->in_off += taken;
+        if (p->in_off < p->in_len) {
+                /* The guest's pipe was full: the rest goes again, shortly. */
+                stdin_send(p);
+                return;
+        }
+        free(p->in_buf);
+        p->in_buf = NULL;
+        p->in_len = p->in_off = 0;
+        /* One write in flight at a time: read the pipe again. */
+        if (p->in_watch)
+                (void)us_loop_source_set_events(p->in_watch, EPOLLIN, NULL);
+}
+
+static void stdin_send(struct sandbox_proc *p)
+{
+        struct sandbox_pod *pod = p->task->pod;
+        Unishim__Agent__V1__WriteStdinRequest req = UNISHIM__AGENT__V1__WRITE_STDIN_REQUEST__INIT;
+        req.container_id = p->task->id;
+        req.exec_id = p->exec_id ? p->exec_id : (char *)"";
+        req.data.data = p->in_buf + p->in_off;
+        req.data.len = p->in_len - p->in_off;
+        if (!pod->events ||
+            us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "WriteStdin", &req.base, NULL, 0,
+                                  AGENT_CALL_MS, stdin_written, p, &p->stdin_call, NULL) < 0)
+                stdin_stop(p);
+}
+
+static void stdin_readable(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+        (void)src;
+        (void)events;
+        struct sandbox_proc *p = userdata;
+        struct sandbox_pod *pod = p->task->pod;
+        uint8_t buf[READ_CHUNK];
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+        if (n <= 0) {
+                /* CloseIO closed the pipe: the guest process gets EOF. */
+                stdin_stop(p);
+                Unishim__Agent__V1__ProcessRequest req = UNISHIM__AGENT__V1__PROCESS_REQUEST__INIT;
+                req.container_id = p->task->id;
+                req.exec_id = p->exec_id ? p->exec_id : (char *)"";
+                (void)sandbox_agent_call(pod, "CloseStdin", &req.base, NULL, NULL, AGENT_CALL_MS,
+                                         NULL);
+                return;
+        }
+        p->in_buf = malloc((size_t)n);
+        if (!p->in_buf) {
+                stdin_stop(p);
+                return;
+        }
+        memcpy(p->in_buf, buf, (size_t)n);
+        p->in_len = (size_t)n;
+        p->in_off = 0;
+        (void)us_loop_source_set_events(p->in_watch, 0, NULL);
+        stdin_send(p);
+}
+
+/* Starts the long polls of a process that now exists in the guest. */
+void sandbox_proc_poll(struct sandbox_proc *p)
+{
+        struct sandbox_pod *pod = p->task->pod;
+        if (!pod->events)
+                return;
+        stream_read(&p->out);
+        stream_read(&p->err);
+        if (p->in_fd >= 0 && !p->in_watch &&
+            us_loop_add_fd(pod->loop, p->in_fd, EPOLLIN, stdin_readable, p, &p->in_watch, NULL) < 0)
+                p->in_fd = us_close(p->in_fd);
+        if (!p->wait_call && !p->exited) {
+                Unishim__Agent__V1__ProcessRequest req = UNISHIM__AGENT__V1__PROCESS_REQUEST__INIT;
+                req.container_id = p->task->id;
+                req.exec_id = p->exec_id ? p->exec_id : (char *)"";
+                if (us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "WaitProcess", &req.base,
+                                          NULL, 0, 0, proc_waited, p, &p->wait_call, NULL) < 0)
+                        p->wait_call = 0;
+        }
+}
+
+static int dup_or_none(int fd)
+{
+        return fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : -1;
+}
+
+int sandbox_proc_new(struct sandbox_task *t, const char *exec_id, const struct us_stdio *stdio,
+                     struct sandbox_proc **ret, struct us_error **err)
+{
+        struct sandbox_proc *p = calloc(1, sizeof(*p));
+        if (!p)
+                return us_errorf(err, ENOMEM, "allocate process");
+        p->task = t;
+        p->out = (struct stream){.proc = p,
+                                 .which = UNISHIM__AGENT__V1__STREAM__STREAM_STDOUT,
+                                 .fd = dup_or_none(stdio->out)};
+        p->err = (struct stream){.proc = p,
+                                 .which = UNISHIM__AGENT__V1__STREAM__STREAM_STDERR,
+                                 .fd = dup_or_none(stdio->err)};
+        p->in_fd = dup_or_none(stdio->in);
+        if ((exec_id && !(p->exec_id = strdup(exec_id)))) {
+                free(p);
+                return us_errorf(err, ENOMEM, "allocate process");
+        }
+        /* The FIFOs stay blocking for the container on a host; ours must not. */
+        if (p->out.fd >= 0)
+                (void)fcntl(p->out.fd, F_SETFL, fcntl(p->out.fd, F_GETFL) | O_NONBLOCK);
+        if (p->err.fd >= 0)
+                (void)fcntl(p->err.fd, F_SETFL, fcntl(p->err.fd, F_GETFL) | O_NONBLOCK);
+        if (p->in_fd >= 0)
+                (void)fcntl(p->in_fd, F_SETFL, fcntl(p->in_fd, F_GETFL) | O_NONBLOCK);
+        p->next = t->procs;
+        t->procs = p;
+        *ret = p;
+        return 0;
+}
+
+void sandbox_proc_free(struct sandbox_proc *p)
+{
+        struct sandbox_pod *pod = p->task->pod;
+        p->closing = true;
+        if (pod->events) {
+                if (p->wait_call)
+                        us_ttrpc_aclient_cancel(pod->events, p->wait_call);
+                if (p->stdin_call)
+                        us_ttrpc_aclient_cancel(pod->events, p->stdin_call);
+                if (p->out.call)
+                        us_ttrpc_aclient_cancel(pod->events, p->out.call);
+                if (p->err.call)
+                        us_ttrpc_aclient_cancel(pod->events, p->err.call);
+        }
+        stream_close(&p->out);
+        stream_close(&p->err);
+        stdin_stop(p);
+        free(p->exec_id);
+        free(p);
+}
+
+struct sandbox_proc *sandbox_proc_find(struct sandbox_task *t, const char *exec_id)
+{
+        for (struct sandbox_proc *p = t->procs; p; p = p->next)
+                if ((!exec_id && !p->exec_id) ||
+                    (exec_id && p->exec_id && strcmp(exec_id, p->exec_id) == 0))
+                        return p;
+        return NULL;
+}
