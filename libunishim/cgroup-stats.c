@@ -97,6 +97,20 @@ static int parse_kv(const char *text, const char *what, kv_fn fn, void *ud, stru
         return 0;
 }
 
+/* parse_kv over dir/file; a missing file is no error (the controller or
+ * accounting is off), its fields stay 0. */
+static int parse_kv_file(const char *dir, const char *file, kv_fn fn, void *ud,
+                         struct us_error **err)
+{
+        _cleanup_free_ char *text = NULL;
+        int r = read_opt(dir, file, &text, err);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        return parse_kv(text, file, fn, ud, err);
+}
+
 /* ---- memory.stat keys (v1 names as containerd maps them) ---- */
 
 #define MS(f) offsetof(MemoryStat, f)
@@ -210,25 +224,12 @@ static int memory_v1(const char *dir, Metrics *m, struct us_error **err)
         int r = memory_new(m);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *text = NULL;
-        r = read_opt(dir, "memory.stat", &text, err);
-        if (r < 0 && r != -ENOENT)
+        r = parse_kv_file(dir, "memory.stat", memstat_v1_fn, m->memory, err);
+        if (r < 0)
                 return r;
-        if (r == 0) {
-                r = parse_kv(text, "memory.stat", memstat_v1_fn, m->memory, err);
-                if (r < 0)
-                        return r;
-        }
-        free(text);
-        text = NULL;
-        r = read_opt(dir, "memory.oom_control", &text, err);
-        if (r < 0 && r != -ENOENT)
+        r = parse_kv_file(dir, "memory.oom_control", oom_fn, m->memory_oom_control, err);
+        if (r < 0)
                 return r;
-        if (r == 0) {
-                r = parse_kv(text, "memory.oom_control", oom_fn, m->memory_oom_control, err);
-                if (r < 0)
-                        return r;
-        }
         static const char *const modules[] = {"memory.", "memory.memsw.", "memory.kmem.",
                                               "memory.kmem.tcp."};
         MemoryEntry *entries[] = {m->memory->usage, m->memory->swap, m->memory->kernel,
@@ -263,25 +264,12 @@ static int memory_v2(const char *dir, Metrics *m, struct us_error **err)
         int r = memory_new(m);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *text = NULL;
-        r = read_opt(dir, "memory.stat", &text, err);
-        if (r < 0 && r != -ENOENT)
+        r = parse_kv_file(dir, "memory.stat", memstat_v2_fn, m->memory, err);
+        if (r < 0)
                 return r;
-        if (r == 0) {
-                r = parse_kv(text, "memory.stat", memstat_v2_fn, m->memory, err);
-                if (r < 0)
-                        return r;
-        }
-        free(text);
-        text = NULL;
-        r = read_opt(dir, "memory.events", &text, err);
-        if (r < 0 && r != -ENOENT)
+        r = parse_kv_file(dir, "memory.events", events_fn, m->memory_oom_control, err);
+        if (r < 0)
                 return r;
-        if (r == 0) {
-                r = parse_kv(text, "memory.events", events_fn, m->memory_oom_control, err);
-                if (r < 0)
-                        return r;
-        }
         const struct {
                 const char *file;
                 uint64_t *v;
@@ -362,14 +350,8 @@ static int cpu_stat_file(const char *dir, Metrics *m, bool v2, struct us_error *
         int r = cpu_new(m);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *text = NULL;
-        r = read_opt(dir, "cpu.stat", &text, err);
-        if (r == -ENOENT)
-                return 0;
-        if (r < 0)
-                return r;
         struct cpustat_ud ud = {.cpu = m->cpu, .scale = v2 ? 1000 : 1, .v2 = v2};
-        return parse_kv(text, "cpu.stat", cpustat_fn, &ud, err);
+        return parse_kv_file(dir, "cpu.stat", cpustat_fn, &ud, err);
 }
 
 static uint64_t clock_ticks(void)
@@ -396,17 +378,10 @@ static int cpuacct_stat(const char *dir, Metrics *m, struct us_error **err)
         r = read_u64_opt(dir, "cpuacct.usage", &m->cpu->usage->total, err);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *text = NULL;
-        r = read_opt(dir, "cpuacct.stat", &text, err);
-        if (r < 0 && r != -ENOENT)
+        r = parse_kv_file(dir, "cpuacct.stat", cpuacct_fn, m->cpu->usage, err);
+        if (r < 0)
                 return r;
-        if (r == 0) {
-                r = parse_kv(text, "cpuacct.stat", cpuacct_fn, m->cpu->usage, err);
-                if (r < 0)
-                        return r;
-        }
-        free(text);
-        text = NULL;
+        _cleanup_free_ char *text = NULL;
         r = read_opt(dir, "cpuacct.usage_percpu", &text, err);
         if (r == -ENOENT)
                 return 0;
