@@ -553,18 +553,11 @@ static void h_stats(struct us_ttrpc_call *call, const uint8_t *payload, size_t l
         struct us_cgroup *cg = us_container_cgroup(ctr->c);
         if (!cg)
                 return us_ttrpc_call_fail(call, US_GRPC_NOT_FOUND, "container has no cgroup");
-        Io__Containerd__Cgroups__V1__Metrics *m = NULL;
-        int r = us_cgroup_stats(cg, &m, &err);
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t n = 0;
+        int r = us_cgroup_stats_packed(cg, &buf, &n, &err);
         if (r < 0)
                 return fail_err(call, r, err);
-        size_t n = protobuf_c_message_get_packed_size(&m->base);
-        _cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
-        if (!buf) {
-                us_cgroup_stats_free(m);
-                return us_ttrpc_call_fail(call, US_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-        }
-        protobuf_c_message_pack(&m->base, buf);
-        us_cgroup_stats_free(m);
         Unishim__Agent__V1__StatsContainerResponse resp =
                 UNISHIM__AGENT__V1__STATS_CONTAINER_RESPONSE__INIT;
         resp.metrics.data = buf;

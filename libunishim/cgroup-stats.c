@@ -578,3 +578,20 @@ int us_cgroup_stats(struct us_cgroup *cg, struct _Io__Containerd__Cgroups__V1__M
         *ret = TAKE_PTR(m);
         return 0;
 }
+
+int us_cgroup_stats_packed(struct us_cgroup *cg, uint8_t **ret, size_t *ret_len,
+                           struct us_error **err)
+{
+        _cleanup_(us_cgroup_stats_free_cleanupp) Metrics *m = NULL;
+        int r = us_cgroup_stats(cg, &m, err);
+        if (r < 0)
+                return r;
+        size_t n = protobuf_c_message_get_packed_size(&m->base);
+        uint8_t *buf = malloc(n ? n : 1);
+        if (!buf)
+                return us_errorf(err, ENOMEM, "pack stats of %s", us_cgroup_path(cg));
+        protobuf_c_message_pack(&m->base, buf);
+        *ret = buf;
+        *ret_len = n;
+        return 0;
+}

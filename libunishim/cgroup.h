@@ -66,6 +66,11 @@ int us_cgroup_stats(struct us_cgroup *cg, struct _Io__Containerd__Cgroups__V1__M
                     struct us_error **err);
 void us_cgroup_stats_free(struct _Io__Containerd__Cgroups__V1__Metrics *m);
 
+/* The same stats, packed: what goes on the wire (a StatsResponse's Any, the
+ * guest agent's StatsContainer). *ret is malloc()ed, owned by the caller. */
+int us_cgroup_stats_packed(struct us_cgroup *cg, uint8_t **ret, size_t *ret_len,
+                           struct us_error **err);
+
 /* An fd (owned by the caller, O_CLOEXEC, non-blocking) that becomes readable
  * when the memory controller records an OOM event (v1: eventfd registered on
  * memory.oom_control; v2: inotify on memory.events). After it fires, call

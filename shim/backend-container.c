@@ -80,11 +80,10 @@ static struct us_cgroup *cgroup_of(void *impl, struct us_error **err)
         return cg;
 }
 
-static int container_stats(void *impl, Io__Containerd__Cgroups__V1__Metrics **ret,
-                           struct us_error **err)
+static int container_stats(void *impl, uint8_t **ret, size_t *ret_len, struct us_error **err)
 {
         struct us_cgroup *cg = cgroup_of(impl, err);
-        return cg ? us_cgroup_stats(cg, ret, err) : -ENOENT;
+        return cg ? us_cgroup_stats_packed(cg, ret, ret_len, err) : -ENOENT;
 }
 
 static int container_pids(void *impl, pid_t **ret, size_t *ret_n, struct us_error **err)
@@ -139,7 +138,6 @@ const struct shim_backend shim_backend_container = {
         .resume = container_resume,
         .update = container_update,
         .stats = container_stats,
-        .stats_free = us_cgroup_stats_free,
         .pids = container_pids,
         .oom_watch = container_oom_watch,
         .oom_event = container_oom_event,

@@ -945,27 +945,11 @@ static int sandbox_update(void *impl, const struct us_oci_resources *res, const 
                                   err);
 }
 
-static int sandbox_stats(void *impl, Io__Containerd__Cgroups__V1__Metrics **ret,
-                         struct us_error **err)
+static int sandbox_stats(void *impl, uint8_t **ret, size_t *ret_len, struct us_error **err)
 {
         struct sandbox_task *t = impl;
-        if (t->is_vm) {
-                /* The VM's own cost on the host: QEMU's cgroup. */
-                Io__Containerd__Cgroups__V1__Metrics *m = NULL;
-                int r = us_cgroup_stats(t->pod->cgroup, &m, err);
-                if (r < 0)
-                        return r;
-                size_t n = protobuf_c_message_get_packed_size(&m->base);
-                _cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
-                if (!buf) {
-                        us_cgroup_stats_free(m);
-                        return us_errorf(err, ENOMEM, "stats");
-                }
-                protobuf_c_message_pack(&m->base, buf);
-                us_cgroup_stats_free(m);
-                *ret = io__containerd__cgroups__v1__metrics__unpack(NULL, n, buf);
-                return *ret ? 0 : us_errorf(err, ENOMEM, "stats");
-        }
+        if (t->is_vm) /* the VM's own cost on the host: QEMU's cgroup */
+                return us_cgroup_stats_packed(t->pod->cgroup, ret, ret_len, err);
         Unishim__Agent__V1__ContainerRequest req = UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
         req.container_id = t->id;
         _cleanup_pb_ Unishim__Agent__V1__StatsContainerResponse *resp = NULL;
@@ -974,17 +958,19 @@ static int sandbox_stats(void *impl, Io__Containerd__Cgroups__V1__Metrics **ret,
                                    (ProtobufCMessage **)&resp, AGENT_CALL_MS, err);
         if (r < 0)
                 return r;
-        *ret = io__containerd__cgroups__v1__metrics__unpack(NULL, resp->metrics.len,
-                                                            resp->metrics.data);
-        if (!*ret)
+        /* Hostile bytes go on to containerd only if they are Metrics. */
+        Io__Containerd__Cgroups__V1__Metrics *m = io__containerd__cgroups__v1__metrics__unpack(
+                NULL, resp->metrics.len, resp->metrics.data);
+        if (!m)
                 return us_error_msg(err, EBADMSG, "guest agent StatsContainer: malformed metrics");
+        io__containerd__cgroups__v1__metrics__free_unpacked(m, NULL);
+        uint8_t *buf = malloc(resp->metrics.len ? resp->metrics.len : 1);
+        if (!buf)
+                return us_errorf(err, ENOMEM, "stats");
+        memcpy(buf, resp->metrics.data, resp->metrics.len);
+        *ret = buf;
+        *ret_len = resp->metrics.len;
         return 0;
-}
-
-static void sandbox_stats_free(Io__Containerd__Cgroups__V1__Metrics *m)
-{
-        if (m)
-                io__containerd__cgroups__v1__metrics__free_unpacked(m, NULL);
 }
 
 static int sandbox_pids(void *impl, pid_t **ret, size_t *ret_n, struct us_error **err)
@@ -1079,7 +1065,6 @@ const struct shim_backend shim_backend_sandbox = {
         .resume = sandbox_resume,
         .update = sandbox_update,
         .stats = sandbox_stats,
-        .stats_free = sandbox_stats_free,
         .pids = sandbox_pids,
         .oom_watch = sandbox_oom_watch,
         .oom_event = sandbox_oom_event,

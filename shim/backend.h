@@ -68,8 +68,9 @@ struct shim_backend {
         int (*resume)(void *impl, struct us_error **err);
         int (*update)(void *impl, const struct us_oci_resources *res, const char *json,
                       size_t json_len, struct us_error **err);
-        int (*stats)(void *impl, Io__Containerd__Cgroups__V1__Metrics **ret, struct us_error **err);
-        void (*stats_free)(Io__Containerd__Cgroups__V1__Metrics *m);
+        /* containerd's io.containerd.cgroups.v1.Metrics, packed; *ret is
+         * malloc()ed, owned by the caller. */
+        int (*stats)(void *impl, uint8_t **ret, size_t *ret_len, struct us_error **err);
         int (*pids)(void *impl, pid_t **ret, size_t *ret_n, struct us_error **err);
         /* An fd that becomes readable on OOM trouble (-ENOTSUP: none). */
         int (*oom_watch)(void *impl, int *ret_fd, uint64_t *ret_count, struct us_error **err);

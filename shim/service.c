@@ -919,21 +919,13 @@ static void handle_stats(struct us_ttrpc_call *call, const uint8_t *payload, siz
         if (!t)
                 return;
         struct us_error *err = NULL;
-        Io__Containerd__Cgroups__V1__Metrics *m = NULL;
-        int r = t->backend->stats(t->impl, &m, &err);
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t n = 0;
+        int r = t->backend->stats(t->impl, &buf, &n, &err);
         if (r < 0) {
                 fail_with(call, r, err);
                 return;
         }
-        size_t n = protobuf_c_message_get_packed_size(&m->base);
-        _cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
-        if (!buf) {
-                t->backend->stats_free(m);
-                us_ttrpc_call_fail(call, US_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-                return;
-        }
-        protobuf_c_message_pack(&m->base, buf);
-        t->backend->stats_free(m);
         Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
         any.type_url = (char *)io__containerd__cgroups__v1__metrics__descriptor.name;
         any.value.data = buf;
