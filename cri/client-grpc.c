@@ -28,12 +28,6 @@ static void grpc_byte_buffer_destroyp(grpc_byte_buffer **b)
                 grpc_byte_buffer_destroy(*b);
 }
 
-static void protobuf_msg_freep(ProtobufCMessage **m)
-{
-        if (*m)
-                protobuf_c_message_free_unpacked(*m, NULL);
-}
-
 int cri_grpc_new(const char *endpoint, struct cri_grpc **ret, struct us_error **err)
 {
         if (!endpoint || !*endpoint)
@@ -291,7 +285,7 @@ int cri_grpc_call(struct cri_grpc *g, const char *method, const ProtobufCMessage
                                           (const char *)GRPC_SLICE_START_PTR(details),
                                           GRPC_SLICE_LENGTH(details), err);
         else {
-                _cleanup_(protobuf_msg_freep) ProtobufCMessage *m = NULL;
+                _cleanup_pb_ ProtobufCMessage *m = NULL;
                 r = cri_grpc_unpack(recv, resp_desc, CRI_GRPC_MAX_RECV, &m, err);
                 if (r < 0)
                         r = us_error_wrap(err, r, "%s", name);

@@ -320,15 +320,9 @@ static int watch_streams(struct agent *a, struct agent_process *p, struct us_err
                 us_error_free(_err);                                                               \
                 return;                                                                            \
         }                                                                                          \
-        _cleanup_(msg_freep) ProtobufCMessage *_owned = _m;                                        \
+        _cleanup_pb_ ProtobufCMessage *_owned = _m;                                                \
         type *var = (type *)_owned;                                                                \
         (void)var
-
-static void msg_freep(ProtobufCMessage **m)
-{
-        if (*m)
-                protobuf_c_message_free_unpacked(*m, NULL);
-}
 
 static void fail_err(struct us_ttrpc_call *call, int r, struct us_error *err)
 {

@@ -8,6 +8,7 @@
  */
 
 #include <errno.h>
+#include <protobuf-c/protobuf-c.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -67,11 +68,21 @@ static inline void us_strv_freep(char ***v)
         us_strv_free(*v);
 }
 
+/* Any unpacked protobuf-c message (a pointer to a generated struct, whose
+ * first member is its ProtobufCMessage base). */
+static inline void us_pb_freep(void *p)
+{
+        ProtobufCMessage **m = p;
+        if (*m)
+                protobuf_c_message_free_unpacked(*m, NULL);
+}
+
 #define _cleanup_(f)     __attribute__((cleanup(f)))
 #define _cleanup_free_   _cleanup_(us_freep)
 #define _cleanup_close_  _cleanup_(us_closep)
 #define _cleanup_fclose_ _cleanup_(us_fclosep)
 #define _cleanup_strv_   _cleanup_(us_strv_freep)
+#define _cleanup_pb_     _cleanup_(us_pb_freep)
 
 /* DEFINE_CLEANUP(yajl_val, yajl_tree_free) makes _cleanup_(yajl_val_freep)
  * style helpers: name##_cleanupp. Use as _cleanup_(yajl_tree_free_cleanupp). */

@@ -72,14 +72,6 @@ int sandbox_agent_call(struct sandbox_pod *pod, const char *method, const Protob
         return 0;
 }
 
-static void pb_freep(void *p)
-{
-        ProtobufCMessage **m = p;
-        if (*m)
-                protobuf_c_message_free_unpacked(*m, NULL);
-}
-#define _cleanup_pb_ _cleanup_(pb_freep)
-
 /* ---- the pod: state, VM, agent ---- */
 
 static struct sandbox_task *task_find(struct sandbox_pod *pod, const char *id)

@@ -29,14 +29,6 @@
 
 #define TASK_SERVICE "containerd.task.v2.Task"
 
-static void pb_freep(void *p)
-{
-        ProtobufCMessage **m = p;
-        if (*m)
-                protobuf_c_message_free_unpacked(*m, NULL);
-}
-#define _cleanup_pb_ _cleanup_(pb_freep)
-
 #define UNPACK(var, prefix, call, payload, len)                                                    \
         var = prefix##__unpack(NULL, len, payload);                                                \
         if (!var) {                                                                                \
