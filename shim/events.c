@@ -68,6 +68,19 @@ static int forward(struct shim_events *ev,
                                     PUBLISH_TIMEOUT_MS, &resp, &resp_len, err);
 }
 
+Google__Protobuf__Timestamp shim_timestamp(const struct timespec *ts)
+{
+        struct timespec now;
+        if (!ts) {
+                clock_gettime(CLOCK_REALTIME, &now);
+                ts = &now;
+        }
+        Google__Protobuf__Timestamp t = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+        t.seconds = ts->tv_sec;
+        t.nanos = (int32_t)ts->tv_nsec;
+        return t;
+}
+
 int shim_events_publish(struct shim_events *ev, const char *topic, const ProtobufCMessage *event,
                         struct us_error **err)
 {
@@ -80,11 +93,7 @@ int shim_events_publish(struct shim_events *ev, const char *topic, const Protobu
                 return us_errorf(err, ENOMEM, "pack event %s", topic);
         protobuf_c_message_pack(event, buf);
 
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-        ts.seconds = now.tv_sec;
-        ts.nanos = (int32_t)now.tv_nsec;
+        Google__Protobuf__Timestamp ts = shim_timestamp(NULL);
         Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
         any.type_url = (char *)event->descriptor->name;
         any.value.data = buf;

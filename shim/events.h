@@ -9,10 +9,17 @@
  */
 
 #include <protobuf-c/protobuf-c.h>
+#include <time.h>
+
+#include "google/protobuf/timestamp.pb-c.h"
 
 #include "error.h"
 
 struct shim_events;
+
+/* A google.protobuf.Timestamp of ts (CLOCK_REALTIME), or of now when ts is
+ * NULL: the time fields of events and Task replies. */
+Google__Protobuf__Timestamp shim_timestamp(const struct timespec *ts);
 
 /* ttrpc_address may be NULL or empty: events are then dropped (and said so
  * once by the caller). Strings are copied. */

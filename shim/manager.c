@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "events.h"
 #include "containerd/shim.pb-c.h"
 #include "engine.h"
 #include "oci-spec.h"
@@ -218,11 +219,7 @@ int shim_manager_delete(const struct shim_args *args, struct us_error **err)
         if (f && fscanf(f, "%d", &pid) != 1)
                 pid = 0;
 
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-        ts.seconds = now.tv_sec;
-        ts.nanos = (int32_t)now.tv_nsec;
+        Google__Protobuf__Timestamp ts = shim_timestamp(NULL);
         Containerd__Task__V2__DeleteResponse resp = CONTAINERD__TASK__V2__DELETE_RESPONSE__INIT;
         resp.pid = pid > 0 ? (uint32_t)pid : 0;
         resp.exit_status = 128 + SIGKILL;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "events.h"
 #include "containerd/cgroups-v1-metrics.pb-c.h"
 #include "containerd/events.pb-c.h"
 #include "containerd/runtimeoptions.pb-c.h"
@@ -85,14 +86,6 @@ static struct shim_process *need_process(struct shim *shim, struct us_ttrpc_call
         }
         *ret_task = t;
         return p;
-}
-
-static Google__Protobuf__Timestamp timestamp_of(const struct timespec *ts)
-{
-        Google__Protobuf__Timestamp t = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-        t.seconds = ts->tv_sec;
-        t.nanos = (int32_t)ts->tv_nsec;
-        return t;
 }
 
 static int copy_str(char **dst, const char *src)
@@ -506,7 +499,7 @@ static void handle_delete(struct us_ttrpc_call *call, const uint8_t *payload, si
                 clock_gettime(CLOCK_REALTIME, &p->exited_at);
         }
 
-        Google__Protobuf__Timestamp ts = timestamp_of(&p->exited_at);
+        Google__Protobuf__Timestamp ts = shim_timestamp(&p->exited_at);
         Containerd__Task__V2__DeleteResponse resp = CONTAINERD__TASK__V2__DELETE_RESPONSE__INIT;
         resp.pid = (uint32_t)p->pid;
         resp.exit_status = p->exit_status;
@@ -573,7 +566,7 @@ static void handle_state(struct us_ttrpc_call *call, const uint8_t *payload, siz
         struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
                 return;
-        Google__Protobuf__Timestamp ts = timestamp_of(&p->exited_at);
+        Google__Protobuf__Timestamp ts = shim_timestamp(&p->exited_at);
         Containerd__Task__V2__StateResponse resp = CONTAINERD__TASK__V2__STATE_RESPONSE__INIT;
         resp.id = t->id;
         resp.bundle = t->bundle;

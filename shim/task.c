@@ -34,9 +34,7 @@ struct shim_process *shim_task_process(struct shim_task *t, const char *exec_id)
 
 static void reply_wait(struct us_ttrpc_call *call, const struct shim_process *p)
 {
-        Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-        ts.seconds = p->exited_at.tv_sec;
-        ts.nanos = (int32_t)p->exited_at.tv_nsec;
+        Google__Protobuf__Timestamp ts = shim_timestamp(&p->exited_at);
         Containerd__Task__V2__WaitResponse resp = CONTAINERD__TASK__V2__WAIT_RESPONSE__INIT;
         resp.exit_status = p->exit_status;
         resp.exited_at = &ts;
@@ -132,9 +130,7 @@ static void record_exit(struct shim_process *p, uint32_t exit_status)
                 (void)t->backend->kill(t->impl, SIGKILL, true, NULL);
         }
 
-        Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-        ts.seconds = p->exited_at.tv_sec;
-        ts.nanos = (int32_t)p->exited_at.tv_nsec;
+        Google__Protobuf__Timestamp ts = shim_timestamp(&p->exited_at);
         Containerd__Events__TaskExit ev = CONTAINERD__EVENTS__TASK_EXIT__INIT;
         ev.container_id = t->id;
         ev.id = p->exec_id ? p->exec_id : t->id;
