@@ -36,20 +36,6 @@ static void *msg_new(const ProtobufCMessageDescriptor *d)
 }
 
 /* Refuses keys of object o that are not in allowed (NULL-terminated). */
-static int check_keys(yajl_val o, const struct jpath *p, const char *const *allowed,
-                      struct us_error **err)
-{
-        for (size_t i = 0; i < o->u.object.len; i++) {
-                const char *k = o->u.object.keys[i];
-                bool ok = false;
-                for (const char *const *a = allowed; *a && !ok; a++)
-                        ok = strcmp(*a, k) == 0;
-                if (!ok)
-                        return ocij_error(err, JP_KEY(p, k), "unknown key");
-        }
-        return 0;
-}
-
 static bool printable(const char *s)
 {
         for (; *s; s++)
@@ -229,7 +215,7 @@ static int get_mounts(yajl_val v, const struct jpath *p, Runtime__V1__ContainerC
                 const struct jpath *mp = JP_IDX(p, i);
                 yajl_val o = NULL;
                 TRY(ocij_object(a->u.array.values[i], mp, F_REQ, &o, err));
-                TRY(check_keys(o, mp, keys, err));
+                TRY(ocij_only_keys(o, mp, keys, err));
                 Runtime__V1__Mount *m = msg_new(&runtime__v1__mount__descriptor);
                 if (!m)
                         return ocij_oom(err);
@@ -252,7 +238,7 @@ static int get_resources(yajl_val v, const struct jpath *p, Runtime__V1__LinuxCo
         TRY(ocij_object(v, p, 0, &o, err));
         if (!o)
                 return 0;
-        TRY(check_keys(o, p, keys, err));
+        TRY(ocij_only_keys(o, p, keys, err));
         /* 0 means "not set" in CRI; the ranges are the kernel's. */
         TRY(ocij_i64(FIELD(o, p, "memory_limit_bytes"), 0, 0, INT64_C(1) << 62,
                      &r->memory_limit_in_bytes, NULL, err));
@@ -285,7 +271,7 @@ static int parse_container(yajl_val o, const struct jpath *p, Runtime__V1__Conta
         static const char *const keys[] = {
                 "name",   "image",     "command", "args", "env",   "working_dir", "annotations",
                 "labels", "resources", "mounts",  "tty",  "stdin", NULL};
-        TRY(check_keys(o, p, keys, err));
+        TRY(ocij_only_keys(o, p, keys, err));
 
         c->metadata = msg_new(&runtime__v1__container_metadata__descriptor);
         c->image = msg_new(&runtime__v1__image_spec__descriptor);
@@ -354,7 +340,7 @@ static int parse_pod(yajl_val o, const struct jpath *p, void *out, struct us_err
                 "annotations",   "labels",     "hostname", "log_directory",
                 "cgroup_parent", "containers", NULL};
         struct cri_pod_spec *spec = out;
-        TRY(check_keys(o, p, keys, err));
+        TRY(ocij_only_keys(o, p, keys, err));
 
         Runtime__V1__PodSandboxConfig *sb = spec->sandbox;
         sb->metadata = msg_new(&runtime__v1__pod_sandbox_metadata__descriptor);

@@ -97,20 +97,6 @@ int cri_config_default(struct cri_config **ret, struct us_error **err)
         return 0;
 }
 
-/* Refuses keys the schema does not know: in an operator's file they are typos. */
-static int only_keys(yajl_val o, const struct jpath *p, const char *const *keys, size_t n,
-                     struct us_error **err)
-{
-        for (size_t i = 0; i < o->u.object.len; i++) {
-                bool ok = false;
-                for (size_t j = 0; j < n && !ok; j++)
-                        ok = strcmp(o->u.object.keys[i], keys[j]) == 0;
-                if (!ok)
-                        return ocij_error(err, JP_KEY(p, o->u.object.keys[i]), "unknown key");
-        }
-        return 0;
-}
-
 static int kind_of(const char *name, const struct jpath *p, enum cri_isolation *ret,
                    struct us_error **err)
 {
@@ -124,8 +110,8 @@ static int kind_of(const char *name, const struct jpath *p, enum cri_isolation *
 static int parse_isolation(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct cri_config *cfg = out;
-        static const char *const keys[] = {"default", "allowed"};
-        TRY(only_keys(o, p, keys, US_ELEMENTSOF(keys), err));
+        static const char *const keys[] = {"default", "allowed", NULL};
+        TRY(ocij_only_keys(o, p, keys, err));
 
         _cleanup_strv_ char **allowed = NULL;
         TRY(ocij_strv(FIELD(o, p, "allowed"), 0, &allowed, err));
@@ -154,8 +140,8 @@ static int parse_isolation(yajl_val o, const struct jpath *p, void *out, struct 
 static int parse_annotations(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct cri_config *cfg = out;
-        static const char *const keys[] = {"allowed"};
-        TRY(only_keys(o, p, keys, US_ELEMENTSOF(keys), err));
+        static const char *const keys[] = {"allowed", NULL};
+        TRY(ocij_only_keys(o, p, keys, err));
         _cleanup_strv_ char **allowed = NULL;
         TRY(ocij_strv(FIELD(o, p, "allowed"), 0, &allowed, err));
         if (!allowed)
@@ -176,9 +162,9 @@ static int parse_annotations(yajl_val o, const struct jpath *p, void *out, struc
 static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct cri_sandbox_config *sb = out;
-        static const char *const keys[] = {"kernel",    "initrd",     "accel",         "vcpus",
-                                           "max_vcpus", "memory_mib", "max_memory_mib"};
-        TRY(only_keys(o, p, keys, US_ELEMENTSOF(keys), err));
+        static const char *const keys[] = {"kernel",    "initrd",     "accel",          "vcpus",
+                                           "max_vcpus", "memory_mib", "max_memory_mib", NULL};
+        TRY(ocij_only_keys(o, p, keys, err));
         TRY(ocij_string(FIELD(o, p, "kernel"), F_ABS, &sb->kernel, err));
         TRY(ocij_string(FIELD(o, p, "initrd"), F_ABS, &sb->initrd, err));
         TRY(ocij_string(FIELD(o, p, "accel"), 0, &sb->accel, err));
@@ -218,8 +204,9 @@ static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us
 static int parse_config(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct cri_config *cfg = out;
-        static const char *const keys[] = {"isolation", "annotations", "mesh_sidecars", "sandbox"};
-        TRY(only_keys(o, p, keys, US_ELEMENTSOF(keys), err));
+        static const char *const keys[] = {"isolation", "annotations", "mesh_sidecars", "sandbox",
+                                           NULL};
+        TRY(ocij_only_keys(o, p, keys, err));
         TRY(ocij_struct(FIELD(o, p, "isolation"), 0, parse_isolation, cfg, err));
         TRY(ocij_struct(FIELD(o, p, "annotations"), 0, parse_annotations, cfg, err));
         TRY(ocij_struct(FIELD(o, p, "sandbox"), 0, parse_sandbox, &cfg->sandbox, err));

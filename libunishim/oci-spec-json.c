@@ -521,3 +521,17 @@ int ocij_parse_document(const char *json, size_t len, parse_fn fn, void *out, st
                 return type_error(root, NULL, "object", err);
         return fn(root, NULL, out, err);
 }
+
+int ocij_only_keys(yajl_val o, const struct jpath *p, const char *const *allowed,
+                   struct us_error **err)
+{
+        for (size_t i = 0; i < o->u.object.len; i++) {
+                const char *k = o->u.object.keys[i];
+                bool ok = false;
+                for (const char *const *a = allowed; *a && !ok; a++)
+                        ok = strcmp(*a, k) == 0;
+                if (!ok)
+                        return ocij_error(err, JP_KEY(p, k), "unknown key");
+        }
+        return 0;
+}

@@ -77,6 +77,12 @@ __attribute__((format(printf, 3, 4))) int ocij_error(struct us_error **err, cons
 
 int ocij_oom(struct us_error **err);
 
+/* Refuses members of object o not in allowed (NULL-terminated): for files
+ * written by people (operator config, pod descriptions), where an unknown
+ * key is a typo, not a newer schema. */
+int ocij_only_keys(yajl_val o, const struct jpath *p, const char *const *allowed,
+                   struct us_error **err);
+
 yajl_val ocij_member(yajl_val o, const char *key);
 
 bool ocij_present(yajl_val v);
