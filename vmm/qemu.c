@@ -540,10 +540,12 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
         for (size_t i = 0; virtiofs && i < cfg->n_shares; i++)
                 fs_fds[i] = us_close(fs_fds[i]);
 
+        /* A QEMU that dies at once shows either as a refused connect (it
+         * exited before we connected: no listener is left) or as EOF on
+         * QMP: both are reported with its exit status and log tail. */
         r = connect_unix(vm, "qmp.sock", &qmp_fd, err);
-        if (r < 0)
-                return us_error_wrap(err, r, "vm %s", vm->id);
-        r = vmm_qmp_open(TAKE_FD(qmp_fd), QMP_TIMEOUT_MS, &vm->qmp, err);
+        if (r >= 0)
+                r = vmm_qmp_open(TAKE_FD(qmp_fd), QMP_TIMEOUT_MS, &vm->qmp, err);
         if (r < 0) {
                 r = exit_error(vm, r, err);
                 return us_error_wrap(err, r, "vm %s", vm->id);
