@@ -22,6 +22,8 @@ static const char *const isolation_names[CRI_ISOLATION__COUNT] = {
 /* Every unishim.io/ annotation this build understands. */
 static const char *const known_annotations[] = {
         CRI_ANNOTATION_ISOLATION,
+        CRI_ANNOTATION_VCPUS,
+        CRI_ANNOTATION_MEMORY_MIB,
 };
 
 static const char *const default_sidecars[] = {
@@ -351,6 +353,48 @@ int cri_policy_isolation(const struct cri_config *cfg, const struct us_oci_kv *a
                                             allowed_kinds(cfg, buf, sizeof(buf)));
         }
         *ret = kind;
+        return 0;
+}
+
+/* A strictly decimal value (no sign, spaces or suffix) within min..max. */
+static int annotation_number(const struct cri_config *cfg, const char *key, const char *value,
+                             unsigned min, unsigned max, const char *bound, unsigned *ret,
+                             struct us_error **err)
+{
+        unsigned long long v = 0;
+        bool ok = value[0] != '\0' && strlen(value) <= 10 &&
+                  strspn(value, "0123456789") == strlen(value);
+        if (ok) {
+                v = strtoull(value, NULL, 10);
+                ok = v >= min && v <= max;
+        }
+        if (!ok)
+                return us_error_msg(err, EINVAL,
+                                    "annotation %s: \"%s\" is not within %u..%u (%s in %s)", key,
+                                    value, min, max, bound, config_name(cfg));
+        *ret = (unsigned)v;
+        return 0;
+}
+
+int cri_policy_vm_size(const struct cri_config *cfg, const struct us_oci_kv *annotations,
+                       size_t n_annotations, struct cri_vm_size *ret, struct us_error **err)
+{
+        struct cri_vm_size size = {0};
+        for (size_t i = 0; i < n_annotations; i++) {
+                const char *key = annotations[i].key;
+                const char *value = annotations[i].value ? annotations[i].value : "";
+                int r = 0;
+                if (strcmp(key, CRI_ANNOTATION_VCPUS) == 0)
+                        r = annotation_number(cfg, key, value, 1, cfg->sandbox.max_vcpus,
+                                              "sandbox.max_vcpus", &size.vcpus, err);
+                else if (strcmp(key, CRI_ANNOTATION_MEMORY_MIB) == 0)
+                        r = annotation_number(cfg, key, value, CRI_VM_MIN_MEMORY_MIB,
+                                              cfg->sandbox.max_memory_mib, "sandbox.max_memory_mib",
+                                              &size.memory_mib, err);
+                if (r < 0)
+                        return r;
+        }
+        *ret = size;
         return 0;
 }
 

@@ -14,7 +14,8 @@
  * typos in an operator's file):
  *   {
  *     "isolation": {"default": "container", "allowed": ["container", "sandbox", "vm"]},
- *     "annotations": {"allowed": ["unishim.io/isolation"]},
+ *     "annotations": {"allowed": ["unishim.io/isolation", "unishim.io/vcpus",
+ *                                 "unishim.io/memory-mib"]},
  *     "mesh_sidecars": ["istio-proxy", "istio-init", "istio-validation",
  *                       "linkerd-proxy", "linkerd-init"],
  *     "sandbox": {"kernel": "/path/vmlinux", "initrd": "/path/initramfs.cpio",
@@ -31,6 +32,14 @@
 
 #define CRI_ANNOTATION_PREFIX    "unishim.io/"
 #define CRI_ANNOTATION_ISOLATION "unishim.io/isolation"
+/* A VM-kind pod's size (Kata's default_vcpus/default_memory, per pod):
+ * decimal integers within the operator's sandbox.max_vcpus and
+ * sandbox.max_memory_mib. They win over the size derived from the pod's
+ * limits; container-kind pods have them checked and ignored. */
+#define CRI_ANNOTATION_VCPUS      "unishim.io/vcpus"
+#define CRI_ANNOTATION_MEMORY_MIB "unishim.io/memory-mib"
+/* The smallest guest a pod may ask for: the guest kernel and agent need it. */
+#define CRI_VM_MIN_MEMORY_MIB 128
 
 /* Set by containerd's CRI plugin on every OCI spec it generates. */
 #define CRI_CONTAINER_TYPE "io.kubernetes.cri.container-type"
@@ -94,6 +103,22 @@ struct cri_config *cri_config_free(struct cri_config *cfg);
  * Availability in this build is the caller's check (it knows its backends). */
 int cri_policy_isolation(const struct cri_config *cfg, const struct us_oci_kv *annotations,
                          size_t n_annotations, enum cri_isolation *ret, struct us_error **err);
+
+/* A VM's size asked for by the pod's (untrusted) annotations; 0 = not
+ * asked. */
+struct cri_vm_size {
+        unsigned vcpus;
+        unsigned memory_mib;
+};
+
+/* Reads and checks unishim.io/vcpus and unishim.io/memory-mib against the
+ * operator's bounds. Whether pods may set them at all is
+ * cri_policy_isolation()'s check. Errors name the annotation, the value and
+ * the allowed range:
+ *   annotation unishim.io/vcpus: "9" is not within 1..2 (sandbox.max_vcpus
+ *   in /etc/unishim/config.json) */
+int cri_policy_vm_size(const struct cri_config *cfg, const struct us_oci_kv *annotations,
+                       size_t n_annotations, struct cri_vm_size *ret, struct us_error **err);
 
 /* True when a CRI container of this name is a service mesh sidecar (runs on
  * the host next to a VM-kind pod). */

@@ -14,7 +14,9 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "oci-spec-json.h"
 #include "pod-spec.h"
+#include "policy.h"
 
 #define ISOLATION_ANNOTATION "unishim.io/isolation"
 #define ISOLATION_DEFAULT    "container"
@@ -79,6 +81,54 @@ static const char *map_get(void *const *entries, size_t n, const char *key)
                         return e->value;
         }
         return NULL;
+}
+
+#define UNISHIM_RUNTIME_TYPE "io.containerd.unishim.v2"
+
+/* The kind a pod runs as. For a unishim pod that is what the shim's policy
+ * decided from the pod's annotations and its handler's operator config (the
+ * ConfigPath that containerd reports in the verbose status's runtimeOptions),
+ * so a pod that runs as a sandbox because its handler defaults to it is
+ * listed as one. Pods of other runtimes are containers. When the status
+ * cannot tell (an older containerd, a config that no longer loads), the
+ * annotation alone decides, marked with "?". */
+static const char *pod_isolation(struct ctl *ctl, const char *pod_id, void *const *annotations,
+                                 size_t n_annotations, char *buf, size_t size)
+{
+        const char *annotated = map_get(annotations, n_annotations, ISOLATION_ANNOTATION);
+        snprintf(buf, size, "%s?", annotated && *annotated ? annotated : ISOLATION_DEFAULT);
+
+        _cleanup_cri_msg_ Runtime__V1__PodSandboxStatusResponse *st = NULL;
+        if (cri_pod_sandbox_status(ctl->client, pod_id, true, &st, NULL) < 0)
+                return buf;
+        const char *info = map_get((void *const *)st->info, st->n_info, "info");
+        if (!info || strlen(info) > CRI_CONFIG_MAX_SIZE * 16)
+                return buf;
+        yajl_val doc = yajl_tree_parse(info, NULL, 0);
+        if (!doc)
+                return buf;
+        const char *type = YAJL_GET_STRING(ocij_member(doc, "runtimeType"));
+        yajl_val options = ocij_member(doc, "runtimeOptions");
+        const char *config_path = YAJL_GET_STRING(ocij_member(options, "config_path"));
+        if (type && strcmp(type, UNISHIM_RUNTIME_TYPE) != 0) {
+                snprintf(buf, size, "%s", ISOLATION_DEFAULT);
+        } else if (type) {
+                struct us_oci_kv *kv = calloc(n_annotations + 1, sizeof(*kv));
+                struct cri_config *cfg = NULL;
+                enum cri_isolation kind;
+                for (size_t i = 0; kv && i < n_annotations; i++) {
+                        const struct kv_entry *e = annotations[i];
+                        kv[i].key = e && e->key ? e->key : (char *)"";
+                        kv[i].value = e && e->value ? e->value : (char *)"";
+                }
+                if (kv && cri_config_load(config_path, &cfg, NULL) == 0 &&
+                    cri_policy_isolation(cfg, kv, n_annotations, &kind, NULL) == 0)
+                        snprintf(buf, size, "%s", cri_isolation_name(kind));
+                cri_config_free(cfg);
+                free(kv);
+        }
+        yajl_tree_free(doc);
+        return buf;
 }
 
 static const char *sandbox_state(Runtime__V1__PodSandboxState s)
@@ -633,16 +683,15 @@ static int cmd_ps(struct ctl *ctl, int argc, char **argv)
                         printf("%s\n", clean(s->id, full, sizeof(full)));
                         continue;
                 }
-                const char *isolation = map_get((void *const *)s->annotations, s->n_annotations,
-                                                ISOLATION_ANNOTATION);
+                const char *isolation = pod_isolation(ctl, s->id, (void *const *)s->annotations,
+                                                      s->n_annotations, iso, sizeof(iso));
                 printf("%-13s  %-24s  %-12s  %-8s  %-10s  %s\n", id,
                        clean(s->metadata ? s->metadata->name : "", name, sizeof(name)),
                        clean(s->metadata ? s->metadata->namespace_ : "", ns, sizeof(ns)),
                        sandbox_state(s->state),
                        clean(s->runtime_handler && *s->runtime_handler ? s->runtime_handler : "-",
                              handler, sizeof(handler)),
-                       clean(isolation && *isolation ? isolation : ISOLATION_DEFAULT, iso,
-                             sizeof(iso)));
+                       clean(isolation, iso, sizeof(iso)));
         }
         return 0;
 }
@@ -811,9 +860,9 @@ static int cmd_inspect(struct ctl *ctl, int argc, char **argv)
         if (r < 0)
                 return fail(err, r);
         const Runtime__V1__PodSandboxStatus *s = st->status;
-        const char *isolation =
-                map_get((void *const *)s->annotations, s->n_annotations, ISOLATION_ANNOTATION);
-        char b1[256], b2[256], b3[256], b4[256];
+        char b1[256], b2[256], b3[256], b4[256], b5[64];
+        const char *isolation = pod_isolation(ctl, pod_id, (void *const *)s->annotations,
+                                              s->n_annotations, b5, sizeof(b5));
         printf("pod %s name %s namespace %s state %s ip %s handler %s isolation %s\n", pod_id,
                clean(s->metadata ? s->metadata->name : "", b1, sizeof(b1)),
                clean(s->metadata ? s->metadata->namespace_ : "", b2, sizeof(b2)),
@@ -822,7 +871,7 @@ static int cmd_inspect(struct ctl *ctl, int argc, char **argv)
                      sizeof(b3)),
                clean(s->runtime_handler && *s->runtime_handler ? s->runtime_handler : "-", b4,
                      sizeof(b4)),
-               isolation && *isolation ? isolation : ISOLATION_DEFAULT);
+               clean(isolation, b5, sizeof(b5)));
 
         Runtime__V1__ContainerFilter filter = RUNTIME__V1__CONTAINER_FILTER__INIT;
         filter.pod_sandbox_id = pod_id;

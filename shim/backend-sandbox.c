@@ -222,10 +222,14 @@ static const char *netns_path_of(const struct us_oci_spec *spec)
         return NULL;
 }
 
-/* Guest memory: the pod's limit plus room for the guest kernel and agent,
- * within the operator's bounds; the operator's default without a limit. */
-static unsigned memory_mib_of(const struct us_oci_spec *spec, const struct cri_sandbox_config *sb)
+/* Guest memory: the pod's unishim.io/memory-mib, else its limit plus room
+ * for the guest kernel and agent, within the operator's bounds; the
+ * operator's default without either. */
+static unsigned memory_mib_of(const struct us_oci_spec *spec, const struct cri_sandbox_config *sb,
+                              const struct cri_vm_size *asked)
 {
+        if (asked->memory_mib)
+                return asked->memory_mib;
         const struct us_oci_memory *m = &spec->linux_.resources.memory;
         if (!spec->linux_.has_resources || !m->has_limit || m->limit <= 0)
                 return sb->memory_mib;
@@ -235,9 +239,13 @@ static unsigned memory_mib_of(const struct us_oci_spec *spec, const struct cri_s
         return mib > sb->max_memory_mib ? sb->max_memory_mib : (unsigned)mib;
 }
 
-/* vCPUs: the pod's CPU limit (quota/period, rounded up) within bounds. */
-static unsigned vcpus_of(const struct us_oci_spec *spec, const struct cri_sandbox_config *sb)
+/* vCPUs: the pod's unishim.io/vcpus, else its CPU limit (quota/period,
+ * rounded up) within bounds. */
+static unsigned vcpus_of(const struct us_oci_spec *spec, const struct cri_sandbox_config *sb,
+                         const struct cri_vm_size *asked)
 {
+        if (asked->vcpus)
+                return asked->vcpus;
         const struct us_oci_cpu *c = &spec->linux_.resources.cpu;
         if (!spec->linux_.has_resources || !c->has_quota || c->quota <= 0 || !c->has_period ||
             c->period == 0)
@@ -396,6 +404,10 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
                 goto fail;
         }
         const struct cri_sandbox_config *sb = &env->config->sandbox;
+        struct cri_vm_size asked;
+        r = cri_policy_vm_size(env->config, spec->annotations, spec->n_annotations, &asked, err);
+        if (r < 0)
+                goto fail;
         if (sb->kernel && sb->initrd) {
                 kernel = strdup(sb->kernel);
                 initrd = strdup(sb->initrd);
@@ -453,8 +465,8 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
                 .state_dir = pod->state_dir,
                 .kernel = kernel,
                 .initrd = initrd,
-                .vcpus = vcpus_of(spec, sb),
-                .memory_mib = memory_mib_of(spec, sb),
+                .vcpus = vcpus_of(spec, sb, &asked),
+                .memory_mib = memory_mib_of(spec, sb, &asked),
                 .accel = accel_of(sb),
                 .share_type = VMM_SHARE_VIRTIOFS,
                 .shares = &share,

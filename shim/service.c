@@ -188,6 +188,12 @@ static int decide_backend(struct shim *shim, const Containerd__Task__V2__CreateT
                                      err);
         if (r < 0)
                 return r;
+        /* Checked for every kind, so that a bad value never passes silently;
+         * the VM backends read them again when they size the VM. */
+        struct cri_vm_size size;
+        r = cri_policy_vm_size(shim->config, spec->annotations, spec->n_annotations, &size, err);
+        if (r < 0)
+                return r;
         if (shim->kind_decided && kind != shim->kind)
                 return us_error_msg(err, EINVAL,
                                     "annotation %s: container asks for isolation kind \"%s\" "

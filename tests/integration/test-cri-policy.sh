@@ -39,11 +39,21 @@ expect_match "vm: not available in this build" 'isolation kind "vm" is not avail
 refused foo unishim '{"unishim.io/foo": "x"}'
 expect_match "unishim.io/foo: not allowed" "unishim\.io/foo.*not allowed" "$ERR"
 
+# VM sizes outside the operator's bounds (max_vcpus defaults to the host's
+# CPUs), or not a plain number, are refused for every kind.
+refused vcpus-high unishim '{"unishim.io/isolation": "sandbox", "unishim.io/vcpus": "4096"}'
+expect_match "vcpus 4096: names the annotation, value and range" \
+        'annotation unishim\.io/vcpus: "4096" is not within 1\.\.[0-9]+ \(sandbox\.max_vcpus' "$ERR"
+refused memory-word unishim '{"unishim.io/memory-mib": "lots"}'
+expect_match "memory-mib lots: names the annotation, value and range" \
+        'annotation unishim\.io/memory-mib: "lots" is not within 128\.\.16384' "$ERR"
+
 HOST_KERNEL=$(uname -r)
-# in_vm NAME HANDLER ANNOTATIONS_JSON PS_KIND: the pod runs, and in a VM: `uname -r`
-# in it is not the host's kernel; rm leaves nothing of it.
+# in_vm NAME HANDLER ANNOTATIONS_JSON [VCPUS MEMORY_MIB]: the pod runs, and in
+# a VM: `uname -r` in it is not the host's kernel, unishimctl lists it as a
+# sandbox, and the VM has the vCPUs and memory asked for; rm leaves nothing.
 in_vm() {
-        local name=$1 handler=$2 ann=$3 f out rc id kern
+        local name=$1 handler=$2 ann=$3 vcpus=${4:-} mib=${5:-} f out rc id kern total
         f=$(it_pod "$name.json" --arg n "$name" --arg h "$handler" --argjson a "$ann" \
                 '{name: $n, runtime_handler: $h, annotations: $a,
                   containers: [{name: "app", image: $img, command: ["sleep", "3600"]}]}')
@@ -51,14 +61,21 @@ in_vm() {
         expect_eq "$name: runs" 0 "$rc"
         [ "$rc" = 0 ] || echo "# $out"
         id=$(pod_id "$name")
-        # (unishimctl's ISOLATION column is the pod's annotation, `container`
-        # when absent: it does not know a handler's ConfigPath default.)
-        expect_match "ps: $name on $handler" "$name +default +Ready +$handler +$4" "$(ectl ps)"
+        expect_match "ps: $name on $handler is a sandbox" "$name +default +Ready +$handler +sandbox\$" "$(ectl ps)"
+        expect_match "inspect: $name is a sandbox" "isolation sandbox\$" "$(ectl inspect "$name" | head -n1)"
         kern=$(ectl exec "$name" -- uname -r </dev/null 2>&1 || true)
         [ -n "$kern" ] && [ "$kern" != "$HOST_KERNEL" ] && [[ $kern =~ ^[0-9]+\.[0-9]+ ]] &&
                 pass "$name: runs in a VM (uname -r $kern, host $HOST_KERNEL)" ||
                 fail "$name: uname -r '$kern' (host $HOST_KERNEL)"
         [ -n "$(sandbox_qemu_pid "$id")" ] && pass "$name: its QEMU runs" || fail "$name: no QEMU with -name unishim-$id"
+        if [ -n "$vcpus" ]; then
+                expect_eq "$name: the guest has $vcpus vCPUs" "$vcpus" "$(ectl exec "$name" -- nproc </dev/null 2>&1 || true)"
+                total=$(ectl exec "$name" -- awk '/^MemTotal/ {print int($2 / 1024)}' /proc/meminfo </dev/null 2>&1 || true)
+                # MemTotal is the guest's RAM less what its kernel reserves.
+                [[ $total =~ ^[0-9]+$ ]] && [ "$total" -le "$mib" ] && [ "$total" -gt $((mib * 3 / 4)) ] &&
+                        pass "$name: the guest has ${total} MiB of the $mib MiB asked for" ||
+                        fail "$name: guest MemTotal '$total' MiB for $mib MiB asked"
+        fi
         out_rc out rc ectl rm --timeout 0 "$name"
         expect_eq "$name: removed" 0 "$rc"
         wait_until 10 test -z "$(sandbox_leftovers "$id")" || true
@@ -68,8 +85,12 @@ in_vm() {
 # `sandbox` is available: explicitly on unishim, and as the default of the
 # unishim-sandbox handler (its ConfigPath: runtimeoptions.v1.Options), which
 # is how the test knows ConfigPath reaches the shim.
-in_vm sandbox unishim '{"unishim.io/isolation": "sandbox"}' sandbox
-in_vm sandbox-handler unishim-sandbox '{}' container
+in_vm sandbox unishim '{"unishim.io/isolation": "sandbox"}'
+in_vm sandbox-handler unishim-sandbox '{}'
+# A pod sizes its VM with annotations (the default is 1 vCPU, 256 MiB; the
+# most vCPUs by default is the host's CPU count).
+V=$(($(nproc) >= 2 ? 2 : 1))
+in_vm sized unishim '{"unishim.io/isolation": "sandbox", "unishim.io/vcpus": "'$V'", "unishim.io/memory-mib": "320"}' $V 320
 
 # The same pod with an explicit container kind runs on both handlers that
 # allow it; annotations outside unishim.io/* never reach the shim.

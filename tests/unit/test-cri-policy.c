@@ -154,6 +154,64 @@ static void sandbox_section(void **state)
         parse_fails("{\"sandbox\": {\"cpus\": 1}}", "sandbox.cpus: unknown key");
 }
 
+static void vm_size_fails(const struct cri_config *cfg, const char *key, const char *value,
+                          const char *needle)
+{
+        struct us_oci_kv a[] = {KV(key, value)};
+        struct cri_vm_size size = {7, 7};
+        struct us_error *err = NULL;
+        assert_int_equal(cri_policy_vm_size(cfg, a, 1, &size, &err), -EINVAL);
+        assert_int_equal(size.vcpus, 7); /* untouched on error */
+        if (!strstr(us_error_text(err), needle))
+                fail_msg("error \"%s\" lacks \"%s\"", us_error_text(err), needle);
+        us_error_free(err);
+}
+
+static void vm_size_annotations(void **state)
+{
+        (void)state;
+        struct cri_config *cfg =
+                parse_ok("{\"sandbox\": {\"max_vcpus\": 2, \"max_memory_mib\": 1024}}");
+        struct cri_vm_size size = {7, 7};
+        assert_int_equal(cri_policy_vm_size(cfg, NULL, 0, &size, NULL), 0);
+        assert_int_equal(size.vcpus, 0);
+        assert_int_equal(size.memory_mib, 0);
+
+        struct us_oci_kv a[] = {KV("unishim.io/vcpus", "2"), KV("unishim.io/memory-mib", "192"),
+                                KV("other/vcpus", "99")};
+        assert_int_equal(cri_policy_vm_size(cfg, a, 3, &size, NULL), 0);
+        assert_int_equal(size.vcpus, 2);
+        assert_int_equal(size.memory_mib, 192);
+        /* Allowed by default, so cri_policy_isolation lets them through. */
+        enum cri_isolation k;
+        assert_int_equal(cri_policy_isolation(cfg, a, 3, &k, NULL), 0);
+
+        vm_size_fails(cfg, "unishim.io/vcpus", "3",
+                      "annotation unishim.io/vcpus: \"3\" is not within 1..2 (sandbox.max_vcpus "
+                      "in /etc/unishim/config.json)");
+        vm_size_fails(cfg, "unishim.io/vcpus", "0", "not within 1..2");
+        vm_size_fails(cfg, "unishim.io/vcpus", "-1", "\"-1\" is not within");
+        vm_size_fails(cfg, "unishim.io/vcpus", " 1", "not within");
+        vm_size_fails(cfg, "unishim.io/vcpus", "1x", "not within");
+        vm_size_fails(cfg, "unishim.io/vcpus", "", "not within");
+        vm_size_fails(cfg, "unishim.io/vcpus", "99999999999999999999", "not within");
+        vm_size_fails(cfg, "unishim.io/memory-mib", "64",
+                      "annotation unishim.io/memory-mib: \"64\" is not within 128..1024 "
+                      "(sandbox.max_memory_mib");
+        vm_size_fails(cfg, "unishim.io/memory-mib", "1025", "128..1024");
+        vm_size_fails(cfg, "unishim.io/memory-mib", "256M", "not within");
+        cri_config_free(cfg);
+
+        /* An operator who lists only the isolation annotation keeps pods from
+         * sizing their VMs. */
+        cfg = parse_ok("{\"annotations\": {\"allowed\": [\"unishim.io/isolation\"]}}");
+        struct us_error *err = NULL;
+        assert_int_equal(cri_policy_isolation(cfg, a, 1, &k, &err), -EPERM);
+        assert_non_null(strstr(us_error_text(err), "annotation unishim.io/vcpus is not allowed"));
+        us_error_free(err);
+        cri_config_free(cfg);
+}
+
 static void hostile_configs(void **state)
 {
         (void)state;
@@ -208,6 +266,7 @@ int main(void)
                 cmocka_unit_test(annotation_allow_list),
                 cmocka_unit_test(operator_default_kind),
                 cmocka_unit_test(sandbox_section),
+                cmocka_unit_test(vm_size_annotations),
                 cmocka_unit_test(hostile_configs),
                 cmocka_unit_test(load_paths),
         };
