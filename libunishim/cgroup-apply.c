@@ -4,6 +4,7 @@
  * file names, conversions and write orders.
  */
 #include "cgroup.h"
+#include "cgroup-devices.h"
 #include "cgroup-internal.h"
 #include "cleanup.h"
 
@@ -329,6 +330,22 @@ static int apply_devices_v1(const struct us_cgroup *cg, const char *dir,
         return 0;
 }
 
+/* No rules, no program (as v1 writes nothing): an Update without devices
+ * keeps the filter in place. A fake tree has no kernel to attach to; its
+ * rules are still compiled so that bad ones fail the same way. */
+static int apply_devices_v2(const struct us_cgroup *cg, const char *dir,
+                            const struct us_oci_resources *res, struct us_error **err)
+{
+        if (res->n_devices == 0)
+                return 0;
+        if (cg->layout->fake) {
+                _cleanup_free_ struct bpf_insn *insns = NULL;
+                size_t n = 0;
+                return us_cg_devices_compile(res->devices, res->n_devices, &insns, &n, err);
+        }
+        return us_cg_devices_apply(dir, res->devices, res->n_devices, err);
+}
+
 static int apply_unified(const struct us_cgroup *cg, const struct us_oci_resources *res,
                          struct us_error **err)
 {
@@ -386,9 +403,14 @@ static int apply(struct us_cgroup *cg, const struct us_oci_resources *res, struc
                 if (r < 0)
                         return r;
         }
-        /* v2 device control needs an eBPF program attached to the cgroup:
-         * not implemented yet, so v2 rules are skipped. */
-        if (!v2 && (d = us_cg_v1_dir(cg, US_CG_DEVICES))) {
+        /* v2 device control needs an eBPF program attached to the cgroup
+         * (cgroup-devices.c). Only on pure v2: on a hybrid host the v1
+         * devices controller enforces and v2 is NULL here. */
+        if (v2) {
+                r = apply_devices_v2(cg, v2, res, err);
+                if (r < 0)
+                        return r;
+        } else if ((d = us_cg_v1_dir(cg, US_CG_DEVICES))) {
                 r = apply_devices_v1(cg, d, res, err);
                 if (r < 0)
                         return r;
