@@ -587,8 +587,38 @@ static bool mount_is_bind(const struct us_oci_mount *m)
         return false;
 }
 
+/* The last of "ro"/"rw" wins, as in mount(8). */
+static bool mount_is_readonly(const struct us_oci_mount *m)
+{
+        bool ro = false;
+        for (char **o = m->options; o && *o; o++)
+                if (strcmp(*o, "ro") == 0 || strcmp(*o, "rw") == 0)
+                        ro = (*o)[1] == 'o';
+        return ro;
+}
+
+/* A read-only recursive bind of src at dst that is read-only before it is
+ * attached. The share is MS_SHARED and virtiofsd serves it from a slave copy
+ * in its own mount namespace: the copy that propagates there takes the flags
+ * the mount has when it is attached, and a later remount changes only ours.
+ * So a guest that remounts its volume read-write still meets EROFS on the
+ * host. */
+static int bind_readonly(const char *src, const char *dst, struct us_error **err)
+{
+        _cleanup_close_ int tree =
+                open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        if (tree < 0)
+                return us_errorf(err, errno, "share %s with the guest read-only", src);
+        struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
+        if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) < 0)
+                return us_errorf(err, errno, "make %s read-only", src);
+        if (move_mount(tree, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                return us_errorf(err, errno, "share %s with the guest read-only", src);
+        return 0;
+}
+
 /* Bind-mounts src at dst (created as a file or a directory like src). */
-static int bind_into_share(const char *src, const char *dst, struct us_error **err)
+static int bind_into_share(const char *src, const char *dst, bool readonly, struct us_error **err)
 {
         struct stat st;
         if (stat(src, &st) < 0)
@@ -602,6 +632,8 @@ static int bind_into_share(const char *src, const char *dst, struct us_error **e
                         return us_errorf(err, errno, "create %s", dst);
                 us_close(fd);
         }
+        if (readonly)
+                return bind_readonly(src, dst, err);
         if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
                 return us_errorf(err, errno, "share %s with the guest", src);
         return 0;
@@ -622,7 +654,11 @@ static int guest_spec(struct sandbox_task *t, const struct us_container_config *
         if (mkdir(t->share, 0700) < 0 && errno != EEXIST)
                 return us_errorf(err, errno, "create %s", t->share);
         snprintf(path, sizeof(path), "%s/rootfs", t->share);
-        int r = bind_into_share(cfg->rootfs, path, err);
+        /* Writable even for a read-only root: the guest's engine creates
+         * mount points in it before it remounts it read-only, as runc does,
+         * and its writes land in the container's own layer, not in host
+         * data (volumes below are read-only on the host too). */
+        int r = bind_into_share(cfg->rootfs, path, false, err);
         if (r < 0)
                 return r;
         snprintf(path, sizeof(path), "%s/mounts", t->share);
@@ -649,7 +685,7 @@ static int guest_spec(struct sandbox_task *t, const struct us_container_config *
                         continue;
                 }
                 snprintf(path, sizeof(path), "%s/mounts/%zu", t->share, i);
-                r = bind_into_share(m->source, path, err);
+                r = bind_into_share(m->source, path, mount_is_readonly(m), err);
                 if (r < 0)
                         goto out;
                 t->n_binds = i + 1;

@@ -6,6 +6,8 @@
 #  - the CRI log file has the container's output (and unishimctl logs)
 #  - two containers in one VM share localhost (httpd in one, wget from the other)
 #  - a sandbox pod and a container pod reach each other's IPs, both ways
+#  - hostPath volumes (rw, ro, a single file) reach the guest; ro ones are
+#    read-only in virtiofsd's own mount namespace too
 #  - stop with a grace period: TERM trapped → exit 0, TERM ignored → 137
 #  - rm leaves no shim, QEMU, virtiofsd, /run/unishim/<namespace>/<id>, mount or cgroup
 set -euo pipefail
@@ -99,6 +101,38 @@ expect_eq "sandbox pod fetches the container pod's page at $ipc" served-by-cweb 
 out_rc out rc ectl exec sbweb -c side -- sh -c "ip -4 -o addr show | grep -v ' lo '"
 echo "# guest addresses: $out"
 
+# ---- volumes: hostPath directories and a single file, rw and ro ----
+mkdir -p "$IT_TMP/vol-rw" "$IT_TMP/vol-ro"
+echo ro-content >"$IT_TMP/vol-ro/file"
+echo single-file >"$IT_TMP/single"
+f=$(it_pod sbvol.json --arg rw "$IT_TMP/vol-rw" --arg ro "$IT_TMP/vol-ro" --arg one "$IT_TMP/single" \
+        --argjson a "$SB" '{name: "sbvol", runtime_handler: "unishim", annotations: $a,
+        containers: [{name: "app", image: $img, command: ["sleep", "3600"],
+          mounts: [{host_path: $rw, container_path: "/data"},
+                   {host_path: $ro, container_path: "/config", readonly: true},
+                   {host_path: $one, container_path: "/etc/single", readonly: true}]}]}')
+out_rc out rc ectl run "$f"
+expect_eq "run sandbox pod sbvol with volumes" 0 "$rc"
+[ "$rc" = 0 ] || echo "# $out"
+idv=$(pod_id sbvol)
+IDS+=("$idv")
+out_rc out rc ectl exec sbvol -- sh -c 'echo from-guest > /data/written && cat /config/file /etc/single'
+expect_eq "the guest reads the ro directory and the single file" "$(printf 'ro-content\nsingle-file')" "$out"
+expect_eq "a write in the rw volume reaches the host" from-guest "$(cat "$IT_TMP/vol-rw/written" 2>/dev/null)"
+out_rc out rc ectl exec sbvol -- sh -c 'echo x > /config/new'
+[ "$rc" != 0 ] && [ ! -e "$IT_TMP/vol-ro/new" ] && pass "a write in the ro volume fails (rc $rc)" ||
+        fail "write in the ro volume: rc $rc, host file: $(ls "$IT_TMP/vol-ro")"
+# The guest kernel is not the boundary: virtiofsd's own view of the ro
+# volumes is read-only, so a guest that remounts them rw still gets EROFS.
+# (mountinfo's 4th field is the path inside the source filesystem: match the
+# test dir's own name and below.)
+vfs=$(sandbox_procs "$idv" | awk '/virtiofsd/ {print "/proc/" $1 "/mountinfo"}')
+t=/$(basename "$IT_TMP")
+mount_opts() { [ -n "$vfs" ] && awk -v p="$t/$1" 'substr($4, length($4) - length(p) + 1) == p {print $6}' $vfs | cut -d, -f1 | sort -u; }
+expect_eq "virtiofsd serves the ro volume read-only" ro "$(mount_opts vol-ro)"
+expect_eq "virtiofsd serves the ro single file read-only" ro "$(mount_opts single)"
+expect_eq "virtiofsd serves the rw volume read-write" rw "$(mount_opts vol-rw)"
+
 # ---- stop with a grace period ----
 f=$(sbpod sbstop '[{"name": "trap", "image": "'"$CRI_TEST_IMAGE"'", "command": ["/bin/sh", "-c"],
         "args": ["trap \"exit 0\" TERM; while :; do sleep 0.2; done"]},
@@ -132,7 +166,7 @@ expect_match "pod NotReady after stop" "state NotReady" "$(ectl inspect sbstop 2
 expect_eq "the VM is gone after StopPodSandbox" "" "$(sandbox_qemu_pid "$ids")"
 
 # ---- removal ----
-for p in sb1 sbweb cweb sbstop; do
+for p in sb1 sbweb cweb sbvol sbstop; do
         out_rc out rc ectl rm --timeout 0 "$p"
         expect_eq "rm $p" 0 "$rc"
 done
