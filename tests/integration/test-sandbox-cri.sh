@@ -2,6 +2,7 @@
 # Sandbox pods (unishim.io/isolation: sandbox: the pod runs in a QEMU microvm
 # with the guest agent) through the real CRI, one shared environment:
 #  - uname -r in the pod is the guest's kernel, not the host's
+#  - device rules hold in the guest (cgroup v2 BPF device program)
 #  - ExecSync: separate stdout/stderr, exit code 7, a missing binary fails
 #  - the CRI log file has the container's output (and unishimctl logs)
 #  - two containers in one VM share localhost (httpd in one, wget from the other)
@@ -50,6 +51,21 @@ out_rc out rc ectl exec sb1 -- /no/such/binary
 [ "$rc" != 0 ] && pass "ExecSync of a missing binary fails (rc $rc)" || fail "missing binary: rc 0: $out"
 out_rc out rc ectl exec sb1 -- cat /proc/1/cmdline
 expect_eq "ExecSync sees the container's pid 1 (sleep)" "sleep3600" "$(tr -d '\0' <<<"$out")"
+
+# The guest's cgroups are pure v2: the CRI's device rules (deny all, then
+# runc's defaults: mknod of any node, use of null, zero, tty, ...) are a BPF
+# program on the container's cgroup there. The container has CAP_MKNOD and
+# root may write /dev/kmsg (c 1:11) without a capability, so only that
+# program stops the write; unfiltered, a missing block device would say
+# ENXIO, not EPERM.
+out_rc out rc ectl exec sb1 -- sh -c 'mknod /tmp/null2 c 1 3 && echo ok > /tmp/null2 && echo allowed'
+expect_eq "device rules in the guest: mknod and write of c 1:3 (allowed)" allowed "$out"
+out_rc out rc ectl exec sb1 -- sh -c 'mknod /tmp/kmsg c 1 11 && echo x > /tmp/kmsg'
+[ "$rc" != 0 ] && [[ $out = *"not permitted"* ]] && pass "device rules in the guest: writing c 1:11 refused ($out)" ||
+        fail "write to c 1:11 in the guest: rc $rc: $out"
+out_rc out rc ectl exec sb1 -- sh -c 'mknod /tmp/blk b 8 0 && cat /tmp/blk'
+[ "$rc" != 0 ] && [[ $out = *"not permitted"* ]] && pass "device rules in the guest: opening b 8:0 refused ($out)" ||
+        fail "open b 8:0 in the guest: rc $rc: $out"
 
 logf=$(find "$ENV_STATE/pod-logs/default_sb1" -name 0.log 2>/dev/null | head -n1)
 wait_until 10 grep -q hello-from-sandbox "$logf" || true
