@@ -306,12 +306,11 @@ static int apply_devices_v1(const struct us_cgroup *cg, const char *dir,
 {
         for (size_t i = 0; i < res->n_devices; i++) {
                 const struct us_oci_device_rule *d = &res->devices[i];
+                int r = us_cg_device_rule_check(d, i, err);
+                if (r < 0)
+                        return r;
                 char type = d->type ? d->type : 'a';
-                if (type != 'a' && type != 'b' && type != 'c')
-                        return us_error_msg(err, EINVAL, "invalid device rule type '%c'", type);
                 const char *access = d->access && d->access[0] ? d->access : "rwm";
-                if (strspn(access, "rwm") != strlen(access) || strlen(access) > 3)
-                        return us_error_msg(err, EINVAL, "invalid device access \"%s\"", access);
                 char maj[24], min[24], rule[80];
                 if (d->major < 0)
                         snprintf(maj, sizeof(maj), "*");
@@ -322,8 +321,7 @@ static int apply_devices_v1(const struct us_cgroup *cg, const char *dir,
                 else
                         snprintf(min, sizeof(min), "%" PRId64, d->minor);
                 snprintf(rule, sizeof(rule), "%c %s:%s %s", type, maj, min, access);
-                int r = us_cg_write(cg, dir, d->allow ? "devices.allow" : "devices.deny", rule,
-                                    err);
+                r = us_cg_write(cg, dir, d->allow ? "devices.allow" : "devices.deny", rule, err);
                 if (r < 0)
                         return r;
         }

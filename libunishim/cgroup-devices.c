@@ -71,7 +71,7 @@ static int check_number(int64_t v, const char *what, size_t index, struct us_err
 
 int us_cg_device_rule_check(const struct us_oci_device_rule *d, size_t index, struct us_error **err)
 {
-        /* The same checks and messages as the v1 path (apply_devices_v1). */
+        /* Shared with the v1 path (apply_devices_v1): one rule, one verdict. */
         char type = d->type ? d->type : 'a';
         if (type != 'a' && type != 'b' && type != 'c')
                 return us_error_msg(err, EINVAL, "invalid device rule type '%c'", type);
