@@ -8,7 +8,8 @@
  *   ... -v                             -> version
  *
  * `start` forks the serving shim itself (no re-exec): the child keeps the
- * listening socket and serves the Task API until its last task is gone.
+ * listening socket and serves the Task API until its last task is gone; its
+ * command line no longer says `start`.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -202,6 +203,17 @@ out:
         return r < 0 ? 1 : 0;
 }
 
+/* The serving shim is the `start` call's forked child: without this, ps
+ * would show it as a `start` that never ends. The argument's bytes are
+ * zeroed in place (what /proc/PID/cmdline reads); moving the argument area
+ * with PR_SET_MM needs CAP_SYS_RESOURCE, which the shim need not have. */
+static void hide_action(int argc, char **argv, const char *action)
+{
+        for (int i = 1; i < argc; i++)
+                if (argv[i] == action)
+                        memset(argv[i], 0, strlen(argv[i]));
+}
+
 int main(int argc, char **argv)
 {
         struct shim_args args = {0};
@@ -233,6 +245,7 @@ int main(int argc, char **argv)
                 }
                 if (r == 0)
                         return 0;
+                hide_action(argc, argv, action);
                 return serve(&args, listen_fd, socket_path);
         }
         if (strcmp(action, "delete") == 0) {

@@ -309,8 +309,8 @@ env_shim_pids() {
 
 # env_shim_pid ID: pid of the (serving) shim of container ID, if any: the
 # containerd-shim-* process with -address ENV_ADDR and -id ID that is not the
-# short-lived `start` invocation; failing that (a shim that forks without
-# exec keeps the `start` argument), the parent of the task's init process.
+# short-lived `start` invocation; failing that, the parent of the task's init
+# process.
 env_shim_pid() {
         local d args pid ppid comm
         for d in /proc/[0-9]*; do

@@ -208,8 +208,7 @@ ctr_id() {
 }
 
 # pod_shim_pid POD_ID: the shim serving the pod: the containerd-shim-* process
-# of this env with -id POD_ID (unishim forks from `start` without exec, so
-# its daemon keeps that argument; the short-lived `start` call is gone by then).
+# of this env with -id POD_ID (the short-lived `start` call is gone by then).
 pod_shim_pid() {
         local d args
         for d in /proc/[0-9]*; do

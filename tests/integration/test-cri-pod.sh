@@ -47,7 +47,12 @@ for h in "${HANDLERS[@]}"; do
         expect_match "$h: ps shows the pod Ready with its handler and isolation kind container" \
                 "${pod:0:13} +$name +default +Ready +$h +container" "$(ectl ps)"
         expect_eq "$h: three containers running" 3 "$(ectl inspect "$name" | grep -c ' state Running ')"
-        [ -n "$(pod_shim_pid "$pod")" ] && pass "$h: a shim serves the pod" || fail "$h: no shim for pod $pod"
+        spid=$(pod_shim_pid "$pod")
+        [ -n "$spid" ] && pass "$h: a shim serves the pod" || fail "$h: no shim for pod $pod"
+        # (runc's shim re-execs without it; unishim's forked child hides it)
+        [ -n "$spid" ] && ! tr '\0' '\n' <"/proc/$spid/cmdline" | grep -qx start &&
+                pass "$h: the serving shim's command line does not say start" ||
+                fail "$h: serving shim ${spid:-none}: $(tr '\0' ' ' <"/proc/$spid/cmdline" 2>/dev/null)"
 
         # ExecSync: the container's cgroup, output streams and exit codes.
         out_rc out rc ectl exec "$name" -c app -- cat /proc/1/cgroup
