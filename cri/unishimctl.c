@@ -84,6 +84,9 @@ static const char *map_get(void *const *entries, size_t n, const char *key)
 }
 
 #define UNISHIM_RUNTIME_TYPE "io.containerd.unishim.v2"
+/* A verbose status's "info" (spec, config, runtime options) fits a gRPC
+ * message; anything larger is not containerd's. */
+#define STATUS_INFO_MAX (4u << 20)
 
 /* The kind a pod runs as. For a unishim pod that is what the shim's policy
  * decided from the pod's annotations and its handler's operator config (the
@@ -102,7 +105,7 @@ static const char *pod_isolation(struct ctl *ctl, const char *pod_id, void *cons
         if (cri_pod_sandbox_status(ctl->client, pod_id, true, &st, NULL) < 0)
                 return buf;
         const char *info = map_get((void *const *)st->info, st->n_info, "info");
-        if (!info || strlen(info) > CRI_CONFIG_MAX_SIZE * 16)
+        if (!info || strnlen(info, STATUS_INFO_MAX + 1) > STATUS_INFO_MAX)
                 return buf;
         yajl_val doc = yajl_tree_parse(info, NULL, 0);
         if (!doc)
