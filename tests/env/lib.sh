@@ -119,7 +119,11 @@ env_registry_up() {
 env_healthy() {
         env_containerd_pid >/dev/null || return 1
         CTR_TIMEOUT=10 ectr version >/dev/null 2>&1 || return 1
-        CTR_TIMEOUT=10 ectr images ls -q 2>/dev/null | grep -qxF "$TEST_IMAGE" || return 1
+        # (captured, not piped: with pipefail, grep -q's early exit can fail
+        # the pipeline with ctr's SIGPIPE)
+        local images
+        images=$(CTR_TIMEOUT=10 ectr images ls -q 2>/dev/null) || return 1
+        grep -qxF "$TEST_IMAGE" <<<"$images" || return 1
         local on=0
         env_cri_on && on=1
         [ "$on" = "$ENV_CRI" ] || return 1
@@ -231,7 +235,9 @@ env_pod_json() {
 env_import_image() {
         "$ENV_LIB_DIR/build-image.sh" "$ENV_IMAGE_DIR" "$TEST_IMAGE"
         ectr images import --no-unpack "$ENV_IMAGE_DIR/image.tar" >/dev/null
-        ectr images ls -q | grep -qxF "$TEST_IMAGE" || {
+        local images
+        images=$(ectr images ls -q) || images=
+        grep -qxF "$TEST_IMAGE" <<<"$images" || {
                 env_log "image $TEST_IMAGE missing after import"
                 return 1
         }
