@@ -430,6 +430,10 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
                 goto fail;
         }
 
+        if (spec->hostname && !(pod->hostname = strdup(spec->hostname))) {
+                r = us_errorf(err, ENOMEM, "allocate pod");
+                goto fail;
+        }
         const char *netns = netns_path_of(spec);
         if (netns) {
                 if (!(pod->netns = strdup(netns))) {
@@ -506,6 +510,7 @@ fail:
         free(pod->state_dir);
         free(pod->share_dir);
         free(pod->netns);
+        free(pod->hostname);
         free(pod);
         return r;
 }
@@ -556,7 +561,19 @@ static void pod_free(void *impl)
         free(pod->state_dir);
         free(pod->share_dir);
         free(pod->netns);
+        free(pod->hostname);
         free(pod);
+}
+
+static int pod_host_namespaces(void *impl, const char **ret_netns, const char **ret_hostname,
+                               struct us_error **err)
+{
+        struct sandbox_pod *pod = impl;
+        if (!pod || !pod->netns)
+                return us_error_msg(err, ENOENT, "the pod has no network namespace");
+        *ret_netns = pod->netns;
+        *ret_hostname = pod->hostname;
+        return 0;
 }
 
 static bool pod_child_exited(void *impl, pid_t pid, int wait_status)
@@ -1112,4 +1129,5 @@ const struct shim_backend shim_backend_sandbox = {
         .free = sandbox_free,
         .child_exited = pod_child_exited,
         .pod_free = pod_free,
+        .host_namespaces = pod_host_namespaces,
 };

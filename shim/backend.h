@@ -83,6 +83,12 @@ struct shim_backend {
         bool (*child_exited)(void *pod, pid_t pid, int wait_status);
         /* Frees the per-pod object when the shim exits. */
         void (*pod_free)(void *pod);
+        /* For the containers a VM kind leaves on the host next to its VM
+         * (mesh sidecars, shim/sidecar.h): the pod's network namespace and
+         * hostname. -ENOENT when the pod has no network namespace. NULL:
+         * the kind runs every container of its pod itself. */
+        int (*host_namespaces)(void *pod, const char **ret_netns, const char **ret_hostname,
+                               struct us_error **err);
 };
 
 extern const struct shim_backend shim_backend_container;

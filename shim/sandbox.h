@@ -78,6 +78,7 @@ struct sandbox_pod {
         char *state_dir;
         char *share_dir;
         char *netns;
+        char *hostname; /* the sandbox spec's, for host-side sidecars */
         bool wired;
         struct us_cgroup *cgroup;
         struct vmm_vm *vm;

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "rootfs.h"
 #include "shim.h"
+#include "sidecar.h"
 #include "task.h"
 #include "version.h"
 
@@ -171,12 +172,30 @@ static const char *available_kinds(char *buf, size_t size)
         return buf;
 }
 
-/* The pod's kind from the operator's policy and the pod's annotations, and
- * the backend that runs it. */
-static int decide_backend(struct shim *shim, const Containerd__Task__V2__CreateTaskRequest *req,
-                          const struct us_oci_spec *spec, enum cri_isolation *ret_kind,
-                          const struct shim_backend **ret, struct us_error **err)
+/* A mesh sidecar of a VM-kind pod: its spec rewritten to run on the host in
+ * the pod's network namespace, by the container backend (shim/sidecar.h). */
+static int host_sidecar(struct shim *shim, struct us_oci_spec *spec,
+                        const struct shim_backend **ret, struct us_error **err)
 {
+        const char *netns = NULL, *hostname = NULL;
+        const char *name = us_oci_spec_annotation(spec, CRI_CONTAINER_NAME);
+        int r = shim->backend->host_namespaces(shim->backend_pod, &netns, &hostname, err);
+        if (r >= 0)
+                r = shim_sidecar_spec(spec, netns, hostname, err);
+        if (r < 0)
+                return us_error_wrap(err, r, "mesh sidecar %s", name);
+        *ret = &shim_backend_container;
+        return 0;
+}
+
+/* The pod's kind from the operator's policy and the pod's annotations, and
+ * the backend that runs the task: the kind's, or the container backend for a
+ * VM-kind pod's mesh sidecars (*ret_sidecar). */
+static int decide_backend(struct shim *shim, const Containerd__Task__V2__CreateTaskRequest *req,
+                          struct us_oci_spec *spec, enum cri_isolation *ret_kind,
+                          const struct shim_backend **ret, bool *ret_sidecar, struct us_error **err)
+{
+        *ret_sidecar = false;
         if (!shim->config) {
                 _cleanup_free_ char *path = options_config_path(req);
                 int r = cri_config_load(path, &shim->config, err);
@@ -213,7 +232,23 @@ static int decide_backend(struct shim *shim, const Containerd__Task__V2__CreateT
         }
         *ret_kind = kind;
         *ret = b;
-        return 0;
+        if (!shim->kind_decided || !shim->backend || !shim->backend->host_namespaces)
+                return 0;
+        enum shim_sidecar_place place = shim_sidecar_place(shim->config, spec);
+        if (place == SHIM_SIDECAR_NONE)
+                return 0;
+        /* Any pod can name a container istio-proxy: on the host it has the
+         * container kind's isolation, which only a policy that allows that
+         * kind may give it. Otherwise it stays in the VM with the rest. */
+        if (place == SHIM_SIDECAR_IN_GUEST) {
+                us_log_warn("container %s is a mesh sidecar but %s does not allow the container "
+                            "kind: it runs in the VM",
+                            us_oci_spec_annotation(spec, CRI_CONTAINER_NAME),
+                            shim->config->path ? shim->config->path : "the built-in default");
+                return 0;
+        }
+        *ret_sidecar = true;
+        return host_sidecar(shim, spec, ret, err);
 }
 
 static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTaskRequest *req,
@@ -245,7 +280,8 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
                 goto fail;
         }
         enum cri_isolation kind = CRI_ISOLATION_CONTAINER;
-        r = decide_backend(shim, req, spec, &kind, &t->backend, err);
+        bool sidecar = false;
+        r = decide_backend(shim, req, spec, &kind, &t->backend, &sidecar, err);
         if (r < 0) {
                 us_oci_spec_free(spec);
                 goto fail;
@@ -312,9 +348,11 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
                 goto fail;
         watch_oom(t);
         (void)write_pid_file(req->bundle, t->init.pid);
-        shim->kind = kind;
-        shim->kind_decided = true;
-        shim->backend = t->backend;
+        if (!sidecar) {
+                shim->kind = kind;
+                shim->kind_decided = true;
+                shim->backend = t->backend;
+        }
         *ret = t;
         return 0;
 

@@ -10,15 +10,20 @@
 # (-i us-tap0 -> ISTIO_REDIRECT). Istio's CNI plugin installs them at CNI ADD,
 # before the runtime starts anything: inserting them at the top of PREROUTING
 # and OUTPUT after the pod runs gives the same order. The proxy
-# (tests/tools/mesh-proxy) runs in the pod netns as uid 1337, as a sidecar
-# next to the VM would, and logs the original destination of each connection.
+# (tests/tools/mesh-proxy) runs in the pod netns as uid 1337 and logs the
+# original destination of each connection.
 #
 # For the runc handler (the reference: it shows the test itself detects
-# interception), a unishim container pod, and a unishim sandbox pod:
+# interception), a unishim container pod, and a unishim sandbox pod, with the
+# proxy started in the pod netns by the test:
 #  - without the rules a connection to the pod does not pass the proxy
 #  - with them, a peer pod's fetch of POD_IP:8080 passes the proxy as inbound
 #    and still reaches the workload (the proxy dials it from 127.0.0.6)
 #  - the workload's fetch of the peer's IP passes the proxy as outbound
+# Then the way a mesh really deploys it: a sandbox pod whose proxy is its
+# `istio-proxy` container. unishim runs that sidecar on the host in the pod
+# netns (host kernel, the pod's hostname) next to the VM (guest kernel), and
+# the same two connections pass it; removing the pod leaves nothing.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 IT_CRI=1
@@ -27,9 +32,7 @@ PROXY=$UNISHIM_BUILD_DIR/tests/mesh-proxy
         echo "FAIL: $PROXY is not built"
         exit 1
 }
-for b in iptables-restore setpriv; do
-        command -v "$b" >/dev/null || it_skip "$b missing (apt packages iptables, util-linux)"
-done
+command -v iptables-restore >/dev/null || it_skip "iptables-restore missing (apt package iptables)"
 it_setup
 PROXY_PIDS=()
 stop_proxies() {
@@ -40,12 +43,15 @@ IT_CLEANUP_HOOK=stop_proxies
 
 # pod_netns IP: the CRI netns bind mount whose namespace holds IP.
 pod_netns() {
-        local f
+        local f addrs
+        # (output captured first: with pipefail, `ip | grep -q` can fail when
+        # grep's early exit leaves ip a SIGPIPE)
         for f in "$ENV_STATE"/io.containerd.grpc.v1.cri/netns/*; do
-                nsenter --net="$f" ip -4 -o addr show 2>/dev/null | grep -qF " $1/" && {
+                addrs=$(nsenter --net="$f" ip -4 -o addr show 2>/dev/null) || continue
+                if grep -qF " $1/" <<<"$addrs"; then
                         echo "$f"
                         return 0
-                }
+                fi
         done
         return 0
 }
@@ -58,38 +64,11 @@ out_rc out rc ectl run "$f"
 expect_eq "run the peer pod" 0 "$rc"
 peer_ip=$(pod_ip peer)
 
-# mesh_check NAME HANDLER ANNOTATIONS_JSON
-mesh_check() {
-        local name=$1 handler=$2 ann=$3 ip ns log pid out rc
-        f=$(it_pod "$name.json" --arg n "$name" --arg h "$handler" --argjson a "$ann" \
-                '{name: $n, runtime_handler: $h, annotations: $a,
-                  containers: [{name: "app", image: $img, command: ["/bin/sh", "-c"],
-                    args: ["mkdir -p /www && echo app-" + $n + " > /www/index.html && exec httpd -f -p 8080 -h /www"]}]}')
-        out_rc out rc ectl run "$f"
-        expect_eq "$name: runs" 0 "$rc"
-        [ "$rc" = 0 ] || {
-                echo "# $out"
-                return 0
-        }
-        ip=$(pod_ip "$name")
-        ns=$(pod_netns "$ip")
-        [ -n "$ns" ] && pass "$name: its netns holds its IP $ip" || fail "$name: no CRI netns holds $ip"
-        [ -n "$ns" ] || return 0
-
-        log=$IT_TMP/$name.proxy
-        : >"$log"
-        nsenter --net="$ns" setpriv --reuid=1337 --regid=1337 --clear-groups "$PROXY" - >>"$log" 2>&1 &
-        pid=$!
-        PROXY_PIDS+=("$pid")
-        wait_until 10 grep -qx ready "$log" || true
-        expect_eq "$name: the proxy listens in the pod netns" ready "$(head -n1 "$log")"
-
-        wait_until 30 ectl exec peer -- wget -q -O /dev/null "http://$ip:8080/" || true
-        out_rc out rc ectl exec -t 15 peer -- wget -qO- "http://$ip:8080/"
-        expect_eq "$name: without the mesh's rules the peer reaches the app" "app-$name" "$out"
-        expect_eq "$name: ... and the proxy sees nothing" "" "$(grep -v '^ready$' "$log" || true)"
-
-        nsenter --net="$ns" iptables-restore --noflush <<'EOF'
+# istio_rules NETNS: Istio's sidecar-mode nat rules, ahead of everything
+# else in PREROUTING and OUTPUT (where its CNI plugin puts them), with the VM
+# interface rerouted as istio.io/reroute-virtual-interfaces: us-tap0 does.
+istio_rules() {
+        nsenter --net="$1" iptables-restore --noflush <<'EOF'
 *nat
 :ISTIO_INBOUND - [0:0]
 :ISTIO_IN_REDIRECT - [0:0]
@@ -113,31 +92,127 @@ mesh_check() {
 -I OUTPUT 1 -p tcp -j ISTIO_OUTPUT
 COMMIT
 EOF
+}
+
+# log_has LINE COMMAND...: COMMAND prints LINE (for wait_until).
+log_has() {
+        local line=$1 out
+        shift
+        out=$("$@" 2>/dev/null) || true
+        grep -qxF -- "$line" <<<"$out"
+}
+
+# through_proxy NAME IP LOG_COMMAND...: with the rules in place, a peer's
+# fetch of IP:8080 and NAME's fetch of the peer work and pass the proxy,
+# whose log LOG_COMMAND prints.
+through_proxy() {
+        local name=$1 ip=$2 out rc log
+        shift 2
         out_rc out rc ectl exec -t 15 peer -- wget -qO- "http://$ip:8080/"
         expect_eq "$name: with the mesh's rules the peer still reaches the app" "app-$name" "$out"
-        grep -qxF "inbound $ip:8080" "$log" && pass "$name: ... through the proxy (inbound $ip:8080)" ||
-                fail "$name: the proxy saw no inbound $ip:8080: $(tr '\n' ';' <"$log")"
-
-        out_rc out rc ectl exec -t 15 "$name" -- wget -qO- "http://$peer_ip:8080/"
+        out_rc out rc ectl exec -t 15 "$name" -c app -- wget -qO- "http://$peer_ip:8080/"
         expect_eq "$name: the app reaches the peer" peer "$out"
-        grep -qxF "outbound $peer_ip:8080" "$log" && pass "$name: ... through the proxy (outbound $peer_ip:8080)" ||
-                fail "$name: the proxy saw no outbound $peer_ip:8080: $(tr '\n' ';' <"$log")"
-        expect_eq "$name: no connection the proxy could not forward" "" "$(grep -e dial-failed -e no-original "$log" || true)"
-        echo "# proxy log of $name: $(tr '\n' ';' <"$log")"
+        wait_until 5 log_has "outbound $peer_ip:8080" "$@" || true
+        log=$("$@" 2>&1 || true)
+        grep -qxF "inbound $ip:8080" <<<"$log" && pass "$name: ... the peer's connection passed the proxy (inbound $ip:8080)" ||
+                fail "$name: the proxy saw no inbound $ip:8080: $(tr '\n' ';' <<<"$log")"
+        grep -qxF "outbound $peer_ip:8080" <<<"$log" && pass "$name: ... the app's connection passed the proxy (outbound $peer_ip:8080)" ||
+                fail "$name: the proxy saw no outbound $peer_ip:8080: $(tr '\n' ';' <<<"$log")"
+        expect_eq "$name: no connection the proxy could not forward" "" "$(grep -e dial-failed -e no-original <<<"$log" || true)"
+        echo "# proxy log of $name: $(tr '\n' ';' <<<"$log")"
+}
+
+# mesh_check NAME HANDLER ANNOTATIONS_JSON: the proxy started by the test in
+# the pod netns.
+mesh_check() {
+        local name=$1 handler=$2 ann=$3 ip ns log pid out rc
+        f=$(it_pod "$name.json" --arg n "$name" --arg h "$handler" --argjson a "$ann" \
+                '{name: $n, runtime_handler: $h, annotations: $a,
+                  containers: [{name: "app", image: $img, command: ["/bin/sh", "-c"],
+                    args: ["mkdir -p /www && echo app-" + $n + " > /www/index.html && exec httpd -f -p 8080 -h /www"]}]}')
+        out_rc out rc ectl run "$f"
+        expect_eq "$name: runs" 0 "$rc"
+        [ "$rc" = 0 ] || {
+                echo "# $out"
+                return 0
+        }
+        ip=$(pod_ip "$name")
+        ns=$(pod_netns "$ip")
+        [ -n "$ns" ] && pass "$name: its netns holds its IP $ip" || fail "$name: no CRI netns holds $ip"
+        [ -n "$ns" ] || return 0
+
+        log=$IT_TMP/$name.proxy
+        : >"$log"
+        nsenter --net="$ns" "$PROXY" - 1337 >>"$log" 2>&1 &
+        pid=$!
+        PROXY_PIDS+=("$pid")
+        wait_until 10 grep -qx ready "$log" || true
+        expect_eq "$name: the proxy listens in the pod netns" ready "$(head -n1 "$log")"
+
+        wait_until 30 ectl exec peer -- wget -q -O /dev/null "http://$ip:8080/" || true
+        out_rc out rc ectl exec -t 15 peer -- wget -qO- "http://$ip:8080/"
+        expect_eq "$name: without the mesh's rules the peer reaches the app" "app-$name" "$out"
+        expect_eq "$name: ... and the proxy sees nothing" "" "$(grep -v '^ready$' "$log" || true)"
+
+        istio_rules "$ns"
+        through_proxy "$name" "$ip" cat "$log"
 
         kill "$pid" 2>/dev/null || true
         out_rc out rc ectl rm --timeout 0 "$name"
         expect_eq "$name: removed" 0 "$rc"
 }
 
+# hybrid_check: the sidecar as a mesh deploys it, a container of the pod.
+hybrid_check() {
+        local name=mesh-hybrid ip ns id out rc kern
+        f=$(it_pod "$name.json" --arg n "$name" --arg proxy "$PROXY" \
+                '{name: $n, runtime_handler: "unishim", annotations: {"unishim.io/isolation": "sandbox"},
+                  containers: [
+                    {name: "app", image: $img, command: ["/bin/sh", "-c"],
+                     args: ["mkdir -p /www && echo app-" + $n + " > /www/index.html && exec httpd -f -p 8080 -h /www"]},
+                    {name: "istio-proxy", image: $img, command: ["/mesh-proxy", "-", "1337"],
+                     mounts: [{host_path: $proxy, container_path: "/mesh-proxy", readonly: true}]}]}')
+        out_rc out rc ectl run "$f"
+        expect_eq "$name: a sandbox pod with an istio-proxy container runs" 0 "$rc"
+        [ "$rc" = 0 ] || {
+                echo "# $out"
+                return 0
+        }
+        id=$(pod_id "$name")
+        ip=$(pod_ip "$name")
+        ns=$(pod_netns "$ip")
+        kern=$(ectl exec "$name" -c app -- uname -r </dev/null 2>&1 || true)
+        [ -n "$kern" ] && [ "$kern" != "$(host_kernel)" ] && pass "$name: the app runs in the VM ($kern)" ||
+                fail "$name: app's uname -r '$kern' (host $(host_kernel))"
+        expect_eq "$name: istio-proxy runs on the host, next to the VM" "$(host_kernel)" \
+                "$(ectl exec "$name" -c istio-proxy -- uname -r </dev/null 2>&1 || true)"
+        expect_match "$name: istio-proxy is in the pod netns (has the pod IP)" " $ip/" \
+                "$(ectl exec "$name" -c istio-proxy -- ip -4 -o addr show </dev/null 2>&1 || true)"
+        expect_eq "$name: istio-proxy has the pod's hostname" "$name" \
+                "$(ectl exec "$name" -c istio-proxy -- hostname </dev/null 2>&1 || true)"
+        expect_eq "$name: istio-proxy runs as uid 1337" 1337 \
+                "$(ectl exec "$name" -c istio-proxy -- stat -c %u /proc/1 </dev/null 2>&1 || true)"
+        wait_until 10 log_has ready ectl logs "$name" -c istio-proxy || true
+        [ -n "$ns" ] && istio_rules "$ns"
+        through_proxy "$name" "$ip" ectl logs "$name" -c istio-proxy
+        out_rc out rc ectl rm --timeout 0 "$name"
+        expect_eq "$name: removed" 0 "$rc"
+        wait_until 15 test -z "$(sandbox_leftovers "$id")" || true
+        expect_eq "$name: nothing of it left (shim, QEMU, virtiofsd, dirs, mounts, cgroups)" "" "$(sandbox_leftovers "$id")"
+}
+
 mesh_check mesh-runc runc '{}'
 mesh_check mesh-container unishim '{"unishim.io/isolation": "container"}'
 if command -v qemu-system-x86_64 >/dev/null; then
         mesh_check mesh-sandbox unishim '{"unishim.io/isolation": "sandbox"}'
+        hybrid_check
 else
         echo "# qemu-system-x86_64 missing: the sandbox kind is not checked"
 fi
 
-ectl rm --timeout 0 peer >/dev/null 2>&1 || true
+out_rc out rc ectl rm --timeout 0 peer
+expect_eq "peer removed" 0 "$rc"
 expect_eq "no pod left" "" "$(ectl ps -q)"
+expect_eq "no process left in the pods' cgroups (the host-side sidecar included)" "" "$(env_cgroup_pids)"
+expect_eq "no shim left" "" "$(env_shim_pids)"
 it_finish

@@ -5,10 +5,11 @@
  * proxy it accepts the connections that the mesh's nat REDIRECT rules send
  * to it (15001 outbound, 15006 inbound), reads where each was going
  * (SO_ORIGINAL_DST), logs it, and dials that destination itself: inbound
- * ones from 127.0.0.6, as Envoy does. Run it as uid 1337 so that the mesh's
- * OUTPUT rules let its own connections pass.
+ * ones from 127.0.0.6, as Envoy does. It runs as UID (Istio's 1337) once it
+ * listens, so that the mesh's OUTPUT rules let its own connections pass.
+ * Linked statically: the tests bind-mount it into a busybox container.
  *
- *   mesh-proxy LOGFILE      ("-": standard output, opened by the caller)
+ *   mesh-proxy LOGFILE UID      (LOGFILE "-": standard output)
  *
  * Each intercepted connection appends one line to LOGFILE:
  *   outbound 10.1.2.3:8080
@@ -19,6 +20,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/netfilter_ipv4.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -121,8 +123,10 @@ static void serve(int client, bool inbound, int log_fd)
 
 int main(int argc, char **argv)
 {
-        if (argc != 2) {
-                fprintf(stderr, "usage: mesh-proxy LOGFILE\n");
+        char *end = NULL;
+        unsigned long uid = argc == 3 ? strtoul(argv[2], &end, 10) : 0;
+        if (argc != 3 || !end || *end || uid == 0 || uid > 65535) {
+                fprintf(stderr, "usage: mesh-proxy LOGFILE UID\n");
                 return 2;
         }
         int log_fd = strcmp(argv[1], "-") == 0
@@ -135,6 +139,10 @@ int main(int argc, char **argv)
         signal(SIGCHLD, SIG_IGN); /* connection handlers are not waited for */
         struct pollfd l[2] = {{.fd = listen_on(OUTBOUND_PORT), .events = POLLIN},
                               {.fd = listen_on(INBOUND_PORT), .events = POLLIN}};
+        if (setgroups(0, NULL) < 0 || setgid((gid_t)uid) < 0 || setuid((uid_t)uid) < 0) {
+                fprintf(stderr, "mesh-proxy: become uid %lu: %s\n", uid, strerror(errno));
+                return 1;
+        }
         dprintf(log_fd, "ready\n");
         for (;;) {
                 if (poll(l, 2, -1) < 0) {
