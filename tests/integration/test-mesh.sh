@@ -122,20 +122,26 @@ through_proxy() {
         echo "# proxy log of $name: $(tr '\n' ';' <<<"$log")"
 }
 
+# run_app_pod NAME HANDLER ANNOTATIONS_JSON MORE_CONTAINERS_JSON: runs pod
+# NAME whose container "app" serves "app-NAME" on 8080, plus the others.
+run_app_pod() {
+        local out rc f
+        f=$(it_pod "$1.json" --arg n "$1" --arg h "$2" --argjson a "$3" --argjson more "$4" \
+                '{name: $n, runtime_handler: $h, annotations: $a,
+                  containers: ([{name: "app", image: $img, command: ["/bin/sh", "-c"],
+                    args: ["mkdir -p /www && echo app-" + $n + " > /www/index.html && exec httpd -f -p 8080 -h /www"]}]
+                    + $more)}')
+        out_rc out rc ectl run "$f"
+        expect_eq "$1: runs ($(jq -r '[.containers[].name] | join(", ")' "$f"))" 0 "$rc"
+        [ "$rc" = 0 ] || echo "# $out"
+        [ "$rc" = 0 ]
+}
+
 # mesh_check NAME HANDLER ANNOTATIONS_JSON: the proxy started by the test in
 # the pod netns.
 mesh_check() {
         local name=$1 handler=$2 ann=$3 ip ns log pid out rc
-        f=$(it_pod "$name.json" --arg n "$name" --arg h "$handler" --argjson a "$ann" \
-                '{name: $n, runtime_handler: $h, annotations: $a,
-                  containers: [{name: "app", image: $img, command: ["/bin/sh", "-c"],
-                    args: ["mkdir -p /www && echo app-" + $n + " > /www/index.html && exec httpd -f -p 8080 -h /www"]}]}')
-        out_rc out rc ectl run "$f"
-        expect_eq "$name: runs" 0 "$rc"
-        [ "$rc" = 0 ] || {
-                echo "# $out"
-                return 0
-        }
+        run_app_pod "$name" "$handler" "$ann" '[]' || return 0
         ip=$(pod_ip "$name")
         ns=$(pod_netns "$ip")
         [ -n "$ns" ] && pass "$name: its netns holds its IP $ip" || fail "$name: no CRI netns holds $ip"
@@ -164,20 +170,11 @@ mesh_check() {
 
 # hybrid_check: the sidecar as a mesh deploys it, a container of the pod.
 hybrid_check() {
-        local name=mesh-hybrid ip ns id out rc kern
-        f=$(it_pod "$name.json" --arg n "$name" --arg proxy "$PROXY" \
-                '{name: $n, runtime_handler: "unishim", annotations: {"unishim.io/isolation": "sandbox"},
-                  containers: [
-                    {name: "app", image: $img, command: ["/bin/sh", "-c"],
-                     args: ["mkdir -p /www && echo app-" + $n + " > /www/index.html && exec httpd -f -p 8080 -h /www"]},
-                    {name: "istio-proxy", image: $img, command: ["/mesh-proxy", "-", "1337"],
-                     mounts: [{host_path: $proxy, container_path: "/mesh-proxy", readonly: true}]}]}')
-        out_rc out rc ectl run "$f"
-        expect_eq "$name: a sandbox pod with an istio-proxy container runs" 0 "$rc"
-        [ "$rc" = 0 ] || {
-                echo "# $out"
-                return 0
-        }
+        local name=mesh-hybrid ip ns id out rc kern sidecar
+        sidecar=$(jq -cn --arg img "$CRI_TEST_IMAGE" --arg proxy "$PROXY" \
+                '[{name: "istio-proxy", image: $img, command: ["/mesh-proxy", "-", "1337"],
+                   mounts: [{host_path: $proxy, container_path: "/mesh-proxy", readonly: true}]}]')
+        run_app_pod "$name" unishim '{"unishim.io/isolation": "sandbox"}' "$sidecar" || return 0
         id=$(pod_id "$name")
         ip=$(pod_ip "$name")
         ns=$(pod_netns "$ip")
