@@ -137,7 +137,7 @@ sandbox_bench() {
                         -smp 1 -global virtio-mmio.force-legacy=false -nodefaults -no-user-config -nographic -no-reboot \
                         -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny \
                         -kernel "$img/vmlinux" -initrd "$initrd" \
-                        -append "console=ttyS0 reboot=t panic=-1 quiet tsc_early_khz=$khz" \
+                        -append "console=ttyS0 reboot=t panic=-1 pci=off quiet cryptomgr.notests tsc_early_khz=$khz" \
                         -chardev "file,id=console,path=$1/console.log" -serial chardev:console \
                         -device virtio-serial-device \
                         -chardev "socket,id=agent,path=$1/agent.sock,server=on,wait=off" \

@@ -93,7 +93,8 @@ static void tcg_defaults(void **state)
         assert_string_equal(opt_value(argv, "-kernel", ""), "/usr/lib/unishim/vmlinux");
         assert_string_equal(opt_value(argv, "-initrd", ""), "/usr/lib/unishim/initramfs.img");
         assert_string_equal(opt_value(argv, "-append", ""),
-                            "console=ttyS0 reboot=t panic=-1 pci=off quiet tsc_early_khz=2596146");
+                            "console=ttyS0 reboot=t panic=-1 pci=off quiet cryptomgr.notests "
+                            "tsc_early_khz=2596146");
         assert_string_equal(opt_value(argv, "-chardev", "file"),
                             "file,id=console,path=/run/unishim/pod1/console.log");
         assert_string_equal(opt_value(argv, "-serial", ""), "chardev:console");
@@ -155,8 +156,9 @@ static void kvm_virtiofs_net(void **state)
         assert_string_equal(opt_value(argv, "-m", ""), "512M");
         assert_string_equal(opt_value(argv, "-smp", ""), "2");
         /* tsc_early_khz only for TCG. */
-        assert_string_equal(opt_value(argv, "-append", ""),
-                            "console=ttyS0 reboot=t panic=-1 pci=off quiet unishim.debug=1");
+        assert_string_equal(
+                opt_value(argv, "-append", ""),
+                "console=ttyS0 reboot=t panic=-1 pci=off quiet cryptomgr.notests unishim.debug=1");
         assert_string_equal(opt_value(argv, "-netdev", ""), "tap,id=net0,fd=9");
         assert_string_equal(opt_value(argv, "-device", "virtio-net"),
                             "virtio-net-device,netdev=net0,mac=02:00:0a:00:00:02");
@@ -201,7 +203,7 @@ static void ninep(void **state)
         assert_string_equal(opt_value(argv, "-accel", ""), "tcg,tb-size=16");
         assert_int_equal(find_arg(argv, "-object"), -1);
         assert_string_equal(opt_value(argv, "-append", ""),
-                            "console=ttyS0 reboot=t panic=-1 pci=off quiet");
+                            "console=ttyS0 reboot=t panic=-1 pci=off quiet cryptomgr.notests");
         assert_string_equal(opt_value(argv, "-fsdev", "local,id=fs0"),
                             "local,id=fs0,path=/srv/a,,b,security_model=none");
         assert_string_equal(opt_value(argv, "-fsdev", "local,id=fs1"),
