@@ -478,6 +478,8 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
                 .tap_fd = tap_fd,
                 .mac = vmnet ? mac : NULL,
                 .cgroup = pod->cgroup,
+                /* The guest agent logs at debug level too (to console.log). */
+                .cmdline_extra = env->debug ? "unishim.debug=1" : NULL,
         };
         r = vmm_vm_start(&vc, &pod->vm, err);
         if (r < 0)

@@ -28,6 +28,7 @@ struct shim_backend_env {
         struct us_loop *loop;
         const struct cri_config *config; /* the operator's, for the pod's life */
         const char *namespace;           /* containerd's: ids are unique only within it */
+        bool debug;                      /* containerd runs the shim with -debug */
         /* The backend's per-pod object; one shim serves one pod. The backend
          * creates it with the pod's first task and frees it in pod_free. */
         void **pod;

@@ -332,6 +332,7 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
                 .loop = shim->loop,
                 .config = shim->config,
                 .namespace = shim->args->namespace,
+                .debug = shim->args->debug,
                 .pod = &shim->backend_pod,
                 .process_exited = shim_task_process_exited,
                 .oom = shim_task_oom,
