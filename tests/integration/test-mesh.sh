@@ -200,9 +200,36 @@ hybrid_check() {
 
 mesh_check mesh-runc runc '{}'
 mesh_check mesh-container unishim '{"unishim.io/isolation": "container"}'
+# vm_only_check: under a policy that allows VM kinds only, a container named
+# istio-proxy gets no way out of the VM (on the host it would have the
+# container kind's isolation). The unishim-sandbox handler's ConfigPath file
+# is read per pod: it is made VM-only for this one pod.
+vm_only_check() {
+        local name=mesh-vmonly sidecar app_kern proxy_kern id
+        cp "$ENV_SANDBOX_CONFIG" "$IT_TMP/sandbox-config.json"
+        jq '.isolation.allowed = ["sandbox"]' "$IT_TMP/sandbox-config.json" >"$ENV_SANDBOX_CONFIG"
+        sidecar=$(jq -cn --arg img "$CRI_TEST_IMAGE" --arg proxy "$PROXY" \
+                '[{name: "istio-proxy", image: $img, command: ["/mesh-proxy", "-", "1337"],
+                   mounts: [{host_path: $proxy, container_path: "/mesh-proxy", readonly: true}]}]')
+        if run_app_pod "$name" unishim-sandbox '{}' "$sidecar"; then
+                id=$(pod_id "$name")
+                app_kern=$(ectl exec "$name" -c app -- uname -r </dev/null 2>&1 || true)
+                proxy_kern=$(ectl exec "$name" -c istio-proxy -- uname -r </dev/null 2>&1 || true)
+                [ -n "$proxy_kern" ] && [ "$proxy_kern" = "$app_kern" ] && [ "$proxy_kern" != "$(host_kernel)" ] &&
+                        pass "$name: under a VM-only policy istio-proxy stays in the VM ($proxy_kern)" ||
+                        fail "$name: istio-proxy on '$proxy_kern', app on '$app_kern', host $(host_kernel)"
+                expect_match "$name: the shim says why" "mesh sidecar but .* does not allow the container kind" \
+                        "$(grep -a 'istio-proxy is a mesh sidecar' "$ENV_LOG" | tail -n1)"
+                ectl rm --timeout 0 "$name" >/dev/null 2>&1 || true
+                wait_until 15 test -z "$(sandbox_leftovers "$id")" || true
+        fi
+        cp "$IT_TMP/sandbox-config.json" "$ENV_SANDBOX_CONFIG"
+}
+
 if command -v qemu-system-x86_64 >/dev/null; then
         mesh_check mesh-sandbox unishim '{"unishim.io/isolation": "sandbox"}'
         hybrid_check
+        vm_only_check
 else
         echo "# qemu-system-x86_64 missing: the sandbox kind is not checked"
 fi
