@@ -148,6 +148,11 @@ static int addr_add(int ifindex, const Unishim__Agent__V1__IPAddress *a, struct 
         req.ifa.ifa_family = (unsigned char)af;
         req.ifa.ifa_prefixlen = (unsigned char)a->prefix_len;
         req.ifa.ifa_index = (unsigned)ifindex;
+        /* The guest's link is a point-to-point /126 to the tap: no address
+         * can be duplicate, and DAD would leave it tentative (unusable) for
+         * the first second or two of the pod's life. */
+        if (af == AF_INET6)
+                req.ifa.ifa_flags = IFA_F_NODAD;
         size_t alen = af == AF_INET ? 4 : 16;
         (void)nl_addattr(&req, IFA_LOCAL, buf, alen);
         (void)nl_addattr(&req, IFA_ADDRESS, buf, alen);

@@ -58,6 +58,12 @@ env_init() {
         ENV_BRIDGE=us-$(printf '%s' "$ENV_NAME" | sha256sum | cut -c1-8)
         local h=$((16#$(printf '%s' "$ENV_NAME" | sha256sum | cut -c9-12)))
         ENV_SUBNET=10.$((200 + h % 50)).$((h / 50 % 256)).0/24
+        # UNISHIM_ENV_IPV6=1: dual-stack pods (a ULA /64 next to the IPv4 /24).
+        ENV_IPV6=${UNISHIM_ENV_IPV6:-0}
+        local h6
+        h6=$(printf '%s' "$ENV_NAME" | sha256sum | cut -c1-8)
+        # (%x: no leading zeros, as the kernel prints addresses)
+        ENV_SUBNET6=$(printf 'fd75:%x:%x::/64' "$((16#${h6:0:4}))" "$((16#${h6:4:4}))")
         ENV_CNI_NET=$ENV_NAME
         ENV_REGISTRY_DIR=$ENV_ROOT/registry
         ENV_REGISTRY_PIDFILE=$ENV_STATE/registry.pid
@@ -151,14 +157,16 @@ env_write_cni() {
         mkdir -p "$ENV_STATE/cni/net.d" "$ENV_STATE/cni/ipam"
         local gw=${ENV_SUBNET%.0/24}.1
         jq -n --arg name "$ENV_CNI_NET" --arg br "$ENV_BRIDGE" --arg subnet "$ENV_SUBNET" \
-                --arg gw "$gw" --arg data "$ENV_STATE/cni/ipam" '{
+                --arg gw "$gw" --arg data "$ENV_STATE/cni/ipam" \
+                --argjson v6 "$([ "$ENV_IPV6" = 1 ] && echo true || echo false)" --arg subnet6 "$ENV_SUBNET6" '{
                 cniVersion: "0.4.0", name: $name,
                 plugins: [
                         {type: "bridge", bridge: $br, isGateway: true, ipMasq: false,
                          hairpinMode: true,
                          ipam: {type: "host-local", dataDir: $data,
-                                ranges: [[{subnet: $subnet, gateway: $gw}]],
-                                routes: [{dst: "0.0.0.0/0"}]}},
+                                ranges: ([[{subnet: $subnet, gateway: $gw}]]
+                                         + if $v6 then [[{subnet: $subnet6}]] else [] end),
+                                routes: ([{dst: "0.0.0.0/0"}] + if $v6 then [{dst: "::/0"}] else [] end)}},
                         {type: "portmap", capabilities: {portMappings: true}},
                         {type: "loopback"}
                 ]}' >"$ENV_STATE/cni/net.d/10-$ENV_CNI_NET.conflist"
@@ -454,6 +462,8 @@ export UNISHIM_ENV_CRI=$ENV_CRI
 export UNISHIM_ENV_NETNS=$ENV_NETNS
 export UNISHIM_ENV_BRIDGE=$ENV_BRIDGE
 export UNISHIM_ENV_SUBNET=$ENV_SUBNET
+export UNISHIM_ENV_IPV6=$ENV_IPV6
+export UNISHIM_ENV_SUBNET6=$ENV_SUBNET6
 export UNISHIM_POD_CGROUP=$ENV_POD_CGROUP
 export CRI_ENDPOINT=$CRI_ENDPOINT
 export CRI_TEST_IMAGE=$CRI_TEST_IMAGE

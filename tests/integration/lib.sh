@@ -192,6 +192,21 @@ it_pod() {
         echo "$f"
 }
 
+# pod_netns IP: the CRI netns bind mount whose namespace holds IP.
+pod_netns() {
+        local f addrs
+        # (output captured first: with pipefail, `ip | grep -q` can fail when
+        # grep's early exit leaves ip a SIGPIPE)
+        for f in "$ENV_STATE"/io.containerd.grpc.v1.cri/netns/*; do
+                addrs=$(nsenter --net="$f" ip -4 -o addr show 2>/dev/null) || continue
+                if grep -qF " $1/" <<<"$addrs"; then
+                        echo "$f"
+                        return 0
+                fi
+        done
+        return 0
+}
+
 # pod_id NAME: the full id of the ready pod NAME ("" if none).
 pod_id() {
         ectl inspect "$1" 2>/dev/null | awk '$1 == "pod" { print $2; exit }'

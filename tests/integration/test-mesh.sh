@@ -41,21 +41,6 @@ stop_proxies() {
 }
 IT_CLEANUP_HOOK=stop_proxies
 
-# pod_netns IP: the CRI netns bind mount whose namespace holds IP.
-pod_netns() {
-        local f addrs
-        # (output captured first: with pipefail, `ip | grep -q` can fail when
-        # grep's early exit leaves ip a SIGPIPE)
-        for f in "$ENV_STATE"/io.containerd.grpc.v1.cri/netns/*; do
-                addrs=$(nsenter --net="$f" ip -4 -o addr show 2>/dev/null) || continue
-                if grep -qF " $1/" <<<"$addrs"; then
-                        echo "$f"
-                        return 0
-                fi
-        done
-        return 0
-}
-
 # The peer: an unmeshed container pod serving "peer" on 8080.
 f=$(it_pod peer.json '{name: "peer", runtime_handler: "unishim",
         containers: [{name: "web", image: $img, command: ["/bin/sh", "-c"],
