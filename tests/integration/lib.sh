@@ -207,6 +207,50 @@ pod_netns() {
         return 0
 }
 
+# istio_rules NETNS [4|6]: Istio's sidecar-mode nat rules for one family,
+# ahead of everything else in PREROUTING and OUTPUT (where its CNI plugin
+# puts them), with the VM interface rerouted as
+# istio.io/reroute-virtual-interfaces: us-tap0 does. The proxy runs as uid
+# 1337 and dials inbound connections from 127.0.0.6 / ::6.
+istio_rules() {
+        local lo=127.0.0.1/32 from=127.0.0.6/32 restore=iptables-restore
+        if [ "${2:-4}" = 6 ]; then
+                lo=::1/128 from=::6/128 restore=ip6tables-restore
+        fi
+        nsenter --net="$1" "$restore" --noflush <<EOF
+*nat
+:ISTIO_INBOUND - [0:0]
+:ISTIO_IN_REDIRECT - [0:0]
+:ISTIO_OUTPUT - [0:0]
+:ISTIO_REDIRECT - [0:0]
+-A ISTIO_INBOUND -p tcp --dport 15008 -j RETURN
+-A ISTIO_INBOUND -p tcp --dport 15090 -j RETURN
+-A ISTIO_INBOUND -p tcp --dport 15021 -j RETURN
+-A ISTIO_INBOUND -p tcp --dport 15020 -j RETURN
+-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT
+-A ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006
+-A ISTIO_OUTPUT -s $from -o lo -j RETURN
+-A ISTIO_OUTPUT ! -d $lo -o lo -p tcp -m owner --uid-owner 1337 -j ISTIO_IN_REDIRECT
+-A ISTIO_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN
+-A ISTIO_OUTPUT -m owner --uid-owner 1337 -j RETURN
+-A ISTIO_OUTPUT -d $lo -j RETURN
+-A ISTIO_OUTPUT -j ISTIO_REDIRECT
+-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001
+-I PREROUTING 1 -p tcp -j ISTIO_INBOUND
+-I PREROUTING 1 -i us-tap0 -j ISTIO_REDIRECT
+-I OUTPUT 1 -p tcp -j ISTIO_OUTPUT
+COMMIT
+EOF
+}
+
+# log_has LINE COMMAND...: COMMAND prints LINE (for wait_until).
+log_has() {
+        local line=$1 out
+        shift
+        out=$("$@" 2>/dev/null) || true
+        grep -qxF -- "$line" <<<"$out"
+}
+
 # pod_id NAME: the full id of the ready pod NAME ("" if none).
 pod_id() {
         ectl inspect "$1" 2>/dev/null | awk '$1 == "pod" { print $2; exit }'

@@ -49,44 +49,6 @@ out_rc out rc ectl run "$f"
 expect_eq "run the peer pod" 0 "$rc"
 peer_ip=$(pod_ip peer)
 
-# istio_rules NETNS: Istio's sidecar-mode nat rules, ahead of everything
-# else in PREROUTING and OUTPUT (where its CNI plugin puts them), with the VM
-# interface rerouted as istio.io/reroute-virtual-interfaces: us-tap0 does.
-istio_rules() {
-        nsenter --net="$1" iptables-restore --noflush <<'EOF'
-*nat
-:ISTIO_INBOUND - [0:0]
-:ISTIO_IN_REDIRECT - [0:0]
-:ISTIO_OUTPUT - [0:0]
-:ISTIO_REDIRECT - [0:0]
--A ISTIO_INBOUND -p tcp --dport 15008 -j RETURN
--A ISTIO_INBOUND -p tcp --dport 15090 -j RETURN
--A ISTIO_INBOUND -p tcp --dport 15021 -j RETURN
--A ISTIO_INBOUND -p tcp --dport 15020 -j RETURN
--A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT
--A ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006
--A ISTIO_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN
--A ISTIO_OUTPUT ! -d 127.0.0.1/32 -o lo -p tcp -m owner --uid-owner 1337 -j ISTIO_IN_REDIRECT
--A ISTIO_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN
--A ISTIO_OUTPUT -m owner --uid-owner 1337 -j RETURN
--A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN
--A ISTIO_OUTPUT -j ISTIO_REDIRECT
--A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001
--I PREROUTING 1 -p tcp -j ISTIO_INBOUND
--I PREROUTING 1 -i us-tap0 -j ISTIO_REDIRECT
--I OUTPUT 1 -p tcp -j ISTIO_OUTPUT
-COMMIT
-EOF
-}
-
-# log_has LINE COMMAND...: COMMAND prints LINE (for wait_until).
-log_has() {
-        local line=$1 out
-        shift
-        out=$("$@" 2>/dev/null) || true
-        grep -qxF -- "$line" <<<"$out"
-}
-
 # through_proxy NAME IP LOG_COMMAND...: with the rules in place, a peer's
 # fetch of IP:8080 and NAME's fetch of the peer work and pass the proxy,
 # whose log LOG_COMMAND prints.

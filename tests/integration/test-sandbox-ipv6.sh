@@ -8,13 +8,26 @@
 #  - a container pod fetches the sandbox pod's page at its pod IPv6 address
 #    (DNAT to the guest), and the sandbox pod fetches the container pod's at
 #    its IPv6 address (SNAT to the pod's)
+#  - through a mesh (Istio's nat rules for both families and a transparent
+#    proxy in the pod netns, as test-mesh does for IPv4): the container pod's
+#    IPv6 connection to the sandbox pod passes the proxy as inbound and is
+#    dialled on from ::6 to the guest, and the guest's IPv6 connection to the
+#    container pod passes it as outbound
 #  - rm leaves nothing
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 IT_CRI=1
 export UNISHIM_ENV_IPV6=1
 command -v qemu-system-x86_64 >/dev/null || it_skip "qemu-system-x86_64 missing (apt package qemu-system-x86)"
+PROXY=$UNISHIM_BUILD_DIR/tests/mesh-proxy
+[ -x "$PROXY" ] || {
+        echo "FAIL: $PROXY is not built"
+        exit 1
+}
 it_setup
+PROXY_PID=
+stop_proxy() { [ -z "$PROXY_PID" ] || kill "$PROXY_PID" 2>/dev/null || true; }
+IT_CLEANUP_HOOK=stop_proxy
 
 # web_pod NAME ANNOTATIONS_JSON: a pod serving NAME on 8080.
 web_pod() {
@@ -54,6 +67,31 @@ out_rc out rc ectl exec -t 15 c6 -- wget -qO- "http://[$s6]:8080/"
 expect_eq "the container pod fetches the sandbox pod's page at [$s6]" s6 "$out"
 out_rc out rc ectl exec -t 15 s6 -- wget -qO- "http://[$c6]:8080/"
 expect_eq "the sandbox pod fetches the container pod's page at [$c6]" c6 "$out"
+
+# ---- the mesh over IPv6: inbound through ::6, outbound from the tap ----
+ns=$(pod_netns "$(pod_ip s6)")
+log=$IT_TMP/s6.proxy
+: >"$log"
+# (Istio's init gives lo ::6 for its inbound passthrough, as 127.0.0.6 is
+# loopback anyway)
+nsenter --net="$ns" ip -6 addr add ::6/128 dev lo
+nsenter --net="$ns" "$PROXY" - 1337 >>"$log" 2>&1 &
+PROXY_PID=$!
+wait_until 10 grep -qx ready "$log" || true
+istio_rules "$ns" 4
+istio_rules "$ns" 6
+out_rc out rc ectl exec -t 15 c6 -- wget -qO- "http://[$s6]:8080/"
+expect_eq "with the mesh's rules the container pod still reaches the sandbox pod over IPv6" s6 "$out"
+grep -qxF "inbound [$s6]:8080" "$log" && pass "... through the proxy (inbound [$s6]:8080, dialled on from ::6)" ||
+        fail "the proxy saw no inbound [$s6]:8080: $(tr '\n' ';' <"$log")"
+out_rc out rc ectl exec -t 15 s6 -- wget -qO- "http://[$c6]:8080/"
+expect_eq "with the mesh's rules the sandbox pod still reaches the container pod over IPv6" c6 "$out"
+wait_until 5 log_has "outbound [$c6]:8080" cat "$log" || true
+grep -qxF "outbound [$c6]:8080" "$log" && pass "... through the proxy (outbound [$c6]:8080)" ||
+        fail "the proxy saw no outbound [$c6]:8080: $(tr '\n' ';' <"$log")"
+expect_eq "no connection the proxy could not forward" "" "$(grep -e dial-failed -e no-original "$log" || true)"
+echo "# proxy log: $(tr '\n' ';' <"$log")"
+kill "$PROXY_PID" 2>/dev/null || true
 
 for p in c6 s6; do
         out_rc out rc ectl rm --timeout 0 "$p"
