@@ -102,19 +102,30 @@ static int remember_socket(struct vmm_vm *vm, const char *name, struct us_error 
         return 0;
 }
 
-static int listen_unix(struct vmm_vm *vm, const char *name, int *ret_fd, struct us_error **err)
+/* A unix stream socket (above stdio) and the address of name in the state
+ * dir, for listen_unix and connect_unix. */
+static int unix_socket(const struct vmm_vm *vm, const char *name, struct sockaddr_un *sa,
+                       socklen_t *len, int *ret_fd, struct us_error **err)
 {
-        struct sockaddr_un sa;
-        socklen_t len;
-        int r;
-
-        r = unix_addr(vm, name, &sa, &len, err);
+        int r = unix_addr(vm, name, sa, len, err);
         if (r < 0)
                 return r;
         _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return us_errorf(err, errno, "socket");
         r = move_above_stdio(&fd, err);
+        if (r < 0)
+                return r;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static int listen_unix(struct vmm_vm *vm, const char *name, int *ret_fd, struct us_error **err)
+{
+        struct sockaddr_un sa;
+        socklen_t len;
+        _cleanup_close_ int fd = -1;
+        int r = unix_socket(vm, name, &sa, &len, &fd, err);
         if (r < 0)
                 return r;
         (void)unlinkat(vm->dir_fd, name, 0);
@@ -136,15 +147,8 @@ static int connect_unix(const struct vmm_vm *vm, const char *name, int *ret_fd,
 {
         struct sockaddr_un sa;
         socklen_t len;
-        int r;
-
-        r = unix_addr(vm, name, &sa, &len, err);
-        if (r < 0)
-                return r;
-        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return us_errorf(err, errno, "socket");
-        r = move_above_stdio(&fd, err);
+        _cleanup_close_ int fd = -1;
+        int r = unix_socket(vm, name, &sa, &len, &fd, err);
         if (r < 0)
                 return r;
         while (connect(fd, (struct sockaddr *)&sa, len) < 0) {
