@@ -24,6 +24,11 @@
 struct ctl {
         struct cri_client *client;
         const char *endpoint;
+        /* The last operator config pod_isolation() loaded, by path (NULL:
+         * the default): `ps` asks once per pod, pods share handlers. */
+        bool config_loaded;
+        char *config_path;
+        struct cri_config *config;
 };
 
 /* ---- output helpers ---- */
@@ -83,6 +88,23 @@ static const char *map_get(void *const *entries, size_t n, const char *key)
         return NULL;
 }
 
+/* The operator config at path (NULL: the default), or NULL when it does not
+ * load; loaded once per path. */
+static const struct cri_config *ctl_config(struct ctl *ctl, const char *path)
+{
+        bool same =
+                path ? ctl->config_path && strcmp(path, ctl->config_path) == 0 : !ctl->config_path;
+        if (ctl->config_loaded && same)
+                return ctl->config;
+        ctl->config = cri_config_free(ctl->config);
+        free(ctl->config_path);
+        ctl->config_path = path ? strdup(path) : NULL;
+        ctl->config_loaded = !path || ctl->config_path; /* else retry next time */
+        if (cri_config_load(path, &ctl->config, NULL) < 0)
+                ctl->config = NULL;
+        return ctl->config;
+}
+
 #define UNISHIM_RUNTIME_TYPE "io.containerd.unishim.v2"
 /* A verbose status's "info" (spec, config, runtime options) fits a gRPC
  * message; anything larger is not containerd's. */
@@ -117,17 +139,15 @@ static const char *pod_isolation(struct ctl *ctl, const char *pod_id, void *cons
                 snprintf(buf, size, "%s", ISOLATION_DEFAULT);
         } else if (type) {
                 struct us_oci_kv *kv = calloc(n_annotations + 1, sizeof(*kv));
-                struct cri_config *cfg = NULL;
+                const struct cri_config *cfg = ctl_config(ctl, config_path);
                 enum cri_isolation kind;
                 for (size_t i = 0; kv && i < n_annotations; i++) {
                         const struct kv_entry *e = annotations[i];
                         kv[i].key = e && e->key ? e->key : (char *)"";
                         kv[i].value = e && e->value ? e->value : (char *)"";
                 }
-                if (kv && cri_config_load(config_path, &cfg, NULL) == 0 &&
-                    cri_policy_isolation(cfg, kv, n_annotations, &kind, NULL) == 0)
+                if (kv && cfg && cri_policy_isolation(cfg, kv, n_annotations, &kind, NULL) == 0)
                         snprintf(buf, size, "%s", cri_isolation_name(kind));
-                cri_config_free(cfg);
                 free(kv);
         }
         yajl_tree_free(doc);
@@ -432,29 +452,38 @@ static int write_all(int fd, const char *p, size_t n)
         return 0;
 }
 
-static int cmd_exec(struct ctl *ctl, int argc, char **argv)
+/* exec's -c/-t options up to the first non-option (getopt's "+"); -1 on a
+ * bad option. */
+static int exec_options(int argc, char **argv, const char **cname, long *timeout)
 {
         static const struct option opts[] = {
                 {"container", required_argument, NULL, 'c'},
                 {"timeout", required_argument, NULL, 't'},
                 {NULL, 0, NULL, 0},
         };
-        const char *cname = NULL;
-        long timeout = 0;
         int c;
         optind = 0;
         while ((c = getopt_long(argc, argv, "+c:t:", opts, NULL)) != -1) {
                 switch (c) {
                 case 'c':
-                        cname = optarg;
+                        *cname = optarg;
                         break;
                 case 't':
-                        timeout = strtol(optarg, NULL, 10);
+                        *timeout = strtol(optarg, NULL, 10);
                         break;
                 default:
-                        return 2;
+                        return -1;
                 }
         }
+        return 0;
+}
+
+static int cmd_exec(struct ctl *ctl, int argc, char **argv)
+{
+        const char *cname = NULL;
+        long timeout = 0;
+        if (exec_options(argc, argv, &cname, &timeout) < 0)
+                return 2;
         /* POD [-c C] -- CMD...: getopt stops at POD (the "+"), so options after
          * it are parsed in a second round. */
         if (optind >= argc) {
@@ -464,21 +493,10 @@ static int cmd_exec(struct ctl *ctl, int argc, char **argv)
         }
         const char *pod = argv[optind];
         int rest = optind + 1;
-        optind = 0;
         int sub_argc = argc - rest + 1;
         char **sub_argv = argv + rest - 1;
-        while ((c = getopt_long(sub_argc, sub_argv, "+c:t:", opts, NULL)) != -1) {
-                switch (c) {
-                case 'c':
-                        cname = optarg;
-                        break;
-                case 't':
-                        timeout = strtol(optarg, NULL, 10);
-                        break;
-                default:
-                        return 2;
-                }
-        }
+        if (exec_options(sub_argc, sub_argv, &cname, &timeout) < 0)
+                return 2;
         if (optind >= sub_argc) {
                 fprintf(stderr, "unishimctl exec: no command\n");
                 return 2;
@@ -992,5 +1010,7 @@ int main(int argc, char **argv)
         }
         fflush(stdout);
         cri_client_free(ctl.client);
+        cri_config_free(ctl.config);
+        free(ctl.config_path);
         return status;
 }
