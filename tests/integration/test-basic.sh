@@ -107,9 +107,13 @@ out_rc out rc crun --seccomp -- sh -c 'echo still-works'
 expect_eq "--seccomp: ordinary syscalls work" still-works "$out"
 
 # tty: ctr needs a terminal of its own for -t; script(1) gives it a pty.
+# timeout must stay in the terminal's foreground process group (--foreground):
+# otherwise ctr's tcsetattr on the pty stops it with SIGTTOU. That happens when
+# script(1) runs the command through a shell that forks instead of exec'ing
+# it, e.g. dash when SHELL is unset, as under CI; SHELL is pinned as well.
 if command -v script >/dev/null; then
         id=$(it_id)
-        out_rc out rc script -qec "timeout -k 5 $CTR_TIMEOUT ctr -a $ENV_ADDR -n $ENV_NS run --rm -t \
+        out_rc out rc env SHELL=/bin/sh script -qec "timeout --foreground -k 5 $CTR_TIMEOUT ctr -a $ENV_ADDR -n $ENV_NS run --rm -t \
                 --runtime $RUNTIME $TEST_IMAGE $id sh -c 'tty; [ -t 0 ] && [ -t 1 ] && echo is-a-tty; exit 4'" /dev/null
         expect_match "-t: stdio is a pty" '/dev/pts/[0-9]+' "$out"
         expect_match "-t: [ -t 0 ] and [ -t 1 ]" 'is-a-tty' "$out"
