@@ -452,9 +452,22 @@ static int write_all(int fd, const char *p, size_t n)
         return 0;
 }
 
+static int parse_i64(const char *opt, const char *s, int64_t min, int64_t max, int64_t *ret)
+{
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(s, &end, 10);
+        if (errno || !end || *end || end == s || v < min || v > max) {
+                fprintf(stderr, "unishimctl: invalid %s %s\n", opt, s);
+                return -EINVAL;
+        }
+        *ret = v;
+        return 0;
+}
+
 /* exec's -c/-t options up to the first non-option (getopt's "+"); -1 on a
  * bad option. */
-static int exec_options(int argc, char **argv, const char **cname, long *timeout)
+static int exec_options(int argc, char **argv, const char **cname, int64_t *timeout)
 {
         static const struct option opts[] = {
                 {"container", required_argument, NULL, 'c'},
@@ -469,7 +482,8 @@ static int exec_options(int argc, char **argv, const char **cname, long *timeout
                         *cname = optarg;
                         break;
                 case 't':
-                        *timeout = strtol(optarg, NULL, 10);
+                        if (parse_i64("--timeout", optarg, 0, 24 * 3600, timeout) < 0)
+                                return -1;
                         break;
                 default:
                         return -1;
@@ -481,7 +495,7 @@ static int exec_options(int argc, char **argv, const char **cname, long *timeout
 static int cmd_exec(struct ctl *ctl, int argc, char **argv)
 {
         const char *cname = NULL;
-        long timeout = 0;
+        int64_t timeout = 0;
         if (exec_options(argc, argv, &cname, &timeout) < 0)
                 return 2;
         /* POD [-c C] -- CMD...: getopt stops at POD (the "+"), so options after
@@ -644,19 +658,13 @@ static int cmd_stop_rm(struct ctl *ctl, int argc, char **argv, bool remove)
                 {"timeout", required_argument, NULL, 't'},
                 {NULL, 0, NULL, 0},
         };
-        long timeout = 10;
+        int64_t timeout = 10;
         int c, status = 0;
         optind = 0;
         /* Options may follow the pods: no "+", let getopt permute. */
         while ((c = getopt_long(argc, argv, "t:", opts, NULL)) != -1) {
-                if (c != 't')
+                if (c != 't' || parse_i64("--timeout", optarg, 0, 24 * 3600, &timeout) < 0)
                         return 2;
-                char *end = NULL;
-                timeout = strtol(optarg, &end, 10);
-                if (!end || *end || timeout < 0 || timeout > 24 * 3600) {
-                        fprintf(stderr, "unishimctl: invalid --timeout %s\n", optarg);
-                        return 2;
-                }
         }
         if (optind >= argc) {
                 fprintf(stderr, "usage: unishimctl %s POD... [--timeout SECONDS]\n",
@@ -714,19 +722,6 @@ static int cmd_ps(struct ctl *ctl, int argc, char **argv)
                              handler, sizeof(handler)),
                        clean(isolation, iso, sizeof(iso)));
         }
-        return 0;
-}
-
-static int parse_i64(const char *opt, const char *s, int64_t min, int64_t max, int64_t *ret)
-{
-        char *end = NULL;
-        errno = 0;
-        long long v = strtoll(s, &end, 10);
-        if (errno || !end || *end || end == s || v < min || v > max) {
-                fprintf(stderr, "unishimctl: invalid %s %s\n", opt, s);
-                return -EINVAL;
-        }
-        *ret = v;
         return 0;
 }
 

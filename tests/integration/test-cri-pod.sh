@@ -69,6 +69,9 @@ for h in "${HANDLERS[@]}"; do
         RES[$h.exec_missing]=$rc
         out_rc out rc ectl exec "$name" -c app -t 1 -- sleep 10
         [ "$rc" != 0 ] && pass "$h: exec timeout 1s of sleep 10 fails (rc $rc)" || fail "$h: exec timeout not enforced"
+        out_rc out rc ectl exec "$name" -c app -t 1s -- true
+        expect_eq "$h: exec -t 1s (not a number): usage error" 2 "$rc"
+        expect_match "$h: exec -t 1s names the bad value" 'invalid --timeout 1s' "$out"
         expect_eq "$h: hostname is the pod name" "$name" "$(ectl exec "$name" -c app -- hostname </dev/null 2>&1 || true)"
         RES[$h.id]=$(ectl exec "$name" -c app -- id </dev/null 2>&1 || true)
         RES[$h.pid1]=$(ectl exec "$name" -c app -- cat /proc/1/cmdline </dev/null 2>&1 | tr '\0' ' ' || true)
