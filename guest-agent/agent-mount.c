@@ -43,8 +43,12 @@ static const struct {
         {"tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"},
         {"tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"},
         /* cgroup2 only: the engine handles a pure v2 root, and one hierarchy
-         * is the least the guest kernel has to set up. */
-        {"cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL},
+         * is the least the guest kernel has to set up. favordynmods (Linux
+         * 6.0+; retried without on older kernels): every container create
+         * migrates a process and enables controllers, and without it each
+         * of those waits for an RCU grace period, ~25 ms apiece under TCG
+         * (docs/performance.md); the cost is a slower fork/exit path. */
+        {"cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, "favordynmods"},
 };
 
 int agent_mount_early(struct us_error **err)
@@ -53,9 +57,13 @@ int agent_mount_early(struct us_error **err)
                 int r = agent_mkdir_p(early_mounts[i].target, 0755, err);
                 if (r < 0)
                         return r;
-                if (mount(early_mounts[i].source, early_mounts[i].target, early_mounts[i].fstype,
-                          early_mounts[i].flags, early_mounts[i].data) < 0 &&
-                    errno != EBUSY)
+                const char *data = early_mounts[i].data;
+                int rc = mount(early_mounts[i].source, early_mounts[i].target,
+                               early_mounts[i].fstype, early_mounts[i].flags, data);
+                if (rc < 0 && errno == EINVAL && data && !strcmp(data, "favordynmods"))
+                        rc = mount(early_mounts[i].source, early_mounts[i].target,
+                                   early_mounts[i].fstype, early_mounts[i].flags, NULL);
+                if (rc < 0 && errno != EBUSY)
                         return us_errorf(err, errno, "mount %s on %s", early_mounts[i].fstype,
                                          early_mounts[i].target);
         }
