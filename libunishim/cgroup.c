@@ -261,8 +261,6 @@ struct us_cgroup_layout *us_cgroup_layout_free(struct us_cgroup_layout *l)
         return NULL;
 }
 
-DEFINE_CLEANUP(struct us_cgroup_layout *, us_cgroup_layout_free)
-
 static struct us_cgroup_layout *layout_dup(const struct us_cgroup_layout *l)
 {
         _cleanup_(us_cgroup_layout_free_cleanupp) struct us_cgroup_layout *c =
@@ -615,8 +613,6 @@ struct us_cgroup *us_cgroup_free(struct us_cgroup *cg)
         return NULL;
 }
 
-DEFINE_CLEANUP(struct us_cgroup *, us_cgroup_free)
-
 static int cgroup_new(const struct us_cgroup_layout *l, const char *path, struct us_cgroup **ret,
                       struct us_error **err)
 {
@@ -721,6 +717,50 @@ static int cpuset_fill(const struct us_cgroup *cg, const char *parent, const cha
 }
 
 /* mkdir -p of the cgroup path under one hierarchy. */
+static bool has_word(const char *list, const char *word, size_t len)
+{
+        for (const char *p = list; *p;) {
+                size_t n = strcspn(p, " ");
+                if (n == len && !strncmp(p, word, len))
+                        return true;
+                p += n;
+                p += strspn(p, " ");
+        }
+        return false;
+}
+
+/* Enables the controllers of the space-separated list enable in dir's
+ * subtree_control. Only those not enabled yet, and in one write: each write
+ * that changes subtree_control makes the kernel walk and update the subtree
+ * (on a guest under TCG, milliseconds apiece). Best effort, as a controller
+ * may be unusable (threaded parent, no delegation): should the one write
+ * fail, each controller is tried on its own. */
+static int enable_controllers(const struct us_cgroup *cg, const char *dir, const char *enable)
+{
+        _cleanup_free_ char *have = NULL;
+        if (read_trimmed(dir, "cgroup.subtree_control", &have) < 0)
+                have = NULL;
+        size_t cap = strlen(enable) * 2 + 2, len = 0;
+        _cleanup_free_ char *want = malloc(cap);
+        if (!want)
+                return -ENOMEM;
+        want[0] = '\0';
+        for (const char *p = enable; *p;) {
+                size_t n = strcspn(p, " ");
+                if (n > 0 && !(have && has_word(have, p, n)))
+                        len += (size_t)snprintf(want + len, cap - len, "%s+%.*s", len ? " " : "",
+                                                (int)n, p);
+                p += n;
+                p += strspn(p, " ");
+        }
+        if (len == 0 || us_cg_write_quiet(cg, dir, "cgroup.subtree_control", want) == 0)
+                return 0;
+        char *save = NULL;
+        for (char *t = strtok_r(want, " ", &save); t; t = strtok_r(NULL, " ", &save))
+                (void)us_cg_write_quiet(cg, dir, "cgroup.subtree_control", t);
+        return 0;
+}
+
 static int mkdir_hier(const struct us_cgroup *cg, size_t h, struct us_error **err)
 {
         const struct us_cgroup_hier *hier = &cg->layout->hiers[h];
@@ -751,18 +791,9 @@ static int mkdir_hier(const struct us_cgroup *cg, size_t h, struct us_error **er
                 /* parent = cur without its last component, or the mount. */
                 parent[plen ? plen : 1] = '\0';
                 if (enable && enable[0]) {
-                        char *save = NULL;
-                        _cleanup_free_ char *list = strdup(enable);
-                        if (!list)
-                                return -ENOMEM;
-                        for (char *t = strtok_r(list, " ", &save); t;
-                             t = strtok_r(NULL, " ", &save)) {
-                                char v[64];
-                                snprintf(v, sizeof(v), "+%s", t);
-                                /* Best effort: a controller may be unusable
-                                 * (threaded parent, no delegation). */
-                                (void)us_cg_write_quiet(cg, parent, "cgroup.subtree_control", v);
-                        }
+                        int r = enable_controllers(cg, parent, enable);
+                        if (r < 0)
+                                return r;
                 }
                 if (mkdir(cur, 0755) < 0 && errno != EEXIST)
                         return us_errorf(err, errno, "mkdir %s", cur);
@@ -788,6 +819,23 @@ int us_cgroup_create_in(const struct us_cgroup_layout *l, const char *path, stru
                         return us_error_wrap(err, r, "create cgroup %s", cg->path);
         }
         *ret = TAKE_PTR(cg);
+        return 0;
+}
+
+int us_cgroup_enable_children(struct us_cgroup *cg, struct us_error **err)
+{
+        if (cg->layout->mode != US_CGROUP_V2)
+                return 0;
+        for (size_t i = 0; i < cg->layout->n_hiers; i++) {
+                if (!cg->layout->hiers[i].v2)
+                        continue;
+                _cleanup_free_ char *have = NULL;
+                int r = read_trimmed(cg->dirs[i], "cgroup.controllers", &have);
+                if (r < 0)
+                        return us_errorf(err, -r, "read %s/cgroup.controllers", cg->dirs[i]);
+                if (have[0] && (r = enable_controllers(cg, cg->dirs[i], have)) < 0)
+                        return us_errorf(err, -r, "enable controllers in %s", cg->dirs[i]);
+        }
         return 0;
 }
 

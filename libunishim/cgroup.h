@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cleanup.h"
 #include "error.h"
 #include "oci-spec.h"
 
@@ -33,11 +34,18 @@ struct _Io__Containerd__Cgroups__V1__Metrics;
  * mount root (normally "/sys/fs/cgroup"; tests pass a fake tree). */
 int us_cgroup_create(const char *root, const char *path, struct us_cgroup **ret,
                      struct us_error **err);
+/* On pure cgroup v2: enables in cg's cgroup.subtree_control every
+ * controller cg has, so that creating a child later is a mkdir alone. cg
+ * then may hold no processes itself (v2's no-internal-processes rule): for
+ * parents of containers only. Best effort per controller; a no-op on v1 and
+ * hybrid layouts. Returns 0 or a negative errno with *err set. */
+int us_cgroup_enable_children(struct us_cgroup *cg, struct us_error **err);
 /* Opens an existing cgroup (for cleanup after a dead shim). -ENOENT if it
  * exists in no hierarchy. */
 int us_cgroup_open(const char *root, const char *path, struct us_cgroup **ret,
                    struct us_error **err);
 struct us_cgroup *us_cgroup_free(struct us_cgroup *cg);
+DEFINE_CLEANUP(struct us_cgroup *, us_cgroup_free)
 
 const char *us_cgroup_path(const struct us_cgroup *cg);
 
@@ -129,6 +137,7 @@ int us_cgroup_layout_detect(const char *root, struct us_cgroup_layout **ret, str
 int us_cgroup_layout_parse(const char *root, const char *mountinfo, size_t len, unsigned flags,
                            struct us_cgroup_layout **ret, struct us_error **err);
 struct us_cgroup_layout *us_cgroup_layout_free(struct us_cgroup_layout *l);
+DEFINE_CLEANUP(struct us_cgroup_layout *, us_cgroup_layout_free)
 enum us_cgroup_mode us_cgroup_layout_mode(const struct us_cgroup_layout *l);
 size_t us_cgroup_layout_count(const struct us_cgroup_layout *l);
 /* Mount point of hierarchy i (< count), and whether it is cgroup2. */

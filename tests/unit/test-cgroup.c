@@ -499,10 +499,21 @@ static void apply_v2(void **state)
         char want[512];
         snprintf(want, sizeof(want), "%s/kubepods/pod1/abc", root);
         assert_string_equal(d, want);
-        /* controllers were enabled in the ancestors (each write replaces the
-         * fake file; the last one stays) */
+        /* controllers were enabled in the ancestors, all in one write */
         snprintf(want, sizeof(want), "%s/kubepods/pod1", root);
+        assert_string_equal(get(want, "cgroup.subtree_control"), "+cpu +memory +pids");
+        /* a second cgroup: only what the parent does not list yet is
+         * written (the kernel lists them without "+") */
+        put(want, "cgroup.subtree_control", "cpu memory");
+        struct us_cgroup *cg2 = NULL;
+        assert_int_equal(us_cgroup_create_in(l, "kubepods/pod1/def", &cg2, &err), 0);
         assert_string_equal(get(want, "cgroup.subtree_control"), "+pids");
+        put(want, "cgroup.subtree_control", "cpu memory pids");
+        us_cgroup_free(cg2);
+        cg2 = NULL;
+        assert_int_equal(us_cgroup_create_in(l, "kubepods/pod1/ghi", &cg2, &err), 0);
+        assert_string_equal(get(want, "cgroup.subtree_control"), "cpu memory pids");
+        us_cgroup_free(cg2);
 
         struct us_oci_device_rule rules[] = {
                 {.allow = false, .type = 'a', .major = -1, .minor = -1}};
