@@ -366,6 +366,91 @@ static int load(const struct bpf_insn *insns, size_t n, struct us_error **err)
                             strerror(-fd), tail == log ? "" : "...", tail);
 }
 
+static int prog_id(int fd, uint32_t *ret)
+{
+        struct bpf_prog_info info;
+        union bpf_attr attr;
+        memset(&info, 0, sizeof(info));
+        memset(&attr, 0, sizeof(attr));
+        attr.info.bpf_fd = (uint32_t)fd;
+        attr.info.info_len = sizeof(info);
+        attr.info.info = (uint64_t)(uintptr_t)&info;
+        int r = sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr);
+        if (r < 0)
+                return r;
+        *ret = info.id;
+        return 0;
+}
+
+/* Programs this process loaded, by their instructions. Containers with the
+ * same rules (in a pod, all but the privileged ones) share one program:
+ * the verifier and JIT run once per process, not per container (~15 ms of
+ * a sandbox container's create under TCG), and the kernel keeps one copy,
+ * which any number of cgroups may have attached. A few entries, replaced
+ * round-robin; the fds are close-on-exec, and the engine's children close
+ * them at once. Not thread-safe: the engine's callers are single-threaded. */
+#define PROG_CACHE_SIZE 4
+
+static struct cached_prog {
+        struct bpf_insn *insns;
+        size_t n;
+        int fd;
+        uint32_t id;
+} prog_cache[PROG_CACHE_SIZE];
+static size_t prog_cache_next;
+
+/* A new fd (the caller's) for the program of insns, from the cache or
+ * loaded, and its id. */
+static int load_cached(const struct bpf_insn *insns, size_t n, uint32_t *ret_id,
+                       struct us_error **err)
+{
+        for (size_t i = 0; i < PROG_CACHE_SIZE; i++) {
+                struct cached_prog *c = &prog_cache[i];
+                if (c->insns && c->n == n && !memcmp(c->insns, insns, n * sizeof(*insns))) {
+                        int fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 3);
+                        if (fd < 0)
+                                return us_errorf(err, errno, "duplicate device program fd");
+                        *ret_id = c->id;
+                        return fd;
+                }
+        }
+        _cleanup_close_ int fd = load(insns, n, err);
+        if (fd < 0)
+                return fd;
+        int r = prog_id(fd, ret_id);
+        if (r < 0)
+                return us_errorf(err, -r, "device program id");
+        struct bpf_insn *copy = malloc(n * sizeof(*insns));
+        int keep = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (copy && keep >= 0) {
+                struct cached_prog *c = &prog_cache[prog_cache_next];
+                prog_cache_next = (prog_cache_next + 1) % PROG_CACHE_SIZE;
+                if (c->insns) {
+                        free(c->insns);
+                        us_close(c->fd);
+                }
+                memcpy(copy, insns, n * sizeof(*insns));
+                *c = (struct cached_prog){.insns = copy, .n = n, .fd = keep, .id = *ret_id};
+        } else {
+                free(copy); /* no cache entry: only slower next time */
+                us_close(keep);
+        }
+        return TAKE_FD(fd);
+}
+
+int us_cg_devices_preload(const struct us_oci_device_rule *rules, size_t n_rules,
+                          struct us_error **err)
+{
+        _cleanup_free_ struct bpf_insn *insns = NULL;
+        size_t n = 0;
+        int r = us_cg_devices_compile(rules, n_rules, &insns, &n, err);
+        if (r < 0)
+                return r;
+        uint32_t id = 0;
+        _cleanup_close_ int fd = load_cached(insns, n, &id, err);
+        return fd < 0 ? fd : 0;
+}
+
 static int prog_attach(int dirfd, int progfd)
 {
         union bpf_attr attr;
@@ -408,6 +493,7 @@ int us_cg_devices_query(int dirfd, uint32_t *ids, size_t max, size_t *ret_n, str
 
 struct old_progs {
         int fds[MAX_OLD_PROGS];
+        uint32_t ids[MAX_OLD_PROGS];
         size_t n;
 };
 
@@ -442,6 +528,7 @@ static int open_old_progs(int dirfd, struct old_progs *o, struct us_error **err)
                         old_progs_close(o);
                         return us_errorf(err, -fd, "open device program %" PRIu32, ids[i]);
                 }
+                o->ids[o->n] = ids[i];
                 o->fds[o->n++] = fd;
         }
         return 0;
@@ -450,7 +537,10 @@ static int open_old_progs(int dirfd, struct old_progs *o, struct us_error **err)
 int us_cg_devices_attach(int dirfd, const struct bpf_insn *insns, size_t n_insns,
                          struct us_error **err)
 {
-        _cleanup_close_ int progfd = load(insns, n_insns, err);
+        if (n_insns == 0 || n_insns > UINT32_MAX)
+                return us_error_msg(err, EINVAL, "invalid device program length %zu", n_insns);
+        uint32_t id = 0;
+        _cleanup_close_ int progfd = load_cached(insns, n_insns, &id, err);
         if (progfd < 0)
                 return progfd;
         struct old_progs old = {.n = 0};
@@ -458,12 +548,20 @@ int us_cg_devices_attach(int dirfd, const struct bpf_insn *insns, size_t n_insns
         if (r < 0)
                 return r;
 
-        r = prog_attach(dirfd, progfd);
+        /* A cached program may be attached here already (an update to the
+         * same rules): BPF_F_ALLOW_MULTI refuses it twice (EEXIST), and it
+         * must stay while the others go. */
+        bool attached = false;
+        for (size_t i = 0; i < old.n; i++)
+                attached |= old.ids[i] == id;
+        r = attached ? 0 : prog_attach(dirfd, progfd);
         if (r < 0) {
                 old_progs_close(&old);
                 return us_errorf(err, -r, "attach cgroup device program");
         }
         for (size_t i = 0; i < old.n; i++) {
+                if (old.ids[i] == id)
+                        continue;
                 r = prog_detach(dirfd, old.fds[i]);
                 if (r == -ENOENT)
                         continue; /* someone else detached it meanwhile */
@@ -472,8 +570,10 @@ int us_cg_devices_attach(int dirfd, const struct bpf_insn *insns, size_t n_insns
                         /* Back to what was attached before, old filters
                          * first so that no moment has fewer. */
                         for (size_t j = 0; j < i; j++)
-                                (void)prog_attach(dirfd, old.fds[j]);
-                        (void)prog_detach(dirfd, progfd);
+                                if (old.ids[j] != id)
+                                        (void)prog_attach(dirfd, old.fds[j]);
+                        if (!attached)
+                                (void)prog_detach(dirfd, progfd);
                         old_progs_close(&old);
                         return r;
                 }

@@ -40,7 +40,8 @@ int us_cg_device_rule_check(const struct us_oci_device_rule *rule, size_t index,
 int us_cg_devices_compile(const struct us_oci_device_rule *rules, size_t n_rules,
                           struct bpf_insn **ret_insns, size_t *ret_n, struct us_error **err);
 
-/* Loads insns and makes it the only device program that this process can
+/* Loads insns (or takes the same program from this process's cache of
+ * loaded programs) and makes it the only device program that this process can
  * see attached to the cgroup directory dirfd (other programs we may not open,
  * e.g. because of an LSM, are left alone; they can only deny more): the new
  * program is attached (BPF_F_ALLOW_MULTI) before the previously attached ones
@@ -51,6 +52,12 @@ int us_cg_devices_compile(const struct us_oci_device_rule *rules, size_t n_rules
  * mean the kernel or the caller cannot do BPF at all. */
 int us_cg_devices_attach(int dirfd, const struct bpf_insn *insns, size_t n_insns,
                          struct us_error **err);
+
+/* Compiles and loads rules into this process's program cache ahead of
+ * time, so that a later us_cg_devices_attach of the same rules loads
+ * nothing. Returns 0 or a negative errno with *err set. */
+int us_cg_devices_preload(const struct us_oci_device_rule *rules, size_t n_rules,
+                          struct us_error **err);
 
 /* us_cg_devices_compile + open dir + us_cg_devices_attach. */
 int us_cg_devices_apply(const char *dir, const struct us_oci_device_rule *rules, size_t n_rules,

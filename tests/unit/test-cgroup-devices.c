@@ -396,6 +396,65 @@ static void test_failure_keeps_filter(void **state)
         run_in_cgroup(f, c, US_ELEMENTSOF(c));
 }
 
+static uint32_t attached_id(int dirfd)
+{
+        uint32_t ids[2] = {0};
+        size_t n = 0;
+        assert_int_equal(us_cg_devices_query(dirfd, ids, 2, &n, NULL), 0);
+        assert_int_equal(n, 1);
+        return ids[0];
+}
+
+/* The same rules share one loaded program: across cgroups, when preloaded,
+ * and when a cgroup is updated to the rules it already has (attaching the
+ * same program twice would be EEXIST); other rules get another program. */
+static void test_program_shared(void **state)
+{
+        struct fixture *f = *state;
+        if (!f->cgroup[0]) {
+                fprintf(stderr, "SKIP: no writable cgroup2 mount\n");
+                skip();
+        }
+        struct us_oci_device_rule deny_zero[] = {RULE(false, 'a', -1, -1, "rwm"),
+                                                 RULE(true, 'c', 1, 3, "rwm"),
+                                                 RULE(true, 'c', 1, 9, "r")};
+        struct us_error *err = NULL;
+        int r = us_cg_devices_preload(deny_zero, US_ELEMENTSOF(deny_zero), &err);
+        if (r == -ENOSYS || r == -EPERM) {
+                fprintf(stderr, "SKIP: %s\n", us_error_text(err));
+                us_error_free(err);
+                skip();
+        }
+        assert_int_equal(r, 0);
+        assert_true(apply(f, deny_zero, US_ELEMENTSOF(deny_zero)));
+        uint32_t id = attached_id(f->dirfd);
+
+        char second[300];
+        snprintf(second, sizeof(second), "%s-2", f->cgroup);
+        assert_int_equal(mkdir(second, 0755), 0);
+        int fd2 = open(second, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(fd2 >= 0);
+        r = us_cg_devices_apply(second, deny_zero, US_ELEMENTSOF(deny_zero), &err);
+        if (r < 0)
+                fail_msg("%s", us_error_text(err));
+        assert_int_equal(attached_id(fd2), id);
+        close(fd2);
+        assert_int_equal(rmdir(second), 0);
+
+        assert_true(apply(f, deny_zero, US_ELEMENTSOF(deny_zero)));
+        assert_int_equal(attached_id(f->dirfd), id);
+        const struct check c[] = {OPEN_OK("/dev/null", O_RDWR),
+                                  OPEN_FAILS("/dev/zero", O_RDONLY, EPERM)};
+        run_in_cgroup(f, c, US_ELEMENTSOF(c));
+
+        struct us_oci_device_rule allow_all[] = {RULE(true, 'a', -1, -1, "rwm")};
+        assert_true(apply(f, allow_all, US_ELEMENTSOF(allow_all)));
+        assert_true(attached_id(f->dirfd) != id);
+        assert_true(apply(f, deny_zero, US_ELEMENTSOF(deny_zero)));
+        assert_int_equal(attached_id(f->dirfd), id);
+        run_in_cgroup(f, c, US_ELEMENTSOF(c));
+}
+
 int main(void)
 {
         srandom((unsigned)getpid());
@@ -408,6 +467,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_enforced, setup_cgroup, teardown_cgroup),
                 cmocka_unit_test_setup_teardown(test_failure_keeps_filter, setup_cgroup,
                                                 teardown_cgroup),
+                cmocka_unit_test_setup_teardown(test_program_shared, setup_cgroup, teardown_cgroup),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
