@@ -20,9 +20,9 @@
 #include "error.h"
 #include "loop.h"
 #include "ttrpc.h"
+#include "agent/agent-contract.h"
 #include "agent/agent.pb-c.h"
 
-#define AGENT_SERVICE        "unishim.agent.v1.Agent"
 #define AGENT_RUN_DIR        "/run/unishim"
 #define AGENT_BUNDLE_DIR     AGENT_RUN_DIR "/bundles"
 #define AGENT_MAX_ID         255 /* container and exec ids */

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cgroup-devices.h"
 #include "cleanup.h"
 
 #define DEFAULT_CGROUP_ROOT   "/sys/fs/cgroup"
@@ -56,28 +57,64 @@ static const struct {
         {'c', 5, 1, "rwm"}, {'c', 136, -1, "rwm"}, {'c', 5, 2, "rwm"},
 };
 
-/* Applies res plus the default device rules. */
-static int apply_resources(struct us_cgroup *cg, const struct us_oci_resources *res,
-                           struct us_error **err)
+/* The spec's device rules followed by the default ones (malloc'ed). */
+static struct us_oci_device_rule *with_default_devices(const struct us_oci_device_rule *spec,
+                                                       size_t n_spec, size_t *ret_n)
 {
-        size_t n = res->n_devices + US_ELEMENTSOF(default_allowed_devices);
-        _cleanup_free_ struct us_oci_device_rule *rules = calloc(n, sizeof(*rules));
+        size_t n = n_spec + US_ELEMENTSOF(default_allowed_devices);
+        struct us_oci_device_rule *rules = calloc(n, sizeof(*rules));
         if (!rules)
-                return us_errorf(err, ENOMEM, "device rules");
-        for (size_t i = 0; i < res->n_devices; i++)
-                rules[i] = res->devices[i];
+                return NULL;
+        for (size_t i = 0; i < n_spec; i++)
+                rules[i] = spec[i];
         for (size_t i = 0; i < US_ELEMENTSOF(default_allowed_devices); i++) {
-                struct us_oci_device_rule *r = &rules[res->n_devices + i];
+                struct us_oci_device_rule *r = &rules[n_spec + i];
                 r->allow = true;
                 r->type = default_allowed_devices[i].type;
                 r->major = default_allowed_devices[i].major;
                 r->minor = default_allowed_devices[i].minor;
                 r->access = (char *)default_allowed_devices[i].access;
         }
+        *ret_n = n;
+        return rules;
+}
+
+/* Applies res plus the default device rules. */
+static int apply_resources(struct us_cgroup *cg, const struct us_oci_resources *res,
+                           struct us_error **err)
+{
+        size_t n = 0;
+        _cleanup_free_ struct us_oci_device_rule *rules =
+                with_default_devices(res->devices, res->n_devices, &n);
+        if (!rules)
+                return us_errorf(err, ENOMEM, "device rules");
         struct us_oci_resources copy = *res;
         copy.devices = rules;
         copy.n_devices = n;
         return us_cgroup_apply(cg, &copy, err);
+}
+
+int us_container_prewarm(const char *cgroup_root, const char *cgroup_parent, struct us_error **err)
+{
+        const char *root = cgroup_root ? cgroup_root : DEFAULT_CGROUP_ROOT;
+        _cleanup_(us_cgroup_layout_free_cleanupp) struct us_cgroup_layout *l = NULL;
+        int r = us_cgroup_layout_detect(root, &l, err);
+        if (r < 0)
+                return us_error_wrap(err, r, "prewarm: detect cgroup layout");
+        _cleanup_(us_cgroup_free_cleanupp) struct us_cgroup *cg = NULL;
+        if ((r = us_cgroup_create_in(l, cgroup_parent, &cg, err)) < 0 ||
+            (r = us_cgroup_enable_children(cg, err)) < 0)
+                return us_error_wrap(err, r, "prewarm");
+        if (us_cgroup_layout_mode(l) != US_CGROUP_V2)
+                return 0;
+        /* What containerd's CRI puts in every unprivileged container's spec. */
+        const struct us_oci_device_rule deny_all = {
+                .allow = false, .type = 'a', .major = -1, .minor = -1, .access = (char *)"rwm"};
+        size_t n = 0;
+        _cleanup_free_ struct us_oci_device_rule *rules = with_default_devices(&deny_all, 1, &n);
+        if (!rules)
+                return us_errorf(err, ENOMEM, "device rules");
+        return us_cg_devices_preload(rules, n, err);
 }
 
 static bool spec_has_ns(const struct us_oci_spec *spec, int type)

@@ -102,6 +102,14 @@ int us_container_resume(struct us_container *c, struct us_error **err);
 int us_container_update(struct us_container *c, const struct us_oci_resources *res,
                         struct us_error **err);
 
+/* Does ahead of time, in an idle moment of the caller, the work the first
+ * container create under cgroup_parent would otherwise do itself: creates
+ * cgroup_parent with every controller enabled for its children, and (on
+ * cgroup v2) loads the device program of CRI's default rules into the
+ * process's cache. Creates behave the same with or without it. cgroup_root
+ * NULL means "/sys/fs/cgroup". Returns 0 or a negative errno with *err set. */
+int us_container_prewarm(const char *cgroup_root, const char *cgroup_parent, struct us_error **err);
+
 /* To be called after init has been reaped: kills what is left in the
  * cgroup, runs poststop hooks, removes the cgroup. Idempotent. */
 int us_container_destroy(struct us_container *c, struct us_error **err);

@@ -717,7 +717,7 @@ static int guest_spec(struct sandbox_task *t, const struct us_container_config *
 
         char root[PATH_MAX], cgroup[PATH_MAX];
         snprintf(root, sizeof(root), "%s/%s/rootfs", GUEST_SHARE_DIR, t->id);
-        snprintf(cgroup, sizeof(cgroup), "/unishim/%s", t->id);
+        snprintf(cgroup, sizeof(cgroup), GUEST_CGROUP_PARENT "/%s", t->id);
         const struct sandbox_spec_rewrite rw = {
                 .root_path = root,
                 .cgroups_path = cgroup,

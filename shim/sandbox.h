@@ -11,13 +11,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent/agent-contract.h"
 #include "agent/agent.pb-c.h"
 #include "backend.h"
 #include "cgroup.h"
 #include "loop.h"
 #include "ttrpc.h"
 
-#define AGENT_SERVICE       "unishim.agent.v1.Agent"
 #define GUEST_SHARE_TAG     "unishim"
 #define GUEST_SHARE_DIR     "/run/unishim/shared"
 #define POD_STATE_ROOT      "/run/unishim"

@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * What the shim (shim/backend-sandbox.c) and the guest agent (guest-agent/)
+ * both rely on besides the messages of agent.proto: one definition for both
+ * sides.
+ */
+
+#define AGENT_SERVICE "unishim.agent.v1.Agent"
+
+/* The guest cgroup under which the shim puts each container's
+ * (GUEST_CGROUP_PARENT "/<container id>"); the agent prepares it ahead of
+ * the first container. */
+#define GUEST_CGROUP_PARENT "/unishim"
