@@ -513,6 +513,11 @@ static void apply_v2(void **state)
         cg2 = NULL;
         assert_int_equal(us_cgroup_create_in(l, "kubepods/pod1/ghi", &cg2, &err), 0);
         assert_string_equal(get(want, "cgroup.subtree_control"), "cpu memory pids");
+        /* a parent of containers gives its children what it has */
+        put(us_cgroup_dir(cg2, "unified"), "cgroup.controllers", "memory pids");
+        assert_int_equal(us_cgroup_enable_children(cg2, &err), 0);
+        assert_string_equal(get(us_cgroup_dir(cg2, "unified"), "cgroup.subtree_control"),
+                            "+memory +pids");
         us_cgroup_free(cg2);
 
         struct us_oci_device_rule rules[] = {
