@@ -124,6 +124,12 @@ int engine_ns_plan_from_spec(const struct us_oci_spec *spec, struct engine_ns_pl
                 p.clone_flags = create;
                 p.unshare_flags = 0;
         }
+        /* A new cgroup namespace is rooted where its creator is: only once
+         * the child is in the container's cgroup (after "go"), as runc. */
+        if (p.clone_flags & CLONE_NEWCGROUP) {
+                p.clone_flags &= ~CLONE_NEWCGROUP;
+                p.unshare_flags |= CLONE_NEWCGROUP;
+        }
         p.need_fork = join_pid || (p.unshare_flags & (CLONE_NEWPID | CLONE_NEWTIME));
         p.new_userns = create & CLONE_NEWUSER;
         *plan = p;

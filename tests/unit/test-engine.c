@@ -976,6 +976,29 @@ static void cgroup_mount(void **state)
         assert_non_null(strstr(out, "memory"));
 }
 
+/* A new cgroup namespace is rooted at the container's own cgroup, as runc
+ * does: inside, every hierarchy's path is "/". */
+static void cgroup_namespace_root(void **state)
+{
+        (void)state;
+        REQUIRE_ENV();
+        char out[1024];
+        struct spec_opts o = {.id = "cgns",
+                              .args = "[\"cat\",\"/proc/self/cgroup\"]",
+                              .namespaces = "[{\"type\":\"pid\"},{\"type\":\"ipc\"},"
+                                            "{\"type\":\"uts\"},{\"type\":\"mount\"},"
+                                            "{\"type\":\"network\"},{\"type\":\"cgroup\"}]"};
+        int status = run_to_exit(&o, out, sizeof(out));
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        assert_true(out[0] != '\0');
+        for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+                const char *path = strrchr(line, ':');
+                if (!path || strcmp(path, ":/") != 0)
+                        fail_msg("in the container's cgroup namespace: %s", line);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -996,6 +1019,7 @@ int main(void)
                 cmocka_unit_test(destroy_unstarted),
                 cmocka_unit_test(cleanup_bundle_missing_is_ok),
                 cmocka_unit_test(joined_namespaces_like_a_pod),
+                cmocka_unit_test(cgroup_namespace_root),
                 cmocka_unit_test(user_namespace),
                 cmocka_unit_test(user_namespace_with_joined_netns),
                 cmocka_unit_test(hooks),
