@@ -898,6 +898,14 @@ int us_cgroup_enter(struct us_cgroup *cg, pid_t pid, struct us_error **err)
         return 0;
 }
 
+int us_cgroup_clone_fd(const struct us_cgroup *cg)
+{
+        if (cg->layout->mode != US_CGROUP_V2 || cg->layout->n_hiers != 1 || cg->layout->fake)
+                return -EOPNOTSUPP;
+        int fd = open(cg->dirs[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
 /* The hierarchy whose cgroup.procs is authoritative for listing. */
 static const char *procs_dir(const struct us_cgroup *cg)
 {

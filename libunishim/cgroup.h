@@ -56,6 +56,11 @@ int us_cgroup_apply(struct us_cgroup *cg, const struct us_oci_resources *res,
 
 /* Moves pid into the cgroup in every hierarchy. */
 int us_cgroup_enter(struct us_cgroup *cg, pid_t pid, struct us_error **err);
+/* An fd (close-on-exec, the caller's) of cg's directory for clone3's
+ * CLONE_INTO_CGROUP, when that one directory is all of cg (pure cgroup v2):
+ * a process cloned into it needs no us_cgroup_enter. -EOPNOTSUPP on v1 and
+ * hybrid layouts, or a negative errno. */
+int us_cgroup_clone_fd(const struct us_cgroup *cg);
 
 /* Freezes/thaws all processes (v1 freezer.state, v2 cgroup.freeze); waits
  * until the state is reached. */

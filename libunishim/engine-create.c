@@ -143,8 +143,8 @@ static void reap_failed(pid_t child, bool child_reaped, pid_t init)
 /* The parent's side of create, after clone. Returns 0 when the child is
  * ready (waiting for start). */
 static int create_handshake(const struct us_container_config *cfg, struct us_cgroup *cg,
-                            int sync_fd, pid_t child, bool *child_reaped, pid_t *init_pid,
-                            int *pty_master, struct us_error **err)
+                            bool in_cgroup, int sync_fd, pid_t child, bool *child_reaped,
+                            pid_t *init_pid, int *pty_master, struct us_error **err)
 {
         const struct us_oci_spec *spec = cfg->spec;
         _cleanup_free_ struct engine_msg *m = malloc(sizeof(*m));
@@ -152,7 +152,7 @@ static int create_handshake(const struct us_container_config *cfg, struct us_cgr
 
         if (!m)
                 return us_errorf(err, ENOMEM, "allocate");
-        if ((r = us_cgroup_enter(cg, child, err)) < 0)
+        if (!in_cgroup && (r = us_cgroup_enter(cg, child, err)) < 0)
                 return us_error_wrap(err, r, "enter cgroup");
         if ((r = engine_send(sync_fd, ENGINE_MSG_GO, 0, 0, NULL, -1)) < 0)
                 return us_errorf(err, -r, "signal init");
@@ -282,13 +282,16 @@ int us_container_create(const struct us_container_config *cfg, struct us_contain
                 us_cgroup_free(cg);
                 return r;
         }
-        pid_t child = engine_clone(ctx.ns.clone_flags);
+        bool in_cgroup = false;
+        int cgfd = us_cgroup_clone_fd(cg);
+        pid_t child = engine_clone(ctx.ns.clone_flags, cgfd, &in_cgroup);
         if (child == 0) {
                 us_close(sv[0]);
                 ctx.sync_fd = sv[1];
                 engine_init_main(&ctx);
         }
         int clone_errno = errno;
+        us_close(cgfd);
         us_close(sv[1]);
         engine_ns_plan_close(&ctx.ns);
         _cleanup_close_ int sync_fd = sv[0];
@@ -302,7 +305,8 @@ int us_container_create(const struct us_container_config *cfg, struct us_contain
         pid_t init_pid = child;
         bool child_reaped = false;
         int pty = -1;
-        r = create_handshake(cfg, cg, sync_fd, child, &child_reaped, &init_pid, &pty, err);
+        r = create_handshake(cfg, cg, in_cgroup, sync_fd, child, &child_reaped, &init_pid, &pty,
+                             err);
         struct us_container *c = NULL;
         if (r >= 0 && !(c = calloc(1, sizeof(*c))))
                 r = us_errorf(err, ENOMEM, "allocate");

@@ -156,13 +156,16 @@ int us_container_exec(struct us_container *c, const struct us_oci_process *p,
                 engine_ns_plan_close(&ctx.ns);
                 return r;
         }
-        pid_t child = engine_clone(0);
+        bool in_cgroup = false;
+        int cgfd = us_cgroup_clone_fd(c->cg);
+        pid_t child = engine_clone(0, cgfd, &in_cgroup);
         if (child == 0) {
                 us_close(sv[0]);
                 ctx.sync_fd = sv[1];
                 exec_child_main(&ctx);
         }
         int clone_errno = errno;
+        us_close(cgfd);
         us_close(sv[1]);
         bool need_fork = ctx.ns.need_fork;
         engine_ns_plan_close(&ctx.ns);
@@ -176,7 +179,7 @@ int us_container_exec(struct us_container *c, const struct us_oci_process *p,
         int pty = -1;
         if (!m)
                 r = us_errorf(err, ENOMEM, "allocate");
-        else if ((r = us_cgroup_enter(c->cg, child, err)) < 0)
+        else if (!in_cgroup && (r = us_cgroup_enter(c->cg, child, err)) < 0)
                 r = us_error_wrap(err, r, "enter cgroup");
         else if ((r = engine_send(sync_fd, ENGINE_MSG_GO, 0, 0, NULL, -1)) < 0)
                 r = us_errorf(err, -r, "signal process");

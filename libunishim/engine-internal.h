@@ -140,8 +140,13 @@ int engine_write_id_maps(pid_t pid, const struct us_oci_spec *spec, struct us_er
 
 /* Waits for a known child (EINTR-safe). Returns its wait status or -errno. */
 int engine_wait_pid(pid_t pid);
-/* Raw clone(2) without a new stack: fork semantics plus namespace flags. */
-pid_t engine_clone(int flags);
+/* Raw clone without a new stack: fork semantics plus namespace flags. With
+ * cgroup_fd >= 0 (us_cgroup_clone_fd) the child starts in that cgroup
+ * (clone3 CLONE_INTO_CGROUP, Linux 5.7+) and *ret_in_cgroup says so in the
+ * parent; where clone3 fails (older kernel, a seccomp filter hiding it) it
+ * is a plain clone, *ret_in_cgroup false, and the caller enters the cgroup
+ * as before. */
+pid_t engine_clone(int flags, int cgroup_fd, bool *ret_in_cgroup);
 
 struct us_container {
         char *id;

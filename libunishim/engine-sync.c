@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -140,8 +141,39 @@ int engine_wait_pid(pid_t pid)
         }
 }
 
-pid_t engine_clone(int flags)
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+/* struct clone_args up to its cgroup field (CLONE_ARGS_SIZE_VER2), spelled
+ * out: <linux/sched.h> does not mix with glibc's <sched.h>. */
+struct clone3_args {
+        uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+                set_tid_size, cgroup;
+};
+
+pid_t engine_clone(int flags, int cgroup_fd, bool *ret_in_cgroup)
 {
+        *ret_in_cgroup = false;
+#ifdef SYS_clone3
+        if (cgroup_fd >= 0) {
+                /* Entering the cgroup at birth skips a migration: a write to
+                 * cgroup.procs costs the caller a context switch and the
+                 * kernel a pass over the task's css_set. */
+                struct clone3_args args = {
+                        .flags = (uint64_t)(unsigned)flags | CLONE_INTO_CGROUP,
+                        .exit_signal = SIGCHLD,
+                        .cgroup = (uint64_t)cgroup_fd,
+                };
+                long pid = syscall(SYS_clone3, &args, sizeof(args));
+                if (pid >= 0) {
+                        *ret_in_cgroup = pid > 0;
+                        return (pid_t)pid;
+                }
+        }
+#else
+        (void)cgroup_fd;
+#endif
         /* Like crun's syscall_clone: no new stack, so the child continues
          * here with a copy of the address space, as after fork(). */
         return (pid_t)syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), 0, 0, 0, 0);

@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "cleanup.h"
+#include "engine-internal.h"
 #include "engine.h"
 #include "oci-spec.h"
 
@@ -999,6 +1000,60 @@ static void cgroup_namespace_root(void **state)
         }
 }
 
+/* engine_clone with a cgroup fd: the child is born in that cgroup2
+ * directory (this host's unified hierarchy stands in for a pure v2 one). */
+static void clone_into_cgroup(void **state)
+{
+        (void)state;
+        REQUIRE_ENV();
+        const char *const mounts[] = {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"};
+        char dir[256] = "";
+        for (size_t i = 0; i < US_ELEMENTSOF(mounts) && !dir[0]; i++) {
+                char probe[256];
+                snprintf(probe, sizeof(probe), "%s/cgroup.procs", mounts[i]);
+                if (access(probe, F_OK) == 0)
+                        snprintf(dir, sizeof(dir), "%s/unishim-test-clone-%d", mounts[i],
+                                 (int)getpid());
+        }
+        if (!dir[0])
+                skip();
+        assert_int_equal(mkdir(dir, 0755), 0);
+        int cgfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(cgfd >= 0);
+        int p[2];
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        bool in_cgroup = false;
+        pid_t pid = engine_clone(0, cgfd, &in_cgroup);
+        if (pid == 0) {
+                char c;
+                close(p[1]);
+                (void)!read(p[0], &c, 1);
+                _exit(0);
+        }
+        assert_true(pid > 0);
+        close(cgfd);
+        char path[64], cg[4096] = "";
+        snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+        FILE *f = fopen(path, "re");
+        assert_non_null(f);
+        size_t n = fread(cg, 1, sizeof(cg) - 1, f);
+        cg[n] = '\0';
+        fclose(f);
+        close(p[1]);
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        close(p[0]);
+        assert_int_equal(rmdir(dir), 0);
+        if (!in_cgroup) {
+                fprintf(stderr, "SKIP: clone3 CLONE_INTO_CGROUP unavailable here\n");
+                skip();
+        }
+        char want[128];
+        snprintf(want, sizeof(want), "0::/unishim-test-clone-%d\n", (int)getpid());
+        if (!strstr(cg, want))
+                fail_msg("child's /proc/pid/cgroup lacks %s: %s", want, cg);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1020,6 +1075,7 @@ int main(void)
                 cmocka_unit_test(cleanup_bundle_missing_is_ok),
                 cmocka_unit_test(joined_namespaces_like_a_pod),
                 cmocka_unit_test(cgroup_namespace_root),
+                cmocka_unit_test(clone_into_cgroup),
                 cmocka_unit_test(user_namespace),
                 cmocka_unit_test(user_namespace_with_joined_netns),
                 cmocka_unit_test(hooks),
