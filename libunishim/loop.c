@@ -71,14 +71,13 @@ static int add_source(struct us_loop *loop, struct us_loop_source *src, uint32_t
         return 0;
 }
 
-int us_loop_add_fd(struct us_loop *loop, int fd, uint32_t events, us_loop_fd_fn fn,
-                   void *userdata, struct us_loop_source **ret_src, struct us_error **err)
+int us_loop_add_fd(struct us_loop *loop, int fd, uint32_t events, us_loop_fd_fn fn, void *userdata,
+                   struct us_loop_source **ret_src, struct us_error **err)
 {
         struct us_loop_source *src = calloc(1, sizeof(*src));
         if (!src)
                 return us_errorf(err, ENOMEM, "allocate loop source");
-        *src = (struct us_loop_source){
-                .loop = loop, .fd = fd, .fd_fn = fn, .userdata = userdata};
+        *src = (struct us_loop_source){.loop = loop, .fd = fd, .fd_fn = fn, .userdata = userdata};
         int r = add_source(loop, src, events, err);
         if (r < 0) {
                 free(src);
@@ -115,11 +114,8 @@ int us_loop_add_timer(struct us_loop *loop, uint64_t msec, us_loop_timer_fn fn, 
         struct us_loop_source *src = calloc(1, sizeof(*src));
         if (!src)
                 return us_errorf(err, ENOMEM, "allocate loop timer");
-        *src = (struct us_loop_source){.loop = loop,
-                                       .fd = tfd,
-                                       .owns_fd = true,
-                                       .timer_fn = fn,
-                                       .userdata = userdata};
+        *src = (struct us_loop_source){
+                .loop = loop, .fd = tfd, .owns_fd = true, .timer_fn = fn, .userdata = userdata};
         int r = add_source(loop, src, EPOLLIN, err);
         if (r < 0) {
                 free(src);

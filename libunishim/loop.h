@@ -26,8 +26,8 @@ struct us_loop *us_loop_free(struct us_loop *loop);
 
 /* Watches fd (not owned: the caller closes it after removing the source).
  * *ret_src (optional) is owned by the loop; drop it with us_loop_source_remove(). */
-int us_loop_add_fd(struct us_loop *loop, int fd, uint32_t events, us_loop_fd_fn fn,
-                   void *userdata, struct us_loop_source **ret_src, struct us_error **err);
+int us_loop_add_fd(struct us_loop *loop, int fd, uint32_t events, us_loop_fd_fn fn, void *userdata,
+                   struct us_loop_source **ret_src, struct us_error **err);
 
 /* Changes the epoll event mask of an fd source. */
 int us_loop_source_set_events(struct us_loop_source *src, uint32_t events, struct us_error **err);

@@ -243,9 +243,10 @@ struct us_oci_linux {
         struct us_oci_resources resources;
         struct us_oci_kv *sysctl;
         size_t n_sysctl;
-        char **masked_paths;   /* strv, may be NULL */
-        char **readonly_paths; /* strv, may be NULL */
-        char *rootfs_propagation; /* NULL, "private", "rprivate", "slave", "rslave", "shared", ... */
+        char **masked_paths;      /* strv, may be NULL */
+        char **readonly_paths;    /* strv, may be NULL */
+        char *rootfs_propagation; /* NULL, "private", "rprivate", "slave", "rslave", "shared", ...
+                                   */
         char *mount_label;
         struct us_oci_seccomp *seccomp; /* NULL if unset */
 };
