@@ -39,13 +39,14 @@ void us_cgroup_stats_free(struct _Io__Containerd__Cgroups__V1__Metrics *m)
 
 DEFINE_CLEANUP(Metrics *, us_cgroup_stats_free)
 
-/* Reads dir/file; -ENOENT (missing) is returned quietly, other errors with
- * a message. */
+/* Reads dir/file. A missing file is no error (the controller or accounting
+ * is off): 0 with *ret NULL, and the caller's fields stay 0. */
 static int read_opt(const char *dir, const char *file, char **ret, struct us_error **err)
 {
+        *ret = NULL;
         int r = us_cg_read(dir, file, ret, NULL);
         if (r == -ENOENT)
-                return r;
+                return 0;
         if (r < 0)
                 return us_errorf(err, -r, "read %s/%s", dir, file);
         return 0;
@@ -55,8 +56,8 @@ static int read_u64_opt(const char *dir, const char *file, uint64_t *ret, struct
 {
         _cleanup_free_ char *t = NULL;
         int r = read_opt(dir, file, &t, err);
-        if (r < 0)
-                return r == -ENOENT ? 0 : r;
+        if (r < 0 || !t)
+                return r;
         uint64_t v;
         if (us_cg_parse_u64(t, &v) < 0)
                 return us_error_msg(err, EINVAL, "parse %s/%s: not a number", dir, file);
@@ -97,16 +98,13 @@ static int parse_kv(const char *text, const char *what, kv_fn fn, void *ud, stru
         return 0;
 }
 
-/* parse_kv over dir/file; a missing file is no error (the controller or
- * accounting is off), its fields stay 0. */
+/* parse_kv over dir/file (read_opt: missing is no error). */
 static int parse_kv_file(const char *dir, const char *file, kv_fn fn, void *ud,
                          struct us_error **err)
 {
         _cleanup_free_ char *text = NULL;
         int r = read_opt(dir, file, &text, err);
-        if (r == -ENOENT)
-                return 0;
-        if (r < 0)
+        if (r < 0 || !text)
                 return r;
         return parse_kv(text, file, fn, ud, err);
 }
@@ -383,9 +381,7 @@ static int cpuacct_stat(const char *dir, Metrics *m, struct us_error **err)
                 return r;
         _cleanup_free_ char *text = NULL;
         r = read_opt(dir, "cpuacct.usage_percpu", &text, err);
-        if (r == -ENOENT)
-                return 0;
-        if (r < 0)
+        if (r < 0 || !text)
                 return r;
         uint64_t *v = calloc(MAX_PERCPU, sizeof(*v));
         if (!v)
@@ -435,9 +431,7 @@ static int blkio_file(const char *dir, const char *file, const char *partitions,
 {
         _cleanup_free_ char *text = NULL;
         int r = read_opt(dir, file, &text, err);
-        if (r == -ENOENT)
-                return 0;
-        if (r < 0)
+        if (r < 0 || !text)
                 return r;
         for (char *line = text; line && *line;) {
                 char *nl = strchr(line, '\n');
