@@ -311,16 +311,8 @@ static int apply_devices_v1(const struct us_cgroup *cg, const char *dir,
                         return r;
                 char type = d->type ? d->type : 'a';
                 const char *access = d->access && d->access[0] ? d->access : "rwm";
-                char maj[24], min[24], rule[80];
-                if (d->major < 0)
-                        snprintf(maj, sizeof(maj), "*");
-                else
-                        snprintf(maj, sizeof(maj), "%" PRId64, d->major);
-                if (d->minor < 0)
-                        snprintf(min, sizeof(min), "*");
-                else
-                        snprintf(min, sizeof(min), "%" PRId64, d->minor);
-                snprintf(rule, sizeof(rule), "%c %s:%s %s", type, maj, min, access);
+                char rule[80];
+                us_cg_device_rule_format(rule, sizeof(rule), type, d->major, d->minor, access);
                 r = us_cg_write(cg, dir, d->allow ? "devices.allow" : "devices.deny", rule, err);
                 if (r < 0)
                         return r;

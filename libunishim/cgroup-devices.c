@@ -38,19 +38,22 @@ static char type_char(uint32_t type)
         return type == BPF_DEVCG_DEV_BLOCK ? 'b' : 'c';
 }
 
+void us_cg_device_rule_format(char *buf, size_t n, char type, int64_t major, int64_t minor,
+                              const char *access)
+{
+        char maj[24] = "*", min[24] = "*";
+        if (major >= 0)
+                snprintf(maj, sizeof(maj), "%" PRId64, major);
+        if (minor >= 0)
+                snprintf(min, sizeof(min), "%" PRId64, minor);
+        snprintf(buf, n, "%c %s:%s %s", type, maj, min, access);
+}
+
 static void fmt_exception(char *buf, size_t n, uint32_t type, int64_t major, int64_t minor,
                           uint32_t access)
 {
-        char maj[24], min[24], acc[4];
+        char acc[4];
         size_t k = 0;
-        if (major == WILDCARD)
-                snprintf(maj, sizeof(maj), "*");
-        else
-                snprintf(maj, sizeof(maj), "%" PRId64, major);
-        if (minor == WILDCARD)
-                snprintf(min, sizeof(min), "*");
-        else
-                snprintf(min, sizeof(min), "%" PRId64, minor);
         if (access & BPF_DEVCG_ACC_READ)
                 acc[k++] = 'r';
         if (access & BPF_DEVCG_ACC_WRITE)
@@ -58,7 +61,7 @@ static void fmt_exception(char *buf, size_t n, uint32_t type, int64_t major, int
         if (access & BPF_DEVCG_ACC_MKNOD)
                 acc[k++] = 'm';
         acc[k] = '\0';
-        snprintf(buf, n, "%c %s:%s %s", type_char(type), maj, min, acc);
+        us_cg_device_rule_format(buf, n, type_char(type), major, minor, acc);
 }
 
 static int check_number(int64_t v, const char *what, size_t index, struct us_error **err)
@@ -537,9 +540,7 @@ static int open_old_progs(int dirfd, struct old_progs *o, struct us_error **err)
 int us_cg_devices_attach(int dirfd, const struct bpf_insn *insns, size_t n_insns,
                          struct us_error **err)
 {
-        if (n_insns == 0 || n_insns > UINT32_MAX)
-                return us_error_msg(err, EINVAL, "invalid device program length %zu", n_insns);
-        uint32_t id = 0;
+        uint32_t id = 0; /* load() refuses an empty or oversized program */
         _cleanup_close_ int progfd = load_cached(insns, n_insns, &id, err);
         if (progfd < 0)
                 return progfd;

@@ -30,6 +30,12 @@
 int us_cg_device_rule_check(const struct us_oci_device_rule *rule, size_t index,
                             struct us_error **err);
 
+/* A rule in the v1 devices.allow/deny syntax ("c 1:3 rwm"; a negative
+ * number is "*"), into buf of n bytes: for the v1 files and for error
+ * texts. */
+void us_cg_device_rule_format(char *buf, size_t n, char type, int64_t major, int64_t minor,
+                              const char *access);
+
 /* Compiles rules (in spec order) to a cgroup device program: ctx is struct
  * bpf_cgroup_dev_ctx, r0 = 1 allows, 0 denies. Semantics are the v1
  * controller's (see docs/design-decisions.md): an 'a' rule resets to
