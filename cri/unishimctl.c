@@ -115,16 +115,16 @@ static const struct cri_config *ctl_config(struct ctl *ctl, const char *path)
  * ConfigPath that containerd reports in the verbose status's runtimeOptions),
  * so a pod that runs as a sandbox because its handler defaults to it is
  * listed as one. Pods of other runtimes are containers. When the status
- * cannot tell (an older containerd, a config that no longer loads), the
- * annotation alone decides, marked with "?". */
-static const char *pod_isolation(struct ctl *ctl, const char *pod_id, void *const *annotations,
-                                 size_t n_annotations, char *buf, size_t size)
+ * cannot tell (st NULL, an older containerd, a config that no longer
+ * loads), the annotation alone decides, marked with "?". st is the pod's
+ * verbose PodSandboxStatus. */
+static const char *pod_isolation(struct ctl *ctl, const Runtime__V1__PodSandboxStatusResponse *st,
+                                 void *const *annotations, size_t n_annotations, char *buf,
+                                 size_t size)
 {
         const char *annotated = map_get(annotations, n_annotations, ISOLATION_ANNOTATION);
         snprintf(buf, size, "%s?", annotated && *annotated ? annotated : ISOLATION_DEFAULT);
-
-        _cleanup_cri_msg_ Runtime__V1__PodSandboxStatusResponse *st = NULL;
-        if (cri_pod_sandbox_status(ctl->client, pod_id, true, &st, NULL) < 0)
+        if (!st)
                 return buf;
         const char *info = map_get((void *const *)st->info, st->n_info, "info");
         if (!info || strnlen(info, STATUS_INFO_MAX + 1) > STATUS_INFO_MAX)
@@ -712,7 +712,10 @@ static int cmd_ps(struct ctl *ctl, int argc, char **argv)
                         printf("%s\n", clean(s->id, full, sizeof(full)));
                         continue;
                 }
-                const char *isolation = pod_isolation(ctl, s->id, (void *const *)s->annotations,
+                _cleanup_cri_msg_ Runtime__V1__PodSandboxStatusResponse *st = NULL;
+                /* On failure st stays NULL: the annotation's kind, marked "?". */
+                (void)cri_pod_sandbox_status(ctl->client, s->id, true, &st, NULL);
+                const char *isolation = pod_isolation(ctl, st, (void *const *)s->annotations,
                                                       s->n_annotations, iso, sizeof(iso));
                 printf("%-13s  %-24s  %-12s  %-8s  %-10s  %s\n", id,
                        clean(s->metadata ? s->metadata->name : "", name, sizeof(name)),
@@ -872,12 +875,13 @@ static int cmd_inspect(struct ctl *ctl, int argc, char **argv)
         if (r < 0)
                 return fail(err, r);
         _cleanup_cri_msg_ Runtime__V1__PodSandboxStatusResponse *st = NULL;
-        r = cri_pod_sandbox_status(ctl->client, pod_id, false, &st, &err);
+        /* Verbose: its info tells pod_isolation the handler's config. */
+        r = cri_pod_sandbox_status(ctl->client, pod_id, true, &st, &err);
         if (r < 0)
                 return fail(err, r);
         const Runtime__V1__PodSandboxStatus *s = st->status;
         char b1[256], b2[256], b3[256], b4[256], b5[64];
-        const char *isolation = pod_isolation(ctl, pod_id, (void *const *)s->annotations,
+        const char *isolation = pod_isolation(ctl, st, (void *const *)s->annotations,
                                               s->n_annotations, b5, sizeof(b5));
         printf("pod %s name %s namespace %s state %s ip %s handler %s isolation %s\n", pod_id,
                clean(s->metadata ? s->metadata->name : "", b1, sizeof(b1)),
