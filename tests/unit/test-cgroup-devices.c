@@ -157,6 +157,17 @@ static int teardown_cgroup(void **state)
         return 0;
 }
 
+/* The fixture; the test skips without a writable cgroup2 mount. */
+static struct fixture *need_cgroup(void **state)
+{
+        struct fixture *f = *state;
+        if (!f->cgroup[0]) {
+                fprintf(stderr, "SKIP: no writable cgroup2 mount\n");
+                skip();
+        }
+        return f;
+}
+
 enum op { OP_OPEN, OP_MKNOD };
 
 struct check {
@@ -280,11 +291,7 @@ static bool apply(struct fixture *f, const struct us_oci_device_rule *rules, siz
 
 static void test_enforced(void **state)
 {
-        struct fixture *f = *state;
-        if (!f->cgroup[0]) {
-                fprintf(stderr, "SKIP: no writable cgroup2 mount\n");
-                skip();
-        }
+        struct fixture *f = need_cgroup(state);
         assert_int_equal(attached(f), 0);
 
         /* The usual spec: deny all, then allows. */
@@ -365,11 +372,7 @@ static void test_enforced(void **state)
 /* A failed apply leaves the previous filter alone. */
 static void test_failure_keeps_filter(void **state)
 {
-        struct fixture *f = *state;
-        if (!f->cgroup[0]) {
-                fprintf(stderr, "SKIP: no writable cgroup2 mount\n");
-                skip();
-        }
+        struct fixture *f = need_cgroup(state);
         struct us_oci_device_rule spec1[] = {RULE(false, 'a', -1, -1, "rwm"),
                                              RULE(true, 'c', 1, 3, "rwm")};
         if (!apply(f, spec1, US_ELEMENTSOF(spec1)))
@@ -410,11 +413,7 @@ static uint32_t attached_id(int dirfd)
  * same program twice would be EEXIST); other rules get another program. */
 static void test_program_shared(void **state)
 {
-        struct fixture *f = *state;
-        if (!f->cgroup[0]) {
-                fprintf(stderr, "SKIP: no writable cgroup2 mount\n");
-                skip();
-        }
+        struct fixture *f = need_cgroup(state);
         struct us_oci_device_rule deny_zero[] = {RULE(false, 'a', -1, -1, "rwm"),
                                                  RULE(true, 'c', 1, 3, "rwm"),
                                                  RULE(true, 'c', 1, 9, "r")};
