@@ -11,19 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "agent/agent.pb-c.h"
 #include "cleanup.h"
+#include "loop.h"
 #include "ttrpc.h"
-
-static long long now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 int main(int argc, char **argv)
 {
@@ -38,7 +31,7 @@ int main(int argc, char **argv)
                 return 2;
         }
         const char *sock = argv[1];
-        long long deadline = now_ms() + wait_ms;
+        int64_t deadline = us_monotonic_ms() + wait_ms;
         struct us_error *err = NULL;
         for (;;) {
                 struct us_ttrpc_client *c = NULL;
@@ -46,7 +39,7 @@ int main(int argc, char **argv)
                 if (r >= 0) {
                         uint8_t *out = NULL;
                         size_t len = 0;
-                        int tmo = (int)(deadline - now_ms());
+                        int tmo = (int)(deadline - us_monotonic_ms());
                         if (tmo < 100)
                                 tmo = 100;
                         if (!strcmp(argv[2], "check")) {
@@ -86,7 +79,7 @@ int main(int argc, char **argv)
                         }
                         us_ttrpc_client_free(c);
                 }
-                if (now_ms() > deadline) {
+                if (us_monotonic_ms() > deadline) {
                         fprintf(stderr, "%s: %s\n", argv[2], us_error_text(err));
                         us_error_free(err);
                         return 1;

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
-#include <time.h>
+#include <inttypes.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -366,24 +366,16 @@ static void h_add_storage(struct us_ttrpc_call *call, const uint8_t *payload, si
         us_ttrpc_call_reply(call, &empty_msg.base);
 }
 
-/* Milliseconds since since_ms (0: a fresh reference), for debug timings. */
-static double elapsed_ms(double since_ms)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6 - since_ms;
-}
-
 static void prewarm(struct us_loop_source *src, void *userdata)
 {
         (void)src;
         struct agent *a = userdata;
         struct us_error *err = NULL;
-        double t0 = elapsed_ms(0);
+        int64_t t0 = us_monotonic_ms();
         if (us_container_prewarm(a->opts.cgroup_root, GUEST_CGROUP_PARENT, &err) < 0)
                 us_log_warn("prewarm: %s", us_error_text(err)); /* creates do it themselves */
         else
-                us_log_debug("prewarmed in %.1f ms", elapsed_ms(t0));
+                us_log_debug("prewarmed in %" PRId64 " ms", us_monotonic_ms() - t0);
         us_error_free(err);
 }
 
@@ -466,9 +458,9 @@ static void h_create(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
                 .cgroup_root = a->opts.cgroup_root,
         };
         int master = -1;
-        double t0 = elapsed_ms(0);
+        int64_t t0 = us_monotonic_ms();
         r = us_container_create(&cfg, &c->c, &master, &err);
-        us_log_debug("container %s: created in %.1f ms", c->id, elapsed_ms(t0));
+        us_log_debug("container %s: created in %" PRId64 " ms", c->id, us_monotonic_ms() - t0);
         close_child_ends(&stdio);
         if (r < 0) {
                 us_oci_spec_free(spec);
@@ -505,9 +497,9 @@ static void h_start(struct us_ttrpc_call *call, const uint8_t *payload, size_t l
                 return us_ttrpc_call_fail(call, US_GRPC_FAILED_PRECONDITION,
                                           "container %s already started", ctr->id);
         struct us_error *err = NULL;
-        double t0 = elapsed_ms(0);
+        int64_t t0 = us_monotonic_ms();
         int r = us_container_start(ctr->c, &err);
-        us_log_debug("container %s: started in %.1f ms", ctr->id, elapsed_ms(t0));
+        us_log_debug("container %s: started in %" PRId64 " ms", ctr->id, us_monotonic_ms() - t0);
         ctr->started = true; /* even on failure: init exits 127 and is reaped */
         if (r < 0)
                 return fail_err(call, r, err);

@@ -23,11 +23,11 @@
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <termios.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
 #include "cleanup.h"
+#include "loop.h"
 #include "log.h"
 
 #define MODULE_LIST "/lib/modules/unishim.list"
@@ -146,18 +146,11 @@ static int find_port(const char *want, char *out, size_t outlen)
         return r;
 }
 
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* The port appears when virtio_console has probed; devtmpfs creates the node. */
 static int open_port(const char *name, unsigned timeout_ms, struct us_error **err)
 {
         char path[300];
-        uint64_t deadline = now_ms() + timeout_ms;
+        int64_t deadline = us_monotonic_ms() + timeout_ms;
         for (;;) {
                 if (find_port(name, path, sizeof(path)) == 0) {
                         int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
@@ -166,7 +159,7 @@ static int open_port(const char *name, unsigned timeout_ms, struct us_error **er
                         if (errno != ENOENT)
                                 return us_errorf(err, errno, "open %s", path);
                 }
-                if (now_ms() > deadline)
+                if (us_monotonic_ms() > deadline)
                         return us_error_msg(err, ETIMEDOUT,
                                             "virtio-serial port %s did not appear within %u ms",
                                             name, timeout_ms);

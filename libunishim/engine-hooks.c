@@ -11,10 +11,10 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "loop.h"
 
 #define HOOK_OUTPUT_MAX 2048
 
@@ -91,13 +91,6 @@ char *engine_state_json(const char *id, const char *status, pid_t pid, const cha
         return buf;
 }
 
-static long long now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int run_hook(const struct us_oci_hook *h, const char *state, struct us_error **err)
 {
         int in[2], out[2];
@@ -144,15 +137,16 @@ static int run_hook(const struct us_oci_hook *h, const char *state, struct us_er
 
         char output[HOOK_OUTPUT_MAX];
         size_t olen = 0;
-        long long deadline =
-                h->has_timeout && h->timeout > 0 ? now_ms() + (long long)h->timeout * 1000 : -1;
+        long long deadline = h->has_timeout && h->timeout > 0
+                                     ? us_monotonic_ms() + (long long)h->timeout * 1000
+                                     : -1;
         bool timed_out = false, exited = false;
         while (!exited) {
                 struct pollfd pfd[2] = {{.fd = rout, .events = POLLIN},
                                         {.fd = pidfd, .events = POLLIN}};
                 int timeout = -1;
                 if (deadline >= 0) {
-                        long long left = deadline - now_ms();
+                        long long left = deadline - us_monotonic_ms();
                         if (left <= 0) {
                                 timed_out = true;
                                 break;

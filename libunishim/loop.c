@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -94,6 +95,13 @@ int us_loop_source_set_events(struct us_loop_source *src, uint32_t events, struc
         if (epoll_ctl(src->loop->epfd, EPOLL_CTL_MOD, src->fd, &ev) < 0)
                 return us_errorf(err, errno, "epoll modify fd %d", src->fd);
         return 0;
+}
+
+int64_t us_monotonic_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int us_loop_add_timer(struct us_loop *loop, uint64_t msec, us_loop_timer_fn fn, void *userdata,

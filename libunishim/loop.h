@@ -32,6 +32,10 @@ int us_loop_add_fd(struct us_loop *loop, int fd, uint32_t events, us_loop_fd_fn 
 /* Changes the epoll event mask of an fd source. */
 int us_loop_source_set_events(struct us_loop_source *src, uint32_t events, struct us_error **err);
 
+/* CLOCK_MONOTONIC in milliseconds, the clock of the loop's timers: for
+ * deadlines and elapsed times. */
+int64_t us_monotonic_ms(void);
+
 /* One-shot timer after msec milliseconds (monotonic clock). */
 int us_loop_add_timer(struct us_loop *loop, uint64_t msec, us_loop_timer_fn fn, void *userdata,
                       struct us_loop_source **ret_src, struct us_error **err);

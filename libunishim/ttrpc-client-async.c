@@ -25,10 +25,10 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "loop.h"
 
 #define HASH_MIN_BUCKETS 16
 #define NO_DEADLINE      INT64_MAX
@@ -71,13 +71,6 @@ struct us_ttrpc_aclient {
         void (*on_close)(void *userdata, int reason);
         void *on_close_userdata;
 };
-
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool dead(const struct us_ttrpc_aclient *c)
 {
@@ -253,7 +246,7 @@ static int arm_timer(struct us_ttrpc_aclient *c, int64_t deadline)
 {
         if (deadline == NO_DEADLINE || (c->timer && c->timer_deadline <= deadline))
                 return 0;
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - us_monotonic_ms();
         struct us_loop_source *t = NULL;
         int r = us_loop_add_timer(c->loop, left > 0 ? (uint64_t)left : 0, on_timer, c, &t, NULL);
         if (r < 0)
@@ -276,7 +269,7 @@ static void on_timer(struct us_loop_source *src, void *userdata)
         if (c->write_error)
                 break_io(c, "write", c->write_error);
         while (!dead(c)) {
-                int64_t now = now_ms();
+                int64_t now = us_monotonic_ms();
                 struct acall *a = c->first;
                 while (a && a->deadline > now)
                         a = a->next;
@@ -523,7 +516,8 @@ int us_ttrpc_aclient_call(struct us_ttrpc_aclient *c, const char *service, const
                 return us_errorf(err, ENOMEM, "%s/%s: allocate ttrpc call", service, method);
         *a = (struct acall){.id = c->next_id,
                             .timeout_ms = timeout_ms,
-                            .deadline = timeout_ms > 0 ? now_ms() + timeout_ms : NO_DEADLINE,
+                            .deadline =
+                                    timeout_ms > 0 ? us_monotonic_ms() + timeout_ms : NO_DEADLINE,
                             .fn = fn,
                             .userdata = userdata};
         memcpy(a->name, service, ls);
@@ -551,7 +545,7 @@ int us_ttrpc_aclient_call(struct us_ttrpc_aclient *c, const char *service, const
                         /* Callbacks run from the loop only: report it from
                          * the timer, armed to fire now. */
                         c->write_error = r;
-                        if (arm_timer(c, now_ms()) < 0 &&
+                        if (arm_timer(c, us_monotonic_ms()) < 0 &&
                             us_loop_source_set_events(c->src, EPOLLIN | EPOLLOUT, NULL) == 0)
                                 c->events = EPOLLIN | EPOLLOUT;
                 }

@@ -17,10 +17,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "loop.h"
 
 struct us_ttrpc_client {
         int fd;
@@ -30,19 +30,12 @@ struct us_ttrpc_client {
         struct us_ttrpc_rbuf rbuf;
 };
 
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Milliseconds left until deadline for poll(): -1 for none. */
 static int remaining(int64_t deadline)
 {
         if (deadline < 0)
                 return -1;
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - us_monotonic_ms();
         if (left <= 0)
                 return 0;
         return left > INT32_MAX ? INT32_MAX : (int)left;
@@ -199,7 +192,7 @@ int us_ttrpc_client_call(struct us_ttrpc_client *c, const char *service, const c
                 c->broken = true; /* ids may not be reused on one connection */
                 return us_error_msg(err, ENOTCONN, "ttrpc stream ids exhausted");
         }
-        int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+        int64_t deadline = timeout_ms < 0 ? -1 : us_monotonic_ms() + timeout_ms;
 
         uint32_t stream_id = c->next_stream_id;
         c->next_stream_id += 2;

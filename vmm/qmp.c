@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "loop.h"
 
 struct vmm_qmp {
         int fd;
@@ -208,13 +208,6 @@ int vmm_qmp_msg_to_error(const struct vmm_qmp_msg *msg, const char *command, str
         return us_error_msg(err, code, "qmp %s: %s: %.512s", command ? command : "?", cls, desc);
 }
 
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Reads one line (without the newline) into q->buf, honouring the deadline.
  * Returns the line length; the line stays at q->buf until the next call. */
 static int read_line(struct vmm_qmp *q, int64_t deadline, size_t *ret_len, struct us_error **err)
@@ -228,7 +221,7 @@ static int read_line(struct vmm_qmp *q, int64_t deadline, size_t *ret_len, struc
                 if (q->len >= VMM_QMP_MAX_LINE)
                         return us_error_msg(err, E2BIG, "qmp: line longer than %d bytes",
                                             VMM_QMP_MAX_LINE);
-                int64_t left = deadline - now_ms();
+                int64_t left = deadline - us_monotonic_ms();
                 if (left <= 0)
                         return us_error_msg(err, ETIMEDOUT, "qmp: no reply from QEMU in time");
                 struct pollfd p = {.fd = q->fd, .events = POLLIN};
@@ -291,7 +284,7 @@ static int write_all(int fd, const char *s, size_t len, int64_t deadline, struct
                         if (errno == EINTR)
                                 continue;
                         if (errno == EAGAIN) {
-                                int64_t left = deadline - now_ms();
+                                int64_t left = deadline - us_monotonic_ms();
                                 if (left <= 0)
                                         return us_error_msg(err, ETIMEDOUT,
                                                             "qmp: QEMU does not read");
@@ -340,7 +333,7 @@ int vmm_qmp_execute(struct vmm_qmp *q, const char *command, const char *argument
                 return us_errorf(err, ENOMEM, "qmp %s", command);
         }
 
-        int64_t deadline = now_ms() + q->timeout_ms;
+        int64_t deadline = us_monotonic_ms() + q->timeout_ms;
         r = write_all(q->fd, line, (size_t)n, deadline, err);
         if (r < 0) {
                 q->broken = true;
@@ -396,7 +389,7 @@ int vmm_qmp_open(int fd, int timeout_ms, struct vmm_qmp **ret, struct us_error *
         if (!q->buf)
                 return us_errorf(err, ENOMEM, "qmp: allocate buffer");
 
-        r = read_msg(q, now_ms() + timeout_ms, &greeting, err);
+        r = read_msg(q, us_monotonic_ms() + timeout_ms, &greeting, err);
         if (r < 0)
                 return us_error_wrap(err, r, "read the QMP greeting");
         if (greeting->kind != VMM_QMP_MSG_GREETING)
