@@ -5,9 +5,10 @@
  *
  * yajl_tree has no depth limit (and frees recursively), silently truncates
  * strings at an escaped NUL and accepts comments, so a pre-scan of the raw
- * text rejects deep nesting, comments and too many values before yajl
- * builds a tree, and remembers which string held a \u0000 so that the error
- * can name its path.
+ * text rejects deep nesting, comments and too many values before the tree
+ * is built, and remembers which string held a \u0000 so that the error
+ * can name its path. The tree is yajl_tree's, built by tree_parse() below
+ * rather than yajl_tree_parse(), whose growth is quadratic.
  */
 #include "oci-spec-json.h"
 
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_parse.h>
 
 DEFINE_CLEANUP(yajl_val, yajl_tree_free)
 
@@ -486,6 +488,249 @@ static int report_nul_string(yajl_val v, const struct jpath *p, long *k, struct 
         return 0;
 }
 
+/* ---- the tree ---- */
+
+/*
+ * yajl_tree_parse() grows every array and object by one element per
+ * realloc(). Where realloc cannot grow in place (ASan's allocator never
+ * does; glibc's cannot while the values sit right behind the array) each
+ * element copies the whole array: quadratic. Under ASan a 65537-element
+ * array took about a minute, mostly the kernel faulting in the fresh pages
+ * of every copy. tree_parse() builds the same tree -- struct yajl_val_s
+ * nodes, freed by yajl_tree_free() -- on yajl's event parser with the same
+ * options, and grows capacity geometrically.
+ */
+
+struct tree_level {
+        yajl_val v; /* an array or object, already linked into the tree */
+        size_t cap; /* room in its values (and keys) */
+        char *key;  /* object: the key whose value comes next */
+};
+
+struct tree {
+        struct tree_level stack[US_OCI_MAX_DEPTH]; /* the prescan bounds the depth */
+        size_t depth;
+        yajl_val root;
+        int error; /* ENOMEM or E2BIG (too deep), set when a callback gave up */
+};
+
+static yajl_val tree_value(yajl_type type)
+{
+        yajl_val v = calloc(1, sizeof(*v));
+        if (v)
+                v->type = type;
+        return v;
+}
+
+/* Room for one more element in level l's values (and keys). */
+static bool tree_reserve(struct tree_level *l)
+{
+        bool obj = YAJL_IS_OBJECT(l->v);
+        size_t len = obj ? l->v->u.object.len : l->v->u.array.len;
+        if (len < l->cap)
+                return true;
+        size_t cap = l->cap ? 2 * l->cap : 8;
+        if (obj) {
+                const char **keys = realloc(l->v->u.object.keys, cap * sizeof(*keys));
+                if (!keys)
+                        return false;
+                l->v->u.object.keys = keys;
+                yajl_val *values = realloc(l->v->u.object.values, cap * sizeof(*values));
+                if (!values)
+                        return false;
+                l->v->u.object.values = values;
+        } else {
+                yajl_val *values = realloc(l->v->u.array.values, cap * sizeof(*values));
+                if (!values)
+                        return false;
+                l->v->u.array.values = values;
+        }
+        l->cap = cap;
+        return true;
+}
+
+/* Links v into the tree (it is the tree's from here, even on failure).
+ * Returns 1 to go on, 0 to stop the parse (yajl's callback convention). */
+static int tree_add(struct tree *t, yajl_val v)
+{
+        if (!v) {
+                t->error = ENOMEM;
+                return 0;
+        }
+        if (t->depth == 0) {
+                t->root = v; /* yajl allows one top-level value */
+                return 1;
+        }
+        struct tree_level *l = &t->stack[t->depth - 1];
+        if (!tree_reserve(l)) {
+                yajl_tree_free(v);
+                t->error = ENOMEM;
+                return 0;
+        }
+        if (YAJL_IS_OBJECT(l->v)) {
+                l->v->u.object.keys[l->v->u.object.len] = l->key;
+                l->v->u.object.values[l->v->u.object.len++] = v;
+                l->key = NULL;
+        } else {
+                l->v->u.array.values[l->v->u.array.len++] = v;
+        }
+        return 1;
+}
+
+static int tree_null(void *ctx)
+{
+        return tree_add(ctx, tree_value(yajl_t_null));
+}
+
+static int tree_boolean(void *ctx, int b)
+{
+        return tree_add(ctx, tree_value(b ? yajl_t_true : yajl_t_false));
+}
+
+/* As yajl_tree: the text (all the getters above read), and its integer and
+ * double values, flagged valid when exact. (yajl's own integer reader, not
+ * exported, also refuses -9223372036854775808; strtoll takes it.) */
+static int tree_number(void *ctx, const char *s, size_t len)
+{
+        yajl_val v = tree_value(yajl_t_number);
+        char *r = v ? strndup(s, len) : NULL;
+        if (!r) {
+                free(v);
+                return tree_add(ctx, NULL);
+        }
+        v->u.number.r = r;
+        char *end = NULL;
+        errno = 0;
+        v->u.number.i = strtoll(r, &end, 10);
+        if (errno == 0 && *end == '\0')
+                v->u.number.flags |= YAJL_NUMBER_INT_VALID;
+        errno = 0;
+        v->u.number.d = strtod(r, &end);
+        if (errno == 0 && *end == '\0')
+                v->u.number.flags |= YAJL_NUMBER_DOUBLE_VALID;
+        return tree_add(ctx, v);
+}
+
+/* Copies with a terminating NUL; a \u0000 inside ends the C string early,
+ * as in yajl_tree (the prescan reports those). */
+static char *tree_strdup(const unsigned char *s, size_t len)
+{
+        char *c = malloc(len + 1);
+        if (c) {
+                memcpy(c, s, len);
+                c[len] = '\0';
+        }
+        return c;
+}
+
+static int tree_string(void *ctx, const unsigned char *s, size_t len)
+{
+        yajl_val v = tree_value(yajl_t_string);
+        char *c = v ? tree_strdup(s, len) : NULL;
+        if (!c) {
+                free(v);
+                return tree_add(ctx, NULL);
+        }
+        v->u.string = c;
+        return tree_add(ctx, v);
+}
+
+static int tree_start(void *ctx, yajl_type type)
+{
+        struct tree *t = ctx;
+        yajl_val v = tree_value(type);
+        if (!tree_add(t, v))
+                return 0;
+        if (t->depth == US_OCI_MAX_DEPTH) {
+                t->error = E2BIG;
+                return 0;
+        }
+        t->stack[t->depth++] = (struct tree_level){.v = v};
+        return 1;
+}
+
+static int tree_start_map(void *ctx)
+{
+        return tree_start(ctx, yajl_t_object);
+}
+
+static int tree_start_array(void *ctx)
+{
+        return tree_start(ctx, yajl_t_array);
+}
+
+static int tree_map_key(void *ctx, const unsigned char *key, size_t len)
+{
+        struct tree *t = ctx;
+        struct tree_level *l = &t->stack[t->depth - 1];
+        free(l->key);
+        l->key = tree_strdup(key, len);
+        if (!l->key) {
+                t->error = ENOMEM;
+                return 0;
+        }
+        return 1;
+}
+
+static int tree_end(void *ctx)
+{
+        struct tree *t = ctx;
+        struct tree_level *l = &t->stack[--t->depth];
+        l->key = (free(l->key), NULL); /* none left in valid JSON */
+        return 1;
+}
+
+static const yajl_callbacks tree_callbacks = {
+        .yajl_null = tree_null,
+        .yajl_boolean = tree_boolean,
+        .yajl_number = tree_number,
+        .yajl_string = tree_string,
+        .yajl_start_map = tree_start_map,
+        .yajl_map_key = tree_map_key,
+        .yajl_end_map = tree_end,
+        .yajl_start_array = tree_start_array,
+        .yajl_end_array = tree_end,
+};
+
+/* Parses json (len bytes, no NUL) into *ret, to be freed with
+ * yajl_tree_free(). The errors are yajl_tree_parse()'s words. */
+static int tree_parse(const char *json, size_t len, yajl_val *ret, struct us_error **err)
+{
+        struct tree t = {.depth = 0};
+        yajl_handle h = yajl_alloc(&tree_callbacks, NULL, &t);
+        if (!h)
+                return ocij_oom(err);
+        /* As yajl_tree_parse() (the prescan refuses comments). */
+        yajl_config(h, yajl_allow_comments, 1);
+        (void)yajl_parse(h, (const unsigned char *)json, len);
+        yajl_status st = yajl_complete_parse(h);
+        int r = 0;
+        if (t.error == ENOMEM) {
+                r = ocij_oom(err);
+        } else if (t.error) {
+                r = us_error_msg(err, EINVAL, "nesting deeper than %d levels", US_OCI_MAX_DEPTH);
+        } else if (st != yajl_status_ok || !t.root) {
+                char errbuf[256] = "";
+                unsigned char *msg = yajl_get_error(h, 1, (const unsigned char *)json, len);
+                if (msg) {
+                        snprintf(errbuf, sizeof(errbuf), "%s", (const char *)msg);
+                        yajl_free_error(h, msg);
+                }
+                errbuf[strcspn(errbuf, "\n")] = '\0';
+                r = us_error_msg(err, EINVAL, "%s", errbuf[0] ? errbuf : "parse error");
+        }
+        yajl_free(h);
+        /* The open levels' nodes are in the tree already; only keys are not. */
+        for (size_t i = 0; i < t.depth; i++)
+                free(t.stack[i].key);
+        if (r < 0) {
+                yajl_tree_free(t.root);
+                return r;
+        }
+        *ret = t.root;
+        return 0;
+}
+
 int ocij_parse_document(const char *json, size_t len, parse_fn fn, void *out, struct us_error **err)
 {
         if (!json && len > 0)
@@ -499,20 +744,8 @@ int ocij_parse_document(const char *json, size_t len, parse_fn fn, void *out, st
         long nul_string;
         TRY(prescan(json, len, &nul_string, err));
 
-        _cleanup_free_ char *text = malloc(len + 1);
-        if (!text)
-                return ocij_oom(err);
-        if (len)
-                memcpy(text, json, len);
-        text[len] = '\0';
-
-        char errbuf[256] = "";
-        _cleanup_(yajl_tree_free_cleanupp) yajl_val root =
-                yajl_tree_parse(text, errbuf, sizeof(errbuf));
-        if (!root) {
-                errbuf[strcspn(errbuf, "\n")] = '\0';
-                return us_error_msg(err, EINVAL, "%s", errbuf[0] ? errbuf : "parse error");
-        }
+        _cleanup_(yajl_tree_free_cleanupp) yajl_val root = NULL;
+        TRY(tree_parse(len ? json : "", len, &root, err));
         if (nul_string >= 0) {
                 TRY(report_nul_string(root, NULL, &nul_string, err));
                 return us_error_msg(err, EINVAL, "string contains a NUL character");

@@ -638,12 +638,14 @@ int us_oci_resources_parse(const char *json, size_t len, struct us_oci_resources
         return 0;
 }
 
-int us_oci_spec_load(const char *bundle, struct us_oci_spec **ret, struct us_error **err)
+int us_oci_spec_read(const char *bundle, char **ret_json, size_t *ret_len, struct us_error **err)
 {
         _cleanup_free_ char *path = NULL;
         if (asprintf(&path, "%s/config.json", bundle) < 0)
                 return ocij_oom(err);
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO at the path must fail the S_ISREG check below,
+         * not block the open. */
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return us_errorf(err, errno, "open %s", path);
         struct stat st;
@@ -683,7 +685,17 @@ int us_oci_spec_load(const char *bundle, struct us_oci_spec **ret, struct us_err
                         break;
                 len += (size_t)n;
         }
-        return us_oci_spec_parse(buf, len, ret, err);
+        *ret_json = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
+
+int us_oci_spec_load(const char *bundle, struct us_oci_spec **ret, struct us_error **err)
+{
+        _cleanup_free_ char *json = NULL;
+        size_t len = 0;
+        int r = us_oci_spec_read(bundle, &json, &len, err);
+        return r < 0 ? r : us_oci_spec_parse(json, len, ret, err);
 }
 
 const char *us_oci_spec_annotation(const struct us_oci_spec *spec, const char *key)

@@ -269,6 +269,10 @@ struct us_oci_spec {
 /* Parses config.json text (len bytes, need not be NUL-terminated). */
 int us_oci_spec_parse(const char *json, size_t len, struct us_oci_spec **ret,
                       struct us_error **err);
+/* Reads <bundle>/config.json (a regular file of at most
+ * US_OCI_MAX_CONFIG_SIZE bytes): *ret_json is malloc()ed, not NUL-terminated
+ * past *ret_len. */
+int us_oci_spec_read(const char *bundle, char **ret_json, size_t *ret_len, struct us_error **err);
 /* Reads and parses <bundle>/config.json. */
 int us_oci_spec_load(const char *bundle, struct us_oci_spec **ret, struct us_error **err);
 struct us_oci_spec *us_oci_spec_free(struct us_oci_spec *spec);

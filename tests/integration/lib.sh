@@ -137,6 +137,19 @@ out_rc() {
         printf -v "$2" '%s' "$(cat "$IT_TMP/rc")"
 }
 
+# out_ok VAR DESC COMMAND...: out_rc COMMAND into VAR, and the check DESC that
+# it exited 0 with some output. For values compared afterwards: a failed
+# command's message is no value (two equal errors would compare equal).
+out_ok() {
+        local __rc
+        out_rc "$1" __rc "${@:3}"
+        if [ "$__rc" = 0 ] && [ -n "${!1}" ]; then
+                pass "$2"
+        else
+                fail "$2: exit $__rc: ${!1}"
+        fi
+}
+
 # wait_until TIMEOUT_S COMMAND...: polls COMMAND every 0.1s until it succeeds.
 wait_until() {
         local t=$1 i

@@ -31,23 +31,27 @@ for h in unishim runc; do
         wait_until 10 ectl exec "$a" -c side -- wget -q -O /dev/null "http://127.0.0.1:$PORT/" || true
         out_rc out rc ectl exec "$a" -c side -- wget -qO- "http://127.0.0.1:$PORT/"
         expect_eq "$h: side container fetches the server's page over 127.0.0.1" "served-by-$a" "$out"
-        hs=$(ectl exec "$a" -c server -- hostname </dev/null 2>&1 || true)
-        hc=$(ectl exec "$a" -c side -- hostname </dev/null 2>&1 || true)
+        # Each value is checked to be one (exit 0, the expected form) before
+        # it is compared: two equal error messages must not pass as equal.
+        out_ok hs "$h: hostname in $a/server" ectl exec "$a" -c server -- hostname
+        out_ok hc "$h: hostname in $a/side" ectl exec "$a" -c side -- hostname
         expect_eq "$h: same hostname in both containers" "$hs" "$hc"
         expect_eq "$h: hostname is the pod name" "$a" "$hs"
-        is=$(ectl exec "$a" -c server -- readlink /proc/self/ns/ipc </dev/null 2>&1 || true)
-        ic=$(ectl exec "$a" -c side -- readlink /proc/self/ns/ipc </dev/null 2>&1 || true)
+        out_ok is "$h: ipc namespace of $a/server" ectl exec "$a" -c server -- readlink /proc/self/ns/ipc
+        out_ok ic "$h: ipc namespace of $a/side" ectl exec "$a" -c side -- readlink /proc/self/ns/ipc
         expect_match "$h: ipc namespace readable" '^ipc:\[[0-9]+\]$' "$is"
         expect_eq "$h: same ipc namespace" "$is" "$ic"
-        ns=$(ectl exec "$a" -c server -- readlink /proc/self/ns/net </dev/null 2>&1 || true)
-        nc=$(ectl exec "$a" -c side -- readlink /proc/self/ns/net </dev/null 2>&1 || true)
+        out_ok ns "$h: net namespace of $a/server" ectl exec "$a" -c server -- readlink /proc/self/ns/net
+        out_ok nc "$h: net namespace of $a/side" ectl exec "$a" -c side -- readlink /proc/self/ns/net
+        expect_match "$h: net namespace readable" '^net:\[[0-9]+\]$' "$ns"
         expect_eq "$h: same net namespace" "$ns" "$nc"
-        ps=$(ectl exec "$a" -c server -- readlink /proc/self/ns/pid </dev/null 2>&1 || true)
-        pc=$(ectl exec "$a" -c side -- readlink /proc/self/ns/pid </dev/null 2>&1 || true)
-        [ -n "$ps" ] && [ "$ps" != "$pc" ] && pass "$h: pid namespace per container" ||
-                fail "$h: pid namespaces: '$ps' '$pc'"
-        nb=$(ectl exec "$b" -- readlink /proc/self/ns/net </dev/null 2>&1 || true)
-        [ "$nb" != "$ns" ] && pass "$h: another pod has another net namespace" || fail "$h: pods share a netns"
+        out_ok ps "$h: pid namespace of $a/server" ectl exec "$a" -c server -- readlink /proc/self/ns/pid
+        out_ok pc "$h: pid namespace of $a/side" ectl exec "$a" -c side -- readlink /proc/self/ns/pid
+        [[ $ps =~ ^pid:\[[0-9]+\]$ ]] && [[ $pc =~ ^pid:\[[0-9]+\]$ ]] && [ "$ps" != "$pc" ] &&
+                pass "$h: pid namespace per container" || fail "$h: pid namespaces: '$ps' '$pc'"
+        out_ok nb "$h: net namespace of $b" ectl exec "$b" -- readlink /proc/self/ns/net
+        [[ $nb =~ ^net:\[[0-9]+\]$ ]] && [ "$nb" != "$ns" ] && pass "$h: another pod has another net namespace" ||
+                fail "$h: pods share a netns: '$nb' '$ns'"
         # The pod netns is not the host's nor the environment's.
         [ "$ns" != "$(readlink /proc/self/ns/net)" ] && [ "$ns" != "$(readlink /proc/"$(env_containerd_pid)"/ns/net)" ] &&
                 pass "$h: pod netns differs from the host's and containerd's" || fail "$h: pod in a shared netns"

@@ -26,6 +26,13 @@ exit_status_of() {
         fi
 }
 
+# pid1_cmdline POD: /proc/1/cmdline of POD's app container, NULs as spaces;
+# the exec's exit status.
+pid1_cmdline() {
+        ectl exec "$1" -c app -- cat /proc/1/cmdline | tr '\0' ' '
+        return "${PIPESTATUS[0]}"
+}
+
 for h in "${HANDLERS[@]}"; do
         echo "# ---- handler $h ----"
         name=life-$h
@@ -73,8 +80,11 @@ for h in "${HANDLERS[@]}"; do
         expect_eq "$h: exec -t 1s (not a number): usage error" 2 "$rc"
         expect_match "$h: exec -t 1s names the bad value" 'invalid --timeout 1s' "$out"
         expect_eq "$h: hostname is the pod name" "$name" "$(ectl exec "$name" -c app -- hostname </dev/null 2>&1 || true)"
-        RES[$h.id]=$(ectl exec "$name" -c app -- id </dev/null 2>&1 || true)
-        RES[$h.pid1]=$(ectl exec "$name" -c app -- cat /proc/1/cmdline </dev/null 2>&1 | tr '\0' ' ' || true)
+        # Compared with the other handler's below: values, not error messages.
+        out_ok "RES[$h.id]" "$h: exec id" ectl exec "$name" -c app -- id
+        expect_match "$h: id in the container is root's" '^uid=0\(root\) gid=0\(root\)' "${RES[$h.id]}"
+        out_ok "RES[$h.pid1]" "$h: exec cat /proc/1/cmdline" pid1_cmdline "$name"
+        expect_match "$h: the container's pid 1 is its command" '^sleep 3600 ?$' "${RES[$h.pid1]}"
 
         # The CRI log file.
         log=$ENV_STATE/pod-logs/default_$name/app/0.log
@@ -129,7 +139,9 @@ for h in "${HANDLERS[@]}"; do
         # rm: nothing of the pod remains.
         out_rc out rc ectl rm "$name"
         expect_eq "$h: rm: exit 0" 0 "$rc"
-        expect_eq "$h: pod gone from ps" "" "$(ectl ps -q | grep -F "$pod" || true)"
+        pods=$(ectl ps -q 2>/dev/null) && rc=0 || rc=$?
+        expect_eq "$h: ps -q after rm: exit 0" 0 "$rc"
+        expect_eq "$h: pod gone from ps" "" "$(grep -F "$pod" <<<"$pods" || true)"
         wait_until 10 no_pod_shim "$pod" || true
         expect_eq "$h: nothing left (shim, mounts, cgroups)" "" "$(pod_leftovers "$pod" "$app" "$term" "$stubborn")"
         expect_eq "$h: no netns bind mount left" "" "$(netns_mounts)"

@@ -63,7 +63,7 @@ in_vm() {
         id=$(pod_id "$name")
         expect_match "ps: $name on $handler is a sandbox" "$name +default +Ready +$handler +sandbox\$" "$(ectl ps)"
         expect_match "inspect: $name is a sandbox" "isolation sandbox\$" "$(ectl inspect "$name" | head -n1)"
-        kern=$(ectl exec "$name" -- uname -r </dev/null 2>&1 || true)
+        out_ok kern "$name: exec uname -r" ectl exec "$name" -- uname -r
         [ -n "$kern" ] && [ "$kern" != "$HOST_KERNEL" ] && [[ $kern =~ ^[0-9]+\.[0-9]+ ]] &&
                 pass "$name: runs in a VM (uname -r $kern, host $HOST_KERNEL)" ||
                 fail "$name: uname -r '$kern' (host $HOST_KERNEL)"

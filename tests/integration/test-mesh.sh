@@ -60,7 +60,7 @@ through_proxy() {
         out_rc out rc ectl exec -t 15 "$name" -c app -- wget -qO- "http://$peer_ip:8080/"
         expect_eq "$name: the app reaches the peer" peer "$out"
         wait_until 5 log_has "outbound $peer_ip:8080" "$@" || true
-        log=$("$@" 2>&1 || true)
+        out_ok log "$name: the proxy's log" "$@"
         grep -qxF "inbound $ip:8080" <<<"$log" && pass "$name: ... the peer's connection passed the proxy (inbound $ip:8080)" ||
                 fail "$name: the proxy saw no inbound $ip:8080: $(tr '\n' ';' <<<"$log")"
         grep -qxF "outbound $peer_ip:8080" <<<"$log" && pass "$name: ... the app's connection passed the proxy (outbound $peer_ip:8080)" ||
@@ -125,8 +125,9 @@ hybrid_check() {
         id=$(pod_id "$name")
         ip=$(pod_ip "$name")
         ns=$(pod_netns "$ip")
-        kern=$(ectl exec "$name" -c app -- uname -r </dev/null 2>&1 || true)
-        [ -n "$kern" ] && [ "$kern" != "$(host_kernel)" ] && pass "$name: the app runs in the VM ($kern)" ||
+        out_ok kern "$name: exec uname -r in the app" ectl exec "$name" -c app -- uname -r
+        [[ $kern =~ ^[0-9]+\.[0-9]+ ]] && [ "$kern" != "$(host_kernel)" ] &&
+                pass "$name: the app runs in the VM ($kern)" ||
                 fail "$name: app's uname -r '$kern' (host $(host_kernel))"
         expect_eq "$name: istio-proxy runs on the host, next to the VM" "$(host_kernel)" \
                 "$(ectl exec "$name" -c istio-proxy -- uname -r </dev/null 2>&1 || true)"
@@ -160,9 +161,12 @@ vm_only_check() {
                    mounts: [{host_path: $proxy, container_path: "/mesh-proxy", readonly: true}]}]')
         if run_app_pod "$name" unishim-sandbox '{}' "$sidecar"; then
                 id=$(pod_id "$name")
-                app_kern=$(ectl exec "$name" -c app -- uname -r </dev/null 2>&1 || true)
-                proxy_kern=$(ectl exec "$name" -c istio-proxy -- uname -r </dev/null 2>&1 || true)
-                [ -n "$proxy_kern" ] && [ "$proxy_kern" = "$app_kern" ] && [ "$proxy_kern" != "$(host_kernel)" ] &&
+                # Two equal error messages must not pass as one kernel.
+                out_ok app_kern "$name: exec uname -r in the app" ectl exec "$name" -c app -- uname -r
+                out_ok proxy_kern "$name: exec uname -r in istio-proxy" \
+                        ectl exec "$name" -c istio-proxy -- uname -r
+                [[ $proxy_kern =~ ^[0-9]+\.[0-9]+ ]] && [ "$proxy_kern" = "$app_kern" ] &&
+                        [ "$proxy_kern" != "$(host_kernel)" ] &&
                         pass "$name: under a VM-only policy istio-proxy stays in the VM ($proxy_kern)" ||
                         fail "$name: istio-proxy on '$proxy_kern', app on '$app_kern', host $(host_kernel)"
                 expect_match "$name: the shim says why" "mesh sidecar but .* does not allow the container kind" \

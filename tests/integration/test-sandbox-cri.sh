@@ -85,17 +85,22 @@ idw=$(pod_id sbweb)
 IDS+=("$idw")
 nq=$(sandbox_procs "$idw" | grep -c qemu-system || true)
 expect_eq "one QEMU for the 2-container pod" 1 "$nq"
-ks=$(ectl exec sbweb -c server -- uname -r </dev/null 2>&1 || true)
-kc=$(ectl exec sbweb -c side -- uname -r </dev/null 2>&1 || true)
+out_ok ks "uname -r in sbweb/server" ectl exec sbweb -c server -- uname -r
+out_ok kc "uname -r in sbweb/side" ectl exec sbweb -c side -- uname -r
+expect_match "sbweb/server: a kernel release" '^[0-9]+\.[0-9]+\.[0-9]+[^[:space:]]*$' "$ks"
 expect_eq "both containers run on the same guest kernel" "$ks" "$kc"
-bs=$(ectl exec sbweb -c server -- cat /proc/sys/kernel/random/boot_id </dev/null 2>&1 || true)
-bc=$(ectl exec sbweb -c side -- cat /proc/sys/kernel/random/boot_id </dev/null 2>&1 || true)
+[ "$ks" != "$HOST_KERNEL" ] && pass "sbweb runs on the guest's kernel ($ks), not the host's" ||
+        fail "sbweb: uname -r is the host's ($HOST_KERNEL)"
+UUID_RE='^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+out_ok bs "boot_id in sbweb/server" ectl exec sbweb -c server -- cat /proc/sys/kernel/random/boot_id
+out_ok bc "boot_id in sbweb/side" ectl exec sbweb -c side -- cat /proc/sys/kernel/random/boot_id
+expect_match "sbweb/server: a boot_id" "$UUID_RE" "$bs"
 expect_eq "both containers in the same VM (boot_id)" "$bs" "$bc"
 wait_until 10 ectl exec sbweb -c side -- wget -q -O /dev/null "http://127.0.0.1:$PORT/" || true
 out_rc out rc ectl exec -t 15 sbweb -c side -- wget -qO- "http://127.0.0.1:$PORT/"
 expect_eq "side fetches the server's page over 127.0.0.1 inside the VM" "served-by-sbweb" "$out"
-hs=$(ectl exec sbweb -c server -- hostname </dev/null 2>&1 || true)
-hc=$(ectl exec sbweb -c side -- hostname </dev/null 2>&1 || true)
+out_ok hs "hostname in sbweb/server" ectl exec sbweb -c server -- hostname
+out_ok hc "hostname in sbweb/side" ectl exec sbweb -c side -- hostname
 expect_eq "same hostname in both containers" "$hs" "$hc"
 expect_eq "hostname is the pod name" sbweb "$hs"
 

@@ -50,7 +50,7 @@ global_ip6() {
 web_pod c6 '{}'
 web_pod s6 '{"unishim.io/isolation": "sandbox"}'
 ids=$(pod_id s6)
-guest=$(ectl exec s6 -- ip -6 -o addr show dev eth0 scope global </dev/null 2>&1 || true)
+out_ok guest "exec ip -6 addr in the guest" ectl exec s6 -- ip -6 -o addr show dev eth0 scope global
 expect_match "the guest has fd75:6e69:7368::2/126" "inet6 fd75:6e69:7368::2/126 " "$guest"
 [[ $guest != *tentative* ]] && pass "the guest's IPv6 address is usable at once (not tentative)" ||
         fail "the guest's address is tentative: $guest"

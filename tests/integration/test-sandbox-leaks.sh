@@ -43,8 +43,13 @@ if grep -F '/tasks/oom' "$IT_TMP/oom-events" | grep -qF "\"container_id\":\"$oom
 else
         fail "no /tasks/oom event for $oom_id: $(grep -o '/tasks/[a-z-]*' "$IT_TMP/oom-events" | tr '\n' ' ')"
 fi
-expect_eq "ctr: no task left" "" "$(ectr tasks ls -q 2>/dev/null || true)"
-expect_eq "ctr: no container left" "" "$(ectr containers ls -q 2>/dev/null || true)"
+# (an empty list only counts from a ctr that worked)
+left=$(ectr tasks ls -q 2>/dev/null) && rc=0 || rc=$?
+expect_eq "ctr: tasks ls: exit 0" 0 "$rc"
+expect_eq "ctr: no task left" "" "$left"
+left=$(ectr containers ls -q 2>/dev/null) && rc=0 || rc=$?
+expect_eq "ctr: containers ls: exit 0" 0 "$rc"
+expect_eq "ctr: no container left" "" "$left"
 
 # ---- CRI run/rm cycles ----
 IDS=()

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "agent.h"
 
@@ -132,5 +132,5 @@ int main(void)
                 cmocka_unit_test(test_net),
                 cmocka_unit_test(test_requests),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "agent.h"
 
@@ -90,5 +90,5 @@ int main(void)
                 cmocka_unit_test(test_bounded),
                 cmocka_unit_test(test_no_fd),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

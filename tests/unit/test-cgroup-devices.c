@@ -20,7 +20,7 @@
 #include <unistd.h>
 #include <linux/magic.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "cgroup-devices.h"
 #include "cleanup.h"
@@ -106,6 +106,7 @@ struct fixture {
         char cgroup[256]; /* "" when none was made */
         char tmpdir[64];
         int dirfd;
+        char why[512]; /* why the test skips */
 };
 
 static const char *cgroup2_mount(void)
@@ -128,12 +129,14 @@ static int setup_cgroup(void **state)
         snprintf(f->tmpdir, sizeof(f->tmpdir), "/tmp/us-devtest-XXXXXX");
         assert_non_null(mkdtemp(f->tmpdir));
         const char *mnt = cgroup2_mount();
-        if (!mnt)
+        if (!mnt) {
+                snprintf(f->why, sizeof(f->why), "no cgroup2 mount");
                 return 0; /* the test skips */
+        }
         snprintf(f->cgroup, sizeof(f->cgroup), "%s/unishim-test-devices-%d-%ld", mnt, (int)getpid(),
                  (long)random());
         if (mkdir(f->cgroup, 0755) < 0) {
-                fprintf(stderr, "mkdir %s: %s\n", f->cgroup, strerror(errno));
+                snprintf(f->why, sizeof(f->why), "mkdir %s: %s", f->cgroup, strerror(errno));
                 f->cgroup[0] = '\0';
                 return 0;
         }
@@ -161,10 +164,8 @@ static int teardown_cgroup(void **state)
 static struct fixture *need_cgroup(void **state)
 {
         struct fixture *f = *state;
-        if (!f->cgroup[0]) {
-                fprintf(stderr, "SKIP: no writable cgroup2 mount\n");
-                skip();
-        }
+        if (!f->cgroup[0])
+                unit_skip("no writable cgroup2 mount (%s)", f->why);
         return f;
 }
 
@@ -256,14 +257,15 @@ static size_t attached(struct fixture *f)
         return n;
 }
 
-/* Returns false (test skipped) when this machine cannot load BPF at all. */
+/* Returns false, with the reason in f->why, when this machine cannot load
+ * BPF at all: the test skips on its first apply. */
 static bool apply(struct fixture *f, const struct us_oci_device_rule *rules, size_t n)
 {
         struct us_error *err = NULL;
         int r = us_cg_devices_apply(f->cgroup, rules, n, &err);
         if (r == -ENOSYS || r == -EPERM) {
-                fprintf(stderr, "SKIP: cannot load a cgroup device program here: %s\n",
-                        us_error_text(err));
+                snprintf(f->why, sizeof(f->why), "cannot load a cgroup device program here: %s",
+                         us_error_text(err));
                 us_error_free(err);
                 return false;
         }
@@ -300,7 +302,7 @@ static void test_enforced(void **state)
                 RULE(true, 'c', 1, 5, "r"), /* /dev/zero, read only */
         };
         if (!apply(f, spec1, US_ELEMENTSOF(spec1)))
-                skip();
+                unit_skip("%s", f->why);
         assert_int_equal(attached(f), 1);
         const struct check c1[] = {
                 OPEN_OK("/dev/null", O_RDWR),
@@ -376,7 +378,7 @@ static void test_failure_keeps_filter(void **state)
         struct us_oci_device_rule spec1[] = {RULE(false, 'a', -1, -1, "rwm"),
                                              RULE(true, 'c', 1, 3, "rwm")};
         if (!apply(f, spec1, US_ELEMENTSOF(spec1)))
-                skip();
+                unit_skip("%s", f->why);
         uint32_t before[2] = {0};
         size_t n = 0;
         assert_int_equal(us_cg_devices_query(f->dirfd, before, 2, &n, NULL), 0);
@@ -420,9 +422,10 @@ static void test_program_shared(void **state)
         struct us_error *err = NULL;
         int r = us_cg_devices_preload(deny_zero, US_ELEMENTSOF(deny_zero), &err);
         if (r == -ENOSYS || r == -EPERM) {
-                fprintf(stderr, "SKIP: %s\n", us_error_text(err));
+                snprintf(f->why, sizeof(f->why), "cannot preload a cgroup device program: %s",
+                         us_error_text(err));
                 us_error_free(err);
-                skip();
+                unit_skip("%s", f->why);
         }
         assert_int_equal(r, 0);
         assert_true(apply(f, deny_zero, US_ELEMENTSOF(deny_zero)));
@@ -468,5 +471,5 @@ int main(void)
                                                 teardown_cgroup),
                 cmocka_unit_test_setup_teardown(test_program_shared, setup_cgroup, teardown_cgroup),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

@@ -18,7 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "cgroup.h"
 #include "containerd/cgroups-v1-metrics.pb-c.h"
@@ -304,10 +304,8 @@ static void layout_detect_host(void **state)
 {
         (void)state;
         struct statfs sfs;
-        if (statfs("/sys/fs/cgroup", &sfs) < 0) {
-                print_message("SKIP: no /sys/fs/cgroup\n");
-                skip();
-        }
+        if (statfs("/sys/fs/cgroup", &sfs) < 0)
+                unit_skip("no /sys/fs/cgroup");
         struct us_cgroup_layout *l = NULL;
         struct us_error *err = NULL;
         int r = us_cgroup_layout_detect(NULL, &l, &err);
@@ -863,21 +861,18 @@ static void real_lifecycle(void **state)
 {
         struct real *rt = *state;
         struct statfs sfs;
-        if (geteuid() != 0) {
-                print_message("SKIP: real cgroup test needs root\n");
-                skip();
-        }
+        if (geteuid() != 0)
+                unit_skip("real cgroup test needs root");
         if (statfs("/sys/fs/cgroup", &sfs) < 0 ||
-            (unsigned long)sfs.f_type == (unsigned long)CGROUP2_SUPER_MAGIC) {
-                print_message("SKIP: real cgroup test needs a cgroup v1/hybrid host\n");
-                skip();
-        }
+            (unsigned long)sfs.f_type == (unsigned long)CGROUP2_SUPER_MAGIC)
+                unit_skip("real cgroup test needs a cgroup v1/hybrid host");
         struct us_error *err = NULL;
         int r = us_cgroup_create(NULL, rt->path, &rt->cg, &err);
         if (r < 0) {
-                print_message("SKIP: cannot create a cgroup here: %s\n", us_error_text(err));
+                char why[256];
+                snprintf(why, sizeof(why), "%s", us_error_text(err));
                 us_error_free(err);
-                skip();
+                unit_skip("cannot create a cgroup here: %s", why);
         }
         struct us_cgroup *cg = rt->cg;
         assert_non_null(us_cgroup_dir(cg, "memory"));
@@ -1021,5 +1016,5 @@ int main(void)
                 cmocka_unit_test_setup_teardown(pids_freeze_destroy, fake_setup, fake_teardown),
                 cmocka_unit_test_setup_teardown(real_lifecycle, real_setup, real_teardown),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

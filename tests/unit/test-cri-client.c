@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "client-grpc.h"
 #include "client.h"
@@ -329,5 +329,5 @@ int main(void)
                 cmocka_unit_test(arguments_are_checked_before_calling),
                 cmocka_unit_test(reply_ids_are_checked),
         };
-        return cmocka_run_group_tests(tests, setup, teardown);
+        return unit_exit(unit_run_group_tests(tests, setup, teardown));
 }

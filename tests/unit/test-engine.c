@@ -23,11 +23,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "cleanup.h"
 #include "engine-internal.h"
 #include "engine.h"
+#include "loop.h"
 #include "oci-spec.h"
 
 #define CGROUP_PREFIX "/unishim-test"
@@ -177,10 +178,8 @@ static int group_teardown(void **state)
 
 #define REQUIRE_ENV()                                                                              \
         do {                                                                                       \
-                if (E.skip_reason) {                                                               \
-                        print_message("SKIP: %s\n", E.skip_reason);                                \
-                        skip();                                                                    \
-                }                                                                                  \
+                if (E.skip_reason)                                                                 \
+                        unit_skip("%s", E.skip_reason);                                            \
         } while (0)
 
 static const char *default_caps = "\"CAP_CHOWN\",\"CAP_DAC_OVERRIDE\",\"CAP_FSETID\","
@@ -260,11 +259,13 @@ static struct us_oci_spec *make_spec(const struct spec_opts *o)
         return spec;
 }
 
-/* Waits for pid (our child or, as subreaper, grandchild) with a timeout. */
+/* Waits for pid (our child or, as subreaper, grandchild) to exit; timeout_ms
+ * (scaled by unit_wait_ms()) only tells a hang from a slow machine. */
 static int wait_exit(pid_t pid, int timeout_ms)
 {
         int status;
-        for (int t = 0; t < timeout_ms; t += 5) {
+        int64_t deadline = us_monotonic_ms() + unit_wait_ms(timeout_ms);
+        while (us_monotonic_ms() < deadline) {
                 pid_t r = waitpid(pid, &status, WNOHANG);
                 if (r == pid)
                         return status;
@@ -278,10 +279,12 @@ static int wait_exit(pid_t pid, int timeout_ms)
         return -1;
 }
 
-/* Reads fd until EOF (or EIO for a pty) with a deadline. */
+/* Reads fd until EOF (or EIO for a pty); timeout_ms (scaled by
+ * unit_wait_ms()) only tells a hang from a slow machine. */
 static size_t read_all(int fd, char *buf, size_t size, int timeout_ms)
 {
         size_t len = 0;
+        timeout_ms = unit_wait_ms(timeout_ms);
         struct timespec start;
         clock_gettime(CLOCK_MONOTONIC, &start);
         for (;;) {
@@ -1016,7 +1019,7 @@ static void clone_into_cgroup(void **state)
                                  (int)getpid());
         }
         if (!dir[0])
-                skip();
+                unit_skip("no cgroup2 mount (/sys/fs/cgroup/unified or /sys/fs/cgroup)");
         assert_int_equal(mkdir(dir, 0755), 0);
         int cgfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         assert_true(cgfd >= 0);
@@ -1044,10 +1047,8 @@ static void clone_into_cgroup(void **state)
         assert_int_equal(waitpid(pid, &status, 0), pid);
         close(p[0]);
         assert_int_equal(rmdir(dir), 0);
-        if (!in_cgroup) {
-                fprintf(stderr, "SKIP: clone3 CLONE_INTO_CGROUP unavailable here\n");
-                skip();
-        }
+        if (!in_cgroup)
+                unit_skip("clone3 CLONE_INTO_CGROUP unavailable here");
         char want[128];
         snprintf(want, sizeof(want), "0::/unishim-test-clone-%d\n", (int)getpid());
         if (!strstr(cg, want))
@@ -1085,5 +1086,5 @@ int main(void)
                 cmocka_unit_test(exec_with_terminal),
                 cmocka_unit_test(cgroup_mount),
         };
-        return cmocka_run_group_tests(tests, group_setup, group_teardown);
+        return unit_exit(unit_run_group_tests(tests, group_setup, group_teardown));
 }

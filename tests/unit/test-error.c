@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "error.h"
 
@@ -55,5 +55,5 @@ int main(void)
                 cmocka_unit_test(first_error_wins),
                 cmocka_unit_test(null_err_and_zero_errno),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

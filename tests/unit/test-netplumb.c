@@ -26,10 +26,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "cleanup.h"
 #include "netplumb.h"
+
+/* The datagram exchanges below retransmit every second (the first datagram
+ * may go before ARP/NDP resolves); these bound them, as hang guards scaled
+ * by unit_wait_ms(), not as a speed requirement. */
+#define RETRIES    (unit_wait_ms(5000) / 1000)
+#define WAIT_MS    unit_wait_ms(5000)
+#define DEADLINE_S (unit_wait_ms(15000) / 1000)
 
 struct env {
         char pod[64], peer[64];
@@ -143,10 +150,8 @@ static int teardown_env(void **state)
 
 #define SKIP_UNLESS_READY(e)                                                                       \
         do {                                                                                       \
-                if ((e)->skip) {                                                                   \
-                        print_message("SKIP: %s\n", (e)->skip);                                    \
-                        skip();                                                                    \
-                }                                                                                  \
+                if ((e)->skip)                                                                     \
+                        unit_skip("%s", (e)->skip);                                                \
         } while (0)
 
 static bool has_addr(const struct netplumb_pod_net *pod, int family, const char *text,
@@ -319,7 +324,7 @@ static int peer_main(const char *peer_path)
         struct sockaddr_in from;
         socklen_t fl;
         for (int tries = 0;; tries++) {
-                if (tries == 5)
+                if (tries == RETRIES)
                         return 12;
                 sendto(s, "ping-in", 7, 0, (struct sockaddr *)&pod, sizeof(pod));
                 struct pollfd p = {.fd = s, .events = POLLIN};
@@ -335,7 +340,7 @@ static int peer_main(const char *peer_path)
         /* Outbound from the guest: must arrive from the pod IP (SNAT). */
         struct pollfd p = {.fd = s, .events = POLLIN};
         for (;;) {
-                if (poll(&p, 1, 5000) <= 0)
+                if (poll(&p, 1, WAIT_MS) <= 0)
                         return 14;
                 fl = sizeof(from);
                 ssize_t n = recvfrom(s, buf, sizeof(buf) - 1, 0, (struct sockaddr *)&from, &fl);
@@ -366,7 +371,7 @@ static int proxy_main(const char *pod_path)
                 return 21;
         struct sockaddr_in pod = {.sin_family = AF_INET, .sin_port = htons(8080)};
         inet_pton(AF_INET, "10.99.0.2", &pod.sin_addr);
-        for (int tries = 0; tries < 5; tries++) {
+        for (int tries = 0; tries < RETRIES; tries++) {
                 if (sendto(s, "via-proxy", 9, 0, (struct sockaddr *)&pod, sizeof(pod)) < 0)
                         return 22;
                 struct pollfd p = {.fd = s, .events = POLLIN};
@@ -401,7 +406,7 @@ static void guest_traffic(struct env *e, const struct netplumb_vm_net *vm, int t
         pid_t proxy = -1;
         struct in_addr tap_ip;
         inet_pton(AF_INET, NETPLUMB_TAP_IPV4, &tap_ip);
-        time_t deadline = time(NULL) + 15;
+        time_t deadline = time(NULL) + DEADLINE_S;
         while (!via_proxy && time(NULL) < deadline) {
                 if (outbound_acked && proxy < 0) {
                         proxy = fork();
@@ -561,7 +566,7 @@ static int peer6_main(const char *peer_path)
         struct sockaddr_in6 from;
         socklen_t fl;
         for (int tries = 0;; tries++) {
-                if (tries == 5)
+                if (tries == RETRIES)
                         return 32;
                 sendto(s, "ping6-in", 8, 0, (struct sockaddr *)&pod, sizeof(pod));
                 struct pollfd p = {.fd = s, .events = POLLIN};
@@ -577,7 +582,7 @@ static int peer6_main(const char *peer_path)
         }
         struct pollfd p = {.fd = s, .events = POLLIN};
         for (;;) {
-                if (poll(&p, 1, 5000) <= 0)
+                if (poll(&p, 1, WAIT_MS) <= 0)
                         return 34;
                 fl = sizeof(from);
                 ssize_t n = recvfrom(s, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
@@ -605,7 +610,7 @@ static void guest_traffic6(struct env *e, const struct netplumb_vm_net *vm, int 
         if (pid == 0)
                 _exit(peer6_main(e->peer_path));
         bool inbound = false, acked = false;
-        time_t deadline = time(NULL) + 15;
+        time_t deadline = time(NULL) + DEADLINE_S;
         while (!acked && time(NULL) < deadline) {
                 struct pollfd p = {.fd = tap_fd, .events = POLLIN};
                 if (poll(&p, 1, 500) <= 0)
@@ -910,8 +915,7 @@ int main(void)
                 cmocka_unit_test(wire_traffic_unwire),
                 cmocka_unit_test(bad_input),
         };
-        int failed = cmocka_run_group_tests_name("netplumb-parse", parse_tests, NULL, NULL);
-        failed +=
-                cmocka_run_group_tests_name("netplumb-netns", netns_tests, setup_env, teardown_env);
-        return failed;
+        int failed = unit_run_group_tests_name("netplumb-parse", parse_tests, NULL, NULL);
+        failed += unit_run_group_tests_name("netplumb-netns", netns_tests, setup_env, teardown_env);
+        return unit_exit(failed);
 }

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "cleanup.h"
 #include "oci-spec.h"
@@ -597,6 +597,12 @@ static void load_errors(void **state)
         assert_non_null(strstr(us_error_text(err), "config.json: not a regular file"));
         err = us_error_free(err);
         rmdir(path);
+        /* A FIFO is refused too, without blocking on its open. */
+        assert_int_equal(mkfifo(path, 0600), 0);
+        assert_int_equal(us_oci_spec_load(dir, &s, &err), -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "config.json: not a regular file"));
+        err = us_error_free(err);
+        unlink(path);
 
         FILE *f = fopen(path, "we");
         assert_non_null(f);
@@ -620,5 +626,5 @@ int main(void)
                 cmocka_unit_test(limits),          cmocka_unit_test(process_parse),
                 cmocka_unit_test(resources_parse), cmocka_unit_test(load_errors),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "agent/agent.pb-c.h"
 #include "sandbox-reply.h"
@@ -127,5 +127,5 @@ int main(void)
                 cmocka_unit_test(wait_status_range),
                 cmocka_unit_test(stdin_cannot_take_more_than_sent),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "oci-spec.h"
 #include "sandbox-spec.h"
@@ -110,5 +110,5 @@ int main(void)
                 cmocka_unit_test(adds_cgroups_path_when_missing),
                 cmocka_unit_test(refuses_garbage),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

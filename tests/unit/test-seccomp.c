@@ -16,7 +16,7 @@
 #include <sched.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "cleanup.h"
 #include "oci-spec.h"
@@ -299,5 +299,5 @@ int main(void)
                 cmocka_unit_test(arg_conditions_in_child),
                 cmocka_unit_test(default_profile_in_child),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

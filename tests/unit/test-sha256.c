@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "sha256.h"
 
@@ -42,5 +42,5 @@ int main(void)
                 cmocka_unit_test(known_vectors),
                 cmocka_unit_test(containerd_socket_name),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/mount.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "rootfs.h"
 
@@ -76,5 +76,5 @@ int main(void)
                 cmocka_unit_test(clearing_options_win_in_order),
                 cmocka_unit_test(oversized_data_is_refused),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

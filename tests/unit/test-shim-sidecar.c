@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "sidecar.h"
 
@@ -112,5 +112,5 @@ int main(void)
                 cmocka_unit_test(placement),
                 cmocka_unit_test(spec_for_the_host),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

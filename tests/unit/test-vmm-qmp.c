@@ -12,9 +12,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "qmp.h"
+
+/* The read timeout where the peer's bytes are bound to come (a forked peer
+ * may be slow to run): a hang guard, scaled. Only "no greeting at all" has
+ * a short one, since timing out is what it tests. */
+#define WAIT_MS unit_wait_ms(10000)
 
 static int parse(const char *s, struct vmm_qmp_msg **m, struct us_error **err)
 {
@@ -237,7 +242,7 @@ static void client_happy_path(void **state)
 
         struct vmm_qmp *q = NULL;
         struct us_error *err = NULL;
-        assert_int_equal(vmm_qmp_open(sv[0], 5000, &q, &err), 0);
+        assert_int_equal(vmm_qmp_open(sv[0], WAIT_MS, &q, &err), 0);
         struct vmm_qmp_msg *m = NULL;
         assert_int_equal(vmm_qmp_execute(q, "stop", NULL, &m, &err), 0);
         assert_non_null(m);
@@ -284,14 +289,14 @@ static void client_bad_peers(void **state)
         /* First line is not a greeting. */
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
         send_str(sv[1], "{\"return\": {}}\n");
-        assert_int_equal(vmm_qmp_open(sv[0], 1000, &q, &err), -EPROTO);
+        assert_int_equal(vmm_qmp_open(sv[0], WAIT_MS, &q, &err), -EPROTO);
         err = us_error_free(err);
         close(sv[1]);
 
         /* Garbage. */
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
         send_str(sv[1], "\x01\x02garbage\n");
-        assert_int_equal(vmm_qmp_open(sv[0], 1000, &q, &err), -EBADMSG);
+        assert_int_equal(vmm_qmp_open(sv[0], WAIT_MS, &q, &err), -EBADMSG);
         err = us_error_free(err);
         close(sv[1]);
 
@@ -308,7 +313,7 @@ static void client_bad_peers(void **state)
                                 break;
                 _exit(0);
         }
-        assert_int_equal(vmm_qmp_open(sv[0], 2000, &q, &err), -E2BIG);
+        assert_int_equal(vmm_qmp_open(sv[0], WAIT_MS, &q, &err), -E2BIG);
         err = us_error_free(err);
         close(sv[1]);
         waitpid(pid, NULL, 0);
@@ -316,7 +321,7 @@ static void client_bad_peers(void **state)
         /* EOF right away. */
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
         close(sv[1]);
-        assert_int_equal(vmm_qmp_open(sv[0], 1000, &q, &err), -ECONNRESET);
+        assert_int_equal(vmm_qmp_open(sv[0], WAIT_MS, &q, &err), -ECONNRESET);
         err = us_error_free(err);
 
         assert_int_equal(vmm_qmp_open(-1, 1000, &q, NULL), -EINVAL);
@@ -330,5 +335,5 @@ int main(void)
                 cmocka_unit_test(rejects_oversized),     cmocka_unit_test(client_happy_path),
                 cmocka_unit_test(client_bad_peers),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }
