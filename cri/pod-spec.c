@@ -270,7 +270,7 @@ static int parse_container(yajl_val o, const struct jpath *p, Runtime__V1__Conta
 {
         static const char *const keys[] = {
                 "name",   "image",     "command", "args", "env",   "working_dir", "annotations",
-                "labels", "resources", "mounts",  "tty",  "stdin", NULL};
+                "labels", "resources", "mounts",  "tty",  "stdin", "privileged",  NULL};
         TRY(ocij_only_keys(o, p, keys, err));
 
         c->metadata = msg_new(&runtime__v1__container_metadata__descriptor);
@@ -307,6 +307,9 @@ static int parse_container(yajl_val o, const struct jpath *p, Runtime__V1__Conta
         b = false;
         TRY(ocij_bool(FIELD(o, p, "stdin"), 0, &b, NULL, err));
         c->stdin = b;
+        b = false;
+        TRY(ocij_bool(FIELD(o, p, "privileged"), 0, &b, NULL, err));
+        c->linux_->security_context->privileged = b;
 
         /* kubelet's layout: <log_directory>/<container name>/<restart count>.log */
         free(c->log_path == protobuf_c_empty_string ? NULL : c->log_path);
@@ -336,9 +339,9 @@ static int random_uuid(char **ret, struct us_error **err)
 static int parse_pod(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         static const char *const keys[] = {
-                "name",          "namespace",  "uid",      "runtime_handler",
-                "annotations",   "labels",     "hostname", "log_directory",
-                "cgroup_parent", "containers", NULL};
+                "name",          "namespace",  "uid",        "runtime_handler",
+                "annotations",   "labels",     "hostname",   "log_directory",
+                "cgroup_parent", "containers", "privileged", NULL};
         struct cri_pod_spec *spec = out;
         TRY(ocij_only_keys(o, p, keys, err));
 
@@ -414,6 +417,9 @@ static int parse_pod(yajl_val o, const struct jpath *p, void *out, struct us_err
                 }
         }
         TRY(get_path(FIELD(o, p, "cgroup_parent"), 0, &sb->linux_->cgroup_parent, err));
+        bool privileged = false;
+        TRY(ocij_bool(FIELD(o, p, "privileged"), 0, &privileged, NULL, err));
+        sb->linux_->security_context->privileged = privileged;
 
         yajl_val a = NULL;
         const struct jpath *cp = JP_KEY(p, "containers");

@@ -1,33 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* PID 1's mounts and the shared filesystems the host offers. */
+/* PID 1's root and mounts, and the shared filesystems the host offers. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "cleanup.h"
-
-int agent_mkdir_p(const char *path, mode_t mode, struct us_error **err)
-{
-        char buf[AGENT_MAX_PATH + 1];
-        if (strnlen(path, sizeof(buf)) >= sizeof(buf))
-                return us_error_msg(err, ENAMETOOLONG, "path too long");
-        strcpy(buf, path);
-        for (char *p = buf + 1;; p++) {
-                if (*p == '/' || *p == '\0') {
-                        char c = *p;
-                        *p = '\0';
-                        if (mkdir(buf, mode) < 0 && errno != EEXIST)
-                                return us_errorf(err, errno, "mkdir %s", buf);
-                        *p = c;
-                        if (!c)
-                                break;
-                }
-        }
-        return 0;
-}
+#include "fs-util.h"
 
 static const struct {
         const char *source, *target, *fstype;
@@ -51,10 +37,106 @@ static const struct {
         {"cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, "favordynmods"},
 };
 
+/* The directories of the agent's root: the mount points of early_mounts
+ * (those not inside another of them). Nothing else lives there. */
+static const char *const root_dirs[] = {"proc", "sys", "dev", "run", "tmp"};
+
+int agent_leave_initramfs(int *ret_initramfs, struct us_error **err)
+{
+        /* The initramfs is the kernel's "rootfs", the one mount without a
+         * parent: pivot_root(2) cannot move it, so a container's root there
+         * could only be MS_MOVE + chroot, which leaves the agent's root and
+         * every mount on it in the container's mount namespace (a process
+         * with CAP_SYS_ADMIN detaches its / and re-enters the namespace to
+         * land in it). A root of our own, mounted on top, has a parent: the
+         * engine's pivot_root then works and unmounts it from the
+         * container's namespace. Only empty mount points go in (modules are
+         * loaded from the initramfs through the returned fd, the running
+         * agent's pages stay mapped wherever its file is), so nothing is
+         * copied; and it is read-only: nothing the agent does writes there. */
+        _cleanup_close_ int initramfs = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (initramfs < 0)
+                return us_errorf(err, errno, "open the initramfs root");
+        _cleanup_close_ int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+        if (fs < 0)
+                return us_errorf(err, errno, "fsopen tmpfs");
+        if (fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0 ||
+            fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+                return us_errorf(err, errno, "create the root tmpfs");
+        _cleanup_close_ int root =
+                fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+        if (root < 0)
+                return us_errorf(err, errno, "fsmount the root tmpfs");
+        for (size_t i = 0; i < US_ELEMENTSOF(root_dirs); i++)
+                if (mkdirat(root, root_dirs[i], 0755) < 0)
+                        return us_errorf(err, errno, "mkdir /%s in the new root", root_dirs[i]);
+        struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+        if (mount_setattr(root, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0)
+                return us_errorf(err, errno, "make the new root read-only");
+        /* As switch_root(8): the new root over /, then chroot into it. */
+        if (move_mount(root, "", AT_FDCWD, "/", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                return us_errorf(err, errno, "move the new root onto /");
+        if (fchdir(root) < 0)
+                return us_errorf(err, errno, "chdir to the new root");
+        if (chroot(".") < 0)
+                return us_errorf(err, errno, "chroot to the new root");
+        if (chdir("/") < 0)
+                return us_errorf(err, errno, "chdir /");
+        *ret_initramfs = TAKE_FD(initramfs);
+        return 0;
+}
+
+int agent_free_initramfs(int initramfs, uint64_t *ret_freed, struct us_error **err)
+{
+        struct statfs before, after;
+        bool measured = fstatfs(initramfs, &before) == 0;
+        _cleanup_close_ int dfd = fcntl(initramfs, F_DUPFD_CLOEXEC, 3);
+        if (dfd < 0)
+                return us_errorf(err, errno, "dup the initramfs fd");
+        DIR *d = fdopendir(dfd);
+        if (!d)
+                return us_errorf(err, errno, "read the initramfs root");
+        TAKE_FD(dfd);
+        /* Names first, removal after: no readdir over a changing directory. */
+        char **names = NULL;
+        size_t n = 0;
+        int r = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                        continue;
+                char **grown = realloc(names, (n + 1) * sizeof(*names));
+                char *name = grown ? strdup(de->d_name) : NULL;
+                if (grown)
+                        names = grown;
+                if (!name) {
+                        r = us_errorf(err, ENOMEM, "list the initramfs");
+                        break;
+                }
+                names[n++] = name;
+        }
+        closedir(d);
+        for (size_t i = 0; i < n; i++) {
+                /* Never crosses a mount: the new root sits on the initramfs's
+                 * "/" itself, not on any name in it. */
+                if (r == 0)
+                        r = us_rm_tree_at(initramfs, names[i], err);
+                free(names[i]);
+        }
+        free(names);
+        if (r < 0)
+                return us_error_wrap(err, r, "empty the initramfs");
+        /* ramfs reports no sizes; the running agent's own file stays in use. */
+        *ret_freed = measured && fstatfs(initramfs, &after) == 0 && before.f_bfree <= after.f_bfree
+                             ? (uint64_t)(after.f_bfree - before.f_bfree) * (uint64_t)after.f_bsize
+                             : 0;
+        return 0;
+}
+
 int agent_mount_early(struct us_error **err)
 {
         for (size_t i = 0; i < US_ELEMENTSOF(early_mounts); i++) {
-                int r = agent_mkdir_p(early_mounts[i].target, 0755, err);
+                int r = us_mkdir_p(early_mounts[i].target, 0755, err);
                 if (r < 0)
                         return r;
                 const char *data = early_mounts[i].data;
@@ -69,7 +151,7 @@ int agent_mount_early(struct us_error **err)
         }
         (void)symlink("/proc/self/fd", "/dev/fd");
         (void)symlink("pts/ptmx", "/dev/ptmx");
-        return agent_mkdir_p(AGENT_BUNDLE_DIR, 0700, err);
+        return us_mkdir_p(AGENT_BUNDLE_DIR, 0700, err);
 }
 
 static const struct {
@@ -104,7 +186,7 @@ int agent_mount_storage(const Unishim__Agent__V1__Storage *st, struct us_error *
         if (!strcmp(st->fstype, "9p") && !has_trans)
                 (void)snprintf(data + dlen, sizeof(data) - dlen,
                                "%strans=virtio,version=9p2000.L,msize=262144", dlen ? "," : "");
-        int r = agent_mkdir_p(st->mount_point, 0755, err);
+        int r = us_mkdir_p(st->mount_point, 0755, err);
         if (r < 0)
                 return r;
         if (mount(st->source, st->mount_point, st->fstype, flags, data[0] ? data : NULL) < 0)

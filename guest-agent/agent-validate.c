@@ -10,6 +10,7 @@
 
 #include "agent.h"
 #include "cleanup.h"
+#include "id.h"
 
 static bool id_char(char c)
 {
@@ -24,18 +25,7 @@ static bool alnum(char c)
 
 int agent_validate_id(const char *what, const char *id, struct us_error **err)
 {
-        if (!id || !id[0])
-                return us_error_msg(err, EINVAL, "%s is empty", what);
-        size_t n = strnlen(id, AGENT_MAX_ID + 1);
-        if (n > AGENT_MAX_ID)
-                return us_error_msg(err, EINVAL, "%s is longer than %d bytes", what, AGENT_MAX_ID);
-        if (!alnum(id[0]))
-                return us_error_msg(err, EINVAL, "%s must start with a letter or digit", what);
-        for (size_t i = 0; i < n; i++)
-                if (!id_char(id[i]))
-                        return us_error_msg(err, EINVAL,
-                                            "%s has a character outside [A-Za-z0-9_.-]", what);
-        return 0;
+        return us_id_check(what, id, err);
 }
 
 int agent_validate_run_path(const char *what, const char *path, struct us_error **err)

@@ -18,6 +18,7 @@
 
 #include "engine.h"
 #include "error.h"
+#include "id.h"
 #include "loop.h"
 #include "ttrpc.h"
 #include "agent/agent-contract.h"
@@ -25,7 +26,7 @@
 
 #define AGENT_RUN_DIR        "/run/unishim"
 #define AGENT_BUNDLE_DIR     AGENT_RUN_DIR "/bundles"
-#define AGENT_MAX_ID         255 /* container and exec ids */
+#define AGENT_MAX_ID         US_ID_MAX /* container and exec ids */
 #define AGENT_MAX_CONTAINERS 256
 #define AGENT_MAX_EXECS      256         /* per container, live or undrained */
 #define AGENT_MAX_WAITERS    16          /* WaitProcess calls pending per process */
@@ -126,13 +127,26 @@ int agent_net_update(const Unishim__Agent__V1__UpdateNetworkRequest *req, struct
 
 /* ---- mounts (agent-mount.c) ---- */
 
+/* PID 1, first of all: leaves the initramfs (the kernel's rootfs, which
+ * pivot_root cannot move, so containers could only get an escapable
+ * MS_MOVE + chroot) for a read-only tmpfs holding the mount points of
+ * agent_mount_early, moved onto / and chrooted into as switch_root(8) does.
+ * The engine's pivot_root then works for every container. *ret_initramfs is
+ * an fd of the initramfs root, owned by the caller: load the modules through
+ * it, then agent_free_initramfs(). On failure the root is unchanged or
+ * half-switched: the caller must not run containers (PID 1 powers off). */
+int agent_leave_initramfs(int *ret_initramfs, struct us_error **err);
+/* Removes everything in the initramfs (fd from agent_leave_initramfs; stays
+ * the caller's), as switch_root(8) does, so its memory goes back to the
+ * guest; files still open or mapped (the running agent) go when they are
+ * closed. *ret_freed: bytes freed now, as the initramfs's statfs counts
+ * them (0 where it counts nothing: ramfs). */
+int agent_free_initramfs(int initramfs, uint64_t *ret_freed, struct us_error **err);
 /* The early mounts of PID 1: /proc, /sys, /dev, /dev/pts, /dev/shm, /run,
  * /sys/fs/cgroup (cgroup2), /tmp. */
 int agent_mount_early(struct us_error **err);
 /* Mounts one validated storage. */
 int agent_mount_storage(const Unishim__Agent__V1__Storage *st, struct us_error **err);
-/* mkdir -p with mode. */
-int agent_mkdir_p(const char *path, mode_t mode, struct us_error **err);
 
 /* ---- the service (agent-service.c) ---- */
 

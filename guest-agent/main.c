@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * unishim-agent: PID 1 of a sandbox VM. Mounts the basics, loads the kernel
- * modules listed in /lib/modules/unishim.list (in dependency order, computed
- * when the image was built), brings up lo, finds the virtio-serial port named
- * "unishim.agent" and serves the Agent service on it. It never exits: PID 1
- * exiting panics the kernel, so fatal errors power the VM off instead.
+ * unishim-agent: PID 1 of a sandbox VM. Leaves the initramfs for a root of
+ * its own (so that containers get a real pivot_root), mounts the basics,
+ * loads the kernel modules listed in the initramfs's
+ * /lib/modules/unishim.list (in dependency order, computed when the image
+ * was built), empties the initramfs, brings up lo, finds the virtio-serial
+ * port named "unishim.agent" and serves the Agent service on it. It never
+ * exits: PID 1 exiting panics the kernel, so fatal errors power the VM off
+ * instead.
  *
  * Kernel command line: unishim.debug=1 (debug log on /dev/console),
  * unishim.port_timeout_ms=N (wait for the port, default 10000).
@@ -13,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +27,7 @@
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -30,7 +35,9 @@
 #include "loop.h"
 #include "log.h"
 
-#define MODULE_LIST "/lib/modules/unishim.list"
+/* In the initramfs, relative to its root. */
+#define MODULE_DIR  "lib/modules"
+#define MODULE_LIST MODULE_DIR "/unishim.list"
 
 struct cmdline {
         bool debug;
@@ -74,6 +81,13 @@ static void parse_cmdline(struct cmdline *c)
         }
 }
 
+static int64_t monotonic_us(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void console_stdio(void)
 {
         int fd = open("/dev/console", O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -86,22 +100,28 @@ static void console_stdio(void)
                 us_close(fd);
 }
 
-/* finit_module every .ko listed (paths relative to /lib/modules), in order. */
-static void load_modules(bool debug)
+/* finit_module every .ko listed (paths relative to /lib/modules), in order,
+ * from the initramfs (root_fd). */
+static void load_modules(int root_fd, bool debug)
 {
-        _cleanup_fclose_ FILE *f = fopen(MODULE_LIST, "re");
-        if (!f)
+        int lfd = openat(root_fd, MODULE_LIST, O_RDONLY | O_CLOEXEC);
+        if (lfd < 0)
                 return;
+        _cleanup_fclose_ FILE *f = fdopen(lfd, "re");
+        if (!f) {
+                us_close(lfd);
+                return;
+        }
         char line[512];
         while (fgets(line, sizeof(line), f)) {
                 line[strcspn(line, "\n")] = '\0';
                 if (!line[0] || line[0] == '#')
                         continue;
                 char path[600];
-                snprintf(path, sizeof(path), "/lib/modules/%s", line);
-                int fd = open(path, O_RDONLY | O_CLOEXEC);
+                snprintf(path, sizeof(path), MODULE_DIR "/%s", line);
+                int fd = openat(root_fd, path, O_RDONLY | O_CLOEXEC);
                 if (fd < 0) {
-                        us_log_warn("module %s: %s", path, strerror(errno));
+                        us_log_warn("module /%s: %s", path, strerror(errno));
                         continue;
                 }
                 if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
@@ -240,6 +260,8 @@ int main(int argc, char **argv)
         const char *dev_port = NULL;
         struct us_error *err = NULL;
         struct cmdline cl = {0};
+        int initramfs = -1;
+        int64_t t0 = monotonic_us(), t_left = t0;
 
         for (int i = 1; i < argc; i++)
                 if (!strcmp(argv[i], "--port") && i + 1 < argc)
@@ -248,6 +270,14 @@ int main(int argc, char **argv)
                         cl.debug = true;
 
         if (pid1) {
+                /* Before anything is mounted: the mounts then go into the
+                 * new root, and no container ever runs from the initramfs.
+                 * A guest that cannot leave it does not serve. */
+                if (agent_leave_initramfs(&initramfs, &err) < 0) {
+                        console_stdio();
+                        fatal("leave the initramfs", err);
+                }
+                t_left = monotonic_us();
                 if (agent_mount_early(&err) < 0) {
                         console_stdio();
                         fatal("mount", err);
@@ -259,7 +289,18 @@ int main(int argc, char **argv)
         us_log_info("unishim-agent " UNISHIM_VERSION " starting");
 
         if (pid1) {
-                load_modules(cl.debug);
+                load_modules(initramfs, cl.debug);
+                uint64_t freed = 0;
+                int64_t t_free = monotonic_us();
+                if (agent_free_initramfs(initramfs, &freed, &err) < 0) {
+                        us_log_warn("%s", us_error_text(err));
+                        err = us_error_free(err);
+                } else if (cl.debug) {
+                        us_log_debug("left the initramfs in %" PRId64 " us, emptied it in %" PRId64
+                                     " us: %" PRIu64 " KiB freed",
+                                     t_left - t0, monotonic_us() - t_free, freed / 1024);
+                }
+                initramfs = us_close(initramfs);
                 if (agent_net_lo_up(&err) < 0) {
                         us_log_warn("lo: %s", us_error_text(err));
                         err = us_error_free(err);

@@ -16,23 +16,10 @@
 
 #include "cgroup-devices.h"
 #include "cleanup.h"
+#include "id.h"
 
 #define DEFAULT_CGROUP_ROOT   "/sys/fs/cgroup"
 #define DEFAULT_CGROUP_PREFIX "/unishim/"
-
-static bool valid_id(const char *id)
-{
-        if (!id)
-                return false;
-        size_t n = strlen(id);
-        if (n == 0 || n > 255 || strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
-                return false;
-        for (const char *c = id; *c; c++)
-                if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-                      (*c >= '0' && *c <= '9') || *c == '_' || *c == '.' || *c == '-'))
-                        return false;
-        return true;
-}
 
 static char *cgroup_path_for(const struct us_oci_spec *spec, const char *id)
 {
@@ -226,7 +213,7 @@ int us_container_create(const struct us_container_config *cfg, struct us_contain
         const char *id = cfg ? cfg->id : NULL;
         int r;
 
-        if (!cfg || !valid_id(cfg->id))
+        if (!cfg || !us_id_valid(cfg->id))
                 return us_error_msg(err, EINVAL, "create container: invalid id %s",
                                     id ? id : "(null)");
         if (!cfg->spec || !cfg->spec->process || !cfg->spec->process->args ||
@@ -485,7 +472,7 @@ int us_container_cleanup_bundle(const char *bundle, const char *id, struct us_er
 {
         struct us_oci_spec *spec = NULL;
         int r;
-        if (!valid_id(id))
+        if (!us_id_valid(id))
                 return us_error_msg(err, EINVAL, "cleanup container: invalid id %s",
                                     id ? id : "(null)");
         r = us_oci_spec_load(bundle, &spec, NULL);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "fs-util.h"
 
 struct mount_opt {
         const char *name;
@@ -507,9 +508,12 @@ int engine_rootfs_pivot(const char *rootfs, struct us_error **err)
          * detaching "." afterwards removes it without needing a directory
          * for it inside the rootfs. */
         if (syscall(SYS_pivot_root, ".", ".") < 0) {
-                /* The current root is the initramfs "rootfs" (a guest agent
-                 * as pid 1 in a VM): it cannot be pivoted away. Move the
-                 * rootfs over / and chroot, as runc's no-pivot mode does. */
+                /* The current root is an initramfs "rootfs" (a caller
+                 * running from one): it cannot be pivoted away. Move the
+                 * rootfs over / and chroot, as runc's no-pivot mode does;
+                 * that root is escapable by a process with CAP_SYS_ADMIN.
+                 * The guest agent leaves its initramfs at boot so that its
+                 * containers never get here (docs/guest.md). */
                 if (errno != EINVAL)
                         return us_errorf(err, errno, "pivot_root to %s", rootfs);
                 if (mount(".", "/", NULL, MS_MOVE, NULL) < 0)
@@ -610,26 +614,6 @@ static int set_sysctl(struct engine_init_ctx *ctx, const struct us_oci_kv *kv,
         return 0;
 }
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-        char buf[PATH_MAX];
-        if (strlen(path) >= sizeof(buf))
-                return -ENAMETOOLONG;
-        strcpy(buf, path);
-        for (char *p = buf + 1;; p++) {
-                if (*p == '/' || *p == 0) {
-                        char c = *p;
-                        *p = 0;
-                        if (mkdir(buf, mode) < 0 && errno != EEXIST)
-                                return -errno;
-                        *p = c;
-                        if (!c)
-                                break;
-                }
-        }
-        return 0;
-}
-
 int engine_rootfs_finalize(struct engine_init_ctx *ctx, struct us_error **err)
 {
         const struct us_oci_spec *spec = ctx->spec;
@@ -668,8 +652,8 @@ int engine_rootfs_finalize(struct engine_init_ctx *ctx, struct us_error **err)
 
         /* runc creates a missing cwd; do it while the root is writable. */
         const struct us_oci_process *proc = spec->process;
-        if (proc && proc->cwd && proc->cwd[0] == '/' && (r = mkdir_p(proc->cwd, 0755)) < 0 &&
-            r != -EROFS && r != -EACCES)
+        if (proc && proc->cwd && proc->cwd[0] == '/' &&
+            (r = us_mkdir_p(proc->cwd, 0755, NULL)) < 0 && r != -EROFS && r != -EACCES)
                 return us_errorf(err, -r, "create cwd %s", proc->cwd);
 
         if (spec->root_readonly) {

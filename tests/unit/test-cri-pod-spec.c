@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "pod-spec.h"
 
@@ -113,8 +113,9 @@ static const char full_pod[] =
         "   \"mounts\": [{\"host_path\": \"/srv\", \"container_path\": \"/data\", \"readonly\": "
         "true},"
         "              {\"host_path\": \"/tmp\", \"container_path\": \"/t\"}],"
-        "   \"tty\": true, \"stdin\": true},"
-        "  {\"name\": \"istio-proxy\", \"image\": \"proxy\"}]}";
+        "   \"tty\": true, \"stdin\": true, \"privileged\": true},"
+        "  {\"name\": \"istio-proxy\", \"image\": \"proxy\"}],"
+        " \"privileged\": true}";
 
 static void full_description(void **state)
 {
@@ -155,6 +156,9 @@ static void full_description(void **state)
         assert_false(c->mounts[1]->readonly);
         assert_true(c->tty);
         assert_true(c->stdin);
+        assert_true(c->linux_->security_context->privileged);
+        assert_true(sb->linux_->security_context->privileged);
+        assert_false(spec->containers[1]->linux_->security_context->privileged);
         assert_string_equal(spec->containers[1]->metadata->name, "istio-proxy");
 
         /* What we built is a valid message: it packs and unpacks to the same. */
@@ -389,5 +393,5 @@ int main(void)
                 cmocka_unit_test(counts_are_limited),
                 cmocka_unit_test(load_from_file),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

@@ -3,14 +3,14 @@
 # initramfs whose /init is unishim-agent, plus the kernel modules it loads.
 #
 # Usage: build-image.sh --agent PATH --out DIR --cache DIR --flavor cloud|generic
-#                       [--package NAME] [--compress none|gzip]
+#                       [--package NAME] [--compress none|gzip] [--strip STRIP]
 #
 # The kernel .deb is fetched once with `apt-get download` into the cache dir
 # and reused: no network is needed when it is cached. The initramfs is
 # reproducible: sorted entries, fixed mtimes (SOURCE_DATE_EPOCH), owner root.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-agent= out= cache= flavor=cloud package= compress=none
+agent= out= cache= flavor=cloud package= compress=none strip=
 while [ $# -gt 0 ]; do
         case $1 in
         --agent) agent=$2; shift 2 ;;
@@ -19,6 +19,7 @@ while [ $# -gt 0 ]; do
         --flavor) flavor=$2; shift 2 ;;
         --package) package=$2; shift 2 ;;
         --compress) compress=$2; shift 2 ;;
+        --strip) strip=$2; shift 2 ;;
         *) echo "build-image: unknown argument $1" >&2; exit 2 ;;
         esac
 done
@@ -85,7 +86,10 @@ optional="virtio_blk 9p 9pnet_virtio"
 [ "$flavor" = generic ] || optional="virtio_blk"
 stage=$(mktemp -d "$out/stage.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
-mkdir -p "$stage/lib/modules" "$stage"/{proc,sys,dev,run,tmp,etc,sbin}
+# Only what the kernel and the agent read from the initramfs: the agent
+# leaves it for a root of its own at boot and empties it (docs/guest.md), so
+# the mount points live in that root, not here.
+mkdir -p "$stage/lib/modules" "$stage"/{dev,etc}
 : >"$stage/lib/modules/unishim.list.tmp"
 resolve() { # module, required?
         local deps
@@ -136,8 +140,16 @@ rm -f "$stage/lib/modules/unishim.list.tmp"
 echo "$kver" >"$stage/etc/unishim-kernel-release"
 
 # 5. /init is the agent. /dev/console lets the kernel give init a console
-# before devtmpfs is mounted (only root can create the node).
-install -m 0755 "$agent" "$stage/init"
+# before devtmpfs is mounted (only root can create the node). Stripped with
+# --strip (the build's debug info stays in the build tree's binary, same
+# build id): the running agent's file stays in guest memory for the VM's
+# life, and the kernel unpacks every byte of it at each boot.
+if [ -n "$strip" ]; then
+        "$strip" --strip-all -o "$stage/init" "$agent"
+        chmod 0755 "$stage/init"
+else
+        install -m 0755 "$agent" "$stage/init"
+fi
 if [ "$(id -u)" = 0 ]; then
         mknod -m 600 "$stage/dev/console" c 5 1
 fi

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * Filesystem helpers for the shim, the engine and the guest agent.
+ *
+ * The *_at helpers are for trees that someone else can write while we work
+ * on them (a VM pod's share, which the guest writes through virtio-fs): they
+ * go by file descriptor, never follow a symlink, and never cross into a
+ * mount, so a rename or a symlink planted at the wrong moment can make them
+ * fail, never make them touch a file outside the tree.
+ */
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+/* mkdir -p: creates path and its missing parents with mode. Existing
+ * directories are fine. */
+int us_mkdir_p(const char *path, mode_t mode, struct us_error **err);
+
+/* openat2() of path beneath dir_fd that fails (ELOOP, EXDEV) rather than
+ * follow a symlink, a magic link, ".." out of dir_fd or a mount crossing.
+ * flags get O_CLOEXEC; mode is used with O_CREAT only. Returns the fd or a
+ * negative errno (no message: callers name what they opened). */
+int us_openat_beneath(int dir_fd, const char *path, int flags, mode_t mode);
+
+/* Removes dir_fd/name (one path component) and, if it is a directory,
+ * everything below it: iteratively (any depth, a bounded number of fds),
+ * without following a symlink (a symlink is unlinked, not its target) and
+ * without crossing into a mount point (a mount point and the directories
+ * above it are left in place, and the call fails with -EBUSY naming it).
+ * Callers unmount what they mounted first. A tree changed under the walk
+ * (a directory moved away) ends it with -ESTALE; what was removed stays
+ * removed. A missing name is success. */
+int us_rm_tree_at(int dir_fd, const char *name, struct us_error **err);
