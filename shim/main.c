@@ -128,6 +128,46 @@ static void open_log(void)
         us_close(fd);
 }
 
+struct flush {
+        struct us_loop *loop;
+        struct us_loop_source *timer;
+};
+
+static void events_drained(void *userdata)
+{
+        struct flush *f = userdata;
+        us_loop_quit(f->loop, 0);
+}
+
+static void flush_timeout(struct us_loop_source *src, void *userdata)
+{
+        (void)src;
+        struct flush *f = userdata;
+        f->timer = NULL; /* a fired timer is gone */
+        us_loop_quit(f->loop, 0);
+}
+
+/* The last events (a task's delete) go out before we do; a containerd that
+ * does not take them within FLUSH_MS loses them, as it would have lost the
+ * shim. */
+#define FLUSH_MS 10000
+
+static void flush_events(struct shim *shim)
+{
+        if (shim_events_queued(shim->events) == 0)
+                return;
+        struct flush f = {.loop = shim->loop};
+        if (us_loop_add_timer(shim->loop, FLUSH_MS, flush_timeout, &f, &f.timer, NULL) < 0)
+                return;
+        shim_events_on_drained(shim->events, events_drained, &f);
+        (void)us_loop_run(shim->loop);
+        shim_events_on_drained(shim->events, NULL, NULL);
+        us_loop_source_remove(f.timer);
+        size_t n = shim_events_queued(shim->events);
+        if (n > 0)
+                us_log_warn("exiting with %zu events containerd did not take", n);
+}
+
 static int serve(const struct shim_args *args, int listen_fd, char *socket_path)
 {
         struct shim shim = {.args = args, .signal_fd = -1, .socket_path = socket_path};
@@ -165,7 +205,7 @@ static int serve(const struct shim_args *args, int listen_fd, char *socket_path)
                            &err);
         if (r < 0)
                 goto out;
-        r = shim_events_new(args->ttrpc_address, args->namespace, &shim.events, &err);
+        r = shim_events_new(shim.loop, args->ttrpc_address, args->namespace, 0, &shim.events, &err);
         if (r < 0)
                 goto out;
         r = us_ttrpc_server_new(shim.loop, listen_fd, &shim.server, &err);
@@ -178,6 +218,8 @@ static int serve(const struct shim_args *args, int listen_fd, char *socket_path)
 
         us_log_debug("serving %s for %s", socket_path, args->id);
         r = us_loop_run(shim.loop);
+        if (r >= 0)
+                flush_events(&shim);
 out:
         if (r < 0)
                 us_log_error("shim %s: %s", args->id ? args->id : "", us_error_text(err));
