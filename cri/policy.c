@@ -89,6 +89,8 @@ int cri_config_default(struct cri_config **ret, struct us_error **err)
         cfg->sandbox.max_vcpus = cpus > 0 ? (unsigned)cpus : 1;
         cfg->sandbox.memory_mib = 256;
         cfg->sandbox.max_memory_mib = 16384;
+        cfg->sandbox.console_log_max_bytes = CRI_CONSOLE_LOG_DEFAULT_BYTES;
+        cfg->sandbox.agent_timeout_ms = CRI_AGENT_TIMEOUT_DEFAULT_MS;
         if (strv_from(known_annotations, US_ELEMENTSOF(known_annotations),
                       &cfg->allowed_annotations) < 0 ||
             strv_from(default_sidecars, US_ELEMENTSOF(default_sidecars), &cfg->mesh_sidecars) < 0) {
@@ -161,11 +163,29 @@ static int parse_annotations(yajl_val o, const struct jpath *p, void *out, struc
         return 0;
 }
 
+/* An optional whole number key of o within lo..hi (words: the range for a
+ * reader); *val keeps its default when the key is absent. */
+static int bounded_u64(yajl_val o, const struct jpath *p, const char *key, uint64_t lo, uint64_t hi,
+                       const char *words, uint64_t *val, struct us_error **err)
+{
+        uint64_t v;
+        bool has = false;
+        TRY(ocij_u64(FIELD(o, p, key), 0, UINT64_MAX, &v, &has, err));
+        if (has && (v < lo || v > hi))
+                return ocij_error(err, JP_KEY(p, key), "%ju is not within %ju..%ju (%s)",
+                                  (uintmax_t)v, (uintmax_t)lo, (uintmax_t)hi, words);
+        if (has)
+                *val = v;
+        return 0;
+}
+
 static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct cri_sandbox_config *sb = out;
-        static const char *const keys[] = {"kernel",    "initrd",     "accel",          "vcpus",
-                                           "max_vcpus", "memory_mib", "max_memory_mib", NULL};
+        static const char *const keys[] = {
+                "kernel",           "initrd",     "accel",          "vcpus",
+                "max_vcpus",        "memory_mib", "max_memory_mib", "console_log_max_bytes",
+                "agent_timeout_ms", NULL};
         TRY(ocij_only_keys(o, p, keys, err));
         TRY(ocij_string(FIELD(o, p, "kernel"), F_ABS, &sb->kernel, err));
         TRY(ocij_string(FIELD(o, p, "initrd"), F_ABS, &sb->initrd, err));
@@ -200,6 +220,13 @@ static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us
                 return ocij_error(err, JP_KEY(p, "memory_mib"),
                                   "%u is not within 64..max_memory_mib (%u)", sb->memory_mib,
                                   sb->max_memory_mib);
+        uint64_t cap = sb->console_log_max_bytes, ms = sb->agent_timeout_ms;
+        TRY(bounded_u64(o, p, "console_log_max_bytes", CRI_CONSOLE_LOG_MIN_BYTES,
+                        CRI_CONSOLE_LOG_MAX_BYTES, "64 KiB..1 GiB", &cap, err));
+        TRY(bounded_u64(o, p, "agent_timeout_ms", CRI_AGENT_TIMEOUT_MIN_MS,
+                        CRI_AGENT_TIMEOUT_MAX_MS, "1 s..10 min", &ms, err));
+        sb->console_log_max_bytes = cap;
+        sb->agent_timeout_ms = (unsigned)ms;
         return 0;
 }
 
@@ -250,7 +277,9 @@ int cri_config_load(const char *path, struct cri_config **ret, struct us_error *
         bool explicit_path = path && *path;
         if (!explicit_path)
                 path = CRI_DEFAULT_CONFIG_PATH;
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO at the path must fail the S_ISREG check below,
+         * not block the open. */
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
                 if (errno == ENOENT && !explicit_path)
                         return cri_config_default(ret, err);

@@ -20,12 +20,14 @@
  *                       "linkerd-proxy", "linkerd-init"],
  *     "sandbox": {"kernel": "/path/vmlinux", "initrd": "/path/initramfs.cpio",
  *                 "accel": "auto", "vcpus": 1, "max_vcpus": 2,
- *                 "memory_mib": 256, "max_memory_mib": 16384}
+ *                 "memory_mib": 256, "max_memory_mib": 16384,
+ *                 "console_log_max_bytes": 1048576, "agent_timeout_ms": 30000}
  *   }
  */
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error.h"
 #include "oci-spec.h"
@@ -40,6 +42,23 @@
 #define CRI_ANNOTATION_MEMORY_MIB "unishim.io/memory-mib"
 /* The smallest guest a pod may ask for: the guest kernel and agent need it. */
 #define CRI_VM_MIN_MEMORY_MIB 128
+
+/* sandbox.console_log_max_bytes: a VM's console.log + console.log.1 in the
+ * pod's state dir (on the host's /run) hold at most this much, the newest
+ * output. The default is the VMM's (VMM_CONSOLE_LOG_DEFAULT). Below 64 KiB
+ * a debug boot no longer fits; above 1 GiB it is no longer a cap on tmpfs. */
+#define CRI_CONSOLE_LOG_DEFAULT_BYTES (1u << 20)
+#define CRI_CONSOLE_LOG_MIN_BYTES     (64u << 10)
+#define CRI_CONSOLE_LOG_MAX_BYTES     (1u << 30)
+
+/* sandbox.agent_timeout_ms: how long the shim waits for its guest agent's
+ * answer to a call. One that does not come in time marks the pod's agent
+ * dead: the pod's tasks are reported exited and its VM is torn down. Calls
+ * under TCG on a loaded host take up to seconds; below 1 s healthy pods
+ * would die. */
+#define CRI_AGENT_TIMEOUT_DEFAULT_MS 30000u
+#define CRI_AGENT_TIMEOUT_MIN_MS     1000u
+#define CRI_AGENT_TIMEOUT_MAX_MS     600000u
 
 /* Set by containerd's CRI plugin on every OCI spec it generates. */
 #define CRI_CONTAINER_TYPE "io.kubernetes.cri.container-type"
@@ -60,13 +79,16 @@ enum cri_isolation {
 
 /* How sandbox-kind VMs are made. NULL/0: the built-in defaults. */
 struct cri_sandbox_config {
-        char *kernel;            /* uncompressed vmlinux; NULL: next to the binary */
-        char *initrd;            /* NULL: next to the binary */
-        char *accel;             /* "auto" (default), "kvm" or "tcg" */
-        unsigned vcpus;          /* default vCPUs when the pod sets no CPU limit (1) */
-        unsigned max_vcpus;      /* the most a pod's CPU limit may give it (host cpus) */
-        unsigned memory_mib;     /* guest memory when the pod sets no limit (256) */
-        unsigned max_memory_mib; /* the most a pod's memory limit may give it (16384) */
+        char *kernel;                   /* uncompressed vmlinux; NULL: next to the binary */
+        char *initrd;                   /* NULL: next to the binary */
+        char *accel;                    /* "auto" (default), "kvm" or "tcg" */
+        unsigned vcpus;                 /* default vCPUs when the pod sets no CPU limit (1) */
+        unsigned max_vcpus;             /* the most a pod's CPU limit may give it (host cpus) */
+        unsigned memory_mib;            /* guest memory when the pod sets no limit (256) */
+        unsigned max_memory_mib;        /* the most a pod's memory limit may give it (16384) */
+        uint64_t console_log_max_bytes; /* cap of the VM's console log on the host
+                                         * (CRI_CONSOLE_LOG_DEFAULT_BYTES) */
+        unsigned agent_timeout_ms;      /* a guest agent call's deadline (30000) */
 };
 
 struct cri_config {

@@ -115,21 +115,16 @@ static void oom_poll(struct sandbox_pod *pod)
  * dir: put the end of it where an operator looks, containerd's log. */
 static void log_console_tail(const struct sandbox_pod *pod)
 {
-        char path[PATH_MAX];
-        if (!pod->state_dir ||
-            snprintf(path, sizeof(path), "%s/console.log", pod->state_dir) >= (int)sizeof(path))
-                return;
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return;
         char buf[2048];
-        off_t size = lseek(fd, 0, SEEK_END);
-        off_t from = size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0;
-        ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
-        if (n <= 0)
+        size_t n = pod->vm ? vmm_vm_console_tail(pod->vm, buf, sizeof(buf)) : 0;
+        if (n == 0)
                 return;
-        buf[n] = '\0';
-        us_log_warn("pod %s: the VM exited unexpectedly; end of its console: %s", pod->id, buf);
+        /* Guest bytes: nothing that could steer a terminal or forge a line. */
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+                        buf[i] = ' ';
+        us_log_warn("pod %s: the VM exited unexpectedly; end of its console: %.*s", pod->id, (int)n,
+                    buf);
 }
 
 /* Every process of the pod ends when the VM does. */
@@ -478,6 +473,8 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
                 .tap_fd = tap_fd,
                 .mac = vmnet ? mac : NULL,
                 .cgroup = pod->cgroup,
+                .loop = pod->loop,
+                .console_log_max = (size_t)sb->console_log_max_bytes,
                 /* The guest agent logs at debug level too (to console.log). */
                 .cmdline_extra = env->debug ? "unishim.debug=1" : NULL,
         };

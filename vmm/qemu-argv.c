@@ -17,6 +17,7 @@
 #define MAX_MEMORY_MIB    (1024u * 1024u)
 #define MAX_TB_MIB        2048u
 #define MAX_SHARES        8
+#define CONSOLE_FDSET     1
 
 struct argv_builder {
         char **v;
@@ -178,7 +179,6 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
                   struct us_error **err)
 {
         struct argv_builder b = {0};
-        _cleanup_free_ char *console = NULL;
         unsigned mem, vcpus, tb;
         bool virtiofs;
         int r;
@@ -194,17 +194,16 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
                 return r;
         if (rt->accel != VMM_ACCEL_KVM && rt->accel != VMM_ACCEL_TCG)
                 return us_error_msg(err, EINVAL, "accelerator must be decided (kvm or tcg)");
-        if (rt->qmp_fd < 0 || rt->agent_fd < 0 || rt->events_fd < 0 || !rt->console_log)
-                return us_error_msg(err, EINVAL, "QMP/agent sockets and console log are required");
+        if (rt->qmp_fd < 0 || rt->agent_fd < 0 || rt->events_fd < 0)
+                return us_error_msg(err, EINVAL, "QMP/agent sockets are required");
+        /* QEMU refuses -add-fd for stdio fds. */
+        if (rt->console_fd <= 2)
+                return us_error_msg(err, EINVAL, "console pipe fd %d: must be above stdio",
+                                    rt->console_fd);
         if (virtiofs && !rt->fs_fds)
                 return us_error_msg(err, EINVAL, "virtio-fs shares need their virtiofsd sockets");
         if (cfg->share_type != VMM_SHARE_VIRTIOFS && cfg->share_type != VMM_SHARE_9P)
                 return us_error_msg(err, EINVAL, "unknown share type");
-        if ((r = check_path("console log", rt->console_log, err)) < 0)
-                return r;
-        console = opt_escape(rt->console_log);
-        if (!console)
-                return us_errorf(err, ENOMEM, "build command line");
 
         add_fmt(&b, "%s", cfg->qemu_binary ? cfg->qemu_binary : DEFAULT_QEMU);
         {
@@ -271,8 +270,21 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
                         cfg->cmdline_extra ? cfg->cmdline_extra : "");
         }
 
+        /* The console goes into a pipe that the host drains into a capped
+         * log (vmm/logpipe.h), never into a file QEMU grows at the guest's
+         * will. QEMU 7.2 has no output-only chardev taking an fd, so the
+         * pipe's write end goes in as an fd set: the file chardev opens
+         * /dev/fdset/N by dup'ing the member whose access mode matches its
+         * O_WRONLY. append=on is required: without it the open carries
+         * O_TRUNC, the fd-set dup then ftruncate()s the pipe and QEMU fails
+         * with "Could not open '/dev/fdset/1': Invalid argument" (measured
+         * with Debian's 7.2). QEMU makes the fd non-blocking
+         * (qemu_chr_open_fd): with the pipe full, the 16550 retries later
+         * and the guest's console slows down; QEMU itself never blocks. */
+        add_fmt(&b, "-add-fd");
+        add_fmt(&b, "fd=%d,set=%d", rt->console_fd, CONSOLE_FDSET);
         add_fmt(&b, "-chardev");
-        add_fmt(&b, "file,id=console,path=%s", console);
+        add_fmt(&b, "file,id=console,path=/dev/fdset/%d,append=on", CONSOLE_FDSET);
         add_fmt(&b, "-serial");
         add_fmt(&b, "chardev:console");
 

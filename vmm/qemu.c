@@ -17,6 +17,7 @@
 
 #include "cgroup.h"
 #include "cleanup.h"
+#include "logpipe.h"
 #include "qemu.h"
 #include "qmp.h"
 
@@ -25,19 +26,25 @@
 #define KILL_WAIT_MS        5000
 #define HELPER_EXIT_WAIT_MS 1000
 #define LOG_TAIL            1024
+/* The console pipe's capacity: the shim drains it on its loop, but not
+ * while it sits in a synchronous agent call; a guest that prints more than
+ * the pipe holds meanwhile only slows its own console down. 1 MiB is the
+ * default pipe-max-size; kernel memory is used only as far as it fills. */
+#define CONSOLE_PIPE_SIZE (1 << 20)
 
 struct vmm_proc {
         pid_t pid;
         bool exited;
         int status;
         const char *what;
+        struct vmm_logpipe *log;     /* its stdout + stderr */
+        struct vmm_logpipe *console; /* QEMU: the serial console */
 };
 
 struct vmm_vm {
         char *id;
         int dir_fd; /* state_dir, O_PATH: socket addresses relative to it */
         char *state_dir;
-        char *log_path;
         char *agent_path;
         enum vmm_accel accel;
         char *accel_reason;
@@ -251,6 +258,16 @@ static int spawn(char **argv, const int *keep_fds, size_t n_keep, int log_fd, st
         return 0;
 }
 
+/* The process is gone: what it wrote is in its pipes; move it to the files
+ * now, so a caller that reads console.log on the exit sees all of it. */
+static void proc_gone(struct vmm_proc *p, int status)
+{
+        p->exited = true;
+        p->status = status;
+        (void)vmm_logpipe_drain(p->log);
+        (void)vmm_logpipe_drain(p->console);
+}
+
 static void proc_wait(struct vmm_proc *p, int timeout_ms)
 {
         int waited = 0;
@@ -261,14 +278,12 @@ static void proc_wait(struct vmm_proc *p, int timeout_ms)
                 int st = 0;
                 pid_t r = waitpid(p->pid, &st, WNOHANG);
                 if (r == p->pid) {
-                        p->exited = true;
-                        p->status = st;
+                        proc_gone(p, st);
                         return;
                 }
                 if (r < 0 && errno == ECHILD) {
                         /* Reaped by someone who did not tell us: gone. */
-                        p->exited = true;
-                        p->status = -1;
+                        proc_gone(p, -1);
                         return;
                 }
                 if (waited >= timeout_ms)
@@ -282,6 +297,12 @@ static void proc_kill(struct vmm_proc *p)
 {
         if (p->pid > 0 && !p->exited)
                 (void)kill(p->pid, SIGKILL);
+}
+
+static void proc_free_logs(struct vmm_proc *p)
+{
+        p->log = vmm_logpipe_free(p->log);
+        p->console = vmm_logpipe_free(p->console);
 }
 
 static void remove_sockets(struct vmm_vm *vm)
@@ -328,10 +349,12 @@ struct vmm_vm *vmm_vm_free(struct vmm_vm *vm)
         if (!vm)
                 return NULL;
         (void)vmm_vm_destroy(vm, NULL);
+        proc_free_logs(&vm->qemu);
+        for (size_t i = 0; i < vm->n_helpers; i++)
+                proc_free_logs(&vm->helpers[i]);
         us_close(vm->dir_fd);
         free(vm->id);
         free(vm->state_dir);
-        free(vm->log_path);
         free(vm->agent_path);
         free(vm->accel_reason);
         free(vm->helpers);
@@ -358,20 +381,15 @@ static int exit_error(struct vmm_vm *vm, int r, struct us_error **err)
                 else if (WIFSIGNALED(st))
                         snprintf(how, sizeof(how), "was killed by signal %d", WTERMSIG(st));
         }
-        _cleanup_close_ int fd = openat(vm->dir_fd, "qemu.log", O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-                off_t end = lseek(fd, 0, SEEK_END);
-                off_t start = end > LOG_TAIL ? end - LOG_TAIL : 0;
-                ssize_t n = pread(fd, tail, LOG_TAIL, start);
-                if (n > 0) {
-                        tail[n] = '\0';
-                        while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == ' '))
-                                tail[--n] = '\0';
-                        for (ssize_t i = 0; i < n; i++)
-                                if (tail[i] == '\n')
-                                        tail[i] = ' ';
-                }
-        }
+        /* Still running: what it said so far is in the pipe. */
+        (void)vmm_logpipe_drain(vm->qemu.log);
+        size_t n = vmm_logpipe_tail(vm->qemu.log, tail, sizeof(tail));
+        tail[n] = '\0';
+        while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == ' '))
+                tail[--n] = '\0';
+        for (size_t i = 0; i < n; i++)
+                if (tail[i] == '\n' || tail[i] == '\0')
+                        tail[i] = ' ';
         return us_error_wrap(err, r, "qemu %s%s%s", how, tail[0] ? ": " : "", tail);
 }
 
@@ -391,21 +409,21 @@ static int start_virtiofsd(struct vmm_vm *vm, const struct vmm_vm_config *cfg, i
                 r = vmm_virtiofsd_argv(cfg, &cfg->shares[i], lfd, &argv, err);
                 if (r < 0)
                         return r;
-                /* Own log: QEMU's stays readable for start errors. */
+                /* Own log: QEMU's stays readable for start errors. Capped:
+                 * virtiofsd logs malformed requests the guest sends. */
                 char log_name[48];
                 snprintf(log_name, sizeof(log_name), "virtiofsd-%zu.log", i);
-                _cleanup_close_ int own_log =
-                        openat(vm->dir_fd, log_name,
-                               O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-                if (own_log < 0)
-                        return us_errorf(err, errno, "open %s/%s", vm->state_dir, log_name);
-                r = move_above_stdio(&own_log, err);
-                if (r < 0)
-                        return r;
                 struct vmm_proc *p = &vm->helpers[vm->n_helpers];
-                r = spawn(argv, &lfd, 1, own_log, cfg->cgroup, &p->pid, err);
+                _cleanup_close_ int own_log = -1;
+                r = vmm_logpipe_new(cfg->loop, vm->dir_fd, log_name, VMM_HELPER_LOG_MAX, &own_log,
+                                    &p->log, err);
                 if (r < 0)
+                        return us_error_wrap(err, r, "%s", vm->state_dir);
+                r = spawn(argv, &lfd, 1, own_log, cfg->cgroup, &p->pid, err);
+                if (r < 0) {
+                        p->log = vmm_logpipe_free(p->log);
                         return us_error_wrap(err, r, "start virtiofsd for %s", cfg->shares[i].tag);
+                }
                 p->what = "virtiofsd";
                 vm->n_helpers++;
                 /* Queued in the backlog until virtiofsd accepts: no race. */
@@ -420,16 +438,26 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
 {
         _cleanup_(vmm_vm_free_cleanupp) struct vmm_vm *vm = NULL;
         _cleanup_strv_ char **argv = NULL;
-        _cleanup_free_ char *console = NULL;
         char *reason = NULL;
         _cleanup_free_ int *fs_fds = NULL;
-        _cleanup_close_ int log_fd = -1, qmp_lfd = -1, agent_lfd = -1, events_lfd = -1, qmp_fd = -1;
+        _cleanup_close_ int log_fd = -1, console_fd = -1, qmp_lfd = -1, agent_lfd = -1,
+                            events_lfd = -1, qmp_fd = -1;
         struct vmm_qemu_runtime rt = {0};
+        size_t console_max;
         bool virtiofs;
         int r;
 
         if (!cfg || !ret || !cfg->state_dir || !cfg->kernel)
                 return us_error_msg(err, EINVAL, "vm: state_dir and kernel are required");
+        /* Without a loop nobody drains the console pipe: the guest's console
+         * would stall once the pipe is full. Refuse rather than run so. */
+        if (!cfg->loop)
+                return us_error_msg(err, EINVAL,
+                                    "vm: an event loop is required (it drains the console log)");
+        console_max = cfg->console_log_max ? cfg->console_log_max : VMM_CONSOLE_LOG_DEFAULT;
+        if (console_max < VMM_LOGPIPE_MIN_CAP)
+                return us_error_msg(err, EINVAL, "vm: console_log_max %zu is below %u bytes",
+                                    console_max, VMM_LOGPIPE_MIN_CAP);
         if (cfg->tap_fd >= 0 && cfg->tap_fd <= 2)
                 return us_error_msg(err, EINVAL, "vm: tap fd %d collides with stdio", cfg->tap_fd);
         virtiofs = cfg->share_type == VMM_SHARE_VIRTIOFS && cfg->n_shares > 0;
@@ -462,31 +490,29 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
         vm->accel = rt.accel;
         vm->accel_reason = TAKE_PTR(reason);
 
-        if (asprintf(&vm->log_path, "%s/qemu.log", cfg->state_dir) < 0)
-                vm->log_path = NULL;
         if (asprintf(&vm->agent_path, "%s/agent.sock", cfg->state_dir) < 0)
                 vm->agent_path = NULL;
-        if (!vm->log_path || !vm->agent_path)
+        if (!vm->agent_path)
                 return us_errorf(err, ENOMEM, "allocate vm");
-        log_fd = openat(vm->dir_fd, "qemu.log", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
-                        0600);
-        if (log_fd < 0)
-                return us_errorf(err, errno, "open %s", vm->log_path);
-        r = move_above_stdio(&log_fd, err);
+        /* QEMU's stdout/stderr and its serial console: pipes drained on the
+         * loop into capped files (vmm/logpipe.h). The guest decides what goes
+         * on its console, and can provoke QEMU's error messages. */
+        r = vmm_logpipe_new(cfg->loop, vm->dir_fd, "qemu.log", VMM_HELPER_LOG_MAX, &log_fd,
+                            &vm->qemu.log, err);
+        if (r >= 0)
+                r = vmm_logpipe_new(cfg->loop, vm->dir_fd, "console.log", console_max, &console_fd,
+                                    &vm->qemu.console, err);
         if (r < 0)
-                return r;
-        if (cfg->console_log)
-                console = strdup(cfg->console_log);
-        else if (asprintf(&console, "%s/console.log", cfg->state_dir) < 0)
-                console = NULL;
-        if (!console)
-                return us_errorf(err, ENOMEM, "allocate vm");
+                return us_error_wrap(err, r, "vm %s: %s", vm->id, cfg->state_dir);
+        /* Best effort: the default 64 KiB does as well, only sooner slows the
+         * guest's console while the caller is busy. */
+        (void)fcntl(console_fd, F_SETPIPE_SZ, CONSOLE_PIPE_SIZE);
 
         /* Validate the whole command line before starting any helper. */
         rt.qmp_fd = 0;
         rt.agent_fd = 0;
         rt.events_fd = 0;
-        rt.console_log = console;
+        rt.console_fd = console_fd;
         {
                 _cleanup_strv_ char **probe = NULL;
                 _cleanup_free_ int *zero = calloc(cfg->n_shares ? cfg->n_shares : 1, sizeof(int));
@@ -523,8 +549,9 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
         if (r < 0)
                 return us_error_wrap(err, r, "vm %s", vm->id);
 
-        int keep[4 + 8];
+        int keep[5 + 8];
         size_t n_keep = 0;
+        keep[n_keep++] = console_fd;
         keep[n_keep++] = qmp_lfd;
         keep[n_keep++] = agent_lfd;
         keep[n_keep++] = events_lfd;
@@ -537,7 +564,10 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
                 return us_error_wrap(err, r, "vm %s: start qemu", vm->id);
         vm->qemu.what = "qemu";
 
-        /* QEMU holds its copies now. */
+        /* QEMU holds its copies now; ours would keep the log pipes from
+         * ever reporting EOF. */
+        log_fd = us_close(log_fd);
+        console_fd = us_close(console_fd);
         qmp_lfd = us_close(qmp_lfd);
         agent_lfd = us_close(agent_lfd);
         events_lfd = us_close(events_lfd);
@@ -605,14 +635,12 @@ bool vmm_vm_child_exited(struct vmm_vm *vm, pid_t pid, int wait_status)
         if (!vm || pid <= 0)
                 return false;
         if (pid == vm->qemu.pid && !vm->qemu.exited) {
-                vm->qemu.exited = true;
-                vm->qemu.status = wait_status;
+                proc_gone(&vm->qemu, wait_status);
                 return true;
         }
         for (size_t i = 0; i < vm->n_helpers; i++)
                 if (pid == vm->helpers[i].pid && !vm->helpers[i].exited) {
-                        vm->helpers[i].exited = true;
-                        vm->helpers[i].status = wait_status;
+                        proc_gone(&vm->helpers[i], wait_status);
                         return true;
                 }
         return false;
@@ -665,6 +693,16 @@ int vmm_vm_quit(struct vmm_vm *vm, struct us_error **err)
         for (size_t i = 0; i < vm->n_helpers; i++)
                 proc_wait(&vm->helpers[i], HELPER_EXIT_WAIT_MS);
         return vmm_vm_destroy(vm, err);
+}
+
+size_t vmm_vm_console_tail(const struct vmm_vm *vm, char *buf, size_t size)
+{
+        if (!vm) {
+                if (buf && size)
+                        buf[0] = '\0';
+                return 0;
+        }
+        return vmm_logpipe_tail(vm->qemu.console, buf, size);
 }
 
 const char *vmm_vm_agent_socket(const struct vmm_vm *vm)

@@ -20,6 +20,19 @@
 #include "error.h"
 
 struct us_cgroup;
+struct us_loop;
+
+/* The console log's cap when vmm_vm_config.console_log_max is 0: console.log
+ * + console.log.1 hold at most this many bytes, and at least the newest half
+ * of it. 1 MiB keeps a whole debug boot (~1.5 KiB with unishim.debug=1, ~100
+ * KiB with loglevel=8 initcall_debug) and at least the last ~6000 lines of
+ * anything chattier, for 1 MiB of the host's /run per pod. */
+#define VMM_CONSOLE_LOG_DEFAULT (1u << 20)
+/* qemu.log and each virtiofsd-N.log: the same capped writer, fixed cap. A
+ * guest can make both grow (QEMU's error_report() of device errors it
+ * provokes, virtiofsd's log of malformed FUSE requests); normally they hold
+ * a few lines. */
+#define VMM_HELPER_LOG_MAX (1u << 20)
 
 enum vmm_accel {
         VMM_ACCEL_AUTO, /* KVM if the CPU has vmx/svm and /dev/kvm opens, else TCG */
@@ -56,8 +69,16 @@ struct vmm_vm_config {
         size_t n_shares;
         int tap_fd;               /* -1: no network; else passed as -netdev tap,fd=N (not taken) */
         const char *mac;          /* NULL: QEMU picks one */
-        const char *console_log;  /* NULL: <state_dir>/console.log */
         struct us_cgroup *cgroup; /* QEMU and helpers enter it before exec; may be NULL */
+        /* Required. The VM's logs are drained on it: QEMU writes the serial
+         * console (and QEMU and virtiofsd their stderr) into pipes whose read
+         * ends are watched here and copied into capped files in state_dir
+         * (vmm/logpipe.h). The loop must outlive the VM (vmm_vm_free first). */
+        struct us_loop *loop;
+        /* Bytes of <state_dir>/console.log + console.log.1 at most (the newest
+         * output is kept); 0: VMM_CONSOLE_LOG_DEFAULT; at least
+         * VMM_LOGPIPE_MIN_CAP (4096). */
+        size_t console_log_max;
 };
 
 /* --- Accelerator choice ------------------------------------------------- */
@@ -88,13 +109,13 @@ unsigned vmm_host_tsc_khz_read(void);
 
 /* What vmm_vm_start() prepared before building the command line. */
 struct vmm_qemu_runtime {
-        enum vmm_accel accel;    /* KVM or TCG (decided) */
-        int qmp_fd;              /* listening unix socket QEMU serves QMP on */
-        int agent_fd;            /* listening unix socket for port "unishim.agent" */
-        int events_fd;           /* listening unix socket for port "unishim.events" */
-        const int *fs_fds;       /* virtiofs: n_shares sockets connected to virtiofsd */
-        const char *console_log; /* resolved path */
-        unsigned tsc_khz;        /* TCG: passed as tsc_early_khz= (0: not) */
+        enum vmm_accel accel; /* KVM or TCG (decided) */
+        int qmp_fd;           /* listening unix socket QEMU serves QMP on */
+        int agent_fd;         /* listening unix socket for port "unishim.agent" */
+        int events_fd;        /* listening unix socket for port "unishim.events" */
+        const int *fs_fds;    /* virtiofs: n_shares sockets connected to virtiofsd */
+        int console_fd;       /* write end of the console pipe (> 2), passed as an fd set */
+        unsigned tsc_khz;     /* TCG: passed as tsc_early_khz= (0: not) */
 };
 
 /* Builds QEMU's argv (NULL-terminated; argv[0] is the binary). Pure: no I/O.
@@ -112,7 +133,8 @@ int vmm_virtiofsd_argv(const struct vmm_vm_config *cfg, const struct vmm_share *
 struct vmm_vm;
 
 /* Spawns virtiofsd(s) (virtio-fs shares), then QEMU, connects QMP and returns
- * once QEMU runs the guest. cfg and its strings need only live for the call.
+ * once QEMU runs the guest. cfg and its strings need only live for the call;
+ * cfg->loop must outlive the VM (it drains the logs, see vmm_vm_config).
  * On any failure nothing is left behind: the processes started here are
  * killed and reaped (waitpid on their pids) and the sockets removed; *err
  * then carries QEMU's exit status and the tail of its stderr log
@@ -150,7 +172,9 @@ const char *vmm_vm_accel_reason(const struct vmm_vm *vm);
 pid_t vmm_vm_pid(const struct vmm_vm *vm);
 
 /* The caller reaped `pid` with `wait_status`. Returns true if it was QEMU or
- * one of its helpers (recorded; the VM is no longer running when QEMU exited). */
+ * one of its helpers (recorded; the VM is no longer running when QEMU exited).
+ * What the process left in its log pipes is drained into the files before
+ * this returns, so console.log is complete when QEMU's exit is reported. */
 bool vmm_vm_child_exited(struct vmm_vm *vm, pid_t pid, int wait_status);
 
 /* True until QEMU's exit is known (reported or reaped here). */
@@ -158,6 +182,12 @@ bool vmm_vm_running(const struct vmm_vm *vm);
 
 /* QEMU's wait status once it exited (-1 before). */
 int vmm_vm_exit_status(const struct vmm_vm *vm);
+
+/* The newest console output (console.log.1 then console.log), at most
+ * size - 1 bytes, NUL-terminated; returns the count (0 if none). For a
+ * caller that logs why a VM died: after a rotation console.log alone may
+ * hold only a few bytes. */
+size_t vmm_vm_console_tail(const struct vmm_vm *vm, char *buf, size_t size);
 
 /* QMP stop / cont: freeze / thaw all vCPUs. */
 int vmm_vm_pause(struct vmm_vm *vm, struct us_error **err);

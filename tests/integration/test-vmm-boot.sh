@@ -5,6 +5,13 @@
 # QEMU, and no QEMU, no virtiofsd and no socket is left behind. Run once
 # without shares and once with a virtio-fs share (virtiofsd helper).
 #
+# The console is capped (vmm/logpipe.h): a verbose boot (loglevel=8
+# initcall_debug) through a 64 KiB cap must rotate and keep the newest output
+# (the agent's last lines) within the cap; a guest that floods its console
+# (a busybox initramfs built here, if busybox-static is installed) must stay
+# within the cap, keep its last line, and not block QEMU while the host does
+# not drain (QMP answers after a stall).
+#
 # VMM_KERNEL / VMM_INITRD override the image (e.g. a bare busybox initramfs).
 set -euo pipefail
 
@@ -26,13 +33,17 @@ fi
 [ -x "$BOOT" ] || { echo "FAIL: $BOOT not built"; exit 1; }
 
 tmp=$(mktemp -d /tmp/test-vmm-boot.XXXXXX)
+# Every VM is named after the private dir (QEMU's -name unishim-<tag>-...):
+# QEMU's command line names no path under $tmp (its console is a pipe).
+tag=${tmp##*/}
 boot_pid=
+ours() { { tr '\0' ' ' <"$1/cmdline"; } 2>/dev/null | grep -qF -e "$tmp/" -e "unishim-$tag-"; }
 # Kill only what this test started: the driver, and any process whose command
-# line names our private state dir (QEMU's console path, virtiofsd's source).
+# line names our private state dir (virtiofsd's source) or our VMs (QEMU).
 cleanup() {
         [ -n "$boot_pid" ] && kill -KILL "$boot_pid" 2>/dev/null || true
         for p in /proc/[0-9]*; do
-                if { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF -- "$tmp/"; then
+                if ours "$p"; then
                         kill -KILL "${p#/proc/}" 2>/dev/null || true
                 fi
         done
@@ -43,7 +54,7 @@ trap cleanup EXIT
 leftovers() {
         local found=0
         for p in /proc/[0-9]*; do
-                if { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF -- "$tmp/"; then
+                if ours "$p"; then
                         echo "FAIL: process left: ${p#/proc/} $(tr '\0' ' ' <"$p/cmdline")"; found=1
                 fi
         done
@@ -59,7 +70,7 @@ run() {
         mkdir -p "$state"
         # Bounded: vmm-boot's own --timeout, and timeout(1) around it.
         timeout -s KILL 150 "$BOOT" --kernel "$kernel" --initrd "$initrd" --state-dir "$state" \
-                --accel auto --timeout 90 "$@" >"$tmp/$name.out" 2>&1 &
+                --id "$tag-$name" --accel auto --timeout 90 "$@" >"$tmp/$name.out" 2>&1 &
         boot_pid=$!
         local rc=0
         wait "$boot_pid" || rc=$?
@@ -71,12 +82,38 @@ run() {
                 echo "  console (tail):"; tail -c 2000 "$state/console.log" 2>/dev/null | sed 's/^/    /' || true
                 return 1
         fi
-        for k in agent_connect=ok events_connect=ok pause_resume=ok result=ok; do
+        local keys="agent_connect=ok events_connect=ok result=ok"
+        # --wait-exit runs end with the guest, without pause/resume.
+        grep -q '^exit_s=' "$tmp/$name.out" || keys="$keys pause_resume=ok"
+        for k in $keys; do
                 grep -qx "$k" "$tmp/$name.out" || { echo "FAIL: $name: no $k"; return 1; }
         done
         grep -q '^first_console_s=' "$tmp/$name.out" || { echo "FAIL: $name: no console output"; return 1; }
         leftovers || return 1
         echo "ok: $name"
+}
+
+# The console cap. vmm-boot already fails when console.log + console.log.1
+# exceed it; here: it rotated, kept the newest output and dropped the oldest.
+# capped NAME CAP NEWEST_TEXT OLDEST_TEXT
+capped() {
+        local name=$1 cap=$2 newest=$3 oldest=$4 state=$tmp/$1
+        local cur old
+        cur=$(stat -c %s "$state/console.log") || { echo "FAIL: $name: no console.log"; return 1; }
+        old=$(stat -c %s "$state/console.log.1" 2>/dev/null) ||
+                { echo "FAIL: $name: console.log never rotated (cap $cap)"; return 1; }
+        if [ $((cur + old)) -gt "$cap" ] || [ "$cur" -gt $((cap / 2)) ] || [ "$old" -gt $((cap / 2)) ]; then
+                echo "FAIL: $name: console.log $cur + console.log.1 $old bytes, cap $cap"; return 1
+        fi
+        grep -qF -- "$newest" "$state/console.log" ||
+                { echo "FAIL: $name: the newest output (\"$newest\") is not in console.log"; return 1; }
+        if cat "$state/console.log.1" "$state/console.log" | grep -qF -- "$oldest"; then
+                echo "FAIL: $name: the oldest output (\"$oldest\") was kept beyond the cap"; return 1
+        fi
+        for f in console.log console.log.1 qemu.log; do
+                [ "$(stat -c %a "$state/$f")" = 600 ] || { echo "FAIL: $name: $f is not mode 0600"; return 1; }
+        done
+        echo "ok: $name: console.log $cur + console.log.1 $old bytes <= $cap, newest output kept"
 }
 
 mkdir -p "$tmp/share"
@@ -85,10 +122,69 @@ fail=0
 run plain || fail=1
 run virtiofs --share "virtiofs:rootfs:$tmp/share" || fail=1
 
+# A verbose boot (~100 KiB of initcall lines) through a 64 KiB cap: the
+# agent's last lines, printed after all of them, are kept.
+if run verbose --console-max 65536 --append "loglevel=8 initcall_debug unishim.debug=1" \
+        --expect-console "agent ready on unishim.events"; then
+        capped verbose 65536 "agent ready on unishim.events" "Linux version" || fail=1
+else
+        fail=1
+fi
+
+# A guest that floods its console: /init (busybox) prints FLOOD-START, then
+# $flood bytes (the kernel hands unknown parameters to init's environment),
+# FLOOD-END, and reboots (QEMU -no-reboot exits); or floods forever.
+if [ -x /bin/busybox ]; then
+        mkdir -p "$tmp/flood/bin"
+        cp /bin/busybox "$tmp/flood/bin/"
+        for a in sh yes head reboot sleep; do ln -s busybox "$tmp/flood/bin/$a"; done
+        cat >"$tmp/flood/init" <<'INIT'
+#!/bin/sh
+echo FLOOD-START
+line="flood line from the guest console, padding padding padding padding"
+[ "$flood" = forever ] && yes "$line"
+yes "$line" | head -c "${flood:-1000000}"
+echo
+echo FLOOD-END
+reboot -f
+sleep 1000
+INIT
+        chmod 755 "$tmp/flood/init"
+        (cd "$tmp/flood" && find . | cpio -o -H newc --quiet -R 0:0) >"$tmp/flood.cpio"
+        # 1 MB through a 64 KiB cap; the guest ends QEMU itself.
+        if initrd=$tmp/flood.cpio run flood --console-max 65536 --append flood=1000000 \
+                --expect-console FLOOD-END --wait-exit; then
+                capped flood 65536 FLOOD-END FLOOD-START || fail=1
+        else
+                fail=1
+        fi
+        # Flooding forever while the host does not drain, until the console
+        # pipe (1 MiB) is full: QEMU must still answer QMP at once, and quit.
+        if initrd=$tmp/flood.cpio run flood-stall --console-max 65536 --append flood=forever \
+                --expect-console FLOOD-START --hold 2 --stall 40; then
+                capped flood-stall 65536 "flood line" FLOOD-START || fail=1
+                out=$tmp/flood-stall.out
+                qmp=$(sed -n 's/^qmp_after_stall_s=//p' "$out")
+                queued=$(sed -n 's/^stall_pipe_bytes=//p' "$out")
+                size=$(sed -n 's/^stall_pipe_size=//p' "$out")
+                if [ -z "$size" ] || [ "$size" = 0 ] || [ "$queued" -lt "$size" ]; then
+                        echo "FAIL: flood-stall: the console pipe never filled (${queued:-?} of ${size:-?} bytes)"; fail=1
+                elif [ -z "$qmp" ] || awk -v t="$qmp" 'BEGIN { exit !(t > 2) }'; then
+                        echo "FAIL: flood-stall: QMP answered after ${qmp:-?} s"; fail=1
+                else
+                        echo "ok: flood-stall: QMP answered in $qmp s with the console pipe full ($queued bytes)"
+                fi
+        else
+                fail=1
+        fi
+else
+        echo "SKIP (part): console flood guest, /bin/busybox missing (apt package busybox-static)"
+fi
+
 # A kernel that does not exist: vmm_vm_start fails cleanly, nothing is left.
 mkdir -p "$tmp/bad"
 if timeout -s KILL 60 "$BOOT" --kernel /nonexistent/vmlinux --initrd "$initrd" --state-dir "$tmp/bad" \
-        --accel tcg --share "virtiofs:rootfs:$tmp/share" --timeout 20 >"$tmp/bad.out" 2>&1; then
+        --id "$tag-bad" --accel tcg --share "virtiofs:rootfs:$tmp/share" --timeout 20 >"$tmp/bad.out" 2>&1; then
         echo "FAIL: start with a missing kernel succeeded"; fail=1
 elif ! grep -q "qemu" "$tmp/bad.out"; then
         echo "FAIL: missing-kernel error does not mention qemu:"; cat "$tmp/bad.out"; fail=1

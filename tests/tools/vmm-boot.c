@@ -6,13 +6,24 @@
  *   vmm-boot --kernel K [--initrd I] --state-dir D [--accel auto|kvm|tcg]
  *            [--tb-size MIB] [--memory MIB] [--share virtiofs|9p:TAG:DIR]
  *            [--append ARGS] [--expect-console TEXT] [--expect-agent TEXT]
- *            [--timeout SEC] [--hold SEC] [--wait-exit]
+ *            [--timeout SEC] [--hold SEC] [--wait-exit] [--console-max BYTES]
+ *            [--id ID] [--stall SEC]
  *
  * Default flow: start, connect the agent socket, wait for console output
  * (or TEXT), pause + resume over QMP (checking query-status), quit, and check
  * that no process and no socket is left. --wait-exit instead waits for the
  * guest to end QEMU (benchmarks that reboot -f). Prints "key=value" timings.
+ *
+ * Like the shim, it runs an event loop (between its steps) that drains the
+ * VM's console into the capped console.log + console.log.1; at the end it
+ * prints their sizes and fails if they exceed the cap (--console-max, 0 for
+ * the VMM's default). --id names the VM (QEMU's -name unishim-ID).
+ * --stall SEC: before the pause, no draining (as while the shim sits in a
+ * synchronous call) until one of the log pipes is full and 1 s more, at most
+ * SEC seconds; then a timed QMP query-status: a guest that fills the console
+ * pipe must not block QEMU.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -21,13 +32,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "loop.h"
 #include "qemu.h"
 #include "qmp.h"
 
@@ -44,6 +58,47 @@ static void sleep_ms(int ms)
         nanosleep(&ts, NULL);
 }
 
+static void quit_loop(struct us_loop_source *src, void *userdata)
+{
+        (void)src;
+        us_loop_quit(userdata, 0);
+}
+
+/* Runs the loop (the console's drain) for ms milliseconds. */
+static void pump_ms(struct us_loop *loop, int ms)
+{
+        if (us_loop_add_timer(loop, (uint64_t)ms, quit_loop, loop, NULL, NULL) < 0) {
+                sleep_ms(ms);
+                return;
+        }
+        (void)us_loop_run(loop);
+}
+
+/* The fullest pipe among our own fds (the read ends of the VM's log pipes:
+ * the console's, when the guest floods it): bytes queued and capacity. */
+static void fullest_pipe(size_t *ret_pending, size_t *ret_size)
+{
+        *ret_pending = *ret_size = 0;
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *de;
+        if (!d)
+                return;
+        while ((de = readdir(d))) {
+                char link[64] = "", path[300];
+                int fd = atoi(de->d_name), pending = 0;
+                snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+                if (de->d_name[0] == '.' || readlink(path, link, sizeof(link) - 1) < 0 ||
+                    strncmp(link, "pipe:", 5) != 0 || ioctl(fd, FIONREAD, &pending) < 0)
+                        continue;
+                if ((size_t)pending >= *ret_pending) {
+                        int size = fcntl(fd, F_GETPIPE_SZ);
+                        *ret_pending = (size_t)pending;
+                        *ret_size = size > 0 ? (size_t)size : 0;
+                }
+        }
+        closedir(d);
+}
+
 /* Reap like the shim does: waitpid(-1) and report every pid. */
 static void reap(struct vmm_vm *vm)
 {
@@ -53,26 +108,30 @@ static void reap(struct vmm_vm *vm)
                 (void)vmm_vm_child_exited(vm, p, st);
 }
 
-static bool file_contains(const char *path, const char *text, size_t *ret_size)
+/* The console so far (console.log.1 + console.log, what the cap kept):
+ * non-empty, and containing text if given. */
+static bool console_contains(struct vmm_vm *vm, size_t cap, const char *text)
 {
-        _cleanup_free_ char *buf = NULL;
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        struct stat st;
-        if (fd < 0 || fstat(fd, &st) < 0)
+        _cleanup_free_ char *buf = malloc(cap + 1);
+        if (!buf)
                 return false;
-        if (ret_size)
-                *ret_size = (size_t)st.st_size;
+        size_t n = vmm_vm_console_tail(vm, buf, cap + 1);
+        if (n == 0)
+                return false;
         if (!text)
-                return st.st_size > 0;
-        if (st.st_size <= 0 || st.st_size > 16 * 1024 * 1024)
-                return false;
-        buf = calloc(1, (size_t)st.st_size + 1);
-        if (!buf || read(fd, buf, (size_t)st.st_size) < 0)
-                return false;
-        for (off_t i = 0; i < st.st_size; i++)
+                return true;
+        for (size_t i = 0; i < n; i++)
                 if (buf[i] == '\0')
                         buf[i] = ' ';
         return strstr(buf, text) != NULL;
+}
+
+static off_t file_size(const char *dir, const char *name)
+{
+        char p[4200];
+        struct stat st;
+        snprintf(p, sizeof(p), "%s/%s", dir, name);
+        return stat(p, &st) == 0 ? st.st_size : -1;
 }
 
 static int query_status(struct vmm_vm *vm, char *out, size_t len)
@@ -105,9 +164,8 @@ int main(int argc, char **argv)
         struct vmm_vm_config cfg = {.tap_fd = -1, .accel = VMM_ACCEL_AUTO, .memory_mib = 256};
         struct vmm_share share = {0};
         const char *expect_console = NULL, *expect_agent = NULL;
-        int timeout = 60, hold = 0, rc = 0;
+        int timeout = 60, hold = 0, stall = 0, rc = 0;
         bool wait_exit = false;
-        char console[4096];
         _cleanup_free_ char *sharebuf = NULL;
         static const struct option opts[] = {
                 {"kernel", required_argument, NULL, 'k'},
@@ -123,6 +181,9 @@ int main(int argc, char **argv)
                 {"timeout", required_argument, NULL, 't'},
                 {"hold", required_argument, NULL, 'H'},
                 {"wait-exit", no_argument, NULL, 'w'},
+                {"console-max", required_argument, NULL, 'C'},
+                {"id", required_argument, NULL, 'I'},
+                {"stall", required_argument, NULL, 'S'},
                 {0},
         };
         int o;
@@ -184,6 +245,15 @@ int main(int argc, char **argv)
                 case 'w':
                         wait_exit = true;
                         break;
+                case 'C':
+                        cfg.console_log_max = (size_t)strtoull(optarg, NULL, 10);
+                        break;
+                case 'I':
+                        cfg.id = optarg;
+                        break;
+                case 'S':
+                        stall = atoi(optarg);
+                        break;
                 default:
                         return 2;
                 }
@@ -192,16 +262,27 @@ int main(int argc, char **argv)
                 fprintf(stderr, "vmm-boot: --kernel and --state-dir are required\n");
                 return 2;
         }
-        snprintf(console, sizeof(console), "%s/console.log", cfg.state_dir);
-        cfg.console_log = console;
-        cfg.id = "vmm-boot";
+        if (!cfg.id)
+                cfg.id = "vmm-boot";
+        size_t cap = cfg.console_log_max ? cfg.console_log_max : VMM_CONSOLE_LOG_DEFAULT;
+        if (cap > 256u << 20) {
+                fprintf(stderr, "vmm-boot: --console-max above 256 MiB\n");
+                return 2;
+        }
         /* The shim is a subreaper; so are we, for the same reaping rules. */
         (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
 
         struct vmm_vm *vm = NULL;
         struct us_error *err = NULL;
+        struct us_loop *loop = NULL;
         int agent = -1;
         pid_t qpid = -1;
+        if (us_loop_new(&loop, &err) < 0) {
+                fprintf(stderr, "vmm-boot: %s\n", us_error_text(err));
+                us_error_free(err);
+                return 1;
+        }
+        cfg.loop = loop;
         double t0 = now_s();
         int r = vmm_vm_start(&cfg, &vm, &err);
         double t_ready = now_s();
@@ -229,13 +310,12 @@ int main(int argc, char **argv)
         bool first = false, seen = !expect_console;
         double deadline = t0 + timeout;
         while (now_s() < deadline && (!first || !seen)) {
-                size_t size = 0;
-                if (!first && file_contains(console, NULL, &size) && size > 0) {
+                if (!first && console_contains(vm, cap, NULL)) {
                         first = true;
                         printf("first_console_s=%.3f\n", now_s() - t0);
                         fflush(stdout);
                 }
-                if (!seen && file_contains(console, expect_console, NULL)) {
+                if (!seen && console_contains(vm, cap, expect_console)) {
                         seen = true;
                         printf("console_match_s=%.3f\n", now_s() - t0);
                         fflush(stdout);
@@ -243,7 +323,7 @@ int main(int argc, char **argv)
                 reap(vm);
                 if (!vmm_vm_running(vm))
                         break;
-                sleep_ms(10);
+                pump_ms(loop, 10);
         }
         if (!first)
                 FAIL("no console output within %d s", timeout);
@@ -256,7 +336,8 @@ int main(int argc, char **argv)
                 bool ok = false;
                 while (now_s() < deadline && !ok) {
                         struct pollfd p = {.fd = agent, .events = POLLIN};
-                        if (poll(&p, 1, 100) > 0) {
+                        pump_ms(loop, 10);
+                        if (poll(&p, 1, 90) > 0) {
                                 ssize_t n = read(agent, buf + have, sizeof(buf) - 1 - have);
                                 if (n <= 0)
                                         break;
@@ -273,7 +354,7 @@ int main(int argc, char **argv)
         if (wait_exit) {
                 while (now_s() < deadline && vmm_vm_running(vm)) {
                         reap(vm);
-                        sleep_ms(20);
+                        pump_ms(loop, 20);
                 }
                 if (vmm_vm_running(vm))
                         FAIL("guest did not end QEMU within %d s", timeout);
@@ -281,8 +362,26 @@ int main(int argc, char **argv)
         } else {
                 char st[64];
                 if (hold > 0) {
-                        sleep(hold);
+                        pump_ms(loop, hold * 1000);
                         printf("held_s=%d\n", hold);
+                }
+                if (stall > 0) {
+                        /* Until a pipe is full (then 1 s more, the guest
+                         * pushing against it), at most `stall` seconds. */
+                        size_t pending = 0, size = 0;
+                        double t_stall = now_s(), t_full = 0;
+                        while (now_s() - t_stall < stall && (!t_full || now_s() - t_full < 1)) {
+                                sleep_ms(100);
+                                fullest_pipe(&pending, &size);
+                                if (!t_full && size > 0 && pending >= size)
+                                        t_full = now_s();
+                        }
+                        printf("stalled_s=%.3f\nstall_pipe_bytes=%zu\nstall_pipe_size=%zu\n",
+                               now_s() - t_stall, pending, size);
+                        double ts = now_s();
+                        if (query_status(vm, st, sizeof(st)) < 0 || strcmp(st, "running") != 0)
+                                FAIL("after a stall, status is %s", st);
+                        printf("qmp_after_stall_s=%.3f\n", now_s() - ts);
                 }
                 if (vmm_vm_pause(vm, &err) < 0)
                         FAIL("pause: %s", us_error_text(err));
@@ -303,12 +402,35 @@ int main(int argc, char **argv)
         if (kill(qpid, 0) == 0 || errno != ESRCH)
                 FAIL("qemu pid %d still exists", (int)qpid);
 
+        /* QEMU is gone and its console drained: the cap must have held. */
+        {
+                off_t cur = file_size(cfg.state_dir, "console.log");
+                off_t old = file_size(cfg.state_dir, "console.log.1");
+                off_t total = (cur > 0 ? cur : 0) + (old > 0 ? old : 0);
+                /* Our own CPU (not QEMU's): what draining the console cost. */
+                struct rusage ru;
+                double cpu = 0;
+                if (getrusage(RUSAGE_SELF, &ru) == 0)
+                        cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                              (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+                printf("console_max=%zu\nconsole_log_bytes=%jd\nconsole_log1_bytes=%jd\n"
+                       "console_bytes=%jd\nhost_cpu_s=%.3f\n",
+                       cap, (intmax_t)cur, (intmax_t)old, (intmax_t)total, cpu);
+                if (cur < 0)
+                        FAIL("no console.log");
+                if ((uint64_t)total > cap || (uint64_t)cur > cap / 2 ||
+                    (old > 0 && (uint64_t)old > cap / 2))
+                        FAIL("console logs hold %jd bytes, above the cap %zu", (intmax_t)total,
+                             cap);
+        }
+
 out:
         us_close(agent);
         /* Teardown always (also after failures): nothing may remain. */
         if (vm)
                 (void)vmm_vm_destroy(vm, NULL);
         vm = vmm_vm_free(vm);
+        loop = us_loop_free(loop);
         if (rc == 0) {
                 const char *names[] = {"qmp.sock", "agent.sock", "events.sock", "virtiofsd-0.sock"};
                 for (size_t i = 0; i < US_ELEMENTSOF(names); i++) {

@@ -6,9 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "policy.h"
 
@@ -154,6 +155,63 @@ static void sandbox_section(void **state)
         parse_fails("{\"sandbox\": {\"cpus\": 1}}", "sandbox.cpus: unknown key");
 }
 
+/* sandbox.console_log_max_bytes: the cap of a VM's console log on the host. */
+static void console_log_cap(void **state)
+{
+        (void)state;
+        struct cri_config *def = NULL;
+        assert_int_equal(cri_config_default(&def, NULL), 0);
+        assert_int_equal(def->sandbox.console_log_max_bytes, 1048576);
+        cri_config_free(def);
+        /* Absent from a file: the default. */
+        struct cri_config *cfg = parse_ok("{\"sandbox\": {\"vcpus\": 1}}");
+        assert_int_equal(cfg->sandbox.console_log_max_bytes, CRI_CONSOLE_LOG_DEFAULT_BYTES);
+        cri_config_free(cfg);
+        /* Both bounds are allowed. */
+        cfg = parse_ok("{\"sandbox\": {\"console_log_max_bytes\": 65536}}");
+        assert_int_equal(cfg->sandbox.console_log_max_bytes, 65536);
+        cri_config_free(cfg);
+        cfg = parse_ok("{\"sandbox\": {\"console_log_max_bytes\": 1073741824}}");
+        assert_int_equal(cfg->sandbox.console_log_max_bytes, 1073741824);
+        cri_config_free(cfg);
+        /* Out of range or not a byte count: the error names the key and the range. */
+        parse_fails("{\"sandbox\": {\"console_log_max_bytes\": 65535}}",
+                    "sandbox.console_log_max_bytes: 65535 is not within 65536..1073741824");
+        parse_fails("{\"sandbox\": {\"console_log_max_bytes\": 1073741825}}",
+                    "sandbox.console_log_max_bytes: 1073741825 is not within");
+        parse_fails("{\"sandbox\": {\"console_log_max_bytes\": 0}}",
+                    "sandbox.console_log_max_bytes: 0 is not within");
+        parse_fails("{\"sandbox\": {\"console_log_max_bytes\": -1}}",
+                    "sandbox.console_log_max_bytes");
+        parse_fails("{\"sandbox\": {\"console_log_max_bytes\": \"1M\"}}",
+                    "sandbox.console_log_max_bytes");
+        parse_fails("{\"sandbox\": {\"console_log_max_bytes\": 1.5e6}}",
+                    "sandbox.console_log_max_bytes");
+        parse_fails("{\"sandbox\": {\"console_log_max_bytes\": 99999999999999999999999}}",
+                    "sandbox.console_log_max_bytes");
+        parse_fails("{\"sandbox\": {\"console_log_max\": 65536}}",
+                    "sandbox.console_log_max: unknown key");
+}
+
+static void agent_timeout(void **state)
+{
+        (void)state;
+        struct cri_config *cfg = parse_ok("{\"sandbox\": {\"vcpus\": 1}}");
+        assert_int_equal(cfg->sandbox.agent_timeout_ms, CRI_AGENT_TIMEOUT_DEFAULT_MS);
+        cri_config_free(cfg);
+        cfg = parse_ok("{\"sandbox\": {\"agent_timeout_ms\": 1000}}");
+        assert_int_equal(cfg->sandbox.agent_timeout_ms, 1000);
+        cri_config_free(cfg);
+        cfg = parse_ok("{\"sandbox\": {\"agent_timeout_ms\": 600000}}");
+        assert_int_equal(cfg->sandbox.agent_timeout_ms, 600000);
+        cri_config_free(cfg);
+        parse_fails("{\"sandbox\": {\"agent_timeout_ms\": 999}}",
+                    "sandbox.agent_timeout_ms: 999 is not within 1000..600000");
+        parse_fails("{\"sandbox\": {\"agent_timeout_ms\": 600001}}",
+                    "sandbox.agent_timeout_ms: 600001 is not within");
+        parse_fails("{\"sandbox\": {\"agent_timeout_ms\": \"30s\"}}", "sandbox.agent_timeout_ms");
+}
+
 static void vm_size_fails(const struct cri_config *cfg, const char *key, const char *value,
                           const char *needle)
 {
@@ -255,6 +313,13 @@ static void load_paths(void **state)
         assert_string_equal(cfg->path, path);
         cri_config_free(cfg);
         unlink(path);
+
+        /* A FIFO is refused without blocking on its open. */
+        assert_int_equal(mkfifo(path, 0600), 0);
+        assert_int_equal(cri_config_load(path, &cfg, &err), -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "not a regular file"));
+        err = us_error_free(err);
+        unlink(path);
 }
 
 int main(void)
@@ -266,9 +331,11 @@ int main(void)
                 cmocka_unit_test(annotation_allow_list),
                 cmocka_unit_test(operator_default_kind),
                 cmocka_unit_test(sandbox_section),
+                cmocka_unit_test(console_log_cap),
+                cmocka_unit_test(agent_timeout),
                 cmocka_unit_test(vm_size_annotations),
                 cmocka_unit_test(hostile_configs),
                 cmocka_unit_test(load_paths),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

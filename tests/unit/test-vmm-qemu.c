@@ -2,6 +2,7 @@
 /* QEMU/virtiofsd command lines (pure) and the accelerator decision with fake
  * /proc/cpuinfo and /dev/kvm. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,9 +14,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "unit.h"
 
 #include "cleanup.h"
+#include "loop.h"
 #include "qemu.h"
 
 static char *joined(char **argv)
@@ -66,7 +68,7 @@ static void tcg_defaults(void **state)
                                       .qmp_fd = 5,
                                       .agent_fd = 6,
                                       .events_fd = 7,
-                                      .console_log = "/run/unishim/pod1/console.log",
+                                      .console_fd = 8,
                                       .tsc_khz = 2596146};
         _cleanup_strv_ char **argv = NULL;
         struct us_error *err = NULL;
@@ -95,8 +97,11 @@ static void tcg_defaults(void **state)
         assert_string_equal(opt_value(argv, "-append", ""),
                             "console=ttyS0 reboot=t panic=-1 pci=off quiet cryptomgr.notests "
                             "tsc_early_khz=2596146");
+        /* The console pipe as an fd set; append=on, or QEMU 7.2 ftruncate()s
+         * the pipe and fails. */
+        assert_string_equal(opt_value(argv, "-add-fd", ""), "fd=8,set=1");
         assert_string_equal(opt_value(argv, "-chardev", "file"),
-                            "file,id=console,path=/run/unishim/pod1/console.log");
+                            "file,id=console,path=/dev/fdset/1,append=on");
         assert_string_equal(opt_value(argv, "-serial", ""), "chardev:console");
         assert_string_equal(opt_value(argv, "-chardev", "socket,id=qmp"),
                             "socket,id=qmp,fd=5,server=on,wait=off");
@@ -137,7 +142,7 @@ static void kvm_virtiofs_net(void **state)
                                       .qmp_fd = 5,
                                       .agent_fd = 6,
                                       .events_fd = 7,
-                                      .console_log = "/c,log",
+                                      .console_fd = 10,
                                       .fs_fds = fs_fds,
                                       .tsc_khz = 1000};
         _cleanup_strv_ char **argv = NULL;
@@ -168,8 +173,7 @@ static void kvm_virtiofs_net(void **state)
                             "vhost-user-fs-device,chardev=fs0,tag=rootfs");
         assert_string_equal(opt_value(argv, "-device", "vhost-user-fs-device,chardev=fs1"),
                             "vhost-user-fs-device,chardev=fs1,tag=vol.1");
-        /* QemuOpts: a comma in a path is doubled. */
-        assert_string_equal(opt_value(argv, "-chardev", "file"), "file,id=console,path=/c,,log");
+        assert_string_equal(opt_value(argv, "-add-fd", ""), "fd=10,set=1");
         assert_null(strstr(all, "-fsdev"));
 
         _cleanup_strv_ char **vfs = NULL;
@@ -196,7 +200,7 @@ static void ninep(void **state)
                                       .qmp_fd = 3,
                                       .agent_fd = 4,
                                       .events_fd = 5,
-                                      .console_log = "/c"};
+                                      .console_fd = 6};
         _cleanup_strv_ char **argv = NULL;
 
         assert_int_equal(vmm_qemu_argv(&cfg, &rt, &argv, NULL), 0);
@@ -219,7 +223,7 @@ static void rejects_bad_config(void **state)
                                       .qmp_fd = 3,
                                       .agent_fd = 4,
                                       .events_fd = 5,
-                                      .console_log = "/c"};
+                                      .console_fd = 6};
         struct vmm_share bad_tag = {.tag = "a,b", .host_dir = "/x"};
         struct vmm_share long_tag = {.tag = "0123456789012345678901234567890123456789",
                                      .host_dir = "/x"};
@@ -262,6 +266,15 @@ static void rejects_bad_config(void **state)
         /* virtio-fs shares without virtiofsd connections. */
         EXPECT_EINVAL((c.shares = &rel, rel.host_dir = "/ok", c.n_shares = 1));
         rel.host_dir = "relative";
+
+        /* No console pipe, or one QEMU's -add-fd refuses (stdio). */
+        struct vmm_qemu_runtime no_console = rt;
+        no_console.console_fd = -1;
+        c = base_config();
+        assert_int_equal(vmm_qemu_argv(&c, &no_console, &argv, NULL), -EINVAL);
+        no_console.console_fd = 2;
+        assert_int_equal(vmm_qemu_argv(&c, &no_console, &argv, NULL), -EINVAL);
+        assert_null(argv);
 
         /* Accelerator not decided. */
         struct vmm_qemu_runtime auto_rt = rt;
@@ -404,6 +417,24 @@ static void start_failure_leaves_nothing(void **state)
         fputs("#!/bin/sh\nexec sleep 600\n", f);
         fclose(f);
         assert_int_equal(chmod(helper, 0700), 0);
+        /* A "QEMU" that says something on its stderr and on the console fd
+         * (-add-fd fd=N,set=1), then exits 1. */
+        char fake_qemu[128];
+        snprintf(fake_qemu, sizeof(fake_qemu), "%s/fake-qemu", dir);
+        f = fopen(fake_qemu, "w");
+        assert_non_null(f);
+        fputs("#!/bin/sh\n"
+              "while [ $# -gt 0 ]; do\n"
+              "  if [ \"$1\" = -add-fd ]; then fd=${2#fd=}; fd=${fd%%,*}; fi; shift\n"
+              "done\n"
+              "echo early console line >/proc/self/fd/$fd\n"
+              "echo 'fake-qemu: could not open kernel file' >&2\n"
+              "exit 1\n",
+              f);
+        fclose(f);
+        assert_int_equal(chmod(fake_qemu, 0700), 0);
+        struct us_loop *loop = NULL;
+        assert_int_equal(us_loop_new(&loop, NULL), 0);
 
         struct vmm_share share = {.tag = "rootfs", .host_dir = share_dir};
         struct vmm_vm_config cfg = {
@@ -415,9 +446,48 @@ static void start_failure_leaves_nothing(void **state)
                 .shares = &share,
                 .n_shares = 1,
                 .virtiofsd_binary = helper,
+                .loop = loop,
         };
         struct vmm_vm *vm = NULL;
         struct us_error *err = NULL;
+
+        /* Without a loop nobody would drain the console: refused up front. */
+        cfg.loop = NULL;
+        assert_int_equal(vmm_vm_start(&cfg, &vm, &err), -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "event loop"));
+        err = us_error_free(err);
+        cfg.loop = loop;
+        cfg.console_log_max = 100;
+        assert_int_equal(vmm_vm_start(&cfg, &vm, &err), -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "console_log_max 100"));
+        err = us_error_free(err);
+        cfg.console_log_max = 0;
+        assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+
+        /* Its stderr reaches the error (the qemu.log pipe is drained before
+         * the tail is read), its console output console.log. */
+        cfg.qemu_binary = fake_qemu;
+        assert_true(vmm_vm_start(&cfg, &vm, &err) < 0);
+        assert_null(vm);
+        if (!strstr(us_error_text(err), "qemu exited with status 1: fake-qemu: could not open"))
+                fail_msg("error: %s", us_error_text(err));
+        assert_non_null(strstr(us_error_text(err),
+                               "qemu exited with status 1: fake-qemu: could not open kernel file"));
+        err = us_error_free(err);
+        {
+                char path[256], buf[128] = "";
+                struct stat st;
+                snprintf(path, sizeof(path), "%s/console.log", dir);
+                int fd = open(path, O_RDONLY | O_CLOEXEC);
+                assert_true(fd >= 0);
+                assert_int_equal(fstat(fd, &st), 0);
+                assert_int_equal(st.st_mode & 0777, 0600);
+                assert_true(read(fd, buf, sizeof(buf) - 1) > 0);
+                close(fd);
+                assert_string_equal(buf, "early console line\n");
+        }
+        assert_int_equal(count_sockets(dir), 0);
+        assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
 
         /* "QEMU" exits at once: its sockets close, QMP sees EOF. */
         cfg.qemu_binary = "/bin/false";
@@ -445,6 +515,7 @@ static void start_failure_leaves_nothing(void **state)
         err = us_error_free(err);
         assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
 
+        us_loop_free(loop);
         char cmd[256];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
         assert_int_equal(system(cmd), 0);
@@ -461,5 +532,5 @@ int main(void)
                 cmocka_unit_test(accel_decision),
                 cmocka_unit_test(start_failure_leaves_nothing),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }
