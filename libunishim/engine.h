@@ -40,8 +40,13 @@ struct us_container_config {
         const char *bundle;       /* absolute path of the bundle directory */
         const char *rootfs;       /* absolute host path of the rootfs (already mounted) */
         struct us_oci_spec *spec; /* moved into the container on success */
-        struct us_stdio stdio;    /* used when !spec->process->terminal */
-        const char *cgroup_root;  /* cgroupfs mount root; NULL = "/sys/fs/cgroup" */
+        /* The config.json text spec was parsed from (VM kinds hand it on to
+         * their guest: the validated bytes, not a second read of the file);
+         * NULL when the caller has none. */
+        const char *spec_json;
+        size_t spec_json_len;
+        struct us_stdio stdio;   /* used when !spec->process->terminal */
+        const char *cgroup_root; /* cgroupfs mount root; NULL = "/sys/fs/cgroup" */
 };
 
 /*

@@ -8,9 +8,10 @@
 
 static int container_create(const struct shim_backend_env *env, void *task_cookie,
                             const struct us_container_config *cfg, void **ret_impl, int *ret_pty,
-                            struct us_error **err)
+                            struct shim_op *op, struct us_error **err)
 {
         (void)env;
+        (void)op;
         (void)task_cookie;
         struct us_container *c = NULL;
         int r = us_container_create(cfg, &c, ret_pty, err);
@@ -25,48 +26,55 @@ static pid_t container_pid(void *impl)
         return us_container_pid(impl);
 }
 
-static int container_start(void *impl, struct us_error **err)
+static int container_start(void *impl, struct shim_op *op, struct us_error **err)
 {
+        (void)op;
         return us_container_start(impl, err);
 }
 
 static int container_exec(void *impl, const char *exec_id, const struct us_oci_process *p,
                           const char *json, size_t json_len, const struct us_stdio *stdio,
-                          pid_t *ret_pid, int *ret_pty, struct us_error **err)
+                          pid_t *ret_pid, int *ret_pty, struct shim_op *op, struct us_error **err)
 {
+        (void)op;
         (void)exec_id;
         (void)json;
         (void)json_len;
         return us_container_exec(impl, p, stdio, ret_pid, ret_pty, err);
 }
 
-static int container_kill(void *impl, int sig, bool all, struct us_error **err)
+static int container_kill(void *impl, int sig, bool all, struct shim_op *op, struct us_error **err)
 {
+        (void)op;
         return us_container_kill(impl, sig, all, err);
 }
 
 static int container_kill_exec(void *impl, const char *exec_id, pid_t pid, int sig,
-                               struct us_error **err)
+                               struct shim_op *op, struct us_error **err)
 {
+        (void)op;
         (void)impl;
         if (kill(pid, sig) < 0)
                 return us_errorf(err, errno, "signal exec %s", exec_id);
         return 0;
 }
 
-static int container_pause(void *impl, struct us_error **err)
+static int container_pause(void *impl, struct shim_op *op, struct us_error **err)
 {
+        (void)op;
         return us_container_pause(impl, err);
 }
 
-static int container_resume(void *impl, struct us_error **err)
+static int container_resume(void *impl, struct shim_op *op, struct us_error **err)
 {
+        (void)op;
         return us_container_resume(impl, err);
 }
 
 static int container_update(void *impl, const struct us_oci_resources *res, const char *json,
-                            size_t json_len, struct us_error **err)
+                            size_t json_len, struct shim_op *op, struct us_error **err)
 {
+        (void)op;
         (void)json;
         (void)json_len;
         return us_container_update(impl, res, err);
@@ -80,14 +88,18 @@ static struct us_cgroup *cgroup_of(void *impl, struct us_error **err)
         return cg;
 }
 
-static int container_stats(void *impl, uint8_t **ret, size_t *ret_len, struct us_error **err)
+static int container_stats(void *impl, uint8_t **ret, size_t *ret_len, struct shim_op *op,
+                           struct us_error **err)
 {
+        (void)op;
         struct us_cgroup *cg = cgroup_of(impl, err);
         return cg ? us_cgroup_stats_packed(cg, ret, ret_len, err) : -ENOENT;
 }
 
-static int container_pids(void *impl, pid_t **ret, size_t *ret_n, struct us_error **err)
+static int container_pids(void *impl, pid_t **ret, size_t *ret_n, struct shim_op *op,
+                          struct us_error **err)
 {
+        (void)op;
         struct us_cgroup *cg = cgroup_of(impl, err);
         return cg ? us_cgroup_pids(cg, ret, ret_n, err) : -ENOENT;
 }

@@ -39,6 +39,8 @@
 #include "backend.h"
 #include "cgroup.h"
 #include "cleanup.h"
+#include "fs-util.h"
+#include "id.h"
 #include "log.h"
 #include "netplumb.h"
 #include "policy.h"
@@ -48,6 +50,8 @@
 #include "ttrpc.h"
 
 static void pod_teardown(struct sandbox_pod *pod);
+static void pod_free(void *impl);
+static void task_free(struct sandbox_task *t);
 
 /* ---- agent calls ---- */
 
@@ -55,12 +59,14 @@ int sandbox_agent_call(struct sandbox_pod *pod, const char *method, const Protob
                        const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret,
                        int timeout_ms, struct us_error **err)
 {
-        if (!pod->agent || pod->dead)
+        if (!pod->agent || pod->dead || pod->agent_dead)
                 return us_error_msg(err, ENOTCONN, "guest agent of pod %s is gone", pod->id);
         _cleanup_free_ uint8_t *payload = NULL;
         size_t len = 0;
         int r = us_ttrpc_client_call(pod->agent, AGENT_SERVICE, method, req, NULL, 0, timeout_ms,
                                      &payload, &len, err);
+        if (r == -ETIMEDOUT)
+                sandbox_pod_agent_dead(pod, method);
         if (r < 0)
                 return us_error_wrap(err, r, "guest agent %s", method);
         if (!resp_desc)
@@ -193,13 +199,12 @@ static int guest_image(char **ret_kernel, char **ret_initrd, struct us_error **e
                                 return us_errorf(err, ENOMEM, "guest image path");
                         if (access(ir, R_OK) < 0)
                                 continue;
-                        *ret_kernel = realpath(k, NULL);
-                        *ret_initrd = realpath(ir, NULL);
-                        if (!*ret_kernel || !*ret_initrd) {
-                                free(*ret_kernel);
-                                free(*ret_initrd);
-                                return us_errorf(err, ENOMEM, "guest image path");
-                        }
+                        _cleanup_free_ char *kernel = realpath(k, NULL);
+                        _cleanup_free_ char *initrd = realpath(ir, NULL);
+                        if (!kernel || !initrd)
+                                return us_errorf(err, errno, "resolve guest image %s", dirs[i]);
+                        *ret_kernel = TAKE_PTR(kernel);
+                        *ret_initrd = TAKE_PTR(initrd);
                         return 0;
                 }
         }
@@ -260,60 +265,106 @@ static enum vmm_accel accel_of(const struct cri_sandbox_config *sb)
         return VMM_ACCEL_AUTO;
 }
 
-static int mkdir_p(const char *path, mode_t mode)
+/* ---- a task's create: the pod's boot and the container in the guest,
+ * answered from the loop ---- */
+
+struct create_ctx {
+        struct sandbox_task *t;
+        struct shim_op *op;
+        void **pod_slot; /* the shim's per-pod slot, emptied if the pod goes */
+        bool started_pod;
+        void **ret_impl;
+        int *ret_pty;
+        char *json; /* the guest's spec (CreateContainer); NULL: the VM task */
+        size_t json_len;
+        struct netplumb_vm_net *vmnet; /* UpdateNetwork; NULL: no network */
+};
+
+static void create_ctx_free(struct create_ctx *ctx)
 {
-        char buf[PATH_MAX];
-        if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-                return -ENAMETOOLONG;
-        for (char *p = buf + 1; *p; p++) {
-                if (*p != '/')
-                        continue;
-                *p = '\0';
-                if (mkdir(buf, 0711) < 0 && errno != EEXIST)
-                        return -errno;
-                *p = '/';
-        }
-        if (mkdir(buf, mode) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
+        free(ctx->json);
+        free(ctx->vmnet);
+        free(ctx);
 }
 
-/* Removes a directory tree of empty dirs and unmounted mount points. */
-static void rmdir_tree(const char *path)
+/* A create that failed leaves nothing: the task, and the pod if it was
+ * its first. */
+static void create_failed(struct create_ctx *ctx, int r, struct us_error **err)
 {
-        DIR *d = opendir(path);
-        if (d) {
-                struct dirent *de;
-                while ((de = readdir(d))) {
-                        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                                continue;
-                        char sub[PATH_MAX];
-                        if (snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name) >=
-                            (int)sizeof(sub))
-                                continue;
-                        (void)umount2(sub, MNT_DETACH | UMOUNT_NOFOLLOW);
-                        if (de->d_type == DT_DIR)
-                                rmdir_tree(sub);
-                        else
-                                (void)unlink(sub);
+        struct sandbox_pod *pod = ctx->t->pod;
+        task_free(ctx->t);
+        if (ctx->started_pod && !pod->tasks) {
+                pod_free(pod);
+                *ctx->pod_slot = NULL;
+        }
+        ctx->op->done(ctx->op, r, TAKE_PTR(*err));
+        create_ctx_free(ctx);
+}
+
+static void create_done(struct create_ctx *ctx)
+{
+        *ctx->ret_impl = ctx->t;
+        *ctx->ret_pty = -1;
+        ctx->op->done(ctx->op, 0, NULL);
+        create_ctx_free(ctx);
+}
+
+static int send_create(struct create_ctx *ctx, struct us_error **err);
+static int send_storage(struct create_ctx *ctx, struct us_error **err);
+static int send_network(struct create_ctx *ctx, struct us_error **err);
+
+/* Each step's reply sends the next: Check, AddStorage, UpdateNetwork (a
+ * new pod), then CreateContainer (a container). */
+static void create_step(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
+                        struct us_error **err)
+{
+        (void)resp;
+        struct create_ctx *ctx = c->ctx;
+        struct sandbox_pod *pod = ctx->t->pod;
+        if (r >= 0) {
+                if (strcmp(c->method, "Check") == 0) {
+                        r = send_storage(ctx, err);
+                } else if (strcmp(c->method, "AddStorage") == 0) {
+                        r = send_network(ctx, err);
+                } else if (strcmp(c->method, "UpdateNetwork") == 0) {
+                        pod->booting = false;
+                        oom_poll(pod);
+                        r = ctx->json ? send_create(ctx, err) : 0;
+                } else { /* CreateContainer */
+                        ctx->t->in_guest = true;
+                        sandbox_proc_poll(ctx->t->procs);
                 }
-                closedir(d);
         }
-        (void)umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW);
-        (void)rmdir(path);
+        if (r == -EINPROGRESS)
+                return;
+        if (r < 0) {
+                if (strcmp(c->method, "CreateContainer") != 0)
+                        us_error_wrap(err, r, "start sandbox VM");
+                create_failed(ctx, r, err);
+                return;
+        }
+        create_done(ctx);
 }
 
-static int pod_bootstrap(struct sandbox_pod *pod, const struct us_oci_spec *spec,
-                         const struct netplumb_vm_net *vmnet, struct us_error **err)
+static int send_step(struct create_ctx *ctx, const char *method, const ProtobufCMessage *req,
+                     struct us_error **err)
+{
+        struct sandbox_acall *c = NULL;
+        int r = sandbox_agent_acall(ctx->t->pod, ctx->t, method, req, NULL, create_step, NULL, &c,
+                                    err);
+        if (r == -EINPROGRESS)
+                c->ctx = ctx;
+        return r;
+}
+
+static int send_check(struct create_ctx *ctx, struct us_error **err)
 {
         Unishim__Agent__V1__CheckRequest check = UNISHIM__AGENT__V1__CHECK_REQUEST__INIT;
-        _cleanup_pb_ Unishim__Agent__V1__CheckResponse *version = NULL;
-        int r = sandbox_agent_call(pod, "Check", &check.base,
-                                   &unishim__agent__v1__check_response__descriptor,
-                                   (ProtobufCMessage **)&version, AGENT_BOOT_MS, err);
-        if (r < 0)
-                return r;
+        return send_step(ctx, "Check", &check.base, err);
+}
 
+static int send_storage(struct create_ctx *ctx, struct us_error **err)
+{
         Unishim__Agent__V1__Storage storage = UNISHIM__AGENT__V1__STORAGE__INIT;
         storage.source = (char *)GUEST_SHARE_TAG;
         storage.fstype = (char *)"virtiofs";
@@ -322,13 +373,16 @@ static int pod_bootstrap(struct sandbox_pod *pod, const struct us_oci_spec *spec
         Unishim__Agent__V1__AddStorageRequest add = UNISHIM__AGENT__V1__ADD_STORAGE_REQUEST__INIT;
         add.n_storages = 1;
         add.storages = storages;
-        r = sandbox_agent_call(pod, "AddStorage", &add.base, NULL, NULL, AGENT_CALL_MS, err);
-        if (r < 0)
-                return r;
+        return send_step(ctx, "AddStorage", &add.base, err);
+}
 
+static int send_network(struct create_ctx *ctx, struct us_error **err)
+{
+        struct sandbox_pod *pod = ctx->t->pod;
+        const struct netplumb_vm_net *vmnet = ctx->vmnet;
         Unishim__Agent__V1__UpdateNetworkRequest net =
                 UNISHIM__AGENT__V1__UPDATE_NETWORK_REQUEST__INIT;
-        net.hostname = spec->hostname ? spec->hostname : (char *)"";
+        net.hostname = pod->hostname ? pod->hostname : (char *)"";
         Unishim__Agent__V1__Interface iface = UNISHIM__AGENT__V1__INTERFACE__INIT;
         Unishim__Agent__V1__Interface *ifaces[] = {&iface};
         Unishim__Agent__V1__IPAddress addrs[2], *addrp[2];
@@ -368,20 +422,32 @@ static int pod_bootstrap(struct sandbox_pod *pod, const struct us_oci_spec *spec
                 net.n_interfaces = 1;
                 net.interfaces = ifaces;
         }
-        r = sandbox_agent_call(pod, "UpdateNetwork", &net.base, NULL, NULL, AGENT_CALL_MS, err);
-        if (r < 0)
-                return r;
-        oom_poll(pod);
-        return 0;
+        return send_step(ctx, "UpdateNetwork", &net.base, err);
 }
 
+static int send_create(struct create_ctx *ctx, struct us_error **err)
+{
+        Unishim__Agent__V1__CreateContainerRequest req =
+                UNISHIM__AGENT__V1__CREATE_CONTAINER_REQUEST__INIT;
+        req.container_id = ctx->t->id;
+        req.spec_json.data = (uint8_t *)ctx->json;
+        req.spec_json.len = ctx->json_len;
+        req.stdin = ctx->t->procs->in_fd >= 0;
+        return send_step(ctx, "CreateContainer", &req.base, err);
+}
+
+/* Everything of a new pod up to its VM running and the agent's ports
+ * connected; the agent's side (create_step) follows. *ret_vmnet: the VM's
+ * network for the guest (NULL without one; caller frees). */
 static int pod_start(const struct shim_backend_env *env, const struct us_container_config *cfg,
-                     struct sandbox_pod **ret, struct us_error **err)
+                     struct sandbox_pod **ret, struct netplumb_vm_net **ret_vmnet,
+                     struct us_error **err)
 {
         struct sandbox_pod *pod = calloc(1, sizeof(*pod));
         if (!pod)
                 return us_errorf(err, ENOMEM, "allocate pod");
         pod->loop = env->loop;
+        pod->agent_timeout_ms = env->config->sandbox.agent_timeout_ms;
         pod->process_exited = env->process_exited;
         pod->oom = env->oom;
         int r = 0;
@@ -392,9 +458,8 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
         const struct us_oci_spec *spec = cfg->spec;
 
         if (!(pod->id = strdup(cfg->id)) ||
-            asprintf(&pod->state_dir, "%s/%s/%s", POD_STATE_ROOT, env->namespace, cfg->id) < 0 ||
-            asprintf(&pod->share_dir, "%s/shared", pod->state_dir) < 0) {
-                pod->state_dir = pod->share_dir = NULL;
+            asprintf(&pod->state_dir, "%s/%s/%s", POD_STATE_ROOT, env->namespace, cfg->id) < 0) {
+                pod->state_dir = NULL;
                 r = us_errorf(err, ENOMEM, "allocate pod");
                 goto fail;
         }
@@ -412,18 +477,22 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
         }
         if (r < 0)
                 goto fail;
-        if ((r = mkdir_p(pod->state_dir, 0700)) < 0 || (r = mkdir_p(pod->share_dir, 0700)) < 0) {
-                r = us_errorf(err, -r, "create %s", pod->share_dir);
-                goto fail;
+        /* The pod's own dir is new: one left by a shim that was killed is
+         * `shim delete`'s to clean, never ours to reuse or remove. */
+        {
+                char parent[PATH_MAX];
+                snprintf(parent, sizeof(parent), "%s/%s", POD_STATE_ROOT, env->namespace);
+                if ((r = us_mkdir_p(parent, 0700, err)) < 0)
+                        goto fail;
+                if (mkdir(pod->state_dir, 0700) < 0) {
+                        r = us_errorf(err, errno, "create %s", pod->state_dir);
+                        goto fail;
+                }
+                pod->state_made = true;
         }
-        /* virtiofsd serves a copy of our mount namespace: the share must be
-         * a shared mount for the containers' rootfs binds made later to
-         * reach it. */
-        if (mount(pod->share_dir, pod->share_dir, NULL, MS_BIND, NULL) < 0 ||
-            mount(NULL, pod->share_dir, NULL, MS_SHARED, NULL) < 0) {
-                r = us_errorf(err, errno, "make %s a shared mount", pod->share_dir);
+        r = sandbox_share_new(pod->state_dir, &pod->share, err);
+        if (r < 0)
                 goto fail;
-        }
 
         if (spec->hostname && !(pod->hostname = strdup(spec->hostname))) {
                 r = us_errorf(err, ENOMEM, "allocate pod");
@@ -458,7 +527,8 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
         if (vmnet)
                 snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", vmnet->mac[0],
                          vmnet->mac[1], vmnet->mac[2], vmnet->mac[3], vmnet->mac[4], vmnet->mac[5]);
-        const struct vmm_share share = {.tag = GUEST_SHARE_TAG, .host_dir = pod->share_dir};
+        const struct vmm_share share = {.tag = GUEST_SHARE_TAG,
+                                        .host_dir = sandbox_share_guest_dir(pod->share)};
         const struct vmm_vm_config vc = {
                 .id = cfg->id,
                 .state_dir = pod->state_dir,
@@ -496,22 +566,55 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
         if (r < 0)
                 goto fail;
         us_ttrpc_aclient_on_close(pod->events, events_closed, pod);
-
-        r = pod_bootstrap(pod, spec, vmnet, err);
-        if (r < 0)
-                goto fail;
+        pod->booting = true;
         *ret = pod;
+        *ret_vmnet = TAKE_PTR(vmnet);
         return 0;
 fail:
         r = us_error_wrap(err, r, "start sandbox VM");
-        pod_teardown(pod);
-        free(pod->id);
-        free(pod->state_dir);
-        free(pod->share_dir);
-        free(pod->netns);
-        free(pod->hostname);
-        free(pod);
+        pod_free(pod);
         return r;
+}
+
+static void agent_dead_now(struct us_loop_source *src, void *userdata)
+{
+        (void)src;
+        struct sandbox_pod *pod = userdata;
+        pod->dead_timer = NULL;
+        pod_teardown(pod);
+}
+
+void sandbox_pod_agent_dead(struct sandbox_pod *pod, const char *method)
+{
+        if (pod->agent_dead || pod->torn_down)
+                return;
+        pod->agent_dead = true;
+        us_log_error("pod %s: the guest agent did not answer %s within %u ms "
+                     "(sandbox.agent_timeout_ms): the pod is dead, its VM goes",
+                     pod->id, method, pod->agent_timeout_ms);
+        struct us_error *err = NULL;
+        if (us_loop_add_timer(pod->loop, 0, agent_dead_now, pod, &pod->dead_timer, &err) < 0) {
+                us_error_free(err);
+                pod_teardown(pod);
+        }
+}
+
+/* The pod's state dir: what QEMU, virtiofsd and the share left in it. */
+static void remove_state_dir(struct sandbox_pod *pod)
+{
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof(parent), "%s", pod->state_dir);
+        char *slash = strrchr(parent, '/');
+        if (!slash)
+                return;
+        *slash = '\0';
+        _cleanup_close_ int fd = open(parent, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct us_error *err = NULL;
+        if (fd < 0 || us_rm_tree_at(fd, slash + 1, &err) < 0)
+                us_log_warn("pod %s: remove %s: %s", pod->id, pod->state_dir,
+                            fd < 0 ? strerror(errno) : us_error_text(err));
+        us_error_free(err);
+        pod->state_made = false;
 }
 
 /* Stops the VM and removes everything the pod made on the host. Idempotent. */
@@ -520,14 +623,20 @@ static void pod_teardown(struct sandbox_pod *pod)
         if (pod->torn_down)
                 return;
         pod->torn_down = true;
-        if (pod->agent && !pod->dead) {
+        pod->dead_timer = us_loop_source_remove(pod->dead_timer);
+        if (pod->agent && !pod->dead && !pod->agent_dead) {
                 Unishim__Agent__V1__Empty req = UNISHIM__AGENT__V1__EMPTY__INIT;
                 (void)sandbox_agent_call(pod, "Shutdown", &req.base, NULL, NULL, 2000, NULL);
         }
         pod->events = us_ttrpc_aclient_free(pod->events);
         pod->agent = us_ttrpc_client_free(pod->agent);
         if (pod->vm) {
-                (void)vmm_vm_quit(pod->vm, NULL);
+                /* A guest whose agent is dead gets no orderly quit: its QEMU
+                 * may not answer QMP either. */
+                if (pod->agent_dead)
+                        (void)vmm_vm_destroy(pod->vm, NULL);
+                else
+                        (void)vmm_vm_quit(pod->vm, NULL);
                 pod_vm_gone(pod);
         }
         if (pod->wired)
@@ -537,8 +646,12 @@ static void pod_teardown(struct sandbox_pod *pod)
                 (void)us_cgroup_destroy(pod->cgroup, NULL);
                 pod->cgroup = us_cgroup_free(pod->cgroup);
         }
-        if (pod->state_dir)
-                rmdir_tree(pod->state_dir);
+        /* Every bind of every container goes with the share's mounts. */
+        pod->share = sandbox_share_free(pod->share);
+        for (struct sandbox_task *t = pod->tasks; t; t = t->next)
+                t->shared = false;
+        if (pod->state_made)
+                remove_state_dir(pod);
 }
 
 static void pod_free(void *impl)
@@ -558,7 +671,6 @@ static void pod_free(void *impl)
         pod->vm = vmm_vm_free(pod->vm);
         free(pod->id);
         free(pod->state_dir);
-        free(pod->share_dir);
         free(pod->netns);
         free(pod->hostname);
         free(pod);
@@ -613,48 +725,6 @@ static bool mount_is_readonly(const struct us_oci_mount *m)
         return ro;
 }
 
-/* A read-only recursive bind of src at dst that is read-only before it is
- * attached. The share is MS_SHARED and virtiofsd serves it from a slave copy
- * in its own mount namespace: the copy that propagates there takes the flags
- * the mount has when it is attached, and a later remount changes only ours.
- * So a guest that remounts its volume read-write still meets EROFS on the
- * host. */
-static int bind_readonly(const char *src, const char *dst, struct us_error **err)
-{
-        _cleanup_close_ int tree =
-                open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
-        if (tree < 0)
-                return us_errorf(err, errno, "share %s with the guest read-only", src);
-        struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
-        if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) < 0)
-                return us_errorf(err, errno, "make %s read-only", src);
-        if (move_mount(tree, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) < 0)
-                return us_errorf(err, errno, "share %s with the guest read-only", src);
-        return 0;
-}
-
-/* Bind-mounts src at dst (created as a file or a directory like src). */
-static int bind_into_share(const char *src, const char *dst, bool readonly, struct us_error **err)
-{
-        struct stat st;
-        if (stat(src, &st) < 0)
-                return us_errorf(err, errno, "share %s with the guest", src);
-        if (S_ISDIR(st.st_mode)) {
-                if (mkdir(dst, 0755) < 0 && errno != EEXIST)
-                        return us_errorf(err, errno, "create %s", dst);
-        } else {
-                int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-                if (fd < 0)
-                        return us_errorf(err, errno, "create %s", dst);
-                us_close(fd);
-        }
-        if (readonly)
-                return bind_readonly(src, dst, err);
-        if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
-                return us_errorf(err, errno, "share %s with the guest", src);
-        return 0;
-}
-
 /* Shares the rootfs and the bind-mount sources, and writes the spec the
  * guest's engine runs. */
 static int guest_spec(struct sandbox_task *t, const struct us_container_config *cfg,
@@ -662,24 +732,10 @@ static int guest_spec(struct sandbox_task *t, const struct us_container_config *
 {
         struct sandbox_pod *pod = t->pod;
         const struct us_oci_spec *spec = cfg->spec;
-        if (asprintf(&t->share, "%s/%s", pod->share_dir, t->id) < 0) {
-                t->share = NULL;
-                return us_errorf(err, ENOMEM, "allocate");
-        }
-        char path[PATH_MAX];
-        if (mkdir(t->share, 0700) < 0 && errno != EEXIST)
-                return us_errorf(err, errno, "create %s", t->share);
-        snprintf(path, sizeof(path), "%s/rootfs", t->share);
-        /* Writable even for a read-only root: the guest's engine creates
-         * mount points in it before it remounts it read-only, as runc does,
-         * and its writes land in the container's own layer, not in host
-         * data (volumes below are read-only on the host too). */
-        int r = bind_into_share(cfg->rootfs, path, false, err);
+        int r = sandbox_share_add_container(pod->share, t->id, cfg->rootfs, err);
         if (r < 0)
                 return r;
-        snprintf(path, sizeof(path), "%s/mounts", t->share);
-        if (mkdir(path, 0700) < 0 && errno != EEXIST)
-                return us_errorf(err, errno, "create %s", path);
+        t->shared = true;
 
         size_t n = spec->n_mounts;
         /* Declared before the first goto: cleanup variables must not be
@@ -700,11 +756,10 @@ static int guest_spec(struct sandbox_task *t, const struct us_container_config *
                         drop[i] = true;
                         continue;
                 }
-                snprintf(path, sizeof(path), "%s/mounts/%zu", t->share, i);
-                r = bind_into_share(m->source, path, mount_is_readonly(m), err);
+                r = sandbox_share_add_bind(pod->share, t->id, i, m->source, mount_is_readonly(m),
+                                           err);
                 if (r < 0)
                         goto out;
-                t->n_binds = i + 1;
                 if (asprintf(&sources[i], "%s/%s/mounts/%zu", GUEST_SHARE_DIR, t->id, i) < 0) {
                         sources[i] = NULL;
                         r = us_errorf(err, ENOMEM, "allocate");
@@ -726,25 +781,13 @@ static int guest_spec(struct sandbox_task *t, const struct us_container_config *
                 .unjoin_namespaces =
                         CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUSER,
         };
-        char cfgpath[PATH_MAX];
-        snprintf(cfgpath, sizeof(cfgpath), "%s/config.json", cfg->bundle);
-        {
-                _cleanup_fclose_ FILE *f = fopen(cfgpath, "re");
-                if (!f) {
-                        r = us_errorf(err, errno, "read %s", cfgpath);
-                        goto out;
-                }
-                size_t cap = 0;
-                _cleanup_free_ char *buf = NULL;
-                ssize_t got = getdelim(&buf, &cap, '\0', f);
-                if (got < 0) {
-                        r = us_errorf(err, errno ? errno : EIO, "read %s", cfgpath);
-                        goto out;
-                }
-                r = sandbox_spec_rewrite(buf, (size_t)got, &rw, &json, &json_len, err);
-                if (r < 0)
-                        goto out;
+        if (!cfg->spec_json) {
+                r = us_error_msg(err, EINVAL, "no config.json text for container %s", t->id);
+                goto out;
         }
+        r = sandbox_spec_rewrite(cfg->spec_json, cfg->spec_json_len, &rw, &json, &json_len, err);
+        if (r < 0)
+                goto out;
         *ret_json = TAKE_PTR(json);
         *ret_len = json_len;
         r = 0;
@@ -756,9 +799,13 @@ out:
 
 static void unshare_container(struct sandbox_task *t)
 {
-        if (!t->share)
+        if (!t->shared || !t->pod->share)
                 return;
-        rmdir_tree(t->share);
+        struct us_error *err = NULL;
+        if (sandbox_share_remove_container(t->pod->share, t->id, &err) < 0)
+                us_log_warn("pod %s: %s", t->pod->id, us_error_text(err));
+        us_error_free(err);
+        t->shared = false;
 }
 
 /* Unlinks and frees a task; the last task of a pod without a CRI sandbox
@@ -766,6 +813,7 @@ static void unshare_container(struct sandbox_task *t)
 static void task_free(struct sandbox_task *t)
 {
         struct sandbox_pod *pod = t->pod;
+        sandbox_agent_cancel_task(pod, t);
         for (struct sandbox_task **pp = &pod->tasks; *pp; pp = &(*pp)->next) {
                 if (*pp == t) {
                         *pp = t->next;
@@ -779,25 +827,33 @@ static void task_free(struct sandbox_task *t)
         }
         unshare_container(t);
         us_oci_spec_free(t->spec);
-        free(t->share);
         free(t->id);
         free(t);
 }
 
 static int sandbox_create(const struct shim_backend_env *env, void *task_cookie,
                           const struct us_container_config *cfg, void **ret_impl, int *ret_pty,
-                          struct us_error **err)
+                          struct shim_op *op, struct us_error **err)
 {
         struct sandbox_pod *pod = *env->pod;
         bool vm_task = is_cri_sandbox(cfg->spec);
-        bool started_pod = false;
+        struct create_ctx *ctx = calloc(1, sizeof(*ctx));
+        if (!ctx)
+                return us_errorf(err, ENOMEM, "allocate task");
+        ctx->op = op;
+        ctx->pod_slot = env->pod;
+        ctx->ret_impl = ret_impl;
+        ctx->ret_pty = ret_pty;
         if (!pod) {
-                int r = pod_start(env, cfg, &pod, err);
-                if (r < 0)
+                int r = pod_start(env, cfg, &pod, &ctx->vmnet, err);
+                if (r < 0) {
+                        create_ctx_free(ctx);
                         return r;
+                }
                 *env->pod = pod;
-                started_pod = true;
-        } else if (vm_task || pod->dead || pod->torn_down) {
+                ctx->started_pod = true;
+        } else if (vm_task || pod->dead || pod->agent_dead || pod->torn_down) {
+                create_ctx_free(ctx);
                 return us_error_msg(err, EINVAL, "pod %s already has its VM%s", pod->id,
                                     pod->dead ? ", and it is gone" : "");
         }
@@ -805,6 +861,11 @@ static int sandbox_create(const struct shim_backend_env *env, void *task_cookie,
         struct sandbox_task *t = calloc(1, sizeof(*t));
         if (!t || !(t->id = strdup(cfg->id))) {
                 free(t);
+                if (ctx->started_pod) {
+                        pod_free(pod);
+                        *env->pod = NULL;
+                }
+                create_ctx_free(ctx);
                 return us_errorf(err, ENOMEM, "allocate task");
         }
         t->pod = pod;
@@ -812,39 +873,30 @@ static int sandbox_create(const struct shim_backend_env *env, void *task_cookie,
         t->is_vm = vm_task;
         t->next = pod->tasks;
         pod->tasks = t;
+        ctx->t = t;
         struct sandbox_proc *init = NULL;
         int r = sandbox_proc_new(t, NULL, &cfg->stdio, &init, err);
-        if (r >= 0 && !vm_task) {
-                _cleanup_free_ char *json = NULL;
-                size_t len = 0;
-                r = guest_spec(t, cfg, &json, &len, err);
-                if (r >= 0) {
-                        Unishim__Agent__V1__CreateContainerRequest req =
-                                UNISHIM__AGENT__V1__CREATE_CONTAINER_REQUEST__INIT;
-                        req.container_id = t->id;
-                        req.spec_json.data = (uint8_t *)json;
-                        req.spec_json.len = len;
-                        req.stdin = init->in_fd >= 0;
-                        _cleanup_pb_ Unishim__Agent__V1__CreateContainerResponse *resp = NULL;
-                        r = sandbox_agent_call(
-                                pod, "CreateContainer", &req.base,
-                                &unishim__agent__v1__create_container_response__descriptor,
-                                (ProtobufCMessage **)&resp, AGENT_CALL_MS, err);
-                }
-                if (r >= 0) {
-                        t->in_guest = true;
-                        sandbox_proc_poll(init);
-                }
+        if (r >= 0 && !vm_task)
+                r = guest_spec(t, cfg, &ctx->json, &ctx->json_len, err);
+        /* The guest's answers come later: the pod's boot for a new pod,
+         * then the container's create. */
+        if (r >= 0)
+                r = ctx->started_pod ? send_check(ctx, err) : vm_task ? 0 : send_create(ctx, err);
+        if (r == -EINPROGRESS) {
+                t->spec = cfg->spec; /* ours now, as the contract says */
+                return r;
         }
         if (r < 0) {
                 task_free(t);
-                if (started_pod && !pod->tasks) {
+                if (ctx->started_pod && !pod->tasks) {
                         pod_free(pod);
                         *env->pod = NULL;
                 }
+                create_ctx_free(ctx);
                 return r;
         }
-        t->spec = cfg->spec; /* ours now, as the contract says */
+        t->spec = cfg->spec;
+        create_ctx_free(ctx);
         *ret_impl = t;
         *ret_pty = -1;
         return 0;
@@ -858,20 +910,53 @@ static pid_t sandbox_pid(void *impl)
         return t->pod->vm ? vmm_vm_pid(t->pod->vm) : 0;
 }
 
-static int sandbox_start(void *impl, struct us_error **err)
+/* ---- Task operations: in the guest, answered from the loop ---- */
+
+/* ContainerRequest {id} to method, finishing op with fn. */
+static int container_acall(struct sandbox_task *t, const char *method,
+                           const ProtobufCMessageDescriptor *resp_desc, sandbox_acall_fn fn,
+                           struct shim_op *op, struct sandbox_acall **ret, struct us_error **err)
+{
+        Unishim__Agent__V1__ContainerRequest req = UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
+        req.container_id = t->id;
+        return sandbox_agent_acall(t->pod, t, method, &req.base, resp_desc, fn, op, ret, err);
+}
+
+static int sandbox_start(void *impl, struct shim_op *op, struct us_error **err)
 {
         struct sandbox_task *t = impl;
         if (t->is_vm)
                 return 0; /* the VM runs since create */
-        Unishim__Agent__V1__ContainerRequest req = UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
-        req.container_id = t->id;
-        return sandbox_agent_call(t->pod, "StartContainer", &req.base, NULL, NULL, AGENT_CALL_MS,
-                                  err);
+        return container_acall(t, "StartContainer", NULL, sandbox_acall_plain, op, NULL, err);
+}
+
+static void exec_started(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
+                         struct us_error **err)
+{
+        (void)resp;
+        struct sandbox_task *t = c->task;
+        if (r >= 0 && t) {
+                sandbox_proc_poll(c->proc);
+                *c->ret_pid = sandbox_pid(t);
+                *c->ret_pty = -1;
+        } else if (t) {
+                /* Never started in the guest: nothing will report it. */
+                for (struct sandbox_proc **pp = &t->procs; *pp; pp = &(*pp)->next) {
+                        if (*pp == c->proc) {
+                                *pp = c->proc->next;
+                                sandbox_proc_free(c->proc);
+                                break;
+                        }
+                }
+                if (r >= 0)
+                        r = us_error_msg(err, ENOENT, "container %s went away", c->pod->id);
+        }
+        sandbox_acall_finish(c, r, err);
 }
 
 static int sandbox_exec(void *impl, const char *exec_id, const struct us_oci_process *p,
                         const char *json, size_t json_len, const struct us_stdio *stdio,
-                        pid_t *ret_pid, int *ret_pty, struct us_error **err)
+                        pid_t *ret_pid, int *ret_pty, struct shim_op *op, struct us_error **err)
 {
         (void)p;
         struct sandbox_task *t = impl;
@@ -888,43 +973,47 @@ static int sandbox_exec(void *impl, const char *exec_id, const struct us_oci_pro
         req.process_json.data = (uint8_t *)json;
         req.process_json.len = json_len;
         req.stdin = proc->in_fd >= 0;
-        _cleanup_pb_ Unishim__Agent__V1__ExecProcessResponse *resp = NULL;
-        r = sandbox_agent_call(t->pod, "ExecProcess", &req.base,
-                               &unishim__agent__v1__exec_process_response__descriptor,
-                               (ProtobufCMessage **)&resp, AGENT_CALL_MS, err);
-        if (r < 0) {
+        struct sandbox_acall *c = NULL;
+        r = sandbox_agent_acall(t->pod, t, "ExecProcess", &req.base,
+                                &unishim__agent__v1__exec_process_response__descriptor,
+                                exec_started, op, &c, err);
+        if (r != -EINPROGRESS) {
                 t->procs = proc->next; /* proc_new put it first */
                 sandbox_proc_free(proc);
                 return r;
         }
-        sandbox_proc_poll(proc);
-        *ret_pid = sandbox_pid(t);
-        *ret_pty = -1;
-        return 0;
+        c->proc = proc;
+        c->ret_pid = ret_pid;
+        c->ret_pty = ret_pty;
+        return r;
+}
+
+static void signalled(struct sandbox_acall *c, int r, ProtobufCMessage *resp, struct us_error **err)
+{
+        (void)resp;
+        sandbox_acall_finish(c, r == -ENOENT ? -ESRCH : r, err);
 }
 
 static int signal_guest(struct sandbox_task *t, const char *exec_id, int sig, bool all,
-                        struct us_error **err)
+                        struct shim_op *op, struct us_error **err)
 {
+        if (t->pod->dead)
+                return -ESRCH;
         Unishim__Agent__V1__SignalProcessRequest req =
                 UNISHIM__AGENT__V1__SIGNAL_PROCESS_REQUEST__INIT;
         req.container_id = t->id;
         req.exec_id = (char *)(exec_id ? exec_id : "");
         req.signal = (uint32_t)sig;
         req.all = all;
-        int r = sandbox_agent_call(t->pod, "SignalProcess", &req.base, NULL, NULL, AGENT_CALL_MS,
+        return sandbox_agent_acall(t->pod, t, "SignalProcess", &req.base, NULL, signalled, op, NULL,
                                    err);
-        return r == -ENOENT ? -ESRCH : r;
 }
 
-static int sandbox_kill(void *impl, int sig, bool all, struct us_error **err)
+static int sandbox_kill(void *impl, int sig, bool all, struct shim_op *op, struct us_error **err)
 {
         struct sandbox_task *t = impl;
-        if (!t->is_vm) {
-                if (t->pod->dead)
-                        return -ESRCH;
-                return signal_guest(t, NULL, sig, all, err);
-        }
+        if (!t->is_vm)
+                return signal_guest(t, NULL, sig, all, op, err);
         /* The pod's VM task: any deadly signal ends the VM. */
         if (sig == 0 || t->pod->dead)
                 return t->pod->dead ? -ESRCH : 0;
@@ -933,17 +1022,14 @@ static int sandbox_kill(void *impl, int sig, bool all, struct us_error **err)
 }
 
 static int sandbox_kill_exec(void *impl, const char *exec_id, pid_t pid, int sig,
-                             struct us_error **err)
+                             struct shim_op *op, struct us_error **err)
 {
         (void)pid;
-        struct sandbox_task *t = impl;
-        if (t->pod->dead)
-                return -ESRCH;
-        return signal_guest(t, exec_id, sig, false, err);
+        return signal_guest(impl, exec_id, sig, false, op, err);
 }
 
 static int sandbox_resize(void *impl, const char *exec_id, unsigned width, unsigned height,
-                          struct us_error **err)
+                          struct shim_op *op, struct us_error **err)
 {
         struct sandbox_task *t = impl;
         Unishim__Agent__V1__ResizePtyRequest req = UNISHIM__AGENT__V1__RESIZE_PTY_REQUEST__INIT;
@@ -951,7 +1037,8 @@ static int sandbox_resize(void *impl, const char *exec_id, unsigned width, unsig
         req.exec_id = (char *)(exec_id ? exec_id : "");
         req.width = width;
         req.height = height;
-        return sandbox_agent_call(t->pod, "ResizePty", &req.base, NULL, NULL, AGENT_CALL_MS, err);
+        return sandbox_agent_acall(t->pod, t, "ResizePty", &req.base, NULL, sandbox_acall_plain, op,
+                                   NULL, err);
 }
 
 static int sandbox_close_stdin(void *impl, const char *exec_id, struct us_error **err)
@@ -965,28 +1052,24 @@ static int sandbox_close_stdin(void *impl, const char *exec_id, struct us_error 
         return 0;
 }
 
-static int container_call(struct sandbox_task *t, const char *method, struct us_error **err)
-{
-        Unishim__Agent__V1__ContainerRequest req = UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
-        req.container_id = t->id;
-        return sandbox_agent_call(t->pod, method, &req.base, NULL, NULL, AGENT_CALL_MS, err);
-}
-
-static int sandbox_pause(void *impl, struct us_error **err)
+static int sandbox_pause(void *impl, struct shim_op *op, struct us_error **err)
 {
         struct sandbox_task *t = impl;
-        return t->is_vm ? vmm_vm_pause(t->pod->vm, err) : container_call(t, "PauseContainer", err);
+        return t->is_vm ? vmm_vm_pause(t->pod->vm, err)
+                        : container_acall(t, "PauseContainer", NULL, sandbox_acall_plain, op, NULL,
+                                          err);
 }
 
-static int sandbox_resume(void *impl, struct us_error **err)
+static int sandbox_resume(void *impl, struct shim_op *op, struct us_error **err)
 {
         struct sandbox_task *t = impl;
         return t->is_vm ? vmm_vm_resume(t->pod->vm, err)
-                        : container_call(t, "ResumeContainer", err);
+                        : container_acall(t, "ResumeContainer", NULL, sandbox_acall_plain, op, NULL,
+                                          err);
 }
 
 static int sandbox_update(void *impl, const struct us_oci_resources *res, const char *json,
-                          size_t json_len, struct us_error **err)
+                          size_t json_len, struct shim_op *op, struct us_error **err)
 {
         (void)res;
         struct sandbox_task *t = impl;
@@ -997,39 +1080,77 @@ static int sandbox_update(void *impl, const struct us_oci_resources *res, const 
         req.container_id = t->id;
         req.resources_json.data = (uint8_t *)json;
         req.resources_json.len = json_len;
-        return sandbox_agent_call(t->pod, "UpdateContainer", &req.base, NULL, NULL, AGENT_CALL_MS,
-                                  err);
+        return sandbox_agent_acall(t->pod, t, "UpdateContainer", &req.base, NULL,
+                                   sandbox_acall_plain, op, NULL, err);
 }
 
-static int sandbox_stats(void *impl, uint8_t **ret, size_t *ret_len, struct us_error **err)
+static void stats_got(struct sandbox_acall *c, int r, ProtobufCMessage *resp, struct us_error **err)
+{
+        const Unishim__Agent__V1__StatsContainerResponse *s = (const void *)resp;
+        if (r >= 0) {
+                /* Hostile bytes go on to containerd only if they are Metrics. */
+                Io__Containerd__Cgroups__V1__Metrics *m =
+                        io__containerd__cgroups__v1__metrics__unpack(NULL, s->metrics.len,
+                                                                     s->metrics.data);
+                if (!m)
+                        r = us_error_msg(err, EBADMSG,
+                                         "guest agent StatsContainer: malformed metrics");
+                else
+                        io__containerd__cgroups__v1__metrics__free_unpacked(m, NULL);
+        }
+        if (r >= 0) {
+                uint8_t *buf = malloc(s->metrics.len ? s->metrics.len : 1);
+                if (!buf) {
+                        r = us_errorf(err, ENOMEM, "stats");
+                } else {
+                        memcpy(buf, s->metrics.data, s->metrics.len);
+                        *c->ret_data = buf;
+                        *c->ret_len = s->metrics.len;
+                }
+        }
+        sandbox_acall_finish(c, r, err);
+}
+
+static int sandbox_stats(void *impl, uint8_t **ret, size_t *ret_len, struct shim_op *op,
+                         struct us_error **err)
 {
         struct sandbox_task *t = impl;
-        if (t->is_vm) /* the VM's own cost on the host: QEMU's cgroup */
+        if (t->is_vm) { /* the VM's own cost on the host: QEMU's cgroup */
+                if (!t->pod->cgroup)
+                        return us_error_msg(err, ENOENT, "the VM of pod %s is stopped", t->pod->id);
                 return us_cgroup_stats_packed(t->pod->cgroup, ret, ret_len, err);
-        Unishim__Agent__V1__ContainerRequest req = UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
-        req.container_id = t->id;
-        _cleanup_pb_ Unishim__Agent__V1__StatsContainerResponse *resp = NULL;
-        int r = sandbox_agent_call(t->pod, "StatsContainer", &req.base,
-                                   &unishim__agent__v1__stats_container_response__descriptor,
-                                   (ProtobufCMessage **)&resp, AGENT_CALL_MS, err);
-        if (r < 0)
-                return r;
-        /* Hostile bytes go on to containerd only if they are Metrics. */
-        Io__Containerd__Cgroups__V1__Metrics *m = io__containerd__cgroups__v1__metrics__unpack(
-                NULL, resp->metrics.len, resp->metrics.data);
-        if (!m)
-                return us_error_msg(err, EBADMSG, "guest agent StatsContainer: malformed metrics");
-        io__containerd__cgroups__v1__metrics__free_unpacked(m, NULL);
-        uint8_t *buf = malloc(resp->metrics.len ? resp->metrics.len : 1);
-        if (!buf)
-                return us_errorf(err, ENOMEM, "stats");
-        memcpy(buf, resp->metrics.data, resp->metrics.len);
-        *ret = buf;
-        *ret_len = resp->metrics.len;
-        return 0;
+        }
+        struct sandbox_acall *c = NULL;
+        int r = container_acall(t, "StatsContainer",
+                                &unishim__agent__v1__stats_container_response__descriptor,
+                                stats_got, op, &c, err);
+        if (r == -EINPROGRESS) {
+                c->ret_data = ret;
+                c->ret_len = ret_len;
+        }
+        return r;
 }
 
-static int sandbox_pids(void *impl, pid_t **ret, size_t *ret_n, struct us_error **err)
+static void pids_got(struct sandbox_acall *c, int r, ProtobufCMessage *resp, struct us_error **err)
+{
+        const Unishim__Agent__V1__ListPidsResponse *l = (const void *)resp;
+        if (r >= 0) {
+                size_t n = l->n_pids > 65536 ? 65536 : l->n_pids;
+                pid_t *p = calloc(n ? n : 1, sizeof(*p));
+                if (!p) {
+                        r = us_errorf(err, ENOMEM, "pids");
+                } else {
+                        for (size_t i = 0; i < n; i++)
+                                p[i] = (pid_t)l->pids[i];
+                        *c->ret_pids = p;
+                        *c->ret_len = n;
+                }
+        }
+        sandbox_acall_finish(c, r, err);
+}
+
+static int sandbox_pids(void *impl, pid_t **ret, size_t *ret_n, struct shim_op *op,
+                        struct us_error **err)
 {
         struct sandbox_task *t = impl;
         if (t->is_vm) {
@@ -1041,23 +1162,14 @@ static int sandbox_pids(void *impl, pid_t **ret, size_t *ret_n, struct us_error 
                 *ret_n = 1;
                 return 0;
         }
-        Unishim__Agent__V1__ContainerRequest req = UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
-        req.container_id = t->id;
-        _cleanup_pb_ Unishim__Agent__V1__ListPidsResponse *resp = NULL;
-        int r = sandbox_agent_call(t->pod, "ListPids", &req.base,
-                                   &unishim__agent__v1__list_pids_response__descriptor,
-                                   (ProtobufCMessage **)&resp, AGENT_CALL_MS, err);
-        if (r < 0)
-                return r;
-        size_t n = resp->n_pids > 65536 ? 65536 : resp->n_pids;
-        pid_t *p = calloc(n ? n : 1, sizeof(*p));
-        if (!p)
-                return us_errorf(err, ENOMEM, "pids");
-        for (size_t i = 0; i < n; i++)
-                p[i] = (pid_t)resp->pids[i];
-        *ret = p;
-        *ret_n = n;
-        return 0;
+        struct sandbox_acall *c = NULL;
+        int r = container_acall(t, "ListPids", &unishim__agent__v1__list_pids_response__descriptor,
+                                pids_got, op, &c, err);
+        if (r == -EINPROGRESS) {
+                c->ret_pids = ret;
+                c->ret_len = ret_n;
+        }
+        return r;
 }
 
 static int sandbox_oom_watch(void *impl, int *ret_fd, uint64_t *ret_count, struct us_error **err)
@@ -1080,15 +1192,26 @@ static int sandbox_oom_event(void *impl, int fd, uint64_t *count, bool *ret_oom,
         return 0;
 }
 
+/* The guest is done with the container's files (or gone): they leave the
+ * share. */
+static void removed(struct sandbox_acall *c, int r, ProtobufCMessage *resp, struct us_error **err)
+{
+        (void)resp;
+        if (c->task)
+                unshare_container(c->task);
+        sandbox_acall_finish(c, r, err);
+}
+
 static int sandbox_destroy(void *impl, struct us_error **err)
 {
         (void)err;
         struct sandbox_task *t = impl;
-        if (t->in_guest && !t->pod->dead && !t->pod->torn_down) {
-                (void)container_call(t, "RemoveContainer", NULL);
-                t->in_guest = false;
-        }
-        unshare_container(t);
+        int r = -ENOTCONN;
+        if (t->in_guest && !t->pod->dead && !t->pod->torn_down)
+                r = container_acall(t, "RemoveContainer", NULL, removed, NULL, NULL, NULL);
+        t->in_guest = false;
+        if (r != -EINPROGRESS)
+                unshare_container(t);
         /* The pod's VM goes with its CRI sandbox task, or with the last
          * container of a pod that has none (ctr run). */
         bool has_vm_task = false;
@@ -1104,6 +1227,66 @@ static void sandbox_free(void *impl)
         struct sandbox_task *t = impl;
         if (t)
                 task_free(t);
+}
+
+/* `shim delete` after the pod's shim died: QEMU and virtiofsd died with it
+ * (PR_SET_PDEATHSIG); the share's mounts, the state dir, the tap's wiring
+ * and the VM's cgroup are still there. A container's task takes its entry
+ * of the share; the pod's VM task (or the only task of a pod without a CRI
+ * sandbox) takes the rest. */
+static int sandbox_cleanup_dead(const char *namespace, const char *id,
+                                const struct us_oci_spec *spec, struct us_error **err)
+{
+        const char *pod_id = us_oci_spec_annotation(spec, CRI_SANDBOX_ID);
+        if (!pod_id || !*pod_id)
+                pod_id = id;
+        if (!us_id_valid(pod_id) || !us_id_valid(id) || !namespace || !*namespace ||
+            strchr(namespace, '/') || namespace[0] == '.')
+                return 0; /* never a state dir of ours */
+        char state[PATH_MAX];
+        if (snprintf(state, sizeof(state), "%s/%s/%s", POD_STATE_ROOT, namespace, pod_id) >=
+            (int)sizeof(state))
+                return 0;
+        struct stat st;
+        if (lstat(state, &st) < 0 || !S_ISDIR(st.st_mode))
+                return 0; /* not a sandbox pod, or cleaned up already */
+        struct sandbox_share *share = NULL;
+        int r = sandbox_share_open(state, &share, err);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        r = 0;
+        if (!is_cri_sandbox(spec) && strcmp(pod_id, id) != 0) {
+                if (share) {
+                        r = sandbox_share_remove_container(share, id, err);
+                        sandbox_share_forget(share); /* the pod's other tasks may still use it */
+                }
+                return r;
+        }
+        sandbox_share_free(share);
+        const char *netns = netns_path_of(spec);
+        if (netns && (r = netplumb_vm_unwire(netns, err)) < 0)
+                (void)us_error_wrap(err, r, "unwire the VM from %s", netns);
+        char cgpath[PATH_MAX];
+        snprintf(cgpath, sizeof(cgpath), "%s",
+                 spec->linux_.cgroups_path ? spec->linux_.cgroups_path : "");
+        if (!*cgpath)
+                snprintf(cgpath, sizeof(cgpath), "/unishim/%s", pod_id);
+        struct us_cgroup *cg = NULL;
+        if (us_cgroup_open(NULL, cgpath, &cg, NULL) == 0) {
+                int cr = us_cgroup_destroy(cg, err);
+                if (cr < 0 && r == 0)
+                        r = cr;
+                us_cgroup_free(cg);
+        }
+        char *slash = strrchr(state, '/');
+        *slash = '\0';
+        _cleanup_close_ int parent = open(state, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int rr = parent < 0 ? us_errorf(err, errno, "open %s", state)
+                            : us_rm_tree_at(parent, slash + 1, err);
+        if (rr < 0 && r == 0)
+                r = rr;
+        (void)rmdir(state); /* /run/unishim/<namespace>, with its last pod */
+        return r;
 }
 
 const struct shim_backend shim_backend_sandbox = {
@@ -1129,4 +1312,5 @@ const struct shim_backend shim_backend_sandbox = {
         .child_exited = pod_child_exited,
         .pod_free = pod_free,
         .host_namespaces = pod_host_namespaces,
+        .cleanup_dead = sandbox_cleanup_dead,
 };

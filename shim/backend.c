@@ -11,3 +11,17 @@ const struct shim_backend *shim_backend_for(enum cri_isolation kind)
 {
         return (unsigned)kind < CRI_ISOLATION__COUNT ? backends[kind] : NULL;
 }
+
+int shim_backends_cleanup_dead(const char *namespace, const char *id,
+                               const struct us_oci_spec *spec, struct us_error **err)
+{
+        int ret = 0;
+        for (size_t i = 0; i < CRI_ISOLATION__COUNT; i++) {
+                if (!backends[i] || !backends[i]->cleanup_dead)
+                        continue;
+                int r = backends[i]->cleanup_dead(namespace, id, spec, err);
+                if (r < 0 && ret == 0)
+                        ret = r;
+        }
+        return ret;
+}

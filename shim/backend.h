@@ -36,43 +36,60 @@ struct shim_backend_env {
         void (*oom)(void *task_cookie);
 };
 
+/* An operation a backend may finish later, from the loop: a VM kind waits
+ * for its guest that way, so that a guest that never answers never blocks
+ * the shim. An op given one returns 0 or a negative errno when it finished
+ * at once (done is then not called), or -EINPROGRESS, and then calls
+ * op->done(op, r, err) exactly once, later, from the loop (err may be NULL;
+ * done frees it). Results go to the out-parameters the op was given, which
+ * live in the same allocation as op (the caller's), before done. op NULL:
+ * nobody waits for the result (the backend finishes alone and logs). */
+struct shim_op {
+        void (*done)(struct shim_op *op, int r, struct us_error *err);
+};
+
 struct shim_backend {
         const char *name;
         /* With a terminal, does the process get a pty on this host (which
          * the shim pumps)? VM kinds keep the pty in the guest. */
         bool host_pty;
         /* Creates the task's init process up to "created". cfg->spec moves
-         * into impl on success. *ret_pty is a pty master or -1. task_cookie
-         * is passed back to env's callbacks. */
+         * into impl on success, and to the backend when it returns
+         * -EINPROGRESS (cfg's other fields are not used after it returns).
+         * *ret_impl and *ret_pty (a pty master or -1) are set by the time op
+         * is done. task_cookie is passed back to env's callbacks; env->pod
+         * stays valid. */
         int (*create)(const struct shim_backend_env *env, void *task_cookie,
                       const struct us_container_config *cfg, void **ret_impl, int *ret_pty,
-                      struct us_error **err);
+                      struct shim_op *op, struct us_error **err);
         pid_t (*pid)(void *impl);
-        int (*start)(void *impl, struct us_error **err);
+        int (*start)(void *impl, struct shim_op *op, struct us_error **err);
         /* p is the parsed process, json the runtime-spec Process text it
          * came from (VM kinds pass it on to their guest). */
         int (*exec)(void *impl, const char *exec_id, const struct us_oci_process *p,
                     const char *json, size_t json_len, const struct us_stdio *stdio, pid_t *ret_pid,
-                    int *ret_pty, struct us_error **err);
+                    int *ret_pty, struct shim_op *op, struct us_error **err);
         /* Signals the init (exec_id NULL), or with all every process. */
-        int (*kill)(void *impl, int sig, bool all, struct us_error **err);
+        int (*kill)(void *impl, int sig, bool all, struct shim_op *op, struct us_error **err);
         /* Signals one exec'd process. -ESRCH when it is gone. */
-        int (*kill_exec)(void *impl, const char *exec_id, pid_t pid, int sig,
+        int (*kill_exec)(void *impl, const char *exec_id, pid_t pid, int sig, struct shim_op *op,
                          struct us_error **err);
         /* Resizes a guest-side terminal; NULL when ptys are on the host. */
         int (*resize)(void *impl, const char *exec_id, unsigned width, unsigned height,
-                      struct us_error **err);
+                      struct shim_op *op, struct us_error **err);
         /* Stdin of a process reached EOF (CloseIO); NULL when the process
          * reads the shim's pipe directly. */
         int (*close_stdin)(void *impl, const char *exec_id, struct us_error **err);
-        int (*pause)(void *impl, struct us_error **err);
-        int (*resume)(void *impl, struct us_error **err);
+        int (*pause)(void *impl, struct shim_op *op, struct us_error **err);
+        int (*resume)(void *impl, struct shim_op *op, struct us_error **err);
         int (*update)(void *impl, const struct us_oci_resources *res, const char *json,
-                      size_t json_len, struct us_error **err);
+                      size_t json_len, struct shim_op *op, struct us_error **err);
         /* containerd's io.containerd.cgroups.v1.Metrics, packed; *ret is
          * malloc()ed, owned by the caller. */
-        int (*stats)(void *impl, uint8_t **ret, size_t *ret_len, struct us_error **err);
-        int (*pids)(void *impl, pid_t **ret, size_t *ret_n, struct us_error **err);
+        int (*stats)(void *impl, uint8_t **ret, size_t *ret_len, struct shim_op *op,
+                     struct us_error **err);
+        int (*pids)(void *impl, pid_t **ret, size_t *ret_n, struct shim_op *op,
+                    struct us_error **err);
         /* An fd that becomes readable on OOM trouble (-ENOTSUP: none). */
         int (*oom_watch)(void *impl, int *ret_fd, uint64_t *ret_count, struct us_error **err);
         int (*oom_event)(void *impl, int fd, uint64_t *count, bool *ret_oom, struct us_error **err);
@@ -90,6 +107,12 @@ struct shim_backend {
          * the kind runs every container of its pod itself. */
         int (*host_namespaces)(void *pod, const char **ret_netns, const char **ret_hostname,
                                struct us_error **err);
+        /* `shim delete` after the serving shim died (kill -9): removes what
+         * the backend made on the host for task id, found from namespace,
+         * id and the bundle's spec alone. 0 when there is nothing of it.
+         * NULL: the bundle's cleanup is all there is. */
+        int (*cleanup_dead)(const char *namespace, const char *id, const struct us_oci_spec *spec,
+                            struct us_error **err);
 };
 
 extern const struct shim_backend shim_backend_container;
@@ -97,3 +120,8 @@ extern const struct shim_backend shim_backend_sandbox;
 
 /* The backend of a kind, or NULL when this build has none. */
 const struct shim_backend *shim_backend_for(enum cri_isolation kind);
+
+/* Every backend's cleanup_dead for the task (the dead shim's kind is not
+ * known): the first error, after all have run. */
+int shim_backends_cleanup_dead(const char *namespace, const char *id,
+                               const struct us_oci_spec *spec, struct us_error **err);

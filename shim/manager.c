@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "cleanup.h"
 #include "events.h"
 #include "containerd/shim.pb-c.h"
@@ -207,6 +208,15 @@ int shim_manager_delete(const struct shim_args *args, struct us_error **err)
                 fprintf(stderr, "cleanup %s: %s\n", args->id, us_error_text(e));
                 e = us_error_free(e);
         }
+        /* What the backend made outside the bundle: a VM pod's share, binds,
+         * network wiring, cgroup. */
+        struct us_oci_spec *spec = NULL;
+        if (us_oci_spec_load(bundle, &spec, &e) < 0 ||
+            shim_backends_cleanup_dead(args->namespace, args->id, spec, &e) < 0) {
+                fprintf(stderr, "cleanup %s: %s\n", args->id, us_error_text(e));
+                e = us_error_free(e);
+        }
+        us_oci_spec_free(spec);
         if (shim_rootfs_unmount(bundle, &e) < 0) {
                 fprintf(stderr, "%s\n", us_error_text(e));
                 e = us_error_free(e);

@@ -192,9 +192,9 @@ static void stdin_send(struct sandbox_proc *p)
         req.exec_id = p->exec_id ? p->exec_id : (char *)"";
         req.data.data = p->in_buf + p->in_off;
         req.data.len = p->in_len - p->in_off;
-        if (!pod->events ||
-            us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "WriteStdin", &req.base, NULL, 0,
-                                  AGENT_CALL_MS, stdin_written, p, &p->stdin_call, NULL) < 0)
+        if (!pod->events || us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "WriteStdin",
+                                                  &req.base, NULL, 0, (int)pod->agent_timeout_ms,
+                                                  stdin_written, p, &p->stdin_call, NULL) < 0)
                 stdin_stop(p);
 }
 
@@ -214,8 +214,9 @@ static void stdin_readable(struct us_loop_source *src, int fd, uint32_t events, 
                 Unishim__Agent__V1__ProcessRequest req = UNISHIM__AGENT__V1__PROCESS_REQUEST__INIT;
                 req.container_id = p->task->id;
                 req.exec_id = p->exec_id ? p->exec_id : (char *)"";
-                (void)sandbox_agent_call(pod, "CloseStdin", &req.base, NULL, NULL, AGENT_CALL_MS,
-                                         NULL);
+                /* After the writes, on the same connection: in order. */
+                (void)sandbox_agent_acall(pod, p->task, "CloseStdin", &req.base, NULL,
+                                          sandbox_acall_plain, NULL, NULL, NULL);
                 return;
         }
         p->in_buf = malloc((size_t)n);

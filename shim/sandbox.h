@@ -16,13 +16,13 @@
 #include "backend.h"
 #include "cgroup.h"
 #include "loop.h"
+#include "sandbox-share.h"
 #include "ttrpc.h"
 
 #define GUEST_SHARE_TAG     "unishim"
 #define GUEST_SHARE_DIR     "/run/unishim/shared"
 #define POD_STATE_ROOT      "/run/unishim"
 #define AGENT_BOOT_MS       60000 /* TCG on a loaded 2-core host is slow */
-#define AGENT_CALL_MS       30000
 #define READ_CHUNK          65536
 #define MEMORY_OVERHEAD_MIB 64 /* guest kernel + agent on top of the pod's limit */
 
@@ -64,8 +64,7 @@ struct sandbox_task {
         char *id;
         bool is_vm; /* the CRI sandbox: the VM itself */
         bool in_guest;
-        char *share; /* host dir of this container under the pod's share */
-        size_t n_binds;
+        bool shared; /* its rootfs and binds are in the pod's share */
         struct sandbox_proc *procs;
         struct us_oci_spec *spec;
 };
@@ -76,7 +75,8 @@ struct sandbox_pod {
         void (*oom)(void *cookie);
         char *id;
         char *state_dir;
-        char *share_dir;
+        bool state_made; /* state_dir is ours to remove */
+        struct sandbox_share *share;
         char *netns;
         char *hostname; /* the sandbox spec's, for host-side sidecars */
         bool wired;
@@ -86,9 +86,63 @@ struct sandbox_pod {
         struct us_ttrpc_aclient *events;
         uint64_t oom_call;
         struct sandbox_task *tasks;
-        bool dead; /* QEMU gone */
+        struct sandbox_acall *acalls; /* in flight on events */
+        unsigned agent_timeout_ms;    /* the operator's sandbox.agent_timeout_ms */
+        struct us_loop_source *dead_timer;
+        bool booting;    /* until the agent has the pod's storage and network */
+        bool dead;       /* QEMU gone */
+        bool agent_dead; /* a call's deadline passed: the pod goes */
         bool torn_down;
 };
+
+/* ---- calls the shim does not wait for (sandbox-agent.c) ---- */
+
+struct sandbox_acall;
+/* The answer to an asynchronous call: r 0 with resp (unpacked with the
+ * call's descriptor; NULL without one) or a negative errno with *err
+ * (-ECANCELED: the pod's VM or the task went first; c->task is then NULL).
+ * resp and *err are freed after it returns. */
+typedef void (*sandbox_acall_fn)(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
+                                 struct us_error **err);
+
+struct sandbox_acall {
+        struct sandbox_acall *next;
+        struct sandbox_pod *pod;
+        struct sandbox_task *task; /* cancelled with it; NULL: the pod's */
+        uint64_t id;
+        const char *method;
+        const ProtobufCMessageDescriptor *resp_desc;
+        sandbox_acall_fn fn;
+        struct shim_op *op; /* the Task API op it finishes; NULL: nobody waits */
+        void *ctx;          /* fn's */
+        /* fn's context and the op's result slots (in the op's allocation) */
+        struct sandbox_proc *proc;
+        pid_t *ret_pid;
+        int *ret_pty;
+        uint8_t **ret_data;
+        size_t *ret_len;
+        pid_t **ret_pids;
+};
+
+/* Sends method to the guest agent with the pod's deadline and returns
+ * -EINPROGRESS: fn runs later, from the loop, exactly once (with
+ * -ECANCELED if the task or the pod goes first). *ret (optional) is the
+ * call, for its context fields, valid until fn returns. Fails at once
+ * (negative errno, fn never runs) when the agent is gone. */
+int sandbox_agent_acall(struct sandbox_pod *pod, struct sandbox_task *task, const char *method,
+                        const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+                        sandbox_acall_fn fn, struct shim_op *op, struct sandbox_acall **ret,
+                        struct us_error **err);
+/* Cancels the task's calls: their fn runs now, with -ECANCELED. */
+void sandbox_agent_cancel_task(struct sandbox_pod *pod, struct sandbox_task *task);
+/* Finishes c->op with r (taking *err), or logs a failure nobody waits for. */
+void sandbox_acall_finish(struct sandbox_acall *c, int r, struct us_error **err);
+/* A sandbox_acall_fn for replies that carry nothing: sandbox_acall_finish. */
+void sandbox_acall_plain(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
+                         struct us_error **err);
+/* A call's deadline passed: the agent is dead. Reports the pod's tasks
+ * exited and tears the VM down, from the loop (not inside the caller). */
+void sandbox_pod_agent_dead(struct sandbox_pod *pod, const char *method);
 
 /* A short synchronous call to the guest agent ("unishim.agent" port). With
  * resp_desc, *ret is the unpacked reply (caller frees); a reply that does not

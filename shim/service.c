@@ -22,6 +22,7 @@
 #include "containerd/events.pb-c.h"
 #include "containerd/runtimeoptions.pb-c.h"
 #include "containerd/shim.pb-c.h"
+#include "id.h"
 #include "log.h"
 #include "rootfs.h"
 #include "shim.h"
@@ -43,22 +44,6 @@ static void fail_with(struct us_ttrpc_call *call, int r, struct us_error *err)
 {
         us_ttrpc_call_fail(call, us_grpc_code_from_errno(r), "%s", us_error_text(err));
         us_error_free(err);
-}
-
-/* containerd's identifier rules: [A-Za-z0-9][A-Za-z0-9_.-]*, at most 76. */
-static bool valid_id(const char *id)
-{
-        size_t n = id ? strlen(id) : 0;
-        if (n == 0 || n > 76)
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                char c = id[i];
-                bool alnum =
-                        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-                if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-')))
-                        return false;
-        }
-        return true;
 }
 
 /* Looks up the task (and optionally the process) or fails the call. */
@@ -83,6 +68,99 @@ static struct shim_process *need_process(struct shim *shim, struct us_ttrpc_call
         if (!p) {
                 us_ttrpc_call_fail(call, US_GRPC_NOT_FOUND, "process %s of task %s not found",
                                    exec_id, t->id);
+                return NULL;
+        }
+        *ret_task = t;
+        return p;
+}
+
+/* ---- operations a backend may finish later (backend.h: struct shim_op) ---- */
+
+struct pending;
+/* Completes the request: reply, state, events. err is owned by the caller
+ * (the finish may replace it: us_error_wrap). */
+typedef void (*finish_fn)(struct pending *pd, int r, struct us_error **err);
+
+struct pending {
+        struct shim_op op; /* first: done() gets it back */
+        finish_fn finish;
+        struct shim *shim;
+        struct us_ttrpc_call *call;
+        /* By id, not pointer: the task may be deleted before the backend
+         * finishes (its backend then fails the op). */
+        char *task_id;
+        char *exec_id;          /* NULL: the init process */
+        bool flag;              /* pause (true) or resume; create: a host sidecar */
+        struct shim_task *task; /* create: the task being made (in shim->creating) */
+        enum cri_isolation kind;
+        /* the backend's results */
+        pid_t pid;
+        int pty;
+        uint8_t *data;
+        size_t len;
+        pid_t *pids;
+        size_t n;
+};
+
+static void pending_free(struct pending *pd)
+{
+        us_close(pd->pty);
+        free(pd->task_id);
+        free(pd->exec_id);
+        free(pd->data);
+        free(pd->pids);
+        free(pd);
+}
+
+static void pending_done(struct shim_op *op, int r, struct us_error *err)
+{
+        struct pending *pd = (struct pending *)op;
+        pd->finish(pd, r, &err);
+        us_error_free(err);
+        pending_free(pd);
+}
+
+static struct pending *pending_new(struct shim *shim, struct us_ttrpc_call *call,
+                                   const struct shim_task *t, const char *exec_id, finish_fn finish)
+{
+        struct pending *pd = calloc(1, sizeof(*pd));
+        if (!pd || !(pd->task_id = strdup(t->id)) ||
+            (exec_id && !(pd->exec_id = strdup(exec_id)))) {
+                if (pd)
+                        free(pd->task_id);
+                free(pd);
+                us_ttrpc_call_fail(call, US_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+                return NULL;
+        }
+        pd->op.done = pending_done;
+        pd->finish = finish;
+        pd->shim = shim;
+        pd->call = call;
+        pd->pty = -1;
+        return pd;
+}
+
+/* After the backend's call returned r: finishes now, unless the backend
+ * will (-EINPROGRESS). */
+static void pending_run(struct pending *pd, int r, struct us_error *err)
+{
+        if (r == -EINPROGRESS) {
+                us_error_free(err);
+                return;
+        }
+        pending_done(&pd->op, r, err);
+}
+
+/* The pending op's task and process, or NULL with *err set. */
+static struct shim_process *pending_process(struct pending *pd, struct shim_task **ret_task,
+                                            struct us_error **err)
+{
+        struct shim_task *t = shim_task_find(pd->shim, pd->task_id);
+        struct shim_process *p = t ? shim_task_process(t, pd->exec_id) : NULL;
+        if (!p) {
+                us_error_free(*err);
+                *err = NULL;
+                us_error_msg(err, ENOENT, "task %s went away meanwhile", pd->task_id);
                 return NULL;
         }
         *ret_task = t;
@@ -191,6 +269,27 @@ static int host_sidecar(struct shim *shim, struct us_oci_spec *spec,
 /* The pod's kind from the operator's policy and the pod's annotations, and
  * the backend that runs the task: the kind's, or the container backend for a
  * VM-kind pod's mesh sidecars (*ret_sidecar). */
+/* containerd hands a pod's annotations to the runtime only if the handler's
+ * pod_annotations lists them: without that, a pod's unishim.io/isolation
+ * never reaches us and the pod silently gets the default kind. We cannot
+ * tell "not set" from "not passed", so say it once per pod, where the
+ * operator looks, when a CRI pod starts without any of ours. */
+static void note_missing_annotations(const struct us_oci_spec *spec, enum cri_isolation kind)
+{
+        if (!us_oci_spec_annotation(spec, CRI_CONTAINER_TYPE))
+                return; /* not a CRI pod: ctr passes what it is given */
+        for (size_t i = 0; i < spec->n_annotations; i++)
+                if (strncmp(spec->annotations[i].key, CRI_ANNOTATION_PREFIX,
+                            strlen(CRI_ANNOTATION_PREFIX)) == 0)
+                        return;
+        us_log_info("pod %s: no %s* annotation reached the shim: it runs as \"%s\" (the default). "
+                    "If the pod sets one, list it in the runtime handler's pod_annotations "
+                    "(pod_annotations = [\"%s*\"])",
+                    us_oci_spec_annotation(spec, CRI_SANDBOX_NAME)
+                            ?: us_oci_spec_annotation(spec, CRI_SANDBOX_ID) ?: "?",
+                    CRI_ANNOTATION_PREFIX, cri_isolation_name(kind), CRI_ANNOTATION_PREFIX);
+}
+
 static int decide_backend(struct shim *shim, const Containerd__Task__V2__CreateTaskRequest *req,
                           struct us_oci_spec *spec, enum cri_isolation *ret_kind,
                           const struct shim_backend **ret, bool *ret_sidecar, struct us_error **err)
@@ -232,6 +331,8 @@ static int decide_backend(struct shim *shim, const Containerd__Task__V2__CreateT
         }
         *ret_kind = kind;
         *ret = b;
+        if (!shim->kind_decided)
+                note_missing_annotations(spec, kind);
         if (!shim->kind_decided || !shim->backend || !shim->backend->host_namespaces)
                 return 0;
         enum shim_sidecar_place place = shim_sidecar_place(shim->config, spec);
@@ -251,8 +352,36 @@ static int decide_backend(struct shim *shim, const Containerd__Task__V2__CreateT
         return host_sidecar(shim, spec, ret, err);
 }
 
+static void unlink_from(struct shim_task **list, struct shim_task *t)
+{
+        for (struct shim_task **pp = list; *pp; pp = &(*pp)->next) {
+                if (*pp == t) {
+                        *pp = t->next;
+                        return;
+                }
+        }
+}
+
+/* Undoes a task whose create failed (any part of it). */
+static void create_undo(struct shim *shim, struct shim_task *t)
+{
+        if (t->creating)
+                unlink_from(&shim->creating, t);
+        t->creating = false;
+        if (t->impl) {
+                (void)t->backend->kill(t->impl, SIGKILL, true, NULL, NULL);
+                (void)t->backend->destroy(t->impl, NULL);
+        }
+        if (t->rootfs_mounted)
+                (void)shim_rootfs_unmount(t->bundle, NULL);
+        shim_task_free(t);
+}
+
+/* Everything of a Create up to the backend's: 0 when the backend finished
+ * at once, -EINPROGRESS when it will (finish_create either way), or a
+ * failure with nothing left. The task waits in shim->creating. */
 static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTaskRequest *req,
-                       struct shim_task **ret, struct us_error **err)
+                       struct pending *pd, struct us_error **err)
 {
         struct shim_task *t = calloc(1, sizeof(*t));
         if (!t)
@@ -261,6 +390,9 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
         t->oom_fd = -1;
         t->init.task = t;
         int r = 0;
+        /* Before the first goto: cleanup variables must not be jumped over. */
+        _cleanup_free_ char *spec_json = NULL;
+        size_t spec_json_len = 0;
         if (copy_str(&t->id, req->id) < 0 || copy_str(&t->bundle, req->bundle) < 0 ||
             copy_str(&t->init.stdin_path, req->stdin) < 0 ||
             copy_str(&t->init.stdout_path, req->stdout) < 0 ||
@@ -271,7 +403,9 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
         t->init.terminal = req->terminal;
 
         struct us_oci_spec *spec = NULL;
-        r = us_oci_spec_load(req->bundle, &spec, err);
+        r = us_oci_spec_read(req->bundle, &spec_json, &spec_json_len, err);
+        if (r >= 0)
+                r = us_oci_spec_parse(spec_json, spec_json_len, &spec, err);
         if (r < 0)
                 goto fail;
         if (!spec->process) {
@@ -325,9 +459,10 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
                 .bundle = req->bundle,
                 .rootfs = rootfs,
                 .spec = spec,
+                .spec_json = spec_json,
+                .spec_json_len = spec_json_len,
                 .stdio = t->init.stdio_fds,
         };
-        int pty = -1;
         struct shim_backend_env env = {
                 .loop = shim->loop,
                 .config = shim->config,
@@ -337,35 +472,75 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
                 .process_exited = shim_task_process_exited,
                 .oom = shim_task_oom,
         };
-        r = t->backend->create(&env, t, &cfg, &t->impl, &pty, err);
-        if (r < 0) {
-                us_oci_spec_free(spec);
-                goto fail;
+        t->creating = true;
+        t->next = shim->creating;
+        shim->creating = t;
+        pd->task = t;
+        pd->kind = kind;
+        pd->flag = sidecar;
+        r = t->backend->create(&env, t, &cfg, &t->impl, &pd->pty, &pd->op, err);
+        if (r == -EINPROGRESS || r >= 0)
+                return r; /* spec is the backend's now */
+        us_oci_spec_free(spec);
+        pd->task = NULL;
+fail:
+        create_undo(shim, t);
+        return r;
+}
+
+static void finish_create(struct pending *pd, int r, struct us_error **err)
+{
+        struct shim *shim = pd->shim;
+        struct shim_task *t = pd->task;
+        if (r >= 0) {
+                t->init.pid = t->backend->pid(t->impl);
+                t->init.status = SHIM_PROCESS_CREATED;
+                r = shim_stdio_attach(t->init.stdio, TAKE_FD(pd->pty), err);
         }
-        t->init.pid = t->backend->pid(t->impl);
-        t->init.status = SHIM_PROCESS_CREATED;
-        r = shim_stdio_attach(t->init.stdio, pty, err);
-        if (r < 0)
-                goto fail;
+        if (r < 0) {
+                create_undo(shim, t);
+                us_error_wrap(err, r, "create task %s", pd->task_id);
+                us_log_error("%s", us_error_text(*err));
+                fail_with(pd->call, r, TAKE_PTR(*err));
+                shim_maybe_exit(shim, false);
+                return;
+        }
+        unlink_from(&shim->creating, t);
+        t->creating = false;
         watch_oom(t);
-        (void)write_pid_file(req->bundle, t->init.pid);
-        if (!sidecar) {
-                shim->kind = kind;
+        (void)write_pid_file(t->bundle, t->init.pid);
+        if (!pd->flag) {
+                shim->kind = pd->kind;
                 shim->kind_decided = true;
                 shim->backend = t->backend;
         }
-        *ret = t;
-        return 0;
+        t->next = shim->tasks;
+        shim->tasks = t;
+        shim->idle_timer = us_loop_source_remove(shim->idle_timer);
 
-fail:
-        if (t->impl) {
-                (void)t->backend->kill(t->impl, SIGKILL, true, NULL);
-                (void)t->backend->destroy(t->impl, NULL);
-        }
-        if (t->rootfs_mounted)
-                (void)shim_rootfs_unmount(req->bundle, NULL);
-        shim_task_free(t);
-        return r;
+        /* The request is gone by now: its event fields come from its bytes. */
+        Containerd__Task__V2__CreateTaskRequest *req =
+                containerd__task__v2__create_task_request__unpack(NULL, pd->len, pd->data);
+        Containerd__Task__V2__CreateTaskResponse resp =
+                CONTAINERD__TASK__V2__CREATE_TASK_RESPONSE__INIT;
+        resp.pid = (uint32_t)t->init.pid;
+        us_ttrpc_call_reply(pd->call, &resp.base);
+        if (!req)
+                return;
+        Containerd__Events__TaskIO io = CONTAINERD__EVENTS__TASK_IO__INIT;
+        io.stdin = req->stdin;
+        io.stdout = req->stdout;
+        io.stderr = req->stderr;
+        io.terminal = req->terminal;
+        Containerd__Events__TaskCreate ev = CONTAINERD__EVENTS__TASK_CREATE__INIT;
+        ev.container_id = req->id;
+        ev.bundle = req->bundle;
+        ev.n_rootfs = req->n_rootfs;
+        ev.rootfs = req->rootfs;
+        ev.io = &io;
+        ev.pid = (uint32_t)t->init.pid;
+        shim_publish(shim, "/tasks/create", &ev.base);
+        containerd__task__v2__create_task_request__free_unpacked(req, NULL);
 }
 
 static void handle_create(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
@@ -375,7 +550,7 @@ static void handle_create(struct us_ttrpc_call *call, const uint8_t *payload, si
         _cleanup_pb_ Containerd__Task__V2__CreateTaskRequest *req = NULL;
         UNPACK(req, containerd__task__v2__create_task_request, call, payload, len);
 
-        if (!valid_id(req->id)) {
+        if (!us_id_valid(req->id)) {
                 us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "invalid task id \"%s\"",
                                    req->id);
                 return;
@@ -399,54 +574,85 @@ static void handle_create(struct us_ttrpc_call *call, const uint8_t *payload, si
                 return;
         }
 
-        struct shim_task *t = NULL;
+        struct shim_task *creating = shim->creating;
+        while (creating && strcmp(creating->id, req->id) != 0)
+                creating = creating->next;
+        if (creating) {
+                us_ttrpc_call_fail(call, US_GRPC_ALREADY_EXISTS, "task %s is being created",
+                                   req->id);
+                return;
+        }
+        struct pending *pd = calloc(1, sizeof(*pd));
+        if (!pd || !(pd->task_id = strdup(req->id)) || !(pd->data = malloc(len ? len : 1))) {
+                if (pd)
+                        free(pd->task_id);
+                free(pd);
+                us_ttrpc_call_fail(call, US_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+                return;
+        }
+        memcpy(pd->data, payload, len);
+        pd->len = len;
+        pd->op.done = pending_done;
+        pd->finish = finish_create;
+        pd->shim = shim;
+        pd->call = call;
+        pd->pty = -1;
         struct us_error *err = NULL;
-        int r = create_task(shim, req, &t, &err);
-        if (r < 0) {
+        int r = create_task(shim, req, pd, &err);
+        if (r < 0 && r != -EINPROGRESS) {
                 us_error_wrap(&err, r, "create task %s", req->id);
                 us_log_error("%s", us_error_text(err));
                 fail_with(call, r, err);
+                pending_free(pd);
                 shim_maybe_exit(shim, false);
                 return;
         }
-        t->next = shim->tasks;
-        shim->tasks = t;
-        shim->idle_timer = us_loop_source_remove(shim->idle_timer);
-
-        Containerd__Events__TaskIO io = CONTAINERD__EVENTS__TASK_IO__INIT;
-        io.stdin = req->stdin;
-        io.stdout = req->stdout;
-        io.stderr = req->stderr;
-        io.terminal = req->terminal;
-        Containerd__Events__TaskCreate ev = CONTAINERD__EVENTS__TASK_CREATE__INIT;
-        ev.container_id = req->id;
-        ev.bundle = req->bundle;
-        ev.n_rootfs = req->n_rootfs;
-        ev.rootfs = req->rootfs;
-        ev.io = &io;
-        ev.pid = (uint32_t)t->init.pid;
-
-        Containerd__Task__V2__CreateTaskResponse resp =
-                CONTAINERD__TASK__V2__CREATE_TASK_RESPONSE__INIT;
-        resp.pid = (uint32_t)t->init.pid;
-        us_ttrpc_call_reply(call, &resp.base);
-        shim_publish(shim, "/tasks/create", &ev.base);
+        pending_run(pd, r, err);
 }
 
-static int start_exec(struct shim_task *t, struct shim_process *p, struct us_error **err)
+static void finish_start(struct pending *pd, int r, struct us_error **err)
 {
-        pid_t pid;
-        int pty = -1;
-        int r = t->backend->exec(t->impl, p->exec_id, p->exec_spec, p->exec_spec_json,
-                                 p->exec_spec_json_len, &p->stdio_fds, &pid, &pty, err);
-        if (r < 0)
-                return r;
-        p->pid = pid;
-        p->status = SHIM_PROCESS_RUNNING;
-        p->exec_spec = us_oci_process_free(p->exec_spec);
-        free(p->exec_spec_json);
-        p->exec_spec_json = NULL;
-        return shim_stdio_attach(p->stdio, pty, err);
+        struct shim_task *t = NULL;
+        struct shim_process *p = pending_process(pd, &t, err);
+        if (p)
+                p->starting = false;
+        else
+                r = -ENOENT;
+        if (r >= 0 && pd->exec_id) {
+                p->pid = pd->pid;
+                p->status = SHIM_PROCESS_RUNNING;
+                p->exec_spec = us_oci_process_free(p->exec_spec);
+                free(p->exec_spec_json);
+                p->exec_spec_json = NULL;
+                r = shim_stdio_attach(p->stdio, TAKE_FD(pd->pty), err);
+        }
+        if (r < 0) {
+                us_error_wrap(err, r, "start %s %s", pd->exec_id ? "exec" : "task",
+                              pd->exec_id ? pd->exec_id : pd->task_id);
+                us_log_error("%s", us_error_text(*err));
+                fail_with(pd->call, r, TAKE_PTR(*err));
+                return;
+        }
+        if (!pd->exec_id)
+                p->status = SHIM_PROCESS_RUNNING;
+
+        Containerd__Task__V2__StartResponse resp = CONTAINERD__TASK__V2__START_RESPONSE__INIT;
+        resp.pid = (uint32_t)p->pid;
+        us_ttrpc_call_reply(pd->call, &resp.base);
+
+        if (pd->exec_id) {
+                Containerd__Events__TaskExecStarted ev =
+                        CONTAINERD__EVENTS__TASK_EXEC_STARTED__INIT;
+                ev.container_id = t->id;
+                ev.exec_id = p->exec_id;
+                ev.pid = (uint32_t)p->pid;
+                shim_publish(pd->shim, "/tasks/exec-started", &ev.base);
+        } else {
+                Containerd__Events__TaskStart ev = CONTAINERD__EVENTS__TASK_START__INIT;
+                ev.container_id = t->id;
+                ev.pid = (uint32_t)p->pid;
+                shim_publish(pd->shim, "/tasks/start", &ev.base);
+        }
 }
 
 static void handle_start(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
@@ -459,7 +665,7 @@ static void handle_start(struct us_ttrpc_call *call, const uint8_t *payload, siz
         struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
                 return;
-        if (p->status != SHIM_PROCESS_CREATED) {
+        if (p->status != SHIM_PROCESS_CREATED || p->starting) {
                 us_ttrpc_call_fail(call, US_GRPC_FAILED_PRECONDITION,
                                    "process %s of task %s is not in created state",
                                    p->exec_id ? p->exec_id : t->id, t->id);
@@ -477,46 +683,16 @@ static void handle_start(struct us_ttrpc_call *call, const uint8_t *payload, siz
                                    "cannot exec in task %s: it is not running", t->id);
                 return;
         }
-
-        struct us_error *err = NULL;
-        int r = p->exec_id ? start_exec(t, p, &err) : t->backend->start(t->impl, &err);
-        if (r < 0) {
-                us_error_wrap(&err, r, "start %s %s", p->exec_id ? "exec" : "task",
-                              p->exec_id ? p->exec_id : t->id);
-                us_log_error("%s", us_error_text(err));
-                fail_with(call, r, err);
+        struct pending *pd = pending_new(shim, call, t, p->exec_id, finish_start);
+        if (!pd)
                 return;
-        }
-        if (!p->exec_id)
-                p->status = SHIM_PROCESS_RUNNING;
-
-        Containerd__Task__V2__StartResponse resp = CONTAINERD__TASK__V2__START_RESPONSE__INIT;
-        resp.pid = (uint32_t)p->pid;
-        us_ttrpc_call_reply(call, &resp.base);
-
-        if (p->exec_id) {
-                Containerd__Events__TaskExecStarted ev =
-                        CONTAINERD__EVENTS__TASK_EXEC_STARTED__INIT;
-                ev.container_id = t->id;
-                ev.exec_id = p->exec_id;
-                ev.pid = (uint32_t)p->pid;
-                shim_publish(shim, "/tasks/exec-started", &ev.base);
-        } else {
-                Containerd__Events__TaskStart ev = CONTAINERD__EVENTS__TASK_START__INIT;
-                ev.container_id = t->id;
-                ev.pid = (uint32_t)p->pid;
-                shim_publish(shim, "/tasks/start", &ev.base);
-        }
-}
-
-static void unlink_task(struct shim *shim, struct shim_task *t)
-{
-        for (struct shim_task **pp = &shim->tasks; *pp; pp = &(*pp)->next) {
-                if (*pp == t) {
-                        *pp = t->next;
-                        return;
-                }
-        }
+        struct us_error *err = NULL;
+        p->starting = true;
+        int r = p->exec_id ? t->backend->exec(t->impl, p->exec_id, p->exec_spec, p->exec_spec_json,
+                                              p->exec_spec_json_len, &p->stdio_fds, &pd->pid,
+                                              &pd->pty, &pd->op, &err)
+                           : t->backend->start(t->impl, &pd->op, &err);
+        pending_run(pd, r, err);
 }
 
 static void handle_delete(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
@@ -536,9 +712,19 @@ static void handle_delete(struct us_ttrpc_call *call, const uint8_t *payload, si
                 return;
         }
         if (p->status == SHIM_PROCESS_CREATED) {
-                /* Never started: nothing will report its exit. */
-                if (p->pid > 0)
-                        (void)kill(p->pid, SIGKILL);
+                /* Never started: nothing will report its exit. The backend
+                 * kills it: its pid may be the pod's VM, shared by every
+                 * task of a sandbox pod. */
+                struct us_error *kerr = NULL;
+                int kr = p->exec_id
+                                 ? (p->pid > 0 ? t->backend->kill_exec(t->impl, p->exec_id, p->pid,
+                                                                       SIGKILL, NULL, &kerr)
+                                               : 0)
+                                 : t->backend->kill(t->impl, SIGKILL, true, NULL, &kerr);
+                if (kr < 0 && kr != -ESRCH)
+                        us_log_warn("delete task %s: kill the unstarted process: %s", t->id,
+                                    us_error_text(kerr));
+                us_error_free(kerr);
                 p->status = SHIM_PROCESS_STOPPED;
                 p->exit_status = 128 + SIGKILL;
                 clock_gettime(CLOCK_REALTIME, &p->exited_at);
@@ -581,7 +767,7 @@ static void handle_delete(struct us_ttrpc_call *call, const uint8_t *payload, si
         ev.id = t->id;
         shim_publish(shim, "/tasks/delete", &ev.base);
 
-        unlink_task(shim, t);
+        unlink_from(&shim->tasks, t);
         shim_task_free(t);
         shim_maybe_exit(shim, false);
 }
@@ -628,6 +814,24 @@ static void handle_state(struct us_ttrpc_call *call, const uint8_t *payload, siz
         us_ttrpc_call_reply(call, &resp.base);
 }
 
+static void finish_reply(struct pending *pd, int r, struct us_error **err)
+{
+        if (r < 0) {
+                fail_with(pd->call, r, TAKE_PTR(*err));
+                return;
+        }
+        us_ttrpc_call_reply(pd->call, NULL);
+}
+
+static void finish_kill(struct pending *pd, int r, struct us_error **err)
+{
+        if (r == -ESRCH) {
+                us_ttrpc_call_fail(pd->call, US_GRPC_NOT_FOUND, "process already finished");
+                return;
+        }
+        finish_reply(pd, r, err);
+}
+
 static void handle_kill(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
                         void *userdata)
 {
@@ -644,41 +848,18 @@ static void handle_kill(struct us_ttrpc_call *call, const uint8_t *payload, size
                 return;
         }
         int sig = (int)req->signal;
-        if (p->exec_id) {
-                if (p->status != SHIM_PROCESS_RUNNING) {
-                        us_ttrpc_call_fail(call, US_GRPC_NOT_FOUND, "process already finished");
-                        return;
-                }
-                struct us_error *kerr = NULL;
-                int kr = t->backend->kill_exec(t->impl, p->exec_id, p->pid, sig, &kerr);
-                if (kr == -ESRCH) {
-                        us_error_free(kerr);
-                        us_ttrpc_call_fail(call, US_GRPC_NOT_FOUND, "process already finished");
-                        return;
-                }
-                if (kr < 0) {
-                        fail_with(call, kr, kerr);
-                        return;
-                }
-                us_ttrpc_call_reply(call, NULL);
-                return;
-        }
-        if (p->status == SHIM_PROCESS_STOPPED && !req->all) {
+        if (p->exec_id ? p->status != SHIM_PROCESS_RUNNING
+                       : p->status == SHIM_PROCESS_STOPPED && !req->all) {
                 us_ttrpc_call_fail(call, US_GRPC_NOT_FOUND, "process already finished");
                 return;
         }
+        struct pending *pd = pending_new(shim, call, t, p->exec_id, finish_kill);
+        if (!pd)
+                return;
         struct us_error *err = NULL;
-        int r = t->backend->kill(t->impl, sig, req->all, &err);
-        if (r == -ESRCH) {
-                us_error_free(err);
-                us_ttrpc_call_fail(call, US_GRPC_NOT_FOUND, "process already finished");
-                return;
-        }
-        if (r < 0) {
-                fail_with(call, r, err);
-                return;
-        }
-        us_ttrpc_call_reply(call, NULL);
+        int r = p->exec_id ? t->backend->kill_exec(t->impl, p->exec_id, p->pid, sig, &pd->op, &err)
+                           : t->backend->kill(t->impl, sig, req->all, &pd->op, &err);
+        pending_run(pd, r, err);
 }
 
 static void handle_exec(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
@@ -690,7 +871,7 @@ static void handle_exec(struct us_ttrpc_call *call, const uint8_t *payload, size
         struct shim_task *t = need_task(shim, call, req->id);
         if (!t)
                 return;
-        if (!valid_id(req->exec_id)) {
+        if (!us_id_valid(req->exec_id)) {
                 us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "invalid exec id \"%s\"",
                                    req->exec_id);
                 return;
@@ -768,19 +949,18 @@ static void handle_resize_pty(struct us_ttrpc_call *call, const uint8_t *payload
         struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
                 return;
+        struct pending *pd = pending_new(shim, call, t, p->exec_id, finish_reply);
+        if (!pd)
+                return;
         struct us_error *err = NULL;
         int r;
         if (t->backend->resize)
-                r = t->backend->resize(t->impl, p->exec_id, req->width, req->height, &err);
+                r = t->backend->resize(t->impl, p->exec_id, req->width, req->height, &pd->op, &err);
         else if (p->stdio)
                 r = shim_stdio_resize(p->stdio, req->width, req->height, &err);
         else
                 r = us_error_msg(&err, ENOTTY, "process has no terminal");
-        if (r < 0) {
-                fail_with(call, r, err);
-                return;
-        }
-        us_ttrpc_call_reply(call, NULL);
+        pending_run(pd, r, err);
 }
 
 static void handle_close_io(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
@@ -806,6 +986,31 @@ static void handle_close_io(struct us_ttrpc_call *call, const uint8_t *payload, 
         us_ttrpc_call_reply(call, NULL);
 }
 
+static void finish_pids(struct pending *pd, int r, struct us_error **err)
+{
+        if (r < 0) {
+                fail_with(pd->call, r, TAKE_PTR(*err));
+                return;
+        }
+        size_t n = pd->n;
+        _cleanup_free_ Containerd__V1__Types__ProcessInfo *infos =
+                calloc(n ? n : 1, sizeof(*infos));
+        _cleanup_free_ Containerd__V1__Types__ProcessInfo **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+        if (!infos || !ptrs) {
+                us_ttrpc_call_fail(pd->call, US_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+                return;
+        }
+        for (size_t i = 0; i < n; i++) {
+                containerd__v1__types__process_info__init(&infos[i]);
+                infos[i].pid = (uint32_t)pd->pids[i];
+                ptrs[i] = &infos[i];
+        }
+        Containerd__Task__V2__PidsResponse resp = CONTAINERD__TASK__V2__PIDS_RESPONSE__INIT;
+        resp.n_processes = n;
+        resp.processes = ptrs;
+        us_ttrpc_call_reply(pd->call, &resp.base);
+}
+
 static void handle_pids(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
                         void *userdata)
 {
@@ -815,30 +1020,34 @@ static void handle_pids(struct us_ttrpc_call *call, const uint8_t *payload, size
         struct shim_task *t = need_task(shim, call, req->id);
         if (!t)
                 return;
+        struct pending *pd = pending_new(shim, call, t, NULL, finish_pids);
+        if (!pd)
+                return;
         struct us_error *err = NULL;
-        _cleanup_free_ pid_t *pids = NULL;
-        size_t n = 0;
-        int r = t->backend->pids(t->impl, &pids, &n, &err);
+        int r = t->backend->pids(t->impl, &pd->pids, &pd->n, &pd->op, &err);
+        pending_run(pd, r, err);
+}
+
+static void finish_pause_or_resume(struct pending *pd, int r, struct us_error **err)
+{
+        struct shim_task *t = NULL;
+        if (r >= 0 && !pending_process(pd, &t, err))
+                r = -ENOENT;
         if (r < 0) {
-                fail_with(call, r, err);
+                fail_with(pd->call, r, TAKE_PTR(*err));
                 return;
         }
-        _cleanup_free_ Containerd__V1__Types__ProcessInfo *infos =
-                calloc(n ? n : 1, sizeof(*infos));
-        _cleanup_free_ Containerd__V1__Types__ProcessInfo **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
-        if (!infos || !ptrs) {
-                us_ttrpc_call_fail(call, US_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-                return;
+        t->paused = pd->flag;
+        us_ttrpc_call_reply(pd->call, NULL);
+        if (pd->flag) {
+                Containerd__Events__TaskPaused ev = CONTAINERD__EVENTS__TASK_PAUSED__INIT;
+                ev.container_id = t->id;
+                shim_publish(pd->shim, "/tasks/paused", &ev.base);
+        } else {
+                Containerd__Events__TaskResumed ev = CONTAINERD__EVENTS__TASK_RESUMED__INIT;
+                ev.container_id = t->id;
+                shim_publish(pd->shim, "/tasks/resumed", &ev.base);
         }
-        for (size_t i = 0; i < n; i++) {
-                containerd__v1__types__process_info__init(&infos[i]);
-                infos[i].pid = (uint32_t)pids[i];
-                ptrs[i] = &infos[i];
-        }
-        Containerd__Task__V2__PidsResponse resp = CONTAINERD__TASK__V2__PIDS_RESPONSE__INIT;
-        resp.n_processes = n;
-        resp.processes = ptrs;
-        us_ttrpc_call_reply(call, &resp.base);
 }
 
 static void pause_or_resume(struct us_ttrpc_call *call, struct shim *shim, const char *id,
@@ -852,23 +1061,14 @@ static void pause_or_resume(struct us_ttrpc_call *call, struct shim *shim, const
                                    t->id);
                 return;
         }
-        struct us_error *err = NULL;
-        int r = pause ? t->backend->pause(t->impl, &err) : t->backend->resume(t->impl, &err);
-        if (r < 0) {
-                fail_with(call, r, err);
+        struct pending *pd = pending_new(shim, call, t, NULL, finish_pause_or_resume);
+        if (!pd)
                 return;
-        }
-        t->paused = pause;
-        us_ttrpc_call_reply(call, NULL);
-        if (pause) {
-                Containerd__Events__TaskPaused ev = CONTAINERD__EVENTS__TASK_PAUSED__INIT;
-                ev.container_id = t->id;
-                shim_publish(shim, "/tasks/paused", &ev.base);
-        } else {
-                Containerd__Events__TaskResumed ev = CONTAINERD__EVENTS__TASK_RESUMED__INIT;
-                ev.container_id = t->id;
-                shim_publish(shim, "/tasks/resumed", &ev.base);
-        }
+        pd->flag = pause;
+        struct us_error *err = NULL;
+        int r = pause ? t->backend->pause(t->impl, &pd->op, &err)
+                      : t->backend->resume(t->impl, &pd->op, &err);
+        pending_run(pd, r, err);
 }
 
 static void handle_pause(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
@@ -896,6 +1096,13 @@ static void handle_checkpoint(struct us_ttrpc_call *call, const uint8_t *payload
         us_ttrpc_call_fail(call, US_GRPC_UNIMPLEMENTED, "checkpoint is not supported by unishim");
 }
 
+static void finish_update(struct pending *pd, int r, struct us_error **err)
+{
+        if (r < 0)
+                us_error_wrap(err, r, "update task %s", pd->task_id);
+        finish_reply(pd, r, err);
+}
+
 static void handle_update(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
                           void *userdata)
 {
@@ -910,20 +1117,20 @@ static void handle_update(struct us_ttrpc_call *call, const uint8_t *payload, si
                                    "update of task %s has no resources", t->id);
                 return;
         }
+        struct pending *pd = pending_new(shim, call, t, NULL, finish_update);
+        if (!pd)
+                return;
         struct us_error *err = NULL;
         struct us_oci_resources *res = NULL;
         int r = us_oci_resources_parse((const char *)req->resources->value.data,
                                        req->resources->value.len, &res, &err);
+        /* res and the text are ours until the backend returns: one that
+         * finishes later keeps what it needs. */
         if (r >= 0)
                 r = t->backend->update(t->impl, res, (const char *)req->resources->value.data,
-                                       req->resources->value.len, &err);
+                                       req->resources->value.len, &pd->op, &err);
         us_oci_resources_free(res);
-        if (r < 0) {
-                us_error_wrap(&err, r, "update task %s", t->id);
-                fail_with(call, r, err);
-                return;
-        }
-        us_ttrpc_call_reply(call, NULL);
+        pending_run(pd, r, err);
 }
 
 static void handle_wait(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
@@ -939,6 +1146,21 @@ static void handle_wait(struct us_ttrpc_call *call, const uint8_t *payload, size
         shim_process_add_waiter(p, call);
 }
 
+static void finish_stats(struct pending *pd, int r, struct us_error **err)
+{
+        if (r < 0) {
+                fail_with(pd->call, r, TAKE_PTR(*err));
+                return;
+        }
+        Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+        any.type_url = (char *)io__containerd__cgroups__v1__metrics__descriptor.name;
+        any.value.data = pd->data;
+        any.value.len = pd->len;
+        Containerd__Task__V2__StatsResponse resp = CONTAINERD__TASK__V2__STATS_RESPONSE__INIT;
+        resp.stats = &any;
+        us_ttrpc_call_reply(pd->call, &resp.base);
+}
+
 static void handle_stats(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
                          void *userdata)
 {
@@ -948,21 +1170,12 @@ static void handle_stats(struct us_ttrpc_call *call, const uint8_t *payload, siz
         struct shim_task *t = need_task(shim, call, req->id);
         if (!t)
                 return;
-        struct us_error *err = NULL;
-        _cleanup_free_ uint8_t *buf = NULL;
-        size_t n = 0;
-        int r = t->backend->stats(t->impl, &buf, &n, &err);
-        if (r < 0) {
-                fail_with(call, r, err);
+        struct pending *pd = pending_new(shim, call, t, NULL, finish_stats);
+        if (!pd)
                 return;
-        }
-        Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
-        any.type_url = (char *)io__containerd__cgroups__v1__metrics__descriptor.name;
-        any.value.data = buf;
-        any.value.len = n;
-        Containerd__Task__V2__StatsResponse resp = CONTAINERD__TASK__V2__STATS_RESPONSE__INIT;
-        resp.stats = &any;
-        us_ttrpc_call_reply(call, &resp.base);
+        struct us_error *err = NULL;
+        int r = t->backend->stats(t->impl, &pd->data, &pd->len, &pd->op, &err);
+        pending_run(pd, r, err);
 }
 
 static void handle_connect(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,

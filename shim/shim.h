@@ -42,6 +42,7 @@ struct shim {
         int signal_fd;
         char *socket_path; /* removed on exit */
         struct shim_task *tasks;
+        struct shim_task *creating; /* whose backend's create has not finished */
         struct us_loop_source *idle_timer;
         bool shutting_down;
         /* The pod's policy: loaded and decided by its first task. */

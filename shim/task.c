@@ -127,7 +127,7 @@ static void record_exit(struct shim_process *p, uint32_t exit_status)
                 /* Without a private pid namespace, the kernel does not kill
                  * the rest of the container with its init: we do, as runc's
                  * shim does. */
-                (void)t->backend->kill(t->impl, SIGKILL, true, NULL);
+                (void)t->backend->kill(t->impl, SIGKILL, true, NULL, NULL);
         }
 
         Google__Protobuf__Timestamp ts = shim_timestamp(&p->exited_at);
@@ -154,6 +154,8 @@ void shim_process_exited(struct shim_process *p, int wait_status)
 void shim_task_process_exited(void *task_cookie, const char *exec_id, uint32_t exit_status)
 {
         struct shim_task *t = task_cookie;
+        if (t->creating)
+                return; /* its create fails: containerd hears of it there */
         struct shim_process *p = shim_task_process(t, exec_id);
         if (p && p->status != SHIM_PROCESS_STOPPED)
                 record_exit(p, exit_status);
@@ -162,6 +164,8 @@ void shim_task_process_exited(void *task_cookie, const char *exec_id, uint32_t e
 void shim_task_oom(void *task_cookie)
 {
         struct shim_task *t = task_cookie;
+        if (t->creating)
+                return;
         Containerd__Events__TaskOOM ev = CONTAINERD__EVENTS__TASK_OOM__INIT;
         ev.container_id = t->id;
         shim_publish(t->shim, "/tasks/oom", &ev.base);
@@ -219,7 +223,7 @@ static void idle_timeout(struct us_loop_source *src, void *userdata)
 
 void shim_maybe_exit(struct shim *shim, bool now)
 {
-        if (shim->tasks)
+        if (shim->tasks || shim->creating)
                 return;
         if (now) {
                 shim->shutting_down = true;

@@ -34,6 +34,7 @@ struct shim_process {
         char *exec_id; /* NULL for the init process */
         pid_t pid;
         enum shim_process_status status;
+        bool starting; /* its Start is with the backend */
         uint32_t exit_status;
         struct timespec exited_at;
         char *stdin_path;
@@ -59,6 +60,7 @@ struct shim_task {
         struct shim_process *execs;
         bool paused;
         bool rootfs_mounted;
+        bool creating; /* containerd does not know it yet: no events */
         int oom_fd;
         struct us_loop_source *oom_watch;
         uint64_t oom_count;

@@ -1,0 +1,155 @@
+#!/bin/bash
+# The guest is hostile (issue 7): attacks run inside a sandbox pod's VM, the
+# checks are on the host.
+#  - a privileged container mounts the pod's virtio-fs share and tries to
+#    rename, replace (by a symlink to a host directory), create and fill
+#    what the host walks and mounts onto: every attempt fails with EROFS, the
+#    host's view of the share is unchanged, and removing the containers
+#    touches no host file outside the pod (the host directory the symlink
+#    would have pointed at keeps its files)
+#  - a container task created and deleted without a start (what containerd
+#    does when a start fails after the shim's create) goes without taking
+#    the pod's VM with it
+#  - Stats of the pod's VM task after its kill (before its delete) answers
+#    with an error, and the shim still serves the pod
+#  - nothing of the pod is left afterwards
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+IT_CRI=1
+command -v qemu-system-x86_64 >/dev/null || it_skip "qemu-system-x86_64 missing (apt package qemu-system-x86)"
+it_setup
+# A pod's shim, called directly in the CRI's namespace (tests/tools/task-api.c).
+task_api() { timeout -k 5 "$CTR_TIMEOUT" "$UNISHIM_BUILD_DIR/tests/task-api" "$1" k8s.io "${@:2}"; }
+
+CANARY=$IT_TMP/canary
+mkdir -p "$CANARY/sub" "$IT_TMP/vol"
+echo precious >"$CANARY/file"
+echo precious >"$CANARY/sub/file"
+canary_sum() { (cd "$CANARY" && find . -printf '%p %s %y\n' | sort | sha256sum); }
+CANARY_SUM=$(canary_sum)
+
+f=$(it_pod hostile.json --arg vol "$IT_TMP/vol" '{name: "hostile", runtime_handler: "unishim",
+        annotations: {"unishim.io/isolation": "sandbox"}, privileged: true,
+        containers: [{name: "attacker", image: $img, privileged: true, command: ["sleep", "3600"]},
+                     {name: "victim", image: $img, command: ["sleep", "3600"],
+                      mounts: [{host_path: $vol, container_path: "/data"}]}]}')
+out_rc out rc ectl run "$f"
+expect_eq "run the privileged sandbox pod" 0 "$rc"
+[ "$rc" = 0 ] || echo "# $out"
+id=$(pod_id hostile)
+victim=$(ctr_id hostile victim)
+attacker=$(ctr_id hostile attacker)
+state=$(echo /run/unishim/*/"$id")
+qpid=$(sandbox_qemu_pid "$id")
+[ -d "$state/shared" ] && pass "the pod's share is at $state/shared" || fail "no share dir for pod $id: $state"
+host_view() { (cd "$state/shared" && find . -xdev -printf '%p %y\n' | sort); }
+VIEW_BEFORE=$(host_view)
+
+# ---- the share, attacked from inside the VM ----
+out_rc out rc ectl exec hostile -c attacker -- sh -c 'mkdir -p /mnt/share && mount -t virtiofs unishim /mnt/share && ls /mnt/share'
+expect_eq "the attacker mounts the share (virtiofs tag unishim) in the guest" 0 "$rc"
+expect_match "the attacker sees the victim's directory" "$victim" "$out"
+# Each attempt prints "<what>: ok" when it worked.
+attack=$(
+        cat <<EOF
+V=/mnt/share/$victim
+try() { what=\$1; shift; if "\$@" 2>/tmp/err; then echo "\$what: ok"; else echo "\$what: \$(cat /tmp/err)"; fi; }
+try swap-victim sh -c "mv \$V \$V.old && ln -s $CANARY \$V"
+try plant-symlink ln -s $CANARY /mnt/share/$victim.link
+try replace-mounts sh -c "mv \$V/mounts \$V/mounts.old && ln -s $CANARY \$V/mounts"
+try replace-rootfs-parent mv \$V/rootfs \$V/rootfs.old
+try create-top touch /mnt/share/planted
+try create-in-container touch \$V/planted
+try mkdir-future mkdir /mnt/share/future-container
+try fill dd if=/dev/zero of=/mnt/share/fill bs=1M count=64
+try chmod-top chmod 777 /mnt/share
+try remount-rw mount -o remount,rw /mnt/share
+try fill-after-remount dd if=/dev/zero of=/mnt/share/fill2 bs=1M count=8
+EOF
+)
+out_rc out rc ectl exec -t 60 hostile -c attacker -- sh -c "$attack"
+echo "$out" | sed 's/^/# guest: /'
+for what in swap-victim plant-symlink replace-mounts replace-rootfs-parent create-top \
+        create-in-container mkdir-future fill chmod-top fill-after-remount; do
+        line=$(grep "^$what: " <<<"$out" || true)
+        [ -n "$line" ] && [[ $line != *": ok" ]] && [[ $line = *"Read-only file system"* ]] &&
+                pass "guest attack $what fails with EROFS" || fail "guest attack $what: '${line:-no result}'"
+done
+expect_eq "the host's view of the share is unchanged" "$VIEW_BEFORE" "$(host_view)"
+# The container's own writable layer and its rw volume stay writable.
+out_rc out rc ectl exec hostile -c victim -- sh -c 'echo x > /written && echo y > /data/written'
+expect_eq "the victim still writes its rootfs and its rw volume" 0 "$rc"
+expect_eq "the rw volume write reached the host" y "$(cat "$IT_TMP/vol/written" 2>/dev/null)"
+
+# ---- a task created and deleted without a start keeps the VM ----
+# (containerd deletes a task this way when its start fails after the
+# shim's create; driven at the Task API, as containerd does)
+f=$(it_pod unstarted.json '{name: "unstarted", runtime_handler: "unishim",
+        annotations: {"unishim.io/isolation": "sandbox"},
+        containers: [{name: "good", image: $img, command: ["sleep", "3600"]}]}')
+out_rc out rc ectl run "$f"
+expect_eq "run the unstarted pod" 0 "$rc"
+idu=$(pod_id unstarted)
+good=$(ctr_id unstarted good)
+qu=$(sandbox_qemu_pid "$idu")
+gbundle=$ENV_STATE/io.containerd.runtime.v2.task/k8s.io/$good
+sock=$(sed 's|^unix://||' "$gbundle/address" 2>/dev/null || true)
+mkdir -p "$IT_TMP/unstarted/rootfs"
+jq '.process.args = ["sleep", "3600"]' "$gbundle/config.json" >"$IT_TMP/unstarted/config.json"
+out_rc out rc task_api "$sock" create unstarted1 "$IT_TMP/unstarted" "$gbundle/rootfs"
+expect_eq "Task API Create of a second container in the pod" 0 "$rc"
+[ "$rc" = 0 ] || echo "# $out"
+out_rc out rc task_api "$sock" state unstarted1
+expect_match "the task is created (status 1), not started" "^[0-9]+ 1 " "$out"
+out_rc out rc task_api "$sock" delete unstarted1
+expect_eq "Task API Delete of the never-started task" 0 "$rc"
+[ "$rc" = 0 ] || echo "# $out"
+[ -n "$qu" ] && [ "$(sandbox_qemu_pid "$idu")" = "$qu" ] && pass "the pod's VM survives the delete (QEMU $qu)" ||
+        fail "the pod's VM is gone after Delete of a never-started task (QEMU was '$qu')"
+out_rc out rc ectl exec unstarted -c good -- echo still-here
+expect_eq "the pod's other container still answers" "still-here" "$out"
+out_rc out rc ectl rm --timeout 0 unstarted
+expect_eq "rm the unstarted pod" 0 "$rc"
+
+# ---- the victim's removal: no host file outside the pod touched ----
+out_rc out rc ectl rm --timeout 0 hostile
+expect_eq "rm the hostile pod" 0 "$rc"
+[ "$rc" = 0 ] || echo "# $out"
+expect_eq "the host directory the guest aimed at keeps its files" "$CANARY_SUM" "$(canary_sum)"
+wait_until 15 test -z "$(sandbox_leftovers "$id" "$idu")" || true
+expect_eq "nothing of the pods left" "" "$(sandbox_leftovers "$id" "$idu")"
+[ -z "$qpid" ] || [ ! -d "/proc/$qpid" ] && pass "the hostile pod's QEMU is gone" || fail "QEMU $qpid still runs"
+
+# ---- Stats of the VM task after its kill ----
+# StopPodSandbox kills the VM task and only then deletes it: a Stats in
+# between (kubelet polls them) must be answered. containerd is paused so that
+# it cannot delete the task first.
+f=$(it_pod stats.json '{name: "stats", runtime_handler: "unishim",
+        annotations: {"unishim.io/isolation": "sandbox"},
+        containers: [{name: "app", image: $img, command: ["sleep", "3600"]}]}')
+out_rc out rc ectl run "$f"
+expect_eq "run the stats pod" 0 "$rc"
+ids=$(pod_id stats)
+sock=$(sed 's|^unix://||' "$ENV_STATE/io.containerd.runtime.v2.task/k8s.io/$ids/address" 2>/dev/null || true)
+out_rc out rc task_api "$sock" stats "$ids"
+expect_eq "Stats of the running VM task" 0 "$rc"
+CPID=$(env_containerd_pid)
+kill -STOP "$CPID"
+IT_CLEANUP_HOOK='kill -CONT $CPID'
+out_rc out rc task_api "$sock" kill "$ids" 9
+expect_eq "Task API Kill of the VM task" 0 "$rc"
+out_rc out rc task_api "$sock" stats "$ids"
+[ "$rc" != 0 ] && [[ $out = *stopped* ]] && pass "Stats after the kill is an error naming why ($out)" ||
+        fail "Stats after the kill: rc $rc: $out"
+# (before containerd continues: then it deletes the tasks and the shim may
+# exit, as it should)
+out_rc out rc task_api "$sock" connect "$ids"
+expect_eq "the shim still answers after Stats of the killed VM task (Connect)" 0 "$rc"
+kill -CONT "$CPID"
+IT_CLEANUP_HOOK=
+out_rc out rc ectl rm --timeout 0 stats
+expect_eq "rm the stats pod" 0 "$rc"
+wait_until 15 test -z "$(sandbox_leftovers "$ids")" || true
+expect_eq "nothing of the stats pod left" "" "$(sandbox_leftovers "$ids")"
+
+it_finish
