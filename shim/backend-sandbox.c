@@ -50,6 +50,7 @@
 #include "ttrpc.h"
 
 static void pod_teardown(struct sandbox_pod *pod);
+static void pod_lost(struct sandbox_pod *pod, const char *why);
 static void pod_free(void *impl);
 static void task_free(struct sandbox_task *t);
 
@@ -158,11 +159,12 @@ static void pod_vm_gone(struct sandbox_pod *pod)
 
 static void events_closed(void *userdata, int reason)
 {
-        (void)reason;
         struct sandbox_pod *pod = userdata;
         /* The guest closed its side or broke the protocol: without the
-         * channel nothing of the pod can be observed any more. */
-        (void)pod;
+         * channel nothing of the pod can be observed or done any more. */
+        pod->agent_dead = true;
+        pod_lost(pod, reason == -EPROTO ? "the guest agent broke the protocol"
+                                        : "the guest agent closed its channel");
 }
 
 /* The kernel and initramfs: UNISHIM_GUEST_DIR, else next to the binary as
@@ -584,19 +586,31 @@ static void agent_dead_now(struct us_loop_source *src, void *userdata)
         pod_teardown(pod);
 }
 
-void sandbox_pod_agent_dead(struct sandbox_pod *pod, const char *method)
+/* The pod cannot go on (why, for the log): its tasks are reported exited
+ * and its VM goes, from the loop (not inside the caller, which may be one of
+ * the pod's own callbacks). */
+static void pod_lost(struct sandbox_pod *pod, const char *why)
 {
-        if (pod->agent_dead || pod->torn_down)
+        if (pod->dead_timer || pod->torn_down)
                 return;
-        pod->agent_dead = true;
-        us_log_error("pod %s: the guest agent did not answer %s within %u ms "
-                     "(sandbox.agent_timeout_ms): the pod is dead, its VM goes",
-                     pod->id, method, pod->agent_timeout_ms);
+        us_log_error("pod %s: %s: the pod is dead, its VM goes", pod->id, why);
         struct us_error *err = NULL;
         if (us_loop_add_timer(pod->loop, 0, agent_dead_now, pod, &pod->dead_timer, &err) < 0) {
                 us_error_free(err);
                 pod_teardown(pod);
         }
+}
+
+void sandbox_pod_agent_dead(struct sandbox_pod *pod, const char *method)
+{
+        if (pod->agent_dead || pod->torn_down)
+                return;
+        pod->agent_dead = true;
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "the guest agent did not answer %s within %u ms (sandbox.agent_timeout_ms)",
+                 method, pod->agent_timeout_ms);
+        pod_lost(pod, why);
 }
 
 /* The pod's state dir: what QEMU, virtiofsd and the share left in it. */
@@ -694,6 +708,8 @@ static bool pod_child_exited(void *impl, pid_t pid, int wait_status)
                 return false;
         if (!vmm_vm_running(pod->vm))
                 pod_vm_gone(pod);
+        else /* a virtiofsd: every file of the guest's containers is gone */
+                pod_lost(pod, "its virtiofsd exited");
         return true;
 }
 

@@ -73,7 +73,8 @@ expect_eq "s's exit code (in the VM)" 9 "$(event_exit_status "$cs" "$IT_TMP/even
 first=$(grep -F /tasks/exit "$IT_TMP/events" | grep -oE "\"container_id\":\"($cx|$cy)\"" | head -n1)
 expect_eq "x's exit came before y's, as they exited" "\"container_id\":\"$cx\"" "$first"
 events_stop
-wait_until 15 test "$(ctr_state rc y)" = Exited || true
+y_exited() { [ "$(ctr_state rc y)" = Exited ]; }
+wait_until 15 y_exited || true
 expect_eq "the CRI has y exited" Exited "$(ctr_state rc y)"
 
 # ---- containerd killed and started again ----

@@ -4,7 +4,9 @@
 # time the CRI reports the pod's containers EXITED with a non-zero exit code
 # (containerd's /tasks/exit events carry it: ContainerStatus.exit_code), and
 # the pod can still be stopped and removed, leaving no shim, virtiofsd,
-# /run/unishim/<namespace>/<id>, mount, cgroup or netns behind.
+# /run/unishim/<namespace>/<id>, mount, cgroup or netns behind. The same
+# when only its virtiofsd is killed: the guest has lost its files, the pod
+# is declared dead.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 IT_CRI=1
@@ -61,6 +63,28 @@ wait_until 10 test -z "$(sandbox_leftovers "$id")" || true
 expect_eq "nothing of the pod left" "" "$(sandbox_leftovers "$id")"
 expect_eq "no pod listed" "" "$(ectl ps -q)"
 expect_eq "no netns bind mount" "" "$(ls -A "$ENV_STATE/io.containerd.grpc.v1.cri/netns" 2>/dev/null || true)"
+
+# ---- its virtiofsd killed while QEMU runs ----
+# The guest has lost every file of its containers: the pod is dead, as when
+# QEMU dies (it used to go on with a broken share until someone noticed).
+f=$(it_pod fsd.json '{name: "fsd", runtime_handler: "unishim",
+        annotations: {"unishim.io/isolation": "sandbox"},
+        containers: [{name: "a", image: $img, command: ["sleep", "3600"]}]}')
+out_rc out rc ectl run "$f"
+expect_eq "run a sandbox pod" 0 "$rc"
+idf=$(pod_id fsd)
+vfs=$(sandbox_procs "$idf" | awk '/virtiofsd/ {print $1}' | head -n1)
+[ -n "$vfs" ] && pass "found the pod's virtiofsd ($vfs)" || fail "no virtiofsd for $idf"
+[ -n "$vfs" ] && kill -KILL "$vfs"
+fsd_exited() { [ "$(ctr_state fsd a)" = Exited ]; }
+wait_until "$BOUND_S" fsd_exited && pass "container reported Exited after kill -9 of virtiofsd" ||
+        fail "container after kill -9 of virtiofsd: $(ctr_state fsd a)"
+wait_until 10 test -z "$(sandbox_procs "$idf")" || true
+expect_eq "no QEMU/virtiofsd of the pod left after virtiofsd died" "" "$(sandbox_procs "$idf")"
+out_rc out rc ectl rm --timeout 2 fsd
+expect_eq "rm of the pod whose virtiofsd died" 0 "$rc"
+wait_until 10 test -z "$(sandbox_leftovers "$idf")" || true
+expect_eq "nothing of it left" "" "$(sandbox_leftovers "$idf")"
 
 # The environment still runs sandbox pods afterwards.
 f=$(it_pod after.json '{name: "after", runtime_handler: "unishim",

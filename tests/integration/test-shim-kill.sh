@@ -29,8 +29,10 @@ ids=$(pod_id ks)
 ns_s=$(pod_netns "$(pod_ip ks)")
 chains() { nsenter --net="$ns_s" iptables-save 2>/dev/null | grep -c UNISHIM- || true; }
 [ "$(chains)" -gt 0 ] && pass "the sandbox pod's netns has netplumb's rules" || fail "no UNISHIM- rules in $ns_s"
-# The container pod's sleep (the sandbox pod's run in its VM).
-PIDS_BEFORE=$(pgrep -f "^sleep 3600$" || true)
+# The container pod's sleep (the sandbox pod's run in its VM): its task's pid.
+ca=$(ctr_id kc app)
+PIDS_BEFORE=$(timeout 30 ctr -a "$ENV_ADDR" -n k8s.io tasks ls 2>/dev/null | awk -v id="$ca" '$1 == id { print $2 }')
+[ -n "$PIDS_BEFORE" ] && pass "the container pod's process is $PIDS_BEFORE" || fail "no task pid for $ca"
 shim_c=$(pod_shim_pid "$idc")
 shim_s=$(pod_shim_pid "$ids")
 q=$(sandbox_qemu_pid "$ids")
