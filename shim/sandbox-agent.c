@@ -38,7 +38,8 @@ static void acall_reply(int status, const uint8_t *payload, size_t len, const st
                         status = us_error_msg(&err, EBADMSG, "guest agent %s: malformed reply",
                                               c->method);
         } else if (status == -ECANCELED) {
-                us_error_msg(&err, ECANCELED, "guest agent %s: the pod's VM is gone", c->method);
+                us_error_msg(&err, ECANCELED, "guest agent %s: cancelled: the task or the pod went",
+                             c->method);
         } else if (status < 0) {
                 us_error_msg(&err, -status, "guest agent %s: %s", c->method, us_error_text(cerr));
         }
