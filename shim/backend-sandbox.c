@@ -547,6 +547,11 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
                 .cgroup = pod->cgroup,
                 .loop = pod->loop,
                 .console_log_max = (size_t)sb->console_log_max_bytes,
+                /* A uid no other pod's QEMU has: one shim per pod, and
+                 * QEMU dies with its shim, so a live shim's pid is unique
+                 * among running VMs. Not in /etc/passwd, owns no file. */
+                .qemu_uid = (uid_t)(QEMU_UID_BASE + (unsigned)getpid()),
+                .qemu_gid = (gid_t)(QEMU_UID_BASE + (unsigned)getpid()),
                 /* The guest agent logs at debug level too (to console.log). */
                 .cmdline_extra = env->debug ? "unishim.debug=1" : NULL,
         };

@@ -19,10 +19,13 @@
 #include "sandbox-share.h"
 #include "ttrpc.h"
 
-#define GUEST_SHARE_TAG     "unishim"
-#define GUEST_SHARE_DIR     "/run/unishim/shared"
-#define POD_STATE_ROOT      "/run/unishim"
-#define AGENT_BOOT_MS       60000 /* TCG on a loaded 2-core host is slow */
+#define GUEST_SHARE_TAG "unishim"
+#define GUEST_SHARE_DIR "/run/unishim/shared"
+#define POD_STATE_ROOT  "/run/unishim"
+#define AGENT_BOOT_MS   60000 /* TCG on a loaded 2-core host is slow */
+/* A pod's QEMU runs as uid and gid QEMU_UID_BASE + its shim's pid (pids are
+ * below 2^22): far above login users and the usual subuid ranges. */
+#define QEMU_UID_BASE       0x60000000u
 #define READ_CHUNK          65536
 #define MEMORY_OVERHEAD_MIB 64 /* guest kernel + agent on top of the pod's limit */
 

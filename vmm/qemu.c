@@ -3,6 +3,7 @@
  * teardown that leaves no process and no socket behind. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,8 +171,16 @@ static int connect_unix(const struct vmm_vm *vm, const char *name, int *ret_fd,
 /* fork + exec with nothing but async-signal-safe calls in the child. The
  * child waits on a pipe until the parent has put it into the cgroup, so
  * nothing of it ever runs outside. keep_fds lose O_CLOEXEC in the child. */
+/* Who the child becomes before exec; uid 0: the caller. */
+struct spawn_cred {
+        uid_t uid;
+        gid_t gid;
+        gid_t groups[1];
+        size_t n_groups;
+};
+
 static int spawn(char **argv, const int *keep_fds, size_t n_keep, int log_fd, struct us_cgroup *cg,
-                 pid_t *ret_pid, struct us_error **err)
+                 const struct spawn_cred *cred, pid_t *ret_pid, struct us_error **err)
 {
         int go[2] = {-1, -1}, report[2] = {-1, -1};
         _cleanup_close_ int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -208,7 +217,14 @@ static int spawn(char **argv, const int *keep_fds, size_t n_keep, int log_fd, st
                         (void)signal(s, SIG_DFL);
                 sigemptyset(&all);
                 (void)sigprocmask(SIG_SETMASK, &all, NULL);
-                /* If the shim dies, its VM must not linger unowned. */
+                if (cred && cred->uid != 0 &&
+                    (setgroups(cred->n_groups, cred->groups) < 0 ||
+                     setresgid(cred->gid, cred->gid, cred->gid) < 0 ||
+                     setresuid(cred->uid, cred->uid, cred->uid) < 0 ||
+                     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0))
+                        goto fail;
+                /* If the shim dies, its VM must not linger unowned. (After
+                 * the uid change, which clears it.) */
                 (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
                 (void)setsid();
                 if (dup2(devnull, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
@@ -419,7 +435,7 @@ static int start_virtiofsd(struct vmm_vm *vm, const struct vmm_vm_config *cfg, i
                                     &p->log, err);
                 if (r < 0)
                         return us_error_wrap(err, r, "%s", vm->state_dir);
-                r = spawn(argv, &lfd, 1, own_log, cfg->cgroup, &p->pid, err);
+                r = spawn(argv, &lfd, 1, own_log, cfg->cgroup, NULL, &p->pid, err);
                 if (r < 0) {
                         p->log = vmm_logpipe_free(p->log);
                         return us_error_wrap(err, r, "start virtiofsd for %s", cfg->shares[i].tag);
@@ -559,7 +575,13 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
                 keep[n_keep++] = cfg->tap_fd;
         for (size_t i = 0; virtiofs && i < cfg->n_shares && n_keep < US_ELEMENTSOF(keep); i++)
                 keep[n_keep++] = fs_fds[i];
-        r = spawn(argv, keep, n_keep, log_fd, cfg->cgroup, &vm->qemu.pid, err);
+        struct spawn_cred cred = {.uid = cfg->qemu_uid, .gid = cfg->qemu_gid};
+        if (cfg->qemu_uid != 0 && rt.accel == VMM_ACCEL_KVM) {
+                const struct group *kvm = getgrnam("kvm"); /* /dev/kvm is root:kvm 0660 */
+                if (kvm)
+                        cred.groups[cred.n_groups++] = kvm->gr_gid;
+        }
+        r = spawn(argv, keep, n_keep, log_fd, cfg->cgroup, &cred, &vm->qemu.pid, err);
         if (r < 0)
                 return us_error_wrap(err, r, "vm %s: start qemu", vm->id);
         vm->qemu.what = "qemu";

@@ -79,6 +79,13 @@ struct vmm_vm_config {
          * output is kept); 0: VMM_CONSOLE_LOG_DEFAULT; at least
          * VMM_LOGPIPE_MIN_CAP (4096). */
         size_t console_log_max;
+        /* 0: QEMU runs as the caller. Else its uid and gid from exec on (set
+         * in the child, before exec, after everything it is handed is
+         * open: it needs no privilege of its own), with no supplementary
+         * group but kvm's under KVM and no capability. virtiofsd stays the
+         * caller's: it serves files of every owner, in its own sandbox. */
+        uid_t qemu_uid;
+        gid_t qemu_gid;
 };
 
 /* --- Accelerator choice ------------------------------------------------- */

@@ -12,6 +12,8 @@
 #    the pod's VM with it
 #  - Stats of the pod's VM task after its kill (before its delete) answers
 #    with an error, and the shim still serves the pod
+#  - the pod's QEMU runs as a uid of its own (another pod's differs), with
+#    no capability and no_new_privs
 #  - nothing of the pod is left afterwards
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -43,6 +45,13 @@ state=$(echo /run/unishim/*/"$id")
 qpid=$(sandbox_qemu_pid "$id")
 [ -d "$state/shared" ] && pass "the pod's share is at $state/shared" || fail "no share dir for pod $id: $state"
 host_view() { (cd "$state/shared" && find . -xdev -printf '%p %y\n' | sort); }
+# QEMU with least privilege: a uid of its own, no capability, no_new_privs.
+status_of() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null; }
+quid=$(status_of "$qpid" Uid)
+[ -n "$quid" ] && [ "$quid" != 0 ] && pass "QEMU runs as uid $quid, not root" || fail "QEMU's uid: '$quid'"
+expect_eq "QEMU has no effective capability" 0000000000000000 "$(status_of "$qpid" CapEff)"
+expect_eq "QEMU has no permitted capability" 0000000000000000 "$(status_of "$qpid" CapPrm)"
+expect_eq "QEMU runs with no_new_privs" 1 "$(status_of "$qpid" NoNewPrivs)"
 VIEW_BEFORE=$(host_view)
 
 # ---- the share, attacked from inside the VM ----
@@ -104,6 +113,9 @@ expect_match "the task is created (status 1), not started" "^[0-9]+ 1 " "$out"
 out_rc out rc task_api "$sock" delete unstarted1
 expect_eq "Task API Delete of the never-started task" 0 "$rc"
 [ "$rc" = 0 ] || echo "# $out"
+quid2=$(status_of "$qu" Uid)
+[ -n "$quid2" ] && [ "$quid2" != 0 ] && [ "$quid2" != "$quid" ] &&
+        pass "another pod's QEMU has another uid ($quid2)" || fail "two pods' QEMU uids: '$quid' '$quid2'"
 [ -n "$qu" ] && [ "$(sandbox_qemu_pid "$idu")" = "$qu" ] && pass "the pod's VM survives the delete (QEMU $qu)" ||
         fail "the pod's VM is gone after Delete of a never-started task (QEMU was '$qu')"
 out_rc out rc ectl exec unstarted -c good -- echo still-here
