@@ -85,6 +85,8 @@ struct sandbox_pod {
         bool wired;
         struct us_cgroup *cgroup;
         struct vmm_vm *vm;
+        /* The "unishim.agent" port, kept open (the guest serves it) but no
+         * longer called: every call goes on events, asynchronously. */
         struct us_ttrpc_client *agent;
         struct us_ttrpc_aclient *events;
         uint64_t oom_call;
@@ -146,13 +148,6 @@ void sandbox_acall_plain(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
 /* A call's deadline passed: the agent is dead. Reports the pod's tasks
  * exited and tears the VM down, from the loop (not inside the caller). */
 void sandbox_pod_agent_dead(struct sandbox_pod *pod, const char *method);
-
-/* A short synchronous call to the guest agent ("unishim.agent" port). With
- * resp_desc, *ret is the unpacked reply (caller frees); a reply that does not
- * unpack is -EBADMSG. */
-int sandbox_agent_call(struct sandbox_pod *pod, const char *method, const ProtobufCMessage *req,
-                       const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret,
-                       int timeout_ms, struct us_error **err);
 
 /* A guest process of task t: its stdio are dups of the shim's (FIFOs, stdin
  * pipe); linked first into t->procs. */
