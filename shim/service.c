@@ -627,6 +627,8 @@ static void finish_start(struct pending *pd, int r, struct us_error **err)
                 r = shim_stdio_attach(p->stdio, TAKE_FD(pd->pty), err);
         }
         if (r < 0) {
+                if (p && p->status == SHIM_PROCESS_CREATED)
+                        shim_process_start_failed(p);
                 us_error_wrap(err, r, "start %s %s", pd->exec_id ? "exec" : "task",
                               pd->exec_id ? pd->exec_id : pd->task_id);
                 us_log_error("%s", us_error_text(*err));

@@ -141,6 +141,17 @@ static void record_exit(struct shim_process *p, uint32_t exit_status)
         answer_waiters(p);
 }
 
+void shim_process_start_failed(struct shim_process *p)
+{
+        p->status = SHIM_PROCESS_STOPPED;
+        p->exit_status = 128 + SIGKILL;
+        clock_gettime(CLOCK_REALTIME, &p->exited_at);
+        /* Nothing will write its output: without our ends containerd sees
+         * EOF (its failed Start waits for its I/O before it returns). */
+        p->stdio = shim_stdio_free(p->stdio);
+        answer_waiters(p);
+}
+
 void shim_process_exited(struct shim_process *p, int wait_status)
 {
         uint32_t status = 255;

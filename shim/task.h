@@ -74,6 +74,12 @@ struct shim_process *shim_task_process(struct shim_task *t, const char *exec_id)
 struct shim_task *shim_task_free(struct shim_task *t);
 struct shim_process *shim_process_free(struct shim_process *p);
 
+/* A process whose start failed: stopped from now on (exit status 137, as
+ * for a created process that is deleted), its output closed, its Wait calls
+ * answered (containerd waits on them before it deletes it, as runc's shim
+ * answers them), no /tasks/exit event: containerd had the failure from
+ * Start. */
+void shim_process_start_failed(struct shim_process *p);
 /* Records an exit (a waitpid status): status, time, event, Wait replies. */
 void shim_process_exited(struct shim_process *p, int wait_status);
 

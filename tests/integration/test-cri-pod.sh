@@ -73,6 +73,10 @@ for h in "${HANDLERS[@]}"; do
         expect_eq "$h: exec stderr" err "$(cat "$IT_TMP/x.err")"
         out_rc out rc ectl exec "$name" -c app -- /no/such/binary
         [ "$rc" != 0 ] && pass "$h: exec of a missing binary fails (rc $rc)" || fail "$h: exec of a missing binary succeeded"
+        # At once, naming the cause (it used to end in the CRI's deadline,
+        # with the exec never deleted and its FIFOs held by the shim).
+        [[ ${out,,} = *"no such file"* ]] && pass "$h: the failed exec says why" ||
+                fail "$h: exec of a missing binary: $out"
         RES[$h.exec_missing]=$rc
         out_rc out rc ectl exec "$name" -c app -t 1 -- sleep 10
         [ "$rc" != 0 ] && pass "$h: exec timeout 1s of sleep 10 fails (rc $rc)" || fail "$h: exec timeout not enforced"

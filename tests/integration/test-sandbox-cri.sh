@@ -49,6 +49,8 @@ expect_eq "ExecSync stdout" out "$so"
 expect_eq "ExecSync stderr" err "$(cat "$IT_TMP/err")"
 out_rc out rc ectl exec sb1 -- /no/such/binary
 [ "$rc" != 0 ] && pass "ExecSync of a missing binary fails (rc $rc)" || fail "missing binary: rc 0: $out"
+[[ ${out,,} = *"no such file"* ]] && pass "ExecSync of a missing binary says why, at once" ||
+        fail "ExecSync of a missing binary: $out"
 out_rc out rc ectl exec sb1 -- cat /proc/1/cmdline
 expect_eq "ExecSync sees the container's pid 1 (sleep)" "sleep3600" "$(tr -d '\0' <<<"$out")"
 
