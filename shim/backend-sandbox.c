@@ -272,7 +272,10 @@ static void create_failed(struct create_ctx *ctx, int r, struct us_error **err)
 {
         struct sandbox_pod *pod = ctx->t->pod;
         task_free(ctx->t);
-        if (ctx->started_pod && !pod->tasks) {
+        /* A pod being torn down (whose teardown cancelled this step) stays
+         * in its slot, for pod_free when the shim exits: the teardown is
+         * still using it. */
+        if (ctx->started_pod && !pod->tasks && !pod->torn_down) {
                 pod_free(pod);
                 *ctx->pod_slot = NULL;
         }
@@ -856,6 +859,9 @@ static int sandbox_create(const struct shim_backend_env *env, void *task_cookie,
                 create_ctx_free(ctx);
                 return us_error_msg(err, EINVAL, "pod %s already has its VM%s", pod->id,
                                     pod->dead ? ", and it is gone" : "");
+        } else if (pod->booting) {
+                create_ctx_free(ctx);
+                return us_error_msg(err, EBUSY, "pod %s is still booting its VM", pod->id);
         }
 
         struct sandbox_task *t = calloc(1, sizeof(*t));
@@ -1193,12 +1199,17 @@ static int sandbox_oom_event(void *impl, int fd, uint64_t *count, bool *ret_oom,
 }
 
 /* The guest is done with the container's files (or gone): they leave the
- * share. */
+ * share. The call is the pod's, not the task's (which is freed right after
+ * its Delete), and owns the container's id and share entry meanwhile. */
 static void removed(struct sandbox_acall *c, int r, ProtobufCMessage *resp, struct us_error **err)
 {
         (void)resp;
-        if (c->task)
-                unshare_container(c->task);
+        char *id = c->ctx;
+        struct us_error *e = NULL;
+        if (c->pod->share && sandbox_share_remove_container(c->pod->share, id, &e) < 0)
+                us_log_warn("pod %s: %s", c->pod->id, us_error_text(e));
+        us_error_free(e);
+        free(id);
         sandbox_acall_finish(c, r, err);
 }
 
@@ -1207,8 +1218,20 @@ static int sandbox_destroy(void *impl, struct us_error **err)
         (void)err;
         struct sandbox_task *t = impl;
         int r = -ENOTCONN;
-        if (t->in_guest && !t->pod->dead && !t->pod->torn_down)
-                r = container_acall(t, "RemoveContainer", NULL, removed, NULL, NULL, NULL);
+        char *id = t->shared ? strdup(t->id) : NULL;
+        if (id && t->in_guest && !t->pod->dead && !t->pod->torn_down) {
+                Unishim__Agent__V1__ContainerRequest req =
+                        UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
+                req.container_id = t->id;
+                struct sandbox_acall *c = NULL;
+                r = sandbox_agent_acall(t->pod, NULL, "RemoveContainer", &req.base, NULL, removed,
+                                        NULL, &c, NULL);
+                if (r == -EINPROGRESS) {
+                        c->ctx = TAKE_PTR(id);
+                        t->shared = false; /* the call's now */
+                }
+        }
+        free(id);
         t->in_guest = false;
         if (r != -EINPROGRESS)
                 unshare_container(t);

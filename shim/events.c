@@ -46,6 +46,7 @@ struct shim_events {
         size_t n;
         uint64_t dropped;
         bool in_flight;
+        bool freeing; /* shim_events_free cancels the Forward in flight */
         struct us_loop_source *retry;
         unsigned backoff_ms;
         void (*drained)(void *userdata);
@@ -95,6 +96,7 @@ struct shim_events *shim_events_free(struct shim_events *ev)
         if (!ev)
                 return NULL;
         ev->drained = NULL;
+        ev->freeing = true;
         ev->client = us_ttrpc_aclient_free(ev->client);
         ev->retry = us_loop_source_remove(ev->retry);
         while (ev->head) {
@@ -192,8 +194,10 @@ static void drop_head(struct shim_events *ev)
  * may be sent again. Anything else is containerd's verdict on the event. */
 static bool transport_error(int status)
 {
+        /* -ECANCELED: containerd's CANCELLED (it is shutting down). */
         return status == -ETIMEDOUT || status == -ECONNRESET || status == -ENOTCONN ||
-               status == -EPROTO || status == -ENOMEM || status == -ECONNREFUSED;
+               status == -EPROTO || status == -ENOMEM || status == -ECONNREFUSED ||
+               status == -ECANCELED;
 }
 
 static void forwarded(int status, const uint8_t *payload, size_t len, const struct us_error *err,
@@ -203,8 +207,8 @@ static void forwarded(int status, const uint8_t *payload, size_t len, const stru
         (void)len;
         struct shim_events *ev = userdata;
         ev->in_flight = false;
-        if (status == -ECANCELED)
-                return; /* the client went (shutdown, or a retry replaced it) */
+        if (status == -ECANCELED && ev->freeing)
+                return; /* our client went with us */
         if (status < 0 && transport_error(status)) {
                 retry_later(ev);
                 return;

@@ -92,7 +92,6 @@ struct pending {
         char *exec_id;          /* NULL: the init process */
         bool flag;              /* pause (true) or resume; create: a host sidecar */
         struct shim_task *task; /* create: the task being made (in shim->creating) */
-        enum cri_isolation kind;
         /* the backend's results */
         pid_t pid;
         int pty;
@@ -375,6 +374,12 @@ static void create_undo(struct shim *shim, struct shim_task *t)
         if (t->rootfs_mounted)
                 (void)shim_rootfs_unmount(t->bundle, NULL);
         shim_task_free(t);
+        /* The pod's first task failed and took its pod with it: the next
+         * first task decides again. */
+        if (!shim->tasks && !shim->creating && !shim->backend_pod) {
+                shim->kind_decided = false;
+                shim->backend = NULL;
+        }
 }
 
 /* Everything of a Create up to the backend's: 0 when the backend finished
@@ -476,8 +481,15 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
         t->next = shim->creating;
         shim->creating = t;
         pd->task = t;
-        pd->kind = kind;
         pd->flag = sidecar;
+        /* The pod's kind is decided now, not when the create finishes: a VM
+         * backend's boot runs on the loop, and what the shim reaps meanwhile
+         * (QEMU, virtiofsd) must reach it (shim_reap asks shim->backend). */
+        if (!sidecar && !shim->kind_decided) {
+                shim->kind = kind;
+                shim->kind_decided = true;
+                shim->backend = t->backend;
+        }
         r = t->backend->create(&env, t, &cfg, &t->impl, &pd->pty, &pd->op, err);
         if (r == -EINPROGRESS || r >= 0)
                 return r; /* spec is the backend's now */
@@ -509,11 +521,6 @@ static void finish_create(struct pending *pd, int r, struct us_error **err)
         t->creating = false;
         watch_oom(t);
         (void)write_pid_file(t->bundle, t->init.pid);
-        if (!pd->flag) {
-                shim->kind = pd->kind;
-                shim->kind_decided = true;
-                shim->backend = t->backend;
-        }
         t->next = shim->tasks;
         shim->tasks = t;
         shim->idle_timer = us_loop_source_remove(shim->idle_timer);
@@ -707,9 +714,10 @@ static void handle_delete(struct us_ttrpc_call *call, const uint8_t *payload, si
         struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
                 return;
-        if (p->status == SHIM_PROCESS_RUNNING) {
+        if (p->status == SHIM_PROCESS_RUNNING || p->starting) {
                 us_ttrpc_call_fail(call, US_GRPC_FAILED_PRECONDITION,
-                                   "cannot delete running process %s of task %s",
+                                   "cannot delete %s process %s of task %s",
+                                   p->starting ? "starting" : "running",
                                    p->exec_id ? p->exec_id : t->id, t->id);
                 return;
         }
