@@ -54,8 +54,6 @@ static void pod_lost(struct sandbox_pod *pod, const char *why);
 static void pod_free(void *impl);
 static void task_free(struct sandbox_task *t);
 
-/* ---- agent calls ---- */
-
 /* ---- the pod: state, VM, agent ---- */
 
 static struct sandbox_task *task_find(struct sandbox_pod *pod, const char *id)
@@ -421,6 +419,37 @@ static int send_create(struct create_ctx *ctx, struct us_error **err)
 /* Everything of a new pod up to its VM running and the agent's ports
  * connected; the agent's side (create_step) follows. *ret_vmnet: the VM's
  * network for the guest (NULL without one; caller frees). */
+/* The VM's cgroup: the CRI sandbox's cgroups path, else /unishim/<pod id>. */
+static void vm_cgroup_path(const struct us_oci_spec *spec, const char *pod_id, char *buf,
+                           size_t size)
+{
+        if (spec->linux_.cgroups_path && *spec->linux_.cgroups_path)
+                snprintf(buf, size, "%s", spec->linux_.cgroups_path);
+        else
+                snprintf(buf, size, "/unishim/%s", pod_id);
+}
+
+/* Removes <state_dir> (by fd: us_rm_tree_at) with tree, and its parent
+ * POD_STATE_ROOT/<namespace> if that was the namespace's last pod. */
+static int remove_state_dir(const char *state_dir, bool tree, struct us_error **err)
+{
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof(parent), "%s", state_dir);
+        char *slash = strrchr(parent, '/');
+        if (!slash)
+                return 0;
+        *slash = '\0';
+        int r = 0;
+        if (tree) {
+                _cleanup_close_ int fd =
+                        open(parent, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                r = fd < 0 ? us_errorf(err, errno, "open %s", parent)
+                           : us_rm_tree_at(fd, slash + 1, err);
+        }
+        (void)rmdir(parent);
+        return r;
+}
+
 static int pod_start(const struct shim_backend_env *env, const struct us_container_config *cfg,
                      struct sandbox_pod **ret, struct netplumb_vm_net **ret_vmnet,
                      struct us_error **err)
@@ -497,10 +526,7 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
         }
 
         char cgpath[PATH_MAX];
-        snprintf(cgpath, sizeof(cgpath), "%s",
-                 spec->linux_.cgroups_path ? spec->linux_.cgroups_path : "");
-        if (!*cgpath)
-                snprintf(cgpath, sizeof(cgpath), "/unishim/%s", cfg->id);
+        vm_cgroup_path(spec, cfg->id, cgpath, sizeof(cgpath));
         r = us_cgroup_create(NULL, cgpath, &pod->cgroup, err);
         if (r < 0)
                 goto fail;
@@ -598,24 +624,6 @@ void sandbox_pod_agent_dead(struct sandbox_pod *pod, const char *method)
         pod_lost(pod, why);
 }
 
-/* The pod's state dir: what QEMU, virtiofsd and the share left in it. */
-static void remove_state_dir(struct sandbox_pod *pod)
-{
-        char parent[PATH_MAX];
-        snprintf(parent, sizeof(parent), "%s", pod->state_dir);
-        char *slash = strrchr(parent, '/');
-        if (!slash)
-                return;
-        *slash = '\0';
-        _cleanup_close_ int fd = open(parent, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        struct us_error *err = NULL;
-        if (fd < 0 || us_rm_tree_at(fd, slash + 1, &err) < 0)
-                us_log_warn("pod %s: remove %s: %s", pod->id, pod->state_dir,
-                            fd < 0 ? strerror(errno) : us_error_text(err));
-        us_error_free(err);
-        pod->state_made = false;
-}
-
 /* Stops the VM and removes everything the pod made on the host. Idempotent. */
 static void pod_teardown(struct sandbox_pod *pod)
 {
@@ -651,8 +659,15 @@ static void pod_teardown(struct sandbox_pod *pod)
         pod->share = sandbox_share_free(pod->share);
         for (struct sandbox_task *t = pod->tasks; t; t = t->next)
                 t->shared = false;
-        if (pod->state_made)
-                remove_state_dir(pod);
+        if (pod->state_made) {
+                /* What QEMU, virtiofsd and the share left in it. */
+                struct us_error *err = NULL;
+                if (remove_state_dir(pod->state_dir, true, &err) < 0)
+                        us_log_warn("pod %s: remove %s: %s", pod->id, pod->state_dir,
+                                    us_error_text(err));
+                us_error_free(err);
+                pod->state_made = false;
+        }
 }
 
 static void pod_free(void *impl)
@@ -661,14 +676,8 @@ static void pod_free(void *impl)
         if (!pod)
                 return;
         pod_teardown(pod);
-        if (pod->state_dir) {
-                /* /run/unishim/<namespace>: gone with its last pod. */
-                char *slash = strrchr(pod->state_dir, '/');
-                if (slash) {
-                        *slash = '\0';
-                        (void)rmdir(pod->state_dir);
-                }
-        }
+        if (pod->state_dir) /* a parent made for a pod whose own dir was not */
+                (void)remove_state_dir(pod->state_dir, false, NULL);
         pod->vm = vmm_vm_free(pod->vm);
         free(pod->id);
         free(pod->state_dir);
@@ -1263,8 +1272,7 @@ static int sandbox_cleanup_dead(const char *namespace, const char *id,
         const char *pod_id = us_oci_spec_annotation(spec, CRI_SANDBOX_ID);
         if (!pod_id || !*pod_id)
                 pod_id = id;
-        if (!us_id_valid(pod_id) || !us_id_valid(id) || !namespace || !*namespace ||
-            strchr(namespace, '/') || namespace[0] == '.')
+        if (!us_id_valid(pod_id) || !us_id_valid(id) || !us_id_valid(namespace))
                 return 0; /* never a state dir of ours */
         char state[PATH_MAX];
         if (snprintf(state, sizeof(state), "%s/%s/%s", POD_STATE_ROOT, namespace, pod_id) >=
@@ -1290,10 +1298,7 @@ static int sandbox_cleanup_dead(const char *namespace, const char *id,
         if (netns && (r = netplumb_vm_unwire(netns, err)) < 0)
                 (void)us_error_wrap(err, r, "unwire the VM from %s", netns);
         char cgpath[PATH_MAX];
-        snprintf(cgpath, sizeof(cgpath), "%s",
-                 spec->linux_.cgroups_path ? spec->linux_.cgroups_path : "");
-        if (!*cgpath)
-                snprintf(cgpath, sizeof(cgpath), "/unishim/%s", pod_id);
+        vm_cgroup_path(spec, pod_id, cgpath, sizeof(cgpath));
         struct us_cgroup *cg = NULL;
         if (us_cgroup_open(NULL, cgpath, &cg, NULL) == 0) {
                 int cr = us_cgroup_destroy(cg, err);
@@ -1301,14 +1306,9 @@ static int sandbox_cleanup_dead(const char *namespace, const char *id,
                         r = cr;
                 us_cgroup_free(cg);
         }
-        char *slash = strrchr(state, '/');
-        *slash = '\0';
-        _cleanup_close_ int parent = open(state, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        int rr = parent < 0 ? us_errorf(err, errno, "open %s", state)
-                            : us_rm_tree_at(parent, slash + 1, err);
+        int rr = remove_state_dir(state, true, err);
         if (rr < 0 && r == 0)
                 r = rr;
-        (void)rmdir(state); /* /run/unishim/<namespace>, with its last pod */
         return r;
 }
 

@@ -12,6 +12,7 @@
 
 #include "cleanup.h"
 #include "fs-util.h"
+#include "id.h"
 #include "sandbox-share.h"
 
 struct sandbox_share {
@@ -20,16 +21,6 @@ struct sandbox_share {
         int mounts_fd;    /* mounts/ on its own bind mount: binds attach there */
         bool mounts_mounted, guest_mounted;
 };
-
-/* A container id is one path component here, whatever the caller checked. */
-static int check_cid(const char *cid, struct us_error **err)
-{
-        if (!cid || !*cid || strlen(cid) > NAME_MAX || strchr(cid, '/') || strcmp(cid, ".") == 0 ||
-            strcmp(cid, "..") == 0)
-                return us_error_msg(err, EINVAL, "container id %s cannot name a directory",
-                                    cid ? cid : "(null)");
-        return 0;
-}
 
 static struct sandbox_share *share_alloc(const char *state_dir)
 {
@@ -125,7 +116,8 @@ int sandbox_share_add_container(struct sandbox_share *s, const char *cid, const 
                                 struct us_error **err)
 {
         _cleanup_close_ int cfd = -1, tree = -1;
-        int r = check_cid(cid, err);
+        /* An id is one path component: the id rule says so. */
+        int r = us_id_check("container id", cid, err);
         if (r < 0)
                 return r;
         if (mkdirat(s->mounts_fd, cid, 0700) < 0)
@@ -159,7 +151,7 @@ fail:
 int sandbox_share_add_bind(struct sandbox_share *s, const char *cid, size_t index, const char *src,
                            bool readonly, struct us_error **err)
 {
-        int r = check_cid(cid, err);
+        int r = us_id_check("container id", cid, err);
         if (r < 0)
                 return r;
         char sub[NAME_MAX + 16], name[32];
@@ -196,7 +188,7 @@ static void unmount_below(const struct sandbox_share *s, const char *cid, const 
 
 int sandbox_share_remove_container(struct sandbox_share *s, const char *cid, struct us_error **err)
 {
-        int r = check_cid(cid, err);
+        int r = us_id_check("container id", cid, err);
         if (r < 0)
                 return r;
         if (s->mounts_fd < 0)

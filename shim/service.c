@@ -119,11 +119,13 @@ static void pending_done(struct shim_op *op, int r, struct us_error *err)
         pending_free(pd);
 }
 
+/* A pending op for task task_id (process exec_id, NULL: the init); fails
+ * the call and returns NULL without memory. */
 static struct pending *pending_new(struct shim *shim, struct us_ttrpc_call *call,
-                                   const struct shim_task *t, const char *exec_id, finish_fn finish)
+                                   const char *task_id, const char *exec_id, finish_fn finish)
 {
         struct pending *pd = calloc(1, sizeof(*pd));
-        if (!pd || !(pd->task_id = strdup(t->id)) ||
+        if (!pd || !(pd->task_id = strdup(task_id)) ||
             (exec_id && !(pd->exec_id = strdup(exec_id)))) {
                 if (pd)
                         free(pd->task_id);
@@ -589,21 +591,16 @@ static void handle_create(struct us_ttrpc_call *call, const uint8_t *payload, si
                                    req->id);
                 return;
         }
-        struct pending *pd = calloc(1, sizeof(*pd));
-        if (!pd || !(pd->task_id = strdup(req->id)) || !(pd->data = malloc(len ? len : 1))) {
-                if (pd)
-                        free(pd->task_id);
-                free(pd);
+        struct pending *pd = pending_new(shim, call, req->id, NULL, finish_create);
+        if (!pd)
+                return;
+        if (!(pd->data = malloc(len ? len : 1))) {
+                pending_free(pd);
                 us_ttrpc_call_fail(call, US_GRPC_RESOURCE_EXHAUSTED, "out of memory");
                 return;
         }
         memcpy(pd->data, payload, len);
         pd->len = len;
-        pd->op.done = pending_done;
-        pd->finish = finish_create;
-        pd->shim = shim;
-        pd->call = call;
-        pd->pty = -1;
         struct us_error *err = NULL;
         int r = create_task(shim, req, pd, &err);
         if (r < 0 && r != -EINPROGRESS) {
@@ -692,7 +689,7 @@ static void handle_start(struct us_ttrpc_call *call, const uint8_t *payload, siz
                                    "cannot exec in task %s: it is not running", t->id);
                 return;
         }
-        struct pending *pd = pending_new(shim, call, t, p->exec_id, finish_start);
+        struct pending *pd = pending_new(shim, call, t->id, p->exec_id, finish_start);
         if (!pd)
                 return;
         struct us_error *err = NULL;
@@ -863,7 +860,7 @@ static void handle_kill(struct us_ttrpc_call *call, const uint8_t *payload, size
                 us_ttrpc_call_fail(call, US_GRPC_NOT_FOUND, "process already finished");
                 return;
         }
-        struct pending *pd = pending_new(shim, call, t, p->exec_id, finish_kill);
+        struct pending *pd = pending_new(shim, call, t->id, p->exec_id, finish_kill);
         if (!pd)
                 return;
         struct us_error *err = NULL;
@@ -959,7 +956,7 @@ static void handle_resize_pty(struct us_ttrpc_call *call, const uint8_t *payload
         struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
                 return;
-        struct pending *pd = pending_new(shim, call, t, p->exec_id, finish_reply);
+        struct pending *pd = pending_new(shim, call, t->id, p->exec_id, finish_reply);
         if (!pd)
                 return;
         struct us_error *err = NULL;
@@ -1030,7 +1027,7 @@ static void handle_pids(struct us_ttrpc_call *call, const uint8_t *payload, size
         struct shim_task *t = need_task(shim, call, req->id);
         if (!t)
                 return;
-        struct pending *pd = pending_new(shim, call, t, NULL, finish_pids);
+        struct pending *pd = pending_new(shim, call, t->id, NULL, finish_pids);
         if (!pd)
                 return;
         struct us_error *err = NULL;
@@ -1071,7 +1068,7 @@ static void pause_or_resume(struct us_ttrpc_call *call, struct shim *shim, const
                                    t->id);
                 return;
         }
-        struct pending *pd = pending_new(shim, call, t, NULL, finish_pause_or_resume);
+        struct pending *pd = pending_new(shim, call, t->id, NULL, finish_pause_or_resume);
         if (!pd)
                 return;
         pd->flag = pause;
@@ -1127,7 +1124,7 @@ static void handle_update(struct us_ttrpc_call *call, const uint8_t *payload, si
                                    "update of task %s has no resources", t->id);
                 return;
         }
-        struct pending *pd = pending_new(shim, call, t, NULL, finish_update);
+        struct pending *pd = pending_new(shim, call, t->id, NULL, finish_update);
         if (!pd)
                 return;
         struct us_error *err = NULL;
@@ -1180,7 +1177,7 @@ static void handle_stats(struct us_ttrpc_call *call, const uint8_t *payload, siz
         struct shim_task *t = need_task(shim, call, req->id);
         if (!t)
                 return;
-        struct pending *pd = pending_new(shim, call, t, NULL, finish_stats);
+        struct pending *pd = pending_new(shim, call, t->id, NULL, finish_stats);
         if (!pd)
                 return;
         struct us_error *err = NULL;

@@ -2,9 +2,9 @@
 # containerd paused, then restarted, while unishim pods run (a container pod
 # and a sandbox pod):
 #  - containers that exit while containerd is paused have their /tasks/exit
-#    delivered once it continues: none lost (the shim used to try twice for
-#    5 s each and drop the event), in the order they exited, with their exit
-#    codes; meanwhile the shim keeps answering the Task API
+#    delivered once it continues: none lost (a publisher that gives up after
+#    a few seconds would lose them), in the order they exited, with their
+#    exit codes; meanwhile the shim keeps answering the Task API
 #  - after containerd is killed and started again, it reconnects to the
 #    running shims: exec, stop and rm still work, and nothing is left
 set -euo pipefail
@@ -51,9 +51,9 @@ wait_until 30 gone go1 && pass "x exited while containerd is paused" || fail "x 
 touch "$T/go2"
 wait_until 30 gone go2 && pass "y exited while containerd is paused" || fail "y still runs"
 touch "$T/go3"
-# Longer than the two 5 s attempts the shim used to make before it dropped
-# an event (not a condition of the pass: the events must come whatever the
-# pause).
+# Longer than a publisher that tries twice for 5 s would wait before it
+# dropped an event (not a condition of the pass: the events must come
+# whatever the pause).
 sleep 12
 t0=$(date +%s%N)
 out_rc out rc task_api "$sock" state "$cz"

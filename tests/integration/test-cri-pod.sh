@@ -73,8 +73,9 @@ for h in "${HANDLERS[@]}"; do
         expect_eq "$h: exec stderr" err "$(cat "$IT_TMP/x.err")"
         out_rc out rc ectl exec "$name" -c app -- /no/such/binary
         [ "$rc" != 0 ] && pass "$h: exec of a missing binary fails (rc $rc)" || fail "$h: exec of a missing binary succeeded"
-        # At once, naming the cause (it used to end in the CRI's deadline,
-        # with the exec never deleted and its FIFOs held by the shim).
+        # At once, naming the cause: an exec whose start failed must answer
+        # containerd's Wait, or ExecSync waits out the CRI's deadline and the
+        # exec is never deleted (its FIFOs stay open in the shim).
         [[ ${out,,} = *"no such file"* ]] && pass "$h: the failed exec says why" ||
                 fail "$h: exec of a missing binary: $out"
         RES[$h.exec_missing]=$rc

@@ -66,7 +66,7 @@ expect_eq "no netns bind mount" "" "$(ls -A "$ENV_STATE/io.containerd.grpc.v1.cr
 
 # ---- its virtiofsd killed while QEMU runs ----
 # The guest has lost every file of its containers: the pod is dead, as when
-# QEMU dies (it used to go on with a broken share until someone noticed).
+# QEMU dies, not left running on a broken share.
 f=$(it_pod fsd.json '{name: "fsd", runtime_handler: "unishim",
         annotations: {"unishim.io/isolation": "sandbox"},
         containers: [{name: "a", image: $img, command: ["sleep", "3600"]}]}')

@@ -559,11 +559,11 @@ cycle_bogus() {
 # One exec into a long-lived pod, its kind chosen by the cycle: on
 # c % 25 == 7 one that times out (-t 1 sleep 30), else by c % 3: output on
 # both streams, `exit 3`, a command failing inside (cat of a missing file).
-# Besides, on c % 10 == 2, an exec of a missing binary, in the background:
-# until commit 1da4663 its ExecSync returned only when containerd's clean-up
-# of the failed exec gave up (60 s, and 2 fds leaked in the shim; see the soak
-# section of docs/performance.md); should that come back, it shows in the
-# report without stalling the cycles.
+# Besides, on c % 10 == 2, an exec of a missing binary, in the background: a
+# shim that does not settle a failed start holds its ExecSync until
+# containerd's clean-up gives up (60 s) and leaks the exec's FIFOs (the soak
+# section of docs/performance.md); run apart, that shows in the report
+# without stalling the cycles.
 exec_long() {
         local pod=$1 c=$2 out rc
         N[exec-long]=$((N[exec-long] + 1))
