@@ -558,6 +558,7 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
                  * among running VMs. Not in /etc/passwd, owns no file. */
                 .qemu_uid = (uid_t)(QEMU_UID_BASE + (unsigned)getpid()),
                 .qemu_gid = (gid_t)(QEMU_UID_BASE + (unsigned)getpid()),
+                .private_root = true,
                 /* The guest agent logs at debug level too (to console.log). */
                 .cmdline_extra = env->debug ? "unishim.debug=1" : NULL,
         };

@@ -8,9 +8,9 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "jail.h"
 #include "qemu.h"
 
-#define DEFAULT_QEMU      "/usr/bin/qemu-system-x86_64"
 #define DEFAULT_VIRTIOFSD "/usr/lib/qemu/virtiofsd"
 #define MAX_TAG           36 /* virtio-fs tag limit; 9p allows more, keep one rule */
 #define MAX_VCPUS         64
@@ -205,7 +205,7 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
         if (cfg->share_type != VMM_SHARE_VIRTIOFS && cfg->share_type != VMM_SHARE_9P)
                 return us_error_msg(err, EINVAL, "unknown share type");
 
-        add_fmt(&b, "%s", cfg->qemu_binary ? cfg->qemu_binary : DEFAULT_QEMU);
+        add_fmt(&b, "%s", cfg->qemu_binary ? cfg->qemu_binary : VMM_DEFAULT_QEMU);
         {
                 _cleanup_free_ char *name = opt_escape(cfg->id ? cfg->id : "vm");
                 if (!name)
@@ -251,10 +251,10 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
         add_fmt(&b, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
 
         add_fmt(&b, "-kernel");
-        add_fmt(&b, "%s", cfg->kernel);
+        add_fmt(&b, "%s", rt->private_root ? VMM_JAIL_KERNEL : cfg->kernel);
         if (cfg->initrd) {
                 add_fmt(&b, "-initrd");
-                add_fmt(&b, "%s", cfg->initrd);
+                add_fmt(&b, "%s", rt->private_root ? VMM_JAIL_INITRD : cfg->initrd);
         }
         add_fmt(&b, "-append");
         {

@@ -18,6 +18,7 @@
 
 #include "cgroup.h"
 #include "cleanup.h"
+#include "jail.h"
 #include "logpipe.h"
 #include "qemu.h"
 #include "qmp.h"
@@ -171,12 +172,21 @@ static int connect_unix(const struct vmm_vm *vm, const char *name, int *ret_fd,
 /* fork + exec with nothing but async-signal-safe calls in the child. The
  * child waits on a pipe until the parent has put it into the cgroup, so
  * nothing of it ever runs outside. keep_fds lose O_CLOEXEC in the child. */
-/* Who the child becomes before exec; uid 0: the caller. */
+/* Who the child becomes before exec; uid 0: the caller. jail_fd >= 0:
+ * the private root it enters first (vmm/jail.h), attached over jail_at. */
 struct spawn_cred {
         uid_t uid;
         gid_t gid;
         gid_t groups[1];
         size_t n_groups;
+        int jail_fd;
+        const char *jail_at;
+};
+
+/* What the child reports when it fails before exec. */
+struct spawn_report {
+        int err;
+        const char *step; /* a literal: the same address in the parent */
 };
 
 static int spawn(char **argv, const int *keep_fds, size_t n_keep, int log_fd, struct us_cgroup *cg,
@@ -207,9 +217,9 @@ static int spawn(char **argv, const int *keep_fds, size_t n_keep, int log_fd, st
                 return r;
         }
         if (pid == 0) {
+                struct spawn_report rep = {.step = "set up"};
                 sigset_t all;
                 char c;
-                int e;
 
                 /* The shim blocks signals for its signalfd and may ignore
                  * some: QEMU must start with a clean slate. */
@@ -217,6 +227,15 @@ static int spawn(char **argv, const int *keep_fds, size_t n_keep, int log_fd, st
                         (void)signal(s, SIG_DFL);
                 sigemptyset(&all);
                 (void)sigprocmask(SIG_SETMASK, &all, NULL);
+                if (cred && cred->jail_fd >= 0) {
+                        rep.step = "enter its private root";
+                        int jr = vmm_jail_enter(cred->jail_fd, cred->jail_at);
+                        if (jr < 0) {
+                                errno = -jr;
+                                goto fail;
+                        }
+                }
+                rep.step = "drop privileges";
                 if (cred && cred->uid != 0 &&
                     (setgroups(cred->n_groups, cred->groups) < 0 ||
                      setresgid(cred->gid, cred->gid, cred->gid) < 0 ||
@@ -227,6 +246,7 @@ static int spawn(char **argv, const int *keep_fds, size_t n_keep, int log_fd, st
                  * the uid change, which clears it.) */
                 (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
                 (void)setsid();
+                rep.step = "set up its fds";
                 if (dup2(devnull, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
                         goto fail;
                 for (size_t i = 0; i < n_keep; i++) {
@@ -236,10 +256,11 @@ static int spawn(char **argv, const int *keep_fds, size_t n_keep, int log_fd, st
                 }
                 while (read(go[0], &c, 1) < 0 && errno == EINTR)
                         ;
+                rep.step = "exec";
                 execv(argv[0], argv);
         fail:
-                e = errno;
-                (void)!write(report[1], &e, sizeof(e));
+                rep.err = errno;
+                (void)!write(report[1], &rep, sizeof(rep));
                 _exit(127);
         }
 
@@ -261,14 +282,18 @@ static int spawn(char **argv, const int *keep_fds, size_t n_keep, int log_fd, st
                 return r;
         }
 
-        int child_errno = 0;
+        struct spawn_report rep = {0};
         ssize_t n;
-        while ((n = read(report[0], &child_errno, sizeof(child_errno))) < 0 && errno == EINTR)
+        while ((n = read(report[0], &rep, sizeof(rep))) < 0 && errno == EINTR)
                 ;
         us_close(report[0]);
         if (n > 0) {
                 (void)waitpid(pid, NULL, 0);
-                return us_errorf(err, child_errno ? child_errno : EIO, "exec %s", argv[0]);
+                if (n != sizeof(rep) || !rep.step)
+                        return us_errorf(err, EIO, "start %s", argv[0]);
+                if (!strcmp(rep.step, "exec"))
+                        return us_errorf(err, rep.err ? rep.err : EIO, "exec %s", argv[0]);
+                return us_errorf(err, rep.err ? rep.err : EIO, "start %s: %s", argv[0], rep.step);
         }
         *ret_pid = pid;
         return 0;
@@ -450,6 +475,27 @@ static int start_virtiofsd(struct vmm_vm *vm, const struct vmm_vm_config *cfg, i
         return 0;
 }
 
+/* What a private root cannot hold: QEMU outside /usr (the one tree of the
+ * host's bound in), 9p (QEMU opens the shared dir by its host path). */
+static int jail_check(const struct vmm_vm_config *cfg, struct us_error **err)
+{
+        const char *qemu = cfg->qemu_binary ? cfg->qemu_binary : VMM_DEFAULT_QEMU;
+        _cleanup_free_ char *real = realpath(qemu, NULL);
+
+        if (!real)
+                return us_errorf(err, errno, "qemu binary %s", qemu);
+        if (strncmp(real, "/usr/", 5) != 0)
+                return us_error_msg(err, EINVAL,
+                                    "qemu binary %s is outside /usr: it cannot run in its "
+                                    "private root",
+                                    real);
+        if (cfg->share_type == VMM_SHARE_9P && cfg->n_shares > 0)
+                return us_error_msg(err, EINVAL,
+                                    "9p shares are opened by QEMU by their host path: they "
+                                    "cannot be served from its private root");
+        return 0;
+}
+
 int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us_error **err)
 {
         _cleanup_(vmm_vm_free_cleanupp) struct vmm_vm *vm = NULL;
@@ -457,7 +503,7 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
         char *reason = NULL;
         _cleanup_free_ int *fs_fds = NULL;
         _cleanup_close_ int log_fd = -1, console_fd = -1, qmp_lfd = -1, agent_lfd = -1,
-                            events_lfd = -1, qmp_fd = -1;
+                            events_lfd = -1, qmp_fd = -1, jail_fd = -1;
         struct vmm_qemu_runtime rt = {0};
         size_t console_max;
         bool virtiofs;
@@ -505,6 +551,15 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
                 rt.tsc_khz = vmm_host_tsc_khz_read();
         vm->accel = rt.accel;
         vm->accel_reason = TAKE_PTR(reason);
+        if (cfg->private_root) {
+                r = jail_check(cfg, err);
+                if (r >= 0)
+                        r = vmm_jail_build(cfg->kernel, cfg->initrd, rt.accel == VMM_ACCEL_KVM,
+                                           &jail_fd, err);
+                if (r < 0)
+                        return us_error_wrap(err, r, "vm %s", vm->id);
+                rt.private_root = true;
+        }
 
         if (asprintf(&vm->agent_path, "%s/agent.sock", cfg->state_dir) < 0)
                 vm->agent_path = NULL;
@@ -575,7 +630,10 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
                 keep[n_keep++] = cfg->tap_fd;
         for (size_t i = 0; virtiofs && i < cfg->n_shares && n_keep < US_ELEMENTSOF(keep); i++)
                 keep[n_keep++] = fs_fds[i];
-        struct spawn_cred cred = {.uid = cfg->qemu_uid, .gid = cfg->qemu_gid};
+        struct spawn_cred cred = {.uid = cfg->qemu_uid,
+                                  .gid = cfg->qemu_gid,
+                                  .jail_fd = jail_fd,
+                                  .jail_at = cfg->state_dir};
         if (cfg->qemu_uid != 0 && rt.accel == VMM_ACCEL_KVM) {
                 const struct group *kvm = getgrnam("kvm"); /* /dev/kvm is root:kvm 0660 */
                 if (kvm)

@@ -52,10 +52,12 @@ struct vmm_share {
                                * read-only mode): the guest must mount it ro. */
 };
 
+#define VMM_DEFAULT_QEMU "/usr/bin/qemu-system-x86_64"
+
 struct vmm_vm_config {
         const char *id;               /* for messages */
         const char *state_dir;        /* exists, private: sockets and logs go here */
-        const char *qemu_binary;      /* NULL: /usr/bin/qemu-system-x86_64 */
+        const char *qemu_binary;      /* NULL: VMM_DEFAULT_QEMU */
         const char *virtiofsd_binary; /* NULL: /usr/lib/qemu/virtiofsd */
         const char *kernel;           /* uncompressed vmlinux (PVH boot) */
         const char *initrd;           /* may be NULL */
@@ -86,6 +88,10 @@ struct vmm_vm_config {
          * caller's: it serves files of every owner, in its own sandbox. */
         uid_t qemu_uid;
         gid_t qemu_gid;
+        /* QEMU runs in a private root of its own (vmm/jail.h): needs root,
+         * a QEMU under /usr and virtio-fs shares (9p is served by QEMU
+         * itself, from a host path). */
+        bool private_root;
 };
 
 /* --- Accelerator choice ------------------------------------------------- */
@@ -123,6 +129,7 @@ struct vmm_qemu_runtime {
         const int *fs_fds;    /* virtiofs: n_shares sockets connected to virtiofsd */
         int console_fd;       /* write end of the console pipe (> 2), passed as an fd set */
         unsigned tsc_khz;     /* TCG: passed as tsc_early_khz= (0: not) */
+        bool private_root;    /* the kernel and initrd at their paths in it */
 };
 
 /* Builds QEMU's argv (NULL-terminated; argv[0] is the binary). Pure: no I/O.

@@ -126,6 +126,15 @@ expect_match() {
         fi
 }
 
+# expect_no_match DESC REGEX ACTUAL
+expect_no_match() {
+        if [[ $3 =~ $2 ]]; then
+                fail "$1: '$3' matches /$2/"
+        else
+                pass "$1"
+        fi
+}
+
 # out_rc VAR_OUT VAR_RC COMMAND...: runs COMMAND (stdin /dev/null), stores
 # its combined output (CRs stripped) and exit status.
 out_rc() {

@@ -6,7 +6,8 @@
 # the pod can still be stopped and removed, leaving no shim, virtiofsd,
 # /run/unishim/<namespace>/<id>, mount, cgroup or netns behind. The same
 # when only its virtiofsd is killed: the guest has lost its files, the pod
-# is declared dead.
+# is declared dead. And when root in the guest unbinds the virtio-serial
+# driver, closing the agent's channels under it.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 IT_CRI=1
@@ -64,6 +65,17 @@ expect_eq "nothing of the pod left" "" "$(sandbox_leftovers "$id")"
 expect_eq "no pod listed" "" "$(ectl ps -q)"
 expect_eq "no netns bind mount" "" "$(ls -A "$ENV_STATE/io.containerd.grpc.v1.cri/netns" 2>/dev/null || true)"
 
+# dead_pod_gone NAME ID WHAT: the dead pod's processes are gone, rm works,
+# and nothing of it is left.
+dead_pod_gone() {
+        wait_until 10 test -z "$(sandbox_procs "$2")" || true
+        expect_eq "no QEMU/virtiofsd of the pod left after $3" "" "$(sandbox_procs "$2")"
+        out_rc out rc ectl rm --timeout 2 "$1"
+        expect_eq "rm of the pod after $3" 0 "$rc"
+        wait_until 10 test -z "$(sandbox_leftovers "$2")" || true
+        expect_eq "nothing of it left" "" "$(sandbox_leftovers "$2")"
+}
+
 # ---- its virtiofsd killed while QEMU runs ----
 # The guest has lost every file of its containers: the pod is dead, as when
 # QEMU dies, not left running on a broken share.
@@ -79,12 +91,34 @@ vfs=$(sandbox_procs "$idf" | awk '/virtiofsd/ {print $1}' | head -n1)
 fsd_exited() { [ "$(ctr_state fsd a)" = Exited ]; }
 wait_until "$BOUND_S" fsd_exited && pass "container reported Exited after kill -9 of virtiofsd" ||
         fail "container after kill -9 of virtiofsd: $(ctr_state fsd a)"
-wait_until 10 test -z "$(sandbox_procs "$idf")" || true
-expect_eq "no QEMU/virtiofsd of the pod left after virtiofsd died" "" "$(sandbox_procs "$idf")"
-out_rc out rc ectl rm --timeout 2 fsd
-expect_eq "rm of the pod whose virtiofsd died" 0 "$rc"
-wait_until 10 test -z "$(sandbox_leftovers "$idf")" || true
-expect_eq "nothing of it left" "" "$(sandbox_leftovers "$idf")"
+dead_pod_gone fsd "$idf" "virtiofsd died"
+
+# ---- the guest closes the agent's channels ----
+# Root in the guest (a privileged container) unbinds the virtio-serial
+# driver: the agent's ports vanish under it. Whatever the guest does next,
+# the host must not wait on it: the pod is declared dead, its containers
+# reported exited, and nothing is left after rm.
+f=$(it_pod closer.json '{name: "closer", runtime_handler: "unishim",
+        annotations: {"unishim.io/isolation": "sandbox"}, privileged: true,
+        containers: [{name: "root", image: $img, privileged: true, command: ["sleep", "3600"]},
+                     {name: "app", image: $img, command: ["sleep", "3600"]}]}')
+out_rc out rc ectl run "$f"
+expect_eq "run a privileged sandbox pod" 0 "$rc"
+idc=$(pod_id closer)
+unbind='d=/sys/bus/virtio/drivers/virtio_console; n=0
+for dev in "$d"/virtio*; do [ -e "$dev" ] && n=$((n + 1)); done
+[ "$n" -gt 0 ] || { echo "no virtio_console device bound"; exit 1; }
+echo "unbinding $n device(s)"
+setsid sh -c "sleep 1; for dev in $d/virtio*; do echo \${dev##*/} > $d/unbind; done" >/dev/null 2>&1 &'
+t0=$(date +%s%N)
+out_rc out rc ectl exec -t 30 closer -c root -- sh -c "$unbind"
+echo "# guest: $out"
+expect_match "the guest's root finds the agent's virtio-serial device" "unbinding [1-9]" "$out"
+closer_exited() { [ "$(ctr_state closer root)" = Exited ] && [ "$(ctr_state closer app)" = Exited ]; }
+wait_until 120 closer_exited &&
+        pass "both containers reported Exited $((($(date +%s%N) - t0) / 1000000)) ms after the guest closed the channels" ||
+        fail "containers after the guest closed the channels: root=$(ctr_state closer root) app=$(ctr_state closer app)"
+dead_pod_gone closer "$idc" "the guest closed the channels"
 
 # The environment still runs sandbox pods afterwards.
 f=$(it_pod after.json '{name: "after", runtime_handler: "unishim",

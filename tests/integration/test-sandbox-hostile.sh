@@ -13,7 +13,9 @@
 #  - Stats of the pod's VM task after its kill (before its delete) answers
 #    with an error, and the shim still serves the pod
 #  - the pod's QEMU runs as a uid of its own (another pod's differs), with
-#    no capability and no_new_privs
+#    no capability and no_new_privs, in a private root (only /usr, the boot
+#    files and a few device nodes) and namespaces of its own; virtiofsd is
+#    rooted in the share
 #  - nothing of the pod is left afterwards
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -52,6 +54,30 @@ quid=$(status_of "$qpid" Uid)
 expect_eq "QEMU has no effective capability" 0000000000000000 "$(status_of "$qpid" CapEff)"
 expect_eq "QEMU has no permitted capability" 0000000000000000 "$(status_of "$qpid" CapPrm)"
 expect_eq "QEMU runs with no_new_privs" 1 "$(status_of "$qpid" NoNewPrivs)"
+# Its private root (vmm/jail.h): /usr, the boot files and a few device
+# nodes; nothing of the host's state, in namespaces of its own.
+ns_of() { stat -L -c %i "/proc/$1/ns/$2" 2>/dev/null; }
+qroot=$(ls -A "/proc/$qpid/root" 2>/dev/null | tr '\n' ' ')
+expect_match "QEMU's root holds /usr and the boot files" '(^| )boot .*dev .*usr' "$qroot"
+expect_no_match "QEMU's root holds nothing of the host's state" '(^| )(etc|proc|sys|run|var|tmp|root|home)( |$)' "$qroot"
+expect_eq "QEMU's devices" "null random urandom zero" "$(ls "/proc/$qpid/root/dev" 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
+for ns in mnt net ipc; do
+        q=$(ns_of "$qpid" $ns)
+        [ -n "$q" ] && [ "$q" != "$(ns_of $$ $ns)" ] && pass "QEMU has a $ns namespace of its own" ||
+                fail "QEMU's $ns namespace: '$q', the host's $(ns_of $$ $ns)"
+done
+# virtiofsd (root: it serves files of every owner) sees only the share: it
+# pivots into it in mount, pid and net namespaces of its own.
+share_ino=$(stat -c %d:%i "$state/shared")
+vfsd_in_share=0
+while read -r vpid _; do
+        [ "$(stat -L -c %d:%i "/proc/$vpid/root" 2>/dev/null)" = "$share_ino" ] || continue
+        [ "$(ns_of "$vpid" mnt)" != "$(ns_of $$ mnt)" ] && [ "$(ns_of "$vpid" net)" != "$(ns_of $$ net)" ] || continue
+        [ "$(status_of "$vpid" Seccomp)" = 2 ] && [ "$(status_of "$vpid" NoNewPrivs)" = 1 ] || continue
+        vfsd_in_share=$((vfsd_in_share + 1))
+done < <(sandbox_procs "$id" | grep virtiofsd)
+[ "$vfsd_in_share" -ge 1 ] && pass "virtiofsd serves from its own namespaces, rooted in the share, under seccomp" ||
+        fail "no virtiofsd of pod $id is rooted in $state/shared: $(sandbox_procs "$id" | grep virtiofsd)"
 VIEW_BEFORE=$(host_view)
 
 # ---- the share, attacked from inside the VM ----

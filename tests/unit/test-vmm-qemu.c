@@ -17,6 +17,7 @@
 #include "unit.h"
 
 #include "cleanup.h"
+#include "jail.h"
 #include "loop.h"
 #include "qemu.h"
 
@@ -94,6 +95,15 @@ static void tcg_defaults(void **state)
         assert_int_equal(find_arg(argv, "-netdev"), -1);
         assert_string_equal(opt_value(argv, "-kernel", ""), "/usr/lib/unishim/vmlinux");
         assert_string_equal(opt_value(argv, "-initrd", ""), "/usr/lib/unishim/initramfs.img");
+        {
+                /* In its private root QEMU finds them where vmm/jail.h binds them. */
+                struct vmm_qemu_runtime jailed = rt;
+                _cleanup_strv_ char **jargv = NULL;
+                jailed.private_root = true;
+                assert_int_equal(vmm_qemu_argv(&cfg, &jailed, &jargv, &err), 0);
+                assert_string_equal(opt_value(jargv, "-kernel", ""), VMM_JAIL_KERNEL);
+                assert_string_equal(opt_value(jargv, "-initrd", ""), VMM_JAIL_INITRD);
+        }
         assert_string_equal(opt_value(argv, "-append", ""),
                             "console=ttyS0 reboot=t panic=-1 pci=off quiet cryptomgr.notests "
                             "tsc_early_khz=2596146");
@@ -505,6 +515,24 @@ static void start_failure_leaves_nothing(void **state)
         assert_int_equal(vmm_vm_start(&cfg, &vm, &err), -ENOENT);
         assert_non_null(strstr(us_error_text(err), "exec /nonexistent/qemu"));
         err = us_error_free(err);
+        assert_int_equal(count_sockets(dir), 0);
+        assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+
+        /* A private root holds /usr only: a QEMU elsewhere is refused with
+         * its name, and so are 9p shares (QEMU opens them by host path). */
+        cfg.private_root = true;
+        cfg.qemu_binary = fake_qemu;
+        assert_int_equal(vmm_vm_start(&cfg, &vm, &err), -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "is outside /usr"));
+        assert_non_null(strstr(us_error_text(err), "fake-qemu"));
+        err = us_error_free(err);
+        cfg.qemu_binary = NULL;
+        cfg.share_type = VMM_SHARE_9P;
+        assert_int_equal(vmm_vm_start(&cfg, &vm, &err), -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "9p shares"));
+        err = us_error_free(err);
+        cfg.share_type = VMM_SHARE_VIRTIOFS;
+        cfg.private_root = false;
         assert_int_equal(count_sockets(dir), 0);
         assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
 

@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* QEMU's private root (vmm/jail.h): a child enters it as QEMU's child does
+ * and checks what it can and cannot reach. Needs root. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "unit.h"
+
+#include "cleanup.h"
+#include "jail.h"
+
+struct fixture {
+        char dir[64];
+        char kernel[96], initrd[96];
+};
+
+static int setup(void **state)
+{
+        struct fixture *f = calloc(1, sizeof(*f));
+        assert_non_null(f);
+        snprintf(f->dir, sizeof(f->dir), "/tmp/test-vmm-jail-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        snprintf(f->kernel, sizeof(f->kernel), "%s/vmlinux", f->dir);
+        snprintf(f->initrd, sizeof(f->initrd), "%s/initrd", f->dir);
+        FILE *k = fopen(f->kernel, "we"), *i = fopen(f->initrd, "we");
+        assert_non_null(k);
+        assert_non_null(i);
+        fputs("kernel bytes", k);
+        fputs("initrd bytes", i);
+        fclose(k);
+        fclose(i);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        struct fixture *f = *state;
+        (void)unlink(f->kernel);
+        (void)unlink(f->initrd);
+        (void)rmdir(f->dir);
+        free(f);
+        return 0;
+}
+
+static bool exists(const char *path)
+{
+        struct stat st;
+        return lstat(path, &st) == 0;
+}
+
+static bool file_is(const char *path, const char *want)
+{
+        char buf[64] = "";
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        return n >= 0 && strcmp(buf, want) == 0;
+}
+
+/* Returns the number of the first check that failed, 0 if none. */
+static int checks_inside(void)
+{
+        int fd;
+
+        /* What QEMU needs. */
+        if (!exists("/usr/bin") || !exists("/bin/sh") || !exists("/lib") || !exists("/usr/lib"))
+                return 1;
+        if (!file_is(VMM_JAIL_KERNEL, "kernel bytes") || !file_is(VMM_JAIL_INITRD, "initrd bytes"))
+                return 2;
+        fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, "x", 1) != 1)
+                return 3;
+        close(fd);
+        fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 4;
+        close(fd);
+        /* What it must not see. */
+        if (exists("/etc") || exists("/proc") || exists("/sys") || exists("/run") ||
+            exists("/tmp") || exists("/var") || exists("/root") || exists("/home"))
+                return 5;
+        if (exists("/dev/kvm") || exists("/dev/sda") || exists("/dev/mem"))
+                return 6;
+        /* Nothing can be written. */
+        if (mkdir("/x", 0755) == 0 || errno != EROFS)
+                return 7;
+        if (open("/usr/x", O_WRONLY | O_CREAT | O_CLOEXEC, 0644) >= 0 || errno != EROFS)
+                return 8;
+        if (open(VMM_JAIL_KERNEL, O_WRONLY | O_CLOEXEC) >= 0 || errno != EROFS)
+                return 9;
+        return 0;
+}
+
+/* Whether /proc/<pid>/ns/<ns> is another namespace than ours. */
+static bool own_ns(pid_t pid, const char *ns)
+{
+        char path[64];
+        struct stat mine, theirs;
+        snprintf(path, sizeof(path), "/proc/self/ns/%s", ns);
+        assert_int_equal(stat(path, &mine), 0);
+        snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, ns);
+        assert_int_equal(stat(path, &theirs), 0);
+        return mine.st_ino != theirs.st_ino;
+}
+
+static void enters_private_root(void **state)
+{
+        struct fixture *f = *state;
+        struct us_error *err = NULL;
+        int tree = -1;
+
+        if (geteuid() != 0)
+                unit_skip("needs root (mount namespaces)");
+        assert_int_equal(vmm_jail_build(f->kernel, f->initrd, false, &tree, &err), 0);
+        assert_true(tree >= 0);
+
+        /* The child reports its checks, then waits until we looked at its
+         * namespaces. */
+        int result[2], done[2];
+        assert_int_equal(pipe2(result, O_CLOEXEC), 0);
+        assert_int_equal(pipe2(done, O_CLOEXEC), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char c = 100;
+                close(done[1]);
+                if (vmm_jail_enter(tree, f->dir) == 0)
+                        c = (char)checks_inside();
+                (void)!write(result[1], &c, 1);
+                (void)!read(done[0], &c, 1);
+                _exit(0);
+        }
+        close(result[1]);
+        close(done[0]);
+        close(tree);
+        char c = -1;
+        assert_int_equal(read(result[0], &c, 1), 1);
+        assert_int_equal(c, 0);
+        assert_true(own_ns(pid, "mnt"));
+        assert_true(own_ns(pid, "net"));
+        assert_true(own_ns(pid, "ipc"));
+        close(done[1]);
+        close(result[0]);
+        int st = 0;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+        /* The host's view did not change: the tree was attached only in the
+         * child's namespace. */
+        struct stat a, b;
+        assert_int_equal(stat(f->dir, &a), 0);
+        assert_int_equal(stat("/tmp", &b), 0);
+        assert_int_equal(a.st_dev, b.st_dev);
+        assert_true(exists(f->kernel));
+}
+
+static void kvm_node_only_when_asked(void **state)
+{
+        struct fixture *f = *state;
+        struct us_error *err = NULL;
+        int tree = -1;
+
+        if (geteuid() != 0)
+                unit_skip("needs root (mount namespaces)");
+        if (!exists("/dev/kvm"))
+                unit_skip("no /dev/kvm on this host");
+        assert_int_equal(vmm_jail_build(f->kernel, NULL, true, &tree, &err), 0);
+        assert_true(faccessat(tree, "dev/kvm", F_OK, AT_SYMLINK_NOFOLLOW) == 0);
+        assert_true(faccessat(tree, "boot/initrd", F_OK, AT_SYMLINK_NOFOLLOW) < 0);
+        close(tree);
+}
+
+static void missing_kernel_is_an_error(void **state)
+{
+        struct fixture *f = *state;
+        struct us_error *err = NULL;
+        int tree = -1;
+        char missing[128];
+
+        if (geteuid() != 0)
+                unit_skip("needs root (mount API)");
+        snprintf(missing, sizeof(missing), "%s/nonexistent", f->dir);
+        assert_int_equal(vmm_jail_build(missing, NULL, false, &tree, &err), -ENOENT);
+        assert_int_equal(tree, -1);
+        assert_non_null(strstr(us_error_text(err), "nonexistent"));
+        us_error_free(err);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(enters_private_root, setup, teardown),
+                cmocka_unit_test_setup_teardown(kvm_node_only_when_asked, setup, teardown),
+                cmocka_unit_test_setup_teardown(missing_kernel_is_an_error, setup, teardown),
+        };
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
+}
