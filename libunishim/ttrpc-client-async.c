@@ -338,13 +338,18 @@ static int flush(struct us_ttrpc_aclient *c)
 
 static int queue_output(struct us_ttrpc_aclient *c, const uint8_t *frame, size_t len)
 {
-        if (c->out_off > 0) {
+        /* Room at the end: append. Else move what is queued to the front
+         * (once per fill, not per frame) and grow by doubling, so that a
+         * long queue costs amortised O(1) per byte, not a copy per frame. */
+        if (c->out_cap - c->out_len < len && c->out_off > 0) {
                 memmove(c->out, c->out + c->out_off, queued(c));
                 c->out_len -= c->out_off;
                 c->out_off = 0;
         }
         if (c->out_cap - c->out_len < len) {
-                size_t cap = c->out_len + len;
+                size_t cap = c->out_cap ? c->out_cap : 4096;
+                while (cap - c->out_len < len)
+                        cap *= 2;
                 uint8_t *p = realloc(c->out, cap);
                 if (!p)
                         return -ENOMEM;
