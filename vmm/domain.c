@@ -1,0 +1,296 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "domain.h"
+#include "qemu.h"
+
+#define MAX_VCPUS      64
+#define MAX_MEMORY_MIB (1024u * 1024u)
+
+static bool name_ok(const char *s)
+{
+        size_t n = s ? strlen(s) : 0;
+        bool digits_only = true;
+        if (n == 0 || n > VMM_DOMAIN_NAME_MAX)
+                return false;
+        for (; *s; s++) {
+                if (!isalnum((unsigned char)*s) && *s != '.' && *s != '_' && *s != '-')
+                        return false;
+                if (!isdigit((unsigned char)*s))
+                        digits_only = false;
+        }
+        /* virsh takes an all-digit name for a domain id. */
+        return !digits_only;
+}
+
+static bool uuid_ok(const char *s)
+{
+        if (!s || strlen(s) != 36)
+                return false;
+        for (int i = 0; i < 36; i++)
+                if (i == 8 || i == 13 || i == 18 || i == 23 ? s[i] != '-'
+                                                            : !isxdigit((unsigned char)s[i]))
+                        return false;
+        return true;
+}
+
+static bool mac_ok(const char *s)
+{
+        if (!s || strlen(s) != 17)
+                return false;
+        for (int i = 0; i < 17; i++)
+                if (i % 3 == 2 ? s[i] != ':' : !isxdigit((unsigned char)s[i]))
+                        return false;
+        return true;
+}
+
+/* Linux interface names: 1..15 bytes, no '/', no whitespace, not . or .. */
+static bool ifname_ok(const char *s)
+{
+        size_t n = s ? strlen(s) : 0;
+        if (n == 0 || n > 15 || !strcmp(s, ".") || !strcmp(s, ".."))
+                return false;
+        for (; *s; s++)
+                if (*s == '/' || *s == ':' || isspace((unsigned char)*s) ||
+                    !isprint((unsigned char)*s))
+                        return false;
+        return true;
+}
+
+/* Absolute, printable, no "..": a path libvirt and QEMU take as it is. */
+static bool path_ok(const char *s)
+{
+        size_t n = s ? strlen(s) : 0;
+        if (n == 0 || s[0] != '/' || n > 4096)
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!isprint((unsigned char)*p))
+                        return false;
+        return !strstr(s, "/../") && !(n >= 3 && !strcmp(s + n - 3, "/.."));
+}
+
+/* A growing string; oom sticks until the end. */
+struct xml {
+        char *buf;
+        size_t len, cap;
+        bool oom;
+};
+
+static void put_raw(struct xml *x, const char *s, size_t n)
+{
+        if (x->oom)
+                return;
+        if (x->len + n + 1 > x->cap) {
+                size_t cap = x->cap ? x->cap : 2048;
+                while (cap < x->len + n + 1)
+                        cap *= 2;
+                char *b = realloc(x->buf, cap);
+                if (!b) {
+                        x->oom = true;
+                        return;
+                }
+                x->buf = b;
+                x->cap = cap;
+        }
+        memcpy(x->buf + x->len, s, n);
+        x->len += n;
+        x->buf[x->len] = '\0';
+}
+
+/* fmt's %s arguments are escaped for XML text and attributes; the format
+ * itself is ours. Only %s and %u are used. */
+static void put(struct xml *x, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        for (const char *p = fmt; *p; p++) {
+                if (*p != '%') {
+                        const char *q = strchr(p, '%');
+                        size_t n = q ? (size_t)(q - p) : strlen(p);
+                        put_raw(x, p, n);
+                        p += n - 1;
+                        continue;
+                }
+                p++;
+                if (*p == 'u') {
+                        char num[16];
+                        int n = snprintf(num, sizeof(num), "%u", va_arg(ap, unsigned));
+                        put_raw(x, num, (size_t)n);
+                } else if (*p == 's') {
+                        for (const char *s = va_arg(ap, const char *); *s; s++) {
+                                switch (*s) {
+                                case '&':
+                                        put_raw(x, "&amp;", 5);
+                                        break;
+                                case '<':
+                                        put_raw(x, "&lt;", 4);
+                                        break;
+                                case '>':
+                                        put_raw(x, "&gt;", 4);
+                                        break;
+                                case '\'':
+                                        put_raw(x, "&apos;", 6);
+                                        break;
+                                case '"':
+                                        put_raw(x, "&quot;", 6);
+                                        break;
+                                default:
+                                        put_raw(x, s, 1);
+                                }
+                        }
+                } else {
+                        put_raw(x, "%", 1);
+                        if (!*p)
+                                break;
+                        put_raw(x, p, 1);
+                }
+        }
+        va_end(ap);
+}
+
+static int check(const struct vmm_domain_config *c, struct us_error **err)
+{
+        if (!name_ok(c->name))
+                return us_error_msg(err, EINVAL,
+                                    "domain name '%s': 1 to %d of [A-Za-z0-9._-], not only digits",
+                                    c->name ? c->name : "", VMM_DOMAIN_NAME_MAX);
+        if (c->uuid && !uuid_ok(c->uuid))
+                return us_error_msg(err, EINVAL, "domain uuid '%s' is not a UUID", c->uuid);
+        if (c->vcpus < 1 || c->vcpus > MAX_VCPUS)
+                return us_error_msg(err, EINVAL, "domain vcpus %u: 1 to %d", c->vcpus, MAX_VCPUS);
+        if (c->memory_mib < 16 || c->memory_mib > MAX_MEMORY_MIB)
+                return us_error_msg(err, EINVAL, "domain memory %u MiB: 16 to %u", c->memory_mib,
+                                    MAX_MEMORY_MIB);
+        if (c->emulator && !path_ok(c->emulator))
+                return us_error_msg(err, EINVAL, "domain emulator '%s'", c->emulator);
+        if (!path_ok(c->disk))
+                return us_error_msg(err, EINVAL, "domain disk '%s': an absolute path",
+                                    c->disk ? c->disk : "");
+        if (c->seed && !path_ok(c->seed))
+                return us_error_msg(err, EINVAL, "domain seed '%s': an absolute path", c->seed);
+        if (c->tap && !ifname_ok(c->tap))
+                return us_error_msg(err, EINVAL, "domain tap '%s' is not an interface name",
+                                    c->tap);
+        if (c->tap && !mac_ok(c->mac))
+                return us_error_msg(err, EINVAL, "domain MAC '%s'", c->mac ? c->mac : "");
+        if (!path_ok(c->console_socket))
+                return us_error_msg(err, EINVAL, "domain console socket '%s': an absolute path",
+                                    c->console_socket ? c->console_socket : "");
+        if (c->partition && !path_ok(c->partition))
+                return us_error_msg(err, EINVAL, "domain partition '%s'", c->partition);
+        return 0;
+}
+
+int vmm_domain_xml(const struct vmm_domain_config *c, char **ret, struct us_error **err)
+{
+        struct xml x = {0};
+        int r;
+
+        if (!c || !ret)
+                return us_error_msg(err, EINVAL, "domain: no config");
+        if ((r = check(c, err)) < 0)
+                return r;
+
+        put(&x, "<domain type='%s'>\n", c->kvm ? "kvm" : "qemu");
+        put(&x, "  <name>%s</name>\n", c->name);
+        if (c->uuid)
+                put(&x, "  <uuid>%s</uuid>\n", c->uuid);
+        put(&x, "  <memory unit='MiB'>%u</memory>\n", c->memory_mib);
+        put(&x, "  <vcpu>%u</vcpu>\n", c->vcpus);
+        if (c->partition)
+                put(&x, "  <resource><partition>%s</partition></resource>\n", c->partition);
+        put(&x, "  <os>\n"
+                "    <type arch='x86_64' machine='pc'>hvm</type>\n"
+                "    <boot dev='hd'/>\n"
+                "  </os>\n");
+        /* Without ACPI a guest's poweroff only halts, and SIGTERM has no
+         * power button to press. */
+        put(&x, "  <features><acpi/></features>\n");
+        if (c->kvm)
+                put(&x, "  <cpu mode='host-passthrough'/>\n");
+        put(&x, "  <clock offset='utc'/>\n"
+                "  <on_poweroff>destroy</on_poweroff>\n"
+                "  <on_reboot>destroy</on_reboot>\n"
+                "  <on_crash>destroy</on_crash>\n");
+        /* The shim owns the disk, the seed and the sockets: libvirt chowns
+         * nothing (its DAC driver would hand them, and the overlay's shared
+         * backing file, to libvirt-qemu). */
+        put(&x, "  <seclabel type='static' model='dac' relabel='no'><label>+0:+0</label>"
+                "</seclabel>\n");
+        put(&x, "  <devices>\n");
+        put(&x, "    <emulator>%s</emulator>\n", c->emulator ? c->emulator : VMM_DEFAULT_QEMU);
+        put(&x,
+            "    <disk type='file' device='disk'>\n"
+            "      <driver name='qemu' type='qcow2' discard='unmap'/>\n"
+            "      <source file='%s'/>\n"
+            "      <target dev='vda' bus='virtio'/>\n"
+            "    </disk>\n",
+            c->disk);
+        if (c->seed)
+                put(&x,
+                    "    <disk type='file' device='cdrom'>\n"
+                    "      <driver name='qemu' type='raw'/>\n"
+                    "      <source file='%s'/>\n"
+                    "      <target dev='sda' bus='sata'/>\n"
+                    "      <readonly/>\n"
+                    "    </disk>\n",
+                    c->seed);
+        if (c->tap)
+                put(&x,
+                    "    <interface type='ethernet'>\n"
+                    "      <mac address='%s'/>\n"
+                    "      <target dev='%s' managed='no'/>\n"
+                    "      <model type='virtio'/>\n"
+                    "    </interface>\n",
+                    c->mac, c->tap);
+        /* QEMU connects to the shim, which listens before the create: not a
+         * byte of the boot is lost, and virtlogd never holds it. */
+        put(&x,
+            "    <serial type='unix'>\n"
+            "      <source mode='connect' path='%s'/>\n"
+            "      <target port='0'/>\n"
+            "    </serial>\n",
+            c->console_socket);
+        put(&x, "    <channel type='unix'>\n"
+                "      <target type='virtio' name='org.qemu.guest_agent.0'/>\n"
+                "    </channel>\n");
+        put(&x, "    <controller type='usb' model='none'/>\n"
+                "    <memballoon model='none'/>\n"
+                "  </devices>\n"
+                "</domain>\n");
+        if (x.oom) {
+                free(x.buf);
+                return us_errorf(err, ENOMEM, "domain XML");
+        }
+        *ret = x.buf;
+        return 0;
+}
+
+void vmm_domain_name(const char *pod_name, const char *pod_id, char *buf)
+{
+        static const char prefix[] = "unishim-";
+        size_t n = 0, id_len = pod_id ? strnlen(pod_id, 12) : 0;
+        /* The pod's name gets what the prefix, a '-' and the id leave. */
+        size_t room = VMM_DOMAIN_NAME_MAX - (sizeof(prefix) - 1) - (id_len ? id_len + 1 : 0);
+
+        memcpy(buf, prefix, sizeof(prefix) - 1);
+        n = sizeof(prefix) - 1;
+        for (const char *p = pod_name ? pod_name : ""; *p && room > 0; p++, room--)
+                buf[n++] = isalnum((unsigned char)*p) || *p == '.' || *p == '-' ? *p : '-';
+        if (id_len) {
+                if (n > sizeof(prefix) - 1)
+                        buf[n++] = '-';
+                for (size_t i = 0; i < id_len; i++)
+                        buf[n++] = isalnum((unsigned char)pod_id[i]) ? pod_id[i] : '-';
+        }
+        if (n == sizeof(prefix) - 1)
+                buf[n++] = 'x';
+        buf[n] = '\0';
+}

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * The libvirt domain of a vm pod, as XML (docs/design-decisions.md, "The vm
+ * kind: where libvirt runs"). A pure function of its config, like QEMU's
+ * argv for sandbox pods (vmm/qemu.h), so that a reader sees every element
+ * the pod's VM gets in one place and tests can check it without libvirt:
+ *
+ *   type='qemu' or 'kvm', machine 'pc' (libvirt has no microvm), ACPI (a
+ *     SIGTERM is an ACPI power button), poweroff, reboot and crash all end
+ *     the domain (the task's exit);
+ *   the static DAC label: libvirt chowns nothing, the shim owns the files;
+ *   disk: the pod's copy-on-write overlay (virtio); the cloud-init seed as
+ *     a read-only CD-ROM;
+ *   NIC: the pod's tap, opened by name (managed='no'), virtio, the MAC
+ *     netplumb chose;
+ *   serial console: connects to a socket the shim listens on;
+ *   the qemu-guest-agent channel (libvirt talks to it for exec);
+ *   no USB, no balloon, no graphics.
+ *
+ * Every string is checked (names, paths, MAC, uuid) and escaped for XML.
+ */
+
+#include <stdbool.h>
+
+#include "error.h"
+
+#define VMM_DOMAIN_NAME_MAX 100 /* libvirt's pid file path breaks near 254 */
+
+struct vmm_domain_config {
+        const char *name; /* [A-Za-z0-9._-], 1..VMM_DOMAIN_NAME_MAX, not all digits */
+        const char *uuid; /* the pod's UID, 8-4-4-4-12 hex; NULL: libvirt's choice */
+        bool kvm;         /* false: TCG */
+        unsigned vcpus;
+        unsigned memory_mib;
+        const char *emulator;       /* NULL: VMM_DEFAULT_QEMU */
+        const char *disk;           /* qcow2 overlay, absolute */
+        const char *seed;           /* cloud-init seed ISO, absolute; NULL: none */
+        const char *tap;            /* an existing tap's name; NULL: no NIC */
+        const char *mac;            /* "52:54:00:..."; with tap */
+        const char *console_socket; /* absolute; the shim listens on it */
+        const char *partition;      /* <resource><partition>; NULL: libvirt's default */
+};
+
+/* The domain XML (malloc()ed) or -EINVAL naming the bad field. */
+int vmm_domain_xml(const struct vmm_domain_config *cfg, char **ret, struct us_error **err);
+
+/* A domain name for a pod: "unishim-<name, cut>-<first 12 of id>", the pod
+ * name reduced to [A-Za-z0-9.-] (others become '-'). buf holds
+ * VMM_DOMAIN_NAME_MAX + 1 bytes. */
+void vmm_domain_name(const char *pod_name, const char *pod_id, char *buf);
