@@ -1,0 +1,135 @@
+#!/bin/bash
+# A vm pod's domain through the node's libvirtd (vmm/libvirt.h, the XML of
+# vmm/domain.h), with libvirt's events on our own loop (tests/tools/
+# vm-libvirt):
+#  - the domain starts, `virsh list` shows it by name, its serial console
+#    connects to our socket, suspend and resume come back as events, and a
+#    destroy as the Stopped event; nothing is listed after;
+#  - started paused, it is paused until resumed;
+#  - kill -9 of the connection's owner takes the domain with it
+#    (AUTODESTROY);
+#  - a domain libvirt refuses is an error naming the cause, nothing left;
+#  - the shim binary does not link libvirt (it is loaded by vm pods only).
+# Starts libvirtd (and virtlogd) for the test when none runs, and stops
+# them after.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+BUILD=${UNISHIM_BUILD_DIR:-build}
+TOOL=$BUILD/tests/vm-libvirt
+[ "$(id -u)" = 0 ] || it_skip "needs root (libvirtd)"
+command -v libvirtd >/dev/null || it_skip "libvirtd missing (apt package libvirt-daemon-system)"
+command -v qemu-img >/dev/null || it_skip "qemu-img missing (apt package qemu-utils)"
+[ -x "$TOOL" ] || { echo "FAIL: $TOOL not built"; exit 1; }
+
+IT_TMP=$(mktemp -d /tmp/test-vmm-libvirt.XXXXXX)
+tag=${IT_TMP##*-libvirt.}
+VIRSH="virsh -q -c qemu:///system"
+started_daemons=
+vl_pid=
+gone() { local s; ! s=$(ps -o stat= -p "$1") || [[ $s = Z* ]]; }
+cleanup() {
+        local rc=$?
+        set +e
+        [ -n "$vl_pid" ] && kill -9 "$vl_pid" 2>/dev/null
+        for d in $($VIRSH list --name 2>/dev/null | grep -F "unishim-it-$tag"); do
+                $VIRSH destroy "$d" >/dev/null 2>&1
+        done
+        if [ -n "$started_daemons" ]; then
+                for p in "$IT_TMP"/libvirtd.pid "$IT_TMP"/virtlogd.pid; do
+                        [ -s "$p" ] && kill "$(cat "$p")" 2>/dev/null
+                done
+                # (a zombie waiting for its reaper is gone for us)
+                for p in "$IT_TMP"/libvirtd.pid "$IT_TMP"/virtlogd.pid; do
+                        [ -s "$p" ] && wait_until 30 gone "$(cat "$p")"
+                done
+        fi
+        rm -rf "$IT_TMP"
+        exit "$rc"
+}
+trap cleanup EXIT INT TERM
+
+if ! $VIRSH version >/dev/null 2>&1; then
+        virtlogd -d -p "$IT_TMP/virtlogd.pid"
+        libvirtd -d -p "$IT_TMP/libvirtd.pid"
+        started_daemons=1
+        wait_until 60 $VIRSH version || { echo "FAIL: libvirtd did not come up"; exit 1; }
+fi
+qemu-img create -q -f qcow2 "$IT_TMP/disk.qcow2" 16M
+
+# vl_start NAME [ARGS...]: the tool as a coprocess; vl_say CMD; vl_expect
+# REGEX [SECONDS]: reads its lines until one matches (the line in $vl_line;
+# every line read so far in $vl_seen: some come in either order).
+vl_start() {
+        local name=$1
+        shift
+        vl_seen=
+        coproc VL { exec "$TOOL" --name "$name" --disk "$IT_TMP/disk.qcow2" \
+                --console "$IT_TMP/$name.sock" "$@" 2>&1; }
+        vl_pid=$VL_PID
+}
+vl_say() { echo "$1" >&"${VL[1]}"; }
+vl_expect() {
+        local re=$1 t=${2:-120}
+        vl_line=
+        while IFS= read -r -t "$t" vl_line <&"${VL[0]}"; do
+                echo "# vm-libvirt: $vl_line"
+                vl_seen+=$vl_line$'\n'
+                [[ $vl_line =~ $re ]] && return 0
+        done
+        return 1
+}
+listed() { $VIRSH list --name | grep -qxF "$1"; }
+
+# ---- start, console, suspend/resume, destroy ----
+name=unishim-it-$tag-a
+vl_start "$name"
+vl_expect '^(created|error)' && [ "$vl_line" = created ] && pass "the domain is created" ||
+        fail "create: '$vl_line'"
+listed "$name" && pass "virsh list shows $name" || fail "virsh list: $($VIRSH list --name | tr '\n' ' ')"
+vl_say state
+vl_expect '^state ' && expect_eq "it runs (VIR_DOMAIN_RUNNING)" "state 1" "$vl_line"
+{ [[ $vl_seen = *"console connected"* ]] || vl_expect '^console connected'; } &&
+        pass "its serial console connected to our socket" || fail "no console connection: '$vl_line'"
+vl_say suspend
+vl_expect '^event 3 ' && pass "suspend: the Suspended event" || fail "suspend: '$vl_line'"
+vl_say resume
+vl_expect '^event 4 ' && pass "resume: the Resumed event" || fail "resume: '$vl_line'"
+vl_say destroy
+vl_expect '^event 5 ' && expect_eq "destroy: the Stopped event, detail destroyed" "event 5 1" "$vl_line"
+wait "$vl_pid" 2>/dev/null || true
+vl_pid=
+listed "$name" && fail "$name still listed after its destroy" || pass "nothing listed after the destroy"
+
+# ---- started paused ----
+name=unishim-it-$tag-p
+vl_start "$name" --paused
+vl_expect '^(created|error)' && [ "$vl_line" = created ] && pass "created paused" || fail "create paused: '$vl_line'"
+vl_say state
+vl_expect '^state ' && expect_eq "it is paused (VIR_DOMAIN_PAUSED)" "state 3" "$vl_line"
+vl_say resume
+vl_expect '^event 4 ' && pass "resumed" || fail "resume: '$vl_line'"
+vl_say state
+vl_expect '^state ' && expect_eq "it runs after the resume" "state 1" "$vl_line"
+
+# ---- the owner killed: AUTODESTROY ----
+kill -9 "$vl_pid"
+wait "$vl_pid" 2>/dev/null || true
+vl_pid=
+wait_until 60 sh -c "! $VIRSH list --name | grep -qxF '$name'" &&
+        pass "kill -9 of the connection's owner destroyed its domain" ||
+        fail "$name still listed after its owner was killed"
+
+# ---- refused ----
+out=$(echo | "$TOOL" --name "unishim-it-$tag-bad" --disk "$IT_TMP/missing.qcow2" \
+        --console "$IT_TMP/bad.sock" 2>&1) && rc=0 || rc=$?
+[ "$rc" != 0 ] && [[ $out = *"create domain"*missing.qcow2* ]] &&
+        pass "a domain libvirt refuses is an error naming the cause" || fail "refused domain: rc $rc: $out"
+listed "unishim-it-$tag-bad" && fail "the refused domain is listed" || pass "nothing left of the refused domain"
+
+# ---- libvirt is loaded by vm pods only ----
+shim=$BUILD/shim/containerd-shim-unishim-v2
+[ -x "$shim" ] && ! ldd "$shim" | grep -q libvirt && pass "the shim binary does not link libvirt" ||
+        fail "the shim links libvirt: $(ldd "$shim" | grep libvirt)"
+
+it_finish

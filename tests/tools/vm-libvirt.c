@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * vm-libvirt: a vm pod's domain through vmm/libvirt.h and vmm/domain.h,
+ * against the real libvirtd, for tests/integration/test-vmm-libvirt.sh.
+ *
+ *   vm-libvirt --name NAME --disk QCOW2 --console SOCKET [--paused]
+ *              [--uri URI] [--memory MIB]
+ *
+ * Listens on SOCKET (the domain's serial console connects to it), creates
+ * the domain (AUTODESTROY: it lives as long as this process's connection)
+ * and runs one event loop, like the shim: libvirt's events on it, and
+ * commands on stdin, one a line:
+ *
+ *   state | suspend | resume | shutdown | destroy | quit
+ *
+ * Prints, a line each: "created", "state N" (VIR_DOMAIN_*), "event E D"
+ * (VIR_DOMAIN_EVENT_* and detail), "console connected", "closed REASON",
+ * "ok CMD", "error: ...". Ends at quit, stdin's EOF, or a Stopped event.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "domain.h"
+#include "libvirt.h"
+#include "loop.h"
+
+#define EVENT_STOPPED 5 /* VIR_DOMAIN_EVENT_STOPPED */
+
+struct tool {
+        struct us_loop *loop;
+        struct vmm_libvirt *conn;
+        struct vmm_libvirt_domain *dom;
+        int console_listen, console_fd;
+        char line[256];
+        size_t line_len;
+};
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        vprintf(fmt, ap);
+        va_end(ap);
+        putchar('\n');
+        fflush(stdout);
+}
+
+static void on_event(void *userdata, int event, int detail)
+{
+        struct tool *t = userdata;
+        say("event %d %d", event, detail);
+        if (event == EVENT_STOPPED)
+                us_loop_quit(t->loop, 0);
+}
+
+static void on_closed(void *userdata, int reason)
+{
+        struct tool *t = userdata;
+        say("closed %d", reason);
+        us_loop_quit(t->loop, 0);
+}
+
+static void console_data(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+        char buf[4096];
+        (void)userdata;
+        (void)events;
+        if (read(fd, buf, sizeof(buf)) <= 0)
+                us_loop_source_remove(src);
+}
+
+static void console_accept(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+        struct tool *t = userdata;
+        (void)events;
+        int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (c < 0)
+                return;
+        t->console_fd = c;
+        us_loop_source_remove(src);
+        say("console connected");
+        (void)us_loop_add_fd(t->loop, c, EPOLLIN, console_data, t, NULL, NULL);
+}
+
+static void command(struct tool *t, const char *cmd)
+{
+        struct us_error *err = NULL;
+        int r = 0, state = 0;
+
+        if (!strcmp(cmd, "state")) {
+                r = vmm_libvirt_state(t->dom, &state, &err);
+                if (r >= 0)
+                        say("state %d", state);
+                goto done;
+        } else if (!strcmp(cmd, "suspend"))
+                r = vmm_libvirt_suspend(t->dom, &err);
+        else if (!strcmp(cmd, "resume"))
+                r = vmm_libvirt_resume(t->dom, &err);
+        else if (!strcmp(cmd, "shutdown"))
+                r = vmm_libvirt_shutdown(t->dom, &err);
+        else if (!strcmp(cmd, "destroy"))
+                r = vmm_libvirt_destroy(t->dom, &err);
+        else if (!strcmp(cmd, "quit")) {
+                us_loop_quit(t->loop, 0);
+                return;
+        } else {
+                say("error: unknown command %s", cmd);
+                return;
+        }
+        if (r >= 0)
+                say("ok %s", cmd);
+done:
+        if (r < 0)
+                say("error: %s", us_error_text(err));
+        us_error_free(err);
+}
+
+static void stdin_ready(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+        struct tool *t = userdata;
+        (void)events;
+        ssize_t n = read(fd, t->line + t->line_len, sizeof(t->line) - 1 - t->line_len);
+        if (n <= 0) {
+                us_loop_source_remove(src);
+                us_loop_quit(t->loop, 0);
+                return;
+        }
+        t->line_len += (size_t)n;
+        char *nl;
+        while ((nl = memchr(t->line, '\n', t->line_len))) {
+                *nl = '\0';
+                command(t, t->line);
+                size_t used = (size_t)(nl - t->line) + 1;
+                memmove(t->line, nl + 1, t->line_len - used);
+                t->line_len -= used;
+        }
+        if (t->line_len == sizeof(t->line) - 1)
+                t->line_len = 0;
+}
+
+static int listen_at(const char *path)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -1;
+        strcpy(sa.sun_path, path);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -1;
+        (void)unlink(path);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
+                close(fd);
+                return -1;
+        }
+        return fd;
+}
+
+int main(int argc, char **argv)
+{
+        struct vmm_domain_config dc = {.vcpus = 1, .memory_mib = 128};
+        const char *uri = NULL;
+        bool paused = false;
+        struct tool t = {.console_listen = -1, .console_fd = -1};
+        struct us_error *err = NULL;
+        _cleanup_free_ char *xml = NULL;
+        static const struct option opts[] = {
+                {"name", required_argument, NULL, 'n'},
+                {"disk", required_argument, NULL, 'd'},
+                {"console", required_argument, NULL, 'c'},
+                {"paused", no_argument, NULL, 'p'},
+                {"uri", required_argument, NULL, 'u'},
+                {"memory", required_argument, NULL, 'm'},
+                {0},
+        };
+        int o;
+        while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+                switch (o) {
+                case 'n':
+                        dc.name = optarg;
+                        break;
+                case 'd':
+                        dc.disk = optarg;
+                        break;
+                case 'c':
+                        dc.console_socket = optarg;
+                        break;
+                case 'p':
+                        paused = true;
+                        break;
+                case 'u':
+                        uri = optarg;
+                        break;
+                case 'm':
+                        dc.memory_mib = (unsigned)atoi(optarg);
+                        break;
+                default:
+                        return 2;
+                }
+        }
+        if (!dc.name || !dc.disk || !dc.console_socket) {
+                fprintf(stderr, "usage: vm-libvirt --name N --disk QCOW2 --console SOCKET\n");
+                return 2;
+        }
+        (void)signal(SIGPIPE, SIG_IGN);
+        if (vmm_domain_xml(&dc, &xml, &err) < 0 || us_loop_new(&t.loop, &err) < 0)
+                goto fail;
+        t.console_listen = listen_at(dc.console_socket);
+        if (t.console_listen < 0) {
+                say("error: listen on %s: %s", dc.console_socket, strerror(errno));
+                return 1;
+        }
+        if (us_loop_add_fd(t.loop, t.console_listen, EPOLLIN, console_accept, &t, NULL, &err) < 0 ||
+            us_loop_add_fd(t.loop, 0, EPOLLIN, stdin_ready, &t, NULL, &err) < 0 ||
+            vmm_libvirt_open(t.loop, uri, on_closed, &t, &t.conn, &err) < 0 ||
+            vmm_libvirt_create(t.conn, xml, paused, on_event, &t, &t.dom, &err) < 0)
+                goto fail;
+        say("created");
+        us_loop_run(t.loop);
+        t.dom = vmm_libvirt_domain_free(t.dom);
+        t.conn = vmm_libvirt_close(t.conn);
+        return 0;
+fail:
+        say("error: %s", us_error_text(err));
+        us_error_free(err);
+        return 1;
+}

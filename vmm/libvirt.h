@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * A vm pod's connection to the node's libvirtd (docs/design-decisions.md,
+ * "The vm kind: where libvirt runs"), with libvirt's events on the shim's
+ * own loop.
+ *
+ * libvirt is loaded with dlopen() when the first connection opens: linked
+ * into the shim, it cost every pod of every kind ~10 MB PSS (1.8 MB of it
+ * private) and ~50 ms more per exec of the shim (measured here), for the
+ * one kind that uses it.
+ *
+ * Events: libvirt's event implementation is process-wide
+ * (virEventRegisterImpl has no context argument), so the first open binds
+ * it to that loop for the process's life. One shim serves one pod, with one
+ * loop: that is all it needs. libvirt's handles and timeouts then run as
+ * sources of that loop; libvirt starts no thread of its own.
+ *
+ * The domain is created with VIR_DOMAIN_START_AUTODESTROY: it lives as long
+ * as this connection, so a shim that dies (or stops answering libvirtd's
+ * keepalive for ~30 s) takes its VM with it. libvirt's calls are synchronous
+ * RPCs to libvirtd (create took 1-3.5 s here). The process must ignore
+ * SIGPIPE (the shim does): a write to a connection libvirtd dropped is then
+ * an error, not the end of the process.
+ */
+
+#include <stdbool.h>
+
+#include "error.h"
+#include "loop.h"
+
+struct vmm_libvirt;
+struct vmm_libvirt_domain;
+
+/* The connection closed under us (libvirtd stopped, keepalive lost):
+ * libvirt's reason, VIR_CONNECT_CLOSE_REASON_*. Every AUTODESTROY domain of
+ * the connection is gone with it. */
+typedef void (*vmm_libvirt_closed_fn)(void *userdata, int reason);
+
+/* A lifecycle event of a domain: VIR_DOMAIN_EVENT_* and its detail. */
+typedef void (*vmm_libvirt_event_fn)(void *userdata, int event, int detail);
+
+/* Opens uri (NULL: qemu:///system) with keepalive (5 s, 3 missed). */
+int vmm_libvirt_open(struct us_loop *loop, const char *uri, vmm_libvirt_closed_fn closed,
+                     void *userdata, struct vmm_libvirt **ret, struct us_error **err);
+/* Closes; the connection's AUTODESTROY domains are destroyed by libvirtd.
+ * Domains must be freed first. Returns NULL. */
+struct vmm_libvirt *vmm_libvirt_close(struct vmm_libvirt *lv);
+
+/* Creates and starts (paused: started paused) the domain of xml, tied to
+ * lv's life. Its lifecycle events go to event(userdata, ...) from the loop.
+ * libvirt's error message is in *err. */
+int vmm_libvirt_create(struct vmm_libvirt *lv, const char *xml, bool paused,
+                       vmm_libvirt_event_fn event, void *userdata, struct vmm_libvirt_domain **ret,
+                       struct us_error **err);
+int vmm_libvirt_resume(struct vmm_libvirt_domain *d, struct us_error **err);
+int vmm_libvirt_suspend(struct vmm_libvirt_domain *d, struct us_error **err);
+/* ACPI power button. */
+int vmm_libvirt_shutdown(struct vmm_libvirt_domain *d, struct us_error **err);
+int vmm_libvirt_destroy(struct vmm_libvirt_domain *d, struct us_error **err);
+/* libvirt's VIR_DOMAIN_* state (running, paused, shutoff, ...). */
+int vmm_libvirt_state(struct vmm_libvirt_domain *d, int *ret_state, struct us_error **err);
+/* Stops its events; the domain keeps running (until the connection
+ * closes). Returns NULL. */
+struct vmm_libvirt_domain *vmm_libvirt_domain_free(struct vmm_libvirt_domain *d);
