@@ -12,7 +12,7 @@
 
 #include "cleanup.h"
 #include "log.h"
-#include "sandbox.h"
+#include "sandbox/sandbox.h"
 
 static void unlink_call(struct sandbox_acall *c)
 {

@@ -45,8 +45,8 @@
 #include "netplumb.h"
 #include "policy.h"
 #include "qemu.h"
-#include "sandbox-spec.h"
-#include "sandbox.h"
+#include "sandbox/spec.h"
+#include "sandbox/sandbox.h"
 #include "ttrpc.h"
 
 static void pod_teardown(struct sandbox_pod *pod);

@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "sandbox-reply.h"
-#include "sandbox.h"
+#include "sandbox/reply.h"
+#include "sandbox/sandbox.h"
 
 /* ---- long polls: output streams ---- */
 

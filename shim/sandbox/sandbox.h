@@ -2,8 +2,8 @@
 #pragma once
 
 /*
- * Internal to the sandbox backend (backend-sandbox.c: the pod, the VM and
- * the Task operations; sandbox-io.c: each guest process's long polls --
+ * Internal to the sandbox backend (backend.c: the pod, the VM and
+ * the Task operations; io.c: each guest process's long polls --
  * output streams, stdin, exit). Not for other components.
  */
 
@@ -16,7 +16,7 @@
 #include "backend.h"
 #include "cgroup.h"
 #include "loop.h"
-#include "sandbox-share.h"
+#include "sandbox/share.h"
 #include "ttrpc.h"
 
 #define GUEST_SHARE_TAG "unishim"
@@ -100,7 +100,7 @@ struct sandbox_pod {
         bool torn_down;
 };
 
-/* ---- calls the shim does not wait for (sandbox-agent.c) ---- */
+/* ---- calls the shim does not wait for (agent.c) ---- */
 
 struct sandbox_acall;
 /* The answer to an asynchronous call: r 0 with resp (unpacked with the
