@@ -58,7 +58,7 @@ int sandbox_agent_acall(struct sandbox_pod *pod, struct sandbox_task *task, cons
                         struct us_error **err)
 {
         if (!pod->events || pod->dead || pod->agent_dead)
-                return us_error_msg(err, ENOTCONN, "guest agent of pod %s is gone", pod->id);
+                return us_error_msg(err, ENOTCONN, "guest agent of pod %s is gone", pod->vmpod.id);
         struct sandbox_acall *c = calloc(1, sizeof(*c));
         if (!c)
                 return us_errorf(err, ENOMEM, "guest agent %s", method);
@@ -107,7 +107,7 @@ void sandbox_acall_finish(struct sandbox_acall *c, int r, struct us_error **err)
                 return;
         }
         if (r < 0 && r != -ECANCELED)
-                us_log_warn("pod %s: %s", c->pod->id, us_error_text(*err));
+                us_log_warn("pod %s: %s", c->pod->vmpod.id, us_error_text(*err));
 }
 
 void sandbox_acall_plain(struct sandbox_acall *c, int r, ProtobufCMessage *resp,

@@ -43,7 +43,7 @@ static void stream_flush(struct stream *s)
                         continue;
                 if (n < 0 && errno == EAGAIN) {
                         if (!s->out_watch &&
-                            us_loop_add_fd(s->proc->task->pod->loop, s->fd, EPOLLOUT,
+                            us_loop_add_fd(s->proc->task->pod->vmpod.loop, s->fd, EPOLLOUT,
                                            stream_writable, s, &s->out_watch, NULL) < 0)
                                 stream_close(s);
                         return;
@@ -102,8 +102,8 @@ static void stream_got(int status, const uint8_t *payload, size_t len, const str
         if (!s->pending_len && !s->eof) {
                 /* An empty answer that is not the end: the agent should not
                  * send one; if it does, do not let it spin our loop. */
-                if (us_loop_add_timer(s->proc->task->pod->loop, 100, stream_retry, s, &s->retry,
-                                      NULL) < 0)
+                if (us_loop_add_timer(s->proc->task->pod->vmpod.loop, 100, stream_retry, s,
+                                      &s->retry, NULL) < 0)
                         stream_close(s);
                 return;
         }
@@ -240,7 +240,8 @@ void sandbox_proc_poll(struct sandbox_proc *p)
         stream_read(&p->out);
         stream_read(&p->err);
         if (p->in_fd >= 0 && !p->in_watch &&
-            us_loop_add_fd(pod->loop, p->in_fd, EPOLLIN, stdin_readable, p, &p->in_watch, NULL) < 0)
+            us_loop_add_fd(pod->vmpod.loop, p->in_fd, EPOLLIN, stdin_readable, p, &p->in_watch,
+                           NULL) < 0)
                 p->in_fd = us_close(p->in_fd);
         if (!p->wait_call && !p->exited) {
                 Unishim__Agent__V1__ProcessRequest req = UNISHIM__AGENT__V1__PROCESS_REQUEST__INIT;

@@ -18,16 +18,15 @@
 #include "loop.h"
 #include "sandbox/share.h"
 #include "ttrpc.h"
+#include "vmpod.h"
 
 #define GUEST_SHARE_TAG "unishim"
 #define GUEST_SHARE_DIR "/run/unishim/shared"
-#define POD_STATE_ROOT  "/run/unishim"
 #define AGENT_BOOT_MS   60000 /* TCG on a loaded 2-core host is slow */
 /* A pod's QEMU runs as uid and gid QEMU_UID_BASE + its shim's pid (pids are
  * below 2^22): far above login users and the usual subuid ranges. */
-#define QEMU_UID_BASE       0x60000000u
-#define READ_CHUNK          65536
-#define MEMORY_OVERHEAD_MIB 64 /* guest kernel + agent on top of the pod's limit */
+#define QEMU_UID_BASE 0x60000000u
+#define READ_CHUNK    65536
 
 struct sandbox_pod;
 struct sandbox_task;
@@ -73,17 +72,10 @@ struct sandbox_task {
 };
 
 struct sandbox_pod {
-        struct us_loop *loop;
+        struct vmpod vmpod; /* state dir, network, cgroup, the end's bookkeeping */
         void (*process_exited)(void *cookie, const char *exec_id, uint32_t status);
         void (*oom)(void *cookie);
-        char *id;
-        char *state_dir;
-        bool state_made; /* state_dir is ours to remove */
         struct sandbox_share *share;
-        char *netns;
-        char *hostname; /* the sandbox spec's, for host-side sidecars */
-        bool wired;
-        struct us_cgroup *cgroup;
         struct vmm_vm *vm;
         /* The "unishim.agent" port, kept open (the guest serves it) but no
          * longer called: every call goes on events, asynchronously. */
@@ -93,11 +85,9 @@ struct sandbox_pod {
         struct sandbox_task *tasks;
         struct sandbox_acall *acalls; /* in flight on events */
         unsigned agent_timeout_ms;    /* the operator's sandbox.agent_timeout_ms */
-        struct us_loop_source *dead_timer;
-        bool booting;    /* until the agent has the pod's storage and network */
-        bool dead;       /* QEMU gone */
-        bool agent_dead; /* a call's deadline passed: the pod goes */
-        bool torn_down;
+        bool booting;                 /* until the agent has the pod's storage and network */
+        bool dead;                    /* QEMU gone */
+        bool agent_dead;              /* a call's deadline passed: the pod goes */
 };
 
 /* ---- calls the shim does not wait for (agent.c) ---- */
