@@ -370,30 +370,31 @@ static int send_create(struct create_ctx *ctx, struct us_error **err)
         return send_step(ctx, "CreateContainer", &req.base, err);
 }
 
-/* Everything of a new pod up to its VM running and the agent's ports
- * connected; the agent's side (create_step) follows. *ret_vmnet: the VM's
- * network for the guest (NULL without one; caller frees). */
+/* vmpod_lost's way to the pod's teardown. */
 static void pod_teardown_cb(void *userdata)
 {
         pod_teardown(userdata);
 }
 
-static int pod_start(const struct shim_backend_env *env, const struct us_container_config *cfg,
+/* Everything of a new pod up to its VM running and the agent's ports
+ * connected, sized as decided; the agent's side (create_step) follows.
+ * *ret_vmnet: the VM's network for the guest (NULL without one; caller
+ * frees). */
+static int pod_start(const struct shim_backend_env *env, const struct shim_pod_decision *decision,
                      struct sandbox_pod **ret, struct netplumb_vm_net **ret_vmnet,
                      struct us_error **err)
 {
-        const struct cri_sandbox_config *sb = &env->config->sandbox;
-        const struct us_oci_spec *spec = cfg->spec;
+        const struct cri_sandbox_config *sb = &decision->config->sandbox;
+        const struct us_container_config *cfg = &decision->container;
         _cleanup_free_ char *kernel = NULL, *initrd = NULL;
         _cleanup_free_ struct netplumb_vm_net *vmnet = NULL;
         _cleanup_close_ int tap_fd = -1;
-        struct cri_vm_size size;
-        int r = vmpod_size(env->config, spec, &size, err);
-        if (r >= 0 && sb->kernel && sb->initrd) {
+        int r;
+        if (sb->kernel && sb->initrd) {
                 kernel = strdup(sb->kernel);
                 initrd = strdup(sb->initrd);
                 r = kernel && initrd ? 0 : us_errorf(err, ENOMEM, "allocate pod");
-        } else if (r >= 0) {
+        } else {
                 r = guest_image(&kernel, &initrd, err);
         }
         if (r < 0)
@@ -405,8 +406,8 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
         pod->agent_timeout_ms = sb->agent_timeout_ms;
         pod->process_exited = env->process_exited;
         pod->oom = env->oom;
-        r = vmpod_start(&pod->vmpod, env->loop, env->namespace, cfg->id, spec, pod_teardown_cb, pod,
-                        &vmnet, &tap_fd, err);
+        r = vmpod_start(&pod->vmpod, env->loop, env->namespace, cfg->id, cfg->spec, pod_teardown_cb,
+                        pod, &vmnet, &tap_fd, err);
         if (r < 0)
                 goto fail;
         r = sandbox_share_new(pod->vmpod.state_dir, &pod->share, err);
@@ -423,8 +424,8 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
                 .state_dir = pod->vmpod.state_dir,
                 .kernel = kernel,
                 .initrd = initrd,
-                .vcpus = size.vcpus,
-                .memory_mib = size.memory_mib,
+                .vcpus = decision->size.vcpus,
+                .memory_mib = decision->size.memory_mib,
                 .accel = accel_of(sb),
                 .share_type = VMM_SHARE_VIRTIOFS,
                 .shares = &share,
@@ -674,9 +675,10 @@ static void task_free(struct sandbox_task *t)
 }
 
 static int sandbox_create(const struct shim_backend_env *env, void *task_cookie,
-                          const struct us_container_config *cfg, void **ret_impl, int *ret_pty,
+                          const struct shim_pod_decision *decision, void **ret_impl, int *ret_pty,
                           struct shim_op *op, struct us_error **err)
 {
+        const struct us_container_config *cfg = &decision->container;
         struct sandbox_pod *pod = *env->pod;
         bool vm_task = vmpod_is_cri_sandbox(cfg->spec);
         struct create_ctx *ctx = calloc(1, sizeof(*ctx));
@@ -687,7 +689,7 @@ static int sandbox_create(const struct shim_backend_env *env, void *task_cookie,
         ctx->ret_impl = ret_impl;
         ctx->ret_pty = ret_pty;
         if (!pod) {
-                int r = pod_start(env, cfg, &pod, &ctx->vmnet, err);
+                int r = pod_start(env, decision, &pod, &ctx->vmnet, err);
                 if (r < 0) {
                         create_ctx_free(ctx);
                         return r;
