@@ -3,13 +3,12 @@
  * The sandbox kind: the pod runs in a QEMU microvm whose PID 1 is our guest
  * agent; the agent runs the pod's containers with libunishim's engine.
  *
- * Per pod (one shim): one VM, its tap wired into the pod netns (netplumb),
+ * Per pod (one shim): what every VM kind's pod has on the host (vmpod.h:
+ * state dir, the tap wired into the pod netns, the VM's cgroup), one VM,
  * one shared directory exported by virtio-fs where each container's rootfs
- * and bind-mount sources are bind-mounted, and two agent channels:
- * "unishim.agent" for short synchronous calls (blocking ttrpc client: the
- * Task API is synchronous and these calls are short), and "unishim.events"
- * for the long polls (asynchronous client on the loop): exits, output
- * streams, OOM kills.
+ * and bind-mount sources are bind-mounted (share.h), and the channel to the
+ * guest agent (agent.h), on which every call and each guest process's long
+ * polls (io.h) are answered from the loop.
  *
  * The CRI sandbox task (the pause container) is the VM itself: its pid is
  * QEMU's, its exit is QEMU's. A container without a CRI sandbox (ctr run)
@@ -41,10 +40,44 @@
 #include "netplumb.h"
 #include "policy.h"
 #include "qemu.h"
+#include "sandbox/agent.h"
+#include "sandbox/io.h"
+#include "sandbox/share.h"
 #include "sandbox/spec.h"
-#include "sandbox/sandbox.h"
 #include "ttrpc.h"
 #include "vmpod.h"
+
+#define GUEST_SHARE_TAG "unishim"
+#define GUEST_SHARE_DIR "/run/unishim/shared"
+/* A pod's QEMU runs as uid and gid QEMU_UID_BASE + its shim's pid (pids are
+ * below 2^22): far above login users and the usual subuid ranges. */
+#define QEMU_UID_BASE 0x60000000u
+
+struct sandbox_pod;
+
+struct sandbox_task {
+        struct sandbox_task *next;
+        struct sandbox_pod *pod;
+        void *cookie;
+        char *id;
+        bool is_vm; /* the CRI sandbox: the VM itself */
+        bool in_guest;
+        bool shared;                  /* its rootfs and binds are in the pod's share */
+        struct sandbox_container ctr; /* its processes in the guest (io.h) */
+        struct us_oci_spec *spec;
+};
+
+struct sandbox_pod {
+        struct vmpod vmpod; /* state dir, network, cgroup, the end's bookkeeping */
+        void (*process_exited)(void *cookie, const char *exec_id, uint32_t status);
+        void (*oom)(void *cookie);
+        struct sandbox_share *share;
+        struct vmm_vm *vm;
+        struct sandbox_agent agent;
+        uint64_t oom_call;
+        struct sandbox_task *tasks;
+        bool dead; /* QEMU gone */
+};
 
 static void pod_teardown(struct sandbox_pod *pod);
 static void pod_free(void *impl);
@@ -84,9 +117,9 @@ static void oom_got(int status, const uint8_t *payload, size_t len, const struct
 static void oom_poll(struct sandbox_pod *pod)
 {
         Unishim__Agent__V1__Empty req = UNISHIM__AGENT__V1__EMPTY__INIT;
-        if (pod->events && !pod->oom_call)
-                (void)us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "GetOOMEvent", &req.base,
-                                            NULL, 0, 0, oom_got, pod, &pod->oom_call, NULL);
+        if (!pod->oom_call)
+                (void)sandbox_agent_poll(&pod->agent, "GetOOMEvent", &req.base, 0, oom_got, pod,
+                                         &pod->oom_call);
 }
 
 /* A VM that died on its own takes its console log with the pod's state
@@ -111,11 +144,12 @@ static void pod_vm_gone(struct sandbox_pod *pod)
         if (pod->dead)
                 return;
         pod->dead = true;
+        pod->agent.stopped = true;
         if (!pod->vmpod.torn_down)
                 log_console_tail(pod);
         int ws = pod->vm ? vmm_vm_exit_status(pod->vm) : -1;
         for (struct sandbox_task *t = pod->tasks; t; t = t->next) {
-                for (struct sandbox_proc *p = t->procs; p; p = p->next) {
+                for (struct sandbox_proc *p = t->ctr.procs; p; p = p->next) {
                         if (p->exited)
                                 continue;
                         p->exited = true;
@@ -126,16 +160,6 @@ static void pod_vm_gone(struct sandbox_pod *pod)
                         pod->process_exited(t->cookie, p->exec_id, status);
                 }
         }
-}
-
-static void events_closed(void *userdata, int reason)
-{
-        struct sandbox_pod *pod = userdata;
-        /* The guest closed its side or broke the protocol: without the
-         * channel nothing of the pod can be observed or done any more. */
-        pod->agent_dead = true;
-        vmpod_lost(&pod->vmpod, reason == -EPROTO ? "the guest agent broke the protocol"
-                                                  : "the guest agent closed its channel");
 }
 
 /* The kernel and initramfs: UNISHIM_GUEST_DIR, else next to the binary as
@@ -261,12 +285,12 @@ static void create_step(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
                 } else if (strcmp(c->method, "AddStorage") == 0) {
                         r = send_network(ctx, err);
                 } else if (strcmp(c->method, "UpdateNetwork") == 0) {
-                        pod->booting = false;
+                        pod->agent.booting = false;
                         oom_poll(pod);
                         r = ctx->json ? send_create(ctx, err) : 0;
                 } else { /* CreateContainer */
                         ctx->t->in_guest = true;
-                        sandbox_proc_poll(ctx->t->procs);
+                        sandbox_proc_poll(ctx->t->ctr.procs);
                 }
         }
         if (r == -EINPROGRESS)
@@ -284,8 +308,8 @@ static int send_step(struct create_ctx *ctx, const char *method, const ProtobufC
                      struct us_error **err)
 {
         struct sandbox_acall *c = NULL;
-        int r = sandbox_agent_acall(ctx->t->pod, ctx->t, method, req, NULL, create_step, NULL, &c,
-                                    err);
+        int r = sandbox_agent_acall(&ctx->t->pod->agent, ctx->t, method, req, NULL, create_step,
+                                    NULL, &c, err);
         if (r == -EINPROGRESS)
                 c->ctx = ctx;
         return r;
@@ -366,8 +390,15 @@ static int send_create(struct create_ctx *ctx, struct us_error **err)
         req.container_id = ctx->t->id;
         req.spec_json.data = (uint8_t *)ctx->json;
         req.spec_json.len = ctx->json_len;
-        req.stdin = ctx->t->procs->in_fd >= 0;
+        req.stdin = ctx->t->ctr.procs->in_fd >= 0;
         return send_step(ctx, "CreateContainer", &req.base, err);
+}
+
+/* The agent died: the pod goes, from the loop. */
+static void agent_lost(void *userdata, const char *why)
+{
+        struct sandbox_pod *pod = userdata;
+        vmpod_lost(&pod->vmpod, why);
 }
 
 /* vmpod_lost's way to the pod's teardown. */
@@ -403,7 +434,6 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
         struct sandbox_pod *pod = calloc(1, sizeof(*pod));
         if (!pod)
                 return us_errorf(err, ENOMEM, "allocate pod");
-        pod->agent_timeout_ms = sb->agent_timeout_ms;
         pod->process_exited = env->process_exited;
         pod->oom = env->oom;
         r = vmpod_start(&pod->vmpod, env->loop, env->namespace, cfg->id, cfg->spec, pod_teardown_cb,
@@ -450,18 +480,13 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
         if (vmm_vm_accel(pod->vm) == VMM_ACCEL_TCG && accel_of(sb) == VMM_ACCEL_AUTO)
                 us_log_warn("pod %s: %s", pod->vmpod.id, vmm_vm_accel_reason(pod->vm));
 
-        int fd = -1;
-        r = vmm_vm_agent_connect(pod->vm, &fd, err);
-        if (r >= 0)
-                r = us_ttrpc_client_from_fd(fd, &pod->agent, err);
-        if (r >= 0)
-                r = vmm_vm_port_connect(pod->vm, VMM_PORT_EVENTS, &fd, err);
-        if (r >= 0)
-                r = us_ttrpc_aclient_new(pod->vmpod.loop, fd, &pod->events, err);
+        pod->agent.pod_id = pod->vmpod.id;
+        pod->agent.timeout_ms = sb->agent_timeout_ms;
+        pod->agent.lost = agent_lost;
+        pod->agent.userdata = pod;
+        r = sandbox_agent_open(&pod->agent, pod->vmpod.loop, pod->vm, err);
         if (r < 0)
                 goto fail;
-        us_ttrpc_aclient_on_close(pod->events, events_closed, pod);
-        pod->booting = true;
         *ret = pod;
         *ret_vmnet = TAKE_PTR(vmnet);
         return 0;
@@ -469,18 +494,6 @@ fail:
         r = us_error_wrap(err, r, "start sandbox VM");
         pod_free(pod);
         return r;
-}
-
-void sandbox_pod_agent_dead(struct sandbox_pod *pod, const char *method)
-{
-        if (pod->agent_dead || pod->vmpod.torn_down)
-                return;
-        pod->agent_dead = true;
-        char why[160];
-        snprintf(why, sizeof(why),
-                 "the guest agent did not answer %s within %u ms (sandbox.agent_timeout_ms)",
-                 method, pod->agent_timeout_ms);
-        vmpod_lost(&pod->vmpod, why);
 }
 
 /* Stops the VM and removes everything the pod made on the host. Idempotent. */
@@ -492,14 +505,13 @@ static void pod_teardown(struct sandbox_pod *pod)
          * syncs while QEMU is told to quit (virtio-fs writes through, so no
          * data of the pod waits in the guest). */
         Unishim__Agent__V1__Empty shutdown = UNISHIM__AGENT__V1__EMPTY__INIT;
-        (void)sandbox_agent_acall(pod, NULL, "Shutdown", &shutdown.base, NULL, sandbox_acall_plain,
-                                  NULL, NULL, NULL);
-        pod->events = us_ttrpc_aclient_free(pod->events);
-        pod->agent = us_ttrpc_client_free(pod->agent);
+        (void)sandbox_agent_acall(&pod->agent, NULL, "Shutdown", &shutdown.base, NULL,
+                                  sandbox_acall_plain, NULL, NULL, NULL);
+        sandbox_agent_close(&pod->agent);
         if (pod->vm) {
                 /* A guest whose agent is dead gets no orderly quit: its QEMU
                  * may not answer QMP either. */
-                if (pod->agent_dead)
+                if (pod->agent.dead)
                         (void)vmm_vm_destroy(pod->vm, NULL);
                 else
                         (void)vmm_vm_quit(pod->vm, NULL);
@@ -656,22 +668,29 @@ static void unshare_container(struct sandbox_task *t)
 static void task_free(struct sandbox_task *t)
 {
         struct sandbox_pod *pod = t->pod;
-        sandbox_agent_cancel_task(pod, t);
+        sandbox_agent_cancel_owner(&pod->agent, t);
         for (struct sandbox_task **pp = &pod->tasks; *pp; pp = &(*pp)->next) {
                 if (*pp == t) {
                         *pp = t->next;
                         break;
                 }
         }
-        while (t->procs) {
-                struct sandbox_proc *p = t->procs;
-                t->procs = p->next;
+        while (t->ctr.procs) {
+                struct sandbox_proc *p = t->ctr.procs;
+                t->ctr.procs = p->next;
                 sandbox_proc_free(p);
         }
         unshare_container(t);
         us_oci_spec_free(t->spec);
         free(t->id);
         free(t);
+}
+
+/* A process of the task's container exited in the guest. */
+static void task_process_exited(void *owner, const char *exec_id, uint32_t status)
+{
+        struct sandbox_task *t = owner;
+        t->pod->process_exited(t->cookie, exec_id, status);
 }
 
 static int sandbox_create(const struct shim_backend_env *env, void *task_cookie,
@@ -696,11 +715,11 @@ static int sandbox_create(const struct shim_backend_env *env, void *task_cookie,
                 }
                 *env->pod = pod;
                 ctx->started_pod = true;
-        } else if (vm_task || pod->dead || pod->agent_dead || pod->vmpod.torn_down) {
+        } else if (vm_task || pod->dead || pod->agent.dead || pod->vmpod.torn_down) {
                 create_ctx_free(ctx);
                 return us_error_msg(err, EINVAL, "pod %s already has its VM%s", pod->vmpod.id,
                                     pod->dead ? ", and it is gone" : "");
-        } else if (pod->booting) {
+        } else if (pod->agent.booting) {
                 create_ctx_free(ctx);
                 return us_error_msg(err, EBUSY, "pod %s is still booting its VM", pod->vmpod.id);
         }
@@ -718,11 +737,18 @@ static int sandbox_create(const struct shim_backend_env *env, void *task_cookie,
         t->pod = pod;
         t->cookie = task_cookie;
         t->is_vm = vm_task;
+        t->ctr = (struct sandbox_container){
+                .agent = &pod->agent,
+                .loop = pod->vmpod.loop,
+                .id = t->id,
+                .owner = t,
+                .exited = task_process_exited,
+        };
         t->next = pod->tasks;
         pod->tasks = t;
         ctx->t = t;
         struct sandbox_proc *init = NULL;
-        int r = sandbox_proc_new(t, NULL, &cfg->stdio, &init, err);
+        int r = sandbox_proc_new(&t->ctr, NULL, &cfg->stdio, &init, err);
         if (r >= 0 && !vm_task)
                 r = guest_spec(t, cfg, &ctx->json, &ctx->json_len, err);
         /* The guest's answers come later: the pod's boot for a new pod,
@@ -766,7 +792,8 @@ static int container_acall(struct sandbox_task *t, const char *method,
 {
         Unishim__Agent__V1__ContainerRequest req = UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
         req.container_id = t->id;
-        return sandbox_agent_acall(t->pod, t, method, &req.base, resp_desc, fn, op, ret, err);
+        return sandbox_agent_acall(&t->pod->agent, t, method, &req.base, resp_desc, fn, op, ret,
+                                   err);
 }
 
 static int sandbox_start(void *impl, struct shim_op *op, struct us_error **err)
@@ -781,14 +808,14 @@ static void exec_started(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
                          struct us_error **err)
 {
         (void)resp;
-        struct sandbox_task *t = c->task;
+        struct sandbox_task *t = c->owner;
         if (r >= 0 && t) {
                 sandbox_proc_poll(c->proc);
                 *c->ret_pid = sandbox_pid(t);
                 *c->ret_pty = -1;
         } else if (t) {
                 /* Never started in the guest: nothing will report it. */
-                for (struct sandbox_proc **pp = &t->procs; *pp; pp = &(*pp)->next) {
+                for (struct sandbox_proc **pp = &t->ctr.procs; *pp; pp = &(*pp)->next) {
                         if (*pp == c->proc) {
                                 *pp = c->proc->next;
                                 sandbox_proc_free(c->proc);
@@ -796,7 +823,7 @@ static void exec_started(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
                         }
                 }
                 if (r >= 0)
-                        r = us_error_msg(err, ENOENT, "container %s went away", c->pod->vmpod.id);
+                        r = us_error_msg(err, ENOENT, "container %s went away", c->agent->pod_id);
         }
         sandbox_acall_finish(c, r, err);
 }
@@ -811,7 +838,7 @@ static int sandbox_exec(void *impl, const char *exec_id, const struct us_oci_pro
                 return us_error_msg(err, EINVAL, "cannot exec in the pod's sandbox VM task %s",
                                     t->id);
         struct sandbox_proc *proc = NULL;
-        int r = sandbox_proc_new(t, exec_id, stdio, &proc, err);
+        int r = sandbox_proc_new(&t->ctr, exec_id, stdio, &proc, err);
         if (r < 0)
                 return r;
         Unishim__Agent__V1__ExecProcessRequest req = UNISHIM__AGENT__V1__EXEC_PROCESS_REQUEST__INIT;
@@ -821,11 +848,11 @@ static int sandbox_exec(void *impl, const char *exec_id, const struct us_oci_pro
         req.process_json.len = json_len;
         req.stdin = proc->in_fd >= 0;
         struct sandbox_acall *c = NULL;
-        r = sandbox_agent_acall(t->pod, t, "ExecProcess", &req.base,
+        r = sandbox_agent_acall(&t->pod->agent, t, "ExecProcess", &req.base,
                                 &unishim__agent__v1__exec_process_response__descriptor,
                                 exec_started, op, &c, err);
         if (r != -EINPROGRESS) {
-                t->procs = proc->next; /* proc_new put it first */
+                t->ctr.procs = proc->next; /* proc_new put it first */
                 sandbox_proc_free(proc);
                 return r;
         }
@@ -852,8 +879,8 @@ static int signal_guest(struct sandbox_task *t, const char *exec_id, int sig, bo
         req.exec_id = (char *)(exec_id ? exec_id : "");
         req.signal = (uint32_t)sig;
         req.all = all;
-        return sandbox_agent_acall(t->pod, t, "SignalProcess", &req.base, NULL, signalled, op, NULL,
-                                   err);
+        return sandbox_agent_acall(&t->pod->agent, t, "SignalProcess", &req.base, NULL, signalled,
+                                   op, NULL, err);
 }
 
 static int sandbox_kill(void *impl, int sig, bool all, struct shim_op *op, struct us_error **err)
@@ -884,15 +911,15 @@ static int sandbox_resize(void *impl, const char *exec_id, unsigned width, unsig
         req.exec_id = (char *)(exec_id ? exec_id : "");
         req.width = width;
         req.height = height;
-        return sandbox_agent_acall(t->pod, t, "ResizePty", &req.base, NULL, sandbox_acall_plain, op,
-                                   NULL, err);
+        return sandbox_agent_acall(&t->pod->agent, t, "ResizePty", &req.base, NULL,
+                                   sandbox_acall_plain, op, NULL, err);
 }
 
 static int sandbox_close_stdin(void *impl, const char *exec_id, struct us_error **err)
 {
         (void)err;
         struct sandbox_task *t = impl;
-        struct sandbox_proc *p = sandbox_proc_find(t, exec_id);
+        struct sandbox_proc *p = sandbox_proc_find(&t->ctr, exec_id);
         /* The shim closed its pipe; stdin_readable sees EOF and tells the
          * guest once what was written before has gone through. */
         (void)p;
@@ -927,7 +954,7 @@ static int sandbox_update(void *impl, const struct us_oci_resources *res, const 
         req.container_id = t->id;
         req.resources_json.data = (uint8_t *)json;
         req.resources_json.len = json_len;
-        return sandbox_agent_acall(t->pod, t, "UpdateContainer", &req.base, NULL,
+        return sandbox_agent_acall(&t->pod->agent, t, "UpdateContainer", &req.base, NULL,
                                    sandbox_acall_plain, op, NULL, err);
 }
 
@@ -1041,15 +1068,17 @@ static int sandbox_oom_event(void *impl, int fd, uint64_t *count, bool *ret_oom,
 }
 
 /* The guest is done with the container's files (or gone): they leave the
- * share. The call is the pod's, not the task's (which is freed right after
- * its Delete), and owns the container's id and share entry meanwhile. */
+ * share. The call is the pod's (its owner), not the task's (which is freed
+ * right after its Delete), and owns the container's id and share entry
+ * meanwhile. */
 static void removed(struct sandbox_acall *c, int r, ProtobufCMessage *resp, struct us_error **err)
 {
         (void)resp;
+        struct sandbox_pod *pod = c->owner;
         char *id = c->ctx;
         struct us_error *e = NULL;
-        if (c->pod->share && sandbox_share_remove_container(c->pod->share, id, &e) < 0)
-                us_log_warn("pod %s: %s", c->pod->vmpod.id, us_error_text(e));
+        if (pod->share && sandbox_share_remove_container(pod->share, id, &e) < 0)
+                us_log_warn("pod %s: %s", pod->vmpod.id, us_error_text(e));
         us_error_free(e);
         free(id);
         sandbox_acall_finish(c, r, err);
@@ -1066,8 +1095,8 @@ static int sandbox_destroy(void *impl, struct us_error **err)
                         UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
                 req.container_id = t->id;
                 struct sandbox_acall *c = NULL;
-                r = sandbox_agent_acall(t->pod, NULL, "RemoveContainer", &req.base, NULL, removed,
-                                        NULL, &c, NULL);
+                r = sandbox_agent_acall(&t->pod->agent, t->pod, "RemoveContainer", &req.base, NULL,
+                                        removed, NULL, &c, NULL);
                 if (r == -EINPROGRESS) {
                         c->ctx = TAKE_PTR(id);
                         t->shared = false; /* the call's now */
