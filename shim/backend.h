@@ -26,14 +26,35 @@
  * hear of them from their guest, not from waitpid). */
 struct shim_backend_env {
         struct us_loop *loop;
-        const struct cri_config *config; /* the operator's, for the pod's life */
-        const char *namespace;           /* containerd's: ids are unique only within it */
-        bool debug;                      /* containerd runs the shim with -debug */
+        const char *namespace; /* containerd's: ids are unique only within it */
+        bool debug;            /* containerd runs the shim with -debug */
         /* The backend's per-pod object; one shim serves one pod. The backend
          * creates it with the pod's first task and frees it in pod_free. */
         void **pod;
         void (*process_exited)(void *task_cookie, const char *exec_id, uint32_t exit_status);
         void (*oom)(void *task_cookie);
+};
+
+/* What the Task service decided for a task's create (shim/service.c), once,
+ * from the operator's config and the task's config.json, and handed whole
+ * to the backend: the backend reads no unishim.io/ annotation and derives
+ * none of this again. A struct of its own rather than more fields of
+ * us_container_config (libunishim's engine, shared with the guest agent,
+ * knows nothing of pods, policies or VMs) or of shim_backend_env (what the
+ * shim is, the same for every task). The pod's first task decides for the
+ * pod; a later task's decision has been checked to agree with it. */
+struct shim_pod_decision {
+        /* The pod's kind. A mesh sidecar of a VM-kind pod keeps it, though
+         * its backend is the container one (shim/sidecar.h). */
+        enum cri_isolation kind;
+        const struct cri_config *config; /* the operator's, for the pod's life */
+        /* A VM kind's vCPUs and guest memory (vmpod_size): the pod's
+         * annotations, else its limits, within the operator's bounds, else
+         * the defaults; never 0. Computed, and so checked, for every kind. */
+        struct cri_vm_size size;
+        /* The task itself: id, bundle, rootfs, stdio, and its spec,
+         * validated, with the config.json text it was parsed from. */
+        struct us_container_config container;
 };
 
 /* An operation a backend may finish later, from the loop: a VM kind waits
@@ -53,14 +74,14 @@ struct shim_backend {
         /* With a terminal, does the process get a pty on this host (which
          * the shim pumps)? VM kinds keep the pty in the guest. */
         bool host_pty;
-        /* Creates the task's init process up to "created". cfg->spec moves
-         * into impl on success, and to the backend when it returns
-         * -EINPROGRESS (cfg's other fields are not used after it returns).
-         * *ret_impl and *ret_pty (a pty master or -1) are set by the time op
-         * is done. task_cookie is passed back to env's callbacks; env->pod
-         * stays valid. */
+        /* Creates the task's init process up to "created", as decided.
+         * decision->container.spec moves into impl on success, and to the
+         * backend when it returns -EINPROGRESS (nothing else of decision is
+         * used after it returns). *ret_impl and *ret_pty (a pty master or
+         * -1) are set by the time op is done. task_cookie is passed back to
+         * env's callbacks; env->pod stays valid. */
         int (*create)(const struct shim_backend_env *env, void *task_cookie,
-                      const struct us_container_config *cfg, void **ret_impl, int *ret_pty,
+                      const struct shim_pod_decision *decision, void **ret_impl, int *ret_pty,
                       struct shim_op *op, struct us_error **err);
         pid_t (*pid)(void *impl);
         int (*start)(void *impl, struct shim_op *op, struct us_error **err);

@@ -29,6 +29,7 @@
 #include "sidecar.h"
 #include "task.h"
 #include "version.h"
+#include "vmpod.h"
 
 #define TASK_SERVICE "containerd.task.v2.Task"
 
@@ -267,9 +268,6 @@ static int host_sidecar(struct shim *shim, struct us_oci_spec *spec,
         return 0;
 }
 
-/* The pod's kind from the operator's policy and the pod's annotations, and
- * the backend that runs the task: the kind's, or the container backend for a
- * VM-kind pod's mesh sidecars (*ret_sidecar). */
 /* containerd hands a pod's annotations to the runtime only if the handler's
  * pod_annotations lists them: without that, a pod's unishim.io/isolation
  * never reaches us and the pod silently gets the default kind. We cannot
@@ -291,8 +289,13 @@ static void note_missing_annotations(const struct us_oci_spec *spec, enum cri_is
                     CRI_ANNOTATION_PREFIX, cri_isolation_name(kind), CRI_ANNOTATION_PREFIX);
 }
 
+/* The pod's decision (kind, size, the operator's config) from the
+ * operator's policy and the pod's annotations, and the backend that runs the
+ * task: the kind's, or the container backend for a VM-kind pod's mesh
+ * sidecars (*ret_sidecar). ret_decision->container is the caller's to
+ * fill. */
 static int decide_backend(struct shim *shim, const Containerd__Task__V2__CreateTaskRequest *req,
-                          struct us_oci_spec *spec, enum cri_isolation *ret_kind,
+                          struct us_oci_spec *spec, struct shim_pod_decision *ret_decision,
                           const struct shim_backend **ret, bool *ret_sidecar, struct us_error **err)
 {
         *ret_sidecar = false;
@@ -307,10 +310,10 @@ static int decide_backend(struct shim *shim, const Containerd__Task__V2__CreateT
                                      err);
         if (r < 0)
                 return r;
-        /* Checked for every kind, so that a bad value never passes silently;
-         * the VM backends read them again when they size the VM. */
+        /* Decided, and so checked, for every kind, so that a bad value never
+         * passes silently; only the VM kinds use it. */
         struct cri_vm_size size;
-        r = cri_policy_vm_size(shim->config, spec->annotations, spec->n_annotations, &size, err);
+        r = vmpod_size(shim->config, spec, &size, err);
         if (r < 0)
                 return r;
         if (shim->kind_decided && kind != shim->kind)
@@ -330,7 +333,9 @@ static int decide_backend(struct shim *shim, const Containerd__Task__V2__CreateT
                                     value ? "" : " (the configured default)",
                                     available_kinds(buf, sizeof(buf)));
         }
-        *ret_kind = kind;
+        ret_decision->kind = kind;
+        ret_decision->config = shim->config;
+        ret_decision->size = size;
         *ret = b;
         if (!shim->kind_decided)
                 note_missing_annotations(spec, kind);
@@ -420,9 +425,9 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
                 r = us_error_msg(err, EINVAL, "config.json has no process");
                 goto fail;
         }
-        enum cri_isolation kind = CRI_ISOLATION_CONTAINER;
+        struct shim_pod_decision decision = {.kind = CRI_ISOLATION_CONTAINER};
         bool sidecar = false;
-        r = decide_backend(shim, req, spec, &kind, &t->backend, &sidecar, err);
+        r = decide_backend(shim, req, spec, &decision, &t->backend, &sidecar, err);
         if (r < 0) {
                 us_oci_spec_free(spec);
                 goto fail;
@@ -461,7 +466,7 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
                 goto fail;
         }
 
-        struct us_container_config cfg = {
+        decision.container = (struct us_container_config){
                 .id = req->id,
                 .bundle = req->bundle,
                 .rootfs = rootfs,
@@ -472,7 +477,6 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
         };
         struct shim_backend_env env = {
                 .loop = shim->loop,
-                .config = shim->config,
                 .namespace = shim->args->namespace,
                 .debug = shim->args->debug,
                 .pod = &shim->backend_pod,
@@ -488,11 +492,11 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
          * backend's boot runs on the loop, and what the shim reaps meanwhile
          * (QEMU, virtiofsd) must reach it (shim_reap asks shim->backend). */
         if (!sidecar && !shim->kind_decided) {
-                shim->kind = kind;
+                shim->kind = decision.kind;
                 shim->kind_decided = true;
                 shim->backend = t->backend;
         }
-        r = t->backend->create(&env, t, &cfg, &t->impl, &pd->pty, &pd->op, err);
+        r = t->backend->create(&env, t, &decision, &t->impl, &pd->pty, &pd->op, err);
         if (r == -EINPROGRESS || r >= 0)
                 return r; /* spec is the backend's now */
         us_oci_spec_free(spec);

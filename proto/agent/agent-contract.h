@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * What the shim (shim/backend-sandbox.c) and the guest agent (guest-agent/)
+ * What the shim (shim/sandbox/backend.c) and the guest agent (guest-agent/)
  * both rely on besides the messages of agent.proto: one definition for both
  * sides.
  */

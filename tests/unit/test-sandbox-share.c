@@ -20,7 +20,7 @@
 #include "unit.h"
 
 #include "cleanup.h"
-#include "sandbox-share.h"
+#include "sandbox/share.h"
 
 struct fixture {
         char base[64];

@@ -10,7 +10,7 @@
 #include "unit.h"
 
 #include "oci-spec.h"
-#include "sandbox-spec.h"
+#include "sandbox/spec.h"
 
 static const char spec[] =
         "{\"ociVersion\":\"1.0.2\",\"process\":{\"args\":[\"sh\"],\"cwd\":\"/\"},"

@@ -3,13 +3,12 @@
  * The sandbox kind: the pod runs in a QEMU microvm whose PID 1 is our guest
  * agent; the agent runs the pod's containers with libunishim's engine.
  *
- * Per pod (one shim): one VM, its tap wired into the pod netns (netplumb),
+ * Per pod (one shim): what every VM kind's pod has on the host (vmpod.h:
+ * state dir, the tap wired into the pod netns, the VM's cgroup), one VM,
  * one shared directory exported by virtio-fs where each container's rootfs
- * and bind-mount sources are bind-mounted, and two agent channels:
- * "unishim.agent" for short synchronous calls (blocking ttrpc client: the
- * Task API is synchronous and these calls are short), and "unishim.events"
- * for the long polls (asynchronous client on the loop): exits, output
- * streams, OOM kills.
+ * and bind-mount sources are bind-mounted (share.h), and the channel to the
+ * guest agent (agent.h), on which every call and each guest process's long
+ * polls (io.h) are answered from the loop.
  *
  * The CRI sandbox task (the pause container) is the VM itself: its pid is
  * QEMU's, its exit is QEMU's. A container without a CRI sandbox (ctr run)
@@ -22,7 +21,6 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
@@ -31,7 +29,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mount.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,18 +36,50 @@
 #include "backend.h"
 #include "cgroup.h"
 #include "cleanup.h"
-#include "fs-util.h"
-#include "id.h"
 #include "log.h"
 #include "netplumb.h"
 #include "policy.h"
 #include "qemu.h"
-#include "sandbox-spec.h"
-#include "sandbox.h"
+#include "sandbox/agent.h"
+#include "sandbox/io.h"
+#include "sandbox/share.h"
+#include "sandbox/spec.h"
 #include "ttrpc.h"
+#include "vmpod.h"
+
+#define GUEST_SHARE_TAG "unishim"
+#define GUEST_SHARE_DIR "/run/unishim/shared"
+/* A pod's QEMU runs as uid and gid QEMU_UID_BASE + its shim's pid (pids are
+ * below 2^22): far above login users and the usual subuid ranges. */
+#define QEMU_UID_BASE 0x60000000u
+
+struct sandbox_pod;
+
+struct sandbox_task {
+        struct sandbox_task *next;
+        struct sandbox_pod *pod;
+        void *cookie;
+        char *id;
+        bool is_vm; /* the CRI sandbox: the VM itself */
+        bool in_guest;
+        bool shared;                  /* its rootfs and binds are in the pod's share */
+        struct sandbox_container ctr; /* its processes in the guest (io.h) */
+        struct us_oci_spec *spec;
+};
+
+struct sandbox_pod {
+        struct vmpod vmpod; /* state dir, network, cgroup, the end's bookkeeping */
+        void (*process_exited)(void *cookie, const char *exec_id, uint32_t status);
+        void (*oom)(void *cookie);
+        struct sandbox_share *share;
+        struct vmm_vm *vm;
+        struct sandbox_agent agent;
+        uint64_t oom_call;
+        struct sandbox_task *tasks;
+        bool dead; /* QEMU gone */
+};
 
 static void pod_teardown(struct sandbox_pod *pod);
-static void pod_lost(struct sandbox_pod *pod, const char *why);
 static void pod_free(void *impl);
 static void task_free(struct sandbox_task *t);
 
@@ -88,9 +117,9 @@ static void oom_got(int status, const uint8_t *payload, size_t len, const struct
 static void oom_poll(struct sandbox_pod *pod)
 {
         Unishim__Agent__V1__Empty req = UNISHIM__AGENT__V1__EMPTY__INIT;
-        if (pod->events && !pod->oom_call)
-                (void)us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "GetOOMEvent", &req.base,
-                                            NULL, 0, 0, oom_got, pod, &pod->oom_call, NULL);
+        if (!pod->oom_call)
+                (void)sandbox_agent_poll(&pod->agent, "GetOOMEvent", &req.base, 0, oom_got, pod,
+                                         &pod->oom_call);
 }
 
 /* A VM that died on its own takes its console log with the pod's state
@@ -105,8 +134,8 @@ static void log_console_tail(const struct sandbox_pod *pod)
         for (size_t i = 0; i < n; i++)
                 if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
                         buf[i] = ' ';
-        us_log_warn("pod %s: the VM exited unexpectedly; end of its console: %.*s", pod->id, (int)n,
-                    buf);
+        us_log_warn("pod %s: the VM exited unexpectedly; end of its console: %.*s", pod->vmpod.id,
+                    (int)n, buf);
 }
 
 /* Every process of the pod ends when the VM does. */
@@ -115,11 +144,12 @@ static void pod_vm_gone(struct sandbox_pod *pod)
         if (pod->dead)
                 return;
         pod->dead = true;
-        if (!pod->torn_down)
+        pod->agent.stopped = true;
+        if (!pod->vmpod.torn_down)
                 log_console_tail(pod);
         int ws = pod->vm ? vmm_vm_exit_status(pod->vm) : -1;
         for (struct sandbox_task *t = pod->tasks; t; t = t->next) {
-                for (struct sandbox_proc *p = t->procs; p; p = p->next) {
+                for (struct sandbox_proc *p = t->ctr.procs; p; p = p->next) {
                         if (p->exited)
                                 continue;
                         p->exited = true;
@@ -130,16 +160,6 @@ static void pod_vm_gone(struct sandbox_pod *pod)
                         pod->process_exited(t->cookie, p->exec_id, status);
                 }
         }
-}
-
-static void events_closed(void *userdata, int reason)
-{
-        struct sandbox_pod *pod = userdata;
-        /* The guest closed its side or broke the protocol: without the
-         * channel nothing of the pod can be observed or done any more. */
-        pod->agent_dead = true;
-        pod_lost(pod, reason == -EPROTO ? "the guest agent broke the protocol"
-                                        : "the guest agent closed its channel");
 }
 
 /* The kernel and initramfs: UNISHIM_GUEST_DIR, else next to the binary as
@@ -191,48 +211,6 @@ static int guest_image(char **ret_kernel, char **ret_initrd, struct us_error **e
                             installed, built, env_dir ? " or " : "", env_dir ? env_dir : "");
 }
 
-static const char *netns_path_of(const struct us_oci_spec *spec)
-{
-        for (size_t i = 0; i < spec->linux_.n_namespaces; i++)
-                if (spec->linux_.namespaces[i].type == CLONE_NEWNET)
-                        return spec->linux_.namespaces[i].path;
-        return NULL;
-}
-
-/* Guest memory: the pod's unishim.io/memory-mib, else its limit plus room
- * for the guest kernel and agent, within the operator's bounds; the
- * operator's default without either. */
-static unsigned memory_mib_of(const struct us_oci_spec *spec, const struct cri_sandbox_config *sb,
-                              const struct cri_vm_size *asked)
-{
-        if (asked->memory_mib)
-                return asked->memory_mib;
-        const struct us_oci_memory *m = &spec->linux_.resources.memory;
-        if (!spec->linux_.has_resources || !m->has_limit || m->limit <= 0)
-                return sb->memory_mib;
-        uint64_t mib = (uint64_t)m->limit / (1024 * 1024) + MEMORY_OVERHEAD_MIB;
-        if (mib < 128)
-                mib = 128;
-        return mib > sb->max_memory_mib ? sb->max_memory_mib : (unsigned)mib;
-}
-
-/* vCPUs: the pod's unishim.io/vcpus, else its CPU limit (quota/period,
- * rounded up) within bounds. */
-static unsigned vcpus_of(const struct us_oci_spec *spec, const struct cri_sandbox_config *sb,
-                         const struct cri_vm_size *asked)
-{
-        if (asked->vcpus)
-                return asked->vcpus;
-        const struct us_oci_cpu *c = &spec->linux_.resources.cpu;
-        if (!spec->linux_.has_resources || !c->has_quota || c->quota <= 0 || !c->has_period ||
-            c->period == 0)
-                return sb->vcpus;
-        uint64_t n = ((uint64_t)c->quota + c->period - 1) / c->period;
-        if (n < 1)
-                n = 1;
-        return n > sb->max_vcpus ? sb->max_vcpus : (unsigned)n;
-}
-
 static enum vmm_accel accel_of(const struct cri_sandbox_config *sb)
 {
         if (sb->accel && strcmp(sb->accel, "kvm") == 0)
@@ -273,7 +251,7 @@ static void create_failed(struct create_ctx *ctx, int r, struct us_error **err)
         /* A pod being torn down (whose teardown cancelled this step) stays
          * in its slot, for pod_free when the shim exits: the teardown is
          * still using it. */
-        if (ctx->started_pod && !pod->tasks && !pod->torn_down) {
+        if (ctx->started_pod && !pod->tasks && !pod->vmpod.torn_down) {
                 pod_free(pod);
                 *ctx->pod_slot = NULL;
         }
@@ -307,12 +285,12 @@ static void create_step(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
                 } else if (strcmp(c->method, "AddStorage") == 0) {
                         r = send_network(ctx, err);
                 } else if (strcmp(c->method, "UpdateNetwork") == 0) {
-                        pod->booting = false;
+                        pod->agent.booting = false;
                         oom_poll(pod);
                         r = ctx->json ? send_create(ctx, err) : 0;
                 } else { /* CreateContainer */
                         ctx->t->in_guest = true;
-                        sandbox_proc_poll(ctx->t->procs);
+                        sandbox_proc_poll(ctx->t->ctr.procs);
                 }
         }
         if (r == -EINPROGRESS)
@@ -330,8 +308,8 @@ static int send_step(struct create_ctx *ctx, const char *method, const ProtobufC
                      struct us_error **err)
 {
         struct sandbox_acall *c = NULL;
-        int r = sandbox_agent_acall(ctx->t->pod, ctx->t, method, req, NULL, create_step, NULL, &c,
-                                    err);
+        int r = sandbox_agent_acall(&ctx->t->pod->agent, ctx->t, method, req, NULL, create_step,
+                                    NULL, &c, err);
         if (r == -EINPROGRESS)
                 c->ctx = ctx;
         return r;
@@ -362,7 +340,7 @@ static int send_network(struct create_ctx *ctx, struct us_error **err)
         const struct netplumb_vm_net *vmnet = ctx->vmnet;
         Unishim__Agent__V1__UpdateNetworkRequest net =
                 UNISHIM__AGENT__V1__UPDATE_NETWORK_REQUEST__INIT;
-        net.hostname = pod->hostname ? pod->hostname : (char *)"";
+        net.hostname = pod->vmpod.hostname ? pod->vmpod.hostname : (char *)"";
         Unishim__Agent__V1__Interface iface = UNISHIM__AGENT__V1__INTERFACE__INIT;
         Unishim__Agent__V1__Interface *ifaces[] = {&iface};
         Unishim__Agent__V1__IPAddress addrs[2], *addrp[2];
@@ -412,73 +390,37 @@ static int send_create(struct create_ctx *ctx, struct us_error **err)
         req.container_id = ctx->t->id;
         req.spec_json.data = (uint8_t *)ctx->json;
         req.spec_json.len = ctx->json_len;
-        req.stdin = ctx->t->procs->in_fd >= 0;
+        req.stdin = ctx->t->ctr.procs->in_fd >= 0;
         return send_step(ctx, "CreateContainer", &req.base, err);
 }
 
+/* The agent died: the pod goes, from the loop. */
+static void agent_lost(void *userdata, const char *why)
+{
+        struct sandbox_pod *pod = userdata;
+        vmpod_lost(&pod->vmpod, why);
+}
+
+/* vmpod_lost's way to the pod's teardown. */
+static void pod_teardown_cb(void *userdata)
+{
+        pod_teardown(userdata);
+}
+
 /* Everything of a new pod up to its VM running and the agent's ports
- * connected; the agent's side (create_step) follows. *ret_vmnet: the VM's
- * network for the guest (NULL without one; caller frees). */
-/* The VM's cgroup: the CRI sandbox's cgroups path, else /unishim/<pod id>. */
-static void vm_cgroup_path(const struct us_oci_spec *spec, const char *pod_id, char *buf,
-                           size_t size)
-{
-        if (spec->linux_.cgroups_path && *spec->linux_.cgroups_path)
-                snprintf(buf, size, "%s", spec->linux_.cgroups_path);
-        else
-                snprintf(buf, size, "/unishim/%s", pod_id);
-}
-
-/* Removes <state_dir> (by fd: us_rm_tree_at) with tree, and its parent
- * POD_STATE_ROOT/<namespace> if that was the namespace's last pod. */
-static int remove_state_dir(const char *state_dir, bool tree, struct us_error **err)
-{
-        char parent[PATH_MAX];
-        snprintf(parent, sizeof(parent), "%s", state_dir);
-        char *slash = strrchr(parent, '/');
-        if (!slash)
-                return 0;
-        *slash = '\0';
-        int r = 0;
-        if (tree) {
-                _cleanup_close_ int fd =
-                        open(parent, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                r = fd < 0 ? us_errorf(err, errno, "open %s", parent)
-                           : us_rm_tree_at(fd, slash + 1, err);
-        }
-        (void)rmdir(parent);
-        return r;
-}
-
-static int pod_start(const struct shim_backend_env *env, const struct us_container_config *cfg,
+ * connected, sized as decided; the agent's side (create_step) follows.
+ * *ret_vmnet: the VM's network for the guest (NULL without one; caller
+ * frees). */
+static int pod_start(const struct shim_backend_env *env, const struct shim_pod_decision *decision,
                      struct sandbox_pod **ret, struct netplumb_vm_net **ret_vmnet,
                      struct us_error **err)
 {
-        struct sandbox_pod *pod = calloc(1, sizeof(*pod));
-        if (!pod)
-                return us_errorf(err, ENOMEM, "allocate pod");
-        pod->loop = env->loop;
-        pod->agent_timeout_ms = env->config->sandbox.agent_timeout_ms;
-        pod->process_exited = env->process_exited;
-        pod->oom = env->oom;
-        int r = 0;
+        const struct cri_sandbox_config *sb = &decision->config->sandbox;
+        const struct us_container_config *cfg = &decision->container;
         _cleanup_free_ char *kernel = NULL, *initrd = NULL;
-        _cleanup_free_ struct netplumb_pod_net *podnet = NULL;
         _cleanup_free_ struct netplumb_vm_net *vmnet = NULL;
         _cleanup_close_ int tap_fd = -1;
-        const struct us_oci_spec *spec = cfg->spec;
-
-        if (!(pod->id = strdup(cfg->id)) ||
-            asprintf(&pod->state_dir, "%s/%s/%s", POD_STATE_ROOT, env->namespace, cfg->id) < 0) {
-                pod->state_dir = NULL;
-                r = us_errorf(err, ENOMEM, "allocate pod");
-                goto fail;
-        }
-        const struct cri_sandbox_config *sb = &env->config->sandbox;
-        struct cri_vm_size asked;
-        r = cri_policy_vm_size(env->config, spec->annotations, spec->n_annotations, &asked, err);
-        if (r < 0)
-                goto fail;
+        int r;
         if (sb->kernel && sb->initrd) {
                 kernel = strdup(sb->kernel);
                 initrd = strdup(sb->initrd);
@@ -487,71 +429,41 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
                 r = guest_image(&kernel, &initrd, err);
         }
         if (r < 0)
-                goto fail;
-        /* The pod's own dir is new: one left by a shim that was killed is
-         * `shim delete`'s to clean, never ours to reuse or remove. */
-        {
-                char parent[PATH_MAX];
-                snprintf(parent, sizeof(parent), "%s/%s", POD_STATE_ROOT, env->namespace);
-                if ((r = us_mkdir_p(parent, 0700, err)) < 0)
-                        goto fail;
-                if (mkdir(pod->state_dir, 0700) < 0) {
-                        r = us_errorf(err, errno, "create %s", pod->state_dir);
-                        goto fail;
-                }
-                pod->state_made = true;
-        }
-        r = sandbox_share_new(pod->state_dir, &pod->share, err);
+                return us_error_wrap(err, r, "start sandbox VM");
+
+        struct sandbox_pod *pod = calloc(1, sizeof(*pod));
+        if (!pod)
+                return us_errorf(err, ENOMEM, "allocate pod");
+        pod->process_exited = env->process_exited;
+        pod->oom = env->oom;
+        r = vmpod_start(&pod->vmpod, env->loop, env->namespace, cfg->id, cfg->spec, pod_teardown_cb,
+                        pod, &vmnet, &tap_fd, err);
         if (r < 0)
                 goto fail;
-
-        if (spec->hostname && !(pod->hostname = strdup(spec->hostname))) {
-                r = us_errorf(err, ENOMEM, "allocate pod");
-                goto fail;
-        }
-        const char *netns = netns_path_of(spec);
-        if (netns) {
-                if (!(pod->netns = strdup(netns))) {
-                        r = us_errorf(err, ENOMEM, "allocate pod");
-                        goto fail;
-                }
-                r = netplumb_pod_inspect(netns, &podnet, err);
-                if (r >= 0)
-                        r = netplumb_vm_wire(netns, podnet, NULL, &vmnet, &tap_fd, err);
-                if (r < 0) {
-                        r = us_error_wrap(err, r, "wire the VM into the pod network %s", netns);
-                        goto fail;
-                }
-                pod->wired = true;
-        }
-
-        char cgpath[PATH_MAX];
-        vm_cgroup_path(spec, cfg->id, cgpath, sizeof(cgpath));
-        r = us_cgroup_create(NULL, cgpath, &pod->cgroup, err);
+        r = sandbox_share_new(pod->vmpod.state_dir, &pod->share, err);
         if (r < 0)
                 goto fail;
 
         char mac[18] = "";
         if (vmnet)
-                snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", vmnet->mac[0],
-                         vmnet->mac[1], vmnet->mac[2], vmnet->mac[3], vmnet->mac[4], vmnet->mac[5]);
+                vmpod_mac_text(vmnet, mac);
         const struct vmm_share share = {.tag = GUEST_SHARE_TAG,
                                         .host_dir = sandbox_share_guest_dir(pod->share)};
         const struct vmm_vm_config vc = {
                 .id = cfg->id,
-                .state_dir = pod->state_dir,
+                .state_dir = pod->vmpod.state_dir,
                 .kernel = kernel,
                 .initrd = initrd,
-                .vcpus = vcpus_of(spec, sb, &asked),
-                .memory_mib = memory_mib_of(spec, sb, &asked),
+                .vcpus = decision->size.vcpus,
+                .memory_mib = decision->size.memory_mib,
                 .accel = accel_of(sb),
                 .share_type = VMM_SHARE_VIRTIOFS,
                 .shares = &share,
                 .n_shares = 1,
                 .tap_fd = tap_fd,
                 .mac = vmnet ? mac : NULL,
-                .cgroup = pod->cgroup,
-                .loop = pod->loop,
+                .cgroup = pod->vmpod.cgroup,
+                .loop = pod->vmpod.loop,
                 .console_log_max = (size_t)sb->console_log_max_bytes,
                 /* A uid no other pod's QEMU has: one shim per pod, and
                  * QEMU dies with its shim, so a live shim's pid is unique
@@ -567,20 +479,15 @@ static int pod_start(const struct shim_backend_env *env, const struct us_contain
                 goto fail;
         tap_fd = us_close(tap_fd); /* QEMU holds it now */
         if (vmm_vm_accel(pod->vm) == VMM_ACCEL_TCG && accel_of(sb) == VMM_ACCEL_AUTO)
-                us_log_warn("pod %s: %s", pod->id, vmm_vm_accel_reason(pod->vm));
+                us_log_warn("pod %s: %s", pod->vmpod.id, vmm_vm_accel_reason(pod->vm));
 
-        int fd = -1;
-        r = vmm_vm_agent_connect(pod->vm, &fd, err);
-        if (r >= 0)
-                r = us_ttrpc_client_from_fd(fd, &pod->agent, err);
-        if (r >= 0)
-                r = vmm_vm_port_connect(pod->vm, VMM_PORT_EVENTS, &fd, err);
-        if (r >= 0)
-                r = us_ttrpc_aclient_new(pod->loop, fd, &pod->events, err);
+        pod->agent.pod_id = pod->vmpod.id;
+        pod->agent.timeout_ms = sb->agent_timeout_ms;
+        pod->agent.lost = agent_lost;
+        pod->agent.userdata = pod;
+        r = sandbox_agent_open(&pod->agent, pod->vmpod.loop, pod->vm, err);
         if (r < 0)
                 goto fail;
-        us_ttrpc_aclient_on_close(pod->events, events_closed, pod);
-        pod->booting = true;
         *ret = pod;
         *ret_vmnet = TAKE_PTR(vmnet);
         return 0;
@@ -590,85 +497,34 @@ fail:
         return r;
 }
 
-static void agent_dead_now(struct us_loop_source *src, void *userdata)
-{
-        (void)src;
-        struct sandbox_pod *pod = userdata;
-        pod->dead_timer = NULL;
-        pod_teardown(pod);
-}
-
-/* The pod cannot go on (why, for the log): its tasks are reported exited
- * and its VM goes, from the loop (not inside the caller, which may be one of
- * the pod's own callbacks). */
-static void pod_lost(struct sandbox_pod *pod, const char *why)
-{
-        if (pod->dead_timer || pod->torn_down)
-                return;
-        us_log_error("pod %s: %s: the pod is dead, its VM goes", pod->id, why);
-        struct us_error *err = NULL;
-        if (us_loop_add_timer(pod->loop, 0, agent_dead_now, pod, &pod->dead_timer, &err) < 0) {
-                us_error_free(err);
-                pod_teardown(pod);
-        }
-}
-
-void sandbox_pod_agent_dead(struct sandbox_pod *pod, const char *method)
-{
-        if (pod->agent_dead || pod->torn_down)
-                return;
-        pod->agent_dead = true;
-        char why[160];
-        snprintf(why, sizeof(why),
-                 "the guest agent did not answer %s within %u ms (sandbox.agent_timeout_ms)",
-                 method, pod->agent_timeout_ms);
-        pod_lost(pod, why);
-}
-
 /* Stops the VM and removes everything the pod made on the host. Idempotent. */
 static void pod_teardown(struct sandbox_pod *pod)
 {
-        if (pod->torn_down)
+        if (!vmpod_teardown_begin(&pod->vmpod))
                 return;
-        pod->torn_down = true;
-        pod->dead_timer = us_loop_source_remove(pod->dead_timer);
         /* Best effort, never waited for: the agent stops the containers and
          * syncs while QEMU is told to quit (virtio-fs writes through, so no
          * data of the pod waits in the guest). */
         Unishim__Agent__V1__Empty shutdown = UNISHIM__AGENT__V1__EMPTY__INIT;
-        (void)sandbox_agent_acall(pod, NULL, "Shutdown", &shutdown.base, NULL, sandbox_acall_plain,
-                                  NULL, NULL, NULL);
-        pod->events = us_ttrpc_aclient_free(pod->events);
-        pod->agent = us_ttrpc_client_free(pod->agent);
+        (void)sandbox_agent_acall(&pod->agent, NULL, "Shutdown", &shutdown.base, NULL,
+                                  sandbox_acall_plain, NULL, NULL, NULL);
+        sandbox_agent_close(&pod->agent);
         if (pod->vm) {
                 /* A guest whose agent is dead gets no orderly quit: its QEMU
                  * may not answer QMP either. */
-                if (pod->agent_dead)
+                if (pod->agent.dead)
                         (void)vmm_vm_destroy(pod->vm, NULL);
                 else
                         (void)vmm_vm_quit(pod->vm, NULL);
                 pod_vm_gone(pod);
         }
-        if (pod->wired)
-                (void)netplumb_vm_unwire(pod->netns, NULL);
-        pod->wired = false;
-        if (pod->cgroup) {
-                (void)us_cgroup_destroy(pod->cgroup, NULL);
-                pod->cgroup = us_cgroup_free(pod->cgroup);
-        }
+        vmpod_teardown_host(&pod->vmpod);
         /* Every bind of every container goes with the share's mounts. */
         pod->share = sandbox_share_free(pod->share);
         for (struct sandbox_task *t = pod->tasks; t; t = t->next)
                 t->shared = false;
-        if (pod->state_made) {
-                /* What QEMU, virtiofsd and the share left in it. */
-                struct us_error *err = NULL;
-                if (remove_state_dir(pod->state_dir, true, &err) < 0)
-                        us_log_warn("pod %s: remove %s: %s", pod->id, pod->state_dir,
-                                    us_error_text(err));
-                us_error_free(err);
-                pod->state_made = false;
-        }
+        /* What QEMU, virtiofsd and the share left in it. */
+        vmpod_teardown_state(&pod->vmpod);
 }
 
 static void pod_free(void *impl)
@@ -677,13 +533,8 @@ static void pod_free(void *impl)
         if (!pod)
                 return;
         pod_teardown(pod);
-        if (pod->state_dir) /* a parent made for a pod whose own dir was not */
-                (void)remove_state_dir(pod->state_dir, false, NULL);
         pod->vm = vmm_vm_free(pod->vm);
-        free(pod->id);
-        free(pod->state_dir);
-        free(pod->netns);
-        free(pod->hostname);
+        vmpod_fini(&pod->vmpod);
         free(pod);
 }
 
@@ -691,11 +542,9 @@ static int pod_host_namespaces(void *impl, const char **ret_netns, const char **
                                struct us_error **err)
 {
         struct sandbox_pod *pod = impl;
-        if (!pod || !pod->netns)
+        if (!pod)
                 return us_error_msg(err, ENOENT, "the pod has no network namespace");
-        *ret_netns = pod->netns;
-        *ret_hostname = pod->hostname;
-        return 0;
+        return vmpod_host_namespaces(&pod->vmpod, ret_netns, ret_hostname, err);
 }
 
 static bool pod_child_exited(void *impl, pid_t pid, int wait_status)
@@ -706,17 +555,11 @@ static bool pod_child_exited(void *impl, pid_t pid, int wait_status)
         if (!vmm_vm_running(pod->vm))
                 pod_vm_gone(pod);
         else /* a virtiofsd: every file of the guest's containers is gone */
-                pod_lost(pod, "its virtiofsd exited");
+                vmpod_lost(&pod->vmpod, "its virtiofsd exited");
         return true;
 }
 
 /* ---- containers in the guest ---- */
-
-static bool is_cri_sandbox(const struct us_oci_spec *spec)
-{
-        const char *type = us_oci_spec_annotation(spec, CRI_CONTAINER_TYPE);
-        return type && strcmp(type, "sandbox") == 0;
-}
 
 static bool mount_is_bind(const struct us_oci_mount *m)
 {
@@ -816,7 +659,7 @@ static void unshare_container(struct sandbox_task *t)
                 return;
         struct us_error *err = NULL;
         if (sandbox_share_remove_container(t->pod->share, t->id, &err) < 0)
-                us_log_warn("pod %s: %s", t->pod->id, us_error_text(err));
+                us_log_warn("pod %s: %s", t->pod->vmpod.id, us_error_text(err));
         us_error_free(err);
         t->shared = false;
 }
@@ -826,16 +669,16 @@ static void unshare_container(struct sandbox_task *t)
 static void task_free(struct sandbox_task *t)
 {
         struct sandbox_pod *pod = t->pod;
-        sandbox_agent_cancel_task(pod, t);
+        sandbox_agent_cancel_owner(&pod->agent, t);
         for (struct sandbox_task **pp = &pod->tasks; *pp; pp = &(*pp)->next) {
                 if (*pp == t) {
                         *pp = t->next;
                         break;
                 }
         }
-        while (t->procs) {
-                struct sandbox_proc *p = t->procs;
-                t->procs = p->next;
+        while (t->ctr.procs) {
+                struct sandbox_proc *p = t->ctr.procs;
+                t->ctr.procs = p->next;
                 sandbox_proc_free(p);
         }
         unshare_container(t);
@@ -844,12 +687,20 @@ static void task_free(struct sandbox_task *t)
         free(t);
 }
 
+/* A process of the task's container exited in the guest. */
+static void task_process_exited(void *owner, const char *exec_id, uint32_t status)
+{
+        struct sandbox_task *t = owner;
+        t->pod->process_exited(t->cookie, exec_id, status);
+}
+
 static int sandbox_create(const struct shim_backend_env *env, void *task_cookie,
-                          const struct us_container_config *cfg, void **ret_impl, int *ret_pty,
+                          const struct shim_pod_decision *decision, void **ret_impl, int *ret_pty,
                           struct shim_op *op, struct us_error **err)
 {
+        const struct us_container_config *cfg = &decision->container;
         struct sandbox_pod *pod = *env->pod;
-        bool vm_task = is_cri_sandbox(cfg->spec);
+        bool vm_task = vmpod_is_cri_sandbox(cfg->spec);
         struct create_ctx *ctx = calloc(1, sizeof(*ctx));
         if (!ctx)
                 return us_errorf(err, ENOMEM, "allocate task");
@@ -858,20 +709,20 @@ static int sandbox_create(const struct shim_backend_env *env, void *task_cookie,
         ctx->ret_impl = ret_impl;
         ctx->ret_pty = ret_pty;
         if (!pod) {
-                int r = pod_start(env, cfg, &pod, &ctx->vmnet, err);
+                int r = pod_start(env, decision, &pod, &ctx->vmnet, err);
                 if (r < 0) {
                         create_ctx_free(ctx);
                         return r;
                 }
                 *env->pod = pod;
                 ctx->started_pod = true;
-        } else if (vm_task || pod->dead || pod->agent_dead || pod->torn_down) {
+        } else if (vm_task || pod->dead || pod->agent.dead || pod->vmpod.torn_down) {
                 create_ctx_free(ctx);
-                return us_error_msg(err, EINVAL, "pod %s already has its VM%s", pod->id,
+                return us_error_msg(err, EINVAL, "pod %s already has its VM%s", pod->vmpod.id,
                                     pod->dead ? ", and it is gone" : "");
-        } else if (pod->booting) {
+        } else if (pod->agent.booting) {
                 create_ctx_free(ctx);
-                return us_error_msg(err, EBUSY, "pod %s is still booting its VM", pod->id);
+                return us_error_msg(err, EBUSY, "pod %s is still booting its VM", pod->vmpod.id);
         }
 
         struct sandbox_task *t = calloc(1, sizeof(*t));
@@ -887,11 +738,18 @@ static int sandbox_create(const struct shim_backend_env *env, void *task_cookie,
         t->pod = pod;
         t->cookie = task_cookie;
         t->is_vm = vm_task;
+        t->ctr = (struct sandbox_container){
+                .agent = &pod->agent,
+                .loop = pod->vmpod.loop,
+                .id = t->id,
+                .owner = t,
+                .exited = task_process_exited,
+        };
         t->next = pod->tasks;
         pod->tasks = t;
         ctx->t = t;
         struct sandbox_proc *init = NULL;
-        int r = sandbox_proc_new(t, NULL, &cfg->stdio, &init, err);
+        int r = sandbox_proc_new(&t->ctr, NULL, &cfg->stdio, &init, err);
         if (r >= 0 && !vm_task)
                 r = guest_spec(t, cfg, &ctx->json, &ctx->json_len, err);
         /* The guest's answers come later: the pod's boot for a new pod,
@@ -935,7 +793,8 @@ static int container_acall(struct sandbox_task *t, const char *method,
 {
         Unishim__Agent__V1__ContainerRequest req = UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
         req.container_id = t->id;
-        return sandbox_agent_acall(t->pod, t, method, &req.base, resp_desc, fn, op, ret, err);
+        return sandbox_agent_acall(&t->pod->agent, t, method, &req.base, resp_desc, fn, op, ret,
+                                   err);
 }
 
 static int sandbox_start(void *impl, struct shim_op *op, struct us_error **err)
@@ -950,14 +809,14 @@ static void exec_started(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
                          struct us_error **err)
 {
         (void)resp;
-        struct sandbox_task *t = c->task;
+        struct sandbox_task *t = c->owner;
         if (r >= 0 && t) {
                 sandbox_proc_poll(c->proc);
                 *c->ret_pid = sandbox_pid(t);
                 *c->ret_pty = -1;
         } else if (t) {
                 /* Never started in the guest: nothing will report it. */
-                for (struct sandbox_proc **pp = &t->procs; *pp; pp = &(*pp)->next) {
+                for (struct sandbox_proc **pp = &t->ctr.procs; *pp; pp = &(*pp)->next) {
                         if (*pp == c->proc) {
                                 *pp = c->proc->next;
                                 sandbox_proc_free(c->proc);
@@ -965,7 +824,7 @@ static void exec_started(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
                         }
                 }
                 if (r >= 0)
-                        r = us_error_msg(err, ENOENT, "container %s went away", c->pod->id);
+                        r = us_error_msg(err, ENOENT, "container %s went away", c->agent->pod_id);
         }
         sandbox_acall_finish(c, r, err);
 }
@@ -980,7 +839,7 @@ static int sandbox_exec(void *impl, const char *exec_id, const struct us_oci_pro
                 return us_error_msg(err, EINVAL, "cannot exec in the pod's sandbox VM task %s",
                                     t->id);
         struct sandbox_proc *proc = NULL;
-        int r = sandbox_proc_new(t, exec_id, stdio, &proc, err);
+        int r = sandbox_proc_new(&t->ctr, exec_id, stdio, &proc, err);
         if (r < 0)
                 return r;
         Unishim__Agent__V1__ExecProcessRequest req = UNISHIM__AGENT__V1__EXEC_PROCESS_REQUEST__INIT;
@@ -990,11 +849,11 @@ static int sandbox_exec(void *impl, const char *exec_id, const struct us_oci_pro
         req.process_json.len = json_len;
         req.stdin = proc->in_fd >= 0;
         struct sandbox_acall *c = NULL;
-        r = sandbox_agent_acall(t->pod, t, "ExecProcess", &req.base,
+        r = sandbox_agent_acall(&t->pod->agent, t, "ExecProcess", &req.base,
                                 &unishim__agent__v1__exec_process_response__descriptor,
                                 exec_started, op, &c, err);
         if (r != -EINPROGRESS) {
-                t->procs = proc->next; /* proc_new put it first */
+                t->ctr.procs = proc->next; /* proc_new put it first */
                 sandbox_proc_free(proc);
                 return r;
         }
@@ -1021,8 +880,8 @@ static int signal_guest(struct sandbox_task *t, const char *exec_id, int sig, bo
         req.exec_id = (char *)(exec_id ? exec_id : "");
         req.signal = (uint32_t)sig;
         req.all = all;
-        return sandbox_agent_acall(t->pod, t, "SignalProcess", &req.base, NULL, signalled, op, NULL,
-                                   err);
+        return sandbox_agent_acall(&t->pod->agent, t, "SignalProcess", &req.base, NULL, signalled,
+                                   op, NULL, err);
 }
 
 static int sandbox_kill(void *impl, int sig, bool all, struct shim_op *op, struct us_error **err)
@@ -1053,15 +912,15 @@ static int sandbox_resize(void *impl, const char *exec_id, unsigned width, unsig
         req.exec_id = (char *)(exec_id ? exec_id : "");
         req.width = width;
         req.height = height;
-        return sandbox_agent_acall(t->pod, t, "ResizePty", &req.base, NULL, sandbox_acall_plain, op,
-                                   NULL, err);
+        return sandbox_agent_acall(&t->pod->agent, t, "ResizePty", &req.base, NULL,
+                                   sandbox_acall_plain, op, NULL, err);
 }
 
 static int sandbox_close_stdin(void *impl, const char *exec_id, struct us_error **err)
 {
         (void)err;
         struct sandbox_task *t = impl;
-        struct sandbox_proc *p = sandbox_proc_find(t, exec_id);
+        struct sandbox_proc *p = sandbox_proc_find(&t->ctr, exec_id);
         /* The shim closed its pipe; stdin_readable sees EOF and tells the
          * guest once what was written before has gone through. */
         (void)p;
@@ -1096,7 +955,7 @@ static int sandbox_update(void *impl, const struct us_oci_resources *res, const 
         req.container_id = t->id;
         req.resources_json.data = (uint8_t *)json;
         req.resources_json.len = json_len;
-        return sandbox_agent_acall(t->pod, t, "UpdateContainer", &req.base, NULL,
+        return sandbox_agent_acall(&t->pod->agent, t, "UpdateContainer", &req.base, NULL,
                                    sandbox_acall_plain, op, NULL, err);
 }
 
@@ -1132,9 +991,10 @@ static int sandbox_stats(void *impl, uint8_t **ret, size_t *ret_len, struct shim
 {
         struct sandbox_task *t = impl;
         if (t->is_vm) { /* the VM's own cost on the host: QEMU's cgroup */
-                if (!t->pod->cgroup)
-                        return us_error_msg(err, ENOENT, "the VM of pod %s is stopped", t->pod->id);
-                return us_cgroup_stats_packed(t->pod->cgroup, ret, ret_len, err);
+                if (!t->pod->vmpod.cgroup)
+                        return us_error_msg(err, ENOENT, "the VM of pod %s is stopped",
+                                            t->pod->vmpod.id);
+                return us_cgroup_stats_packed(t->pod->vmpod.cgroup, ret, ret_len, err);
         }
         struct sandbox_acall *c = NULL;
         int r = container_acall(t, "StatsContainer",
@@ -1209,15 +1069,17 @@ static int sandbox_oom_event(void *impl, int fd, uint64_t *count, bool *ret_oom,
 }
 
 /* The guest is done with the container's files (or gone): they leave the
- * share. The call is the pod's, not the task's (which is freed right after
- * its Delete), and owns the container's id and share entry meanwhile. */
+ * share. The call is the pod's (its owner), not the task's (which is freed
+ * right after its Delete), and owns the container's id and share entry
+ * meanwhile. */
 static void removed(struct sandbox_acall *c, int r, ProtobufCMessage *resp, struct us_error **err)
 {
         (void)resp;
+        struct sandbox_pod *pod = c->owner;
         char *id = c->ctx;
         struct us_error *e = NULL;
-        if (c->pod->share && sandbox_share_remove_container(c->pod->share, id, &e) < 0)
-                us_log_warn("pod %s: %s", c->pod->id, us_error_text(e));
+        if (pod->share && sandbox_share_remove_container(pod->share, id, &e) < 0)
+                us_log_warn("pod %s: %s", pod->vmpod.id, us_error_text(e));
         us_error_free(e);
         free(id);
         sandbox_acall_finish(c, r, err);
@@ -1229,13 +1091,13 @@ static int sandbox_destroy(void *impl, struct us_error **err)
         struct sandbox_task *t = impl;
         int r = -ENOTCONN;
         char *id = t->shared ? strdup(t->id) : NULL;
-        if (id && t->in_guest && !t->pod->dead && !t->pod->torn_down) {
+        if (id && t->in_guest && !t->pod->dead && !t->pod->vmpod.torn_down) {
                 Unishim__Agent__V1__ContainerRequest req =
                         UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
                 req.container_id = t->id;
                 struct sandbox_acall *c = NULL;
-                r = sandbox_agent_acall(t->pod, NULL, "RemoveContainer", &req.base, NULL, removed,
-                                        NULL, &c, NULL);
+                r = sandbox_agent_acall(&t->pod->agent, t->pod, "RemoveContainer", &req.base, NULL,
+                                        removed, NULL, &c, NULL);
                 if (r == -EINPROGRESS) {
                         c->ctx = TAKE_PTR(id);
                         t->shared = false; /* the call's now */
@@ -1270,24 +1132,16 @@ static void sandbox_free(void *impl)
 static int sandbox_cleanup_dead(const char *namespace, const char *id,
                                 const struct us_oci_spec *spec, struct us_error **err)
 {
-        const char *pod_id = us_oci_spec_annotation(spec, CRI_SANDBOX_ID);
-        if (!pod_id || !*pod_id)
-                pod_id = id;
-        if (!us_id_valid(pod_id) || !us_id_valid(id) || !us_id_valid(namespace))
-                return 0; /* never a state dir of ours */
         char state[PATH_MAX];
-        if (snprintf(state, sizeof(state), "%s/%s/%s", POD_STATE_ROOT, namespace, pod_id) >=
-            (int)sizeof(state))
+        const char *pod_id = NULL;
+        if (!vmpod_dead_state_dir(namespace, id, spec, state, sizeof(state), &pod_id))
                 return 0;
-        struct stat st;
-        if (lstat(state, &st) < 0 || !S_ISDIR(st.st_mode))
-                return 0; /* not a sandbox pod, or cleaned up already */
         struct sandbox_share *share = NULL;
         int r = sandbox_share_open(state, &share, err);
         if (r < 0 && r != -ENOENT)
                 return r;
         r = 0;
-        if (!is_cri_sandbox(spec) && strcmp(pod_id, id) != 0) {
+        if (!vmpod_is_cri_sandbox(spec) && strcmp(pod_id, id) != 0) {
                 if (share) {
                         r = sandbox_share_remove_container(share, id, err);
                         sandbox_share_forget(share); /* the pod's other tasks may still use it */
@@ -1295,22 +1149,7 @@ static int sandbox_cleanup_dead(const char *namespace, const char *id,
                 return r;
         }
         sandbox_share_free(share);
-        const char *netns = netns_path_of(spec);
-        if (netns && (r = netplumb_vm_unwire(netns, err)) < 0)
-                (void)us_error_wrap(err, r, "unwire the VM from %s", netns);
-        char cgpath[PATH_MAX];
-        vm_cgroup_path(spec, pod_id, cgpath, sizeof(cgpath));
-        struct us_cgroup *cg = NULL;
-        if (us_cgroup_open(NULL, cgpath, &cg, NULL) == 0) {
-                int cr = us_cgroup_destroy(cg, err);
-                if (cr < 0 && r == 0)
-                        r = cr;
-                us_cgroup_free(cg);
-        }
-        int rr = remove_state_dir(state, true, err);
-        if (rr < 0 && r == 0)
-                r = rr;
-        return r;
+        return vmpod_cleanup_dead(state, pod_id, spec, err);
 }
 
 const struct shim_backend shim_backend_sandbox = {

@@ -13,7 +13,7 @@
 #include "cleanup.h"
 #include "fs-util.h"
 #include "id.h"
-#include "sandbox-share.h"
+#include "sandbox/share.h"
 
 struct sandbox_share {
         char *mounts_dir; /* <state_dir>/mounts: host-private staging */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "sandbox-spec.h"
+#include "sandbox/spec.h"
 
 #include <errno.h>
 #include <sched.h>

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The long polls of each guest process: output streams pumped into
+ * The long polls of each guest process (io.h): output streams pumped into
  * containerd's FIFOs with back-pressure, stdin written to the guest, and the
- * exit. All on the "unishim.events" port with the asynchronous client.
+ * exit. All on the agent's channel (agent.h).
  */
+#include "sandbox/io.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -12,12 +14,13 @@
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "sandbox-reply.h"
-#include "sandbox.h"
+#include "sandbox/reply.h"
+
+#define READ_CHUNK 65536
 
 /* ---- long polls: output streams ---- */
 
-static void stream_close(struct stream *s)
+static void stream_close(struct sandbox_stream *s)
 {
         s->retry = us_loop_source_remove(s->retry);
         s->out_watch = us_loop_source_remove(s->out_watch);
@@ -27,14 +30,14 @@ static void stream_close(struct stream *s)
         s->pending_len = s->pending_off = 0;
 }
 
-static void stream_read(struct stream *s);
+static void stream_read(struct sandbox_stream *s);
 
 static void stream_writable(struct us_loop_source *src, int fd, uint32_t events, void *userdata);
 
 /* Writes what the guest sent into the FIFO; never blocks the loop. When the
  * FIFO is full, waits for it, and only then asks the guest for more: the
  * guest's buffer fills and its process blocks, as on a host. */
-static void stream_flush(struct stream *s)
+static void stream_flush(struct sandbox_stream *s)
 {
         while (s->pending_off < s->pending_len) {
                 ssize_t n =
@@ -43,7 +46,7 @@ static void stream_flush(struct stream *s)
                         continue;
                 if (n < 0 && errno == EAGAIN) {
                         if (!s->out_watch &&
-                            us_loop_add_fd(s->proc->task->pod->loop, s->fd, EPOLLOUT,
+                            us_loop_add_fd(s->proc->container->loop, s->fd, EPOLLOUT,
                                            stream_writable, s, &s->out_watch, NULL) < 0)
                                 stream_close(s);
                         return;
@@ -68,7 +71,7 @@ static void stream_writable(struct us_loop_source *src, int fd, uint32_t events,
 {
         (void)src;
         (void)fd;
-        struct stream *s = userdata;
+        struct sandbox_stream *s = userdata;
         if (events & (EPOLLERR | EPOLLHUP)) {
                 stream_close(s);
                 return;
@@ -79,7 +82,7 @@ static void stream_writable(struct us_loop_source *src, int fd, uint32_t events,
 static void stream_retry(struct us_loop_source *src, void *userdata)
 {
         (void)src;
-        struct stream *s = userdata;
+        struct sandbox_stream *s = userdata;
         s->retry = NULL;
         stream_read(s);
 }
@@ -88,7 +91,7 @@ static void stream_got(int status, const uint8_t *payload, size_t len, const str
                        void *userdata)
 {
         (void)err;
-        struct stream *s = userdata;
+        struct sandbox_stream *s = userdata;
         s->call = 0;
         if (status == -ECANCELED || s->proc->closing)
                 return;
@@ -102,7 +105,7 @@ static void stream_got(int status, const uint8_t *payload, size_t len, const str
         if (!s->pending_len && !s->eof) {
                 /* An empty answer that is not the end: the agent should not
                  * send one; if it does, do not let it spin our loop. */
-                if (us_loop_add_timer(s->proc->task->pod->loop, 100, stream_retry, s, &s->retry,
+                if (us_loop_add_timer(s->proc->container->loop, 100, stream_retry, s, &s->retry,
                                       NULL) < 0)
                         stream_close(s);
                 return;
@@ -110,19 +113,18 @@ static void stream_got(int status, const uint8_t *payload, size_t len, const str
         stream_flush(s);
 }
 
-static void stream_read(struct stream *s)
+static void stream_read(struct sandbox_stream *s)
 {
         struct sandbox_proc *p = s->proc;
-        struct sandbox_pod *pod = p->task->pod;
-        if (s->fd < 0 || s->call || p->closing || !pod->events)
+        struct sandbox_agent *a = p->container->agent;
+        if (s->fd < 0 || s->call || p->closing || !a->events)
                 return;
         Unishim__Agent__V1__ReadStreamRequest req = UNISHIM__AGENT__V1__READ_STREAM_REQUEST__INIT;
-        req.container_id = p->task->id;
+        req.container_id = (char *)p->container->id;
         req.exec_id = p->exec_id ? p->exec_id : (char *)"";
         req.stream = s->which;
         req.max_len = READ_CHUNK;
-        if (us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "ReadStream", &req.base, NULL, 0, 0,
-                                  stream_got, s, &s->call, NULL) < 0)
+        if (sandbox_agent_poll(a, "ReadStream", &req.base, 0, stream_got, s, &s->call) < 0)
                 stream_close(s);
 }
 
@@ -140,8 +142,7 @@ static void proc_waited(int status, const uint8_t *payload, size_t len, const st
         if (status == 0 && sandbox_reply_wait(payload, len, &exit_status, NULL) < 0)
                 exit_status = 255;
         p->exited = true;
-        struct sandbox_pod *pod = p->task->pod;
-        pod->process_exited(p->task->cookie, p->exec_id, exit_status);
+        p->container->exited(p->container->owner, p->exec_id, exit_status);
 }
 
 static void stdin_readable(struct us_loop_source *src, int fd, uint32_t events, void *userdata);
@@ -186,15 +187,14 @@ static void stdin_written(int status, const uint8_t *payload, size_t len,
 
 static void stdin_send(struct sandbox_proc *p)
 {
-        struct sandbox_pod *pod = p->task->pod;
+        struct sandbox_agent *a = p->container->agent;
         Unishim__Agent__V1__WriteStdinRequest req = UNISHIM__AGENT__V1__WRITE_STDIN_REQUEST__INIT;
-        req.container_id = p->task->id;
+        req.container_id = (char *)p->container->id;
         req.exec_id = p->exec_id ? p->exec_id : (char *)"";
         req.data.data = p->in_buf + p->in_off;
         req.data.len = p->in_len - p->in_off;
-        if (!pod->events || us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "WriteStdin",
-                                                  &req.base, NULL, 0, (int)pod->agent_timeout_ms,
-                                                  stdin_written, p, &p->stdin_call, NULL) < 0)
+        if (sandbox_agent_poll(a, "WriteStdin", &req.base, a->timeout_ms, stdin_written, p,
+                               &p->stdin_call) < 0)
                 stdin_stop(p);
 }
 
@@ -203,7 +203,6 @@ static void stdin_readable(struct us_loop_source *src, int fd, uint32_t events, 
         (void)src;
         (void)events;
         struct sandbox_proc *p = userdata;
-        struct sandbox_pod *pod = p->task->pod;
         uint8_t buf[READ_CHUNK];
         ssize_t n = read(fd, buf, sizeof(buf));
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -212,11 +211,11 @@ static void stdin_readable(struct us_loop_source *src, int fd, uint32_t events, 
                 /* CloseIO closed the pipe: the guest process gets EOF. */
                 stdin_stop(p);
                 Unishim__Agent__V1__ProcessRequest req = UNISHIM__AGENT__V1__PROCESS_REQUEST__INIT;
-                req.container_id = p->task->id;
+                req.container_id = (char *)p->container->id;
                 req.exec_id = p->exec_id ? p->exec_id : (char *)"";
                 /* After the writes, on the same connection: in order. */
-                (void)sandbox_agent_acall(pod, p->task, "CloseStdin", &req.base, NULL,
-                                          sandbox_acall_plain, NULL, NULL, NULL);
+                (void)sandbox_agent_acall(p->container->agent, p->container->owner, "CloseStdin",
+                                          &req.base, NULL, sandbox_acall_plain, NULL, NULL, NULL);
                 return;
         }
         p->in_buf = malloc((size_t)n);
@@ -234,20 +233,21 @@ static void stdin_readable(struct us_loop_source *src, int fd, uint32_t events, 
 /* Starts the long polls of a process that now exists in the guest. */
 void sandbox_proc_poll(struct sandbox_proc *p)
 {
-        struct sandbox_pod *pod = p->task->pod;
-        if (!pod->events)
+        struct sandbox_agent *a = p->container->agent;
+        if (!a->events)
                 return;
         stream_read(&p->out);
         stream_read(&p->err);
         if (p->in_fd >= 0 && !p->in_watch &&
-            us_loop_add_fd(pod->loop, p->in_fd, EPOLLIN, stdin_readable, p, &p->in_watch, NULL) < 0)
+            us_loop_add_fd(p->container->loop, p->in_fd, EPOLLIN, stdin_readable, p, &p->in_watch,
+                           NULL) < 0)
                 p->in_fd = us_close(p->in_fd);
         if (!p->wait_call && !p->exited) {
                 Unishim__Agent__V1__ProcessRequest req = UNISHIM__AGENT__V1__PROCESS_REQUEST__INIT;
-                req.container_id = p->task->id;
+                req.container_id = (char *)p->container->id;
                 req.exec_id = p->exec_id ? p->exec_id : (char *)"";
-                if (us_ttrpc_aclient_call(pod->events, AGENT_SERVICE, "WaitProcess", &req.base,
-                                          NULL, 0, 0, proc_waited, p, &p->wait_call, NULL) < 0)
+                if (sandbox_agent_poll(a, "WaitProcess", &req.base, 0, proc_waited, p,
+                                       &p->wait_call) < 0)
                         p->wait_call = 0;
         }
 }
@@ -257,19 +257,19 @@ static int dup_or_none(int fd)
         return fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : -1;
 }
 
-int sandbox_proc_new(struct sandbox_task *t, const char *exec_id, const struct us_stdio *stdio,
+int sandbox_proc_new(struct sandbox_container *c, const char *exec_id, const struct us_stdio *stdio,
                      struct sandbox_proc **ret, struct us_error **err)
 {
         struct sandbox_proc *p = calloc(1, sizeof(*p));
         if (!p)
                 return us_errorf(err, ENOMEM, "allocate process");
-        p->task = t;
-        p->out = (struct stream){.proc = p,
-                                 .which = UNISHIM__AGENT__V1__STREAM__STREAM_STDOUT,
-                                 .fd = dup_or_none(stdio->out)};
-        p->err = (struct stream){.proc = p,
-                                 .which = UNISHIM__AGENT__V1__STREAM__STREAM_STDERR,
-                                 .fd = dup_or_none(stdio->err)};
+        p->container = c;
+        p->out = (struct sandbox_stream){.proc = p,
+                                         .which = UNISHIM__AGENT__V1__STREAM__STREAM_STDOUT,
+                                         .fd = dup_or_none(stdio->out)};
+        p->err = (struct sandbox_stream){.proc = p,
+                                         .which = UNISHIM__AGENT__V1__STREAM__STREAM_STDERR,
+                                         .fd = dup_or_none(stdio->err)};
         p->in_fd = dup_or_none(stdio->in);
         if ((exec_id && !(p->exec_id = strdup(exec_id)))) {
                 free(p);
@@ -282,26 +282,24 @@ int sandbox_proc_new(struct sandbox_task *t, const char *exec_id, const struct u
                 (void)fcntl(p->err.fd, F_SETFL, fcntl(p->err.fd, F_GETFL) | O_NONBLOCK);
         if (p->in_fd >= 0)
                 (void)fcntl(p->in_fd, F_SETFL, fcntl(p->in_fd, F_GETFL) | O_NONBLOCK);
-        p->next = t->procs;
-        t->procs = p;
+        p->next = c->procs;
+        c->procs = p;
         *ret = p;
         return 0;
 }
 
 void sandbox_proc_free(struct sandbox_proc *p)
 {
-        struct sandbox_pod *pod = p->task->pod;
+        struct sandbox_agent *a = p->container->agent;
         p->closing = true;
-        if (pod->events) {
-                if (p->wait_call)
-                        us_ttrpc_aclient_cancel(pod->events, p->wait_call);
-                if (p->stdin_call)
-                        us_ttrpc_aclient_cancel(pod->events, p->stdin_call);
-                if (p->out.call)
-                        us_ttrpc_aclient_cancel(pod->events, p->out.call);
-                if (p->err.call)
-                        us_ttrpc_aclient_cancel(pod->events, p->err.call);
-        }
+        if (p->wait_call)
+                sandbox_agent_cancel(a, p->wait_call);
+        if (p->stdin_call)
+                sandbox_agent_cancel(a, p->stdin_call);
+        if (p->out.call)
+                sandbox_agent_cancel(a, p->out.call);
+        if (p->err.call)
+                sandbox_agent_cancel(a, p->err.call);
         stream_close(&p->out);
         stream_close(&p->err);
         stdin_stop(p);
@@ -309,9 +307,9 @@ void sandbox_proc_free(struct sandbox_proc *p)
         free(p);
 }
 
-struct sandbox_proc *sandbox_proc_find(struct sandbox_task *t, const char *exec_id)
+struct sandbox_proc *sandbox_proc_find(struct sandbox_container *c, const char *exec_id)
 {
-        for (struct sandbox_proc *p = t->procs; p; p = p->next)
+        for (struct sandbox_proc *p = c->procs; p; p = p->next)
                 if ((!exec_id && !p->exec_id) ||
                     (exec_id && p->exec_id && strcmp(exec_id, p->exec_id) == 0))
                         return p;
