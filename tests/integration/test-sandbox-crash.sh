@@ -57,9 +57,8 @@ out_rc out rc ectl exec crash -c a -- true
 t0=$(date +%s%N)
 out_rc out rc ectl rm --timeout 2 crash
 ms=$((($(date +%s%N) - t0) / 1000000))
-expect_eq "rm of the crashed pod" 0 "$rc"
+expect_eq "rm of the crashed pod (${ms} ms; a hang ends in ectl's timeout)" 0 "$rc"
 [ "$rc" = 0 ] || echo "# $out"
-((ms < 30000)) && pass "rm bounded (${ms} ms)" || fail "rm took ${ms} ms"
 wait_until 10 test -z "$(sandbox_leftovers "$id")" || true
 expect_eq "nothing of the pod left" "" "$(sandbox_leftovers "$id")"
 expect_eq "no pod listed" "" "$(ectl ps -q)"

@@ -177,7 +177,6 @@ expect_eq "stop --timeout 3" 0 "$rc"
 ms=$(((t1 - t0) / 1000000))
 ((ms >= 2900)) && pass "stop waited the grace period for the TERM-ignoring container (${ms} ms)" ||
         fail "stop took only ${ms} ms (grace 3 s)"
-((ms < 30000)) && pass "stop bounded (${ms} ms)" || fail "stop took ${ms} ms"
 wait_until 5 grep -qF "\"container_id\":\"$ci\"" "$IT_TMP/events-stop" || true
 sleep 0.3
 events_stop
