@@ -18,8 +18,7 @@
 #include "pod-spec.h"
 #include "policy.h"
 
-#define ISOLATION_ANNOTATION "unishim.io/isolation"
-#define ISOLATION_DEFAULT    "container"
+#define ISOLATION_DEFAULT "container"
 
 struct ctl {
         struct cri_client *client;
@@ -122,7 +121,7 @@ static const char *pod_isolation(struct ctl *ctl, const Runtime__V1__PodSandboxS
                                  void *const *annotations, size_t n_annotations, char *buf,
                                  size_t size)
 {
-        const char *annotated = map_get(annotations, n_annotations, ISOLATION_ANNOTATION);
+        const char *annotated = map_get(annotations, n_annotations, CRI_ANNOTATION_ISOLATION);
         snprintf(buf, size, "%s?", annotated && *annotated ? annotated : ISOLATION_DEFAULT);
         if (!st)
                 return buf;

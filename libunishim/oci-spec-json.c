@@ -19,8 +19,6 @@
 #include <string.h>
 #include <yajl/yajl_parse.h>
 
-DEFINE_CLEANUP(yajl_val, yajl_tree_free)
-
 /* ---- JSON paths for error messages ---- */
 
 static void path_format(const struct jpath *p, char *buf, size_t size, size_t *pos)

@@ -25,6 +25,9 @@
 #include "error.h"
 #include "oci-spec.h"
 
+/* _cleanup_(yajl_tree_free_cleanupp) yajl_val v: freed with its tree. */
+DEFINE_CLEANUP(yajl_val, yajl_tree_free)
+
 struct jpath {
         const struct jpath *up;
         const char *key; /* NULL: array element at index */

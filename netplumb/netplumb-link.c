@@ -15,12 +15,8 @@
 #include <sys/socket.h>
 
 #include "cleanup.h"
+#include "netplumb-libnl.h"
 #include "netplumb.h"
-
-DEFINE_CLEANUP(struct nl_sock *, nl_socket_free)
-DEFINE_CLEANUP(struct rtnl_link *, rtnl_link_put)
-DEFINE_CLEANUP(struct rtnl_addr *, rtnl_addr_put)
-DEFINE_CLEANUP(struct nl_addr *, nl_addr_put)
 
 /* libnl returns -NLE_*; map the ones with an errno meaning. */
 static int nle_to_errno(int nle)

@@ -18,10 +18,8 @@
 #include <sys/socket.h>
 
 #include "cleanup.h"
+#include "netplumb-libnl.h"
 #include "netplumb.h"
-
-DEFINE_CLEANUP(struct nl_sock *, nl_socket_free)
-DEFINE_CLEANUP(struct nl_cache *, nl_cache_free)
 
 #define RT_TABLE_MAIN_ID     254
 #define RT_SCOPE_UNIVERSE_ID 0

@@ -12,9 +12,8 @@
 #include <sys/socket.h>
 
 #include "cleanup.h"
+#include "netplumb-libnl.h"
 #include "netplumb.h"
-
-DEFINE_CLEANUP(struct nl_sock *, nl_socket_free)
 
 static void set_addr(struct netplumb_addr *a, int family, const char *text, unsigned prefix)
 {

@@ -347,8 +347,7 @@ static int send_network(struct create_ctx *ctx, struct us_error **err)
         Unishim__Agent__V1__Route routes[2], *routep[2];
         char addr_text[2][64], gw_text[2][64], mac[18];
         if (vmnet) {
-                snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", vmnet->mac[0],
-                         vmnet->mac[1], vmnet->mac[2], vmnet->mac[3], vmnet->mac[4], vmnet->mac[5]);
+                vmpod_mac_text(vmnet, mac);
                 iface.name = (char *)"eth0";
                 iface.mac = mac;
                 iface.mtu = vmnet->mtu;

@@ -9,9 +9,9 @@
 #include <yajl/yajl_tree.h>
 
 #include "cleanup.h"
+#include "oci-spec-json.h"
 #include "oci-spec.h"
 
-DEFINE_CLEANUP(yajl_val, yajl_tree_free)
 DEFINE_CLEANUP(yajl_gen, yajl_gen_free)
 
 static const struct {

@@ -35,7 +35,9 @@ it_cleanup() {
                         echo "---- end of containerd log ----"
                 fi
         fi
-        [ -n "${IT_CLEANUP_HOOK:-}" ] && $IT_CLEANUP_HOOK
+        # IT_CLEANUP_HOOK: the name of a function (a command line here
+        # would be split, not parsed: no quotes, no variables).
+        [ -n "${IT_CLEANUP_HOOK:-}" ] && "$IT_CLEANUP_HOOK"
         [ -n "${ENV_NAME:-}" ] && env_stop
         [ -n "$IT_TMP" ] && rm -rf "$IT_TMP"
         exit "$rc"

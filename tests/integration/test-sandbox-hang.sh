@@ -13,7 +13,8 @@ IT_CRI=1
 command -v qemu-system-x86_64 >/dev/null || it_skip "qemu-system-x86_64 missing (apt package qemu-system-x86)"
 it_setup
 Q=
-IT_CLEANUP_HOOK='[ -n "$Q" ] && kill -CONT $Q 2>/dev/null'
+resume_qemu() { [ -z "$Q" ] || kill -CONT "$Q" 2>/dev/null || true; }
+IT_CLEANUP_HOOK=resume_qemu
 task_api() { timeout -k 5 "$CTR_TIMEOUT" "$UNISHIM_BUILD_DIR/tests/task-api" "$1" k8s.io "${@:2}"; }
 TIMEOUT_MS=5000
 # The unishim-sandbox handler's operator config is read per pod.
