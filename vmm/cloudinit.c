@@ -19,20 +19,15 @@
 
 #include "cleanup.h"
 #include "cloudinit.h"
+#include "syntax.h"
 
 /* ---- values: checked, so that they can be written into YAML as they are */
 
+/* An instance id: a word, never "." or "..". */
 static bool id_ok(const char *s)
 {
-        size_t n = s ? strlen(s) : 0;
-        if (n == 0 || n > 128)
-                return false;
-        for (; *s; s++)
-                if (!isalnum((unsigned char)*s) && *s != '.' && *s != '_' && *s != '-')
-                        return false;
-        return true;
+        return vmm_word_valid(s, 128) && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
 }
-
 /* RFC 1123: dot-separated labels of letters, digits and inner hyphens. */
 static bool dns_name_ok(const char *s, size_t max)
 {
@@ -53,16 +48,6 @@ static bool dns_name_ok(const char *s, size_t max)
                         return false;
         }
         return label > 0 && s[n - 1] != '-';
-}
-
-static bool mac_ok(const char *s)
-{
-        if (!s || strlen(s) != 17)
-                return false;
-        for (int i = 0; i < 17; i++)
-                if (i % 3 == 2 ? s[i] != ':' : !isxdigit((unsigned char)s[i]))
-                        return false;
-        return true;
 }
 
 static bool addr_ok(int family, const char *s)
@@ -94,7 +79,7 @@ static bool cidr_ok(int family, const char *s)
 
 static int check_net(const struct vmm_cloudinit_net *n, struct us_error **err)
 {
-        if (!mac_ok(n->mac))
+        if (!vmm_mac_valid(n->mac))
                 return us_error_msg(err, EINVAL, "cloud-init: bad MAC address '%s'",
                                     n->mac ? n->mac : "");
         if (n->mtu != 0 && (n->mtu < 68 || n->mtu > 65535))

@@ -10,24 +10,19 @@
 #include "cleanup.h"
 #include "domain.h"
 #include "qemu.h"
+#include "syntax.h"
 
-#define MAX_VCPUS      64
+#define MAX_VCPUS 64
+/* Per source: libvirt leaves the file's owner and mode alone. */
+#define NO_RELABEL     "<seclabel model='dac' relabel='no'/>"
 #define MAX_MEMORY_MIB (1024u * 1024u)
 
 static bool name_ok(const char *s)
 {
-        size_t n = s ? strlen(s) : 0;
-        bool digits_only = true;
-        if (n == 0 || n > VMM_DOMAIN_NAME_MAX)
+        if (!vmm_word_valid(s, VMM_DOMAIN_NAME_MAX))
                 return false;
-        for (; *s; s++) {
-                if (!isalnum((unsigned char)*s) && *s != '.' && *s != '_' && *s != '-')
-                        return false;
-                if (!isdigit((unsigned char)*s))
-                        digits_only = false;
-        }
         /* virsh takes an all-digit name for a domain id. */
-        return !digits_only;
+        return strspn(s, "0123456789") != strlen(s);
 }
 
 static bool uuid_ok(const char *s)
@@ -37,16 +32,6 @@ static bool uuid_ok(const char *s)
         for (int i = 0; i < 36; i++)
                 if (i == 8 || i == 13 || i == 18 || i == 23 ? s[i] != '-'
                                                             : !isxdigit((unsigned char)s[i]))
-                        return false;
-        return true;
-}
-
-static bool mac_ok(const char *s)
-{
-        if (!s || strlen(s) != 17)
-                return false;
-        for (int i = 0; i < 17; i++)
-                if (i % 3 == 2 ? s[i] != ':' : !isxdigit((unsigned char)s[i]))
                         return false;
         return true;
 }
@@ -105,8 +90,9 @@ static void put_raw(struct xml *x, const char *s, size_t n)
 }
 
 /* fmt's %s arguments are escaped for XML text and attributes; the format
- * itself is ours. Only %s and %u are used. */
-static void put(struct xml *x, const char *fmt, ...)
+ * itself is ours. %s, %u and %% only: anything else marks the document
+ * broken (oom), so a wrong format can never shift the arguments. */
+__attribute__((format(printf, 2, 3))) static void put(struct xml *x, const char *fmt, ...)
 {
         va_list ap;
         va_start(ap, fmt);
@@ -124,7 +110,8 @@ static void put(struct xml *x, const char *fmt, ...)
                         int n = snprintf(num, sizeof(num), "%u", va_arg(ap, unsigned));
                         put_raw(x, num, (size_t)n);
                 } else if (*p == 's') {
-                        for (const char *s = va_arg(ap, const char *); *s; s++) {
+                        const char *arg = va_arg(ap, const char *);
+                        for (const char *s = arg ? arg : ""; *s; s++) {
                                 switch (*s) {
                                 case '&':
                                         put_raw(x, "&amp;", 5);
@@ -145,11 +132,11 @@ static void put(struct xml *x, const char *fmt, ...)
                                         put_raw(x, s, 1);
                                 }
                         }
-                } else {
+                } else if (*p == '%') {
                         put_raw(x, "%", 1);
-                        if (!*p)
-                                break;
-                        put_raw(x, p, 1);
+                } else {
+                        x->oom = true;
+                        break;
                 }
         }
         va_end(ap);
@@ -178,13 +165,20 @@ static int check(const struct vmm_domain_config *c, struct us_error **err)
         if (c->tap && !ifname_ok(c->tap))
                 return us_error_msg(err, EINVAL, "domain tap '%s' is not an interface name",
                                     c->tap);
-        if (c->tap && !mac_ok(c->mac))
+        if (c->tap && !vmm_mac_valid(c->mac))
                 return us_error_msg(err, EINVAL, "domain MAC '%s'", c->mac ? c->mac : "");
-        if (!path_ok(c->console_socket))
-                return us_error_msg(err, EINVAL, "domain console socket '%s': an absolute path",
+        /* QEMU connects to it by path: it must fit sun_path. */
+        if (!path_ok(c->console_socket) || strlen(c->console_socket) >= 108)
+                return us_error_msg(err, EINVAL,
+                                    "domain console socket '%s': an absolute path of at most "
+                                    "107 bytes",
                                     c->console_socket ? c->console_socket : "");
         if (c->partition && !path_ok(c->partition))
                 return us_error_msg(err, EINVAL, "domain partition '%s'", c->partition);
+        if (c->uid == 0 || c->gid == 0)
+                return us_error_msg(err, EINVAL,
+                                    "domain: QEMU must not run as root (uid %u gid %u)",
+                                    (unsigned)c->uid, (unsigned)c->gid);
         return 0;
 }
 
@@ -219,17 +213,21 @@ int vmm_domain_xml(const struct vmm_domain_config *c, char **ret, struct us_erro
                 "  <on_poweroff>destroy</on_poweroff>\n"
                 "  <on_reboot>destroy</on_reboot>\n"
                 "  <on_crash>destroy</on_crash>\n");
-        /* The shim owns the disk, the seed and the sockets: libvirt chowns
-         * nothing (its DAC driver would hand them, and the overlay's shared
-         * backing file, to libvirt-qemu). */
-        put(&x, "  <seclabel type='static' model='dac' relabel='no'><label>+0:+0</label>"
-                "</seclabel>\n");
+        /* QEMU as the pod's own uid and gid, never root. libvirt labels
+         * its own files for it (the domain's private dir, its master key),
+         * but none of ours: each of our sources says relabel='no' (its DAC
+         * driver would chown the overlay and its shared backing file, and
+         * restore them later); the caller gave that uid access. */
+        put(&x,
+            "  <seclabel type='static' model='dac' relabel='yes'><label>+%u:+%u</label>"
+            "</seclabel>\n",
+            (unsigned)c->uid, (unsigned)c->gid);
         put(&x, "  <devices>\n");
         put(&x, "    <emulator>%s</emulator>\n", c->emulator ? c->emulator : VMM_DEFAULT_QEMU);
         put(&x,
             "    <disk type='file' device='disk'>\n"
             "      <driver name='qemu' type='qcow2' discard='unmap'/>\n"
-            "      <source file='%s'/>\n"
+            "      <source file='%s'>" NO_RELABEL "</source>\n"
             "      <target dev='vda' bus='virtio'/>\n"
             "    </disk>\n",
             c->disk);
@@ -237,7 +235,7 @@ int vmm_domain_xml(const struct vmm_domain_config *c, char **ret, struct us_erro
                 put(&x,
                     "    <disk type='file' device='cdrom'>\n"
                     "      <driver name='qemu' type='raw'/>\n"
-                    "      <source file='%s'/>\n"
+                    "      <source file='%s'>" NO_RELABEL "</source>\n"
                     "      <target dev='sda' bus='sata'/>\n"
                     "      <readonly/>\n"
                     "    </disk>\n",
@@ -254,7 +252,7 @@ int vmm_domain_xml(const struct vmm_domain_config *c, char **ret, struct us_erro
          * byte of the boot is lost, and virtlogd never holds it. */
         put(&x,
             "    <serial type='unix'>\n"
-            "      <source mode='connect' path='%s'/>\n"
+            "      <source mode='connect' path='%s'>" NO_RELABEL "</source>\n"
             "      <target port='0'/>\n"
             "    </serial>\n",
             c->console_socket);

@@ -10,7 +10,8 @@
  *   type='qemu' or 'kvm', machine 'pc' (libvirt has no microvm), ACPI (a
  *     SIGTERM is an ACPI power button), poweroff, reboot and crash all end
  *     the domain (the task's exit);
- *   the static DAC label: libvirt chowns nothing, the shim owns the files;
+ *   the static DAC label: QEMU runs as the pod's own uid and gid, never
+ *     root, and libvirt chowns nothing;
  *   disk: the pod's copy-on-write overlay (virtio); the cloud-init seed as
  *     a read-only CD-ROM;
  *   NIC: the pod's tap, opened by name (managed='no'), virtio, the MAC
@@ -23,6 +24,7 @@
  */
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "error.h"
 
@@ -41,6 +43,14 @@ struct vmm_domain_config {
         const char *mac;            /* "52:54:00:..."; with tap */
         const char *console_socket; /* absolute; the shim listens on it */
         const char *partition;      /* <resource><partition>; NULL: libvirt's default */
+        /* Who QEMU runs as: never root (-EINVAL for 0). The caller gives
+         * this uid what QEMU opens by path (disk, seed, the console
+         * socket); libvirt changes none of their owners. gid: libvirt's
+         * QEMU group (libvirt-qemu on Debian), which libvirt's own state
+         * dir /var/lib/libvirt/qemu (0750) admits; libvirt makes the
+         * domain's private files there the uid's. */
+        uid_t uid;
+        gid_t gid;
 };
 
 /* The domain XML (malloc()ed) or -EINVAL naming the bad field. */

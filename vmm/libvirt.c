@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,6 +314,9 @@ struct vmm_libvirt {
         virConnectPtr conn;
         vmm_libvirt_closed_fn closed;
         void *userdata;
+        bool dead;                       /* libvirt closed it under us */
+        int close_reason;                /* VIR_CONNECT_CLOSE_REASON_* */
+        struct us_loop_source *reporter; /* reports the close from the loop */
 };
 
 struct vmm_libvirt_domain {
@@ -321,14 +325,29 @@ struct vmm_libvirt_domain {
         int callback_id; /* -1: none */
         vmm_libvirt_event_fn event;
         void *userdata;
+        struct us_loop_source *early_stop; /* reports a stop the watch missed */
 };
 
+static void report_closed(struct us_loop_source *src, void *userdata)
+{
+        struct vmm_libvirt *c = userdata;
+        (void)src;
+        c->reporter = NULL;
+        if (c->closed)
+                c->closed(c->userdata, c->close_reason);
+}
+
+/* libvirt calls this holding a lock that vmm_libvirt_close takes again:
+ * the caller hears of it from the loop, where it may close. */
 static void conn_closed(virConnectPtr conn, int reason, void *opaque)
 {
         struct vmm_libvirt *c = opaque;
         (void)conn;
-        if (c->closed)
-                c->closed(c->userdata, reason);
+        if (c->dead)
+                return;
+        c->dead = true;
+        c->close_reason = reason;
+        (void)us_loop_add_timer(lv.loop, 0, report_closed, c, &c->reporter, NULL);
 }
 
 int vmm_libvirt_open(struct us_loop *loop, const char *uri, vmm_libvirt_closed_fn closed,
@@ -366,6 +385,7 @@ struct vmm_libvirt *vmm_libvirt_close(struct vmm_libvirt *c)
 {
         if (!c)
                 return NULL;
+        c->reporter = us_loop_source_remove(c->reporter);
         (void)lv.api.virConnectUnregisterCloseCallback(c->conn, conn_closed);
         (void)lv.api.virConnectClose(c->conn);
         free(c);
@@ -380,6 +400,15 @@ static int lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail
         if (d->event)
                 d->event(d->userdata, event, detail);
         return 0;
+}
+
+static void report_early_stop(struct us_loop_source *src, void *userdata)
+{
+        struct vmm_libvirt_domain *d = userdata;
+        (void)src;
+        d->early_stop = NULL;
+        if (d->event)
+                d->event(d->userdata, VIR_DOMAIN_EVENT_STOPPED, VIR_DOMAIN_EVENT_STOPPED_FAILED);
 }
 
 int vmm_libvirt_create(struct vmm_libvirt *c, const char *xml, bool paused,
@@ -413,6 +442,14 @@ int vmm_libvirt_create(struct vmm_libvirt *c, const char *xml, bool paused,
                 free(d);
                 return r;
         }
+        /* A domain that ended between the create and the watch (a guest
+         * that powers off at once, a QEMU that died) sent its Stopped event
+         * to nobody: report it from the loop, as the event would have
+         * been. */
+        int state = 0, reason = 0;
+        if (lv.api.virDomainGetState(d->dom, &state, &reason, 0) == 0 &&
+            (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED))
+                (void)us_loop_add_timer(lv.loop, 0, report_early_stop, d, &d->early_stop, NULL);
         *ret = d;
         return 0;
 }
@@ -461,6 +498,7 @@ struct vmm_libvirt_domain *vmm_libvirt_domain_free(struct vmm_libvirt_domain *d)
 {
         if (!d)
                 return NULL;
+        d->early_stop = us_loop_source_remove(d->early_stop);
         if (d->callback_id >= 0)
                 (void)lv.api.virConnectDomainEventDeregisterAny(d->lv->conn, d->callback_id);
         lv.api.virDomainFree(d->dom);

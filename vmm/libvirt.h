@@ -23,6 +23,21 @@
  * RPCs to libvirtd (create took 1-3.5 s here). The process must ignore
  * SIGPIPE (the shim does): a write to a connection libvirtd dropped is then
  * an error, not the end of the process.
+ *
+ * Threads: every call here, and the loop, on one thread. libvirt updates
+ * its handles from the thread that makes an RPC, and the bridge edits the
+ * loop directly: a call from another thread would race the loop's
+ * dispatch. Moving the blocking calls off the loop needs the bridge to
+ * hand its changes to the loop's thread first (libvirt's own loop wakes
+ * itself through a pipe for this).
+ *
+ * The loop: bound on the first open for the process's life; it must keep
+ * running, and outlive every connection (libvirt's deferred frees, and the
+ * keepalive, run on it). A handle or timer libvirt cannot be given (an fd
+ * epoll refuses, no memory for a timer) fails its add call, which libvirt
+ * turns into an error of the call that needed it; one that cannot be
+ * re-armed later stops being served, and the keepalive then ends the
+ * connection, which is reported as closed.
  */
 
 #include <stdbool.h>
@@ -35,7 +50,8 @@ struct vmm_libvirt_domain;
 
 /* The connection closed under us (libvirtd stopped, keepalive lost):
  * libvirt's reason, VIR_CONNECT_CLOSE_REASON_*. Every AUTODESTROY domain of
- * the connection is gone with it. */
+ * the connection is gone with it. Called from the loop, once: it may close
+ * the connection. */
 typedef void (*vmm_libvirt_closed_fn)(void *userdata, int reason);
 
 /* A lifecycle event of a domain: VIR_DOMAIN_EVENT_* and its detail. */
@@ -49,8 +65,9 @@ int vmm_libvirt_open(struct us_loop *loop, const char *uri, vmm_libvirt_closed_f
 struct vmm_libvirt *vmm_libvirt_close(struct vmm_libvirt *lv);
 
 /* Creates and starts (paused: started paused) the domain of xml, tied to
- * lv's life. Its lifecycle events go to event(userdata, ...) from the loop.
- * libvirt's error message is in *err. */
+ * lv's life. Its lifecycle events go to event(userdata, ...) from the loop,
+ * after this returns; one that ended before its events were watched is
+ * reported as Stopped (failed). libvirt's error message is in *err. */
 int vmm_libvirt_create(struct vmm_libvirt *lv, const char *xml, bool paused,
                        vmm_libvirt_event_fn event, void *userdata, struct vmm_libvirt_domain **ret,
                        struct us_error **err);

@@ -10,6 +10,7 @@
 #include "cleanup.h"
 #include "jail.h"
 #include "qemu.h"
+#include "syntax.h"
 
 #define DEFAULT_VIRTIOFSD "/usr/lib/qemu/virtiofsd"
 #define MAX_TAG           36 /* virtio-fs tag limit; 9p allows more, keep one rule */
@@ -99,33 +100,17 @@ static int check_path(const char *what, const char *p, struct us_error **err)
 
 static int check_tag(const char *tag, struct us_error **err)
 {
-        size_t len = tag ? strlen(tag) : 0;
-        if (len == 0 || len > MAX_TAG)
-                return us_error_msg(err, EINVAL, "share tag must have 1..%d characters", MAX_TAG);
-        for (const char *c = tag; *c; c++)
-                if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-                      (*c >= '0' && *c <= '9') || *c == '-' || *c == '_' || *c == '.'))
-                        return us_error_msg(err, EINVAL,
-                                            "share tag %s: only [A-Za-z0-9._-] allowed", tag);
+        if (!vmm_word_valid(tag, MAX_TAG))
+                return us_error_msg(err, EINVAL, "share tag %s: 1..%d of [A-Za-z0-9._-]",
+                                    tag ? tag : "", MAX_TAG);
         return 0;
 }
 
 static int check_mac(const char *mac, struct us_error **err)
 {
-        if (strlen(mac) != 17)
-                goto bad;
-        for (int i = 0; i < 17; i++) {
-                char c = mac[i];
-                if (i % 3 == 2) {
-                        if (c != ':')
-                                goto bad;
-                } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-                             (c >= 'A' && c <= 'F')))
-                        goto bad;
-        }
+        if (!vmm_mac_valid(mac))
+                return us_error_msg(err, EINVAL, "invalid MAC address (want xx:xx:xx:xx:xx:xx)");
         return 0;
-bad:
-        return us_error_msg(err, EINVAL, "invalid MAC address (want xx:xx:xx:xx:xx:xx)");
 }
 
 static int check_config(const struct vmm_vm_config *cfg, struct us_error **err)

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/close_range.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -227,6 +229,9 @@ static int spawn(char **argv, const int *keep_fds, size_t n_keep, int log_fd, st
                         (void)signal(s, SIG_DFL);
                 sigemptyset(&all);
                 (void)sigprocmask(SIG_SETMASK, &all, NULL);
+                /* In the cgroup before anything else runs. */
+                while (read(go[0], &c, 1) < 0 && errno == EINTR)
+                        ;
                 if (cred && cred->jail_fd >= 0) {
                         rep.step = "enter its private root";
                         int jr = vmm_jail_enter(cred->jail_fd, cred->jail_at);
@@ -249,13 +254,15 @@ static int spawn(char **argv, const int *keep_fds, size_t n_keep, int log_fd, st
                 rep.step = "set up its fds";
                 if (dup2(devnull, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
                         goto fail;
+                /* Only what it is given: an fd of ours opened without
+                 * O_CLOEXEC could name files outside its private root. */
+                if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+                        goto fail;
                 for (size_t i = 0; i < n_keep; i++) {
                         int fl = fcntl(keep_fds[i], F_GETFD);
                         if (fl < 0 || fcntl(keep_fds[i], F_SETFD, fl & ~FD_CLOEXEC) < 0)
                                 goto fail;
                 }
-                while (read(go[0], &c, 1) < 0 && errno == EINTR)
-                        ;
                 rep.step = "exec";
                 execv(argv[0], argv);
         fail:
@@ -484,11 +491,13 @@ static int jail_check(const struct vmm_vm_config *cfg, struct us_error **err)
 
         if (!real)
                 return us_errorf(err, errno, "qemu binary %s", qemu);
-        if (strncmp(real, "/usr/", 5) != 0)
+        /* Exec'd by this name inside the root: the name and what it
+         * resolves to both under /usr. */
+        if (strncmp(real, "/usr/", 5) != 0 || strncmp(qemu, "/usr/", 5) != 0)
                 return us_error_msg(err, EINVAL,
                                     "qemu binary %s is outside /usr: it cannot run in its "
                                     "private root",
-                                    real);
+                                    qemu);
         if (cfg->share_type == VMM_SHARE_9P && cfg->n_shares > 0)
                 return us_error_msg(err, EINVAL,
                                     "9p shares are opened by QEMU by their host path: they "

@@ -2,7 +2,8 @@
 # A vm pod's domain through the node's libvirtd (vmm/libvirt.h, the XML of
 # vmm/domain.h), with libvirt's events on our own loop (tests/tools/
 # vm-libvirt):
-#  - the domain starts, `virsh list` shows it by name, its serial console
+#  - the domain starts, `virsh list` shows it by name, its QEMU runs as the
+#    uid it was given (never root), its serial console
 #    connects to our socket, suspend and resume come back as events, and a
 #    destroy as the Stopped event; nothing is listed after;
 #  - started paused, it is paused until resumed;
@@ -56,6 +57,10 @@ if ! $VIRSH version >/dev/null 2>&1; then
         wait_until 60 $VIRSH version || { echo "FAIL: libvirtd did not come up"; exit 1; }
 fi
 qemu-img create -q -f qcow2 "$IT_TMP/disk.qcow2" 16M
+# QEMU runs as a uid of its own (never root): it gets the disk and the dir.
+QUID=$((0x60000000 + $$))
+chown "$QUID:$QUID" "$IT_TMP/disk.qcow2"
+chmod 0711 "$IT_TMP"
 
 # vl_start NAME [ARGS...]: the tool as a coprocess; vl_say CMD; vl_expect
 # REGEX [SECONDS]: reads its lines until one matches (the line in $vl_line;
@@ -65,7 +70,7 @@ vl_start() {
         shift
         vl_seen=
         coproc VL { exec "$TOOL" --name "$name" --disk "$IT_TMP/disk.qcow2" \
-                --console "$IT_TMP/$name.sock" "$@" 2>&1; }
+                --console "$IT_TMP/$name.sock" --uid "$QUID" "$@" 2>&1; }
         vl_pid=$VL_PID
 }
 vl_say() { echo "$1" >&"${VL[1]}"; }
@@ -87,8 +92,14 @@ vl_start "$name"
 vl_expect '^(created|error)' && [ "$vl_line" = created ] && pass "the domain is created" ||
         fail "create: '$vl_line'"
 listed "$name" && pass "virsh list shows $name" || fail "virsh list: $($VIRSH list --name | tr '\n' ' ')"
+qpid=$(cat "/run/libvirt/qemu/$name.pid" 2>/dev/null || true)
+quid=$(awk '$1 == "Uid:" { print $2 }' "/proc/$qpid/status" 2>/dev/null || true)
+expect_eq "its QEMU runs as the uid given, not root" "$QUID" "$quid"
+expect_eq "libvirt left the disk's owner alone (relabel='no')" "$QUID:$QUID" \
+        "$(stat -c %u:%g "$IT_TMP/disk.qcow2")"
 vl_say state
-vl_expect '^state ' && expect_eq "it runs (VIR_DOMAIN_RUNNING)" "state 1" "$vl_line"
+vl_expect '^state ' && expect_eq "it runs (VIR_DOMAIN_RUNNING)" "state 1" "$vl_line" ||
+        fail "no state: '$vl_line'"
 { [[ $vl_seen = *"console connected"* ]] || vl_expect '^console connected'; } &&
         pass "its serial console connected to our socket" || fail "no console connection: '$vl_line'"
 vl_say suspend
@@ -96,7 +107,9 @@ vl_expect '^event 3 ' && pass "suspend: the Suspended event" || fail "suspend: '
 vl_say resume
 vl_expect '^event 4 ' && pass "resume: the Resumed event" || fail "resume: '$vl_line'"
 vl_say destroy
-vl_expect '^event 5 ' && expect_eq "destroy: the Stopped event, detail destroyed" "event 5 1" "$vl_line"
+vl_expect '^event 5 ' && expect_eq "destroy: the Stopped event, detail destroyed" "event 5 1" "$vl_line" ||
+        fail "destroy: no Stopped event: '$vl_line'"
+kill -9 "$vl_pid" 2>/dev/null || true # ended by the Stopped event, or not
 wait "$vl_pid" 2>/dev/null || true
 vl_pid=
 listed "$name" && fail "$name still listed after its destroy" || pass "nothing listed after the destroy"
@@ -106,11 +119,13 @@ name=unishim-it-$tag-p
 vl_start "$name" --paused
 vl_expect '^(created|error)' && [ "$vl_line" = created ] && pass "created paused" || fail "create paused: '$vl_line'"
 vl_say state
-vl_expect '^state ' && expect_eq "it is paused (VIR_DOMAIN_PAUSED)" "state 3" "$vl_line"
+vl_expect '^state ' && expect_eq "it is paused (VIR_DOMAIN_PAUSED)" "state 3" "$vl_line" ||
+        fail "no state: '$vl_line'"
 vl_say resume
 vl_expect '^event 4 ' && pass "resumed" || fail "resume: '$vl_line'"
 vl_say state
-vl_expect '^state ' && expect_eq "it runs after the resume" "state 1" "$vl_line"
+vl_expect '^state ' && expect_eq "it runs after the resume" "state 1" "$vl_line" ||
+        fail "no state: '$vl_line'"
 
 # ---- the owner killed: AUTODESTROY ----
 kill -9 "$vl_pid"
@@ -122,7 +137,7 @@ wait_until 60 sh -c "! $VIRSH list --name | grep -qxF '$name'" &&
 
 # ---- refused ----
 out=$(echo | "$TOOL" --name "unishim-it-$tag-bad" --disk "$IT_TMP/missing.qcow2" \
-        --console "$IT_TMP/bad.sock" 2>&1) && rc=0 || rc=$?
+        --console "$IT_TMP/bad.sock" --uid "$QUID" 2>&1) && rc=0 || rc=$?
 [ "$rc" != 0 ] && [[ $out = *"create domain"*missing.qcow2* ]] &&
         pass "a domain libvirt refuses is an error naming the cause" || fail "refused domain: rc $rc: $out"
 listed "unishim-it-$tag-bad" && fail "the refused domain is listed" || pass "nothing left of the refused domain"

@@ -3,8 +3,11 @@
  * vm-libvirt: a vm pod's domain through vmm/libvirt.h and vmm/domain.h,
  * against the real libvirtd, for tests/integration/test-vmm-libvirt.sh.
  *
- *   vm-libvirt --name NAME --disk QCOW2 --console SOCKET [--paused]
- *              [--uri URI] [--memory MIB]
+ *   vm-libvirt --name NAME --disk QCOW2 --console SOCKET --uid UID
+ *              [--paused] [--uri URI] [--memory MIB]
+ *
+ * QEMU runs as UID, group libvirt-qemu (libvirt's state dir admits it), and
+ * must be able to open the disk; the console socket is made its.
  *
  * Listens on SOCKET (the domain's serial console connects to it), creates
  * the domain (AUTODESTROY: it lives as long as this process's connection)
@@ -20,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -150,7 +154,7 @@ static void stdin_ready(struct us_loop_source *src, int fd, uint32_t events, voi
                 t->line_len = 0;
 }
 
-static int listen_at(const char *path)
+static int listen_at(const char *path, uid_t uid)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         if (strlen(path) >= sizeof(sa.sun_path))
@@ -160,7 +164,8 @@ static int listen_at(const char *path)
         if (fd < 0)
                 return -1;
         (void)unlink(path);
-        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chown(path, uid, uid) < 0 ||
+            listen(fd, 1) < 0) {
                 close(fd);
                 return -1;
         }
@@ -176,13 +181,10 @@ int main(int argc, char **argv)
         struct us_error *err = NULL;
         _cleanup_free_ char *xml = NULL;
         static const struct option opts[] = {
-                {"name", required_argument, NULL, 'n'},
-                {"disk", required_argument, NULL, 'd'},
-                {"console", required_argument, NULL, 'c'},
-                {"paused", no_argument, NULL, 'p'},
-                {"uri", required_argument, NULL, 'u'},
-                {"memory", required_argument, NULL, 'm'},
-                {0},
+                {"name", required_argument, NULL, 'n'},    {"disk", required_argument, NULL, 'd'},
+                {"console", required_argument, NULL, 'c'}, {"paused", no_argument, NULL, 'p'},
+                {"uri", required_argument, NULL, 'u'},     {"memory", required_argument, NULL, 'm'},
+                {"uid", required_argument, NULL, 'U'},     {0},
         };
         int o;
         while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -205,6 +207,9 @@ int main(int argc, char **argv)
                 case 'm':
                         dc.memory_mib = (unsigned)atoi(optarg);
                         break;
+                case 'U':
+                        dc.uid = (uid_t)strtoul(optarg, NULL, 0);
+                        break;
                 default:
                         return 2;
                 }
@@ -214,9 +219,11 @@ int main(int argc, char **argv)
                 return 2;
         }
         (void)signal(SIGPIPE, SIG_IGN);
+        const struct group *qemu_group = getgrnam("libvirt-qemu");
+        dc.gid = qemu_group ? qemu_group->gr_gid : dc.uid;
         if (vmm_domain_xml(&dc, &xml, &err) < 0 || us_loop_new(&t.loop, &err) < 0)
                 goto fail;
-        t.console_listen = listen_at(dc.console_socket);
+        t.console_listen = listen_at(dc.console_socket, dc.uid);
         if (t.console_listen < 0) {
                 say("error: listen on %s: %s", dc.console_socket, strerror(errno));
                 return 1;

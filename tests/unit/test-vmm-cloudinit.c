@@ -257,6 +257,19 @@ static void seed_volume(void **state)
         _cleanup_free_ char *same = run(cmd);
         assert_string_equal(same, "same\n");
 
+        /* Fixed times, not the clock's: the same input gives the same bytes
+         * on any day (two writes within one second would match anyway).
+         * The primary volume descriptor (sector 16) records its creation
+         * and modification dates at bytes 813 and 830. */
+        {
+                char dates[34] = "";
+                int fd = openat(d->fd, "seed.iso", O_RDONLY | O_CLOEXEC);
+                assert_true(fd >= 0);
+                assert_int_equal(pread(fd, dates, 33, 16 * 2048 + 813), 33);
+                close(fd);
+                assert_memory_equal(dates, "2000010100000000", 16);
+                assert_memory_equal(dates + 17, "2000010100000000", 16);
+        }
         /* cloud-init finds the seed by blkid's label. */
         snprintf(cmd, sizeof(cmd), "blkid -p -o value -s LABEL '%s/seed.iso'", d->path);
         _cleanup_free_ char *blkid_label = run(cmd);

@@ -26,6 +26,8 @@ static struct vmm_domain_config full(void)
                 .tap = "us-vm0123",
                 .mac = "02:00:0a:01:02:03",
                 .console_socket = "/run/unishim/k8s.io/0123/console.sock",
+                .uid = 0x60000123,
+                .gid = 0x60000123,
         };
 }
 
@@ -62,15 +64,21 @@ static void full_domain(void **state)
         assert_non_null(strstr(xml, "<type arch='x86_64' machine='pc'>hvm</type>"));
         assert_non_null(strstr(xml, "<features><acpi/></features>"));
         assert_non_null(strstr(xml, "<on_poweroff>destroy</on_poweroff>"));
-        assert_non_null(strstr(xml, "relabel='no'"));
+        /* The pod's own uid, never root; libvirt relabels none of our
+         * files. */
+        assert_non_null(strstr(xml, "relabel='yes'><label>+1610613027:+1610613027</label>"));
+        assert_null(strstr(xml, "+0:"));
         assert_non_null(strstr(xml, "<emulator>/usr/bin/qemu-system-x86_64</emulator>"));
-        assert_non_null(strstr(xml, "<source file='/run/unishim/k8s.io/0123/disk.qcow2'/>"));
+        assert_non_null(strstr(xml, "<source file='/run/unishim/k8s.io/0123/disk.qcow2'>"
+                                    "<seclabel model='dac' relabel='no'/></source>"));
+        assert_non_null(strstr(xml, "seed.iso'><seclabel model='dac' relabel='no'/></source>"));
         assert_non_null(strstr(xml, "device='cdrom'"));
         assert_non_null(strstr(xml, "<readonly/>"));
         assert_non_null(strstr(xml, "<target dev='us-vm0123' managed='no'/>"));
         assert_non_null(strstr(xml, "<mac address='02:00:0a:01:02:03'/>"));
-        assert_non_null(strstr(
-                xml, "<source mode='connect' path='/run/unishim/k8s.io/0123/console.sock'/>"));
+        assert_non_null(strstr(xml, "<source mode='connect' "
+                                    "path='/run/unishim/k8s.io/0123/console.sock'><seclabel "
+                                    "model='dac' relabel='no'/></source>"));
         assert_non_null(strstr(xml, "name='org.qemu.guest_agent.0'"));
         assert_non_null(strstr(xml, "<memballoon model='none'/>"));
         assert_null(strstr(xml, "<resource>"));
@@ -167,6 +175,23 @@ static void refuses_bad_values(void **state)
         err = us_error_free(err);
         c = full();
         c.memory_mib = 8;
+        assert_int_equal(vmm_domain_xml(&c, &xml, &err), -EINVAL);
+        err = us_error_free(err);
+        /* QEMU never runs as root. */
+        c = full();
+        c.uid = 0;
+        assert_int_equal(vmm_domain_xml(&c, &xml, &err), -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "root"));
+        err = us_error_free(err);
+        c = full();
+        c.gid = 0;
+        assert_int_equal(vmm_domain_xml(&c, &xml, &err), -EINVAL);
+        err = us_error_free(err);
+        /* The console socket must fit sun_path. */
+        c = full();
+        char longsock[160] = "/run/";
+        memset(longsock + 5, 's', 110);
+        c.console_socket = longsock;
         assert_int_equal(vmm_domain_xml(&c, &xml, &err), -EINVAL);
         us_error_free(err);
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -90,6 +91,22 @@ static int checks_inside(void)
                 return 5;
         if (exists("/dev/kvm") || exists("/dev/sda") || exists("/dev/mem"))
                 return 6;
+        /* The flags of each mount: nothing setuid anywhere, devices only
+         * under /dev, nothing executable but /usr. */
+        struct statvfs v;
+        unsigned long ro_nosuid_nodev = ST_RDONLY | ST_NOSUID | ST_NODEV;
+        if (statvfs("/", &v) < 0 || (v.f_flag & ro_nosuid_nodev) != ro_nosuid_nodev)
+                return 10;
+        if (statvfs("/usr", &v) < 0 || (v.f_flag & ro_nosuid_nodev) != ro_nosuid_nodev ||
+            (v.f_flag & ST_NOEXEC))
+                return 11;
+        if (statvfs(VMM_JAIL_KERNEL, &v) < 0 ||
+            (v.f_flag & (ro_nosuid_nodev | ST_NOEXEC)) != (ro_nosuid_nodev | ST_NOEXEC))
+                return 12;
+        if (statvfs("/dev/null", &v) < 0 ||
+            (v.f_flag & (ST_NOSUID | ST_NOEXEC)) != (ST_NOSUID | ST_NOEXEC) ||
+            (v.f_flag & ST_NODEV))
+                return 13;
         /* Nothing can be written. */
         if (mkdir("/x", 0755) == 0 || errno != EROFS)
                 return 7;
