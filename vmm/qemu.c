@@ -209,6 +209,7 @@ static int spawn(char **argv, const int *keep_fds, size_t n_keep, int log_fd, st
                 return r;
         }
 
+        pid_t parent = getpid();
         pid_t pid = fork();
         if (pid < 0) {
                 r = us_errorf(err, errno, "fork %s", argv[0]);
@@ -229,9 +230,13 @@ static int spawn(char **argv, const int *keep_fds, size_t n_keep, int log_fd, st
                         (void)signal(s, SIG_DFL);
                 sigemptyset(&all);
                 (void)sigprocmask(SIG_SETMASK, &all, NULL);
-                /* In the cgroup before anything else runs. */
-                while (read(go[0], &c, 1) < 0 && errno == EINTR)
+                /* In the cgroup before anything else runs. No byte: the
+                 * parent gave up on us, or died. */
+                ssize_t got;
+                while ((got = read(go[0], &c, 1)) < 0 && errno == EINTR)
                         ;
+                if (got != 1)
+                        _exit(127);
                 if (cred && cred->jail_fd >= 0) {
                         rep.step = "enter its private root";
                         int jr = vmm_jail_enter(cred->jail_fd, cred->jail_at);
@@ -248,8 +253,11 @@ static int spawn(char **argv, const int *keep_fds, size_t n_keep, int log_fd, st
                      prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0))
                         goto fail;
                 /* If the shim dies, its VM must not linger unowned. (After
-                 * the uid change, which clears it.) */
+                 * the uid change, which clears it; a shim that died before
+                 * is seen as a new parent.) */
                 (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (getppid() != parent)
+                        _exit(127);
                 (void)setsid();
                 rep.step = "set up its fds";
                 if (dup2(devnull, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
