@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "fs-util.h"
 #include "oci-spec-json.h"
 #include "pod-spec.h"
 #include "policy.h"
@@ -437,20 +438,6 @@ static int cmd_run(struct ctl *ctl, int argc, char **argv)
         return 0;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                p += k;
-                n -= (size_t)k;
-        }
-        return 0;
-}
-
 static int parse_i64(const char *opt, const char *s, int64_t min, int64_t max, int64_t *ret)
 {
         char *end = NULL;
@@ -528,8 +515,8 @@ static int cmd_exec(struct ctl *ctl, int argc, char **argv)
         r = cri_exec_sync(ctl->client, cid, cmd, timeout, &out, &errout, &code, &err);
         if (r < 0)
                 return fail(err, r);
-        (void)write_all(STDOUT_FILENO, out.data, out.len);
-        (void)write_all(STDERR_FILENO, errout.data, errout.len);
+        (void)us_write_all(STDOUT_FILENO, out.data, out.len);
+        (void)us_write_all(STDERR_FILENO, errout.data, errout.len);
         cri_output_clear(&out);
         cri_output_clear(&errout);
         return code < 0 || code > 255 ? 255 : code;

@@ -322,3 +322,18 @@ int us_rm_tree_at(int dir_fd, const char *name, struct us_error **err)
         }
         return 0;
 }
+
+int us_write_all(int fd, const void *buf, size_t len)
+{
+        const char *p = buf;
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                p += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}

@@ -12,6 +12,7 @@
  */
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 #include "error.h"
@@ -35,3 +36,7 @@ int us_openat_beneath(int dir_fd, const char *path, int flags, mode_t mode);
  * (a directory moved away) ends it with -ESTALE; what was removed stays
  * removed. A missing name is success. */
 int us_rm_tree_at(int dir_fd, const char *name, struct us_error **err);
+
+/* Writes all len bytes of buf to fd (a blocking fd), retrying short writes
+ * and EINTR. 0 or -errno. */
+int us_write_all(int fd, const void *buf, size_t len);

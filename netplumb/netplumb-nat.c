@@ -20,6 +20,7 @@
 
 #include "cleanup.h"
 #include "netplumb.h"
+#include "text.h"
 
 static const struct netplumb_port_range default_excludes[] = {
         {15000,
@@ -58,49 +59,6 @@ static int run_tool(int netns_fd, int family, bool save, const char *input, char
         return netplumb_netns_exec(netns_fd, save ? argv_save : argv_restore, input, ret_out, err);
 }
 
-/* A growing text buffer; on allocation failure it stays failed. */
-struct text {
-        char *s;
-        size_t len, cap;
-        bool oom;
-};
-
-static void __attribute__((format(printf, 2, 3))) text_add(struct text *t, const char *fmt, ...)
-{
-        if (t->oom)
-                return;
-        va_list ap;
-        va_start(ap, fmt);
-        char *line = NULL;
-        int n = vasprintf(&line, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-                t->oom = true;
-                return;
-        }
-        if (t->len + (size_t)n + 1 > t->cap) {
-                size_t ncap = (t->cap + (size_t)n + 1) * 2;
-                char *ns = realloc(t->s, ncap);
-                if (!ns) {
-                        free(line);
-                        t->oom = true;
-                        return;
-                }
-                t->s = ns;
-                t->cap = ncap;
-        }
-        memcpy(t->s + t->len, line, (size_t)n + 1);
-        t->len += (size_t)n;
-        free(line);
-}
-
-static void text_reset(struct text *t)
-{
-        t->len = 0;
-        if (t->s)
-                t->s[0] = '\0';
-}
-
 static const char *const nat_chains[] = {"PRE", "OUT", "POST"};
 static const char *const nat_hooks[] = {"PREROUTING", "OUTPUT", "POSTROUTING"};
 
@@ -129,24 +87,24 @@ int netplumb_nat_install(int netns_fd, int family, const uint8_t pod_ip[16],
                 return us_error_msg(err, EINVAL, "at most %d excluded port ranges",
                                     NETPLUMB_MAX_EXCLUDED);
 
-        struct text t = {0};
-        text_add(&t, "*nat\n");
+        struct us_text t = {0};
+        us_text_add(&t, "*nat\n");
         for (size_t i = 0; i < US_ELEMENTSOF(nat_chains); i++)
-                text_add(&t, ":" NETPLUMB_CHAIN_PREFIX "%s - [0:0]\n", nat_chains[i]);
+                us_text_add(&t, ":" NETPLUMB_CHAIN_PREFIX "%s - [0:0]\n", nat_chains[i]);
         /* Appended: a mesh's PREROUTING -> ISTIO_INBOUND and OUTPUT ->
          * ISTIO_OUTPUT jumps (installed at CNI ADD) keep running first. */
         for (size_t i = 0; i < US_ELEMENTSOF(nat_chains); i++)
-                text_add(&t,
-                         "-A %s -m comment --comment " NETPLUMB_RULE_COMMENT
-                         " -j " NETPLUMB_CHAIN_PREFIX "%s\n",
-                         nat_hooks[i], nat_chains[i]);
+                us_text_add(&t,
+                            "-A %s -m comment --comment " NETPLUMB_RULE_COMMENT
+                            " -j " NETPLUMB_CHAIN_PREFIX "%s\n",
+                            nat_hooks[i], nat_chains[i]);
         /* Inbound (from eth0, and locally from the proxy in OUTPUT): the pod
          * IP means the guest, except the ports the pod netns keeps. */
         for (size_t c = 0; c < 2; c++) {
                 const char *chain = c == 0 ? "PRE" : "OUT";
                 if (c == 0)
-                        text_add(&t, "-A " NETPLUMB_CHAIN_PREFIX "PRE -i " NETPLUMB_TAP_NAME
-                                     " -j RETURN\n");
+                        us_text_add(&t, "-A " NETPLUMB_CHAIN_PREFIX "PRE -i " NETPLUMB_TAP_NAME
+                                        " -j RETURN\n");
                 for (size_t i = 0; i < n_ex; i++) {
                         if (ex[i].first > ex[i].last || ex[i].first == 0) {
                                 free(t.s);
@@ -154,34 +112,35 @@ int netplumb_nat_install(int netns_fd, int family, const uint8_t pod_ip[16],
                                                     "invalid excluded port range %u-%u",
                                                     ex[i].first, ex[i].last);
                         }
-                        text_add(&t,
-                                 "-A " NETPLUMB_CHAIN_PREFIX
-                                 "%s -d %s%s -p tcp --dport %u:%u -j RETURN\n",
-                                 chain, pod, host, ex[i].first, ex[i].last);
+                        us_text_add(&t,
+                                    "-A " NETPLUMB_CHAIN_PREFIX
+                                    "%s -d %s%s -p tcp --dport %u:%u -j RETURN\n",
+                                    chain, pod, host, ex[i].first, ex[i].last);
                 }
-                text_add(&t, "-A " NETPLUMB_CHAIN_PREFIX "%s -d %s%s -j DNAT --to-destination %s\n",
-                         chain, pod, host, guest);
+                us_text_add(&t,
+                            "-A " NETPLUMB_CHAIN_PREFIX "%s -d %s%s -j DNAT --to-destination %s\n",
+                            chain, pod, host, guest);
         }
         /* The proxy's connections to the guest come from loopback: make them
          * answerable by the guest. */
-        text_add(&t,
-                 "-A " NETPLUMB_CHAIN_PREFIX "POST -o " NETPLUMB_TAP_NAME
-                 " -s %s -j SNAT --to-source %s\n",
-                 proxy_src, tap);
+        us_text_add(&t,
+                    "-A " NETPLUMB_CHAIN_PREFIX "POST -o " NETPLUMB_TAP_NAME
+                    " -s %s -j SNAT --to-source %s\n",
+                    proxy_src, tap);
         /* Outbound: the guest is the pod IP to everyone else. */
-        text_add(&t,
-                 "-A " NETPLUMB_CHAIN_PREFIX "POST -s %s%s ! -o " NETPLUMB_TAP_NAME
-                 " -j SNAT --to-source %s\n",
-                 guest, host, pod);
-        text_add(&t, "COMMIT\n");
+        us_text_add(&t,
+                    "-A " NETPLUMB_CHAIN_PREFIX "POST -s %s%s ! -o " NETPLUMB_TAP_NAME
+                    " -j SNAT --to-source %s\n",
+                    guest, host, pod);
+        us_text_add(&t, "COMMIT\n");
         /* Forwarding between the tap and the pod's interface, whatever the
          * FORWARD policy (non-TCP like DNS over UDP is forwarded, not proxied). */
-        text_add(&t, "*filter\n:" NETPLUMB_CHAIN_PREFIX "FWD - [0:0]\n");
-        text_add(&t, "-A FORWARD -m comment --comment " NETPLUMB_RULE_COMMENT
-                     " -j " NETPLUMB_CHAIN_PREFIX "FWD\n");
-        text_add(&t, "-A " NETPLUMB_CHAIN_PREFIX "FWD -i " NETPLUMB_TAP_NAME " -j ACCEPT\n");
-        text_add(&t, "-A " NETPLUMB_CHAIN_PREFIX "FWD -o " NETPLUMB_TAP_NAME " -j ACCEPT\n");
-        text_add(&t, "COMMIT\n");
+        us_text_add(&t, "*filter\n:" NETPLUMB_CHAIN_PREFIX "FWD - [0:0]\n");
+        us_text_add(&t, "-A FORWARD -m comment --comment " NETPLUMB_RULE_COMMENT
+                        " -j " NETPLUMB_CHAIN_PREFIX "FWD\n");
+        us_text_add(&t, "-A " NETPLUMB_CHAIN_PREFIX "FWD -i " NETPLUMB_TAP_NAME " -j ACCEPT\n");
+        us_text_add(&t, "-A " NETPLUMB_CHAIN_PREFIX "FWD -o " NETPLUMB_TAP_NAME " -j ACCEPT\n");
+        us_text_add(&t, "COMMIT\n");
         _cleanup_free_ char *rules = t.s;
         if (t.oom)
                 return us_error_msg(err, ENOMEM, "build netfilter rules");
@@ -200,17 +159,17 @@ static bool is_ours_chain(const char *name, size_t len)
 /* Turns iptables-save output into a restore script deleting what is ours:
  * per table, declare (= flush) our chains, delete the jumps to them, delete
  * the chains. Lines are bounded by the save output we read (4 MiB). */
-static int build_removal(char *saved, struct text *t, bool *ret_any)
+static int build_removal(char *saved, struct us_text *t, bool *ret_any)
 {
         char *table = NULL;
-        struct text chains = {0}, jumps = {0};
+        struct us_text chains = {0}, jumps = {0};
         bool any = false;
         for (char *save_ptr = NULL, *line = strtok_r(saved, "\n", &save_ptr); line;
              line = strtok_r(NULL, "\n", &save_ptr)) {
                 if (line[0] == '*') {
                         table = line + 1;
-                        text_reset(&chains);
-                        text_reset(&jumps);
+                        us_text_reset(&chains);
+                        us_text_reset(&jumps);
                         continue;
                 }
                 if (!table)
@@ -218,34 +177,34 @@ static int build_removal(char *saved, struct text *t, bool *ret_any)
                 if (line[0] == ':') {
                         size_t n = strcspn(line + 1, " ");
                         if (is_ours_chain(line + 1, n))
-                                text_add(&chains, "%.*s\n", (int)n, line + 1);
+                                us_text_add(&chains, "%.*s\n", (int)n, line + 1);
                 } else if (strncmp(line, "-A ", 3) == 0) {
                         size_t n = strcspn(line + 3, " ");
                         const char *j = strstr(line, " -j " NETPLUMB_CHAIN_PREFIX);
                         if (!is_ours_chain(line + 3, n) && j &&
                             strstr(line, "--comment " NETPLUMB_RULE_COMMENT))
-                                text_add(&jumps, "-D %s\n", line + 3);
+                                us_text_add(&jumps, "-D %s\n", line + 3);
                 } else if (strcmp(line, "COMMIT") == 0) {
                         if (chains.len > 0 || jumps.len > 0) {
                                 any = true;
-                                text_add(t, "*%s\n", table);
+                                us_text_add(t, "*%s\n", table);
                                 for (const char *c = chains.s; c && *c;) {
                                         size_t n = strcspn(c, "\n");
-                                        text_add(t, ":%.*s - [0:0]\n", (int)n, c);
+                                        us_text_add(t, ":%.*s - [0:0]\n", (int)n, c);
                                         c += n + (c[n] ? 1 : 0);
                                 }
                                 if (jumps.s)
-                                        text_add(t, "%s", jumps.s);
+                                        us_text_add(t, "%s", jumps.s);
                                 for (const char *c = chains.s; c && *c;) {
                                         size_t n = strcspn(c, "\n");
-                                        text_add(t, "-X %.*s\n", (int)n, c);
+                                        us_text_add(t, "-X %.*s\n", (int)n, c);
                                         c += n + (c[n] ? 1 : 0);
                                 }
-                                text_add(t, "COMMIT\n");
+                                us_text_add(t, "COMMIT\n");
                         }
                         table = NULL;
-                        text_reset(&chains);
-                        text_reset(&jumps);
+                        us_text_reset(&chains);
+                        us_text_reset(&jumps);
                 }
         }
         bool oom = chains.oom || jumps.oom || t->oom;
@@ -267,7 +226,7 @@ int netplumb_nat_removal_script(const char *saved, char **ret_script, struct us_
         _cleanup_free_ char *copy = strdup(saved);
         if (!copy)
                 return us_error_msg(err, ENOMEM, "copy iptables-save output");
-        struct text t = {0};
+        struct us_text t = {0};
         bool any = false;
         int r = build_removal(copy, &t, &any);
         _cleanup_free_ char *script = t.s;

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +17,10 @@
 #include <libisofs/libisofs.h>
 
 #include "cleanup.h"
+#include "fs-util.h"
 #include "cloudinit.h"
 #include "syntax.h"
+#include "text.h"
 
 /* ---- values: checked, so that they can be written into YAML as they are */
 
@@ -113,99 +114,53 @@ static int check_net(const struct vmm_cloudinit_net *n, struct us_error **err)
 
 /* ---- documents ---------------------------------------------------------- */
 
-/* A growing string; oom sticks until the end. */
-struct text {
-        char *buf;
-        size_t len, cap;
-        bool oom;
-};
-
-__attribute__((format(printf, 2, 3))) static void put(struct text *t, const char *fmt, ...)
+static void put_list(struct us_text *t, const char *key, const char *const *v, size_t n)
 {
-        va_list ap;
-        if (t->oom)
-                return;
-        for (;;) {
-                va_start(ap, fmt);
-                int n = vsnprintf(t->buf ? t->buf + t->len : NULL, t->buf ? t->cap - t->len : 0,
-                                  fmt, ap);
-                va_end(ap);
-                if (n < 0) {
-                        t->oom = true;
-                        return;
-                }
-                if (t->buf && t->len + (size_t)n < t->cap) {
-                        t->len += (size_t)n;
-                        return;
-                }
-                size_t cap = t->cap ? t->cap : 256;
-                while (cap <= t->len + (size_t)n)
-                        cap *= 2;
-                char *b = realloc(t->buf, cap);
-                if (!b) {
-                        t->oom = true;
-                        return;
-                }
-                t->buf = b;
-                t->cap = cap;
-        }
-}
-
-static char *text_take(struct text *t)
-{
-        if (t->oom) {
-                free(t->buf);
-                return NULL;
-        }
-        return t->buf;
-}
-
-static void put_list(struct text *t, const char *key, const char *const *v, size_t n)
-{
-        put(t, "      %s: [", key);
+        us_text_add(t, "      %s: [", key);
         for (size_t i = 0; i < n; i++)
-                put(t, "%s\"%s\"", i ? ", " : "", v[i]);
-        put(t, "]\n");
+                us_text_add(t, "%s\"%s\"", i ? ", " : "", v[i]);
+        us_text_add(t, "]\n");
 }
 
 static char *network_config(const struct vmm_cloudinit_net *n)
 {
-        struct text t = {0};
-        put(&t,
-            "version: 2\n"
-            "ethernets:\n"
-            "  eth0:\n"
-            "    match:\n"
-            "      macaddress: \"%s\"\n"
-            "    set-name: eth0\n",
-            n->mac);
+        struct us_text t = {0};
+        us_text_add(&t,
+                    "version: 2\n"
+                    "ethernets:\n"
+                    "  eth0:\n"
+                    "    match:\n"
+                    "      macaddress: \"%s\"\n"
+                    "    set-name: eth0\n",
+                    n->mac);
         if (n->mtu)
-                put(&t, "    mtu: %u\n", n->mtu);
+                us_text_add(&t, "    mtu: %u\n", n->mtu);
         if (n->ipv4 || n->ipv6) {
-                put(&t, "    addresses:\n");
+                us_text_add(&t, "    addresses:\n");
                 if (n->ipv4)
-                        put(&t, "      - \"%s\"\n", n->ipv4);
+                        us_text_add(&t, "      - \"%s\"\n", n->ipv4);
                 if (n->ipv6)
-                        put(&t, "      - \"%s\"\n", n->ipv6);
+                        us_text_add(&t, "      - \"%s\"\n", n->ipv6);
         } else {
-                put(&t, "    dhcp4: false\n");
+                us_text_add(&t, "    dhcp4: false\n");
         }
         if (n->ipv4_gateway || n->ipv6_gateway) {
-                put(&t, "    routes:\n");
+                us_text_add(&t, "    routes:\n");
                 if (n->ipv4_gateway)
-                        put(&t, "      - to: \"0.0.0.0/0\"\n        via: \"%s\"\n",
-                            n->ipv4_gateway);
+                        us_text_add(&t, "      - to: \"0.0.0.0/0\"\n        via: \"%s\"\n",
+                                    n->ipv4_gateway);
                 if (n->ipv6_gateway)
-                        put(&t, "      - to: \"::/0\"\n        via: \"%s\"\n", n->ipv6_gateway);
+                        us_text_add(&t, "      - to: \"::/0\"\n        via: \"%s\"\n",
+                                    n->ipv6_gateway);
         }
         if (n->n_nameservers || n->n_search) {
-                put(&t, "    nameservers:\n");
+                us_text_add(&t, "    nameservers:\n");
                 if (n->n_nameservers)
                         put_list(&t, "addresses", n->nameservers, n->n_nameservers);
                 if (n->n_search)
                         put_list(&t, "search", n->search, n->n_search);
         }
-        return text_take(&t);
+        return us_text_take(&t);
 }
 
 int vmm_cloudinit_documents(const struct vmm_cloudinit *ci, char **ret_meta, char **ret_network,
@@ -228,9 +183,10 @@ int vmm_cloudinit_documents(const struct vmm_cloudinit *ci, char **ret_meta, cha
         if (ci->net && (r = check_net(ci->net, err)) < 0)
                 return r;
 
-        struct text t = {0};
-        put(&t, "instance-id: \"%s\"\nlocal-hostname: \"%s\"\n", ci->instance_id, ci->hostname);
-        meta = text_take(&t);
+        struct us_text t = {0};
+        us_text_add(&t, "instance-id: \"%s\"\nlocal-hostname: \"%s\"\n", ci->instance_id,
+                    ci->hostname);
+        meta = us_text_take(&t);
         if (ci->net)
                 network = network_config(ci->net);
         if (ci->user_data) {
@@ -293,20 +249,6 @@ static int add_file(IsoImage *image, const char *name, const char *data, size_t 
         return 0;
 }
 
-static int write_all(int fd, const unsigned char *buf, size_t len)
-{
-        while (len > 0) {
-                ssize_t n = write(fd, buf, len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                buf += n;
-                len -= (size_t)n;
-        }
-        return 0;
-}
-
 /* Builds the volume and streams it into fd. libisofs writes from a thread
  * of its own while we read; it is gone when the source is freed. */
 static int build_volume(const char *meta, const char *network, const char *user, size_t user_len,
@@ -354,7 +296,7 @@ static int build_volume(const char *meta, const char *network, const char *user,
                         r = us_error_msg(err, EIO, "cloud-init seed: libisofs failed to write");
                         goto out;
                 }
-                r = write_all(fd, sector, (size_t)n);
+                r = us_write_all(fd, sector, (size_t)n);
                 if (r < 0) {
                         src->cancel(src);
                         r = us_errorf(err, -r, "write cloud-init seed");

@@ -11,6 +11,7 @@
 #include "domain.h"
 #include "qemu.h"
 #include "syntax.h"
+#include "text.h"
 
 #define MAX_VCPUS 64
 /* Per source: libvirt leaves the file's owner and mode alone. */
@@ -61,38 +62,10 @@ static bool path_ok(const char *s)
         return !strstr(s, "/../") && !(n >= 3 && !strcmp(s + n - 3, "/.."));
 }
 
-/* A growing string; oom sticks until the end. */
-struct xml {
-        char *buf;
-        size_t len, cap;
-        bool oom;
-};
-
-static void put_raw(struct xml *x, const char *s, size_t n)
-{
-        if (x->oom)
-                return;
-        if (x->len + n + 1 > x->cap) {
-                size_t cap = x->cap ? x->cap : 2048;
-                while (cap < x->len + n + 1)
-                        cap *= 2;
-                char *b = realloc(x->buf, cap);
-                if (!b) {
-                        x->oom = true;
-                        return;
-                }
-                x->buf = b;
-                x->cap = cap;
-        }
-        memcpy(x->buf + x->len, s, n);
-        x->len += n;
-        x->buf[x->len] = '\0';
-}
-
 /* fmt's %s arguments are escaped for XML text and attributes; the format
  * itself is ours. %s, %u and %% only: anything else marks the document
  * broken (oom), so a wrong format can never shift the arguments. */
-__attribute__((format(printf, 2, 3))) static void put(struct xml *x, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void put(struct us_text *x, const char *fmt, ...)
 {
         va_list ap;
         va_start(ap, fmt);
@@ -100,7 +73,7 @@ __attribute__((format(printf, 2, 3))) static void put(struct xml *x, const char 
                 if (*p != '%') {
                         const char *q = strchr(p, '%');
                         size_t n = q ? (size_t)(q - p) : strlen(p);
-                        put_raw(x, p, n);
+                        us_text_append(x, p, n);
                         p += n - 1;
                         continue;
                 }
@@ -108,32 +81,32 @@ __attribute__((format(printf, 2, 3))) static void put(struct xml *x, const char 
                 if (*p == 'u') {
                         char num[16];
                         int n = snprintf(num, sizeof(num), "%u", va_arg(ap, unsigned));
-                        put_raw(x, num, (size_t)n);
+                        us_text_append(x, num, (size_t)n);
                 } else if (*p == 's') {
                         const char *arg = va_arg(ap, const char *);
                         for (const char *s = arg ? arg : ""; *s; s++) {
                                 switch (*s) {
                                 case '&':
-                                        put_raw(x, "&amp;", 5);
+                                        us_text_append(x, "&amp;", 5);
                                         break;
                                 case '<':
-                                        put_raw(x, "&lt;", 4);
+                                        us_text_append(x, "&lt;", 4);
                                         break;
                                 case '>':
-                                        put_raw(x, "&gt;", 4);
+                                        us_text_append(x, "&gt;", 4);
                                         break;
                                 case '\'':
-                                        put_raw(x, "&apos;", 6);
+                                        us_text_append(x, "&apos;", 6);
                                         break;
                                 case '"':
-                                        put_raw(x, "&quot;", 6);
+                                        us_text_append(x, "&quot;", 6);
                                         break;
                                 default:
-                                        put_raw(x, s, 1);
+                                        us_text_append(x, s, 1);
                                 }
                         }
                 } else if (*p == '%') {
-                        put_raw(x, "%", 1);
+                        us_text_append(x, "%", 1);
                 } else {
                         x->oom = true;
                         break;
@@ -184,7 +157,7 @@ static int check(const struct vmm_domain_config *c, struct us_error **err)
 
 int vmm_domain_xml(const struct vmm_domain_config *c, char **ret, struct us_error **err)
 {
-        struct xml x = {0};
+        struct us_text x = {0};
         int r;
 
         if (!c || !ret)
@@ -263,11 +236,10 @@ int vmm_domain_xml(const struct vmm_domain_config *c, char **ret, struct us_erro
                 "    <memballoon model='none'/>\n"
                 "  </devices>\n"
                 "</domain>\n");
-        if (x.oom) {
-                free(x.buf);
+        char *text = us_text_take(&x);
+        if (!text)
                 return us_errorf(err, ENOMEM, "domain XML");
-        }
-        *ret = x.buf;
+        *ret = text;
         return 0;
 }
 
