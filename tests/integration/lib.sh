@@ -387,7 +387,7 @@ sandbox_net_namespaces() {
 }
 
 # sandbox_taps: the network namespaces that still have a us-tap0 (netplumb's
-# tap of a sandbox pod), as "tap in NS_PATH". Other engineers' sandbox pods
+# tap of a sandbox pod), as "tap in NS_PATH". Other environments' sandbox pods
 # on the machine would show too: call it only when none of ours should run
 # and compare with sandbox_taps_before (taken at setup).
 sandbox_taps() {
