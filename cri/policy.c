@@ -24,7 +24,12 @@ static const char *const known_annotations[] = {
         CRI_ANNOTATION_ISOLATION,
         CRI_ANNOTATION_VCPUS,
         CRI_ANNOTATION_MEMORY_MIB,
+        CRI_ANNOTATION_DISK_PATH,
+        CRI_ANNOTATION_CLOUD_INIT_USER_DATA,
 };
+/* What the built-in policy allows: all of them but user-data, which runs
+ * as root in the guest at the pod author's word. */
+#define N_DEFAULT_ANNOTATIONS (US_ELEMENTSOF(known_annotations) - 1)
 
 static const char *const default_sidecars[] = {
         "istio-proxy", "istio-init", "istio-validation", "linkerd-proxy", "linkerd-init",
@@ -72,6 +77,9 @@ struct cri_config *cri_config_free(struct cri_config *cfg)
         free(cfg->sandbox.kernel);
         free(cfg->sandbox.initrd);
         free(cfg->sandbox.accel);
+        free(cfg->vm.libvirt_uri);
+        free(cfg->vm.qemu_group);
+        free(cfg->vm.accel);
         free(cfg);
         return NULL;
 }
@@ -91,8 +99,9 @@ int cri_config_default(struct cri_config **ret, struct us_error **err)
         cfg->sandbox.max_memory_mib = 16384;
         cfg->sandbox.console_log_max_bytes = CRI_CONSOLE_LOG_DEFAULT_BYTES;
         cfg->sandbox.agent_timeout_ms = CRI_AGENT_TIMEOUT_DEFAULT_MS;
-        if (strv_from(known_annotations, US_ELEMENTSOF(known_annotations),
-                      &cfg->allowed_annotations) < 0 ||
+        cfg->vm.memory_mib = 1024;
+        cfg->vm.user_data_max_bytes = CRI_VM_USER_DATA_DEFAULT_MAX;
+        if (strv_from(known_annotations, N_DEFAULT_ANNOTATIONS, &cfg->allowed_annotations) < 0 ||
             strv_from(default_sidecars, US_ELEMENTSOF(default_sidecars), &cfg->mesh_sidecars) < 0) {
                 cri_config_free(cfg);
                 return us_errorf(err, ENOMEM, "allocate config");
@@ -179,6 +188,15 @@ static int bounded_u64(yajl_val o, const struct jpath *p, const char *key, uint6
         return 0;
 }
 
+static int accel_check(const char *accel, const struct jpath *p, struct us_error **err)
+{
+        if (accel && strcmp(accel, "auto") != 0 && strcmp(accel, "kvm") != 0 &&
+            strcmp(accel, "tcg") != 0)
+                return ocij_error(err, JP_KEY(p, "accel"),
+                                  "unknown accelerator \"%s\" (known: auto, kvm, tcg)", accel);
+        return 0;
+}
+
 static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct cri_sandbox_config *sb = out;
@@ -190,10 +208,7 @@ static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us
         TRY(ocij_string(FIELD(o, p, "kernel"), F_ABS, &sb->kernel, err));
         TRY(ocij_string(FIELD(o, p, "initrd"), F_ABS, &sb->initrd, err));
         TRY(ocij_string(FIELD(o, p, "accel"), 0, &sb->accel, err));
-        if (sb->accel && strcmp(sb->accel, "auto") != 0 && strcmp(sb->accel, "kvm") != 0 &&
-            strcmp(sb->accel, "tcg") != 0)
-                return ocij_error(err, JP_KEY(p, "accel"),
-                                  "unknown accelerator \"%s\" (known: auto, kvm, tcg)", sb->accel);
+        TRY(accel_check(sb->accel, p, err));
         static const struct {
                 const char *key;
                 size_t offset;
@@ -230,15 +245,40 @@ static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us
         return 0;
 }
 
+static int parse_vm(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
+{
+        struct cri_vm_config *vm = out;
+        static const char *const keys[] = {"libvirt_uri", "qemu_group",          "accel",
+                                           "memory_mib",  "user_data_max_bytes", NULL};
+        TRY(ocij_only_keys(o, p, keys, err));
+        TRY(ocij_string(FIELD(o, p, "libvirt_uri"), 0, &vm->libvirt_uri, err));
+        TRY(ocij_string(FIELD(o, p, "qemu_group"), 0, &vm->qemu_group, err));
+        TRY(ocij_string(FIELD(o, p, "accel"), 0, &vm->accel, err));
+        TRY(accel_check(vm->accel, p, err));
+        uint64_t mib = vm->memory_mib, max = vm->user_data_max_bytes;
+        TRY(bounded_u64(o, p, "memory_mib", CRI_VM_MIN_MEMORY_MIB, 1u << 20, "128..1048576", &mib,
+                        err));
+        TRY(bounded_u64(o, p, "user_data_max_bytes", 0, CRI_VM_USER_DATA_LIMIT, "0..1 MiB", &max,
+                        err));
+        vm->memory_mib = (unsigned)mib;
+        vm->user_data_max_bytes = max;
+        return 0;
+}
+
 static int parse_config(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct cri_config *cfg = out;
-        static const char *const keys[] = {"isolation", "annotations", "mesh_sidecars", "sandbox",
-                                           NULL};
+        static const char *const keys[] = {"isolation", "annotations", "mesh_sidecars",
+                                           "sandbox",   "vm",          NULL};
         TRY(ocij_only_keys(o, p, keys, err));
         TRY(ocij_struct(FIELD(o, p, "isolation"), 0, parse_isolation, cfg, err));
         TRY(ocij_struct(FIELD(o, p, "annotations"), 0, parse_annotations, cfg, err));
         TRY(ocij_struct(FIELD(o, p, "sandbox"), 0, parse_sandbox, &cfg->sandbox, err));
+        TRY(ocij_struct(FIELD(o, p, "vm"), 0, parse_vm, &cfg->vm, err));
+        if (cfg->vm.memory_mib > cfg->sandbox.max_memory_mib)
+                return ocij_error(err, JP_KEY(JP_KEY(p, "vm"), "memory_mib"),
+                                  "%u is above sandbox.max_memory_mib %u", cfg->vm.memory_mib,
+                                  cfg->sandbox.max_memory_mib);
         _cleanup_strv_ char **sidecars = NULL;
         TRY(ocij_strv(FIELD(o, p, "mesh_sidecars"), 0, &sidecars, err));
         if (sidecars) {
@@ -430,4 +470,50 @@ int cri_policy_vm_size(const struct cri_config *cfg, const struct us_oci_kv *ann
 bool cri_policy_is_mesh_sidecar(const struct cri_config *cfg, const char *container_name)
 {
         return container_name && strv_contains(cfg->mesh_sidecars, container_name);
+}
+
+int cri_policy_vm_guest(const struct cri_config *cfg, const struct us_oci_kv *annotations,
+                        size_t n_annotations, const char **ret_disk_path,
+                        const char **ret_user_data, struct us_error **err)
+{
+        *ret_disk_path = *ret_user_data = NULL;
+        for (size_t i = 0; i < n_annotations; i++) {
+                const char *key = annotations[i].key, *value = annotations[i].value;
+                if (strcmp(key, CRI_ANNOTATION_DISK_PATH) == 0) {
+                        const char *v = value;
+                        while (*v == '/')
+                                v++;
+                        bool ok = *v && strlen(v) < 1024;
+                        /* No "..", no empty or "." component. */
+                        for (const char *c = v; ok && *c;) {
+                                size_t n = strcspn(c, "/");
+                                if (n == 0 || (n == 1 && c[0] == '.') ||
+                                    (n == 2 && c[0] == '.' && c[1] == '.'))
+                                        ok = false;
+                                c += n;
+                                if (*c == '/')
+                                        c++;
+                        }
+                        for (const char *c = v; ok && *c; c++)
+                                ok = (unsigned char)*c >= 0x20 && *c != 0x7f;
+                        if (!ok || v[strlen(v) - 1] == '/')
+                                return us_error_msg(err, EINVAL,
+                                                    "annotation %s: \"%s\" is not a file's path "
+                                                    "in the image (no \"..\", \".\" or empty "
+                                                    "parts)",
+                                                    key, value);
+                        *ret_disk_path = v;
+                } else if (strcmp(key, CRI_ANNOTATION_CLOUD_INIT_USER_DATA) == 0) {
+                        size_t len = strlen(value);
+                        if (len > cfg->vm.user_data_max_bytes)
+                                return us_error_msg(err, E2BIG,
+                                                    "annotation %s: %zu bytes, above the limit "
+                                                    "of %ju (vm.user_data_max_bytes in %s)",
+                                                    key, len,
+                                                    (uintmax_t)cfg->vm.user_data_max_bytes,
+                                                    cfg->path ? cfg->path : "the built-in config");
+                        *ret_user_data = value;
+                }
+        }
+        return 0;
 }

@@ -21,7 +21,9 @@
  *     "sandbox": {"kernel": "/path/vmlinux", "initrd": "/path/initramfs.cpio",
  *                 "accel": "auto", "vcpus": 1, "max_vcpus": 2,
  *                 "memory_mib": 256, "max_memory_mib": 16384,
- *                 "console_log_max_bytes": 1048576, "agent_timeout_ms": 30000}
+ *                 "console_log_max_bytes": 1048576, "agent_timeout_ms": 30000},
+ *     "vm": {"libvirt_uri": "qemu:///system", "qemu_group": "libvirt-qemu",
+ *            "accel": "auto", "memory_mib": 1024, "user_data_max_bytes": 65536}
  *   }
  */
 
@@ -40,6 +42,16 @@
  * limits; container-kind pods have them checked and ignored. */
 #define CRI_ANNOTATION_VCPUS      "unishim.io/vcpus"
 #define CRI_ANNOTATION_MEMORY_MIB "unishim.io/memory-mib"
+/* The vm kind's guest (docs/vm.md). disk-path: the disk image's path in
+ * the container image when it is not the one file under /disk/ (KubeVirt's
+ * containerDisk `path:`). cloud-init-user-data: the guest's cloud-init
+ * user-data, as given; it configures the guest as root, so the built-in
+ * policy does not allow it: an operator lists it in annotations.allowed,
+ * and vm.user_data_max_bytes bounds it. */
+#define CRI_ANNOTATION_DISK_PATH            "unishim.io/disk-path"
+#define CRI_ANNOTATION_CLOUD_INIT_USER_DATA "unishim.io/cloud-init-user-data"
+#define CRI_VM_USER_DATA_DEFAULT_MAX        (64u << 10)
+#define CRI_VM_USER_DATA_LIMIT              (1u << 20)
 /* The smallest guest a pod may ask for: the guest kernel and agent need it. */
 #define CRI_VM_MIN_MEMORY_MIB 128
 
@@ -66,6 +78,7 @@
 #define CRI_CONTAINER_NAME "io.kubernetes.cri.container-name"
 #define CRI_SANDBOX_NAME   "io.kubernetes.cri.sandbox-name"
 #define CRI_SANDBOX_NS     "io.kubernetes.cri.sandbox-namespace"
+#define CRI_SANDBOX_UID    "io.kubernetes.cri.sandbox-uid"
 
 #define CRI_DEFAULT_CONFIG_PATH "/etc/unishim/config.json"
 #define CRI_CONFIG_MAX_SIZE     (256u << 10)
@@ -91,6 +104,15 @@ struct cri_sandbox_config {
         unsigned agent_timeout_ms;      /* a guest agent call's deadline (30000) */
 };
 
+/* How vm-kind pods are run. NULL/0: the built-in defaults. */
+struct cri_vm_config {
+        char *libvirt_uri;            /* NULL: qemu:///system, the node's libvirtd */
+        char *qemu_group;             /* QEMU's group: libvirt's (NULL: libvirt-qemu) */
+        char *accel;                  /* "auto" (default), "kvm" or "tcg" */
+        unsigned memory_mib;          /* guest memory when the pod sets no limit (1024) */
+        uint64_t user_data_max_bytes; /* cloud-init user-data's limit */
+};
+
 struct cri_config {
         char *path; /* where it came from, for messages; NULL = built-in defaults */
         enum cri_isolation default_isolation;
@@ -98,6 +120,7 @@ struct cri_config {
         char **allowed_annotations; /* strv of full keys pods may set */
         char **mesh_sidecars;       /* strv of container names */
         struct cri_sandbox_config sandbox;
+        struct cri_vm_config vm;
 };
 
 /* The kind's annotation value ("container", ...). */
@@ -141,6 +164,14 @@ struct cri_vm_size {
  *   in /etc/unishim/config.json) */
 int cri_policy_vm_size(const struct cri_config *cfg, const struct us_oci_kv *annotations,
                        size_t n_annotations, struct cri_vm_size *ret, struct us_error **err);
+
+/* A vm pod's guest as its (untrusted) annotations ask: the disk's path in
+ * the image (NULL: the one under /disk/), relative to the image's root, no
+ * "..", and cloud-init user-data (NULL: none) within vm.user_data_max_bytes.
+ * Pointers into annotations. Errors name the annotation. */
+int cri_policy_vm_guest(const struct cri_config *cfg, const struct us_oci_kv *annotations,
+                        size_t n_annotations, const char **ret_disk_path,
+                        const char **ret_user_data, struct us_error **err);
 
 /* True when a CRI container of this name is a service mesh sidecar (runs on
  * the host next to a VM-kind pod). */

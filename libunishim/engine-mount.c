@@ -101,23 +101,10 @@ static int parse_mount_options(char **options, struct parsed_opts *o, struct us_
         return 0;
 }
 
-static long sys_openat2(int dirfd, const char *path, int flags, uint64_t resolve)
-{
-        struct open_how how = {.flags = (uint64_t)flags, .resolve = resolve};
-        return syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-}
-
-/* Opens path (relative to the rootfs dirfd; symlinks resolved as if rootfd
- * were "/", so nothing escapes the rootfs). */
+/* Opens path inside the rootfs (us_openat_in_root). */
 static int root_open(int rootfd, const char *path, int flags)
 {
-        while (*path == '/')
-                path++;
-        if (!*path)
-                path = ".";
-        long fd = sys_openat2(rootfd, path, flags | O_CLOEXEC,
-                              RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
-        return fd < 0 ? -errno : (int)fd;
+        return us_openat_in_root(rootfd, path, flags);
 }
 
 /* Opens (O_PATH) path inside the rootfs, creating missing directories and,

@@ -46,6 +46,18 @@ int us_openat_beneath(int dir_fd, const char *path, int flags, mode_t mode)
         return fd < 0 ? -errno : (int)fd;
 }
 
+int us_openat_in_root(int dir_fd, const char *path, int flags)
+{
+        while (*path == '/')
+                path++;
+        struct open_how how = {
+                .flags = (uint64_t)(flags | O_CLOEXEC),
+                .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        };
+        long fd = syscall(SYS_openat2, dir_fd, *path ? path : ".", &how, sizeof(how));
+        return fd < 0 ? -errno : (int)fd;
+}
+
 /* ---- removal ---- */
 
 struct node {

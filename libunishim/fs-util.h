@@ -27,6 +27,12 @@ int us_mkdir_p(const char *path, mode_t mode, struct us_error **err);
  * negative errno (no message: callers name what they opened). */
 int us_openat_beneath(int dir_fd, const char *path, int flags, mode_t mode);
 
+/* openat2() of path as if dir_fd were "/": symlinks and ".." resolve
+ * inside it (a container's rootfs: nothing in the image leads out of it),
+ * magic links are refused. Leading '/' are skipped; "" is dir_fd itself.
+ * flags get O_CLOEXEC. Returns the fd or a negative errno. */
+int us_openat_in_root(int dir_fd, const char *path, int flags);
+
 /* Removes dir_fd/name (one path component) and, if it is a directory,
  * everything below it: iteratively (any depth, a bounded number of fds),
  * without following a symlink (a symlink is unlinked, not its target) and

@@ -90,6 +90,22 @@ int netplumb_link_delete(struct nl_sock *sk, const char *ifname, struct us_error
         return 0;
 }
 
+int netplumb_link_move(struct nl_sock *sk, const char *ifname, int netns_fd, struct us_error **err)
+{
+        _cleanup_(rtnl_link_put_cleanupp) struct rtnl_link *link = NULL;
+        int r = rtnl_link_get_kernel(sk, 0, ifname, &link);
+        if (r < 0)
+                return nl_error(err, r, "find link", ifname);
+        _cleanup_(rtnl_link_put_cleanupp) struct rtnl_link *change = rtnl_link_alloc();
+        if (!change)
+                return us_error_msg(err, ENOMEM, "allocate link");
+        rtnl_link_set_ns_fd(change, netns_fd);
+        r = rtnl_link_change(sk, link, change, 0);
+        if (r < 0)
+                return nl_error(err, r, "move link", ifname);
+        return 0;
+}
+
 int netplumb_link_setup(struct nl_sock *sk, const char *ifname, unsigned mtu,
                         const struct netplumb_addr *addrs, size_t n_addrs, struct us_error **err)
 {

@@ -84,18 +84,30 @@ static int child_make_fds(const struct netplumb_netns_req *req, int fds[2], size
         struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
         if (bind(nl, (struct sockaddr *)&sa, sizeof(sa)) < 0)
                 return child_fail(reply, errno, "bind netlink socket");
-        if (!req || !req->want_tap)
+        if (!req || (!req->want_tap && !req->adopt_tap))
                 return 0;
 
-        int tun = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-        if (tun < 0)
-                return child_fail(reply, errno, "open /dev/net/tun");
-        fds[(*n_fds)++] = tun;
-        struct ifreq ifr = {0};
-        ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
-        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", NETPLUMB_TAP_NAME);
-        if (ioctl(tun, TUNSETIFF, &ifr) < 0) {
-                return child_fail(reply, errno, "create tap %s", NETPLUMB_TAP_NAME);
+        if (req->adopt_tap) {
+                /* Renamed while down: the moved tap is, as a new one is. */
+                _cleanup_close_ int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+                if (s < 0)
+                        return child_fail(reply, errno, "socket");
+                struct ifreq ifr = {0};
+                snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", req->adopt_tap);
+                snprintf(ifr.ifr_newname, sizeof(ifr.ifr_newname), "%s", NETPLUMB_TAP_NAME);
+                if (ioctl(s, SIOCSIFNAME, &ifr) < 0)
+                        return child_fail(reply, errno, "rename tap %s to %s", req->adopt_tap,
+                                          NETPLUMB_TAP_NAME);
+        } else {
+                int tun = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+                if (tun < 0)
+                        return child_fail(reply, errno, "open /dev/net/tun");
+                fds[(*n_fds)++] = tun;
+                struct ifreq ifr = {0};
+                ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+                snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", NETPLUMB_TAP_NAME);
+                if (ioctl(tun, TUNSETIFF, &ifr) < 0)
+                        return child_fail(reply, errno, "create tap %s", NETPLUMB_TAP_NAME);
         }
         /* /proc/sys/net resolves to the netns of the opener, i.e. ours now. */
         static const char *const paths[] = {

@@ -9,7 +9,13 @@
 #include <netlink/socket.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <linux/netlink.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 #include "netplumb-libnl.h"
@@ -30,6 +36,40 @@ static const struct netplumb_addr *first_addr(const struct netplumb_pod_net *pod
                 if (pod->addrs[i].family == family)
                         return &pod->addrs[i];
         return NULL;
+}
+
+int netplumb_vm_plan(const struct netplumb_pod_net *pod, struct netplumb_vm_net *ret,
+                     struct us_error **err)
+{
+        const struct netplumb_addr *pod4 = first_addr(pod, AF_INET);
+        const struct netplumb_addr *pod6 = first_addr(pod, AF_INET6);
+        if (!pod4 && !pod6)
+                return us_error_msg(err, EADDRNOTAVAIL, "pod interface %s has no global address",
+                                    pod->ifname);
+        struct netplumb_vm_net *vm = ret;
+        memset(vm, 0, sizeof(*vm));
+        snprintf(vm->tap_name, sizeof(vm->tap_name), "%s", NETPLUMB_TAP_NAME);
+        memcpy(vm->mac, pod->mac, sizeof(vm->mac));
+        vm->mtu = pod->mtu;
+        /* IPv4 always (the tap has its IPv4 link address whatever the pod
+         * has, wire_fd); the guest uses it only if the pod has v4, but a
+         * configured link address costs nothing. */
+        set_addr(&vm->addrs[vm->n_addrs++], AF_INET, NETPLUMB_GUEST_IPV4, NETPLUMB_LINK_PREFIX4);
+        struct netplumb_route *rt = &vm->routes[vm->n_routes++];
+        *rt = (struct netplumb_route){.family = AF_INET, .has_gateway = true};
+        (void)inet_pton(AF_INET, NETPLUMB_TAP_IPV4, rt->gateway);
+        if (pod6) {
+                set_addr(&vm->addrs[vm->n_addrs++], AF_INET6, NETPLUMB_GUEST_IPV6,
+                         NETPLUMB_LINK_PREFIX6);
+                rt = &vm->routes[vm->n_routes++];
+                *rt = (struct netplumb_route){.family = AF_INET6, .has_gateway = true};
+                (void)inet_pton(AF_INET6, NETPLUMB_TAP_IPV6, rt->gateway);
+        }
+        if (pod4)
+                vm->pod_addrs[vm->n_pod_addrs++] = *pod4;
+        if (pod6)
+                vm->pod_addrs[vm->n_pod_addrs++] = *pod6;
+        return 0;
 }
 
 static int unwire_fd(int ns, struct us_error **err)
@@ -66,6 +106,67 @@ int netplumb_vm_unwire(const char *netns_path, struct us_error **err)
         return 0;
 }
 
+/* A NETLINK_ROUTE socket in the caller's own network namespace. */
+static int host_link_socket(struct nl_sock **ret, struct us_error **err)
+{
+        _cleanup_close_ int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+        if (fd < 0)
+                return us_errorf(err, errno, "netlink socket");
+        struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                return us_errorf(err, errno, "bind netlink socket");
+        int r = netplumb_link_socket(fd, ret, err);
+        if (r == 0)
+                fd = -1; /* owned by *ret */
+        return r;
+}
+
+static int host_link_move(const char *name, int ns, struct us_error **err)
+{
+        _cleanup_(nl_socket_free_cleanupp) struct nl_sock *sk = NULL;
+        int r = host_link_socket(&sk, err);
+        return r < 0 ? r : netplumb_link_move(sk, name, ns, err);
+}
+
+static int tap_name_check(const char *name, struct us_error **err)
+{
+        size_t len = name ? strlen(name) : 0;
+        if (len == 0 || len >= IFNAMSIZ || strcmp(name, NETPLUMB_TAP_NAME) == 0 ||
+            strchr(name, '/') || strchr(name, ':'))
+                return us_error_msg(err, EINVAL, "bad tap name '%s'", name ? name : "");
+        return 0;
+}
+
+int netplumb_host_tap_create(const char *name, struct us_error **err)
+{
+        int r = tap_name_check(name, err);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+                return us_errorf(err, errno, "open /dev/net/tun");
+        struct ifreq ifr = {0};
+        ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+        if (ioctl(fd, TUNSETIFF, &ifr) < 0)
+                return us_errorf(err, errno, "create tap %s", name);
+        if (ioctl(fd, TUNSETPERSIST, 1) < 0) {
+                int e = errno;
+                return us_errorf(err, e, "make tap %s persistent", name);
+        }
+        return 0;
+}
+
+int netplumb_host_tap_delete(const char *name, struct us_error **err)
+{
+        int r = tap_name_check(name, err);
+        if (r < 0)
+                return r;
+        _cleanup_(nl_socket_free_cleanupp) struct nl_sock *sk = NULL;
+        r = host_link_socket(&sk, err);
+        return r < 0 ? r : netplumb_link_delete(sk, name, err);
+}
+
 static int wire_fd(int ns, const struct netplumb_pod_net *pod, const struct netplumb_vm_opts *opts,
                    struct netplumb_vm_net *vm, int *ret_tap_fd, struct us_error **err)
 {
@@ -81,7 +182,14 @@ static int wire_fd(int ns, const struct netplumb_pod_net *pod, const struct netp
         if (r < 0)
                 return us_error_wrap(err, r, "remove earlier wiring");
 
-        struct netplumb_netns_req req = {.want_tap = true, .ipv6_forwarding = pod6 != NULL};
+        const char *host_tap = opts ? opts->host_tap : NULL;
+        if (host_tap) {
+                r = host_link_move(host_tap, ns, err);
+                if (r < 0)
+                        return r;
+        }
+        struct netplumb_netns_req req = {
+                .want_tap = !host_tap, .adopt_tap = host_tap, .ipv6_forwarding = pod6 != NULL};
         _cleanup_close_ int nl_fd = -1;
         _cleanup_close_ int tap_fd = -1;
         r = netplumb_netns_fds(ns, &req, &nl_fd, &tap_fd, err);
@@ -116,26 +224,9 @@ static int wire_fd(int ns, const struct netplumb_pod_net *pod, const struct netp
                         return r;
         }
 
-        snprintf(vm->tap_name, sizeof(vm->tap_name), "%s", NETPLUMB_TAP_NAME);
-        memcpy(vm->mac, pod->mac, sizeof(vm->mac));
-        vm->mtu = pod->mtu;
-        /* IPv4 always (see above); the guest uses it only if the pod has v4,
-         * but a configured link address costs nothing. */
-        set_addr(&vm->addrs[vm->n_addrs++], AF_INET, NETPLUMB_GUEST_IPV4, NETPLUMB_LINK_PREFIX4);
-        struct netplumb_route *rt = &vm->routes[vm->n_routes++];
-        *rt = (struct netplumb_route){.family = AF_INET, .has_gateway = true};
-        (void)inet_pton(AF_INET, NETPLUMB_TAP_IPV4, rt->gateway);
-        if (pod6) {
-                set_addr(&vm->addrs[vm->n_addrs++], AF_INET6, NETPLUMB_GUEST_IPV6,
-                         NETPLUMB_LINK_PREFIX6);
-                rt = &vm->routes[vm->n_routes++];
-                *rt = (struct netplumb_route){.family = AF_INET6, .has_gateway = true};
-                (void)inet_pton(AF_INET6, NETPLUMB_TAP_IPV6, rt->gateway);
-        }
-        if (pod4)
-                vm->pod_addrs[vm->n_pod_addrs++] = *pod4;
-        if (pod6)
-                vm->pod_addrs[vm->n_pod_addrs++] = *pod6;
+        r = netplumb_vm_plan(pod, vm, err);
+        if (r < 0)
+                return r;
         *ret_tap_fd = TAKE_FD(tap_fd);
         return 0;
 }

@@ -104,6 +104,12 @@ struct netplumb_vm_opts {
         bool use_default_excludes;
         size_t n_excluded;
         const struct netplumb_port_range *excluded;
+        /* An existing tap in the caller's network namespace, already opened
+         * by a VMM that takes its tap by name (libvirt can open one only in
+         * its own namespace): moved into the pod netns and renamed
+         * NETPLUMB_TAP_NAME instead of a new tap being made there (the
+         * VMM's fd stays attached across the move). NULL: a new tap. */
+        const char *host_tap;
 };
 
 /* Inspects the pod's interface in the netns at netns_path: the one holding
@@ -129,6 +135,21 @@ int netplumb_vm_wire(const char *netns_path, const struct netplumb_pod_net *pod,
                      const struct netplumb_vm_opts *opts, struct netplumb_vm_net **ret_vm,
                      int *ret_tap_fd, struct us_error **err);
 
+/* What the guest of a pod will be given (its MAC, MTU, addresses and
+ * routes), as netplumb_vm_wire computes it, without wiring anything: for a
+ * guest configured before its NIC is (a cloud-init seed). Pure. -EADDRNOTAVAIL
+ * when the pod has no global address. */
+int netplumb_vm_plan(const struct netplumb_pod_net *pod, struct netplumb_vm_net *ret,
+                     struct us_error **err);
+
+/* A tap in the caller's network namespace for opts.host_tap: name (at most
+ * 15 bytes), made persistent so that it outlives this call's fd until the
+ * VMM opens it; netplumb_vm_wire moves it into the pod netns, and
+ * netplumb_vm_unwire deletes it there. netplumb_host_tap_delete removes one
+ * that was never moved (0 when there is none). */
+int netplumb_host_tap_create(const char *name, struct us_error **err);
+int netplumb_host_tap_delete(const char *name, struct us_error **err);
+
 /* Removes the tap and every rule and chain netplumb added. Idempotent: 0 when
  * nothing is there, also when the netns itself is gone. Sysctls are left as
  * they are (the netns dies with the pod). */
@@ -141,6 +162,9 @@ int netplumb_vm_unwire(const char *netns_path, struct us_error **err);
  * with the given sysctls written). Both are O_CLOEXEC. */
 struct netplumb_netns_req {
         bool want_tap;
+        /* Or: a tap already moved into the netns under this name, renamed
+         * NETPLUMB_TAP_NAME there (no tun fd is returned). */
+        const char *adopt_tap;
         bool ipv6_forwarding;
 };
 int netplumb_netns_fds(int netns_fd, const struct netplumb_netns_req *req, int *ret_nl_fd,
@@ -156,6 +180,8 @@ int netplumb_netns_exec(int netns_fd, char *const argv[], const char *stdin_data
 struct nl_sock;
 int netplumb_link_socket(int nl_fd, struct nl_sock **ret, struct us_error **err);
 int netplumb_link_delete(struct nl_sock *sk, const char *ifname, struct us_error **err);
+/* Moves the link into the network namespace netns_fd. */
+int netplumb_link_move(struct nl_sock *sk, const char *ifname, int netns_fd, struct us_error **err);
 int netplumb_link_setup(struct nl_sock *sk, const char *ifname, unsigned mtu,
                         const struct netplumb_addr *addrs, size_t n_addrs, struct us_error **err);
 int netplumb_link_inspect(struct nl_sock *sk, struct netplumb_pod_net *pod, struct us_error **err);

@@ -4,7 +4,7 @@
 static const struct shim_backend *const backends[CRI_ISOLATION__COUNT] = {
         [CRI_ISOLATION_CONTAINER] = &shim_backend_container,
         [CRI_ISOLATION_SANDBOX] = &shim_backend_sandbox,
-        [CRI_ISOLATION_VM] = NULL, /* libvirt */
+        [CRI_ISOLATION_VM] = &shim_backend_vm,
 };
 
 const struct shim_backend *shim_backend_for(enum cri_isolation kind)

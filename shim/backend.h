@@ -138,6 +138,7 @@ struct shim_backend {
 
 extern const struct shim_backend shim_backend_container;
 extern const struct shim_backend shim_backend_sandbox;
+extern const struct shim_backend shim_backend_vm;
 
 /* The backend of a kind, or NULL when this build has none. */
 const struct shim_backend *shim_backend_for(enum cri_isolation kind);

@@ -313,7 +313,7 @@ static int decide_backend(struct shim *shim, const Containerd__Task__V2__CreateT
         /* Decided, and so checked, for every kind, so that a bad value never
          * passes silently; only the VM kinds use it. */
         struct cri_vm_size size;
-        r = vmpod_size(shim->config, spec, &size, err);
+        r = vmpod_size(shim->config, kind, spec, &size, err);
         if (r < 0)
                 return r;
         if (shim->kind_decided && kind != shim->kind)

@@ -38,13 +38,13 @@ bool vmpod_is_cri_sandbox(const struct us_oci_spec *spec)
  * for the guest kernel and agent, within the operator's bounds; the
  * operator's default without either. */
 static unsigned memory_mib_of(const struct us_oci_spec *spec, const struct cri_sandbox_config *sb,
-                              const struct cri_vm_size *asked)
+                              unsigned default_mib, const struct cri_vm_size *asked)
 {
         if (asked->memory_mib)
                 return asked->memory_mib;
         const struct us_oci_memory *m = &spec->linux_.resources.memory;
         if (!spec->linux_.has_resources || !m->has_limit || m->limit <= 0)
-                return sb->memory_mib;
+                return default_mib;
         uint64_t mib = (uint64_t)m->limit / (1024 * 1024) + VMPOD_MEMORY_OVERHEAD_MIB;
         if (mib < CRI_VM_MIN_MEMORY_MIB)
                 mib = CRI_VM_MIN_MEMORY_MIB;
@@ -68,16 +68,23 @@ static unsigned vcpus_of(const struct us_oci_spec *spec, const struct cri_sandbo
         return n > sb->max_vcpus ? sb->max_vcpus : (unsigned)n;
 }
 
-int vmpod_size(const struct cri_config *cfg, const struct us_oci_spec *spec,
-               struct cri_vm_size *ret, struct us_error **err)
+int vmpod_size(const struct cri_config *cfg, enum cri_isolation kind,
+               const struct us_oci_spec *spec, struct cri_vm_size *ret, struct us_error **err)
 {
         struct cri_vm_size asked;
         int r = cri_policy_vm_size(cfg, spec->annotations, spec->n_annotations, &asked, err);
         if (r < 0)
                 return r;
         ret->vcpus = vcpus_of(spec, &cfg->sandbox, &asked);
-        ret->memory_mib = memory_mib_of(spec, &cfg->sandbox, &asked);
+        unsigned default_mib =
+                kind == CRI_ISOLATION_VM ? cfg->vm.memory_mib : cfg->sandbox.memory_mib;
+        ret->memory_mib = memory_mib_of(spec, &cfg->sandbox, default_mib, &asked);
         return 0;
+}
+
+uid_t vmpod_qemu_uid(void)
+{
+        return (uid_t)(VMPOD_QEMU_UID_BASE + (unsigned)getpid());
 }
 
 void vmpod_mac_text(const struct netplumb_vm_net *net, char buf[static 18])
@@ -121,7 +128,6 @@ int vmpod_start(struct vmpod *vp, struct us_loop *loop, const char *namespace, c
                 const struct us_oci_spec *spec, void (*teardown)(void *userdata), void *userdata,
                 struct netplumb_vm_net **ret_net, int *ret_tap_fd, struct us_error **err)
 {
-        _cleanup_free_ struct netplumb_pod_net *podnet = NULL;
         _cleanup_free_ struct netplumb_vm_net *vmnet = NULL;
         _cleanup_close_ int tap_fd = -1;
         int r;
@@ -150,12 +156,12 @@ int vmpod_start(struct vmpod *vp, struct us_loop *loop, const char *namespace, c
         if (netns) {
                 if (!(vp->netns = strdup(netns)))
                         return us_errorf(err, ENOMEM, "allocate pod");
-                r = netplumb_pod_inspect(netns, &podnet, err);
-                if (r >= 0)
-                        r = netplumb_vm_wire(netns, podnet, NULL, &vmnet, &tap_fd, err);
+                r = netplumb_pod_inspect(netns, &vp->podnet, err);
+                if (r >= 0 && ret_tap_fd)
+                        r = netplumb_vm_wire(netns, vp->podnet, NULL, &vmnet, &tap_fd, err);
                 if (r < 0)
                         return us_error_wrap(err, r, "wire the VM into the pod network %s", netns);
-                vp->wired = true;
+                vp->wired = ret_tap_fd != NULL;
         }
 
         char cgpath[PATH_MAX];
@@ -163,8 +169,30 @@ int vmpod_start(struct vmpod *vp, struct us_loop *loop, const char *namespace, c
         r = us_cgroup_create(NULL, cgpath, &vp->cgroup, err);
         if (r < 0)
                 return r;
-        *ret_net = TAKE_PTR(vmnet);
-        *ret_tap_fd = TAKE_FD(tap_fd);
+        if (ret_net)
+                *ret_net = TAKE_PTR(vmnet);
+        if (ret_tap_fd)
+                *ret_tap_fd = TAKE_FD(tap_fd);
+        return 0;
+}
+
+int vmpod_net_plan(const struct vmpod *vp, struct netplumb_vm_net *ret, struct us_error **err)
+{
+        if (!vp->podnet)
+                return us_error_msg(err, ENOENT, "the pod has no network namespace");
+        return netplumb_vm_plan(vp->podnet, ret, err);
+}
+
+int vmpod_wire(struct vmpod *vp, const char *host_tap, struct netplumb_vm_net **ret_net,
+               struct us_error **err)
+{
+        if (!vp->podnet)
+                return us_error_msg(err, ENOENT, "the pod has no network namespace");
+        const struct netplumb_vm_opts opts = {.use_default_excludes = true, .host_tap = host_tap};
+        int r = netplumb_vm_wire(vp->netns, vp->podnet, &opts, ret_net, &(int){-1}, err);
+        if (r < 0)
+                return us_error_wrap(err, r, "wire the VM into the pod network %s", vp->netns);
+        vp->wired = true;
         return 0;
 }
 
@@ -226,6 +254,8 @@ void vmpod_fini(struct vmpod *vp)
         free(vp->id);
         free(vp->state_dir);
         free(vp->netns);
+        free(vp->podnet);
+        vp->podnet = NULL;
         free(vp->hostname);
         vp->id = vp->state_dir = vp->netns = vp->hostname = NULL;
 }

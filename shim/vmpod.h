@@ -34,6 +34,12 @@
 #include "policy.h"
 
 #define VMPOD_STATE_ROOT "/run/unishim"
+/* A pod's QEMU runs as uid and gid VMPOD_QEMU_UID_BASE + its shim's pid
+ * (vmpod_qemu_uid): one shim per pod and QEMU dies with it (or with the
+ * shim's libvirt connection), so no two running VMs share one. Pids are
+ * below 2^22: far above login users and the usual subuid ranges. Not in
+ * /etc/passwd, owning no file but what the pod's QEMU is given. */
+#define VMPOD_QEMU_UID_BASE 0x60000000u
 /* Guest kernel and agent on top of the pod's memory limit. */
 #define VMPOD_MEMORY_OVERHEAD_MIB 64
 
@@ -41,10 +47,11 @@ struct vmpod {
         struct us_loop *loop;
         char *id;
         char *state_dir;
-        bool state_made; /* state_dir is ours to remove */
-        char *netns;     /* the pod's CNI netns; NULL: none */
-        char *hostname;  /* the sandbox spec's, for host-side sidecars */
-        bool wired;      /* the VM's tap is wired into netns */
+        bool state_made;                 /* state_dir is ours to remove */
+        char *netns;                     /* the pod's CNI netns; NULL: none */
+        struct netplumb_pod_net *podnet; /* its interface as CNI left it */
+        char *hostname;                  /* the sandbox spec's, for host-side sidecars */
+        bool wired;                      /* the VM's tap is wired into netns */
         struct us_cgroup *cgroup;
         struct us_loop_source *dead_timer;
         bool torn_down;
@@ -63,10 +70,14 @@ bool vmpod_is_cri_sandbox(const struct us_oci_spec *spec);
  * unishim.io/memory-mib, else what its limits give (vCPUs: the CPU quota
  * over the period, rounded up; memory: its limit plus
  * VMPOD_MEMORY_OVERHEAD_MIB), within the operator's sandbox.max_ bounds,
- * else the operator's defaults. Both fields of *ret are set, never 0.
- * Errors are the annotations' (cri_policy_vm_size). */
-int vmpod_size(const struct cri_config *cfg, const struct us_oci_spec *spec,
-               struct cri_vm_size *ret, struct us_error **err);
+ * else the operator's defaults for the kind (sandbox.memory_mib, or
+ * vm.memory_mib for a full distribution's guest). Both fields of *ret are
+ * set, never 0. Errors are the annotations' (cri_policy_vm_size). */
+int vmpod_size(const struct cri_config *cfg, enum cri_isolation kind,
+               const struct us_oci_spec *spec, struct cri_vm_size *ret, struct us_error **err);
+
+/* The uid (and gid) the pod's QEMU runs as. */
+uid_t vmpod_qemu_uid(void);
 
 /* The MAC address as text, "02:...". */
 void vmpod_mac_text(const struct netplumb_vm_net *net, char buf[static 18]);
@@ -76,11 +87,24 @@ void vmpod_mac_text(const struct netplumb_vm_net *net, char buf[static 18]);
  * VM's cgroup. teardown(userdata) is the kind's, for vmpod_lost. On
  * success *ret_net is the VM's network for its guest (malloc()ed, the
  * caller's) and *ret_tap_fd the tap for the VMM (the caller's), NULL and
- * -1 when the pod has no netns. On failure what was made is recorded in
+ * -1 when the pod has no netns. ret_net and ret_tap_fd NULL: the pod's
+ * interface is inspected, nothing is wired yet (vmpod_wire, for a VMM
+ * that opens its tap itself). On failure what was made is recorded in
  * vp: the kind's teardown removes it. */
 int vmpod_start(struct vmpod *vp, struct us_loop *loop, const char *namespace, const char *id,
                 const struct us_oci_spec *spec, void (*teardown)(void *userdata), void *userdata,
                 struct netplumb_vm_net **ret_net, int *ret_tap_fd, struct us_error **err);
+
+/* What the guest will be given once wired (vmpod_wire), for a guest
+ * configured before the VM starts: -ENOENT when the pod has no netns. */
+int vmpod_net_plan(const struct vmpod *vp, struct netplumb_vm_net *ret, struct us_error **err);
+
+/* Wires the VM into the pod's netns through host_tap, a tap in the host's
+ * network namespace the VMM opened (netplumb_vm_opts.host_tap): it is
+ * moved into the pod's netns. *ret_net (malloc()ed, the caller's) as for
+ * vmpod_start. */
+int vmpod_wire(struct vmpod *vp, const char *host_tap, struct netplumb_vm_net **ret_net,
+               struct us_error **err);
 
 /* The pod cannot go on (why, for the log): vp->teardown runs from the loop
  * (not inside the caller, which may be one of the pod's own callbacks),

@@ -26,17 +26,6 @@ static bool name_ok(const char *s)
         return strspn(s, "0123456789") != strlen(s);
 }
 
-static bool uuid_ok(const char *s)
-{
-        if (!s || strlen(s) != 36)
-                return false;
-        for (int i = 0; i < 36; i++)
-                if (i == 8 || i == 13 || i == 18 || i == 23 ? s[i] != '-'
-                                                            : !isxdigit((unsigned char)s[i]))
-                        return false;
-        return true;
-}
-
 /* Linux interface names: 1..15 bytes, no '/', no whitespace, not . or .. */
 static bool ifname_ok(const char *s)
 {
@@ -121,7 +110,7 @@ static int check(const struct vmm_domain_config *c, struct us_error **err)
                 return us_error_msg(err, EINVAL,
                                     "domain name '%s': 1 to %d of [A-Za-z0-9._-], not only digits",
                                     c->name ? c->name : "", VMM_DOMAIN_NAME_MAX);
-        if (c->uuid && !uuid_ok(c->uuid))
+        if (c->uuid && !vmm_uuid_valid(c->uuid))
                 return us_error_msg(err, EINVAL, "domain uuid '%s' is not a UUID", c->uuid);
         if (c->vcpus < 1 || c->vcpus > MAX_VCPUS)
                 return us_error_msg(err, EINVAL, "domain vcpus %u: 1 to %d", c->vcpus, MAX_VCPUS);
@@ -133,6 +122,13 @@ static int check(const struct vmm_domain_config *c, struct us_error **err)
         if (!path_ok(c->disk))
                 return us_error_msg(err, EINVAL, "domain disk '%s': an absolute path",
                                     c->disk ? c->disk : "");
+        if (c->backing && !path_ok(c->backing))
+                return us_error_msg(err, EINVAL, "domain backing file '%s': an absolute path",
+                                    c->backing);
+        if (c->backing && (!c->backing_format || (strcmp(c->backing_format, "qcow2") != 0 &&
+                                                  strcmp(c->backing_format, "raw") != 0)))
+                return us_error_msg(err, EINVAL, "domain backing format '%s': qcow2 or raw",
+                                    c->backing_format ? c->backing_format : "");
         if (c->seed && !path_ok(c->seed))
                 return us_error_msg(err, EINVAL, "domain seed '%s': an absolute path", c->seed);
         if (c->tap && !ifname_ok(c->tap))
@@ -146,6 +142,11 @@ static int check(const struct vmm_domain_config *c, struct us_error **err)
                                     "domain console socket '%s': an absolute path of at most "
                                     "107 bytes",
                                     c->console_socket ? c->console_socket : "");
+        if (c->agent_socket && (!path_ok(c->agent_socket) || strlen(c->agent_socket) >= 108))
+                return us_error_msg(err, EINVAL,
+                                    "domain agent socket '%s': an absolute path of at most "
+                                    "107 bytes",
+                                    c->agent_socket);
         if (c->partition && !path_ok(c->partition))
                 return us_error_msg(err, EINVAL, "domain partition '%s'", c->partition);
         if (c->uid == 0 || c->gid == 0)
@@ -200,10 +201,22 @@ int vmm_domain_xml(const struct vmm_domain_config *c, char **ret, struct us_erro
         put(&x,
             "    <disk type='file' device='disk'>\n"
             "      <driver name='qemu' type='qcow2' discard='unmap'/>\n"
-            "      <source file='%s'>" NO_RELABEL "</source>\n"
-            "      <target dev='vda' bus='virtio'/>\n"
-            "    </disk>\n",
+            "      <source file='%s'>" NO_RELABEL "</source>\n",
             c->disk);
+        /* The chain as given, ended by an empty backingStore: libvirt
+         * reads no header of a file the pod brought. */
+        if (c->backing)
+                put(&x,
+                    "      <backingStore type='file'>\n"
+                    "        <format type='%s'/>\n"
+                    "        <source file='%s'>" NO_RELABEL "</source>\n"
+                    "        <backingStore/>\n"
+                    "      </backingStore>\n",
+                    c->backing_format, c->backing);
+        else
+                put(&x, "      <backingStore/>\n");
+        put(&x, "      <target dev='vda' bus='virtio'/>\n"
+                "    </disk>\n");
         if (c->seed)
                 put(&x,
                     "    <disk type='file' device='cdrom'>\n"
@@ -229,11 +242,20 @@ int vmm_domain_xml(const struct vmm_domain_config *c, char **ret, struct us_erro
             "      <target port='0'/>\n"
             "    </serial>\n",
             c->console_socket);
-        put(&x, "    <channel type='unix'>\n"
-                "      <target type='virtio' name='org.qemu.guest_agent.0'/>\n"
-                "    </channel>\n");
+        if (c->agent_socket)
+                put(&x,
+                    "    <channel type='unix'>\n"
+                    "      <source mode='connect' path='%s'>" NO_RELABEL "</source>\n"
+                    "      <target type='virtio' name='org.qemu.guest_agent.0'/>\n"
+                    "    </channel>\n",
+                    c->agent_socket);
+        else
+                put(&x, "    <channel type='unix'>\n"
+                        "      <target type='virtio' name='org.qemu.guest_agent.0'/>\n"
+                        "    </channel>\n");
         put(&x, "    <controller type='usb' model='none'/>\n"
                 "    <memballoon model='none'/>\n"
+                "    <panic model='isa'/>\n"
                 "  </devices>\n"
                 "</domain>\n");
         char *text = us_text_take(&x);

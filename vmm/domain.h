@@ -17,7 +17,9 @@
  *   NIC: the pod's tap, opened by name (managed='no'), virtio, the MAC
  *     netplumb chose;
  *   serial console: connects to a socket the shim listens on;
- *   the qemu-guest-agent channel (libvirt talks to it for exec);
+ *   the qemu-guest-agent channel, connected to a socket of the shim's
+ *     (exec goes through it, vmm/qga.h);
+ *   pvpanic: a guest kernel panic ends the domain as crashed;
  *   no USB, no balloon, no graphics.
  *
  * Every string is checked (names, paths, MAC, uuid) and escaped for XML.
@@ -36,13 +38,23 @@ struct vmm_domain_config {
         bool kvm;         /* false: TCG */
         unsigned vcpus;
         unsigned memory_mib;
-        const char *emulator;       /* NULL: VMM_DEFAULT_QEMU */
-        const char *disk;           /* qcow2 overlay, absolute */
+        const char *emulator; /* NULL: VMM_DEFAULT_QEMU */
+        const char *disk;     /* qcow2 overlay, absolute */
+        /* The overlay's backing file, given to libvirt rather than found
+         * in the overlay's header: libvirt neither probes its format nor
+         * labels it, and QEMU opens exactly this file read-only. NULL: the
+         * disk has no backing file. */
+        const char *backing;
+        const char *backing_format; /* "qcow2" or "raw", with backing */
         const char *seed;           /* cloud-init seed ISO, absolute; NULL: none */
         const char *tap;            /* an existing tap's name; NULL: no NIC */
         const char *mac;            /* "52:54:00:..."; with tap */
         const char *console_socket; /* absolute; the shim listens on it */
-        const char *partition;      /* <resource><partition>; NULL: libvirt's default */
+        /* The qemu-guest-agent port (org.qemu.guest_agent.0): QEMU
+         * connects to this socket the shim listens on, as for the console.
+         * NULL: the port exists, unconnected on the host. */
+        const char *agent_socket;
+        const char *partition; /* <resource><partition>; NULL: libvirt's default */
         /* Who QEMU runs as: never root (-EINVAL for 0). The caller gives
          * this uid what QEMU opens by path (disk, seed, the console
          * socket); libvirt changes none of their owners. gid: libvirt's

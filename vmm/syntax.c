@@ -24,3 +24,14 @@ bool vmm_word_valid(const char *s, size_t max)
                         return false;
         return true;
 }
+
+bool vmm_uuid_valid(const char *s)
+{
+        if (!s || strlen(s) != 36)
+                return false;
+        for (int i = 0; i < 36; i++)
+                if (i == 8 || i == 13 || i == 18 || i == 23 ? s[i] != '-'
+                                                            : !isxdigit((unsigned char)s[i]))
+                        return false;
+        return true;
+}

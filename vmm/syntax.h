@@ -13,3 +13,6 @@ bool vmm_mac_valid(const char *s);
 
 /* 1..max characters of [A-Za-z0-9._-]. */
 bool vmm_word_valid(const char *s, size_t max);
+
+/* A UUID: 8-4-4-4-12 hex digits. */
+bool vmm_uuid_valid(const char *s);

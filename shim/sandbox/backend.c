@@ -49,9 +49,6 @@
 
 #define GUEST_SHARE_TAG "unishim"
 #define GUEST_SHARE_DIR "/run/unishim/shared"
-/* A pod's QEMU runs as uid and gid QEMU_UID_BASE + its shim's pid (pids are
- * below 2^22): far above login users and the usual subuid ranges. */
-#define QEMU_UID_BASE 0x60000000u
 
 struct sandbox_pod;
 
@@ -464,11 +461,9 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
                 .cgroup = pod->vmpod.cgroup,
                 .loop = pod->vmpod.loop,
                 .console_log_max = (size_t)sb->console_log_max_bytes,
-                /* A uid no other pod's QEMU has: one shim per pod, and
-                 * QEMU dies with its shim, so a live shim's pid is unique
-                 * among running VMs. Not in /etc/passwd, owns no file. */
-                .qemu_uid = (uid_t)(QEMU_UID_BASE + (unsigned)getpid()),
-                .qemu_gid = (gid_t)(QEMU_UID_BASE + (unsigned)getpid()),
+                /* A uid no other pod's QEMU has (vmpod.h). */
+                .qemu_uid = vmpod_qemu_uid(),
+                .qemu_gid = (gid_t)vmpod_qemu_uid(),
                 .private_root = true,
                 /* The guest agent logs at debug level too (to console.log). */
                 .cmdline_extra = env->debug ? "unishim.debug=1" : NULL,

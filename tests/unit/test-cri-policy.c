@@ -270,6 +270,62 @@ static void vm_size_annotations(void **state)
         cri_config_free(cfg);
 }
 
+/* The vm kind's guest: the disk's path, cloud-init user-data (not allowed
+ * by default), the vm section. */
+static void vm_guest(void **state)
+{
+        (void)state;
+        struct cri_config *def = parse_ok("{}");
+        struct us_error *err = NULL;
+        enum cri_isolation kind;
+        const struct us_oci_kv ud[] = {KV(CRI_ANNOTATION_ISOLATION, "vm"),
+                                       KV(CRI_ANNOTATION_CLOUD_INIT_USER_DATA, "#cloud-config")};
+        assert_true(cri_policy_isolation(def, ud, 2, &kind, &err) < 0);
+        assert_non_null(strstr(us_error_text(err), "cloud-init-user-data is not allowed"));
+        us_error_free(err);
+        err = NULL;
+        const struct us_oci_kv dp[] = {KV(CRI_ANNOTATION_ISOLATION, "vm"),
+                                       KV(CRI_ANNOTATION_DISK_PATH, "/images/a.qcow2")};
+        assert_int_equal(cri_policy_isolation(def, dp, 2, &kind, &err), 0);
+        assert_int_equal(kind, CRI_ISOLATION_VM);
+        const char *path = NULL, *user = NULL;
+        assert_int_equal(cri_policy_vm_guest(def, dp, 2, &path, &user, &err), 0);
+        assert_string_equal(path, "images/a.qcow2");
+        assert_null(user);
+        assert_int_equal(def->vm.memory_mib, 1024);
+        static const char *const bad_paths[] = {"",     "/",     "../x",  "a/../../x",
+                                                "a//b", "a/./b", "disk/", "a\nb"};
+        for (size_t i = 0; i < sizeof(bad_paths) / sizeof(*bad_paths); i++) {
+                const struct us_oci_kv kv[] = {KV(CRI_ANNOTATION_DISK_PATH, bad_paths[i])};
+                assert_true(cri_policy_vm_guest(def, kv, 1, &path, &user, &err) < 0);
+                assert_non_null(strstr(us_error_text(err), "unishim.io/disk-path"));
+                us_error_free(err);
+                err = NULL;
+        }
+        cri_config_free(def);
+
+        struct cri_config *cfg = parse_ok(
+                "{\"annotations\": {\"allowed\": [\"unishim.io/isolation\", "
+                "\"unishim.io/cloud-init-user-data\"]}, \"vm\": {\"user_data_max_bytes\": 16, "
+                "\"memory_mib\": 512, \"libvirt_uri\": \"qemu:///system\", \"accel\": \"tcg\"}}");
+        assert_int_equal(cfg->vm.memory_mib, 512);
+        assert_string_equal(cfg->vm.accel, "tcg");
+        assert_int_equal(cri_policy_isolation(cfg, ud, 2, &kind, &err), 0);
+        assert_int_equal(cri_policy_vm_guest(cfg, ud, 2, &path, &user, &err), 0);
+        assert_string_equal(user, "#cloud-config");
+        const struct us_oci_kv big[] = {
+                KV(CRI_ANNOTATION_CLOUD_INIT_USER_DATA, "#cloud-config\nruncmd: [true]")};
+        assert_int_equal(cri_policy_vm_guest(cfg, big, 1, &path, &user, &err), -E2BIG);
+        assert_non_null(strstr(us_error_text(err), "vm.user_data_max_bytes"));
+        us_error_free(err);
+        cri_config_free(cfg);
+
+        parse_fails("{\"vm\": {\"memory_mib\": 64}}", "memory_mib");
+        parse_fails("{\"vm\": {\"accel\": \"xen\"}}", "unknown accelerator");
+        parse_fails("{\"vm\": {\"user_data_max_bytes\": 2000000}}", "user_data_max_bytes");
+        parse_fails("{\"vm\": {\"bogus\": 1}}", "bogus");
+}
+
 static void hostile_configs(void **state)
 {
         (void)state;
@@ -334,6 +390,7 @@ int main(void)
                 cmocka_unit_test(console_log_cap),
                 cmocka_unit_test(agent_timeout),
                 cmocka_unit_test(vm_size_annotations),
+                cmocka_unit_test(vm_guest),
                 cmocka_unit_test(hostile_configs),
                 cmocka_unit_test(load_paths),
         };

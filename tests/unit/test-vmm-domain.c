@@ -26,6 +26,9 @@ static struct vmm_domain_config full(void)
                 .tap = "us-vm0123",
                 .mac = "02:00:0a:01:02:03",
                 .console_socket = "/run/unishim/k8s.io/0123/console.sock",
+                .agent_socket = "/run/unishim/k8s.io/0123/agent.sock",
+                .backing = "/run/unishim/k8s.io/0123/base",
+                .backing_format = "qcow2",
                 .uid = 0x60000123,
                 .gid = 0x60000123,
         };
@@ -80,6 +83,16 @@ static void full_domain(void **state)
                                     "path='/run/unishim/k8s.io/0123/console.sock'><seclabel "
                                     "model='dac' relabel='no'/></source>"));
         assert_non_null(strstr(xml, "name='org.qemu.guest_agent.0'"));
+        assert_non_null(strstr(xml, "<source mode='connect' path='/run/unishim/k8s.io/0123/"
+                                    "agent.sock'><seclabel model='dac' relabel='no'/></source>"));
+        /* The backing chain is ours, ended explicitly: libvirt probes no
+         * header of the pod's file. */
+        assert_non_null(strstr(xml, "<backingStore type='file'>\n"
+                                    "        <format type='qcow2'/>\n"
+                                    "        <source file='/run/unishim/k8s.io/0123/base'>"
+                                    "<seclabel model='dac' relabel='no'/></source>\n"
+                                    "        <backingStore/>\n"));
+        assert_non_null(strstr(xml, "<panic model='isa'/>"));
         assert_non_null(strstr(xml, "<memballoon model='none'/>"));
         assert_null(strstr(xml, "<resource>"));
         assert_null(strstr(xml, "host-passthrough"));
@@ -100,6 +113,8 @@ static void kvm_minimal_and_escaped(void **state)
         c.uuid = NULL;
         c.seed = NULL;
         c.tap = NULL;
+        c.backing = NULL;
+        c.agent_socket = NULL;
         c.partition = "/kubepods.slice/kubepods-pod1.slice";
         c.disk = "/run/a'b&c<d>\"e/disk.qcow2";
         assert_int_equal(vmm_domain_xml(&c, &xml, &err), 0);
@@ -110,6 +125,8 @@ static void kvm_minimal_and_escaped(void **state)
         assert_null(strstr(xml, "<uuid>"));
         assert_null(strstr(xml, "cdrom"));
         assert_null(strstr(xml, "<interface"));
+        assert_non_null(strstr(xml, "      <backingStore/>\n      <target dev='vda'"));
+        assert_null(strstr(xml, "<source mode='connect' path='/run/unishim/k8s.io/0123/agent"));
         int ok = schema_accepts(xml);
         if (ok < 0)
                 unit_skip("virt-xml-validate missing (apt package libvirt-clients)");
@@ -138,6 +155,9 @@ static void refuses_bad_values(void **state)
                 {"tap", "a/b"},
                 {"mac", "02:00:0a:01:02"},
                 {"console", "console.sock"},
+                {"agent", "agent.sock"},
+                {"backing", "base"},
+                {"backing_format", "vmdk"},
                 {"emulator", "qemu"},
         };
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -157,6 +177,12 @@ static void refuses_bad_values(void **state)
                         c.mac = v;
                 else if (!strcmp(f, "console"))
                         c.console_socket = v;
+                else if (!strcmp(f, "agent"))
+                        c.agent_socket = v;
+                else if (!strcmp(f, "backing"))
+                        c.backing = v;
+                else if (!strcmp(f, "backing_format"))
+                        c.backing_format = v;
                 else
                         c.emulator = v;
                 char *xml = NULL;

@@ -52,7 +52,7 @@ static void size_is(const char *annotations, const char *resources, unsigned vcp
         struct us_oci_spec *spec = spec_with(annotations, resources);
         struct cri_vm_size size = {0, 0};
         struct us_error *err = NULL;
-        if (vmpod_size(cfg, spec, &size, &err) < 0)
+        if (vmpod_size(cfg, CRI_ISOLATION_SANDBOX, spec, &size, &err) < 0)
                 fail_msg("size: %s", us_error_text(err));
         assert_int_equal(size.vcpus, vcpus);
         assert_int_equal(size.memory_mib, memory_mib);
@@ -92,7 +92,7 @@ static void size_refuses_bad_annotations(void **state)
         struct us_oci_spec *spec = spec_with("\"unishim.io/vcpus\": \"9\"", NULL);
         struct cri_vm_size size = {7, 7};
         struct us_error *err = NULL;
-        assert_true(vmpod_size(cfg, spec, &size, &err) < 0);
+        assert_true(vmpod_size(cfg, CRI_ISOLATION_SANDBOX, spec, &size, &err) < 0);
         assert_non_null(strstr(us_error_text(err), "unishim.io/vcpus"));
         /* Nothing written on failure. */
         assert_int_equal(size.vcpus, 7);

@@ -1,0 +1,357 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A vm pod's disk (disk.h): found in the image by fd, bound read-only,
+ * checked and overlaid by qemu-img running as the pod's QEMU uid.
+ */
+#include "vm/disk.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <yajl/yajl_tree.h>
+
+#include "cleanup.h"
+#include "fs-util.h"
+#include "loop.h"
+
+/* qemu-img on a hostile image: its output is bounded, and so is its time
+ * (a crafted qcow2 can make it work; the shim's loop waits meanwhile). */
+#define QEMU_IMG_OUT_MAX     (256u << 10)
+#define QEMU_IMG_ERR_MAX     2048u
+#define QEMU_IMG_DEADLINE_MS 60000
+
+static bool has_suffix(const char *name, const char *suffix)
+{
+        size_t n = strlen(name), s = strlen(suffix);
+        return n > s && strcmp(name + n - s, suffix) == 0;
+}
+
+static bool disk_name(const char *name)
+{
+        return has_suffix(name, ".qcow2") || has_suffix(name, ".img") || has_suffix(name, ".raw");
+}
+
+/* The disk file (O_PATH), a regular file inside the image. */
+static int open_disk_file(int root, const char *path, int *ret_fd, struct us_error **err)
+{
+        int fd = us_openat_in_root(root, path, O_PATH);
+        if (fd < 0)
+                return us_errorf(err, -fd, "the image's disk /%s", path);
+        struct stat st;
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                us_close(fd);
+                return us_error_msg(err, EINVAL, "the image's disk /%s is not a regular file",
+                                    path);
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
+/* The one *.qcow2, *.img or *.raw under /disk/ (KubeVirt's containerDisk). */
+static int find_disk(int root, char *name, size_t size, int *ret_fd, struct us_error **err)
+{
+        int dfd = us_openat_in_root(root, VM_DISK_DIR, O_RDONLY | O_DIRECTORY);
+        if (dfd < 0)
+                return us_errorf(err, -dfd,
+                                 "the image has no /" VM_DISK_DIR "/ directory: a vm pod's image "
+                                 "carries its disk as /" VM_DISK_DIR
+                                 "/<name>.qcow2, .img or .raw (or names it with the "
+                                 "unishim.io/disk-path annotation)");
+        DIR *d = fdopendir(dfd);
+        if (!d) {
+                us_close(dfd);
+                return us_errorf(err, errno, "read the image's /" VM_DISK_DIR "/");
+        }
+        char first[256] = "";
+        size_t n = 0;
+        int r = 0;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+                if (!disk_name(e->d_name))
+                        continue;
+                if (n++ == 0) {
+                        snprintf(first, sizeof(first), "%s", e->d_name);
+                        continue;
+                }
+                r = us_error_msg(err, EINVAL,
+                                 "the image has more than one disk under /" VM_DISK_DIR
+                                 "/ (%s, %s): name the one to boot with the "
+                                 "unishim.io/disk-path annotation",
+                                 first, e->d_name);
+                break;
+        }
+        closedir(d);
+        if (r < 0)
+                return r;
+        if (n == 0)
+                return us_error_msg(err, ENOENT,
+                                    "the image has no disk under /" VM_DISK_DIR
+                                    "/ (a *.qcow2, *.img or *.raw file)");
+        snprintf(name, size, VM_DISK_DIR "/%s", first);
+        return open_disk_file(root, name, ret_fd, err);
+}
+
+/* Binds the file fd read-only at dir_fd/VM_DISK_BASE, by fd throughout. */
+static int bind_base(int fd, int dir_fd, struct us_error **err)
+{
+        _cleanup_close_ int target = openat(
+                dir_fd, VM_DISK_BASE, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (target < 0)
+                return us_errorf(err, errno, "create the disk's mount point");
+        _cleanup_close_ int tree =
+                open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+        if (tree < 0)
+                return us_errorf(err, errno, "clone the image's disk");
+        struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+                                              MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC};
+        if (mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
+                return us_errorf(err, errno, "make the image's disk read-only");
+        if (move_mount(tree, "", dir_fd, VM_DISK_BASE, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                return us_errorf(err, errno, "mount the image's disk");
+        return 0;
+}
+
+int vm_disk_release(int dir_fd, struct us_error **err)
+{
+        /* A file mount point: umount2 by path below our own dir_fd. */
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/self/fd/%d/" VM_DISK_BASE, dir_fd);
+        if (umount2(path, UMOUNT_NOFOLLOW | MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+                return us_errorf(err, errno, "unmount the image's disk");
+        return 0;
+}
+
+/* Appends what fd has to buf (cap bytes kept, the rest read and dropped).
+ * 0 at EOF, 1 for more, -errno. */
+static int read_some(int fd, char *buf, size_t cap, size_t *len)
+{
+        char tmp[4096];
+        ssize_t n = read(fd, tmp, sizeof(tmp));
+        if (n < 0)
+                return errno == EINTR || errno == EAGAIN ? 1 : -errno;
+        if (n == 0)
+                return 0;
+        size_t keep = *len < cap ? cap - *len : 0;
+        if (keep > (size_t)n)
+                keep = (size_t)n;
+        memcpy(buf + *len, tmp, keep);
+        *len += keep;
+        return 1;
+}
+
+/* Runs qemu-img argv as uid:gid without privileges (no capability, no
+ * supplementary group, no_new_privs), within QEMU_IMG_DEADLINE_MS.
+ * *ret_out (if asked) gets its stdout, NUL-terminated. A failure's message
+ * is qemu-img's own stderr. */
+static int qemu_img(char *const argv[], uid_t uid, gid_t gid, char **ret_out, struct us_error **err)
+{
+        int out[2], errp[2];
+        if (pipe2(out, O_CLOEXEC) < 0)
+                return us_errorf(err, errno, "pipe");
+        if (pipe2(errp, O_CLOEXEC) < 0) {
+                us_close(out[0]);
+                us_close(out[1]);
+                return us_errorf(err, errno, "pipe");
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+                int e = errno;
+                us_close(out[0]);
+                us_close(out[1]);
+                us_close(errp[0]);
+                us_close(errp[1]);
+                return us_errorf(err, e, "fork qemu-img");
+        }
+        if (pid == 0) {
+                (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+                int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0 ||
+                    dup2(errp[1], 2) < 0 || setgroups(0, NULL) < 0 ||
+                    setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0 ||
+                    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                        _exit(126);
+                execv(argv[0], argv);
+                _exit(127);
+        }
+        us_close(out[1]);
+        us_close(errp[1]);
+        _cleanup_close_ int ofd = out[0];
+        _cleanup_close_ int efd = errp[0];
+        _cleanup_free_ char *obuf = malloc(QEMU_IMG_OUT_MAX + 1);
+        char ebuf[QEMU_IMG_ERR_MAX + 1];
+        size_t olen = 0, elen = 0;
+        int64_t deadline = us_monotonic_ms() + QEMU_IMG_DEADLINE_MS;
+        bool timed_out = false;
+        while (obuf && (ofd >= 0 || efd >= 0)) {
+                struct pollfd p[2] = {{.fd = ofd, .events = POLLIN}, {.fd = efd, .events = POLLIN}};
+                int64_t left = deadline - us_monotonic_ms();
+                if (left <= 0) {
+                        timed_out = true;
+                        break;
+                }
+                if (poll(p, 2, (int)left) < 0 && errno != EINTR)
+                        break;
+                if (p[0].revents && read_some(ofd, obuf, QEMU_IMG_OUT_MAX, &olen) <= 0)
+                        ofd = us_close(ofd);
+                if (p[1].revents && read_some(efd, ebuf, QEMU_IMG_ERR_MAX, &elen) <= 0)
+                        efd = us_close(efd);
+        }
+        if (!obuf || timed_out || ofd >= 0 || efd >= 0)
+                (void)kill(pid, SIGKILL);
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        if (!obuf)
+                return us_errorf(err, ENOMEM, "qemu-img output");
+        if (timed_out)
+                return us_error_msg(err, ETIMEDOUT, "qemu-img %s took more than %d s", argv[1],
+                                    QEMU_IMG_DEADLINE_MS / 1000);
+        ebuf[elen] = '\0';
+        /* qemu-img's message is about the pod's file: one line, printable. */
+        for (size_t i = 0; i < elen; i++)
+                if ((unsigned char)ebuf[i] < 0x20 || ebuf[i] == 0x7f)
+                        ebuf[i] = ' ';
+        while (elen > 0 && ebuf[elen - 1] == ' ')
+                ebuf[--elen] = '\0';
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                if (WIFEXITED(status) && WEXITSTATUS(status) >= 126)
+                        return us_error_msg(err, ENOEXEC, "cannot run %s as uid %u (exit %d)",
+                                            argv[0], (unsigned)uid, WEXITSTATUS(status));
+                return us_error_msg(err, EINVAL, "qemu-img %s: %s", argv[1],
+                                    elen ? ebuf : "failed");
+        }
+        obuf[olen] = '\0';
+        if (ret_out)
+                *ret_out = TAKE_PTR(obuf);
+        return 0;
+}
+
+static yajl_val field(yajl_val o, const char *a, const char *b, const char *c)
+{
+        const char *path[] = {a, b, c, NULL};
+        return yajl_tree_get(o, path, yajl_t_any);
+}
+
+/* What qemu-img info says of the base, checked. */
+static int check_info(const char *json, const char *name, struct vm_disk *d, struct us_error **err)
+{
+        char ebuf[128];
+        yajl_val o = yajl_tree_parse(json, ebuf, sizeof(ebuf));
+        if (!o || !YAJL_IS_OBJECT(o)) {
+                yajl_tree_free(o);
+                return us_error_msg(err, EPROTO, "qemu-img info on /%s: unreadable output", name);
+        }
+        int r = 0;
+        yajl_val fmt = field(o, "format", NULL, NULL);
+        yajl_val vsize = field(o, "virtual-size", NULL, NULL);
+        const char *f = YAJL_IS_STRING(fmt) ? YAJL_GET_STRING(fmt) : "";
+        if (strcmp(f, "qcow2") != 0 && strcmp(f, "raw") != 0)
+                r = us_error_msg(err, EINVAL,
+                                 "the image's disk /%s is in format \"%.32s\": a vm pod boots "
+                                 "qcow2 or raw",
+                                 name, f);
+        else if (field(o, "backing-filename", NULL, NULL) ||
+                 field(o, "full-backing-filename", NULL, NULL))
+                r = us_error_msg(err, EPERM,
+                                 "the image's disk /%s names a backing file: a vm pod's disk "
+                                 "must be self-contained (qemu-img convert it)",
+                                 name);
+        else if (field(o, "format-specific", "data", "data-file"))
+                r = us_error_msg(err, EPERM,
+                                 "the image's disk /%s names an external data file: a vm "
+                                 "pod's disk must be self-contained",
+                                 name);
+        else if (YAJL_IS_TRUE(field(o, "encrypted", NULL, NULL)))
+                r = us_error_msg(err, EPERM, "the image's disk /%s is encrypted", name);
+        else if (!YAJL_IS_INTEGER(vsize) || YAJL_GET_INTEGER(vsize) <= 0)
+                r = us_error_msg(err, EPROTO, "qemu-img info on /%s: no virtual size", name);
+        if (r == 0) {
+                snprintf(d->format, sizeof(d->format), "%s", f);
+                d->virtual_size = (uint64_t)YAJL_GET_INTEGER(vsize);
+        }
+        yajl_tree_free(o);
+        return r;
+}
+
+int vm_disk_prepare(const char *rootfs, const char *path, int dir_fd, const char *dir_path,
+                    uid_t uid, gid_t gid, struct vm_disk *ret, struct us_error **err)
+{
+        struct vm_disk d = {0};
+        _cleanup_close_ int root = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (root < 0)
+                return us_errorf(err, errno, "open the container's rootfs %s", rootfs);
+        _cleanup_close_ int fd = -1;
+        int r;
+        if (path) {
+                snprintf(d.name, sizeof(d.name), "%s", path);
+                r = open_disk_file(root, path, &fd, err);
+        } else {
+                r = find_disk(root, d.name, sizeof(d.name), &fd, err);
+        }
+        if (r < 0)
+                return r;
+        r = bind_base(fd, dir_fd, err);
+        if (r < 0)
+                goto fail;
+
+        char base[4096], overlay[4096], size[32];
+        snprintf(base, sizeof(base), "%s/" VM_DISK_BASE, dir_path);
+        snprintf(overlay, sizeof(overlay), "%s/" VM_DISK_OVERLAY, dir_path);
+        /* -U: the base is never written, so no lock is needed to read it. */
+        char *const info[] = {(char *)VM_DISK_QEMU_IMG,
+                              (char *)"info",
+                              (char *)"-U",
+                              (char *)"--output=json",
+                              (char *)"--",
+                              base,
+                              NULL};
+        _cleanup_free_ char *json = NULL;
+        r = qemu_img(info, uid, gid, &json, err);
+        if (r == 0)
+                r = check_info(json, d.name, &d, err);
+        if (r < 0) {
+                us_error_wrap(err, r, "the image's disk /%s", d.name);
+                goto fail;
+        }
+        /* -u with the size: the base is not opened again, and its format is
+         * the one just checked, not what its header says later. */
+        snprintf(size, sizeof(size), "%" PRIu64, d.virtual_size);
+        char *const create[] = {(char *)VM_DISK_QEMU_IMG,
+                                (char *)"create",
+                                (char *)"-q",
+                                (char *)"-f",
+                                (char *)"qcow2",
+                                (char *)"-u",
+                                (char *)"-F",
+                                d.format,
+                                (char *)"-b",
+                                base,
+                                overlay,
+                                size,
+                                NULL};
+        r = qemu_img(create, uid, gid, NULL, err);
+        if (r < 0) {
+                us_error_wrap(err, r, "the pod's overlay on /%s", d.name);
+                goto fail;
+        }
+        *ret = d;
+        return 0;
+fail:
+        (void)vm_disk_release(dir_fd, NULL);
+        (void)unlinkat(dir_fd, VM_DISK_BASE, 0);
+        (void)unlinkat(dir_fd, VM_DISK_OVERLAY, 0);
+        return r;
+}
