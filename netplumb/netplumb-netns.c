@@ -84,8 +84,22 @@ static int child_make_fds(const struct netplumb_netns_req *req, int fds[2], size
         struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
         if (bind(nl, (struct sockaddr *)&sa, sizeof(sa)) < 0)
                 return child_fail(reply, errno, "bind netlink socket");
-        if (!req || (!req->want_tap && !req->adopt_tap))
+        if (!req || (!req->want_tap && !req->adopt_tap && !req->persistent_tap))
                 return 0;
+        if (req->persistent_tap) {
+                _cleanup_close_ int tun = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+                if (tun < 0)
+                        return child_fail(reply, errno, "open /dev/net/tun");
+                struct ifreq ifr = {0};
+                ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+                snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", req->persistent_tap);
+                if (ioctl(tun, TUNSETIFF, &ifr) < 0)
+                        return child_fail(reply, errno, "create tap %s", req->persistent_tap);
+                if (ioctl(tun, TUNSETPERSIST, 1) < 0)
+                        return child_fail(reply, errno, "make tap %s persistent",
+                                          req->persistent_tap);
+                return 0;
+        }
 
         if (req->adopt_tap) {
                 /* Renamed while down: the moved tap is, as a new one is. */

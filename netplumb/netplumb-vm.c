@@ -10,12 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/if.h>
-#include <linux/if_tun.h>
-#include <linux/netlink.h>
 #include <stdio.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "cleanup.h"
 #include "netplumb-libnl.h"
@@ -106,25 +102,28 @@ int netplumb_vm_unwire(const char *netns_path, struct us_error **err)
         return 0;
 }
 
-/* A NETLINK_ROUTE socket in the caller's own network namespace. */
-static int host_link_socket(struct nl_sock **ret, struct us_error **err)
+/* A NETLINK_ROUTE socket in the namespace at netns (and, with req, what
+ * the helper makes there). */
+static int host_link_socket(const char *netns, const struct netplumb_netns_req *req,
+                            struct nl_sock **ret, struct us_error **err)
 {
-        _cleanup_close_ int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-        if (fd < 0)
-                return us_errorf(err, errno, "netlink socket");
-        struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
-        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-                return us_errorf(err, errno, "bind netlink socket");
-        int r = netplumb_link_socket(fd, ret, err);
+        _cleanup_close_ int ns = open(netns, O_RDONLY | O_CLOEXEC);
+        if (ns < 0)
+                return us_errorf(err, errno, "open %s", netns);
+        _cleanup_close_ int fd = -1;
+        int r = netplumb_netns_fds(ns, req, &fd, NULL, err);
+        if (r < 0)
+                return r;
+        r = netplumb_link_socket(fd, ret, err);
         if (r == 0)
                 fd = -1; /* owned by *ret */
         return r;
 }
 
-static int host_link_move(const char *name, int ns, struct us_error **err)
+static int host_link_move(const char *netns, const char *name, int ns, struct us_error **err)
 {
         _cleanup_(nl_socket_free_cleanupp) struct nl_sock *sk = NULL;
-        int r = host_link_socket(&sk, err);
+        int r = host_link_socket(netns, NULL, &sk, err);
         return r < 0 ? r : netplumb_link_move(sk, name, ns, err);
 }
 
@@ -137,33 +136,23 @@ static int tap_name_check(const char *name, struct us_error **err)
         return 0;
 }
 
-int netplumb_host_tap_create(const char *name, struct us_error **err)
+int netplumb_host_tap_create(const char *vmm_netns, const char *name, struct us_error **err)
 {
         int r = tap_name_check(name, err);
         if (r < 0)
                 return r;
-        _cleanup_close_ int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-        if (fd < 0)
-                return us_errorf(err, errno, "open /dev/net/tun");
-        struct ifreq ifr = {0};
-        ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
-        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-        if (ioctl(fd, TUNSETIFF, &ifr) < 0)
-                return us_errorf(err, errno, "create tap %s", name);
-        if (ioctl(fd, TUNSETPERSIST, 1) < 0) {
-                int e = errno;
-                return us_errorf(err, e, "make tap %s persistent", name);
-        }
-        return 0;
+        const struct netplumb_netns_req req = {.persistent_tap = name};
+        _cleanup_(nl_socket_free_cleanupp) struct nl_sock *sk = NULL;
+        return host_link_socket(vmm_netns, &req, &sk, err);
 }
 
-int netplumb_host_tap_delete(const char *name, struct us_error **err)
+int netplumb_host_tap_delete(const char *vmm_netns, const char *name, struct us_error **err)
 {
         int r = tap_name_check(name, err);
         if (r < 0)
                 return r;
         _cleanup_(nl_socket_free_cleanupp) struct nl_sock *sk = NULL;
-        r = host_link_socket(&sk, err);
+        r = host_link_socket(vmm_netns, NULL, &sk, err);
         return r < 0 ? r : netplumb_link_delete(sk, name, err);
 }
 
@@ -184,7 +173,9 @@ static int wire_fd(int ns, const struct netplumb_pod_net *pod, const struct netp
 
         const char *host_tap = opts ? opts->host_tap : NULL;
         if (host_tap) {
-                r = host_link_move(host_tap, ns, err);
+                if (!opts->host_tap_netns)
+                        return us_error_msg(err, EINVAL, "tap %s: no namespace", host_tap);
+                r = host_link_move(opts->host_tap_netns, host_tap, ns, err);
                 if (r < 0)
                         return r;
         }

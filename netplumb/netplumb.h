@@ -104,12 +104,14 @@ struct netplumb_vm_opts {
         bool use_default_excludes;
         size_t n_excluded;
         const struct netplumb_port_range *excluded;
-        /* An existing tap in the caller's network namespace, already opened
-         * by a VMM that takes its tap by name (libvirt can open one only in
-         * its own namespace): moved into the pod netns and renamed
+        /* An existing tap in the network namespace at host_tap_netns,
+         * already opened by a VMM that takes its tap by name (libvirt can
+         * open one only in its own namespace): moved into the pod netns and
+         * renamed
          * NETPLUMB_TAP_NAME instead of a new tap being made there (the
          * VMM's fd stays attached across the move). NULL: a new tap. */
         const char *host_tap;
+        const char *host_tap_netns;
 };
 
 /* Inspects the pod's interface in the netns at netns_path: the one holding
@@ -142,13 +144,15 @@ int netplumb_vm_wire(const char *netns_path, const struct netplumb_pod_net *pod,
 int netplumb_vm_plan(const struct netplumb_pod_net *pod, struct netplumb_vm_net *ret,
                      struct us_error **err);
 
-/* A tap in the caller's network namespace for opts.host_tap: name (at most
- * 15 bytes), made persistent so that it outlives this call's fd until the
- * VMM opens it; netplumb_vm_wire moves it into the pod netns, and
- * netplumb_vm_unwire deletes it there. netplumb_host_tap_delete removes one
- * that was never moved (0 when there is none). */
-int netplumb_host_tap_create(const char *name, struct us_error **err);
-int netplumb_host_tap_delete(const char *name, struct us_error **err);
+/* A tap for opts.host_tap in the network namespace at vmm_netns (the
+ * VMM's: the shim may run in another, as under the test environment's
+ * containerd): name (at most 15 bytes), made persistent so that it
+ * outlives this call until the VMM opens it; netplumb_vm_wire moves it
+ * into the pod netns, and netplumb_vm_unwire deletes it there.
+ * netplumb_host_tap_delete removes one that was never moved (0 when there
+ * is none). */
+int netplumb_host_tap_create(const char *vmm_netns, const char *name, struct us_error **err);
+int netplumb_host_tap_delete(const char *vmm_netns, const char *name, struct us_error **err);
 
 /* Removes the tap and every rule and chain netplumb added. Idempotent: 0 when
  * nothing is there, also when the netns itself is gone. Sysctls are left as
@@ -165,6 +169,9 @@ struct netplumb_netns_req {
         /* Or: a tap already moved into the netns under this name, renamed
          * NETPLUMB_TAP_NAME there (no tun fd is returned). */
         const char *adopt_tap;
+        /* Or: a new persistent tap of this name, nothing else (no tun fd,
+         * no sysctl). */
+        const char *persistent_tap;
         bool ipv6_forwarding;
 };
 int netplumb_netns_fds(int netns_fd, const struct netplumb_netns_req *req, int *ret_nl_fd,

@@ -183,12 +183,13 @@ int vmpod_net_plan(const struct vmpod *vp, struct netplumb_vm_net *ret, struct u
         return netplumb_vm_plan(vp->podnet, ret, err);
 }
 
-int vmpod_wire(struct vmpod *vp, const char *host_tap, struct netplumb_vm_net **ret_net,
-               struct us_error **err)
+int vmpod_wire(struct vmpod *vp, const char *vmm_netns, const char *host_tap,
+               struct netplumb_vm_net **ret_net, struct us_error **err)
 {
         if (!vp->podnet)
                 return us_error_msg(err, ENOENT, "the pod has no network namespace");
-        const struct netplumb_vm_opts opts = {.use_default_excludes = true, .host_tap = host_tap};
+        const struct netplumb_vm_opts opts = {
+                .use_default_excludes = true, .host_tap = host_tap, .host_tap_netns = vmm_netns};
         int r = netplumb_vm_wire(vp->netns, vp->podnet, &opts, ret_net, &(int){-1}, err);
         if (r < 0)
                 return us_error_wrap(err, r, "wire the VM into the pod network %s", vp->netns);

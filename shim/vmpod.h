@@ -99,12 +99,12 @@ int vmpod_start(struct vmpod *vp, struct us_loop *loop, const char *namespace, c
  * configured before the VM starts: -ENOENT when the pod has no netns. */
 int vmpod_net_plan(const struct vmpod *vp, struct netplumb_vm_net *ret, struct us_error **err);
 
-/* Wires the VM into the pod's netns through host_tap, a tap in the host's
- * network namespace the VMM opened (netplumb_vm_opts.host_tap): it is
- * moved into the pod's netns. *ret_net (malloc()ed, the caller's) as for
- * vmpod_start. */
-int vmpod_wire(struct vmpod *vp, const char *host_tap, struct netplumb_vm_net **ret_net,
-               struct us_error **err);
+/* Wires the VM into the pod's netns through host_tap, a tap in the VMM's
+ * network namespace (at vmm_netns) the VMM opened (netplumb_vm_opts.
+ * host_tap): it is moved into the pod's netns. *ret_net (malloc()ed, the
+ * caller's) as for vmpod_start. */
+int vmpod_wire(struct vmpod *vp, const char *vmm_netns, const char *host_tap,
+               struct netplumb_vm_net **ret_net, struct us_error **err);
 
 /* The pod cannot go on (why, for the log): vp->teardown runs from the loop
  * (not inside the caller, which may be one of the pod's own callbacks),

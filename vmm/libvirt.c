@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
@@ -379,6 +382,52 @@ int vmm_libvirt_open(struct us_loop *loop, const char *uri, vmm_libvirt_closed_f
         }
         *ret = c;
         return 0;
+}
+
+/* The system daemon's sockets: the modular one first, then libvirtd. */
+static const char *const system_sockets[] = {"/run/libvirt/virtqemud-sock",
+                                             "/run/libvirt/libvirt-sock"};
+
+int vmm_libvirt_daemon_netns(const char *uri, char *buf, size_t size, struct us_error **err)
+{
+        const char *u = uri ? uri : "qemu:///system";
+        const char *given = NULL;
+        size_t given_len = 0;
+        if (strncmp(u, "qemu:///system", 14) != 0 || (u[14] && u[14] != '?'))
+                return us_error_msg(err, EINVAL,
+                                    "libvirt URI %s: vm pods need this node's system daemon "
+                                    "(qemu:///system)",
+                                    u);
+        const char *q = strstr(u, "socket=");
+        if (q) {
+                given = q + 7;
+                given_len = strcspn(given, "&");
+        }
+        for (size_t i = 0; i < (given ? 1 : US_ELEMENTSOF(system_sockets)); i++) {
+                struct sockaddr_un sa = {.sun_family = AF_UNIX};
+                if (given) {
+                        if (given_len >= sizeof(sa.sun_path))
+                                return us_error_msg(err, ENAMETOOLONG, "libvirt socket %.*s",
+                                                    (int)given_len, given);
+                        memcpy(sa.sun_path, given, given_len);
+                } else {
+                        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", system_sockets[i]);
+                }
+                _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (fd < 0)
+                        return us_errorf(err, errno, "socket");
+                if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                        continue;
+                struct ucred cred;
+                socklen_t len = sizeof(cred);
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid <= 0)
+                        return us_errorf(err, errno ? errno : EPROTO, "libvirt daemon at %s",
+                                         sa.sun_path);
+                snprintf(buf, size, "/proc/%d/ns/net", (int)cred.pid);
+                return 0;
+        }
+        return us_error_msg(err, ECONNREFUSED, "no libvirt daemon answers at %s",
+                            given ? "the URI's socket" : "/run/libvirt/");
 }
 
 struct vmm_libvirt *vmm_libvirt_close(struct vmm_libvirt *c)

@@ -60,6 +60,13 @@ typedef void (*vmm_libvirt_event_fn)(void *userdata, int event, int detail);
 /* Opens uri (NULL: qemu:///system) with keepalive (5 s, 3 missed). */
 int vmm_libvirt_open(struct us_loop *loop, const char *uri, vmm_libvirt_closed_fn closed,
                      void *userdata, struct vmm_libvirt **ret, struct us_error **err);
+/* The network namespace of the libvirtd serving uri (NULL: qemu:///system)
+ * on this node, "/proc/<pid>/ns/net" in buf: where it opens a tap by name.
+ * Found from the daemon's socket (its peer credentials), so it works
+ * whatever namespace the caller is in. A uri that does not name this
+ * node's daemon (a remote one, a session daemon) is -EINVAL. */
+int vmm_libvirt_daemon_netns(const char *uri, char *buf, size_t size, struct us_error **err);
+
 /* Closes; the connection's AUTODESTROY domains are destroyed by libvirtd.
  * Domains must be freed first. Returns NULL. */
 struct vmm_libvirt *vmm_libvirt_close(struct vmm_libvirt *lv);

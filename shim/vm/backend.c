@@ -107,6 +107,7 @@ struct vm_pod {
         struct vmm_libvirt_domain *dom;
         char domain[VMM_DOMAIN_NAME_MAX + 1];
         char host_tap[IFNAMSIZ];
+        char libvirt_netns[64]; /* libvirtd's, where it opens the tap */
         bool host_tap_made;
         int dir_fd; /* VM_DIR */
         char *dir;
@@ -368,7 +369,7 @@ static void vm_remove(struct vm_pod *pod)
         if (pod->host_tap_made) {
                 /* Moved into the pod's netns (vmpod_teardown_host deletes it
                  * there), or still here. */
-                (void)netplumb_host_tap_delete(pod->host_tap, NULL);
+                (void)netplumb_host_tap_delete(pod->libvirt_netns, pod->host_tap, NULL);
                 pod->host_tap_made = false;
         }
         if (pod->vmpod.wired) {
@@ -681,7 +682,10 @@ static int vm_make(struct vm_pod *pod, const struct shim_pod_decision *decision,
                         return r;
                 vmpod_mac_text(&net, mac);
                 host_tap_name(pod->namespace, pod->vmpod.id, pod->host_tap);
-                r = netplumb_host_tap_create(pod->host_tap, err);
+                r = vmm_libvirt_daemon_netns(pod->config->vm.libvirt_uri, pod->libvirt_netns,
+                                             sizeof(pod->libvirt_netns), err);
+                if (r >= 0)
+                        r = netplumb_host_tap_create(pod->libvirt_netns, pod->host_tap, err);
                 if (r < 0)
                         return us_error_wrap(err, r, "the VM's tap");
                 pod->host_tap_made = true;
@@ -744,7 +748,7 @@ static int vm_make(struct vm_pod *pod, const struct shim_pod_decision *decision,
                                      (int)pod->qemu_pid);
         if (pod->host_tap_made) {
                 _cleanup_free_ struct netplumb_vm_net *net = NULL;
-                r = vmpod_wire(&pod->vmpod, pod->host_tap, &net, err);
+                r = vmpod_wire(&pod->vmpod, pod->libvirt_netns, pod->host_tap, &net, err);
                 if (r < 0)
                         return r;
                 pod->host_tap_made = false; /* in the pod's netns now, unwire's */
@@ -1033,11 +1037,15 @@ static int vm_cleanup_dead(const char *namespace, const char *id, const struct u
         if (dir_fd < 0)
                 return 0; /* not a vm pod's */
         int r = vm_disk_release(dir_fd, err);
-        char tap[IFNAMSIZ];
+        /* A tap never moved is in libvirtd's namespace (gone with it, if it
+         * is not running). */
+        char tap[IFNAMSIZ], netns[64];
         host_tap_name(namespace, pod_id, tap);
-        int rt = netplumb_host_tap_delete(tap, r < 0 ? NULL : err);
-        if (rt < 0 && r == 0)
-                r = rt;
+        if (vmm_libvirt_daemon_netns(NULL, netns, sizeof(netns), NULL) == 0) {
+                int rt = netplumb_host_tap_delete(netns, tap, r < 0 ? NULL : err);
+                if (rt < 0 && r == 0)
+                        r = rt;
+        }
         char domain[VMM_DOMAIN_NAME_MAX + 1], log[PATH_MAX];
         vmm_domain_name(pod_name_of(spec, pod_id), pod_id, domain);
         snprintf(log, sizeof(log), VM_LIBVIRT_LOG "/%s.log", domain);
