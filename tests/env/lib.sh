@@ -445,6 +445,248 @@ env_stop() {
         rm -rf "$ENV_STATE" "$ENV_ROOT"
 }
 
+# ---- libvirtd (the vm kind's domains) ----
+# The node's libvirtd, Debian's libvirt-daemon-system (libvirtd and
+# virtlogd), at qemu:///system. One that already answers (an operator's,
+# systemd's) is used and never stopped. On machines without one (CI runs no
+# service manager) the first user starts libvirtd and virtlogd, the last one
+# stops them, whether the users are env-up, tests or both at once:
+#   - each user holds a shared flock on ENV_LIBVIRT_DIR/users.lock for as
+#     long as it uses libvirt, through a holder process (a `tail --pid` of
+#     its owner, or a `sleep` for env-up's environment that outlives
+#     env-up), so that no daemon or container we start inherits the lock;
+#     a holder whose owner died lets go by itself;
+#   - a user done kills its holder and takes the lock exclusively without
+#     waiting: if that fails another user is still there; otherwise it stops
+#     the daemons recorded as started here (ENV_LIBVIRT_DIR/<daemon>.pid);
+#   - starting and stopping are serialised by ENV_LIBVIRT_DIR/start.lock.
+# The daemons run with Debian's /etc/libvirt unchanged; their output goes
+# to ENV_LIBVIRT_DIR/<daemon>.log.
+ENV_LIBVIRT_DIR=/run/unishim-libvirt
+ENV_LIBVIRT_URI=qemu:///system
+# Bounds on waits for events (not sleeps): a loaded machine may be slow.
+ENV_LIBVIRT_TIMEOUT=${ENV_LIBVIRT_TIMEOUT:-60}
+
+# True when libvirtd answers on its socket.
+env_libvirt_up() {
+        timeout 10 virsh -q -c "$ENV_LIBVIRT_URI" version >/dev/null 2>&1
+}
+
+# _env_pid_gone PID: true when PID has exited (a zombie waiting for its
+# reaper is gone: it holds no socket, no lock, no file).
+_env_pid_gone() {
+        local s
+        ! s=$(ps -o stat= -p "$1" 2>/dev/null) || [[ $s = Z* ]]
+}
+
+# _env_pid_stop PID SECONDS: SIGTERM, SIGKILL after SECONDS, reaped if it is
+# our child.
+_env_pid_stop() {
+        local pid=$1 i
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < $2 * 10; i++)); do
+                _env_pid_gone "$pid" && break
+                sleep 0.1
+        done
+        _env_pid_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+}
+
+# _env_libvirt_ours DAEMON: pid of DAEMON (libvirtd, virtlogd) when it runs
+# and was started here.
+_env_libvirt_ours() {
+        local pid
+        pid=$(cat "$ENV_LIBVIRT_DIR/$1.pid" 2>/dev/null) || return 1
+        [[ $pid =~ ^[1-9][0-9]*$ ]] && ! _env_pid_gone "$pid" || return 1
+        [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] || return 1
+        echo "$pid"
+}
+
+# _env_running NAME: pids of live processes named NAME (zombies left out).
+_env_running() {
+        local p
+        for p in $(pgrep -x "$1"); do
+                _env_pid_gone "$p" || echo "$p"
+        done
+        return 0
+}
+
+# _env_libvirt_holder USER: pid of USER's holder process, when it runs.
+_env_libvirt_holder() {
+        local pid args
+        pid=$(cat "$ENV_LIBVIRT_DIR/users/$1.pid" 2>/dev/null) || return 1
+        [[ $pid =~ ^[1-9][0-9]*$ ]] && ! _env_pid_gone "$pid" || return 1
+        args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+        [[ $args = "unishim-libvirt-user $1 "* ]] || return 1
+        echo "$pid"
+}
+
+# _env_libvirt_spawn LOCK_FD DAEMON ARGS...: DAEMON in the foreground of a
+# session of its own (it outlives its starter), pid file and log in
+# ENV_LIBVIRT_DIR; the start lock's fd closed for it.
+_env_libvirt_spawn() {
+        local fd=$1 daemon=$2
+        shift 2
+        # (cd /: the starter's cwd may be a temporary dir it removes)
+        (cd / && exec setsid "$daemon" -p "$ENV_LIBVIRT_DIR/$daemon.pid" "$@") \
+                </dev/null >>"$ENV_LIBVIRT_DIR/$daemon.log" 2>&1 {fd}>&- &
+        # Its own pid file, written at once: the daemon writes the same pid
+        # once it is up; a stop before that must find it too.
+        echo "$!" >"$ENV_LIBVIRT_DIR/$daemon.pid"
+}
+
+# _env_libvirt_daemons LOCK_FD: starts virtlogd (unless one runs) and
+# libvirtd, and waits until libvirtd answers. On failure prints libvirtd's
+# log and stops what it started.
+_env_libvirt_daemons() {
+        local fd=$1 pid i
+        if [ -z "$(_env_running virtlogd)" ]; then
+                _env_libvirt_spawn "$fd" virtlogd
+                pid=$(cat "$ENV_LIBVIRT_DIR/virtlogd.pid")
+                # libvirtd hands each domain's console log to it.
+                for ((i = 0; i < ENV_LIBVIRT_TIMEOUT * 10; i++)); do
+                        [ -S /run/libvirt/virtlogd-sock ] && break
+                        _env_pid_gone "$pid" && break
+                        sleep 0.1
+                done
+                if [ ! -S /run/libvirt/virtlogd-sock ]; then
+                        env_log "virtlogd did not come up; the end of $ENV_LIBVIRT_DIR/virtlogd.log:"
+                        tail -n 30 "$ENV_LIBVIRT_DIR/virtlogd.log" >&2
+                        _env_pid_stop "$pid" 10
+                        rm -f "$ENV_LIBVIRT_DIR/virtlogd.pid"
+                        return 1
+                fi
+        fi
+        _env_libvirt_spawn "$fd" libvirtd
+        pid=$(cat "$ENV_LIBVIRT_DIR/libvirtd.pid")
+        for ((i = 0; i < ENV_LIBVIRT_TIMEOUT * 5; i++)); do
+                env_libvirt_up && return 0
+                _env_pid_gone "$pid" && break
+                sleep 0.2
+        done
+        if _env_pid_gone "$pid"; then
+                env_log "libvirtd exited during start-up; the end of $ENV_LIBVIRT_DIR/libvirtd.log:"
+        else
+                env_log "libvirtd did not answer on $ENV_LIBVIRT_URI within ${ENV_LIBVIRT_TIMEOUT}s;" \
+                        "the end of $ENV_LIBVIRT_DIR/libvirtd.log:"
+        fi
+        tail -n 30 "$ENV_LIBVIRT_DIR/libvirtd.log" >&2
+        _env_libvirt_stop_daemons
+        return 1
+}
+
+# Stops the daemons started here (libvirtd first: it talks to virtlogd).
+_env_libvirt_stop_daemons() {
+        local d pid
+        for d in libvirtd virtlogd; do
+                if pid=$(_env_libvirt_ours "$d"); then
+                        _env_pid_stop "$pid" "$ENV_LIBVIRT_TIMEOUT"
+                fi
+                rm -f "$ENV_LIBVIRT_DIR/$d.pid"
+        done
+}
+
+# env_libvirt_start USER [OWNER_PID]: makes libvirtd answer on
+# ENV_LIBVIRT_URI for USER (a name unique to the caller: the env name, or
+# the test's) until env_libvirt_stop USER, or until OWNER_PID exits. Uses a
+# libvirtd that answers already, else starts one. Idempotent per USER.
+env_libvirt_start() {
+        local user=$1 owner=${2:-} fd ufd pid f i rc=0
+        mkdir -p "$ENV_LIBVIRT_DIR/users"
+        exec {fd}>>"$ENV_LIBVIRT_DIR/start.lock"
+        if ! flock -w $((ENV_LIBVIRT_TIMEOUT * 2)) "$fd"; then
+                exec {fd}>&-
+                env_log "libvirt: $ENV_LIBVIRT_DIR/start.lock stayed taken for $((ENV_LIBVIRT_TIMEOUT * 2))s"
+                return 1
+        fi
+        # Pid files of users whose holder is gone (owner killed).
+        for f in "$ENV_LIBVIRT_DIR"/users/*.pid; do
+                [ -e "$f" ] || continue
+                f=${f##*/}
+                _env_libvirt_holder "${f%.pid}" >/dev/null || rm -f "$ENV_LIBVIRT_DIR/users/$f"
+        done
+        if ! _env_libvirt_holder "$user" >/dev/null; then
+                exec {ufd}>>"$ENV_LIBVIRT_DIR/users.lock"
+                # Only a stopper takes it exclusively, holding start.lock.
+                if ! flock -s -w 10 "$ufd"; then
+                        exec {ufd}>&- {fd}>&-
+                        env_log "libvirt: no shared lock on $ENV_LIBVIRT_DIR/users.lock"
+                        return 1
+                fi
+                # The holder shares the locked open file; HUP and INT from a
+                # terminal do not end it (env-up's outlives env-up).
+                if [ -n "$owner" ]; then
+                        (trap '' HUP INT && cd / && exec -a "unishim-libvirt-user $user" \
+                                tail --pid="$owner" -f /dev/null) </dev/null >/dev/null 2>&1 {fd}>&- &
+                else
+                        (trap '' HUP INT && cd / && exec -a "unishim-libvirt-user $user" \
+                                sleep infinity) </dev/null >/dev/null 2>&1 {fd}>&- &
+                fi
+                echo "$!" >"$ENV_LIBVIRT_DIR/users/$user.pid"
+                exec {ufd}>&-
+                # (until it has exec'd, its cmdline is this shell's)
+                for ((i = 0; i < 50; i++)); do
+                        _env_libvirt_holder "$user" >/dev/null && break
+                        sleep 0.1
+                done
+        fi
+        if ! env_libvirt_up; then
+                pid=$(_env_running libvirtd)
+                if [ -n "$pid" ] && ! _env_libvirt_ours libvirtd >/dev/null; then
+                        # Someone else's libvirtd, starting or stuck: never
+                        # ours to replace.
+                        for ((i = 0; i < ENV_LIBVIRT_TIMEOUT * 5; i++)); do
+                                env_libvirt_up && break
+                                sleep 0.2
+                        done
+                        env_libvirt_up || {
+                                env_log "libvirt: a libvirtd (pid $(tr '\n' ' ' <<<"$pid")) runs but does" \
+                                        "not answer on $ENV_LIBVIRT_URI"
+                                rc=1
+                        }
+                else
+                        # Ours but not answering (stuck): replace it.
+                        _env_libvirt_stop_daemons
+                        _env_libvirt_daemons "$fd" || rc=1
+                fi
+        fi
+        exec {fd}>&-
+        return "$rc"
+}
+
+# env_libvirt_stop USER: USER is done with libvirt. The last user stops the
+# daemons started here; one that was not started here is never stopped.
+# Does nothing for a USER that never called env_libvirt_start.
+env_libvirt_stop() {
+        local user=$1 fd ufd pid
+        [ -e "$ENV_LIBVIRT_DIR/users/$user.pid" ] || return 0
+        exec {fd}>>"$ENV_LIBVIRT_DIR/start.lock"
+        if ! flock -w $((ENV_LIBVIRT_TIMEOUT * 2)) "$fd"; then
+                exec {fd}>&-
+                env_log "libvirt: $ENV_LIBVIRT_DIR/start.lock stayed taken; libvirtd left running"
+                return 1
+        fi
+        if pid=$(_env_libvirt_holder "$user"); then
+                _env_pid_stop "$pid" 10
+        fi
+        rm -f "$ENV_LIBVIRT_DIR/users/$user.pid"
+        exec {ufd}>>"$ENV_LIBVIRT_DIR/users.lock"
+        if flock -x -n "$ufd"; then
+                _env_libvirt_stop_daemons
+        fi
+        exec {ufd}>&- {fd}>&-
+}
+
+# env_libvirt_describe: one line on the libvirtd in use.
+env_libvirt_describe() {
+        local pid
+        if pid=$(_env_libvirt_ours libvirtd); then
+                echo "libvirtd pid $pid, started for the tests (log $ENV_LIBVIRT_DIR/libvirtd.log)"
+        else
+                echo "the machine's libvirtd (pid $(_env_running libvirtd | tr '\n' ' ' | sed 's/ $//'))"
+        fi
+}
+
 # env_write_file FILE: writes the sourceable variables of the environment.
 env_write_file() {
         mkdir -p "$(dirname "$1")"
