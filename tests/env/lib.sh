@@ -31,6 +31,12 @@ TEST_IMAGE=${TEST_IMAGE:-docker.io/unishim/test:latest}
 ENV_REGISTRY=127.0.0.1:5000
 CRI_TEST_IMAGE=$ENV_REGISTRY/unishim/test:latest
 CRI_PAUSE_IMAGE=$ENV_REGISTRY/unishim/pause:latest
+# The vm kind's test disk (tests/env/build-vm-image.sh, a KubeVirt-style
+# containerDisk): built as VM_IMAGE, pushed to the registry as CRI_VM_IMAGE.
+# Cached in the build dir, shared by every environment of that build.
+VM_IMAGE=docker.io/unishim/vm-debian:12
+CRI_VM_IMAGE=$ENV_REGISTRY/unishim/vm-debian:12
+ENV_VM_IMAGE_DIR=$UNISHIM_BUILD_DIR/vm-image
 UNISHIM_RUNTIME=io.containerd.unishim.v2
 RUNC_RUNTIME=io.containerd.runc.v2
 # Every ctr call is bounded by this (seconds).
@@ -53,6 +59,13 @@ env_init() {
         ENV_ROOTFS=$ENV_IMAGE_DIR/rootfs
         ENV_PAUSE_DIR=$UNISHIM_BUILD_DIR/pause-image
         ENV_CRI=${UNISHIM_ENV_CRI:-1}
+        # UNISHIM_ENV_VM_IMAGE=1: CRI_VM_IMAGE in the registry too (it needs
+        # the CRI's registry). env-up sets it; tests ask with IT_VM_IMAGE=1.
+        ENV_VM_IMAGE=${UNISHIM_ENV_VM_IMAGE:-0}
+        [ "$ENV_CRI" = 1 ] || ENV_VM_IMAGE=0
+        # UNISHIM_ENV_LIBVIRT=1: the env uses the node's libvirtd
+        # (env_libvirt_start); env-up sets it, tests ask with IT_LIBVIRT=1.
+        ENV_LIBVIRT=${UNISHIM_ENV_LIBVIRT:-0}
         ENV_NETNS=$ENV_NAME
         ENV_NETNS_PATH=/var/run/netns/$ENV_NETNS
         ENV_BRIDGE=us-$(printf '%s' "$ENV_NAME" | sha256sum | cut -c1-8)
@@ -227,6 +240,60 @@ env_push_images() {
         done
 }
 
+# Builds the vm kind's test disk into ENV_VM_IMAGE_DIR, or does nothing when
+# the cached one is current (build-vm-image.sh decides; a cold build takes
+# minutes). Concurrent callers with the same build dir wait for the one
+# building (build-vm-image.sh's lock) and then find it current. On failure
+# prints the end of the build's log (kept in ENV_VM_IMAGE_DIR/build.log).
+env_vm_image_build() {
+        local dir=$ENV_VM_IMAGE_DIR log rc=0
+        mkdir -p "$dir"
+        if ! (. "$ENV_LIB_DIR/oci-image.sh" && [ -s "$dir/disk.qcow2" ] &&
+                oci_image_current "$dir" "$VM_IMAGE" "$ENV_LIB_DIR/build-vm-image.sh"); then
+                env_log "building the vm image $VM_IMAGE in $dir, or waiting for the build" \
+                        "under way (a cold build takes minutes; log $dir/build.log)"
+        fi
+        # A log per call: a caller waiting for the lock must not truncate the
+        # log of the build under way.
+        log=$(mktemp "$dir/.log.XXXXXX")
+        "$ENV_LIB_DIR/build-vm-image.sh" "$dir" "$VM_IMAGE" </dev/null >"$log" 2>&1 || rc=$?
+        if [ -s "$log" ]; then
+                mv "$log" "$dir/build.log"
+        else
+                rm -f "$log"
+        fi
+        if [ "$rc" != 0 ]; then
+                env_log "building the vm image failed (exit $rc); the end of $dir/build.log:"
+                tail -n 40 "$dir/build.log" >&2
+                return 1
+        fi
+}
+
+# Builds (env_vm_image_build) and imports the vm image and pushes it to the
+# registry as CRI_VM_IMAGE, as env_push_images does for the others. Run again
+# on a healthy environment it pushes only a digest it has not pushed yet.
+env_vm_image_push() {
+        env_vm_image_build || return 1
+        # Hundreds of MB: more time than a small image's ctr call.
+        local t=$((CTR_TIMEOUT * 5)) images digest
+        CTR_TIMEOUT=$t ectr images import --no-unpack "$ENV_VM_IMAGE_DIR/image.tar" >/dev/null
+        ectr images tag --force "$VM_IMAGE" "$CRI_VM_IMAGE" >/dev/null
+        images=$(ectr images ls) || images=
+        digest=$(awk -v n="$CRI_VM_IMAGE" '$1 == n { print $3 }' <<<"$images")
+        if [ -z "$digest" ]; then
+                env_log "image $CRI_VM_IMAGE missing after import"
+                return 1
+        fi
+        [ "$(cat "$ENV_STATE/vm-image.pushed" 2>/dev/null)" = "$digest" ] && return 0
+        env_nsenter timeout -k 5 "$t" ctr -a "$ENV_ADDR" -n "$ENV_NS" \
+                images push --plain-http "$CRI_VM_IMAGE" >/dev/null 2>"$ENV_STATE/push.err" || {
+                env_log "pushing $CRI_VM_IMAGE to the registry failed:"
+                cat "$ENV_STATE/push.err" >&2
+                return 1
+        }
+        echo "$digest" >"$ENV_STATE/vm-image.pushed"
+}
+
 # env_pod_json FILE JQ_FILTER: writes a pod description for unishimctl: the
 # filter's output plus this environment's cgroup parent and a log directory in
 # its state dir (nothing lands in /var/log/pods or a random cgroup).
@@ -306,6 +373,9 @@ env_start() {
         env_import_image
         if [ "$ENV_CRI" = 1 ]; then
                 env_push_images
+        fi
+        if [ "$ENV_VM_IMAGE" = 1 ]; then
+                env_vm_image_push
         fi
 }
 
@@ -677,13 +747,18 @@ env_libvirt_stop() {
         exec {ufd}>&- {fd}>&-
 }
 
+# env_libvirt_pid: the pid of the running libvirtd (ours or the machine's).
+env_libvirt_pid() {
+        _env_libvirt_ours libvirtd || _env_running libvirtd | head -n1
+}
+
 # env_libvirt_describe: one line on the libvirtd in use.
 env_libvirt_describe() {
         local pid
         if pid=$(_env_libvirt_ours libvirtd); then
                 echo "libvirtd pid $pid, started for the tests (log $ENV_LIBVIRT_DIR/libvirtd.log)"
         else
-                echo "the machine's libvirtd (pid $(_env_running libvirtd | tr '\n' ' ' | sed 's/ $//'))"
+                echo "the machine's libvirtd (pid $(env_libvirt_pid))"
         fi
 }
 
@@ -711,6 +786,15 @@ export CRI_ENDPOINT=$CRI_ENDPOINT
 export CRI_TEST_IMAGE=$CRI_TEST_IMAGE
 export CRI_PAUSE_IMAGE=$CRI_PAUSE_IMAGE
 export UNISHIMCTL=$UNISHIMCTL
+export UNISHIM_ENV_VM_IMAGE=$ENV_VM_IMAGE
+export UNISHIM_ENV_LIBVIRT=$ENV_LIBVIRT
 EOF
+        # Only when it is in the registry: a test can tell by its presence.
+        if [ "$ENV_VM_IMAGE" = 1 ]; then
+                echo "export CRI_VM_IMAGE=$CRI_VM_IMAGE" >>"$1.tmp"
+        fi
+        if [ "$ENV_LIBVIRT" = 1 ]; then
+                echo "export LIBVIRT_DEFAULT_URI=$ENV_LIBVIRT_URI" >>"$1.tmp"
+        fi
         mv "$1.tmp" "$1"
 }
