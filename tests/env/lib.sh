@@ -258,6 +258,7 @@ env_vm_image_build() {
         log=$(mktemp "$dir/.log.XXXXXX")
         "$ENV_LIB_DIR/build-vm-image.sh" "$dir" "$VM_IMAGE" </dev/null >"$log" 2>&1 || rc=$?
         if [ -s "$log" ]; then
+                chmod 0644 "$log"
                 mv "$log" "$dir/build.log"
         else
                 rm -f "$log"
