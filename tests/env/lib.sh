@@ -662,7 +662,7 @@ _env_libvirt_stop_daemons() {
 # the test's) until env_libvirt_stop USER, or until OWNER_PID exits. Uses a
 # libvirtd that answers already, else starts one. Idempotent per USER.
 env_libvirt_start() {
-        local user=$1 owner=${2:-} fd ufd pid f i rc=0
+        local user=$1 owner=${2:-} fd ufd pid f i rc=0 new=
         mkdir -p "$ENV_LIBVIRT_DIR/users"
         exec {fd}>>"$ENV_LIBVIRT_DIR/start.lock"
         if ! flock -w $((ENV_LIBVIRT_TIMEOUT * 2)) "$fd"; then
@@ -694,6 +694,7 @@ env_libvirt_start() {
                                 sleep infinity) </dev/null >/dev/null 2>&1 {fd}>&- &
                 fi
                 echo "$!" >"$ENV_LIBVIRT_DIR/users/$user.pid"
+                new=$!
                 exec {ufd}>&-
                 # (until it has exec'd, its cmdline is this shell's)
                 for ((i = 0; i < 50; i++)); do
@@ -703,23 +704,32 @@ env_libvirt_start() {
         fi
         if ! env_libvirt_up; then
                 pid=$(_env_running libvirtd)
-                if [ -n "$pid" ] && ! _env_libvirt_ours libvirtd >/dev/null; then
-                        # Someone else's libvirtd, starting or stuck: never
-                        # ours to replace.
+                # One runs (someone else's starting, or one answering slowly
+                # on a loaded machine): give it time before judging it.
+                if [ -n "$pid" ]; then
                         for ((i = 0; i < ENV_LIBVIRT_TIMEOUT * 5; i++)); do
                                 env_libvirt_up && break
                                 sleep 0.2
                         done
-                        env_libvirt_up || {
-                                env_log "libvirt: a libvirtd (pid $(tr '\n' ' ' <<<"$pid")) runs but does" \
-                                        "not answer on $ENV_LIBVIRT_URI"
-                                rc=1
-                        }
+                fi
+                if env_libvirt_up; then
+                        :
+                elif [ -n "$pid" ] && ! _env_libvirt_ours libvirtd >/dev/null; then
+                        # Never ours to replace.
+                        env_log "libvirt: a libvirtd (pid $(tr '\n' ' ' <<<"$pid")) runs but does" \
+                                "not answer on $ENV_LIBVIRT_URI within ${ENV_LIBVIRT_TIMEOUT}s"
+                        rc=1
                 else
-                        # Ours but not answering (stuck): replace it.
+                        # None, or ours stuck: (re)start ours.
                         _env_libvirt_stop_daemons
                         _env_libvirt_daemons "$fd" || rc=1
                 fi
+        fi
+        # A user that got no libvirtd holds nothing (env-up's holder would
+        # outlive the failed env-up).
+        if [ "$rc" != 0 ] && [ -n "$new" ]; then
+                _env_pid_stop "$new" 10
+                rm -f "$ENV_LIBVIRT_DIR/users/$user.pid"
         fi
         exec {fd}>&-
         return "$rc"
