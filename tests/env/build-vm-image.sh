@@ -13,6 +13,8 @@
 #   OUT_DIR/image.tar    the containerDisk (its disk is the same file)
 #   OUT_DIR/image.name   the name image.tar was built for
 #   OUT_DIR/debs/        downloaded .debs kept for the next build
+#   OUT_DIR/build.lock   serialises builds into OUT_DIR (flock; a caller
+#                        waits VM_IMAGE_LOCK_TIMEOUT seconds, 1800)
 # Idempotent: does nothing when OUT_DIR/image.tar is newer than this script
 # and oci-image.sh and was built for the same name. A rebuild takes minutes
 # (mmdebstrap installs ~200 packages; the first one downloads ~150 MB).
@@ -53,6 +55,19 @@ disk_file=debian-12.qcow2
 packages=systemd-sysv,udev,dbus,linux-image-cloud-amd64,grub-pc,cloud-init,cloud-guest-utils,qemu-guest-agent
 cmdline="console=tty0 console=ttyS0,115200"
 
+# One build at a time per OUT_DIR: concurrent callers (test runs sharing a
+# build dir) wait for the one building, then find its image current. The
+# lock is held by flock(1) itself (-o), not by this script: nothing the build
+# starts can keep it after the build.
+if [ -z "${_BUILD_VM_IMAGE_LOCKED:-}" ]; then
+        mkdir -p "$out"
+        wait=${VM_IMAGE_LOCK_TIMEOUT:-1800}
+        rc=0
+        _BUILD_VM_IMAGE_LOCKED=1 flock -o -w "$wait" -E 75 "$out/build.lock" bash "$0" "$@" || rc=$?
+        [ "$rc" != 75 ] || echo "build-vm-image: $out/build.lock stayed taken for ${wait}s" >&2
+        exit "$rc"
+fi
+
 if [ -s "$out/disk.qcow2" ] && oci_image_current "$out" "$name" "$0"; then
         exit 0
 fi
@@ -63,6 +78,9 @@ fi
 start=$(date +%s)
 mkdir -p "$out" "$out/debs"
 out=$(cd "$out" && pwd)
+# A build killed outright leaves its work dir (a root filesystem); with the
+# lock held no other build runs.
+rm -rf "$out"/.build.*
 work=$(mktemp -d "$out/.build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 trap 'exit 1' INT TERM HUP

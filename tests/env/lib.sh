@@ -31,6 +31,12 @@ TEST_IMAGE=${TEST_IMAGE:-docker.io/unishim/test:latest}
 ENV_REGISTRY=127.0.0.1:5000
 CRI_TEST_IMAGE=$ENV_REGISTRY/unishim/test:latest
 CRI_PAUSE_IMAGE=$ENV_REGISTRY/unishim/pause:latest
+# The vm kind's test disk (tests/env/build-vm-image.sh, a KubeVirt-style
+# containerDisk): built as VM_IMAGE, pushed to the registry as CRI_VM_IMAGE.
+# Cached in the build dir, shared by every environment of that build.
+VM_IMAGE=docker.io/unishim/vm-debian:12
+CRI_VM_IMAGE=$ENV_REGISTRY/unishim/vm-debian:12
+ENV_VM_IMAGE_DIR=$UNISHIM_BUILD_DIR/vm-image
 UNISHIM_RUNTIME=io.containerd.unishim.v2
 RUNC_RUNTIME=io.containerd.runc.v2
 # Every ctr call is bounded by this (seconds).
@@ -53,6 +59,13 @@ env_init() {
         ENV_ROOTFS=$ENV_IMAGE_DIR/rootfs
         ENV_PAUSE_DIR=$UNISHIM_BUILD_DIR/pause-image
         ENV_CRI=${UNISHIM_ENV_CRI:-1}
+        # UNISHIM_ENV_VM_IMAGE=1: CRI_VM_IMAGE in the registry too (it needs
+        # the CRI's registry). env-up sets it; tests ask with IT_VM_IMAGE=1.
+        ENV_VM_IMAGE=${UNISHIM_ENV_VM_IMAGE:-0}
+        [ "$ENV_CRI" = 1 ] || ENV_VM_IMAGE=0
+        # UNISHIM_ENV_LIBVIRT=1: the env uses the node's libvirtd
+        # (env_libvirt_start); env-up sets it, tests ask with IT_LIBVIRT=1.
+        ENV_LIBVIRT=${UNISHIM_ENV_LIBVIRT:-0}
         ENV_NETNS=$ENV_NAME
         ENV_NETNS_PATH=/var/run/netns/$ENV_NETNS
         ENV_BRIDGE=us-$(printf '%s' "$ENV_NAME" | sha256sum | cut -c1-8)
@@ -227,6 +240,61 @@ env_push_images() {
         done
 }
 
+# Builds the vm kind's test disk into ENV_VM_IMAGE_DIR, or does nothing when
+# the cached one is current (build-vm-image.sh decides; a cold build takes
+# minutes). Concurrent callers with the same build dir wait for the one
+# building (build-vm-image.sh's lock) and then find it current. On failure
+# prints the end of the build's log (kept in ENV_VM_IMAGE_DIR/build.log).
+env_vm_image_build() {
+        local dir=$ENV_VM_IMAGE_DIR log rc=0
+        mkdir -p "$dir"
+        if ! (. "$ENV_LIB_DIR/oci-image.sh" && [ -s "$dir/disk.qcow2" ] &&
+                oci_image_current "$dir" "$VM_IMAGE" "$ENV_LIB_DIR/build-vm-image.sh"); then
+                env_log "building the vm image $VM_IMAGE in $dir, or waiting for the build" \
+                        "under way (a cold build takes minutes; log $dir/build.log)"
+        fi
+        # A log per call: a caller waiting for the lock must not truncate the
+        # log of the build under way.
+        log=$(mktemp "$dir/.log.XXXXXX")
+        "$ENV_LIB_DIR/build-vm-image.sh" "$dir" "$VM_IMAGE" </dev/null >"$log" 2>&1 || rc=$?
+        if [ -s "$log" ]; then
+                chmod 0644 "$log"
+                mv "$log" "$dir/build.log"
+        else
+                rm -f "$log"
+        fi
+        if [ "$rc" != 0 ]; then
+                env_log "building the vm image failed (exit $rc); the end of $dir/build.log:"
+                tail -n 40 "$dir/build.log" >&2
+                return 1
+        fi
+}
+
+# Builds (env_vm_image_build) and imports the vm image and pushes it to the
+# registry as CRI_VM_IMAGE, as env_push_images does for the others. Run again
+# on a healthy environment it pushes only a digest it has not pushed yet.
+env_vm_image_push() {
+        env_vm_image_build || return 1
+        # Hundreds of MB: more time than a small image's ctr call.
+        local t=$((CTR_TIMEOUT * 5)) images digest
+        CTR_TIMEOUT=$t ectr images import --no-unpack "$ENV_VM_IMAGE_DIR/image.tar" >/dev/null
+        ectr images tag --force "$VM_IMAGE" "$CRI_VM_IMAGE" >/dev/null
+        images=$(ectr images ls) || images=
+        digest=$(awk -v n="$CRI_VM_IMAGE" '$1 == n { print $3 }' <<<"$images")
+        if [ -z "$digest" ]; then
+                env_log "image $CRI_VM_IMAGE missing after import"
+                return 1
+        fi
+        [ "$(cat "$ENV_STATE/vm-image.pushed" 2>/dev/null)" = "$digest" ] && return 0
+        env_nsenter timeout -k 5 "$t" ctr -a "$ENV_ADDR" -n "$ENV_NS" \
+                images push --plain-http "$CRI_VM_IMAGE" >/dev/null 2>"$ENV_STATE/push.err" || {
+                env_log "pushing $CRI_VM_IMAGE to the registry failed:"
+                cat "$ENV_STATE/push.err" >&2
+                return 1
+        }
+        echo "$digest" >"$ENV_STATE/vm-image.pushed"
+}
+
 # env_pod_json FILE JQ_FILTER: writes a pod description for unishimctl: the
 # filter's output plus this environment's cgroup parent and a log directory in
 # its state dir (nothing lands in /var/log/pods or a random cgroup).
@@ -306,6 +374,9 @@ env_start() {
         env_import_image
         if [ "$ENV_CRI" = 1 ]; then
                 env_push_images
+        fi
+        if [ "$ENV_VM_IMAGE" = 1 ]; then
+                env_vm_image_push
         fi
 }
 
@@ -445,6 +516,263 @@ env_stop() {
         rm -rf "$ENV_STATE" "$ENV_ROOT"
 }
 
+# ---- libvirtd (the vm kind's domains) ----
+# The node's libvirtd, Debian's libvirt-daemon-system (libvirtd and
+# virtlogd), at qemu:///system. One that already answers (an operator's,
+# systemd's) is used and never stopped. On machines without one (CI runs no
+# service manager) the first user starts libvirtd and virtlogd, the last one
+# stops them, whether the users are env-up, tests or both at once:
+#   - each user holds a shared flock on ENV_LIBVIRT_DIR/users.lock for as
+#     long as it uses libvirt, through a holder process (a `tail --pid` of
+#     its owner, or a `sleep` for env-up's environment that outlives
+#     env-up), so that no daemon or container we start inherits the lock;
+#     a holder whose owner died lets go by itself;
+#   - a user done kills its holder and takes the lock exclusively without
+#     waiting: if that fails another user is still there; otherwise it stops
+#     the daemons recorded as started here (ENV_LIBVIRT_DIR/<daemon>.pid);
+#   - starting and stopping are serialised by ENV_LIBVIRT_DIR/start.lock.
+# The daemons run with Debian's /etc/libvirt unchanged; their output goes
+# to ENV_LIBVIRT_DIR/<daemon>.log.
+ENV_LIBVIRT_DIR=/run/unishim-libvirt
+ENV_LIBVIRT_URI=qemu:///system
+# Bounds on waits for events (not sleeps): a loaded machine may be slow.
+ENV_LIBVIRT_TIMEOUT=${ENV_LIBVIRT_TIMEOUT:-60}
+
+# True when libvirtd answers on its socket.
+env_libvirt_up() {
+        timeout 10 virsh -q -c "$ENV_LIBVIRT_URI" version >/dev/null 2>&1
+}
+
+# _env_pid_gone PID: true when PID has exited (a zombie waiting for its
+# reaper is gone: it holds no socket, no lock, no file).
+_env_pid_gone() {
+        local s
+        ! s=$(ps -o stat= -p "$1" 2>/dev/null) || [[ $s = Z* ]]
+}
+
+# _env_pid_stop PID SECONDS: SIGTERM, SIGKILL after SECONDS, reaped if it is
+# our child.
+_env_pid_stop() {
+        local pid=$1 i
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < $2 * 10; i++)); do
+                _env_pid_gone "$pid" && break
+                sleep 0.1
+        done
+        _env_pid_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+}
+
+# _env_libvirt_ours DAEMON: pid of DAEMON (libvirtd, virtlogd) when it runs
+# and was started here.
+_env_libvirt_ours() {
+        local pid
+        pid=$(cat "$ENV_LIBVIRT_DIR/$1.pid" 2>/dev/null) || return 1
+        [[ $pid =~ ^[1-9][0-9]*$ ]] && ! _env_pid_gone "$pid" || return 1
+        [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] || return 1
+        echo "$pid"
+}
+
+# _env_running NAME: pids of live processes named NAME (zombies left out).
+_env_running() {
+        local p
+        for p in $(pgrep -x "$1"); do
+                _env_pid_gone "$p" || echo "$p"
+        done
+        return 0
+}
+
+# _env_libvirt_holder USER: pid of USER's holder process, when it runs.
+_env_libvirt_holder() {
+        local pid args
+        pid=$(cat "$ENV_LIBVIRT_DIR/users/$1.pid" 2>/dev/null) || return 1
+        [[ $pid =~ ^[1-9][0-9]*$ ]] && ! _env_pid_gone "$pid" || return 1
+        args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+        [[ $args = "unishim-libvirt-user $1 "* ]] || return 1
+        echo "$pid"
+}
+
+# _env_libvirt_spawn LOCK_FD DAEMON ARGS...: DAEMON in the foreground of a
+# session of its own (it outlives its starter), pid file and log in
+# ENV_LIBVIRT_DIR; the start lock's fd closed for it.
+_env_libvirt_spawn() {
+        local fd=$1 daemon=$2
+        shift 2
+        # (cd /: the starter's cwd may be a temporary dir it removes)
+        (cd / && exec setsid "$daemon" -p "$ENV_LIBVIRT_DIR/$daemon.pid" "$@") \
+                </dev/null >>"$ENV_LIBVIRT_DIR/$daemon.log" 2>&1 {fd}>&- &
+        # Its own pid file, written at once: the daemon writes the same pid
+        # once it is up; a stop before that must find it too.
+        echo "$!" >"$ENV_LIBVIRT_DIR/$daemon.pid"
+}
+
+# _env_libvirt_daemons LOCK_FD: starts virtlogd (unless one runs) and
+# libvirtd, and waits until libvirtd answers. On failure prints libvirtd's
+# log and stops what it started.
+_env_libvirt_daemons() {
+        local fd=$1 pid i
+        if [ -z "$(_env_running virtlogd)" ]; then
+                _env_libvirt_spawn "$fd" virtlogd
+                pid=$(cat "$ENV_LIBVIRT_DIR/virtlogd.pid")
+                # libvirtd hands each domain's console log to it.
+                for ((i = 0; i < ENV_LIBVIRT_TIMEOUT * 10; i++)); do
+                        [ -S /run/libvirt/virtlogd-sock ] && break
+                        _env_pid_gone "$pid" && break
+                        sleep 0.1
+                done
+                if [ ! -S /run/libvirt/virtlogd-sock ]; then
+                        env_log "virtlogd did not come up; the end of $ENV_LIBVIRT_DIR/virtlogd.log:"
+                        tail -n 30 "$ENV_LIBVIRT_DIR/virtlogd.log" >&2
+                        _env_pid_stop "$pid" 10
+                        rm -f "$ENV_LIBVIRT_DIR/virtlogd.pid"
+                        return 1
+                fi
+        fi
+        _env_libvirt_spawn "$fd" libvirtd
+        pid=$(cat "$ENV_LIBVIRT_DIR/libvirtd.pid")
+        for ((i = 0; i < ENV_LIBVIRT_TIMEOUT * 5; i++)); do
+                env_libvirt_up && return 0
+                _env_pid_gone "$pid" && break
+                sleep 0.2
+        done
+        if _env_pid_gone "$pid"; then
+                env_log "libvirtd exited during start-up; the end of $ENV_LIBVIRT_DIR/libvirtd.log:"
+        else
+                env_log "libvirtd did not answer on $ENV_LIBVIRT_URI within ${ENV_LIBVIRT_TIMEOUT}s;" \
+                        "the end of $ENV_LIBVIRT_DIR/libvirtd.log:"
+        fi
+        tail -n 30 "$ENV_LIBVIRT_DIR/libvirtd.log" >&2
+        _env_libvirt_stop_daemons
+        return 1
+}
+
+# Stops the daemons started here (libvirtd first: it talks to virtlogd).
+_env_libvirt_stop_daemons() {
+        local d pid
+        for d in libvirtd virtlogd; do
+                if pid=$(_env_libvirt_ours "$d"); then
+                        _env_pid_stop "$pid" "$ENV_LIBVIRT_TIMEOUT"
+                fi
+                rm -f "$ENV_LIBVIRT_DIR/$d.pid"
+        done
+}
+
+# env_libvirt_start USER [OWNER_PID]: makes libvirtd answer on
+# ENV_LIBVIRT_URI for USER (a name unique to the caller: the env name, or
+# the test's) until env_libvirt_stop USER, or until OWNER_PID exits. Uses a
+# libvirtd that answers already, else starts one. Idempotent per USER.
+env_libvirt_start() {
+        local user=$1 owner=${2:-} fd ufd pid f i rc=0 new=
+        mkdir -p "$ENV_LIBVIRT_DIR/users"
+        exec {fd}>>"$ENV_LIBVIRT_DIR/start.lock"
+        if ! flock -w $((ENV_LIBVIRT_TIMEOUT * 2)) "$fd"; then
+                exec {fd}>&-
+                env_log "libvirt: $ENV_LIBVIRT_DIR/start.lock stayed taken for $((ENV_LIBVIRT_TIMEOUT * 2))s"
+                return 1
+        fi
+        # Pid files of users whose holder is gone (owner killed).
+        for f in "$ENV_LIBVIRT_DIR"/users/*.pid; do
+                [ -e "$f" ] || continue
+                f=${f##*/}
+                _env_libvirt_holder "${f%.pid}" >/dev/null || rm -f "$ENV_LIBVIRT_DIR/users/$f"
+        done
+        if ! _env_libvirt_holder "$user" >/dev/null; then
+                exec {ufd}>>"$ENV_LIBVIRT_DIR/users.lock"
+                # Only a stopper takes it exclusively, holding start.lock.
+                if ! flock -s -w 10 "$ufd"; then
+                        exec {ufd}>&- {fd}>&-
+                        env_log "libvirt: no shared lock on $ENV_LIBVIRT_DIR/users.lock"
+                        return 1
+                fi
+                # The holder shares the locked open file; HUP and INT from a
+                # terminal do not end it (env-up's outlives env-up).
+                if [ -n "$owner" ]; then
+                        (trap '' HUP INT && cd / && exec -a "unishim-libvirt-user $user" \
+                                tail --pid="$owner" -f /dev/null) </dev/null >/dev/null 2>&1 {fd}>&- &
+                else
+                        (trap '' HUP INT && cd / && exec -a "unishim-libvirt-user $user" \
+                                sleep infinity) </dev/null >/dev/null 2>&1 {fd}>&- &
+                fi
+                echo "$!" >"$ENV_LIBVIRT_DIR/users/$user.pid"
+                new=$!
+                exec {ufd}>&-
+                # (until it has exec'd, its cmdline is this shell's)
+                for ((i = 0; i < 50; i++)); do
+                        _env_libvirt_holder "$user" >/dev/null && break
+                        sleep 0.1
+                done
+        fi
+        if ! env_libvirt_up; then
+                pid=$(_env_running libvirtd)
+                # One runs (someone else's starting, or one answering slowly
+                # on a loaded machine): give it time before judging it.
+                if [ -n "$pid" ]; then
+                        for ((i = 0; i < ENV_LIBVIRT_TIMEOUT * 5; i++)); do
+                                env_libvirt_up && break
+                                sleep 0.2
+                        done
+                fi
+                if env_libvirt_up; then
+                        :
+                elif [ -n "$pid" ] && ! _env_libvirt_ours libvirtd >/dev/null; then
+                        # Never ours to replace.
+                        env_log "libvirt: a libvirtd (pid $(tr '\n' ' ' <<<"$pid")) runs but does" \
+                                "not answer on $ENV_LIBVIRT_URI within ${ENV_LIBVIRT_TIMEOUT}s"
+                        rc=1
+                else
+                        # None, or ours stuck: (re)start ours.
+                        _env_libvirt_stop_daemons
+                        _env_libvirt_daemons "$fd" || rc=1
+                fi
+        fi
+        # A user that got no libvirtd holds nothing (env-up's holder would
+        # outlive the failed env-up).
+        if [ "$rc" != 0 ] && [ -n "$new" ]; then
+                _env_pid_stop "$new" 10
+                rm -f "$ENV_LIBVIRT_DIR/users/$user.pid"
+        fi
+        exec {fd}>&-
+        return "$rc"
+}
+
+# env_libvirt_stop USER: USER is done with libvirt. The last user stops the
+# daemons started here; one that was not started here is never stopped.
+# Does nothing for a USER that never called env_libvirt_start.
+env_libvirt_stop() {
+        local user=$1 fd ufd pid
+        [ -e "$ENV_LIBVIRT_DIR/users/$user.pid" ] || return 0
+        exec {fd}>>"$ENV_LIBVIRT_DIR/start.lock"
+        if ! flock -w $((ENV_LIBVIRT_TIMEOUT * 2)) "$fd"; then
+                exec {fd}>&-
+                env_log "libvirt: $ENV_LIBVIRT_DIR/start.lock stayed taken; libvirtd left running"
+                return 1
+        fi
+        if pid=$(_env_libvirt_holder "$user"); then
+                _env_pid_stop "$pid" 10
+        fi
+        rm -f "$ENV_LIBVIRT_DIR/users/$user.pid"
+        exec {ufd}>>"$ENV_LIBVIRT_DIR/users.lock"
+        if flock -x -n "$ufd"; then
+                _env_libvirt_stop_daemons
+        fi
+        exec {ufd}>&- {fd}>&-
+}
+
+# env_libvirt_pid: the pid of the running libvirtd (ours or the machine's).
+env_libvirt_pid() {
+        _env_libvirt_ours libvirtd || _env_running libvirtd | head -n1
+}
+
+# env_libvirt_describe: one line on the libvirtd in use.
+env_libvirt_describe() {
+        local pid
+        if pid=$(_env_libvirt_ours libvirtd); then
+                echo "libvirtd pid $pid, started for the tests (log $ENV_LIBVIRT_DIR/libvirtd.log)"
+        else
+                echo "the machine's libvirtd (pid $(env_libvirt_pid))"
+        fi
+}
+
 # env_write_file FILE: writes the sourceable variables of the environment.
 env_write_file() {
         mkdir -p "$(dirname "$1")"
@@ -469,6 +797,15 @@ export CRI_ENDPOINT=$CRI_ENDPOINT
 export CRI_TEST_IMAGE=$CRI_TEST_IMAGE
 export CRI_PAUSE_IMAGE=$CRI_PAUSE_IMAGE
 export UNISHIMCTL=$UNISHIMCTL
+export UNISHIM_ENV_VM_IMAGE=$ENV_VM_IMAGE
+export UNISHIM_ENV_LIBVIRT=$ENV_LIBVIRT
 EOF
+        # Only when it is in the registry: a test can tell by its presence.
+        if [ "$ENV_VM_IMAGE" = 1 ]; then
+                echo "export CRI_VM_IMAGE=$CRI_VM_IMAGE" >>"$1.tmp"
+        fi
+        if [ "$ENV_LIBVIRT" = 1 ]; then
+                echo "export LIBVIRT_DEFAULT_URI=$ENV_LIBVIRT_URI" >>"$1.tmp"
+        fi
         mv "$1.tmp" "$1"
 }

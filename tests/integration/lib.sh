@@ -39,19 +39,37 @@ it_cleanup() {
         # would be split, not parsed: no quotes, no variables).
         [ -n "${IT_CLEANUP_HOOK:-}" ] && "$IT_CLEANUP_HOOK"
         [ -n "${ENV_NAME:-}" ] && env_stop
+        # (after the pods; a no-op unless it_setup started it)
+        [ -n "${ENV_NAME:-}" ] && env_libvirt_stop "$ENV_NAME"
         [ -n "$IT_TMP" ] && rm -rf "$IT_TMP"
         exit "$rc"
 }
 
 # it_setup: checks the machine, starts the private containerd. IT_CRI=1
 # (the test-cri-* tests) starts it with the CRI plugin, its netns, CNI bridge
-# and registry; otherwise ctr only (faster).
+# and registry; otherwise ctr only (faster). What only some tests need, they
+# ask for before it_setup:
+#   IT_VM_IMAGE=1  the vm kind's test disk in the registry as $CRI_VM_IMAGE
+#                  (implies IT_CRI=1). Built once per build dir and cached
+#                  (<build>/vm-image; a cold build takes minutes); a build
+#                  that fails fails the test, with the end of its log.
+#   IT_LIBVIRT=1   libvirtd answering on $ENV_LIBVIRT_URI (qemu:///system)
+#                  for the test's lifetime: the machine's, else one started
+#                  for it and stopped after its last concurrent user.
 it_setup() {
         [ "$(id -u)" = 0 ] || it_skip "integration tests need root"
         local b
         for b in containerd ctr runc jq timeout setsid; do
                 command -v "$b" >/dev/null || it_skip "$b not installed (make deps-runtime)"
         done
+        UNISHIM_ENV_VM_IMAGE=${IT_VM_IMAGE:-0}
+        [ "$UNISHIM_ENV_VM_IMAGE" = 1 ] && IT_CRI=1
+        UNISHIM_ENV_LIBVIRT=${IT_LIBVIRT:-0}
+        if [ "$UNISHIM_ENV_LIBVIRT" = 1 ]; then
+                for b in libvirtd virtlogd virsh; do
+                        command -v "$b" >/dev/null || it_skip "$b not installed (apt package libvirt-daemon-system)"
+                done
+        fi
         UNISHIM_ENV_CRI=${IT_CRI:-0}
         if [ "$UNISHIM_ENV_CRI" = 1 ]; then
                 for b in docker-registry nsenter ip cc; do
@@ -69,12 +87,29 @@ it_setup() {
                 echo "FAIL: $(env_shim_binary) is not built"
                 exit 1
         fi
+        # Before containerd: a cold build takes minutes, and its failure is
+        # the test's, told by the build's log rather than containerd's.
+        if [ "$UNISHIM_ENV_VM_IMAGE" = 1 ] && ! env_vm_image_build; then
+                echo "FAIL: the vm image $VM_IMAGE could not be built (log $ENV_VM_IMAGE_DIR/build.log)"
+                exit 1
+        fi
         IT_TMP=$(mktemp -d /tmp/unishim-it.XXXXXX)
         env_init "unishim-it-$$"
         trap it_cleanup EXIT
         trap 'exit 130' INT TERM
         env_start
         echo "# runtime $RUNTIME, containerd $ENV_ADDR (namespace $ENV_NS, log $ENV_LOG)"
+        if [ "$ENV_VM_IMAGE" = 1 ]; then
+                echo "# vm image $CRI_VM_IMAGE (from $ENV_VM_IMAGE_DIR/image.tar)"
+        fi
+        if [ "$ENV_LIBVIRT" = 1 ]; then
+                # (it prints libvirtd's log when it fails)
+                env_libvirt_start "$ENV_NAME" $$ || {
+                        echo "FAIL: libvirtd did not come up"
+                        exit 1
+                }
+                echo "# libvirt $ENV_LIBVIRT_URI: $(env_libvirt_describe)"
+        fi
 }
 
 # A fresh container id (unique even when called in subshells).

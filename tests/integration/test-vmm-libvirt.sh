@@ -11,8 +11,9 @@
 #    (AUTODESTROY);
 #  - a domain libvirt refuses is an error naming the cause, nothing left;
 #  - the shim binary does not link libvirt (it is loaded by vm pods only).
-# Starts libvirtd (and virtlogd) for the test when none runs, and stops
-# them after.
+# Uses the machine's libvirtd, or starts one (and virtlogd) when none runs:
+# env_libvirt_start in tests/env/lib.sh, which stops it after the last of
+# its concurrent users is done.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -25,10 +26,9 @@ command -v qemu-img >/dev/null || it_skip "qemu-img missing (apt package qemu-ut
 
 IT_TMP=$(mktemp -d /tmp/test-vmm-libvirt.XXXXXX)
 tag=${IT_TMP##*-libvirt.}
-VIRSH="virsh -q -c qemu:///system"
-started_daemons=
+VIRSH="virsh -q -c $ENV_LIBVIRT_URI"
+LIBVIRT_USER=test-vmm-libvirt-$$
 vl_pid=
-gone() { local s; ! s=$(ps -o stat= -p "$1") || [[ $s = Z* ]]; }
 cleanup() {
         local rc=$?
         set +e
@@ -36,26 +36,15 @@ cleanup() {
         for d in $($VIRSH list --name 2>/dev/null | grep -F "unishim-it-$tag"); do
                 $VIRSH destroy "$d" >/dev/null 2>&1
         done
-        if [ -n "$started_daemons" ]; then
-                for p in "$IT_TMP"/libvirtd.pid "$IT_TMP"/virtlogd.pid; do
-                        [ -s "$p" ] && kill "$(cat "$p")" 2>/dev/null
-                done
-                # (a zombie waiting for its reaper is gone for us)
-                for p in "$IT_TMP"/libvirtd.pid "$IT_TMP"/virtlogd.pid; do
-                        [ -s "$p" ] && wait_until 30 gone "$(cat "$p")"
-                done
-        fi
+        env_libvirt_stop "$LIBVIRT_USER"
         rm -rf "$IT_TMP"
         exit "$rc"
 }
 trap cleanup EXIT INT TERM
 
-if ! $VIRSH version >/dev/null 2>&1; then
-        virtlogd -d -p "$IT_TMP/virtlogd.pid"
-        libvirtd -d -p "$IT_TMP/libvirtd.pid"
-        started_daemons=1
-        wait_until 60 $VIRSH version || { echo "FAIL: libvirtd did not come up"; exit 1; }
-fi
+# (it prints libvirtd's log when it fails)
+env_libvirt_start "$LIBVIRT_USER" $$ || { echo "FAIL: libvirtd did not come up"; exit 1; }
+echo "# $(env_libvirt_describe)"
 qemu-img create -q -f qcow2 "$IT_TMP/disk.qcow2" 16M
 # QEMU runs as a uid of its own (never root): it gets the disk and the dir.
 QUID=$((0x60000000 + $$))
