@@ -633,6 +633,7 @@ struct vmm_qga {
 
         struct vmm_qga_call *active;
         int64_t active_id;
+        int64_t active_timeout_ms; /* the active request's, for messages */
         struct us_loop_source *deadline;
         enum rx_mode rx;
         char *in;
@@ -850,11 +851,11 @@ static void on_deadline(struct us_loop_source *src, void *userdata)
         q->need_sync = true;
         if (!c)
                 return;
-        if (c->step != STEP_PING && now >= c->exec_deadline)
+        if (c->step == STEP_STATUS && now >= c->exec_deadline)
                 call_end(q, c, -ETIMEDOUT, "the process did not exit within %u ms", c->timeout_ms);
         else
-                call_end(q, c, -ETIMEDOUT, "no reply from the guest agent within %u ms",
-                         q->call_timeout_ms);
+                call_end(q, c, -ETIMEDOUT, "no reply from the guest agent within %" PRId64 " ms",
+                         q->active_timeout_ms);
         (void)update_events(q);
 }
 
@@ -940,6 +941,7 @@ static void start_next(struct vmm_qga *q)
         q->out_len = len;
         q->active = c;
         q->active_id = id;
+        q->active_timeout_ms = deadline - now;
         q->rx = q->need_sync ? RX_SENTINEL : RX_REPLY;
         c->state = CALL_ACTIVE;
         c->sent = true;

@@ -734,7 +734,7 @@ static void agent_error(void **state)
         fx_teardown(&x);
 }
 
-static void timeout_then_resync(void **state)
+static void call_timeout(void **state)
 {
         (void)state;
         struct fx x;
@@ -743,10 +743,26 @@ static void timeout_then_resync(void **state)
         x.f.silent = true;
         ping_wait(&x, &o);
         assert_int_equal(o.r, -ETIMEDOUT);
-        assert_non_null(strstr(o.msg, "no reply"));
+        assert_string_equal(o.msg, "qga guest-ping: no reply from the guest agent within 100 ms");
+        fx_teardown(&x);
+}
+
+static void timeout_then_resync(void **state)
+{
+        (void)state;
+        struct fx x;
+        struct outcome o;
+        /* The exec's own short timeout bounds its first request too; the
+         * client's stays long, so the call that must succeed does not
+         * depend on the machine's speed. */
+        fx_setup(&x, CALL_MS);
+        x.f.silent = true;
+        exec_wait(&x, &o, SHORT_MS);
+        assert_int_equal(o.r, -ETIMEDOUT);
+        assert_string_equal(o.msg, "qga guest-exec: no reply from the guest agent within 100 ms");
         /* The late answer, and more, arrive while nobody waits. */
         x.f.silent = false;
-        fake_sendf(&x.f, "{\"return\": {}}\n{\"return\": {\"pid\": 1}}\ngarbage\n");
+        fake_sendf(&x.f, "{\"return\": {\"pid\": 1}}\n{\"return\": {}}\ngarbage\n");
         /* And stale bytes, a false sentinel and a wrong sync id before the
          * right one. */
         x.f.sync_preamble = "{\"return\": {}}\n\xff{\"return\": 0}\n\xff{\"ret\xff";
@@ -1203,6 +1219,7 @@ int main(void)
                 cmocka_unit_test(exec_request_escaped),
                 cmocka_unit_test(exec_signalled_after_polls),
                 cmocka_unit_test(agent_error),
+                cmocka_unit_test(call_timeout),
                 cmocka_unit_test(timeout_then_resync),
                 cmocka_unit_test(garbage_and_strays),
                 cmocka_unit_test(oversized_reply),
