@@ -1165,12 +1165,13 @@ static void real_agent(void **state)
         memset(&o, 0, sizeof(o));
         o.loop = x.loop;
         assert_int_equal(
-                vmm_qga_exec(x.q, "/bin/false", NULL, 0, env, 2, 0, done_cb, &o, NULL, NULL), 0);
+                vmm_qga_exec(x.q, "/bin/true", NULL, 0, env, 2, 0, done_cb, &o, NULL, NULL), 0);
         run_until(&x, &o.calls, 1);
         assert_int_equal(o.r, 0);
-        assert_int_equal(o.code, 1);
+        assert_int_equal(o.code, 0);
+        assert_int_equal(o.out_len + o.err_len, 0);
 
-        /* A blocked RPC's kind of answer: an error reply from the agent. */
+        /* A path that does not exist: nothing runs, the agent answers an error. */
         memset(&o, 0, sizeof(o));
         o.loop = x.loop;
         assert_int_equal(
