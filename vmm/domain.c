@@ -217,12 +217,18 @@ int vmm_domain_xml(const struct vmm_domain_config *c, char **ret, struct us_erro
                 put(&x, "      <backingStore/>\n");
         put(&x, "      <target dev='vda' bus='virtio'/>\n"
                 "    </disk>\n");
+        /* The seed on virtio too, not a SATA CD-ROM: the guest's initramfs
+         * has virtio's driver (its root is on it), so cloud-init's first,
+         * pre-network stage finds the seed, and names the NIC before
+         * anything brings it up (a CD-ROM's driver may come later, and
+         * then the network is configured too late to rename the NIC). */
         if (c->seed)
                 put(&x,
-                    "    <disk type='file' device='cdrom'>\n"
+                    "    <disk type='file' device='disk'>\n"
                     "      <driver name='qemu' type='raw'/>\n"
                     "      <source file='%s'>" NO_RELABEL "</source>\n"
-                    "      <target dev='sda' bus='sata'/>\n"
+                    "      <backingStore/>\n"
+                    "      <target dev='vdb' bus='virtio'/>\n"
                     "      <readonly/>\n"
                     "    </disk>\n",
                     c->seed);

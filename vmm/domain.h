@@ -13,7 +13,7 @@
  *   the static DAC label: QEMU runs as the pod's own uid and gid, never
  *     root, and libvirt chowns nothing;
  *   disk: the pod's copy-on-write overlay (virtio); the cloud-init seed as
- *     a read-only CD-ROM;
+ *     a read-only virtio disk;
  *   NIC: the pod's tap, opened by name (managed='no'), virtio, the MAC
  *     netplumb chose;
  *   serial console: connects to a socket the shim listens on;

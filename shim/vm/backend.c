@@ -52,6 +52,7 @@
 #include "log.h"
 #include "netplumb.h"
 #include "policy.h"
+#include "qga.h"
 #include "qemu.h"
 #include "sha256.h"
 #include "syntax.h"
@@ -117,7 +118,8 @@ struct vm_pod {
         gid_t gid;
         int console_listen, agent_listen;
         struct us_loop_source *agent_listen_src;
-        int agent_fd;
+        struct vmm_qga *qga; /* the guest's qemu-guest-agent, for exec */
+        struct vm_exec *execs;
         struct vm_pump console;
         bool destroyed; /* by us: SIGKILL or the pod's end */
         bool crashed;
@@ -298,8 +300,227 @@ static void agent_connected(struct us_loop_source *src, int fd, uint32_t events,
                 return;
         /* QEMU connects once; a second connection from it replaces the
          * first (a reconnect). */
-        us_close(pod->agent_fd);
-        pod->agent_fd = c;
+        struct us_error *err = NULL;
+        if (vmm_qga_attach(pod->qga, c, &err) < 0)
+                us_log_warn("pod %s: the guest agent's channel: %s", pod->vmpod.id,
+                            us_error_text(err));
+        us_error_free(err);
+}
+
+/* ---- exec: through the guest's qemu-guest-agent ---- */
+
+/* A call of the guest agent takes at most this long; an exec as a whole
+ * runs as long as its process does (kubectl exec of a long command). */
+#define VM_AGENT_CALL_MS 30000u
+#define VM_EXEC_MAX_MS   (24u * 3600u * 1000u)
+
+/* One output stream of an exec, written to its FIFO without blocking. */
+struct vm_sink {
+        struct vm_exec *e;
+        int fd;
+        struct us_loop_source *src;
+        uint8_t *buf;
+        size_t len, off;
+};
+
+struct vm_exec {
+        struct vm_exec *next;
+        struct vm_pod *pod;
+        void *cookie; /* the task's */
+        char *exec_id;
+        struct vmm_qga_call *call;
+        struct vm_sink out, err;
+        uint32_t status;
+        bool finished; /* the process ended; reported once the sinks are done */
+};
+
+static void exec_free(struct vm_exec *e)
+{
+        for (struct vm_exec **pp = &e->pod->execs; *pp; pp = &(*pp)->next) {
+                if (*pp == e) {
+                        *pp = e->next;
+                        break;
+                }
+        }
+        vmm_qga_cancel(e->call);
+        struct vm_sink *sinks[] = {&e->out, &e->err};
+        for (size_t i = 0; i < 2; i++) {
+                sinks[i]->src = us_loop_source_remove(sinks[i]->src);
+                sinks[i]->fd = us_close(sinks[i]->fd);
+                free(sinks[i]->buf);
+        }
+        free(e->exec_id);
+        free(e);
+}
+
+/* Reports the exit once both outputs are written (containerd reads them
+ * to the end before it trusts an exit). */
+static void exec_maybe_done(struct vm_exec *e)
+{
+        if (!e->finished || e->out.fd >= 0 || e->err.fd >= 0)
+                return;
+        struct vm_pod *pod = e->pod;
+        void *cookie = e->cookie;
+        char *id = TAKE_PTR(e->exec_id);
+        uint32_t status = e->status;
+        exec_free(e);
+        pod->process_exited(cookie, id, status);
+        free(id);
+}
+
+static void sink_write(struct us_loop_source *src, int fd, uint32_t events, void *userdata);
+
+/* Writes what it can; closes the FIFO when all is written or its reader is
+ * gone. */
+static void sink_flush(struct vm_sink *s)
+{
+        while (s->fd >= 0 && s->off < s->len) {
+                ssize_t n = write(s->fd, s->buf + s->off, s->len - s->off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN) {
+                        if (!s->src && us_loop_add_fd(s->e->pod->vmpod.loop, s->fd, EPOLLOUT,
+                                                      sink_write, s, &s->src, NULL) < 0)
+                                break; /* cannot wait: what is left is lost */
+                        return;
+                }
+                if (n < 0)
+                        break;
+                s->off += (size_t)n;
+        }
+        s->src = us_loop_source_remove(s->src);
+        s->fd = us_close(s->fd);
+}
+
+static void sink_write(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+        (void)src;
+        (void)fd;
+        (void)events;
+        struct vm_sink *s = userdata;
+        sink_flush(s);
+        if (s->fd < 0)
+                exec_maybe_done(s->e);
+}
+
+static void sink_start(struct vm_sink *s, const uint8_t *data, size_t len, const char *text)
+{
+        size_t tlen = text ? strlen(text) : 0;
+        if (s->fd >= 0 && len + tlen > 0 && (s->buf = malloc(len + tlen))) {
+                if (len)
+                        memcpy(s->buf, data, len);
+                if (tlen)
+                        memcpy(s->buf + len, text, tlen);
+                s->len = len + tlen;
+        }
+        sink_flush(s);
+}
+
+/* The exec ended: its status, output, and what goes to stderr besides the
+ * process's own (why it could not run). */
+static void exec_end_with(struct vm_exec *e, uint32_t status, const uint8_t *out, size_t out_len,
+                          const uint8_t *err, size_t err_len, const char *why)
+{
+        e->call = NULL;
+        e->status = status;
+        e->finished = true;
+        char line[640] = "";
+        if (why)
+                snprintf(line, sizeof(line), "unishim: %s\n", why);
+        sink_start(&e->out, out, out_len, NULL);
+        sink_start(&e->err, err, err_len, why ? line : NULL);
+        exec_maybe_done(e);
+}
+
+static void exec_end(struct vm_exec *e, uint32_t status, const char *why)
+{
+        exec_end_with(e, status, NULL, 0, NULL, 0, why);
+}
+
+static void exec_done(void *userdata, int r, const struct vmm_qga_exec_result *res,
+                      const struct us_error *err)
+{
+        struct vm_exec *e = userdata;
+        if (r == 0 && res) {
+                uint32_t status =
+                        res->signalled ? 128u + (uint32_t)res->code : (uint32_t)res->code & 0xffu;
+                exec_end_with(e, status, res->out, res->out_len, res->err, res->err_len,
+                              res->out_truncated || res->err_truncated
+                                      ? "the output was cut at the guest agent's limit"
+                                      : NULL);
+                return;
+        }
+        char why[600];
+        if (r == -ETIMEDOUT)
+                snprintf(why, sizeof(why),
+                         "the guest's qemu-guest-agent did not answer in time (is it installed "
+                         "and running in the guest?)");
+        else
+                snprintf(why, sizeof(why), "exec through the guest's qemu-guest-agent: %s",
+                         err ? us_error_text(err) : strerror(-r));
+        /* A command the guest could not start exits 127, as in a shell. */
+        exec_end(e, r == -EIO ? 127 : 255, why);
+}
+
+static int vm_exec(void *impl, const char *exec_id, const struct us_oci_process *p,
+                   const char *json, size_t json_len, const struct us_stdio *stdio, pid_t *ret_pid,
+                   int *ret_pty, struct shim_op *op, struct us_error **err)
+{
+        (void)json;
+        (void)json_len;
+        (void)op; /* started at once: the agent tells only of the end */
+        struct vm_task *t = impl;
+        struct vm_pod *pod = t->pod;
+        if (!t->is_vm || !pod->qga || pod->vm_ended)
+                return us_error_msg(err, EINVAL, "container %s has no running VM to exec in",
+                                    t->id);
+        if (p->terminal)
+                return us_error_msg(err, ENOTSUP,
+                                    "exec in the VM of container %s: no terminal (-t): the "
+                                    "guest's qemu-guest-agent runs commands without one",
+                                    t->id);
+        if (stdio->in >= 0)
+                return us_error_msg(err, ENOTSUP,
+                                    "exec in the VM of container %s: no stdin (-i): the "
+                                    "guest's qemu-guest-agent gives its commands none",
+                                    t->id);
+        struct vm_exec *e = calloc(1, sizeof(*e));
+        if (!e || !(e->exec_id = strdup(exec_id))) {
+                free(e);
+                return us_errorf(err, ENOMEM, "exec");
+        }
+        e->pod = pod;
+        e->cookie = t->cookie;
+        e->out = (struct vm_sink){.e = e, .fd = -1};
+        e->err = (struct vm_sink){.e = e, .fd = -1};
+        e->next = pod->execs;
+        pod->execs = e;
+        int r = 0;
+        if ((stdio->out >= 0 && (e->out.fd = fcntl(stdio->out, F_DUPFD_CLOEXEC, 3)) < 0) ||
+            (stdio->err >= 0 && (e->err.fd = fcntl(stdio->err, F_DUPFD_CLOEXEC, 3)) < 0))
+                r = us_errorf(err, errno, "exec stdio");
+        for (int i = 0; r == 0 && i < 2; i++) {
+                int fd = i ? e->err.fd : e->out.fd;
+                int fl = fd < 0 ? 0 : fcntl(fd, F_GETFL);
+                if (fd >= 0 && (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+                        r = us_errorf(err, errno, "exec stdio");
+        }
+        size_t n_args = 0, n_env = 0;
+        while (p->args && p->args[n_args])
+                n_args++;
+        while (p->env && p->env[n_env])
+                n_env++;
+        if (r == 0)
+                r = vmm_qga_exec(pod->qga, p->args[0], (const char *const *)p->args + 1, n_args - 1,
+                                 (const char *const *)p->env, n_env, VM_EXEC_MAX_MS, exec_done, e,
+                                 &e->call, err);
+        if (r < 0) {
+                exec_free(e);
+                return us_error_wrap(err, r, "exec in the VM of container %s", t->id);
+        }
+        *ret_pid = pod->qemu_pid;
+        *ret_pty = -1;
+        return 0;
 }
 
 /* ---- the VM's end ---- */
@@ -365,7 +586,9 @@ static void vm_remove(struct vm_pod *pod)
         pod->agent_listen_src = us_loop_source_remove(pod->agent_listen_src);
         pod->agent_listen = us_close(pod->agent_listen);
         pod->console_listen = us_close(pod->console_listen);
-        pod->agent_fd = us_close(pod->agent_fd);
+        while (pod->execs)
+                exec_end(pod->execs, 255, "the VM is gone");
+        pod->qga = vmm_qga_free(pod->qga);
         if (pod->host_tap_made) {
                 /* Moved into the pod's netns (vmpod_teardown_host deletes it
                  * there), or still here. */
@@ -465,7 +688,7 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
                 return us_errorf(err, ENOMEM, "allocate pod");
         pod->process_exited = env->process_exited;
         pod->config = decision->config;
-        pod->dir_fd = pod->console_listen = pod->agent_listen = pod->agent_fd = -1;
+        pod->dir_fd = pod->console_listen = pod->agent_listen = -1;
         pod->console.from = pod->console.to = -1;
         pod->uid = vmpod_qemu_uid();
         if (!(pod->namespace = strdup(env->namespace))) {
@@ -735,6 +958,9 @@ static int vm_make(struct vm_pod *pod, const struct shim_pod_decision *decision,
                        cfg->stdio.out >= 0 ? fcntl(cfg->stdio.out, F_DUPFD_CLOEXEC, 3) : -1, err);
         if (r < 0)
                 return r;
+        r = vmm_qga_new(pod->vmpod.loop, VM_AGENT_CALL_MS, &pod->qga, err);
+        if (r < 0)
+                return r;
         r = us_loop_add_fd(pod->vmpod.loop, pod->agent_listen, EPOLLIN, agent_connected, pod,
                            &pod->agent_listen_src, err);
         if (r < 0)
@@ -860,23 +1086,6 @@ static int vm_start(void *impl, struct shim_op *op, struct us_error **err)
         if (!t->pod->dom || t->pod->vm_ended)
                 return us_error_msg(err, ESRCH, "the VM of container %s is gone", t->id);
         return vmm_libvirt_resume(t->pod->dom, err);
-}
-
-static int vm_exec(void *impl, const char *exec_id, const struct us_oci_process *p,
-                   const char *json, size_t json_len, const struct us_stdio *stdio, pid_t *ret_pid,
-                   int *ret_pty, struct shim_op *op, struct us_error **err)
-{
-        (void)exec_id;
-        (void)p;
-        (void)json;
-        (void)json_len;
-        (void)stdio;
-        (void)ret_pid;
-        (void)ret_pty;
-        (void)op;
-        struct vm_task *t = impl;
-        return us_error_msg(err, ENOTSUP, "exec in the VM of container %s: not available yet",
-                            t->id);
 }
 
 static int vm_kill(void *impl, int sig, bool all, struct shim_op *op, struct us_error **err)

@@ -75,7 +75,7 @@ static void full_domain(void **state)
         assert_non_null(strstr(xml, "<source file='/run/unishim/k8s.io/0123/disk.qcow2'>"
                                     "<seclabel model='dac' relabel='no'/></source>"));
         assert_non_null(strstr(xml, "seed.iso'><seclabel model='dac' relabel='no'/></source>"));
-        assert_non_null(strstr(xml, "device='cdrom'"));
+        assert_non_null(strstr(xml, "<target dev='vdb' bus='virtio'/>\n      <readonly/>"));
         assert_non_null(strstr(xml, "<readonly/>"));
         assert_non_null(strstr(xml, "<target dev='us-vm0123' managed='no'/>"));
         assert_non_null(strstr(xml, "<mac address='02:00:0a:01:02:03'/>"));
@@ -123,7 +123,7 @@ static void kvm_minimal_and_escaped(void **state)
         assert_non_null(strstr(xml, "<partition>/kubepods.slice/kubepods-pod1.slice</partition>"));
         assert_non_null(strstr(xml, "/run/a&apos;b&amp;c&lt;d&gt;&quot;e/disk.qcow2"));
         assert_null(strstr(xml, "<uuid>"));
-        assert_null(strstr(xml, "cdrom"));
+        assert_null(strstr(xml, "vdb"));
         assert_null(strstr(xml, "<interface"));
         assert_non_null(strstr(xml, "      <backingStore/>\n      <target dev='vda'"));
         assert_null(strstr(xml, "<source mode='connect' path='/run/unishim/k8s.io/0123/agent"));
