@@ -82,6 +82,7 @@ env_init() {
         ENV_REGISTRY_PIDFILE=$ENV_STATE/registry.pid
         ENV_REGISTRY_LOG=$ENV_STATE/registry.log
         ENV_SANDBOX_CONFIG=$ENV_STATE/unishim-sandbox.json
+        ENV_VM_CONFIG=$ENV_STATE/unishim-vm.json
         ENV_POD_CGROUP=/$ENV_NS/pods
         CRI_ENDPOINT=unix://$ENV_ADDR
         UNISHIMCTL=$UNISHIM_BUILD_DIR/cri/unishimctl
@@ -185,6 +186,14 @@ env_write_cni() {
                 ]}' >"$ENV_STATE/cni/net.d/10-$ENV_CNI_NET.conflist"
         jq -n '{isolation: {default: "sandbox", allowed: ["container", "sandbox", "vm"]},
                 annotations: {allowed: ["unishim.io/isolation"]}}' >"$ENV_SANDBOX_CONFIG"
+        # The vm handler: vm by default, the container kind for the mesh
+        # sidecars next to the VM, and cloud-init user-data allowed (the
+        # built-in policy does not allow it: it runs as root in the guest).
+        jq -n '{isolation: {default: "vm", allowed: ["container", "vm"]},
+                annotations: {allowed: ["unishim.io/isolation", "unishim.io/vcpus",
+                                        "unishim.io/memory-mib", "unishim.io/disk-path",
+                                        "unishim.io/cloud-init-user-data"]},
+                vm: {user_data_max_bytes: 4096}}' >"$ENV_VM_CONFIG"
 }
 
 # The network namespace containerd, the registry and the pods live in.
