@@ -24,6 +24,8 @@
 # `istio-proxy` container. unishim runs that sidecar on the host in the pod
 # netns (host kernel, the pod's hostname) next to the VM (guest kernel), and
 # the same two connections pass it; removing the pod leaves nothing.
+# The vm kind's part is in test-vm-cri.sh, on one of the VMs it boots
+# anyway (a distribution's boot under TCG takes minutes).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 IT_CRI=1
