@@ -44,6 +44,20 @@ static bool printable(const char *s)
         return true;
 }
 
+/* Text of several lines (an annotation's value: cloud-init user-data):
+ * tabs and line ends, no other control character. */
+static bool printable_text(const char *s)
+{
+        for (; *s; s++)
+                if (((unsigned char)*s < 0x20 && *s != '\t' && *s != '\n' && *s != '\r') ||
+                    *s == 0x7f)
+                        return false;
+        return true;
+}
+
+/* get_str's flag beyond ocij's: the value may hold several lines. */
+#define F_LINES (1u << 16)
+
 /* A DNS-1123 label (container names, namespaces); with dots allowed, a
  * subdomain (pod names). */
 static int check_dns(const char *s, const struct jpath *p, size_t max, bool dots,
@@ -71,12 +85,12 @@ static int get_str(yajl_val v, const struct jpath *p, unsigned flags, size_t max
                    struct us_error **err)
 {
         const char *s = NULL;
-        TRY(ocij_cstr(v, p, flags, &s, err));
+        TRY(ocij_cstr(v, p, flags & ~F_LINES, &s, err));
         if (!s)
                 return 0;
         if (strlen(s) > max)
                 return ocij_error(err, p, "longer than %zu characters", max);
-        if (!printable(s))
+        if (!((flags & F_LINES) ? printable_text(s) : printable(s)))
                 return ocij_error(err, p, "contains control characters");
         char *d = strdup(s);
         if (!d)
@@ -117,8 +131,8 @@ static int get_map(yajl_val v, const struct jpath *p, const ProtobufCMessageDesc
                 e->key = strdup(k);
                 if (!e->key)
                         return ocij_oom(err);
-                TRY(get_str(o->u.object.values[i], kp, F_REQ, CRI_POD_SPEC_MAX_VALUE, &e->value,
-                            err));
+                TRY(get_str(o->u.object.values[i], kp, F_REQ | F_LINES, CRI_POD_SPEC_MAX_VALUE,
+                            &e->value, err));
         }
         return 0;
 }

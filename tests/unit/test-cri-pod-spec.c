@@ -261,6 +261,14 @@ static void names_are_checked(void **state)
         BAD("{\"name\":\"w\",\"containers\":[{\"name\":\"a\",\"image\":\"i\",\"working_dir\":\"/"
             "a\\nb\"}]}",
             EINVAL, "working_dir: contains control characters");
+        /* An annotation's value may hold lines (cloud-init user-data), not
+         * other control characters. */
+        BAD("{\"name\":\"w\",\"annotations\":{\"a\":\"x\\u0001\"},\"containers\":[{"
+            "\"name\":\"a\",\"image\":\"i\"}]}",
+            EINVAL, "annotations.a: contains control characters");
+        cri_pod_spec_free(parse_ok("{\"name\":\"w\",\"annotations\":{\"a\":"
+                                   "\"#cloud-config\\n\\tx: 1\\r\\n\"},\"containers\":[{"
+                                   "\"name\":\"a\",\"image\":\"i\"}]}"));
         char longname[300];
         memset(longname, 'a', sizeof(longname));
         longname[sizeof(longname) - 1] = '\0';
