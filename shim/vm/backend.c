@@ -437,6 +437,27 @@ static void exec_end(struct vm_exec *e, uint32_t status, const char *why)
         exec_end_with(e, status, NULL, 0, NULL, 0, why);
 }
 
+/* The VM is gone: the exec ends now, with what could be written at once. */
+static void exec_abort(struct vm_exec *e)
+{
+        if (!e->finished)
+                exec_end(e, 255, "the VM is gone");
+        else
+                exec_maybe_done(e);
+        /* Still here: a FIFO was full. Nothing more is waited for. */
+        for (struct vm_exec *o = e->pod->execs; o; o = o->next) {
+                if (o != e)
+                        continue;
+                struct vm_sink *sinks[] = {&e->out, &e->err};
+                for (size_t i = 0; i < 2; i++) {
+                        sinks[i]->src = us_loop_source_remove(sinks[i]->src);
+                        sinks[i]->fd = us_close(sinks[i]->fd);
+                }
+                exec_maybe_done(e);
+                break;
+        }
+}
+
 static void exec_done(void *userdata, int r, const struct vmm_qga_exec_result *res,
                       const struct us_error *err)
 {
@@ -587,7 +608,7 @@ static void vm_remove(struct vm_pod *pod)
         pod->agent_listen = us_close(pod->agent_listen);
         pod->console_listen = us_close(pod->console_listen);
         while (pod->execs)
-                exec_end(pod->execs, 255, "the VM is gone");
+                exec_abort(pod->execs);
         pod->qga = vmm_qga_free(pod->qga);
         if (pod->host_tap_made) {
                 /* Moved into the pod's netns (vmpod_teardown_host deletes it
@@ -1029,7 +1050,13 @@ static int vm_create(const struct shim_backend_env *env, void *task_cookie,
         } else if (sandbox || pod->vmpod.torn_down) {
                 return us_error_msg(err, EINVAL, "vm pod %s %s", pod->vmpod.id,
                                     sandbox ? "already has its sandbox" : "is gone");
-        } else if (pod->vm) {
+        } else if (pod->vm && pod->vm_ended && !sandbox) {
+                /* The VM's container exited and the kubelet restarts it
+                 * before it removes the old one: the old VM's host side
+                 * goes now, its task stays for its status and logs. */
+                vm_remove(pod);
+        }
+        if (pod->vm) {
                 return us_error_msg(err, EINVAL,
                                     "container %s: a vm pod runs one VM (container %s); only its "
                                     "mesh sidecars may join it",
