@@ -5,9 +5,9 @@
 # TCG, so the checks share two booted VMs:
 #  - bad input first (no boot): an image without a disk, with two, a disk in
 #    a format QEMU does not boot, a disk naming a backing file, user-data
-#    over the operator's limit, user-data the operator does not allow, a
-#    second container in a vm pod; each refused, naming what is wrong, and
-#    nothing left behind
+#    over the operator's limit, user-data the operator does not allow,
+#    libvirtd not reachable, a second container in a vm pod; each refused,
+#    naming what is wrong, and nothing left behind
 #  - a guest that ignores ACPI (a disk with nothing to boot) is destroyed
 #    at the stop's grace: exit 137
 #  - pod vm1 (the Debian image): virsh list shows its domain; the console is
@@ -68,31 +68,43 @@ push_disk_image() {
         echo "$ENV_REGISTRY/unishim/$name:1"
 }
 
-# What a vm pod leaves on the host, if anything.
+# What vm pods leave on the host: of the pods given, or else of any pod
+# not running now (a running pod's domain and state are its own).
 vm_leftovers() {
-        local id
+        local id running d
         pod_leftovers "$@"
+        running=$(ectl ps -q 2>/dev/null | cut -c1-12)
         for id in "$@"; do
                 [ -n "$id" ] || continue
                 $VIRSH list --all --name 2>/dev/null | grep -F -- "${id:0:12}" | sed 's/^/domain /'
                 ls /var/log/libvirt/qemu/ 2>/dev/null | grep -F -- "${id:0:12}" | sed 's/^/libvirt log /'
                 [ -e "/run/unishim/k8s.io/$id" ] && echo "state dir /run/unishim/k8s.io/$id"
         done
+        if [ $# = 0 ]; then
+                for d in $($VIRSH list --all --name 2>/dev/null | grep -E "^unishim-.*-[0-9a-f]{12}\$" || true); do
+                        grep -qxF -- "${d: -12}" <<<"$running" || echo "domain $d"
+                done
+        fi
+        # (taps are named after the pod's hash: any here is one a pod left
+        # unmoved or not removed, since a running pod's is in its netns)
         ip -br link 2>/dev/null | awk '$1 ~ /^usvm/ { print "tap " $1 }'
         return 0
 }
 
 # refused NAME ANNOTATIONS_JSON CONTAINERS_JSON: the pod must fail; ERR is
-# unishimctl's message.
+# unishimctl's message. Other pods may run meanwhile: what is checked is
+# that nothing was added.
 refused() {
-        local f out rc
+        local f out rc pods shims
+        pods=$(ectl ps -q)
+        shims=$(env_shim_pids)
         f=$(vm_pod "$1" "$2" "$3")
         out_rc out rc ectl run "$f"
         ERR=$out
         [ "$rc" != 0 ] && pass "$1: refused" || fail "$1: ran (rc $rc): $out"
-        expect_eq "$1: no pod listed" "" "$(ectl ps -q)"
-        expect_eq "$1: nothing left" "" "$(vm_leftovers "$(pod_id "$1")")"
-        expect_eq "$1: no shim left" "" "$(env_shim_pids)"
+        expect_eq "$1: no pod listed" "$pods" "$(ectl ps -q)"
+        expect_eq "$1: no shim left" "$shims" "$(env_shim_pids)"
+        expect_eq "$1: no domain, tap, mount or state dir left" "" "$(vm_leftovers)"
 }
 
 # ---- bad input: refused before any boot ----
@@ -139,6 +151,15 @@ out_rc out rc ectl run "$f"
 [ "$rc" != 0 ] && pass "user-data under the built-in policy: refused" || fail "ran: $out"
 expect_match "user-data under the built-in policy: not allowed" "cloud-init-user-data is not allowed" "$out"
 expect_eq "user-data under the built-in policy: nothing left" "" "$(ectl ps -q)"
+
+# libvirtd not reachable (the handler's config is read per pod: it names a
+# socket nothing listens on, for this one pod).
+cp "$ENV_VM_CONFIG" "$IT_TMP/vm-config.json"
+jq '.vm.libvirt_uri = "qemu:///system?socket=/run/unishim-nothing-here/libvirt-sock"' \
+        "$IT_TMP/vm-config.json" >"$ENV_VM_CONFIG"
+refused no-libvirt '{}' "$(vm_ctr "$CRI_VM_IMAGE")"
+expect_match "libvirtd unreachable: RunPodSandbox says so" "RunPodSandbox.*not reachable at qemu:///system\?socket=" "$ERR"
+cp "$IT_TMP/vm-config.json" "$ENV_VM_CONFIG"
 
 # ---- a guest that ignores ACPI: destroyed at the grace ----
 d=$IT_TMP/blank/disk
