@@ -28,10 +28,15 @@
 #define NETPLUMB_TAP_NAME "us-tap0"
 
 /* The fixed addresses of the link between the pod netns (tap) and the guest.
- * IPv4 from the link-local range (never routed, no clash with pod/service
- * CIDRs; 169.254.1.1 and 169.254.169.254 are avoided); IPv6 from a ULA /126. */
-#define NETPLUMB_TAP_IPV4     "169.254.75.1"
-#define NETPLUMB_GUEST_IPV4   "169.254.75.2"
+ * IPv4 from the benchmarking range 198.18.0.0/15 (RFC 2544: never routed,
+ * not used for pod or service CIDRs; inside the pod netns only these four
+ * addresses are taken). Not link-local 169.254/16: a guest whose network is
+ * systemd-networkd's (a distribution's cloud image, the vm kind) gives such
+ * an address link scope, and then has no source address for its default
+ * route: its connections left with 0.0.0.0 and were dropped as martians.
+ * IPv6 from a ULA /126. */
+#define NETPLUMB_TAP_IPV4     "198.18.75.1"
+#define NETPLUMB_GUEST_IPV4   "198.18.75.2"
 #define NETPLUMB_LINK_PREFIX4 30
 #define NETPLUMB_TAP_IPV6     "fd75:6e69:7368::1"
 #define NETPLUMB_GUEST_IPV6   "fd75:6e69:7368::2"

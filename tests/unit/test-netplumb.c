@@ -699,7 +699,7 @@ static void wire_traffic_unwire(void **state)
         /* The tap: documented name, up, its addresses, MTU, route_localnet. */
         char *out = NULL;
         assert_int_equal(run(&out, "ip -n %s addr show dev us-tap0", e->pod), 0);
-        assert_non_null(strstr(out, "169.254.75.1/30"));
+        assert_non_null(strstr(out, "198.18.75.1/30"));
         assert_non_null(strstr(out, "fd75:6e69:7368::1/126"));
         assert_non_null(strstr(out, "mtu 1400"));
         assert_non_null(strstr(out, ",UP"));
@@ -715,15 +715,15 @@ static void wire_traffic_unwire(void **state)
         /* The rules, appended after the mesh's. */
         out = pod_cmd(e, "iptables-save -t nat");
         assert_non_null(out);
+        assert_non_null(
+                strstr(out, "-A UNISHIM-PRE -d 10.99.0.2/32 -j DNAT --to-destination 198.18.75.2"));
+        assert_non_null(
+                strstr(out, "-A UNISHIM-OUT -d 10.99.0.2/32 -j DNAT --to-destination 198.18.75.2"));
         assert_non_null(strstr(
-                out, "-A UNISHIM-PRE -d 10.99.0.2/32 -j DNAT --to-destination 169.254.75.2"));
-        assert_non_null(strstr(
-                out, "-A UNISHIM-OUT -d 10.99.0.2/32 -j DNAT --to-destination 169.254.75.2"));
-        assert_non_null(strstr(
-                out, "-A UNISHIM-POST -s 127.0.0.0/8 -o us-tap0 -j SNAT --to-source 169.254.75.1"));
+                out, "-A UNISHIM-POST -s 127.0.0.0/8 -o us-tap0 -j SNAT --to-source 198.18.75.1"));
         assert_non_null(strstr(
                 out,
-                "-A UNISHIM-POST -s 169.254.75.2/32 ! -o us-tap0 -j SNAT --to-source 10.99.0.2"));
+                "-A UNISHIM-POST -s 198.18.75.2/32 ! -o us-tap0 -j SNAT --to-source 10.99.0.2"));
         assert_non_null(strstr(out, "--dport 15000:15100 -j RETURN"));
         char *istio = strstr(out, "-A PREROUTING -p tcp -j ISTIO_INBOUND");
         char *ours = strstr(out, "-A PREROUTING -m comment --comment unishim -j UNISHIM-PRE");
@@ -837,7 +837,7 @@ static const char save_sample[] =
         "-A PREROUTING -m comment --comment unishim -j UNISHIM-PRE\n"
         "-A PREROUTING -j UNISHIM-PRE\n" /* not commented as ours: kept */
         "-A OUTPUT -m comment --comment unishim -j UNISHIM-OUT\n"
-        "-A UNISHIM-PRE -d 10.0.0.1/32 -j DNAT --to-destination 169.254.75.2\n"
+        "-A UNISHIM-PRE -d 10.0.0.1/32 -j DNAT --to-destination 198.18.75.2\n"
         "COMMIT\n"
         "*mangle\n"
         ":PREROUTING ACCEPT [0:0]\n"
