@@ -490,3 +490,55 @@ event_exit_status() {
 ctr_state() {
         ectl inspect "$1" 2>/dev/null | awk -v n="$2" '$1 == "container" && $4 == n { print $6; exit }'
 }
+
+# ---- vm pods (unishim.io/isolation: vm: a libvirt VM from the image's disk) ----
+
+# vm_disk_image DIR NAME: packs DIR (holding disk/...) as a containerDisk
+# image and pushes it to the env's registry; prints its CRI name.
+vm_disk_image() {
+        local dir=$1 name=$2 out
+        out=$(mktemp -d "$IT_TMP/img.XXXXXX")
+        (
+                . "$UNISHIM_SOURCE_DIR/tests/env/oci-image.sh"
+                oci_image_tar "$dir" "docker.io/unishim/$name:1" '{}' "test disk" "$out/image.tar" \
+                        --owner=0 --group=0
+        )
+        ectr images import --no-unpack "$out/image.tar" >/dev/null
+        ectr images tag --force "docker.io/unishim/$name:1" "$ENV_REGISTRY/unishim/$name:1" >/dev/null
+        env_nsenter ctr -a "$ENV_ADDR" -n "$ENV_NS" images push --plain-http \
+                "$ENV_REGISTRY/unishim/$name:1" >/dev/null
+        echo "$ENV_REGISTRY/unishim/$name:1"
+}
+
+# vm_blank_image: a containerDisk whose disk boots nothing (SeaBIOS finds no
+# bootable disk and waits): a vm pod without the minutes of a boot.
+vm_blank_image() {
+        local d=$IT_TMP/blank/disk
+        mkdir -p "$d"
+        qemu-img create -q -f qcow2 "$d/blank.qcow2" 16M
+        chmod 644 "$d/blank.qcow2"
+        vm_disk_image "$IT_TMP/blank" blank-disk
+}
+
+# vm_state_leftovers [ID...]: what vm pods left on the host: their domains,
+# libvirt logs, state dirs, and pod_leftovers' shims, mounts and cgroups;
+# without IDs, the domains of pods that do not run now. And taps never
+# moved into a pod's netns (usvm*: a running pod's tap is in its netns).
+vm_state_leftovers() {
+        local id d running virsh="virsh -c ${ENV_LIBVIRT_URI:-qemu:///system}"
+        pod_leftovers "$@"
+        for id in "$@"; do
+                [ -n "$id" ] || continue
+                $virsh list --all --name 2>/dev/null | grep -F -- "${id:0:12}" | sed 's/^/domain /'
+                ls /var/log/libvirt/qemu/ 2>/dev/null | grep -F -- "${id:0:12}" | sed 's/^/libvirt log /'
+                [ -e "/run/unishim/k8s.io/$id" ] && echo "state dir /run/unishim/k8s.io/$id"
+        done
+        if [ $# = 0 ]; then
+                running=$(ectl ps -q 2>/dev/null | cut -c1-12)
+                for d in $($virsh list --all --name 2>/dev/null | grep -E '^unishim-.*-[0-9a-f]{12}$' || true); do
+                        grep -qxF -- "${d: -12}" <<<"$running" || echo "domain $d"
+                done
+        fi
+        ip -br link 2>/dev/null | awk '$1 ~ /^usvm/ { print "tap " $1 }'
+        return 0
+}

@@ -52,45 +52,6 @@ vm_ctr() {
         jq -n --arg i "$1" '[{name: "vm", image: $i, command: ["vm"]}]'
 }
 
-# A containerDisk image from a directory, pushed to the env's registry.
-push_disk_image() {
-        local dir=$1 name=$2 out
-        out=$(mktemp -d "$IT_TMP/img.XXXXXX")
-        (
-                . "$UNISHIM_SOURCE_DIR/tests/env/oci-image.sh"
-                oci_image_tar "$dir" "docker.io/unishim/$name:1" '{}' "test disk" "$out/image.tar" \
-                        --owner=0 --group=0
-        )
-        ectr images import --no-unpack "$out/image.tar" >/dev/null
-        ectr images tag --force "docker.io/unishim/$name:1" "$ENV_REGISTRY/unishim/$name:1" >/dev/null
-        env_nsenter ctr -a "$ENV_ADDR" -n "$ENV_NS" images push --plain-http \
-                "$ENV_REGISTRY/unishim/$name:1" >/dev/null
-        echo "$ENV_REGISTRY/unishim/$name:1"
-}
-
-# What vm pods leave on the host: of the pods given, or else of any pod
-# not running now (a running pod's domain and state are its own).
-vm_leftovers() {
-        local id running d
-        pod_leftovers "$@"
-        running=$(ectl ps -q 2>/dev/null | cut -c1-12)
-        for id in "$@"; do
-                [ -n "$id" ] || continue
-                $VIRSH list --all --name 2>/dev/null | grep -F -- "${id:0:12}" | sed 's/^/domain /'
-                ls /var/log/libvirt/qemu/ 2>/dev/null | grep -F -- "${id:0:12}" | sed 's/^/libvirt log /'
-                [ -e "/run/unishim/k8s.io/$id" ] && echo "state dir /run/unishim/k8s.io/$id"
-        done
-        if [ $# = 0 ]; then
-                for d in $($VIRSH list --all --name 2>/dev/null | grep -E "^unishim-.*-[0-9a-f]{12}\$" || true); do
-                        grep -qxF -- "${d: -12}" <<<"$running" || echo "domain $d"
-                done
-        fi
-        # (taps are named after the pod's hash: any here is one a pod left
-        # unmoved or not removed, since a running pod's is in its netns)
-        ip -br link 2>/dev/null | awk '$1 ~ /^usvm/ { print "tap " $1 }'
-        return 0
-}
-
 # refused NAME ANNOTATIONS_JSON CONTAINERS_JSON: the pod must fail; ERR is
 # unishimctl's message. Other pods may run meanwhile: what is checked is
 # that nothing was added.
@@ -104,7 +65,7 @@ refused() {
         [ "$rc" != 0 ] && pass "$1: refused" || fail "$1: ran (rc $rc): $out"
         expect_eq "$1: no pod listed" "$pods" "$(ectl ps -q)"
         expect_eq "$1: no shim left" "$shims" "$(env_shim_pids)"
-        expect_eq "$1: no domain, tap, mount or state dir left" "" "$(vm_leftovers)"
+        expect_eq "$1: no domain, tap, mount or state dir left" "" "$(vm_state_leftovers)"
 }
 
 # ---- bad input: refused before any boot ----
@@ -116,7 +77,7 @@ mkdir -p "$d"
 qemu-img create -q -f qcow2 "$d/a.qcow2" 16M
 qemu-img create -q -f raw "$d/b.img" 16M
 chmod 644 "$d"/*
-img=$(push_disk_image "$IT_TMP/two" two-disks)
+img=$(vm_disk_image "$IT_TMP/two" two-disks)
 refused two-disks '{}' "$(vm_ctr "$img")"
 expect_match "two disks: names both" "more than one disk under /disk/ \((a\.qcow2, b\.img|b\.img, a\.qcow2)\)" "$ERR"
 refused two-disks-bad-path '{"unishim.io/disk-path": "../etc/shadow"}' "$(vm_ctr "$img")"
@@ -126,7 +87,7 @@ d=$IT_TMP/vmdk/disk
 mkdir -p "$d"
 qemu-img create -q -f vmdk "$d/x.qcow2" 16M
 chmod 644 "$d"/*
-img=$(push_disk_image "$IT_TMP/vmdk" vmdk-disk)
+img=$(vm_disk_image "$IT_TMP/vmdk" vmdk-disk)
 refused vmdk '{}' "$(vm_ctr "$img")"
 expect_match "vmdk: names the format" 'format "vmdk": a vm pod boots qcow2 or raw' "$ERR"
 
@@ -134,7 +95,7 @@ d=$IT_TMP/backing/disk
 mkdir -p "$d"
 qemu-img create -q -f qcow2 -F raw -b /etc/hostname -u "$d/x.qcow2" 16M
 chmod 644 "$d"/*
-img=$(push_disk_image "$IT_TMP/backing" backing-disk)
+img=$(vm_disk_image "$IT_TMP/backing" backing-disk)
 refused backing '{}' "$(vm_ctr "$img")"
 expect_match "backing file: refused" "names a backing file" "$ERR"
 
@@ -162,11 +123,7 @@ expect_match "libvirtd unreachable: RunPodSandbox says so" "RunPodSandbox.*not r
 cp "$IT_TMP/vm-config.json" "$ENV_VM_CONFIG"
 
 # ---- a guest that ignores ACPI: destroyed at the grace ----
-d=$IT_TMP/blank/disk
-mkdir -p "$d"
-qemu-img create -q -f qcow2 "$d/blank.qcow2" 16M
-chmod 644 "$d"/*
-blank=$(push_disk_image "$IT_TMP/blank" blank-disk)
+blank=$(vm_blank_image)
 f=$(vm_pod deaf '{}' "$(vm_ctr "$blank")")
 out_rc out rc ectl run "$f"
 expect_eq "run vm pod deaf (nothing to boot)" 0 "$rc"
@@ -187,7 +144,7 @@ expect_eq "deaf: destroyed at the grace: exit 137" 137 "$(event_exit_status "$ci
 out_rc out rc ectl rm deaf
 expect_eq "rm deaf" 0 "$rc"
 wait_until 60 no_pod_shim "$id" || true
-expect_eq "deaf: nothing left" "" "$(vm_leftovers "$id")"
+expect_eq "deaf: nothing left" "" "$(vm_state_leftovers "$id")"
 
 # ---- two booted VMs ----
 # Each guest serves "app-<pod name>" over HTTP on $PORT (cloud-init's
@@ -260,7 +217,7 @@ ip1=$(pod_ip vm1)
 ip2=$(pod_ip vm2)
 ipp=$(pod_ip peer)
 out_rc out rc ectl exec vm1 -- ip -4 -o addr
-expect_match "the guest has netplumb's link address" "169\.254\.75\.2/30" "$out"
+expect_match "the guest has netplumb's link address" "198\.18\.75\.2/30" "$out"
 fetch_from_peer() { ectl exec -t 15 peer -- wget -qO- "http://$1:$PORT/" 2>/dev/null; }
 # (the responder starts when cloud-init's last stage has run)
 wait_until 300 fetch_from_peer "$ip1" >/dev/null || true
@@ -322,7 +279,8 @@ expect_eq "a guest's own poweroff: exit 0" 0 "$(event_exit_status "$cid1" "$IT_T
 # A graceful stop: ACPI power button, the guest shuts down.
 cid2=$(ctr_id vm2 vm)
 events_start "$IT_TMP/ev-vm2"
-out_rc out rc ectl stop vm2 --timeout 600
+# (the guest's shutdown takes a while under TCG: unishimctl waits for it)
+CTR_TIMEOUT=700 out_rc out rc ectl stop vm2 --timeout 600
 expect_eq "stop vm2" 0 "$rc"
 events_stop
 expect_eq "stop: the guest shut down: exit 0" 0 "$(event_exit_status "$cid2" "$IT_TMP/ev-vm2")"
@@ -336,7 +294,7 @@ done
 for id in "${IDS[@]}"; do
         wait_until 60 no_pod_shim "$id" || true
 done
-expect_eq "rm: nothing of the pods left" "" "$(vm_leftovers "${IDS[@]}")"
+expect_eq "rm: nothing of the pods left" "" "$(vm_state_leftovers "${IDS[@]}")"
 expect_eq "rm: no domain left" "" "$($VIRSH list --all --name | grep unishim- || true)"
 expect_eq "rm: no process left in the pods' cgroups (the host-side sidecar included)" "" "$(env_cgroup_pids)"
 it_finish
