@@ -37,6 +37,7 @@
         X(virDomainShutdown)                                                                       \
         X(virDomainDestroy)                                                                        \
         X(virDomainGetState)                                                                       \
+        X(virDomainLookupByName)                                                                   \
         X(virDomainFree)
 
 struct api {
@@ -428,6 +429,32 @@ int vmm_libvirt_daemon_netns(const char *uri, char *buf, size_t size, struct us_
         }
         return us_error_msg(err, ECONNREFUSED, "no libvirt daemon answers at %s",
                             given ? "the URI's socket" : "/run/libvirt/");
+}
+
+int vmm_libvirt_destroy_by_name(const char *uri, const char *name, struct us_error **err)
+{
+        const char *u = uri ? uri : "qemu:///system";
+        int r = api_load(err);
+        if (r < 0)
+                return r;
+        /* One call and done: no events, no keepalive, no loop. */
+        virConnectPtr conn = lv.api.virConnectOpen(u);
+        if (!conn)
+                return lv_fail(err, ECONNREFUSED, u);
+        virDomainPtr dom = lv.api.virDomainLookupByName(conn, name);
+        r = 0;
+        if (dom) {
+                if (lv.api.virDomainDestroy(dom) < 0) {
+                        int state = VIR_DOMAIN_NOSTATE, reason = 0;
+                        /* Gone meanwhile (its own AUTODESTROY): what we wanted. */
+                        if (lv.api.virDomainGetState(dom, &state, &reason, 0) == 0 &&
+                            state != VIR_DOMAIN_SHUTOFF)
+                                r = lv_fail(err, EIO, name);
+                }
+                lv.api.virDomainFree(dom);
+        }
+        lv.api.virConnectClose(conn);
+        return r;
 }
 
 struct vmm_libvirt *vmm_libvirt_close(struct vmm_libvirt *c)

@@ -67,6 +67,12 @@ int vmm_libvirt_open(struct us_loop *loop, const char *uri, vmm_libvirt_closed_f
  * node's daemon (a remote one, a session daemon) is -EINVAL. */
 int vmm_libvirt_daemon_netns(const char *uri, char *buf, size_t size, struct us_error **err);
 
+/* Destroys the domain of that name if it still exists, and returns once
+ * libvirtd has stopped it (0 also when there is none): for `shim delete`
+ * after a shim died, whose domain libvirtd destroys on its own, maybe not
+ * yet. A connection of its own, synchronous, no event loop needed. */
+int vmm_libvirt_destroy_by_name(const char *uri, const char *name, struct us_error **err);
+
 /* Closes; the connection's AUTODESTROY domains are destroyed by libvirtd.
  * Domains must be freed first. Returns NULL. */
 struct vmm_libvirt *vmm_libvirt_close(struct vmm_libvirt *lv);

@@ -1282,8 +1282,15 @@ static int vm_cleanup_dead(const char *namespace, const char *id, const struct u
                 if (rt < 0 && r == 0)
                         r = rt;
         }
+        /* The domain may still be going (libvirtd's AUTODESTROY runs when
+         * it notices the connection gone): its log is written to the end
+         * only once it is. */
         char domain[VMM_DOMAIN_NAME_MAX + 1], log[PATH_MAX];
         vmm_domain_name(pod_name_of(spec, pod_id), pod_id, domain);
+        struct us_error *derr = NULL;
+        if (vmm_libvirt_destroy_by_name(NULL, domain, &derr) < 0)
+                us_log_warn("destroy domain %s: %s", domain, us_error_text(derr));
+        us_error_free(derr);
         snprintf(log, sizeof(log), VM_LIBVIRT_LOG "/%s.log", domain);
         (void)unlink(log);
         if (!vmpod_is_cri_sandbox(spec) && strcmp(pod_id, id) != 0)

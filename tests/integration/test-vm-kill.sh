@@ -29,7 +29,7 @@ expect_match "the pod's netns has the VM's tap" "us-tap0" "$(nsenter --net="$ns"
 dom=$($VIRSH list --name | grep -F -- "${id:0:12}" || true)
 [ -n "$dom" ] && pass "its domain runs ($dom)" || fail "no domain for $id"
 [ -d "/run/unishim/k8s.io/$id/vm" ] && pass "its state dir exists" || fail "no state dir"
-expect_match "the image's disk is mounted in it" "/run/unishim/k8s.io/$id/vm/base" "$(env_mounts)"
+expect_match "the image's disk is mounted in it" " /run/unishim/k8s.io/$id/vm/base " "$(cat /proc/self/mountinfo)"
 shim=$(pod_shim_pid "$id")
 [ -n "$shim" ] && pass "found its shim ($shim)" || fail "no shim for $id"
 
@@ -39,7 +39,7 @@ wait_until 120 gone && pass "libvirtd destroyed the domain with the shim's conne
         fail "the domain outlived its shim: $($VIRSH list --all --name)"
 cleaned() { [ ! -e "/run/unishim/k8s.io/$id" ]; }
 wait_until 120 cleaned && pass "shim delete removed the state dir" || fail "/run/unishim/k8s.io/$id is still there"
-expect_eq "no mount of the pod's state left" "" "$(env_mounts | grep -F "/run/unishim/k8s.io/$id" || true)"
+expect_eq "no mount of the pod's state left" "" "$(grep -F " /run/unishim/k8s.io/$id/" /proc/self/mountinfo || true)"
 expect_eq "no netplumb rules left in the pod's netns" 0 "$(chains)"
 expect_no_match "no tap left in the pod's netns" "us-tap0" "$(nsenter --net="$ns" ip -br link 2>/dev/null)"
 expect_eq "nothing of the pod's VM left (domain, libvirt log, state dir, host tap)" "" \
