@@ -126,7 +126,7 @@ static void guest_view_is_read_only(void **state)
         NEED_ROOT(f);
         assert_int_equal(sandbox_share_new(f->state, &f->share, NULL), 0);
         const char *view = sandbox_share_guest_dir(f->share);
-        assert_int_equal(sandbox_share_add_container(f->share, "c1", f->rootfs, NULL), 0);
+        assert_int_equal(sandbox_share_add_container(f->share, "c1", f->rootfs, NULL, 0, NULL), 0);
         assert_int_equal(sandbox_share_add_bind(f->share, "c1", 0, f->vol, true, NULL), 0);
         assert_int_equal(sandbox_share_add_bind(f->share, "c1", 1, f->file, false, NULL), 0);
         assert_int_equal(sandbox_share_add_bind(f->share, "c1", 2, f->vol, false, NULL), 0);
@@ -196,7 +196,7 @@ static void binds_reach_another_namespace(void **state)
         }
         char c;
         assert_int_equal(read(done[0], &c, 1), 1);
-        assert_int_equal(sandbox_share_add_container(f->share, "c1", f->rootfs, NULL), 0);
+        assert_int_equal(sandbox_share_add_container(f->share, "c1", f->rootfs, NULL, 0, NULL), 0);
         assert_int_equal(sandbox_share_add_bind(f->share, "c1", 0, f->vol, true, NULL), 0);
         assert_int_equal(write(go[1], "g", 1), 1);
         assert_int_equal(read(done[0], &c, 1), 1);
@@ -219,25 +219,30 @@ static void refuses_existing_entries(void **state)
         snprintf(link, sizeof(link), "%s/mounts/c2", f->state);
         assert_int_equal(symlink(f->outside, link), 0);
         struct us_error *err = NULL;
-        assert_int_equal(sandbox_share_add_container(f->share, "c2", f->rootfs, &err), -EEXIST);
+        assert_int_equal(sandbox_share_add_container(f->share, "c2", f->rootfs, NULL, 0, &err),
+                         -EEXIST);
         assert_non_null(strstr(us_error_text(err), "c2"));
         err = us_error_free(err);
         assert_true(exists(f->outside, "precious"));
-        assert_int_equal(sandbox_share_add_container(f->share, "../x", f->rootfs, NULL), -EINVAL);
-        assert_int_equal(sandbox_share_add_container(f->share, "..", f->rootfs, NULL), -EINVAL);
+        assert_int_equal(sandbox_share_add_container(f->share, "../x", f->rootfs, NULL, 0, NULL),
+                         -EINVAL);
+        assert_int_equal(sandbox_share_add_container(f->share, "..", f->rootfs, NULL, 0, NULL),
+                         -EINVAL);
 
         /* A planted link is removed as a link. */
         assert_int_equal(sandbox_share_remove_container(f->share, "c2", NULL), 0);
         assert_true(exists(f->outside, "precious"));
 
-        assert_int_equal(sandbox_share_add_container(f->share, "c3", f->rootfs, NULL), 0);
-        assert_int_equal(sandbox_share_add_container(f->share, "c3", f->rootfs, NULL), -EEXIST);
+        assert_int_equal(sandbox_share_add_container(f->share, "c3", f->rootfs, NULL, 0, NULL), 0);
+        assert_int_equal(sandbox_share_add_container(f->share, "c3", f->rootfs, NULL, 0, NULL),
+                         -EEXIST);
         /* A bind index used twice is refused too. */
         assert_int_equal(sandbox_share_add_bind(f->share, "c3", 0, f->vol, false, NULL), 0);
         assert_int_equal(sandbox_share_add_bind(f->share, "c3", 0, f->vol, false, NULL), -EEXIST);
         /* A missing source leaves nothing. */
-        assert_int_equal(sandbox_share_add_container(f->share, "c4", "/nonexistent/rootfs", NULL),
-                         -ENOENT);
+        assert_int_equal(
+                sandbox_share_add_container(f->share, "c4", "/nonexistent/rootfs", NULL, 0, NULL),
+                -ENOENT);
         assert_false(exists(f->state, "mounts/c4"));
         f->share = sandbox_share_free(f->share);
         assert_int_equal(mounts_below(f->state), 0);
