@@ -437,7 +437,9 @@ static int overlay_idmapped(const Containerd__Types__Mount *m, int userns_fd, ui
                 if (r < 0)
                         goto out;
                 if (fsconfig(fs, FSCONFIG_SET_FD, "lowerdir+", NULL, trees[n++]) < 0) {
-                        r = us_errorf(err, errno, "overlay: lower layer %s", o->lower[i]);
+                        /* Before 6.13 overlayfs takes layers by path only. */
+                        r = us_errorf(err, errno, "overlay: lower layer %s%s", o->lower[i],
+                                      errno == EINVAL ? " (by fd: needs Linux 6.13)" : "");
                         goto out;
                 }
         }
