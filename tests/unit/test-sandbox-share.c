@@ -284,21 +284,28 @@ static int as_virtiofsd(int userns, const char *guest_dir)
         return 0;
 }
 
-static void idmapped_share_keeps_owners(void **state)
+/* f->share, idmapped into a new user namespace; its fd, or a skip. */
+static int idmapped_share(struct fixture *f)
 {
-        struct fixture *f = *state;
-        NEED_ROOT(f);
         int userns = -1;
         struct us_error *err = NULL;
         if (sandbox_idmap_userns(IDMAP_BASE, SANDBOX_IDMAP_SIZE, &userns, &err) < 0)
                 unit_skip("no user namespace: %s", us_error_text(err));
-        char p[PATH_MAX + 16];
-        snprintf(p, sizeof(p), "%s/data", f->vol);
-        assert_int_equal(chown(p, 1000, 1000), 0);
         assert_int_equal(sandbox_share_new(f->state, &f->share, NULL), 0);
         assert_int_equal(sandbox_share_set_idmap(f->share, userns, IDMAP_BASE, IDMAP_BASE, NULL),
                          0);
         assert_int_equal(sandbox_share_add_container(f->share, "c1", f->rootfs, NULL, 0, NULL), 0);
+        return userns;
+}
+
+static void idmapped_share_keeps_owners(void **state)
+{
+        struct fixture *f = *state;
+        NEED_ROOT(f);
+        char p[PATH_MAX + 16];
+        snprintf(p, sizeof(p), "%s/data", f->vol);
+        assert_int_equal(chown(p, 1000, 1000), 0);
+        int userns = idmapped_share(f);
         assert_int_equal(sandbox_share_add_bind(f->share, "c1", 0, f->vol, false, NULL), 0);
         assert_int_equal(sandbox_share_add_bind(f->share, "c1", 1, f->file, true, NULL), 0);
         pid_t pid = fork();
@@ -324,15 +331,8 @@ static void unidmappable_volume_is_refused(void **state)
 {
         struct fixture *f = *state;
         NEED_ROOT(f);
-        int userns = -1;
+        close(idmapped_share(f));
         struct us_error *err = NULL;
-        if (sandbox_idmap_userns(IDMAP_BASE, SANDBOX_IDMAP_SIZE, &userns, &err) < 0)
-                unit_skip("no user namespace: %s", us_error_text(err));
-        assert_int_equal(sandbox_share_new(f->state, &f->share, NULL), 0);
-        assert_int_equal(sandbox_share_set_idmap(f->share, userns, IDMAP_BASE, IDMAP_BASE, NULL),
-                         0);
-        close(userns);
-        assert_int_equal(sandbox_share_add_container(f->share, "c1", f->rootfs, NULL, 0, NULL), 0);
         assert_int_equal(sandbox_share_add_bind(f->share, "c1", 0, "/proc/sys", false, &err),
                          -EINVAL);
         assert_non_null(strstr(us_error_text(err), "/proc/sys"));
