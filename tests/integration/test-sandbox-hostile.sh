@@ -183,7 +183,8 @@ vuid2=$(vfsd_uid "$idu")
 [[ $vuid2 =~ ^[0-9]+$ ]] && [[ $vuid =~ ^[0-9]+$ ]] && ((vuid2 >= vuid + 65536 || vuid >= vuid2 + 65536)) &&
         pass "another pod's virtiofsd has a range of its own ($vuid2..$((vuid2 + 65535)), not $vuid..$((vuid + 65535)))" ||
         fail "two pods' virtiofsd uids: '$vuid' '$vuid2'"
-((vuid2 != quid2 && vuid != quid)) 2>/dev/null && pass "virtiofsd's uids are not QEMU's" ||
+[[ $vuid =~ ^[0-9]+$ && $vuid2 =~ ^[0-9]+$ ]] && [ "$vuid" != "$quid" ] && [ "$vuid2" != "$quid2" ] &&
+        pass "virtiofsd's uids are not QEMU's" ||
         fail "virtiofsd and QEMU share a uid: $vuid $vuid2 $quid $quid2"
 [ -n "$qu" ] && [ "$(sandbox_qemu_pid "$idu")" = "$qu" ] && pass "the pod's VM survives the delete (QEMU $qu)" ||
         fail "the pod's VM is gone after Delete of a never-started task (QEMU was '$qu')"
