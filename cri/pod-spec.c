@@ -279,12 +279,30 @@ static Runtime__V1__NamespaceOption *kubelet_namespaces(void)
         return ns;
 }
 
+/* securityContext.runAsUser / runAsGroup: absent, or a uid/gid. */
+static int get_id(yajl_val v, const struct jpath *p, Runtime__V1__Int64Value **ret,
+                  struct us_error **err)
+{
+        int64_t id = 0;
+        bool has = false;
+        TRY(ocij_i64(v, p, 0, 0, INT32_MAX, &id, &has, err));
+        if (!has)
+                return 0;
+        Runtime__V1__Int64Value *m = msg_new(&runtime__v1__int64_value__descriptor);
+        if (!m)
+                return ocij_oom(err);
+        m->value = id;
+        *ret = m;
+        return 0;
+}
+
 static int parse_container(yajl_val o, const struct jpath *p, Runtime__V1__ContainerConfig *c,
                            struct us_error **err)
 {
-        static const char *const keys[] = {
-                "name",   "image",     "command", "args", "env",   "working_dir", "annotations",
-                "labels", "resources", "mounts",  "tty",  "stdin", "privileged",  NULL};
+        static const char *const keys[] = {"name",       "image",       "command",      "args",
+                                           "env",        "working_dir", "annotations",  "labels",
+                                           "resources",  "mounts",      "tty",          "stdin",
+                                           "privileged", "run_as_user", "run_as_group", NULL};
         TRY(ocij_only_keys(o, p, keys, err));
 
         c->metadata = msg_new(&runtime__v1__container_metadata__descriptor);
@@ -324,6 +342,8 @@ static int parse_container(yajl_val o, const struct jpath *p, Runtime__V1__Conta
         b = false;
         TRY(ocij_bool(FIELD(o, p, "privileged"), 0, &b, NULL, err));
         c->linux_->security_context->privileged = b;
+        TRY(get_id(FIELD(o, p, "run_as_user"), &c->linux_->security_context->run_as_user, err));
+        TRY(get_id(FIELD(o, p, "run_as_group"), &c->linux_->security_context->run_as_group, err));
 
         /* kubelet's layout: <log_directory>/<container name>/<restart count>.log */
         free(c->log_path == protobuf_c_empty_string ? NULL : c->log_path);

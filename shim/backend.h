@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include "containerd/cgroups-v1-metrics.pb-c.h"
+#include "containerd/types.pb-c.h"
 #include "engine.h"
 #include "error.h"
 #include "oci-spec.h"
@@ -55,6 +56,11 @@ struct shim_pod_decision {
         /* The task itself: id, bundle, rootfs, stdio, and its spec,
          * validated, with the config.json text it was parsed from. */
         struct us_container_config container;
+        /* What containerd mounted container.rootfs from (the request's,
+         * valid during create only): a VM kind mounts it anew for its
+         * guest. */
+        Containerd__Types__Mount *const *rootfs_mounts;
+        size_t n_rootfs_mounts;
 };
 
 /* An operation a backend may finish later, from the loop: a VM kind waits

@@ -475,6 +475,8 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
                 .spec_json_len = spec_json_len,
                 .stdio = t->init.stdio_fds,
         };
+        decision.rootfs_mounts = req->rootfs;
+        decision.n_rootfs_mounts = req->n_rootfs;
         struct shim_backend_env env = {
                 .loop = shim->loop,
                 .namespace = shim->args->namespace,

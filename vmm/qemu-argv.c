@@ -345,7 +345,7 @@ int vmm_virtiofsd_argv(const struct vmm_vm_config *cfg, const struct vmm_share *
         if (strchr(share->host_dir, ','))
                 return us_error_msg(err, EINVAL, "share host_dir %s contains a comma",
                                     share->host_dir);
-        dir = strdup(share->host_dir);
+        dir = strdup(cfg->virtiofsd_userns ? VMM_VIRTIOFSD_SHARE_AT : share->host_dir);
         if (!dir)
                 return us_errorf(err, ENOMEM, "virtiofsd argv");
 
@@ -354,7 +354,8 @@ int vmm_virtiofsd_argv(const struct vmm_vm_config *cfg, const struct vmm_share *
         add_fmt(&b, "-o");
         add_fmt(&b, "source=%s", dir);
         /* namespace sandbox: virtiofsd pivots into the shared dir in its own
-         * mount/pid/net namespaces (we run as root). */
+         * mount/pid/net namespaces (as root, of the host or of its user
+         * namespace). */
         add_fmt(&b, "-o");
         add_fmt(&b, "sandbox=namespace");
         add_fmt(&b, "-o");

@@ -5,10 +5,12 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/close_range.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -183,6 +185,12 @@ struct spawn_cred {
         size_t n_groups;
         int jail_fd;
         const char *jail_at;
+        /* >= 0: it becomes root of this user namespace (uid and gid 0 in
+         * it, no supplementary group), after attaching share_fd (>= 0)
+         * over share_at in a mount namespace of its own. */
+        int userns_fd;
+        int share_fd;
+        const char *share_at;
 };
 
 /* What the child reports when it fails before exec. */
@@ -244,6 +252,22 @@ static int spawn(char **argv, const int *keep_fds, size_t n_keep, int log_fd, st
                                 errno = -jr;
                                 goto fail;
                         }
+                }
+                if (cred && cred->share_fd >= 0) {
+                        rep.step = "attach its share";
+                        /* A slave: binds added to the share later reach it,
+                         * nothing of its own goes back to the host. */
+                        if (unshare(CLONE_NEWNS) < 0 ||
+                            mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0 ||
+                            move_mount(cred->share_fd, "", AT_FDCWD, cred->share_at,
+                                       MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                                goto fail;
+                }
+                if (cred && cred->userns_fd >= 0) {
+                        rep.step = "enter its user namespace";
+                        if (setns(cred->userns_fd, CLONE_NEWUSER) < 0 || setgroups(0, NULL) < 0 ||
+                            setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+                                goto fail;
                 }
                 rep.step = "drop privileges";
                 if (cred && cred->uid != 0 &&
@@ -475,7 +499,19 @@ static int start_virtiofsd(struct vmm_vm *vm, const struct vmm_vm_config *cfg, i
                                     &p->log, err);
                 if (r < 0)
                         return us_error_wrap(err, r, "%s", vm->state_dir);
-                r = spawn(argv, &lfd, 1, own_log, cfg->cgroup, NULL, &p->pid, err);
+                struct spawn_cred cred = {.jail_fd = -1, .userns_fd = -1, .share_fd = -1};
+                _cleanup_close_ int share_fd = -1;
+                if (cfg->virtiofsd_userns) {
+                        share_fd = open_tree(AT_FDCWD, cfg->shares[i].host_dir,
+                                             OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+                        if (share_fd < 0)
+                                return us_errorf(err, errno, "clone share %s",
+                                                 cfg->shares[i].host_dir);
+                        cred.userns_fd = cfg->virtiofsd_userns_fd;
+                        cred.share_fd = share_fd;
+                        cred.share_at = VMM_VIRTIOFSD_SHARE_AT;
+                }
+                r = spawn(argv, &lfd, 1, own_log, cfg->cgroup, &cred, &p->pid, err);
                 if (r < 0) {
                         p->log = vmm_logpipe_free(p->log);
                         return us_error_wrap(err, r, "start virtiofsd for %s", cfg->shares[i].tag);
@@ -650,7 +686,9 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
         struct spawn_cred cred = {.uid = cfg->qemu_uid,
                                   .gid = cfg->qemu_gid,
                                   .jail_fd = jail_fd,
-                                  .jail_at = cfg->state_dir};
+                                  .jail_at = cfg->state_dir,
+                                  .userns_fd = -1,
+                                  .share_fd = -1};
         if (cfg->qemu_uid != 0 && rt.accel == VMM_ACCEL_KVM) {
                 const struct group *kvm = getgrnam("kvm"); /* /dev/kvm is root:kvm 0660 */
                 if (kvm)

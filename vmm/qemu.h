@@ -92,7 +92,20 @@ struct vmm_vm_config {
          * a QEMU under /usr and virtio-fs shares (9p is served by QEMU
          * itself, from a host path). */
         bool private_root;
+        /* virtiofsd runs as root of this user namespace (an fd of it, only
+         * read during vmm_vm_start) rather than as the caller: on the host
+         * it has the uid and gid that ns 0 maps to and no capability
+         * outside the namespace. It sees a share in a mount namespace of its
+         * own where a recursive clone of host_dir is attached over
+         * VMM_VIRTIOFSD_SHARE_AT (the path to host_dir need not be open to
+         * it); what the share holds must be idmapped into the namespace for
+         * files to keep their owners. */
+        bool virtiofsd_userns;
+        int virtiofsd_userns_fd;
 };
+
+/* Where a virtiofsd in a user namespace finds its share. */
+#define VMM_VIRTIOFSD_SHARE_AT "/mnt"
 
 /* --- Accelerator choice ------------------------------------------------- */
 

@@ -40,7 +40,9 @@
 #include "netplumb.h"
 #include "policy.h"
 #include "qemu.h"
+#include "rootfs.h"
 #include "sandbox/agent.h"
+#include "sandbox/idmap.h"
 #include "sandbox/io.h"
 #include "sandbox/share.h"
 #include "sandbox/spec.h"
@@ -49,6 +51,10 @@
 
 #define GUEST_SHARE_TAG "unishim"
 #define GUEST_SHARE_DIR "/run/unishim/shared"
+/* virtiofsd's ranges (idmap.h) never meet QEMU's uids: pids are below
+ * PID_MAX_LIMIT, 2^22. */
+_Static_assert(SANDBOX_IDMAP_BASE >= VMPOD_QEMU_UID_BASE + (1u << 22),
+               "QEMU's uids and virtiofsd's");
 
 struct sandbox_pod;
 
@@ -69,6 +75,7 @@ struct sandbox_pod {
         void (*process_exited)(void *cookie, const char *exec_id, uint32_t status);
         void (*oom)(void *cookie);
         struct sandbox_share *share;
+        struct sandbox_idmap idmap; /* virtiofsd's user namespace and uid range */
         struct vmm_vm *vm;
         struct sandbox_agent agent;
         uint64_t oom_call;
@@ -432,11 +439,18 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
                 return us_errorf(err, ENOMEM, "allocate pod");
         pod->process_exited = env->process_exited;
         pod->oom = env->oom;
+        sandbox_idmap_init(&pod->idmap);
         r = vmpod_start(&pod->vmpod, env->loop, env->namespace, cfg->id, cfg->spec, pod_teardown_cb,
                         pod, &vmnet, &tap_fd, err);
         if (r < 0)
                 goto fail;
+        r = sandbox_idmap_acquire(&pod->idmap, NULL, pod->vmpod.state_dir, err);
+        if (r < 0)
+                goto fail;
         r = sandbox_share_new(pod->vmpod.state_dir, &pod->share, err);
+        if (r >= 0)
+                r = sandbox_share_set_idmap(pod->share, pod->idmap.userns_fd, pod->idmap.base,
+                                            (gid_t)pod->idmap.base, err);
         if (r < 0)
                 goto fail;
 
@@ -465,6 +479,10 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
                 .qemu_uid = vmpod_qemu_uid(),
                 .qemu_gid = (gid_t)vmpod_qemu_uid(),
                 .private_root = true,
+                /* virtiofsd: root of the pod's user namespace, host uid
+                 * idmap.base, its share idmapped into it. */
+                .virtiofsd_userns = true,
+                .virtiofsd_userns_fd = pod->idmap.userns_fd,
                 /* The guest agent logs at debug level too (to console.log). */
                 .cmdline_extra = env->debug ? "unishim.debug=1" : NULL,
         };
@@ -517,6 +535,8 @@ static void pod_teardown(struct sandbox_pod *pod)
         pod->share = sandbox_share_free(pod->share);
         for (struct sandbox_task *t = pod->tasks; t; t = t->next)
                 t->shared = false;
+        /* No process and no mount of the pod uses its range any more. */
+        sandbox_idmap_release(&pod->idmap, NULL);
         /* What QEMU, virtiofsd and the share left in it. */
         vmpod_teardown_state(&pod->vmpod);
 }
@@ -577,12 +597,18 @@ static bool mount_is_readonly(const struct us_oci_mount *m)
 
 /* Shares the rootfs and the bind-mount sources, and writes the spec the
  * guest's engine runs. */
-static int guest_spec(struct sandbox_task *t, const struct us_container_config *cfg,
+static int guest_spec(struct sandbox_task *t, const struct shim_pod_decision *decision,
                       char **ret_json, size_t *ret_len, struct us_error **err)
 {
         struct sandbox_pod *pod = t->pod;
+        const struct us_container_config *cfg = &decision->container;
         const struct us_oci_spec *spec = cfg->spec;
-        int r = sandbox_share_add_container(pod->share, t->id, cfg->rootfs, err);
+        /* The guest gets an overlay of its own over the same layers: the
+         * host's copy would be a second overlay on the same upper dir. */
+        if (decision->n_rootfs_mounts > 0)
+                (void)shim_rootfs_unmount(cfg->bundle, NULL);
+        int r = sandbox_share_add_container(pod->share, t->id, cfg->rootfs, decision->rootfs_mounts,
+                                            decision->n_rootfs_mounts, err);
         if (r < 0)
                 return r;
         t->shared = true;
@@ -745,7 +771,7 @@ static int sandbox_create(const struct shim_backend_env *env, void *task_cookie,
         struct sandbox_proc *init = NULL;
         int r = sandbox_proc_new(&t->ctr, NULL, &cfg->stdio, &init, err);
         if (r >= 0 && !vm_task)
-                r = guest_spec(t, cfg, &ctx->json, &ctx->json_len, err);
+                r = guest_spec(t, decision, &ctx->json, &ctx->json_len, err);
         /* The guest's answers come later: the pod's boot for a new pod,
          * then the container's create. */
         if (r >= 0)
@@ -1143,7 +1169,9 @@ static int sandbox_cleanup_dead(const char *namespace, const char *id,
                 return r;
         }
         sandbox_share_free(share);
-        return vmpod_cleanup_dead(state, pod_id, spec, err);
+        r = sandbox_idmap_cleanup_dead(NULL, state, err);
+        int rr = vmpod_cleanup_dead(state, pod_id, spec, r < 0 ? NULL : err);
+        return r < 0 ? r : rr;
 }
 
 const struct shim_backend shim_backend_sandbox = {

@@ -13,6 +13,7 @@
 #include "cleanup.h"
 #include "fs-util.h"
 #include "id.h"
+#include "rootfs.h"
 #include "sandbox/share.h"
 
 struct sandbox_share {
@@ -20,6 +21,9 @@ struct sandbox_share {
         char *guest_dir;  /* <state_dir>/shared: the read-only view served */
         int mounts_fd;    /* mounts/ on its own bind mount: binds attach there */
         bool mounts_mounted, guest_mounted;
+        int userns_fd; /* -1: no idmap */
+        uid_t uid;     /* host ids of the namespace's 0 */
+        gid_t gid;
 };
 
 static struct sandbox_share *share_alloc(const char *state_dir)
@@ -28,6 +32,7 @@ static struct sandbox_share *share_alloc(const char *state_dir)
         if (!s)
                 return NULL;
         s->mounts_fd = -1;
+        s->userns_fd = -1;
         if (asprintf(&s->mounts_dir, "%s/mounts", state_dir) < 0 ||
             asprintf(&s->guest_dir, "%s/shared", state_dir) < 0) {
                 s->mounts_dir = s->guest_dir = NULL;
@@ -42,7 +47,10 @@ int sandbox_share_new(const char *state_dir, struct sandbox_share **ret, struct 
         if (!s)
                 return us_errorf(err, ENOMEM, "allocate share");
         int r = 0;
-        if (mkdir(s->mounts_dir, 0700) < 0 || mkdir(s->guest_dir, 0700) < 0) {
+        /* Open to all: a virtiofsd in a user namespace does not own them.
+         * state_dir keeps the host's other users out. */
+        if (mkdir(s->mounts_dir, 0755) < 0 || mkdir(s->guest_dir, 0700) < 0 ||
+            chmod(s->mounts_dir, 0755) < 0) {
                 r = us_errorf(err, errno, "create the share in %s", state_dir);
                 goto fail;
         }
@@ -83,6 +91,19 @@ fail:
         return r;
 }
 
+int sandbox_share_set_idmap(struct sandbox_share *s, int userns_fd, uid_t uid, gid_t gid,
+                            struct us_error **err)
+{
+        int fd = fcntl(userns_fd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                return us_errorf(err, errno, "dup user namespace fd");
+        us_close(s->userns_fd);
+        s->userns_fd = fd;
+        s->uid = uid;
+        s->gid = gid;
+        return 0;
+}
+
 const char *sandbox_share_guest_dir(const struct sandbox_share *s)
 {
         return s->guest_dir;
@@ -113,6 +134,7 @@ static int clone_tree(const char *src, struct us_error **err)
 }
 
 int sandbox_share_add_container(struct sandbox_share *s, const char *cid, const char *rootfs,
+                                Containerd__Types__Mount *const *mounts, size_t n,
                                 struct us_error **err)
 {
         _cleanup_close_ int cfd = -1, tree = -1;
@@ -120,18 +142,27 @@ int sandbox_share_add_container(struct sandbox_share *s, const char *cid, const 
         int r = us_id_check("container id", cid, err);
         if (r < 0)
                 return r;
-        if (mkdirat(s->mounts_fd, cid, 0700) < 0)
+        if (mkdirat(s->mounts_fd, cid, 0755) < 0)
                 return us_errorf(err, errno, "add container %s to the share", cid);
         cfd = us_openat_beneath(s->mounts_fd, cid, O_PATH | O_DIRECTORY, 0);
         if (cfd < 0) {
                 r = us_errorf(err, -cfd, "open %s/%s", s->mounts_dir, cid);
                 goto fail;
         }
-        if (mkdirat(cfd, "rootfs", 0755) < 0 || mkdirat(cfd, "mounts", 0700) < 0) {
+        if (mkdirat(cfd, "rootfs", 0755) < 0 || mkdirat(cfd, "mounts", 0755) < 0) {
                 r = us_errorf(err, errno, "create %s/%s", s->mounts_dir, cid);
                 goto fail;
         }
-        tree = clone_tree(rootfs, err);
+        if (s->userns_fd >= 0) {
+                r = shim_rootfs_idmapped(mounts, n, rootfs, s->userns_fd, s->uid, s->gid, &tree,
+                                         err);
+                if (r < 0) {
+                        r = us_error_wrap(err, r, "share the rootfs of %s", cid);
+                        goto fail;
+                }
+        } else {
+                tree = clone_tree(rootfs, err);
+        }
         if (tree < 0) {
                 r = tree;
                 goto fail;
@@ -160,9 +191,14 @@ int sandbox_share_add_bind(struct sandbox_share *s, const char *cid, size_t inde
         _cleanup_close_ int dir = us_openat_beneath(s->mounts_fd, sub, O_PATH | O_DIRECTORY, 0);
         if (dir < 0)
                 return us_errorf(err, -dir, "open %s/%s", s->mounts_dir, sub);
-        _cleanup_close_ int tree = clone_tree(src, err);
-        if (tree < 0)
+        _cleanup_close_ int tree = -1;
+        if (s->userns_fd >= 0) {
+                r = shim_idmapped_clone(src, true, s->userns_fd, readonly, &tree, err);
+                if (r < 0)
+                        return us_error_wrap(err, r, "share volume %s of %s", src, cid);
+        } else if ((tree = clone_tree(src, err)) < 0) {
                 return tree;
+        }
         struct stat st;
         if (fstat(tree, &st) < 0)
                 return us_errorf(err, errno, "share %s with the guest", src);
@@ -176,7 +212,8 @@ int sandbox_share_add_bind(struct sandbox_share *s, const char *cid, size_t inde
                         return us_errorf(err, -fd, "create %s/%s/%s", s->mounts_dir, sub, name);
                 us_close(fd);
         }
-        return bind_at(dir, name, tree, readonly, src, err);
+        /* An idmapped clone is read-only already. */
+        return bind_at(dir, name, tree, readonly && s->userns_fd < 0, src, err);
 }
 
 static void unmount_below(const struct sandbox_share *s, const char *cid, const char *rel)
@@ -242,6 +279,7 @@ struct sandbox_share *sandbox_share_free(struct sandbox_share *s)
         if (!s)
                 return NULL;
         s->mounts_fd = us_close(s->mounts_fd);
+        s->userns_fd = us_close(s->userns_fd);
         if (s->guest_mounted)
                 (void)umount2(s->guest_dir, MNT_DETACH | UMOUNT_NOFOLLOW);
         if (s->mounts_mounted)

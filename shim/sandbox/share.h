@@ -28,7 +28,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
+#include "containerd/types.pb-c.h"
 #include "error.h"
 
 struct sandbox_share;
@@ -37,17 +39,31 @@ struct sandbox_share;
  * private to the host) with the propagation above. */
 int sandbox_share_new(const char *state_dir, struct sandbox_share **ret, struct us_error **err);
 
+/* From now on, what the share is given is idmapped into the user namespace
+ * userns_fd (dup'ed), whose ns 0 is host (uid, gid): the namespace its
+ * virtiofsd runs in (idmap.h), so that files keep their owners. The
+ * share's own directories stay the host's root's, unmapped there (the
+ * guest sees them owned by the overflow uid and can change none of them),
+ * and open to all (0755) for virtiofsd to traverse them. */
+int sandbox_share_set_idmap(struct sandbox_share *s, int userns_fd, uid_t uid, gid_t gid,
+                            struct us_error **err);
+
 /* The directory to export to the guest (state_dir/shared). */
 const char *sandbox_share_guest_dir(const struct sandbox_share *s);
 
 /* Creates <cid>/ (which must not exist yet: -EEXIST) with <cid>/rootfs, a
- * writable recursive bind of rootfs, and an empty <cid>/mounts/. */
+ * writable recursive bind of rootfs, and an empty <cid>/mounts/. With an
+ * idmap, <cid>/rootfs is made from what rootfs was mounted from, mounts
+ * (containerd's, n of them; none: rootfs is a plain directory) instead:
+ * shim_rootfs_idmapped. */
 int sandbox_share_add_container(struct sandbox_share *s, const char *cid, const char *rootfs,
+                                Containerd__Types__Mount *const *mounts, size_t n,
                                 struct us_error **err);
 
 /* Binds src (a host path from the container's spec) at <cid>/mounts/<index>,
  * a directory or a file like src; readonly binds are read-only before they
- * are attached, so no copy of them is ever writable. */
+ * are attached, so no copy of them is ever writable. With an idmap, a
+ * source whose filesystem refuses idmapped mounts is an error naming it. */
 int sandbox_share_add_bind(struct sandbox_share *s, const char *cid, size_t index, const char *src,
                            bool readonly, struct us_error **err);
 

@@ -388,17 +388,20 @@ sandbox_qemu_pid() {
 }
 
 # sandbox_procs ID...: "pid cmdline" of every qemu-system-x86_64 or virtiofsd
-# process whose command line names one of the ids (QEMU: -name
-# unishim-<id>; virtiofsd: its source under /run/unishim/<namespace>/<id>/).
+# process of one of the ids (QEMU: -name unishim-<id> on its command line;
+# virtiofsd, whose share is at the same path for every pod: the pod's VM
+# cgroup, which names the id, or a source under /run/unishim/<ns>/<id>/).
 sandbox_procs() {
-        local d args first id
+        local d args first id cg
         for d in /proc/[0-9]*; do
                 args=$(tr '\0' ' ' 2>/dev/null <"$d/cmdline") || continue
                 first=${args%% *}
                 [[ $first = *qemu-system-x86_64* || $first = *virtiofsd* ]] || continue
+                cg=
+                [[ $first = *virtiofsd* ]] && cg=$(cat "$d/cgroup" 2>/dev/null)
                 for id in "$@"; do
                         [ -n "$id" ] || continue
-                        if [[ $args = *"unishim-$id"* || $args = *"/run/unishim/"*"/$id/"* ]]; then
+                        if [[ $args = *"unishim-$id"* || $args = *"/run/unishim/"*"/$id/"* || $cg = *"$id"* ]]; then
                                 echo "${d#/proc/} $args"
                                 break
                         fi
@@ -433,13 +436,28 @@ sandbox_taps() {
         return 0
 }
 
+# sandbox_uid_slots: the uid range slots (shim/sandbox/idmap.h) whose file
+# no live pod's state dir records, one "uid-slot N" line each: a pod gone
+# without giving its range back. (A pod starting right now shows for a
+# moment, between taking its slot and recording it: wait for an empty list.)
+sandbox_uid_slots() {
+        local f n
+        for f in /run/unishim/.uid-slots/*; do
+                [ -e "$f" ] || continue
+                n=${f##*/}
+                grep -qsx "$n" /run/unishim/*/*/uid-slot || echo "uid-slot $n"
+        done
+        return 0
+}
+
 # sandbox_leftovers ID...: everything of these sandbox pods still on the
 # machine, one line each: pod_leftovers (shim, env mounts, cgroup dirs),
 # QEMU/virtiofsd processes, /run/unishim/<namespace>/<id>, mounts under
-# it. Empty when clean. (Taps: sandbox_taps.)
+# it, uid range slots no pod holds. Empty when clean. (Taps: sandbox_taps.)
 sandbox_leftovers() {
         local id d
         pod_leftovers "$@"
+        sandbox_uid_slots
         sandbox_procs "$@" | sed 's/^/process /'
         for id in "$@"; do
                 [ -n "$id" ] || continue

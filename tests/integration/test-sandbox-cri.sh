@@ -9,6 +9,12 @@
 #  - a sandbox pod and a container pod reach each other's IPs, both ways
 #  - hostPath volumes (rw, ro, a single file) reach the guest; ro ones are
 #    read-only in virtiofsd's own mount namespace too
+#  - files keep their owners both ways: image files root's (and 1000's) in
+#    the guest; what root creates, chowns or makes setuid in the guest is
+#    stored with those owners in the snapshot's upper dir; a runAsUser 1000
+#    container writes what uid 1000 may, and only that
+#  - a container whose volume's filesystem refuses idmapped mounts (an
+#    overlay) is refused with an error saying so; its pod stays
 #  - stop with a grace period: TERM trapped → exit 0, TERM ignored → 137
 #  - rm leaves no shim, QEMU, virtiofsd, /run/unishim/<namespace>/<id>, mount or cgroup
 set -euo pipefail
@@ -59,13 +65,14 @@ expect_eq "ExecSync sees the container's pid 1 (sleep)" "sleep3600" "$(tr -d '\0
 # program on the container's cgroup there. The container has CAP_MKNOD and
 # root may write /dev/kmsg (c 1:11) without a capability, so only that
 # program stops the write; unfiltered, a missing block device would say
-# ENXIO, not EPERM.
-out_rc out rc ectl exec sb1 -- sh -c 'mknod /tmp/null2 c 1 3 && echo ok > /tmp/null2 && echo allowed'
+# ENXIO, not EPERM. (The nodes go in the container's /dev, the guest's
+# tmpfs: the rootfs, served by an unprivileged virtiofsd, takes none.)
+out_rc out rc ectl exec sb1 -- sh -c 'mknod /dev/null2 c 1 3 && echo ok > /dev/null2 && echo allowed'
 expect_eq "device rules in the guest: mknod and write of c 1:3 (allowed)" allowed "$out"
-out_rc out rc ectl exec sb1 -- sh -c 'mknod /tmp/kmsg c 1 11 && echo x > /tmp/kmsg'
+out_rc out rc ectl exec sb1 -- sh -c 'mknod /dev/kmsg2 c 1 11 && echo x > /dev/kmsg2'
 [ "$rc" != 0 ] && [[ $out = *"not permitted"* ]] && pass "device rules in the guest: writing c 1:11 refused ($out)" ||
         fail "write to c 1:11 in the guest: rc $rc: $out"
-out_rc out rc ectl exec sb1 -- sh -c 'mknod /tmp/blk b 8 0 && cat /tmp/blk'
+out_rc out rc ectl exec sb1 -- sh -c 'mknod /dev/blk b 8 0 && cat /dev/blk'
 [ "$rc" != 0 ] && [[ $out = *"not permitted"* ]] && pass "device rules in the guest: opening b 8:0 refused ($out)" ||
         fail "open b 8:0 in the guest: rc $rc: $out"
 
@@ -156,6 +163,75 @@ expect_eq "virtiofsd serves the ro volume read-only" ro "$(mount_opts vol-ro)"
 expect_eq "virtiofsd serves the ro single file read-only" ro "$(mount_opts single)"
 expect_eq "virtiofsd serves the rw volume read-write" rw "$(mount_opts vol-rw)"
 
+# ---- owners: what the guest sees, and what lands on the host's disk ----
+# virtiofsd runs as an unprivileged host uid range, root of a user namespace
+# of the pod's own, and serves the rootfs through an overlay of idmapped
+# layers: files keep their real owners both ways.
+f=$(sbpod sbown '[{"name": "root", "image": "'"$CRI_TEST_IMAGE"'", "command": ["sleep", "3600"]},
+        {"name": "user", "image": "'"$CRI_TEST_IMAGE"'", "command": ["sleep", "3600"],
+         "run_as_user": 1000, "run_as_group": 1000}]')
+out_rc out rc ectl run "$f"
+expect_eq "run sandbox pod sbown (a root and a runAsUser 1000 container)" 0 "$rc"
+[ "$rc" = 0 ] || echo "# $out"
+ido=$(pod_id sbown)
+IDS+=("$ido")
+out_rc out rc ectl exec sbown -c root -- sh -c 'ls -ln /bin/busybox | awk "{print \$3, \$4}"; stat -c "%u %g" /home/user'
+expect_eq "image files keep their owners in the guest (busybox root's, /home/user 1000's)" "$(printf '0 0\n1000 1000')" "$out"
+tag=own$$
+out_rc out rc ectl exec sbown -c root -- sh -c "touch /$tag-root /$tag-user && chown 1000:1000 /$tag-user &&
+        cp /bin/busybox /$tag-suid && chmod 4755 /$tag-suid && chown 1000:1000 /etc/group &&
+        stat -c '%u:%g %a' /$tag-root /$tag-user /$tag-suid /etc/group"
+expect_eq "root in the guest creates, chowns (a copy-up too) and sets setuid" \
+        "$(printf '0:0 644\n1000:1000 644\n0:0 4755\n1000:1000 644')" "$out"
+# Device nodes: only the host's root may make them on a disk; the guest's
+# root is not (virtiofsd is root of a user namespace only).
+out_rc out rc ectl exec sbown -c root -- sh -c "mknod /$tag-null c 1 3"
+[ "$rc" != 0 ] && [[ $out = *"not permitted"* ]] && pass "the guest cannot make a device node in its rootfs ($out)" ||
+        fail "mknod in the guest's rootfs: rc $rc: $out"
+# The container's writable layer: the snapshot's upper dir on the host.
+upper_stat() { find "$ENV_ROOT/io.containerd.snapshotter.v1.overlayfs/snapshots" -mindepth 3 -maxdepth 6 \
+        -path "*/fs/$1" -printf '%U:%G %m\n' 2>/dev/null; }
+upper=$(find "$ENV_ROOT/io.containerd.snapshotter.v1.overlayfs/snapshots" -mindepth 3 -maxdepth 3 \
+        -path "*/fs/$tag-root" -printf '%h\n' 2>/dev/null)
+expect_eq "on the host, a file root created in the guest is uid 0's" "0:0 644" "$(upper_stat "$tag-root")"
+expect_eq "on the host, a file chowned to 1000 in the guest is uid 1000's" "1000:1000 644" "$(upper_stat "$tag-user")"
+expect_eq "on the host, the setuid copy is root's, setuid" "0:0 4755" "$(upper_stat "$tag-suid")"
+expect_eq "on the host, the copied-up /etc/group is uid 1000's" "1000:1000 644" \
+        "$([ -n "$upper" ] && stat -c '%u:%g %a' "$upper/etc/group" 2>&1)"
+out_rc out rc ectl exec sbown -c user -- sh -c "id -u; id -g; touch /home/user/$tag && stat -c %u:%g /home/user/$tag"
+expect_eq "a runAsUser 1000 container runs as 1000 and writes its home" "$(printf '1000\n1000\n1000:1000')" "$out"
+expect_eq "on the host, its file is uid 1000's" "1000:1000 644" "$(upper_stat "home/user/$tag")"
+out_rc out rc ectl exec sbown -c user -- sh -c "touch /$tag-denied"
+[ "$rc" != 0 ] && [[ ${out,,} = *"permission denied"* ]] && pass "uid 1000 may not write / (root's): $out" ||
+        fail "uid 1000 writing /: rc $rc: $out"
+expect_eq "nothing of the denied write on the host" "" "$(upper_stat "$tag-denied")"
+
+# ---- a volume whose filesystem refuses idmapped mounts ----
+# (an overlay-backed hostPath, as on kind nodes): the container is refused
+# with an error naming the volume and why; the pod and its VM stay.
+mkdir -p "$IT_TMP/ovl/lower" "$IT_TMP/ovl/upper" "$IT_TMP/ovl/work" "$IT_TMP/ovl/merged"
+mount -t overlay overlay -o "lowerdir=$IT_TMP/ovl/lower,upperdir=$IT_TMP/ovl/upper,workdir=$IT_TMP/ovl/work" \
+        "$IT_TMP/ovl/merged"
+unmount_ovl() { umount -l "$IT_TMP/ovl/merged" 2>/dev/null || true; }
+IT_CLEANUP_HOOK=unmount_ovl
+f=$(it_pod sbovl.json --arg v "$IT_TMP/ovl/merged" --argjson a "$SB" '{name: "sbovl", runtime_handler: "unishim",
+        annotations: $a, containers: [{name: "app", image: $img, command: ["sleep", "3600"]},
+          {name: "vol", image: $img, command: ["sleep", "3600"],
+           mounts: [{host_path: $v, container_path: "/data"}]}]}')
+out_rc out rc ectl run --keep "$f"
+[ "$rc" != 0 ] && [[ $out = *"$IT_TMP/ovl/merged"*"overlay"*"does not support idmapped mounts"* ]] &&
+        pass "a container with an overlay-backed volume is refused, saying why" ||
+        fail "overlay-backed volume: rc $rc: $out"
+idovl=$(pod_id sbovl || true)
+IDS+=("$idovl")
+[ -n "$idovl" ] && [ -n "$(sandbox_qemu_pid "$idovl")" ] && pass "the pod's VM stays" || fail "the pod sbovl lost its VM"
+out_rc out rc ectl exec sbovl -c app -- echo still-here
+expect_eq "the pod's other container still answers" still-here "$out"
+out_rc out rc ectl rm --timeout 0 sbovl
+expect_eq "rm sbovl" 0 "$rc"
+unmount_ovl
+IT_CLEANUP_HOOK=
+
 # ---- stop with a grace period ----
 f=$(sbpod sbstop '[{"name": "trap", "image": "'"$CRI_TEST_IMAGE"'", "command": ["/bin/sh", "-c"],
         "args": ["trap \"exit 0\" TERM; while :; do sleep 0.2; done"]},
@@ -188,7 +264,7 @@ expect_match "pod NotReady after stop" "state NotReady" "$(ectl inspect sbstop 2
 expect_eq "the VM is gone after StopPodSandbox" "" "$(sandbox_qemu_pid "$ids")"
 
 # ---- removal ----
-for p in sb1 sbweb cweb sbvol sbstop; do
+for p in sb1 sbweb cweb sbvol sbown sbstop; do
         out_rc out rc ectl rm --timeout 0 "$p"
         expect_eq "rm $p" 0 "$rc"
 done

@@ -15,7 +15,9 @@
 #  - the pod's QEMU runs as a uid of its own (another pod's differs), with
 #    no capability and no_new_privs, in a private root (only /usr, the boot
 #    files and a few device nodes) and namespaces of its own; virtiofsd is
-#    rooted in the share
+#    rooted in the share and runs as the pod's own unprivileged uid range
+#    (root of a user namespace of its own: uid_map 0 X 65536, host uid X),
+#    another pod's range apart from it
 #  - nothing of the pod is left afterwards
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -78,6 +80,33 @@ while read -r vpid _; do
 done < <(sandbox_procs "$id" | grep virtiofsd)
 [ "$vfsd_in_share" -ge 1 ] && pass "virtiofsd serves from its own namespaces, rooted in the share, under seccomp" ||
         fail "no virtiofsd of pod $id is rooted in $state/shared: $(sandbox_procs "$id" | grep virtiofsd)"
+# ... and as the pod's own unprivileged host uid range: root of a user
+# namespace of its own mapping ns 0..65535 onto host X..X+65535, so on the
+# host it is uid and gid X and has no capability outside that namespace
+# (status shows its capabilities in its own namespace).
+# vfsd_uid POD_ID: X when every virtiofsd of the pod is so, else why not.
+vfsd_uid() {
+        local pid uids gids map gmap x="" n=0
+        for pid in $(sandbox_procs "$1" | awk '$2 ~ /virtiofsd/ {print $1}'); do
+                uids=$(awk '$1 == "Uid:" {print $2, $3, $4, $5}' "/proc/$pid/status")
+                gids=$(awk '$1 == "Gid:" {print $2, $3, $4, $5}' "/proc/$pid/status")
+                map=$(awk '{print $1, $2, $3}' "/proc/$pid/uid_map")
+                gmap=$(awk '{print $1, $2, $3}' "/proc/$pid/gid_map")
+                set -- $uids
+                if [ "$1" = 0 ] || [ "$uids" != "$1 $1 $1 $1" ] || [ "$gids" != "$uids" ] ||
+                        [ "$map" != "0 $1 65536" ] || [ "$gmap" != "$map" ] ||
+                        [ "$(ns_of "$pid" user)" = "$(ns_of $$ user)" ] || { [ -n "$x" ] && [ "$x" != "$1" ]; }; then
+                        echo "virtiofsd $pid: uids $uids gids $gids uid_map '$map' gid_map '$gmap' userns $(ns_of "$pid" user)"
+                        return 0
+                fi
+                x=$1
+                n=$((n + 1))
+        done
+        [ "$n" -ge 1 ] && echo "$x" || echo "no virtiofsd"
+}
+vuid=$(vfsd_uid "$id")
+[[ $vuid =~ ^[0-9]+$ ]] && pass "virtiofsd runs as host uid and gid $vuid, root of its own user namespace (uid_map 0 $vuid 65536)" ||
+        fail "virtiofsd's ids: $vuid"
 VIEW_BEFORE=$(host_view)
 
 # ---- the share, attacked from inside the VM ----
@@ -131,7 +160,15 @@ gbundle=$ENV_STATE/io.containerd.runtime.v2.task/k8s.io/$good
 sock=$(sed 's|^unix://||' "$gbundle/address" 2>/dev/null || true)
 mkdir -p "$IT_TMP/unstarted/rootfs"
 jq '.process.args = ["sleep", "3600"]' "$gbundle/config.json" >"$IT_TMP/unstarted/config.json"
-out_rc out rc task_api "$sock" create unstarted1 "$IT_TMP/unstarted" "$gbundle/rootfs"
+# Its rootfs: a read-only directory with the spec's mount points (the guest's
+# engine makes none in it). The other container's rootfs is not mounted on
+# the host: the guest's overlay is the shim's own, over idmapped layers.
+ROOTFS=$IT_TMP/unstarted-root
+mkdir -p "$ROOTFS"
+while read -r src dst; do
+        [ -f "$src" ] && { mkdir -p "$ROOTFS$(dirname "$dst")" && touch "$ROOTFS$dst"; } || mkdir -p "$ROOTFS$dst"
+done < <(jq -r '.mounts[] | "\(.source) \(.destination)"' "$gbundle/config.json")
+out_rc out rc task_api "$sock" create unstarted1 "$IT_TMP/unstarted" "$ROOTFS"
 expect_eq "Task API Create of a second container in the pod" 0 "$rc"
 [ "$rc" = 0 ] || echo "# $out"
 out_rc out rc task_api "$sock" state unstarted1
@@ -142,6 +179,13 @@ expect_eq "Task API Delete of the never-started task" 0 "$rc"
 quid2=$(status_of "$qu" Uid)
 [ -n "$quid2" ] && [ "$quid2" != 0 ] && [ "$quid2" != "$quid" ] &&
         pass "another pod's QEMU has another uid ($quid2)" || fail "two pods' QEMU uids: '$quid' '$quid2'"
+vuid2=$(vfsd_uid "$idu")
+[[ $vuid2 =~ ^[0-9]+$ ]] && [[ $vuid =~ ^[0-9]+$ ]] && ((vuid2 >= vuid + 65536 || vuid >= vuid2 + 65536)) &&
+        pass "another pod's virtiofsd has a range of its own ($vuid2..$((vuid2 + 65535)), not $vuid..$((vuid + 65535)))" ||
+        fail "two pods' virtiofsd uids: '$vuid' '$vuid2'"
+[[ $vuid =~ ^[0-9]+$ && $vuid2 =~ ^[0-9]+$ ]] && [ "$vuid" != "$quid" ] && [ "$vuid2" != "$quid2" ] &&
+        pass "virtiofsd's uids are not QEMU's" ||
+        fail "virtiofsd and QEMU share a uid: $vuid $vuid2 $quid $quid2"
 [ -n "$qu" ] && [ "$(sandbox_qemu_pid "$idu")" = "$qu" ] && pass "the pod's VM survives the delete (QEMU $qu)" ||
         fail "the pod's VM is gone after Delete of a never-started task (QEMU was '$qu')"
 out_rc out rc ectl exec unstarted -c good -- echo still-here

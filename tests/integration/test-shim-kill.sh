@@ -3,7 +3,8 @@
 # sees the shim go, reports the tasks exited and runs `shim delete` for each;
 # afterwards nothing of the pod is left on the host (no container process,
 # QEMU, virtiofsd, /run/unishim/<namespace>/<id>, share or rootfs bind,
-# cgroup, tap), and the pods can still be removed through the CRI.
+# cgroup, tap, virtiofsd's uid range slot), and the pods can still be
+# removed through the CRI.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 IT_CRI=1
@@ -39,6 +40,11 @@ q=$(sandbox_qemu_pid "$ids")
 [ -n "$shim_c" ] && [ -n "$shim_s" ] && [ -n "$q" ] && pass "found both shims ($shim_c, $shim_s) and the QEMU ($q)" ||
         fail "shims '$shim_c' '$shim_s', QEMU '$q'"
 [ -d "$(echo /run/unishim/*/"$ids")/mounts" ] && pass "the sandbox pod's share exists" || fail "no share of $ids"
+# Its virtiofsd's uid range: a slot file it holds locked, recorded in its
+# state dir for shim delete.
+slot=$(cat "$(echo /run/unishim/*/"$ids")/uid-slot" 2>/dev/null || true)
+[ -n "$slot" ] && [ -e "/run/unishim/.uid-slots/$slot" ] && pass "the sandbox pod holds uid range slot $slot" ||
+        fail "no uid range slot for $ids: '$slot'"
 
 kill -KILL "$shim_c" "$shim_s"
 exited() {
@@ -51,6 +57,9 @@ wait_until 60 exited && pass "every container reported Exited after kill -9 of t
 ours() { sandbox_leftovers "$@" | grep -v '/io.containerd.grpc.v1.cri/sandboxes/[^/]*/shm$' || true; }
 wait_until 30 test -z "$(ours "$ids")" || true
 expect_eq "nothing of the sandbox pod left after shim delete (before any CRI call)" "" "$(ours "$ids")"
+[ -n "$slot" ] && { [ ! -e "/run/unishim/.uid-slots/$slot" ] || grep -qsx "$slot" /run/unishim/*/*/uid-slot; } &&
+        pass "shim delete removed its uid range slot file (or another pod holds it now)" ||
+        fail "uid range slot $slot left behind"
 expect_eq "the sandbox pod's tap is gone" "$TAPS_BEFORE" "$(sandbox_taps)"
 expect_eq "netplumb's rules are gone from the pod netns (still there until rm)" 0 "$(chains)"
 left=""

@@ -82,13 +82,21 @@ ptable() {
                 a=()
                 { mapfile -d '' -t a <"$d/cmdline"; } 2>/dev/null || true
                 PT_ARGS[$p]="${a[*]:-}"
+                # virtiofsd's command line names no pod (its share is at
+                # /mnt in its own mount namespace): its VM cgroup does.
+                if [ "${PT_COMM[$p]}" = virtiofsd ]; then
+                        a=()
+                        { mapfile -t a <"$d/cgroup"; } 2>/dev/null || true
+                        PT_ARGS[$p]+=" cgroup ${a[*]:-}"
+                fi
         done
 }
 
 # id_in_args ARGS: the pod id a QEMU (-name unishim-<id>) or virtiofsd
-# (/run/unishim/<ns>/<id>/) command line names, if any.
+# (its cgroup, which ptable adds) names, if any.
 id_in_args() {
-        if [[ $1 =~ unishim-([0-9a-f]{64}) ]] || [[ $1 =~ /run/unishim/[^/\ ]+/([0-9a-f]{64}) ]]; then
+        if [[ $1 =~ unishim-([0-9a-f]{64}) ]] || [[ $1 =~ /run/unishim/[^/\ ]+/([0-9a-f]{64}) ]] ||
+                [[ $1 = *virtiofsd*" cgroup "* && $1 =~ /([0-9a-f]{64}) ]]; then
                 echo "${BASH_REMATCH[1]}"
         fi
 }

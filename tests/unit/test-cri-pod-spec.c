@@ -113,7 +113,8 @@ static const char full_pod[] =
         "   \"mounts\": [{\"host_path\": \"/srv\", \"container_path\": \"/data\", \"readonly\": "
         "true},"
         "              {\"host_path\": \"/tmp\", \"container_path\": \"/t\"}],"
-        "   \"tty\": true, \"stdin\": true, \"privileged\": true},"
+        "   \"tty\": true, \"stdin\": true, \"privileged\": true,"
+        "   \"run_as_user\": 1000, \"run_as_group\": 2000},"
         "  {\"name\": \"istio-proxy\", \"image\": \"proxy\"}],"
         " \"privileged\": true}";
 
@@ -159,6 +160,9 @@ static void full_description(void **state)
         assert_true(c->linux_->security_context->privileged);
         assert_true(sb->linux_->security_context->privileged);
         assert_false(spec->containers[1]->linux_->security_context->privileged);
+        assert_int_equal(c->linux_->security_context->run_as_user->value, 1000);
+        assert_int_equal(c->linux_->security_context->run_as_group->value, 2000);
+        assert_null(spec->containers[1]->linux_->security_context->run_as_user);
         assert_string_equal(spec->containers[1]->metadata->name, "istio-proxy");
 
         /* What we built is a valid message: it packs and unpacks to the same. */

@@ -19,7 +19,10 @@
 
 #include "unit.h"
 
+#include <grp.h>
+
 #include "cleanup.h"
+#include "sandbox/idmap.h"
 #include "sandbox/share.h"
 
 struct fixture {
@@ -126,7 +129,7 @@ static void guest_view_is_read_only(void **state)
         NEED_ROOT(f);
         assert_int_equal(sandbox_share_new(f->state, &f->share, NULL), 0);
         const char *view = sandbox_share_guest_dir(f->share);
-        assert_int_equal(sandbox_share_add_container(f->share, "c1", f->rootfs, NULL), 0);
+        assert_int_equal(sandbox_share_add_container(f->share, "c1", f->rootfs, NULL, 0, NULL), 0);
         assert_int_equal(sandbox_share_add_bind(f->share, "c1", 0, f->vol, true, NULL), 0);
         assert_int_equal(sandbox_share_add_bind(f->share, "c1", 1, f->file, false, NULL), 0);
         assert_int_equal(sandbox_share_add_bind(f->share, "c1", 2, f->vol, false, NULL), 0);
@@ -196,7 +199,7 @@ static void binds_reach_another_namespace(void **state)
         }
         char c;
         assert_int_equal(read(done[0], &c, 1), 1);
-        assert_int_equal(sandbox_share_add_container(f->share, "c1", f->rootfs, NULL), 0);
+        assert_int_equal(sandbox_share_add_container(f->share, "c1", f->rootfs, NULL, 0, NULL), 0);
         assert_int_equal(sandbox_share_add_bind(f->share, "c1", 0, f->vol, true, NULL), 0);
         assert_int_equal(write(go[1], "g", 1), 1);
         assert_int_equal(read(done[0], &c, 1), 1);
@@ -219,29 +222,124 @@ static void refuses_existing_entries(void **state)
         snprintf(link, sizeof(link), "%s/mounts/c2", f->state);
         assert_int_equal(symlink(f->outside, link), 0);
         struct us_error *err = NULL;
-        assert_int_equal(sandbox_share_add_container(f->share, "c2", f->rootfs, &err), -EEXIST);
+        assert_int_equal(sandbox_share_add_container(f->share, "c2", f->rootfs, NULL, 0, &err),
+                         -EEXIST);
         assert_non_null(strstr(us_error_text(err), "c2"));
         err = us_error_free(err);
         assert_true(exists(f->outside, "precious"));
-        assert_int_equal(sandbox_share_add_container(f->share, "../x", f->rootfs, NULL), -EINVAL);
-        assert_int_equal(sandbox_share_add_container(f->share, "..", f->rootfs, NULL), -EINVAL);
+        assert_int_equal(sandbox_share_add_container(f->share, "../x", f->rootfs, NULL, 0, NULL),
+                         -EINVAL);
+        assert_int_equal(sandbox_share_add_container(f->share, "..", f->rootfs, NULL, 0, NULL),
+                         -EINVAL);
 
         /* A planted link is removed as a link. */
         assert_int_equal(sandbox_share_remove_container(f->share, "c2", NULL), 0);
         assert_true(exists(f->outside, "precious"));
 
-        assert_int_equal(sandbox_share_add_container(f->share, "c3", f->rootfs, NULL), 0);
-        assert_int_equal(sandbox_share_add_container(f->share, "c3", f->rootfs, NULL), -EEXIST);
+        assert_int_equal(sandbox_share_add_container(f->share, "c3", f->rootfs, NULL, 0, NULL), 0);
+        assert_int_equal(sandbox_share_add_container(f->share, "c3", f->rootfs, NULL, 0, NULL),
+                         -EEXIST);
         /* A bind index used twice is refused too. */
         assert_int_equal(sandbox_share_add_bind(f->share, "c3", 0, f->vol, false, NULL), 0);
         assert_int_equal(sandbox_share_add_bind(f->share, "c3", 0, f->vol, false, NULL), -EEXIST);
         /* A missing source leaves nothing. */
-        assert_int_equal(sandbox_share_add_container(f->share, "c4", "/nonexistent/rootfs", NULL),
-                         -ENOENT);
+        assert_int_equal(
+                sandbox_share_add_container(f->share, "c4", "/nonexistent/rootfs", NULL, 0, NULL),
+                -ENOENT);
         assert_false(exists(f->state, "mounts/c4"));
         f->share = sandbox_share_free(f->share);
         assert_int_equal(mounts_below(f->state), 0);
         assert_true(exists(f->rootfs, "bin-sh"));
+}
+
+#define IDMAP_BASE 0x7e000000u
+
+/* What virtiofsd, root of the pod's user namespace, sees in the share (it
+ * holds an fd of it: the path above is the host's root's only). Exits 0
+ * when all is as it should be. */
+static int as_virtiofsd(int userns, const char *guest_dir)
+{
+        struct stat st;
+        int g = open(guest_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (g < 0 || setns(userns, CLONE_NEWUSER) < 0 || setgroups(0, NULL) < 0 ||
+            setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+                return 10;
+        /* The host's owners: root's 0, 1000's 1000. */
+        if (fstatat(g, "c1/rootfs/bin-sh", &st, 0) < 0 || st.st_uid != 0 || st.st_gid != 0)
+                return 11;
+        if (fstatat(g, "c1/mounts/0/data", &st, 0) < 0 || st.st_uid != 1000 || st.st_gid != 1000)
+                return 12;
+        /* The structure is the host root's, unmapped here. */
+        if (fstatat(g, "", &st, AT_EMPTY_PATH) < 0 || st.st_uid != 65534 ||
+            fstatat(g, "c1", &st, 0) < 0 || st.st_uid != 65534)
+                return 13;
+        int fd = openat(g, "c1/rootfs/created", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return 14;
+        close(fd);
+        if (openat(g, "c1/planted", O_WRONLY | O_CREAT | O_CLOEXEC, 0644) >= 0 || errno != EROFS)
+                return 15;
+        if (openat(g, "c1/mounts/1", O_WRONLY | O_CLOEXEC) >= 0 || errno != EROFS)
+                return 16;
+        return 0;
+}
+
+/* f->share, idmapped into a new user namespace; its fd, or a skip. */
+static int idmapped_share(struct fixture *f)
+{
+        int userns = -1;
+        struct us_error *err = NULL;
+        if (sandbox_idmap_userns(IDMAP_BASE, SANDBOX_IDMAP_SIZE, &userns, &err) < 0)
+                unit_skip("no user namespace: %s", us_error_text(err));
+        assert_int_equal(sandbox_share_new(f->state, &f->share, NULL), 0);
+        assert_int_equal(sandbox_share_set_idmap(f->share, userns, IDMAP_BASE, IDMAP_BASE, NULL),
+                         0);
+        assert_int_equal(sandbox_share_add_container(f->share, "c1", f->rootfs, NULL, 0, NULL), 0);
+        return userns;
+}
+
+static void idmapped_share_keeps_owners(void **state)
+{
+        struct fixture *f = *state;
+        NEED_ROOT(f);
+        char p[PATH_MAX + 16];
+        snprintf(p, sizeof(p), "%s/data", f->vol);
+        assert_int_equal(chown(p, 1000, 1000), 0);
+        int userns = idmapped_share(f);
+        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 0, f->vol, false, NULL), 0);
+        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 1, f->file, true, NULL), 0);
+        pid_t pid = fork();
+        if (pid == 0)
+                _exit(as_virtiofsd(userns, sandbox_share_guest_dir(f->share)));
+        int st = -1;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        close(userns);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+        /* Created as its 0: the host's 0. */
+        struct stat s;
+        snprintf(p, sizeof(p), "%s/created", f->rootfs);
+        assert_int_equal(stat(p, &s), 0);
+        assert_int_equal(s.st_uid, 0);
+        assert_int_equal(sandbox_share_remove_container(f->share, "c1", NULL), 0);
+        assert_int_equal(mounts_below(f->state), 2);
+}
+
+/* A volume on a filesystem without idmapped mounts (procfs here; overlay
+ * on kind nodes) is refused, naming it. */
+static void unidmappable_volume_is_refused(void **state)
+{
+        struct fixture *f = *state;
+        NEED_ROOT(f);
+        close(idmapped_share(f));
+        struct us_error *err = NULL;
+        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 0, "/proc/sys", false, &err),
+                         -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "/proc/sys"));
+        assert_non_null(strstr(us_error_text(err), "proc"));
+        assert_non_null(strstr(us_error_text(err), "does not support idmapped mounts"));
+        us_error_free(err);
+        assert_false(exists(sandbox_share_guest_dir(f->share), "c1/mounts/0"));
 }
 
 int main(void)
@@ -250,6 +348,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(guest_view_is_read_only, setup, teardown),
                 cmocka_unit_test_setup_teardown(binds_reach_another_namespace, setup, teardown),
                 cmocka_unit_test_setup_teardown(refuses_existing_entries, setup, teardown),
+                cmocka_unit_test_setup_teardown(idmapped_share_keeps_owners, setup, teardown),
+                cmocka_unit_test_setup_teardown(unidmappable_volume_is_refused, setup, teardown),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

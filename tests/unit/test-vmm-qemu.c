@@ -192,6 +192,16 @@ static void kvm_virtiofs_net(void **state)
         assert_string_equal(v,
                             "/usr/lib/qemu/virtiofsd --fd=11 -o source=/run/containerd/x/rootfs -o "
                             "sandbox=namespace -o cache=auto -o log_level=warn");
+
+        /* In a user namespace it finds its share where it is attached for
+         * it, in a mount namespace of its own. */
+        cfg.virtiofsd_userns = true;
+        cfg.virtiofsd_userns_fd = 5;
+        _cleanup_strv_ char **uvfs = NULL;
+        assert_int_equal(vmm_virtiofsd_argv(&cfg, &shares[0], 11, &uvfs, NULL), 0);
+        _cleanup_free_ char *u = joined(uvfs);
+        assert_string_equal(u, "/usr/lib/qemu/virtiofsd --fd=11 -o source=/mnt -o "
+                               "sandbox=namespace -o cache=auto -o log_level=warn");
 }
 
 static void ninep(void **state)
