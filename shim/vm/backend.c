@@ -1081,6 +1081,9 @@ static int vm_create(const struct shim_backend_env *env, void *task_cookie,
                 if (r < 0) {
                         r = us_error_wrap(err, r, "container %s of vm pod %s", cfg->id,
                                           pod->vmpod.id);
+                        /* A task never created exits never: the VM it had
+                         * goes without a word to containerd. */
+                        t->exited = true;
                         task_free(t);
                         goto fail;
                 }
@@ -1234,6 +1237,9 @@ static int vm_destroy(void *impl, struct us_error **err)
         (void)err;
         struct vm_task *t = impl;
         struct vm_pod *pod = t->pod;
+        /* Deleted: its exit was reported, or is containerd's own (a task
+         * never started); nothing more is said of it. */
+        t->exited = true;
         if (t->is_vm && pod->vm == t)
                 vm_remove(pod);
         /* The pod goes with its CRI sandbox task, or with the task of a pod
