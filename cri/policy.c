@@ -200,11 +200,23 @@ static int accel_check(const char *accel, const struct jpath *p, struct us_error
 static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         struct cri_sandbox_config *sb = out;
-        static const char *const keys[] = {
-                "kernel",           "initrd",     "accel",          "vcpus",
-                "max_vcpus",        "memory_mib", "max_memory_mib", "console_log_max_bytes",
-                "agent_timeout_ms", NULL};
+        static const char *const keys[] = {"kernel",
+                                           "initrd",
+                                           "accel",
+                                           "vcpus",
+                                           "max_vcpus",
+                                           "memory_mib",
+                                           "max_memory_mib",
+                                           "console_log_max_bytes",
+                                           "agent_timeout_ms",
+                                           "virtiofsd_unprivileged",
+                                           NULL};
         TRY(ocij_only_keys(o, p, keys, err));
+        bool has_unpriv = false;
+        TRY(ocij_bool(FIELD(o, p, "virtiofsd_unprivileged"), 0, &sb->virtiofsd_root, &has_unpriv,
+                      err));
+        /* Stored as its negation: a zeroed config is the safe one. */
+        sb->virtiofsd_root = has_unpriv && !sb->virtiofsd_root;
         TRY(ocij_string(FIELD(o, p, "kernel"), F_ABS, &sb->kernel, err));
         TRY(ocij_string(FIELD(o, p, "initrd"), F_ABS, &sb->initrd, err));
         TRY(ocij_string(FIELD(o, p, "accel"), 0, &sb->accel, err));

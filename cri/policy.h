@@ -21,7 +21,8 @@
  *     "sandbox": {"kernel": "/path/vmlinux", "initrd": "/path/initramfs.cpio",
  *                 "accel": "auto", "vcpus": 1, "max_vcpus": 2,
  *                 "memory_mib": 256, "max_memory_mib": 16384,
- *                 "console_log_max_bytes": 1048576, "agent_timeout_ms": 30000},
+ *                 "console_log_max_bytes": 1048576, "agent_timeout_ms": 30000,
+ *                 "virtiofsd_unprivileged": true},
  *     "vm": {"libvirt_uri": "qemu:///system", "qemu_group": "libvirt-qemu",
  *            "accel": "auto", "memory_mib": 1024, "user_data_max_bytes": 65536}
  *   }
@@ -102,6 +103,12 @@ struct cri_sandbox_config {
         uint64_t console_log_max_bytes; /* cap of the VM's console log on the host
                                          * (CRI_CONSOLE_LOG_DEFAULT_BYTES) */
         unsigned agent_timeout_ms;      /* a guest agent call's deadline (30000) */
+        /* "virtiofsd_unprivileged": false in the config: virtiofsd runs as
+         * root, as it did before it had a user namespace of its own. For
+         * nodes whose volumes are on a filesystem that refuses idmapped
+         * mounts (an overlay root: kind's nodes), or kernels before 6.13
+         * (overlay layers by fd): docs/security.md. */
+        bool virtiofsd_root;
 };
 
 /* How vm-kind pods are run. NULL/0: the built-in defaults. */

@@ -444,11 +444,14 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
                         pod, &vmnet, &tap_fd, err);
         if (r < 0)
                 goto fail;
-        r = sandbox_idmap_acquire(&pod->idmap, NULL, pod->vmpod.state_dir, err);
+        /* The operator's opt-out (sandbox.virtiofsd_unprivileged false):
+         * virtiofsd as root over the host's own mounts. */
+        if (!sb->virtiofsd_root)
+                r = sandbox_idmap_acquire(&pod->idmap, NULL, pod->vmpod.state_dir, err);
         if (r < 0)
                 goto fail;
         r = sandbox_share_new(pod->vmpod.state_dir, &pod->share, err);
-        if (r >= 0)
+        if (r >= 0 && pod->idmap.userns_fd >= 0)
                 r = sandbox_share_set_idmap(pod->share, pod->idmap.userns_fd, pod->idmap.base,
                                             (gid_t)pod->idmap.base, err);
         if (r < 0)
@@ -481,7 +484,7 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
                 .private_root = true,
                 /* virtiofsd: root of the pod's user namespace, host uid
                  * idmap.base, its share idmapped into it. */
-                .virtiofsd_userns = true,
+                .virtiofsd_userns = pod->idmap.userns_fd >= 0,
                 .virtiofsd_userns_fd = pod->idmap.userns_fd,
                 /* The guest agent logs at debug level too (to console.log). */
                 .cmdline_extra = env->debug ? "unishim.debug=1" : NULL,
@@ -605,7 +608,7 @@ static int guest_spec(struct sandbox_task *t, const struct shim_pod_decision *de
         const struct us_oci_spec *spec = cfg->spec;
         /* The guest gets an overlay of its own over the same layers: the
          * host's copy would be a second overlay on the same upper dir. */
-        if (decision->n_rootfs_mounts > 0)
+        if (pod->idmap.userns_fd >= 0 && decision->n_rootfs_mounts > 0)
                 (void)shim_rootfs_unmount(cfg->bundle, NULL);
         int r = sandbox_share_add_container(pod->share, t->id, cfg->rootfs, decision->rootfs_mounts,
                                             decision->n_rootfs_mounts, err);

@@ -165,8 +165,11 @@ runcmd:
   - [systemd-run, --unit=app-http, systemd-socket-activate, -l, '$PORT', --inetd, -a, /usr/local/bin/app-http]
 EOF
 }
+# (its shell ends on SIGTERM, as Envoy does: a stop waits for the VM, not
+# for a grace that a PID 1 without a TERM handler would take to the end)
 sidecar=$(jq -cn --arg img "$CRI_TEST_IMAGE" --arg proxy "$PROXY" \
-        '[{name: "istio-proxy", image: $img, command: ["/mesh-proxy", "-", "1337"],
+        '[{name: "istio-proxy", image: $img, command: ["/bin/sh", "-c"],
+           args: ["trap \"exit 0\" TERM; /mesh-proxy - 1337 & wait"],
            mounts: [{host_path: $proxy, container_path: "/mesh-proxy", readonly: true}]}]')
 for n in vm1 vm2; do
         more='[]'

@@ -320,6 +320,18 @@ static void vm_guest(void **state)
         us_error_free(err);
         cri_config_free(cfg);
 
+        /* virtiofsd without its user namespace only when the operator says so. */
+        cfg = parse_ok("{}");
+        assert_false(cfg->sandbox.virtiofsd_root);
+        cri_config_free(cfg);
+        cfg = parse_ok("{\"sandbox\": {\"virtiofsd_unprivileged\": true}}");
+        assert_false(cfg->sandbox.virtiofsd_root);
+        cri_config_free(cfg);
+        cfg = parse_ok("{\"sandbox\": {\"virtiofsd_unprivileged\": false}}");
+        assert_true(cfg->sandbox.virtiofsd_root);
+        cri_config_free(cfg);
+        parse_fails("{\"sandbox\": {\"virtiofsd_unprivileged\": \"no\"}}",
+                    "virtiofsd_unprivileged");
         parse_fails("{\"vm\": {\"memory_mib\": 64}}", "memory_mib");
         parse_fails("{\"vm\": {\"accel\": \"xen\"}}", "unknown accelerator");
         parse_fails("{\"vm\": {\"user_data_max_bytes\": 2000000}}", "user_data_max_bytes");
