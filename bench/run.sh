@@ -11,6 +11,10 @@
 #  - sandbox pods (unishim.io/isolation: sandbox, a QEMU microvm; bench/sandbox.sh,
 #    BENCH_SANDBOX=0 skips): start split into phases, the bare-QEMU floor, PSS
 #    of an idle sandbox pod vs a bare QEMU, start time under density
+#  - vm pods (unishim.io/isolation: vm, the Debian test image booted by
+#    libvirtd; bench/vm.sh, BENCH_VM=0 skips): start to the guest agent vs a
+#    bare `virsh create` of the same guest to guest-ping, the pod's fixed
+#    host memory beyond QEMU, the shared libvirtd's
 # Writes <build>/bench/results.json (a list of {name, unit, unishim, baseline,
 # ratio}) and <build>/bench/results.md, and prints the table.
 # A benchmark measures; it does not judge numbers. It exits non-zero only when
@@ -36,13 +40,20 @@ cleanup() {
         set +e
         trap '' PIPE # a closed stdout (| head) must not stop the cleanup
         env_stop
+        [ "${ENV_LIBVIRT:-0}" = 0 ] || env_libvirt_stop "$ENV_NAME"
         rm -rf "$work"
         exit "$rc"
 }
+# The vm rows need the vm image in the registry and libvirtd.
+BENCH_VM=${BENCH_VM:-1}
+command -v libvirtd >/dev/null && command -v qemu-img >/dev/null || BENCH_VM=0
+export UNISHIM_ENV_VM_IMAGE=$BENCH_VM UNISHIM_ENV_LIBVIRT=$BENCH_VM
 env_init unishim-bench
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+[ "$BENCH_VM" = 0 ] || env_vm_image_build
 env_start
+[ "$BENCH_VM" = 0 ] || env_libvirt_start "$ENV_NAME"
 mkdir -p "$OUT"
 echo "bench: containerd $ENV_ADDR, $WARMUP warm-ups + $N runs per runtime, alternating"
 
@@ -220,6 +231,11 @@ SB_FAILED=
 if [ "${BENCH_SANDBOX:-1}" = 1 ]; then
         sandbox_bench
 fi
+# ---- vm pods (bench/vm.sh) ---------------------------------------------------
+. "$(dirname "${BASH_SOURCE[0]}")/vm.sh"
+if [ "$BENCH_VM" = 1 ]; then
+        vm_bench
+fi
 
 row() { # NAME UNIT UNISHIM BASELINE
         jq -cn --arg name "$1" --arg unit "$2" --argjson u "$3" --argjson b "$4" \
@@ -242,8 +258,8 @@ mv "$OUT/results.json.tmp" "$OUT/results.json"
 {
         echo "| metric | unit | unishim | runc shim (baseline) | ratio unishim/runc |"
         echo "|---|---|---:|---:|---:|"
-        # (sandbox/floor rows without a baseline have none by design: "—")
-        jq -r '.[] | "| \(.name) | \(.unit) | \(.unishim // "FAILED") | \(.baseline // (if (.name | test("^(sandbox|floor)")) then "—" else "FAILED" end)) | \(.ratio // "n/a") |"' \
+        # (sandbox/floor/vm rows without a baseline have none by design: "—")
+        jq -r '.[] | "| \(.name) | \(.unit) | \(.unishim // "FAILED") | \(.baseline // (if (.name | test("^(sandbox|floor|vm|the node)")) then "—" else "FAILED" end)) | \(.ratio // "n/a") |"' \
                 "$OUT/results.json"
         echo
         echo "ctr rows: $N runs per runtime after $WARMUP warm-ups; CRI pod rows: $POD_N per handler" \
