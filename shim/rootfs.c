@@ -326,8 +326,10 @@ int shim_idmapped_clone(const char *src, bool recursive, int userns_fd, bool rea
                 int e = errno;
                 char fs[32];
                 fs_name(src, fs, sizeof(fs));
-                return us_errorf(err, e, "idmap %s (its filesystem, %s, or one below it%s)", src,
-                                 fs, e == EINVAL ? ", does not support idmapped mounts" : "");
+                return us_errorf(err, e,
+                                 "idmap %s (its filesystem, %s, or one below it%s; an operator "
+                                 "whose nodes need it sets sandbox.virtiofsd_unprivileged false)",
+                                 src, fs, e == EINVAL ? ", does not support idmapped mounts" : "");
         }
         *ret_tree = TAKE_FD(tree);
         return 0;
@@ -439,7 +441,9 @@ static int overlay_idmapped(const Containerd__Types__Mount *m, int userns_fd, ui
                 if (fsconfig(fs, FSCONFIG_SET_FD, "lowerdir+", NULL, trees[n++]) < 0) {
                         /* Before 6.13 overlayfs takes layers by path only. */
                         r = us_errorf(err, errno, "overlay: lower layer %s%s", o->lower[i],
-                                      errno == EINVAL ? " (by fd: needs Linux 6.13)" : "");
+                                      errno == EINVAL ? " (by fd: needs Linux 6.13, else "
+                                                        "sandbox.virtiofsd_unprivileged false)"
+                                                      : "");
                         goto out;
                 }
         }
