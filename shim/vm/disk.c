@@ -294,6 +294,8 @@ int vm_disk_prepare(const char *rootfs, const char *path, int dir_fd, const char
         if (root < 0)
                 return us_errorf(err, errno, "open the container's rootfs %s", rootfs);
         _cleanup_close_ int fd = -1;
+        /* Before the first goto: a cleanup variable must not be jumped over. */
+        _cleanup_free_ char *json = NULL;
         int r;
         if (path) {
                 snprintf(d.name, sizeof(d.name), "%s", path);
@@ -318,14 +320,13 @@ int vm_disk_prepare(const char *rootfs, const char *path, int dir_fd, const char
                               (char *)"--",
                               base,
                               NULL};
-        _cleanup_free_ char *json = NULL;
         r = qemu_img(info, uid, gid, &json, err);
-        if (r == 0)
-                r = check_info(json, d.name, &d, err);
-        if (r < 0) {
+        if (r < 0)
                 us_error_wrap(err, r, "the image's disk /%s", d.name);
+        else
+                r = check_info(json, d.name, &d, err);
+        if (r < 0)
                 goto fail;
-        }
         /* -u with the size: the base is not opened again, and its format is
          * the one just checked, not what its header says later. */
         snprintf(size, sizeof(size), "%" PRIu64, d.virtual_size);
