@@ -1107,15 +1107,23 @@ static pid_t vm_pid(void *impl)
         return t->is_vm && t->pod->qemu_pid > 0 ? t->pod->qemu_pid : getpid();
 }
 
-static int vm_start(void *impl, struct shim_op *op, struct us_error **err)
+/* Resumes (the VM's Start and Resume) or suspends (Pause) its domain; the
+ * pod's own task has none. */
+static int vm_set_running(void *impl, bool running, struct us_error **err)
 {
-        (void)op;
         struct vm_task *t = impl;
         if (!t->is_vm)
                 return 0;
         if (!t->pod->dom || t->pod->vm_ended)
                 return us_error_msg(err, ESRCH, "the VM of container %s is gone", t->id);
-        return vmm_libvirt_resume(t->pod->dom, err);
+        return running ? vmm_libvirt_resume(t->pod->dom, err)
+                       : vmm_libvirt_suspend(t->pod->dom, err);
+}
+
+static int vm_start(void *impl, struct shim_op *op, struct us_error **err)
+{
+        (void)op;
+        return vm_set_running(impl, true, err);
 }
 
 static int vm_kill(void *impl, int sig, bool all, struct shim_op *op, struct us_error **err)
@@ -1164,17 +1172,13 @@ static int vm_kill_exec(void *impl, const char *exec_id, pid_t pid, int sig, str
 static int vm_pause(void *impl, struct shim_op *op, struct us_error **err)
 {
         (void)op;
-        struct vm_task *t = impl;
-        if (!t->is_vm)
-                return 0;
-        if (!t->pod->dom || t->pod->vm_ended)
-                return us_error_msg(err, ESRCH, "the VM of container %s is gone", t->id);
-        return vmm_libvirt_suspend(t->pod->dom, err);
+        return vm_set_running(impl, false, err);
 }
 
 static int vm_resume(void *impl, struct shim_op *op, struct us_error **err)
 {
-        return vm_start(impl, op, err);
+        (void)op;
+        return vm_set_running(impl, true, err);
 }
 
 static int vm_update(void *impl, const struct us_oci_resources *res, const char *json,
