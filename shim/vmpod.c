@@ -124,9 +124,14 @@ static int remove_state_dir(const char *state_dir, bool tree, struct us_error **
         return r;
 }
 
-int vmpod_start(struct vmpod *vp, struct us_loop *loop, const char *namespace, const char *id,
-                const struct us_oci_spec *spec, void (*teardown)(void *userdata), void *userdata,
-                struct netplumb_vm_net **ret_net, int *ret_tap_fd, struct us_error **err)
+/* The state dir's mark of its pod's kind; a dir without one is a sandbox
+ * pod's (made before the vm kind existed). */
+#define KIND_FILE "kind"
+
+int vmpod_start(struct vmpod *vp, enum cri_isolation kind, struct us_loop *loop,
+                const char *namespace, const char *id, const struct us_oci_spec *spec,
+                void (*teardown)(void *userdata), void *userdata, struct netplumb_vm_net **ret_net,
+                int *ret_tap_fd, struct us_error **err)
 {
         _cleanup_free_ struct netplumb_vm_net *vmnet = NULL;
         _cleanup_close_ int tap_fd = -1;
@@ -149,6 +154,17 @@ int vmpod_start(struct vmpod *vp, struct us_loop *loop, const char *namespace, c
         if (mkdir(vp->state_dir, 0700) < 0)
                 return us_errorf(err, errno, "create %s", vp->state_dir);
         vp->state_made = true;
+        {
+                _cleanup_close_ int dfd = open(vp->state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                _cleanup_close_ int kfd =
+                        dfd < 0 ? -1
+                                : openat(dfd, KIND_FILE,
+                                         O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                                         0600);
+                const char *name = cri_isolation_name(kind);
+                if (kfd < 0 || us_write_all(kfd, name, strlen(name)) < 0)
+                        return us_errorf(err, errno, "mark %s", vp->state_dir);
+        }
 
         if (spec->hostname && !(vp->hostname = strdup(spec->hostname)))
                 return us_errorf(err, ENOMEM, "allocate pod");
@@ -272,7 +288,7 @@ int vmpod_host_namespaces(const struct vmpod *vp, const char **ret_netns, const 
 }
 
 bool vmpod_dead_state_dir(const char *namespace, const char *id, const struct us_oci_spec *spec,
-                          char *buf, size_t size, const char **ret_pod_id)
+                          enum cri_isolation kind, char *buf, size_t size, const char **ret_pod_id)
 {
         const char *pod_id = us_oci_spec_annotation(spec, CRI_SANDBOX_ID);
         if (!pod_id || !*pod_id)
@@ -284,6 +300,15 @@ bool vmpod_dead_state_dir(const char *namespace, const char *id, const struct us
         struct stat st;
         if (lstat(buf, &st) < 0 || !S_ISDIR(st.st_mode))
                 return false; /* not a VM pod, or cleaned up already */
+        char mark[16] = "";
+        _cleanup_close_ int dfd = open(buf, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        _cleanup_close_ int kfd =
+                dfd < 0 ? -1 : openat(dfd, KIND_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (kfd >= 0 && read(kfd, mark, sizeof(mark) - 1) < 0)
+                mark[0] = '\0';
+        if (strcmp(kfd >= 0 ? mark : cri_isolation_name(CRI_ISOLATION_SANDBOX),
+                   cri_isolation_name(kind)) != 0)
+                return false; /* another kind's pod: its cleanup's */
         *ret_pod_id = pod_id;
         return true;
 }

@@ -83,7 +83,8 @@ uid_t vmpod_qemu_uid(void);
 void vmpod_mac_text(const struct netplumb_vm_net *net, char buf[static 18]);
 
 /* Makes the pod's host side from its first task's spec (in a CRI pod the
- * sandbox's): the state dir, the VM's wiring into the pod's netns and the
+ * sandbox's): the state dir (marked with the pod's kind, for
+ * vmpod_dead_state_dir), the VM's wiring into the pod's netns and the
  * VM's cgroup. teardown(userdata) is the kind's, for vmpod_lost. On
  * success *ret_net is the VM's network for its guest (malloc()ed, the
  * caller's) and *ret_tap_fd the tap for the VMM (the caller's), NULL and
@@ -91,9 +92,10 @@ void vmpod_mac_text(const struct netplumb_vm_net *net, char buf[static 18]);
  * interface is inspected, nothing is wired yet (vmpod_wire, for a VMM
  * that opens its tap itself). On failure what was made is recorded in
  * vp: the kind's teardown removes it. */
-int vmpod_start(struct vmpod *vp, struct us_loop *loop, const char *namespace, const char *id,
-                const struct us_oci_spec *spec, void (*teardown)(void *userdata), void *userdata,
-                struct netplumb_vm_net **ret_net, int *ret_tap_fd, struct us_error **err);
+int vmpod_start(struct vmpod *vp, enum cri_isolation kind, struct us_loop *loop,
+                const char *namespace, const char *id, const struct us_oci_spec *spec,
+                void (*teardown)(void *userdata), void *userdata, struct netplumb_vm_net **ret_net,
+                int *ret_tap_fd, struct us_error **err);
 
 /* What the guest will be given once wired (vmpod_wire), for a guest
  * configured before the VM starts: -ENOENT when the pod has no netns. */
@@ -128,11 +130,11 @@ int vmpod_host_namespaces(const struct vmpod *vp, const char **ret_netns, const 
                           struct us_error **err);
 
 /* `shim delete` after the pod's shim died: true when task id (of
- * namespace, with spec) belongs to a VM pod whose state dir is still
- * there; buf is then that dir and *ret_pod_id the pod's id (in id or
- * spec). */
+ * namespace, with spec) belongs to a VM pod of that kind whose state dir is
+ * still there (every kind's cleanup is asked; only the pod's own acts); buf is then that dir and
+ * *ret_pod_id the pod's id (in id or spec). */
 bool vmpod_dead_state_dir(const char *namespace, const char *id, const struct us_oci_spec *spec,
-                          char *buf, size_t size, const char **ret_pod_id);
+                          enum cri_isolation kind, char *buf, size_t size, const char **ret_pod_id);
 /* Removes what a dead shim's pod left on the host besides the kind's own:
  * the tap's wiring, the VM's cgroup and the state dir (its mounts already
  * detached). The first error, after all have run. */

@@ -440,8 +440,8 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
         pod->process_exited = env->process_exited;
         pod->oom = env->oom;
         sandbox_idmap_init(&pod->idmap);
-        r = vmpod_start(&pod->vmpod, env->loop, env->namespace, cfg->id, cfg->spec, pod_teardown_cb,
-                        pod, &vmnet, &tap_fd, err);
+        r = vmpod_start(&pod->vmpod, CRI_ISOLATION_SANDBOX, env->loop, env->namespace, cfg->id,
+                        cfg->spec, pod_teardown_cb, pod, &vmnet, &tap_fd, err);
         if (r < 0)
                 goto fail;
         /* The operator's opt-out (sandbox.virtiofsd_unprivileged false):
@@ -1157,7 +1157,8 @@ static int sandbox_cleanup_dead(const char *namespace, const char *id,
 {
         char state[PATH_MAX];
         const char *pod_id = NULL;
-        if (!vmpod_dead_state_dir(namespace, id, spec, state, sizeof(state), &pod_id))
+        if (!vmpod_dead_state_dir(namespace, id, spec, CRI_ISOLATION_SANDBOX, state, sizeof(state),
+                                  &pod_id))
                 return 0;
         struct sandbox_share *share = NULL;
         int r = sandbox_share_open(state, &share, err);

@@ -718,8 +718,8 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
         }
         const char *group =
                 pod->config->vm.qemu_group ? pod->config->vm.qemu_group : VM_DEFAULT_GROUP;
-        int r = vmpod_start(&pod->vmpod, env->loop, env->namespace, cfg->id, cfg->spec,
-                            pod_teardown_cb, pod, NULL, NULL, err);
+        int r = vmpod_start(&pod->vmpod, CRI_ISOLATION_VM, env->loop, env->namespace, cfg->id,
+                            cfg->spec, pod_teardown_cb, pod, NULL, NULL, err);
         if (r < 0)
                 goto fail;
         struct group *g = getgrnam(group);
@@ -1275,7 +1275,8 @@ static int vm_cleanup_dead(const char *namespace, const char *id, const struct u
 {
         char state[PATH_MAX];
         const char *pod_id = NULL;
-        if (!vmpod_dead_state_dir(namespace, id, spec, state, sizeof(state), &pod_id))
+        if (!vmpod_dead_state_dir(namespace, id, spec, CRI_ISOLATION_VM, state, sizeof(state),
+                                  &pod_id))
                 return 0;
         char dir[PATH_MAX + 8];
         snprintf(dir, sizeof(dir), "%s/" VM_DIR, state);

@@ -9,8 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "unit.h"
+
+#include "fs-util.h"
 
 #include "vmpod.h"
 
@@ -130,12 +133,45 @@ static void dead_state_dir_is_only_ours(void **state)
         char buf[PATH_MAX];
         const char *pod_id = NULL;
         /* Ids that could leave VMPOD_STATE_ROOT never name a dir. */
-        assert_false(vmpod_dead_state_dir("k8s.io", "../etc", spec, buf, sizeof(buf), &pod_id));
-        assert_false(vmpod_dead_state_dir("..", "abc", spec, buf, sizeof(buf), &pod_id));
-        /* A pod that left nothing. */
-        assert_false(vmpod_dead_state_dir("unishim-test-none", "no-such-pod", spec, buf,
+        assert_false(vmpod_dead_state_dir("k8s.io", "../etc", spec, CRI_ISOLATION_SANDBOX, buf,
                                           sizeof(buf), &pod_id));
+        assert_false(vmpod_dead_state_dir("..", "abc", spec, CRI_ISOLATION_SANDBOX, buf,
+                                          sizeof(buf), &pod_id));
+        /* A pod that left nothing. */
+        assert_false(vmpod_dead_state_dir("unishim-test-none", "no-such-pod", spec,
+                                          CRI_ISOLATION_SANDBOX, buf, sizeof(buf), &pod_id));
         assert_null(pod_id);
+
+        /* Each kind's cleanup acts on its own kind's pods only: the dir's
+         * mark says which; no mark is a sandbox pod's. Needs root (the
+         * state root is /run's). */
+        char ns[64], dir[PATH_MAX], kind[PATH_MAX + 8];
+        snprintf(ns, sizeof(ns), "unishim-test-%d", (int)getpid());
+        snprintf(dir, sizeof(dir), VMPOD_STATE_ROOT "/%s/pod1", ns);
+        snprintf(kind, sizeof(kind), "%s/kind", dir);
+        struct us_error *err = NULL;
+        if (us_mkdir_p(dir, 0700, &err) < 0) {
+                us_error_free(err);
+                us_oci_spec_free(spec);
+                unit_skip("cannot make %s (not root?)", dir);
+        }
+        assert_true(vmpod_dead_state_dir(ns, "pod1", spec, CRI_ISOLATION_SANDBOX, buf, sizeof(buf),
+                                         &pod_id));
+        assert_string_equal(pod_id, "pod1");
+        assert_false(vmpod_dead_state_dir(ns, "pod1", spec, CRI_ISOLATION_VM, buf, sizeof(buf),
+                                          &pod_id));
+        FILE *f = fopen(kind, "w");
+        assert_non_null(f);
+        fputs("vm", f);
+        fclose(f);
+        assert_false(vmpod_dead_state_dir(ns, "pod1", spec, CRI_ISOLATION_SANDBOX, buf, sizeof(buf),
+                                          &pod_id));
+        assert_true(vmpod_dead_state_dir(ns, "pod1", spec, CRI_ISOLATION_VM, buf, sizeof(buf),
+                                         &pod_id));
+        unlink(kind);
+        rmdir(dir);
+        snprintf(dir, sizeof(dir), VMPOD_STATE_ROOT "/%s", ns);
+        rmdir(dir);
         us_oci_spec_free(spec);
 }
 
