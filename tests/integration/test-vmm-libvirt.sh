@@ -36,6 +36,8 @@ cleanup() {
         for d in $($VIRSH list --name 2>/dev/null | grep -F "unishim-it-$tag"); do
                 $VIRSH destroy "$d" >/dev/null 2>&1
         done
+        # libvirt keeps a log of every domain it ran, forever.
+        rm -f /var/log/libvirt/qemu/unishim-it-"$tag"-*.log
         env_libvirt_stop "$LIBVIRT_USER"
         rm -rf "$IT_TMP"
         exit "$rc"
