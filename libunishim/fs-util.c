@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -333,6 +334,24 @@ int us_rm_tree_at(int dir_fd, const char *name, struct us_error **err)
                 return us_errorf(err, errno, "remove %s", name);
         }
         return 0;
+}
+
+ssize_t us_write_some(int fd, const void *buf, size_t len, bool is_socket)
+{
+        const char *p = buf;
+        size_t done = 0;
+        while (done < len) {
+                ssize_t n = is_socket ? send(fd, p + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT)
+                                      : write(fd, p + done, len - done);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                        break;
+                if (n < 0)
+                        return -errno;
+                done += (size_t)n;
+        }
+        return (ssize_t)done;
 }
 
 int us_write_all(int fd, const void *buf, size_t len)

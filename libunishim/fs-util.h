@@ -46,3 +46,8 @@ int us_rm_tree_at(int dir_fd, const char *name, struct us_error **err);
 /* Writes all len bytes of buf to fd (a blocking fd), retrying short writes
  * and EINTR. 0 or -errno. */
 int us_write_all(int fd, const void *buf, size_t len);
+
+/* Writes as much of buf as a non-blocking fd takes now, retrying EINTR:
+ * the bytes written (less than len when it would block), or -errno. A
+ * socket is sent to with MSG_NOSIGNAL: a gone peer is -EPIPE, not SIGPIPE. */
+ssize_t us_write_some(int fd, const void *buf, size_t len, bool is_socket);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "fs-util.h"
 #include "loop.h"
 
 #define HASH_MIN_BUCKETS 16
@@ -315,19 +316,10 @@ static int update_events(struct us_ttrpc_aclient *c)
  * write; never runs callbacks. */
 static int flush(struct us_ttrpc_aclient *c)
 {
-        while (queued(c) > 0) {
-                ssize_t n = c->is_socket ? send(c->fd, c->out + c->out_off, queued(c),
-                                                MSG_NOSIGNAL | MSG_DONTWAIT)
-                                         : write(c->fd, c->out + c->out_off, queued(c));
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN || errno == EWOULDBLOCK)
-                                break;
-                        return -errno;
-                }
-                c->out_off += (size_t)n;
-        }
+        ssize_t n = us_write_some(c->fd, c->out + c->out_off, queued(c), c->is_socket);
+        if (n < 0)
+                return (int)n;
+        c->out_off += (size_t)n;
         if (queued(c) == 0) {
                 /* An idle client holds no output memory. */
                 c->out = (free(c->out), NULL);

@@ -31,6 +31,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "cleanup.h"
+#include "fs-util.h"
 #include "text.h"
 
 DEFINE_CLEANUP(yajl_gen, yajl_gen_free)
@@ -813,18 +814,10 @@ static void io_failed(struct vmm_qga *q, const char *op, int r)
 /* Writes what the socket takes now. 0 or a negative errno. */
 static int flush(struct vmm_qga *q)
 {
-        while (q->out_off < q->out_len) {
-                ssize_t n = send(q->fd, q->out + q->out_off, q->out_len - q->out_off,
-                                 MSG_NOSIGNAL | MSG_DONTWAIT);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN || errno == EWOULDBLOCK)
-                                break;
-                        return -errno;
-                }
-                q->out_off += (size_t)n;
-        }
+        ssize_t n = us_write_some(q->fd, q->out + q->out_off, q->out_len - q->out_off, true);
+        if (n < 0)
+                return (int)n;
+        q->out_off += (size_t)n;
         if (q->out_off == q->out_len)
                 output_reset(q);
         return update_events(q);
