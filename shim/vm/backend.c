@@ -166,22 +166,13 @@ static void pump_from(struct us_loop_source *src, int fd, uint32_t events, void 
  * guest's console, never on the loop). */
 static bool pump_flush(struct vm_pump *p)
 {
-        while (p->off < p->len) {
-                if (p->to < 0) {
-                        p->off = p->len;
-                        break;
-                }
-                ssize_t n = write(p->to, p->buf + p->off, p->len - p->off);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0 && errno == EAGAIN)
-                        return false;
-                if (n < 0) { /* the reader is gone: the rest is discarded */
-                        p->to_src = us_loop_source_remove(p->to_src);
-                        p->to = us_close(p->to);
-                        continue;
-                }
-                p->off += (size_t)n;
+        ssize_t n =
+                p->to < 0 ? -EPIPE : us_write_some(p->to, p->buf + p->off, p->len - p->off, false);
+        if (n >= 0 && (p->off += (size_t)n) < p->len)
+                return false;
+        if (n < 0) { /* no reader (any more): the rest is discarded */
+                p->to_src = us_loop_source_remove(p->to_src);
+                p->to = us_close(p->to);
         }
         p->len = p->off = 0;
         return true;
@@ -374,20 +365,13 @@ static void sink_write(struct us_loop_source *src, int fd, uint32_t events, void
  * gone. */
 static void sink_flush(struct vm_sink *s)
 {
-        while (s->fd >= 0 && s->off < s->len) {
-                ssize_t n = write(s->fd, s->buf + s->off, s->len - s->off);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0 && errno == EAGAIN) {
-                        if (!s->src && us_loop_add_fd(s->e->pod->vmpod.loop, s->fd, EPOLLOUT,
-                                                      sink_write, s, &s->src, NULL) < 0)
-                                break; /* cannot wait: what is left is lost */
-                        return;
-                }
-                if (n < 0)
-                        break;
-                s->off += (size_t)n;
-        }
+        ssize_t n =
+                s->fd < 0 ? -EBADF : us_write_some(s->fd, s->buf + s->off, s->len - s->off, false);
+        if (n >= 0 && (s->off += (size_t)n) < s->len &&
+            (s->src || us_loop_add_fd(s->e->pod->vmpod.loop, s->fd, EPOLLOUT, sink_write, s,
+                                      &s->src, NULL) == 0))
+                return; /* the rest when the FIFO has room; if it cannot be
+                         * waited for, what is left is lost */
         s->src = us_loop_source_remove(s->src);
         s->fd = us_close(s->fd);
 }
@@ -803,23 +787,21 @@ static void dns_of(const struct us_oci_spec *spec, struct dns *d)
         }
 }
 
-static int write_seed(struct vm_pod *pod, const struct us_oci_spec *spec, const char *user_data,
+/* net: what the guest's NIC gets (vmpod_net_plan); NULL: no NIC. */
+static int write_seed(struct vm_pod *pod, const struct us_oci_spec *spec,
+                      const struct netplumb_vm_net *net, const char *user_data,
                       struct us_error **err)
 {
-        struct netplumb_vm_net net;
         struct vmm_cloudinit_net ci_net = {0};
         char mac[18], v4[64], v4gw[64], v6[64], v6gw[64];
         struct dns dns = {0};
-        bool has_net = pod->vmpod.podnet != NULL;
+        bool has_net = net != NULL;
         if (has_net) {
-                int r = vmpod_net_plan(&pod->vmpod, &net, err);
-                if (r < 0)
-                        return r;
-                vmpod_mac_text(&net, mac);
+                vmpod_mac_text(net, mac);
                 ci_net.mac = mac;
-                ci_net.mtu = net.mtu;
-                for (size_t i = 0; i < net.n_addrs; i++) {
-                        const struct netplumb_addr *a = &net.addrs[i];
+                ci_net.mtu = net->mtu;
+                for (size_t i = 0; i < net->n_addrs; i++) {
+                        const struct netplumb_addr *a = &net->addrs[i];
                         char text[INET6_ADDRSTRLEN];
                         inet_ntop(a->family, a->addr, text, sizeof(text));
                         if (a->family == AF_INET) {
@@ -830,8 +812,8 @@ static int write_seed(struct vm_pod *pod, const struct us_oci_spec *spec, const 
                                 ci_net.ipv6 = v6;
                         }
                 }
-                for (size_t i = 0; i < net.n_routes; i++) {
-                        const struct netplumb_route *rt = &net.routes[i];
+                for (size_t i = 0; i < net->n_routes; i++) {
+                        const struct netplumb_route *rt = &net->routes[i];
                         if (!rt->has_gateway)
                                 continue;
                         char *buf = rt->family == AF_INET ? v4gw : v6gw;
@@ -907,7 +889,17 @@ static int vm_make(struct vm_pod *pod, const struct shim_pod_decision *decision,
                 return r;
         pod->disk_mounted = true;
         vmm_domain_name(pod_name_of(spec, pod->vmpod.id), pod->vmpod.id, pod->domain);
-        r = write_seed(pod, spec, user_data, err);
+        /* The guest's network, known before its NIC is wired: for the seed
+         * and the domain's MAC. */
+        struct netplumb_vm_net net;
+        char mac[18] = "";
+        if (pod->vmpod.podnet) {
+                r = vmpod_net_plan(&pod->vmpod, &net, err);
+                if (r < 0)
+                        return r;
+                vmpod_mac_text(&net, mac);
+        }
+        r = write_seed(pod, spec, pod->vmpod.podnet ? &net : NULL, user_data, err);
         if (r < 0)
                 return r;
         r = listen_at(pod->dir_fd, pod->dir, VM_CONSOLE_SOCKET, pod->uid, pod->gid,
@@ -918,13 +910,7 @@ static int vm_make(struct vm_pod *pod, const struct shim_pod_decision *decision,
         if (r < 0)
                 return r;
 
-        char mac[18] = "";
         if (pod->vmpod.podnet) {
-                struct netplumb_vm_net net;
-                r = vmpod_net_plan(&pod->vmpod, &net, err);
-                if (r < 0)
-                        return r;
-                vmpod_mac_text(&net, mac);
                 host_tap_name(pod->namespace, pod->vmpod.id, pod->host_tap);
                 r = vmm_libvirt_daemon_netns(pod->config->vm.libvirt_uri, pod->libvirt_netns,
                                              sizeof(pod->libvirt_netns), err);
@@ -994,8 +980,9 @@ static int vm_make(struct vm_pod *pod, const struct shim_pod_decision *decision,
                 return us_error_wrap(err, r, "move QEMU (pid %d) into the pod's cgroup",
                                      (int)pod->qemu_pid);
         if (pod->host_tap_made) {
-                _cleanup_free_ struct netplumb_vm_net *net = NULL;
-                r = vmpod_wire(&pod->vmpod, pod->libvirt_netns, pod->host_tap, &net, err);
+                /* (the same as planned above) */
+                _cleanup_free_ struct netplumb_vm_net *wired = NULL;
+                r = vmpod_wire(&pod->vmpod, pod->libvirt_netns, pod->host_tap, &wired, err);
                 if (r < 0)
                         return r;
                 pod->host_tap_made = false; /* in the pod's netns now, unwire's */
