@@ -2,8 +2,11 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -197,4 +200,86 @@ void us_loop_quit(struct us_loop *loop, int code)
 {
         loop->quit = true;
         loop->quit_code = code;
+}
+
+/* ---- mailbox ---- */
+
+struct us_loop_mailbox {
+        struct us_loop_source *src;
+        int efd; /* counts posts not yet seen by the loop */
+        pthread_mutex_t lock;
+        struct us_loop_mail *head, **tail;
+};
+
+/* Delivers what is queued now; mail posted meanwhile (also by the
+ * callbacks) waits for the eventfd's next wakeup. */
+static void mailbox_deliver(struct us_loop_mailbox *mb)
+{
+        pthread_mutex_lock(&mb->lock);
+        struct us_loop_mail *m = mb->head;
+        mb->head = NULL;
+        mb->tail = &mb->head;
+        pthread_mutex_unlock(&mb->lock);
+        while (m) {
+                struct us_loop_mail *next = m->next;
+                m->fn(m);
+                m = next;
+        }
+}
+
+static void mailbox_ready(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+        (void)src;
+        (void)events;
+        uint64_t n;
+        (void)!read(fd, &n, sizeof(n));
+        mailbox_deliver(userdata);
+}
+
+int us_loop_mailbox_new(struct us_loop *loop, struct us_loop_mailbox **ret, struct us_error **err)
+{
+        struct us_loop_mailbox *mb = calloc(1, sizeof(*mb));
+        if (!mb)
+                return us_errorf(err, ENOMEM, "allocate mailbox");
+        mb->tail = &mb->head;
+        pthread_mutex_init(&mb->lock, NULL);
+        mb->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        int r = mb->efd < 0
+                        ? us_errorf(err, errno, "eventfd")
+                        : us_loop_add_fd(loop, mb->efd, EPOLLIN, mailbox_ready, mb, &mb->src, err);
+        if (r < 0) {
+                us_close(mb->efd);
+                pthread_mutex_destroy(&mb->lock);
+                free(mb);
+                return r;
+        }
+        *ret = mb;
+        return 0;
+}
+
+void us_loop_mailbox_post(struct us_loop_mailbox *mb, struct us_loop_mail *mail,
+                          void (*fn)(struct us_loop_mail *mail))
+{
+        mail->fn = fn;
+        mail->next = NULL;
+        pthread_mutex_lock(&mb->lock);
+        *mb->tail = mail;
+        mb->tail = &mail->next;
+        pthread_mutex_unlock(&mb->lock);
+        /* Can only fail at a count of 2^64-2, which the loop's reads
+         * reset long before; the mail is queued either way. */
+        uint64_t one = 1;
+        (void)!write(mb->efd, &one, sizeof(one));
+}
+
+struct us_loop_mailbox *us_loop_mailbox_free(struct us_loop_mailbox *mb)
+{
+        if (!mb)
+                return NULL;
+        mailbox_deliver(mb);
+        us_loop_source_remove(mb->src);
+        us_close(mb->efd);
+        pthread_mutex_destroy(&mb->lock);
+        free(mb);
+        return NULL;
 }

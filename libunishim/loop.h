@@ -5,6 +5,10 @@
  * A single-threaded epoll event loop shared by the shim and the guest agent.
  * Sources may be removed from inside any callback, including their own: the
  * loop frees them only after the current dispatch batch.
+ *
+ * Every call here is for the loop's own thread, except
+ * us_loop_mailbox_post: another thread hands the loop work through a
+ * mailbox (a library whose API blocks, run on a thread of its own).
  */
 
 #include <stdbool.h>
@@ -49,3 +53,24 @@ struct us_loop *us_loop_source_loop(const struct us_loop_source *src);
 /* Runs until us_loop_quit(); returns the code given to it. */
 int us_loop_run(struct us_loop *loop);
 void us_loop_quit(struct us_loop *loop, int code);
+
+/* ---- work from other threads ---- */
+
+/* A message, embedded in the sender's own struct: posting allocates
+ * nothing, so it cannot fail, and a reply is never lost. fn runs on the
+ * loop's thread and owns the enclosing struct from then on. */
+struct us_loop_mail {
+        struct us_loop_mail *next;
+        void (*fn)(struct us_loop_mail *mail);
+};
+
+struct us_loop_mailbox;
+
+int us_loop_mailbox_new(struct us_loop *loop, struct us_loop_mailbox **ret, struct us_error **err);
+/* From any thread: mail->fn(mail) runs on the loop's thread, after the
+ * mail posted before it by the same thread. */
+void us_loop_mailbox_post(struct us_loop_mailbox *mb, struct us_loop_mail *mail,
+                          void (*fn)(struct us_loop_mail *mail));
+/* On the loop's thread, once no other thread posts any more: mail still
+ * queued is delivered first. Returns NULL. */
+struct us_loop_mailbox *us_loop_mailbox_free(struct us_loop_mailbox *mb);
