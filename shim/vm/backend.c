@@ -113,6 +113,7 @@ struct vm_pod {
         int dir_fd; /* VM_DIR */
         char *dir;
         bool disk_mounted;
+        struct vm_disk_prep *disk_prep; /* while qemu-img runs */
         pid_t qemu_pid;
         uid_t uid;
         gid_t gid;
@@ -572,6 +573,19 @@ static void libvirt_closed(void *userdata, int reason)
         vmpod_lost(&pod->vmpod, why);
 }
 
+/* libvirt's answer to an op. */
+static void acted(void *userdata, int r, struct us_error *err)
+{
+        struct shim_op *op = userdata;
+        if (op) {
+                op->done(op, r, err);
+                return;
+        }
+        if (r < 0)
+                us_log_warn("%s", us_error_text(err));
+        us_error_free(err);
+}
+
 /* Removes the VM and what it had on the host. Idempotent. */
 static void vm_remove(struct vm_pod *pod)
 {
@@ -579,7 +593,9 @@ static void vm_remove(struct vm_pod *pod)
                 if (!pod->vm_ended) {
                         pod->destroyed = true;
                         struct us_error *err = NULL;
-                        if (vmm_libvirt_destroy(pod->dom, &err) < 0)
+                        /* (nobody waits: the connection's close would take
+                         * it too) */
+                        if (vmm_libvirt_act(pod->dom, VMM_LIBVIRT_DESTROY, acted, NULL, &err) < 0)
                                 us_log_warn("pod %s: destroy domain %s: %s", pod->vmpod.id,
                                             pod->domain, us_error_text(err));
                         us_error_free(err);
@@ -587,6 +603,7 @@ static void vm_remove(struct vm_pod *pod)
                 }
                 pod->dom = vmm_libvirt_domain_free(pod->dom);
         }
+        pod->disk_prep = vm_disk_prep_free(pod->disk_prep);
         pump_stop(&pod->console);
         pod->agent_listen_src = us_loop_source_remove(pod->agent_listen_src);
         pod->agent_listen = us_close(pod->agent_listen);
@@ -684,8 +701,11 @@ static int open_way_for_qemu(const char *state_dir, struct us_error **err)
         }
 }
 
+/* opened(userdata, ...) says whether the pod's libvirt connection opened
+ * (NULL: nobody waits; the calls after it fail if it did not). */
 static int pod_start(const struct shim_backend_env *env, const struct shim_pod_decision *decision,
-                     struct vm_pod **ret, struct us_error **err)
+                     vmm_libvirt_done_fn opened, void *userdata, struct vm_pod **ret,
+                     struct us_error **err)
 {
         const struct us_container_config *cfg = &decision->container;
         struct vm_pod *pod = calloc(1, sizeof(*pod));
@@ -728,15 +748,10 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
                 r = us_errorf(err, errno, "create %s", pod->dir);
                 goto fail;
         }
-        const char *uri = pod->config->vm.libvirt_uri;
-        r = vmm_libvirt_open(env->loop, uri, libvirt_closed, pod, &pod->lv, err);
-        if (r < 0) {
-                r = us_error_wrap(err, r,
-                                  "vm pods run on the node's libvirtd, which is not reachable at "
-                                  "%s (is libvirtd running?)",
-                                  uri ? uri : "qemu:///system");
+        r = vmm_libvirt_open(env->loop, pod->config->vm.libvirt_uri, libvirt_closed, pod, opened,
+                             userdata, &pod->lv, err);
+        if (r < 0)
                 goto fail;
-        }
         *ret = pod;
         return 0;
 fail:
@@ -746,6 +761,23 @@ fail:
 }
 
 /* ---- the VM ---- */
+
+/* A create waiting for libvirt: a new pod's connection (its CRI sandbox
+ * task), or the VM's domain. */
+struct vm_create {
+        struct shim_op *op;
+        struct vm_task *t;
+        void **pod_slot; /* the shim's: NULL again when a new pod fails */
+        void **ret_impl;
+        int *ret_pty;
+        int console_out; /* the VM's stdout, for its console; -1: none */
+        bool started_pod;
+        struct cri_vm_size size;
+        const char *user_data; /* in the task's spec */
+};
+
+static void domain_created(void *userdata, int r, struct us_error *err);
+static void create_end(struct vm_create *c, int r, struct us_error *err);
 
 /* The pod's nameservers and search domains, from the resolv.conf its
  * containers get (a file containerd wrote for the pod). */
@@ -870,24 +902,37 @@ static bool accel_kvm(const struct cri_vm_config *vm)
         return got == VMM_ACCEL_KVM;
 }
 
-/* Everything of the VM up to its domain created, paused, in the pod's
- * cgroup and wired into its network. On failure vm_remove undoes it. */
+static void disk_ready(void *userdata, int r, struct us_error *err, const struct vm_disk *disk);
+
+/* The VM's making starts: the disk checked and overlaid by qemu-img, then
+ * (disk_ready) the rest. On failure vm_remove undoes it. */
 static int vm_make(struct vm_pod *pod, const struct shim_pod_decision *decision,
-                   struct us_error **err)
+                   struct vm_create *c, struct us_error **err)
 {
         const struct us_container_config *cfg = &decision->container;
         const struct us_oci_spec *spec = cfg->spec;
-        const char *disk_path = NULL, *user_data = NULL;
+        const char *disk_path = NULL;
         int r = cri_policy_vm_guest(pod->config, spec->annotations, spec->n_annotations, &disk_path,
-                                    &user_data, err);
+                                    &c->user_data, err);
         if (r < 0)
                 return r;
-        struct vm_disk disk;
-        r = vm_disk_prepare(cfg->rootfs, disk_path, pod->dir_fd, pod->dir, pod->uid, pod->gid,
-                            &disk, err);
+        r = vm_disk_prepare(pod->vmpod.loop, cfg->rootfs, disk_path, pod->dir_fd, pod->dir,
+                            pod->uid, pod->gid, disk_ready, c, &pod->disk_prep, err);
         if (r < 0)
                 return r;
         pod->disk_mounted = true;
+        return 0;
+}
+
+/* Everything of the VM from its disk up to asking libvirt for its domain,
+ * paused: domain_created(c, ...) hears the answer. On failure vm_remove
+ * undoes it. */
+static int vm_make_domain(struct vm_pod *pod, struct vm_create *c, const struct vm_disk *disk,
+                          struct us_error **err)
+{
+        const struct us_oci_spec *spec = c->t->spec;
+        const char *user_data = c->user_data;
+        int r;
         vmm_domain_name(pod_name_of(spec, pod->vmpod.id), pod->vmpod.id, pod->domain);
         /* The guest's network, known before its NIC is wired: for the seed
          * and the domain's MAC. */
@@ -933,11 +978,11 @@ static int vm_make(struct vm_pod *pod, const struct shim_pod_decision *decision,
                 .name = pod->domain,
                 .uuid = uid && vmm_uuid_valid(uid) ? uid : NULL,
                 .kvm = accel_kvm(&pod->config->vm),
-                .vcpus = decision->size.vcpus,
-                .memory_mib = decision->size.memory_mib,
+                .vcpus = c->size.vcpus,
+                .memory_mib = c->size.memory_mib,
                 .disk = disk_file,
                 .backing = base,
-                .backing_format = disk.format,
+                .backing_format = disk->format,
                 .seed = seed,
                 .tap = pod->host_tap_made ? pod->host_tap : NULL,
                 .mac = pod->host_tap_made ? mac : NULL,
@@ -950,19 +995,29 @@ static int vm_make(struct vm_pod *pod, const struct shim_pod_decision *decision,
         r = vmm_domain_xml(&dc, &xml, err);
         if (r < 0)
                 return r;
-        r = vmm_libvirt_create(pod->lv, xml, true, domain_event, pod, &pod->dom, err);
+        r = vmm_libvirt_create(pod->lv, xml, true, domain_event, pod, domain_created, c, &pod->dom,
+                               err);
         if (r < 0)
                 return us_error_wrap(err, r, "create domain %s", pod->domain);
+        return 0;
+}
 
+/* The rest, once the domain exists: the VM in the pod's cgroup, wired into
+ * its network, its console and agent served. On failure vm_remove undoes
+ * it. */
+static int vm_made(struct vm_pod *pod, int console_out /* taken */, struct us_error **err)
+{
+        int r;
         /* QEMU connected its console while it started: that connection's
          * peer is QEMU, whose pid libvirt's API does not give. */
         int c = accept_qemu(pod, pod->console_listen, &pod->qemu_pid);
-        if (c < 0)
+        if (c < 0) {
+                us_close(console_out);
                 return us_error_msg(err, EPROTO,
                                     "QEMU of domain %s did not connect its console (%s)",
                                     pod->domain, strerror(-c));
-        r = pump_start(pod->vmpod.loop, &pod->console, c,
-                       cfg->stdio.out >= 0 ? fcntl(cfg->stdio.out, F_DUPFD_CLOEXEC, 3) : -1, err);
+        }
+        r = pump_start(pod->vmpod.loop, &pod->console, c, console_out, err);
         if (r < 0)
                 return r;
         r = vmm_qga_new(pod->vmpod.loop, VM_AGENT_CALL_MS, &pod->qga, err);
@@ -1018,73 +1073,177 @@ static bool pod_has_vm_task(const struct vm_pod *pod)
         return false;
 }
 
+/* Ends a create that returned -EINPROGRESS: the task is the service's on
+ * success; on failure nothing of it is left, nor of a pod it started. */
+static void create_end(struct vm_create *c, int r, struct us_error *err)
+{
+        struct vm_task *t = c->t;
+        struct vm_pod *pod = t->pod;
+        if (r >= 0) {
+                *c->ret_impl = t;
+                *c->ret_pty = -1;
+        } else {
+                us_error_wrap(&err, r, "container %s of vm pod %s", t->id, pod->vmpod.id);
+                /* A task never created exits never: the VM it had goes
+                 * without a word to containerd. */
+                t->exited = true;
+                task_free(t);
+                if (c->started_pod && !pod->tasks) {
+                        pod_free(pod);
+                        *c->pod_slot = NULL;
+                }
+        }
+        us_close(c->console_out);
+        struct shim_op *op = c->op;
+        free(c);
+        if (op)
+                op->done(op, r, err);
+        else
+                us_error_free(err);
+}
+
+static void pod_opened(void *userdata, int r, struct us_error *err)
+{
+        struct vm_create *c = userdata;
+        struct vm_pod *pod = c->t->pod;
+        if (r < 0) {
+                const char *uri = pod->config->vm.libvirt_uri;
+                us_error_wrap(&err, r,
+                              "vm pods run on the node's libvirtd, which is not reachable at "
+                              "%s (is libvirtd running?)",
+                              uri ? uri : "qemu:///system");
+        } else if (pod->vmpod.torn_down) {
+                r = us_error_msg(&err, ECANCELED, "the pod was removed meanwhile");
+        }
+        create_end(c, r, err);
+}
+
+static void domain_created(void *userdata, int r, struct us_error *err)
+{
+        struct vm_create *c = userdata;
+        struct vm_task *t = c->t;
+        struct vm_pod *pod = t->pod;
+        if (r >= 0 && pod->vm != t) {
+                /* The pod ended meanwhile (its sandbox killed): vm_remove
+                 * has queued the domain's destroy after its create. */
+                r = us_error_msg(&err, ECANCELED, "the pod was removed meanwhile");
+        } else if (r >= 0) {
+                r = vm_made(pod, TAKE_FD(c->console_out), &err);
+                if (r < 0)
+                        vm_remove(pod);
+        } else if (pod->vm == t) {
+                us_error_wrap(&err, r, "create domain %s", pod->domain);
+                vm_remove(pod);
+        }
+        create_end(c, r, err);
+}
+
+static void disk_ready(void *userdata, int r, struct us_error *err, const struct vm_disk *disk)
+{
+        struct vm_create *c = userdata;
+        struct vm_task *t = c->t;
+        struct vm_pod *pod = t->pod;
+        pod->disk_prep = NULL; /* (it freed itself) */
+        if (r >= 0 && pod->vm != t)
+                r = us_error_msg(&err, ECANCELED, "the pod was removed meanwhile");
+        else if (r >= 0)
+                r = vm_make_domain(pod, c, disk, &err);
+        if (r < 0 && pod->vm == t)
+                vm_remove(pod);
+        if (r < 0)
+                create_end(c, r, err);
+}
+
 static int vm_create(const struct shim_backend_env *env, void *task_cookie,
                      const struct shim_pod_decision *decision, void **ret_impl, int *ret_pty,
                      struct shim_op *op, struct us_error **err)
 {
-        (void)op; /* everything here is answered at once */
         const struct us_container_config *cfg = &decision->container;
         struct vm_pod *pod = *env->pod;
         bool sandbox = vmpod_is_cri_sandbox(cfg->spec);
-        bool started_pod = false;
-        int r;
-        if (!pod) {
-                r = pod_start(env, decision, &pod, err);
-                if (r < 0)
-                        return r;
-                *env->pod = pod;
-                started_pod = true;
-        } else if (sandbox || pod->vmpod.torn_down) {
+        if (pod && (sandbox || pod->vmpod.torn_down))
                 return us_error_msg(err, EINVAL, "vm pod %s %s", pod->vmpod.id,
                                     sandbox ? "already has its sandbox" : "is gone");
-        } else if (pod->vm && pod->vm_ended && !sandbox) {
+        if (pod && pod->vm && pod->vm_ended) {
                 /* The VM's container exited and the kubelet restarts it
                  * before it removes the old one: the old VM's host side
                  * goes now, its task stays for its status and logs. */
                 vm_remove(pod);
         }
-        if (pod->vm) {
+        if (pod && pod->vm)
                 return us_error_msg(err, EINVAL,
                                     "container %s: a vm pod runs one VM (container %s); only its "
                                     "mesh sidecars may join it",
                                     cfg->id, pod->vm->id);
-        }
+        struct vm_create *c = calloc(1, sizeof(*c));
         struct vm_task *t = calloc(1, sizeof(*t));
-        if (!t || !(t->id = strdup(cfg->id))) {
+        if (!c || !t || !(t->id = strdup(cfg->id))) {
+                free(c);
                 free(t);
-                r = us_errorf(err, ENOMEM, "allocate task");
-                goto fail;
+                return us_errorf(err, ENOMEM, "allocate task");
+        }
+        *c = (struct vm_create){.op = op,
+                                .t = t,
+                                .pod_slot = env->pod,
+                                .ret_impl = ret_impl,
+                                .ret_pty = ret_pty,
+                                .console_out = -1,
+                                .size = decision->size};
+        int r;
+        if (!pod) {
+                /* A new pod's CRI sandbox waits for its connection (nothing
+                 * below can fail for it: c is the open's until it answers);
+                 * a VM's create hears of a failed open itself. */
+                r = pod_start(env, decision, sandbox ? pod_opened : NULL, c, &pod, err);
+                if (r < 0) {
+                        free(t->id);
+                        free(t);
+                        free(c);
+                        return r;
+                }
+                *env->pod = pod;
+                c->started_pod = true;
         }
         t->pod = pod;
         t->cookie = task_cookie;
-        t->is_pod = started_pod;
+        t->is_pod = c->started_pod;
         t->is_vm = !sandbox;
         t->next = pod->tasks;
         pod->tasks = t;
         if (t->is_vm) {
                 pod->vm = t;
                 pod->destroyed = pod->crashed = pod->vm_ended = false;
-                r = vm_make(pod, decision, err);
+                t->spec = cfg->spec; /* (read once its disk is ready) */
+                if (cfg->stdio.out >= 0 &&
+                    (c->console_out = fcntl(cfg->stdio.out, F_DUPFD_CLOEXEC, 3)) < 0)
+                        r = us_errorf(err, errno, "the container's stdout");
+                else
+                        r = vm_make(pod, decision, c, err);
                 if (r < 0) {
                         r = us_error_wrap(err, r, "container %s of vm pod %s", cfg->id,
                                           pod->vmpod.id);
-                        /* A task never created exits never: the VM it had
-                         * goes without a word to containerd. */
+                        vm_remove(pod);
                         t->exited = true;
+                        t->spec = NULL; /* still the caller's: it frees it */
                         task_free(t);
-                        goto fail;
+                        us_close(c->console_out);
+                        if (c->started_pod && !pod->tasks) {
+                                pod_free(pod);
+                                *env->pod = NULL;
+                        }
+                        free(c);
+                        return r;
                 }
         }
+        /* The spec is ours from here, as the contract says. */
         t->spec = cfg->spec;
+        /* The VM's create, or a new pod's connection, answers later. */
+        if (t->is_vm || c->started_pod)
+                return -EINPROGRESS;
+        free(c);
         *ret_impl = t;
         *ret_pty = -1;
         return 0;
-fail:
-        if (started_pod && !pod->tasks) {
-                pod_free(pod);
-                *env->pod = NULL;
-        }
-        return r;
 }
 
 static pid_t vm_pid(void *impl)
@@ -1094,29 +1253,33 @@ static pid_t vm_pid(void *impl)
         return t->is_vm && t->pod->qemu_pid > 0 ? t->pod->qemu_pid : getpid();
 }
 
+static int vm_act(struct vm_pod *pod, enum vmm_libvirt_action action, struct shim_op *op,
+                  struct us_error **err)
+{
+        int r = vmm_libvirt_act(pod->dom, action, acted, op, err);
+        return r < 0 ? r : -EINPROGRESS;
+}
+
 /* Resumes (the VM's Start and Resume) or suspends (Pause) its domain; the
  * pod's own task has none. */
-static int vm_set_running(void *impl, bool running, struct us_error **err)
+static int vm_set_running(void *impl, bool running, struct shim_op *op, struct us_error **err)
 {
         struct vm_task *t = impl;
         if (!t->is_vm)
                 return 0;
         if (!t->pod->dom || t->pod->vm_ended)
                 return us_error_msg(err, ESRCH, "the VM of container %s is gone", t->id);
-        return running ? vmm_libvirt_resume(t->pod->dom, err)
-                       : vmm_libvirt_suspend(t->pod->dom, err);
+        return vm_act(t->pod, running ? VMM_LIBVIRT_RESUME : VMM_LIBVIRT_SUSPEND, op, err);
 }
 
 static int vm_start(void *impl, struct shim_op *op, struct us_error **err)
 {
-        (void)op;
-        return vm_set_running(impl, true, err);
+        return vm_set_running(impl, true, op, err);
 }
 
 static int vm_kill(void *impl, int sig, bool all, struct shim_op *op, struct us_error **err)
 {
         (void)all;
-        (void)op;
         struct vm_task *t = impl;
         struct vm_pod *pod = t->pod;
         if (t->is_pod && !t->is_vm) {
@@ -1129,19 +1292,16 @@ static int vm_kill(void *impl, int sig, bool all, struct shim_op *op, struct us_
                 return -ESRCH;
         if (sig == 0)
                 return 0;
-        if (sig == SIGTERM || sig == SIGINT || sig == SIGPWR) {
-                int state = 0;
-                /* A paused guest has no one to press its power button. */
-                if (vmm_libvirt_state(pod->dom, &state, NULL) == 0 && state != VIR_DOMAIN_PAUSED)
-                        return vmm_libvirt_shutdown(pod->dom, err);
-        } else if (sig != SIGKILL) {
+        /* (a paused guest has no one to press its power button: destroyed) */
+        if (sig == SIGTERM || sig == SIGINT || sig == SIGPWR)
+                return vm_act(pod, VMM_LIBVIRT_SHUTDOWN, op, err);
+        if (sig != SIGKILL)
                 return us_error_msg(err, EINVAL,
                                     "signal %d has no meaning for the VM of container %s: SIGTERM "
                                     "shuts it down (ACPI), SIGKILL destroys it",
                                     sig, t->id);
-        }
         pod->destroyed = true;
-        return vmm_libvirt_destroy(pod->dom, err);
+        return vm_act(pod, VMM_LIBVIRT_DESTROY, op, err);
 }
 
 static int vm_kill_exec(void *impl, const char *exec_id, pid_t pid, int sig, struct shim_op *op,
@@ -1158,14 +1318,12 @@ static int vm_kill_exec(void *impl, const char *exec_id, pid_t pid, int sig, str
 
 static int vm_pause(void *impl, struct shim_op *op, struct us_error **err)
 {
-        (void)op;
-        return vm_set_running(impl, false, err);
+        return vm_set_running(impl, false, op, err);
 }
 
 static int vm_resume(void *impl, struct shim_op *op, struct us_error **err)
 {
-        (void)op;
-        return vm_set_running(impl, true, err);
+        return vm_set_running(impl, true, op, err);
 }
 
 static int vm_update(void *impl, const struct us_oci_resources *res, const char *json,
@@ -1180,15 +1338,117 @@ static int vm_update(void *impl, const struct us_oci_resources *res, const char 
         return 0; /* the VM's size is fixed at boot */
 }
 
+typedef Io__Containerd__Cgroups__V1__BlkIOEntry BlkIOEntry;
+
+/* A Stats of the VM: the pod's cgroup (QEMU's whole host cost: CPU,
+ * memory), with libvirt's figures of the guest's disks as its blkio. */
+struct vm_stats_call {
+        struct shim_op *op;
+        uint8_t **ret;
+        size_t *ret_len;
+        Io__Containerd__Cgroups__V1__Metrics *m;
+};
+
+static BlkIOEntry *blk_entry(const char *device, const char *op, uint64_t value)
+{
+        BlkIOEntry *e = malloc(sizeof(*e));
+        if (!e)
+                return NULL;
+        io__containerd__cgroups__v1__blk_ioentry__init(e);
+        e->value = value;
+        if (!(e->device = strdup(device)) || !(e->op = strdup(op))) {
+                free(e->device);
+                free(e);
+                return NULL;
+        }
+        return e;
+}
+
+/* The guest's disks as blkio: what the workload read and wrote, as a
+ * container's blkio is (the host's side of it, QEMU's page cache and
+ * files, is not the workload's I/O). Allocated the way
+ * us_cgroup_stats_free frees. */
+static int guest_blkio(Io__Containerd__Cgroups__V1__Metrics *m, const struct vmm_libvirt_stats *st)
+{
+        Io__Containerd__Cgroups__V1__BlkIOStat *b = malloc(sizeof(*b));
+        if (!b)
+                return -ENOMEM;
+        io__containerd__cgroups__v1__blk_iostat__init(b);
+        if (m->blkio)
+                protobuf_c_message_free_unpacked(&m->blkio->base, NULL);
+        m->blkio = b;
+        size_t n = st->n_disks * 2;
+        if (n == 0)
+                return 0;
+        b->io_service_bytes_recursive = calloc(n, sizeof(BlkIOEntry *));
+        b->io_serviced_recursive = calloc(n, sizeof(BlkIOEntry *));
+        if (!b->io_service_bytes_recursive || !b->io_serviced_recursive)
+                return -ENOMEM;
+        for (size_t i = 0; i < st->n_disks; i++) {
+                const struct vmm_libvirt_disk_stats *d = &st->disks[i];
+                BlkIOEntry *e[4] = {blk_entry(d->name, "Read", d->rd_bytes),
+                                    blk_entry(d->name, "Write", d->wr_bytes),
+                                    blk_entry(d->name, "Read", d->rd_reqs),
+                                    blk_entry(d->name, "Write", d->wr_reqs)};
+                b->io_service_bytes_recursive[b->n_io_service_bytes_recursive++] = e[0];
+                b->io_service_bytes_recursive[b->n_io_service_bytes_recursive++] = e[1];
+                b->io_serviced_recursive[b->n_io_serviced_recursive++] = e[2];
+                b->io_serviced_recursive[b->n_io_serviced_recursive++] = e[3];
+                if (!e[0] || !e[1] || !e[2] || !e[3])
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+static void stats_got(void *userdata, int r, struct us_error *err,
+                      const struct vmm_libvirt_stats *st)
+{
+        struct vm_stats_call *c = userdata;
+        /* libvirt not answering costs the guest's disks, not the answer. */
+        if (r < 0)
+                us_log_debug("the VM's disk stats: %s", us_error_text(err));
+        us_error_free(err);
+        err = NULL;
+        if (r >= 0)
+                r = guest_blkio(c->m, st);
+        size_t len = protobuf_c_message_get_packed_size(&c->m->base);
+        uint8_t *buf = r >= 0 ? malloc(len ? len : 1) : NULL;
+        if (buf) {
+                protobuf_c_message_pack(&c->m->base, buf);
+                *c->ret = buf;
+                *c->ret_len = len;
+                r = 0;
+        } else {
+                r = us_errorf(&err, ENOMEM, "the VM's stats");
+        }
+        us_cgroup_stats_free(c->m);
+        c->op->done(c->op, r, err);
+        free(c);
+}
+
 static int vm_stats(void *impl, uint8_t **ret, size_t *ret_len, struct shim_op *op,
                     struct us_error **err)
 {
-        (void)op;
         struct vm_task *t = impl;
+        struct vm_pod *pod = t->pod;
         /* The VM's cost on the host: its QEMU is in the pod's cgroup. */
-        if (!t->pod->vmpod.cgroup)
-                return us_error_msg(err, ENOENT, "vm pod %s is stopped", t->pod->vmpod.id);
-        return us_cgroup_stats_packed(t->pod->vmpod.cgroup, ret, ret_len, err);
+        if (!pod->vmpod.cgroup)
+                return us_error_msg(err, ENOENT, "vm pod %s is stopped", pod->vmpod.id);
+        if (!t->is_vm || !pod->dom || pod->vm_ended || !op)
+                return us_cgroup_stats_packed(pod->vmpod.cgroup, ret, ret_len, err);
+        struct vm_stats_call *c = calloc(1, sizeof(*c));
+        if (!c)
+                return us_errorf(err, ENOMEM, "the VM's stats");
+        *c = (struct vm_stats_call){.op = op, .ret = ret, .ret_len = ret_len};
+        int r = us_cgroup_stats(pod->vmpod.cgroup, &c->m, err);
+        if (r >= 0)
+                r = vmm_libvirt_stats(pod->dom, stats_got, c, err);
+        if (r < 0) {
+                us_cgroup_stats_free(c->m);
+                free(c);
+                return r;
+        }
+        return -EINPROGRESS;
 }
 
 static int vm_pids(void *impl, pid_t **ret, size_t *ret_n, struct shim_op *op,
@@ -1243,6 +1503,12 @@ static int vm_destroy(void *impl, struct us_error **err)
 static void vm_free(void *impl)
 {
         task_free(impl);
+}
+
+static bool vm_child_exited(void *impl, pid_t pid, int wait_status)
+{
+        struct vm_pod *pod = impl;
+        return vm_disk_prep_child_exited(pod->disk_prep, pid, wait_status);
 }
 
 static int pod_host_namespaces(void *impl, const char **ret_netns, const char **ret_hostname,
@@ -1316,6 +1582,7 @@ const struct shim_backend shim_backend_vm = {
         .oom_event = vm_oom_event,
         .destroy = vm_destroy,
         .free = vm_free,
+        .child_exited = vm_child_exited,
         .pod_free = pod_free,
         .host_namespaces = pod_host_namespaces,
         .cleanup_dead = vm_cleanup_dead,

@@ -10,16 +10,15 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <yajl/yajl_tree.h>
 
@@ -28,7 +27,8 @@
 #include "loop.h"
 
 /* qemu-img on a hostile image: its output is bounded, and so is its time
- * (a crafted qcow2 can make it work; the shim's loop waits meanwhile). */
+ * (a crafted qcow2 can make it work; the pod's create waits meanwhile, the
+ * shim's loop does not). */
 #define QEMU_IMG_OUT_MAX     (256u << 10)
 #define QEMU_IMG_ERR_MAX     2048u
 #define QEMU_IMG_DEADLINE_MS 60000
@@ -152,20 +152,86 @@ static int read_some(int fd, char *buf, size_t cap, size_t *len)
         return 1;
 }
 
-/* Runs qemu-img argv as uid:gid without privileges (no capability, no
- * supplementary group, no_new_privs), within QEMU_IMG_DEADLINE_MS.
- * *ret_out (if asked) gets its stdout, NUL-terminated. A failure's message
- * is qemu-img's own stderr. */
-static int qemu_img(char *const argv[], uid_t uid, gid_t gid, char **ret_out, struct us_error **err)
+/* ---- qemu-img, a child the loop never waits for ---- */
+
+struct vm_disk_prep {
+        struct us_loop *loop;
+        vm_disk_done_fn done;
+        void *userdata;
+        int dir_fd;
+        uid_t uid;
+        gid_t gid;
+        char base[4096], overlay[4096];
+        struct vm_disk disk;
+        bool creating; /* the second run: the overlay */
+        /* The running qemu-img. */
+        pid_t pid;
+        int out_fd, err_fd;
+        struct us_loop_source *out_src, *err_src, *deadline;
+        char *out;
+        size_t out_len;
+        char errbuf[QEMU_IMG_ERR_MAX + 1];
+        size_t err_len;
+        bool timed_out;
+};
+
+/* Stops reading qemu-img's output, after taking what is there. */
+static void outputs_close(struct vm_disk_prep *p)
+{
+        while (p->out_fd >= 0 && read_some(p->out_fd, p->out, QEMU_IMG_OUT_MAX, &p->out_len) > 0)
+                ;
+        while (p->err_fd >= 0 && read_some(p->err_fd, p->errbuf, QEMU_IMG_ERR_MAX, &p->err_len) > 0)
+                ;
+        p->out_src = us_loop_source_remove(p->out_src);
+        p->err_src = us_loop_source_remove(p->err_src);
+        p->out_fd = us_close(p->out_fd);
+        p->err_fd = us_close(p->err_fd);
+}
+
+static void output_ready(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+        struct vm_disk_prep *p = userdata;
+        (void)src;
+        (void)events;
+        bool out = fd == p->out_fd;
+        int r = out ? read_some(fd, p->out, QEMU_IMG_OUT_MAX, &p->out_len)
+                    : read_some(fd, p->errbuf, QEMU_IMG_ERR_MAX, &p->err_len);
+        if (r > 0)
+                return;
+        /* EOF or a broken pipe: its end comes with the exit. */
+        if (out) {
+                p->out_src = us_loop_source_remove(p->out_src);
+                p->out_fd = us_close(p->out_fd);
+        } else {
+                p->err_src = us_loop_source_remove(p->err_src);
+                p->err_fd = us_close(p->err_fd);
+        }
+}
+
+static void deadline_passed(struct us_loop_source *src, void *userdata)
+{
+        struct vm_disk_prep *p = userdata;
+        (void)src;
+        p->deadline = NULL;
+        p->timed_out = true;
+        /* Its exit, reaped as any, ends the run. */
+        (void)kill(p->pid, SIGKILL);
+}
+
+/* Starts qemu-img argv as uid:gid without privileges (no capability, no
+ * supplementary group, no_new_privs), within QEMU_IMG_DEADLINE_MS. */
+static int qemu_img_start(struct vm_disk_prep *p, char *const argv[], struct us_error **err)
 {
         int out[2], errp[2];
-        if (pipe2(out, O_CLOEXEC) < 0)
+        if (pipe2(out, O_CLOEXEC | O_NONBLOCK) < 0)
                 return us_errorf(err, errno, "pipe");
-        if (pipe2(errp, O_CLOEXEC) < 0) {
+        if (pipe2(errp, O_CLOEXEC | O_NONBLOCK) < 0) {
                 us_close(out[0]);
                 us_close(out[1]);
                 return us_errorf(err, errno, "pipe");
         }
+        p->out_len = p->err_len = 0;
+        p->timed_out = false;
         pid_t pid = fork();
         if (pid < 0) {
                 int e = errno;
@@ -176,49 +242,52 @@ static int qemu_img(char *const argv[], uid_t uid, gid_t gid, char **ret_out, st
                 return us_errorf(err, e, "fork qemu-img");
         }
         if (pid == 0) {
+                /* (async-signal-safe calls only: the shim may have threads) */
                 (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
                 int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
                 if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0 ||
                     dup2(errp[1], 2) < 0 || setgroups(0, NULL) < 0 ||
-                    setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0 ||
+                    setresgid(p->gid, p->gid, p->gid) < 0 ||
+                    setresuid(p->uid, p->uid, p->uid) < 0 ||
                     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                         _exit(126);
+                /* The pipes were made non-blocking for us, not for it. */
+                (void)fcntl(1, F_SETFL, 0);
+                (void)fcntl(2, F_SETFL, 0);
                 execv(argv[0], argv);
                 _exit(127);
         }
         us_close(out[1]);
         us_close(errp[1]);
-        _cleanup_close_ int ofd = out[0];
-        _cleanup_close_ int efd = errp[0];
-        _cleanup_free_ char *obuf = malloc(QEMU_IMG_OUT_MAX + 1);
-        char ebuf[QEMU_IMG_ERR_MAX + 1];
-        size_t olen = 0, elen = 0;
-        int64_t deadline = us_monotonic_ms() + QEMU_IMG_DEADLINE_MS;
-        bool timed_out = false;
-        while (obuf && (ofd >= 0 || efd >= 0)) {
-                struct pollfd p[2] = {{.fd = ofd, .events = POLLIN}, {.fd = efd, .events = POLLIN}};
-                int64_t left = deadline - us_monotonic_ms();
-                if (left <= 0) {
-                        timed_out = true;
-                        break;
-                }
-                if (poll(p, 2, (int)left) < 0 && errno != EINTR)
-                        break;
-                if (p[0].revents && read_some(ofd, obuf, QEMU_IMG_OUT_MAX, &olen) <= 0)
-                        ofd = us_close(ofd);
-                if (p[1].revents && read_some(efd, ebuf, QEMU_IMG_ERR_MAX, &elen) <= 0)
-                        efd = us_close(efd);
-        }
-        if (!obuf || timed_out || ofd >= 0 || efd >= 0)
+        p->pid = pid;
+        p->out_fd = out[0];
+        p->err_fd = errp[0];
+        int r = us_loop_add_fd(p->loop, p->out_fd, EPOLLIN, output_ready, p, &p->out_src, err);
+        if (r >= 0)
+                r = us_loop_add_fd(p->loop, p->err_fd, EPOLLIN, output_ready, p, &p->err_src, err);
+        if (r >= 0)
+                r = us_loop_add_timer(p->loop, QEMU_IMG_DEADLINE_MS, deadline_passed, p,
+                                      &p->deadline, err);
+        if (r < 0) {
+                /* Reaped by the caller as any child; p is not waiting for it. */
                 (void)kill(pid, SIGKILL);
-        int status = 0;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-                ;
-        if (!obuf)
-                return us_errorf(err, ENOMEM, "qemu-img output");
-        if (timed_out)
-                return us_error_msg(err, ETIMEDOUT, "qemu-img %s took more than %d s", argv[1],
+                p->pid = 0;
+                outputs_close(p);
+                p->deadline = us_loop_source_remove(p->deadline);
+        }
+        return r;
+}
+
+/* How the run that exited with status went: 0 with its stdout in p->out
+ * (NUL-terminated), or qemu-img's own stderr as the message. */
+static int qemu_img_result(struct vm_disk_prep *p, const char *verb, int status,
+                           struct us_error **err)
+{
+        if (p->timed_out)
+                return us_error_msg(err, ETIMEDOUT, "qemu-img %s took more than %d s", verb,
                                     QEMU_IMG_DEADLINE_MS / 1000);
+        char *ebuf = p->errbuf;
+        size_t elen = p->err_len;
         ebuf[elen] = '\0';
         /* qemu-img's message is about the pod's file: one line, printable. */
         for (size_t i = 0; i < elen; i++)
@@ -229,13 +298,11 @@ static int qemu_img(char *const argv[], uid_t uid, gid_t gid, char **ret_out, st
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                 if (WIFEXITED(status) && WEXITSTATUS(status) >= 126)
                         return us_error_msg(err, ENOEXEC, "cannot run %s as uid %u (exit %d)",
-                                            argv[0], (unsigned)uid, WEXITSTATUS(status));
-                return us_error_msg(err, EINVAL, "qemu-img %s: %s", argv[1],
-                                    elen ? ebuf : "failed");
+                                            VM_DISK_QEMU_IMG, (unsigned)p->uid,
+                                            WEXITSTATUS(status));
+                return us_error_msg(err, EINVAL, "qemu-img %s: %s", verb, elen ? ebuf : "failed");
         }
-        obuf[olen] = '\0';
-        if (ret_out)
-                *ret_out = TAKE_PTR(obuf);
+        p->out[p->out_len] = '\0';
         return 0;
 }
 
@@ -286,50 +353,31 @@ static int check_info(const char *json, const char *name, struct vm_disk *d, str
         return r;
 }
 
-int vm_disk_prepare(const char *rootfs, const char *path, int dir_fd, const char *dir_path,
-                    uid_t uid, gid_t gid, struct vm_disk *ret, struct us_error **err)
+/* What is left of a failed preparation: nothing mounted, no files. */
+static void undo(int dir_fd)
 {
-        struct vm_disk d = {0};
-        _cleanup_close_ int root = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (root < 0)
-                return us_errorf(err, errno, "open the container's rootfs %s", rootfs);
-        _cleanup_close_ int fd = -1;
-        /* Before the first goto: a cleanup variable must not be jumped over. */
-        _cleanup_free_ char *json = NULL;
-        int r;
-        if (path) {
-                snprintf(d.name, sizeof(d.name), "%s", path);
-                r = open_disk_file(root, path, &fd, err);
-        } else {
-                r = find_disk(root, d.name, sizeof(d.name), &fd, err);
-        }
-        if (r < 0)
-                return r;
-        r = bind_base(fd, dir_fd, err);
-        if (r < 0)
-                goto fail;
+        (void)vm_disk_release(dir_fd, NULL);
+        (void)unlinkat(dir_fd, VM_DISK_BASE, 0);
+        (void)unlinkat(dir_fd, VM_DISK_OVERLAY, 0);
+}
 
-        char base[4096], overlay[4096], size[32];
-        snprintf(base, sizeof(base), "%s/" VM_DISK_BASE, dir_path);
-        snprintf(overlay, sizeof(overlay), "%s/" VM_DISK_OVERLAY, dir_path);
-        /* -U: the base is never written, so no lock is needed to read it. */
-        char *const info[] = {(char *)VM_DISK_QEMU_IMG,
-                              (char *)"info",
-                              (char *)"-U",
-                              (char *)"--output=json",
-                              (char *)"--",
-                              base,
-                              NULL};
-        r = qemu_img(info, uid, gid, &json, err);
+static void prep_end(struct vm_disk_prep *p, int r, struct us_error *err)
+{
         if (r < 0)
-                us_error_wrap(err, r, "the image's disk /%s", d.name);
-        else
-                r = check_info(json, d.name, &d, err);
-        if (r < 0)
-                goto fail;
-        /* -u with the size: the base is not opened again, and its format is
-         * the one just checked, not what its header says later. */
-        snprintf(size, sizeof(size), "%" PRIu64, d.virtual_size);
+                undo(p->dir_fd);
+        vm_disk_done_fn done = p->done;
+        void *userdata = p->userdata;
+        struct vm_disk disk = p->disk;
+        vm_disk_prep_free(p);
+        done(userdata, r, err, r < 0 ? NULL : &disk);
+}
+
+/* The overlay: -u with the size, so the base is not opened again, and its
+ * format is the one checked, not what its header says later. */
+static int start_create(struct vm_disk_prep *p, struct us_error **err)
+{
+        char size[32];
+        snprintf(size, sizeof(size), "%" PRIu64, p->disk.virtual_size);
         char *const create[] = {(char *)VM_DISK_QEMU_IMG,
                                 (char *)"create",
                                 (char *)"-q",
@@ -337,22 +385,110 @@ int vm_disk_prepare(const char *rootfs, const char *path, int dir_fd, const char
                                 (char *)"qcow2",
                                 (char *)"-u",
                                 (char *)"-F",
-                                d.format,
+                                p->disk.format,
                                 (char *)"-b",
-                                base,
-                                overlay,
+                                p->base,
+                                p->overlay,
                                 size,
                                 NULL};
-        r = qemu_img(create, uid, gid, NULL, err);
-        if (r < 0) {
-                us_error_wrap(err, r, "the pod's overlay on /%s", d.name);
-                goto fail;
+        p->creating = true;
+        return qemu_img_start(p, create, err);
+}
+
+bool vm_disk_prep_child_exited(struct vm_disk_prep *p, pid_t pid, int status)
+{
+        if (!p || p->pid <= 0 || pid != p->pid)
+                return false;
+        p->pid = 0;
+        p->deadline = us_loop_source_remove(p->deadline);
+        outputs_close(p);
+        struct us_error *err = NULL;
+        int r;
+        if (!p->creating) {
+                r = qemu_img_result(p, "info", status, &err);
+                if (r < 0)
+                        us_error_wrap(&err, r, "the image's disk /%s", p->disk.name);
+                else
+                        r = check_info(p->out, p->disk.name, &p->disk, &err);
+                if (r >= 0)
+                        r = start_create(p, &err);
+                if (r >= 0)
+                        return true; /* the overlay's run is next */
+        } else {
+                r = qemu_img_result(p, "create", status, &err);
+                if (r < 0)
+                        us_error_wrap(&err, r, "the pod's overlay on /%s", p->disk.name);
         }
-        *ret = d;
+        prep_end(p, r, err);
+        return true;
+}
+
+struct vm_disk_prep *vm_disk_prep_free(struct vm_disk_prep *p)
+{
+        if (!p)
+                return NULL;
+        if (p->pid > 0)
+                (void)kill(p->pid, SIGKILL);
+        p->deadline = us_loop_source_remove(p->deadline);
+        outputs_close(p);
+        free(p->out);
+        free(p);
+        return NULL;
+}
+
+int vm_disk_prepare(struct us_loop *loop, const char *rootfs, const char *path, int dir_fd,
+                    const char *dir_path, uid_t uid, gid_t gid, vm_disk_done_fn done,
+                    void *userdata, struct vm_disk_prep **ret, struct us_error **err)
+{
+        _cleanup_close_ int root = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (root < 0)
+                return us_errorf(err, errno, "open the container's rootfs %s", rootfs);
+        struct vm_disk_prep *p = calloc(1, sizeof(*p));
+        char *out = malloc(QEMU_IMG_OUT_MAX + 1);
+        if (!p || !out) {
+                free(p);
+                free(out);
+                return us_errorf(err, ENOMEM, "prepare the disk");
+        }
+        *p = (struct vm_disk_prep){.loop = loop,
+                                   .done = done,
+                                   .userdata = userdata,
+                                   .dir_fd = dir_fd,
+                                   .uid = uid,
+                                   .gid = gid,
+                                   .out = out,
+                                   .out_fd = -1,
+                                   .err_fd = -1};
+        _cleanup_close_ int fd = -1;
+        int r;
+        if (path) {
+                snprintf(p->disk.name, sizeof(p->disk.name), "%s", path);
+                r = open_disk_file(root, path, &fd, err);
+        } else {
+                r = find_disk(root, p->disk.name, sizeof(p->disk.name), &fd, err);
+        }
+        if (r < 0) {
+                vm_disk_prep_free(p);
+                return r;
+        }
+        snprintf(p->base, sizeof(p->base), "%s/" VM_DISK_BASE, dir_path);
+        snprintf(p->overlay, sizeof(p->overlay), "%s/" VM_DISK_OVERLAY, dir_path);
+        /* -U: the base is never written, so no lock is needed to read it. */
+        char *const info[] = {(char *)VM_DISK_QEMU_IMG,
+                              (char *)"info",
+                              (char *)"-U",
+                              (char *)"--output=json",
+                              (char *)"--",
+                              p->base,
+                              NULL};
+        r = bind_base(fd, dir_fd, err);
+        if (r >= 0)
+                r = qemu_img_start(p, info, err);
+        if (r < 0) {
+                undo(dir_fd);
+                vm_disk_prep_free(p);
+                return r;
+        }
+        *ret = p;
         return 0;
-fail:
-        (void)vm_disk_release(dir_fd, NULL);
-        (void)unlinkat(dir_fd, VM_DISK_BASE, 0);
-        (void)unlinkat(dir_fd, VM_DISK_OVERLAY, 0);
-        return r;
 }

@@ -14,8 +14,10 @@
 #    the container's log; cloud-init applied the pod's hostname and the
 #    user-data; exec returns stdout, stderr and the exit code; a container
 #    pod and the vm pod reach each other by pod IP, both ways; Stats has
-#    real numbers; QEMU runs as its own uid in the pod's cgroup; the guest
-#    powering itself off is exit 0
+#    real numbers (the cgroup's CPU and memory, libvirt's figures of the
+#    guest's disk); pause and resume suspend and resume the domain; QEMU
+#    runs as its own uid in the pod's cgroup; the guest powering itself off
+#    is exit 0
 #  - pod vm2, the way a mesh deploys it (the vm kind's part of the mesh
 #    acceptance test, test-mesh.sh, here to share a booted VM): its
 #    istio-proxy container runs on the host in the pod's netns, and with
@@ -238,6 +240,26 @@ cpu=$(jq -r '.cpu.usage_core_nano_seconds // 0' <<<"$st" 2>/dev/null || echo 0)
 mem=$(jq -r '.memory.working_set_bytes // 0' <<<"$st" 2>/dev/null || echo 0)
 [ "$cpu" -gt 0 ] && pass "stats: CPU used ($cpu ns)" || fail "stats: no CPU: $st"
 [ "$mem" -gt 100000000 ] && pass "stats: memory of the VM ($mem bytes)" || fail "stats: memory: $st"
+# The Task API's metrics (what ctr and cAdvisor-less tools read): the
+# guest's disk as libvirt counts it, as the blkio of the VM's container.
+kctr() { timeout -k 5 "$CTR_TIMEOUT" ctr -a "$ENV_ADDR" -n k8s.io "$@"; }
+cid1=$(ctr_id vm1 vm)
+out_rc m rc kctr task metrics --format json "$cid1"
+rd=$(jq -r '[.blkio.io_service_bytes_recursive[]? | select(.device == "vda" and .op == "Read") | .value][0] // 0' <<<"$m" 2>/dev/null || echo 0)
+[ "$rd" -gt 0 ] && pass "metrics: the guest read its disk vda ($rd bytes, libvirt's count)" ||
+        fail "metrics: no guest disk reads: $m"
+
+# Pause and resume: the domain is suspended and resumed.
+dom1=unishim-vm1-${id1:0:12}
+out_rc out rc kctr task pause "$cid1"
+expect_eq "pause vm1" 0 "$rc"
+expect_eq "paused: libvirt's domain is paused" paused "$($VIRSH domstate "$dom1" 2>&1 | head -n1)"
+expect_match "paused: containerd says so" "PAUSED" "$(kctr task ls 2>&1 | grep -F "$cid1")"
+out_rc out rc kctr task resume "$cid1"
+expect_eq "resume vm1" 0 "$rc"
+expect_eq "resumed: libvirt's domain runs" running "$($VIRSH domstate "$dom1" 2>&1 | head -n1)"
+wait_until 300 agent_up vm1 && pass "resumed: its guest agent answers again" ||
+        fail "resumed: no answer from vm1's guest agent"
 
 qpid=$(pgrep -f "guest=unishim-vm1-${id1:0:12}" | head -n1 || true)
 [ -n "$qpid" ] && pass "QEMU of vm1 runs (pid $qpid)" || fail "no QEMU for vm1"
@@ -271,7 +293,6 @@ grep -qxF "outbound $ipp:$PORT" <<<"$log" && pass "vm2: the VM's connection pass
         fail "vm2: the proxy saw no outbound $ipp:$PORT: $(tr '\n' ';' <<<"$log")"
 
 # The guest powers itself off: exit 0.
-cid1=$(ctr_id vm1 vm)
 vm1_exited() { [ "$(ctr_state vm1 vm)" = Exited ]; }
 events_start "$IT_TMP/ev-vm1"
 ectl exec vm1 -- systemctl --no-block poweroff >/dev/null 2>&1 || true

@@ -6,6 +6,9 @@
 #    uid it was given (never root), its serial console
 #    connects to our socket, suspend and resume come back as events, and a
 #    destroy as the Stopped event; nothing is listed after;
+#  - its stats: vCPUs, memory and disks as libvirt reports them;
+#  - the caller's loop keeps answering while libvirtd does not (stopped
+#    with SIGSTOP, when the test started it);
 #  - started paused, it is paused until resumed;
 #  - kill -9 of the connection's owner takes the domain with it
 #    (AUTODESTROY);
@@ -93,6 +96,23 @@ vl_expect '^state ' && expect_eq "it runs (VIR_DOMAIN_RUNNING)" "state 1" "$vl_l
         fail "no state: '$vl_line'"
 { [[ $vl_seen = *"console connected"* ]] || vl_expect '^console connected'; } &&
         pass "its serial console connected to our socket" || fail "no console connection: '$vl_line'"
+vl_say stats
+vl_expect '^(stats|error)' && [[ $vl_line =~ ^stats\ vcpus=1\ memory_kib=131072\ disks=vda: ]] &&
+        pass "stats: 1 vCPU, 128 MiB, disk vda" || fail "stats: '$vl_line'"
+# libvirtd stopped mid-call: the call waits, the loop does not.
+ldpid=$(_env_libvirt_ours libvirtd || true)
+if [ -n "$ldpid" ]; then
+        kill -STOP $ldpid
+        vl_say state
+        vl_say ping
+        vl_expect '^(pong|state|error)' && expect_eq "the loop answers while libvirtd is stopped" \
+                pong "$vl_line" || fail "no answer while libvirtd is stopped: '$vl_line'"
+        kill -CONT $ldpid
+        vl_expect '^(state|error)' && expect_eq "the call made meanwhile ends once libvirtd is back" \
+                "state 1" "$vl_line" || fail "after libvirtd's stop: '$vl_line'"
+else
+        echo "# libvirtd is the machine's, not this test's: not stopping it"
+fi
 vl_say suspend
 vl_expect '^event 3 ' && pass "suspend: the Suspended event" || fail "suspend: '$vl_line'"
 vl_say resume

@@ -11,14 +11,17 @@
  *
  * Listens on SOCKET (the domain's serial console connects to it), creates
  * the domain (AUTODESTROY: it lives as long as this process's connection)
- * and runs one event loop, like the shim: libvirt's events on it, and
- * commands on stdin, one a line:
+ * and runs one event loop, like the shim: libvirt's answers and events
+ * arrive on it, and commands on stdin, one a line:
  *
- *   state | suspend | resume | shutdown | destroy | quit
+ *   state | stats | suspend | resume | shutdown | destroy | ping | quit
  *
- * Prints, a line each: "created", "state N" (VIR_DOMAIN_*), "event E D"
+ * Prints, a line each: "created", "state N" (VIR_DOMAIN_*), "stats
+ * vcpus=N memory_kib=N disks=NAME:RD_REQS:WR_REQS,...", "event E D"
  * (VIR_DOMAIN_EVENT_* and detail), "console connected", "closed REASON",
- * "ok CMD", "error: ...". Ends at quit, stdin's EOF, or a Stopped event.
+ * "ok CMD", "pong" (at once: the loop never waits for libvirt), "error:
+ * ...". Ends at quit, stdin's EOF, or a Stopped event; exits 1 when the
+ * domain could not be created.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +49,7 @@ struct tool {
         struct vmm_libvirt *conn;
         struct vmm_libvirt_domain *dom;
         int console_listen, console_fd;
+        bool created, eof; /* stdin's EOF ends it once the create has */
         char line[256];
         size_t line_len;
 };
@@ -98,37 +102,101 @@ static void console_accept(struct us_loop_source *src, int fd, uint32_t events, 
         (void)us_loop_add_fd(t->loop, c, EPOLLIN, console_data, t, NULL, NULL);
 }
 
-static void command(struct tool *t, const char *cmd)
+static void acted(void *userdata, int r, struct us_error *err)
 {
-        struct us_error *err = NULL;
-        int r = 0, state = 0;
+        if (r < 0)
+                say("error: %s", us_error_text(err));
+        else
+                say("ok %s", (const char *)userdata);
+        us_error_free(err);
+}
 
-        if (!strcmp(cmd, "state")) {
-                r = vmm_libvirt_state(t->dom, &state, &err);
-                if (r >= 0)
-                        say("state %d", state);
-                goto done;
-        } else if (!strcmp(cmd, "suspend"))
-                r = vmm_libvirt_suspend(t->dom, &err);
-        else if (!strcmp(cmd, "resume"))
-                r = vmm_libvirt_resume(t->dom, &err);
-        else if (!strcmp(cmd, "shutdown"))
-                r = vmm_libvirt_shutdown(t->dom, &err);
-        else if (!strcmp(cmd, "destroy"))
-                r = vmm_libvirt_destroy(t->dom, &err);
-        else if (!strcmp(cmd, "quit")) {
-                us_loop_quit(t->loop, 0);
-                return;
-        } else {
-                say("error: unknown command %s", cmd);
+static void got_state(void *userdata, int r, struct us_error *err,
+                      const struct vmm_libvirt_stats *s)
+{
+        (void)userdata;
+        if (r < 0)
+                say("error: %s", us_error_text(err));
+        else
+                say("state %d", s->state);
+        us_error_free(err);
+}
+
+static void got_stats(void *userdata, int r, struct us_error *err,
+                      const struct vmm_libvirt_stats *s)
+{
+        (void)userdata;
+        if (r < 0) {
+                say("error: %s", us_error_text(err));
+                us_error_free(err);
                 return;
         }
-        if (r >= 0)
-                say("ok %s", cmd);
-done:
+        char disks[512] = "";
+        size_t len = 0;
+        for (size_t i = 0; i < s->n_disks && len < sizeof(disks); i++)
+                len += (size_t)snprintf(disks + len, sizeof(disks) - len, "%s%s:%llu:%llu",
+                                        i ? "," : "", s->disks[i].name,
+                                        (unsigned long long)s->disks[i].rd_reqs,
+                                        (unsigned long long)s->disks[i].wr_reqs);
+        say("stats vcpus=%u memory_kib=%llu disks=%s", s->vcpus, (unsigned long long)s->memory_kib,
+            disks);
+}
+
+static void command(struct tool *t, const char *cmd)
+{
+        if (!cmd[0])
+                return;
+        static const struct {
+                const char *name;
+                enum vmm_libvirt_action action;
+        } actions[] = {
+                {"suspend", VMM_LIBVIRT_SUSPEND},
+                {"resume", VMM_LIBVIRT_RESUME},
+                {"shutdown", VMM_LIBVIRT_SHUTDOWN},
+                {"destroy", VMM_LIBVIRT_DESTROY},
+        };
+        struct us_error *err = NULL;
+        int r = 0;
+
+        if (!strcmp(cmd, "ping")) {
+                say("pong");
+                return;
+        } else if (!strcmp(cmd, "quit")) {
+                us_loop_quit(t->loop, 0);
+                return;
+        } else if (!strcmp(cmd, "state")) {
+                r = vmm_libvirt_stats(t->dom, got_state, t, &err);
+        } else if (!strcmp(cmd, "stats")) {
+                r = vmm_libvirt_stats(t->dom, got_stats, t, &err);
+        } else {
+                size_t i = 0;
+                while (i < US_ELEMENTSOF(actions) && strcmp(cmd, actions[i].name) != 0)
+                        i++;
+                if (i == US_ELEMENTSOF(actions)) {
+                        say("error: unknown command %s", cmd);
+                        return;
+                }
+                r = vmm_libvirt_act(t->dom, actions[i].action, acted, (void *)actions[i].name,
+                                    &err);
+        }
         if (r < 0)
                 say("error: %s", us_error_text(err));
         us_error_free(err);
+}
+
+static void created(void *userdata, int r, struct us_error *err)
+{
+        struct tool *t = userdata;
+        if (r < 0) {
+                say("error: %s", us_error_text(err));
+                us_error_free(err);
+                us_loop_quit(t->loop, 1);
+                return;
+        }
+        say("created");
+        t->created = true;
+        if (t->eof)
+                us_loop_quit(t->loop, 0);
 }
 
 static void stdin_ready(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
@@ -138,7 +206,9 @@ static void stdin_ready(struct us_loop_source *src, int fd, uint32_t events, voi
         ssize_t n = read(fd, t->line + t->line_len, sizeof(t->line) - 1 - t->line_len);
         if (n <= 0) {
                 us_loop_source_remove(src);
-                us_loop_quit(t->loop, 0);
+                t->eof = true;
+                if (t->created)
+                        us_loop_quit(t->loop, 0);
                 return;
         }
         t->line_len += (size_t)n;
@@ -230,14 +300,14 @@ int main(int argc, char **argv)
         }
         if (us_loop_add_fd(t.loop, t.console_listen, EPOLLIN, console_accept, &t, NULL, &err) < 0 ||
             us_loop_add_fd(t.loop, 0, EPOLLIN, stdin_ready, &t, NULL, &err) < 0 ||
-            vmm_libvirt_open(t.loop, uri, on_closed, &t, &t.conn, &err) < 0 ||
-            vmm_libvirt_create(t.conn, xml, paused, on_event, &t, &t.dom, &err) < 0)
+            vmm_libvirt_open(t.loop, uri, on_closed, &t, NULL, NULL, &t.conn, &err) < 0 ||
+            vmm_libvirt_create(t.conn, xml, paused, on_event, &t, created, &t, &t.dom, &err) < 0)
                 goto fail;
-        say("created");
-        us_loop_run(t.loop);
+        /* (a failed open fails the create, which says why) */
+        int rc = us_loop_run(t.loop);
         t.dom = vmm_libvirt_domain_free(t.dom);
         t.conn = vmm_libvirt_close(t.conn);
-        return 0;
+        return rc;
 fail:
         say("error: %s", us_error_text(err));
         us_error_free(err);
