@@ -196,15 +196,24 @@ out_ok() {
         fi
 }
 
-# wait_until TIMEOUT_S COMMAND...: polls COMMAND every 0.1s until it succeeds.
+# wait_until TIMEOUT_S COMMAND...: runs COMMAND every 0.1s until it
+# succeeds, for at most TIMEOUT_S seconds of wall time (however long each
+# run takes).
 wait_until() {
-        local t=$1 i
+        local end=$((${EPOCHREALTIME/./} + $1 * 1000000))
         shift
-        for ((i = 0; i < t * 10; i++)); do
+        while :; do
                 "$@" >/dev/null 2>&1 && return 0
+                [ "${EPOCHREALTIME/./}" -lt "$end" ] || return 1
                 sleep 0.1
         done
-        return 1
+}
+
+# outputs_nothing COMMAND...: true when COMMAND prints nothing (for
+# wait_until: `wait_until 15 test -z "$(cmd)"` would run cmd once, before
+# the wait).
+outputs_nothing() {
+        [ -z "$("$@" 2>/dev/null)" ]
 }
 
 # task_status ID: the STATUS column of `ctr task ls` for ID.

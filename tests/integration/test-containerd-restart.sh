@@ -93,7 +93,7 @@ for p in rc rs; do
         expect_eq "rm $p after the restart" 0 "$rc"
         [ "$rc" = 0 ] || echo "# $out"
 done
-wait_until 15 test -z "$(sandbox_leftovers "$idc" "$ids")" || true
+wait_until 15 outputs_nothing sandbox_leftovers "$idc" "$ids" || true
 expect_eq "nothing of the pods left" "" "$(sandbox_leftovers "$idc" "$ids")"
 
 it_finish

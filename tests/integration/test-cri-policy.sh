@@ -80,7 +80,7 @@ in_vm() {
         fi
         out_rc out rc ectl rm --timeout 0 "$name"
         expect_eq "$name: removed" 0 "$rc"
-        wait_until 10 test -z "$(sandbox_leftovers "$id")" || true
+        wait_until 10 outputs_nothing sandbox_leftovers "$id" || true
         expect_eq "$name: nothing left" "" "$(sandbox_leftovers "$id")"
 }
 

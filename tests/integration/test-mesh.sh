@@ -144,7 +144,7 @@ hybrid_check() {
         through_proxy "$name" "$ip" ectl logs "$name" -c istio-proxy
         out_rc out rc ectl rm --timeout 0 "$name"
         expect_eq "$name: removed" 0 "$rc"
-        wait_until 15 test -z "$(sandbox_leftovers "$id")" || true
+        wait_until 15 outputs_nothing sandbox_leftovers "$id" || true
         expect_eq "$name: nothing of it left (shim, QEMU, virtiofsd, dirs, mounts, cgroups)" "" "$(sandbox_leftovers "$id")"
 }
 
@@ -174,7 +174,7 @@ vm_only_check() {
                 expect_match "$name: the shim says why" "mesh sidecar but .* does not allow the container kind" \
                         "$(grep -a 'istio-proxy is a mesh sidecar' "$ENV_LOG" | tail -n1)"
                 ectl rm --timeout 0 "$name" >/dev/null 2>&1 || true
-                wait_until 15 test -z "$(sandbox_leftovers "$id")" || true
+                wait_until 15 outputs_nothing sandbox_leftovers "$id" || true
         fi
         cp "$IT_TMP/sandbox-config.json" "$ENV_SANDBOX_CONFIG"
 }

@@ -49,7 +49,7 @@ echo "# exit codes: a=$sa b=$sb; /tasks/exit events:"
 grep -F /tasks/exit "$IT_TMP/events" | sed 's/^/#   /' || true
 [[ $sa =~ ^[1-9][0-9]*$ ]] && pass "container a: non-zero exit code ($sa)" || fail "container a: exit code '$sa'"
 [[ $sb =~ ^[1-9][0-9]*$ ]] && pass "container b: non-zero exit code ($sb)" || fail "container b: exit code '$sb'"
-wait_until 10 test -z "$(sandbox_procs "$id")" || true
+wait_until 10 outputs_nothing sandbox_procs "$id" || true
 expect_eq "no QEMU/virtiofsd of the pod left after the crash" "" "$(sandbox_procs "$id")"
 out_rc out rc ectl exec crash -c a -- true
 [ "$rc" != 0 ] && pass "ExecSync into the dead VM fails (rc $rc)" || fail "ExecSync into a dead VM succeeded"
@@ -59,7 +59,7 @@ out_rc out rc ectl rm --timeout 2 crash
 ms=$((($(date +%s%N) - t0) / 1000000))
 expect_eq "rm of the crashed pod (${ms} ms; a hang ends in ectl's timeout)" 0 "$rc"
 [ "$rc" = 0 ] || echo "# $out"
-wait_until 10 test -z "$(sandbox_leftovers "$id")" || true
+wait_until 10 outputs_nothing sandbox_leftovers "$id" || true
 expect_eq "nothing of the pod left" "" "$(sandbox_leftovers "$id")"
 expect_eq "no pod listed" "" "$(ectl ps -q)"
 expect_eq "no netns bind mount" "" "$(ls -A "$ENV_STATE/io.containerd.grpc.v1.cri/netns" 2>/dev/null || true)"
@@ -67,11 +67,11 @@ expect_eq "no netns bind mount" "" "$(ls -A "$ENV_STATE/io.containerd.grpc.v1.cr
 # dead_pod_gone NAME ID WHAT: the dead pod's processes are gone, rm works,
 # and nothing of it is left.
 dead_pod_gone() {
-        wait_until 10 test -z "$(sandbox_procs "$2")" || true
+        wait_until 10 outputs_nothing sandbox_procs "$2" || true
         expect_eq "no QEMU/virtiofsd of the pod left after $3" "" "$(sandbox_procs "$2")"
         out_rc out rc ectl rm --timeout 2 "$1"
         expect_eq "rm of the pod after $3" 0 "$rc"
-        wait_until 10 test -z "$(sandbox_leftovers "$2")" || true
+        wait_until 10 outputs_nothing sandbox_leftovers "$2" || true
         expect_eq "nothing of it left" "" "$(sandbox_leftovers "$2")"
 }
 
@@ -128,7 +128,7 @@ expect_eq "a new sandbox pod runs after the crash" 0 "$rc"
 ida=$(pod_id after)
 out_rc out rc ectl rm --timeout 0 after
 expect_eq "rm it" 0 "$rc"
-wait_until 10 test -z "$(sandbox_leftovers "$ida")" || true
+wait_until 10 outputs_nothing sandbox_leftovers "$ida" || true
 expect_eq "nothing of it left" "" "$(sandbox_leftovers "$ida")"
 
 it_finish

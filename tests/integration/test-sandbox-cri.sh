@@ -268,7 +268,7 @@ for p in sb1 sbweb cweb sbvol sbown sbstop; do
         out_rc out rc ectl rm --timeout 0 "$p"
         expect_eq "rm $p" 0 "$rc"
 done
-wait_until 15 test -z "$(sandbox_leftovers "${IDS[@]}")" || true
+wait_until 15 outputs_nothing sandbox_leftovers "${IDS[@]}" || true
 expect_eq "nothing of the pods left (shim, QEMU, virtiofsd, dirs, mounts, cgroups)" "" "$(sandbox_leftovers "${IDS[@]}")"
 expect_eq "no pod listed" "" "$(ectl ps -q)"
 expect_eq "no netns bind mount" "" "$(ls -A "$ENV_STATE/io.containerd.grpc.v1.cri/netns" 2>/dev/null || true)"

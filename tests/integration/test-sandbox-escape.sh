@@ -194,7 +194,7 @@ expect_eq "the plain container still writes its own root" x "$out"
 
 out_rc out rc ectl rm --timeout 0 escape
 expect_eq "rm escape" 0 "$rc"
-wait_until 15 test -z "$(sandbox_leftovers "$id")" || true
+wait_until 15 outputs_nothing sandbox_leftovers "$id" || true
 expect_eq "nothing of the pod left (shim, QEMU, virtiofsd, dirs, mounts, cgroups)" "" "$(sandbox_leftovers "$id")"
 
 it_finish

@@ -44,7 +44,7 @@ expect_match "the Stats that waited for the guest failed, not hung" "stats-slow 
 exited() { [ "$(ctr_state hang app)" = Exited ] && [ "$(ctr_state hang b)" = Exited ]; }
 wait_until 60 exited && pass "the dead pod's containers are reported exited" ||
         fail "after the agent timeout: app=$(ctr_state hang app) b=$(ctr_state hang b)"
-wait_until 30 test -z "$(sandbox_procs "$id")" || true
+wait_until 30 outputs_nothing sandbox_procs "$id" || true
 expect_eq "the dead pod's QEMU and virtiofsd are gone" "" "$(sandbox_procs "$id")"
 Q=
 
@@ -64,7 +64,7 @@ for p in hang other; do
         expect_eq "rm $p" 0 "$rc"
         [ "$rc" = 0 ] || echo "# $out"
 done
-wait_until 15 test -z "$(sandbox_leftovers "$id" "$ido")" || true
+wait_until 15 outputs_nothing sandbox_leftovers "$id" "$ido" || true
 expect_eq "nothing of the pods left" "" "$(sandbox_leftovers "$id" "$ido")"
 
 it_finish

@@ -198,7 +198,7 @@ out_rc out rc ectl rm --timeout 0 hostile
 expect_eq "rm the hostile pod" 0 "$rc"
 [ "$rc" = 0 ] || echo "# $out"
 expect_eq "the host directory the guest aimed at keeps its files" "$CANARY_SUM" "$(canary_sum)"
-wait_until 15 test -z "$(sandbox_leftovers "$id" "$idu")" || true
+wait_until 15 outputs_nothing sandbox_leftovers "$id" "$idu" || true
 expect_eq "nothing of the pods left" "" "$(sandbox_leftovers "$id" "$idu")"
 [ -z "$qpid" ] || [ ! -d "/proc/$qpid" ] && pass "the hostile pod's QEMU is gone" || fail "QEMU $qpid still runs"
 
@@ -236,7 +236,7 @@ stats_app_exited() { [ "$(ctr_state stats app)" = Exited ]; }
 wait_until 60 stats_app_exited || fail "the stats pod's container not reported Exited: $(ctr_state stats app)"
 out_rc out rc ectl rm --timeout 0 stats
 expect_eq "rm the stats pod" 0 "$rc"
-wait_until 15 test -z "$(sandbox_leftovers "$ids")" || true
+wait_until 15 outputs_nothing sandbox_leftovers "$ids" || true
 expect_eq "nothing of the stats pod left" "" "$(sandbox_leftovers "$ids")"
 
 it_finish

@@ -97,7 +97,7 @@ for p in c6 s6; do
         out_rc out rc ectl rm --timeout 0 "$p"
         expect_eq "rm $p" 0 "$rc"
 done
-wait_until 15 test -z "$(sandbox_leftovers "$ids")" || true
+wait_until 15 outputs_nothing sandbox_leftovers "$ids" || true
 expect_eq "nothing of the sandbox pod left" "" "$(sandbox_leftovers "$ids")"
 expect_eq "no pod listed" "" "$(ectl ps -q)"
 it_finish

@@ -82,7 +82,7 @@ for ((i = 0; i < CYCLES; i++)); do
         ok=$((ok + 1))
 done
 expect_eq "$CYCLES sandbox pod run/rm cycles ($(($(date +%s) - t0)) s)" "$CYCLES" "$ok"
-wait_until 15 test -z "$(sandbox_leftovers "${IDS[@]}")" || true
+wait_until 15 outputs_nothing sandbox_leftovers "${IDS[@]}" || true
 expect_eq "no shim, QEMU, virtiofsd, /run/unishim/<namespace>/<id>, mount or cgroup of the pods" "" "$(sandbox_leftovers "${IDS[@]}")"
 expect_eq "no shim of this environment" "" "$(env_shim_pids)"
 expect_eq "no process in the pods' cgroups" "" "$(env_cgroup_pids)"

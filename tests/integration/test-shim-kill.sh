@@ -55,7 +55,7 @@ wait_until 60 exited && pass "every container reported Exited after kill -9 of t
         fail "containers after kill -9 of the shims: kc/app=$(ctr_state kc app) ks/a=$(ctr_state ks a) ks/b=$(ctr_state ks b)"
 # (the CRI's own shm mount of the sandbox stays until RemovePodSandbox)
 ours() { sandbox_leftovers "$@" | grep -v '/io.containerd.grpc.v1.cri/sandboxes/[^/]*/shm$' || true; }
-wait_until 30 test -z "$(ours "$ids")" || true
+wait_until 30 outputs_nothing ours "$ids" || true
 expect_eq "nothing of the sandbox pod left after shim delete (before any CRI call)" "" "$(ours "$ids")"
 [ -n "$slot" ] && { [ ! -e "/run/unishim/.uid-slots/$slot" ] || grep -qsx "$slot" /run/unishim/*/*/uid-slot; } &&
         pass "shim delete removed its uid range slot file (or another pod holds it now)" ||
@@ -73,7 +73,7 @@ for p in kc ks; do
         expect_eq "rm $p after its shim died" 0 "$rc"
         [ "$rc" = 0 ] || echo "# $out"
 done
-wait_until 15 test -z "$(sandbox_leftovers "$ids" "$idc")" || true
+wait_until 15 outputs_nothing sandbox_leftovers "$ids" "$idc" || true
 expect_eq "nothing of the pods left after rm" "" "$(sandbox_leftovers "$ids" "$idc")"
 expect_eq "no pod listed" "" "$(ectl ps -q)"
 

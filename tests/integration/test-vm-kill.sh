@@ -47,6 +47,6 @@ expect_eq "nothing of the pod's VM left (domain, libvirt log, state dir, host ta
 
 out_rc out rc ectl rm --timeout 0 kv
 expect_eq "the pod can be removed through the CRI" 0 "$rc"
-wait_until 30 test -z "$(vm_state_leftovers "$id")" || true
+wait_until 30 outputs_nothing vm_state_leftovers "$id" || true
 expect_eq "nothing of the pod left after rm" "" "$(vm_state_leftovers "$id")"
 it_finish
