@@ -161,8 +161,8 @@ vm_bench() {
         sb_row "vm pod start to its guest agent (run + agent answers), median; baseline: bare virsh create to guest-ping" \
                 ms "$(sb_median "$work/vm.total")" "$(sb_median "$work/vm.base")"
         sb_row "vm RunPodSandbox, median" ms "$(sb_median "$work/vm.rps")"
-        sb_row "vm CreateContainer (disk checks, overlay, seed, domain created paused), median" ms "$(sb_median "$work/vm.cc")"
-        sb_row "vm StartContainer (resume), median" ms "$(sb_median "$work/vm.sc")"
+        sb_row "vm CreateContainer (containerd's container record only), median" ms "$(sb_median "$work/vm.cc")"
+        sb_row "vm StartContainer (the task: disk checks, overlay, seed, domain created paused, resumed), median" ms "$(sb_median "$work/vm.sc")"
         sb_row "vm pod fixed host memory beyond QEMU (the pod's shim, PSS); goal 16 MiB" KiB "$pss_shim"
         sb_row "vm pod's QEMU PSS (1024 MiB guest, booted)" KiB "$pss_qemu"
         sb_row "the node's libvirtd PSS (shared by every vm pod)" KiB "$pss_lv"
