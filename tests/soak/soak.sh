@@ -684,10 +684,15 @@ ptable_owners
 LONG_C_SHIM=$(pod_shim_pid "$LONG_C_ID")
 LONG_S_SHIM=$(pod_shim_pid "$LONG_S_ID")
 LONG_S_QEMU=$(sandbox_qemu_pid "$LONG_S_ID")
-LONG_S_VFS=$(our_comm virtiofsd | awk -v id="$LONG_S_ID" 'index($0, "/" id "/") { print $1 }' | sort -n | tr '\n' ' ')
+# (by the pod id its cgroup names: its command line names none)
+LONG_S_VFS=$(for p in "${!PT_COMM[@]}"; do
+        if [ "${PT_COMM[$p]}" = virtiofsd ] && [ "$(id_in_args "${PT_ARGS[$p]}")" = "$LONG_S_ID" ]; then
+                echo "$p"
+        fi
+done | sort -n | tr '\n' ' ')
 LONG_S_VFS=${LONG_S_VFS% }
-if [ -z "$LONG_C_SHIM" ] || [ -z "$LONG_S_SHIM" ] || [ -z "$LONG_S_QEMU" ]; then
-        fail "long-lived pods: shim/QEMU not found (container shim '$LONG_C_SHIM', sandbox shim '$LONG_S_SHIM', QEMU '$LONG_S_QEMU')"
+if [ -z "$LONG_C_SHIM" ] || [ -z "$LONG_S_SHIM" ] || [ -z "$LONG_S_QEMU" ] || [ -z "$LONG_S_VFS" ]; then
+        fail "long-lived pods: shim/QEMU/virtiofsd not found (container shim '$LONG_C_SHIM', sandbox shim '$LONG_S_SHIM', QEMU '$LONG_S_QEMU', virtiofsd '$LONG_S_VFS')"
         it_finish
         exit 1
 fi
