@@ -113,7 +113,8 @@ struct vm_pod {
         int dir_fd; /* VM_DIR */
         char *dir;
         bool disk_mounted;
-        struct vm_disk_prep *disk_prep; /* while qemu-img runs */
+        struct vm_disk_prep *disk_prep;  /* while qemu-img runs */
+        struct vm_create *disk_prep_for; /* the create it answers */
         pid_t qemu_pid;
         uid_t uid;
         gid_t gid;
@@ -586,6 +587,8 @@ static void acted(void *userdata, int r, struct us_error *err)
         us_error_free(err);
 }
 
+static void disk_cancelled(struct us_loop_source *src, void *userdata);
+
 /* Removes the VM and what it had on the host. Idempotent. */
 static void vm_remove(struct vm_pod *pod)
 {
@@ -603,7 +606,14 @@ static void vm_remove(struct vm_pod *pod)
                 }
                 pod->dom = vmm_libvirt_domain_free(pod->dom);
         }
-        pod->disk_prep = vm_disk_prep_free(pod->disk_prep);
+        if (pod->disk_prep) {
+                /* Stopped, it answers nobody: its create hears of it from
+                 * the loop, as it would have from the preparation. */
+                pod->disk_prep = vm_disk_prep_free(pod->disk_prep);
+                if (us_loop_add_timer(pod->vmpod.loop, 0, disk_cancelled, pod->disk_prep_for, NULL,
+                                      NULL) < 0)
+                        us_log_error("pod %s: no memory to end a create: it hangs", pod->vmpod.id);
+        }
         pump_stop(&pod->console);
         pod->agent_listen_src = us_loop_source_remove(pod->agent_listen_src);
         pod->agent_listen = us_close(pod->agent_listen);
@@ -920,6 +930,7 @@ static int vm_make(struct vm_pod *pod, const struct shim_pod_decision *decision,
                             pod->uid, pod->gid, disk_ready, c, &pod->disk_prep, err);
         if (r < 0)
                 return r;
+        pod->disk_prep_for = c;
         pod->disk_mounted = true;
         return 0;
 }
@@ -1152,6 +1163,14 @@ static void disk_ready(void *userdata, int r, struct us_error *err, const struct
                 vm_remove(pod);
         if (r < 0)
                 create_end(c, r, err);
+}
+
+static void disk_cancelled(struct us_loop_source *src, void *userdata)
+{
+        (void)src;
+        struct us_error *err = NULL;
+        int r = us_error_msg(&err, ECANCELED, "the pod was removed meanwhile");
+        disk_ready(userdata, r, err, NULL);
 }
 
 static int vm_create(const struct shim_backend_env *env, void *task_cookie,
