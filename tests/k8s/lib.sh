@@ -109,13 +109,6 @@ kc_long() {
 
 # ---- pods ----
 
-# k8s_sandbox_gone ID: the CRI lists no pod sandbox ID (for wait_until).
-k8s_sandbox_gone() {
-        local ids
-        ids=$(ectl ps -q) || return 1
-        ! grep -qxF -- "$1" <<<"$ids"
-}
-
 # k8s_container_memory POD CONTAINER: the container's memory working set in
 # the kubelet's stats summary (the CRI's ContainerStats).
 k8s_container_memory() {
@@ -178,6 +171,9 @@ $([ "$kind" = container ] || echo "      annotations: {unishim.io/isolation: $ki
         readinessProbe:
           httpGet: {path: /index.html, port: 8080}
           periodSeconds: 2
+          # (not the default 1 s: a TCG guest on a loaded machine answers
+          # later; what is tested is that it answers)
+          timeoutSeconds: 10
       - name: side
         image: $CRI_TEST_IMAGE
         imagePullPolicy: IfNotPresent
@@ -185,6 +181,9 @@ $([ "$kind" = container ] || echo "      annotations: {unishim.io/isolation: $ki
         readinessProbe:
           exec: {command: [cat, /tmp/ready]}
           periodSeconds: 2
+          # (not the default 1 s: an exec in a TCG guest on a loaded
+          # machine took longer; what is tested is that it answers)
+          timeoutSeconds: 10
 EOF
         t0=$SECONDS
         out_rc out rc kc apply -f "$f"
@@ -255,7 +254,7 @@ EOF
                 fail "no memory stats for web in the kubelet's summary: '$(k8s_container_memory "$pod" web)'"
 
         # Delete: the kubelet stops the pod (the API object goes once it
-        # has), then its garbage collection removes the sandbox.
+        # has: containers, sandbox, volumes, cgroup).
         local nets ipam=$ENV_STATE/cni/ipam/$ENV_CNI_NET
         t0=$SECONDS
         out_rc out rc kc -n "$ns" delete deployment "$app" --wait=false
@@ -281,15 +280,16 @@ EOF
         expect_eq "no netns bind mount left" "" "$(netns_mounts)"
         nets=$(ls "$ipam" 2>/dev/null || true)
         expect_eq "the pod IP is released" "" "$(grep -xF -- "$ip" <<<"$nets" || true)"
-        # (the kubelet's container GC runs once a minute)
-        if wait_until $((K8S_TIMEOUT)) k8s_sandbox_gone "$id"; then
-                pass "the kubelet removed the pod sandbox ($((SECONDS - t0)) s after delete)"
-        else
-                fail "the CRI still has pod sandbox $id"
-        fi
         expect_eq "nothing of the pod left (shim, processes, state dirs, mounts, cgroups)" "" \
                 "$(sandbox_leftovers "$id" "$web" "$side")"
-        expect_eq "the pod's log dir is removed" "" "$(_k8s_pod_log_dirs "$uid")"
+        # What stays until the kubelet's container GC (once a minute)
+        # removes it: the CRI's record of the stopped sandbox and the pod's
+        # log dir. Not waited for: once, under load, a kubelet 1.23.0 whose
+        # pod worker had failed a second kill (NotFound: its container
+        # deletor had removed the container) never removed them. k8s-down
+        # does; its checks include the log dir.
+        expect_match "the CRI's pod sandbox is stopped (NotReady) or removed" '^(NotReady)?$' \
+                "$(ectl ps 2>/dev/null | awk -v id="${id:0:13}" '$1 == id { print $4 }')"
         K8S_TEST_UIDS+=("$uid")
         kc delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
 }
