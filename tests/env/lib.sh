@@ -389,14 +389,28 @@ env_start() {
         fi
 }
 
+# The /proc scans below read each process's command line with bash's own
+# mapfile, no fork per process: on a loaded 2-core machine a fork per
+# process made one scan of ~150 processes take 8 s.
+
+# _env_has WORD ARGS...: true when one of ARGS is WORD.
+_env_has() {
+        local w=$1 a
+        shift
+        for a; do
+                [ "$a" = "$w" ] && return 0
+        done
+        return 1
+}
+
 # Pids of this environment's shims: containerd-shim-* processes started with
 # -address ENV_ADDR.
 env_shim_pids() {
-        local d args
+        local d a
         for d in /proc/[0-9]*; do
-                args=$(tr '\0' '\n' 2>/dev/null <"$d/cmdline") || continue
-                [[ ${args%%$'\n'*} = *containerd-shim-* ]] || continue
-                grep -qxF -- "$ENV_ADDR" <<<"$args" && echo "${d#/proc/}"
+                mapfile -d '' -t a 2>/dev/null <"$d/cmdline" || continue
+                [[ ${a[0]:-} = *containerd-shim-* ]] || continue
+                _env_has "$ENV_ADDR" "${a[@]}" && echo "${d#/proc/}"
         done
         return 0
 }
@@ -406,13 +420,13 @@ env_shim_pids() {
 # short-lived `start` invocation; failing that, the parent of the task's init
 # process.
 env_shim_pid() {
-        local d args pid ppid comm
+        local d a pid ppid comm
         for d in /proc/[0-9]*; do
-                args=$(tr '\0' '\n' 2>/dev/null <"$d/cmdline") || continue
-                [[ ${args%%$'\n'*} = *containerd-shim-* ]] || continue
-                grep -qxF -- "$ENV_ADDR" <<<"$args" || continue
-                grep -qxF -- "$1" <<<"$args" || continue
-                grep -qx -- start <<<"$args" && continue
+                mapfile -d '' -t a 2>/dev/null <"$d/cmdline" || continue
+                [[ ${a[0]:-} = *containerd-shim-* ]] || continue
+                _env_has "$ENV_ADDR" "${a[@]}" || continue
+                _env_has "$1" "${a[@]}" || continue
+                _env_has start "${a[@]}" && continue
                 echo "${d#/proc/}"
                 return 0
         done
@@ -428,9 +442,7 @@ env_shim_pid() {
 # Pids of processes living in this environment's cgroups (containers, and
 # pods under /NAME/pods), at any depth.
 env_cgroup_pids() {
-        local f
-        { find /sys/fs/cgroup/*/"$ENV_NS" -name cgroup.procs 2>/dev/null || true; } |
-                while read -r f; do cat "$f" 2>/dev/null; done | sort -un
+        { find /sys/fs/cgroup/*/"$ENV_NS" -name cgroup.procs -exec cat {} + 2>/dev/null || true; } | sort -un
         return 0
 }
 
@@ -438,10 +450,10 @@ env_cgroup_pids() {
 # shims and CNI plugins containerd started).
 env_netns_pids() {
         [ -e "$ENV_NETNS_PATH" ] || return 0
-        local ino d
-        ino=$(stat -L -c %i "$ENV_NETNS_PATH" 2>/dev/null) || return 0
+        local d
         for d in /proc/[0-9]*; do
-                [ "$(stat -L -c %i "$d/ns/net" 2>/dev/null)" = "$ino" ] && echo "${d#/proc/}"
+                # (-ef: the same device and inode, as stat -L tells)
+                [ "$d/ns/net" -ef "$ENV_NETNS_PATH" ] && echo "${d#/proc/}"
         done
         return 0
 }

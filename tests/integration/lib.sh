@@ -337,12 +337,12 @@ ctr_id() {
 # pod_shim_pid POD_ID: the shim serving the pod: the containerd-shim-* process
 # of this env with -id POD_ID (the short-lived `start` call is gone by then).
 pod_shim_pid() {
-        local d args
+        local d a
         for d in /proc/[0-9]*; do
-                args=$(tr '\0' '\n' 2>/dev/null <"$d/cmdline") || continue
-                [[ ${args%%$'\n'*} = *containerd-shim-* ]] || continue
-                grep -qxF -- "$ENV_ADDR" <<<"$args" || continue
-                grep -qxF -- "$1" <<<"$args" || continue
+                mapfile -d '' -t a 2>/dev/null <"$d/cmdline" || continue
+                [[ ${a[0]:-} = *containerd-shim-* ]] || continue
+                _env_has "$ENV_ADDR" "${a[@]}" || continue
+                _env_has "$1" "${a[@]}" || continue
                 echo "${d#/proc/}"
                 return 0
         done
@@ -385,13 +385,16 @@ it_finish() {
 # sandbox_qemu_pid POD_ID: the qemu-system-x86_64 of the sandbox pod: its
 # command line has `-name unishim-<id>[,...]`. Empty when none.
 sandbox_qemu_pid() {
-        local d args
+        local d a x
         for d in /proc/[0-9]*; do
-                args=$(tr '\0' '\n' 2>/dev/null <"$d/cmdline") || continue
-                [[ ${args%%$'\n'*} = *qemu-system-x86_64* ]] || continue
-                grep -qE -- "^unishim-$1(,|\$)" <<<"$args" || continue
-                echo "${d#/proc/}"
-                return 0
+                mapfile -d '' -t a 2>/dev/null <"$d/cmdline" || continue
+                [[ ${a[0]:-} = *qemu-system-x86_64* ]] || continue
+                for x in "${a[@]}"; do
+                        if [[ $x = "unishim-$1" || $x = "unishim-$1,"* ]]; then
+                                echo "${d#/proc/}"
+                                return 0
+                        fi
+                done
         done
         return 0
 }
@@ -401,11 +404,12 @@ sandbox_qemu_pid() {
 # virtiofsd, whose share is at the same path for every pod: the pod's VM
 # cgroup, which names the id, or a source under /run/unishim/<ns>/<id>/).
 sandbox_procs() {
-        local d args first id cg
+        local d a args first id cg
         for d in /proc/[0-9]*; do
-                args=$(tr '\0' ' ' 2>/dev/null <"$d/cmdline") || continue
-                first=${args%% *}
+                mapfile -d '' -t a 2>/dev/null <"$d/cmdline" || continue
+                first=${a[0]:-}
                 [[ $first = *qemu-system-x86_64* || $first = *virtiofsd* ]] || continue
+                args="${a[*]} "
                 cg=
                 [[ $first = *virtiofsd* ]] && cg=$(cat "$d/cgroup" 2>/dev/null)
                 for id in "$@"; do

@@ -1,0 +1,17 @@
+#!/bin/bash
+# The container kind under a real kubelet (Kubernetes v1.23, K8S_BIN_DIR):
+# k8s-up on a private environment; a Deployment on RuntimeClass unishim
+# without an annotation gets its pod Running and Ready through an httpGet and
+# an exec readiness probe, runs as the container kind (host kernel),
+# kubectl exec (output, stderr, exit code) and logs work, the node reaches
+# the pod IP, the kubelet's stats summary has the containers' memory;
+# deleting the Deployment leaves nothing of the pod on the host; k8s-down
+# leaves nothing of the cluster or the environment. Skipped without the
+# Kubernetes binaries.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+k8s_setup
+k8s_deployment_test container
+k8s_down_test
+it_finish
