@@ -30,7 +30,8 @@ int shim_stdio_open(struct us_loop *loop, const char *in, const char *out, const
  * by the stdio from then on). */
 int shim_stdio_attach(struct shim_stdio *s, int pty_master, struct us_error **err);
 
-/* CloseIO: the process sees EOF on stdin. */
+/* CloseIO: the process sees EOF on stdin once every byte written to the
+ * FIFO has reached it and containerd's writer is closed; never waits. */
 void shim_stdio_close_stdin(struct shim_stdio *s);
 
 int shim_stdio_resize(struct shim_stdio *s, unsigned width, unsigned height, struct us_error **err);
