@@ -34,7 +34,8 @@ struct pump {
 struct shim_stdio {
         struct us_loop *loop;
         bool terminal;
-        int in_fifo; /* the shim's reader of the stdin FIFO */
+        char *in_path; /* the stdin FIFO until it is opened (an exec's: at Start) */
+        int in_fifo;   /* the shim's reader of the stdin FIFO */
         /* A writer of the FIFO, held until CloseIO: without one the reader
          * would see EOF whenever containerd's writer is not (yet) open. */
         int in_keep;
@@ -174,7 +175,10 @@ static int set_nonblock(int fd, bool on)
         return fcntl(fd, F_SETFL, fl) < 0 ? -errno : 0;
 }
 
-/* Takes src and dst. */
+/* Takes src and dst. A stdin pump's creator runs pump_step once: what the
+ * FIFO holds already, or its EOF, may never be signalled (epoll reports no
+ * hangup on a FIFO whose reader never saw a writer, though a read gives
+ * EOF: an exec's stdin after a CloseIO before its Start, nobody writing). */
 static int pump_new(struct us_loop *loop, int src, int dst, struct pump **ret,
                     struct us_error **err)
 {
@@ -246,8 +250,8 @@ static int open_stdin(struct shim_stdio *s, const char *path, struct us_error **
 }
 
 int shim_stdio_open(struct us_loop *loop, const char *in, const char *out, const char *err_path,
-                    bool terminal, struct shim_stdio **ret, struct us_stdio *ret_fds,
-                    struct us_error **err)
+                    bool terminal, bool stdin_at_start, struct shim_stdio **ret,
+                    struct us_stdio *ret_fds, struct us_error **err)
 {
         struct shim_stdio *s = calloc(1, sizeof(*s));
         if (!s)
@@ -262,7 +266,13 @@ int shim_stdio_open(struct us_loop *loop, const char *in, const char *out, const
                                  .err_fifo = -1,
                                  .pty_master = -1};
         int r = 0;
-        if (in && *in) {
+        if (in && *in && stdin_at_start) {
+                s->in_path = strdup(in);
+                if (!s->in_path) {
+                        r = us_errorf(err, ENOMEM, "allocate stdio");
+                        goto fail;
+                }
+        } else if (in && *in) {
                 r = open_stdin(s, in, err);
                 if (r < 0)
                         goto fail;
@@ -285,6 +295,19 @@ fail:
         return r;
 }
 
+int shim_stdio_open_stdin(struct shim_stdio *s, struct us_stdio *fds, struct us_error **err)
+{
+        if (!s->in_path)
+                return 0;
+        int r = open_stdin(s, s->in_path, err);
+        if (r < 0)
+                return r;
+        free(s->in_path);
+        s->in_path = NULL;
+        fds->in = s->in_child;
+        return 0;
+}
+
 int shim_stdio_attach(struct shim_stdio *s, int pty_master, struct us_error **err)
 {
         int r;
@@ -299,6 +322,7 @@ int shim_stdio_attach(struct shim_stdio *s, int pty_master, struct us_error **er
                                      &s->in_pump, err);
                         if (r < 0)
                                 return r;
+                        pump_step(s->in_pump);
                 }
                 return 0;
         }
@@ -322,6 +346,7 @@ int shim_stdio_attach(struct shim_stdio *s, int pty_master, struct us_error **er
                 if (r < 0)
                         return r;
                 s->in_pump->eot_at_eof = true;
+                pump_step(s->in_pump);
         }
         return 0;
 }
@@ -360,6 +385,7 @@ struct shim_stdio *shim_stdio_free(struct shim_stdio *s)
                 return NULL;
         pump_free(s->in_pump);
         pump_free(s->out_pump);
+        free(s->in_path);
         us_close(s->in_fifo);
         us_close(s->in_keep);
         us_close(s->in_child);

@@ -4,7 +4,8 @@
  * after every byte written to the FIFO before it, whatever still sits in
  * the FIFO or the pump, whether CloseIO comes before the process exists or
  * while the client's writer is still open; a terminal gets ^D after the
- * data. Nothing waits in the loop for a slow reader. */
+ * data; an exec's FIFO opens at its Start. Nothing waits in the loop for a
+ * slow reader. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -200,8 +201,8 @@ static struct shim_stdio *open_stdio(struct fixture *f, bool terminal, int *ret_
         struct shim_stdio *s = NULL;
         struct us_stdio fds;
         struct us_error *err = NULL;
-        assert_int_equal(shim_stdio_open(f->loop, f->fifo, NULL, NULL, terminal, &s, &fds, &err),
-                         0);
+        assert_int_equal(
+                shim_stdio_open(f->loop, f->fifo, NULL, NULL, terminal, false, &s, &fds, &err), 0);
         if (ret_child) {
                 assert_true(fds.in >= 0);
                 *ret_child = fcntl(fds.in, F_DUPFD_CLOEXEC, 3);
@@ -390,6 +391,49 @@ static void test_terminal_eot_after_data(void **state)
         shim_stdio_free(s);
 }
 
+/* An exec's stdin FIFO opens only at its Start: until then no client can
+ * open it for writing (nor finish its input, nor send CloseIO for an EOF
+ * ahead of knowing the process). A CloseIO that comes first anyway (the
+ * CRI's, for empty input) still ends stdin once the FIFO is opened. */
+static void run_stdin_at_start(struct fixture *f, bool close_first)
+{
+        struct shim_stdio *s = NULL;
+        struct us_stdio fds;
+        struct us_error *err = NULL;
+        assert_int_equal(shim_stdio_open(f->loop, f->fifo, NULL, NULL, false, true, &s, &fds, &err),
+                         0);
+        assert_int_equal(fds.in, -1);
+        assert_int_equal(open(f->fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC), -1);
+        assert_int_equal(errno, ENXIO); /* nobody reads it yet */
+        if (close_first)
+                shim_stdio_close_stdin(s);
+        assert_int_equal(shim_stdio_open_stdin(s, &fds, &err), 0);
+        assert_true(fds.in >= 0);
+        int child = fcntl(fds.in, F_DUPFD_CLOEXEC, 3);
+        assert_true(child >= 0);
+        attach(s, -1);
+        /* After a CloseIO first, nobody ever opens the FIFO for writing. */
+        struct writer w = {.loop = f->loop, .data = (const uint8_t *)"abc", .len = 3, .stdio = s};
+        if (!close_first)
+                writer_start(&w, f->fifo);
+        struct reader rd = {.loop = f->loop, .fd = child, .until = -1};
+        reader_start(&rd);
+        run_loop(f->loop);
+        assert_true(rd.eof);
+        assert_int_equal(rd.len, close_first ? 0 : 3);
+        if (!close_first)
+                assert_memory_equal(rd.got, "abc", 3);
+        free(rd.got);
+        close(child);
+        shim_stdio_free(s);
+}
+
+static void test_stdin_at_start(void **state)
+{
+        run_stdin_at_start(*state, false);
+        run_stdin_at_start(*state, true);
+}
+
 /* The process went away: the pump stops instead of waiting forever, and
  * the client's writes fail rather than block. */
 static void test_reader_gone(void **state)
@@ -445,6 +489,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_close_while_writer_open, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_no_eof_without_close, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_terminal_eot_after_data, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stdin_at_start, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reader_gone, setup, teardown),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
