@@ -37,8 +37,8 @@ struct agent_process {
         bool exited;
         bool exit_delivered;
         int exit_status;
-        int stdin_fd; /* pipe write end or pty master dup; -1 */
-        int pty;      /* pty master for resize; -1 */
+        struct agent_stdin in; /* pipe write end or pty master dup */
+        int pty;               /* pty master for resize; -1 */
         struct agent_stream out, err;
         struct us_ttrpc_call *waiters[AGENT_MAX_WAITERS];
         size_t n_waiters;
@@ -99,7 +99,7 @@ static void process_release(struct agent_process *p)
         p->n_waiters = 0;
         agent_stream_release(&p->out);
         agent_stream_release(&p->err);
-        p->stdin_fd = us_close(p->stdin_fd);
+        agent_stdin_release(&p->in);
         p->pty = us_close(p->pty);
         free(p->exec_id);
         p->exec_id = NULL;
@@ -143,7 +143,7 @@ static void process_init(struct agent_process *p, struct agent_container *c)
 {
         memset(p, 0, sizeof(*p));
         p->ctr = c;
-        p->stdin_fd = -1;
+        agent_stdin_init(&p->in, -1, false);
         p->pty = -1;
         agent_stream_init(&p->out, -1);
         agent_stream_init(&p->err, -1);
@@ -273,7 +273,7 @@ static int make_pipes(struct agent_process *p, bool want_stdin, struct us_stdio 
                 (void)fcntl(in[1], F_SETFL, O_NONBLOCK);
         agent_stream_init(&p->out, out[0]);
         agent_stream_init(&p->err, er[0]);
-        p->stdin_fd = in[1];
+        agent_stdin_init(&p->in, in[1], false);
         stdio->in = in[0];
         stdio->out = out[1];
         stdio->err = er[1];
@@ -299,7 +299,7 @@ static int setup_pty(struct agent_process *p, int master, struct us_error **err)
         }
         agent_stream_init(&p->out, rd);
         agent_stream_init(&p->err, -1); /* with a terminal everything is on stdout */
-        p->stdin_fd = wr;
+        agent_stdin_init(&p->in, wr, true);
         p->pty = master;
         return 0;
 }
@@ -725,24 +725,44 @@ static void h_read(struct us_ttrpc_call *call, const uint8_t *payload, size_t le
         exec_maybe_gc(proc);
 }
 
+static void stdin_written(struct agent_stdin *s, int r, size_t len, void *userdata)
+{
+        (void)s;
+        struct us_ttrpc_call *call = userdata;
+        if (r == -ECANCELED) {
+                us_ttrpc_call_fail(call, US_GRPC_NOT_FOUND, "process removed");
+                return;
+        }
+        if (r < 0) {
+                struct us_error *err = NULL;
+                r = us_errorf(&err, -r, "write stdin");
+                fail_err(call, r, err);
+                return;
+        }
+        Unishim__Agent__V1__WriteStdinResponse resp =
+                UNISHIM__AGENT__V1__WRITE_STDIN_RESPONSE__INIT;
+        resp.len = (uint32_t)len;
+        us_ttrpc_call_reply(call, &resp.base);
+}
+
 static void h_write(struct us_ttrpc_call *call, const uint8_t *payload, size_t len, void *ud)
 {
         struct agent *a = ud;
         DECODE(Unishim__Agent__V1__WriteStdinRequest, req);
         LOOKUP_PROCESS(a, req->container_id, req->exec_id);
-        if (proc->stdin_fd < 0)
+        /* Answered once all of it is in the process's stdin: now, or from
+         * the loop when the process has read enough (a long poll). */
+        int r = agent_stdin_write(&proc->in, a->loop, req->data.data, req->data.len, stdin_written,
+                                  call);
+        if (r == -EBADF)
                 return us_ttrpc_call_fail(call, US_GRPC_FAILED_PRECONDITION, "stdin is closed");
-        /* Non-blocking: a full pipe writes less, and the host retries. */
-        ssize_t n = req->data.len ? write(proc->stdin_fd, req->data.data, req->data.len) : 0;
-        if (n < 0 && errno != EAGAIN) {
-                struct us_error *err = NULL;
-                int r = us_errorf(&err, errno, "write stdin");
-                return fail_err(call, r, err);
-        }
-        Unishim__Agent__V1__WriteStdinResponse resp =
-                UNISHIM__AGENT__V1__WRITE_STDIN_RESPONSE__INIT;
-        resp.len = n < 0 ? 0 : (uint32_t)n;
-        us_ttrpc_call_reply(call, &resp.base);
+        if (r == -EBUSY)
+                return us_ttrpc_call_fail(call, US_GRPC_FAILED_PRECONDITION,
+                                          "a write to this stdin is already pending");
+        if (r < 0)
+                return stdin_written(&proc->in, r, 0, call);
+        if (r > 0)
+                stdin_written(&proc->in, 0, req->data.len, call);
 }
 
 static void h_close_stdin(struct us_ttrpc_call *call, const uint8_t *payload, size_t len, void *ud)
@@ -750,9 +770,8 @@ static void h_close_stdin(struct us_ttrpc_call *call, const uint8_t *payload, si
         struct agent *a = ud;
         DECODE(Unishim__Agent__V1__ProcessRequest, req);
         LOOKUP_PROCESS(a, req->container_id, req->exec_id);
-        if (proc->pty >= 0 && proc->stdin_fd >= 0)
-                (void)write(proc->stdin_fd, "\x04", 1); /* a terminal's EOF is ^D */
-        proc->stdin_fd = us_close(proc->stdin_fd);
+        /* The process sees EOF after every byte written before. */
+        agent_stdin_close(&proc->in, a->loop);
         us_ttrpc_call_reply(call, &empty_msg.base);
 }
 

@@ -118,6 +118,45 @@ void agent_stream_answer(struct agent_stream *s, struct us_loop *loop);
 /* Fails the waiter, removes the watch, closes fd, frees the buffer. */
 void agent_stream_release(struct agent_stream *s);
 
+/* ---- stdin of a process (agent-stdin.c) ---- */
+
+/* What the host writes into a process's stdin (its pipe, or the pty
+ * master), never blocking the loop: a write the process does not take at
+ * once waits (its bytes copied) until the fd is writable, and CloseStdin
+ * closes the fd only after every byte accepted before it went in. */
+struct agent_stdin;
+
+/* A waiting write is over: r 0 when all of its len bytes went in, or a
+ * negative errno (-ECANCELED: the process was released first). */
+typedef void (*agent_stdin_done_fn)(struct agent_stdin *s, int r, size_t len, void *userdata);
+
+struct agent_stdin {
+        int fd;   /* owned, non-blocking; -1 once closed */
+        bool pty; /* a terminal: its EOF is ^D, written after the data */
+        bool closing;
+        uint8_t *buf; /* accepted, not yet written */
+        size_t len, off;
+        size_t write_len;           /* the waiting write's length (done's len) */
+        struct us_loop_source *src; /* EPOLLOUT while bytes wait */
+        agent_stdin_done_fn done;   /* the waiting write's */
+        void *userdata;
+};
+
+/* fd may be -1 (no stdin). Takes fd. */
+void agent_stdin_init(struct agent_stdin *s, int fd, bool pty);
+/* Writes data into the process. 1: all of it went in at once. 0: the rest
+ * waits for the process to read; done(s, r, len, userdata) runs from the
+ * loop once it all went in or failed. Negative errno at once: -EBADF stdin
+ * is closed (or closing), -EBUSY a write waits already, else the write's
+ * own error (the fd is then closed). */
+int agent_stdin_write(struct agent_stdin *s, struct us_loop *loop, const uint8_t *data, size_t len,
+                      agent_stdin_done_fn done, void *userdata);
+/* Closes stdin once everything accepted before went in (after ^D for a
+ * terminal). */
+void agent_stdin_close(struct agent_stdin *s, struct us_loop *loop);
+/* The process is gone: closes the fd, a waiting write gets -ECANCELED. */
+void agent_stdin_release(struct agent_stdin *s);
+
 /* ---- network (agent-net.c) ---- */
 
 /* Sets lo up. */

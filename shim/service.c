@@ -448,7 +448,7 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
         t->rootfs_mounted = req->n_rootfs > 0;
 
         r = shim_stdio_open(shim->loop, req->stdin, req->stdout, req->stderr,
-                            req->terminal && t->backend->host_pty, &t->init.stdio,
+                            req->terminal && t->backend->host_pty, false, &t->init.stdio,
                             &t->init.stdio_fds, err);
         if (r < 0) {
                 us_oci_spec_free(spec);
@@ -700,10 +700,14 @@ static void handle_start(struct us_ttrpc_call *call, const uint8_t *payload, siz
                 return;
         struct us_error *err = NULL;
         p->starting = true;
-        int r = p->exec_id ? t->backend->exec(t->impl, p->exec_id, p->exec_spec, p->exec_spec_json,
-                                              p->exec_spec_json_len, &p->stdio_fds, &pd->pid,
-                                              &pd->pty, &pd->op, &err)
-                           : t->backend->start(t->impl, &pd->op, &err);
+        int r = 0;
+        if (p->exec_id && p->stdio)
+                r = shim_stdio_open_stdin(p->stdio, &p->stdio_fds, &err);
+        if (r >= 0)
+                r = p->exec_id ? t->backend->exec(t->impl, p->exec_id, p->exec_spec,
+                                                  p->exec_spec_json, p->exec_spec_json_len,
+                                                  &p->stdio_fds, &pd->pid, &pd->pty, &pd->op, &err)
+                               : t->backend->start(t->impl, &pd->op, &err);
         pending_run(pd, r, err);
 }
 
@@ -933,8 +937,8 @@ static void handle_exec(struct us_ttrpc_call *call, const uint8_t *payload, size
         }
         if (r >= 0)
                 r = shim_stdio_open(shim->loop, req->stdin, req->stdout, req->stderr,
-                                    req->terminal && t->backend->host_pty, &p->stdio, &p->stdio_fds,
-                                    &err);
+                                    req->terminal && t->backend->host_pty, true, &p->stdio,
+                                    &p->stdio_fds, &err);
         if (r < 0) {
                 us_error_wrap(&err, r, "exec %s in task %s", req->exec_id, t->id);
                 fail_with(call, r, err);

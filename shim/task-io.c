@@ -26,14 +26,22 @@ struct pump {
         size_t start;
         size_t end;
         bool src_done;
+        /* At src's EOF, dst gets the terminal's EOF character (^D) after
+         * everything read before: a pty has no half-close. */
+        bool eot_at_eof;
 };
 
 struct shim_stdio {
         struct us_loop *loop;
         bool terminal;
-        int in_fifo;   /* shim side of the stdin FIFO */
-        int in_child;  /* stdin given to the process (pipe read end) */
-        int in_pipe_w; /* shim side of that pipe */
+        char *in_path; /* the stdin FIFO until it is opened (an exec's: at Start) */
+        int in_fifo;   /* the shim's reader of the stdin FIFO */
+        /* A writer of the FIFO, held until CloseIO: without one the reader
+         * would see EOF whenever containerd's writer is not (yet) open. */
+        int in_keep;
+        bool in_closed; /* CloseIO came */
+        int in_child;   /* stdin given to the process (pipe read end) */
+        int in_pipe_w;  /* shim side of that pipe */
         int out_fifo;
         int err_fifo;
         int pty_master; /* terminal only */
@@ -95,15 +103,17 @@ static void pump_step(struct pump *p)
                         return;
                 }
                 if (r == 0) {
-                        /* dst full: wait for it, stop reading src meanwhile. */
+                        /* dst full: wait for it, stop reading src meanwhile.
+                         * Unwatched, not just masked: epoll reports a hangup
+                         * (the FIFO's writers gone, a pty's slave closed)
+                         * whatever the mask, and would spin the loop. */
                         if (!p->dst_watch &&
                             us_loop_add_fd(p->loop, p->dst, EPOLLOUT, pump_dst_ready, p,
                                            &p->dst_watch, NULL) < 0) {
                                 pump_stop(p);
                                 return;
                         }
-                        if (p->src_watch)
-                                (void)us_loop_source_set_events(p->src_watch, 0, NULL);
+                        p->src_watch = us_loop_source_remove(p->src_watch);
                         return;
                 }
                 p->dst_watch = us_loop_source_remove(p->dst_watch);
@@ -115,13 +125,21 @@ static void pump_step(struct pump *p)
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0 && errno == EAGAIN) {
-                        if (p->src_watch)
-                                (void)us_loop_source_set_events(p->src_watch, EPOLLIN, NULL);
+                        if (!p->src_watch &&
+                            us_loop_add_fd(p->loop, p->src, EPOLLIN, pump_src_ready, p,
+                                           &p->src_watch, NULL) < 0)
+                                pump_stop(p);
                         return;
                 }
                 if (n <= 0) {
-                        /* EOF, or EIO from a pty master whose slave is gone. */
+                        /* EOF, or EIO from a pty master whose slave is gone.
+                         * Everything read before has been written: only now
+                         * may the reader learn that nothing follows. */
                         p->src_done = true;
+                        if (p->eot_at_eof) {
+                                p->buf[0] = '\x04';
+                                p->end = 1;
+                        }
                         continue;
                 }
                 p->end = (size_t)n;
@@ -157,7 +175,10 @@ static int set_nonblock(int fd, bool on)
         return fcntl(fd, F_SETFL, fl) < 0 ? -errno : 0;
 }
 
-/* Takes src and dst. */
+/* Takes src and dst. A stdin pump's creator runs pump_step once: what the
+ * FIFO holds already, or its EOF, may never be signalled (epoll reports no
+ * hangup on a FIFO whose reader never saw a writer, though a read gives
+ * EOF: an exec's stdin after a CloseIO before its Start, nobody writing). */
 static int pump_new(struct us_loop *loop, int src, int dst, struct pump **ret,
                     struct us_error **err)
 {
@@ -204,9 +225,33 @@ static int open_out_fifo(const char *path, int *ret, struct us_error **err)
         return 0;
 }
 
+/* Opens the stdin FIFO (its reader, and the writer held until CloseIO)
+ * and, without a terminal, the pipe the process reads. */
+static int open_stdin(struct shim_stdio *s, const char *path, struct us_error **err)
+{
+        /* The reader first: a FIFO's writer opens without blocking only
+         * once it has one. */
+        s->in_fifo = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (s->in_fifo < 0)
+                return us_errorf(err, errno, "open stdin fifo %s", path);
+        if (!s->in_closed) {
+                s->in_keep = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+                if (s->in_keep < 0)
+                        return us_errorf(err, errno, "open stdin fifo %s", path);
+        }
+        if (!s->terminal) {
+                int p[2];
+                if (pipe2(p, O_CLOEXEC) < 0)
+                        return us_errorf(err, errno, "stdin pipe");
+                s->in_child = p[0];
+                s->in_pipe_w = p[1];
+        }
+        return 0;
+}
+
 int shim_stdio_open(struct us_loop *loop, const char *in, const char *out, const char *err_path,
-                    bool terminal, struct shim_stdio **ret, struct us_stdio *ret_fds,
-                    struct us_error **err)
+                    bool terminal, bool stdin_at_start, struct shim_stdio **ret,
+                    struct us_stdio *ret_fds, struct us_error **err)
 {
         struct shim_stdio *s = calloc(1, sizeof(*s));
         if (!s)
@@ -214,28 +259,23 @@ int shim_stdio_open(struct us_loop *loop, const char *in, const char *out, const
         *s = (struct shim_stdio){.loop = loop,
                                  .terminal = terminal,
                                  .in_fifo = -1,
+                                 .in_keep = -1,
                                  .in_child = -1,
                                  .in_pipe_w = -1,
                                  .out_fifo = -1,
                                  .err_fifo = -1,
                                  .pty_master = -1};
         int r = 0;
-        if (in && *in) {
-                /* O_RDWR: a FIFO without a writer yet would read as EOF. */
-                s->in_fifo = open(in, O_RDWR | O_NONBLOCK | O_CLOEXEC);
-                if (s->in_fifo < 0) {
-                        r = us_errorf(err, errno, "open stdin fifo %s", in);
+        if (in && *in && stdin_at_start) {
+                s->in_path = strdup(in);
+                if (!s->in_path) {
+                        r = us_errorf(err, ENOMEM, "allocate stdio");
                         goto fail;
                 }
-                if (!terminal) {
-                        int p[2];
-                        if (pipe2(p, O_CLOEXEC) < 0) {
-                                r = us_errorf(err, errno, "stdin pipe");
-                                goto fail;
-                        }
-                        s->in_child = p[0];
-                        s->in_pipe_w = p[1];
-                }
+        } else if (in && *in) {
+                r = open_stdin(s, in, err);
+                if (r < 0)
+                        goto fail;
         }
         if (out && *out) {
                 r = open_out_fifo(out, &s->out_fifo, err);
@@ -255,6 +295,19 @@ fail:
         return r;
 }
 
+int shim_stdio_open_stdin(struct shim_stdio *s, struct us_stdio *fds, struct us_error **err)
+{
+        if (!s->in_path)
+                return 0;
+        int r = open_stdin(s, s->in_path, err);
+        if (r < 0)
+                return r;
+        free(s->in_path);
+        s->in_path = NULL;
+        fds->in = s->in_child;
+        return 0;
+}
+
 int shim_stdio_attach(struct shim_stdio *s, int pty_master, struct us_error **err)
 {
         int r;
@@ -269,6 +322,7 @@ int shim_stdio_attach(struct shim_stdio *s, int pty_master, struct us_error **er
                                      &s->in_pump, err);
                         if (r < 0)
                                 return r;
+                        pump_step(s->in_pump);
                 }
                 return 0;
         }
@@ -291,21 +345,22 @@ int shim_stdio_attach(struct shim_stdio *s, int pty_master, struct us_error **er
                 r = pump_new(s->loop, TAKE_FD(s->in_fifo), m, &s->in_pump, err);
                 if (r < 0)
                         return r;
+                s->in_pump->eot_at_eof = true;
+                pump_step(s->in_pump);
         }
         return 0;
 }
 
 void shim_stdio_close_stdin(struct shim_stdio *s)
 {
-        if (s->terminal) {
-                /* A pty has no half-close: send the EOF character instead. */
-                if (s->pty_master >= 0)
-                        (void)!write(s->pty_master, "\x04", 1);
-                return;
-        }
-        s->in_pump = pump_free(s->in_pump);
-        s->in_fifo = us_close(s->in_fifo);
-        s->in_pipe_w = us_close(s->in_pipe_w);
+        /* Nothing is dropped and nothing waits here. Without our writer the
+         * reader sees EOF once containerd's writer is closed too and the
+         * FIFO is empty; only then does the pump (running, or started at
+         * attach) close the process's end, after the last byte, or send ^D
+         * to a terminal. As with runc's shim, a client that keeps its
+         * writer open after CloseIO delays the EOF until it closes it. */
+        s->in_closed = true;
+        s->in_keep = us_close(s->in_keep);
 }
 
 int shim_stdio_resize(struct shim_stdio *s, unsigned width, unsigned height, struct us_error **err)
@@ -330,7 +385,9 @@ struct shim_stdio *shim_stdio_free(struct shim_stdio *s)
                 return NULL;
         pump_free(s->in_pump);
         pump_free(s->out_pump);
+        free(s->in_path);
         us_close(s->in_fifo);
+        us_close(s->in_keep);
         us_close(s->in_child);
         us_close(s->in_pipe_w);
         us_close(s->out_fifo);

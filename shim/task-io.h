@@ -20,17 +20,26 @@
 struct shim_stdio;
 
 /* Opens the FIFOs (empty paths mean none) and fills *ret_fds with what the
- * process gets (still owned by the stdio; -1 = /dev/null). */
+ * process gets (still owned by the stdio; -1 = /dev/null). With
+ * stdin_at_start, the stdin FIFO waits for shim_stdio_open_stdin. */
 int shim_stdio_open(struct us_loop *loop, const char *in, const char *out, const char *err_path,
-                    bool terminal, struct shim_stdio **ret, struct us_stdio *ret_fds,
-                    struct us_error **err);
+                    bool terminal, bool stdin_at_start, struct shim_stdio **ret,
+                    struct us_stdio *ret_fds, struct us_error **err);
+
+/* Opens the stdin FIFO that shim_stdio_open left for later, and sets
+ * fds->in; nothing to do without one. An exec's is opened at its Start, as
+ * runc's shim does: until then the client's writer cannot open the FIFO, so
+ * it cannot finish its input and send CloseIO before it knows the process
+ * (ctr sends none for an EOF it reads before its Exec call returned). */
+int shim_stdio_open_stdin(struct shim_stdio *s, struct us_stdio *fds, struct us_error **err);
 
 /* After the process exists: drops the shim's copies of what the process
  * now holds, and with a terminal starts pumping through pty_master (owned
  * by the stdio from then on). */
 int shim_stdio_attach(struct shim_stdio *s, int pty_master, struct us_error **err);
 
-/* CloseIO: the process sees EOF on stdin. */
+/* CloseIO: the process sees EOF on stdin once every byte written to the
+ * FIFO has reached it and containerd's writer is closed; never waits. */
 void shim_stdio_close_stdin(struct shim_stdio *s);
 
 int shim_stdio_resize(struct shim_stdio *s, unsigned width, unsigned height, struct us_error **err);

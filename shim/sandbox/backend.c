@@ -944,8 +944,9 @@ static int sandbox_close_stdin(void *impl, const char *exec_id, struct us_error 
         (void)err;
         struct sandbox_task *t = impl;
         struct sandbox_proc *p = sandbox_proc_find(&t->ctr, exec_id);
-        /* The shim closed its pipe; stdin_readable sees EOF and tells the
-         * guest once what was written before has gone through. */
+        /* The shim closes its pipe after the last byte (task-io.c);
+         * stdin_readable sees EOF and tells the guest once what was
+         * written before has gone through. */
         (void)p;
         return 0;
 }

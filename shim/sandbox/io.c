@@ -148,6 +148,15 @@ static void proc_waited(int status, const uint8_t *payload, size_t len, const st
 static void stdin_readable(struct us_loop_source *src, int fd, uint32_t events, void *userdata);
 static void stdin_send(struct sandbox_proc *p);
 
+/* Reads the pipe again, once the guest took everything read before. */
+static int stdin_watch(struct sandbox_proc *p)
+{
+        if (p->in_watch)
+                return 0;
+        return us_loop_add_fd(p->container->loop, p->in_fd, EPOLLIN, stdin_readable, p,
+                              &p->in_watch, NULL);
+}
+
 static void stdin_stop(struct sandbox_proc *p)
 {
         p->in_watch = us_loop_source_remove(p->in_watch);
@@ -173,7 +182,7 @@ static void stdin_written(int status, const uint8_t *payload, size_t len,
         }
         p->in_off += taken;
         if (p->in_off < p->in_len) {
-                /* The guest's pipe was full: the rest goes again, shortly. */
+                /* The guest took part of it: the rest goes again. */
                 stdin_send(p);
                 return;
         }
@@ -181,8 +190,8 @@ static void stdin_written(int status, const uint8_t *payload, size_t len,
         p->in_buf = NULL;
         p->in_len = p->in_off = 0;
         /* One write in flight at a time: read the pipe again. */
-        if (p->in_watch)
-                (void)us_loop_source_set_events(p->in_watch, EPOLLIN, NULL);
+        if (stdin_watch(p) < 0)
+                stdin_stop(p);
 }
 
 static void stdin_send(struct sandbox_proc *p)
@@ -193,8 +202,9 @@ static void stdin_send(struct sandbox_proc *p)
         req.exec_id = p->exec_id ? p->exec_id : (char *)"";
         req.data.data = p->in_buf + p->in_off;
         req.data.len = p->in_len - p->in_off;
-        if (sandbox_agent_poll(a, "WriteStdin", &req.base, a->timeout_ms, stdin_written, p,
-                               &p->stdin_call) < 0)
+        /* No deadline: the agent answers once the bytes are in the
+         * process's pipe, which takes as long as the process does not read. */
+        if (sandbox_agent_poll(a, "WriteStdin", &req.base, 0, stdin_written, p, &p->stdin_call) < 0)
                 stdin_stop(p);
 }
 
@@ -208,7 +218,9 @@ static void stdin_readable(struct us_loop_source *src, int fd, uint32_t events, 
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return;
         if (n <= 0) {
-                /* CloseIO closed the pipe: the guest process gets EOF. */
+                /* The shim closed the pipe after the last byte of stdin
+                 * (task-io.c), and the guest took every byte before: the
+                 * guest process gets EOF. */
                 stdin_stop(p);
                 Unishim__Agent__V1__ProcessRequest req = UNISHIM__AGENT__V1__PROCESS_REQUEST__INIT;
                 req.container_id = (char *)p->container->id;
@@ -226,7 +238,10 @@ static void stdin_readable(struct us_loop_source *src, int fd, uint32_t events, 
         memcpy(p->in_buf, buf, (size_t)n);
         p->in_len = (size_t)n;
         p->in_off = 0;
-        (void)us_loop_source_set_events(p->in_watch, 0, NULL);
+        /* Unwatched until the guest took it all, not just masked: the
+         * pipe's hangup would still be reported, and the EOF read then
+         * would pass the bytes in flight. */
+        p->in_watch = us_loop_source_remove(p->in_watch);
         stdin_send(p);
 }
 
@@ -238,9 +253,7 @@ void sandbox_proc_poll(struct sandbox_proc *p)
                 return;
         stream_read(&p->out);
         stream_read(&p->err);
-        if (p->in_fd >= 0 && !p->in_watch &&
-            us_loop_add_fd(p->container->loop, p->in_fd, EPOLLIN, stdin_readable, p, &p->in_watch,
-                           NULL) < 0)
+        if (p->in_fd >= 0 && !p->in_buf && stdin_watch(p) < 0)
                 p->in_fd = us_close(p->in_fd);
         if (!p->wait_call && !p->exited) {
                 Unishim__Agent__V1__ProcessRequest req = UNISHIM__AGENT__V1__PROCESS_REQUEST__INIT;

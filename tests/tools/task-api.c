@@ -5,8 +5,10 @@
  * created and deleted without a start):
  *
  *   task-api SOCKET NAMESPACE create ID BUNDLE ROOTFS_DIR
- *   task-api SOCKET NAMESPACE start|delete|state|stats|connect ID
- *   task-api SOCKET NAMESPACE kill ID SIGNAL
+ *   task-api SOCKET NAMESPACE start|delete|close-io|wait ID [EXEC_ID]
+ *   task-api SOCKET NAMESPACE state|stats|connect ID
+ *   task-api SOCKET NAMESPACE kill ID SIGNAL [EXEC_ID]
+ *   task-api SOCKET NAMESPACE exec ID EXEC_ID STDIN STDOUT STDERR PROCESS_JSON
  *   task-api SOCKET NAMESPACE order-probe SLOW_ID FAST_ID
  *
  * order-probe sends Stats(SLOW_ID), Connect and Stats(FAST_ID) pipelined on
@@ -16,8 +18,11 @@
  *
  * SOCKET is the path in a bundle's address file (without unix://). create
  * passes ROOTFS_DIR as a read-only bind rootfs mount and no stdio. state
- * prints "<pid> <status> <exit status>". Exit 0 on success, 1 with the
- * shim's error on stderr.
+ * prints "<pid> <status> <exit status>", wait "<exit status>". exec adds a
+ * process (an OCI process, JSON) with STDIN, STDOUT and STDERR as its FIFOs
+ * ("" for none; no terminal), without starting it; close-io closes its
+ * stdin (CloseIO with stdin set), in whatever order the caller chooses. Exit
+ * 0 on success, 1 with the shim's error on stderr.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -118,9 +123,12 @@ int main(int argc, char **argv)
         if (argc < 5) {
                 fprintf(stderr,
                         "usage: %s SOCKET NAMESPACE create ID BUNDLE ROOTFS_DIR\n"
-                        "       %s SOCKET NAMESPACE start|delete|state|stats|connect ID\n"
-                        "       %s SOCKET NAMESPACE kill ID SIGNAL\n",
-                        argv[0], argv[0], argv[0]);
+                        "       %s SOCKET NAMESPACE start|delete|close-io|wait ID [EXEC_ID]\n"
+                        "       %s SOCKET NAMESPACE state|stats|connect ID\n"
+                        "       %s SOCKET NAMESPACE kill ID SIGNAL [EXEC_ID]\n"
+                        "       %s SOCKET NAMESPACE exec ID EXEC_ID STDIN STDOUT STDERR "
+                        "PROCESS_JSON\n",
+                        argv[0], argv[0], argv[0], argv[0], argv[0]);
                 return 2;
         }
         const char *ns = argv[2], *op = argv[3], *id = argv[4];
@@ -149,17 +157,61 @@ int main(int argc, char **argv)
                 req.n_rootfs = 1;
                 req.rootfs = mounts;
                 r = call(c, ns, "Create", &req.base, &resp, &len);
-        } else if ((strcmp(op, "start") == 0 || strcmp(op, "delete") == 0) && argc == 5) {
+        } else if ((strcmp(op, "start") == 0 || strcmp(op, "delete") == 0) &&
+                   (argc == 5 || argc == 6)) {
                 Containerd__Task__V2__DeleteRequest req =
                         CONTAINERD__TASK__V2__DELETE_REQUEST__INIT;
                 req.id = (char *)id;
+                if (argc == 6)
+                        req.exec_id = argv[5];
                 /* StartRequest and DeleteRequest are both {id, exec_id}. */
                 r = call(c, ns, strcmp(op, "start") == 0 ? "Start" : "Delete", &req.base, &resp,
                          &len);
-        } else if (strcmp(op, "kill") == 0 && argc == 6) {
+        } else if (strcmp(op, "close-io") == 0 && (argc == 5 || argc == 6)) {
+                Containerd__Task__V2__CloseIORequest req =
+                        CONTAINERD__TASK__V2__CLOSE_IOREQUEST__INIT;
+                req.id = (char *)id;
+                if (argc == 6)
+                        req.exec_id = argv[5];
+                req.stdin = 1;
+                r = call(c, ns, "CloseIO", &req.base, &resp, &len);
+        } else if (strcmp(op, "wait") == 0 && (argc == 5 || argc == 6)) {
+                Containerd__Task__V2__WaitRequest req = CONTAINERD__TASK__V2__WAIT_REQUEST__INIT;
+                req.id = (char *)id;
+                if (argc == 6)
+                        req.exec_id = argv[5];
+                r = call(c, ns, "Wait", &req.base, &resp, &len);
+                if (r >= 0) {
+                        Containerd__Task__V2__WaitResponse *w =
+                                containerd__task__v2__wait_response__unpack(NULL, len, resp);
+                        if (!w) {
+                                fprintf(stderr, "task-api: Wait: malformed reply\n");
+                                r = -EBADMSG;
+                        } else {
+                                printf("%u\n", w->exit_status);
+                                containerd__task__v2__wait_response__free_unpacked(w, NULL);
+                        }
+                }
+        } else if (strcmp(op, "exec") == 0 && argc == 10) {
+                Google__Protobuf__Any spec = GOOGLE__PROTOBUF__ANY__INIT;
+                spec.type_url = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+                spec.value.data = (uint8_t *)argv[9];
+                spec.value.len = strlen(argv[9]);
+                Containerd__Task__V2__ExecProcessRequest req =
+                        CONTAINERD__TASK__V2__EXEC_PROCESS_REQUEST__INIT;
+                req.id = (char *)id;
+                req.exec_id = argv[5];
+                req.stdin = argv[6];
+                req.stdout = argv[7];
+                req.stderr = argv[8];
+                req.spec = &spec;
+                r = call(c, ns, "Exec", &req.base, &resp, &len);
+        } else if (strcmp(op, "kill") == 0 && (argc == 6 || argc == 7)) {
                 Containerd__Task__V2__KillRequest req = CONTAINERD__TASK__V2__KILL_REQUEST__INIT;
                 req.id = (char *)id;
                 req.signal = (uint32_t)atoi(argv[5]);
+                if (argc == 7)
+                        req.exec_id = argv[6];
                 r = call(c, ns, "Kill", &req.base, &resp, &len);
         } else if (strcmp(op, "stats") == 0 && argc == 5) {
                 Containerd__Task__V2__StatsRequest req = CONTAINERD__TASK__V2__STATS_REQUEST__INIT;
