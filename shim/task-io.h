@@ -9,6 +9,12 @@
  * that CloseIO can give the process EOF. With a terminal, the shim pumps
  * bytes between the FIFOs and the pty master in its event loop, never
  * blocking on a slow reader.
+ *
+ * containerd opens its end of an output FIFO in the background, and may do
+ * so after the process has exited. When its reader is not there yet as the
+ * FIFO is opened, the process writes into a pipe the shim pumps into the
+ * FIFO, and the shim keeps the FIFO open until containerd's reader has
+ * opened it: that reader gets the output, then EOF, whenever it comes.
  */
 
 #include <stdbool.h>
@@ -44,7 +50,8 @@ void shim_stdio_close_stdin(struct shim_stdio *s);
 
 int shim_stdio_resize(struct shim_stdio *s, unsigned width, unsigned height, struct us_error **err);
 
-/* The process exited: copy what is left in the pty to stdout, non-blocking. */
+/* The process exited: copy what is left in the pty (or pipes) to the FIFOs,
+ * non-blocking. */
 void shim_stdio_drain(struct shim_stdio *s);
 
 struct shim_stdio *shim_stdio_free(struct shim_stdio *s);
