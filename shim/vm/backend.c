@@ -1084,25 +1084,33 @@ static bool pod_has_vm_task(const struct vm_pod *pod)
         return false;
 }
 
-/* Ends a create that returned -EINPROGRESS: the task is the service's on
- * success; on failure nothing of it is left, nor of a pod it started. */
-static void create_end(struct vm_create *c, int r, struct us_error *err)
+/* A failed create leaves nothing of its task, nor of a pod it started. */
+static void create_undo(struct vm_create *c)
 {
         struct vm_task *t = c->t;
         struct vm_pod *pod = t->pod;
+        /* A task never created exits never: the VM it had goes without a
+         * word to containerd. */
+        t->exited = true;
+        task_free(t);
+        if (c->started_pod && !pod->tasks) {
+                pod_free(pod);
+                *c->pod_slot = NULL;
+        }
+        c->console_out = us_close(c->console_out);
+}
+
+/* Ends a create that returned -EINPROGRESS: the task is the service's on
+ * success. */
+static void create_end(struct vm_create *c, int r, struct us_error *err)
+{
+        struct vm_task *t = c->t;
         if (r >= 0) {
                 *c->ret_impl = t;
                 *c->ret_pty = -1;
         } else {
-                us_error_wrap(&err, r, "container %s of vm pod %s", t->id, pod->vmpod.id);
-                /* A task never created exits never: the VM it had goes
-                 * without a word to containerd. */
-                t->exited = true;
-                task_free(t);
-                if (c->started_pod && !pod->tasks) {
-                        pod_free(pod);
-                        *c->pod_slot = NULL;
-                }
+                us_error_wrap(&err, r, "container %s of vm pod %s", t->id, t->pod->vmpod.id);
+                create_undo(c);
         }
         us_close(c->console_out);
         struct shim_op *op = c->op;
@@ -1242,14 +1250,8 @@ static int vm_create(const struct shim_backend_env *env, void *task_cookie,
                         r = us_error_wrap(err, r, "container %s of vm pod %s", cfg->id,
                                           pod->vmpod.id);
                         vm_remove(pod);
-                        t->exited = true;
                         t->spec = NULL; /* still the caller's: it frees it */
-                        task_free(t);
-                        us_close(c->console_out);
-                        if (c->started_pod && !pod->tasks) {
-                                pod_free(pod);
-                                *env->pod = NULL;
-                        }
+                        create_undo(c);
                         free(c);
                         return r;
                 }

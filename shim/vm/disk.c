@@ -175,6 +175,12 @@ struct vm_disk_prep {
         bool timed_out;
 };
 
+static void output_close(int *fd, struct us_loop_source **src)
+{
+        *src = us_loop_source_remove(*src);
+        *fd = us_close(*fd);
+}
+
 /* Stops reading qemu-img's output, after taking what is there. */
 static void outputs_close(struct vm_disk_prep *p)
 {
@@ -182,10 +188,8 @@ static void outputs_close(struct vm_disk_prep *p)
                 ;
         while (p->err_fd >= 0 && read_some(p->err_fd, p->errbuf, QEMU_IMG_ERR_MAX, &p->err_len) > 0)
                 ;
-        p->out_src = us_loop_source_remove(p->out_src);
-        p->err_src = us_loop_source_remove(p->err_src);
-        p->out_fd = us_close(p->out_fd);
-        p->err_fd = us_close(p->err_fd);
+        output_close(&p->out_fd, &p->out_src);
+        output_close(&p->err_fd, &p->err_src);
 }
 
 static void output_ready(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
@@ -199,13 +203,10 @@ static void output_ready(struct us_loop_source *src, int fd, uint32_t events, vo
         if (r > 0)
                 return;
         /* EOF or a broken pipe: its end comes with the exit. */
-        if (out) {
-                p->out_src = us_loop_source_remove(p->out_src);
-                p->out_fd = us_close(p->out_fd);
-        } else {
-                p->err_src = us_loop_source_remove(p->err_src);
-                p->err_fd = us_close(p->err_fd);
-        }
+        if (out)
+                output_close(&p->out_fd, &p->out_src);
+        else
+                output_close(&p->err_fd, &p->err_src);
 }
 
 static void deadline_passed(struct us_loop_source *src, void *userdata)
