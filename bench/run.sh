@@ -15,6 +15,9 @@
 #    libvirtd; bench/vm.sh, BENCH_VM=0 skips): start to the guest agent vs a
 #    bare `virsh create` of the same guest to guest-ping, the pod's fixed
 #    host memory beyond QEMU, the shared libvirtd's
+#  - pods through a kubelet (bench/k8s.sh, BENCH_K8S=0 skips; skipped with a
+#    note without the Kubernetes binaries): create -> Ready for each kind
+#    against the runc RuntimeClass
 # Writes <build>/bench/results.json (a list of {name, unit, unishim, baseline,
 # ratio}) and <build>/bench/results.md, and prints the table.
 # A benchmark measures; it does not judge numbers. It exits non-zero only when
@@ -39,6 +42,7 @@ cleanup() {
         local rc=$?
         set +e
         trap '' PIPE # a closed stdout (| head) must not stop the cleanup
+        [ "${K8S_UP:-0}" = 0 ] || "$UNISHIM_SOURCE_DIR/tests/k8s/k8s-down.sh" >/dev/null 2>&1
         env_stop
         [ "${ENV_LIBVIRT:-0}" = 0 ] || env_libvirt_stop "$ENV_NAME"
         rm -rf "$work"
@@ -236,6 +240,12 @@ fi
 if [ "$BENCH_VM" = 1 ]; then
         vm_bench
 fi
+# ---- pods through a kubelet (bench/k8s.sh; last: the kubelet would take the
+# CRI pods of the rows above for orphans) -------------------------------------
+. "$(dirname "${BASH_SOURCE[0]}")/k8s.sh"
+if [ "${BENCH_K8S:-1}" = 1 ]; then
+        k8s_bench
+fi
 
 row() { # NAME UNIT UNISHIM BASELINE
         jq -cn --arg name "$1" --arg unit "$2" --argjson u "$3" --argjson b "$4" \
@@ -251,7 +261,7 @@ row() { # NAME UNIT UNISHIM BASELINE
         row "CRI pod teardown (stop+rm, grace 0), median" ms "${PSTOP_MED[unishim]}" "${PSTOP_MED[baseline]}"
         row "CRI pod teardown, p90" ms "${PSTOP_P90[unishim]}" "${PSTOP_P90[baseline]}"
         row "pod shim PSS (1 running container)" KiB "${PPSS[unishim]}" "${PPSS[baseline]}"
-        printf '%s' "$SB_ROWS"
+        printf '%s' "$SB_ROWS" "$K8S_ROWS"
 } | jq -s . >"$OUT/results.json.tmp"
 mv "$OUT/results.json.tmp" "$OUT/results.json"
 
@@ -259,7 +269,7 @@ mv "$OUT/results.json.tmp" "$OUT/results.json"
         echo "| metric | unit | unishim | runc shim (baseline) | ratio unishim/runc |"
         echo "|---|---|---:|---:|---:|"
         # (sandbox/floor/vm rows without a baseline have none by design: "—")
-        jq -r '.[] | "| \(.name) | \(.unit) | \(.unishim // "FAILED") | \(.baseline // (if (.name | test("^(sandbox|floor|vm|the node)")) then "—" else "FAILED" end)) | \(.ratio // "n/a") |"' \
+        jq -r '.[] | "| \(.name) | \(.unit) | \(.unishim // "FAILED") | \(.baseline // (if (.name | test("^(sandbox|floor|vm|the node|kubelet)")) then "—" else "FAILED" end)) | \(.ratio // "n/a") |"' \
                 "$OUT/results.json"
         echo
         echo "ctr rows: $N runs per runtime after $WARMUP warm-ups; CRI pod rows: $POD_N per handler" \
@@ -284,6 +294,10 @@ mv "$OUT/results.json.tmp" "$OUT/results.json"
                         "Spawn phase from /proc/<qemu>/stat (10 ms ticks); a ratio is sandbox/baseline."
                 printf '%s' "$SB_NOTES" | sed 's/^/- /'
         fi
+        if [ -n "$K8S_NOTES" ]; then
+                echo
+                printf '%s' "$K8S_NOTES" | sed 's/^/- /'
+        fi
 } >"$OUT/results.md"
 
 echo
@@ -297,4 +311,5 @@ for h in "${HANDLERS[@]}"; do
         [ -n "${PFAILED[$h]:-}" ] && { echo "bench: CRI handler $h FAILED (see above)" >&2; exit 1; }
 done
 [ -n "$SB_FAILED" ] && { echo "bench: sandbox pods FAILED (see above)" >&2; exit 1; }
+[ -n "$K8S_FAILED" ] && { echo "bench: pods through the kubelet FAILED (see above)" >&2; exit 1; }
 exit 0
