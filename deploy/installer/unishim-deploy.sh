@@ -34,6 +34,10 @@
 #   CONTAINERD_RESTART  the node's command that restarts containerd
 #                       ("systemctl restart containerd"); "none": the
 #                       installer says how and does not restart it
+#   SHIM_LINK           a link to the installed shim on containerd's PATH
+#                       (/usr/local/bin/containerd-shim-unishim-v2): containerd
+#                       1.6 starts a pod's shim by name from its PATH whatever
+#                       the handler's runtime_path; "none": no link
 #   NODE_NAME           the node to label (the DaemonSet sets it from
 #                       spec.nodeName); empty: no label
 #   NODE_LABEL          the label (unishim.io/installed)
@@ -56,6 +60,7 @@ CONTAINERD_VERSION=${CONTAINERD_VERSION:-}
 CONTAINERD_BIN=${CONTAINERD_BIN:-containerd}
 HOST_EXEC=${HOST_EXEC:-nsenter --target 1 --mount --}
 CONTAINERD_RESTART=${CONTAINERD_RESTART:-systemctl restart containerd}
+SHIM_LINK=${SHIM_LINK:-/usr/local/bin/containerd-shim-unishim-v2}
 NODE_NAME=${NODE_NAME:-}
 NODE_LABEL=${NODE_LABEL:-unishim.io/installed}
 KUBECTL=${KUBECTL:-kubectl}
@@ -264,6 +269,25 @@ install_files() {
         done
 }
 
+# shim_link: SHIM_LINK -> the installed shim. A link elsewhere is replaced
+# (an earlier install's); a file is not (a shim installed by other means).
+shim_link() {
+        [ "$SHIM_LINK" != none ] || return 0
+        l=$HOST_ROOT$SHIM_LINK
+        if [ -e "$l" ] && [ ! -L "$l" ]; then
+                die "$SHIM_LINK exists and is not a link: remove it (another install of unishim?) or set SHIM_LINK"
+        fi
+        mkdir -p "$(dirname "$l")"
+        ln -sfn "$INSTALL_DIR/bin/containerd-shim-unishim-v2" "$l"
+}
+
+shim_unlink() {
+        [ "$SHIM_LINK" != none ] || return 0
+        l=$HOST_ROOT$SHIM_LINK
+        [ -L "$l" ] && [ "$(readlink "$l")" = "$INSTALL_DIR/bin/containerd-shim-unishim-v2" ] || return 0
+        rm -f "$l"
+}
+
 do_install() {
         [ -d "$HOST_ROOT/" ] || die "HOST_ROOT $HOST_ROOT is not a directory"
         [ -f "$HOST_ROOT$CONTAINERD_CONFIG" ] ||
@@ -275,6 +299,7 @@ do_install() {
         esac
         log "installing to $INSTALL_DIR; containerd $major.x, $CONTAINERD_CONFIG, drop-in $CONTAINERD_DROPIN"
         install_files
+        shim_link
         # (the dump must not see an earlier run's drop-in)
         imports_remove
         rm -f "$HOST_ROOT$CONTAINERD_DROPIN"
@@ -293,6 +318,7 @@ do_uninstall() {
         rm -f "$HOST_ROOT$CONTAINERD_DROPIN"
         rmdir "$(dirname "$HOST_ROOT$CONTAINERD_DROPIN")" 2>/dev/null || true
         containerd_restart
+        shim_unlink
         rm -rf "$HOST_ROOT$INSTALL_DIR"
         log "uninstalled"
 }

@@ -24,6 +24,9 @@ DEPLOY_IMAGE=$ENV_REGISTRY/unishim/deploy:test
 DEPLOY_INSTALL_DIR=$ENV_STATE/opt-unishim
 DEPLOY_DROPIN=$ENV_STATE/conf.d/unishim.toml
 DEPLOY_RESTART=$IT_TMP/restart-containerd.sh
+# (containerd's PATH starts with the env's bin dir, where env-up linked the
+# build's shim)
+DEPLOY_SHIM_LINK=$ENV_BINDIR/containerd-shim-unishim-v2
 DEPLOY_NS=kube-system
 POD_NS=deploy-test
 
@@ -93,6 +96,7 @@ deploy_render() {
                 -e "s|{name: CONTAINERD_CONFIG, value: /etc/containerd/config.toml}|{name: CONTAINERD_CONFIG, value: $ENV_CONFIG}|" \
                 -e "s|{name: CONTAINERD_DROPIN, value: /etc/containerd/conf.d/unishim.toml}|{name: CONTAINERD_DROPIN, value: $DEPLOY_DROPIN}|" \
                 -e "s|{name: CONTAINERD_RESTART, value: systemctl restart containerd}|{name: CONTAINERD_RESTART, value: $DEPLOY_RESTART}|" \
+                -e "s|{name: SHIM_LINK, value: /usr/local/bin/containerd-shim-unishim-v2}|{name: SHIM_LINK, value: $DEPLOY_SHIM_LINK}|" \
                 -e "s|{name: HOST_EXEC, value: nsenter --target 1 --mount --}|{name: HOST_EXEC, value: nsenter --target $kubelet --mount --}\\
         - {name: KUBERNETES_SERVICE_HOST, value: \"$K8S_NODE_IP\"}\\
         - {name: KUBERNETES_SERVICE_PORT, value: \"6443\"}|" \
@@ -102,7 +106,8 @@ deploy_render() {
 # deploy_rendered_ok FILE: every parameter was replaced (a default left
 # would touch the machine's own containerd).
 deploy_rendered_ok() {
-        ! grep -qE '/etc/containerd|value: /opt/unishim\}|--target 1 |systemctl|docker.io/' "$1" &&
+        ! grep -v '^[[:space:]]*#' "$1" |
+                grep -qE '/etc/containerd|value: /opt/unishim\}|/usr/local/bin|--target 1 |systemctl|docker.io/' &&
                 [ "$(grep -c "KUBERNETES_SERVICE_HOST" "$1")" = 1 ]
 }
 
@@ -189,6 +194,8 @@ for h in unishim unishim-sandbox unishim-vm; do
         cmp -s "$DEPLOY_INSTALL_DIR/etc/$h.json" "$UNISHIM_SOURCE_DIR/deploy/installer/etc/$h.json" &&
                 pass "installed: etc/$h.json" || fail "$DEPLOY_INSTALL_DIR/etc/$h.json missing or different"
 done
+expect_eq "the shim on containerd's PATH is the installed one" "$DEPLOY_INSTALL_DIR/bin/containerd-shim-unishim-v2" \
+        "$(readlink "$DEPLOY_SHIM_LINK")"
 expect_match "the config imports the drop-in" "^imports = \\[\"$DEPLOY_DROPIN\"\\]" "$(head -n 1 "$ENV_CONFIG")"
 containerd_after=$(env_containerd_pid || true)
 [ -n "$containerd_after" ] && [ "$containerd_after" != "$containerd_before" ] &&
@@ -253,6 +260,7 @@ expect_eq "the cleanup DaemonSet is rolled out (its pod Ready: uninstalled)" 0 "
 echo "# uninstalled $((SECONDS - t0)) s after apply"
 expect_eq "no label unishim.io/installed" "" "$(node_label 2>&1)"
 expect_eq "no installed files" "" "$(ls -d "$DEPLOY_INSTALL_DIR"* 2>/dev/null)"
+expect_eq "no link to the shim on containerd's PATH" "" "$(ls -d "$DEPLOY_SHIM_LINK" 2>/dev/null)"
 expect_eq "no drop-in (nor its dir)" "" "$(ls -d "$DEPLOY_DROPIN" "$(dirname "$DEPLOY_DROPIN")" 2>/dev/null)"
 expect_eq "containerd's config byte for byte as before install" "$config_before" "$(sha256sum <"$ENV_CONFIG")"
 containerd_after=$(env_containerd_pid || true)
