@@ -111,6 +111,20 @@ deploy_rendered_ok() {
                 [ "$(grep -c "KUBERNETES_SERVICE_HOST" "$1")" = 1 ]
 }
 
+# deploy_run NAME OUT WHAT: deploy/NAME.yaml rendered (deploy_render) into
+# OUT, applied, and its DaemonSet NAME rolled out (its pod Ready: WHAT).
+deploy_run() {
+        local out rc t0=$SECONDS
+        deploy_render "$1.yaml" >"$2"
+        deploy_rendered_ok "$2" && pass "deploy/$1.yaml: the parameters are the environment's" ||
+                fail "deploy/$1.yaml: a parameter was not replaced: $(grep -E 'image:|value:' "$2")"
+        out_rc out rc kc apply -f "$2"
+        expect_eq "kubectl apply deploy/$1.yaml" 0 "$rc"
+        out_rc out rc kc_long -n "$DEPLOY_NS" rollout status "ds/$1" --timeout="${K8S_TIMEOUT}s"
+        expect_eq "DaemonSet $1 rolled out (its pod Ready: $3)" 0 "$rc"
+        echo "# $3 $((SECONDS - t0)) s after apply"
+}
+
 # pss PID...: the processes' summed PSS in KiB.
 pss() {
         local p t=0 v
@@ -171,15 +185,7 @@ wait_until 60 pod_unschedulable vm1 &&
 # ---- install: the DaemonSet ----
 echo "# ---- install: deploy/unishim-deploy.yaml ----"
 containerd_before=$(env_containerd_pid || true)
-deploy_render unishim-deploy.yaml >"$IT_TMP/deploy.yaml"
-deploy_rendered_ok "$IT_TMP/deploy.yaml" && pass "the installer's parameters are the environment's" ||
-        fail "deploy/unishim-deploy.yaml: a parameter was not replaced: $(grep -E 'image:|value:' "$IT_TMP/deploy.yaml")"
-t0=$SECONDS
-out_rc out rc kc apply -f "$IT_TMP/deploy.yaml"
-expect_eq "kubectl apply deploy/unishim-deploy.yaml" 0 "$rc"
-out_rc out rc kc_long -n "$DEPLOY_NS" rollout status ds/unishim-deploy --timeout="${K8S_TIMEOUT}s"
-expect_eq "the installer's DaemonSet is rolled out (its pod Ready: installed)" 0 "$rc"
-echo "# installed $((SECONDS - t0)) s after apply"
+deploy_run unishim-deploy "$IT_TMP/deploy.yaml" installed
 ipod=$(kc -n "$DEPLOY_NS" get pods -l name=unishim-deploy -o jsonpath='{.items[*].metadata.name}' 2>/dev/null || true)
 expect_match "the installer's log says it restarted containerd and labelled the node" \
         "restarting containerd: $DEPLOY_RESTART.*label unishim.io/installed=true.*installed" \
@@ -249,15 +255,7 @@ echo "# ---- uninstall: deploy/unishim-cleanup.yaml ----"
 out_rc out rc kc_long -n "$DEPLOY_NS" delete ds unishim-deploy --timeout="${K8S_TIMEOUT}s"
 expect_eq "kubectl delete the installer's DaemonSet" 0 "$rc"
 containerd_before=$(env_containerd_pid || true)
-deploy_render unishim-cleanup.yaml >"$IT_TMP/cleanup.yaml"
-deploy_rendered_ok "$IT_TMP/cleanup.yaml" && pass "the uninstaller's parameters are the environment's" ||
-        fail "deploy/unishim-cleanup.yaml: a parameter was not replaced"
-t0=$SECONDS
-out_rc out rc kc apply -f "$IT_TMP/cleanup.yaml"
-expect_eq "kubectl apply deploy/unishim-cleanup.yaml" 0 "$rc"
-out_rc out rc kc_long -n "$DEPLOY_NS" rollout status ds/unishim-cleanup --timeout="${K8S_TIMEOUT}s"
-expect_eq "the cleanup DaemonSet is rolled out (its pod Ready: uninstalled)" 0 "$rc"
-echo "# uninstalled $((SECONDS - t0)) s after apply"
+deploy_run unishim-cleanup "$IT_TMP/cleanup.yaml" uninstalled
 expect_eq "no label unishim.io/installed" "" "$(node_label 2>&1)"
 expect_eq "no installed files" "" "$(ls -d "$DEPLOY_INSTALL_DIR"* 2>/dev/null)"
 expect_eq "no link to the shim on containerd's PATH" "" "$(ls -d "$DEPLOY_SHIM_LINK" 2>/dev/null)"
