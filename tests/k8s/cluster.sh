@@ -569,6 +569,14 @@ EOF
                 cat "$K8S_LOG_DIR/apply.log" >&2
                 return 1
         }
+        # The environment's containerd has unishim's handlers: the node is
+        # what the installer (deploy/) labels, and the RuntimeClasses'
+        # nodeSelector asks for the label.
+        kc label --overwrite node "$K8S_NODE_NAME" unishim.io/installed=true >>"$K8S_LOG_DIR/apply.log" 2>&1 || {
+                env_log "k8s: kubectl label node $K8S_NODE_NAME failed:"
+                cat "$K8S_LOG_DIR/apply.log" >&2
+                return 1
+        }
         _k8s_phase "controllers, RuntimeClasses"
 }
 
