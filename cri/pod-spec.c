@@ -459,7 +459,13 @@ static int parse_pod(yajl_val o, const struct jpath *p, void *out, struct us_err
                     (void ***)&sb->labels, err));
 
         TRY(get_str(FIELD(o, p, "hostname"), 0, 63, &sb->hostname, err));
-        if (sb->hostname == protobuf_c_empty_string) {
+        if (host.network) {
+                /* kubelet leaves a host-network pod the node's hostname:
+                 * the pod has no UTS namespace of its own to set one in. */
+                if (sb->hostname != protobuf_c_empty_string)
+                        return ocij_error(err, JP_KEY(p, "hostname"),
+                                          "a host_network pod has the node's hostname");
+        } else if (sb->hostname == protobuf_c_empty_string) {
                 sb->hostname = strndup(md->name, 63);
                 if (!sb->hostname)
                         return ocij_oom(err);

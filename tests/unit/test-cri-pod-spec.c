@@ -206,6 +206,7 @@ static void host_namespaces_and_propagation(void **state)
                 assert_int_equal(nss[i]->pid, RUNTIME__V1__NAMESPACE_MODE__NODE);
                 assert_int_equal(nss[i]->ipc, RUNTIME__V1__NAMESPACE_MODE__NODE);
         }
+        assert_string_equal(spec->sandbox->hostname, "");
         Runtime__V1__Mount **m = spec->containers[0]->mounts;
         assert_int_equal(m[0]->propagation,
                          RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_BIDIRECTIONAL);
@@ -221,6 +222,9 @@ static void host_namespaces_and_propagation(void **state)
         BAD("{\"name\":\"w\",\"host_network\":\"yes\",\"containers\":[{\"name\":\"a\","
             "\"image\":\"i\"}]}",
             EINVAL, "host_network: expected boolean");
+        BAD("{\"name\":\"w\",\"host_network\":true,\"hostname\":\"h\",\"containers\":[{"
+            "\"name\":\"a\",\"image\":\"i\"}]}",
+            EINVAL, "hostname: a host_network pod has the node's hostname");
 }
 
 static void handler_can_be_empty(void **state)
