@@ -211,10 +211,18 @@ static int get_path(yajl_val v, const struct jpath *p, unsigned flags, char **re
         return get_str(v, p, flags | F_ABS, 4096, ret, err);
 }
 
+/* Kubernetes' mountPropagation names for the CRI's propagation modes. */
+static const struct name_value propagations[] = {
+        {"None", RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_PRIVATE},
+        {"HostToContainer", RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_HOST_TO_CONTAINER},
+        {"Bidirectional", RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_BIDIRECTIONAL},
+};
+
 static int get_mounts(yajl_val v, const struct jpath *p, Runtime__V1__ContainerConfig *c,
                       struct us_error **err)
 {
-        static const char *const keys[] = {"host_path", "container_path", "readonly", NULL};
+        static const char *const keys[] = {"host_path", "container_path", "readonly", "propagation",
+                                           NULL};
         yajl_val a = NULL;
         TRY(ocij_array(v, p, 0, &a, err));
         if (!a || a->u.array.len == 0)
@@ -239,6 +247,10 @@ static int get_mounts(yajl_val v, const struct jpath *p, Runtime__V1__ContainerC
                 bool ro = false;
                 TRY(ocij_bool(FIELD(o, mp, "readonly"), 0, &ro, NULL, err));
                 m->readonly = ro;
+                int mode = RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_PRIVATE;
+                TRY(GET_ENUM(FIELD(o, mp, "propagation"), 0, propagations,
+                             "propagation (None, HostToContainer, Bidirectional)", &mode, err));
+                m->propagation = (Runtime__V1__MountPropagation)mode;
         }
         return 0;
 }
@@ -266,15 +278,24 @@ static int get_resources(yajl_val v, const struct jpath *p, Runtime__V1__LinuxCo
         return 0;
 }
 
-static Runtime__V1__NamespaceOption *kubelet_namespaces(void)
+/* The pod's hostNetwork, hostPID and hostIPC. */
+struct host_namespaces {
+        bool network, pid, ipc;
+};
+
+/* What kubelet sends, on the sandbox and on each container alike: network
+ * and IPC shared by the pod, a PID namespace per container; the node's
+ * where the pod asks for it (NODE). */
+static Runtime__V1__NamespaceOption *kubelet_namespaces(const struct host_namespaces *host)
 {
         Runtime__V1__NamespaceOption *ns = msg_new(&runtime__v1__namespace_option__descriptor);
         if (ns) {
-                /* kubelet's defaults for a pod without hostNetwork etc.: shared
-                 * network and IPC, a PID namespace per container. */
-                ns->network = RUNTIME__V1__NAMESPACE_MODE__POD;
-                ns->ipc = RUNTIME__V1__NAMESPACE_MODE__POD;
-                ns->pid = RUNTIME__V1__NAMESPACE_MODE__CONTAINER;
+                ns->network = host->network ? RUNTIME__V1__NAMESPACE_MODE__NODE
+                                            : RUNTIME__V1__NAMESPACE_MODE__POD;
+                ns->ipc = host->ipc ? RUNTIME__V1__NAMESPACE_MODE__NODE
+                                    : RUNTIME__V1__NAMESPACE_MODE__POD;
+                ns->pid = host->pid ? RUNTIME__V1__NAMESPACE_MODE__NODE
+                                    : RUNTIME__V1__NAMESPACE_MODE__CONTAINER;
         }
         return ns;
 }
@@ -296,8 +317,8 @@ static int get_id(yajl_val v, const struct jpath *p, Runtime__V1__Int64Value **r
         return 0;
 }
 
-static int parse_container(yajl_val o, const struct jpath *p, Runtime__V1__ContainerConfig *c,
-                           struct us_error **err)
+static int parse_container(yajl_val o, const struct jpath *p, const struct host_namespaces *host,
+                           Runtime__V1__ContainerConfig *c, struct us_error **err)
 {
         static const char *const keys[] = {"name",       "image",       "command",      "args",
                                            "env",        "working_dir", "annotations",  "labels",
@@ -315,7 +336,7 @@ static int parse_container(yajl_val o, const struct jpath *p, Runtime__V1__Conta
                 msg_new(&runtime__v1__linux_container_security_context__descriptor);
         if (!c->linux_->resources || !c->linux_->security_context)
                 return ocij_oom(err);
-        c->linux_->security_context->namespace_options = kubelet_namespaces();
+        c->linux_->security_context->namespace_options = kubelet_namespaces(host);
         if (!c->linux_->security_context->namespace_options)
                 return ocij_oom(err);
 
@@ -373,9 +394,9 @@ static int random_uuid(char **ret, struct us_error **err)
 static int parse_pod(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
         static const char *const keys[] = {
-                "name",          "namespace",  "uid",        "runtime_handler",
-                "annotations",   "labels",     "hostname",   "log_directory",
-                "cgroup_parent", "containers", "privileged", NULL};
+                "name",       "namespace",    "uid",           "runtime_handler", "annotations",
+                "labels",     "hostname",     "log_directory", "cgroup_parent",   "containers",
+                "privileged", "host_network", "host_pid",      "host_ipc",        NULL};
         struct cri_pod_spec *spec = out;
         TRY(ocij_only_keys(o, p, keys, err));
 
@@ -388,7 +409,11 @@ static int parse_pod(yajl_val o, const struct jpath *p, void *out, struct us_err
                 msg_new(&runtime__v1__linux_sandbox_security_context__descriptor);
         if (!sb->linux_->security_context)
                 return ocij_oom(err);
-        sb->linux_->security_context->namespace_options = kubelet_namespaces();
+        struct host_namespaces host = {0};
+        TRY(ocij_bool(FIELD(o, p, "host_network"), 0, &host.network, NULL, err));
+        TRY(ocij_bool(FIELD(o, p, "host_pid"), 0, &host.pid, NULL, err));
+        TRY(ocij_bool(FIELD(o, p, "host_ipc"), 0, &host.ipc, NULL, err));
+        sb->linux_->security_context->namespace_options = kubelet_namespaces(&host);
         if (!sb->linux_->security_context->namespace_options)
                 return ocij_oom(err);
 
@@ -434,7 +459,13 @@ static int parse_pod(yajl_val o, const struct jpath *p, void *out, struct us_err
                     (void ***)&sb->labels, err));
 
         TRY(get_str(FIELD(o, p, "hostname"), 0, 63, &sb->hostname, err));
-        if (sb->hostname == protobuf_c_empty_string) {
+        if (host.network) {
+                /* kubelet leaves a host-network pod the node's hostname:
+                 * the pod has no UTS namespace of its own to set one in. */
+                if (sb->hostname != protobuf_c_empty_string)
+                        return ocij_error(err, JP_KEY(p, "hostname"),
+                                          "a host_network pod has the node's hostname");
+        } else if (sb->hostname == protobuf_c_empty_string) {
                 sb->hostname = strndup(md->name, 63);
                 if (!sb->hostname)
                         return ocij_oom(err);
@@ -473,7 +504,7 @@ static int parse_pod(yajl_val o, const struct jpath *p, void *out, struct us_err
                 if (!c)
                         return ocij_oom(err);
                 spec->containers[spec->n_containers++] = c;
-                TRY(parse_container(co, ip, c, err));
+                TRY(parse_container(co, ip, &host, c, err));
                 for (size_t j = 0; j < i; j++)
                         if (strcmp(spec->containers[j]->metadata->name, c->metadata->name) == 0)
                                 return ocij_error(err, JP_KEY(ip, "name"),

@@ -780,7 +780,11 @@ static void json_u64(const char *key, const Runtime__V1__UInt64Value *v, bool *f
         *first = false;
 }
 
-static int cmd_stats(struct ctl *ctl, int argc, char **argv)
+/* The `COMMAND POD [-c CONTAINER]` arguments: 0 with *ret_pod and *ret_cid
+ * set (the caller's), else the command's exit status (2: usage, 1: the
+ * message is printed). */
+static int pod_container_args(struct ctl *ctl, int argc, char **argv, const char *cmd,
+                              char **ret_pod, char **ret_cid)
 {
         static const struct option opts[] = {
                 {"container", required_argument, NULL, 'c'},
@@ -795,7 +799,7 @@ static int cmd_stats(struct ctl *ctl, int argc, char **argv)
                 cname = optarg;
         }
         if (argc - optind != 1) {
-                fprintf(stderr, "usage: unishimctl stats POD [-c CONTAINER]\n");
+                fprintf(stderr, "usage: unishimctl %s POD [-c CONTAINER]\n", cmd);
                 return 2;
         }
         struct us_error *err = NULL;
@@ -805,8 +809,20 @@ static int cmd_stats(struct ctl *ctl, int argc, char **argv)
                 r = resolve_container(ctl, pod_id, cname, &cid, &err);
         if (r < 0)
                 return fail(err, r);
+        *ret_pod = TAKE_PTR(pod_id);
+        *ret_cid = TAKE_PTR(cid);
+        return 0;
+}
+
+static int cmd_stats(struct ctl *ctl, int argc, char **argv)
+{
+        _cleanup_free_ char *pod_id = NULL, *cid = NULL;
+        int status = pod_container_args(ctl, argc, argv, "stats", &pod_id, &cid);
+        if (status != 0)
+                return status;
+        struct us_error *err = NULL;
         _cleanup_cri_msg_ Runtime__V1__ContainerStatsResponse *st = NULL;
-        r = cri_container_stats(ctl->client, cid, &st, &err);
+        int r = cri_container_stats(ctl->client, cid, &st, &err);
         if (r < 0)
                 return fail(err, r);
         const Runtime__V1__ContainerStats *s = st->stats;
@@ -845,6 +861,37 @@ static int cmd_stats(struct ctl *ctl, int argc, char **argv)
                 json_u64("inodes_used", s->writable_layer->inodes_used, &first);
         }
         printf("}}\n");
+        return 0;
+}
+
+/* ContainerStatus as one JSON object: what kubelet reports of a container
+ * (state, exit code, reason such as OOMKilled, message). */
+static int cmd_status(struct ctl *ctl, int argc, char **argv)
+{
+        _cleanup_free_ char *pod_id = NULL, *cid = NULL;
+        int status = pod_container_args(ctl, argc, argv, "status", &pod_id, &cid);
+        if (status != 0)
+                return status;
+        struct us_error *err = NULL;
+        _cleanup_cri_msg_ Runtime__V1__ContainerStatusResponse *st = NULL;
+        int r = cri_container_status(ctl->client, cid, false, &st, &err);
+        if (r < 0)
+                return fail(err, r);
+        const Runtime__V1__ContainerStatus *s = st->status;
+        printf("{\"pod_id\":");
+        json_str(stdout, pod_id);
+        printf(",\"container_id\":");
+        json_str(stdout, cid);
+        printf(",\"name\":");
+        json_str(stdout, s->metadata ? s->metadata->name : "");
+        printf(",\"state\":");
+        json_str(stdout, container_state(s->state));
+        printf(",\"exit_code\":%d,\"reason\":", s->exit_code);
+        json_str(stdout, s->reason);
+        printf(",\"message\":");
+        json_str(stdout, s->message);
+        printf(",\"started_at\":%" PRId64 ",\"finished_at\":%" PRId64 "}\n", s->started_at,
+               s->finished_at);
         return 0;
 }
 
@@ -915,6 +962,8 @@ static void usage(FILE *f)
                 "  update POD [-c C] [--memory B] [--cpu-quota N] [--cpu-period N] [--cpu-shares "
                 "N]\n"
                 "  stats POD [-c C]                         container stats as JSON\n"
+                "  status POD [-c C]                        ContainerStatus as JSON (exit code, "
+                "reason)\n"
                 "\n"
                 "POD is a pod id, a unique id prefix, NAME or NAMESPACE/NAME. The endpoint\n"
                 "defaults to $CRI_ENDPOINT, else %s.\n",
@@ -988,6 +1037,8 @@ int main(int argc, char **argv)
                 status = cmd_update(&ctl, sub_argc, sub_argv);
         else if (strcmp(cmd, "stats") == 0)
                 status = cmd_stats(&ctl, sub_argc, sub_argv);
+        else if (strcmp(cmd, "status") == 0)
+                status = cmd_status(&ctl, sub_argc, sub_argv);
         else {
                 fprintf(stderr, "unishimctl: unknown command %s\n", cmd);
                 usage(stderr);

@@ -433,14 +433,37 @@ static unsigned long propagation_flags(const char *s)
         return 0;
 }
 
+/* Makes the mount that holds path private: the nearest ancestor of path
+ * (path included) that is a mount point, the only place where a change of
+ * propagation does not fail with EINVAL. */
+static int make_holder_private(const char *path, struct us_error **err)
+{
+        char buf[PATH_MAX];
+        if (!realpath(path, buf))
+                return us_errorf(err, errno, "resolve rootfs %s", path);
+        for (;;) {
+                if (mount(NULL, buf, NULL, MS_PRIVATE, NULL) == 0)
+                        return 0;
+                if (errno != EINVAL || strcmp(buf, "/") == 0)
+                        return us_errorf(err, errno, "make the mount holding %s private", path);
+                char *slash = strrchr(buf, '/');
+                slash[slash == buf ? 1 : 0] = '\0';
+        }
+}
+
 int engine_rootfs_prepare(struct engine_init_ctx *ctx, struct us_error **err)
 {
         const struct us_oci_spec *spec = ctx->spec;
         const char *rootfs = ctx->cfg->rootfs;
         int r;
 
-        /* Like runc: "/" becomes rslave (or what rootfsPropagation says) so
-         * that nothing we mount propagates back to the host. */
+        /* Like runc: "/" becomes rslave, or what rootfsPropagation says, so
+         * that nothing we mount propagates back to the host. rshared keeps
+         * the copies of the host's shared mounts in their peer groups: only
+         * then does an rshared bind of one (a Bidirectional volume) carry
+         * the container's mounts back to the host; made rslave first, the
+         * bind would be a slave and its own new peer group would reach
+         * nothing outside. */
         unsigned long rootprop = MS_SLAVE | MS_REC;
         if (spec->linux_.rootfs_propagation && *spec->linux_.rootfs_propagation) {
                 rootprop = propagation_flags(spec->linux_.rootfs_propagation);
@@ -448,13 +471,17 @@ int engine_rootfs_prepare(struct engine_init_ctx *ctx, struct us_error **err)
                         return us_error_msg(err, EINVAL, "unknown rootfsPropagation %s",
                                             spec->linux_.rootfs_propagation);
         }
-        /* Shared propagation is set on the new root after pivot_root; until
-         * then keep the host protected. */
-        unsigned long pre = (rootprop & MS_SHARED) ? (MS_SLAVE | MS_REC) : rootprop;
-        if (mount(NULL, "/", NULL, pre, NULL) < 0)
+        if (mount(NULL, "/", NULL, rootprop, NULL) < 0)
                 return us_errorf(err, errno, "make / %s",
                                  spec->linux_.rootfs_propagation ? spec->linux_.rootfs_propagation
                                                                  : "rslave");
+        /* Where shared mounts remain, the one holding the rootfs must not be
+         * one of them: the rootfs bind below would propagate to the host,
+         * and pivot_root refuses a new root whose parent is shared. Mounts
+         * made later land on the rootfs bind, which is private. */
+        if ((!(rootprop & MS_REC) || (rootprop & MS_SHARED)) &&
+            (r = make_holder_private(rootfs, err)) < 0)
+                return r;
         /* pivot_root needs the new root to be a mount point. */
         if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
                 return us_errorf(err, errno, "bind mount rootfs %s", rootfs);

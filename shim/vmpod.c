@@ -34,6 +34,37 @@ bool vmpod_is_cri_sandbox(const struct us_oci_spec *spec)
         return type && strcmp(type, "sandbox") == 0;
 }
 
+/* The namespaces a VM kind's pod must have of its own, with the Kubernetes
+ * field that gives them up (CRI namespace mode NODE: containerd leaves the
+ * namespace out of the sandbox's spec). */
+static const struct {
+        int type;
+        const char *field, *what;
+} own_namespaces[] = {
+        {CLONE_NEWNET, "hostNetwork", "network"},
+        {CLONE_NEWPID, "hostPID", "PID"},
+        {CLONE_NEWIPC, "hostIPC", "IPC"},
+};
+
+int vmpod_check_namespaces(enum cri_isolation kind, const struct us_oci_spec *spec,
+                           struct us_error **err)
+{
+        for (size_t i = 0; i < US_ELEMENTSOF(own_namespaces); i++) {
+                bool own = false;
+                for (size_t k = 0; k < spec->linux_.n_namespaces; k++)
+                        own |= spec->linux_.namespaces[k].type == own_namespaces[i].type;
+                if (!own)
+                        return us_error_msg(err, ENOTSUP,
+                                            "%s is not supported by unishim's %s isolation: "
+                                            "the pod's VM has its own kernel and cannot share "
+                                            "the host's %s namespace (the pod's spec has none "
+                                            "of its own); use the container isolation",
+                                            own_namespaces[i].field, cri_isolation_name(kind),
+                                            own_namespaces[i].what);
+        }
+        return 0;
+}
+
 /* Guest memory: the pod's unishim.io/memory-mib, else its limit plus room
  * for the guest kernel and agent, within the operator's bounds; the
  * operator's default without either. */
@@ -135,7 +166,9 @@ int vmpod_start(struct vmpod *vp, enum cri_isolation kind, struct us_loop *loop,
 {
         _cleanup_free_ struct netplumb_vm_net *vmnet = NULL;
         _cleanup_close_ int tap_fd = -1;
-        int r;
+        int r = vmpod_check_namespaces(kind, spec, err);
+        if (r < 0)
+                return r;
 
         vp->loop = loop;
         vp->teardown = teardown;

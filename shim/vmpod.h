@@ -66,6 +66,14 @@ const char *vmpod_netns_of(const struct us_oci_spec *spec);
 /* True for the CRI sandbox task: in a VM kind, the pod's VM itself. */
 bool vmpod_is_cri_sandbox(const struct us_oci_spec *spec);
 
+/* 0 when spec (the pod's first task's: in a CRI pod the sandbox's) has
+ * network, PID and IPC namespaces of its own; else -ENOTSUP, the message
+ * naming the Kubernetes field (hostNetwork, hostPID, hostIPC) that the
+ * kind's VM cannot honour. vmpod_start checks it before it makes
+ * anything. */
+int vmpod_check_namespaces(enum cri_isolation kind, const struct us_oci_spec *spec,
+                           struct us_error **err);
+
 /* The VM's size for the pod of spec: its unishim.io/vcpus and
  * unishim.io/memory-mib, else what its limits give (vCPUs: the CPU quota
  * over the period, rounded up; memory: its limit plus

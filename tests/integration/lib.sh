@@ -311,6 +311,35 @@ COMMIT
 EOF
 }
 
+# kind_pod KIND: sets HANDLER and ANNOTATIONS (JSON) for a pod of KIND:
+# runc (containerd's runc handler, the reference), container or sandbox.
+kind_pod() {
+        case $1 in
+        runc) HANDLER=runc ANNOTATIONS='{}' ;;
+        container) HANDLER=unishim ANNOTATIONS='{}' ;;
+        sandbox) HANDLER=unishim ANNOTATIONS='{"unishim.io/isolation": "sandbox"}' ;;
+        *) return 1 ;;
+        esac
+}
+
+# pod_refused NAME POD_FILE: `unishimctl run POD_FILE` (pod NAME) must be
+# refused by RunPodSandbox, leaving nothing behind: no pod, shim, mount,
+# cgroup, process, netns or IP. Sets ERR to unishimctl's message.
+pod_refused() {
+        local name=$1 out rc
+        out_rc out rc ectl run "$2"
+        ERR=$out
+        [ "$rc" != 0 ] && pass "$name: RunPodSandbox refused" || fail "$name: pod ran (rc $rc): $out"
+        expect_match "$name: the error comes from RunPodSandbox" "RunPodSandbox" "$out"
+        expect_eq "$name: no pod listed" "" "$(ectl ps -q)"
+        expect_eq "$name: no shim left" "" "$(env_shim_pids)"
+        expect_eq "$name: no mount left" "" "$(env_mounts)"
+        expect_eq "$name: no cgroup left" "" "$(find /sys/fs/cgroup/*/"$ENV_POD_CGROUP" -mindepth 1 -type d 2>/dev/null || true)"
+        expect_eq "$name: no process in the pods' cgroups" "" "$(env_cgroup_pids)"
+        expect_eq "$name: no netns bind mount" "" "$(ls -A "$ENV_STATE/io.containerd.grpc.v1.cri/netns" 2>/dev/null || true)"
+        expect_eq "$name: no IP left allocated" "" "$(ls "$ENV_STATE/cni/ipam/$ENV_CNI_NET" 2>/dev/null | grep -v -e lock -e last_reserved || true)"
+}
+
 # log_has LINE COMMAND...: COMMAND prints LINE (for wait_until).
 log_has() {
         local line=$1 out

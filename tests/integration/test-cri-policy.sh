@@ -9,23 +9,13 @@ IT_CRI=1
 it_setup
 
 # refused NAME HANDLER ANNOTATIONS_JSON: runs a one-container pod that must be
-# refused; sets ERR to unishimctl's message and checks nothing is left.
+# refused (pod_refused: ERR, nothing left).
 refused() {
-        local name=$1 handler=$2 ann=$3 f out rc
+        local name=$1 handler=$2 ann=$3 f
         f=$(it_pod "$name.json" --arg n "$name" --arg h "$handler" --argjson a "$ann" \
                 '{name: $n, runtime_handler: $h, annotations: $a,
                   containers: [{name: "app", image: $img, command: ["sleep", "3600"]}]}')
-        out_rc out rc ectl run "$f"
-        ERR=$out
-        [ "$rc" != 0 ] && pass "$name: RunPodSandbox refused" || fail "$name: pod ran (rc $rc): $out"
-        expect_match "$name: the error comes from RunPodSandbox" "RunPodSandbox" "$out"
-        expect_eq "$name: no pod listed" "" "$(ectl ps -q)"
-        expect_eq "$name: no shim left" "" "$(env_shim_pids)"
-        expect_eq "$name: no mount left" "" "$(env_mounts)"
-        expect_eq "$name: no cgroup left" "" "$(find /sys/fs/cgroup/*/"$ENV_POD_CGROUP" -mindepth 1 -type d 2>/dev/null || true)"
-        expect_eq "$name: no process in the pods' cgroups" "" "$(env_cgroup_pids)"
-        expect_eq "$name: no netns bind mount" "" "$(ls -A "$ENV_STATE/io.containerd.grpc.v1.cri/netns" 2>/dev/null || true)"
-        expect_eq "$name: no IP left allocated" "" "$(ls "$ENV_STATE/cni/ipam/$ENV_CNI_NET" 2>/dev/null | grep -v -e lock -e last_reserved || true)"
+        pod_refused "$name" "$f"
 }
 
 refused bogus unishim '{"unishim.io/isolation": "bogus"}'

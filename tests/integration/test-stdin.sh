@@ -39,12 +39,8 @@ RANDOM_MD5=$(md5sum <"$IT_TMP/in-random" | cut -d' ' -f1)
 
 # ---- one pod of each kind, a container that sleeps ----
 for kind in "${KINDS[@]}"; do
-        case $kind in
-        runc) handler=runc annotations='{}' ;;
-        container) handler=unishim annotations='{}' ;;
-        sandbox) handler=unishim annotations='{"unishim.io/isolation": "sandbox"}' ;;
-        esac
-        f=$(it_pod "$kind.json" --arg n "stdin-$kind" --arg h "$handler" --argjson a "$annotations" \
+        kind_pod "$kind"
+        f=$(it_pod "$kind.json" --arg n "stdin-$kind" --arg h "$HANDLER" --argjson a "$ANNOTATIONS" \
                 '{name: $n, runtime_handler: $h, annotations: $a,
                   containers: [{name: "app", image: $img, command: ["sleep", "3600"]}]}')
         out_rc out rc ectl run "$f"

@@ -185,6 +185,48 @@ static void full_description(void **state)
         cri_pod_spec_free(spec);
 }
 
+static void host_namespaces_and_propagation(void **state)
+{
+        (void)state;
+        struct cri_pod_spec *spec = parse_ok(
+                "{\"name\":\"w\",\"host_network\":true,\"host_pid\":true,\"host_ipc\":true,"
+                "\"containers\":[{\"name\":\"a\",\"image\":\"i\",\"mounts\":["
+                "{\"host_path\":\"/b\",\"container_path\":\"/b\",\"propagation\":"
+                "\"Bidirectional\"},"
+                "{\"host_path\":\"/h\",\"container_path\":\"/h\",\"propagation\":"
+                "\"HostToContainer\"},"
+                "{\"host_path\":\"/n\",\"container_path\":\"/n\",\"propagation\":\"None\"},"
+                "{\"host_path\":\"/d\",\"container_path\":\"/d\"}]}]}");
+        /* kubelet gives the containers the pod's host namespaces too. */
+        const Runtime__V1__NamespaceOption *nss[] = {
+                spec->sandbox->linux_->security_context->namespace_options,
+                spec->containers[0]->linux_->security_context->namespace_options};
+        for (size_t i = 0; i < 2; i++) {
+                assert_int_equal(nss[i]->network, RUNTIME__V1__NAMESPACE_MODE__NODE);
+                assert_int_equal(nss[i]->pid, RUNTIME__V1__NAMESPACE_MODE__NODE);
+                assert_int_equal(nss[i]->ipc, RUNTIME__V1__NAMESPACE_MODE__NODE);
+        }
+        assert_string_equal(spec->sandbox->hostname, "");
+        Runtime__V1__Mount **m = spec->containers[0]->mounts;
+        assert_int_equal(m[0]->propagation,
+                         RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_BIDIRECTIONAL);
+        assert_int_equal(m[1]->propagation,
+                         RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_HOST_TO_CONTAINER);
+        assert_int_equal(m[2]->propagation, RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_PRIVATE);
+        assert_int_equal(m[3]->propagation, RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_PRIVATE);
+        cri_pod_spec_free(spec);
+
+        BAD("{\"name\":\"w\",\"containers\":[{\"name\":\"a\",\"image\":\"i\",\"mounts\":[{"
+            "\"host_path\":\"/b\",\"container_path\":\"/b\",\"propagation\":\"rshared\"}]}]}",
+            EINVAL, "containers[0].mounts[0].propagation", "\"rshared\"");
+        BAD("{\"name\":\"w\",\"host_network\":\"yes\",\"containers\":[{\"name\":\"a\","
+            "\"image\":\"i\"}]}",
+            EINVAL, "host_network: expected boolean");
+        BAD("{\"name\":\"w\",\"host_network\":true,\"hostname\":\"h\",\"containers\":[{"
+            "\"name\":\"a\",\"image\":\"i\"}]}",
+            EINVAL, "hostname: a host_network pod has the node's hostname");
+}
+
 static void handler_can_be_empty(void **state)
 {
         (void)state;
@@ -398,6 +440,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(minimal_gets_kubelet_defaults),
                 cmocka_unit_test(full_description),
+                cmocka_unit_test(host_namespaces_and_propagation),
                 cmocka_unit_test(handler_can_be_empty),
                 cmocka_unit_test(structure_errors_name_the_path),
                 cmocka_unit_test(names_are_checked),

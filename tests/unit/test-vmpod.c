@@ -126,6 +126,48 @@ static void what_the_spec_says(void **state)
         assert_string_equal(mac, "02:75:6e:00:ab:ff");
 }
 
+/* A spec with the given linux.namespaces members. */
+static void namespaces_refused(const char *namespaces, const char *field, const char *what)
+{
+        char json[1024];
+        snprintf(json, sizeof(json),
+                 "{\"ociVersion\": \"1.0.2\", \"process\": {\"args\": [\"sh\"], \"cwd\": \"/\"},"
+                 " \"root\": {\"path\": \"rootfs\"}, \"linux\": {\"namespaces\": [%s]}}",
+                 namespaces);
+        struct us_oci_spec *spec = NULL;
+        assert_int_equal(us_oci_spec_parse(json, strlen(json), &spec, NULL), 0);
+        struct us_error *err = NULL;
+        int r = vmpod_check_namespaces(CRI_ISOLATION_SANDBOX, spec, &err);
+        if (!field) {
+                assert_int_equal(r, 0);
+                assert_null(err);
+        } else {
+                assert_int_equal(r, -ENOTSUP);
+                const char *text = us_error_text(err);
+                char want[128];
+                snprintf(want, sizeof(want), "%s is not supported by unishim's sandbox isolation",
+                         field);
+                if (!strstr(text, want) || !strstr(text, what))
+                        fail_msg("%s: %s", field, text);
+                us_error_free(err);
+        }
+        us_oci_spec_free(spec);
+}
+
+static void host_namespaces_are_refused(void **state)
+{
+        (void)state;
+        namespaces_refused("{\"type\": \"pid\"}, {\"type\": \"ipc\"}, {\"type\": \"uts\"},"
+                           " {\"type\": \"mount\"}, {\"type\": \"network\", \"path\": \"/n\"}",
+                           NULL, NULL);
+        namespaces_refused("{\"type\": \"pid\"}, {\"type\": \"ipc\"}, {\"type\": \"mount\"}",
+                           "hostNetwork", "network namespace");
+        namespaces_refused("{\"type\": \"network\"}, {\"type\": \"ipc\"}", "hostPID",
+                           "PID namespace");
+        namespaces_refused("{\"type\": \"network\"}, {\"type\": \"pid\"}", "hostIPC",
+                           "IPC namespace");
+}
+
 static void dead_state_dir_is_only_ours(void **state)
 {
         (void)state;
@@ -181,6 +223,7 @@ int main(void)
                 cmocka_unit_test(size_from_annotations_limits_and_defaults),
                 cmocka_unit_test(size_refuses_bad_annotations),
                 cmocka_unit_test(what_the_spec_says),
+                cmocka_unit_test(host_namespaces_are_refused),
                 cmocka_unit_test(dead_state_dir_is_only_ours),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
