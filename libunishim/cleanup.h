@@ -84,8 +84,9 @@ static inline void us_pb_freep(void *p)
 #define _cleanup_strv_   _cleanup_(us_strv_freep)
 #define _cleanup_pb_     _cleanup_(us_pb_freep)
 
-/* DEFINE_CLEANUP(yajl_val, yajl_tree_free) makes _cleanup_(yajl_val_freep)
- * style helpers: name##_cleanupp. Use as _cleanup_(yajl_tree_free_cleanupp). */
+/* DEFINE_CLEANUP(yajl_val, yajl_tree_free) defines yajl_tree_free_cleanupp(),
+ * which frees a non-NULL value: declare with
+ * _cleanup_(yajl_tree_free_cleanupp) yajl_val v = NULL; */
 #define DEFINE_CLEANUP(type, func)                                                                 \
         static inline void func##_cleanupp(type *p)                                                \
         {                                                                                          \

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cleanup.h"
 #include "error.h"
 
 /* Parser limits: anything above is rejected with a clear error. */
@@ -276,6 +277,7 @@ int us_oci_spec_read(const char *bundle, char **ret_json, size_t *ret_len, struc
 /* Reads and parses <bundle>/config.json. */
 int us_oci_spec_load(const char *bundle, struct us_oci_spec **ret, struct us_error **err);
 struct us_oci_spec *us_oci_spec_free(struct us_oci_spec *spec);
+DEFINE_CLEANUP(struct us_oci_spec *, us_oci_spec_free)
 
 /* Parses one runtime-spec Process object (ExecProcessRequest.spec). */
 int us_oci_process_parse(const char *json, size_t len, struct us_oci_process **ret,

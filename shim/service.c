@@ -405,6 +405,7 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
         /* Before the first goto: cleanup variables must not be jumped over. */
         _cleanup_free_ char *spec_json = NULL;
         size_t spec_json_len = 0;
+        _cleanup_(us_oci_spec_free_cleanupp) struct us_oci_spec *spec = NULL;
         if (copy_str(&t->id, req->id) < 0 || copy_str(&t->bundle, req->bundle) < 0 ||
             copy_str(&t->init.stdin_path, req->stdin) < 0 ||
             copy_str(&t->init.stdout_path, req->stdout) < 0 ||
@@ -414,26 +415,21 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
         }
         t->init.terminal = req->terminal;
 
-        struct us_oci_spec *spec = NULL;
         r = us_oci_spec_read(req->bundle, &spec_json, &spec_json_len, err);
         if (r >= 0)
                 r = us_oci_spec_parse(spec_json, spec_json_len, &spec, err);
         if (r < 0)
                 goto fail;
         if (!spec->process) {
-                us_oci_spec_free(spec);
                 r = us_error_msg(err, EINVAL, "config.json has no process");
                 goto fail;
         }
         struct shim_pod_decision decision = {.kind = CRI_ISOLATION_CONTAINER};
         bool sidecar = false;
         r = decide_backend(shim, req, spec, &decision, &t->backend, &sidecar, err);
-        if (r < 0) {
-                us_oci_spec_free(spec);
+        if (r < 0)
                 goto fail;
-        }
         if (spec->process->terminal != req->terminal) {
-                us_oci_spec_free(spec);
                 r = us_error_msg(err, EINVAL, "terminal is %s in config.json but %s in the request",
                                  spec->process->terminal ? "on" : "off",
                                  req->terminal ? "on" : "off");
@@ -441,19 +437,15 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
         }
 
         r = shim_rootfs_mount(req->bundle, req->rootfs, req->n_rootfs, err);
-        if (r < 0) {
-                us_oci_spec_free(spec);
+        if (r < 0)
                 goto fail;
-        }
         t->rootfs_mounted = req->n_rootfs > 0;
 
         r = shim_stdio_open(shim->loop, req->stdin, req->stdout, req->stderr,
                             req->terminal && t->backend->host_pty, false, &t->init.stdio,
                             &t->init.stdio_fds, err);
-        if (r < 0) {
-                us_oci_spec_free(spec);
+        if (r < 0)
                 goto fail;
-        }
 
         char rootfs[PATH_MAX];
         const char *root = spec->root_path ? spec->root_path : "rootfs";
@@ -461,7 +453,6 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
                 snprintf(rootfs, sizeof(rootfs), "%s", root);
         else if (snprintf(rootfs, sizeof(rootfs), "%s/%s", req->bundle, root) >=
                  (int)sizeof(rootfs)) {
-                us_oci_spec_free(spec);
                 r = us_error_msg(err, ENAMETOOLONG, "rootfs path too long");
                 goto fail;
         }
@@ -499,9 +490,10 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
                 shim->backend = t->backend;
         }
         r = t->backend->create(&env, t, &decision, &t->impl, &pd->pty, &pd->op, err);
-        if (r == -EINPROGRESS || r >= 0)
-                return r; /* spec is the backend's now */
-        us_oci_spec_free(spec);
+        if (r == -EINPROGRESS || r >= 0) {
+                spec = NULL; /* the backend's now */
+                return r;
+        }
         pd->task = NULL;
 fail:
         create_undo(shim, t);
