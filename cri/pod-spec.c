@@ -320,10 +320,12 @@ static int get_id(yajl_val v, const struct jpath *p, Runtime__V1__Int64Value **r
 static int parse_container(yajl_val o, const struct jpath *p, const struct host_namespaces *host,
                            Runtime__V1__ContainerConfig *c, struct us_error **err)
 {
-        static const char *const keys[] = {"name",       "image",       "command",      "args",
-                                           "env",        "working_dir", "annotations",  "labels",
-                                           "resources",  "mounts",      "tty",          "stdin",
-                                           "privileged", "run_as_user", "run_as_group", NULL};
+        static const char *const keys[] = {
+                "name",       "image",       "command",      "args",
+                "env",        "working_dir", "annotations",  "labels",
+                "resources",  "mounts",      "tty",          "stdin",
+                "privileged", "run_as_user", "run_as_group", "add_capabilities",
+                NULL};
         TRY(ocij_only_keys(o, p, keys, err));
 
         c->metadata = msg_new(&runtime__v1__container_metadata__descriptor);
@@ -365,6 +367,14 @@ static int parse_container(yajl_val o, const struct jpath *p, const struct host_
         c->linux_->security_context->privileged = b;
         TRY(get_id(FIELD(o, p, "run_as_user"), &c->linux_->security_context->run_as_user, err));
         TRY(get_id(FIELD(o, p, "run_as_group"), &c->linux_->security_context->run_as_group, err));
+        /* securityContext.capabilities.add: names as Kubernetes spells them
+         * (containerd adds the CAP_ prefix); the runtime checks them. */
+        Runtime__V1__Capability *caps = msg_new(&runtime__v1__capability__descriptor);
+        if (!caps)
+                return ocij_oom(err);
+        c->linux_->security_context->capabilities = caps;
+        TRY(get_argv(FIELD(o, p, "add_capabilities"), &caps->n_add_capabilities,
+                     &caps->add_capabilities, err));
 
         /* kubelet's layout: <log_directory>/<container name>/<restart count>.log */
         free(c->log_path == protobuf_c_empty_string ? NULL : c->log_path);
@@ -393,10 +403,23 @@ static int random_uuid(char **ret, struct us_error **err)
 
 static int parse_pod(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
-        static const char *const keys[] = {
-                "name",       "namespace",    "uid",           "runtime_handler", "annotations",
-                "labels",     "hostname",     "log_directory", "cgroup_parent",   "containers",
-                "privileged", "host_network", "host_pid",      "host_ipc",        NULL};
+        static const char *const keys[] = {"name",
+                                           "namespace",
+                                           "uid",
+                                           "runtime_handler",
+                                           "annotations",
+                                           "labels",
+                                           "hostname",
+                                           "log_directory",
+                                           "cgroup_parent",
+                                           "containers",
+                                           "privileged",
+                                           "host_network",
+                                           "host_pid",
+                                           "host_ipc",
+                                           "sysctls",
+                                           "share_process_namespace",
+                                           NULL};
         struct cri_pod_spec *spec = out;
         TRY(ocij_only_keys(o, p, keys, err));
 
@@ -485,6 +508,19 @@ static int parse_pod(yajl_val o, const struct jpath *p, void *out, struct us_err
         bool privileged = false;
         TRY(ocij_bool(FIELD(o, p, "privileged"), 0, &privileged, NULL, err));
         sb->linux_->security_context->privileged = privileged;
+        TRY(get_map(FIELD(o, p, "sysctls"),
+                    &runtime__v1__linux_pod_sandbox_config__sysctls_entry__descriptor,
+                    &sb->linux_->n_sysctls, (void ***)&sb->linux_->sysctls, err));
+        /* shareProcessNamespace: kubelet asks for one PID namespace for the
+         * pod, on the sandbox and on each container. */
+        bool share_pid = false;
+        TRY(ocij_bool(FIELD(o, p, "share_process_namespace"), 0, &share_pid, NULL, err));
+        if (share_pid && host.pid)
+                return ocij_error(err, JP_KEY(p, "share_process_namespace"),
+                                  "share_process_namespace and host_pid exclude each other");
+        if (share_pid)
+                sb->linux_->security_context->namespace_options->pid =
+                        RUNTIME__V1__NAMESPACE_MODE__POD;
 
         yajl_val a = NULL;
         const struct jpath *cp = JP_KEY(p, "containers");
@@ -505,6 +541,8 @@ static int parse_pod(yajl_val o, const struct jpath *p, void *out, struct us_err
                         return ocij_oom(err);
                 spec->containers[spec->n_containers++] = c;
                 TRY(parse_container(co, ip, &host, c, err));
+                c->linux_->security_context->namespace_options->pid =
+                        sb->linux_->security_context->namespace_options->pid;
                 for (size_t j = 0; j < i; j++)
                         if (strcmp(spec->containers[j]->metadata->name, c->metadata->name) == 0)
                                 return ocij_error(err, JP_KEY(ip, "name"),

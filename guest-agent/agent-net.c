@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/if_addr.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -16,6 +17,7 @@
 
 #include "agent.h"
 #include "cleanup.h"
+#include "fs-util.h"
 
 struct nlreq {
         struct nlmsghdr nh;
@@ -201,6 +203,23 @@ static int route_add(const Unishim__Agent__V1__Route *rt, struct us_error **err)
                      : 0;
 }
 
+/* name was checked by agent_validate_sysctl: dotted parts, no '/'. */
+static int sysctl_write(const char *name, const char *value, struct us_error **err)
+{
+        char path[sizeof("/proc/sys/") + AGENT_MAX_SYSCTL_NAME];
+        snprintf(path, sizeof(path), "/proc/sys/%s", name);
+        for (char *c = path + strlen("/proc/sys/"); *c; c++)
+                if (*c == '.')
+                        *c = '/';
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return us_errorf(err, errno, "sysctl %s", name);
+        int r = us_write_all(fd, value, strlen(value));
+        if (r < 0)
+                return us_errorf(err, -r, "sysctl %s=%s", name, value);
+        return 0;
+}
+
 int agent_net_update(const Unishim__Agent__V1__UpdateNetworkRequest *req, struct us_error **err)
 {
         int r;
@@ -238,5 +257,11 @@ int agent_net_update(const Unishim__Agent__V1__UpdateNetworkRequest *req, struct
         }
         if (req->hostname[0] && sethostname(req->hostname, strlen(req->hostname)) < 0)
                 return us_errorf(err, errno, "sethostname");
+        /* After the interfaces: net.ipv4.conf.eth0.* exists only now. */
+        for (size_t i = 0; i < req->n_sysctls; i++) {
+                r = sysctl_write(req->sysctls[i]->key, req->sysctls[i]->value, err);
+                if (r < 0)
+                        return r;
+        }
         return 0;
 }

@@ -95,6 +95,13 @@ static int check_network(const ProtobufCMessage *m, struct us_error **err)
                 } else if (!rt->gateway[0])
                         return us_error_msg(err, EINVAL, "route needs a gateway or a device");
         }
+        if (r->n_sysctls > AGENT_MAX_SYSCTLS)
+                return us_error_msg(err, EINVAL, "too many sysctls");
+        for (size_t i = 0; i < r->n_sysctls; i++) {
+                int ret = agent_validate_sysctl(r->sysctls[i]->key, r->sysctls[i]->value, err);
+                if (ret < 0)
+                        return ret;
+        }
         if (r->hostname[0])
                 return agent_validate_hostname(r->hostname, err);
         return 0;

@@ -5,6 +5,7 @@
  * structurally valid. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,7 @@ struct agent {
         size_t n_oom_waiters;
         bool shutting_down;
         bool prewarm_scheduled;
+        pid_t pidns_init; /* the pod's shared PID namespace; 0: none yet */
 };
 
 /* ---- lookup and lifetime ---- */
@@ -195,6 +197,8 @@ void agent_reap(struct agent *a)
                 pid_t pid = waitpid(-1, &status, WNOHANG);
                 if (pid <= 0)
                         break;
+                if (pid == a->pidns_init) /* its members are gone with it */
+                        a->pidns_init = 0;
                 (void)match_exit(a, pid, status); /* else: an orphan reparented to PID 1 */
         }
 }
@@ -397,6 +401,34 @@ static void h_update_network(struct us_ttrpc_call *call, const uint8_t *payload,
                 a->prewarm_scheduled = true;
 }
 
+/* Namespaces a guest spec joins by path: only the pod's shared PID
+ * namespace, started with the first container that asks for it. The rest
+ * are new ones, or dropped by the shim (network and IPC: the guest's own). */
+static int join_pod_namespaces(struct agent *a, struct us_oci_spec *spec, struct us_error **err)
+{
+        for (size_t i = 0; i < spec->linux_.n_namespaces; i++) {
+                struct us_oci_namespace *ns = &spec->linux_.namespaces[i];
+                if (!ns->path)
+                        continue;
+                if (ns->type != CLONE_NEWPID || strcmp(ns->path, GUEST_POD_PIDNS) != 0)
+                        return us_error_msg(err, EINVAL,
+                                            "namespace path %s: only the pod's PID namespace "
+                                            "(" GUEST_POD_PIDNS ") may be joined",
+                                            ns->path);
+                if (a->pidns_init == 0) {
+                        int r = agent_pidns_spawn(&a->pidns_init, err);
+                        if (r < 0)
+                                return r;
+                }
+                char *path = NULL;
+                if (asprintf(&path, "/proc/%d/ns/pid", (int)a->pidns_init) < 0)
+                        return us_errorf(err, ENOMEM, "pod PID namespace");
+                free(ns->path);
+                ns->path = path;
+        }
+        return 0;
+}
+
 static void h_create(struct us_ttrpc_call *call, const uint8_t *payload, size_t len, void *ud)
 {
         struct agent *a = ud;
@@ -420,6 +452,10 @@ static void h_create(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
         /* The rootfs must be on the shared filesystem the agent mounted. */
         r = agent_validate_run_path("root.path", spec->root_path, &err);
         if (r < 0) {
+                us_oci_spec_free(spec);
+                return fail_err(call, r, err);
+        }
+        if ((r = join_pod_namespaces(a, spec, &err)) < 0) {
                 us_oci_spec_free(spec);
                 return fail_err(call, r, err);
         }

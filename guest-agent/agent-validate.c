@@ -131,6 +131,52 @@ int agent_validate_hostname(const char *name, struct us_error **err)
         return 0;
 }
 
+int agent_validate_sysctl(const char *name, const char *value, struct us_error **err)
+{
+        /* What Kubernetes calls namespaced and runc applies in a pod's
+         * network and IPC namespaces; the UTS ones are the hostname's. */
+        static const char *const prefixes[] = {"net.", "fs.mqueue."};
+        static const char *const ipc[] = {"kernel.msgmax", "kernel.msgmnb",         "kernel.msgmni",
+                                          "kernel.sem",    "kernel.shmall",         "kernel.shmmax",
+                                          "kernel.shmmni", "kernel.shm_rmid_forced"};
+        size_t n = name ? strnlen(name, AGENT_MAX_SYSCTL_NAME + 1) : 0;
+        if (n == 0 || n > AGENT_MAX_SYSCTL_NAME)
+                return us_error_msg(err, EINVAL, "sysctl name is empty or too long");
+        bool known = false;
+        for (size_t i = 0; i < US_ELEMENTSOF(prefixes); i++)
+                known |= strncmp(name, prefixes[i], strlen(prefixes[i])) == 0;
+        for (size_t i = 0; i < US_ELEMENTSOF(ipc); i++)
+                known |= strcmp(name, ipc[i]) == 0;
+        if (!known)
+                return us_error_msg(err, EINVAL,
+                                    "sysctl %s is not in the pod's network or IPC namespace", name);
+        /* Each dotted part becomes a /proc/sys path component: none empty,
+         * so none is "." or ".."; no '/' (an interface name with a dot, which
+         * sysctl(8) writes with slashes, is not expressible). */
+        for (const char *p = name;; p++) {
+                size_t len = strcspn(p, ".");
+                if (len == 0)
+                        return us_error_msg(err, EINVAL, "sysctl %s: an empty part", name);
+                for (size_t i = 0; i < len; i++)
+                        if (!id_char(p[i]))
+                                return us_error_msg(err, EINVAL,
+                                                    "sysctl %s: a character outside "
+                                                    "[A-Za-z0-9_.-]",
+                                                    name);
+                p += len;
+                if (!*p)
+                        break;
+        }
+        size_t vn = value ? strnlen(value, AGENT_MAX_SYSCTL_VALUE + 1) : 0;
+        if (!value || vn > AGENT_MAX_SYSCTL_VALUE)
+                return us_error_msg(err, EINVAL, "sysctl %s: value too long", name);
+        for (size_t i = 0; i < vn; i++)
+                if ((unsigned char)value[i] < 0x20 && value[i] != '\t')
+                        return us_error_msg(err, EINVAL,
+                                            "sysctl %s: a control character in its value", name);
+        return 0;
+}
+
 int agent_parse_ip(uint32_t family, const char *address, int prefix_len, uint8_t buf[16],
                    int *ret_family, struct us_error **err)
 {

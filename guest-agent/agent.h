@@ -24,23 +24,26 @@
 #include "agent/agent-contract.h"
 #include "agent/agent.pb-c.h"
 
-#define AGENT_RUN_DIR        "/run/unishim"
-#define AGENT_BUNDLE_DIR     AGENT_RUN_DIR "/bundles"
-#define AGENT_MAX_ID         US_ID_MAX /* container and exec ids */
-#define AGENT_MAX_CONTAINERS 256
-#define AGENT_MAX_EXECS      256         /* per container, live or undrained */
-#define AGENT_MAX_WAITERS    16          /* WaitProcess calls pending per process */
-#define AGENT_STREAM_MAX     (1u << 20)  /* buffered bytes per output stream */
-#define AGENT_READ_MAX       (64u << 10) /* ReadStream answer cap */
-#define AGENT_STDIN_MAX      (1u << 20)  /* WriteStdin payload */
-#define AGENT_OOM_QUEUE      64
-#define AGENT_OOM_WAITERS    4
-#define AGENT_MAX_STORAGES   16
-#define AGENT_MAX_OPTIONS    32
-#define AGENT_MAX_INTERFACES 16
-#define AGENT_MAX_ADDRESSES  64 /* per interface */
-#define AGENT_MAX_ROUTES     256
-#define AGENT_MAX_PATH       4096
+#define AGENT_RUN_DIR          "/run/unishim"
+#define AGENT_BUNDLE_DIR       AGENT_RUN_DIR "/bundles"
+#define AGENT_MAX_ID           US_ID_MAX /* container and exec ids */
+#define AGENT_MAX_CONTAINERS   256
+#define AGENT_MAX_EXECS        256         /* per container, live or undrained */
+#define AGENT_MAX_WAITERS      16          /* WaitProcess calls pending per process */
+#define AGENT_STREAM_MAX       (1u << 20)  /* buffered bytes per output stream */
+#define AGENT_READ_MAX         (64u << 10) /* ReadStream answer cap */
+#define AGENT_STDIN_MAX        (1u << 20)  /* WriteStdin payload */
+#define AGENT_OOM_QUEUE        64
+#define AGENT_OOM_WAITERS      4
+#define AGENT_MAX_STORAGES     16
+#define AGENT_MAX_OPTIONS      32
+#define AGENT_MAX_INTERFACES   16
+#define AGENT_MAX_ADDRESSES    64 /* per interface */
+#define AGENT_MAX_ROUTES       256
+#define AGENT_MAX_PATH         4096
+#define AGENT_MAX_SYSCTLS      128
+#define AGENT_MAX_SYSCTL_NAME  255
+#define AGENT_MAX_SYSCTL_VALUE 4096
 
 /* ---- validation (agent-validate.c) ---- */
 
@@ -57,6 +60,11 @@ int agent_parse_mac(const char *s, uint8_t mac[6], struct us_error **err);
 int agent_validate_ifname(const char *name, struct us_error **err);
 /* RFC 1123 host name label: [A-Za-z0-9-.]{1,64}. */
 int agent_validate_hostname(const char *name, struct us_error **err);
+/* A pod sysctl the guest applies for all its containers: a name in the
+ * pod's network or IPC namespace ("net.*", "fs.mqueue.*", the SysV IPC
+ * limits), in dotted form without empty, "." or ".." parts, and a value of
+ * at most AGENT_MAX_SYSCTL_VALUE printable bytes. */
+int agent_validate_sysctl(const char *name, const char *value, struct us_error **err);
 /* Parses address (family 4 or 6) into buf (4 or 16 bytes); *ret_family is
  * AF_INET or AF_INET6. prefix_len must fit the family (pass -1 to skip). */
 int agent_parse_ip(uint32_t family, const char *address, int prefix_len, uint8_t buf[16],
@@ -186,6 +194,14 @@ int agent_free_initramfs(int initramfs, uint64_t *ret_freed, struct us_error **e
 int agent_mount_early(struct us_error **err);
 /* Mounts one validated storage. */
 int agent_mount_storage(const Unishim__Agent__V1__Storage *st, struct us_error **err);
+
+/* ---- the pod's shared PID namespace (agent-pidns.c) ---- */
+
+/* Starts the init of a new PID namespace for the pod's containers to join
+ * (/proc/PID/ns/pid): a child of the caller, confined (empty root, no
+ * capabilities, uid nobody) before this returns; it reaps orphans until
+ * SIGKILL. *ret_pid: the caller reaps it. */
+int agent_pidns_spawn(pid_t *ret_pid, struct us_error **err);
 
 /* ---- the service (agent-service.c) ---- */
 

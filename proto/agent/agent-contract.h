@@ -13,3 +13,9 @@
  * (GUEST_CGROUP_PARENT "/<container id>"); the agent prepares it ahead of
  * the first container. */
 #define GUEST_CGROUP_PARENT "/unishim"
+
+/* A container spec's PID namespace path that means "the pod's shared one"
+ * (shareProcessNamespace): the shim puts it where the CRI joins the pause
+ * container's, the agent joins the namespace it keeps for the pod. No other
+ * namespace path is accepted. */
+#define GUEST_POD_PIDNS "/run/unishim/pod-pidns"

@@ -383,6 +383,27 @@ static int send_network(struct create_ctx *ctx, struct us_error **err)
                 net.n_interfaces = 1;
                 net.interfaces = ifaces;
         }
+        /* The pod's sysctls are its CRI sandbox's (containerd puts
+         * securityContext.sysctls there, as runc applies them once in the
+         * namespaces the containers join); the guest's network and IPC
+         * namespaces are the pod's. The agent checks each name. */
+        const struct us_oci_linux *lx =
+                ctx->t->is_vm && ctx->t->spec ? &ctx->t->spec->linux_ : NULL;
+        size_t n_sysctl = lx ? lx->n_sysctl : 0;
+        _cleanup_free_ Unishim__Agent__V1__UpdateNetworkRequest__SysctlsEntry *sys =
+                calloc(n_sysctl + 1, sizeof(*sys));
+        _cleanup_free_ Unishim__Agent__V1__UpdateNetworkRequest__SysctlsEntry **sysp =
+                calloc(n_sysctl + 1, sizeof(*sysp));
+        if (!sys || !sysp)
+                return us_errorf(err, ENOMEM, "allocate");
+        for (size_t i = 0; i < n_sysctl; i++) {
+                unishim__agent__v1__update_network_request__sysctls_entry__init(&sys[i]);
+                sys[i].key = lx->sysctl[i].key;
+                sys[i].value = lx->sysctl[i].value ? lx->sysctl[i].value : (char *)"";
+                sysp[i] = &sys[i];
+        }
+        net.n_sysctls = n_sysctl;
+        net.sysctls = sysp;
         return send_step(ctx, "UpdateNetwork", &net.base, err);
 }
 
@@ -659,6 +680,7 @@ static int guest_spec(struct sandbox_task *t, const struct shim_pod_decision *de
                 .drop_namespaces = CLONE_NEWNET | CLONE_NEWIPC,
                 .unjoin_namespaces =
                         CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUSER,
+                .pod_pid_namespace = GUEST_POD_PIDNS,
         };
         if (!cfg->spec_json) {
                 r = us_error_msg(err, EINVAL, "no config.json text for container %s", t->id);

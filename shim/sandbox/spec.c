@@ -118,9 +118,14 @@ static int emit_namespace(struct ctx *c, yajl_val ns)
         int flag = ns_flag(ns);
         if (flag & c->rw->drop_namespaces)
                 return 0;
-        if (!(flag & c->rw->unjoin_namespaces))
+        const char *guest_path = NULL;
+        if (flag == CLONE_NEWPID && c->rw->pod_pid_namespace &&
+            yajl_tree_get(ns, (const char *[]){"path", NULL}, yajl_t_string))
+                guest_path = c->rw->pod_pid_namespace;
+        else if (!(flag & c->rw->unjoin_namespaces))
                 return emit(c, ns, W_OTHER);
-        /* {"type": ...} without the host path: a new namespace in the guest. */
+        /* {"type": ...} without the host path: a new namespace in the guest,
+         * or the guest's own path for it. */
         if (yajl_gen_map_open(c->g) != yajl_gen_status_ok)
                 return -EINVAL;
         for (size_t i = 0; i < ns->u.object.len; i++) {
@@ -130,6 +135,8 @@ static int emit_namespace(struct ctx *c, yajl_val ns)
                     emit(c, ns->u.object.values[i], W_OTHER) < 0)
                         return -EINVAL;
         }
+        if (guest_path && (gen_string(c->g, "path") < 0 || gen_string(c->g, guest_path) < 0))
+                return -EINVAL;
         return yajl_gen_map_close(c->g) == yajl_gen_status_ok ? 0 : -EINVAL;
 }
 

@@ -25,6 +25,10 @@ struct sandbox_spec_rewrite {
          * host path. */
         int drop_namespaces;
         int unjoin_namespaces;
+        /* A PID namespace joined by host path (the CRI's shareProcessNamespace:
+         * the pause container's) joins this guest path instead; NULL: it is
+         * treated as unjoin_namespaces says. */
+        const char *pod_pid_namespace;
 };
 
 /* Rewrites json (a config.json already validated by us_oci_spec_parse).

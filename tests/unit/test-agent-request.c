@@ -62,6 +62,23 @@ static void test_net(void **state)
         assert_int_equal(agent_validate_ifname("a-very-long-ifname", NULL), -EINVAL);
         assert_int_equal(agent_validate_hostname("pod-1.example", NULL), 0);
         assert_int_equal(agent_validate_hostname("bad host", NULL), -EINVAL);
+        /* Pod sysctls: the pod's network and IPC namespaces only. */
+        assert_int_equal(agent_validate_sysctl("net.core.somaxconn", "1024", NULL), 0);
+        assert_int_equal(agent_validate_sysctl("net.ipv4.conf.eth0.forwarding", "1", NULL), 0);
+        assert_int_equal(agent_validate_sysctl("kernel.shm_rmid_forced", "1", NULL), 0);
+        assert_int_equal(agent_validate_sysctl("kernel.sem", "250\t32000\t32\t128", NULL), 0);
+        assert_int_equal(agent_validate_sysctl("fs.mqueue.msg_max", "20", NULL), 0);
+        assert_int_equal(agent_validate_sysctl("kernel.panic", "5", NULL), -EINVAL);
+        assert_int_equal(agent_validate_sysctl("vm.swappiness", "5", NULL), -EINVAL);
+        assert_int_equal(agent_validate_sysctl("kernel.hostname", "x", NULL), -EINVAL);
+        assert_int_equal(agent_validate_sysctl("net", "1", NULL), -EINVAL);
+        assert_int_equal(agent_validate_sysctl("net.", "1", NULL), -EINVAL);
+        assert_int_equal(agent_validate_sysctl("net..core", "1", NULL), -EINVAL);
+        assert_int_equal(agent_validate_sysctl("net.core/../../kernel.panic", "1", NULL), -EINVAL);
+        assert_int_equal(agent_validate_sysctl("net.core.x y", "1", NULL), -EINVAL);
+        assert_int_equal(agent_validate_sysctl("net.core.somaxconn", "1\n2", NULL), -EINVAL);
+        assert_int_equal(agent_validate_sysctl("net.core.somaxconn", NULL, NULL), -EINVAL);
+        assert_int_equal(agent_validate_sysctl("kernel.msgmaxx", "1", NULL), -EINVAL);
 }
 
 static int check_msg(const char *method, const ProtobufCMessage *m)

@@ -76,15 +76,49 @@ static void rewrites_paths_namespaces_and_drops_hooks(void **state)
 static void adds_cgroups_path_when_missing(void **state)
 {
         (void)state;
-        const char *in =
-                "{\"process\":{\"args\":[\"true\"],\"cwd\":\"/\"},\"root\":{\"path\":\"r\"},"
-                "\"linux\":{}}";
+        const char *in = "{\"ociVersion\":\"1.0.2\",\"process\":{\"args\":[\"true\"],\"cwd\":\"/"
+                         "\"},\"root\":{\"path\":\"r\"},"
+                         "\"linux\":{}}";
         const struct sandbox_spec_rewrite rw = {.root_path = "/g", .cgroups_path = "/unishim/x"};
         char *out = NULL;
         size_t len;
         assert_int_equal(sandbox_spec_rewrite(in, strlen(in), &rw, &out, &len, NULL), 0);
         assert_non_null(strstr(out, "\"cgroupsPath\":\"/unishim/x\""));
         assert_non_null(strstr(out, "\"path\":\"/g\""));
+        free(out);
+}
+
+/* shareProcessNamespace: the pause container's PID namespace (a host path)
+ * becomes the pod's in the guest; a new one stays new. */
+static void joins_the_pods_pid_namespace(void **state)
+{
+        (void)state;
+        const char *shared =
+                "{\"ociVersion\":\"1.0.2\",\"process\":{\"args\":[\"true\"],\"cwd\":\"/"
+                "\"},\"root\":{\"path\":\"r\"},"
+                "\"linux\":{\"namespaces\":[{\"type\":\"pid\",\"path\":\"/proc/42/ns/pid\"},"
+                "{\"type\":\"uts\",\"path\":\"/proc/42/ns/uts\"},{\"type\":\"mount\"}]}}";
+        const char *own =
+                "{\"process\":{\"args\":[\"true\"],\"cwd\":\"/\"},\"root\":{\"path\":"
+                "\"r\"},\"linux\":{\"namespaces\":[{\"type\":\"pid\"},{\"type\":\"mount\"}]}}";
+        const struct sandbox_spec_rewrite rw = {
+                .root_path = "/g",
+                .unjoin_namespaces = CLONE_NEWUTS | CLONE_NEWPID,
+                .pod_pid_namespace = "/run/unishim/pod-pidns",
+        };
+        char *out = NULL;
+        size_t len;
+        struct us_oci_spec *s = NULL;
+        assert_int_equal(sandbox_spec_rewrite(shared, strlen(shared), &rw, &out, &len, NULL), 0);
+        assert_int_equal(us_oci_spec_parse(out, len, &s, NULL), 0);
+        assert_int_equal(s->linux_.n_namespaces, 3);
+        assert_int_equal(s->linux_.namespaces[0].type, CLONE_NEWPID);
+        assert_string_equal(s->linux_.namespaces[0].path, "/run/unishim/pod-pidns");
+        assert_null(s->linux_.namespaces[1].path); /* uts: new */
+        us_oci_spec_free(s);
+        free(out);
+        assert_int_equal(sandbox_spec_rewrite(own, strlen(own), &rw, &out, &len, NULL), 0);
+        assert_null(strstr(out, "pod-pidns"));
         free(out);
 }
 
@@ -108,6 +142,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(rewrites_paths_namespaces_and_drops_hooks),
                 cmocka_unit_test(adds_cgroups_path_when_missing),
+                cmocka_unit_test(joins_the_pods_pid_namespace),
                 cmocka_unit_test(refuses_garbage),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
