@@ -121,6 +121,26 @@ int netplumb_nat_install(int netns_fd, int family, const uint8_t pod_ip[16],
                             "-A " NETPLUMB_CHAIN_PREFIX "%s -d %s%s -j DNAT --to-destination %s\n",
                             chain, pod, host, guest);
         }
+        /* The CRI's port forwarding (containerd dials localhost:PORT inside
+         * the pod netns; kubectl port-forward) reaches the app in the guest:
+         * TCP to the pod netns's own loopback address means the guest too,
+         * except the ports the pod netns keeps (a sidecar's admin and
+         * probe ports, which its agent dials over localhost). Only locally
+         * made connections (OUTPUT): nothing that arrives from the guest or
+         * eth0 is sent to loopback. IPv4 only: a ::1 source can never
+         * leave through the tap (no route_localnet for IPv6), and the
+         * CRI dials 127.0.0.1 first. */
+        if (!v6) {
+                for (size_t i = 0; i < n_ex; i++)
+                        us_text_add(&t,
+                                    "-A " NETPLUMB_CHAIN_PREFIX
+                                    "OUT -d 127.0.0.1/32 -p tcp --dport %u:%u -j RETURN\n",
+                                    ex[i].first, ex[i].last);
+                us_text_add(&t,
+                            "-A " NETPLUMB_CHAIN_PREFIX
+                            "OUT -d 127.0.0.1/32 -p tcp -j DNAT --to-destination %s\n",
+                            guest);
+        }
         /* The proxy's connections to the guest come from loopback: make them
          * answerable by the guest. */
         us_text_add(&t,

@@ -7,6 +7,8 @@
 #  - the CRI log file has the container's output (and unishimctl logs)
 #  - two containers in one VM share localhost (httpd in one, wget from the other)
 #  - a sandbox pod and a container pod reach each other's IPs, both ways
+#  - localhost:PORT in the pod netns (what the CRI's port forwarding dials)
+#    reaches the app in the guest
 #  - hostPath volumes (rw, ro, a single file) reach the guest; ro ones are
 #    read-only in virtiofsd's own mount namespace too
 #  - files keep their owners both ways: image files root's (and 1000's) in
@@ -128,6 +130,11 @@ out_rc out rc ectl exec -t 15 cweb -- wget -qO- "http://$ipw:$PORT/"
 expect_eq "container pod fetches the sandbox pod's page at $ipw" served-by-sbweb "$out"
 out_rc out rc ectl exec -t 15 sbweb -c side -- wget -qO- "http://$ipc:$PORT/"
 expect_eq "sandbox pod fetches the container pod's page at $ipc" served-by-cweb "$out"
+# What containerd's CRI PortForward (kubectl port-forward) does: dial
+# localhost:PORT inside the pod netns; netplumb sends it to the guest.
+out_rc out rc nsenter --net="$(pod_netns "$ipw")" timeout 30 busybox wget -qO- "http://127.0.0.1:$PORT/"
+expect_eq "localhost:$PORT in the pod netns reaches the server in the guest (port forwarding)" \
+        "0 served-by-sbweb" "$rc $out"
 out_rc out rc ectl exec sbweb -c side -- sh -c "ip -4 -o addr show | grep -v ' lo '"
 echo "# guest addresses: $out"
 

@@ -23,7 +23,7 @@ k8s_setup() {
         k8s_bins_found || it_skip "$(k8s_bins_howto)"
         local b
         for b in containerd ctr runc jq timeout setsid nsenter ip cc docker-registry \
-                etcd openssl curl xz iptables-save; do
+                etcd openssl curl xz iptables-save script; do
                 command -v "$b" >/dev/null || it_skip "$b not installed (make deps-runtime)"
         done
         [ -x /usr/lib/cni/bridge ] || it_skip "containernetworking-plugins not installed (make deps-runtime)"
@@ -82,9 +82,21 @@ k8s_env_checks() {
         out=$(kc get runtimeclass -o jsonpath='{range .items[*]}{.metadata.name}={.handler} {end}' 2>&1)
         expect_eq "RuntimeClasses from deploy/runtimeclasses.yaml" \
                 "unishim=unishim unishim-sandbox=unishim-sandbox unishim-vm=unishim-vm " "$out"
+        k8s_sysctls_back
         expect_eq "the kubelet's sysctl changes are undone once it runs" "$K8S_SYSCTLS_BEFORE" "$(_k8s_sysctls)"
         expect_eq "env file: KUBECONFIG" "$K8S_DIR/admin.kubeconfig" \
                 "$(env -i bash -c ". '$K8S_ENV_FILE'; echo \$KUBECONFIG")"
+}
+
+# k8s_sysctls_back: waits (up to 180 s) for the machine's sysctls to be as
+# before k8s-up. They are the machine's: another cluster's kubelet starting
+# meanwhile (a test run of another checkout) sets them until its own k8s-up
+# undoes them; with none, there is nothing to wait for.
+_k8s_sysctls_as_before() { [ "$(_k8s_sysctls)" = "$K8S_SYSCTLS_BEFORE" ]; }
+k8s_sysctls_back() {
+        _k8s_sysctls_as_before && return 0
+        echo "# the kubelet's sysctls are set: waiting (another cluster's kubelet starting?)"
+        wait_until 180 _k8s_sysctls_as_before || true
 }
 
 # k8s_test_cleanup: IT_CLEANUP_HOOK: the logs' ends when something failed,
@@ -121,19 +133,172 @@ k8s_memory_known() {
         [[ $(k8s_container_memory "$1" "$2") =~ ^[1-9][0-9]*$ ]]
 }
 
+# kce NS POD CONTAINER COMMAND...: kubectl exec (stdin /dev/null).
+kce() {
+        kc -n "$1" exec "$2" -c "$3" -- "${@:4}"
+}
+
+# k8s_pod_json NS POD JQ: JQ applied to the pod object.
+k8s_pod_json() {
+        kc -n "$1" get pod "$2" -o json 2>/dev/null | jq -r "$3" 2>/dev/null
+}
+
+# k8s_volume_checks KIND NS POD: what the init container wrote, the emptyDir
+# shared by two app containers, the configMap, the secret and the projected
+# service account token, seen from inside the pod.
+k8s_volume_checks() {
+        local kind=$1 ns=$2 pod=$3 out rc tok claims
+        expect_eq "the init container ran to completion (exit 0)" 0 \
+                "$(k8s_pod_json "$ns" "$pod" '.status.initContainerStatuses[0].state.terminated.exitCode')"
+        out_rc out rc kce "$ns" "$pod" side cat /shared/init.txt
+        expect_eq "an app container reads the file the init container wrote to an emptyDir" \
+                "0 init $kind" "$rc $out"
+        out_rc out rc kce "$ns" "$pod" web cat /shared/side.txt
+        expect_eq "two app containers share an emptyDir (web reads what side wrote)" \
+                "0 side $kind" "$rc $out"
+        out_rc out rc env_nsenter timeout 30 busybox wget -q -O - "http://$(k8s_pod_json "$ns" "$pod" .status.podIP):9090/init.txt"
+        expect_eq "a third container serves the emptyDir (the node fetches init.txt from it)" \
+                "0 init $kind" "$rc $out"
+        out_rc out rc kce "$ns" "$pod" side cat /cfg/greeting
+        expect_eq "a configMap volume" "0 hello-cm $kind" "$rc $out"
+        out_rc out rc kce "$ns" "$pod" side cat /sec/password
+        expect_eq "a secret volume" "0 s3cr3t $kind" "$rc $out"
+        out_rc tok rc kce "$ns" "$pod" side cat /var/run/secrets/tokens/token
+        expect_match "a projected service account token readable inside" \
+                '^0 [A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$' "$rc $tok"
+        # The claims (base64url, unpadded) and the API server's own verdict.
+        claims=$(cut -d. -f2 <<<"$tok" | tr '_-' '/+' | awk '{ while (length($0) % 4) $0 = $0 "="; print }' |
+                base64 -d 2>/dev/null | jq -r '"\(.sub) \(.aud | join(","))"' 2>/dev/null || true)
+        expect_eq "the token's subject and audience" "system:serviceaccount:$ns:default unishim-test" "$claims"
+        out=$(jq -n --arg t "$tok" '{apiVersion: "authentication.k8s.io/v1", kind: "TokenReview",
+                spec: {token: $t, audiences: ["unishim-test"]}}' |
+                kc create -o json -f - 2>&1 | jq -r '"\(.status.authenticated) \(.status.user.username)"' 2>/dev/null || true)
+        expect_eq "the API server accepts the token (TokenReview)" "true system:serviceaccount:$ns:default" "$out"
+}
+
+# k8s_bg FILE COMMAND...: kubectl COMMAND in the env's netns in the
+# background, its output to FILE; its pid in K8S_BG_PID (a timeout that
+# forwards the TERM to kubectl).
+k8s_bg() {
+        local f=$1
+        shift
+        timeout -k 5 "$((K8S_TIMEOUT + 60))" nsenter --net="$ENV_NETNS_PATH" \
+                "$K8S_BIN/kubectl" --kubeconfig="$KUBECONFIG" "$@" </dev/null >"$f" 2>&1 &
+        K8S_BG_PID=$!
+}
+
+k8s_bg_stop() {
+        kill "$1" 2>/dev/null || true
+        wait "$1" 2>/dev/null || true
+}
+
+file_has() { grep -qF -- "$2" "$1" 2>/dev/null; }
+
+# k8s_stream_checks KIND NS POD: kubectl exec -it on a terminal, exec -i
+# with 100000 bytes of stdin, logs -f, cp both ways, port-forward.
+k8s_stream_checks() {
+        local kind=$1 ns=$2 pod=$3 out rc cmd f pid port sum
+        # A terminal for kubectl (its stdin must be one for -t): script's
+        # pty, sized 33x101; kubectl passes the size on as a resize, which
+        # may land after the command starts: it waits for it.
+        cmd=$(printf '%q ' timeout -k 5 "$K8S_TIMEOUT" nsenter --net="$ENV_NETNS_PATH" \
+                "$K8S_BIN/kubectl" --kubeconfig="$KUBECONFIG" -n "$ns" exec -it "$pod" -c side -- \
+                sh -c 'tty; while [ "$(stty size)" = "0 0" ]; do sleep 0.2; done; stty size; echo tty-done')
+        out=$(script -qec "stty rows 33 cols 101; $cmd" /dev/null </dev/null 2>&1 | tr -d '\r\0' || true)
+        # (before it: the local terminal's echo of what script sent)
+        expect_match "kubectl exec -it: a terminal in the container (tty)" '/dev/pts/[0-9]+'$'\n''33 101' "$out"
+        expect_match "kubectl exec -it: the terminal's size is kubectl's (stty size)" \
+                $'\n''33 101'$'\n''tty-done' "$out"
+        out=$(head -c 100000 /dev/zero | kc -n "$ns" exec -i "$pod" -c side -- wc -c 2>&1 | tr -d ' ' || true)
+        expect_eq "kubectl exec -i: 100000 bytes of stdin reach the process (wc -c)" 100000 "$out"
+
+        # logs -f: a line written after it started reaches it; stopped.
+        f=$IT_TMP/follow-$kind.log
+        k8s_bg "$f" -n "$ns" logs -f "$pod" -c side
+        pid=$K8S_BG_PID
+        wait_until 60 file_has "$f" "side $kind started" &&
+                pass "kubectl logs -f: the output so far" || fail "kubectl logs -f: '$(head -c 300 "$f")'"
+        kce "$ns" "$pod" side sh -c "echo follow-mark-$kind >/proc/1/fd/1" >/dev/null 2>&1 ||
+                fail "kubectl exec: write to the container's stdout"
+        wait_until 60 file_has "$f" "follow-mark-$kind" &&
+                pass "kubectl logs -f: a line written after it started" ||
+                fail "kubectl logs -f: no new line: '$(tail -c 300 "$f")'"
+        kill -0 "$pid" 2>/dev/null && pass "kubectl logs -f still follows" ||
+                fail "kubectl logs -f ended by itself"
+        k8s_bg_stop "$pid"
+
+        # cp both ways (kubectl cp runs tar in the container: busybox's).
+        head -c 65536 /dev/urandom >"$IT_TMP/cp-up"
+        sum=$(md5sum <"$IT_TMP/cp-up" | cut -d' ' -f1)
+        out_rc out rc kc cp "$IT_TMP/cp-up" "$ns/$pod:/tmp/cp-up" -c side
+        expect_eq "kubectl cp to the container" "0 " "$rc $out"
+        out_rc out rc kce "$ns" "$pod" side sh -c 'md5sum </tmp/cp-up'
+        expect_eq "kubectl cp: the container has the same bytes" "0 $sum  -" "$rc $out"
+        out_rc out rc kc cp "$ns/$pod:/tmp/cp-up" "$IT_TMP/cp-down" -c side
+        expect_eq "kubectl cp from the container: exit 0" 0 "$rc"
+        expect_eq "kubectl cp from the container: the same bytes" "$sum" \
+                "$(md5sum <"$IT_TMP/cp-down" 2>/dev/null | cut -d' ' -f1)"
+
+        # port-forward to the app's port (containerd dials localhost:8080
+        # in the pod netns: for a VM pod, netplumb sends it to the guest).
+        f=$IT_TMP/pf-$kind.log
+        k8s_bg "$f" -n "$ns" port-forward --address 127.0.0.1 "pod/$pod" :8080
+        pid=$K8S_BG_PID
+        wait_until 60 file_has "$f" "Forwarding from 127.0.0.1:" || true
+        port=$(sed -n 's/^Forwarding from 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$f" | head -n 1)
+        expect_match "kubectl port-forward: listening" '^[0-9]+$' "$port"
+        out_rc out rc env_nsenter timeout 60 busybox wget -q -O - "http://127.0.0.1:${port:-1}/index.html"
+        expect_eq "kubectl port-forward: the app's page through it" "0 hello from $kind" "$rc $out"
+        k8s_bg_stop "$pid"
+        [ "$rc" = 0 ] || echo "# port-forward: $(head -c 600 "$f")"
+}
+
+k8s_restarted() {
+        [ "$(k8s_pod_json "$1" "$2" '.status.containerStatuses[] | select(.name == "side") | .restartCount')" -ge 1 ] 2>/dev/null
+}
+
+# k8s_liveness_restart KIND NS POD ID IP: side's exec liveness probe starts
+# failing; the kubelet restarts side (restartCount 1), in the same pod
+# (same IP; for a VM pod the same QEMU), and the pod gets Ready again.
+k8s_liveness_restart() {
+        local kind=$1 ns=$2 pod=$3 id=$4 ip=$5 q0 q1 out rc
+        [ "$kind" != sandbox ] || q0=$(sandbox_qemu_pid "$id")
+        out_rc out rc kce "$ns" "$pod" side touch /tmp/dead
+        expect_eq "kubectl exec: make side's liveness probe fail" "0 " "$rc $out"
+        wait_until "$K8S_TIMEOUT" k8s_restarted "$ns" "$pod" &&
+                pass "the failing liveness probe restarted side" ||
+                fail "side not restarted: $(k8s_pod_json "$ns" "$pod" '.status.containerStatuses[] | select(.name == "side")')"
+        out_rc out rc kc_long -n "$ns" wait --for=condition=Ready "pod/$pod" --timeout="${K8S_TIMEOUT}s"
+        expect_eq "the pod is Ready again" 0 "$rc"
+        expect_eq "restart counts: side 1, the others 0" "files=0 side=1 web=0" \
+                "$(k8s_pod_json "$ns" "$pod" '[.status.containerStatuses | sort_by(.name)[] | "\(.name)=\(.restartCount)"] | join(" ")')"
+        expect_eq "the same pod IP after the restart" "$ip" "$(k8s_pod_json "$ns" "$pod" .status.podIP)"
+        out_rc out rc kce "$ns" "$pod" side sh -c 'test ! -e /tmp/dead && cat /shared/init.txt'
+        expect_eq "the restarted side: a fresh /tmp, the pod's emptyDir" "0 init $kind" "$rc $out"
+        if [ "$kind" = sandbox ]; then
+                q1=$(sandbox_qemu_pid "$id")
+                [ -n "$q0" ] && [ "$q0" = "$q1" ] && pass "the same VM after the restart (QEMU pid $q0)" ||
+                        fail "QEMU pid '$q0' before, '$q1' after the restart"
+        fi
+}
+
 # k8s_deployment_test KIND: a Deployment of one pod on RuntimeClass
 # K8S_RUNTIME_CLASS (default unishim; runc, made here for the env's runc
 # handler, runs the container kind's checks against containerd's runc shim:
 # that is how the test itself is checked),
 # of isolation KIND (container: no annotation, the default; sandbox:
-# unishim.io/isolation: sandbox), two containers: busybox httpd with an
-# httpGet readiness probe, and a shell with an exec readiness probe. The
-# pod gets Running and Ready (both probes pass: the kubelet's HTTP to the pod
-# IP and its ExecSync), runs as KIND, kubectl exec and logs work, the node
-# reaches the pod IP, the kubelet has the containers' stats; deleting the
-# Deployment leaves nothing of the pod on the host.
+# unishim.io/isolation: sandbox), an init container writing to an emptyDir,
+# and three containers: busybox httpd (web: httpGet readiness, tcpSocket
+# liveness), a shell (side: exec readiness and liveness; the configMap,
+# secret and projected token volumes) and httpd serving the emptyDir (files:
+# tcpSocket readiness, httpGet liveness). The pod gets Running and Ready (the
+# probes pass: the kubelet's HTTP and TCP to the pod IP and its ExecSync),
+# runs as KIND, kubectl exec and logs work, the node reaches the pod IP, the
+# kubelet has the containers' stats; then k8s_volume_checks,
+# k8s_stream_checks and k8s_liveness_restart; deleting the Deployment leaves
+# nothing of the pod on the host.
 k8s_deployment_test() {
-        local kind=$1 ns=k8s-$1 app=web-$1 f out rc t0 pod id uid ip web side spid kernel
+        local kind=$1 ns=k8s-$1 app=web-$1 f out rc t0 pod id uid ip web side files side2 spid kernel
         local rtc=${K8S_RUNTIME_CLASS:-unishim}
         echo "# ---- a Deployment of the $kind kind, RuntimeClass $rtc ----"
         if [ "$rtc" != unishim ]; then
@@ -143,6 +308,10 @@ k8s_deployment_test() {
         kc create namespace "$ns" >/dev/null
         wait_until 60 kc -n "$ns" get serviceaccount default ||
                 fail "no default service account in namespace $ns"
+        kc -n "$ns" create configmap cfg --from-literal=greeting="hello-cm $kind" >/dev/null ||
+                fail "kubectl create configmap"
+        kc -n "$ns" create secret generic sec --from-literal=password="s3cr3t $kind" >/dev/null ||
+                fail "kubectl create secret"
         f=$IT_TMP/$app.yaml
         cat >"$f" <<EOF
 apiVersion: apps/v1
@@ -162,28 +331,76 @@ $([ "$kind" = container ] || echo "      annotations: {unishim.io/isolation: $ki
       runtimeClassName: $rtc
       terminationGracePeriodSeconds: 5
       enableServiceLinks: false
+      volumes:
+      - {name: shared, emptyDir: {}}
+      - {name: cfg, configMap: {name: cfg}}
+      - {name: sec, secret: {secretName: sec}}
+      - name: token
+        projected:
+          sources:
+          - serviceAccountToken: {path: token, audience: unishim-test, expirationSeconds: 3600}
+      initContainers:
+      - name: init
+        image: $CRI_TEST_IMAGE
+        imagePullPolicy: IfNotPresent
+        command: [/bin/sh, -c, 'echo "init $kind" >/shared/init.txt']
+        volumeMounts: [{name: shared, mountPath: /shared}]
       containers:
       - name: web
         image: $CRI_TEST_IMAGE
         imagePullPolicy: IfNotPresent
         command: [/bin/sh, -c, 'mkdir -p /www && echo "hello from $kind" >/www/index.html && echo "web $kind started" && exec httpd -f -p 8080 -h /www']
         ports: [{containerPort: 8080}]
+        volumeMounts: [{name: shared, mountPath: /shared}]
         readinessProbe:
           httpGet: {path: /index.html, port: 8080}
           periodSeconds: 2
           # (not the default 1 s: a TCG guest on a loaded machine answers
           # later; what is tested is that it answers)
           timeoutSeconds: 10
+        # (liveness probes that pass: a generous threshold, the
+        # container's start is not what they test)
+        livenessProbe:
+          tcpSocket: {port: 8080}
+          periodSeconds: 5
+          timeoutSeconds: 10
+          failureThreshold: 30
       - name: side
         image: $CRI_TEST_IMAGE
         imagePullPolicy: IfNotPresent
-        command: [/bin/sh, -c, 'trap "exit 0" TERM; touch /tmp/ready; echo "side $kind started"; while :; do sleep 1; done']
+        command: [/bin/sh, -c, 'trap "exit 0" TERM; echo "side $kind" >/shared/side.txt; touch /tmp/ready; echo "side $kind started"; while :; do sleep 1; done']
+        volumeMounts:
+        - {name: shared, mountPath: /shared}
+        - {name: cfg, mountPath: /cfg}
+        - {name: sec, mountPath: /sec}
+        - {name: token, mountPath: /var/run/secrets/tokens}
         readinessProbe:
           exec: {command: [cat, /tmp/ready]}
           periodSeconds: 2
           # (not the default 1 s: an exec in a TCG guest on a loaded
           # machine took longer; what is tested is that it answers)
           timeoutSeconds: 10
+        # Fails once /tmp/dead exists (kubectl exec touches it): the
+        # kubelet restarts the container, whose fresh /tmp has none.
+        livenessProbe:
+          exec: {command: [/bin/sh, -c, 'test ! -e /tmp/dead']}
+          periodSeconds: 2
+          timeoutSeconds: 10
+      - name: files
+        image: $CRI_TEST_IMAGE
+        imagePullPolicy: IfNotPresent
+        command: [httpd, -f, -p, '9090', -h, /shared]
+        ports: [{containerPort: 9090}]
+        volumeMounts: [{name: shared, mountPath: /shared}]
+        readinessProbe:
+          tcpSocket: {port: 9090}
+          periodSeconds: 2
+          timeoutSeconds: 10
+        livenessProbe:
+          httpGet: {path: /init.txt, port: 9090}
+          periodSeconds: 5
+          timeoutSeconds: 10
+          failureThreshold: 30
 EOF
         t0=$SECONDS
         out_rc out rc kc apply -f "$f"
@@ -195,10 +412,11 @@ EOF
         expect_match "one pod" '^[a-z0-9-]+$' "$pod"
         out=$(kc -n "$ns" get pod "$pod" -o json 2>/dev/null || true)
         expect_eq "pod phase Running" Running "$(jq -r .status.phase <<<"$out" 2>/dev/null)"
-        expect_eq "pod Ready, both containers ready (httpGet and exec probes passed)" "True true true" \
+        expect_eq "pod Ready, its containers ready (httpGet, exec and tcpSocket probes passed)" \
+                "True true true true" \
                 "$(jq -r '[(.status.conditions[] | select(.type == "Ready") | .status),
                         (.status.containerStatuses | sort_by(.name)[] | .ready | tostring)] | join(" ")' <<<"$out" 2>/dev/null)"
-        expect_eq "no restarts" "0 0" \
+        expect_eq "no restarts (the liveness probes pass)" "0 0 0" \
                 "$(jq -r '[.status.containerStatuses | sort_by(.name)[] | .restartCount | tostring] | join(" ")' <<<"$out" 2>/dev/null)"
         expect_eq "pod on RuntimeClass $rtc, on this node" "$rtc $K8S_NODE_IP" \
                 "$(jq -r '"\(.spec.runtimeClassName) \(.status.hostIP)"' <<<"$out" 2>/dev/null)"
@@ -213,6 +431,7 @@ EOF
                 "${id:0:13} +$pod +$ns +Ready +$rtc +$kind" "$(ectl ps 2>&1)"
         web=$(ctr_id "$ns/$pod" web)
         side=$(ctr_id "$ns/$pod" side)
+        files=$(ctr_id "$ns/$pod" files)
         spid=$(pod_shim_pid "$id")
         expect_match "the pod's shim is containerd-shim-$rtc-v2" "/containerd-shim-$rtc-v2\$" \
                 "$([ -z "$spid" ] || tr '\0' '\n' <"/proc/$spid/cmdline" 2>/dev/null | head -n 1)"
@@ -252,6 +471,12 @@ EOF
         wait_until 60 k8s_memory_known "$pod" web &&
                 pass "the kubelet's stats summary has web's memory ($(k8s_container_memory "$pod" web) bytes)" ||
                 fail "no memory stats for web in the kubelet's summary: '$(k8s_container_memory "$pod" web)'"
+        k8s_volume_checks "$kind" "$ns" "$pod"
+        k8s_stream_checks "$kind" "$ns" "$pod"
+        k8s_liveness_restart "$kind" "$ns" "$pod" "$id" "$ip"
+        side2=$(k8s_pod_json "$ns" "$pod" '.status.containerStatuses[] | select(.name == "side") | .containerID | sub("^containerd://"; "")')
+        [[ $side2 =~ ^[0-9a-f]{64}$ ]] && [ "$side2" != "$side" ] &&
+                pass "the restarted side is a new container" || fail "side: '$side' before, '$side2' after the restart"
 
         # Delete: the kubelet stops the pod (the API object goes once it
         # has: containers, sandbox, volumes, cgroup).
@@ -281,7 +506,7 @@ EOF
         nets=$(ls "$ipam" 2>/dev/null || true)
         expect_eq "the pod IP is released" "" "$(grep -xF -- "$ip" <<<"$nets" || true)"
         expect_eq "nothing of the pod left (shim, processes, state dirs, mounts, cgroups)" "" \
-                "$(sandbox_leftovers "$id" "$web" "$side")"
+                "$(sandbox_leftovers "$id" "$web" "$side" "$files" "$side2")"
         # What stays until the kubelet's container GC (once a minute)
         # removes it: the CRI's record of the stopped sandbox and the pod's
         # log dir. Not waited for: once, under load, a kubelet 1.23.0 whose
@@ -311,6 +536,7 @@ k8s_down_test() {
         expect_eq "no cgroup of the env" "" "$(find /sys/fs/cgroup/*/"$ENV_NS" -maxdepth 0 2>/dev/null)"
         expect_eq "the env's dirs are gone" "" "$(ls -d "$ENV_STATE" "$ENV_ROOT" 2>/dev/null)"
         expect_eq "no pod log dirs of the cluster left" "" "$(_k8s_pod_log_dirs "${K8S_TEST_UIDS[@]}")"
+        k8s_sysctls_back
         expect_eq "the machine's sysctls are as before k8s-up" "$K8S_SYSCTLS_BEFORE" "$(_k8s_sysctls)"
         # Gone for good: the EXIT trap need not stop it again.
         [ "$rc" != 0 ] || ENV_NAME=

@@ -5,6 +5,12 @@
 # an exec readiness probe, runs as the container kind (host kernel),
 # kubectl exec (output, stderr, exit code) and logs work, the node reaches
 # the pod IP, the kubelet's stats summary has the containers' memory;
+# an init container, an emptyDir shared by app containers, configMap and
+# secret volumes and a projected service account token; kubectl exec -it (a
+# terminal of kubectl's size), exec -i with 100000 bytes of stdin, logs -f,
+# cp both ways, port-forward; liveness probes (tcpSocket, exec, httpGet) and
+# a tcpSocket readiness probe, and a failing exec liveness probe restarting
+# its container in the same pod (same IP);
 # deleting the Deployment leaves nothing of the pod on the host; k8s-down
 # leaves nothing of the cluster or the environment. Skipped without the
 # Kubernetes binaries.

@@ -6,7 +6,9 @@
 # (the kubelet's HTTP reaches the guest through the pod IP), kubectl exec
 # runs in the guest (its kernel, not the host's; output, stderr, exit code),
 # kubectl logs works, the node reaches the pod IP, the kubelet's stats
-# summary has the containers' memory; deleting the Deployment leaves no
+# summary has the containers' memory; the container test's volumes, streams
+# and probes (tests/k8s/lib.sh), with kubectl port-forward reaching the app
+# in the guest and the liveness restart in the same VM (same QEMU); deleting the Deployment leaves no
 # shim, QEMU, virtiofsd, state dir, mount or cgroup of the pod; k8s-down
 # leaves nothing of the cluster or the environment. Skipped without the
 # Kubernetes binaries.

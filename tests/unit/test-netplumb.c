@@ -15,6 +15,7 @@
 #include <netinet/udp.h>
 #include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -389,6 +390,54 @@ static int proxy_main(const char *pod_path)
         return 24;
 }
 
+/* The CRI's port forwarding, as containerd does it: a TCP dial of
+ * 127.0.0.1:PORT inside the pod netns. A port the pod netns keeps (a
+ * sidecar's, 15020) stays local: nothing listens, refused. Then it dials
+ * 127.0.0.1:8080, which must leave for the guest; the guest side sees the SYN
+ * and the parent kills this child. Exits early only on a failure. */
+static int forward_main(const char *pod_path)
+{
+        int ns = open(pod_path, O_RDONLY | O_CLOEXEC);
+        if (ns < 0 || setns(ns, CLONE_NEWNET) < 0)
+                return 30;
+        struct sockaddr_in lo = {.sin_family = AF_INET, .sin_port = htons(15020)};
+        inet_pton(AF_INET, "127.0.0.1", &lo.sin_addr);
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (s < 0)
+                return 31;
+        if (connect(s, (struct sockaddr *)&lo, sizeof(lo)) == 0 || errno != ECONNREFUSED)
+                return 32;
+        close(s);
+        lo.sin_port = htons(8080);
+        for (;;) {
+                s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (s < 0)
+                        return 33;
+                /* Blocks in SYN retransmits (the emulated guest never
+                 * answers) until killed. */
+                if (connect(s, (struct sockaddr *)&lo, sizeof(lo)) < 0 && errno == ECONNREFUSED)
+                        return 34; /* answered locally: not forwarded */
+                close(s);
+        }
+}
+
+/* A TCP SYN to the guest: its source address and destination port. */
+static bool tcp_syn_to_guest(struct guest *g, const uint8_t *frame, size_t len, struct in_addr *src,
+                             uint16_t *dport)
+{
+        if (len < 14 + 20 + 20 || frame[12] != 0x08 || frame[13] != 0x00)
+                return false;
+        const struct iphdr *ip = (const struct iphdr *)(frame + 14);
+        if (ip->protocol != IPPROTO_TCP || ip->daddr != g->ip.s_addr || ip->ihl != 5)
+                return false;
+        const uint8_t *tcp = frame + 14 + 20;
+        if ((tcp[13] & 0x12) != 0x02) /* SYN without ACK */
+                return false;
+        src->s_addr = ip->saddr;
+        *dport = (uint16_t)(tcp[2] << 8 | tcp[3]);
+        return true;
+}
+
 static void guest_traffic(struct env *e, const struct netplumb_vm_net *vm, int tap_fd)
 {
         struct guest g = {.fd = tap_fd};
@@ -402,17 +451,23 @@ static void guest_traffic(struct env *e, const struct netplumb_vm_net *vm, int t
         if (pid == 0)
                 _exit(peer_main(e->peer_path));
 
-        bool inbound = false, outbound_acked = false, via_proxy = false;
-        pid_t proxy = -1;
+        bool inbound = false, outbound_acked = false, via_proxy = false, forwarded = false;
+        pid_t proxy = -1, forwarder = -1;
         struct in_addr tap_ip;
         inet_pton(AF_INET, NETPLUMB_TAP_IPV4, &tap_ip);
         time_t deadline = time(NULL) + DEADLINE_S;
-        while (!via_proxy && time(NULL) < deadline) {
+        while (!forwarded && time(NULL) < deadline) {
                 if (outbound_acked && proxy < 0) {
                         proxy = fork();
                         assert_true(proxy >= 0);
                         if (proxy == 0)
                                 _exit(proxy_main(e->pod_path));
+                }
+                if (via_proxy && forwarder < 0) {
+                        forwarder = fork();
+                        assert_true(forwarder >= 0);
+                        if (forwarder == 0)
+                                _exit(forward_main(e->pod_path));
                 }
                 struct pollfd p = {.fd = tap_fd, .events = POLLIN};
                 if (poll(&p, 1, 500) <= 0)
@@ -428,6 +483,13 @@ static void guest_traffic(struct env *e, const struct netplumb_vm_net *vm, int t
                 }
                 struct in_addr src;
                 uint16_t sport, dport;
+                if (forwarder > 0 && tcp_syn_to_guest(&g, frame, (size_t)n, &src, &dport)) {
+                        /* nat OUTPUT DNAT of 127.0.0.1 + SNAT + route_localnet */
+                        assert_int_equal(src.s_addr, tap_ip.s_addr);
+                        assert_int_equal(dport, 8080);
+                        forwarded = true;
+                        continue;
+                }
                 const uint8_t *payload;
                 ssize_t pl = udp_to_guest(&g, frame, (size_t)n, &src, &sport, &dport, &payload);
                 if (pl < 0)
@@ -460,6 +522,13 @@ static void guest_traffic(struct env *e, const struct netplumb_vm_net *vm, int t
                         fail_msg("proxy side failed with %d",
                                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
         }
+        if (forwarder > 0) {
+                /* Still dialing unless it failed: a kill is the expected end. */
+                kill(forwarder, SIGKILL);
+                assert_int_equal(waitpid(forwarder, &status, 0), forwarder);
+                if (WIFEXITED(status))
+                        fail_msg("port-forward side failed with %d", WEXITSTATUS(status));
+        }
         assert_int_equal(waitpid(pid, &status, 0), pid);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
                 fail_msg("peer side failed with %d (inbound seen %d, ack %d)",
@@ -467,6 +536,7 @@ static void guest_traffic(struct env *e, const struct netplumb_vm_net *vm, int t
         assert_true(inbound);
         assert_true(outbound_acked);
         assert_true(via_proxy);
+        assert_true(forwarded);
 }
 
 /* ---- the same over IPv6: NDP instead of ARP, mandatory UDP checksums ---- */
