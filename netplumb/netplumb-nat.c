@@ -161,6 +161,22 @@ int netplumb_nat_install(int netns_fd, int family, const uint8_t pod_ip[16],
         us_text_add(&t, "-A " NETPLUMB_CHAIN_PREFIX "FWD -i " NETPLUMB_TAP_NAME " -j ACCEPT\n");
         us_text_add(&t, "-A " NETPLUMB_CHAIN_PREFIX "FWD -o " NETPLUMB_TAP_NAME " -j ACCEPT\n");
         us_text_add(&t, "COMMIT\n");
+        /* route_localnet on the tap (what lets the proxy's and the CRI's
+         * loopback-sourced connections reach the guest) would also let the
+         * guest's own packets to or from 127.0.0.0/8 in, to whatever the pod
+         * netns keeps on loopback (a sidecar's admin port). The raw table
+         * sees a packet as the guest sent it, before conntrack undoes our
+         * SNAT on the replies (their destination becomes 127.x only then).
+         * (A loopback source from the guest is refused by the pod netns
+         * already; test-netplumb checks both.) */
+        if (!v6) {
+                us_text_add(&t, "*raw\n:" NETPLUMB_CHAIN_PREFIX "RAW - [0:0]\n");
+                us_text_add(&t, "-A PREROUTING -m comment --comment " NETPLUMB_RULE_COMMENT
+                                " -j " NETPLUMB_CHAIN_PREFIX "RAW\n");
+                us_text_add(&t, "-A " NETPLUMB_CHAIN_PREFIX "RAW -i " NETPLUMB_TAP_NAME
+                                " -d 127.0.0.0/8 -j DROP\n");
+                us_text_add(&t, "COMMIT\n");
+        }
         _cleanup_free_ char *rules = t.s;
         if (t.oom)
                 return us_error_msg(err, ENOMEM, "build netfilter rules");

@@ -229,8 +229,8 @@ struct guest {
         struct in_addr ip;
 };
 
-static void guest_send_udp(struct guest *g, struct in_addr dst, uint16_t sport, uint16_t dport,
-                           const char *payload)
+static void guest_send_udp_from(struct guest *g, struct in_addr src, struct in_addr dst,
+                                uint16_t sport, uint16_t dport, const char *payload)
 {
         /* 2 bytes of headroom: the IP header after the 14-byte Ethernet header
          * lands 4-aligned, so the header structs can be used in place. */
@@ -247,7 +247,7 @@ static void guest_send_udp(struct guest *g, struct in_addr dst, uint16_t sport, 
         ip->ttl = 64;
         ip->protocol = IPPROTO_UDP;
         ip->tot_len = htons((uint16_t)(sizeof(*ip) + sizeof(struct udphdr) + plen));
-        ip->saddr = g->ip.s_addr;
+        ip->saddr = src.s_addr;
         ip->daddr = dst.s_addr;
         ip->check = ip_csum(ip, sizeof(*ip));
         struct udphdr *udp = (struct udphdr *)(ip + 1);
@@ -258,6 +258,12 @@ static void guest_send_udp(struct guest *g, struct in_addr dst, uint16_t sport, 
         memcpy(udp + 1, payload, plen);
         size_t len = sizeof(*eth) + sizeof(*ip) + sizeof(*udp) + plen;
         assert_int_equal(write(g->fd, frame, len < 60 ? 60 : len), (ssize_t)(len < 60 ? 60 : len));
+}
+
+static void guest_send_udp(struct guest *g, struct in_addr dst, uint16_t sport, uint16_t dport,
+                           const char *payload)
+{
+        guest_send_udp_from(g, g->ip, dst, sport, dport, payload);
 }
 
 static void guest_answer_arp(struct guest *g, const uint8_t *frame, size_t len)
@@ -421,6 +427,70 @@ static int forward_main(const char *pod_path)
         }
 }
 
+/* What the pod netns keeps on loopback (a sidecar's admin port) is out of
+ * the guest's reach, although route_localnet on the tap lets loopback
+ * addresses through it for the proxy's and the CRI's own connections. In the
+ * pod netns: UDP sockets on 127.0.0.1:9999 and the tap's address:9997, then
+ * the readiness byte on ready_fd; the guest then sends a datagram to
+ * 127.0.0.1:9999, one from 127.0.0.1 to the tap's address:9997, and last a
+ * plain one to the tap's address:9998, the same path, in that order. Once
+ * the plain one is in, the first two must not be. Exit 0 = nothing leaked. */
+static int lo_guard_main(const char *pod_path, int ready_fd)
+{
+        int ns = open(pod_path, O_RDONLY | O_CLOEXEC);
+        if (ns < 0 || setns(ns, CLONE_NEWNET) < 0)
+                return 40;
+        static const struct {
+                const char *addr;
+                uint16_t port;
+        } socks[] = {{"127.0.0.1", 9999}, {NETPLUMB_TAP_IPV4, 9997}, {NETPLUMB_TAP_IPV4, 9998}};
+        int fds[3];
+        for (size_t i = 0; i < 3; i++) {
+                struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(socks[i].port)};
+                inet_pton(AF_INET, socks[i].addr, &a.sin_addr);
+                fds[i] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+                if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&a, sizeof(a)) < 0)
+                        return 41;
+        }
+        if (write(ready_fd, "r", 1) != 1)
+                return 42;
+        char buf[64];
+        struct pollfd p = {.fd = fds[2], .events = POLLIN};
+        if (poll(&p, 1, WAIT_MS) <= 0 || recv(fds[2], buf, sizeof(buf), 0) < 0)
+                return 43; /* the plain datagram never came */
+        if (recv(fds[0], buf, sizeof(buf), MSG_DONTWAIT) >= 0)
+                return 44; /* the guest reached 127.0.0.1 */
+        if (recv(fds[1], buf, sizeof(buf), MSG_DONTWAIT) >= 0)
+                return 45; /* a loopback source from the guest was taken */
+        return 0;
+}
+
+static void guest_cannot_reach_loopback(struct env *e, struct guest *g)
+{
+        int ready[2];
+        assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+                _exit(lo_guard_main(e->pod_path, ready[1]));
+        close(ready[1]);
+        char c;
+        struct pollfd p = {.fd = ready[0], .events = POLLIN};
+        assert_true(poll(&p, 1, WAIT_MS) == 1 && read(ready[0], &c, 1) == 1);
+        close(ready[0]);
+        struct in_addr lo, tap;
+        inet_pton(AF_INET, "127.0.0.1", &lo);
+        inet_pton(AF_INET, NETPLUMB_TAP_IPV4, &tap);
+        guest_send_udp(g, lo, 5000, 9999, "to-loopback");
+        guest_send_udp_from(g, lo, tap, 5000, 9997, "from-loopback");
+        guest_send_udp(g, tap, 5000, 9998, "plain");
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                fail_msg("loopback guard failed with %d",
+                         WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
 /* A TCP SYN to the guest: its source address and destination port. */
 static bool tcp_syn_to_guest(struct guest *g, const uint8_t *frame, size_t len, struct in_addr *src,
                              uint16_t *dport)
@@ -537,6 +607,7 @@ static void guest_traffic(struct env *e, const struct netplumb_vm_net *vm, int t
         assert_true(outbound_acked);
         assert_true(via_proxy);
         assert_true(forwarded);
+        guest_cannot_reach_loopback(e, &g);
 }
 
 /* ---- the same over IPv6: NDP instead of ARP, mandatory UDP checksums ---- */
