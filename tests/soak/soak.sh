@@ -427,11 +427,13 @@ cycle_kind() {
         fi
 }
 
-# pod_file NAME ISOLATION: a one-container pod (sleep 3600) under this env.
+# pod_file NAME ISOLATION: a one-container pod (sleep) under this env. The
+# long-lived pods' container must outlive the soak, which takes more than an
+# hour on a loaded machine: a day.
 pod_file() {
         it_pod "$1.json" --arg n "$1" --arg iso "$2" '{name: $n, runtime_handler: "unishim",
                 annotations: {"unishim.io/isolation": $iso},
-                containers: [{name: "app", image: $img, command: ["sleep", "3600"]}]}'
+                containers: [{name: "app", image: $img, command: ["sleep", "86400"]}]}'
 }
 
 # start_pod KIND CYCLE NAME ISOLATION: run + inspect; sets POD_ID, CTR_ID;
