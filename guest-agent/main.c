@@ -135,7 +135,7 @@ static void load_modules(int root_fd, bool debug)
 /* The host reaches the agent on two virtio-serial ports served alike: the
  * shim makes short synchronous calls on the first and keeps its long polls
  * (exits, output, OOM) on the second, so neither waits behind the other. */
-static const char *const port_names[] = {"unishim.agent", "unishim.events"};
+static const char *const port_names[] = {AGENT_PORT_CALLS, AGENT_PORT_EVENTS};
 #define N_PORTS (sizeof(port_names) / sizeof(port_names[0]))
 
 static int find_port(const char *want, char *out, size_t outlen)

@@ -132,6 +132,11 @@ static int check_config(const struct vmm_vm_config *cfg, struct us_error **err)
         if (cfg->tcg_tb_size_mib > MAX_TB_MIB)
                 return us_error_msg(err, EINVAL, "tb-size %u MiB above %u", cfg->tcg_tb_size_mib,
                                     MAX_TB_MIB);
+        for (size_t i = 0; i < US_ELEMENTSOF(cfg->serial_ports); i++)
+                if (!vmm_word_valid(cfg->serial_ports[i], MAX_TAG))
+                        return us_error_msg(
+                                err, EINVAL, "serial port name %s: 1..%d of [A-Za-z0-9._-]",
+                                cfg->serial_ports[i] ? cfg->serial_ports[i] : "", MAX_TAG);
         if (cfg->n_shares > MAX_SHARES || (cfg->n_shares && !cfg->shares))
                 return us_error_msg(err, EINVAL, "at most %d shares", MAX_SHARES);
         for (size_t i = 0; i < cfg->n_shares; i++) {
@@ -285,11 +290,11 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
         add_fmt(&b, "-chardev");
         add_fmt(&b, "socket,id=agent,fd=%d,server=on,wait=off", rt->agent_fd);
         add_fmt(&b, "-device");
-        add_fmt(&b, "virtserialport,chardev=agent,name=unishim.agent");
+        add_fmt(&b, "virtserialport,chardev=agent,name=%s", cfg->serial_ports[0]);
         add_fmt(&b, "-chardev");
         add_fmt(&b, "socket,id=events,fd=%d,server=on,wait=off", rt->events_fd);
         add_fmt(&b, "-device");
-        add_fmt(&b, "virtserialport,chardev=events,name=unishim.events");
+        add_fmt(&b, "virtserialport,chardev=events,name=%s", cfg->serial_ports[1]);
 
         if (cfg->tap_fd >= 0) {
                 add_fmt(&b, "-netdev");

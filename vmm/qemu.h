@@ -69,6 +69,12 @@ struct vmm_vm_config {
         enum vmm_share_type share_type;
         const struct vmm_share *shares;
         size_t n_shares;
+        /* Required: the names of the two virtio-serial ports the guest
+         * finds by name (1..64 of [A-Za-z0-9._-]), served on the sockets
+         * that vmm_vm_port_connect reaches (VMM_PORT_AGENT: [0],
+         * VMM_PORT_EVENTS: [1]). The names are the guest's contract, not
+         * the VMM's (the sandbox kind's: proto/agent/agent-contract.h). */
+        const char *serial_ports[2];
         int tap_fd;               /* -1: no network; else passed as -netdev tap,fd=N (not taken) */
         const char *mac;          /* NULL: QEMU picks one */
         struct us_cgroup *cgroup; /* QEMU and helpers enter it before exec; may be NULL */
@@ -137,8 +143,8 @@ unsigned vmm_host_tsc_khz_read(void);
 struct vmm_qemu_runtime {
         enum vmm_accel accel; /* KVM or TCG (decided) */
         int qmp_fd;           /* listening unix socket QEMU serves QMP on */
-        int agent_fd;         /* listening unix socket for port "unishim.agent" */
-        int events_fd;        /* listening unix socket for port "unishim.events" */
+        int agent_fd;         /* listening unix socket for cfg->serial_ports[0] */
+        int events_fd;        /* listening unix socket for cfg->serial_ports[1] */
         const int *fs_fds;    /* virtiofs: n_shares sockets connected to virtiofsd */
         int console_fd;       /* write end of the console pipe (> 2), passed as an fd set */
         unsigned tsc_khz;     /* TCG: passed as tsc_early_khz= (0: not) */
@@ -168,12 +174,11 @@ struct vmm_vm;
  * (<state_dir>/qemu.log). *ret is owned by the caller (vmm_vm_free). */
 int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us_error **err);
 
-/* The guest agent serves two virtio-serial ports alike (guest-agent/main.c):
- * short synchronous calls on "unishim.agent", long polls (exits, output,
- * OOM) on "unishim.events", so neither waits behind the other. */
+/* The VM's two virtio-serial ports (their names: cfg->serial_ports), which
+ * the guest agent serves alike. */
 enum vmm_agent_port {
-        VMM_PORT_AGENT,  /* "unishim.agent",  <state_dir>/agent.sock */
-        VMM_PORT_EVENTS, /* "unishim.events", <state_dir>/events.sock */
+        VMM_PORT_AGENT,  /* serial_ports[0], <state_dir>/agent.sock */
+        VMM_PORT_EVENTS, /* serial_ports[1], <state_dir>/events.sock */
 };
 
 /* A new connected stream fd (O_CLOEXEC, owned by the caller) to one of the

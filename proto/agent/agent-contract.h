@@ -9,6 +9,16 @@
 
 #define AGENT_SERVICE "unishim.agent.v1.Agent"
 
+/* The VM's two virtio-serial ports, which the agent finds by name: calls
+ * and their answers on the first, nothing on the second but kept open; a
+ * guest without the second still serves (an older agent). */
+#define AGENT_PORT_CALLS  "unishim.agent"
+#define AGENT_PORT_EVENTS "unishim.events"
+
+/* The virtio-fs tag of the pod's share (the containers' rootfs and
+ * volumes), which the agent mounts. */
+#define GUEST_SHARE_TAG "unishim"
+
 /* The guest cgroup under which the shim puts each container's
  * (GUEST_CGROUP_PARENT "/<container id>"); the agent prepares it ahead of
  * the first container. */

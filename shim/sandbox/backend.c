@@ -49,7 +49,6 @@
 #include "ttrpc.h"
 #include "vmpod.h"
 
-#define GUEST_SHARE_TAG "unishim"
 #define GUEST_SHARE_DIR "/run/unishim/shared"
 /* virtiofsd's ranges (idmap.h) never meet QEMU's uids: pids are below
  * PID_MAX_LIMIT, 2^22. */
@@ -494,6 +493,7 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
                 .share_type = VMM_SHARE_VIRTIOFS,
                 .shares = &share,
                 .n_shares = 1,
+                .serial_ports = {AGENT_PORT_CALLS, AGENT_PORT_EVENTS},
                 .tap_fd = tap_fd,
                 .mac = vmnet ? mac : NULL,
                 .cgroup = pod->vmpod.cgroup,

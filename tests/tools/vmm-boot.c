@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/agent-contract.h"
 #include "cleanup.h"
 #include "loop.h"
 #include "qemu.h"
@@ -161,7 +162,10 @@ static int query_status(struct vmm_vm *vm, char *out, size_t len)
 
 int main(int argc, char **argv)
 {
-        struct vmm_vm_config cfg = {.tap_fd = -1, .accel = VMM_ACCEL_AUTO, .memory_mib = 256};
+        struct vmm_vm_config cfg = {.tap_fd = -1,
+                                    .accel = VMM_ACCEL_AUTO,
+                                    .memory_mib = 256,
+                                    .serial_ports = {AGENT_PORT_CALLS, AGENT_PORT_EVENTS}};
         struct vmm_share share = {0};
         const char *expect_console = NULL, *expect_agent = NULL;
         int timeout = 60, hold = 0, stall = 0, rc = 0;

@@ -57,6 +57,7 @@ static struct vmm_vm_config base_config(void)
                 .state_dir = "/run/unishim/pod1",
                 .kernel = "/usr/lib/unishim/vmlinux",
                 .initrd = "/usr/lib/unishim/initramfs.img",
+                .serial_ports = {"unishim.agent", "unishim.events"},
                 .tap_fd = -1,
         };
 }
@@ -283,6 +284,10 @@ static void rejects_bad_config(void **state)
         EXPECT_EINVAL(c.mac = "02:00:0a:00:00:02,script=/x");
         EXPECT_EINVAL(c.cmdline_extra = "a\nb");
         EXPECT_EINVAL(c.id = "x\ty");
+        /* A port name is an option value of -device: no comma, no missing one. */
+        EXPECT_EINVAL(c.serial_ports[0] = NULL);
+        EXPECT_EINVAL(c.serial_ports[1] = "a,chardev=qmp");
+        EXPECT_EINVAL(c.serial_ports[0] = "");
         /* virtio-fs shares without virtiofsd connections. */
         EXPECT_EINVAL((c.shares = &rel, rel.host_dir = "/ok", c.n_shares = 1));
         rel.host_dir = "relative";
@@ -462,6 +467,7 @@ static void start_failure_leaves_nothing(void **state)
                 .state_dir = dir,
                 .kernel = "/nonexistent/vmlinux",
                 .accel = VMM_ACCEL_TCG,
+                .serial_ports = {"unishim.agent", "unishim.events"},
                 .tap_fd = -1,
                 .shares = &share,
                 .n_shares = 1,
