@@ -12,6 +12,8 @@
  * Kernel command line: unishim.debug=1 (debug log on /dev/console),
  * unishim.port_timeout_ms=N (wait for the port, default 10000).
  * Run as non-PID 1 with --port PATH for development: then it mounts nothing.
+ * Run as "modprobe" (the kernel's helper, agent-modprobe.h) it loads one
+ * on-demand module and exits.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent-modprobe.h"
 #include "agent.h"
 #include "cleanup.h"
 #include "loop.h"
@@ -263,6 +266,9 @@ int main(int argc, char **argv)
         int initramfs = -1;
         int64_t t0 = monotonic_us(), t_left = t0;
 
+        if (!pid1 && argc > 0 && agent_modprobe_invoked(argv[0]))
+                return agent_modprobe_main(argc, argv);
+
         for (int i = 1; i < argc; i++)
                 if (!strcmp(argv[i], "--port") && i + 1 < argc)
                         dev_port = argv[++i];
@@ -290,6 +296,21 @@ int main(int argc, char **argv)
 
         if (pid1) {
                 load_modules(initramfs, cl.debug);
+                /* Before the initramfs is emptied, and before any container
+                 * runs (none could yet have written to the initramfs). A
+                 * guest without the store still serves: only on-demand
+                 * modules are missing. */
+                unsigned od_files = 0;
+                uint64_t od_bytes = 0;
+                int64_t t_od = monotonic_us();
+                if (agent_modprobe_install(initramfs, &od_files, &od_bytes, &err) < 0) {
+                        us_log_warn("on-demand modules: %s", us_error_text(err));
+                        err = us_error_free(err);
+                } else if (cl.debug) {
+                        us_log_debug("on-demand modules: %u files, %" PRIu64
+                                     " KiB copied in %" PRId64 " us",
+                                     od_files, od_bytes / 1024, monotonic_us() - t_od);
+                }
                 uint64_t freed = 0;
                 int64_t t_free = monotonic_us();
                 if (agent_free_initramfs(initramfs, &freed, &err) < 0) {

@@ -137,6 +137,73 @@ awk '!seen[$0]++' "$stage/lib/modules/unishim.list.tmp" | while read -r ko; do
         basename "$dst"
 done >"$stage/lib/modules/unishim.list"
 rm -f "$stage/lib/modules/unishim.list.tmp"
+
+# 4b. Modules loaded on demand: what a privileged container, or one with
+# CAP_NET_ADMIN, finds on a stock host kernel (bridges, veth, vxlan, vlans,
+# tunnels, bonding, netfilter for iptables and nft, IPVS, tc, SCTP, IPsec
+# transforms; docs/guest.md). The agent copies them out of the initramfs
+# into a store of its own and loads them when the kernel asks (it is the
+# kernel's modprobe helper). Stored xz-compressed (the guest kernel has no
+# CONFIG_MODULE_DECOMPRESS: the agent decompresses), named by module name,
+# with an index: "module NAME DEP..." (DEPs in load order, softdeps
+# included) and "alias PATTERN NAME". Built once per kernel package and
+# selection, in the cache: it takes a while (a modprobe per module).
+on_demand="net/802 net/8021q net/bridge net/ipv4 net/ipv6 net/key net/llc
+        net/mpls net/netfilter net/nsh net/openvswitch net/psample net/sched
+        net/sctp net/tls net/xfrm net/packet net/unix net/netlink net/l2tp
+        net/dccp drivers/net/dummy.ko drivers/net/ifb.ko drivers/net/macvlan.ko
+        drivers/net/macvtap.ko drivers/net/tap.ko drivers/net/ipvlan
+        drivers/net/veth.ko drivers/net/vxlan drivers/net/geneve.ko
+        drivers/net/tun.ko drivers/net/bonding drivers/net/team drivers/net/vrf.ko
+        drivers/net/wireguard drivers/net/nlmon.ko drivers/net/macsec.ko"
+od="$cache/on-demand-$(basename "$deb" .deb)-$(echo $on_demand | sha256sum | cut -c1-12)"
+if [ ! -f "$od/.done" ]; then
+        echo "build-image: compressing the on-demand modules (once per kernel)" >&2
+        rm -rf "$od" "$od.tmp"
+        mkdir -p "$od.tmp"
+        kdir="$tree/lib/modules/$kver/kernel"
+        modname() { local n; n=$(basename "$1"); n=${n%%.ko*}; echo "${n//-/_}"; }
+        (cd "$kdir" && find $on_demand -name '*.ko*' 2>/dev/null | LC_ALL=C sort) | while read -r rel; do
+                name=$(modname "$rel")
+                deps=$(modprobe -d "$tree" -S "$kver" --show-depends "$name" 2>/dev/null |
+                        sed -n 's/^insmod \([^ ]*\).*/\1/p') || continue
+                line="module $name"
+                for ko in $deps; do
+                        dep=$(modname "$ko")
+                        if [ ! -f "$od.tmp/$dep.ko.xz" ]; then
+                                case $ko in
+                                *.ko) cp "$ko" "$od.tmp/$dep.ko" ;;
+                                *.ko.xz) xz -dc "$ko" >"$od.tmp/$dep.ko" ;;
+                                *.ko.zst) zstd -dcq "$ko" >"$od.tmp/$dep.ko" ;;
+                                esac
+                                strip_signature "$od.tmp/$dep.ko"
+                                # The kernel's own choice for modules: a small
+                                # dictionary keeps the decompressor's memory low.
+                                xz --check=crc32 --lzma2=dict=1MiB -T1 "$od.tmp/$dep.ko"
+                        fi
+                        [ "$dep" = "$name" ] || line="$line $dep"
+                done
+                echo "$line"
+        done >"$od.tmp/modules.idx.tmp"
+        # Every stored module gets its line (a dependency outside the
+        # selection too), then the aliases of the stored ones.
+        (cd "$od.tmp" && ls *.ko.xz) | sed 's/\.ko\.xz$//' | while read -r name; do
+                grep -q "^module $name\( \|\$\)" "$od.tmp/modules.idx.tmp" ||
+                        echo "module $name $(modprobe -d "$tree" -S "$kver" --show-depends "$name" |
+                                sed -n 's/^insmod \([^ ]*\).*/\1/p' | head -n -1 |
+                                while read -r ko; do modname "$ko"; done | tr '\n' ' ')"
+        done >>"$od.tmp/modules.idx.tmp"
+        sed 's/ *$//' "$od.tmp/modules.idx.tmp" | LC_ALL=C sort -u >"$od.tmp/modules.idx"
+        awk 'NR == FNR { if ($1 == "module") have[$2] = 1; next }
+             $1 == "alias" { n = $3; gsub("-", "_", n); if (have[n]) print "alias", $2, n }' \
+                "$od.tmp/modules.idx" "$tree/lib/modules/$kver/modules.alias" |
+                LC_ALL=C sort -u >>"$od.tmp/modules.idx"
+        rm -f "$od.tmp/modules.idx.tmp"
+        touch "$od.tmp/.done"
+        mv "$od.tmp" "$od"
+fi
+mkdir -p "$stage/lib/modules/on-demand"
+cp "$od"/*.ko.xz "$od/modules.idx" "$stage/lib/modules/on-demand/"
 echo "$kver" >"$stage/etc/unishim-kernel-release"
 
 # 5. /init is the agent. /dev/console lets the kernel give init a console
