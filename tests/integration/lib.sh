@@ -522,7 +522,19 @@ host_kernel() {
 events_start() {
         timeout 240 ctr -a "$ENV_ADDR" events >"$1" 2>&1 &
         EVENTS_PID=$!
-        sleep 0.3
+        # Subscribed once an event of our own shows: a namespace made and
+        # removed, again until one arrives (a loaded machine may start ctr
+        # late, and an event before its subscription is not replayed).
+        local probe=events-ready-$$-$RANDOM
+        wait_until 60 _events_seen "$1" "$probe" ||
+                echo "# events_start: ctr events showed nothing within 60 s"
+}
+
+_events_seen() {
+        grep -qF "$2" "$1" && return 0
+        CTR_TIMEOUT=10 ectr namespaces create "$2" >/dev/null 2>&1 || true
+        CTR_TIMEOUT=10 ectr namespaces remove "$2" >/dev/null 2>&1 || true
+        grep -qF "$2" "$1"
 }
 
 events_stop() {
