@@ -530,6 +530,12 @@ events_start() {
                 echo "# events_start: ctr events showed nothing within 60 s"
 }
 
+# event_seen TOPIC ID FILE: the captured events have one of TOPIC for
+# container ID (for wait_until).
+event_seen() {
+        grep -F "$1" "$3" 2>/dev/null | grep -qF "\"container_id\":\"$2\""
+}
+
 _events_seen() {
         grep -qF "$2" "$1" && return 0
         CTR_TIMEOUT=10 ectr namespaces create "$2" >/dev/null 2>&1 || true

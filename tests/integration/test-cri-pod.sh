@@ -120,9 +120,7 @@ for h in "${HANDLERS[@]}"; do
 
         # Stop with a grace period: TERM handled -> 0; TERM ignored -> 137
         # after the timeout. The exit codes come from containerd's events.
-        timeout 60 ctr -a "$ENV_ADDR" events >"$IT_TMP/events-$h" 2>&1 &
-        evpid=$!
-        sleep 0.3
+        events_start "$IT_TMP/events-$h"
         t0=$(date +%s%N)
         timeout 30 "$UNISHIMCTL" -e "$CRI_ENDPOINT" stop "$name" --timeout 3 >/dev/null 2>&1 && rc=0 || rc=$?
         t1=$(date +%s%N)
@@ -130,10 +128,10 @@ for h in "${HANDLERS[@]}"; do
         ms=$(((t1 - t0) / 1000000))
         ((ms >= 2900)) && pass "$h: stop waited the grace period for the TERM-ignoring container (${ms} ms)" ||
                 fail "$h: stop took only ${ms} ms"
-        wait_until 5 grep -qF "\"container_id\":\"$stubborn\"" "$IT_TMP/events-$h" || true
-        sleep 0.3
-        kill "$evpid" 2>/dev/null || true
-        wait "$evpid" 2>/dev/null || true
+        # (both exits, whichever comes first)
+        wait_until 30 event_seen /tasks/exit "$stubborn" "$IT_TMP/events-$h" || true
+        wait_until 30 event_seen /tasks/exit "$term" "$IT_TMP/events-$h" || true
+        events_stop
         RES[$h.term]=$(exit_status_of "$term" "$IT_TMP/events-$h")
         RES[$h.stubborn]=$(exit_status_of "$stubborn" "$IT_TMP/events-$h")
         expect_eq "$h: container trapping TERM exits 0" 0 "${RES[$h.term]}"

@@ -46,7 +46,8 @@ oom_id=$(it_id)
 out_rc out rc ectr run --rm --runtime "$rt" --memory-limit 33554432 \
         --annotation unishim.io/isolation=sandbox "$TEST_IMAGE" "$oom_id" sh -c 'tail /dev/zero'
 expect_eq "ctr run (sandbox) over its memory limit: killed (137)" 137 "$rc"
-sleep 0.5
+# (the event may follow ctr's return: a hang guard, not a wait)
+wait_until 30 event_seen /tasks/oom "$oom_id" "$IT_TMP/oom-events" || true
 events_stop
 if grep -F '/tasks/oom' "$IT_TMP/oom-events" | grep -qF "\"container_id\":\"$oom_id\""; then
         pass "guest OOM kill reported as /tasks/oom"
