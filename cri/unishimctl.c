@@ -319,6 +319,19 @@ static int cmd_version(struct ctl *ctl, int argc, char **argv)
         return 0;
 }
 
+static int parse_i64(const char *opt, const char *s, int64_t min, int64_t max, int64_t *ret)
+{
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(s, &end, 10);
+        if (errno || !end || *end || end == s || v < min || v > max) {
+                fprintf(stderr, "unishimctl: invalid %s %s\n", opt, s);
+                return -EINVAL;
+        }
+        *ret = v;
+        return 0;
+}
+
 /* Removes a half-created pod: its containers go with RemovePodSandbox. */
 static void run_cleanup(struct ctl *ctl, const char *pod_id)
 {
@@ -335,9 +348,11 @@ static int cmd_run(struct ctl *ctl, int argc, char **argv)
                 {"timing", no_argument, NULL, 'T'},
                 {"no-pull", no_argument, NULL, 'P'},
                 {"keep", no_argument, NULL, 'k'},
+                {"stop-after-start", required_argument, NULL, 'S'},
                 {NULL, 0, NULL, 0},
         };
         bool timing = false, pull = true, keep = false;
+        int64_t stop_grace = -1; /* < 0: leave the containers running */
         int c;
         optind = 0;
         while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
@@ -351,12 +366,17 @@ static int cmd_run(struct ctl *ctl, int argc, char **argv)
                 case 'k':
                         keep = true;
                         break;
+                case 'S':
+                        if (parse_i64("--stop-after-start", optarg, 0, 24 * 3600, &stop_grace) < 0)
+                                return 2;
+                        break;
                 default:
                         return 2;
                 }
         }
         if (argc - optind != 1) {
-                fprintf(stderr, "usage: unishimctl run [--timing] [--no-pull] [--keep] POD.json\n");
+                fprintf(stderr, "usage: unishimctl run [--timing] [--no-pull] [--keep] "
+                                "[--stop-after-start GRACE] POD.json\n");
                 return 2;
         }
 
@@ -405,6 +425,14 @@ static int cmd_run(struct ctl *ctl, int argc, char **argv)
                 if (r >= 0)
                         r = cri_start_container(ctl->client, cid, &err);
                 double e = now_ms();
+                /* What a kubelet does to a pod deleted while it starts: the
+                 * stop follows StartContainer's answer with nothing between,
+                 * which a second unishimctl cannot do. */
+                if (r >= 0 && stop_grace >= 0) {
+                        r = cri_stop_container(ctl->client, cid, stop_grace, &err);
+                        if (r < 0)
+                                us_error_wrap(&err, r, "stop after start");
+                }
                 if (r < 0) {
                         us_error_wrap(&err, r, "container %s of pod %s", cc->metadata->name,
                                       pod_id);
@@ -435,19 +463,6 @@ static int cmd_run(struct ctl *ctl, int argc, char **argv)
                 }
                 fprintf(stderr, "]}\n");
         }
-        return 0;
-}
-
-static int parse_i64(const char *opt, const char *s, int64_t min, int64_t max, int64_t *ret)
-{
-        char *end = NULL;
-        errno = 0;
-        long long v = strtoll(s, &end, 10);
-        if (errno || !end || *end || end == s || v < min || v > max) {
-                fprintf(stderr, "unishimctl: invalid %s %s\n", opt, s);
-                return -EINVAL;
-        }
-        *ret = v;
         return 0;
 }
 
@@ -951,7 +966,7 @@ static void usage(FILE *f)
                 "...\n"
                 "\n"
                 "  version                                  the runtime's CRI version\n"
-                "  run [--timing] [--no-pull] [--keep] POD.json\n"
+                "  run [--timing] [--no-pull] [--keep] [--stop-after-start GRACE] POD.json\n"
                 "                                           run a pod; prints its id\n"
                 "  exec POD [-c C] [-t S] -- CMD [ARGS...]  run a command (ExecSync)\n"
                 "  logs POD [-c C]                          print a container's log\n"

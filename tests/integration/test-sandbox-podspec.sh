@@ -6,9 +6,9 @@
 #    is refused with its name
 #  - shareProcessNamespace: the pod's containers see each other's
 #    processes, PID 1 is not theirs; without it they do not
-#  - a container stopped as soon as unishimctl can after StartContainer
-#    returned (busybox top, which handles TERM once it runs) ends by its
-#    TERM, not by the KILL at the end of the grace period
+#  - a container stopped in the same breath as StartContainer returned
+#    (busybox top, which handles TERM once it runs) ends by its TERM, not
+#    by the KILL at the end of the grace period (runc's result reported)
 #  - rm leaves nothing of the pods
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -74,26 +74,35 @@ echo "# pid-sandbox, PID 1 seen from a: $out"
         fail "sandbox shared PID namespace: PID 1's root: $out"
 
 # ---- an early TERM: stop right after StartContainer returns ----
-# busybox top exits on TERM by its own handler; the KILL at the end of the
-# grace period would say 137. Three rounds: the race is short.
+# unishimctl sends StopContainer as soon as StartContainer answered, in the
+# same process, as a kubelet does for a pod deleted while it starts. busybox
+# top exits 143 by its own TERM handler. In the sandbox the grace period
+# (600 s) outlasts the hang guard (ectl's CTR_TIMEOUT): a TERM that is lost
+# leaves the stop waiting, the run fails, and the container is not exited
+# 143 (137 after the grace's KILL). Several rounds: the window is between
+# top's exec and its sigaction. runc has the same window, shorter natively,
+# and loses a TERM now and then on a busy host: its rounds (20 s grace) are
+# reported beside, not asserted.
+ectl_guarded() { CTR_TIMEOUT=240 ectl "$@"; }
 for h in runc sandbox; do
-        if [ $h = runc ]; then hd=runc an='{}'; else hd=unishim an=$SB; fi
-        for i in 1 2 3; do
+        if [ $h = runc ]; then hd=runc an='{}' grace=20 rounds=3; else hd=unishim an=$SB grace=600 rounds=5; fi
+        for i in $(seq "$rounds"); do
                 f=$(it_pod top-$h-$i.json --arg n top-$h-$i --arg h $hd --argjson a "$an" \
                         '{name: $n, runtime_handler: $h, annotations: $a,
                           containers: [{name: "top", image: $img, command: ["top"]}]}')
-                events_start "$IT_TMP/events-top-$h-$i"
-                out_rc out rc ectl run "$f"
-                out_rc sout src ectl stop top-$h-$i --timeout 45
-                c=$(ctr_id top-$h-$i top || true)
-                wait_until 10 grep -qF "\"container_id\":\"$c\"" "$IT_TMP/events-top-$h-$i" || true
-                events_stop
+                out_rc out rc ectl_guarded run --stop-after-start "$grace" "$f"
                 IDS+=("$(pod_id top-$h-$i || true)")
                 PODS+=(top-$h-$i)
-                expect_eq "$h round $i: run and stop at once ($src)" "0 0" "$rc $src"
-                st=$(event_exit_status "$c" "$IT_TMP/events-top-$h-$i")
-                [ -n "$st" ] && [ "$st" != 137 ] && pass "$h round $i: top stopped by its TERM (exit $st), not killed" ||
-                        fail "$h round $i: top's exit status '$st' (137: the TERM was lost)"
+                out_rc st src ectl status top-$h-$i -c top
+                if [ $h = runc ]; then
+                        echo "# runc round $i: run $rc, $(grep -o '"state":"[A-Za-z]*","exit_code":[0-9]*' <<<"$st" || echo "$st")"
+                        continue
+                fi
+                expect_eq "$h round $i: run with StopContainer right after StartContainer" 0 "$rc"
+                [ "$rc" = 0 ] || echo "# $out"
+                [[ $st = *'"state":"Exited","exit_code":143,'* ]] &&
+                        pass "$h round $i: top ended by its own TERM handler (143)" ||
+                        fail "$h round $i: top after the stop (the TERM was lost?): $st"
         done
 done
 
