@@ -811,6 +811,9 @@ k8s_grace_checks() {
         w=$IT_TMP/grace-$kind.watch
         k8s_bg "$w" -n "$ns" get pod grace -w -o json
         pid=$K8S_BG_PID
+        # (the watch is on before the delete: a container pod can be gone
+        # before a late watch would start)
+        wait_until 60 file_has "$w" '"name": "grace"' || fail "kubectl get -w: '$(head -c 300 "$w")'"
         id=$(pod_id "$ns/grace" || true)
         out_rc out rc kc -n "$ns" delete pod grace --grace-period=30 --wait=false
         expect_eq "kubectl delete pod --grace-period=30" 0 "$rc"
