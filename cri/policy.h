@@ -80,6 +80,12 @@
 #define CRI_SANDBOX_NAME   "io.kubernetes.cri.sandbox-name"
 #define CRI_SANDBOX_NS     "io.kubernetes.cri.sandbox-namespace"
 #define CRI_SANDBOX_UID    "io.kubernetes.cri.sandbox-uid"
+/* On the sandbox's spec (containerd 1.6+): the pod's limits, the sums of its
+ * containers' that the kubelet (1.23+) passes in PodSandboxConfig; "0"
+ * where a container has none. */
+#define CRI_SANDBOX_CPU_QUOTA  "io.kubernetes.cri.sandbox-cpu-quota"
+#define CRI_SANDBOX_CPU_PERIOD "io.kubernetes.cri.sandbox-cpu-period"
+#define CRI_SANDBOX_MEMORY     "io.kubernetes.cri.sandbox-memory"
 
 #define CRI_DEFAULT_CONFIG_PATH "/etc/unishim/config.json"
 #define CRI_CONFIG_MAX_SIZE     (256u << 10)

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,18 +66,60 @@ int vmpod_check_namespaces(enum cri_isolation kind, const struct us_oci_spec *sp
         return 0;
 }
 
+/* A decimal annotation of containerd's (*ret 0 when absent or "0"); a
+ * value that is not one is refused rather than sizing the VM otherwise. */
+static int cri_number(const struct us_oci_spec *spec, const char *key, uint64_t *ret,
+                      struct us_error **err)
+{
+        const char *v = us_oci_spec_annotation(spec, key);
+        *ret = 0;
+        if (!v)
+                return 0;
+        if (!*v || strlen(v) > 19 || strspn(v, "0123456789") != strlen(v))
+                return us_error_msg(err, EINVAL, "annotation %s: \"%s\" is not a number", key, v);
+        *ret = strtoull(v, NULL, 10);
+        return 0;
+}
+
+/* The pod's limits: the spec's own (a task's, or a sandbox spec that has
+ * them), else the sums containerd puts on the sandbox's spec from the
+ * kubelet's PodSandboxConfig (the pause container itself has none); 0 for
+ * none. */
+static int pod_limits(const struct us_oci_spec *spec, uint64_t *ret_memory, uint64_t *ret_quota,
+                      uint64_t *ret_period, struct us_error **err)
+{
+        const struct us_oci_memory *m = &spec->linux_.resources.memory;
+        const struct us_oci_cpu *c = &spec->linux_.resources.cpu;
+        bool has = spec->linux_.has_resources;
+        uint64_t memory, quota, period;
+        int r;
+        if ((r = cri_number(spec, CRI_SANDBOX_MEMORY, &memory, err)) < 0 ||
+            (r = cri_number(spec, CRI_SANDBOX_CPU_QUOTA, &quota, err)) < 0 ||
+            (r = cri_number(spec, CRI_SANDBOX_CPU_PERIOD, &period, err)) < 0)
+                return r;
+        if (has && m->has_limit && m->limit > 0)
+                memory = (uint64_t)m->limit;
+        if (has && c->has_quota && c->quota > 0 && c->has_period && c->period > 0) {
+                quota = (uint64_t)c->quota;
+                period = c->period;
+        }
+        *ret_memory = memory;
+        *ret_quota = period ? quota : 0;
+        *ret_period = period;
+        return 0;
+}
+
 /* Guest memory: the pod's unishim.io/memory-mib, else its limit plus room
  * for the guest kernel and agent, within the operator's bounds; the
  * operator's default without either. */
-static unsigned memory_mib_of(const struct us_oci_spec *spec, const struct cri_sandbox_config *sb,
+static unsigned memory_mib_of(uint64_t limit, const struct cri_sandbox_config *sb,
                               unsigned default_mib, const struct cri_vm_size *asked)
 {
         if (asked->memory_mib)
                 return asked->memory_mib;
-        const struct us_oci_memory *m = &spec->linux_.resources.memory;
-        if (!spec->linux_.has_resources || !m->has_limit || m->limit <= 0)
+        if (!limit)
                 return default_mib;
-        uint64_t mib = (uint64_t)m->limit / (1024 * 1024) + VMPOD_MEMORY_OVERHEAD_MIB;
+        uint64_t mib = limit / (1024 * 1024) + VMPOD_MEMORY_OVERHEAD_MIB;
         if (mib < CRI_VM_MIN_MEMORY_MIB)
                 mib = CRI_VM_MIN_MEMORY_MIB;
         return mib > sb->max_memory_mib ? sb->max_memory_mib : (unsigned)mib;
@@ -84,16 +127,14 @@ static unsigned memory_mib_of(const struct us_oci_spec *spec, const struct cri_s
 
 /* vCPUs: the pod's unishim.io/vcpus, else its CPU limit (quota/period,
  * rounded up) within bounds. */
-static unsigned vcpus_of(const struct us_oci_spec *spec, const struct cri_sandbox_config *sb,
+static unsigned vcpus_of(uint64_t quota, uint64_t period, const struct cri_sandbox_config *sb,
                          const struct cri_vm_size *asked)
 {
         if (asked->vcpus)
                 return asked->vcpus;
-        const struct us_oci_cpu *c = &spec->linux_.resources.cpu;
-        if (!spec->linux_.has_resources || !c->has_quota || c->quota <= 0 || !c->has_period ||
-            c->period == 0)
+        if (!quota || !period)
                 return sb->vcpus;
-        uint64_t n = ((uint64_t)c->quota + c->period - 1) / c->period;
+        uint64_t n = quota / period + (quota % period != 0);
         if (n < 1)
                 n = 1;
         return n > sb->max_vcpus ? sb->max_vcpus : (unsigned)n;
@@ -106,10 +147,13 @@ int vmpod_size(const struct cri_config *cfg, enum cri_isolation kind,
         int r = cri_policy_vm_size(cfg, spec->annotations, spec->n_annotations, &asked, err);
         if (r < 0)
                 return r;
-        ret->vcpus = vcpus_of(spec, &cfg->sandbox, &asked);
+        uint64_t memory, quota, period;
+        if ((r = pod_limits(spec, &memory, &quota, &period, err)) < 0)
+                return r;
         unsigned default_mib =
                 kind == CRI_ISOLATION_VM ? cfg->vm.memory_mib : cfg->sandbox.memory_mib;
-        ret->memory_mib = memory_mib_of(spec, &cfg->sandbox, default_mib, &asked);
+        ret->vcpus = vcpus_of(quota, period, &cfg->sandbox, &asked);
+        ret->memory_mib = memory_mib_of(memory, &cfg->sandbox, default_mib, &asked);
         return 0;
 }
 

@@ -77,7 +77,9 @@ int vmpod_check_namespaces(enum cri_isolation kind, const struct us_oci_spec *sp
 /* The VM's size for the pod of spec: its unishim.io/vcpus and
  * unishim.io/memory-mib, else what its limits give (vCPUs: the CPU quota
  * over the period, rounded up; memory: its limit plus
- * VMPOD_MEMORY_OVERHEAD_MIB), within the operator's sandbox.max_ bounds,
+ * VMPOD_MEMORY_OVERHEAD_MIB; the limits: the spec's, else the pod's sums
+ * that containerd annotates a CRI sandbox's spec with,
+ * CRI_SANDBOX_CPU_QUOTA and friends), within the operator's sandbox.max_ bounds,
  * else the operator's defaults for the kind (sandbox.memory_mib, or
  * vm.memory_mib for a full distribution's guest). Both fields of *ret are
  * set, never 0. Errors are the annotations' (cri_policy_vm_size). */

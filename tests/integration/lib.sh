@@ -281,11 +281,18 @@ pod_netns() {
 # istio.io/reroute-virtual-interfaces: us-tap0 does. The proxy runs as uid
 # 1337 and dials inbound connections from 127.0.0.6 / ::6.
 istio_rules() {
-        local lo=127.0.0.1/32 from=127.0.0.6/32 restore=iptables-restore
-        if [ "${2:-4}" = 6 ]; then
-                lo=::1/128 from=::6/128 restore=ip6tables-restore
+        local restore=iptables-restore
+        [ "${2:-4}" != 6 ] || restore=ip6tables-restore
+        istio_rules_text "${2:-4}" | nsenter --net="$1" "$restore" --noflush
+}
+
+# istio_rules_text [4|6]: istio_rules's input for iptables-restore.
+istio_rules_text() {
+        local lo=127.0.0.1/32 from=127.0.0.6/32
+        if [ "${1:-4}" = 6 ]; then
+                lo=::1/128 from=::6/128
         fi
-        nsenter --net="$1" "$restore" --noflush <<EOF
+        cat <<EOF
 *nat
 :ISTIO_INBOUND - [0:0]
 :ISTIO_IN_REDIRECT - [0:0]

@@ -542,3 +542,316 @@ k8s_down_test() {
         [ "$rc" != 0 ] || ENV_NAME=
 }
 K8S_TEST_UIDS=()
+K8S_REFUSED_UID=
+
+# ---- lifecycle, resources, host namespaces, a mesh's sidecars ----
+
+# k8s_lifecycle_test KIND: pods of KIND, run at once in one namespace:
+#  grace: its app traps SIGTERM, writes a marker to a hostPath dir, exits 0
+#    after a second; `kubectl delete --grace-period=30` -> the marker, exit
+#    code 0 (it ended by itself, not SIGKILLed at the grace's end), nothing
+#    of the pod left on the host;
+#  force: an app that ignores SIGTERM; `kubectl delete --force
+#    --grace-period=0` -> the object goes at once, then nothing on the host;
+#  res: limits cpu 1500m, memory 256Mi in all (app 1400m/224Mi, hog
+#    100m/32Mi; with unishim-sandbox's 250m overhead a 2-core node has room
+#    for it); the sandbox kind on RuntimeClass unishim-sandbox: its VM has
+#    2 vCPUs (rounded up) and 256 + 64 MiB (nproc, MemTotal); the RuntimeClass's
+#    overhead in pod.spec.overhead; hog allocates 100 MiB and is OOMKilled;
+#  hostnet (hostNetwork: true): the container kind runs in the node's netns
+#    (the env's); a VM kind never runs and its events name hostNetwork;
+#  mesh + peer: Istio's injected pair, an istio-init init container
+#    (NET_ADMIN, NET_RAW; the host's iptables-restore and its libraries
+#    mounted in: the test image has none) installing the redirect rules and
+#    an istio-proxy container (tests/tools/mesh-proxy, uid 1337); a peer's
+#    connection to the app and the app's to the peer pass the proxy.
+k8s_lifecycle_test() {
+        local kind=$1 ns=k8s-life-$1 rtc=${K8S_RUNTIME_CLASS:-unishim} res_rtc f ann=""
+        local xt xtlib ld proxy=$UNISHIM_BUILD_DIR/tests/mesh-proxy p out rc t0=$SECONDS
+        echo "# ---- lifecycle, resources, hostNetwork, a mesh sidecar pair: the $kind kind ----"
+        [ "$kind" = container ] || ann="  annotations: {unishim.io/isolation: $kind}"
+        res_rtc=$rtc
+        [ "$kind" != sandbox ] || res_rtc=unishim-sandbox
+        xt=$(readlink -f "$(command -v iptables-restore)")
+        xtlib=$(dirname "$(ldd "$xt" | awk '$1 ~ /^libxtables/ { print $3 }')")
+        ld=$(ldd "$xt" | awk '$1 ~ /^\/.*ld-linux/ { print $1 }')
+        kc create namespace "$ns" >/dev/null
+        wait_until 60 kc -n "$ns" get serviceaccount default || fail "no default service account in namespace $ns"
+        mkdir -p "$IT_TMP/grace-$kind"
+        f=$IT_TMP/life-$kind.yaml
+        cat >"$f" <<EOF
+$(_k8s_pod_head grace "$ns" "$rtc" "$ann")
+  terminationGracePeriodSeconds: 60
+  enableServiceLinks: false
+  volumes: [{name: mark, hostPath: {path: $IT_TMP/grace-$kind, type: Directory}}]
+  containers:
+$(_k8s_ctr app)
+    command: [/bin/sh, -c, 'trap "echo term >/mark/term; sleep 1; echo done >/mark/done; exit 0" TERM; echo started >/mark/started; while :; do sleep 1; done']
+    volumeMounts: [{name: mark, mountPath: /mark}]
+---
+$(_k8s_pod_head force "$ns" "$rtc" "$ann")
+  # (the kubelet kills a pod whose object was force-deleted with the
+  # spec's grace: the object's is gone)
+  terminationGracePeriodSeconds: 10
+  enableServiceLinks: false
+  containers:
+$(_k8s_ctr app)
+    command: [/bin/sh, -c, 'trap "" TERM; while :; do sleep 1; done']
+---
+$(_k8s_pod_head res "$ns" "$res_rtc" "$ann")
+  terminationGracePeriodSeconds: 2
+  restartPolicy: Never
+  enableServiceLinks: false
+  containers:
+$(_k8s_ctr app)
+    command: [/bin/sh, -c, 'trap "exit 0" TERM; while :; do sleep 1; done']
+    resources: {limits: {cpu: 1400m, memory: 224Mi}}
+  # (dd's 100 MiB block: read from /dev/zero, every page of it touched)
+$(_k8s_ctr hog)
+    command: [dd, if=/dev/zero, of=/dev/null, bs=100M, count=1]
+    resources: {limits: {cpu: 100m, memory: 32Mi}}
+---
+$(_k8s_pod_head hostnet "$ns" "$rtc" "$ann")
+  hostNetwork: true
+  terminationGracePeriodSeconds: 2
+  enableServiceLinks: false
+  containers:
+$(_k8s_ctr app)
+    command: [/bin/sh, -c, 'trap "exit 0" TERM; while :; do sleep 1; done']
+---
+$(_k8s_pod_head peer "$ns" "$rtc" "")
+  terminationGracePeriodSeconds: 2
+  enableServiceLinks: false
+  containers:
+$(_k8s_ctr web)
+    command: [/bin/sh, -c, 'mkdir -p /www && echo peer >/www/index.html && exec httpd -f -p 8080 -h /www']
+---
+$(_k8s_pod_head mesh "$ns" "$rtc" "$ann")
+  terminationGracePeriodSeconds: 2
+  enableServiceLinks: false
+  volumes:
+  - {name: istio-rules, configMap: {name: istio-rules}}
+  - {name: xt, hostPath: {path: $xt, type: File}}
+  - {name: xtlib, hostPath: {path: $xtlib, type: Directory}}
+  - {name: proxy, hostPath: {path: $proxy, type: File}}
+  initContainers:
+$(_k8s_ctr istio-init)
+    command: [/bin/sh, -c, 'XTABLES_LIBDIR=/xt/lib/xtables /xt/lib/${ld##*/} --library-path /xt/lib /xt/iptables-restore --noflush </etc/istio-rules/rules']
+    securityContext:
+      runAsUser: 0
+      runAsNonRoot: false
+      capabilities: {add: [NET_ADMIN, NET_RAW], drop: [ALL]}
+    volumeMounts:
+    - {name: istio-rules, mountPath: /etc/istio-rules}
+    - {name: xt, mountPath: /xt/iptables-restore, readOnly: true}
+    - {name: xtlib, mountPath: /xt/lib, readOnly: true}
+  containers:
+$(_k8s_ctr app)
+    command: [/bin/sh, -c, 'mkdir -p /www && echo app-mesh >/www/index.html && exec httpd -f -p 8080 -h /www']
+$(_k8s_ctr istio-proxy)
+    command: [/mesh-proxy, '-', '1337']
+    securityContext:
+      runAsUser: 1337
+      runAsGroup: 1337
+    volumeMounts: [{name: proxy, mountPath: /mesh-proxy, readOnly: true}]
+EOF
+        istio_rules_text >"$IT_TMP/istio-rules"
+        kc -n "$ns" create configmap istio-rules --from-file=rules="$IT_TMP/istio-rules" >/dev/null ||
+                fail "kubectl create configmap istio-rules"
+        out_rc out rc kc apply -f "$f"
+        expect_eq "kubectl apply the grace, force, res, hostnet, peer and mesh pods" 0 "$rc"
+        [ "$rc" = 0 ] || echo "# $out"
+        for p in grace force peer mesh $([ "$kind" != container ] || echo hostnet); do
+                out_rc out rc kc_long -n "$ns" wait --for=condition=Ready "pod/$p" --timeout="${K8S_TIMEOUT}s"
+                expect_eq "pod $p Ready" 0 "$rc"
+        done
+        k8s_resources_checks "$kind" "$ns" "$res_rtc"
+        k8s_hostnet_checks "$kind" "$ns"
+        k8s_mesh_checks "$kind" "$ns"
+        k8s_grace_checks "$kind" "$ns"
+        kc delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
+        echo "# lifecycle pods: $((SECONDS - t0)) s"
+}
+
+# _k8s_pod_head NAME NS RUNTIMECLASS ANNOTATIONS_LINE: a Pod's manifest up
+# to its spec's runtimeClassName.
+_k8s_pod_head() {
+        printf 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: %s\n' "$1" "$2"
+        [ -z "$4" ] || printf '%s\n' "$4"
+        printf 'spec:\n  runtimeClassName: %s\n' "$3"
+}
+
+# _k8s_ctr NAME: a container of the test image, up to its command.
+_k8s_ctr() {
+        printf '  - name: %s\n    image: %s\n    imagePullPolicy: IfNotPresent\n' "$1" "$CRI_TEST_IMAGE"
+}
+
+# k8s_ctr_state NS POD CONTAINER: the container's state (running,
+# terminated, waiting) and, terminated, its reason and exit code.
+k8s_ctr_state() {
+        k8s_pod_json "$1" "$2" '.status.containerStatuses[]? | select(.name == "'"$3"'") | .state
+                | if .terminated then "terminated \(.terminated.reason) \(.terminated.exitCode)"
+                  else keys[0] end'
+}
+
+k8s_ctr_terminated() { [[ $(k8s_ctr_state "$@") = terminated* ]]; }
+k8s_ctr_running() { [ "$(k8s_ctr_state "$@")" = running ]; }
+
+# k8s_resources_checks KIND NS RUNTIMECLASS: pod res (k8s_lifecycle_test).
+k8s_resources_checks() {
+        local kind=$1 ns=$2 rtc=$3 out rc want total
+        wait_until "$K8S_TIMEOUT" k8s_ctr_terminated "$ns" res hog || true
+        expect_eq "a container over its memory limit (32Mi, 100 MiB allocated) is OOMKilled" \
+                "terminated OOMKilled 137" "$(k8s_ctr_state "$ns" res hog)"
+        case $rtc in
+        unishim) want="10m 4Mi" ;;
+        unishim-sandbox) want="250m 160Mi" ;;
+        *) want=$(kc get runtimeclass "$rtc" -o jsonpath='{.overhead.podFixed.cpu} {.overhead.podFixed.memory}' 2>&1) ;;
+        esac
+        expect_eq "RuntimeClass $rtc: its overhead in pod.spec.overhead" "$want" \
+                "$(kc -n "$ns" get pod res -o jsonpath='{.spec.overhead.cpu} {.spec.overhead.memory}' 2>&1)"
+        wait_until 60 k8s_ctr_running "$ns" res app || true
+        expect_eq "the other container of the pod still runs" running "$(k8s_ctr_state "$ns" res app)"
+        [ "$kind" = sandbox ] || return 0
+        # cpu 1500m (1400m + 100m): 2 vCPUs (rounded up), as many as the
+        # host has at most (sandbox.max_vcpus); memory 256Mi (224 + 32): a guest of
+        # 256 + 64 MiB, MemTotal that less what its kernel keeps.
+        want=$(($(nproc) >= 2 ? 2 : 1))
+        out_rc out rc kce "$ns" res app nproc
+        expect_eq "limits size the VM: $want vCPUs (nproc in the guest)" "0 $want" "$rc $out"
+        total=$(kce "$ns" res app awk '/^MemTotal/ { print int($2 / 1024) }' /proc/meminfo 2>&1 || true)
+        [[ $total =~ ^[0-9]+$ ]] && [ "$total" -le 320 ] && [ "$total" -gt 240 ] &&
+                pass "limits size the VM: MemTotal $total MiB of a 256 + 64 MiB guest" ||
+                fail "guest MemTotal '$total' MiB, want a 256 + 64 MiB guest"
+}
+
+# k8s_hostnet_checks KIND NS: pod hostnet (hostNetwork: true).
+k8s_hostnet_checks() {
+        local kind=$1 ns=$2 out rc
+        if [ "$kind" = container ]; then
+                out_rc out rc kce "$ns" hostnet app readlink /proc/self/ns/net
+                expect_eq "hostNetwork: the container runs in the node's netns (the env's)" \
+                        "0 net:[$(stat -L -c %i "$ENV_NETNS_PATH")]" "$rc $out"
+                return 0
+        fi
+        wait_until 120 _k8s_events_say "$ns" hostnet hostNetwork || true
+        out=$(_k8s_events "$ns" hostnet)
+        expect_match "hostNetwork with the $kind kind: refused, the event names the field" \
+                "FailedCreatePodSandBox: .*hostNetwork is not supported by unishim's $kind isolation" "$out"
+        expect_eq "... and the pod never runs (Pending, no container started)" "Pending " \
+                "$(kc -n "$ns" get pod hostnet -o jsonpath='{.status.phase} {.status.containerStatuses[*].state.running}' 2>&1)"
+        # Deleted now: the log dir the kubelet made for it before it asked
+        # for its sandbox is removed by the kubelet's garbage collection
+        # (once a minute) only: no CRI sandbox of it tells k8s-down.
+        K8S_REFUSED_UID=$(k8s_pod_json "$ns" hostnet .metadata.uid)
+        out_rc out rc kc_long -n "$ns" delete pod hostnet --timeout="${K8S_TIMEOUT}s"
+        expect_eq "the refused pod deleted" 0 "$rc"
+}
+
+_k8s_events_say() { _k8s_events "$1" "$2" | grep -qF -- "$3"; }
+
+_k8s_events() {
+        kc -n "$1" get events --field-selector "involvedObject.name=$2" \
+                -o jsonpath='{range .items[*]}{.reason}: {.message}{"\n"}{end}' 2>/dev/null
+}
+
+# k8s_mesh_checks KIND NS: pods mesh and peer.
+k8s_mesh_checks() {
+        local kind=$1 ns=$2 mip pip out rc log app_kern proxy_kern
+        expect_eq "istio-init installed the rules (exit 0)" 0 \
+                "$(k8s_pod_json "$ns" mesh '.status.initContainerStatuses[0].state.terminated.exitCode')"
+        mip=$(k8s_pod_json "$ns" mesh .status.podIP)
+        pip=$(k8s_pod_json "$ns" peer .status.podIP)
+        wait_until 30 log_has ready kc -n "$ns" logs mesh -c istio-proxy || true
+        out_rc out rc kce "$ns" mesh istio-proxy stat -c %u /proc/1
+        expect_eq "istio-proxy runs as uid 1337" "0 1337" "$rc $out"
+        if [ "$kind" != container ]; then
+                app_kern=$(kce "$ns" mesh app uname -r 2>&1 || true)
+                proxy_kern=$(kce "$ns" mesh istio-proxy uname -r 2>&1 || true)
+                [ "$app_kern" != "$(host_kernel)" ] && [ "$proxy_kern" = "$(host_kernel)" ] &&
+                        pass "the app in the VM ($app_kern), istio-proxy on the host" ||
+                        fail "app kernel '$app_kern', istio-proxy '$proxy_kern', host $(host_kernel)"
+        fi
+        # (not wget -T: busybox's wget crashes with it)
+        out_rc out rc kce "$ns" peer web timeout 20 wget -qO- "http://$mip:8080/"
+        expect_eq "mesh: a peer reaches the app" "0 app-mesh" "$rc $out"
+        out_rc out rc kce "$ns" mesh app timeout 20 wget -qO- "http://$pip:8080/"
+        expect_eq "mesh: the app reaches the peer" "0 peer" "$rc $out"
+        wait_until 10 log_has "outbound $pip:8080" kc -n "$ns" logs mesh -c istio-proxy || true
+        log=$(kc -n "$ns" logs mesh -c istio-proxy 2>&1 || true)
+        grep -qxF "inbound $mip:8080" <<<"$log" && pass "mesh: the peer's connection passed istio-proxy (inbound $mip:8080)" ||
+                fail "mesh: istio-proxy saw no inbound $mip:8080: $(tr '\n' ';' <<<"$log")"
+        grep -qxF "outbound $pip:8080" <<<"$log" && pass "mesh: the app's connection passed istio-proxy (outbound $pip:8080)" ||
+                fail "mesh: istio-proxy saw no outbound $pip:8080: $(tr '\n' ';' <<<"$log")"
+        expect_eq "mesh: no connection istio-proxy could not forward" "" \
+                "$(grep -e dial-failed -e no-original <<<"$log" || true)"
+}
+
+# _k8s_pod_leftovers ID...: sandbox_leftovers but for the uid range slots
+# no pod records, which are the machine's: another pod of this test, or of
+# another test run, may hold one for a moment. Checked once none of this
+# test's pods runs.
+_k8s_pod_leftovers() {
+        sandbox_leftovers "$@" | grep -v '^uid-slot ' || true
+}
+
+# k8s_grace_checks KIND NS: pods grace and force, then the others deleted;
+# nothing of any of them left on the host.
+k8s_grace_checks() {
+        local kind=$1 ns=$2 out rc mark w pid p id ids=() uids=() others
+        mark=$IT_TMP/grace-$kind
+        others="res $([ "$kind" != container ] || echo hostnet) peer mesh"
+        for p in grace force $others; do
+                uids+=("$(k8s_pod_json "$ns" "$p" .metadata.uid)")
+                # (none for a pod refused before its sandbox ran)
+                id=$(pod_id "$ns/$p" || true)
+                [ -z "$id" ] || ids+=("$id")
+        done
+        expect_eq "the app wrote its start marker to the hostPath dir" started "$(cat "$mark/started" 2>&1)"
+        w=$IT_TMP/grace-$kind.watch
+        k8s_bg "$w" -n "$ns" get pod grace -w -o json
+        pid=$K8S_BG_PID
+        # (the watch is on before the delete: a container pod can be gone
+        # before a late watch would start)
+        wait_until 60 file_has "$w" '"name": "grace"' || fail "kubectl get -w: '$(head -c 300 "$w")'"
+        id=$(pod_id "$ns/grace" || true)
+        out_rc out rc kc -n "$ns" delete pod grace --grace-period=30 --wait=false
+        expect_eq "kubectl delete pod --grace-period=30" 0 "$rc"
+        out_rc out rc kc_long -n "$ns" wait --for=delete pod/grace --timeout="${K8S_TIMEOUT}s"
+        expect_eq "the pod object is gone" 0 "$rc"
+        k8s_bg_stop "$pid"
+        expect_eq "SIGTERM reached the app (its trap wrote the marker)" term "$(cat "$mark/term" 2>&1)"
+        expect_eq "the app's handler ran to its end" "done" "$(cat "$mark/done" 2>&1)"
+        expect_eq "the app ended by itself within the grace (exit code 0, not SIGKILL's 137)" 0 \
+                "$(jq -rs 'map(.status.containerStatuses[]? | select(.name == "app")
+                        | .state.terminated.exitCode // empty) | last // "none"' "$w" 2>&1)"
+        wait_until 60 outputs_nothing _k8s_pod_leftovers "$id" || true
+        expect_eq "graceful delete: nothing of the pod left (shim, QEMU, virtiofsd, state dir, mounts, cgroups)" "" \
+                "$(_k8s_pod_leftovers "$id")"
+
+        id=$(pod_id "$ns/force" || true)
+        out_rc out rc kc -n "$ns" delete pod force --force --grace-period=0
+        expect_eq "kubectl delete pod --force --grace-period=0 (its app ignores SIGTERM)" 0 "$rc"
+        expect_match "the pod object is gone at once" 'NotFound' "$(kc -n "$ns" get pod force 2>&1)"
+        wait_until 120 outputs_nothing _k8s_pod_leftovers "$id" || true
+        expect_eq "forced delete: nothing of the pod left (shim, QEMU, virtiofsd, state dir, mounts, cgroups)" "" \
+                "$(_k8s_pod_leftovers "$id")"
+
+        out_rc out rc kc -n "$ns" delete pod $others --wait=false
+        expect_eq "kubectl delete the other pods" 0 "$rc"
+        for p in $others; do
+                kc_long -n "$ns" wait --for=delete "pod/$p" --timeout="${K8S_TIMEOUT}s" >/dev/null 2>&1 ||
+                        fail "pod $p not deleted"
+        done
+        wait_until 60 outputs_nothing sandbox_leftovers "${ids[@]}" || true
+        expect_eq "nothing left of the lifecycle pods (shims, QEMU, virtiofsd, host-side sidecars, dirs, mounts, cgroups)" "" \
+                "$(sandbox_leftovers "${ids[@]}")"
+        expect_eq "no process left in the pods' cgroups" "" "$(env_cgroup_pids)"
+        expect_eq "no netns bind mount left" "" "$(netns_mounts)"
+        K8S_TEST_UIDS+=("${uids[@]}")
+        if [ -n "${K8S_REFUSED_UID:-}" ]; then
+                wait_until 120 outputs_nothing _k8s_pod_log_dirs "$K8S_REFUSED_UID" || true
+                expect_eq "the kubelet removed the refused pod's log dir" "" "$(_k8s_pod_log_dirs "$K8S_REFUSED_UID")"
+                K8S_TEST_UIDS+=("$K8S_REFUSED_UID")
+        fi
+}

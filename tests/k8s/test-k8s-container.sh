@@ -11,7 +11,13 @@
 # cp both ways, port-forward; liveness probes (tcpSocket, exec, httpGet) and
 # a tcpSocket readiness probe, and a failing exec liveness probe restarting
 # its container in the same pod (same IP);
-# deleting the Deployment leaves nothing of the pod on the host; k8s-down
+# deleting the Deployment leaves nothing of the pod on the host; then
+# (k8s_lifecycle_test) a container over its memory limit is OOMKilled, the
+# RuntimeClass's overhead is in pod.spec.overhead, a hostNetwork pod runs in
+# the node's netns, an Istio-style istio-init + istio-proxy pair sends the
+# app's inbound and outbound TCP through the proxy, a graceful delete's
+# SIGTERM reaches the app which ends by itself, a forced delete, and
+# nothing of these pods left on the host; k8s-down
 # leaves nothing of the cluster or the environment. Skipped without the
 # Kubernetes binaries.
 set -euo pipefail
@@ -19,5 +25,6 @@ set -euo pipefail
 
 k8s_setup
 k8s_deployment_test container
+k8s_lifecycle_test container
 k8s_down_test
 it_finish

@@ -9,7 +9,13 @@
 # summary has the containers' memory; the container test's volumes, streams
 # and probes (tests/k8s/lib.sh), with kubectl port-forward reaching the app
 # in the guest and the liveness restart in the same VM (same QEMU); deleting the Deployment leaves no
-# shim, QEMU, virtiofsd, state dir, mount or cgroup of the pod; k8s-down
+# shim, QEMU, virtiofsd, state dir, mount or cgroup of the pod; then the
+# container test's lifecycle pods (k8s_lifecycle_test) as VMs: limits size
+# the VM (vCPUs, memory), the OOMKilled container in the guest, a
+# hostNetwork pod refused with an event naming the field, the Istio-style
+# pair with istio-init and istio-proxy on the host beside the VM, graceful
+# delete (SIGTERM reaches the app in the guest) and forced delete leaving no
+# QEMU, virtiofsd or state dir; k8s-down
 # leaves nothing of the cluster or the environment. Skipped without the
 # Kubernetes binaries.
 set -euo pipefail
@@ -17,5 +23,6 @@ set -euo pipefail
 
 k8s_setup
 k8s_deployment_test sandbox
+k8s_lifecycle_test sandbox
 k8s_down_test
 it_finish

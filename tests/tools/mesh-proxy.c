@@ -181,7 +181,11 @@ int main(int argc, char **argv)
                 {.fd = listen_on(AF_INET6, OUTBOUND_PORT, true), .events = POLLIN},
                 {.fd = listen_on(AF_INET6, INBOUND_PORT, true), .events = POLLIN},
         };
-        if (setgroups(0, NULL) < 0 || setgid((gid_t)uid) < 0 || setuid((uid_t)uid) < 0) {
+        /* Started as UID already (a pod's runAsUser, as Istio's injector
+         * writes it): nothing to change, nor the right to. */
+        bool as_uid = getuid() == uid && geteuid() == uid && getgid() == uid;
+        if (!as_uid &&
+            (setgroups(0, NULL) < 0 || setgid((gid_t)uid) < 0 || setuid((uid_t)uid) < 0)) {
                 fprintf(stderr, "mesh-proxy: become uid %lu: %s\n", uid, strerror(errno));
                 return 1;
         }

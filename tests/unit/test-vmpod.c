@@ -81,6 +81,17 @@ static void size_from_annotations_limits_and_defaults(void **state)
                 " \"memory\": {\"limit\": 4294967296}}",
                 2, 1024);
         size_is("", "{\"memory\": {\"limit\": 1048576}}", 1, CRI_VM_MIN_MEMORY_MIB);
+        /* A CRI sandbox's spec has no limits of its own (the pause
+         * container's): containerd annotates it with the pod's sums. */
+        size_is("\"io.kubernetes.cri.sandbox-cpu-quota\": \"200000\","
+                " \"io.kubernetes.cri.sandbox-cpu-period\": \"100000\","
+                " \"io.kubernetes.cri.sandbox-memory\": \"268435456\"",
+                "{\"cpu\": {\"shares\": 2}}", 2, 256 + VMPOD_MEMORY_OVERHEAD_MIB);
+        /* "0": a container without a limit, so the pod has none. */
+        size_is("\"io.kubernetes.cri.sandbox-cpu-quota\": \"0\","
+                " \"io.kubernetes.cri.sandbox-cpu-period\": \"100000\","
+                " \"io.kubernetes.cri.sandbox-memory\": \"0\"",
+                NULL, 1, 256);
         /* The annotations win over the limits. */
         size_is("\"unishim.io/vcpus\": \"1\", \"unishim.io/memory-mib\": \"512\"",
                 "{\"cpu\": {\"quota\": 200000, \"period\": 100000},"
@@ -99,6 +110,14 @@ static void size_refuses_bad_annotations(void **state)
         assert_non_null(strstr(us_error_text(err), "unishim.io/vcpus"));
         /* Nothing written on failure. */
         assert_int_equal(size.vcpus, 7);
+        assert_int_equal(size.memory_mib, 7);
+        us_error_free(err);
+        err = NULL;
+        us_oci_spec_free(spec);
+        /* containerd's sums are numbers or refused, never guessed at. */
+        spec = spec_with("\"io.kubernetes.cri.sandbox-memory\": \"-1\"", NULL);
+        assert_true(vmpod_size(cfg, CRI_ISOLATION_SANDBOX, spec, &size, &err) < 0);
+        assert_non_null(strstr(us_error_text(err), "io.kubernetes.cri.sandbox-memory"));
         assert_int_equal(size.memory_mib, 7);
         us_error_free(err);
         us_oci_spec_free(spec);
