@@ -198,10 +198,11 @@ file_has() { grep -qF -- "$2" "$1" 2>/dev/null; }
 # stdin, logs -f, cp both ways, port-forward.
 k8s_stream_checks() {
         local kind=$1 ns=$2 pod=$3 out rc cmd f pid port sum
-        # kubectl exec -it is not checked here: in the container kind it hung
-        # without output, or its `stty size` failed with ECHILD, in 2 of 5
-        # runs (issue 9, open); tests/integration/test-basic.sh runs a
-        # terminal through the shim (ctr -t under script).
+        # kubectl exec -it is not checked here: it hung without output, or
+        # its `stty size` failed with ECHILD, in 2 of 5 runs of the
+        # container kind and 1 of the sandbox kind's (issue 9, open);
+        # tests/integration/test-basic.sh runs a terminal through the shim
+        # (ctr -t under script).
         out=$(head -c 100000 /dev/zero | kc -n "$ns" exec -i "$pod" -c side -- wc -c 2>&1 | tr -d ' ' || true)
         expect_eq "kubectl exec -i: 100000 bytes of stdin reach the process (wc -c)" 100000 "$out"
 
