@@ -19,8 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cleanup.h"
-#include "error.h"
+#include "base/cleanup.h"
+#include "base/error.h"
 
 /* gRPC's default receive limit; enough for any CRI reply we ask for. */
 #define CRI_GRPC_MAX_RECV (4u * 1024 * 1024)

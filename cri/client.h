@@ -4,7 +4,7 @@
 /*
  * Typed CRI v1 (runtime.v1) calls, the way kubelet drives containerd: what
  * tests, benchmarks and the demo use. Every function follows the error
- * contract (libunishim/error.h): 0 or a negative errno with *err set; ret_
+ * contract (libunishim/base/error.h): 0 or a negative errno with *err set; ret_
  * out-parameters are written only on success and are then owned by the
  * caller. Reply messages are freed with cri_message_free(). A gRPC error
  * keeps the server's message: "RunPodSandbox: rpc error code 2: ...".
@@ -16,9 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cleanup.h"
+#include "base/cleanup.h"
 #include "cri/api.pb-c.h"
-#include "error.h"
+#include "base/error.h"
 
 #define CRI_DEFAULT_ENDPOINT "unix:///run/containerd/containerd.sock"
 /* Deadline of every call that has no timeout of its own (RunPodSandbox can

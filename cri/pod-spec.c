@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "oci-spec-json.h"
+#include "oci/oci-spec-json.h"
 
 /* Every map<string,string> entry that protoc-c generates has this layout. */
 struct map_entry {

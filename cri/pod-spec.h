@@ -17,9 +17,9 @@
 
 #include <stddef.h>
 
-#include "cleanup.h"
+#include "base/cleanup.h"
 #include "cri/api.pb-c.h"
-#include "error.h"
+#include "base/error.h"
 
 #define CRI_POD_SPEC_MAX_SIZE       (1u << 20) /* bytes of JSON */
 #define CRI_POD_SPEC_MAX_CONTAINERS 64

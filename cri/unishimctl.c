@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 #include "client.h"
-#include "fs-util.h"
-#include "oci-spec-json.h"
+#include "base/fs-util.h"
+#include "oci/oci-spec-json.h"
 #include "pod-spec.h"
-#include "policy.h"
+#include "policy/policy.h"
 
 #define ISOLATION_DEFAULT "container"
 

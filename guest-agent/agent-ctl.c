@@ -14,9 +14,9 @@
 #include <unistd.h>
 
 #include "agent/agent.pb-c.h"
-#include "cleanup.h"
-#include "loop.h"
-#include "ttrpc.h"
+#include "base/cleanup.h"
+#include "base/loop.h"
+#include "ttrpc/ttrpc.h"
 
 int main(int argc, char **argv)
 {

@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #include "agent-modprobe.h"
-#include "cleanup.h"
-#include "fs-util.h"
+#include "base/cleanup.h"
+#include "base/fs-util.h"
 
 #define MODNAME_LEN   55 /* MODULE_NAME_LEN - 1 */
 #define LINE_TOKENS   128

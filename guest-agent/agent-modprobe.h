@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "error.h"
+#include "base/error.h"
 
 #define AGENT_MODULE_DIR    "/run/modules"
 #define AGENT_MODULE_INDEX  "modules.idx"

@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "agent.h"
-#include "cleanup.h"
-#include "fs-util.h"
+#include "base/cleanup.h"
+#include "base/fs-util.h"
 
 static const struct {
         const char *source, *target, *fstype;

@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include "agent.h"
-#include "cleanup.h"
-#include "fs-util.h"
+#include "base/cleanup.h"
+#include "base/fs-util.h"
 
 struct nlreq {
         struct nlmsghdr nh;

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "agent.h"
-#include "cleanup.h"
+#include "base/cleanup.h"
 
 #define NOBODY 65534
 

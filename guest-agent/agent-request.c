@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "agent.h"
-#include "cleanup.h"
+#include "base/cleanup.h"
 
 typedef int (*check_fn)(const ProtobufCMessage *m, struct us_error **err);
 

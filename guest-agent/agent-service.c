@@ -20,8 +20,8 @@
 #include <unistd.h>
 
 #include "agent.h"
-#include "cleanup.h"
-#include "log.h"
+#include "base/cleanup.h"
+#include "base/log.h"
 #include "containerd/cgroups-v1-metrics.pb-c.h"
 
 #ifndef UNISHIM_VERSION

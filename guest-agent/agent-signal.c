@@ -19,8 +19,8 @@
 #include <unistd.h>
 
 #include "agent.h"
-#include "cleanup.h"
-#include "log.h"
+#include "base/cleanup.h"
+#include "base/log.h"
 
 static uint64_t sig_bit(int sig)
 {

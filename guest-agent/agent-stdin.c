@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "agent.h"
-#include "cleanup.h"
+#include "base/cleanup.h"
 
 void agent_stdin_init(struct agent_stdin *s, int fd, bool pty)
 {

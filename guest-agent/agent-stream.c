@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "agent.h"
-#include "cleanup.h"
+#include "base/cleanup.h"
 
 void agent_stream_init(struct agent_stream *s, int fd)
 {

@@ -9,8 +9,8 @@
 #include <sys/socket.h>
 
 #include "agent.h"
-#include "cleanup.h"
-#include "id.h"
+#include "base/cleanup.h"
+#include "base/id.h"
 
 static bool id_char(char c)
 {

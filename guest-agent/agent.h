@@ -16,11 +16,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "engine.h"
-#include "error.h"
-#include "id.h"
-#include "loop.h"
-#include "ttrpc.h"
+#include "engine/engine.h"
+#include "base/error.h"
+#include "base/id.h"
+#include "base/loop.h"
+#include "ttrpc/ttrpc.h"
 #include "agent/agent-contract.h"
 #include "agent/agent.pb-c.h"
 

@@ -34,9 +34,9 @@
 
 #include "agent-modprobe.h"
 #include "agent.h"
-#include "cleanup.h"
-#include "loop.h"
-#include "log.h"
+#include "base/cleanup.h"
+#include "base/loop.h"
+#include "base/log.h"
 
 /* In the initramfs, relative to its root. */
 #define MODULE_DIR  "lib/modules"

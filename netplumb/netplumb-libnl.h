@@ -10,7 +10,7 @@
 #include <netlink/route/link.h>
 #include <netlink/socket.h>
 
-#include "cleanup.h"
+#include "base/cleanup.h"
 
 DEFINE_CLEANUP(struct nl_sock *, nl_socket_free)
 DEFINE_CLEANUP(struct nl_cache *, nl_cache_free)

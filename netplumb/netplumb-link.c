@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "cleanup.h"
+#include "base/cleanup.h"
 #include "netplumb-libnl.h"
 #include "netplumb.h"
 

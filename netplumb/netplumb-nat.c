@@ -18,9 +18,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cleanup.h"
+#include "base/cleanup.h"
 #include "netplumb.h"
-#include "text.h"
+#include "base/text.h"
 
 static const struct netplumb_port_range default_excludes[] = {
         {15000,

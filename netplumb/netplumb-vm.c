@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-#include "cleanup.h"
+#include "base/cleanup.h"
 #include "netplumb-libnl.h"
 #include "netplumb.h"
 

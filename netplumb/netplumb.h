@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "error.h"
+#include "base/error.h"
 
 /* The tap's fixed name in the pod netns. A mesh names it: Istio's pod
  * annotation istio.io/reroute-virtual-interfaces: "us-tap0" (older:

@@ -4,7 +4,7 @@
 #include <signal.h>
 
 #include "backend.h"
-#include "cgroup.h"
+#include "cgroup/cgroup.h"
 
 static int container_create(const struct shim_backend_env *env, void *task_cookie,
                             const struct shim_pod_decision *decision, void **ret_impl, int *ret_pty,

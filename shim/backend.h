@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * One operations table per isolation kind (cri/policy.h's enum
+ * One operations table per isolation kind (policy/policy.h's enum
  * cri_isolation). The Task service speaks only to these; a kind whose slot
  * is NULL is "not available in this build".
  *
@@ -17,10 +17,10 @@
 
 #include "containerd/cgroups-v1-metrics.pb-c.h"
 #include "containerd/types.pb-c.h"
-#include "engine.h"
-#include "error.h"
-#include "oci-spec.h"
-#include "policy.h"
+#include "engine/engine.h"
+#include "base/error.h"
+#include "oci/oci-spec.h"
+#include "policy/policy.h"
 
 /* What the shim gives a backend: its loop, a per-pod slot, and the way
  * back for exits and OOM kills the backend learns of itself (the VM kinds

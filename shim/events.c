@@ -17,10 +17,10 @@
 #include <sys/un.h>
 #include <time.h>
 
-#include "cleanup.h"
+#include "base/cleanup.h"
 #include "containerd/events-service.pb-c.h"
-#include "log.h"
-#include "ttrpc.h"
+#include "base/log.h"
+#include "ttrpc/ttrpc.h"
 
 #define EVENTS_SERVICE     "containerd.services.events.ttrpc.v1.Events"
 #define PUBLISH_TIMEOUT_MS 5000

@@ -13,7 +13,7 @@
 
 #include "google/protobuf/timestamp.pb-c.h"
 
-#include "error.h"
+#include "base/error.h"
 
 struct shim_events;
 

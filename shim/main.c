@@ -24,10 +24,10 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "cleanup.h"
+#include "base/cleanup.h"
 #include "backend.h"
 #include "events.h"
-#include "log.h"
+#include "base/log.h"
 #include "manager.h"
 #include "shim.h"
 #include "task.h"

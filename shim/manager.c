@@ -15,13 +15,13 @@
 #include <unistd.h>
 
 #include "backend.h"
-#include "cleanup.h"
+#include "base/cleanup.h"
 #include "events.h"
 #include "containerd/shim.pb-c.h"
-#include "engine.h"
-#include "oci-spec.h"
+#include "engine/engine.h"
+#include "oci/oci-spec.h"
 #include "rootfs.h"
-#include "sha256.h"
+#include "base/sha256.h"
 
 /* Annotations that put a container into an existing shim: the CRI plugin's
  * sandbox id, so one shim serves all containers of a pod. */

@@ -7,7 +7,7 @@
  * (clean up after a shim that died).
  */
 
-#include "error.h"
+#include "base/error.h"
 #include "shim.h"
 
 /* Where containerd 1.6 looks for shim sockets (hard-coded there). */

@@ -16,8 +16,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "cleanup.h"
-#include "fs-util.h"
+#include "base/cleanup.h"
+#include "base/fs-util.h"
 
 struct mount_flag {
         const char *name;

@@ -13,7 +13,7 @@
 #include <sys/types.h>
 
 #include "containerd/types.pb-c.h"
-#include "error.h"
+#include "base/error.h"
 
 /* Mounts each entry in order at <bundle>/rootfs. On failure, whatever was
  * mounted is unmounted again. */

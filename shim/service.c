@@ -16,14 +16,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cleanup.h"
+#include "base/cleanup.h"
 #include "events.h"
 #include "containerd/cgroups-v1-metrics.pb-c.h"
 #include "containerd/events.pb-c.h"
 #include "containerd/runtimeoptions.pb-c.h"
 #include "containerd/shim.pb-c.h"
-#include "id.h"
-#include "log.h"
+#include "base/id.h"
+#include "base/log.h"
 #include "rootfs.h"
 #include "shim.h"
 #include "sidecar.h"

@@ -12,11 +12,11 @@
 #include <sys/types.h>
 #include <time.h>
 
-#include "engine.h"
-#include "policy.h"
-#include "error.h"
-#include "loop.h"
-#include "ttrpc.h"
+#include "engine/engine.h"
+#include "policy/policy.h"
+#include "base/error.h"
+#include "base/loop.h"
+#include "ttrpc/ttrpc.h"
 
 struct shim_backend;
 struct shim_events;

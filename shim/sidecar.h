@@ -24,9 +24,9 @@
 
 #include <stdbool.h>
 
-#include "error.h"
-#include "oci-spec.h"
-#include "policy.h"
+#include "base/error.h"
+#include "oci/oci-spec.h"
+#include "policy/policy.h"
 
 enum shim_sidecar_place {
         SHIM_SIDECAR_NONE,    /* not a mesh sidecar: where its pod's kind puts it */

@@ -19,9 +19,9 @@
 
 #include <stdbool.h>
 
-#include "engine.h"
-#include "error.h"
-#include "loop.h"
+#include "engine/engine.h"
+#include "base/error.h"
+#include "base/loop.h"
 
 struct shim_stdio;
 

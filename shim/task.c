@@ -7,12 +7,12 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "cleanup.h"
+#include "base/cleanup.h"
 #include "containerd/events.pb-c.h"
 #include "containerd/shim.pb-c.h"
 #include "backend.h"
 #include "events.h"
-#include "log.h"
+#include "base/log.h"
 
 struct shim_task *shim_task_find(struct shim *shim, const char *id)
 {

@@ -12,10 +12,10 @@
 #include <time.h>
 
 #include "backend.h"
-#include "engine.h"
+#include "engine/engine.h"
 #include "shim.h"
 #include "task-io.h"
-#include "ttrpc.h"
+#include "ttrpc/ttrpc.h"
 
 enum shim_process_status {
         SHIM_PROCESS_CREATED,

@@ -16,10 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cleanup.h"
-#include "fs-util.h"
-#include "id.h"
-#include "log.h"
+#include "base/cleanup.h"
+#include "base/fs-util.h"
+#include "base/id.h"
+#include "base/log.h"
 
 const char *vmpod_netns_of(const struct us_oci_spec *spec)
 {

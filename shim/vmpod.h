@@ -26,12 +26,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "cgroup.h"
-#include "error.h"
-#include "loop.h"
-#include "netplumb.h"
-#include "oci-spec.h"
-#include "policy.h"
+#include "cgroup/cgroup.h"
+#include "base/error.h"
+#include "base/loop.h"
+#include "netplumb/netplumb.h"
+#include "oci/oci-spec.h"
+#include "policy/policy.h"
 
 #define VMPOD_STATE_ROOT "/run/unishim"
 /* A pod's QEMU runs as uid and gid VMPOD_QEMU_UID_BASE + its shim's pid

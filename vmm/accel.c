@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cleanup.h"
+#include "base/cleanup.h"
 #include "qemu.h"
 
 /* /proc/cpuinfo is a few KiB per CPU; bound what we read. */

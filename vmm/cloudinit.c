@@ -16,11 +16,11 @@
 #define LIBISOFS_WITHOUT_LIBBURN 1
 #include <libisofs/libisofs.h>
 
-#include "cleanup.h"
-#include "fs-util.h"
+#include "base/cleanup.h"
+#include "base/fs-util.h"
 #include "cloudinit.h"
 #include "syntax.h"
-#include "text.h"
+#include "base/text.h"
 
 /* ---- values: checked, so that they can be written into YAML as they are */
 

@@ -23,7 +23,7 @@
 
 #include <stddef.h>
 
-#include "error.h"
+#include "base/error.h"
 
 /* Largest user-data accepted here; the operator's limit is lower. */
 #define VMM_CLOUDINIT_USER_DATA_MAX (1u << 20)

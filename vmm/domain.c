@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cleanup.h"
+#include "base/cleanup.h"
 #include "domain.h"
 #include "qemu.h"
 #include "syntax.h"
-#include "text.h"
+#include "base/text.h"
 
 #define MAX_VCPUS 64
 /* Per source: libvirt leaves the file's owner and mode alone. */

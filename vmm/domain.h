@@ -28,7 +28,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#include "error.h"
+#include "base/error.h"
 
 #define VMM_DOMAIN_NAME_MAX 100 /* libvirt's pid file path breaks near 254 */
 

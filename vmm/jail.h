@@ -28,7 +28,7 @@
 
 #include <stdbool.h>
 
-#include "error.h"
+#include "base/error.h"
 
 #define VMM_JAIL_KERNEL "/boot/kernel"
 #define VMM_JAIL_INITRD "/boot/initrd"

@@ -14,9 +14,9 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
-#include "cleanup.h"
+#include "base/cleanup.h"
 #include "libvirt.h"
-#include "log.h"
+#include "base/log.h"
 
 /* ---- libvirt, loaded on first use --------------------------------------- */
 

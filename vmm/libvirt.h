@@ -37,8 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "error.h"
-#include "loop.h"
+#include "base/error.h"
+#include "base/loop.h"
 
 struct vmm_libvirt;
 struct vmm_libvirt_domain;

@@ -8,9 +8,9 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "cleanup.h"
+#include "base/cleanup.h"
 #include "logpipe.h"
-#include "loop.h"
+#include "base/loop.h"
 
 #define MAX_NAME 64
 #define CHUNK    (64u << 10)

@@ -20,8 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cgroup.h"
-#include "cleanup.h"
+#include "cgroup/cgroup.h"
+#include "base/cleanup.h"
 #include "jail.h"
 #include "logpipe.h"
 #include "qemu.h"

@@ -30,9 +30,9 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_parse.h>
 
-#include "cleanup.h"
-#include "fs-util.h"
-#include "text.h"
+#include "base/cleanup.h"
+#include "base/fs-util.h"
+#include "base/text.h"
 
 DEFINE_CLEANUP(yajl_gen, yajl_gen_free)
 DEFINE_CLEANUP(yajl_handle, yajl_free)

@@ -29,8 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "error.h"
-#include "loop.h"
+#include "base/error.h"
+#include "base/loop.h"
 
 /* One reply line (without its newline). qemu-ga base64-encodes captured
  * output of up to 16 MiB per stream in one reply; more than this fails the

@@ -10,8 +10,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cleanup.h"
-#include "loop.h"
+#include "base/cleanup.h"
+#include "base/loop.h"
 
 struct vmm_qmp {
         int fd;

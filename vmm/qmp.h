@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <yajl/yajl_tree.h>
 
-#include "error.h"
+#include "base/error.h"
 
 /* One QMP line may not exceed this (replies we use are a few hundred bytes;
  * query-* answers of a small microvm stay far below). */

@@ -3,15 +3,15 @@
  * The channel to the guest agent (agent.h): the ports, calls the shim does
  * not wait for, and the agent's death.
  */
-#include "sandbox/agent.h"
+#include "agent.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "cleanup.h"
-#include "log.h"
-#include "qemu.h"
+#include "base/cleanup.h"
+#include "base/log.h"
+#include "vmm/qemu.h"
 
 #define AGENT_BOOT_MS 60000 /* TCG on a loaded 2-core host is slow */
 

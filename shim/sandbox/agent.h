@@ -27,9 +27,9 @@
 
 #include "agent/agent-contract.h"
 #include "agent/agent.pb-c.h"
-#include "backend.h"
-#include "loop.h"
-#include "ttrpc.h"
+#include "shim/backend.h"
+#include "base/loop.h"
+#include "ttrpc/ttrpc.h"
 
 struct sandbox_acall;
 struct sandbox_proc;

@@ -11,9 +11,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cleanup.h"
-#include "fs-util.h"
-#include "sandbox/idmap.h"
+#include "base/cleanup.h"
+#include "base/fs-util.h"
+#include "idmap.h"
 
 _Static_assert((unsigned long long)SANDBOX_IDMAP_BASE +
                                (unsigned long long)SANDBOX_IDMAP_SLOTS * SANDBOX_IDMAP_SIZE <=

@@ -23,7 +23,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#include "error.h"
+#include "base/error.h"
 
 #define SANDBOX_IDMAP_BASE  0x70000000u
 #define SANDBOX_IDMAP_SIZE  65536u

@@ -4,7 +4,7 @@
  * containerd's FIFOs with back-pressure, stdin written to the guest, and the
  * exit. All on the agent's channel (agent.h).
  */
-#include "sandbox/io.h"
+#include "io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,8 +13,8 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "cleanup.h"
-#include "sandbox/reply.h"
+#include "base/cleanup.h"
+#include "reply.h"
 
 #define READ_CHUNK 65536
 

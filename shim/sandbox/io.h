@@ -14,9 +14,9 @@
 #include <stdint.h>
 
 #include "agent/agent.pb-c.h"
-#include "engine.h"
-#include "loop.h"
-#include "sandbox/agent.h"
+#include "engine/engine.h"
+#include "base/loop.h"
+#include "agent.h"
 
 struct sandbox_proc;
 

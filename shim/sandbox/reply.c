@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "sandbox/reply.h"
+#include "reply.h"
 
 #include <errno.h>
 #include <stdlib.h>

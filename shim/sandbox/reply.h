@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "error.h"
+#include "base/error.h"
 
 /* ReadStream: at most max_len bytes of data (copied into *ret_data,
  * malloc()ed, NULL when empty) and the end-of-stream flag. */

@@ -10,11 +10,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cleanup.h"
-#include "fs-util.h"
-#include "id.h"
-#include "rootfs.h"
-#include "sandbox/share.h"
+#include "base/cleanup.h"
+#include "base/fs-util.h"
+#include "base/id.h"
+#include "shim/rootfs.h"
+#include "share.h"
 
 struct sandbox_share {
         char *mounts_dir; /* <state_dir>/mounts: host-private staging */

@@ -31,7 +31,7 @@
 #include <sys/types.h>
 
 #include "containerd/types.pb-c.h"
-#include "error.h"
+#include "base/error.h"
 
 struct sandbox_share;
 

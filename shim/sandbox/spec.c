@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "sandbox/spec.h"
+#include "spec.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -8,9 +8,9 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
-#include "cleanup.h"
-#include "oci-spec-json.h"
-#include "oci-spec.h"
+#include "base/cleanup.h"
+#include "oci/oci-spec-json.h"
+#include "oci/oci-spec.h"
 
 DEFINE_CLEANUP(yajl_gen, yajl_gen_free)
 

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "error.h"
+#include "base/error.h"
 
 struct sandbox_spec_rewrite {
         const char *root_path;            /* new root.path (a guest path) */

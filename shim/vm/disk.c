@@ -3,7 +3,7 @@
  * A vm pod's disk (disk.h): found in the image by fd, bound read-only,
  * checked and overlaid by qemu-img running as the pod's QEMU uid.
  */
-#include "vm/disk.h"
+#include "disk.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -22,9 +22,9 @@
 #include <unistd.h>
 #include <yajl/yajl_tree.h>
 
-#include "cleanup.h"
-#include "fs-util.h"
-#include "loop.h"
+#include "base/cleanup.h"
+#include "base/fs-util.h"
+#include "base/loop.h"
 
 /* qemu-img on a hostile image: its output is bounded, and so is its time
  * (a crafted qcow2 can make it work; the pod's create waits meanwhile, the

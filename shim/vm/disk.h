@@ -21,8 +21,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "error.h"
-#include "loop.h"
+#include "base/error.h"
+#include "base/loop.h"
 
 #define VM_DISK_DIR      "disk"
 #define VM_DISK_BASE     "base"       /* the image's disk, bound read-only */

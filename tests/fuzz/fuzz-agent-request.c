@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agent.h"
+#include "guest-agent/agent.h"
 
 static const char *const methods[] = {
         "Check",           "AddStorage",     "UpdateNetwork",   "CreateContainer", "StartContainer",

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pod-spec.h"
+#include "cri/pod-spec.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

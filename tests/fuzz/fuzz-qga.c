@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "qga.h"
+#include "base/error.h"
+#include "vmm/qga.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "error.h"
-#include "qmp.h"
+#include "base/error.h"
+#include "vmm/qmp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "sandbox/reply.h"
+#include "shim/sandbox/reply.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ttrpc.h"
+#include "ttrpc/ttrpc.h"
 
 #define MAX_CALLS 8
 

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ttrpc.h"
+#include "ttrpc/ttrpc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

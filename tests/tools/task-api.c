@@ -31,10 +31,10 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "cleanup.h"
+#include "base/cleanup.h"
 #include "containerd/shim.pb-c.h"
-#include "loop.h"
-#include "ttrpc.h"
+#include "base/loop.h"
+#include "ttrpc/ttrpc.h"
 
 #define TASK_SERVICE "containerd.task.v2.Task"
 #define CALL_MS      120000

@@ -37,10 +37,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "cleanup.h"
-#include "domain.h"
-#include "libvirt.h"
-#include "loop.h"
+#include "base/cleanup.h"
+#include "vmm/domain.h"
+#include "vmm/libvirt.h"
+#include "base/loop.h"
 
 #define EVENT_STOPPED 5 /* VIR_DOMAIN_EVENT_STOPPED */
 

@@ -41,10 +41,10 @@
 #include <unistd.h>
 
 #include "agent/agent-contract.h"
-#include "cleanup.h"
-#include "loop.h"
-#include "qemu.h"
-#include "qmp.h"
+#include "base/cleanup.h"
+#include "base/loop.h"
+#include "vmm/qemu.h"
+#include "vmm/qmp.h"
 
 static double now_s(void)
 {

@@ -13,7 +13,7 @@
 
 #include "unit.h"
 
-#include "agent-modprobe.h"
+#include "guest-agent/agent-modprobe.h"
 
 static const char good[] = "# on-demand modules\n"
                            "module llc\n"

@@ -10,7 +10,7 @@
 
 #include "unit.h"
 
-#include "agent.h"
+#include "guest-agent/agent.h"
 
 static void test_ids(void **state)
 {

@@ -23,8 +23,8 @@
 
 #include "unit.h"
 
-#include "agent.h"
-#include "loop.h"
+#include "guest-agent/agent.h"
+#include "base/loop.h"
 
 #define BIT(sig) (UINT64_C(1) << ((sig)-1))
 

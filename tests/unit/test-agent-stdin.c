@@ -17,7 +17,7 @@
 
 #include "unit.h"
 
-#include "agent.h"
+#include "guest-agent/agent.h"
 
 #define BIG (256u * 1024) /* more than a pipe holds */
 

@@ -12,7 +12,7 @@
 
 #include "unit.h"
 
-#include "agent.h"
+#include "guest-agent/agent.h"
 
 static void test_fill_take_eof(void **state)
 {

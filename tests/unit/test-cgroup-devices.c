@@ -22,9 +22,9 @@
 
 #include "unit.h"
 
-#include "cgroup-devices.h"
-#include "cleanup.h"
-#include "error.h"
+#include "cgroup/cgroup-devices.h"
+#include "base/cleanup.h"
+#include "base/error.h"
 
 #define RULE(a, t, maj, min, acc)                                                                  \
         {                                                                                          \

@@ -20,7 +20,7 @@
 
 #include "unit.h"
 
-#include "cgroup.h"
+#include "cgroup/cgroup.h"
 #include "containerd/cgroups-v1-metrics.pb-c.h"
 
 /* ---- helpers ---- */

@@ -14,8 +14,8 @@
 
 #include "unit.h"
 
-#include "client-grpc.h"
-#include "client.h"
+#include "cri/client-grpc.h"
+#include "cri/client.h"
 
 static int setup(void **state)
 {

@@ -11,7 +11,7 @@
 
 #include "unit.h"
 
-#include "pod-spec.h"
+#include "cri/pod-spec.h"
 
 static struct cri_pod_spec *parse_ok(const char *json)
 {

@@ -11,7 +11,7 @@
 
 #include "unit.h"
 
-#include "policy.h"
+#include "policy/policy.h"
 
 #define KV(k, v)                                                                                   \
         {                                                                                          \

@@ -25,11 +25,11 @@
 
 #include "unit.h"
 
-#include "cleanup.h"
-#include "engine-internal.h"
-#include "engine.h"
-#include "loop.h"
-#include "oci-spec.h"
+#include "base/cleanup.h"
+#include "engine/engine-internal.h"
+#include "engine/engine.h"
+#include "base/loop.h"
+#include "oci/oci-spec.h"
 
 #define CGROUP_PREFIX "/unishim-test"
 

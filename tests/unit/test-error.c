@@ -7,7 +7,7 @@
 
 #include "unit.h"
 
-#include "error.h"
+#include "base/error.h"
 
 static void wrap_builds_outside_in(void **state)
 {

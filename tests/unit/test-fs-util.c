@@ -21,8 +21,8 @@
 
 #include "unit.h"
 
-#include "cleanup.h"
-#include "fs-util.h"
+#include "base/cleanup.h"
+#include "base/fs-util.h"
 
 struct fixture {
         char base[64];

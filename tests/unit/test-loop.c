@@ -10,7 +10,7 @@
 
 #include "unit.h"
 
-#include "loop.h"
+#include "base/loop.h"
 
 #define SENDERS 4
 #define MAILS   5000

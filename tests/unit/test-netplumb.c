@@ -29,8 +29,8 @@
 
 #include "unit.h"
 
-#include "cleanup.h"
-#include "netplumb.h"
+#include "base/cleanup.h"
+#include "netplumb/netplumb.h"
 
 /* The datagram exchanges below retransmit every second (the first datagram
  * may go before ARP/NDP resolves); these bound them, as hang guards scaled

@@ -17,8 +17,8 @@
 
 #include "unit.h"
 
-#include "cleanup.h"
-#include "oci-spec.h"
+#include "base/cleanup.h"
+#include "oci/oci-spec.h"
 
 /* Fixtures sit next to this source file (CMake compiles it by absolute path). */
 static char *fixture_path(const char *name)

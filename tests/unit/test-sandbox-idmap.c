@@ -15,7 +15,7 @@
 
 #include "unit.h"
 
-#include "sandbox/idmap.h"
+#include "shim/sandbox/idmap.h"
 
 static void slots_are_disjoint_ranges(void **state)
 {

@@ -10,7 +10,7 @@
 #include "unit.h"
 
 #include "agent/agent.pb-c.h"
-#include "sandbox/reply.h"
+#include "shim/sandbox/reply.h"
 
 static uint8_t *pack(const ProtobufCMessage *m, size_t *len)
 {

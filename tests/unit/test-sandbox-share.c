@@ -21,9 +21,9 @@
 
 #include <grp.h>
 
-#include "cleanup.h"
-#include "sandbox/idmap.h"
-#include "sandbox/share.h"
+#include "base/cleanup.h"
+#include "shim/sandbox/idmap.h"
+#include "shim/sandbox/share.h"
 
 struct fixture {
         char base[64];

@@ -9,8 +9,8 @@
 
 #include "unit.h"
 
-#include "oci-spec.h"
-#include "sandbox/spec.h"
+#include "oci/oci-spec.h"
+#include "shim/sandbox/spec.h"
 
 static const char spec[] =
         "{\"ociVersion\":\"1.0.2\",\"process\":{\"args\":[\"sh\"],\"cwd\":\"/\"},"

@@ -18,9 +18,9 @@
 
 #include "unit.h"
 
-#include "cleanup.h"
-#include "oci-spec.h"
-#include "seccomp-filter.h"
+#include "base/cleanup.h"
+#include "oci/oci-spec.h"
+#include "engine/seccomp-filter.h"
 
 static struct us_oci_spec *parse(const char *json)
 {

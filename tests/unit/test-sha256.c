@@ -6,7 +6,7 @@
 
 #include "unit.h"
 
-#include "sha256.h"
+#include "base/sha256.h"
 
 static void check(const char *in, size_t len, const char *want)
 {

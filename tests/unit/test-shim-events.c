@@ -13,12 +13,12 @@
 
 #include "unit.h"
 
-#include "cleanup.h"
+#include "base/cleanup.h"
 #include "containerd/events-service.pb-c.h"
 #include "containerd/events.pb-c.h"
-#include "events.h"
-#include "loop.h"
-#include "ttrpc.h"
+#include "shim/events.h"
+#include "base/loop.h"
+#include "ttrpc/ttrpc.h"
 
 #define MAX_SEEN 64
 

@@ -16,9 +16,9 @@
 
 #include "unit.h"
 
-#include "rootfs.h"
-#include "cleanup.h"
-#include "sandbox/idmap.h"
+#include "shim/rootfs.h"
+#include "base/cleanup.h"
+#include "shim/sandbox/idmap.h"
 
 static void overlay_options_become_data(void **state)
 {

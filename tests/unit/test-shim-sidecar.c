@@ -10,7 +10,7 @@
 
 #include "unit.h"
 
-#include "sidecar.h"
+#include "shim/sidecar.h"
 
 /* A container of a pod whose sandbox task is pid 4242 (QEMU, for a VM kind),
  * as containerd's CRI writes it. */

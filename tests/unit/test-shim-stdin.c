@@ -22,9 +22,9 @@
 
 #include "unit.h"
 
-#include "cleanup.h"
-#include "loop.h"
-#include "task-io.h"
+#include "base/cleanup.h"
+#include "base/loop.h"
+#include "shim/task-io.h"
 
 struct fixture {
         struct us_loop *loop;

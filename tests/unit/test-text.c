@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The growing text buffer (libunishim/text.h). */
+/* The growing text buffer (libunishim/base/text.h). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "unit.h"
 
-#include "text.h"
+#include "base/text.h"
 
 static void builds_and_takes(void **state)
 {

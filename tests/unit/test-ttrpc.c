@@ -26,9 +26,9 @@
 
 #include "unit.h"
 
-#include "cleanup.h"
-#include "loop.h"
-#include "ttrpc.h"
+#include "base/cleanup.h"
+#include "base/loop.h"
+#include "ttrpc/ttrpc.h"
 #include "ttrpc-fixtures.h"
 
 #define SERVICE "unishim.test.v1.Test"

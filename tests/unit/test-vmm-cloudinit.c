@@ -12,8 +12,8 @@
 
 #include "unit.h"
 
-#include "cleanup.h"
-#include "cloudinit.h"
+#include "base/cleanup.h"
+#include "vmm/cloudinit.h"
 
 static const char *const dns[] = {"10.96.0.10", "fd00::a"};
 static const char *const search[] = {"default.svc.cluster.local", "svc.cluster.local"};

@@ -11,8 +11,8 @@
 
 #include "unit.h"
 
-#include "cleanup.h"
-#include "domain.h"
+#include "base/cleanup.h"
+#include "vmm/domain.h"
 
 static struct vmm_domain_config full(void)
 {

@@ -13,8 +13,8 @@
 
 #include "unit.h"
 
-#include "cleanup.h"
-#include "jail.h"
+#include "base/cleanup.h"
+#include "vmm/jail.h"
 
 struct fixture {
         char dir[64];

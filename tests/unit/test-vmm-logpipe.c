@@ -13,9 +13,9 @@
 
 #include "unit.h"
 
-#include "cleanup.h"
-#include "logpipe.h"
-#include "loop.h"
+#include "base/cleanup.h"
+#include "vmm/logpipe.h"
+#include "base/loop.h"
 
 struct fixture {
         char dir[64];

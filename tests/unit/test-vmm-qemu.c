@@ -16,10 +16,10 @@
 
 #include "unit.h"
 
-#include "cleanup.h"
-#include "jail.h"
-#include "loop.h"
-#include "qemu.h"
+#include "base/cleanup.h"
+#include "vmm/jail.h"
+#include "base/loop.h"
+#include "vmm/qemu.h"
 
 static char *joined(char **argv)
 {

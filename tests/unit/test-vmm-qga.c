@@ -30,10 +30,10 @@
 
 #include "unit.h"
 
-#include "cleanup.h"
-#include "loop.h"
-#include "qga.h"
-#include "text.h"
+#include "base/cleanup.h"
+#include "base/loop.h"
+#include "vmm/qga.h"
+#include "base/text.h"
 
 #define RUN_MS  unit_wait_ms(10000)
 #define CALL_MS ((unsigned)unit_wait_ms(10000))

@@ -14,7 +14,7 @@
 
 #include "unit.h"
 
-#include "qmp.h"
+#include "vmm/qmp.h"
 
 /* The read timeout where the peer's bytes are bound to come (a forked peer
  * may be slow to run): a hang guard, scaled. Only "no greeting at all" has

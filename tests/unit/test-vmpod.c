@@ -13,9 +13,9 @@
 
 #include "unit.h"
 
-#include "fs-util.h"
+#include "base/fs-util.h"
 
-#include "vmpod.h"
+#include "shim/vmpod.h"
 
 /* A CRI sandbox spec with the given annotations (JSON members, may be
  * empty) and linux.resources (a JSON object, or NULL). */

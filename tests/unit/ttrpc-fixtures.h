@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ttrpc.h"
+#include "ttrpc/ttrpc.h"
 
 #define TTRPC_FX_MAX_HELD 512
 
