@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "loop.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -60,6 +61,8 @@ struct us_loop *us_loop_free(struct us_loop *loop)
 {
         if (!loop)
                 return NULL;
+        /* Freed from inside its own dispatch, the batch would run on. */
+        assert(!loop->dispatching);
         free_dead(loop);
         us_close(loop->epfd);
         free(loop);
@@ -78,6 +81,7 @@ static int add_source(struct us_loop *loop, struct us_loop_source *src, uint32_t
 int us_loop_add_fd(struct us_loop *loop, int fd, uint32_t events, us_loop_fd_fn fn, void *userdata,
                    struct us_loop_source **ret_src, struct us_error **err)
 {
+        assert(fd >= 0 && fn);
         struct us_loop_source *src = calloc(1, sizeof(*src));
         if (!src)
                 return us_errorf(err, ENOMEM, "allocate loop source");
@@ -110,6 +114,7 @@ int64_t us_monotonic_ms(void)
 int us_loop_add_timer(struct us_loop *loop, uint64_t msec, us_loop_timer_fn fn, void *userdata,
                       struct us_loop_source **ret_src, struct us_error **err)
 {
+        assert(fn);
         _cleanup_close_ int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
         if (tfd < 0)
                 return us_errorf(err, errno, "timerfd_create");
@@ -164,6 +169,9 @@ struct us_loop *us_loop_source_loop(const struct us_loop_source *src)
 int us_loop_run(struct us_loop *loop)
 {
         struct epoll_event evs[32];
+        /* Not re-entrant: a callback that ran the loop again would see the
+         * outer batch's sources freed under it. */
+        assert(!loop->dispatching);
         loop->quit = false;
         while (!loop->quit) {
                 int n = epoll_wait(loop->epfd, evs, (int)US_ELEMENTSOF(evs), -1);

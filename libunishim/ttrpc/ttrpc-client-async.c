@@ -17,6 +17,7 @@
  */
 #include "ttrpc.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -162,6 +163,7 @@ static void call_unlink(struct us_ttrpc_aclient *c, struct acall *a)
 static void call_finish(struct us_ttrpc_aclient *c, struct acall *a, int status,
                         const uint8_t *payload, size_t len, const struct us_error *err)
 {
+        assert(c->depth > 0);
         us_ttrpc_reply_fn fn = a->fn;
         void *userdata = a->userdata;
         call_unlink(c, a);
@@ -202,6 +204,7 @@ static void destroy(struct us_ttrpc_aclient *c)
 
 static void leave(struct us_ttrpc_aclient *c)
 {
+        assert(c->depth > 0);
         if (--c->depth == 0 && c->freed)
                 destroy(c);
 }
@@ -223,6 +226,7 @@ static void teardown_io(struct us_ttrpc_aclient *c)
  * buffer nor any call afterwards. */
 static void break_conn(struct us_ttrpc_aclient *c, int reason, const char *why)
 {
+        assert(c->depth > 0);
         if (dead(c))
                 return;
         c->broken = reason;

@@ -7,6 +7,7 @@
  */
 #include "ttrpc.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -286,6 +287,9 @@ static void rbuf_skip(struct us_ttrpc_rbuf *b)
 /* Moves unconsumed bytes to the front and makes room for the next read. */
 static int rbuf_prepare(struct us_ttrpc_rbuf *b, size_t *ret_room)
 {
+        /* What the peer sent never moves these past each other: lengths are
+         * checked before they size anything. */
+        assert(b->off <= b->len && b->len <= b->cap);
         if (b->off > 0) {
                 memmove(b->data, b->data + b->off, b->len - b->off);
                 b->len -= b->off;
@@ -364,6 +368,7 @@ int us_ttrpc_rbuf_next(struct us_ttrpc_rbuf *b, struct us_ttrpc_header *ret_hdr,
                 if (b->discard > 0)
                         return 0;
         }
+        assert(b->off <= b->len);
         size_t avail = b->len - b->off;
         if (avail < US_TTRPC_HEADER_SIZE)
                 return 0;
