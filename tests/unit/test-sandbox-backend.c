@@ -26,6 +26,15 @@
 
 #include "sandbox/backend.c"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "containerd/shim.pb-c.h"
+#include "events.h"
+#include "fs-util.h"
+#include "shim.h"
+#include "task.h"
+
 #include "fake-agent.h"
 
 #define ALARM_SECS (unit_wait_ms(60000) / 1000)
@@ -575,6 +584,267 @@ static void guest_hangs_up(void **state)
         bx_free(b);
 }
 
+/* ---- the Task service (shim/service.c, task.c) over the backend ---- */
+
+/* containerd's side of the Task API: a client on the shim's server. */
+struct tx {
+        struct bx *b;
+        struct shim_args args;
+        struct shim shim;
+        struct us_ttrpc_aclient *c;
+        char base[64], state[96], bundle[96];
+        /* the last call's outcome */
+        int n;
+        int status;
+        char msg[512];
+        uint8_t *payload;
+        size_t len;
+};
+
+static void tx_reply(int status, const uint8_t *payload, size_t len, const struct us_error *err,
+                     void *ud)
+{
+        struct tx *x = ud;
+        x->n++;
+        x->status = status;
+        snprintf(x->msg, sizeof(x->msg), "%s", status < 0 ? us_error_text(err) : "");
+        free(x->payload);
+        x->payload = len ? malloc(len) : NULL;
+        if (len)
+                memcpy(x->payload, payload, len);
+        x->len = len;
+}
+
+static bool tx_answered(void *x)
+{
+        return ((struct tx *)x)->n > 0;
+}
+
+/* Sends method (containerd.task.v2.Task) without waiting. */
+static void task_send(struct tx *x, const char *method, const ProtobufCMessage *msg)
+{
+        x->n = 0;
+        struct us_error *err = NULL;
+        if (us_ttrpc_aclient_call(x->c, "containerd.task.v2.Task", method, msg, NULL, 0, 0,
+                                  tx_reply, x, NULL, &err) < 0)
+                fail_msg("%s: %s", method, us_error_text(err));
+}
+
+/* Sends method and returns its status once answered. */
+static int task_call(struct tx *x, const char *method, const ProtobufCMessage *msg)
+{
+        task_send(x, method, msg);
+        assert_int_equal(fake_run_until(x->b->loop, tx_answered, x), 0);
+        return x->status;
+}
+
+static void write_file(const char *path, const char *text)
+{
+        FILE *f = fopen(path, "we");
+        assert_non_null(f);
+        assert_int_equal(fputs(text, f) >= 0, 1);
+        assert_int_equal(fclose(f), 0);
+}
+
+/* A shim serving the booted pod of b as its sandbox kind; the pod's share
+ * in a state dir of its own (bind mounts: root, a private mount
+ * namespace); a bundle whose config.json asks for the sandbox kind. */
+static struct tx *tx_new(struct bx *b)
+{
+        struct tx *x = calloc(1, sizeof(*x));
+        assert_non_null(x);
+        x->b = b;
+        snprintf(x->base, sizeof(x->base), "/tmp/test-sandbox-backend.XXXXXX");
+        assert_non_null(mkdtemp(x->base));
+        snprintf(x->state, sizeof(x->state), "%s/state", x->base);
+        snprintf(x->bundle, sizeof(x->bundle), "%s/bundle", x->base);
+        assert_int_equal(mkdir(x->state, 0700), 0);
+        assert_int_equal(mkdir(x->bundle, 0700), 0);
+        char path[160];
+        snprintf(path, sizeof(path), "%s/rootfs", x->bundle);
+        assert_int_equal(mkdir(path, 0755), 0);
+        snprintf(path, sizeof(path), "%s/config.json", x->bundle);
+        write_file(path, "{\"ociVersion\": \"1.0.2\", \"process\": {\"args\": [\"sh\"], \"cwd\": "
+                         "\"/\"}, \"root\": {\"path\": \"rootfs\"}, \"annotations\": "
+                         "{\"unishim.io/isolation\": \"sandbox\"}}");
+        struct us_error *err = NULL;
+        if (sandbox_share_new(x->state, &pod_of(b)->share, &err) < 0)
+                fail_msg("share: %s", us_error_text(err));
+
+        x->args = (struct shim_args){.namespace = "test", .id = "pod-1"};
+        x->shim.args = &x->args;
+        x->shim.loop = b->loop;
+        x->shim.signal_fd = -1;
+        assert_int_equal(us_ttrpc_server_new(b->loop, -1, &x->shim.server, NULL), 0);
+        assert_int_equal(shim_service_register(&x->shim, NULL), 0);
+        assert_int_equal(shim_events_new(b->loop, NULL, "test", 0, &x->shim.events, NULL), 0);
+        assert_int_equal(cri_config_parse("{}", 2, "test", &x->shim.config, NULL), 0);
+        /* The pod's first task (its VM) decided its kind. */
+        x->shim.kind_decided = true;
+        x->shim.kind = CRI_ISOLATION_SANDBOX;
+        x->shim.backend = &shim_backend_sandbox;
+        x->shim.backend_pod = b->pod_slot;
+        /* What pod_start takes from the shim's env. */
+        pod_of(b)->process_exited = shim_task_process_exited;
+        pod_of(b)->oom = shim_task_oom;
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_int_equal(us_ttrpc_server_add_connection(x->shim.server, sv[1], NULL), 0);
+        assert_int_equal(us_ttrpc_aclient_new(b->loop, sv[0], &x->c, NULL), 0);
+        return x;
+}
+
+static void tx_free(struct tx *x)
+{
+        x->c = us_ttrpc_aclient_free(x->c);
+        while (x->shim.tasks) {
+                struct shim_task *t = x->shim.tasks;
+                x->shim.tasks = t->next;
+                if (t->impl)
+                        t->backend->free(t->impl);
+                shim_task_free(t);
+        }
+        x->shim.server = us_ttrpc_server_free(x->shim.server);
+        x->shim.idle_timer = us_loop_source_remove(x->shim.idle_timer);
+        x->shim.events = shim_events_free(x->shim.events);
+        x->shim.config = cri_config_free(x->shim.config);
+        /* The pod is the backend's, in the shim's slot now. */
+        x->b->pod_slot = x->shim.backend_pod;
+        free(x->payload);
+        free(x);
+}
+
+/* After the pod (its share's mounts) went. */
+static void rm_base(const char *base)
+{
+        int tmp = open("/tmp", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        assert_true(tmp >= 0);
+        struct us_error *err = NULL;
+        if (us_rm_tree_at(tmp, base + strlen("/tmp/"), &err) < 0)
+                fail_msg("remove %s: %s", base, us_error_text(err));
+        close(tmp);
+}
+
+/* containerd's calls for a container of the pod, as for `crictl run`:
+ * Create, Start, Exec and its Start, Wait, Kill, the exits, Delete; and
+ * calls the shim refuses before the guest hears of them. */
+static void task_service(void **state)
+{
+        (void)state;
+        if (geteuid() != 0 || unshare(CLONE_NEWNS) < 0 ||
+            mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                unit_skip("needs root and a private mount namespace: the pod's share binds");
+        struct bx *b = bx_new(10000);
+        struct task_events vm_ev = {0};
+        boot(b, &vm_ev);
+        fake_set(b->fake, "WaitProcess", FAKE_HOLD, 0);
+        struct tx *x = tx_new(b);
+
+        Containerd__Task__V2__CreateTaskRequest cr =
+                CONTAINERD__TASK__V2__CREATE_TASK_REQUEST__INIT;
+        cr.id = "ctr-1";
+        cr.bundle = x->bundle;
+        if (task_call(x, "Create", &cr.base) != 0)
+                fail_msg("Create: %s", x->msg);
+        struct fake_call *cc = fake_call_of(b->fake, "CreateContainer", 0);
+        assert_non_null(cc);
+        assert_string_equal(cc->container_id, "ctr-1");
+        /* A second task of that id, ids that are paths, a relative bundle,
+         * a task that does not exist, bytes that are no request. */
+        assert_int_equal(task_call(x, "Create", &cr.base), -EEXIST);
+        cr.id = "../ctr";
+        assert_int_equal(task_call(x, "Create", &cr.base), -EINVAL);
+        cr.id = "ctr-2";
+        cr.bundle = "bundle";
+        assert_int_equal(task_call(x, "Create", &cr.base), -EINVAL);
+        Containerd__Task__V2__StartRequest st = CONTAINERD__TASK__V2__START_REQUEST__INIT;
+        st.id = "nope";
+        assert_int_equal(task_call(x, "Start", &st.base), -ENOENT);
+        ProtobufCMessageUnknownField junk_field = {.tag = 1,
+                                                   .wire_type =
+                                                           PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
+                                                   .len = 3,
+                                                   .data = (uint8_t *)"\xff\xff\xff"};
+        Google__Protobuf__Empty junk = GOOGLE__PROTOBUF__EMPTY__INIT;
+        junk.base.n_unknown_fields = 1;
+        junk.base.unknown_fields = &junk_field;
+        assert_int_equal(task_call(x, "State", &junk.base), -EINVAL);
+        assert_int_equal(fake_count(b->fake, "CreateContainer"), 1);
+
+        st.id = "ctr-1";
+        assert_int_equal(task_call(x, "Start", &st.base), 0);
+        assert_string_equal(fake_call_of(b->fake, "StartContainer", 0)->container_id, "ctr-1");
+
+        const char *pjson = "{\"args\": [\"true\"], \"cwd\": \"/\"}";
+        Google__Protobuf__Any spec = GOOGLE__PROTOBUF__ANY__INIT;
+        spec.type_url = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+        spec.value.data = (uint8_t *)pjson;
+        spec.value.len = strlen(pjson);
+        Containerd__Task__V2__ExecProcessRequest ex =
+                CONTAINERD__TASK__V2__EXEC_PROCESS_REQUEST__INIT;
+        ex.id = "ctr-1";
+        ex.exec_id = "e1";
+        ex.spec = &spec;
+        assert_int_equal(task_call(x, "Exec", &ex.base), 0);
+        ex.exec_id = "../e";
+        assert_int_equal(task_call(x, "Exec", &ex.base), -EINVAL);
+        st.exec_id = "e1";
+        assert_int_equal(task_call(x, "Start", &st.base), 0);
+        struct fake_call *ep = fake_call_of(b->fake, "ExecProcess", 0);
+        assert_non_null(ep);
+        assert_string_equal(ep->exec_id, "e1");
+
+        Containerd__Task__V2__KillRequest kr = CONTAINERD__TASK__V2__KILL_REQUEST__INIT;
+        kr.id = "ctr-1";
+        kr.exec_id = "e1";
+        kr.signal = SIGKILL;
+        assert_int_equal(task_call(x, "Kill", &kr.base), 0);
+        assert_string_equal(fake_call_of(b->fake, "SignalProcess", 0)->exec_id, "e1");
+
+        /* The init's exit reaches a Wait sent before it. */
+        Containerd__Task__V2__WaitRequest wr = CONTAINERD__TASK__V2__WAIT_REQUEST__INIT;
+        wr.id = "ctr-1";
+        task_send(x, "Wait", &wr.base);
+        wait_calls(b, "WaitProcess", 2);
+        b->fake->exit_status = 7;
+        assert_true(fake_release(b->fake, "WaitProcess", FAKE_ANSWER, 0)); /* the init's */
+        assert_int_equal(fake_run_until(b->loop, tx_answered, x), 0);
+        assert_int_equal(x->status, 0);
+        Containerd__Task__V2__WaitResponse *w =
+                containerd__task__v2__wait_response__unpack(NULL, x->len, x->payload);
+        assert_non_null(w);
+        assert_int_equal(w->exit_status, 7);
+        containerd__task__v2__wait_response__free_unpacked(w, NULL);
+        b->fake->exit_status = 137;
+        assert_true(fake_release(b->fake, "WaitProcess", FAKE_ANSWER, 0)); /* e1's */
+        wr.exec_id = "e1";
+        assert_int_equal(task_call(x, "Wait", &wr.base), 0);
+
+        Containerd__Task__V2__DeleteRequest dr = CONTAINERD__TASK__V2__DELETE_REQUEST__INIT;
+        dr.id = "ctr-1";
+        dr.exec_id = "e1";
+        assert_int_equal(task_call(x, "Delete", &dr.base), 0);
+        dr.exec_id = "";
+        assert_int_equal(task_call(x, "Delete", &dr.base), 0);
+        Containerd__Task__V2__DeleteResponse *d =
+                containerd__task__v2__delete_response__unpack(NULL, x->len, x->payload);
+        assert_non_null(d);
+        assert_int_equal(d->exit_status, 7);
+        containerd__task__v2__delete_response__free_unpacked(d, NULL);
+        wait_calls(b, "RemoveContainer", 1);
+        assert_string_equal(fake_call_of(b->fake, "RemoveContainer", 0)->container_id, "ctr-1");
+        Containerd__Task__V2__StateRequest sr = CONTAINERD__TASK__V2__STATE_REQUEST__INIT;
+        sr.id = "ctr-1";
+        assert_int_equal(task_call(x, "State", &sr.base), -ENOENT);
+        assert_null(x->shim.tasks);
+        assert_false(pod_of(b)->vmpod.torn_down);
+        char base[64];
+        snprintf(base, sizeof(base), "%s", x->base);
+        tx_free(x);
+        bx_free(b);
+        rm_base(base);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -582,7 +852,7 @@ int main(void)
                 cmocka_unit_test(boot_step_fails), cmocka_unit_test(create_fails),
                 cmocka_unit_test(exec_fails),      cmocka_unit_test(kill_gone),
                 cmocka_unit_test(stats_and_pids),  cmocka_unit_test(late_answer_kills_pod),
-                cmocka_unit_test(guest_hangs_up),
+                cmocka_unit_test(guest_hangs_up),  cmocka_unit_test(task_service),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }
