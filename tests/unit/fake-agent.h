@@ -83,6 +83,7 @@ struct fake_call {
         char container_id[96];
         char exec_id[96];
         size_t len;                 /* payload bytes */
+        size_t data_len;            /* WriteStdin: the bytes to write */
         struct us_ttrpc_call *held; /* FAKE_HOLD: not answered yet */
 };
 
@@ -105,7 +106,9 @@ struct fake_agent {
         size_t read_len;
         const uint8_t *metrics; /* StatsContainer */
         size_t metrics_len;
-        size_t n_pids; /* ListPids: 1, 2, ... n_pids */
+        size_t n_pids;      /* ListPids: 1, 2, ... n_pids */
+        long stdin_taken;   /* WriteStdin: bytes it says it took; < 0: all */
+        size_t stdin_bytes; /* WriteStdin: bytes it took, in all */
 };
 
 /* The method's rule (FAKE_ANSWER unless set; GetOOMEvent holds, as a guest
@@ -145,8 +148,10 @@ static inline void fake_reply_garbage(struct us_ttrpc_call *call)
 }
 
 /* The method's normal answer. */
-static inline void fake_answer(struct fake_agent *f, struct us_ttrpc_call *call, const char *method)
+static inline void fake_answer(struct fake_agent *f, struct us_ttrpc_call *call,
+                               const struct fake_call *c)
 {
+        const char *method = c->method;
         if (strcmp(method, "WaitProcess") == 0) {
                 Unishim__Agent__V1__WaitProcessResponse r =
                         UNISHIM__AGENT__V1__WAIT_PROCESS_RESPONSE__INIT;
@@ -165,6 +170,12 @@ static inline void fake_answer(struct fake_agent *f, struct us_ttrpc_call *call,
                 r.eof = !f->read_data;
                 f->read_data = NULL;
                 f->read_len = 0;
+                us_ttrpc_call_reply(call, &r.base);
+        } else if (strcmp(method, "WriteStdin") == 0) {
+                Unishim__Agent__V1__WriteStdinResponse r =
+                        UNISHIM__AGENT__V1__WRITE_STDIN_RESPONSE__INIT;
+                r.len = f->stdin_taken < 0 ? (uint32_t)c->data_len : (uint32_t)f->stdin_taken;
+                f->stdin_bytes += r.len;
                 us_ttrpc_call_reply(call, &r.base);
         } else if (strcmp(method, "StatsContainer") == 0) {
                 Unishim__Agent__V1__StatsContainerResponse r =
@@ -209,7 +220,7 @@ static inline void fake_respond(struct fake_agent *f, struct fake_call *c, enum 
                 fake_reply_garbage(call);
                 return;
         case FAKE_ANSWER:
-                fake_answer(f, call, c->method);
+                fake_answer(f, call, c);
                 return;
         }
 }
@@ -231,6 +242,14 @@ static inline void fake_method(struct us_ttrpc_call *call, const uint8_t *payloa
                 snprintf(c->container_id, sizeof(c->container_id), "%s", pr->container_id);
                 snprintf(c->exec_id, sizeof(c->exec_id), "%s", pr->exec_id);
                 unishim__agent__v1__process_request__free_unpacked(pr, NULL);
+        }
+        if (strcmp(method, "WriteStdin") == 0) {
+                Unishim__Agent__V1__WriteStdinRequest *w =
+                        unishim__agent__v1__write_stdin_request__unpack(NULL, len, payload);
+                if (w) {
+                        c->data_len = w->data.len;
+                        unishim__agent__v1__write_stdin_request__free_unpacked(w, NULL);
+                }
         }
         c->held = call;
         const struct fake_rule *r = fake_rule_of(f, method);
@@ -291,6 +310,7 @@ static inline struct fake_agent *fake_agent_new(struct us_loop *loop)
         struct fake_agent *f = calloc(1, sizeof(*f));
         assert_non_null(f);
         f->loop = loop;
+        f->stdin_taken = -1;
         int calls[2], events[2];
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, calls), 0);
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, events), 0);

@@ -476,6 +476,63 @@ static void oversized_read(void **state)
         fx_free(f);
 }
 
+static bool stdin_over(struct fx *f)
+{
+        struct sandbox_proc *p = f->arg;
+        return p->in_fd < 0 || fake_count(f->fake, "WriteStdin") >= 2 ||
+               fake_count(f->fake, "CloseStdin") > 0;
+}
+
+/* A process's stdin: what the shim's pipe gets reaches the guest, then its
+ * EOF (CloseStdin). */
+static void process_stdin(void **state)
+{
+        (void)state;
+        struct fx *f = fx_new(10000);
+        fake_set(f->fake, "WaitProcess", FAKE_HOLD, 0);
+        int fd[2];
+        assert_int_equal(pipe2(fd, O_CLOEXEC), 0);
+        struct us_stdio stdio = {fd[0], -1, -1};
+        struct sandbox_proc *p = NULL;
+        assert_int_equal(sandbox_proc_new(&f->ctr, NULL, &stdio, &p, NULL), 0);
+        close(fd[0]);
+        assert_int_equal(write(fd[1], "hello", 5), 5);
+        close(fd[1]);
+        sandbox_proc_poll(p);
+        assert_int_equal(run_until(f, stdin_over, p), 0);
+        assert_int_equal(fake_count(f->fake, "WriteStdin"), 1);
+        assert_int_equal(f->fake->stdin_bytes, 5);
+        assert_int_equal(fake_count(f->fake, "CloseStdin"), 1);
+        assert_int_equal(f->lost, 0);
+        fx_free(f);
+}
+
+/* A guest that answers a write with "took nothing" (the agent answers
+ * once all of it is in): the shim would send it again at once, and again,
+ * spinning its loop for as long as the guest likes. Its stdin ends
+ * instead. */
+static void stdin_no_progress(void **state)
+{
+        (void)state;
+        struct fx *f = fx_new(10000);
+        fake_set(f->fake, "WaitProcess", FAKE_HOLD, 0);
+        f->fake->stdin_taken = 0;
+        int fd[2];
+        assert_int_equal(pipe2(fd, O_CLOEXEC), 0);
+        struct us_stdio stdio = {fd[0], -1, -1};
+        struct sandbox_proc *p = NULL;
+        assert_int_equal(sandbox_proc_new(&f->ctr, NULL, &stdio, &p, NULL), 0);
+        close(fd[0]);
+        assert_int_equal(write(fd[1], "hello", 5), 5);
+        sandbox_proc_poll(p);
+        assert_int_equal(run_until(f, stdin_over, p), 0);
+        assert_int_equal(fake_count(f->fake, "WriteStdin"), 1);
+        assert_true(p->in_fd < 0);
+        assert_int_equal(f->lost, 0);
+        close(fd[1]);
+        fx_free(f);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -490,6 +547,8 @@ int main(void)
                 cmocka_unit_test(process_output_and_exit),
                 cmocka_unit_test(hostile_exit_status),
                 cmocka_unit_test(oversized_read),
+                cmocka_unit_test(process_stdin),
+                cmocka_unit_test(stdin_no_progress),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }
