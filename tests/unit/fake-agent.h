@@ -157,7 +157,12 @@ static inline void fake_answer(struct fake_agent *f, struct us_ttrpc_call *call,
                         UNISHIM__AGENT__V1__WAIT_PROCESS_RESPONSE__INIT;
                 r.exit_status = f->exit_status;
                 us_ttrpc_call_reply(call, &r.base);
-        } else if (strcmp(method, "CreateContainer") == 0 || strcmp(method, "ExecProcess") == 0) {
+        } else if (strcmp(method, "CreateContainer") == 0) {
+                Unishim__Agent__V1__CreateContainerResponse r =
+                        UNISHIM__AGENT__V1__CREATE_CONTAINER_RESPONSE__INIT;
+                r.pid = f->pid;
+                us_ttrpc_call_reply(call, &r.base);
+        } else if (strcmp(method, "ExecProcess") == 0) {
                 Unishim__Agent__V1__ExecProcessResponse r =
                         UNISHIM__AGENT__V1__EXEC_PROCESS_RESPONSE__INIT;
                 r.pid = f->pid;
