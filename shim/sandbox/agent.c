@@ -28,14 +28,26 @@ static void events_closed(void *userdata, int reason)
 int sandbox_agent_open(struct sandbox_agent *a, struct us_loop *loop, struct vmm_vm *vm,
                        struct us_error **err)
 {
-        int fd = -1;
-        int r = vmm_vm_agent_connect(vm, &fd, err);
+        int agent_fd = -1, events_fd = -1;
+        int r = vmm_vm_agent_connect(vm, &agent_fd, err);
         if (r >= 0)
-                r = us_ttrpc_client_from_fd(fd, &a->agent, err);
-        if (r >= 0)
-                r = vmm_vm_port_connect(vm, VMM_PORT_EVENTS, &fd, err);
-        if (r >= 0)
-                r = us_ttrpc_aclient_new(loop, fd, &a->events, err);
+                r = vmm_vm_port_connect(vm, VMM_PORT_EVENTS, &events_fd, err);
+        if (r < 0) {
+                (void)us_close(agent_fd);
+                return r;
+        }
+        return sandbox_agent_attach(a, loop, agent_fd, events_fd, err);
+}
+
+int sandbox_agent_attach(struct sandbox_agent *a, struct us_loop *loop, int agent_fd, int events_fd,
+                         struct us_error **err)
+{
+        int r = us_ttrpc_client_from_fd(agent_fd, &a->agent, err);
+        if (r < 0) {
+                (void)us_close(events_fd);
+                return r;
+        }
+        r = us_ttrpc_aclient_new(loop, events_fd, &a->events, err);
         if (r < 0)
                 return r;
         us_ttrpc_aclient_on_close(a->events, events_closed, a);

@@ -56,6 +56,11 @@ struct sandbox_agent {
  * userdata are the caller's to set first. */
 int sandbox_agent_open(struct sandbox_agent *a, struct us_loop *loop, struct vmm_vm *vm,
                        struct us_error **err);
+/* The same over two connected stream fds, the "unishim.agent" and the
+ * "unishim.events" port (sandbox_agent_open's, or a test's fake agent):
+ * both owned by a from now on, also on failure. */
+int sandbox_agent_attach(struct sandbox_agent *a, struct us_loop *loop, int agent_fd, int events_fd,
+                         struct us_error **err);
 /* Closes both ports: every call in flight ends with -ECANCELED. */
 void sandbox_agent_close(struct sandbox_agent *a);
 

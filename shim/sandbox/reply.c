@@ -61,7 +61,10 @@ int sandbox_reply_write_stdin(const uint8_t *payload, size_t len, size_t sent, s
                 return us_error_msg(err, EBADMSG, "guest agent WriteStdin: malformed reply");
         uint32_t taken = resp->len;
         unishim__agent__v1__write_stdin_response__free_unpacked(resp, NULL);
-        if (taken > sent)
+        /* The agent answers once all of it is in: nothing taken of a
+         * write is out of line, and sending it again at once would let the
+         * guest spin the shim's loop. */
+        if (taken > sent || (taken == 0 && sent > 0))
                 return us_error_msg(err, EBADMSG, "guest agent WriteStdin: took %u of %zu bytes",
                                     taken, sent);
         *ret_taken = taken;

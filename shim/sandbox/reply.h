@@ -24,6 +24,7 @@ int sandbox_reply_read_stream(const uint8_t *payload, size_t len, size_t max_len
 int sandbox_reply_wait(const uint8_t *payload, size_t len, uint32_t *ret_status,
                        struct us_error **err);
 
-/* WriteStdin: how many of the `sent` bytes the guest took (0..sent). */
+/* WriteStdin: how many of the `sent` bytes the guest took (1..sent; 0 only
+ * of nothing). */
 int sandbox_reply_write_stdin(const uint8_t *payload, size_t len, size_t sent, size_t *ret_taken,
                               struct us_error **err);

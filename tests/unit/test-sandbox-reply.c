@@ -116,6 +116,14 @@ static void stdin_cannot_take_more_than_sent(void **state)
         assert_int_equal(taken, 3);
         assert_int_equal(sandbox_reply_write_stdin(buf, len, 2, &taken, NULL), -EBADMSG);
         free(buf);
+        /* Nothing of a write: the guest makes no progress. */
+        r.len = 0;
+        buf = pack(&r.base, &len);
+        assert_int_equal(sandbox_reply_write_stdin(buf, len, 10, &taken, NULL), -EBADMSG);
+        assert_int_equal(taken, 3);
+        assert_int_equal(sandbox_reply_write_stdin(buf, len, 0, &taken, NULL), 0);
+        assert_int_equal(taken, 0);
+        free(buf);
 }
 
 int main(void)
