@@ -101,7 +101,7 @@ unsigned vmm_host_tsc_khz(const char *cpuinfo, size_t len)
         return 0;
 }
 
-static int read_bounded(const char *path, char **ret, size_t *ret_len, struct us_error **err)
+int vmm_read_bounded(const char *path, char **ret, size_t *ret_len, struct us_error **err)
 {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         _cleanup_free_ char *buf = NULL;
@@ -157,7 +157,7 @@ int vmm_accel_decide(enum vmm_accel want, const char *cpuinfo_path, const char *
                 const char *why = NULL;
                 int kvm_errno = 0;
 
-                r = read_bounded(cpuinfo_path, &cpuinfo, &len, err);
+                r = vmm_read_bounded(cpuinfo_path, &cpuinfo, &len, err);
                 if (r < 0)
                         return us_error_wrap(err, r, "decide accelerator");
                 virt = vmm_accel_cpuinfo_has_virt(cpuinfo, len);
@@ -205,7 +205,7 @@ unsigned vmm_host_tsc_khz_read(void)
         _cleanup_free_ char *buf = NULL;
         size_t len = 0;
 
-        if (read_bounded("/proc/cpuinfo", &buf, &len, NULL) < 0)
+        if (vmm_read_bounded("/proc/cpuinfo", &buf, &len, NULL) < 0)
                 return 0;
         return vmm_host_tsc_khz(buf, len);
 }

@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Template keys (vmm/template.h): every input the saved state depends on
+ * changes the key, nothing else does. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "unit.h"
+
+#include "base/cleanup.h"
+#include "vmm/template.h"
+
+struct fixture {
+        char dir[64];
+        char qemu[96], kernel[96], initrd[96], other[96];
+        struct vmm_template_inputs in;
+};
+
+static void write_file(const char *path, const char *text)
+{
+        FILE *f = fopen(path, "we");
+        assert_non_null(f);
+        fputs(text, f);
+        assert_int_equal(fclose(f), 0);
+}
+
+static int setup(void **state)
+{
+        struct fixture *f = calloc(1, sizeof(*f));
+        assert_non_null(f);
+        snprintf(f->dir, sizeof(f->dir), "/tmp/test-vmm-template-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        snprintf(f->qemu, sizeof(f->qemu), "%s/qemu", f->dir);
+        snprintf(f->kernel, sizeof(f->kernel), "%s/vmlinux", f->dir);
+        snprintf(f->initrd, sizeof(f->initrd), "%s/initrd", f->dir);
+        snprintf(f->other, sizeof(f->other), "%s/other", f->dir);
+        write_file(f->qemu, "qemu bytes");
+        write_file(f->kernel, "kernel bytes");
+        write_file(f->initrd, "initrd bytes");
+        write_file(f->other, "kernel bytes");
+        f->in = (struct vmm_template_inputs){
+                .qemu_binary = f->qemu,
+                .kernel = f->kernel,
+                .initrd = f->initrd,
+                .serial_ports = {"unishim.agent", "unishim.events"},
+                .vcpus = 1,
+                .memory_mib = 256,
+                .accel = VMM_ACCEL_TCG,
+                .tsc_khz = 2000000,
+                .host_id = "release=6:6.1.0;",
+        };
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        struct fixture *f = *state;
+        (void)unlink(f->qemu);
+        (void)unlink(f->kernel);
+        (void)unlink(f->initrd);
+        (void)unlink(f->other);
+        (void)rmdir(f->dir);
+        free(f);
+        return 0;
+}
+
+static void key_of(const struct vmm_template_inputs *in, char out[VMM_TEMPLATE_KEY_LEN + 1])
+{
+        struct us_error *err = NULL;
+        _cleanup_free_ char *m = NULL;
+        int r = vmm_template_manifest(in, &m, &err);
+        if (r < 0)
+                fail_msg("manifest: %s", us_error_text(err));
+        vmm_template_key(m, out);
+}
+
+static void same_inputs_same_key(void **state)
+{
+        struct fixture *f = *state;
+        char a[VMM_TEMPLATE_KEY_LEN + 1], b[VMM_TEMPLATE_KEY_LEN + 1];
+
+        key_of(&f->in, a);
+        key_of(&f->in, b);
+        assert_string_equal(a, b);
+        assert_int_equal(strlen(a), VMM_TEMPLATE_KEY_LEN);
+        assert_int_equal(strspn(a, "0123456789abcdef"), VMM_TEMPLATE_KEY_LEN);
+
+        /* Defaults are applied as the command line applies them. */
+        struct vmm_template_inputs d = f->in;
+        d.vcpus = 0;
+        d.memory_mib = 0;
+        key_of(&d, b);
+        assert_string_equal(a, b);
+        /* The TCG translation cache is no input of a KVM guest. */
+        struct vmm_template_inputs k1 = f->in, k2 = f->in;
+        k1.accel = k2.accel = VMM_ACCEL_KVM;
+        k2.tcg_tb_size_mib = 64;
+        k2.tsc_khz = 1;
+        key_of(&k1, a);
+        key_of(&k2, b);
+        assert_string_equal(a, b);
+}
+
+static void every_input_changes_the_key(void **state)
+{
+        struct fixture *f = *state;
+        char base[VMM_TEMPLATE_KEY_LEN + 1], k[VMM_TEMPLATE_KEY_LEN + 1];
+        struct vmm_template_inputs v[12];
+        size_t n = 0;
+
+        key_of(&f->in, base);
+        for (size_t i = 0; i < US_ELEMENTSOF(v); i++)
+                v[i] = f->in;
+        v[n++].qemu_binary = f->other;
+        v[n++].kernel = f->other;
+        v[n++].initrd = NULL;
+        v[n++].cmdline_extra = "unishim.debug=1";
+        v[n++].serial_ports[0] = "unishim.agent2";
+        v[n++].serial_ports[1] = "unishim.events2";
+        v[n++].vcpus = 2;
+        v[n++].memory_mib = 512;
+        v[n++].accel = VMM_ACCEL_KVM;
+        v[n++].tcg_tb_size_mib = 64;
+        v[n++].tsc_khz = 2000001;
+        v[n++].host_id = "release=6:6.1.1;";
+        assert_int_equal(n, US_ELEMENTSOF(v));
+        for (size_t i = 0; i < n; i++) {
+                key_of(&v[i], k);
+                if (strcmp(k, base) == 0)
+                        fail_msg("input %zu did not change the key", i);
+                for (size_t j = 0; j < i; j++) {
+                        char kj[VMM_TEMPLATE_KEY_LEN + 1];
+                        key_of(&v[j], kj);
+                        if (strcmp(k, kj) == 0)
+                                fail_msg("inputs %zu and %zu have the same key", i, j);
+                }
+        }
+}
+
+/* A kernel rebuilt in place (same path, same size) is another template,
+ * even if the copy kept the old mtime. */
+static void rewritten_file_changes_the_key(void **state)
+{
+        struct fixture *f = *state;
+        char before[VMM_TEMPLATE_KEY_LEN + 1], after[VMM_TEMPLATE_KEY_LEN + 1];
+        struct stat st;
+
+        key_of(&f->in, before);
+        assert_int_equal(stat(f->kernel, &st), 0);
+        write_file(f->kernel, "KERNEL BYTES");
+        /* Put mtime back as cp -p would: ctime still moves. Wait for a
+         * ctime different from before (not a time: the clock's next tick). */
+        struct stat now;
+        do {
+                struct timespec ts[2] = {st.st_atim, st.st_mtim};
+                assert_int_equal(utimensat(AT_FDCWD, f->kernel, ts, 0), 0);
+                assert_int_equal(stat(f->kernel, &now), 0);
+        } while (now.st_ctim.tv_sec == st.st_ctim.tv_sec &&
+                 now.st_ctim.tv_nsec == st.st_ctim.tv_nsec);
+        assert_int_equal(now.st_size, st.st_size);
+        assert_int_equal(now.st_mtim.tv_nsec, st.st_mtim.tv_nsec);
+        key_of(&f->in, after);
+        assert_string_not_equal(before, after);
+
+        /* A new file renamed over the old one (another inode). */
+        key_of(&f->in, before);
+        assert_int_equal(rename(f->other, f->kernel), 0);
+        write_file(f->other, "kernel bytes");
+        key_of(&f->in, after);
+        assert_string_not_equal(before, after);
+}
+
+static void bad_inputs_are_refused(void **state)
+{
+        struct fixture *f = *state;
+        struct us_error *err = NULL;
+        char *m = NULL;
+        struct vmm_template_inputs in;
+        char missing[128];
+
+        snprintf(missing, sizeof(missing), "%s/nonexistent", f->dir);
+        in = f->in;
+        in.kernel = missing;
+        assert_int_equal(vmm_template_manifest(&in, &m, &err), -ENOENT);
+        assert_non_null(strstr(us_error_text(err), "nonexistent"));
+        err = us_error_free(err);
+
+        in = f->in;
+        in.kernel = "vmlinux";
+        assert_int_equal(vmm_template_manifest(&in, &m, &err), -EINVAL);
+        err = us_error_free(err);
+
+        in = f->in;
+        in.accel = VMM_ACCEL_AUTO;
+        assert_int_equal(vmm_template_manifest(&in, &m, &err), -EINVAL);
+        err = us_error_free(err);
+
+        /* A newline could forge a line of the manifest. */
+        in = f->in;
+        in.cmdline_extra = "quiet\nvcpus=1:2";
+        assert_int_equal(vmm_template_manifest(&in, &m, &err), -EINVAL);
+        err = us_error_free(err);
+
+        in = f->in;
+        in.host_id = NULL;
+        assert_int_equal(vmm_template_manifest(&in, &m, &err), -EINVAL);
+        err = us_error_free(err);
+        assert_null(m);
+}
+
+static void host_id_from_cpuinfo(void **state)
+{
+        (void)state;
+        static const char cpuinfo[] = "processor\t: 0\n"
+                                      "model name\t: Some CPU @ 2.70GHz\n"
+                                      "flags\t\t: fpu vme sse2 avx2\n"
+                                      "\n"
+                                      "processor\t: 1\n"
+                                      "model name\t: Other CPU\n"
+                                      "flags\t\t: fpu\n";
+        struct us_error *err = NULL;
+        _cleanup_free_ char *id = NULL, *id2 = NULL, *bare = NULL;
+
+        assert_int_equal(vmm_template_host_id(cpuinfo, sizeof(cpuinfo) - 1, "6.1.0", &id, &err), 0);
+        assert_string_equal(id, "release=5:6.1.0;model name=18:Some CPU @ 2.70GHz;"
+                                "flags=17:fpu vme sse2 avx2;");
+        /* Another flag set is another host. */
+        static const char other[] = "model name\t: Some CPU @ 2.70GHz\n"
+                                    "flags\t\t: fpu vme sse2\n";
+        assert_int_equal(vmm_template_host_id(other, sizeof(other) - 1, "6.1.0", &id2, &err), 0);
+        assert_string_not_equal(id, id2);
+        assert_int_equal(vmm_template_host_id(NULL, 0, NULL, &bare, &err), 0);
+        assert_string_equal(bare, "release=0:;model name=0:;flags=0:;");
+
+        /* This host's: usable in a manifest. */
+        _cleanup_free_ char *mine = NULL;
+        assert_int_equal(vmm_template_host_id_read(&mine, &err), 0);
+        assert_non_null(strstr(mine, "release="));
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(same_inputs_same_key, setup, teardown),
+                cmocka_unit_test_setup_teardown(every_input_changes_the_key, setup, teardown),
+                cmocka_unit_test_setup_teardown(rewritten_file_changes_the_key, setup, teardown),
+                cmocka_unit_test_setup_teardown(bad_inputs_are_refused, setup, teardown),
+                cmocka_unit_test(host_id_from_cpuinfo),
+        };
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
+}

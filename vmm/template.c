@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Template keys (vmm/template.h). */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+
+#include "base/cleanup.h"
+#include "base/sha256.h"
+#include "template.h"
+#include "base/text.h"
+
+/* One "name=<length>:<value>" line. */
+static void add_field(struct us_text *t, const char *name, const char *value)
+{
+        us_text_add(t, "%s=%zu:%s\n", name, strlen(value), value);
+}
+
+static void add_uint(struct us_text *t, const char *name, unsigned v)
+{
+        char buf[16];
+        snprintf(buf, sizeof(buf), "%u", v);
+        add_field(t, name, buf);
+}
+
+static int check_text(const char *what, const char *s, struct us_error **err)
+{
+        for (const char *c = s; *c; c++)
+                if ((unsigned char)*c < 0x20)
+                        return us_error_msg(err, EINVAL, "template %s contains a control character",
+                                            what);
+        return 0;
+}
+
+/* The path and what stat() says identifies the file's content: a new file
+ * has another inode, a rewrite moves mtime and ctime (ctime cannot be set
+ * back by a copy that keeps mtime). */
+static int add_file(struct us_text *t, const char *name, const char *path, struct us_error **err)
+{
+        struct stat st;
+        char id[160];
+        int r;
+
+        if (!path || path[0] != '/')
+                return us_error_msg(err, EINVAL, "template %s must be an absolute path", name);
+        if ((r = check_text(name, path, err)) < 0)
+                return r;
+        if (stat(path, &st) < 0)
+                return us_errorf(err, errno, "stat %s %s", name, path);
+        snprintf(id, sizeof(id), "%ju.%ju %jd %jd.%09ld %jd.%09ld", (uintmax_t)st.st_dev,
+                 (uintmax_t)st.st_ino, (intmax_t)st.st_size, (intmax_t)st.st_mtim.tv_sec,
+                 st.st_mtim.tv_nsec, (intmax_t)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+        add_field(t, name, path);
+        us_text_add(t, "%s.stat=%zu:%s\n", name, strlen(id), id);
+        return 0;
+}
+
+int vmm_template_manifest(const struct vmm_template_inputs *in, char **ret, struct us_error **err)
+{
+        struct us_text t = {0};
+        int r;
+
+        if (!in || !in->host_id)
+                return us_error_msg(err, EINVAL, "template inputs: no host identity");
+        if (in->accel != VMM_ACCEL_KVM && in->accel != VMM_ACCEL_TCG)
+                return us_error_msg(err, EINVAL, "template inputs: accelerator not decided");
+        for (size_t i = 0; i < US_ELEMENTSOF(in->serial_ports); i++)
+                if (!in->serial_ports[i])
+                        return us_error_msg(err, EINVAL, "template inputs: serial port %zu unnamed",
+                                            i);
+        if ((r = check_text("host identity", in->host_id, err)) < 0 ||
+            (in->cmdline_extra && (r = check_text("command line", in->cmdline_extra, err)) < 0) ||
+            (r = check_text("serial port", in->serial_ports[0], err)) < 0 ||
+            (r = check_text("serial port", in->serial_ports[1], err)) < 0)
+                return r;
+
+        add_uint(&t, "layout", VMM_TEMPLATE_LAYOUT);
+        add_field(&t, "host", in->host_id);
+        if ((r = add_file(&t, "qemu", in->qemu_binary ? in->qemu_binary : VMM_DEFAULT_QEMU, err)) <
+                    0 ||
+            (r = add_file(&t, "kernel", in->kernel, err)) < 0)
+                goto fail;
+        if (in->initrd) {
+                if ((r = add_file(&t, "initrd", in->initrd, err)) < 0)
+                        goto fail;
+        } else
+                add_field(&t, "initrd", "");
+        add_field(&t, "cmdline", in->cmdline_extra ? in->cmdline_extra : "");
+        add_field(&t, "port0", in->serial_ports[0]);
+        add_field(&t, "port1", in->serial_ports[1]);
+        add_uint(&t, "vcpus", in->vcpus ? in->vcpus : 1);
+        add_uint(&t, "memory_mib", in->memory_mib ? in->memory_mib : 256);
+        add_field(&t, "accel", vmm_accel_name(in->accel));
+        if (in->accel == VMM_ACCEL_TCG) {
+                add_uint(&t, "tb_mib", in->tcg_tb_size_mib ? in->tcg_tb_size_mib : 32);
+                add_uint(&t, "tsc_khz", in->tsc_khz);
+        }
+        char *s = us_text_take(&t);
+        if (!s)
+                return us_errorf(err, ENOMEM, "template manifest");
+        *ret = s;
+        return 0;
+fail:
+        free(us_text_take(&t));
+        return us_error_wrap(err, r, "template manifest");
+}
+
+void vmm_template_key(const char *manifest, char out[VMM_TEMPLATE_KEY_LEN + 1])
+{
+        us_sha256_hex(manifest, strlen(manifest), out);
+}
+
+/* The value of the first "<name>\t*: value" line of a cpuinfo text, or "". */
+static void cpuinfo_field(struct us_text *t, const char *cpuinfo, size_t len, const char *name)
+{
+        size_t nlen = strlen(name);
+        for (size_t i = 0; i < len;) {
+                const char *line = cpuinfo + i;
+                const char *eol = memchr(line, '\n', len - i);
+                size_t llen = eol ? (size_t)(eol - line) : len - i;
+                i += llen + 1;
+                if (llen <= nlen || memcmp(line, name, nlen) != 0 ||
+                    (line[nlen] != ' ' && line[nlen] != '\t' && line[nlen] != ':'))
+                        continue;
+                const char *colon = memchr(line, ':', llen);
+                if (!colon)
+                        continue;
+                const char *v = colon + 1;
+                while (v < line + llen && *v == ' ')
+                        v++;
+                us_text_add(t, "%s=%zu:", name, (size_t)(line + llen - v));
+                us_text_append(t, v, (size_t)(line + llen - v));
+                us_text_add(t, ";");
+                return;
+        }
+        us_text_add(t, "%s=0:;", name);
+}
+
+int vmm_template_host_id(const char *cpuinfo, size_t len, const char *release, char **ret,
+                         struct us_error **err)
+{
+        struct us_text t = {0};
+        us_text_add(&t, "release=%zu:%s;", strlen(release ? release : ""), release ? release : "");
+        cpuinfo_field(&t, cpuinfo ? cpuinfo : "", cpuinfo ? len : 0, "model name");
+        cpuinfo_field(&t, cpuinfo ? cpuinfo : "", cpuinfo ? len : 0, "flags");
+        char *s = us_text_take(&t);
+        if (!s)
+                return us_errorf(err, ENOMEM, "template host identity");
+        /* A control character in the text would be refused by the manifest:
+         * make it a space (the cpuinfo text is the kernel's, one line each). */
+        for (char *c = s; *c; c++)
+                if ((unsigned char)*c < 0x20)
+                        *c = ' ';
+        *ret = s;
+        return 0;
+}
+
+int vmm_template_host_id_read(char **ret, struct us_error **err)
+{
+        _cleanup_free_ char *cpuinfo = NULL;
+        size_t len = 0;
+        struct utsname u;
+        int r;
+
+        if (uname(&u) < 0)
+                return us_errorf(err, errno, "uname");
+        r = vmm_read_bounded("/proc/cpuinfo", &cpuinfo, &len, err);
+        if (r < 0)
+                return us_error_wrap(err, r, "template host identity");
+        return vmm_template_host_id(cpuinfo, len, u.release, ret, err);
+}
