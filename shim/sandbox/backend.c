@@ -78,6 +78,8 @@ struct sandbox_pod {
         struct vmm_vm *vm;
         struct sandbox_agent agent;
         uint64_t oom_call;
+        unsigned oom_answers;              /* since the last pause */
+        struct us_loop_source *oom_paused; /* the pause's timer */
         struct sandbox_task *tasks;
         bool dead; /* QEMU gone */
 };
@@ -98,6 +100,23 @@ static struct sandbox_task *task_find(struct sandbox_pod *pod, const char *id)
 
 static void oom_poll(struct sandbox_pod *pod);
 
+/* A guest without OOM kills holds GetOOMEvent; one that answers it at once,
+ * forever, would have the shim poll in a busy loop (and publish an event
+ * for each answer naming a container). After OOM_POLL_BURST answers the
+ * next poll waits OOM_POLL_PAUSE_MS: a real burst of kills is reported
+ * late (the agent queues them, the newest kept). */
+#define OOM_POLL_BURST    16
+#define OOM_POLL_PAUSE_MS 1000
+
+static void oom_resume(struct us_loop_source *src, void *userdata)
+{
+        (void)src;
+        struct sandbox_pod *pod = userdata;
+        pod->oom_paused = NULL;
+        pod->oom_answers = 0;
+        oom_poll(pod);
+}
+
 static void oom_got(int status, const uint8_t *payload, size_t len, const struct us_error *err,
                     void *userdata)
 {
@@ -114,13 +133,18 @@ static void oom_got(int status, const uint8_t *payload, size_t len, const struct
         }
         if (ev)
                 unishim__agent__v1__oomevent__free_unpacked(ev, NULL);
-        oom_poll(pod);
+        if (++pod->oom_answers < OOM_POLL_BURST)
+                oom_poll(pod);
+        else if (us_loop_add_timer(pod->vmpod.loop, OOM_POLL_PAUSE_MS, oom_resume, pod,
+                                   &pod->oom_paused, NULL) < 0)
+                us_log_warn("pod %s: its OOM kills are no longer watched (no timer)",
+                            pod->vmpod.id);
 }
 
 static void oom_poll(struct sandbox_pod *pod)
 {
         Unishim__Agent__V1__Empty req = UNISHIM__AGENT__V1__EMPTY__INIT;
-        if (!pod->oom_call)
+        if (!pod->oom_call && !pod->oom_paused)
                 (void)sandbox_agent_poll(&pod->agent, "GetOOMEvent", &req.base, 0, oom_got, pod,
                                          &pod->oom_call);
 }
@@ -545,6 +569,7 @@ static void pod_teardown(struct sandbox_pod *pod)
         (void)sandbox_agent_acall(&pod->agent, NULL, "Shutdown", &shutdown.base, NULL,
                                   sandbox_acall_plain, NULL, NULL, NULL);
         sandbox_agent_close(&pod->agent);
+        pod->oom_paused = us_loop_source_remove(pod->oom_paused);
         if (pod->vm) {
                 /* A guest whose agent is dead gets no orderly quit: its QEMU
                  * may not answer QMP either. */

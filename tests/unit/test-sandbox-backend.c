@@ -349,6 +349,39 @@ static void oom_events(void **state)
         bx_free(b);
 }
 
+static bool oom_paused(void *pod)
+{
+        return ((struct sandbox_pod *)pod)->oom_paused != NULL;
+}
+
+/* A guest that answers GetOOMEvent at once, forever, naming a real
+ * container: after OOM_POLL_BURST answers the shim pauses instead of
+ * polling (and publishing) in a busy loop, then polls again. */
+static void oom_flood(void **state)
+{
+        (void)state;
+        struct bx *b = bx_new(10000);
+        struct task_events vm_ev = {0}, ev = {0};
+        boot(b, &vm_ev);
+        struct fake_op op;
+        assert_non_null(create(b, "ctr-1", &ev, &op));
+        wait_held(b, "GetOOMEvent");
+        fake_set(b->fake, "GetOOMEvent", FAKE_ANSWER, 0);
+        b->fake->oom_id = "ctr-1";
+        assert_true(fake_release(b->fake, "GetOOMEvent", FAKE_ANSWER, 0));
+        assert_int_equal(fake_run_until(b->loop, oom_paused, pod_of(b)), 0);
+        assert_int_equal(fake_count(b->fake, "GetOOMEvent"), OOM_POLL_BURST);
+        assert_int_equal(pod_of(b)->oom_call, 0);
+        assert_int_equal(ev.ooms, 1);
+        /* A container created meanwhile does not end the pause. */
+        struct fake_op op2;
+        assert_non_null(create(b, "ctr-2", &ev, &op2));
+        assert_int_equal(fake_count(b->fake, "GetOOMEvent"), OOM_POLL_BURST);
+        wait_calls(b, "GetOOMEvent", OOM_POLL_BURST + 1);
+        assert_int_equal(pod_of(b)->agent.dead, false);
+        bx_free(b);
+}
+
 /* ---- a hostile or broken guest ---- */
 
 /* A boot step the guest refuses: the create fails naming it, and the pod
@@ -848,11 +881,17 @@ static void task_service(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(lifecycle),       cmocka_unit_test(oom_events),
-                cmocka_unit_test(boot_step_fails), cmocka_unit_test(create_fails),
-                cmocka_unit_test(exec_fails),      cmocka_unit_test(kill_gone),
-                cmocka_unit_test(stats_and_pids),  cmocka_unit_test(late_answer_kills_pod),
-                cmocka_unit_test(guest_hangs_up),  cmocka_unit_test(task_service),
+                cmocka_unit_test(lifecycle),
+                cmocka_unit_test(oom_events),
+                cmocka_unit_test(oom_flood),
+                cmocka_unit_test(boot_step_fails),
+                cmocka_unit_test(create_fails),
+                cmocka_unit_test(exec_fails),
+                cmocka_unit_test(kill_gone),
+                cmocka_unit_test(stats_and_pids),
+                cmocka_unit_test(late_answer_kills_pod),
+                cmocka_unit_test(guest_hangs_up),
+                cmocka_unit_test(task_service),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }
