@@ -200,12 +200,14 @@ struct run {
         struct us_loop *loop;
         struct agent_signal_hold *h;
         struct child *ch;
+        bool until_exit; /* the hold being over is not enough: the child's exit */
         bool exited, hung;
         int status;
 };
 
-/* Stops the loop when the child exited or the hold is over: polled, the
- * events are the agent's own timers. */
+/* Stops the loop when the child exited or (unless until_exit) the hold is
+ * over: polled, the events are the agent's own timers. A held signal
+ * delivered is not yet a child gone: its handler still has to run. */
 static void poll_tick(struct us_loop_source *src, void *userdata)
 {
         (void)src;
@@ -217,7 +219,7 @@ static void poll_tick(struct us_loop_source *src, void *userdata)
                 us_loop_quit(rn->loop, 0);
                 return;
         }
-        if (rn->h->sigs == 0 && !rn->h->timer) {
+        if (!rn->until_exit && rn->h->sigs == 0 && !rn->h->timer) {
                 us_loop_quit(rn->loop, 0);
                 return;
         }
@@ -283,7 +285,7 @@ static void test_late_handler_gets_term(void **state)
         char c = 'g';
         assert_int_equal(write(f.ch.go, &c, 1), 1);
         assert_int_equal(read(f.ch.ready, &c, 1), 1); /* the handler is set */
-        struct run rn = {.loop = f.loop, .h = &f.h, .ch = &f.ch};
+        struct run rn = {.loop = f.loop, .h = &f.h, .ch = &f.ch, .until_exit = true};
         run_until_settled(&rn);
         if (!rn.exited) {
                 kill(f.ch.pid, SIGKILL);
