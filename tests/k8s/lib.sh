@@ -194,15 +194,34 @@ k8s_bg_stop() {
 
 file_has() { grep -qF -- "$2" "$1" 2>/dev/null; }
 
-# k8s_stream_checks KIND NS POD: kubectl exec -i with 100000 bytes of
-# stdin, logs -f, cp both ways, port-forward.
+# What kubectl exec -it runs: its terminal, then its size. kubectl passes
+# its size on as a resize after the exec started, which may come after the
+# command's first look: it waits for a size. (busybox stty fails on a 0x0
+# terminal, with a stale errno such as ECHILD, instead of printing "0 0".)
+K8S_TTY_CMD='tty; until case $(stty size 2>/dev/null) in [1-9]*" "[1-9]*) true ;; *) false ;; esac; do sleep 0.2; done; stty size; echo tty-done'
+
+# k8s_stream_checks KIND NS POD: kubectl exec -it on a terminal, exec -i
+# with 100000 bytes of stdin, logs -f, cp both ways, port-forward.
 k8s_stream_checks() {
         local kind=$1 ns=$2 pod=$3 out rc cmd f pid port sum
-        # kubectl exec -it is not checked here: it hung without output, or
-        # its `stty size` failed with ECHILD, in 2 of 5 runs of the
-        # container kind and 1 of the sandbox kind's (issue 9, open);
-        # tests/integration/test-basic.sh runs a terminal through the shim
-        # (ctr -t under script).
+        # A terminal for kubectl (its stdin must be one for -t): script's
+        # pty, sized 33x101. As in tests/integration/test-basic.sh, timeout
+        # stays in the terminal's foreground process group (--foreground):
+        # in a group of its own, kubectl's tcsetattr (raw mode) stops it
+        # with SIGTTOU, for good and without output. A shell that exec's
+        # its last command hides that (timeout, then a session leader,
+        # cannot leave its group); dash, script's shell when SHELL is unset
+        # (CI: env -i), forks it. SHELL is pinned as well.
+        cmd=$(printf '%q ' timeout --foreground -k 5 "$K8S_TIMEOUT" nsenter --net="$ENV_NETNS_PATH" \
+                "$K8S_BIN/kubectl" --kubeconfig="$KUBECONFIG" -n "$ns" exec -it "$pod" -c side -- \
+                sh -c "$K8S_TTY_CMD")
+        out=$(SHELL=/bin/sh script -qec "stty rows 33 cols 101; $cmd" /dev/null </dev/null 2>&1 |
+                tr -d '\r\0' | sed 's/\^@//g' || true)
+        # (script sends a NUL at its stdin's EOF, which the terminal in the
+        # container echoes as ^@ wherever the output is then)
+        expect_match "kubectl exec -it: a terminal in the container (tty)" '/dev/pts/[0-9]+'$'\n''33 101' "$out"
+        expect_match "kubectl exec -it: the terminal's size is kubectl's (stty size)" \
+                $'\n''33 101'$'\n''tty-done' "$out"
         out=$(head -c 100000 /dev/zero | kc -n "$ns" exec -i "$pod" -c side -- wc -c 2>&1 | tr -d ' ' || true)
         expect_eq "kubectl exec -i: 100000 bytes of stdin reach the process (wc -c)" 100000 "$out"
 
