@@ -39,7 +39,8 @@ qemu-system-x86_64 -M microvm,x-option-roms=off,pit=on,pic=off,isa-serial=on,rtc
         -chardev "socket,id=agent,path=$work/agent.sock,server=on,wait=off" \
         -device virtserialport,chardev=agent,name=unishim.agent >"$work/qemu.log" 2>&1 &
 qpid=$!
-for _ in $(seq 100); do [ -S "$work/agent.sock" ] && break; sleep 0.1; done
+# Bounds here are hang guards (a loaded machine starts QEMU late).
+for _ in $(seq 600); do [ -S "$work/agent.sock" ] && break; sleep 0.1; done
 [ -S "$work/agent.sock" ] || { cat "$work/qemu.log"; echo "FAIL: QEMU did not create the socket"; exit 1; }
 
 if ! out=$(timeout 90 "$ctl" --wait-ms 60000 "$work/agent.sock" check); then
@@ -53,9 +54,9 @@ guest_rel=${out#* }
 [ "$guest_rel" = "$(cat "$img/kernel-release")" ] || { echo "FAIL: release $guest_rel is not the image's"; exit 1; }
 
 timeout 30 "$ctl" --wait-ms 20000 "$work/agent.sock" shutdown || { echo "FAIL: Shutdown"; exit 1; }
-for _ in $(seq 200); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 1200); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$qpid" 2>/dev/null; then
-        tail -20 "$work/console.log"; echo "FAIL: QEMU still running 20 s after Shutdown"; exit 1
+        tail -20 "$work/console.log"; echo "FAIL: QEMU still running 120 s after Shutdown"; exit 1
 fi
 wait "$qpid" || true
 qpid=

@@ -12,7 +12,10 @@ timeout -k 5 600 ctr -a "$ENV_ADDR" -n "$ENV_NS" events >"$events" 2>&1 &
 events_pid=$!
 stop_events() { kill "$events_pid" 2>/dev/null || true; }
 IT_CLEANUP_HOOK=stop_events
-sleep 0.3
+# Subscribed once an event of our own shows (the stream is not filtered by
+# the namespace): an event before the subscription is not replayed.
+wait_until 60 _events_seen "$events" "events-ready-$$-$RANDOM" ||
+        echo "# ctr events showed nothing within 60 s"
 
 # event_for TOPIC CONTAINER [EXEC_ID]: prints the JSON of the first matching
 # event (for /tasks/exit, the one of the process EXEC_ID, default the init).

@@ -40,8 +40,8 @@ if wait_until "$BOUND_S" exited; then
 else
         fail "containers not Exited ${BOUND_S}s after kill -9 of QEMU: a=$(ctr_state crash a) b=$(ctr_state crash b)"
 fi
-wait_until 5 grep -qF "\"container_id\":\"$cb\"" "$IT_TMP/events" || true
-sleep 0.3
+both_exit_events() { event_seen /tasks/exit "$ca" "$IT_TMP/events" && event_seen /tasks/exit "$cb" "$IT_TMP/events"; }
+wait_until 60 both_exit_events || true
 events_stop
 sa=$(event_exit_status "$ca" "$IT_TMP/events")
 sb=$(event_exit_status "$cb" "$IT_TMP/events")
