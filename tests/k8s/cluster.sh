@@ -132,10 +132,12 @@ _k8s_unpack() {
 }
 
 # kc ARGS...: kubectl against the cluster, inside the env's netns (the API
-# server listens there); bounded by KC_TIMEOUT (default 120 s).
+# server listens there); bounded by KC_TIMEOUT (default 120 s). Its cache is
+# the cluster's: under env -i (CI) there is no HOME, and kubectl would make
+# .kube/ in the current directory.
 kc() {
         timeout -k 5 "${KC_TIMEOUT:-120}" nsenter --net="$ENV_NETNS_PATH" \
-                "$K8S_BIN/kubectl" --kubeconfig="$KUBECONFIG" "$@"
+                "$K8S_BIN/kubectl" --kubeconfig="$KUBECONFIG" --cache-dir="$K8S_DIR/kube-cache" "$@"
 }
 
 # ---- processes ----

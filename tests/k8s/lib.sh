@@ -183,7 +183,7 @@ k8s_bg() {
         local f=$1
         shift
         timeout -k 5 "$((K8S_TIMEOUT + 60))" nsenter --net="$ENV_NETNS_PATH" \
-                "$K8S_BIN/kubectl" --kubeconfig="$KUBECONFIG" "$@" </dev/null >"$f" 2>&1 &
+                "$K8S_BIN/kubectl" --kubeconfig="$KUBECONFIG" --cache-dir="$K8S_DIR/kube-cache" "$@" </dev/null >"$f" 2>&1 &
         K8S_BG_PID=$!
 }
 
@@ -213,7 +213,7 @@ k8s_stream_checks() {
         # cannot leave its group); dash, script's shell when SHELL is unset
         # (CI: env -i), forks it. SHELL is pinned as well.
         cmd=$(printf '%q ' timeout --foreground -k 5 "$K8S_TIMEOUT" nsenter --net="$ENV_NETNS_PATH" \
-                "$K8S_BIN/kubectl" --kubeconfig="$KUBECONFIG" -n "$ns" exec -it "$pod" -c side -- \
+                "$K8S_BIN/kubectl" --kubeconfig="$KUBECONFIG" --cache-dir="$K8S_DIR/kube-cache" -n "$ns" exec -it "$pod" -c side -- \
                 sh -c "$K8S_TTY_CMD")
         out=$(SHELL=/bin/sh script -qec "stty rows 33 cols 101; $cmd" /dev/null </dev/null 2>&1 |
                 tr -d '\r\0' | sed 's/\^@//g' || true)
