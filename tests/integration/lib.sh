@@ -413,6 +413,50 @@ early_term_rounds() {
         done
 }
 
+# ---- mount propagation (test-cri-propagation.sh, test-sandbox-propagation.sh) ----
+
+# prop_shared_dirs DIR NAME...: DIR/NAME, each a shared mount point (a bind
+# of itself), for volumes whose propagation is checked.
+prop_shared_dirs() {
+        local d=$1 v
+        shift
+        for v in "$@"; do
+                mkdir -p "$d/$v"
+                mount --bind "$d/$v" "$d/$v"
+                mount --make-shared "$d/$v"
+        done
+}
+
+# prop_unmount_tmp: every mount under the test's temp dir, deepest first:
+# the test's shared mount points and what propagated onto them (an
+# IT_CLEANUP_HOOK).
+prop_unmount_tmp() {
+        local mp
+        for mp in $(awk -v d="$IT_TMP/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r); do
+                umount -l "$mp" 2>/dev/null || true
+        done
+}
+
+# prop_host_mount DIR: a tmpfs on DIR/sub holding the file f ("from-host").
+prop_host_mount() {
+        mkdir -p "$1/sub"
+        mount -t tmpfs -o size=1m "h2c-$$" "$1/sub"
+        echo from-host >"$1/sub/f"
+}
+
+# prop_in_ctr NAME COMMAND: sh -c COMMAND in the pod's container app; its
+# output.
+prop_in_ctr() {
+        ectl exec "$1" -c app -- sh -c "$2" </dev/null 2>&1 || true
+}
+
+# prop_mount_inside NAME VOLUME: mounts a tmpfs at /VOLUME/in inside the
+# pod's container app with the file f ("from-VOLUME"); "mounted" when done.
+prop_mount_inside() {
+        prop_in_ctr "$1" "mkdir -p /$2/in && mount -t tmpfs -o size=1m in-$2 /$2/in &&
+                echo from-$2 >/$2/in/f && echo mounted"
+}
+
 # pod_shim_pid POD_ID: the shim serving the pod: the containerd-shim-* process
 # of this env with -id POD_ID (the short-lived `start` call is gone by then).
 pod_shim_pid() {
