@@ -22,6 +22,7 @@
 #include "agent.h"
 #include "base/cleanup.h"
 #include "base/log.h"
+#include "engine/signal-hold.h"
 #include "containerd/cgroups-v1-metrics.pb-c.h"
 
 #ifndef UNISHIM_VERSION
@@ -41,7 +42,7 @@ struct agent_process {
         struct agent_stdin in; /* pipe write end or pty master dup */
         int pty;               /* pty master for resize; -1 */
         struct agent_stream out, err;
-        struct agent_signal_hold hold; /* signals it would lose as PID 1 */
+        struct us_signal_hold hold; /* signals it would lose as PID 1 */
         struct us_ttrpc_call *waiters[AGENT_MAX_WAITERS];
         size_t n_waiters;
 };
@@ -100,7 +101,7 @@ static void process_release(struct agent_process *p)
         for (size_t i = 0; i < p->n_waiters; i++)
                 us_ttrpc_call_fail(p->waiters[i], US_GRPC_NOT_FOUND, "process removed");
         p->n_waiters = 0;
-        agent_signal_forget(&p->hold);
+        us_signal_forget(&p->hold);
         agent_stream_release(&p->out);
         agent_stream_release(&p->err);
         agent_stdin_release(&p->in);
@@ -149,7 +150,7 @@ static void process_init(struct agent_process *p, struct agent_container *c)
         p->ctr = c;
         agent_stdin_init(&p->in, -1, false);
         p->pty = -1;
-        agent_signal_hold_init(&p->hold);
+        us_signal_hold_init(&p->hold);
         agent_stream_init(&p->out, -1);
         agent_stream_init(&p->err, -1);
 }
@@ -180,7 +181,7 @@ static bool match_exit(struct agent *a, pid_t pid, int status)
                 if (!p)
                         continue;
                 p->exited = true;
-                agent_signal_forget(&p->hold);
+                us_signal_forget(&p->hold);
                 p->exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
                 if (a->opts.debug)
                         us_log_debug("container %s %s pid %d exited %d", c->id,
@@ -724,7 +725,7 @@ static void h_signal(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
         struct us_error *err = NULL;
         int r = 0, sig = (int)req->signal;
         if (sig == SIGKILL)
-                agent_signal_forget(&proc->hold);
+                us_signal_forget(&proc->hold);
         /* To all of the cgroup's processes, or before the start (to the
          * engine's waiting child, not the program): as it is. */
         if (proc == &ctr->init && (req->all || !ctr->started || proc->exited))
@@ -732,7 +733,7 @@ static void h_signal(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
         else if (proc->exited)
                 r = us_error_msg(&err, ESRCH, "process already exited");
         else
-                r = agent_signal_send(&proc->hold, a->loop, proc->pid, sig, &err);
+                r = us_signal_send(&proc->hold, a->loop, proc->pid, sig, &err);
         if (r < 0)
                 return fail_err(call, r, err);
         us_ttrpc_call_reply(call, &empty_msg.base);

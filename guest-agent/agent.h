@@ -203,51 +203,6 @@ int agent_mount_storage(const Unishim__Agent__V1__Storage *st, struct us_error *
  * SIGKILL. *ret_pid: the caller reaps it. */
 int agent_pidns_spawn(pid_t *ret_pid, struct us_error **err);
 
-/* ---- signals a container's init would lose (agent-signal.c) ---- */
-
-#define AGENT_SIGNAL_HOLD_MS        30000 /* the default grace period */
-#define AGENT_SIGNAL_CHECK_FIRST_MS 2
-#define AGENT_SIGNAL_CHECK_MAX_MS   250
-
-/* What /proc/PID/status says of a process's signals. */
-struct agent_signal_status {
-        bool pidns_init;                   /* PID 1 of its own PID namespace (NSpid's last is 1) */
-        uint64_t blocked, ignored, caught; /* SigBlk, SigIgn, SigCgt: bit sig - 1 */
-};
-
-/* Parses the text of /proc/PID/status (NSpid, SigBlk, SigIgn, SigCgt, each
- * once). No side effects. */
-int agent_signal_status_parse(const char *text, size_t len, struct agent_signal_status *ret,
-                              struct us_error **err);
-/* The kernel would drop sig sent now: a catchable signal that ends the
- * process by default, to a PID-namespace init that neither handles, ignores
- * nor blocks it (SIG_DFL; the kernel protects a namespace's init). */
-bool agent_signal_would_drop(const struct agent_signal_status *st, int sig);
-
-/* Signals held for one process until it has decided what to do with them. */
-struct agent_signal_hold {
-        struct us_loop *loop;
-        pid_t pid;
-        uint64_t sigs;                /* held: bit sig - 1; 0: none */
-        struct us_loop_source *timer; /* the next check; NULL when none */
-        uint64_t delay_ms;            /* until the check after it */
-        int64_t until_ms;             /* monotonic: held signals are dropped then */
-        uint64_t hold_ms;             /* AGENT_SIGNAL_HOLD_MS unless a test sets less */
-};
-
-void agent_signal_hold_init(struct agent_signal_hold *h);
-/* Sends sig to pid now, or, when the kernel would drop it (above), holds it
- * in h and sends it from loop once the process has a handler, ignores or
- * blocks it (checked with a back-off from AGENT_SIGNAL_CHECK_FIRST_MS to
- * AGENT_SIGNAL_CHECK_MAX_MS); after h->hold_ms it is dropped, as the kernel
- * would have. SIGKILL forgets what is held. h holds for one pid at a time:
- * another pid's signal replaces what was held. Returns 0 (sent or held) or
- * the kill's negative errno. */
-int agent_signal_send(struct agent_signal_hold *h, struct us_loop *loop, pid_t pid, int sig,
-                      struct us_error **err);
-/* Drops what is held and the timer (the process exited or is released). */
-void agent_signal_forget(struct agent_signal_hold *h);
-
 /* ---- the service (agent-service.c) ---- */
 
 struct agent;

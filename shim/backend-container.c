@@ -10,11 +10,14 @@ static int container_create(const struct shim_backend_env *env, void *task_cooki
                             const struct shim_pod_decision *decision, void **ret_impl, int *ret_pty,
                             struct shim_op *op, struct us_error **err)
 {
-        (void)env;
         (void)op;
         (void)task_cookie;
+        /* The engine holds what init would lose to an early TERM on the
+         * shim's loop (signal-hold.h). */
+        struct us_container_config cfg = decision->container;
+        cfg.loop = env->loop;
         struct us_container *c = NULL;
-        int r = us_container_create(&decision->container, &c, ret_pty, err);
+        int r = us_container_create(&cfg, &c, ret_pty, err);
         if (r < 0)
                 return r;
         *ret_impl = c;

@@ -326,6 +326,8 @@ int us_container_create(const struct us_container_config *cfg, struct us_contain
         c->sync_fd = TAKE_FD(sync_fd);
         c->apparmor_enabled = ctx.apparmor_enabled;
         c->cap_last_cap = ctx.cap_last_cap;
+        c->loop = cfg->loop;
+        us_signal_hold_init(&c->hold);
         *ret = c;
         if (ret_pty_master)
                 *ret_pty_master = pty;
@@ -400,10 +402,17 @@ int us_container_kill(struct us_container *c, int sig, bool all, struct us_error
                         return us_error_wrap(err, r, "kill container %s", c->id);
                 return 0;
         }
-        if (c->pid <= 0 || kill(c->pid, sig) < 0)
-                return us_errorf(err, c->pid <= 0 ? ESRCH : errno,
-                                 "kill container %s init (pid %d) with signal %d", c->id,
-                                 (int)c->pid, sig);
+        if (c->pid <= 0)
+                return us_error_msg(err, ESRCH, "kill container %s init: no pid", c->id);
+        /* Before the start the signal is for the engine's waiting init,
+         * which takes it as it is. */
+        if (c->loop && c->started) {
+                r = us_signal_send(&c->hold, c->loop, c->pid, sig, err);
+                return r < 0 ? us_error_wrap(err, r, "kill container %s init", c->id) : 0;
+        }
+        if (kill(c->pid, sig) < 0)
+                return us_errorf(err, errno, "kill container %s init (pid %d) with signal %d",
+                                 c->id, (int)c->pid, sig);
         return 0;
 }
 
@@ -458,6 +467,7 @@ struct us_container *us_container_free(struct us_container *c)
 {
         if (!c)
                 return NULL;
+        us_signal_forget(&c->hold);
         us_close(c->sync_fd);
         us_cgroup_free(c->cg);
         us_oci_spec_free(c->spec);

@@ -22,6 +22,7 @@
 #include <sys/types.h>
 
 #include "engine.h"
+#include "signal-hold.h"
 
 enum engine_msg_type {
         ENGINE_MSG_GO = 1,  /* parent -> child: proceed (cgroup entered, pid known) */
@@ -160,4 +161,6 @@ struct us_container {
         bool destroyed;
         bool apparmor_enabled;
         int cap_last_cap;
+        struct us_loop *loop;       /* the config's: NULL, signals go as they are */
+        struct us_signal_hold hold; /* what init would lose before its handler */
 };

@@ -47,6 +47,11 @@ struct us_container_config {
         size_t spec_json_len;
         struct us_stdio stdio;   /* used when !spec->process->terminal */
         const char *cgroup_root; /* cgroupfs mount root; NULL = "/sys/fs/cgroup" */
+        /* The caller's event loop, for us_container_kill to hold a signal
+         * that init would lose (signal-hold.h); NULL: every signal is sent
+         * as it is (a caller that holds them itself). Not owned: it must
+         * outlive the container. */
+        struct us_loop *loop;
 };
 
 /*
@@ -99,7 +104,11 @@ int us_container_exec(struct us_container *c, const struct us_oci_process *p,
                       const struct us_stdio *stdio, pid_t *ret_pid, int *ret_pty_master,
                       struct us_error **err);
 
-/* Signals init, or with all every process in the container's cgroup. */
+/* Signals init, or with all every process in the container's cgroup.
+ * With a loop in the config, a signal to the started init that the kernel
+ * would drop (init is PID 1 of its PID namespace and has not set its
+ * handler yet) is held and sent from the loop once it has
+ * (us_signal_send): 0 then means held. */
 int us_container_kill(struct us_container *c, int sig, bool all, struct us_error **err);
 
 int us_container_pause(struct us_container *c, struct us_error **err);

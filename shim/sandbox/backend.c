@@ -634,6 +634,26 @@ static bool mount_is_bind(const struct us_oci_mount *m)
         return false;
 }
 
+/* The volume's propagation option as containerd writes Kubernetes'
+ * mountPropagation: Bidirectional "rshared", HostToContainer "rslave",
+ * None "rprivate" (the last one wins, as in mount(8)). */
+enum mount_propagation { PROPAGATION_NONE, PROPAGATION_FROM_HOST, PROPAGATION_BOTH };
+
+static enum mount_propagation mount_propagation(const struct us_oci_mount *m)
+{
+        enum mount_propagation p = PROPAGATION_NONE;
+        for (char **o = m->options; o && *o; o++) {
+                const char *v = **o == 'r' ? *o + 1 : *o;
+                if (strcmp(v, "shared") == 0)
+                        p = PROPAGATION_BOTH;
+                else if (strcmp(v, "slave") == 0)
+                        p = PROPAGATION_FROM_HOST;
+                else if (strcmp(v, "private") == 0)
+                        p = PROPAGATION_NONE;
+        }
+        return p;
+}
+
 /* The last of "ro"/"rw" wins, as in mount(8). */
 static bool mount_is_readonly(const struct us_oci_mount *m)
 {
@@ -681,8 +701,23 @@ static int guest_spec(struct sandbox_task *t, const struct shim_pod_decision *de
                         drop[i] = true;
                         continue;
                 }
+                /* virtio-fs carries the host's mounts into the guest, and
+                 * nothing the guest mounts back out: what Bidirectional
+                 * promises (CSI node plugins' mounts for the host) cannot
+                 * hold, and is refused rather than half kept. */
+                enum mount_propagation prop = mount_propagation(m);
+                if (prop == PROPAGATION_BOTH) {
+                        r = us_error_msg(err, ENOTSUP,
+                                         "mountPropagation Bidirectional (volume %s at %s) is not "
+                                         "supported by unishim's sandbox isolation: a mount made "
+                                         "in the pod's VM cannot reach the host; use "
+                                         "HostToContainer (host mounts reach the VM), or the "
+                                         "container isolation",
+                                         m->source, m->destination);
+                        goto out;
+                }
                 r = sandbox_share_add_bind(pod->share, t->id, i, m->source, mount_is_readonly(m),
-                                           err);
+                                           prop == PROPAGATION_FROM_HOST, err);
                 if (r < 0)
                         goto out;
                 if (asprintf(&sources[i], "%s/%s/mounts/%zu", GUEST_SHARE_DIR, t->id, i) < 0) {

@@ -180,7 +180,7 @@ fail:
 }
 
 int sandbox_share_add_bind(struct sandbox_share *s, const char *cid, size_t index, const char *src,
-                           bool readonly, struct us_error **err)
+                           bool readonly, bool from_host, struct us_error **err)
 {
         int r = us_id_check("container id", cid, err);
         if (r < 0)
@@ -199,6 +199,12 @@ int sandbox_share_add_bind(struct sandbox_share *s, const char *cid, size_t inde
         } else if ((tree = clone_tree(src, err)) < 0) {
                 return tree;
         }
+        /* A clone of a shared src is its peer: every mount made below src
+         * later would reach the guest, and the share's below src. A slave
+         * takes the host's and gives nothing back; a private one neither. */
+        struct mount_attr prop = {.propagation = from_host ? MS_SLAVE : MS_PRIVATE};
+        if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &prop, sizeof(prop)) < 0)
+                return us_errorf(err, errno, "set the propagation of the share of %s", src);
         struct stat st;
         if (fstat(tree, &st) < 0)
                 return us_errorf(err, errno, "share %s with the guest", src);

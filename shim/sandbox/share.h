@@ -62,10 +62,13 @@ int sandbox_share_add_container(struct sandbox_share *s, const char *cid, const 
 
 /* Binds src (a host path from the container's spec) at <cid>/mounts/<index>,
  * a directory or a file like src; readonly binds are read-only before they
- * are attached, so no copy of them is ever writable. With an idmap, a
+ * are attached, so no copy of them is ever writable. With from_host the
+ * bind is a slave of src: a mount made below src on the host later shows
+ * in the guest (HostToContainer); else it is private to the share (None).
+ * Nothing made in the share reaches src. With an idmap, a
  * source whose filesystem refuses idmapped mounts is an error naming it. */
 int sandbox_share_add_bind(struct sandbox_share *s, const char *cid, size_t index, const char *src,
-                           bool readonly, struct us_error **err);
+                           bool readonly, bool from_host, struct us_error **err);
 
 /* Unmounts <cid>/rootfs and every <cid>/mounts/<i> and removes <cid>/.
  * Idempotent. */

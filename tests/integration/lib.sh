@@ -370,6 +370,93 @@ ctr_id() {
         ectl inspect "$1" 2>/dev/null | awk -v n="$2" '$1 == "container" && $4 == n { print $2; exit }'
 }
 
+# early_term_round NAME HANDLER ANNOTATIONS GRACE: a pod of busybox top
+# that unishimctl stops with GRACE seconds of grace as soon as
+# StartContainer answered, in the same process, as a kubelet does for a pod
+# deleted while it starts. top exits 143 by its own TERM handler; a TERM
+# lost between its exec and its sigaction leaves it to the KILL at the end
+# of the grace (137), or, with a grace beyond ectl's hang guard (240 s
+# here), fails the run. Records the pod in PODS and IDS; sets ET_RC and
+# ET_OUT (the run's exit code and output) and ET_STATE (the container's
+# "state":"...","exit_code":N, or the whole status when it has none).
+early_term_round() {
+        local f st src
+        f=$(it_pod "$1.json" --arg n "$1" --arg h "$2" --argjson a "$3" \
+                '{name: $n, runtime_handler: $h, annotations: $a,
+                  containers: [{name: "top", image: $img, command: ["top"]}]}')
+        CTR_TIMEOUT=240 out_rc ET_OUT ET_RC ectl run --stop-after-start "$4" "$f"
+        IDS+=("$(pod_id "$1" || true)")
+        PODS+=("$1")
+        out_rc st src ectl status "$1" -c top
+        ET_STATE=$(grep -o '"state":"[A-Za-z]*","exit_code":[0-9]*' <<<"$st" || echo "$st")
+}
+
+# early_term_rounds LABEL HANDLER ANNOTATIONS GRACE ROUNDS [report]: ROUNDS
+# early_term_round's, pods top-LABEL-1...; each checked (the run returns 0,
+# top exited 143), or with "report" only printed. ET_LOST: how many rounds
+# lost the TERM.
+early_term_rounds() {
+        local i
+        ET_LOST=0
+        for i in $(seq "$5"); do
+                early_term_round "top-$1-$i" "$2" "$3" "$4"
+                [[ $ET_STATE = '"state":"Exited","exit_code":143' ]] || ET_LOST=$((ET_LOST + 1))
+                if [ "${6:-}" = report ]; then
+                        echo "# $1 round $i: run $ET_RC, $ET_STATE"
+                        continue
+                fi
+                expect_eq "$1 round $i: run with StopContainer right after StartContainer" 0 "$ET_RC"
+                [ "$ET_RC" = 0 ] || echo "# $ET_OUT"
+                [[ $ET_STATE = '"state":"Exited","exit_code":143' ]] &&
+                        pass "$1 round $i: top ended by its own TERM handler (143)" ||
+                        fail "$1 round $i: top after the stop (the TERM was lost?): $ET_STATE"
+        done
+}
+
+# ---- mount propagation (test-cri-propagation.sh, test-sandbox-propagation.sh) ----
+
+# prop_shared_dirs DIR NAME...: DIR/NAME, each a shared mount point (a bind
+# of itself), for volumes whose propagation is checked.
+prop_shared_dirs() {
+        local d=$1 v
+        shift
+        for v in "$@"; do
+                mkdir -p "$d/$v"
+                mount --bind "$d/$v" "$d/$v"
+                mount --make-shared "$d/$v"
+        done
+}
+
+# prop_unmount_tmp: every mount under the test's temp dir, deepest first:
+# the test's shared mount points and what propagated onto them (an
+# IT_CLEANUP_HOOK).
+prop_unmount_tmp() {
+        local mp
+        for mp in $(awk -v d="$IT_TMP/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r); do
+                umount -l "$mp" 2>/dev/null || true
+        done
+}
+
+# prop_host_mount DIR: a tmpfs on DIR/sub holding the file f ("from-host").
+prop_host_mount() {
+        mkdir -p "$1/sub"
+        mount -t tmpfs -o size=1m "h2c-$$" "$1/sub"
+        echo from-host >"$1/sub/f"
+}
+
+# prop_in_ctr NAME COMMAND: sh -c COMMAND in the pod's container app; its
+# output.
+prop_in_ctr() {
+        ectl exec "$1" -c app -- sh -c "$2" </dev/null 2>&1 || true
+}
+
+# prop_mount_inside NAME VOLUME: mounts a tmpfs at /VOLUME/in inside the
+# pod's container app with the file f ("from-VOLUME"); "mounted" when done.
+prop_mount_inside() {
+        prop_in_ctr "$1" "mkdir -p /$2/in && mount -t tmpfs -o size=1m in-$2 /$2/in &&
+                echo from-$2 >/$2/in/f && echo mounted"
+}
+
 # pod_shim_pid POD_ID: the shim serving the pod: the containerd-shim-* process
 # of this env with -id POD_ID (the short-lived `start` call is gone by then).
 pod_shim_pid() {

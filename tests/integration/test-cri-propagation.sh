@@ -22,36 +22,12 @@ it_setup
 HANDLERS=(unishim runc)
 declare -A RES=()
 
-# Every mount under the test's temp dir, deepest first: the test's shared
-# mount points and what propagated onto them.
-unmount_tmp() {
-        local mp
-        for mp in $(awk -v d="$IT_TMP/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r); do
-                umount -l "$mp" 2>/dev/null || true
-        done
-}
-IT_CLEANUP_HOOK=unmount_tmp
-
-# host_mount DIR: a tmpfs on DIR/sub holding the file f ("from-host").
-host_mount() {
-        mkdir -p "$1/sub"
-        mount -t tmpfs -o size=1m "h2c-$$" "$1/sub"
-        echo from-host >"$1/sub/f"
-}
-
-# in_ctr NAME COMMAND: sh -c COMMAND in the pod's container; its output.
-in_ctr() {
-        ectl exec "$1" -c app -- sh -c "$2" </dev/null 2>&1 || true
-}
+IT_CLEANUP_HOOK=prop_unmount_tmp
 
 for h in "${HANDLERS[@]}"; do
         echo "# ---- handler $h ----"
         d=$IT_TMP/prop-$h
-        for v in bidi h2c none; do
-                mkdir -p "$d/$v"
-                mount --bind "$d/$v" "$d/$v"
-                mount --make-shared "$d/$v"
-        done
+        prop_shared_dirs "$d" bidi h2c none
         name=prop-$h
         f=$(it_pod "$name.json" --arg n "$name" --arg h "$h" --arg d "$d" '{name: $n,
                 runtime_handler: $h, privileged: true,
@@ -72,8 +48,7 @@ for h in "${HANDLERS[@]}"; do
 
         # Container -> host.
         for v in bidi h2c none; do
-                out=$(in_ctr "$name" "mkdir -p /$v/in && mount -t tmpfs -o size=1m in-$v /$v/in &&
-                        echo from-$v >/$v/in/f && echo mounted")
+                out=$(prop_mount_inside "$name" $v)
                 expect_eq "$h: $v: a tmpfs mounted inside the container" mounted "$out"
         done
         RES[$h.bidi_out]=$(cat "$d/bidi/in/f" 2>&1 || true)
@@ -88,8 +63,8 @@ for h in "${HANDLERS[@]}"; do
 
         # Host -> container, after the start.
         for v in bidi h2c none; do
-                host_mount "$d/$v"
-                RES[$h.${v}_in]=$(in_ctr "$name" "cat /$v/sub/f 2>/dev/null || echo absent")
+                prop_host_mount "$d/$v"
+                RES[$h.${v}_in]=$(prop_in_ctr "$name" "cat /$v/sub/f 2>/dev/null || echo absent")
         done
         expect_eq "$h: Bidirectional: a host mount made after the start shows inside" from-host "${RES[$h.bidi_in]}"
         expect_eq "$h: HostToContainer: a host mount made after the start shows inside" from-host "${RES[$h.h2c_in]}"
@@ -103,7 +78,7 @@ for h in "${HANDLERS[@]}"; do
         expect_eq "$h: rm" 0 "$rc"
         wait_until 10 no_pod_shim "$pod" || true
         expect_eq "$h: nothing left (shim, mounts, cgroups)" "" "$(pod_leftovers "$pod" "$app")"
-        unmount_tmp
+        prop_unmount_tmp
 done
 
 echo "# ---- unishim vs runc ----"

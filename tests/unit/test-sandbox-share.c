@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The host side of a VM pod's share: the guest's view is read-only in its
  * structure, container rootfs and volumes reach it (also in another mount
- * namespace, as virtiofsd's), and removal unmounts before it removes. */
+ * namespace, as virtiofsd's), host mounts below a volume follow its
+ * propagation, and removal unmounts before it removes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -130,9 +131,9 @@ static void guest_view_is_read_only(void **state)
         assert_int_equal(sandbox_share_new(f->state, &f->share, NULL), 0);
         const char *view = sandbox_share_guest_dir(f->share);
         assert_int_equal(sandbox_share_add_container(f->share, "c1", f->rootfs, NULL, 0, NULL), 0);
-        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 0, f->vol, true, NULL), 0);
-        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 1, f->file, false, NULL), 0);
-        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 2, f->vol, false, NULL), 0);
+        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 0, f->vol, true, false, NULL), 0);
+        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 1, f->file, false, false, NULL), 0);
+        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 2, f->vol, false, false, NULL), 0);
 
         /* What the guest sees: the rootfs and the volumes... */
         assert_true(exists(view, "c1/rootfs/bin-sh"));
@@ -200,7 +201,7 @@ static void binds_reach_another_namespace(void **state)
         char c;
         assert_int_equal(read(done[0], &c, 1), 1);
         assert_int_equal(sandbox_share_add_container(f->share, "c1", f->rootfs, NULL, 0, NULL), 0);
-        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 0, f->vol, true, NULL), 0);
+        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 0, f->vol, true, false, NULL), 0);
         assert_int_equal(write(go[1], "g", 1), 1);
         assert_int_equal(read(done[0], &c, 1), 1);
         assert_int_equal(sandbox_share_remove_container(f->share, "c1", NULL), 0);
@@ -240,8 +241,9 @@ static void refuses_existing_entries(void **state)
         assert_int_equal(sandbox_share_add_container(f->share, "c3", f->rootfs, NULL, 0, NULL),
                          -EEXIST);
         /* A bind index used twice is refused too. */
-        assert_int_equal(sandbox_share_add_bind(f->share, "c3", 0, f->vol, false, NULL), 0);
-        assert_int_equal(sandbox_share_add_bind(f->share, "c3", 0, f->vol, false, NULL), -EEXIST);
+        assert_int_equal(sandbox_share_add_bind(f->share, "c3", 0, f->vol, false, false, NULL), 0);
+        assert_int_equal(sandbox_share_add_bind(f->share, "c3", 0, f->vol, false, false, NULL),
+                         -EEXIST);
         /* A missing source leaves nothing. */
         assert_int_equal(
                 sandbox_share_add_container(f->share, "c4", "/nonexistent/rootfs", NULL, 0, NULL),
@@ -306,8 +308,8 @@ static void idmapped_share_keeps_owners(void **state)
         snprintf(p, sizeof(p), "%s/data", f->vol);
         assert_int_equal(chown(p, 1000, 1000), 0);
         int userns = idmapped_share(f);
-        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 0, f->vol, false, NULL), 0);
-        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 1, f->file, true, NULL), 0);
+        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 0, f->vol, false, false, NULL), 0);
+        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 1, f->file, true, false, NULL), 0);
         pid_t pid = fork();
         if (pid == 0)
                 _exit(as_virtiofsd(userns, sandbox_share_guest_dir(f->share)));
@@ -325,6 +327,43 @@ static void idmapped_share_keeps_owners(void **state)
         assert_int_equal(mounts_below(f->state), 2);
 }
 
+/* A volume whose source is a shared mount point: a host mount made below
+ * it afterwards reaches the guest's view through the HostToContainer
+ * bind, not through the None one, and a mount made in the share reaches
+ * neither the source nor the other bind. */
+static void volume_propagation(void **state)
+{
+        struct fixture *f = *state;
+        NEED_ROOT(f);
+        assert_int_equal(mount(f->vol, f->vol, NULL, MS_BIND, NULL), 0);
+        assert_int_equal(mount(NULL, f->vol, NULL, MS_SHARED, NULL), 0);
+        assert_int_equal(sandbox_share_new(f->state, &f->share, NULL), 0);
+        const char *view = sandbox_share_guest_dir(f->share);
+        assert_int_equal(sandbox_share_add_container(f->share, "c1", f->rootfs, NULL, 0, NULL), 0);
+        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 0, f->vol, false, true, NULL), 0);
+        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 1, f->vol, false, false, NULL), 0);
+
+        char p[PATH_MAX + 32];
+        snprintf(p, sizeof(p), "%s/sub", f->vol);
+        assert_int_equal(mkdir(p, 0755), 0);
+        assert_int_equal(mount("tmpfs", p, "tmpfs", 0, "size=64k"), 0);
+        assert_int_equal(create_in(p, "from-host"), 0);
+        assert_true(exists(view, "c1/mounts/0/sub/from-host"));
+        assert_false(exists(view, "c1/mounts/1/sub/from-host"));
+
+        snprintf(p, sizeof(p), "%s/mounts/c1/mounts/0/back", f->state);
+        assert_int_equal(mkdir(p, 0755), 0);
+        assert_int_equal(mount("tmpfs", p, "tmpfs", 0, "size=64k"), 0);
+        assert_int_equal(create_in(p, "from-share"), 0);
+        assert_false(exists(f->vol, "back/from-share"));
+        assert_false(exists(view, "c1/mounts/1/back/from-share"));
+
+        assert_int_equal(sandbox_share_remove_container(f->share, "c1", NULL), 0);
+        snprintf(p, sizeof(p), "%s/sub", f->vol);
+        (void)umount2(p, MNT_DETACH);
+        (void)umount2(f->vol, MNT_DETACH);
+}
+
 /* A volume on a filesystem without idmapped mounts (procfs here; overlay
  * on kind nodes) is refused, naming it. */
 static void unidmappable_volume_is_refused(void **state)
@@ -333,7 +372,7 @@ static void unidmappable_volume_is_refused(void **state)
         NEED_ROOT(f);
         close(idmapped_share(f));
         struct us_error *err = NULL;
-        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 0, "/proc/sys", false, &err),
+        assert_int_equal(sandbox_share_add_bind(f->share, "c1", 0, "/proc/sys", false, false, &err),
                          -EINVAL);
         assert_non_null(strstr(us_error_text(err), "/proc/sys"));
         assert_non_null(strstr(us_error_text(err), "proc"));
@@ -349,6 +388,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(binds_reach_another_namespace, setup, teardown),
                 cmocka_unit_test_setup_teardown(refuses_existing_entries, setup, teardown),
                 cmocka_unit_test_setup_teardown(idmapped_share_keeps_owners, setup, teardown),
+                cmocka_unit_test_setup_teardown(volume_propagation, setup, teardown),
                 cmocka_unit_test_setup_teardown(unidmappable_volume_is_refused, setup, teardown),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Signals a container's init would lose (agent-signal.c): the status parser
+/* Signals a container's init would lose (signal-hold.c): the status parser
  * on good and bad text, and, with real processes that are PID 1 of a PID
  * namespace of their own (root only), a TERM sent before the process set a
  * handler reaches the handler once it is set; one never handled is dropped
  * after the hold, without spinning; KILL forgets it; a process that is not
- * a namespace's init, or that ignores the signal, gets it at once. */
+ * a namespace's init, or that ignores the signal, gets it at once; one
+ * held for a process that is reaped meanwhile is forgotten, pidfd and all. */
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -23,8 +24,9 @@
 
 #include "unit.h"
 
-#include "guest-agent/agent.h"
+#include "base/cleanup.h"
 #include "base/loop.h"
+#include "engine/signal-hold.h"
 
 #define BIT(sig) (UINT64_C(1) << ((sig)-1))
 
@@ -44,18 +46,18 @@ static const char STATUS[] = "Name:\ttop\n"
 static void test_parse(void **state)
 {
         (void)state;
-        struct agent_signal_status st;
-        assert_int_equal(agent_signal_status_parse(STATUS, strlen(STATUS), &st, NULL), 0);
+        struct us_signal_status st;
+        assert_int_equal(us_signal_status_parse(STATUS, strlen(STATUS), &st, NULL), 0);
         assert_true(st.pidns_init);
         assert_int_equal(st.blocked, BIT(SIGCHLD));
         assert_int_equal(st.ignored, BIT(SIGPIPE));
         assert_int_equal(st.caught, BIT(SIGTERM) | BIT(SIGINT));
         /* The last NSpid is the process's own namespace's. */
         const char *host = "NSpid:\t1\t211\nSigBlk:\t0\nSigIgn:\t0\nSigCgt:\t0";
-        assert_int_equal(agent_signal_status_parse(host, strlen(host), &st, NULL), 0);
+        assert_int_equal(us_signal_status_parse(host, strlen(host), &st, NULL), 0);
         assert_false(st.pidns_init);
         const char *one = "NSpid:\t11\nSigBlk:\t0\nSigIgn:\t0\nSigCgt:\t0\n";
-        assert_int_equal(agent_signal_status_parse(one, strlen(one), &st, NULL), 0);
+        assert_int_equal(us_signal_status_parse(one, strlen(one), &st, NULL), 0);
         assert_false(st.pidns_init);
 }
 
@@ -75,9 +77,9 @@ static void test_parse_bad(void **state)
                 "NSpid:\t1 \nSigBlk:\t0\nSigIgn:\t0\nSigCgt:\t0\n",
         };
         for (size_t i = 0; i < US_ELEMENTSOF(bad); i++) {
-                struct agent_signal_status st = {.pidns_init = true, .caught = 7};
+                struct us_signal_status st = {.pidns_init = true, .caught = 7};
                 struct us_error *err = NULL;
-                int r = agent_signal_status_parse(bad[i], strlen(bad[i]), &st, &err);
+                int r = us_signal_status_parse(bad[i], strlen(bad[i]), &st, &err);
                 assert_int_equal(r, -EINVAL);
                 assert_non_null(err);
                 us_error_free(err);
@@ -87,33 +89,33 @@ static void test_parse_bad(void **state)
         /* Not NUL-terminated: the length bounds it. */
         char buf[sizeof(STATUS) - 1];
         memcpy(buf, STATUS, sizeof(buf));
-        struct agent_signal_status st;
-        assert_int_equal(agent_signal_status_parse(buf, sizeof(buf), &st, NULL), 0);
+        struct us_signal_status st;
+        assert_int_equal(us_signal_status_parse(buf, sizeof(buf), &st, NULL), 0);
 }
 
 static void test_would_drop(void **state)
 {
         (void)state;
-        struct agent_signal_status init = {.pidns_init = true};
-        assert_true(agent_signal_would_drop(&init, SIGTERM));
-        assert_true(agent_signal_would_drop(&init, SIGINT));
-        assert_true(agent_signal_would_drop(&init, SIGUSR1));
-        assert_true(agent_signal_would_drop(&init, SIGRTMIN));
-        assert_false(agent_signal_would_drop(&init, SIGKILL));
-        assert_false(agent_signal_would_drop(&init, SIGSTOP));
-        assert_false(agent_signal_would_drop(&init, SIGCONT));
-        assert_false(agent_signal_would_drop(&init, SIGCHLD));
-        assert_false(agent_signal_would_drop(&init, SIGWINCH));
-        assert_false(agent_signal_would_drop(&init, 0));
-        assert_false(agent_signal_would_drop(&init, 65));
-        struct agent_signal_status decided[] = {
+        struct us_signal_status init = {.pidns_init = true};
+        assert_true(us_signal_would_drop(&init, SIGTERM));
+        assert_true(us_signal_would_drop(&init, SIGINT));
+        assert_true(us_signal_would_drop(&init, SIGUSR1));
+        assert_true(us_signal_would_drop(&init, SIGRTMIN));
+        assert_false(us_signal_would_drop(&init, SIGKILL));
+        assert_false(us_signal_would_drop(&init, SIGSTOP));
+        assert_false(us_signal_would_drop(&init, SIGCONT));
+        assert_false(us_signal_would_drop(&init, SIGCHLD));
+        assert_false(us_signal_would_drop(&init, SIGWINCH));
+        assert_false(us_signal_would_drop(&init, 0));
+        assert_false(us_signal_would_drop(&init, 65));
+        struct us_signal_status decided[] = {
                 {.pidns_init = true, .caught = BIT(SIGTERM)},
                 {.pidns_init = true, .ignored = BIT(SIGTERM)},
                 {.pidns_init = true, .blocked = BIT(SIGTERM)},
                 {.pidns_init = false},
         };
         for (size_t i = 0; i < US_ELEMENTSOF(decided); i++)
-                assert_false(agent_signal_would_drop(&decided[i], SIGTERM));
+                assert_false(us_signal_would_drop(&decided[i], SIGTERM));
 }
 
 /* ---- real processes ---- */
@@ -198,7 +200,7 @@ static int child_reap(struct child *ch)
 
 struct run {
         struct us_loop *loop;
-        struct agent_signal_hold *h;
+        struct us_signal_hold *h;
         struct child *ch;
         bool until_exit; /* the hold being over is not enough: the child's exit */
         bool exited, hung;
@@ -206,7 +208,7 @@ struct run {
 };
 
 /* Stops the loop when the child exited or (unless until_exit) the hold is
- * over: polled, the events are the agent's own timers. A held signal
+ * over: polled, the events are the hold's own timers. A held signal
  * delivered is not yet a child gone: its handler still has to run. */
 static void poll_tick(struct us_loop_source *src, void *userdata)
 {
@@ -250,7 +252,7 @@ static void run_until_settled(struct run *rn)
 struct fx {
         struct us_loop *loop;
         struct child ch;
-        struct agent_signal_hold h;
+        struct us_signal_hold h;
 };
 
 static void fx_start(struct fx *f, enum child_kind kind, bool own_pidns)
@@ -260,7 +262,7 @@ static void fx_start(struct fx *f, enum child_kind kind, bool own_pidns)
                 f->loop = us_loop_free(f->loop);
                 unit_skip("a new PID namespace needs CAP_SYS_ADMIN");
         }
-        agent_signal_hold_init(&f->h);
+        us_signal_hold_init(&f->h);
 }
 
 /* Reaps the child, which must have died of sig, and ends the fixture. */
@@ -269,7 +271,7 @@ static void fx_end_killed_by(struct fx *f, int sig)
         int status = child_reap(&f->ch);
         assert_true(WIFSIGNALED(status));
         assert_int_equal(WTERMSIG(status), sig);
-        agent_signal_forget(&f->h);
+        us_signal_forget(&f->h);
         f->loop = us_loop_free(f->loop);
 }
 
@@ -279,7 +281,7 @@ static void test_late_handler_gets_term(void **state)
         struct fx f;
         fx_start(&f, CHILD_LATE_HANDLER, true);
         /* No handler yet: the kernel would drop it, so it is held. */
-        assert_int_equal(agent_signal_send(&f.h, f.loop, f.ch.pid, SIGTERM, NULL), 0);
+        assert_int_equal(us_signal_send(&f.h, f.loop, f.ch.pid, SIGTERM, NULL), 0);
         assert_int_equal(f.h.sigs, BIT(SIGTERM));
         assert_non_null(f.h.timer);
         char c = 'g';
@@ -297,7 +299,7 @@ static void test_late_handler_gets_term(void **state)
         assert_false(rn.hung);
         assert_true(WIFEXITED(rn.status));
         assert_int_equal(WEXITSTATUS(rn.status), 43); /* its handler's */
-        agent_signal_forget(&f.h);
+        us_signal_forget(&f.h);
         us_loop_free(f.loop);
 }
 
@@ -307,8 +309,8 @@ static void test_never_handled_is_dropped(void **state)
         struct fx f;
         fx_start(&f, CHILD_NEVER, true);
         f.h.hold_ms = 300;
-        assert_int_equal(agent_signal_send(&f.h, f.loop, f.ch.pid, SIGTERM, NULL), 0);
-        assert_int_equal(agent_signal_send(&f.h, f.loop, f.ch.pid, SIGUSR1, NULL), 0);
+        assert_int_equal(us_signal_send(&f.h, f.loop, f.ch.pid, SIGTERM, NULL), 0);
+        assert_int_equal(us_signal_send(&f.h, f.loop, f.ch.pid, SIGUSR1, NULL), 0);
         assert_int_equal(f.h.sigs, BIT(SIGTERM) | BIT(SIGUSR1));
         struct run rn = {.loop = f.loop, .h = &f.h, .ch = &f.ch};
         run_until_settled(&rn);
@@ -316,7 +318,7 @@ static void test_never_handled_is_dropped(void **state)
         assert_false(rn.exited); /* as the kernel would: PID 1 ignores them */
         assert_int_equal(f.h.sigs, 0);
         assert_null(f.h.timer); /* nothing left running */
-        assert_int_equal(agent_signal_send(&f.h, f.loop, f.ch.pid, SIGKILL, NULL), 0);
+        assert_int_equal(us_signal_send(&f.h, f.loop, f.ch.pid, SIGKILL, NULL), 0);
         fx_end_killed_by(&f, SIGKILL);
 }
 
@@ -325,12 +327,34 @@ static void test_kill_forgets(void **state)
         (void)state;
         struct fx f;
         fx_start(&f, CHILD_NEVER, true);
-        assert_int_equal(agent_signal_send(&f.h, f.loop, f.ch.pid, SIGTERM, NULL), 0);
+        assert_int_equal(us_signal_send(&f.h, f.loop, f.ch.pid, SIGTERM, NULL), 0);
         assert_int_equal(f.h.sigs, BIT(SIGTERM));
-        assert_int_equal(agent_signal_send(&f.h, f.loop, f.ch.pid, SIGKILL, NULL), 0);
+        assert_int_equal(us_signal_send(&f.h, f.loop, f.ch.pid, SIGKILL, NULL), 0);
         assert_int_equal(f.h.sigs, 0);
         assert_null(f.h.timer);
         fx_end_killed_by(&f, SIGKILL);
+}
+
+/* Held for a process that exits and is reaped before deciding: the next
+ * check finds its pidfd dead and lets go of everything. */
+static void test_reaped_forgets(void **state)
+{
+        (void)state;
+        struct fx f;
+        fx_start(&f, CHILD_NEVER, true);
+        assert_int_equal(us_signal_send(&f.h, f.loop, f.ch.pid, SIGTERM, NULL), 0);
+        assert_int_equal(f.h.sigs, BIT(SIGTERM));
+        assert_true(f.h.pidfd >= 0);
+        assert_int_equal(kill(f.ch.pid, SIGKILL), 0);
+        int status = child_reap(&f.ch);
+        assert_true(WIFSIGNALED(status));
+        struct run rn = {.loop = f.loop, .h = &f.h, .ch = &f.ch};
+        run_until_settled(&rn);
+        assert_false(rn.hung);
+        assert_int_equal(f.h.sigs, 0);
+        assert_null(f.h.timer);
+        assert_int_equal(f.h.pidfd, -1);
+        us_loop_free(f.loop);
 }
 
 /* Not a namespace's init: SIG_DFL TERM ends it, sent at once. */
@@ -339,7 +363,7 @@ static void test_not_init_at_once(void **state)
         (void)state;
         struct fx f;
         fx_start(&f, CHILD_NEVER, false);
-        assert_int_equal(agent_signal_send(&f.h, f.loop, f.ch.pid, SIGTERM, NULL), 0);
+        assert_int_equal(us_signal_send(&f.h, f.loop, f.ch.pid, SIGTERM, NULL), 0);
         assert_int_equal(f.h.sigs, 0);
         assert_null(f.h.timer);
         fx_end_killed_by(&f, SIGTERM);
@@ -351,7 +375,7 @@ static void test_ignored_not_held(void **state)
         (void)state;
         struct fx f;
         fx_start(&f, CHILD_IGNORES, true);
-        assert_int_equal(agent_signal_send(&f.h, f.loop, f.ch.pid, SIGTERM, NULL), 0);
+        assert_int_equal(us_signal_send(&f.h, f.loop, f.ch.pid, SIGTERM, NULL), 0);
         assert_int_equal(f.h.sigs, 0);
         assert_null(f.h.timer);
         pid_t pid = f.ch.pid;
@@ -361,7 +385,7 @@ static void test_ignored_not_held(void **state)
         fx_end_killed_by(&f, SIGKILL);
         /* A process that is gone: the kill's error. */
         struct us_error *err = NULL;
-        assert_int_equal(agent_signal_send(&f.h, loop, pid, SIGTERM, &err), -ESRCH);
+        assert_int_equal(us_signal_send(&f.h, loop, pid, SIGTERM, &err), -ESRCH);
         us_error_free(err);
         us_loop_free(loop);
 }
@@ -375,6 +399,7 @@ int main(void)
                 cmocka_unit_test(test_late_handler_gets_term),
                 cmocka_unit_test(test_never_handled_is_dropped),
                 cmocka_unit_test(test_kill_forgets),
+                cmocka_unit_test(test_reaped_forgets),
                 cmocka_unit_test(test_not_init_at_once),
                 cmocka_unit_test(test_ignored_not_held),
         };

@@ -10,17 +10,17 @@
  * timer that backs off, for a bounded time. */
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "signal-hold.h"
+
 #include "base/cleanup.h"
-#include "base/log.h"
 
 static uint64_t sig_bit(int sig)
 {
@@ -74,7 +74,7 @@ static int parse_mask(const char *s, size_t n, uint64_t *ret)
 
 /* What a status parse has found so far. */
 struct status_parse {
-        struct agent_signal_status st;
+        struct us_signal_status st;
         unsigned seen; /* bit i: the Sig* line of masks[i]; bit 3: NSpid */
 };
 
@@ -86,9 +86,9 @@ static int status_line(struct status_parse *p, const char *line, const char *eol
                 const char *key;
                 size_t off;
         } masks[] = {
-                {"SigBlk:", offsetof(struct agent_signal_status, blocked)},
-                {"SigIgn:", offsetof(struct agent_signal_status, ignored)},
-                {"SigCgt:", offsetof(struct agent_signal_status, caught)},
+                {"SigBlk:", offsetof(struct us_signal_status, blocked)},
+                {"SigIgn:", offsetof(struct us_signal_status, ignored)},
+                {"SigCgt:", offsetof(struct us_signal_status, caught)},
         };
         const char *v = memchr(line, ':', (size_t)(eol - line));
         if (!v)
@@ -122,7 +122,7 @@ static int status_line(struct status_parse *p, const char *line, const char *eol
         return 0;
 }
 
-static int status_end(const struct status_parse *p, struct agent_signal_status *ret,
+static int status_end(const struct status_parse *p, struct us_signal_status *ret,
                       struct us_error **err)
 {
         if (p->seen != 15)
@@ -131,8 +131,8 @@ static int status_end(const struct status_parse *p, struct agent_signal_status *
         return 0;
 }
 
-int agent_signal_status_parse(const char *text, size_t len, struct agent_signal_status *ret,
-                              struct us_error **err)
+int us_signal_status_parse(const char *text, size_t len, struct us_signal_status *ret,
+                           struct us_error **err)
 {
         struct status_parse p = {0};
         const char *end = text + len;
@@ -147,7 +147,7 @@ int agent_signal_status_parse(const char *text, size_t len, struct agent_signal_
         return status_end(&p, ret, err);
 }
 
-bool agent_signal_would_drop(const struct agent_signal_status *st, int sig)
+bool us_signal_would_drop(const struct us_signal_status *st, int sig)
 {
         if (!holdable(sig) || !st->pidns_init)
                 return false;
@@ -155,7 +155,7 @@ bool agent_signal_would_drop(const struct agent_signal_status *st, int sig)
         return !((st->blocked | st->ignored | st->caught) & b);
 }
 
-static int read_status(pid_t pid, struct agent_signal_status *ret, struct us_error **err)
+static int read_status(pid_t pid, struct us_signal_status *ret, struct us_error **err)
 {
         char path[32];
         snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
@@ -178,21 +178,28 @@ static int read_status(pid_t pid, struct agent_signal_status *ret, struct us_err
         return status_end(&p, ret, err);
 }
 
-void agent_signal_hold_init(struct agent_signal_hold *h)
+void us_signal_hold_init(struct us_signal_hold *h)
 {
         memset(h, 0, sizeof(*h));
-        h->hold_ms = AGENT_SIGNAL_HOLD_MS;
+        h->pidfd = -1;
+        h->hold_ms = US_SIGNAL_HOLD_MS;
 }
 
-void agent_signal_forget(struct agent_signal_hold *h)
+void us_signal_forget(struct us_signal_hold *h)
 {
         h->timer = us_loop_source_remove(h->timer);
+        h->pidfd = us_close(h->pidfd);
         h->sigs = 0;
+}
+
+static int pidfd_signal(int pidfd, int sig)
+{
+        return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
 }
 
 static void hold_check(struct us_loop_source *src, void *userdata);
 
-static int hold_arm(struct agent_signal_hold *h, struct us_error **err)
+static int hold_arm(struct us_signal_hold *h, struct us_error **err)
 {
         int64_t left = h->until_ms - us_monotonic_ms();
         uint64_t delay = h->delay_ms;
@@ -204,64 +211,61 @@ static int hold_arm(struct agent_signal_hold *h, struct us_error **err)
 static void hold_check(struct us_loop_source *src, void *userdata)
 {
         (void)src;
-        struct agent_signal_hold *h = userdata;
+        struct us_signal_hold *h = userdata;
         h->timer = NULL; /* the loop removed the one-shot source */
-        struct agent_signal_status st;
-        if (read_status(h->pid, &st, NULL) < 0) { /* gone: reaped next */
-                h->sigs = 0;
+        struct us_signal_status st;
+        /* The status read is the held process's only if the pidfd still
+         * signals after it: until it is reaped, no other takes its pid. */
+        if (read_status(h->pid, &st, NULL) < 0 || pidfd_signal(h->pidfd, 0) < 0) {
+                us_signal_forget(h);
                 return;
         }
         for (int sig = 1; sig <= 64; sig++) {
-                if (!(h->sigs & sig_bit(sig)) || agent_signal_would_drop(&st, sig))
+                if (!(h->sigs & sig_bit(sig)) || us_signal_would_drop(&st, sig))
                         continue;
                 h->sigs &= ~sig_bit(sig);
-                if (kill(h->pid, sig) < 0)
-                        us_log_debug("held signal %d for pid %d: %s", sig, (int)h->pid,
-                                     strerror(errno));
-                else
-                        us_log_debug("held signal %d sent to pid %d", sig, (int)h->pid);
+                /* Failing, it has exited since: nothing left to tell. */
+                (void)pidfd_signal(h->pidfd, sig);
         }
-        if (!h->sigs)
-                return;
-        if (us_monotonic_ms() >= h->until_ms) {
-                /* Never decided: a program that runs as PID 1 without
-                 * handling the signal, which the kernel would drop anyway. */
-                us_log_debug("pid %d set no handler: held signals %#" PRIx64 " dropped",
-                             (int)h->pid, h->sigs);
-                h->sigs = 0;
+        /* Never decided by the end: a program that runs as PID 1 without
+         * handling the signal, which the kernel would drop anyway. */
+        if (!h->sigs || us_monotonic_ms() >= h->until_ms) {
+                us_signal_forget(h);
                 return;
         }
-        h->delay_ms = h->delay_ms * 2 > AGENT_SIGNAL_CHECK_MAX_MS ? AGENT_SIGNAL_CHECK_MAX_MS
-                                                                  : h->delay_ms * 2;
+        h->delay_ms =
+                h->delay_ms * 2 > US_SIGNAL_CHECK_MAX_MS ? US_SIGNAL_CHECK_MAX_MS : h->delay_ms * 2;
         if (hold_arm(h, NULL) < 0) {
                 /* No timer: send them now rather than keep them forever. */
                 for (int sig = 1; sig <= 64; sig++)
                         if (h->sigs & sig_bit(sig))
-                                (void)kill(h->pid, sig);
-                h->sigs = 0;
+                                (void)pidfd_signal(h->pidfd, sig);
+                us_signal_forget(h);
         }
 }
 
-int agent_signal_send(struct agent_signal_hold *h, struct us_loop *loop, pid_t pid, int sig,
-                      struct us_error **err)
+int us_signal_send(struct us_signal_hold *h, struct us_loop *loop, pid_t pid, int sig,
+                   struct us_error **err)
 {
         if (sig == SIGKILL)
-                agent_signal_forget(h);
-        struct agent_signal_status st;
+                us_signal_forget(h);
+        struct us_signal_status st;
         /* A status that cannot be read: the kill below tells why (ESRCH), or
-         * the signal goes as it is. */
-        if (holdable(sig) && read_status(pid, &st, NULL) >= 0 &&
-            agent_signal_would_drop(&st, sig)) {
+         * the signal goes as it is; so does one without a pidfd (a kernel
+         * before 5.3) rather than be held for another process. */
+        if (holdable(sig) && read_status(pid, &st, NULL) >= 0 && us_signal_would_drop(&st, sig)) {
                 if (h->sigs && h->pid == pid) {
                         h->sigs |= sig_bit(sig);
                         return 0;
                 }
-                agent_signal_forget(h);
+                _cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+                us_signal_forget(h);
                 h->loop = loop;
                 h->pid = pid;
-                h->delay_ms = AGENT_SIGNAL_CHECK_FIRST_MS;
+                h->delay_ms = US_SIGNAL_CHECK_FIRST_MS;
                 h->until_ms = us_monotonic_ms() + (int64_t)h->hold_ms;
-                if (hold_arm(h, NULL) >= 0) {
+                if (pidfd >= 0 && hold_arm(h, NULL) >= 0) {
+                        h->pidfd = TAKE_FD(pidfd);
                         h->sigs = sig_bit(sig);
                         return 0;
                 }
