@@ -81,7 +81,8 @@ fi
 # modules.dep). Built-in ones are skipped. Optional ones may be absent in a
 # flavor (9p is not in cloud).
 depmod -b "$tree" "$kver"
-required="virtio_mmio virtio_console virtio_net virtiofs overlay"
+# virtio_balloon: free page reporting (vmm/qemu-argv.c).
+required="virtio_mmio virtio_console virtio_net virtiofs overlay virtio_balloon"
 optional="virtio_blk 9p 9pnet_virtio"
 [ "$flavor" = generic ] || optional="virtio_blk"
 stage=$(mktemp -d "$out/stage.XXXXXX")
