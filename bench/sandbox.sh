@@ -226,7 +226,7 @@ sandbox_bench() {
                 fi
                 CTR_TIMEOUT=30 ectl rm --timeout 0 "bench-sb-two-$j" >/dev/null 2>&1 || true
         done
-        [ ! -s "$work/sb.two" ] || SB_NOTES+="2 at once: each start (ms) $(tr '\n' ' ' <"$work/sb.two")"$'\n'
+        [ ! -s "$work/sb.two" ] || SB_NOTES+="2 at once: each start (ms) $(awk '{ printf "%.0f ", $1 / 1000 }' "$work/sb.two")"$'\n'
 
         # Density: start time of one more pod while N idle sandbox pods run.
         local n k started dens=()
@@ -260,7 +260,7 @@ sandbox_bench() {
         sb_row "idle sandbox pod PSS (shim+QEMU+virtiofsd, ${SB_MEM_MIB} MiB guest); baseline: bare QEMU" KiB "$pss_pod" "$pss_bare"
         sb_row "bare QEMU idle PSS with free page reporting; baseline: without" KiB "$pss_bare" "$pss_bare_nobal"
         sb_row "sandbox pod start, 2 at once (each, the slower); baseline: one alone, median" ms \
-                "$([ "$(wc -l <"$work/sb.two")" = 2 ] && sort -n "$work/sb.two" | tail -n1 || echo null)" "$(sb_median "$work/sb.total")"
+                "$([ "$(wc -l <"$work/sb.two")" = 2 ] && percentile "$work/sb.two" 100 || echo null)" "$(sb_median "$work/sb.total")"
         local kv
         for kv in "${dens[@]}"; do
                 sb_row "sandbox pod start with ${kv%%:*} idle sandbox pods running; baseline: no other pod" ms "${kv#*:}" \
