@@ -33,6 +33,11 @@ struct aliasentry {
         const char *pattern, *name;
 };
 
+struct fileentry {
+        const char *name;
+        uint64_t offset, size; /* the module's xz stream in AGENT_MODULE_PACK */
+};
+
 struct agent_modindex {
         char *text;
         struct modentry *mods;
@@ -41,6 +46,8 @@ struct agent_modindex {
         size_t n_aliases;
         const char **deps;
         size_t n_deps;
+        struct fileentry *files;
+        size_t n_files;
 };
 
 struct agent_modindex *agent_modindex_free(struct agent_modindex *idx)
@@ -50,6 +57,7 @@ struct agent_modindex *agent_modindex_free(struct agent_modindex *idx)
                 free(idx->mods);
                 free(idx->aliases);
                 free(idx->deps);
+                free(idx->files);
                 free(idx);
         }
         return NULL;
@@ -98,6 +106,21 @@ static void normalize(char *s)
         }
 }
 
+/* A decimal number of at most max, no sign, no leading zero. */
+static bool parse_u64(const char *s, uint64_t max, uint64_t *ret)
+{
+        uint64_t v = 0;
+        if (!*s || (s[0] == '0' && s[1]))
+                return false;
+        for (; *s; s++) {
+                if (*s < '0' || *s > '9' || v > (max - (uint64_t)(*s - '0')) / 10)
+                        return false;
+                v = v * 10 + (uint64_t)(*s - '0');
+        }
+        *ret = v;
+        return true;
+}
+
 static int grow(void *pp, size_t *cap, size_t need, size_t size)
 {
         if (need <= *cap)
@@ -126,7 +149,7 @@ int agent_modindex_parse(const char *text, size_t len, struct agent_modindex **r
         idx->text[len] = '\0';
         if (memchr(idx->text, '\0', len))
                 return us_error_msg(err, EINVAL, "module index: a NUL byte");
-        size_t cap_m = 0, cap_a = 0, cap_d = 0, lineno = 0;
+        size_t cap_m = 0, cap_a = 0, cap_d = 0, cap_f = 0, lineno = 0;
         char *save = NULL;
         for (char *line = strtok_r(idx->text, "\n", &save); line;
              line = strtok_r(NULL, "\n", &save)) {
@@ -167,6 +190,17 @@ int agent_modindex_parse(const char *text, size_t len, struct agent_modindex **r
                                 return us_errorf(err, ENOMEM, "module index");
                         idx->aliases[idx->n_aliases++] =
                                 (struct aliasentry){.pattern = tok[1], .name = tok[2]};
+                } else if (!strcmp(tok[0], "file") && n == 4) {
+                        struct fileentry f = {.name = tok[1]};
+                        if (!valid_name(tok[1]) ||
+                            !parse_u64(tok[2], AGENT_MODULE_PACK_MAX, &f.offset) ||
+                            !parse_u64(tok[3], AGENT_MODULE_XZ_MAX, &f.size) || f.size == 0 ||
+                            f.size > AGENT_MODULE_PACK_MAX - f.offset)
+                                return us_error_msg(err, EINVAL, "module index line %zu: bad file",
+                                                    lineno);
+                        if (grow(&idx->files, &cap_f, idx->n_files + 1, sizeof(*idx->files)) < 0)
+                                return us_errorf(err, ENOMEM, "module index");
+                        idx->files[idx->n_files++] = f;
                 } else {
                         return us_error_msg(err, EINVAL, "module index line %zu: not understood",
                                             lineno);
@@ -234,6 +268,18 @@ int agent_modindex_resolve(const struct agent_modindex *idx, const char *want,
                 return us_error_msg(err, ENOENT, "module %s: not in the guest image", want);
         *ret_names = TAKE_PTR(v);
         return 0;
+}
+
+int agent_modindex_file(const struct agent_modindex *idx, const char *name, uint64_t *ret_offset,
+                        uint64_t *ret_size)
+{
+        for (size_t i = 0; i < idx->n_files; i++)
+                if (!strcmp(idx->files[i].name, name)) {
+                        *ret_offset = idx->files[i].offset;
+                        *ret_size = idx->files[i].size;
+                        return 0;
+                }
+        return -ENOENT;
 }
 
 /* ---- the store (PID 1) ---- */
@@ -428,17 +474,41 @@ static int unxz(const uint8_t *in, size_t in_len, uint8_t **ret, size_t *ret_len
         return 0;
 }
 
-static int load_module(int store, const char *name, struct us_error **err)
+/* The module's stream, exactly its size, from the pack. */
+static int read_packed(const struct agent_modindex *idx, int pack, const char *name, uint8_t **ret,
+                       size_t *ret_len, struct us_error **err)
+{
+        uint64_t off, size;
+        if (agent_modindex_file(idx, name, &off, &size) < 0)
+                return us_error_msg(err, ENOENT, "not in " AGENT_MODULE_PACK);
+        _cleanup_free_ uint8_t *buf = malloc((size_t)size);
+        if (!buf)
+                return us_errorf(err, ENOMEM, "read");
+        size_t got = 0;
+        while (got < size) {
+                ssize_t k = pread(pack, buf + got, (size_t)size - got, (off_t)(off + got));
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return us_errorf(err, k < 0 ? errno : EIO, "read " AGENT_MODULE_PACK);
+                got += (size_t)k;
+        }
+        *ret = TAKE_PTR(buf);
+        *ret_len = got;
+        return 0;
+}
+
+static int load_module(const struct agent_modindex *idx, int pack, const char *name,
+                       struct us_error **err)
 {
         char path[128];
         /* Loaded already (or built in, with parameters): nothing to read. */
         snprintf(path, sizeof(path), "/sys/module/%s", name);
         if (access(path, F_OK) == 0)
                 return 0;
-        snprintf(path, sizeof(path), "%s.ko.xz", name);
         _cleanup_free_ uint8_t *xz = NULL, *ko = NULL;
         size_t xz_len = 0, ko_len = 0;
-        int r = read_bounded(store, path, AGENT_MODULE_XZ_MAX, &xz, &xz_len, err);
+        int r = read_packed(idx, pack, name, &xz, &xz_len, err);
         if (r < 0)
                 return us_error_wrap(err, r, "module %s", name);
         r = unxz(xz, xz_len, &ko, &ko_len, err);
@@ -488,8 +558,12 @@ int agent_modprobe_main(int argc, char **argv)
                 r = agent_modindex_parse((const char *)text, len, &idx, &err);
         if (r == 0)
                 r = agent_modindex_resolve(idx, want, &names, &err);
+        _cleanup_close_ int pack = -1;
+        if (r == 0 &&
+            (pack = openat(store, AGENT_MODULE_PACK, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+                r = us_errorf(&err, errno, "open " AGENT_MODULE_PACK);
         for (size_t i = 0; r == 0 && names[i]; i++)
-                r = load_module(store, names[i], &err);
+                r = load_module(idx, pack, names[i], &err);
         if (r < 0) {
                 kmsg("%s", us_error_text(err));
                 err = us_error_free(err);

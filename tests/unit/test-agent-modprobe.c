@@ -23,6 +23,8 @@ static const char good[] = "# on-demand modules\n"
                            "module dummy\n"
                            "module crc32c_intel\n"
                            "module crc32c_generic\n"
+                           "file llc 0 4000\n"
+                           "file bridge 4000 81920\n"
                            "\n"
                            "alias rtnl-link-bridge bridge\n"
                            "alias net-pf-7 bridge\n"
@@ -80,6 +82,22 @@ static void test_resolve(void **state)
         agent_modindex_free(idx);
 }
 
+static void test_file(void **state)
+{
+        (void)state;
+        struct agent_modindex *idx = NULL;
+        assert_int_equal(agent_modindex_parse(good, strlen(good), &idx, NULL), 0);
+        uint64_t off = 1, size = 1;
+        assert_int_equal(agent_modindex_file(idx, "bridge", &off, &size), 0);
+        assert_int_equal(off, 4000);
+        assert_int_equal(size, 81920);
+        assert_int_equal(agent_modindex_file(idx, "llc", &off, &size), 0);
+        assert_int_equal(off, 0);
+        /* A module line without a file line: not in the pack. */
+        assert_int_equal(agent_modindex_file(idx, "stp", &off, &size), -ENOENT);
+        agent_modindex_free(idx);
+}
+
 static void test_bad_index(void **state)
 {
         (void)state;
@@ -90,6 +108,16 @@ static void test_bad_index(void **state)
                 "alias onlyone\n",
                 "modules x\n",
                 "module aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+                "file llc 0\n",
+                "file ../llc 0 10\n",
+                "file llc -1 10\n",
+                "file llc 0x10 10\n",
+                "file llc 010 10\n",
+                "file llc 0 0\n",
+                "file llc 0 16777217\n",
+                "file llc 268435455 2\n",
+                "file llc 18446744073709551616 1\n",
+                "file llc 0 10 extra\n",
         };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 struct agent_modindex *idx = NULL;
@@ -134,6 +162,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_resolve),
+                cmocka_unit_test(test_file),
                 cmocka_unit_test(test_bad_index),
                 cmocka_unit_test(test_invoked),
         };

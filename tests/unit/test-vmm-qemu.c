@@ -126,6 +126,10 @@ static void tcg_defaults(void **state)
         assert_string_equal(opt_value(argv, "-device", "virtserialport,chardev=events"),
                             "virtserialport,chardev=events,name=unishim.events");
         assert_non_null(opt_value(argv, "-device", "virtio-serial-device"));
+        /* Freed guest pages go back to the host; the balloon is never
+         * inflated and never gives the guest memory beyond -m. */
+        assert_string_equal(opt_value(argv, "-device", "virtio-balloon-device"),
+                            "virtio-balloon-device,free-page-reporting=on,deflate-on-oom=off");
         /* Never through a shell: no argument is a shell command line. */
         assert_int_equal(find_arg(argv, "sh"), -1);
         us_error_free(err);
