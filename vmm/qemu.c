@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -22,6 +23,8 @@
 
 #include "cgroup/cgroup.h"
 #include "base/cleanup.h"
+#include "base/log.h"
+#include "base/loop.h"
 #include "jail.h"
 #include "logpipe.h"
 #include "qemu.h"
@@ -60,7 +63,32 @@ struct vmm_vm {
         char **sockets; /* names under state_dir that we created */
         size_t n_sockets;
         struct vmm_qmp *qmp;
+        struct us_loop_source *qmp_src; /* drains events between commands */
 };
+
+static void qmp_close(struct vmm_vm *vm)
+{
+        vm->qmp_src = us_loop_source_remove(vm->qmp_src);
+        vm->qmp = vmm_qmp_free(vm->qmp);
+}
+
+/* Between commands QEMU's monitor only sends events: read them as they
+ * come, or QEMU keeps them for us in its own memory, without limit. A
+ * monitor that hung up or broke the protocol is closed; the next command
+ * finds no monitor (QEMU's exit is seen by its reaper). */
+static void qmp_readable(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
+{
+        (void)src;
+        (void)fd;
+        (void)events;
+        struct vmm_vm *vm = userdata;
+        struct us_error *err = NULL;
+        if (vmm_qmp_drain(vm->qmp, &err) < 0) {
+                us_log_debug("vm %s: %s", vm->id, us_error_text(err));
+                qmp_close(vm);
+        }
+        us_error_free(err);
+}
 
 static void sleep_ms(int ms)
 {
@@ -410,7 +438,7 @@ int vmm_vm_destroy(struct vmm_vm *vm, struct us_error **err)
 {
         if (!vm)
                 return 0;
-        vm->qmp = vmm_qmp_free(vm->qmp);
+        qmp_close(vm);
         proc_kill(&vm->qemu);
         for (size_t i = 0; i < vm->n_helpers; i++)
                 proc_kill(&vm->helpers[i]);
@@ -715,6 +743,9 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
         r = connect_unix(vm, "qmp.sock", &qmp_fd, err);
         if (r >= 0)
                 r = vmm_qmp_open(TAKE_FD(qmp_fd), QMP_TIMEOUT_MS, &vm->qmp, err);
+        if (r >= 0)
+                r = us_loop_add_fd(cfg->loop, vmm_qmp_fd(vm->qmp), EPOLLIN, qmp_readable, vm,
+                                   &vm->qmp_src, err);
         if (r < 0) {
                 r = exit_error(vm, r, err);
                 return us_error_wrap(err, r, "vm %s", vm->id);
@@ -823,7 +854,7 @@ int vmm_vm_quit(struct vmm_vm *vm, struct us_error **err)
                 (void)vmm_qmp_execute(vm->qmp, "quit", NULL, NULL, NULL);
                 proc_wait(&vm->qemu, QUIT_TIMEOUT_MS);
         }
-        vm->qmp = vmm_qmp_free(vm->qmp);
+        qmp_close(vm);
         /* virtiofsd exits when its vhost-user peer goes away. */
         for (size_t i = 0; i < vm->n_helpers; i++)
                 proc_wait(&vm->helpers[i], HELPER_EXIT_WAIT_MS);

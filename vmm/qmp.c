@@ -405,3 +405,57 @@ size_t vmm_qmp_events_seen(const struct vmm_qmp *q)
 {
         return q ? q->events : 0;
 }
+
+int vmm_qmp_fd(const struct vmm_qmp *q)
+{
+        return q ? q->fd : -1;
+}
+
+/* Skips the complete lines in the buffer: events are counted, anything else
+ * between commands (a reply nobody waits for) is dropped. */
+static int skip_lines(struct vmm_qmp *q, struct us_error **err)
+{
+        char *nl;
+        while ((nl = memchr(q->buf, '\n', q->len))) {
+                size_t len = (size_t)(nl - q->buf);
+                struct vmm_qmp_msg *msg = NULL;
+                int r = vmm_qmp_msg_parse(q->buf, len, &msg, err);
+                consume_line(q, len);
+                if (r < 0)
+                        return r;
+                if (msg->kind == VMM_QMP_MSG_EVENT)
+                        q->events++;
+                vmm_qmp_msg_free(msg);
+        }
+        if (q->len >= VMM_QMP_MAX_LINE)
+                return us_error_msg(err, E2BIG, "qmp: line longer than %d bytes", VMM_QMP_MAX_LINE);
+        return 0;
+}
+
+int vmm_qmp_drain(struct vmm_qmp *q, struct us_error **err)
+{
+        if (!q || q->broken)
+                return us_error_msg(err, ENOTCONN, "qmp: the monitor is not usable");
+        /* What came with a command's reply is in the buffer already. */
+        int r = skip_lines(q, err);
+        /* Bounded per call: a monitor that never stops talking yields the
+         * loop to others; the next wakeup reads on. */
+        for (int rounds = 0; rounds < 16 && r == 0; rounds++) {
+                ssize_t n = recv(q->fd, q->buf + q->len, VMM_QMP_MAX_LINE - q->len, MSG_DONTWAIT);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                        break;
+                if (n < 0)
+                        r = us_errorf(err, errno, "qmp: read");
+                else if (n == 0)
+                        r = us_error_msg(err, ECONNRESET, "qmp: QEMU closed the monitor");
+                else {
+                        q->len += (size_t)n;
+                        r = skip_lines(q, err);
+                }
+        }
+        if (r < 0)
+                q->broken = true;
+        return r;
+}

@@ -75,3 +75,15 @@ int vmm_qmp_execute(struct vmm_qmp *q, const char *command, const char *argument
 
 /* Number of events skipped so far (for tests and diagnostics). */
 size_t vmm_qmp_events_seen(const struct vmm_qmp *q);
+
+/* The monitor's socket, for a loop to watch for input between commands. */
+int vmm_qmp_fd(const struct vmm_qmp *q);
+
+/* Reads what QEMU sent between commands, without waiting, and skips the
+ * events in it: QEMU queues events for a connected monitor without limit
+ * (in its own memory), and a guest can cause some (RTC_CHANGE,
+ * BALLOON_CHANGE) at any time. A partial line is kept for the next read.
+ * Returns 0, or a negative errno with *err when the monitor hung up or sent
+ * what is not QMP (the client is unusable then, as after a transport
+ * error of vmm_qmp_execute). */
+int vmm_qmp_drain(struct vmm_qmp *q, struct us_error **err);

@@ -2,7 +2,9 @@
 /* QMP reply parser with hostile input, and the client against a fake QEMU
  * on a socketpair (greeting, capabilities, events in between, errors, EOF). */
 #include <errno.h>
+#include <poll.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -272,6 +274,74 @@ static void client_happy_path(void **state)
         assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* Between commands the events are read as they come (QEMU would keep them
+ * for an unread monitor without limit); a partial line waits for the next
+ * read; a reply afterwards still finds its command; garbage breaks it. */
+#define DRAIN_EVENTS 3000
+static void client_drains_events(void **state)
+{
+        (void)state;
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                close(sv[0]);
+                send_str(sv[1], "{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n");
+                const char *id = recv_cmd(sv[1], "qmp_capabilities");
+                if (!id)
+                        _exit(1);
+                reply(sv[1], id, "\"return\": {}");
+                /* More than a socket buffer holds: only a reader lets this
+                 * finish. */
+                for (int i = 0; i < DRAIN_EVENTS; i++)
+                        send_str(sv[1], "{\"event\": \"RTC_CHANGE\", \"data\": {\"offset\": 1}, "
+                                        "\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\n");
+                send_str(sv[1], "{\"event\": \"BALLOON_");
+                id = recv_cmd(sv[1], "\"execute\":\"stop\"");
+                if (!id)
+                        _exit(2);
+                send_str(sv[1], "CHANGE\", \"data\": {\"actual\": 1}}\n");
+                reply(sv[1], id, "\"return\": {}");
+                send_str(sv[1], "not json\n");
+                char c;
+                while (read(sv[1], &c, 1) > 0) /* until the client is gone */
+                        ;
+                _exit(0);
+        }
+        close(sv[1]);
+
+        struct vmm_qmp *q = NULL;
+        struct us_error *err = NULL;
+        assert_int_equal(vmm_qmp_open(sv[0], WAIT_MS, &q, &err), 0);
+        assert_int_equal(vmm_qmp_fd(q), sv[0]);
+        while (vmm_qmp_events_seen(q) < DRAIN_EVENTS) {
+                struct pollfd p = {.fd = vmm_qmp_fd(q), .events = POLLIN};
+                assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+                assert_int_equal(vmm_qmp_drain(q, &err), 0);
+        }
+        assert_int_equal(vmm_qmp_events_seen(q), DRAIN_EVENTS);
+        /* The partial event is completed by the bytes before the reply. */
+        assert_int_equal(vmm_qmp_execute(q, "stop", NULL, NULL, &err), 0);
+        assert_int_equal(vmm_qmp_events_seen(q), DRAIN_EVENTS + 1);
+        /* The garbage may have come with the reply, or come later. */
+        int r;
+        while ((r = vmm_qmp_drain(q, &err)) == 0) {
+                struct pollfd p = {.fd = vmm_qmp_fd(q), .events = POLLIN};
+                assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+        }
+        assert_int_equal(r, -EBADMSG);
+        err = us_error_free(err);
+        assert_int_equal(vmm_qmp_drain(q, &err), -ENOTCONN);
+        err = us_error_free(err);
+        assert_int_equal(vmm_qmp_execute(q, "cont", NULL, NULL, &err), -ENOTCONN);
+        err = us_error_free(err);
+        vmm_qmp_free(q);
+        kill(pid, SIGKILL);
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+}
+
 static void client_bad_peers(void **state)
 {
         (void)state;
@@ -333,7 +403,7 @@ int main(void)
                 cmocka_unit_test(parses_the_four_kinds), cmocka_unit_test(rejects_bad_input),
                 cmocka_unit_test(rejects_embedded_nul),  cmocka_unit_test(rejects_deep_nesting),
                 cmocka_unit_test(rejects_oversized),     cmocka_unit_test(client_happy_path),
-                cmocka_unit_test(client_bad_peers),
+                cmocka_unit_test(client_bad_peers),      cmocka_unit_test(client_drains_events),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }
