@@ -84,6 +84,9 @@ k8s_env_checks() {
                 "unishim=unishim unishim-sandbox=unishim-sandbox unishim-vm=unishim-vm " "$out"
         k8s_sysctls_back
         expect_eq "the kubelet's sysctl changes are undone once it runs" "$K8S_SYSCTLS_BEFORE" "$(_k8s_sysctls)"
+        pid=$(k8s_pid kubelet || true)
+        expect_eq "the kubelet holds no fd of the machine's sysctl lock (another cluster's start would wait for it)" "" \
+                "$(ls -l "/proc/${pid:-0}/fd" 2>/dev/null | grep -F "$K8S_SYSCTL_LOCK" || true)"
         expect_eq "env file: KUBECONFIG" "$K8S_DIR/admin.kubeconfig" \
                 "$(env -i bash -c ". '$K8S_ENV_FILE'; echo \$KUBECONFIG")"
 }
