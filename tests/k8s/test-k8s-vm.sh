@@ -123,8 +123,8 @@ total=$(kc -n "$NS" exec vm -- awk '/^MemTotal/ { print int($2 / 1024) }' /proc/
 
 # logs: the serial console. (Its start, the kernel's "Linux version", is
 # not checked: through the kubelet the log began at the guest's 94th and
-# 168th second in two runs, while tests/integration/test-vm-cri.sh finds
-# it through the CRI; open, docs/vm.md.)
+# 168th second in two of three runs, while tests/integration/test-vm-cri.sh
+# finds it through the CRI; open, docs/vm.md.)
 out_rc out rc kc -n "$NS" logs vm
 expect_match "kubectl logs: the serial console (cloud-init's lines)" "Cloud-init v\. .* running 'init" "$out"
 grep -q "Linux version" <<<"$out" || echo "# kubectl logs: no 'Linux version' (the console's first lines): it begins '$(head -n 1 <<<"$out" | cut -c1-100)'"
