@@ -149,6 +149,9 @@ static int check(const struct vmm_domain_config *c, struct us_error **err)
                                     c->agent_socket);
         if (c->partition && !path_ok(c->partition))
                 return us_error_msg(err, EINVAL, "domain partition '%s'", c->partition);
+        if (c->tcg_tb_cache_mib > VMM_DOMAIN_TB_CACHE_MAX_MIB)
+                return us_error_msg(err, EINVAL, "domain tb-cache %u MiB above %u",
+                                    c->tcg_tb_cache_mib, VMM_DOMAIN_TB_CACHE_MAX_MIB);
         if (c->uid == 0 || c->gid == 0)
                 return us_error_msg(err, EINVAL,
                                     "domain: QEMU must not run as root (uid %u gid %u)",
@@ -179,8 +182,14 @@ int vmm_domain_xml(const struct vmm_domain_config *c, char **ret, struct us_erro
                 "    <boot dev='hd'/>\n"
                 "  </os>\n");
         /* Without ACPI a guest's poweroff only halts, and SIGTERM has no
-         * power button to press. */
-        put(&x, "  <features><acpi/></features>\n");
+         * power button to press. Under TCG the translation cache is bounded
+         * (vmm/domain.h); libvirt refuses TCG features for a KVM domain. */
+        if (c->kvm)
+                put(&x, "  <features><acpi/></features>\n");
+        else
+                put(&x,
+                    "  <features><acpi/><tcg><tb-cache unit='MiB'>%u</tb-cache></tcg></features>\n",
+                    c->tcg_tb_cache_mib ? c->tcg_tb_cache_mib : VMM_DOMAIN_TB_CACHE_MIB);
         if (c->kvm)
                 put(&x, "  <cpu mode='host-passthrough'/>\n");
         put(&x, "  <clock offset='utc'/>\n"

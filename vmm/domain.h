@@ -9,7 +9,7 @@
  *
  *   type='qemu' or 'kvm', machine 'pc' (libvirt has no microvm), ACPI (a
  *     SIGTERM is an ACPI power button), poweroff, reboot and crash all end
- *     the domain (the task's exit);
+ *     the domain (the task's exit); under TCG a bounded translation cache;
  *   the static DAC label: QEMU runs as the pod's own uid and gid, never
  *     root, and libvirt chowns nothing;
  *   disk: the pod's copy-on-write overlay (virtio); the cloud-init seed as
@@ -31,11 +31,21 @@
 #include "base/error.h"
 
 #define VMM_DOMAIN_NAME_MAX 100 /* libvirt's pid file path breaks near 254 */
+/* Under TCG, QEMU's translation cache (<features><tcg><tb-cache>, libvirt
+ * 8.0+): QEMU's own default is 1 GiB, filled as the guest runs code, in the
+ * pod's cgroup, beyond what a RuntimeClass's overhead covers
+ * (docs/kubernetes.md, "Overhead"; docs/performance.md has the measured
+ * boot time and memory). */
+#define VMM_DOMAIN_TB_CACHE_MIB     64u
+#define VMM_DOMAIN_TB_CACHE_MAX_MIB 2048u
 
 struct vmm_domain_config {
         const char *name; /* [A-Za-z0-9._-], 1..VMM_DOMAIN_NAME_MAX, not all digits */
         const char *uuid; /* the pod's UID, 8-4-4-4-12 hex; NULL: libvirt's choice */
         bool kvm;         /* false: TCG */
+        /* TCG's translation cache, 1..VMM_DOMAIN_TB_CACHE_MAX_MIB; 0:
+         * VMM_DOMAIN_TB_CACHE_MIB. Not used with kvm (no such cache). */
+        unsigned tcg_tb_cache_mib;
         unsigned vcpus;
         unsigned memory_mib;
         const char *emulator; /* NULL: VMM_DEFAULT_QEMU */

@@ -692,6 +692,27 @@ vm_blank_image() {
         vm_disk_image "$IT_TMP/blank" blank-disk
 }
 
+# vm_app_user_data BODY PORT: cloud-init user-data for the vm image: the
+# guest serves BODY over HTTP on PORT (a socket-activated responder that
+# cloud-init's last stage starts), and cloud-init leaves
+# /run/unishim-user-data ("written-by-cloud-init").
+vm_app_user_data() {
+        cat <<EOF
+#cloud-config
+write_files:
+  - path: /run/unishim-user-data
+    content: written-by-cloud-init
+  - path: /usr/local/bin/app-http
+    permissions: '0755'
+    content: |
+      #!/bin/bash
+      while read -r l && [ -n "\${l%\$'\\r'}" ]; do :; done
+      printf 'HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\n$1\\n'
+runcmd:
+  - [systemd-run, --unit=app-http, systemd-socket-activate, -l, '$2', --inetd, -a, /usr/local/bin/app-http]
+EOF
+}
+
 # vm_state_leftovers [ID...]: what vm pods left on the host: their domains,
 # libvirt logs, state dirs, and pod_leftovers' shims, mounts and cgroups;
 # without IDs, the domains of pods that do not run now. And taps never

@@ -149,24 +149,7 @@ wait_until 60 no_pod_shim "$id" || true
 expect_eq "deaf: nothing left" "" "$(vm_state_leftovers "$id")"
 
 # ---- two booted VMs ----
-# Each guest serves "app-<pod name>" over HTTP on $PORT (cloud-init's
-# user-data: a socket-activated responder), and cloud-init leaves a file.
-user_data() {
-        cat <<EOF
-#cloud-config
-write_files:
-  - path: /run/unishim-user-data
-    content: written-by-cloud-init
-  - path: /usr/local/bin/app-http
-    permissions: '0755'
-    content: |
-      #!/bin/bash
-      while read -r l && [ -n "\${l%\$'\\r'}" ]; do :; done
-      printf 'HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\napp-$1\\n'
-runcmd:
-  - [systemd-run, --unit=app-http, systemd-socket-activate, -l, '$PORT', --inetd, -a, /usr/local/bin/app-http]
-EOF
-}
+# Each guest serves "app-<pod name>" over HTTP on $PORT (vm_app_user_data).
 # (its shell ends on SIGTERM, as Envoy does: a stop waits for the VM, not
 # for a grace that a PID 1 without a TERM handler would take to the end)
 sidecar=$(jq -cn --arg img "$CRI_TEST_IMAGE" --arg proxy "$PROXY" \
@@ -176,7 +159,7 @@ sidecar=$(jq -cn --arg img "$CRI_TEST_IMAGE" --arg proxy "$PROXY" \
 for n in vm1 vm2; do
         more='[]'
         [ "$n" = vm2 ] && more=$sidecar
-        f=$(vm_pod "$n" "$(jq -n --arg u "$(user_data "$n")" '{"unishim.io/cloud-init-user-data": $u}')" \
+        f=$(vm_pod "$n" "$(jq -n --arg u "$(vm_app_user_data "app-$n" "$PORT")" '{"unishim.io/cloud-init-user-data": $u}')" \
                 "$(jq -c --argjson more "$more" '. + $more' <<<"$(vm_ctr "$CRI_VM_IMAGE")")")
         out_rc out rc ectl run "$f"
         expect_eq "run vm pod $n ($(jq -r '[.containers[].name] | join(", ")' "$f"))" 0 "$rc"

@@ -30,8 +30,9 @@ K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube
 K8S_SYSCTLS=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops
         kernel/keys/root_maxkeys kernel/keys/root_maxbytes)
 # Machine-wide: serialises the kubelet's start with the saving and restoring
-# of the sysctls above between clusters.
-K8S_SYSCTL_LOCK=/run/unishim-k8s-sysctl.lock
+# of the sysctls above between clusters. (Settable: a kubelet started by an
+# older checkout held it for as long as it ran.)
+K8S_SYSCTL_LOCK=${K8S_SYSCTL_LOCK:-/run/unishim-k8s-sysctl.lock}
 # Bounds on waits for events (a loaded 2-core TCG machine is slow).
 K8S_TIMEOUT=${K8S_TIMEOUT:-240}
 
@@ -554,7 +555,9 @@ EOF
                 return 1
         fi
         _k8s_sysctls >"$K8S_RUN/sysctl.saved"
-        _k8s_spawn kubelet "$K8S_BIN/kubelet" "${kubelet_args[@]}"
+        # (the lock's fd closed for it: a kubelet that inherits it holds
+        # the lock for as long as it runs)
+        _k8s_spawn kubelet "$K8S_BIN/kubelet" "${kubelet_args[@]}" {fd}>&-
         _k8s_wait kubelet "node $K8S_NODE_NAME Ready" k8s_node_ready || rc=1
         _k8s_sysctls_restore
         exec {fd}>&-

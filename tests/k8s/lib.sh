@@ -16,7 +16,11 @@
 K8S_DOWN_DONE=0
 
 # k8s_setup: checks the machine (skips without root, the packages or the
-# Kubernetes binaries), starts the environment and the cluster.
+# Kubernetes binaries), starts the environment and the cluster. K8S_VM=1
+# (the vm kind's test) asks for what only the vm kind needs: the vm image in
+# the env's registry as CRI_VM_IMAGE and libvirtd (it_setup's IT_VM_IMAGE
+# and IT_LIBVIRT); the image is built (or found cached) before the cluster
+# starts, and a build that fails fails the test.
 k8s_setup() {
         [ "$(id -u)" = 0 ] || it_skip "Kubernetes tests need root"
         K8S_BIN_DIR=${K8S_BIN_DIR:-$(realpath -m "$UNISHIM_SOURCE_DIR/../shared/k8s")}
@@ -28,6 +32,14 @@ k8s_setup() {
         done
         [ -x /usr/lib/cni/bridge ] || it_skip "containernetworking-plugins not installed (make deps-runtime)"
         [ -x /bin/busybox ] || it_skip "busybox-static not installed (make deps-runtime)"
+        local vm=${K8S_VM:-0}
+        if [ "$vm" = 1 ]; then
+                command -v qemu-system-x86_64 >/dev/null || it_skip "qemu-system-x86_64 missing (apt package qemu-system-x86)"
+                command -v qemu-img >/dev/null || it_skip "qemu-img missing (apt package qemu-utils)"
+                for b in libvirtd virtlogd virsh; do
+                        command -v "$b" >/dev/null || it_skip "$b not installed (apt package libvirt-daemon-system)"
+                done
+        fi
         for b in "$(env_shim_binary)" "$UNISHIM_BUILD_DIR/cri/unishimctl"; do
                 if [ ! -x "$b" ]; then
                         # Not a machine limitation: the build is incomplete.
@@ -35,14 +47,21 @@ k8s_setup() {
                         exit 1
                 fi
         done
+        # Before the cluster (and its temporary dir): a cold build takes
+        # minutes, and its failure is the test's, told by the build's log.
+        if [ "$vm" = 1 ] && ! env_vm_image_build; then
+                echo "FAIL: the vm image $VM_IMAGE could not be built (log $ENV_VM_IMAGE_DIR/build.log)"
+                exit 1
+        fi
         # (it_finish's summary line)
         RUNTIME="RuntimeClass ${K8S_RUNTIME_CLASS:-unishim}"
         IT_TMP=$(mktemp -d /tmp/unishim-k8s.XXXXXX)
-        # The environment without what only the vm kind needs (its image,
-        # libvirtd): k8s-up passes these on to env-up.
+        # The environment with what only the vm kind needs (its image,
+        # libvirtd) for the vm kind's test only: k8s-up passes these on to
+        # env-up.
         export UNISHIM_ENV_NAME=unishim-k8s-$$ UNISHIM_ENV_FILE=$IT_TMP/env.sh \
                 K8S_ENV_FILE=$IT_TMP/k8s-env.sh K8S_DIR=$IT_TMP/k8s \
-                UNISHIM_ENV_VM_IMAGE=0 UNISHIM_ENV_LIBVIRT=0 UNISHIM_BUILD_DIR K8S_BIN_DIR
+                UNISHIM_ENV_VM_IMAGE=$vm UNISHIM_ENV_LIBVIRT=$vm UNISHIM_BUILD_DIR K8S_BIN_DIR
         env_init "$UNISHIM_ENV_NAME"
         k8s_init
         K8S_SYSCTLS_BEFORE=$(_k8s_sysctls)
@@ -84,6 +103,9 @@ k8s_env_checks() {
                 "unishim=unishim unishim-sandbox=unishim-sandbox unishim-vm=unishim-vm " "$out"
         k8s_sysctls_back
         expect_eq "the kubelet's sysctl changes are undone once it runs" "$K8S_SYSCTLS_BEFORE" "$(_k8s_sysctls)"
+        pid=$(k8s_pid kubelet || true)
+        expect_eq "the kubelet holds no fd of the machine's sysctl lock (another cluster's start would wait for it)" "" \
+                "$(ls -l "/proc/${pid:-0}/fd" 2>/dev/null | grep -F "$K8S_SYSCTL_LOCK" || true)"
         expect_eq "env file: KUBECONFIG" "$K8S_DIR/admin.kubeconfig" \
                 "$(env -i bash -c ". '$K8S_ENV_FILE'; echo \$KUBECONFIG")"
 }
@@ -624,13 +646,7 @@ $(_k8s_ctr hog)
     command: [dd, if=/dev/zero, of=/dev/null, bs=100M, count=1]
     resources: {limits: {cpu: 100m, memory: 32Mi}}
 ---
-$(_k8s_pod_head hostnet "$ns" "$rtc" "$ann")
-  hostNetwork: true
-  terminationGracePeriodSeconds: 2
-  enableServiceLinks: false
-  containers:
-$(_k8s_ctr app)
-    command: [/bin/sh, -c, 'trap "exit 0" TERM; while :; do sleep 1; done']
+$(_k8s_hostnet_pod "$ns" "$rtc" "$ann")
 ---
 $(_k8s_pod_head peer "$ns" "$rtc" "")
   terminationGracePeriodSeconds: 2
@@ -692,6 +708,20 @@ _k8s_pod_head() {
         printf 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: %s\n' "$1" "$2"
         [ -z "$4" ] || printf '%s\n' "$4"
         printf 'spec:\n  runtimeClassName: %s\n' "$3"
+}
+
+# _k8s_hostnet_pod NS RUNTIMECLASS ANNOTATIONS_LINE: the manifest of pod
+# hostnet (hostNetwork: true; k8s_hostnet_checks).
+_k8s_hostnet_pod() {
+        cat <<EOF
+$(_k8s_pod_head hostnet "$1" "$2" "$3")
+  hostNetwork: true
+  terminationGracePeriodSeconds: 2
+  enableServiceLinks: false
+  containers:
+$(_k8s_ctr app)
+    command: [/bin/sh, -c, 'trap "exit 0" TERM; while :; do sleep 1; done']
+EOF
 }
 
 # _k8s_ctr NAME: a container of the test image, up to its command.

@@ -65,7 +65,10 @@ static void full_domain(void **state)
         assert_non_null(strstr(xml, "<memory unit='MiB'>1024</memory>"));
         assert_non_null(strstr(xml, "<vcpu>2</vcpu>"));
         assert_non_null(strstr(xml, "<type arch='x86_64' machine='pc'>hvm</type>"));
-        assert_non_null(strstr(xml, "<features><acpi/></features>"));
+        /* TCG: a bounded translation cache (QEMU's default is 1 GiB, in
+         * the pod's cgroup). */
+        assert_non_null(strstr(xml, "<features><acpi/><tcg><tb-cache unit='MiB'>64</tb-cache>"
+                                    "</tcg></features>"));
         assert_non_null(strstr(xml, "<on_poweroff>destroy</on_poweroff>"));
         /* The pod's own uid, never root; libvirt relabels none of our
          * files. */
@@ -110,6 +113,7 @@ static void kvm_minimal_and_escaped(void **state)
         struct us_error *err = NULL;
 
         c.kvm = true;
+        c.tcg_tb_cache_mib = 16;
         c.uuid = NULL;
         c.seed = NULL;
         c.tap = NULL;
@@ -120,6 +124,9 @@ static void kvm_minimal_and_escaped(void **state)
         assert_int_equal(vmm_domain_xml(&c, &xml, &err), 0);
         assert_non_null(strstr(xml, "<domain type='kvm'>"));
         assert_non_null(strstr(xml, "<cpu mode='host-passthrough'/>"));
+        /* KVM has no translation cache: libvirt refuses TCG features. */
+        assert_non_null(strstr(xml, "<features><acpi/></features>"));
+        assert_null(strstr(xml, "<tcg>"));
         assert_non_null(strstr(xml, "<partition>/kubepods.slice/kubepods-pod1.slice</partition>"));
         assert_non_null(strstr(xml, "/run/a&apos;b&amp;c&lt;d&gt;&quot;e/disk.qcow2"));
         assert_null(strstr(xml, "<uuid>"));
@@ -203,6 +210,17 @@ static void refuses_bad_values(void **state)
         c.memory_mib = 8;
         assert_int_equal(vmm_domain_xml(&c, &xml, &err), -EINVAL);
         err = us_error_free(err);
+        c = full();
+        c.tcg_tb_cache_mib = VMM_DOMAIN_TB_CACHE_MAX_MIB + 1;
+        assert_int_equal(vmm_domain_xml(&c, &xml, &err), -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "tb-cache"));
+        err = us_error_free(err);
+        c = full();
+        c.tcg_tb_cache_mib = 16;
+        assert_int_equal(vmm_domain_xml(&c, &xml, &err), 0);
+        assert_non_null(strstr(xml, "<tb-cache unit='MiB'>16</tb-cache>"));
+        free(xml);
+        xml = NULL;
         /* QEMU never runs as root. */
         c = full();
         c.uid = 0;
