@@ -17,6 +17,9 @@
 #define HOST_ATTRS (MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
 /* Device nodes: usable (not nodev), nothing else. */
 #define DEV_ATTRS (MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)
+/* A 9p share: QEMU reads and writes files the guest names; a device node
+ * or a setuid file the guest made there must stay inert on the host. */
+#define SHARE_ATTRS (MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)
 
 /* Binds a clone of the host's src (a directory tree, or one file or device
  * node) at dir_fd/name, which exists, with attrs on every mount of it. */
@@ -85,27 +88,92 @@ static int subdir(int root, const char *name, int *ret_fd, struct us_error **err
         return 0;
 }
 
-int vmm_jail_build(const char *kernel, const char *initrd, bool kvm, int *ret_fd,
-                   struct us_error **err)
+/* A new detached mount of type with two string options (key, value pairs)
+ * and attrs: *ret_fd. */
+static int new_fs(const char *type, const char *const opts[4], unsigned attrs, int *ret_fd,
+                  struct us_error **err)
+{
+        _cleanup_close_ int fs = fsopen(type, FSOPEN_CLOEXEC);
+
+        if (fs < 0)
+                return us_errorf(err, errno, "qemu's root: fsopen %s", type);
+        if (fsconfig(fs, FSCONFIG_SET_STRING, opts[0], opts[1], 0) < 0 ||
+            fsconfig(fs, FSCONFIG_SET_STRING, opts[2], opts[3], 0) < 0 ||
+            fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+                return us_errorf(err, errno, "qemu's root: configure %s", type);
+        *ret_fd = fsmount(fs, FSMOUNT_CLOEXEC, attrs);
+        if (*ret_fd < 0)
+                return us_errorf(err, errno, "qemu's root: fsmount %s", type);
+        return 0;
+}
+
+/* QEMU's 9p server sets a created file's mode through /proc/self/fd/N of
+ * an O_PATH fd (fchmod refuses those): without /proc every create fails
+ * with ENOENT. A procfs of its own with only the per-process part
+ * (subset=pid: no /proc/sys, no kernel state) and only the processes its
+ * uid may ptrace (hidepid=invisible). */
+static int proc_dir(int root, struct us_error **err)
+{
+        static const char *const opts[4] = {"subset", "pid", "hidepid", "invisible"};
+        _cleanup_close_ int mnt = -1;
+        int r;
+
+        if (mkdirat(root, "proc", 0555) < 0)
+                return us_errorf(err, errno, "qemu's root: mkdir /proc");
+        if ((r = new_fs("proc", opts, SHARE_ATTRS, &mnt, err)) < 0)
+                return r;
+        if (move_mount(mnt, "", root, "proc", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                return us_errorf(err, errno, "qemu's root: attach proc");
+        return 0;
+}
+
+/* /share/<i>: each share's host directory, with the mounts under it; and
+ * the /proc QEMU's 9p server needs. */
+static int shares_dir(int root, const struct vmm_share *shares, size_t n_shares,
+                      struct us_error **err)
+{
+        _cleanup_close_ int dir = -1;
+        char name[24];
+        int r;
+
+        if (n_shares == 0)
+                return 0;
+        if ((r = proc_dir(root, err)) < 0)
+                return r;
+        if ((r = subdir(root, "share", &dir, err)) < 0)
+                return r;
+        for (size_t i = 0; i < n_shares; i++) {
+                unsigned long long attrs =
+                        SHARE_ATTRS | (shares[i].readonly ? MOUNT_ATTR_RDONLY : 0);
+                snprintf(name, sizeof(name), "%zu", i);
+                if (mkdirat(dir, name, 0755) < 0)
+                        return us_errorf(err, errno, "qemu's root: mkdir /share/%s", name);
+                if ((r = bind_host(dir, name, shares[i].host_dir, true, attrs, err)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int vmm_jail_build(const char *kernel, const char *initrd, bool kvm, const struct vmm_share *shares,
+                   size_t n_shares, int *ret_fd, struct us_error **err)
 {
         static const char *const top[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
         static const char *const devices[] = {"null", "zero", "urandom", "random"};
-        _cleanup_close_ int fs = -1, root = -1, dev = -1, boot = -1;
+        static const char *const root_opts[4] = {"size", "64k", "mode", "0755"};
+        _cleanup_close_ int root = -1, dev = -1, boot = -1;
         char dev_path[32];
         int r;
 
         if (!kernel || !ret_fd)
                 return us_error_msg(err, EINVAL, "qemu's root: no kernel");
-        fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
-        if (fs < 0)
-                return us_errorf(err, errno, "qemu's root: fsopen tmpfs");
-        if (fsconfig(fs, FSCONFIG_SET_STRING, "size", "64k", 0) < 0 ||
-            fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0 ||
-            fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
-                return us_errorf(err, errno, "qemu's root: configure tmpfs");
-        root = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
-        if (root < 0)
-                return us_errorf(err, errno, "qemu's root: fsmount");
+        if (n_shares > 0 && !shares)
+                return us_error_msg(err, EINVAL, "qemu's root: no shares");
+        for (size_t i = 0; i < n_shares; i++)
+                if (!shares[i].host_dir || shares[i].host_dir[0] != '/')
+                        return us_error_msg(err, EINVAL,
+                                            "qemu's root: share %zu: not an absolute path", i);
+        if ((r = new_fs("tmpfs", root_opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, &root, err)) < 0)
+                return r;
 
         if (mkdirat(root, "usr", 0755) < 0)
                 return us_errorf(err, errno, "qemu's root: mkdir /usr");
@@ -130,8 +198,11 @@ int vmm_jail_build(const char *kernel, const char *initrd, bool kvm, int *ret_fd
         if (initrd &&
             (r = bind_file(boot, "initrd", initrd, HOST_ATTRS | MOUNT_ATTR_NOEXEC, err)) < 0)
                 return r;
+        if ((r = shares_dir(root, shares, n_shares, err)) < 0)
+                return r;
 
-        /* Built: from now on nothing in it can be created or changed. */
+        /* Built: from now on nothing in it can be created or changed (the
+         * shares are mounts of their own and keep their flags). */
         struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
         if (mount_setattr(root, "", AT_EMPTY_PATH, &ro, sizeof(ro)) < 0)
                 return us_errorf(err, errno, "qemu's root: make read-only");

@@ -16,8 +16,22 @@
  *                        read-only binds where they are directories
  *   /dev/null zero urandom random, and kvm under KVM: binds of the nodes
  *   /boot/kernel, /boot/initrd: binds of the guest image, read-only
+ *   /share/<i>           9p shares: the i-th share's host directory with the
+ *                        mounts under it, nosuid, nodev, noexec (read-only
+ *                        for a read-only share). A fixed name, not the host
+ *                        path: QEMU's argv is then the same for every pod,
+ *                        which a VM template and its clones need (the
+ *                        template's export path is restored into each clone).
+ *                        Mounts made under the host directory after the build
+ *                        are not seen: the bind is a copy of the tree, not a
+ *                        propagating one.
+ *   /proc                with 9p shares only (QEMU's 9p server sets modes
+ *                        through /proc/self/fd): a procfs of its own with the
+ *                        per-process part only (subset=pid) and only the
+ *                        processes QEMU's uid may ptrace (hidepid=invisible)
  *
- * on a tmpfs that is read-only once built; no /proc, /sys, /etc, /run, /tmp.
+ * on a tmpfs that is read-only once built; no /sys, /etc, /run, /tmp, and
+ * no /proc but the one above.
  * QEMU also gets its own network namespace (its only network is the tap fd
  * it is given) and IPC namespace.
  *
@@ -29,14 +43,18 @@
 #include <stdbool.h>
 
 #include "base/error.h"
+#include "qemu.h"
 
 #define VMM_JAIL_KERNEL "/boot/kernel"
 #define VMM_JAIL_INITRD "/boot/initrd"
+/* The i-th 9p share, as a printf format of i (size_t). */
+#define VMM_JAIL_SHARE_FMT "/share/%zu"
 
-/* Builds the tree. initrd may be NULL. kvm: bind /dev/kvm. *ret_fd is the
- * detached tree (close it to drop it). */
-int vmm_jail_build(const char *kernel, const char *initrd, bool kvm, int *ret_fd,
-                   struct us_error **err);
+/* Builds the tree. initrd may be NULL. kvm: bind /dev/kvm. shares: bound at
+ * VMM_JAIL_SHARE_FMT by their index (9p shares; NULL when n_shares is 0).
+ * *ret_fd is the detached tree (close it to drop it). */
+int vmm_jail_build(const char *kernel, const char *initrd, bool kvm, const struct vmm_share *shares,
+                   size_t n_shares, int *ret_fd, struct us_error **err);
 
 /* In the child, as root, before dropping privileges: new mount, network and
  * IPC namespaces, the tree attached over mountpoint (any directory: the

@@ -330,7 +330,12 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
                         add_fmt(&b, "-device");
                         add_fmt(&b, "vhost-user-fs-device,chardev=fs%zu,tag=%s", i, s->tag);
                 } else {
-                        _cleanup_free_ char *dir = opt_escape(s->host_dir);
+                        /* In its private root QEMU finds the share where
+                         * vmm/jail.h binds it. */
+                        char jailed[32];
+                        snprintf(jailed, sizeof(jailed), VMM_JAIL_SHARE_FMT, i);
+                        _cleanup_free_ char *dir =
+                                opt_escape(rt->private_root ? jailed : s->host_dir);
                         if (!dir)
                                 b.oom = true;
                         add_fmt(&b, "-fsdev");

@@ -555,7 +555,7 @@ static int start_virtiofsd(struct vmm_vm *vm, const struct vmm_vm_config *cfg, i
 }
 
 /* What a private root cannot hold: QEMU outside /usr (the one tree of the
- * host's bound in), 9p (QEMU opens the shared dir by its host path). */
+ * host's bound in). */
 static int jail_check(const struct vmm_vm_config *cfg, struct us_error **err)
 {
         const char *qemu = cfg->qemu_binary ? cfg->qemu_binary : VMM_DEFAULT_QEMU;
@@ -570,10 +570,6 @@ static int jail_check(const struct vmm_vm_config *cfg, struct us_error **err)
                                     "qemu binary %s is outside /usr: it cannot run in its "
                                     "private root",
                                     qemu);
-        if (cfg->share_type == VMM_SHARE_9P && cfg->n_shares > 0)
-                return us_error_msg(err, EINVAL,
-                                    "9p shares are opened by QEMU by their host path: they "
-                                    "cannot be served from its private root");
         return 0;
 }
 
@@ -634,8 +630,11 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
         vm->accel_reason = TAKE_PTR(reason);
         if (cfg->private_root) {
                 r = jail_check(cfg, err);
+                /* 9p shares are opened by QEMU itself: bound into its root. */
+                bool ninep = cfg->share_type == VMM_SHARE_9P;
                 if (r >= 0)
                         r = vmm_jail_build(cfg->kernel, cfg->initrd, rt.accel == VMM_ACCEL_KVM,
+                                           ninep ? cfg->shares : NULL, ninep ? cfg->n_shares : 0,
                                            &jail_fd, err);
                 if (r < 0)
                         return us_error_wrap(err, r, "vm %s", vm->id);

@@ -94,9 +94,9 @@ struct vmm_vm_config {
          * caller's: it serves files of every owner, in its own sandbox. */
         uid_t qemu_uid;
         gid_t qemu_gid;
-        /* QEMU runs in a private root of its own (vmm/jail.h): needs root,
-         * a QEMU under /usr and virtio-fs shares (9p is served by QEMU
-         * itself, from a host path). */
+        /* QEMU runs in a private root of its own (vmm/jail.h): needs root
+         * and a QEMU under /usr. 9p shares are bound into it at fixed
+         * names (VMM_JAIL_SHARE_FMT), so QEMU's argv does not name them. */
         bool private_root;
         /* virtiofsd runs as root of this user namespace (an fd of it, only
          * read during vmm_vm_start) rather than as the caller: on the host
@@ -152,7 +152,7 @@ struct vmm_qemu_runtime {
         const int *fs_fds;    /* virtiofs: n_shares sockets connected to virtiofsd */
         int console_fd;       /* write end of the console pipe (> 2), passed as an fd set */
         unsigned tsc_khz;     /* TCG: passed as tsc_early_khz= (0: not) */
-        bool private_root;    /* the kernel and initrd at their paths in it */
+        bool private_root;    /* the kernel, initrd and 9p shares at their paths in it */
 };
 
 /* Builds QEMU's argv (NULL-terminated; argv[0] is the binary). Pure: no I/O.

@@ -7,7 +7,7 @@
  *            [--tb-size MIB] [--memory MIB] [--share virtiofs|9p:TAG:DIR]
  *            [--append ARGS] [--expect-console TEXT] [--expect-agent TEXT]
  *            [--timeout SEC] [--hold SEC] [--wait-exit] [--console-max BYTES]
- *            [--id ID] [--stall SEC]
+ *            [--id ID] [--stall SEC] [--private-root]
  *
  * Default flow: start, connect the agent socket, wait for console output
  * (or TEXT), pause + resume over QMP (checking query-status), quit, and check
@@ -21,7 +21,8 @@
  * --stall SEC: before the pause, no draining (as while the shim sits in a
  * synchronous call) until one of the log pipes is full and 1 s more, at most
  * SEC seconds; then a timed QMP query-status: a guest that fills the console
- * pipe must not block QEMU.
+ * pipe must not block QEMU. --private-root: QEMU in its jail (vmm/jail.h;
+ * needs root), a 9p share then bound at its fixed name there.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -188,6 +189,7 @@ int main(int argc, char **argv)
                 {"console-max", required_argument, NULL, 'C'},
                 {"id", required_argument, NULL, 'I'},
                 {"stall", required_argument, NULL, 'S'},
+                {"private-root", no_argument, NULL, 'P'},
                 {0},
         };
         int o;
@@ -233,6 +235,9 @@ int main(int argc, char **argv)
                 }
                 case 'A':
                         cfg.cmdline_extra = optarg;
+                        break;
+                case 'P':
+                        cfg.private_root = true;
                         break;
                 case 'c':
                         expect_console = optarg;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -137,7 +138,7 @@ static void enters_private_root(void **state)
 
         if (geteuid() != 0)
                 unit_skip("needs root (mount namespaces)");
-        assert_int_equal(vmm_jail_build(f->kernel, f->initrd, false, &tree, &err), 0);
+        assert_int_equal(vmm_jail_build(f->kernel, f->initrd, false, NULL, 0, &tree, &err), 0);
         assert_true(tree >= 0);
 
         /* The child reports its checks, then waits until we looked at its
@@ -180,6 +181,104 @@ static void enters_private_root(void **state)
         assert_true(exists(f->kernel));
 }
 
+/* Inside, with shares {a (rw, a tmpfs mounted at a/sub), b (ro)}: the
+ * number of the first check that failed, 0 if none. */
+static int checks_shares(void)
+{
+        struct statvfs v;
+        unsigned long inert = ST_NOSUID | ST_NODEV | ST_NOEXEC;
+        char p0[32], p1[32];
+        int fd;
+
+        snprintf(p0, sizeof(p0), VMM_JAIL_SHARE_FMT, (size_t)0);
+        snprintf(p1, sizeof(p1), VMM_JAIL_SHARE_FMT, (size_t)1);
+        if (strcmp(p0, "/share/0") != 0 || strcmp(p1, "/share/1") != 0)
+                return 1;
+        if (!file_is("/share/0/hello", "share bytes") || !file_is("/share/1/hello", "ro bytes"))
+                return 2;
+        /* The mounts under a share come along. */
+        if (!file_is("/share/0/sub/inner", "inner bytes"))
+                return 3;
+        fd = open("/share/0/new", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0 || write(fd, "from jail", 9) != 9)
+                return 4;
+        close(fd);
+        if (open("/share/1/new", O_WRONLY | O_CREAT | O_CLOEXEC, 0644) >= 0 || errno != EROFS)
+                return 5;
+        if (statvfs("/share/0", &v) < 0 || (v.f_flag & inert) != inert || (v.f_flag & ST_RDONLY))
+                return 6;
+        if (statvfs("/share/0/sub", &v) < 0 || (v.f_flag & inert) != inert)
+                return 7;
+        if (statvfs("/share/1", &v) < 0 || (v.f_flag & (inert | ST_RDONLY)) != (inert | ST_RDONLY))
+                return 8;
+        /* QEMU's 9p server needs /proc/self/fd; nothing else of procfs. */
+        if (!exists("/proc/self/fd") || exists("/proc/sys") || exists("/proc/meminfo"))
+                return 10;
+        if (statvfs("/proc", &v) < 0 || (v.f_flag & inert) != inert)
+                return 11;
+        /* Only the shares given: the root stays read-only around them. */
+        if (exists("/share/2") || mkdir("/share/2", 0755) == 0 || errno != EROFS)
+                return 9;
+        return 0;
+}
+
+static void shares_at_fixed_names(void **state)
+{
+        struct fixture *f = *state;
+        struct us_error *err = NULL;
+        char a[128], b[128], sub[160], path[192];
+        int tree = -1;
+
+        if (geteuid() != 0)
+                unit_skip("needs root (mount namespaces)");
+        snprintf(a, sizeof(a), "%s/a", f->dir);
+        snprintf(b, sizeof(b), "%s/b", f->dir);
+        snprintf(sub, sizeof(sub), "%s/sub", a);
+        assert_int_equal(mkdir(a, 0755), 0);
+        assert_int_equal(mkdir(b, 0755), 0);
+        assert_int_equal(mkdir(sub, 0755), 0);
+        snprintf(path, sizeof(path), "%s/hello", a);
+        unit_write_file(path, "share bytes");
+        snprintf(path, sizeof(path), "%s/hello", b);
+        unit_write_file(path, "ro bytes");
+        assert_int_equal(mount("tmpfs", sub, "tmpfs", 0, "size=16k"), 0);
+        snprintf(path, sizeof(path), "%s/inner", sub);
+        unit_write_file(path, "inner bytes");
+
+        /* Relative paths are refused before anything is built. */
+        struct vmm_share rel = {.tag = "r", .host_dir = "srv"};
+        assert_int_equal(vmm_jail_build(f->kernel, NULL, false, &rel, 1, &tree, &err), -EINVAL);
+        assert_int_equal(tree, -1);
+        err = us_error_free(err);
+
+        struct vmm_share shares[] = {{.tag = "a", .host_dir = a},
+                                     {.tag = "b", .host_dir = b, .readonly = true}};
+        assert_int_equal(vmm_jail_build(f->kernel, f->initrd, false, shares, 2, &tree, &err), 0);
+        /* Bound at build: the host's tmpfs may go, the tree keeps its own. */
+        assert_int_equal(umount2(sub, MNT_DETACH), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+                _exit(vmm_jail_enter(tree, f->dir) == 0 ? checks_shares() : 100);
+        close(tree);
+        int st = 0;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+        /* What QEMU wrote is the host's share's. */
+        snprintf(path, sizeof(path), "%s/new", a);
+        assert_true(file_is(path, "from jail"));
+
+        assert_int_equal(unlink(path), 0);
+        snprintf(path, sizeof(path), "%s/hello", a);
+        assert_int_equal(unlink(path), 0);
+        snprintf(path, sizeof(path), "%s/hello", b);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(sub), 0);
+        assert_int_equal(rmdir(a), 0);
+        assert_int_equal(rmdir(b), 0);
+}
+
 static void kvm_node_only_when_asked(void **state)
 {
         struct fixture *f = *state;
@@ -190,7 +289,7 @@ static void kvm_node_only_when_asked(void **state)
                 unit_skip("needs root (mount namespaces)");
         if (!exists("/dev/kvm"))
                 unit_skip("no /dev/kvm on this host");
-        assert_int_equal(vmm_jail_build(f->kernel, NULL, true, &tree, &err), 0);
+        assert_int_equal(vmm_jail_build(f->kernel, NULL, true, NULL, 0, &tree, &err), 0);
         assert_true(faccessat(tree, "dev/kvm", F_OK, AT_SYMLINK_NOFOLLOW) == 0);
         assert_true(faccessat(tree, "boot/initrd", F_OK, AT_SYMLINK_NOFOLLOW) < 0);
         close(tree);
@@ -206,7 +305,7 @@ static void missing_kernel_is_an_error(void **state)
         if (geteuid() != 0)
                 unit_skip("needs root (mount API)");
         snprintf(missing, sizeof(missing), "%s/nonexistent", f->dir);
-        assert_int_equal(vmm_jail_build(missing, NULL, false, &tree, &err), -ENOENT);
+        assert_int_equal(vmm_jail_build(missing, NULL, false, NULL, 0, &tree, &err), -ENOENT);
         assert_int_equal(tree, -1);
         assert_non_null(strstr(us_error_text(err), "nonexistent"));
         us_error_free(err);
@@ -216,6 +315,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(enters_private_root, setup, teardown),
+                cmocka_unit_test_setup_teardown(shares_at_fixed_names, setup, teardown),
                 cmocka_unit_test_setup_teardown(kvm_node_only_when_asked, setup, teardown),
                 cmocka_unit_test_setup_teardown(missing_kernel_is_an_error, setup, teardown),
         };

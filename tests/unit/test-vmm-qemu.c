@@ -239,6 +239,21 @@ static void ninep(void **state)
                             "local,id=fs1,path=/srv/ro,security_model=none,readonly=on");
         assert_string_equal(opt_value(argv, "-device", "virtio-9p"),
                             "virtio-9p-device,fsdev=fs0,mount_tag=rootfs");
+        {
+                /* In its private root: the shares by index, where vmm/jail.h
+                 * binds them, never the host path (the same argv for every
+                 * pod, as a VM template needs). */
+                struct vmm_qemu_runtime jailed = rt;
+                _cleanup_strv_ char **jargv = NULL;
+                jailed.private_root = true;
+                assert_int_equal(vmm_qemu_argv(&cfg, &jailed, &jargv, NULL), 0);
+                assert_string_equal(opt_value(jargv, "-fsdev", "local,id=fs0"),
+                                    "local,id=fs0,path=/share/0,security_model=none");
+                assert_string_equal(opt_value(jargv, "-fsdev", "local,id=fs1"),
+                                    "local,id=fs1,path=/share/1,security_model=none,readonly=on");
+                for (size_t i = 0; jargv[i]; i++)
+                        assert_null(strstr(jargv[i], "/srv/"));
+        }
 }
 
 static void rejects_bad_config(void **state)
@@ -539,7 +554,7 @@ static void start_failure_leaves_nothing(void **state)
         assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
 
         /* A private root holds /usr only: a QEMU elsewhere is refused with
-         * its name, and so are 9p shares (QEMU opens them by host path). */
+         * its name. */
         cfg.private_root = true;
         cfg.qemu_binary = fake_qemu;
         assert_int_equal(vmm_vm_start(&cfg, &vm, &err), -EINVAL);
@@ -547,11 +562,6 @@ static void start_failure_leaves_nothing(void **state)
         assert_non_null(strstr(us_error_text(err), "fake-qemu"));
         err = us_error_free(err);
         cfg.qemu_binary = NULL;
-        cfg.share_type = VMM_SHARE_9P;
-        assert_int_equal(vmm_vm_start(&cfg, &vm, &err), -EINVAL);
-        assert_non_null(strstr(us_error_text(err), "9p shares"));
-        err = us_error_free(err);
-        cfg.share_type = VMM_SHARE_VIRTIOFS;
         cfg.private_root = false;
         assert_int_equal(count_sockets(dir), 0);
         assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);

@@ -20,14 +20,6 @@ struct fixture {
         struct vmm_template_inputs in;
 };
 
-static void write_file(const char *path, const char *text)
-{
-        FILE *f = fopen(path, "we");
-        assert_non_null(f);
-        fputs(text, f);
-        assert_int_equal(fclose(f), 0);
-}
-
 static int setup(void **state)
 {
         struct fixture *f = calloc(1, sizeof(*f));
@@ -38,10 +30,10 @@ static int setup(void **state)
         snprintf(f->kernel, sizeof(f->kernel), "%s/vmlinux", f->dir);
         snprintf(f->initrd, sizeof(f->initrd), "%s/initrd", f->dir);
         snprintf(f->other, sizeof(f->other), "%s/other", f->dir);
-        write_file(f->qemu, "qemu bytes");
-        write_file(f->kernel, "kernel bytes");
-        write_file(f->initrd, "initrd bytes");
-        write_file(f->other, "kernel bytes");
+        unit_write_file(f->qemu, "qemu bytes");
+        unit_write_file(f->kernel, "kernel bytes");
+        unit_write_file(f->initrd, "initrd bytes");
+        unit_write_file(f->other, "kernel bytes");
         f->in = (struct vmm_template_inputs){
                 .qemu_binary = f->qemu,
                 .kernel = f->kernel,
@@ -152,7 +144,7 @@ static void rewritten_file_changes_the_key(void **state)
 
         key_of(&f->in, before);
         assert_int_equal(stat(f->kernel, &st), 0);
-        write_file(f->kernel, "KERNEL BYTES");
+        unit_write_file(f->kernel, "KERNEL BYTES");
         /* Put mtime back as cp -p would: ctime still moves. Wait for a
          * ctime different from before (not a time: the clock's next tick). */
         struct stat now;
@@ -170,7 +162,7 @@ static void rewritten_file_changes_the_key(void **state)
         /* A new file renamed over the old one (another inode). */
         key_of(&f->in, before);
         assert_int_equal(rename(f->other, f->kernel), 0);
-        write_file(f->other, "kernel bytes");
+        unit_write_file(f->other, "kernel bytes");
         key_of(&f->in, after);
         assert_string_not_equal(before, after);
 }

@@ -134,3 +134,11 @@ int unit_wait_ms(int ms)
         long long scaled = (long long)ms * scale;
         return scaled > INT_MAX ? INT_MAX : (int)scaled;
 }
+
+void unit_write_file(const char *path, const char *text)
+{
+        FILE *f = fopen(path, "we");
+        assert_non_null(f);
+        assert_true(fputs(text, f) >= 0);
+        assert_int_equal(fclose(f), 0);
+}

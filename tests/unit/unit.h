@@ -64,3 +64,6 @@ int unit_exit(int failed);
 
 /* ms scaled for this build and machine (see above); at least ms. */
 int unit_wait_ms(int ms);
+
+/* Writes text to path (created or truncated); a failure fails the case. */
+void unit_write_file(const char *path, const char *text);
