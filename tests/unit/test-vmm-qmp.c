@@ -204,22 +204,35 @@ static void reply(int fd, const char *id, const char *body)
         send_str(fd, line);
 }
 
+/* A fake QEMU in a child: greets and accepts qmp_capabilities on sv[1],
+ * then returns 0 in the child (which goes on with its script on sv[1] and
+ * _exits) and the child's pid in the parent (which talks on sv[0]). */
+static pid_t fake_qemu(int sv[2])
+{
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid > 0) {
+                close(sv[1]);
+                return pid;
+        }
+        close(sv[0]);
+        send_str(sv[1], "{\"QMP\": {\"version\": {\"qemu\": {\"major\": 7}}, "
+                        "\"capabilities\": []}}\r\n");
+        const char *id = recv_cmd(sv[1], "qmp_capabilities");
+        if (!id)
+                _exit(1);
+        reply(sv[1], id, "\"return\": {}");
+        return 0;
+}
+
 static void client_happy_path(void **state)
 {
         (void)state;
         int sv[2];
-        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
+        pid_t pid = fake_qemu(sv);
         if (pid == 0) {
-                close(sv[0]);
-                send_str(sv[1], "{\"QMP\": {\"version\": {\"qemu\": {\"major\": 7}}, "
-                                "\"capabilities\": []}}\r\n");
-                const char *id = recv_cmd(sv[1], "qmp_capabilities");
-                if (!id)
-                        _exit(1);
-                reply(sv[1], id, "\"return\": {}");
-                id = recv_cmd(sv[1], "\"execute\":\"stop\"");
+                const char *id = recv_cmd(sv[1], "\"execute\":\"stop\"");
                 if (!id)
                         _exit(2);
                 /* An event, a stale reply to someone else, then ours,
@@ -240,7 +253,6 @@ static void client_happy_path(void **state)
                         _exit(4);
                 _exit(0); /* hang up without replying, like QEMU may on quit */
         }
-        close(sv[1]);
 
         struct vmm_qmp *q = NULL;
         struct us_error *err = NULL;
@@ -282,23 +294,15 @@ static void client_drains_events(void **state)
 {
         (void)state;
         int sv[2];
-        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
+        pid_t pid = fake_qemu(sv);
         if (pid == 0) {
-                close(sv[0]);
-                send_str(sv[1], "{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n");
-                const char *id = recv_cmd(sv[1], "qmp_capabilities");
-                if (!id)
-                        _exit(1);
-                reply(sv[1], id, "\"return\": {}");
                 /* More than a socket buffer holds: only a reader lets this
                  * finish. */
                 for (int i = 0; i < DRAIN_EVENTS; i++)
                         send_str(sv[1], "{\"event\": \"RTC_CHANGE\", \"data\": {\"offset\": 1}, "
                                         "\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\n");
                 send_str(sv[1], "{\"event\": \"BALLOON_");
-                id = recv_cmd(sv[1], "\"execute\":\"stop\"");
+                const char *id = recv_cmd(sv[1], "\"execute\":\"stop\"");
                 if (!id)
                         _exit(2);
                 send_str(sv[1], "CHANGE\", \"data\": {\"actual\": 1}}\n");
@@ -309,7 +313,6 @@ static void client_drains_events(void **state)
                         ;
                 _exit(0);
         }
-        close(sv[1]);
 
         struct vmm_qmp *q = NULL;
         struct us_error *err = NULL;
