@@ -123,9 +123,14 @@ static void oom_got(int status, const uint8_t *payload, size_t len, const struct
         (void)err;
         struct sandbox_pod *pod = userdata;
         pod->oom_call = 0;
-        if (status < 0)
-                return; /* cancelled, or the channel is gone */
-        Unishim__Agent__V1__OOMEvent *ev = unishim__agent__v1__oomevent__unpack(NULL, len, payload);
+        /* Cancelled, the channel gone, or the agent declared dead: the end.
+         * An error the guest answered is an answer like any other: the
+         * watch goes on, paced as below. */
+        if (status == -ECANCELED || status == -ECONNRESET || status == -ENOTCONN ||
+            status == -ETIMEDOUT || pod->agent.dead)
+                return;
+        Unishim__Agent__V1__OOMEvent *ev =
+                status < 0 ? NULL : unishim__agent__v1__oomevent__unpack(NULL, len, payload);
         if (ev && ev->container_id) {
                 struct sandbox_task *t = task_find(pod, ev->container_id);
                 if (t)

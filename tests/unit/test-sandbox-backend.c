@@ -354,6 +354,30 @@ static bool oom_paused(void *pod)
         return ((struct sandbox_pod *)pod)->oom_paused != NULL;
 }
 
+/* An error the guest answers to GetOOMEvent does not end the watch (it
+ * used to, for good); answered at once, forever, it is paced like any
+ * other answer. */
+static void oom_error_answers(void **state)
+{
+        (void)state;
+        struct bx *b = bx_new(10000);
+        struct task_events vm_ev = {0}, ev = {0};
+        boot(b, &vm_ev);
+        struct fake_op op;
+        assert_non_null(create(b, "ctr-1", &ev, &op));
+        wait_held(b, "GetOOMEvent");
+        assert_true(fake_release(b->fake, "GetOOMEvent", FAKE_FAIL, US_GRPC_INTERNAL));
+        wait_held(b, "GetOOMEvent");
+        assert_int_equal(fake_count(b->fake, "GetOOMEvent"), 2);
+        fake_set(b->fake, "GetOOMEvent", FAKE_FAIL, US_GRPC_INTERNAL);
+        assert_true(fake_release(b->fake, "GetOOMEvent", FAKE_FAIL, US_GRPC_INTERNAL));
+        assert_int_equal(fake_run_until(b->loop, oom_paused, pod_of(b)), 0);
+        assert_int_equal(fake_count(b->fake, "GetOOMEvent"), OOM_POLL_BURST);
+        assert_int_equal(ev.ooms, 0);
+        assert_int_equal(pod_of(b)->agent.dead, false);
+        bx_free(b);
+}
+
 /* A guest that answers GetOOMEvent at once, forever, naming a real
  * container: after OOM_POLL_BURST answers the shim pauses instead of
  * polling (and publishing) in a busy loop, then polls again. */
@@ -881,17 +905,12 @@ static void task_service(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(lifecycle),
-                cmocka_unit_test(oom_events),
-                cmocka_unit_test(oom_flood),
-                cmocka_unit_test(boot_step_fails),
-                cmocka_unit_test(create_fails),
-                cmocka_unit_test(exec_fails),
-                cmocka_unit_test(kill_gone),
-                cmocka_unit_test(stats_and_pids),
-                cmocka_unit_test(late_answer_kills_pod),
-                cmocka_unit_test(guest_hangs_up),
-                cmocka_unit_test(task_service),
+                cmocka_unit_test(lifecycle),       cmocka_unit_test(oom_events),
+                cmocka_unit_test(oom_flood),       cmocka_unit_test(oom_error_answers),
+                cmocka_unit_test(boot_step_fails), cmocka_unit_test(create_fails),
+                cmocka_unit_test(exec_fails),      cmocka_unit_test(kill_gone),
+                cmocka_unit_test(stats_and_pids),  cmocka_unit_test(late_answer_kills_pod),
+                cmocka_unit_test(guest_hangs_up),  cmocka_unit_test(task_service),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }
