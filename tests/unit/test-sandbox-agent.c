@@ -507,16 +507,14 @@ static void process_stdin(void **state)
         fx_free(f);
 }
 
-/* A guest that answers a write with "took nothing" (the agent answers
- * once all of it is in): the shim would send it again at once, and again,
- * spinning its loop for as long as the guest likes. Its stdin ends
- * instead. */
-static void stdin_no_progress(void **state)
+/* A guest that says it took less than all of a write (nothing, or one byte
+ * of it): the shim does not send the rest again at once (the guest would
+ * spin its loop), it ends that stdin. */
+static void stdin_answered_short(long taken)
 {
-        (void)state;
         struct fx *f = fx_new(10000);
         fake_set(f->fake, "WaitProcess", FAKE_HOLD, 0);
-        f->fake->stdin_taken = 0;
+        f->fake->stdin_taken = taken;
         int fd[2];
         assert_int_equal(pipe2(fd, O_CLOEXEC), 0);
         struct us_stdio stdio = {fd[0], -1, -1};
@@ -531,6 +529,18 @@ static void stdin_no_progress(void **state)
         assert_int_equal(f->lost, 0);
         close(fd[1]);
         fx_free(f);
+}
+
+static void stdin_no_progress(void **state)
+{
+        (void)state;
+        stdin_answered_short(0);
+}
+
+static void stdin_partial(void **state)
+{
+        (void)state;
+        stdin_answered_short(1);
 }
 
 int main(void)
@@ -549,6 +559,7 @@ int main(void)
                 cmocka_unit_test(oversized_read),
                 cmocka_unit_test(process_stdin),
                 cmocka_unit_test(stdin_no_progress),
+                cmocka_unit_test(stdin_partial),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

@@ -112,9 +112,11 @@ static void stdin_cannot_take_more_than_sent(void **state)
         size_t len, taken;
         r.len = 3;
         uint8_t *buf = pack(&r.base, &len);
-        assert_int_equal(sandbox_reply_write_stdin(buf, len, 10, &taken, NULL), 0);
+        assert_int_equal(sandbox_reply_write_stdin(buf, len, 3, &taken, NULL), 0);
         assert_int_equal(taken, 3);
         assert_int_equal(sandbox_reply_write_stdin(buf, len, 2, &taken, NULL), -EBADMSG);
+        /* Part of a write: the agent answers only once all of it is in. */
+        assert_int_equal(sandbox_reply_write_stdin(buf, len, 10, &taken, NULL), -EBADMSG);
         free(buf);
         /* Nothing of a write: the guest makes no progress. */
         r.len = 0;
