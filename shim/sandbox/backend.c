@@ -79,6 +79,8 @@ struct sandbox_pod {
         struct sandbox_agent agent;
         uint64_t oom_call;
         unsigned oom_answers;              /* since the last pause */
+        unsigned oom_pause_ms;             /* the last pause (0: none yet) */
+        int64_t oom_poll_sent_ms;          /* when the poll in flight went out */
         struct us_loop_source *oom_paused; /* the pause's timer */
         struct sandbox_task *tasks;
         bool dead; /* QEMU gone */
@@ -103,10 +105,14 @@ static void oom_poll(struct sandbox_pod *pod);
 /* A guest without OOM kills holds GetOOMEvent; one that answers it at once,
  * forever, would have the shim poll in a busy loop (and publish an event
  * for each answer naming a container). After OOM_POLL_BURST answers the
- * next poll waits OOM_POLL_PAUSE_MS: a real burst of kills is reported
- * late (the agent queues them, the newest kept). */
-#define OOM_POLL_BURST    16
-#define OOM_POLL_PAUSE_MS 1000
+ * next poll waits: OOM_POLL_PAUSE_MS, doubled for each burst that follows
+ * up to OOM_POLL_PAUSE_MAX_MS (a flood reaches containerd at a trickle),
+ * back to the start once a poll was held that long (a quiet guest). A real
+ * burst of kills is reported late (the agent queues them, the newest
+ * kept). */
+#define OOM_POLL_BURST        16
+#define OOM_POLL_PAUSE_MS     1000
+#define OOM_POLL_PAUSE_MAX_MS 64000
 
 static void oom_resume(struct us_loop_source *src, void *userdata)
 {
@@ -129,6 +135,8 @@ static void oom_got(int status, const uint8_t *payload, size_t len, const struct
         if (status == -ECANCELED || status == -ECONNRESET || status == -ENOTCONN ||
             status == -ETIMEDOUT || pod->agent.dead)
                 return;
+        if (us_monotonic_ms() - pod->oom_poll_sent_ms >= OOM_POLL_PAUSE_MAX_MS)
+                pod->oom_pause_ms = 0;
         Unishim__Agent__V1__OOMEvent *ev =
                 status < 0 ? NULL : unishim__agent__v1__oomevent__unpack(NULL, len, payload);
         if (ev && ev->container_id) {
@@ -138,10 +146,16 @@ static void oom_got(int status, const uint8_t *payload, size_t len, const struct
         }
         if (ev)
                 unishim__agent__v1__oomevent__free_unpacked(ev, NULL);
-        if (++pod->oom_answers < OOM_POLL_BURST)
+        if (++pod->oom_answers < OOM_POLL_BURST) {
                 oom_poll(pod);
-        else if (us_loop_add_timer(pod->vmpod.loop, OOM_POLL_PAUSE_MS, oom_resume, pod,
-                                   &pod->oom_paused, NULL) < 0)
+                return;
+        }
+        pod->oom_pause_ms = pod->oom_pause_ms == 0 ? OOM_POLL_PAUSE_MS
+                            : pod->oom_pause_ms >= OOM_POLL_PAUSE_MAX_MS / 2
+                                    ? OOM_POLL_PAUSE_MAX_MS
+                                    : pod->oom_pause_ms * 2;
+        if (us_loop_add_timer(pod->vmpod.loop, pod->oom_pause_ms, oom_resume, pod, &pod->oom_paused,
+                              NULL) < 0)
                 us_log_warn("pod %s: its OOM kills are no longer watched (no timer)",
                             pod->vmpod.id);
 }
@@ -149,9 +163,11 @@ static void oom_got(int status, const uint8_t *payload, size_t len, const struct
 static void oom_poll(struct sandbox_pod *pod)
 {
         Unishim__Agent__V1__Empty req = UNISHIM__AGENT__V1__EMPTY__INIT;
-        if (!pod->oom_call && !pod->oom_paused)
-                (void)sandbox_agent_poll(&pod->agent, "GetOOMEvent", &req.base, 0, oom_got, pod,
-                                         &pod->oom_call);
+        if (pod->oom_call || pod->oom_paused)
+                return;
+        pod->oom_poll_sent_ms = us_monotonic_ms();
+        (void)sandbox_agent_poll(&pod->agent, "GetOOMEvent", &req.base, 0, oom_got, pod,
+                                 &pod->oom_call);
 }
 
 /* A VM that died on its own takes its console log with the pod's state

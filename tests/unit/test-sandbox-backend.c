@@ -401,7 +401,12 @@ static void oom_flood(void **state)
         struct fake_op op2;
         assert_non_null(create(b, "ctr-2", &ev, &op2));
         assert_int_equal(fake_count(b->fake, "GetOOMEvent"), OOM_POLL_BURST);
+        assert_int_equal(pod_of(b)->oom_pause_ms, OOM_POLL_PAUSE_MS);
         wait_calls(b, "GetOOMEvent", OOM_POLL_BURST + 1);
+        /* The next burst pauses twice as long. */
+        assert_int_equal(fake_run_until(b->loop, oom_paused, pod_of(b)), 0);
+        assert_int_equal(fake_count(b->fake, "GetOOMEvent"), 2 * OOM_POLL_BURST);
+        assert_int_equal(pod_of(b)->oom_pause_ms, 2 * OOM_POLL_PAUSE_MS);
         assert_int_equal(pod_of(b)->agent.dead, false);
         bx_free(b);
 }
