@@ -22,15 +22,18 @@
 #define SHARE_ATTRS (MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)
 
 /* Binds a clone of the host's src (a directory tree, or one file or device
- * node) at dir_fd/name, which exists, with attrs on every mount of it. */
+ * node) at dir_fd/name, which exists, with attrs on every mount of it. A
+ * clone of a shared mount would be a peer of the host's: propagation is
+ * set, MS_PRIVATE (nothing either way) or MS_SLAVE (the host's later mounts
+ * show, nothing goes back). */
 static int bind_host(int dir_fd, const char *name, const char *src, bool recursive,
-                     unsigned long long attrs, struct us_error **err)
+                     unsigned long long attrs, unsigned long propagation, struct us_error **err)
 {
         unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0);
         _cleanup_close_ int tree = open_tree(AT_FDCWD, src, flags);
         if (tree < 0)
                 return us_errorf(err, errno, "qemu's root: bind %s", src);
-        struct mount_attr attr = {.attr_set = attrs};
+        struct mount_attr attr = {.attr_set = attrs, .propagation = propagation};
         if (mount_setattr(tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr,
                           sizeof(attr)) < 0)
                 return us_errorf(err, errno, "qemu's root: restrict %s", src);
@@ -47,7 +50,7 @@ static int bind_file(int dir_fd, const char *name, const char *src, unsigned lon
         if (fd < 0)
                 return us_errorf(err, errno, "qemu's root: create %s", name);
         us_close(fd);
-        return bind_host(dir_fd, name, src, false, attrs, err);
+        return bind_host(dir_fd, name, src, false, attrs, MS_PRIVATE, err);
 }
 
 /* /bin, /lib, ... as the host has them: a symlink is copied (on a merged
@@ -74,7 +77,7 @@ static int top_level(int root, const char *name, struct us_error **err)
                 return 0;
         if (mkdirat(root, name, 0755) < 0)
                 return us_errorf(err, errno, "qemu's root: mkdir %s", path);
-        return bind_host(root, name, path, true, HOST_ATTRS, err);
+        return bind_host(root, name, path, true, HOST_ATTRS, MS_PRIVATE, err);
 }
 
 static int subdir(int root, const char *name, int *ret_fd, struct us_error **err)
@@ -148,7 +151,9 @@ static int shares_dir(int root, const struct vmm_share *shares, size_t n_shares,
                 snprintf(name, sizeof(name), "%zu", i);
                 if (mkdirat(dir, name, 0755) < 0)
                         return us_errorf(err, errno, "qemu's root: mkdir /share/%s", name);
-                if ((r = bind_host(dir, name, shares[i].host_dir, true, attrs, err)) < 0)
+                /* A slave: a container's rootfs bound into the share
+                 * after the start shows (as virtio-fs's shared/ does). */
+                if ((r = bind_host(dir, name, shares[i].host_dir, true, attrs, MS_SLAVE, err)) < 0)
                         return r;
         }
         return 0;
@@ -177,7 +182,7 @@ int vmm_jail_build(const char *kernel, const char *initrd, bool kvm, const struc
 
         if (mkdirat(root, "usr", 0755) < 0)
                 return us_errorf(err, errno, "qemu's root: mkdir /usr");
-        if ((r = bind_host(root, "usr", "/usr", true, HOST_ATTRS, err)) < 0)
+        if ((r = bind_host(root, "usr", "/usr", true, HOST_ATTRS, MS_PRIVATE, err)) < 0)
                 return r;
         for (size_t i = 0; i < US_ELEMENTSOF(top); i++)
                 if ((r = top_level(root, top[i], err)) < 0)

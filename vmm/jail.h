@@ -22,9 +22,10 @@
  *                        path: QEMU's argv is then the same for every pod,
  *                        which a VM template and its clones need (the
  *                        template's export path is restored into each clone).
- *                        Mounts made under the host directory after the build
- *                        are not seen: the bind is a copy of the tree, not a
- *                        propagating one.
+ *                        The bind is a slave of the host directory: a mount
+ *                        made under it after the build shows when the host
+ *                        directory is a shared mount, and nothing made here
+ *                        goes back. Every other bind is private.
  *   /proc                with 9p shares only (QEMU's 9p server sets modes
  *                        through /proc/self/fd): a procfs of its own with the
  *                        per-process part only (subset=pid) and only the

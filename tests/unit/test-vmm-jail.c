@@ -211,6 +211,18 @@ static int checks_shares(void)
                 return 7;
         if (statvfs("/share/1", &v) < 0 || (v.f_flag & (inert | ST_RDONLY)) != (inert | ST_RDONLY))
                 return 8;
+        /* No mount here is a peer of the host's: nothing made in the jail
+         * could reach the host's mount table. */
+        FILE *mi = fopen("/proc/self/mountinfo", "re");
+        if (!mi)
+                return 11;
+        char line[1024];
+        bool peer = false;
+        while (fgets(line, sizeof(line), mi))
+                peer |= strstr(line, " shared:") != NULL;
+        fclose(mi);
+        if (peer)
+                return 12;
         /* QEMU's 9p server needs /proc/self/fd; nothing else of procfs. */
         if (!exists("/proc/self/fd") || exists("/proc/sys") || exists("/proc/meminfo"))
                 return 10;
@@ -237,6 +249,10 @@ static void shares_at_fixed_names(void **state)
         assert_int_equal(mkdir(a, 0755), 0);
         assert_int_equal(mkdir(b, 0755), 0);
         assert_int_equal(mkdir(sub, 0755), 0);
+        /* A shared mount, as a host's share dir may be: its clone must not
+         * be a peer. */
+        assert_int_equal(mount(a, a, NULL, MS_BIND, NULL), 0);
+        assert_int_equal(mount(NULL, a, NULL, MS_SHARED, NULL), 0);
         snprintf(path, sizeof(path), "%s/hello", a);
         unit_write_file(path, "share bytes");
         snprintf(path, sizeof(path), "%s/hello", b);
@@ -254,8 +270,6 @@ static void shares_at_fixed_names(void **state)
         struct vmm_share shares[] = {{.tag = "a", .host_dir = a},
                                      {.tag = "b", .host_dir = b, .readonly = true}};
         assert_int_equal(vmm_jail_build(f->kernel, f->initrd, false, shares, 2, &tree, &err), 0);
-        /* Bound at build: the host's tmpfs may go, the tree keeps its own. */
-        assert_int_equal(umount2(sub, MNT_DETACH), 0);
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0)
@@ -274,7 +288,9 @@ static void shares_at_fixed_names(void **state)
         assert_int_equal(unlink(path), 0);
         snprintf(path, sizeof(path), "%s/hello", b);
         assert_int_equal(unlink(path), 0);
+        assert_int_equal(umount2(sub, MNT_DETACH), 0);
         assert_int_equal(rmdir(sub), 0);
+        assert_int_equal(umount2(a, MNT_DETACH), 0);
         assert_int_equal(rmdir(a), 0);
         assert_int_equal(rmdir(b), 0);
 }
