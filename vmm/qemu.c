@@ -826,8 +826,13 @@ int vmm_vm_qmp(struct vmm_vm *vm, const char *command, const char *arguments_jso
 {
         if (!vm)
                 return us_error_msg(err, EINVAL, "qmp: no vm");
-        if (!vmm_vm_running(vm) || !vm->qmp)
+        if (!vmm_vm_running(vm))
                 return us_error_msg(err, ESRCH, "vm %s: qemu is not running", vm->id);
+        if (!vm->qmp)
+                return us_error_msg(err, ENOTCONN,
+                                    "vm %s: qemu's monitor is closed (it hung up or broke the "
+                                    "protocol)",
+                                    vm->id);
         int r = vmm_qmp_execute(vm->qmp, command, arguments_json, ret_reply, err);
         if (r < 0)
                 return us_error_wrap(err, r, "vm %s", vm->id);
