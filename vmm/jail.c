@@ -123,7 +123,10 @@ static int proc_dir(int root, struct us_error **err)
 
         if (mkdirat(root, "proc", 0555) < 0)
                 return us_errorf(err, errno, "qemu's root: mkdir /proc");
-        if ((r = new_fs("proc", opts, SHARE_ATTRS, &mnt, err)) < 0)
+        /* Read-only: QEMU's own writable entries (/proc/self/attr, comm,
+         * ...) stay closed; a chmod through /proc/self/fd/N follows the
+         * link to the file's own mount. */
+        if ((r = new_fs("proc", opts, SHARE_ATTRS | MOUNT_ATTR_RDONLY, &mnt, err)) < 0)
                 return r;
         if (move_mount(mnt, "", root, "proc", MOVE_MOUNT_F_EMPTY_PATH) < 0)
                 return us_errorf(err, errno, "qemu's root: attach proc");

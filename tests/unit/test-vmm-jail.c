@@ -223,6 +223,19 @@ static int checks_shares(void)
         fclose(mi);
         if (peer)
                 return 12;
+        /* QEMU's 9p server sets a new file's mode through /proc/self/fd/N
+         * of an O_PATH fd: that works on the read-only procfs, and writing
+         * QEMU's own entries does not. */
+        int pfd = open("/share/0/new", O_PATH | O_CLOEXEC);
+        char link[64];
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", pfd);
+        struct stat st;
+        if (pfd < 0 || chmod(link, 0600) < 0 || stat("/share/0/new", &st) < 0 ||
+            (st.st_mode & 07777) != 0600)
+                return 13;
+        close(pfd);
+        if (open("/proc/self/comm", O_WRONLY | O_CLOEXEC) >= 0 || errno != EROFS)
+                return 14;
         /* QEMU's 9p server needs /proc/self/fd; nothing else of procfs. */
         if (!exists("/proc/self/fd") || exists("/proc/sys") || exists("/proc/meminfo"))
                 return 10;
