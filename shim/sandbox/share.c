@@ -167,6 +167,14 @@ int sandbox_share_add_container(struct sandbox_share *s, const char *cid, const 
                 r = tree;
                 goto fail;
         }
+        /* A clone of a shared rootfs mount would be its peer: private, as
+         * runc's default rootfs propagation. */
+        struct mount_attr prop = {.propagation = MS_PRIVATE};
+        if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &prop, sizeof(prop)) < 0) {
+                r = us_errorf(err, errno, "set the propagation of the rootfs of %s", cid);
+                close(tree);
+                goto fail;
+        }
         /* Writable even for a read-only root: the guest's engine creates
          * mount points in it before it remounts it read-only, as runc does,
          * and its writes land in the container's own layer. */

@@ -364,6 +364,37 @@ static void volume_propagation(void **state)
         (void)umount2(f->vol, MNT_DETACH);
 }
 
+/* A container's rootfs on a shared mount: its clone in the share is no
+ * peer, mounts go neither way. */
+static void rootfs_is_private(void **state)
+{
+        struct fixture *f = *state;
+        NEED_ROOT(f);
+        assert_int_equal(mount(f->rootfs, f->rootfs, NULL, MS_BIND, NULL), 0);
+        assert_int_equal(mount(NULL, f->rootfs, NULL, MS_SHARED, NULL), 0);
+        assert_int_equal(sandbox_share_new(f->state, &f->share, NULL), 0);
+        const char *view = sandbox_share_guest_dir(f->share);
+        assert_int_equal(sandbox_share_add_container(f->share, "c1", f->rootfs, NULL, 0, NULL), 0);
+
+        char p[PATH_MAX + 32];
+        snprintf(p, sizeof(p), "%s/sub", f->rootfs);
+        assert_int_equal(mkdir(p, 0755), 0);
+        assert_int_equal(mount("tmpfs", p, "tmpfs", 0, "size=64k"), 0);
+        assert_int_equal(create_in(p, "from-host"), 0);
+        assert_false(exists(view, "c1/rootfs/sub/from-host"));
+
+        snprintf(p, sizeof(p), "%s/mounts/c1/rootfs/back", f->state);
+        assert_int_equal(mkdir(p, 0755), 0);
+        assert_int_equal(mount("tmpfs", p, "tmpfs", 0, "size=64k"), 0);
+        assert_int_equal(create_in(p, "from-share"), 0);
+        assert_false(exists(f->rootfs, "back/from-share"));
+
+        assert_int_equal(sandbox_share_remove_container(f->share, "c1", NULL), 0);
+        snprintf(p, sizeof(p), "%s/sub", f->rootfs);
+        (void)umount2(p, MNT_DETACH);
+        (void)umount2(f->rootfs, MNT_DETACH);
+}
+
 /* A volume on a filesystem without idmapped mounts (procfs here; overlay
  * on kind nodes) is refused, naming it. */
 static void unidmappable_volume_is_refused(void **state)
@@ -389,6 +420,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(refuses_existing_entries, setup, teardown),
                 cmocka_unit_test_setup_teardown(idmapped_share_keeps_owners, setup, teardown),
                 cmocka_unit_test_setup_teardown(volume_propagation, setup, teardown),
+                cmocka_unit_test_setup_teardown(rootfs_is_private, setup, teardown),
                 cmocka_unit_test_setup_teardown(unidmappable_volume_is_refused, setup, teardown),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
