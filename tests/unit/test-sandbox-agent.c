@@ -168,6 +168,14 @@ static void start(struct fx *f, struct fake_op *op)
                 fail_msg("acall: %d %s", r, us_error_text(err));
 }
 
+/* start() and its answer: the call's result. */
+static int start_and_wait(struct fx *f, struct fake_op *op)
+{
+        start(f, op);
+        wait_op(f, op);
+        return op->r;
+}
+
 /* ---- the channel ---- */
 
 static void answered(void **state)
@@ -194,16 +202,12 @@ static void error_status(void **state)
         struct fx *f = fx_new(10000);
         fake_set(f->fake, "StartContainer", FAKE_FAIL, US_GRPC_NOT_FOUND);
         struct fake_op op;
-        start(f, &op);
-        wait_op(f, &op);
-        assert_int_equal(op.r, -ENOENT);
+        assert_int_equal(start_and_wait(f, &op), -ENOENT);
         assert_non_null(strstr(op.msg, "guest agent StartContainer"));
         assert_non_null(strstr(op.msg, "the fake agent refuses StartContainer"));
         assert_false(f->a.dead);
         fake_set(f->fake, "StartContainer", FAKE_ANSWER, 0);
-        start(f, &op);
-        wait_op(f, &op);
-        assert_int_equal(op.r, 0);
+        assert_int_equal(start_and_wait(f, &op), 0);
         assert_int_equal(f->lost, 0);
         fx_free(f);
 }
@@ -292,9 +296,7 @@ static void never_answers(void **state)
         assert_int_equal(read_fifo(f, fd[0], buf, sizeof(buf)), 3);
         assert_memory_equal(buf, "out", 3);
         struct fake_op op;
-        start(f, &op);
-        wait_op(f, &op);
-        assert_int_equal(op.r, 0);
+        assert_int_equal(start_and_wait(f, &op), 0);
         assert_int_equal(f->exits, 0);
         assert_int_equal(f->lost, 0);
         assert_true(us_ttrpc_aclient_pending(f->a.events) >= 1);
@@ -373,13 +375,9 @@ static void owner_cancelled(void **state)
         /* Its late answer is not the next call's. */
         fake_set(f->fake, "StartContainer", FAKE_FAIL, US_GRPC_INTERNAL);
         assert_true(fake_release(f->fake, "StartContainer", FAKE_ANSWER, 0));
-        start(f, &op);
-        wait_op(f, &op);
-        assert_int_equal(op.r, -EREMOTEIO);
+        assert_int_equal(start_and_wait(f, &op), -EREMOTEIO);
         fake_set(f->fake, "StartContainer", FAKE_ANSWER, 0);
-        start(f, &op);
-        wait_op(f, &op);
-        assert_int_equal(op.r, 0);
+        assert_int_equal(start_and_wait(f, &op), 0);
         assert_int_equal(f->lost, 0);
         fx_free(f);
 }

@@ -243,6 +243,19 @@ static struct sandbox_task *create(struct bx *b, const char *id, struct task_eve
         return op->r == 0 ? op->impl : NULL;
 }
 
+/* The start of most cases: a booted pod (its VM task's events in *vm_ev)
+ * with container ctr-1 created (its events in *ev). */
+static struct sandbox_task *booted_ctr(struct bx **ret_b, struct task_events *vm_ev,
+                                       struct task_events *ev, struct fake_op *op)
+{
+        struct bx *b = bx_new(10000);
+        boot(b, vm_ev);
+        struct sandbox_task *t = create(b, "ctr-1", ev, op);
+        assert_non_null(t);
+        *ret_b = b;
+        return t;
+}
+
 /* ---- the normal paths ---- */
 
 static void lifecycle(void **state)
@@ -325,11 +338,10 @@ static void lifecycle(void **state)
 static void oom_events(void **state)
 {
         (void)state;
-        struct bx *b = bx_new(10000);
+        struct bx *b;
         struct task_events vm_ev = {0}, ev = {0};
-        boot(b, &vm_ev);
         struct fake_op op;
-        assert_non_null(create(b, "ctr-1", &ev, &op));
+        (void)booted_ctr(&b, &vm_ev, &ev, &op);
         wait_held(b, "GetOOMEvent");
         b->fake->oom_id = "ghost";
         assert_true(fake_release(b->fake, "GetOOMEvent", FAKE_ANSWER, 0));
@@ -360,11 +372,10 @@ static bool oom_paused(void *pod)
 static void oom_error_answers(void **state)
 {
         (void)state;
-        struct bx *b = bx_new(10000);
+        struct bx *b;
         struct task_events vm_ev = {0}, ev = {0};
-        boot(b, &vm_ev);
         struct fake_op op;
-        assert_non_null(create(b, "ctr-1", &ev, &op));
+        (void)booted_ctr(&b, &vm_ev, &ev, &op);
         wait_held(b, "GetOOMEvent");
         assert_true(fake_release(b->fake, "GetOOMEvent", FAKE_FAIL, US_GRPC_INTERNAL));
         wait_held(b, "GetOOMEvent");
@@ -384,11 +395,10 @@ static void oom_error_answers(void **state)
 static void oom_flood(void **state)
 {
         (void)state;
-        struct bx *b = bx_new(10000);
+        struct bx *b;
         struct task_events vm_ev = {0}, ev = {0};
-        boot(b, &vm_ev);
         struct fake_op op;
-        assert_non_null(create(b, "ctr-1", &ev, &op));
+        (void)booted_ctr(&b, &vm_ev, &ev, &op);
         wait_held(b, "GetOOMEvent");
         fake_set(b->fake, "GetOOMEvent", FAKE_ANSWER, 0);
         b->fake->oom_id = "ctr-1";
@@ -476,12 +486,10 @@ static void create_fails(void **state)
 static void exec_fails(void **state)
 {
         (void)state;
-        struct bx *b = bx_new(10000);
+        struct bx *b;
         struct task_events vm_ev = {0}, ev = {0};
-        boot(b, &vm_ev);
         struct fake_op op;
-        struct sandbox_task *t = create(b, "ctr-1", &ev, &op);
-        assert_non_null(t);
+        struct sandbox_task *t = booted_ctr(&b, &vm_ev, &ev, &op);
         const char *pjson = "{\"args\": [\"true\"], \"cwd\": \"/\"}";
         const struct us_stdio none = {-1, -1, -1};
         static const enum fake_mode modes[] = {FAKE_FAIL, FAKE_GARBAGE};
@@ -511,12 +519,10 @@ static void exec_fails(void **state)
 static void kill_gone(void **state)
 {
         (void)state;
-        struct bx *b = bx_new(10000);
+        struct bx *b;
         struct task_events vm_ev = {0}, ev = {0};
-        boot(b, &vm_ev);
         struct fake_op op;
-        struct sandbox_task *t = create(b, "ctr-1", &ev, &op);
-        assert_non_null(t);
+        struct sandbox_task *t = booted_ctr(&b, &vm_ev, &ev, &op);
         fake_set(b->fake, "SignalProcess", FAKE_FAIL, US_GRPC_NOT_FOUND);
         fake_op_init(&op);
         assert_int_equal(shim_backend_sandbox.kill_exec(t, "e9", 0, SIGKILL, &op.op, NULL),
@@ -531,12 +537,10 @@ static void kill_gone(void **state)
 static void stats_and_pids(void **state)
 {
         (void)state;
-        struct bx *b = bx_new(10000);
+        struct bx *b;
         struct task_events vm_ev = {0}, ev = {0};
-        boot(b, &vm_ev);
         struct fake_op op;
-        struct sandbox_task *t = create(b, "ctr-1", &ev, &op);
-        assert_non_null(t);
+        struct sandbox_task *t = booted_ctr(&b, &vm_ev, &ev, &op);
 
         Io__Containerd__Cgroups__V1__Metrics m = IO__CONTAINERD__CGROUPS__V1__METRICS__INIT;
         Io__Containerd__Cgroups__V1__MemoryStat mem =
@@ -625,12 +629,10 @@ static void late_answer_kills_pod(void **state)
 static void guest_hangs_up(void **state)
 {
         (void)state;
-        struct bx *b = bx_new(10000);
+        struct bx *b;
         struct task_events vm_ev = {0}, ev = {0};
-        boot(b, &vm_ev);
         struct fake_op op;
-        struct sandbox_task *t = create(b, "ctr-1", &ev, &op);
-        assert_non_null(t);
+        struct sandbox_task *t = booted_ctr(&b, &vm_ev, &ev, &op);
         fake_set(b->fake, "StartContainer", FAKE_HOLD, 0);
         fake_op_init(&op);
         assert_int_equal(shim_backend_sandbox.start(t, &op.op, NULL), -EINPROGRESS);

@@ -331,30 +331,41 @@ static void idmapped_share_keeps_owners(void **state)
  * it afterwards reaches the guest's view through the HostToContainer
  * bind, not through the None one, and a mount made in the share reaches
  * neither the source nor the other bind. */
+/* dir bound onto itself and made a shared mount, as a host's may be. */
+static void make_shared(const char *dir)
+{
+        assert_int_equal(mount(dir, dir, NULL, MS_BIND, NULL), 0);
+        assert_int_equal(mount(NULL, dir, NULL, MS_SHARED, NULL), 0);
+}
+
+/* A tmpfs mounted at dir/at (made) holding an empty file. */
+static void mount_with_file(const char *dir, const char *at, const char *file)
+{
+        char p[PATH_MAX + 32];
+        snprintf(p, sizeof(p), "%s/%s", dir, at);
+        assert_int_equal(mkdir(p, 0755), 0);
+        assert_int_equal(mount("tmpfs", p, "tmpfs", 0, "size=64k"), 0);
+        assert_int_equal(create_in(p, file), 0);
+}
+
 static void volume_propagation(void **state)
 {
         struct fixture *f = *state;
         NEED_ROOT(f);
-        assert_int_equal(mount(f->vol, f->vol, NULL, MS_BIND, NULL), 0);
-        assert_int_equal(mount(NULL, f->vol, NULL, MS_SHARED, NULL), 0);
+        make_shared(f->vol);
         assert_int_equal(sandbox_share_new(f->state, &f->share, NULL), 0);
         const char *view = sandbox_share_guest_dir(f->share);
         assert_int_equal(sandbox_share_add_container(f->share, "c1", f->rootfs, NULL, 0, NULL), 0);
         assert_int_equal(sandbox_share_add_bind(f->share, "c1", 0, f->vol, false, true, NULL), 0);
         assert_int_equal(sandbox_share_add_bind(f->share, "c1", 1, f->vol, false, false, NULL), 0);
 
-        char p[PATH_MAX + 32];
-        snprintf(p, sizeof(p), "%s/sub", f->vol);
-        assert_int_equal(mkdir(p, 0755), 0);
-        assert_int_equal(mount("tmpfs", p, "tmpfs", 0, "size=64k"), 0);
-        assert_int_equal(create_in(p, "from-host"), 0);
+        mount_with_file(f->vol, "sub", "from-host");
         assert_true(exists(view, "c1/mounts/0/sub/from-host"));
         assert_false(exists(view, "c1/mounts/1/sub/from-host"));
 
-        snprintf(p, sizeof(p), "%s/mounts/c1/mounts/0/back", f->state);
-        assert_int_equal(mkdir(p, 0755), 0);
-        assert_int_equal(mount("tmpfs", p, "tmpfs", 0, "size=64k"), 0);
-        assert_int_equal(create_in(p, "from-share"), 0);
+        char p[PATH_MAX + 32];
+        snprintf(p, sizeof(p), "%s/mounts/c1/mounts/0", f->state);
+        mount_with_file(p, "back", "from-share");
         assert_false(exists(f->vol, "back/from-share"));
         assert_false(exists(view, "c1/mounts/1/back/from-share"));
 
@@ -370,23 +381,17 @@ static void rootfs_is_private(void **state)
 {
         struct fixture *f = *state;
         NEED_ROOT(f);
-        assert_int_equal(mount(f->rootfs, f->rootfs, NULL, MS_BIND, NULL), 0);
-        assert_int_equal(mount(NULL, f->rootfs, NULL, MS_SHARED, NULL), 0);
+        make_shared(f->rootfs);
         assert_int_equal(sandbox_share_new(f->state, &f->share, NULL), 0);
         const char *view = sandbox_share_guest_dir(f->share);
         assert_int_equal(sandbox_share_add_container(f->share, "c1", f->rootfs, NULL, 0, NULL), 0);
 
-        char p[PATH_MAX + 32];
-        snprintf(p, sizeof(p), "%s/sub", f->rootfs);
-        assert_int_equal(mkdir(p, 0755), 0);
-        assert_int_equal(mount("tmpfs", p, "tmpfs", 0, "size=64k"), 0);
-        assert_int_equal(create_in(p, "from-host"), 0);
+        mount_with_file(f->rootfs, "sub", "from-host");
         assert_false(exists(view, "c1/rootfs/sub/from-host"));
 
-        snprintf(p, sizeof(p), "%s/mounts/c1/rootfs/back", f->state);
-        assert_int_equal(mkdir(p, 0755), 0);
-        assert_int_equal(mount("tmpfs", p, "tmpfs", 0, "size=64k"), 0);
-        assert_int_equal(create_in(p, "from-share"), 0);
+        char p[PATH_MAX + 32];
+        snprintf(p, sizeof(p), "%s/mounts/c1/rootfs", f->state);
+        mount_with_file(p, "back", "from-share");
         assert_false(exists(f->rootfs, "back/from-share"));
 
         assert_int_equal(sandbox_share_remove_container(f->share, "c1", NULL), 0);
