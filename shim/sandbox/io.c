@@ -163,7 +163,7 @@ static void stdin_stop(struct sandbox_proc *p)
         p->in_fd = us_close(p->in_fd);
         free(p->in_buf);
         p->in_buf = NULL;
-        p->in_len = p->in_off = 0;
+        p->in_len = 0;
 }
 
 static void stdin_written(int status, const uint8_t *payload, size_t len,
@@ -174,16 +174,13 @@ static void stdin_written(int status, const uint8_t *payload, size_t len,
         p->stdin_call = 0;
         if (status == -ECANCELED || p->closing)
                 return;
-        size_t taken = 0;
-        if (status < 0 ||
-            sandbox_reply_write_stdin(payload, len, p->in_len - p->in_off, &taken, NULL) < 0) {
+        if (status < 0 || sandbox_reply_write_stdin(payload, len, p->in_len, NULL) < 0) {
                 stdin_stop(p);
                 return;
         }
-        (void)taken; /* all of it: sandbox_reply_write_stdin refuses less */
         free(p->in_buf);
         p->in_buf = NULL;
-        p->in_len = p->in_off = 0;
+        p->in_len = 0;
         /* One write in flight at a time: read the pipe again. */
         if (stdin_watch(p) < 0)
                 stdin_stop(p);
@@ -195,8 +192,8 @@ static void stdin_send(struct sandbox_proc *p)
         Unishim__Agent__V1__WriteStdinRequest req = UNISHIM__AGENT__V1__WRITE_STDIN_REQUEST__INIT;
         req.container_id = (char *)p->container->id;
         req.exec_id = p->exec_id ? p->exec_id : (char *)"";
-        req.data.data = p->in_buf + p->in_off;
-        req.data.len = p->in_len - p->in_off;
+        req.data.data = p->in_buf;
+        req.data.len = p->in_len;
         /* No deadline: the agent answers once the bytes are in the
          * process's pipe, which takes as long as the process does not read. */
         if (sandbox_agent_poll(a, "WriteStdin", &req.base, 0, stdin_written, p, &p->stdin_call) < 0)
@@ -232,7 +229,6 @@ static void stdin_readable(struct us_loop_source *src, int fd, uint32_t events, 
         }
         memcpy(p->in_buf, buf, (size_t)n);
         p->in_len = (size_t)n;
-        p->in_off = 0;
         /* Unwatched until the guest took it all, not just masked: the
          * pipe's hangup would still be reported, and the EOF read then
          * would pass the bytes in flight. */

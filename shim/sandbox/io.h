@@ -55,7 +55,7 @@ struct sandbox_proc {
         int in_fd; /* the shim's stdin pipe (a dup), -1 */
         struct us_loop_source *in_watch;
         uint8_t *in_buf; /* read from the pipe, not yet taken by the guest */
-        size_t in_len, in_off;
+        size_t in_len;
         uint64_t wait_call, stdin_call;
         bool exited;
         bool closing;

@@ -52,7 +52,7 @@ int sandbox_reply_wait(const uint8_t *payload, size_t len, uint32_t *ret_status,
         return 0;
 }
 
-int sandbox_reply_write_stdin(const uint8_t *payload, size_t len, size_t sent, size_t *ret_taken,
+int sandbox_reply_write_stdin(const uint8_t *payload, size_t len, size_t sent,
                               struct us_error **err)
 {
         Unishim__Agent__V1__WriteStdinResponse *resp =
@@ -68,6 +68,5 @@ int sandbox_reply_write_stdin(const uint8_t *payload, size_t len, size_t sent, s
         if (taken != sent)
                 return us_error_msg(err, EBADMSG, "guest agent WriteStdin: took %u of %zu bytes",
                                     taken, sent);
-        *ret_taken = taken;
         return 0;
 }

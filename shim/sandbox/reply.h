@@ -24,7 +24,7 @@ int sandbox_reply_read_stream(const uint8_t *payload, size_t len, size_t max_len
 int sandbox_reply_wait(const uint8_t *payload, size_t len, uint32_t *ret_status,
                        struct us_error **err);
 
-/* WriteStdin: how many of the `sent` bytes the guest took (1..sent; 0 only
- * of nothing). */
-int sandbox_reply_write_stdin(const uint8_t *payload, size_t len, size_t sent, size_t *ret_taken,
+/* WriteStdin: 0 when the guest says it took all `sent` bytes (the agent
+ * answers once all of a write is in), -EBADMSG for anything else. */
+int sandbox_reply_write_stdin(const uint8_t *payload, size_t len, size_t sent,
                               struct us_error **err);

@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (size > (1u << 20))
                 return 0;
         uint8_t *out = NULL;
-        size_t n = 0, taken = 0;
+        size_t n = 0;
         bool eof;
         uint32_t status;
         if (sandbox_reply_read_stream(data, size, 65536, &out, &n, &eof, NULL) == 0) {
@@ -22,7 +22,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (sandbox_reply_wait(data, size, &status, NULL) == 0 && status > 192)
                 abort();
-        if (sandbox_reply_write_stdin(data, size, 100, &taken, NULL) == 0 && taken > 100)
-                abort();
+        (void)sandbox_reply_write_stdin(data, size, 100, NULL);
         return 0;
 }
