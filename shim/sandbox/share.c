@@ -111,15 +111,17 @@ const char *sandbox_share_guest_dir(const struct sandbox_share *s)
 
 /* Attaches a recursive clone of src at dir_fd/name, read-only from the
  * start when asked: the copies that propagate take the flags it has when it
- * is attached, and a later remount would change only ours. */
-static int bind_at(int dir_fd, const char *name, int tree, bool readonly, const char *src,
-                   struct us_error **err)
+ * is attached, and a later remount would change only ours. A clone of a
+ * shared mount would be its peer (mounts made below either side later
+ * would reach the other): propagation is set, MS_PRIVATE (neither way) or
+ * MS_SLAVE (the host's mounts come, nothing goes back). */
+static int bind_at(int dir_fd, const char *name, int tree, bool readonly, unsigned long propagation,
+                   const char *src, struct us_error **err)
 {
-        if (readonly) {
-                struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
-                if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) < 0)
-                        return us_errorf(err, errno, "make %s read-only", src);
-        }
+        struct mount_attr attr = {.attr_set = readonly ? MOUNT_ATTR_RDONLY : 0,
+                                  .propagation = propagation};
+        if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) < 0)
+                return us_errorf(err, errno, "set the mount attributes of the share of %s", src);
         if (move_mount(tree, "", dir_fd, name, MOVE_MOUNT_F_EMPTY_PATH) < 0)
                 return us_errorf(err, errno, "share %s with the guest", src);
         return 0;
@@ -167,18 +169,11 @@ int sandbox_share_add_container(struct sandbox_share *s, const char *cid, const 
                 r = tree;
                 goto fail;
         }
-        /* A clone of a shared rootfs mount would be its peer: private, as
-         * runc's default rootfs propagation. */
-        struct mount_attr prop = {.propagation = MS_PRIVATE};
-        if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &prop, sizeof(prop)) < 0) {
-                r = us_errorf(err, errno, "set the propagation of the rootfs of %s", cid);
-                close(tree);
-                goto fail;
-        }
         /* Writable even for a read-only root: the guest's engine creates
          * mount points in it before it remounts it read-only, as runc does,
-         * and its writes land in the container's own layer. */
-        r = bind_at(cfd, "rootfs", tree, false, rootfs, err);
+         * and its writes land in the container's own layer. Private, as
+         * runc's default rootfs propagation. */
+        r = bind_at(cfd, "rootfs", tree, false, MS_PRIVATE, rootfs, err);
         if (r < 0)
                 goto fail;
         return 0;
@@ -207,12 +202,6 @@ int sandbox_share_add_bind(struct sandbox_share *s, const char *cid, size_t inde
         } else if ((tree = clone_tree(src, err)) < 0) {
                 return tree;
         }
-        /* A clone of a shared src is its peer: every mount made below src
-         * later would reach the guest, and the share's below src. A slave
-         * takes the host's and gives nothing back; a private one neither. */
-        struct mount_attr prop = {.propagation = from_host ? MS_SLAVE : MS_PRIVATE};
-        if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &prop, sizeof(prop)) < 0)
-                return us_errorf(err, errno, "set the propagation of the share of %s", src);
         struct stat st;
         if (fstat(tree, &st) < 0)
                 return us_errorf(err, errno, "share %s with the guest", src);
@@ -226,8 +215,10 @@ int sandbox_share_add_bind(struct sandbox_share *s, const char *cid, size_t inde
                         return us_errorf(err, -fd, "create %s/%s/%s", s->mounts_dir, sub, name);
                 us_close(fd);
         }
-        /* An idmapped clone is read-only already. */
-        return bind_at(dir, name, tree, readonly && s->userns_fd < 0, src, err);
+        /* An idmapped clone is read-only already. HostToContainer
+         * (from_host): the host's later mounts below src reach the guest. */
+        return bind_at(dir, name, tree, readonly && s->userns_fd < 0,
+                       from_host ? MS_SLAVE : MS_PRIVATE, src, err);
 }
 
 static void unmount_below(const struct sandbox_share *s, const char *cid, const char *rel)
