@@ -252,28 +252,38 @@ static void consume_line(struct vmm_qmp *q, size_t line_len)
         q->len -= used;
 }
 
+/* Takes the buffer's first line (len bytes) as a message; an event is
+ * counted and skipped (*ret NULL). */
+static int take_line(struct vmm_qmp *q, size_t len, struct vmm_qmp_msg **ret, struct us_error **err)
+{
+        struct vmm_qmp_msg *msg = NULL;
+        int r = vmm_qmp_msg_parse(q->buf, len, &msg, err);
+        consume_line(q, len);
+        if (r < 0)
+                return r;
+        if (msg->kind == VMM_QMP_MSG_EVENT) {
+                q->events++;
+                msg = vmm_qmp_msg_free(msg);
+        }
+        *ret = msg;
+        return 0;
+}
+
 /* Next message that is not an event. */
 static int read_msg(struct vmm_qmp *q, int64_t deadline, struct vmm_qmp_msg **ret,
                     struct us_error **err)
 {
-        for (;;) {
+        struct vmm_qmp_msg *msg = NULL;
+        while (!msg) {
                 size_t len = 0;
                 int r = read_line(q, deadline, &len, err);
+                if (r >= 0)
+                        r = take_line(q, len, &msg, err);
                 if (r < 0)
                         return r;
-                struct vmm_qmp_msg *msg = NULL;
-                r = vmm_qmp_msg_parse(q->buf, len, &msg, err);
-                consume_line(q, len);
-                if (r < 0)
-                        return r;
-                if (msg->kind == VMM_QMP_MSG_EVENT) {
-                        q->events++;
-                        vmm_qmp_msg_free(msg);
-                        continue;
-                }
-                *ret = msg;
-                return 0;
         }
+        *ret = msg;
+        return 0;
 }
 
 static int write_all(int fd, const char *s, size_t len, int64_t deadline, struct us_error **err)
@@ -417,14 +427,10 @@ static int skip_lines(struct vmm_qmp *q, struct us_error **err)
 {
         char *nl;
         while ((nl = memchr(q->buf, '\n', q->len))) {
-                size_t len = (size_t)(nl - q->buf);
                 struct vmm_qmp_msg *msg = NULL;
-                int r = vmm_qmp_msg_parse(q->buf, len, &msg, err);
-                consume_line(q, len);
+                int r = take_line(q, (size_t)(nl - q->buf), &msg, err);
                 if (r < 0)
                         return r;
-                if (msg->kind == VMM_QMP_MSG_EVENT)
-                        q->events++;
                 vmm_qmp_msg_free(msg);
         }
         if (q->len >= VMM_QMP_MAX_LINE)

@@ -150,10 +150,9 @@ static void oom_got(int status, const uint8_t *payload, size_t len, const struct
                 oom_poll(pod);
                 return;
         }
-        pod->oom_pause_ms = pod->oom_pause_ms == 0 ? OOM_POLL_PAUSE_MS
-                            : pod->oom_pause_ms >= OOM_POLL_PAUSE_MAX_MS / 2
-                                    ? OOM_POLL_PAUSE_MAX_MS
-                                    : pod->oom_pause_ms * 2;
+        pod->oom_pause_ms = pod->oom_pause_ms == 0 ? OOM_POLL_PAUSE_MS : pod->oom_pause_ms * 2;
+        if (pod->oom_pause_ms > OOM_POLL_PAUSE_MAX_MS)
+                pod->oom_pause_ms = OOM_POLL_PAUSE_MAX_MS;
         if (us_loop_add_timer(pod->vmpod.loop, pod->oom_pause_ms, oom_resume, pod, &pod->oom_paused,
                               NULL) < 0)
                 us_log_warn("pod %s: its OOM kills are no longer watched (no timer)",
