@@ -28,7 +28,7 @@ struct ctl {
          * the default): `ps` asks once per pod, pods share handlers. */
         bool config_loaded;
         char *config_path;
-        struct cri_config *config;
+        struct policy_config *config;
 };
 
 /* ---- output helpers ---- */
@@ -90,17 +90,17 @@ static const char *map_get(void *const *entries, size_t n, const char *key)
 
 /* The operator config at path (NULL: the default), or NULL when it does not
  * load; loaded once per path. */
-static const struct cri_config *ctl_config(struct ctl *ctl, const char *path)
+static const struct policy_config *ctl_config(struct ctl *ctl, const char *path)
 {
         bool same =
                 path ? ctl->config_path && strcmp(path, ctl->config_path) == 0 : !ctl->config_path;
         if (ctl->config_loaded && same)
                 return ctl->config;
-        ctl->config = cri_config_free(ctl->config);
+        ctl->config = policy_config_free(ctl->config);
         free(ctl->config_path);
         ctl->config_path = path ? strdup(path) : NULL;
         ctl->config_loaded = !path || ctl->config_path; /* else retry next time */
-        if (cri_config_load(path, &ctl->config, NULL) < 0)
+        if (policy_config_load(path, &ctl->config, NULL) < 0)
                 ctl->config = NULL;
         return ctl->config;
 }
@@ -122,7 +122,7 @@ static const char *pod_isolation(struct ctl *ctl, const Runtime__V1__PodSandboxS
                                  void *const *annotations, size_t n_annotations, char *buf,
                                  size_t size)
 {
-        const char *annotated = map_get(annotations, n_annotations, CRI_ANNOTATION_ISOLATION);
+        const char *annotated = map_get(annotations, n_annotations, UNISHIM_ANNOTATION_ISOLATION);
         snprintf(buf, size, "%s?", annotated && *annotated ? annotated : ISOLATION_DEFAULT);
         if (!st)
                 return buf;
@@ -139,15 +139,15 @@ static const char *pod_isolation(struct ctl *ctl, const Runtime__V1__PodSandboxS
                 snprintf(buf, size, "%s", ISOLATION_DEFAULT);
         } else if (type) {
                 struct us_oci_kv *kv = calloc(n_annotations + 1, sizeof(*kv));
-                const struct cri_config *cfg = ctl_config(ctl, config_path);
-                enum cri_isolation kind;
+                const struct policy_config *cfg = ctl_config(ctl, config_path);
+                enum policy_isolation kind;
                 for (size_t i = 0; kv && i < n_annotations; i++) {
                         const struct kv_entry *e = annotations[i];
                         kv[i].key = e && e->key ? e->key : (char *)"";
                         kv[i].value = e && e->value ? e->value : (char *)"";
                 }
-                if (kv && cfg && cri_policy_isolation(cfg, kv, n_annotations, &kind, NULL) == 0)
-                        snprintf(buf, size, "%s", cri_isolation_name(kind));
+                if (kv && cfg && policy_pod_isolation(cfg, kv, n_annotations, &kind, NULL) == 0)
+                        snprintf(buf, size, "%s", policy_isolation_name(kind));
                 free(kv);
         }
         yajl_tree_free(doc);
@@ -1061,7 +1061,7 @@ int main(int argc, char **argv)
         }
         fflush(stdout);
         cri_client_free(ctl.client);
-        cri_config_free(ctl.config);
+        policy_config_free(ctl.config);
         free(ctl.config_path);
         return status;
 }

@@ -13,19 +13,19 @@
 #include "base/cleanup.h"
 #include "oci/oci-spec-json.h"
 
-static const char *const isolation_names[CRI_ISOLATION__COUNT] = {
-        [CRI_ISOLATION_CONTAINER] = "container",
-        [CRI_ISOLATION_SANDBOX] = "sandbox",
-        [CRI_ISOLATION_VM] = "vm",
+static const char *const isolation_names[POLICY_ISOLATION__COUNT] = {
+        [POLICY_ISOLATION_CONTAINER] = "container",
+        [POLICY_ISOLATION_SANDBOX] = "sandbox",
+        [POLICY_ISOLATION_VM] = "vm",
 };
 
 /* Every unishim.io/ annotation this build understands. */
 static const char *const known_annotations[] = {
-        CRI_ANNOTATION_ISOLATION,
-        CRI_ANNOTATION_VCPUS,
-        CRI_ANNOTATION_MEMORY_MIB,
-        CRI_ANNOTATION_DISK_PATH,
-        CRI_ANNOTATION_CLOUD_INIT_USER_DATA,
+        UNISHIM_ANNOTATION_ISOLATION,
+        UNISHIM_ANNOTATION_VCPUS,
+        UNISHIM_ANNOTATION_MEMORY_MIB,
+        UNISHIM_ANNOTATION_DISK_PATH,
+        UNISHIM_ANNOTATION_CLOUD_INIT_USER_DATA,
 };
 /* What the built-in policy allows: all of them but user-data, which runs
  * as root in the guest at the pod author's word. */
@@ -35,16 +35,16 @@ static const char *const default_sidecars[] = {
         "istio-proxy", "istio-init", "istio-validation", "linkerd-proxy", "linkerd-init",
 };
 
-const char *cri_isolation_name(enum cri_isolation kind)
+const char *policy_isolation_name(enum policy_isolation kind)
 {
-        return (unsigned)kind < CRI_ISOLATION__COUNT ? isolation_names[kind] : "unknown";
+        return (unsigned)kind < POLICY_ISOLATION__COUNT ? isolation_names[kind] : "unknown";
 }
 
-static int isolation_from_name(const char *name, enum cri_isolation *ret)
+static int isolation_from_name(const char *name, enum policy_isolation *ret)
 {
-        for (int i = 0; i < CRI_ISOLATION__COUNT; i++) {
+        for (int i = 0; i < POLICY_ISOLATION__COUNT; i++) {
                 if (strcmp(name, isolation_names[i]) == 0) {
-                        *ret = (enum cri_isolation)i;
+                        *ret = (enum policy_isolation)i;
                         return 0;
                 }
         }
@@ -67,7 +67,7 @@ static int strv_from(const char *const *items, size_t n, char ***ret)
         return 0;
 }
 
-struct cri_config *cri_config_free(struct cri_config *cfg)
+struct policy_config *policy_config_free(struct policy_config *cfg)
 {
         if (!cfg)
                 return NULL;
@@ -84,33 +84,33 @@ struct cri_config *cri_config_free(struct cri_config *cfg)
         return NULL;
 }
 
-int cri_config_default(struct cri_config **ret, struct us_error **err)
+int policy_config_default(struct policy_config **ret, struct us_error **err)
 {
-        struct cri_config *cfg = calloc(1, sizeof(*cfg));
+        struct policy_config *cfg = calloc(1, sizeof(*cfg));
         if (!cfg)
                 return us_errorf(err, ENOMEM, "allocate config");
-        cfg->default_isolation = CRI_ISOLATION_CONTAINER;
-        for (int i = 0; i < CRI_ISOLATION__COUNT; i++)
+        cfg->default_isolation = POLICY_ISOLATION_CONTAINER;
+        for (int i = 0; i < POLICY_ISOLATION__COUNT; i++)
                 cfg->allowed[i] = true;
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         cfg->sandbox.vcpus = 1;
         cfg->sandbox.max_vcpus = cpus > 0 ? (unsigned)cpus : 1;
         cfg->sandbox.memory_mib = 256;
         cfg->sandbox.max_memory_mib = 16384;
-        cfg->sandbox.console_log_max_bytes = CRI_CONSOLE_LOG_DEFAULT_BYTES;
-        cfg->sandbox.agent_timeout_ms = CRI_AGENT_TIMEOUT_DEFAULT_MS;
+        cfg->sandbox.console_log_max_bytes = POLICY_CONSOLE_LOG_DEFAULT_BYTES;
+        cfg->sandbox.agent_timeout_ms = POLICY_AGENT_TIMEOUT_DEFAULT_MS;
         cfg->vm.memory_mib = 1024;
-        cfg->vm.user_data_max_bytes = CRI_VM_USER_DATA_DEFAULT_MAX;
+        cfg->vm.user_data_max_bytes = POLICY_VM_USER_DATA_DEFAULT_MAX;
         if (strv_from(known_annotations, N_DEFAULT_ANNOTATIONS, &cfg->allowed_annotations) < 0 ||
             strv_from(default_sidecars, US_ELEMENTSOF(default_sidecars), &cfg->mesh_sidecars) < 0) {
-                cri_config_free(cfg);
+                policy_config_free(cfg);
                 return us_errorf(err, ENOMEM, "allocate config");
         }
         *ret = cfg;
         return 0;
 }
 
-static int kind_of(const char *name, const struct jpath *p, enum cri_isolation *ret,
+static int kind_of(const char *name, const struct jpath *p, enum policy_isolation *ret,
                    struct us_error **err)
 {
         if (isolation_from_name(name, ret) < 0)
@@ -122,7 +122,7 @@ static int kind_of(const char *name, const struct jpath *p, enum cri_isolation *
 
 static int parse_isolation(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
-        struct cri_config *cfg = out;
+        struct policy_config *cfg = out;
         static const char *const keys[] = {"default", "allowed", NULL};
         TRY(ocij_only_keys(o, p, keys, err));
 
@@ -131,10 +131,10 @@ static int parse_isolation(yajl_val o, const struct jpath *p, void *out, struct 
         if (allowed) {
                 if (!allowed[0])
                         return ocij_error(err, JP_KEY(p, "allowed"), "must list at least one kind");
-                for (int i = 0; i < CRI_ISOLATION__COUNT; i++)
+                for (int i = 0; i < POLICY_ISOLATION__COUNT; i++)
                         cfg->allowed[i] = false;
                 for (size_t i = 0; allowed[i]; i++) {
-                        enum cri_isolation k = CRI_ISOLATION_CONTAINER;
+                        enum policy_isolation k = POLICY_ISOLATION_CONTAINER;
                         TRY(kind_of(allowed[i], JP_IDX(JP_KEY(p, "allowed"), i), &k, err));
                         cfg->allowed[k] = true;
                 }
@@ -146,13 +146,13 @@ static int parse_isolation(yajl_val o, const struct jpath *p, void *out, struct 
         if (!cfg->allowed[cfg->default_isolation])
                 return ocij_error(err, JP_KEY(p, "default"),
                                   "default kind \"%s\" is not in isolation.allowed",
-                                  cri_isolation_name(cfg->default_isolation));
+                                  policy_isolation_name(cfg->default_isolation));
         return 0;
 }
 
 static int parse_annotations(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
-        struct cri_config *cfg = out;
+        struct policy_config *cfg = out;
         static const char *const keys[] = {"allowed", NULL};
         TRY(ocij_only_keys(o, p, keys, err));
         _cleanup_strv_ char **allowed = NULL;
@@ -199,7 +199,7 @@ static int accel_check(const char *accel, const struct jpath *p, struct us_error
 
 static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
-        struct cri_sandbox_config *sb = out;
+        struct policy_sandbox_config *sb = out;
         static const char *const keys[] = {"kernel",
                                            "initrd",
                                            "accel",
@@ -226,10 +226,11 @@ static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us
                 size_t offset;
                 unsigned max;
         } nums[] = {
-                {"vcpus", offsetof(struct cri_sandbox_config, vcpus), 255},
-                {"max_vcpus", offsetof(struct cri_sandbox_config, max_vcpus), 255},
-                {"memory_mib", offsetof(struct cri_sandbox_config, memory_mib), 1u << 20},
-                {"max_memory_mib", offsetof(struct cri_sandbox_config, max_memory_mib), 1u << 20},
+                {"vcpus", offsetof(struct policy_sandbox_config, vcpus), 255},
+                {"max_vcpus", offsetof(struct policy_sandbox_config, max_vcpus), 255},
+                {"memory_mib", offsetof(struct policy_sandbox_config, memory_mib), 1u << 20},
+                {"max_memory_mib", offsetof(struct policy_sandbox_config, max_memory_mib),
+                 1u << 20},
         };
         for (size_t i = 0; i < US_ELEMENTSOF(nums); i++) {
                 uint64_t v;
@@ -248,10 +249,10 @@ static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us
                                   "%u is not within 64..max_memory_mib (%u)", sb->memory_mib,
                                   sb->max_memory_mib);
         uint64_t cap = sb->console_log_max_bytes, ms = sb->agent_timeout_ms;
-        TRY(bounded_u64(o, p, "console_log_max_bytes", CRI_CONSOLE_LOG_MIN_BYTES,
-                        CRI_CONSOLE_LOG_MAX_BYTES, "64 KiB..1 GiB", &cap, err));
-        TRY(bounded_u64(o, p, "agent_timeout_ms", CRI_AGENT_TIMEOUT_MIN_MS,
-                        CRI_AGENT_TIMEOUT_MAX_MS, "1 s..10 min", &ms, err));
+        TRY(bounded_u64(o, p, "console_log_max_bytes", POLICY_CONSOLE_LOG_MIN_BYTES,
+                        POLICY_CONSOLE_LOG_MAX_BYTES, "64 KiB..1 GiB", &cap, err));
+        TRY(bounded_u64(o, p, "agent_timeout_ms", POLICY_AGENT_TIMEOUT_MIN_MS,
+                        POLICY_AGENT_TIMEOUT_MAX_MS, "1 s..10 min", &ms, err));
         sb->console_log_max_bytes = cap;
         sb->agent_timeout_ms = (unsigned)ms;
         return 0;
@@ -259,7 +260,7 @@ static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us
 
 static int parse_vm(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
-        struct cri_vm_config *vm = out;
+        struct policy_vm_config *vm = out;
         static const char *const keys[] = {"libvirt_uri", "qemu_group",          "accel",
                                            "memory_mib",  "user_data_max_bytes", NULL};
         TRY(ocij_only_keys(o, p, keys, err));
@@ -268,9 +269,9 @@ static int parse_vm(yajl_val o, const struct jpath *p, void *out, struct us_erro
         TRY(ocij_string(FIELD(o, p, "accel"), 0, &vm->accel, err));
         TRY(accel_check(vm->accel, p, err));
         uint64_t mib = vm->memory_mib, max = vm->user_data_max_bytes;
-        TRY(bounded_u64(o, p, "memory_mib", CRI_VM_MIN_MEMORY_MIB, 1u << 20, "128..1048576", &mib,
-                        err));
-        TRY(bounded_u64(o, p, "user_data_max_bytes", 0, CRI_VM_USER_DATA_LIMIT, "0..1 MiB", &max,
+        TRY(bounded_u64(o, p, "memory_mib", POLICY_VM_MIN_MEMORY_MIB, 1u << 20, "128..1048576",
+                        &mib, err));
+        TRY(bounded_u64(o, p, "user_data_max_bytes", 0, POLICY_VM_USER_DATA_LIMIT, "0..1 MiB", &max,
                         err));
         vm->memory_mib = (unsigned)mib;
         vm->user_data_max_bytes = max;
@@ -279,7 +280,7 @@ static int parse_vm(yajl_val o, const struct jpath *p, void *out, struct us_erro
 
 static int parse_config(yajl_val o, const struct jpath *p, void *out, struct us_error **err)
 {
-        struct cri_config *cfg = out;
+        struct policy_config *cfg = out;
         static const char *const keys[] = {"isolation", "annotations", "mesh_sidecars",
                                            "sandbox",   "vm",          NULL};
         TRY(ocij_only_keys(o, p, keys, err));
@@ -300,41 +301,41 @@ static int parse_config(yajl_val o, const struct jpath *p, void *out, struct us_
         return 0;
 }
 
-int cri_config_parse(const char *json, size_t len, const char *path, struct cri_config **ret,
-                     struct us_error **err)
+int policy_config_parse(const char *json, size_t len, const char *path, struct policy_config **ret,
+                        struct us_error **err)
 {
         const char *name = path ? path : "unishim config";
-        if (len > CRI_CONFIG_MAX_SIZE)
+        if (len > POLICY_CONFIG_MAX_SIZE)
                 return us_error_msg(err, E2BIG, "invalid %s: too large (%zu bytes, max %u)", name,
-                                    len, CRI_CONFIG_MAX_SIZE);
-        struct cri_config *cfg = NULL;
-        int r = cri_config_default(&cfg, err);
+                                    len, POLICY_CONFIG_MAX_SIZE);
+        struct policy_config *cfg = NULL;
+        int r = policy_config_default(&cfg, err);
         if (r < 0)
                 return r;
         r = ocij_parse_document(json, len, parse_config, cfg, err);
         if (r < 0) {
-                cri_config_free(cfg);
+                policy_config_free(cfg);
                 return us_error_wrap(err, r, "invalid %s", name);
         }
         if (path && !(cfg->path = strdup(path))) {
-                cri_config_free(cfg);
+                policy_config_free(cfg);
                 return us_errorf(err, ENOMEM, "allocate config");
         }
         *ret = cfg;
         return 0;
 }
 
-int cri_config_load(const char *path, struct cri_config **ret, struct us_error **err)
+int policy_config_load(const char *path, struct policy_config **ret, struct us_error **err)
 {
         bool explicit_path = path && *path;
         if (!explicit_path)
-                path = CRI_DEFAULT_CONFIG_PATH;
+                path = POLICY_DEFAULT_CONFIG_PATH;
         /* O_NONBLOCK: a FIFO at the path must fail the S_ISREG check below,
          * not block the open. */
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
                 if (errno == ENOENT && !explicit_path)
-                        return cri_config_default(ret, err);
+                        return policy_config_default(ret, err);
                 return us_errorf(err, errno, "open unishim config %s", path);
         }
         struct stat st;
@@ -342,10 +343,10 @@ int cri_config_load(const char *path, struct cri_config **ret, struct us_error *
                 return us_errorf(err, errno, "stat unishim config %s", path);
         if (!S_ISREG(st.st_mode))
                 return us_error_msg(err, EINVAL, "unishim config %s is not a regular file", path);
-        if (st.st_size > (off_t)CRI_CONFIG_MAX_SIZE)
+        if (st.st_size > (off_t)POLICY_CONFIG_MAX_SIZE)
                 return us_error_msg(err, E2BIG,
                                     "unishim config %s is too large (%lld bytes, max %u)", path,
-                                    (long long)st.st_size, CRI_CONFIG_MAX_SIZE);
+                                    (long long)st.st_size, POLICY_CONFIG_MAX_SIZE);
         size_t size = (size_t)st.st_size;
         _cleanup_free_ char *buf = malloc(size + 1);
         if (!buf)
@@ -361,7 +362,7 @@ int cri_config_load(const char *path, struct cri_config **ret, struct us_error *
                         break;
                 got += (size_t)n;
         }
-        return cri_config_parse(buf, got, path, ret, err);
+        return policy_config_parse(buf, got, path, ret, err);
 }
 
 static bool strv_contains(char *const *v, const char *s)
@@ -373,11 +374,11 @@ static bool strv_contains(char *const *v, const char *s)
 }
 
 /* "a, b, c" of the allowed kinds, into buf. */
-static const char *allowed_kinds(const struct cri_config *cfg, char *buf, size_t size)
+static const char *allowed_kinds(const struct policy_config *cfg, char *buf, size_t size)
 {
         size_t o = 0;
         buf[0] = '\0';
-        for (int i = 0; i < CRI_ISOLATION__COUNT; i++) {
+        for (int i = 0; i < POLICY_ISOLATION__COUNT; i++) {
                 if (!cfg->allowed[i])
                         continue;
                 int n = snprintf(buf + o, size - o, "%s%s", o ? ", " : "", isolation_names[i]);
@@ -388,18 +389,18 @@ static const char *allowed_kinds(const struct cri_config *cfg, char *buf, size_t
         return buf;
 }
 
-static const char *config_name(const struct cri_config *cfg)
+static const char *config_name(const struct policy_config *cfg)
 {
         return cfg->path ? cfg->path : "the built-in defaults";
 }
 
-int cri_policy_isolation(const struct cri_config *cfg, const struct us_oci_kv *annotations,
-                         size_t n_annotations, enum cri_isolation *ret, struct us_error **err)
+int policy_pod_isolation(const struct policy_config *cfg, const struct us_oci_kv *annotations,
+                         size_t n_annotations, enum policy_isolation *ret, struct us_error **err)
 {
         const char *value = NULL;
         for (size_t i = 0; i < n_annotations; i++) {
                 const char *key = annotations[i].key;
-                if (strncmp(key, CRI_ANNOTATION_PREFIX, strlen(CRI_ANNOTATION_PREFIX)) != 0)
+                if (strncmp(key, UNISHIM_ANNOTATION_PREFIX, strlen(UNISHIM_ANNOTATION_PREFIX)) != 0)
                         continue;
                 if (!strv_contains(cfg->allowed_annotations, key)) {
                         _cleanup_free_ char *list = NULL;
@@ -413,24 +414,24 @@ int cri_policy_isolation(const struct cri_config *cfg, const struct us_oci_kv *a
                                             "annotation %s is not allowed by %s (pods may set: %s)",
                                             key, config_name(cfg), list && *list ? list : "none");
                 }
-                if (strcmp(key, CRI_ANNOTATION_ISOLATION) == 0)
+                if (strcmp(key, UNISHIM_ANNOTATION_ISOLATION) == 0)
                         value = annotations[i].value; /* the last one wins, as in JSON */
         }
 
-        enum cri_isolation kind = cfg->default_isolation;
+        enum policy_isolation kind = cfg->default_isolation;
         char buf[64];
         if (value) {
                 if (isolation_from_name(value, &kind) < 0)
                         return us_error_msg(err, EINVAL,
                                             "annotation %s: unknown isolation kind \"%s\" "
                                             "(known: container, sandbox, vm; allowed here: %s)",
-                                            CRI_ANNOTATION_ISOLATION, value,
+                                            UNISHIM_ANNOTATION_ISOLATION, value,
                                             allowed_kinds(cfg, buf, sizeof(buf)));
                 if (!cfg->allowed[kind])
                         return us_error_msg(err, EPERM,
                                             "annotation %s: isolation kind \"%s\" is not allowed "
                                             "by %s (allowed: %s)",
-                                            CRI_ANNOTATION_ISOLATION, value, config_name(cfg),
+                                            UNISHIM_ANNOTATION_ISOLATION, value, config_name(cfg),
                                             allowed_kinds(cfg, buf, sizeof(buf)));
         }
         *ret = kind;
@@ -438,7 +439,7 @@ int cri_policy_isolation(const struct cri_config *cfg, const struct us_oci_kv *a
 }
 
 /* A strictly decimal value (no sign, spaces or suffix) within min..max. */
-static int annotation_number(const struct cri_config *cfg, const char *key, const char *value,
+static int annotation_number(const struct policy_config *cfg, const char *key, const char *value,
                              unsigned min, unsigned max, const char *bound, unsigned *ret,
                              struct us_error **err)
 {
@@ -457,19 +458,19 @@ static int annotation_number(const struct cri_config *cfg, const char *key, cons
         return 0;
 }
 
-int cri_policy_vm_size(const struct cri_config *cfg, const struct us_oci_kv *annotations,
-                       size_t n_annotations, struct cri_vm_size *ret, struct us_error **err)
+int policy_pod_vm_size(const struct policy_config *cfg, const struct us_oci_kv *annotations,
+                       size_t n_annotations, struct policy_vm_size *ret, struct us_error **err)
 {
-        struct cri_vm_size size = {0};
+        struct policy_vm_size size = {0};
         for (size_t i = 0; i < n_annotations; i++) {
                 const char *key = annotations[i].key;
                 const char *value = annotations[i].value ? annotations[i].value : "";
                 int r = 0;
-                if (strcmp(key, CRI_ANNOTATION_VCPUS) == 0)
+                if (strcmp(key, UNISHIM_ANNOTATION_VCPUS) == 0)
                         r = annotation_number(cfg, key, value, 1, cfg->sandbox.max_vcpus,
                                               "sandbox.max_vcpus", &size.vcpus, err);
-                else if (strcmp(key, CRI_ANNOTATION_MEMORY_MIB) == 0)
-                        r = annotation_number(cfg, key, value, CRI_VM_MIN_MEMORY_MIB,
+                else if (strcmp(key, UNISHIM_ANNOTATION_MEMORY_MIB) == 0)
+                        r = annotation_number(cfg, key, value, POLICY_VM_MIN_MEMORY_MIB,
                                               cfg->sandbox.max_memory_mib, "sandbox.max_memory_mib",
                                               &size.memory_mib, err);
                 if (r < 0)
@@ -479,19 +480,19 @@ int cri_policy_vm_size(const struct cri_config *cfg, const struct us_oci_kv *ann
         return 0;
 }
 
-bool cri_policy_is_mesh_sidecar(const struct cri_config *cfg, const char *container_name)
+bool policy_is_mesh_sidecar(const struct policy_config *cfg, const char *container_name)
 {
         return container_name && strv_contains(cfg->mesh_sidecars, container_name);
 }
 
-int cri_policy_vm_guest(const struct cri_config *cfg, const struct us_oci_kv *annotations,
+int policy_pod_vm_guest(const struct policy_config *cfg, const struct us_oci_kv *annotations,
                         size_t n_annotations, const char **ret_disk_path,
                         const char **ret_user_data, struct us_error **err)
 {
         *ret_disk_path = *ret_user_data = NULL;
         for (size_t i = 0; i < n_annotations; i++) {
                 const char *key = annotations[i].key, *value = annotations[i].value;
-                if (strcmp(key, CRI_ANNOTATION_DISK_PATH) == 0) {
+                if (strcmp(key, UNISHIM_ANNOTATION_DISK_PATH) == 0) {
                         const char *v = value;
                         while (*v == '/')
                                 v++;
@@ -515,7 +516,7 @@ int cri_policy_vm_guest(const struct cri_config *cfg, const struct us_oci_kv *an
                                                     "parts)",
                                                     key, value);
                         *ret_disk_path = v;
-                } else if (strcmp(key, CRI_ANNOTATION_CLOUD_INIT_USER_DATA) == 0) {
+                } else if (strcmp(key, UNISHIM_ANNOTATION_CLOUD_INIT_USER_DATA) == 0) {
                         size_t len = strlen(value);
                         if (len > cfg->vm.user_data_max_bytes)
                                 return us_error_msg(err, E2BIG,

@@ -35,43 +35,43 @@
 #include "base/error.h"
 #include "oci/oci-spec.h"
 
-#define CRI_ANNOTATION_PREFIX    "unishim.io/"
-#define CRI_ANNOTATION_ISOLATION "unishim.io/isolation"
+#define UNISHIM_ANNOTATION_PREFIX    "unishim.io/"
+#define UNISHIM_ANNOTATION_ISOLATION "unishim.io/isolation"
 /* A VM-kind pod's size (Kata's default_vcpus/default_memory, per pod):
  * decimal integers within the operator's sandbox.max_vcpus and
  * sandbox.max_memory_mib. They win over the size derived from the pod's
  * limits; container-kind pods have them checked and ignored. */
-#define CRI_ANNOTATION_VCPUS      "unishim.io/vcpus"
-#define CRI_ANNOTATION_MEMORY_MIB "unishim.io/memory-mib"
+#define UNISHIM_ANNOTATION_VCPUS      "unishim.io/vcpus"
+#define UNISHIM_ANNOTATION_MEMORY_MIB "unishim.io/memory-mib"
 /* The vm kind's guest (docs/vm.md). disk-path: the disk image's path in
  * the container image when it is not the one file under /disk/ (KubeVirt's
  * containerDisk `path:`). cloud-init-user-data: the guest's cloud-init
  * user-data, as given; it configures the guest as root, so the built-in
  * policy does not allow it: an operator lists it in annotations.allowed,
  * and vm.user_data_max_bytes bounds it. */
-#define CRI_ANNOTATION_DISK_PATH            "unishim.io/disk-path"
-#define CRI_ANNOTATION_CLOUD_INIT_USER_DATA "unishim.io/cloud-init-user-data"
-#define CRI_VM_USER_DATA_DEFAULT_MAX        (64u << 10)
-#define CRI_VM_USER_DATA_LIMIT              (1u << 20)
+#define UNISHIM_ANNOTATION_DISK_PATH            "unishim.io/disk-path"
+#define UNISHIM_ANNOTATION_CLOUD_INIT_USER_DATA "unishim.io/cloud-init-user-data"
+#define POLICY_VM_USER_DATA_DEFAULT_MAX         (64u << 10)
+#define POLICY_VM_USER_DATA_LIMIT               (1u << 20)
 /* The smallest guest a pod may ask for: the guest kernel and agent need it. */
-#define CRI_VM_MIN_MEMORY_MIB 128
+#define POLICY_VM_MIN_MEMORY_MIB 128
 
 /* sandbox.console_log_max_bytes: a VM's console.log + console.log.1 in the
  * pod's state dir (on the host's /run) hold at most this much, the newest
  * output. The default is the VMM's (VMM_CONSOLE_LOG_DEFAULT). Below 64 KiB
  * a debug boot no longer fits; above 1 GiB it is no longer a cap on tmpfs. */
-#define CRI_CONSOLE_LOG_DEFAULT_BYTES (1u << 20)
-#define CRI_CONSOLE_LOG_MIN_BYTES     (64u << 10)
-#define CRI_CONSOLE_LOG_MAX_BYTES     (1u << 30)
+#define POLICY_CONSOLE_LOG_DEFAULT_BYTES (1u << 20)
+#define POLICY_CONSOLE_LOG_MIN_BYTES     (64u << 10)
+#define POLICY_CONSOLE_LOG_MAX_BYTES     (1u << 30)
 
 /* sandbox.agent_timeout_ms: how long the shim waits for its guest agent's
  * answer to a call. One that does not come in time marks the pod's agent
  * dead: the pod's tasks are reported exited and its VM is torn down. Calls
  * under TCG on a loaded host take up to seconds; below 1 s healthy pods
  * would die. */
-#define CRI_AGENT_TIMEOUT_DEFAULT_MS 30000u
-#define CRI_AGENT_TIMEOUT_MIN_MS     1000u
-#define CRI_AGENT_TIMEOUT_MAX_MS     600000u
+#define POLICY_AGENT_TIMEOUT_DEFAULT_MS 30000u
+#define POLICY_AGENT_TIMEOUT_MIN_MS     1000u
+#define POLICY_AGENT_TIMEOUT_MAX_MS     600000u
 
 /* Set by containerd's CRI plugin on every OCI spec it generates. */
 #define CRI_CONTAINER_TYPE "io.kubernetes.cri.container-type"
@@ -87,18 +87,18 @@
 #define CRI_SANDBOX_CPU_PERIOD "io.kubernetes.cri.sandbox-cpu-period"
 #define CRI_SANDBOX_MEMORY     "io.kubernetes.cri.sandbox-memory"
 
-#define CRI_DEFAULT_CONFIG_PATH "/etc/unishim/config.json"
-#define CRI_CONFIG_MAX_SIZE     (256u << 10)
+#define POLICY_DEFAULT_CONFIG_PATH "/etc/unishim/config.json"
+#define POLICY_CONFIG_MAX_SIZE     (256u << 10)
 
-enum cri_isolation {
-        CRI_ISOLATION_CONTAINER,
-        CRI_ISOLATION_SANDBOX,
-        CRI_ISOLATION_VM,
-        CRI_ISOLATION__COUNT,
+enum policy_isolation {
+        POLICY_ISOLATION_CONTAINER,
+        POLICY_ISOLATION_SANDBOX,
+        POLICY_ISOLATION_VM,
+        POLICY_ISOLATION__COUNT,
 };
 
 /* How sandbox-kind VMs are made. NULL/0: the built-in defaults. */
-struct cri_sandbox_config {
+struct policy_sandbox_config {
         char *kernel;                   /* uncompressed vmlinux; NULL: next to the binary */
         char *initrd;                   /* NULL: next to the binary */
         char *accel;                    /* "auto" (default), "kvm" or "tcg" */
@@ -107,7 +107,7 @@ struct cri_sandbox_config {
         unsigned memory_mib;            /* guest memory when the pod sets no limit (256) */
         unsigned max_memory_mib;        /* the most a pod's memory limit may give it (16384) */
         uint64_t console_log_max_bytes; /* cap of the VM's console log on the host
-                                         * (CRI_CONSOLE_LOG_DEFAULT_BYTES) */
+                                         * (POLICY_CONSOLE_LOG_DEFAULT_BYTES) */
         unsigned agent_timeout_ms;      /* a guest agent call's deadline (30000) */
         /* "virtiofsd_unprivileged": false in the config: virtiofsd runs as
          * root, as it did before it had a user namespace of its own. For
@@ -118,7 +118,7 @@ struct cri_sandbox_config {
 };
 
 /* How vm-kind pods are run. NULL/0: the built-in defaults. */
-struct cri_vm_config {
+struct policy_vm_config {
         char *libvirt_uri;            /* NULL: qemu:///system, the node's libvirtd */
         char *qemu_group;             /* QEMU's group: libvirt's (NULL: libvirt-qemu) */
         char *accel;                  /* "auto" (default), "kvm" or "tcg" */
@@ -126,32 +126,32 @@ struct cri_vm_config {
         uint64_t user_data_max_bytes; /* cloud-init user-data's limit */
 };
 
-struct cri_config {
+struct policy_config {
         char *path; /* where it came from, for messages; NULL = built-in defaults */
-        enum cri_isolation default_isolation;
-        bool allowed[CRI_ISOLATION__COUNT];
+        enum policy_isolation default_isolation;
+        bool allowed[POLICY_ISOLATION__COUNT];
         char **allowed_annotations; /* strv of full keys pods may set */
         char **mesh_sidecars;       /* strv of container names */
-        struct cri_sandbox_config sandbox;
-        struct cri_vm_config vm;
+        struct policy_sandbox_config sandbox;
+        struct policy_vm_config vm;
 };
 
 /* The kind's annotation value ("container", ...). */
-const char *cri_isolation_name(enum cri_isolation kind);
+const char *policy_isolation_name(enum policy_isolation kind);
 
 /* The built-in defaults: container by default, every kind allowed, every
  * known unishim.io/ annotation allowed, the Istio and Linkerd sidecars. */
-int cri_config_default(struct cri_config **ret, struct us_error **err);
+int policy_config_default(struct policy_config **ret, struct us_error **err);
 
 /* Parses a config file's text; errors name the JSON path. */
-int cri_config_parse(const char *json, size_t len, const char *path, struct cri_config **ret,
-                     struct us_error **err);
+int policy_config_parse(const char *json, size_t len, const char *path, struct policy_config **ret,
+                        struct us_error **err);
 
-/* Loads path, or CRI_DEFAULT_CONFIG_PATH when path is NULL/empty. A missing
+/* Loads path, or POLICY_DEFAULT_CONFIG_PATH when path is NULL/empty. A missing
  * default file means the defaults; a missing explicit path is an error. */
-int cri_config_load(const char *path, struct cri_config **ret, struct us_error **err);
+int policy_config_load(const char *path, struct policy_config **ret, struct us_error **err);
 
-struct cri_config *cri_config_free(struct cri_config *cfg);
+struct policy_config *policy_config_free(struct policy_config *cfg);
 
 /* The pod's isolation kind from its (untrusted) annotations: every
  * unishim.io/ annotation must be allowed, the kind must be known and
@@ -159,33 +159,33 @@ struct cri_config *cri_config_free(struct cri_config *cfg);
  *   annotation unishim.io/isolation: unknown isolation kind "bogus"
  *   (known: container, sandbox, vm)
  * Availability in this build is the caller's check (it knows its backends). */
-int cri_policy_isolation(const struct cri_config *cfg, const struct us_oci_kv *annotations,
-                         size_t n_annotations, enum cri_isolation *ret, struct us_error **err);
+int policy_pod_isolation(const struct policy_config *cfg, const struct us_oci_kv *annotations,
+                         size_t n_annotations, enum policy_isolation *ret, struct us_error **err);
 
 /* A VM's size asked for by the pod's (untrusted) annotations; 0 = not
  * asked. */
-struct cri_vm_size {
+struct policy_vm_size {
         unsigned vcpus;
         unsigned memory_mib;
 };
 
 /* Reads and checks unishim.io/vcpus and unishim.io/memory-mib against the
  * operator's bounds. Whether pods may set them at all is
- * cri_policy_isolation()'s check. Errors name the annotation, the value and
+ * policy_pod_isolation()'s check. Errors name the annotation, the value and
  * the allowed range:
  *   annotation unishim.io/vcpus: "9" is not within 1..2 (sandbox.max_vcpus
  *   in /etc/unishim/config.json) */
-int cri_policy_vm_size(const struct cri_config *cfg, const struct us_oci_kv *annotations,
-                       size_t n_annotations, struct cri_vm_size *ret, struct us_error **err);
+int policy_pod_vm_size(const struct policy_config *cfg, const struct us_oci_kv *annotations,
+                       size_t n_annotations, struct policy_vm_size *ret, struct us_error **err);
 
 /* A vm pod's guest as its (untrusted) annotations ask: the disk's path in
  * the image (NULL: the one under /disk/), relative to the image's root, no
  * "..", and cloud-init user-data (NULL: none) within vm.user_data_max_bytes.
  * Pointers into annotations. Errors name the annotation. */
-int cri_policy_vm_guest(const struct cri_config *cfg, const struct us_oci_kv *annotations,
+int policy_pod_vm_guest(const struct policy_config *cfg, const struct us_oci_kv *annotations,
                         size_t n_annotations, const char **ret_disk_path,
                         const char **ret_user_data, struct us_error **err);
 
 /* True when a CRI container of this name is a service mesh sidecar (runs on
  * the host next to a VM-kind pod). */
-bool cri_policy_is_mesh_sidecar(const struct cri_config *cfg, const char *container_name);
+bool policy_is_mesh_sidecar(const struct policy_config *cfg, const char *container_name);

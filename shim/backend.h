@@ -3,7 +3,7 @@
 
 /*
  * One operations table per isolation kind (policy/policy.h's enum
- * cri_isolation). The Task service speaks only to these; a kind whose slot
+ * policy_isolation). The Task service speaks only to these; a kind whose slot
  * is NULL is "not available in this build".
  *
  * Every op takes the backend's own per-task object (impl) made by create.
@@ -47,12 +47,12 @@ struct shim_backend_env {
 struct shim_pod_decision {
         /* The pod's kind. A mesh sidecar of a VM-kind pod keeps it, though
          * its backend is the container one (shim/sidecar.h). */
-        enum cri_isolation kind;
-        const struct cri_config *config; /* the operator's, for the pod's life */
+        enum policy_isolation kind;
+        const struct policy_config *config; /* the operator's, for the pod's life */
         /* A VM kind's vCPUs and guest memory (vmpod_size): the pod's
          * annotations, else its limits, within the operator's bounds, else
          * the defaults; never 0. Computed, and so checked, for every kind. */
-        struct cri_vm_size size;
+        struct policy_vm_size size;
         /* The task itself: id, bundle, rootfs, stdio, and its spec,
          * validated, with the config.json text it was parsed from. */
         struct us_container_config container;
@@ -147,7 +147,7 @@ extern const struct shim_backend shim_backend_sandbox;
 extern const struct shim_backend shim_backend_vm;
 
 /* The backend of a kind, or NULL when this build has none. */
-const struct shim_backend *shim_backend_for(enum cri_isolation kind);
+const struct shim_backend *shim_backend_for(enum policy_isolation kind);
 
 /* Every backend's cleanup_dead for the task (the dead shim's kind is not
  * known): the first error, after all have run. */

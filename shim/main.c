@@ -240,7 +240,7 @@ out:
         us_loop_source_remove(shim.signal_src);
         us_close(shim.signal_fd);
         shim_events_free(shim.events);
-        cri_config_free(shim.config);
+        policy_config_free(shim.config);
         us_loop_free(shim.loop);
         return r < 0 ? 1 : 0;
 }

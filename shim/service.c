@@ -240,11 +240,11 @@ static const char *available_kinds(char *buf, size_t size)
 {
         size_t o = 0;
         buf[0] = '\0';
-        for (int k = 0; k < CRI_ISOLATION__COUNT; k++) {
-                if (!shim_backend_for((enum cri_isolation)k))
+        for (int k = 0; k < POLICY_ISOLATION__COUNT; k++) {
+                if (!shim_backend_for((enum policy_isolation)k))
                         continue;
                 int n = snprintf(buf + o, size - o, "%s%s", o ? ", " : "",
-                                 cri_isolation_name((enum cri_isolation)k));
+                                 policy_isolation_name((enum policy_isolation)k));
                 if (n < 0 || (size_t)n >= size - o)
                         break;
                 o += (size_t)n;
@@ -273,20 +273,20 @@ static int host_sidecar(struct shim *shim, struct us_oci_spec *spec,
  * never reaches us and the pod silently gets the default kind. We cannot
  * tell "not set" from "not passed", so say it once per pod, where the
  * operator looks, when a CRI pod starts without any of ours. */
-static void note_missing_annotations(const struct us_oci_spec *spec, enum cri_isolation kind)
+static void note_missing_annotations(const struct us_oci_spec *spec, enum policy_isolation kind)
 {
         if (!us_oci_spec_annotation(spec, CRI_CONTAINER_TYPE))
                 return; /* not a CRI pod: ctr passes what it is given */
         for (size_t i = 0; i < spec->n_annotations; i++)
-                if (strncmp(spec->annotations[i].key, CRI_ANNOTATION_PREFIX,
-                            strlen(CRI_ANNOTATION_PREFIX)) == 0)
+                if (strncmp(spec->annotations[i].key, UNISHIM_ANNOTATION_PREFIX,
+                            strlen(UNISHIM_ANNOTATION_PREFIX)) == 0)
                         return;
         us_log_info("pod %s: no %s* annotation reached the shim: it runs as \"%s\" (the default). "
                     "If the pod sets one, list it in the runtime handler's pod_annotations "
                     "(pod_annotations = [\"%s*\"])",
                     us_oci_spec_annotation(spec, CRI_SANDBOX_NAME)
                             ?: us_oci_spec_annotation(spec, CRI_SANDBOX_ID) ?: "?",
-                    CRI_ANNOTATION_PREFIX, cri_isolation_name(kind), CRI_ANNOTATION_PREFIX);
+                    UNISHIM_ANNOTATION_PREFIX, policy_isolation_name(kind), UNISHIM_ANNOTATION_PREFIX);
 }
 
 /* The pod's decision (kind, size, the operator's config) from the
@@ -301,18 +301,18 @@ static int decide_backend(struct shim *shim, const Containerd__Task__V2__CreateT
         *ret_sidecar = false;
         if (!shim->config) {
                 _cleanup_free_ char *path = options_config_path(req);
-                int r = cri_config_load(path, &shim->config, err);
+                int r = policy_config_load(path, &shim->config, err);
                 if (r < 0)
                         return r;
         }
-        enum cri_isolation kind;
-        int r = cri_policy_isolation(shim->config, spec->annotations, spec->n_annotations, &kind,
+        enum policy_isolation kind;
+        int r = policy_pod_isolation(shim->config, spec->annotations, spec->n_annotations, &kind,
                                      err);
         if (r < 0)
                 return r;
         /* Decided, and so checked, for every kind, so that a bad value never
          * passes silently; only the VM kinds use it. */
-        struct cri_vm_size size;
+        struct policy_vm_size size;
         r = vmpod_size(shim->config, kind, spec, &size, err);
         if (r < 0)
                 return r;
@@ -320,16 +320,16 @@ static int decide_backend(struct shim *shim, const Containerd__Task__V2__CreateT
                 return us_error_msg(err, EINVAL,
                                     "annotation %s: container asks for isolation kind \"%s\" "
                                     "but its pod runs as \"%s\"",
-                                    CRI_ANNOTATION_ISOLATION, cri_isolation_name(kind),
-                                    cri_isolation_name(shim->kind));
+                                    UNISHIM_ANNOTATION_ISOLATION, policy_isolation_name(kind),
+                                    policy_isolation_name(shim->kind));
         const struct shim_backend *b = shim_backend_for(kind);
         if (!b) {
                 char buf[64];
-                const char *value = us_oci_spec_annotation(spec, CRI_ANNOTATION_ISOLATION);
+                const char *value = us_oci_spec_annotation(spec, UNISHIM_ANNOTATION_ISOLATION);
                 return us_error_msg(err, ENOTSUP,
                                     "annotation %s: isolation kind \"%s\"%s is not available "
                                     "in this build (available: %s)",
-                                    CRI_ANNOTATION_ISOLATION, cri_isolation_name(kind),
+                                    UNISHIM_ANNOTATION_ISOLATION, policy_isolation_name(kind),
                                     value ? "" : " (the configured default)",
                                     available_kinds(buf, sizeof(buf)));
         }
@@ -424,7 +424,7 @@ static int create_task(struct shim *shim, const Containerd__Task__V2__CreateTask
                 r = us_error_msg(err, EINVAL, "config.json has no process");
                 goto fail;
         }
-        struct shim_pod_decision decision = {.kind = CRI_ISOLATION_CONTAINER};
+        struct shim_pod_decision decision = {.kind = POLICY_ISOLATION_CONTAINER};
         bool sidecar = false;
         r = decide_backend(shim, req, spec, &decision, &t->backend, &sidecar, err);
         if (r < 0)

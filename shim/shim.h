@@ -46,9 +46,9 @@ struct shim {
         struct us_loop_source *idle_timer;
         bool shutting_down;
         /* The pod's policy: loaded and decided by its first task. */
-        struct cri_config *config;
+        struct policy_config *config;
         bool kind_decided;
-        enum cri_isolation kind;
+        enum policy_isolation kind;
         const struct shim_backend *backend; /* the pod's, once decided */
         void *backend_pod;                  /* the backend's per-pod object */
 };

@@ -6,14 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum shim_sidecar_place shim_sidecar_place(const struct cri_config *cfg,
+enum shim_sidecar_place shim_sidecar_place(const struct policy_config *cfg,
                                            const struct us_oci_spec *spec)
 {
         const char *type = us_oci_spec_annotation(spec, CRI_CONTAINER_TYPE);
         if (!type || strcmp(type, "container") != 0 ||
-            !cri_policy_is_mesh_sidecar(cfg, us_oci_spec_annotation(spec, CRI_CONTAINER_NAME)))
+            !policy_is_mesh_sidecar(cfg, us_oci_spec_annotation(spec, CRI_CONTAINER_NAME)))
                 return SHIM_SIDECAR_NONE;
-        return cfg->allowed[CRI_ISOLATION_CONTAINER] ? SHIM_SIDECAR_HOST : SHIM_SIDECAR_IN_GUEST;
+        return cfg->allowed[POLICY_ISOLATION_CONTAINER] ? SHIM_SIDECAR_HOST : SHIM_SIDECAR_IN_GUEST;
 }
 
 int shim_sidecar_spec(struct us_oci_spec *spec, const char *netns, const char *hostname,

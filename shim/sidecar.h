@@ -37,7 +37,7 @@ enum shim_sidecar_place {
 /* Where a VM-kind pod's container goes: a CRI container (not the sandbox)
  * whose name the operator lists as a mesh sidecar runs on the host if the
  * policy allows the container kind. */
-enum shim_sidecar_place shim_sidecar_place(const struct cri_config *cfg,
+enum shim_sidecar_place shim_sidecar_place(const struct policy_config *cfg,
                                            const struct us_oci_spec *spec);
 
 /* Rewrites the spec's namespaces for the host: the network namespace is

@@ -47,7 +47,7 @@ static const struct {
         {CLONE_NEWIPC, "hostIPC", "IPC"},
 };
 
-int vmpod_check_namespaces(enum cri_isolation kind, const struct us_oci_spec *spec,
+int vmpod_check_namespaces(enum policy_isolation kind, const struct us_oci_spec *spec,
                            struct us_error **err)
 {
         for (size_t i = 0; i < US_ELEMENTSOF(own_namespaces); i++) {
@@ -60,7 +60,7 @@ int vmpod_check_namespaces(enum cri_isolation kind, const struct us_oci_spec *sp
                                             "the pod's VM has its own kernel and cannot share "
                                             "the host's %s namespace (the pod's spec has none "
                                             "of its own); use the container isolation",
-                                            own_namespaces[i].field, cri_isolation_name(kind),
+                                            own_namespaces[i].field, policy_isolation_name(kind),
                                             own_namespaces[i].what);
         }
         return 0;
@@ -112,23 +112,23 @@ static int pod_limits(const struct us_oci_spec *spec, uint64_t *ret_memory, uint
 /* Guest memory: the pod's unishim.io/memory-mib, else its limit plus room
  * for the guest kernel and agent, within the operator's bounds; the
  * operator's default without either. */
-static unsigned memory_mib_of(uint64_t limit, const struct cri_sandbox_config *sb,
-                              unsigned default_mib, const struct cri_vm_size *asked)
+static unsigned memory_mib_of(uint64_t limit, const struct policy_sandbox_config *sb,
+                              unsigned default_mib, const struct policy_vm_size *asked)
 {
         if (asked->memory_mib)
                 return asked->memory_mib;
         if (!limit)
                 return default_mib;
         uint64_t mib = limit / (1024 * 1024) + VMPOD_MEMORY_OVERHEAD_MIB;
-        if (mib < CRI_VM_MIN_MEMORY_MIB)
-                mib = CRI_VM_MIN_MEMORY_MIB;
+        if (mib < POLICY_VM_MIN_MEMORY_MIB)
+                mib = POLICY_VM_MIN_MEMORY_MIB;
         return mib > sb->max_memory_mib ? sb->max_memory_mib : (unsigned)mib;
 }
 
 /* vCPUs: the pod's unishim.io/vcpus, else its CPU limit (quota/period,
  * rounded up) within bounds. */
-static unsigned vcpus_of(uint64_t quota, uint64_t period, const struct cri_sandbox_config *sb,
-                         const struct cri_vm_size *asked)
+static unsigned vcpus_of(uint64_t quota, uint64_t period, const struct policy_sandbox_config *sb,
+                         const struct policy_vm_size *asked)
 {
         if (asked->vcpus)
                 return asked->vcpus;
@@ -140,18 +140,18 @@ static unsigned vcpus_of(uint64_t quota, uint64_t period, const struct cri_sandb
         return n > sb->max_vcpus ? sb->max_vcpus : (unsigned)n;
 }
 
-int vmpod_size(const struct cri_config *cfg, enum cri_isolation kind,
-               const struct us_oci_spec *spec, struct cri_vm_size *ret, struct us_error **err)
+int vmpod_size(const struct policy_config *cfg, enum policy_isolation kind,
+               const struct us_oci_spec *spec, struct policy_vm_size *ret, struct us_error **err)
 {
-        struct cri_vm_size asked;
-        int r = cri_policy_vm_size(cfg, spec->annotations, spec->n_annotations, &asked, err);
+        struct policy_vm_size asked;
+        int r = policy_pod_vm_size(cfg, spec->annotations, spec->n_annotations, &asked, err);
         if (r < 0)
                 return r;
         uint64_t memory, quota, period;
         if ((r = pod_limits(spec, &memory, &quota, &period, err)) < 0)
                 return r;
         unsigned default_mib =
-                kind == CRI_ISOLATION_VM ? cfg->vm.memory_mib : cfg->sandbox.memory_mib;
+                kind == POLICY_ISOLATION_VM ? cfg->vm.memory_mib : cfg->sandbox.memory_mib;
         ret->vcpus = vcpus_of(quota, period, &cfg->sandbox, &asked);
         ret->memory_mib = memory_mib_of(memory, &cfg->sandbox, default_mib, &asked);
         return 0;
@@ -203,7 +203,7 @@ static int remove_state_dir(const char *state_dir, bool tree, struct us_error **
  * pod's (made before the vm kind existed). */
 #define KIND_FILE "kind"
 
-int vmpod_start(struct vmpod *vp, enum cri_isolation kind, struct us_loop *loop,
+int vmpod_start(struct vmpod *vp, enum policy_isolation kind, struct us_loop *loop,
                 const char *namespace, const char *id, const struct us_oci_spec *spec,
                 void (*teardown)(void *userdata), void *userdata, struct netplumb_vm_net **ret_net,
                 int *ret_tap_fd, struct us_error **err)
@@ -238,7 +238,7 @@ int vmpod_start(struct vmpod *vp, enum cri_isolation kind, struct us_loop *loop,
                                 : openat(dfd, KIND_FILE,
                                          O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                                          0600);
-                const char *name = cri_isolation_name(kind);
+                const char *name = policy_isolation_name(kind);
                 if (kfd < 0 || us_write_all(kfd, name, strlen(name)) < 0)
                         return us_errorf(err, errno, "mark %s", vp->state_dir);
         }
@@ -365,7 +365,8 @@ int vmpod_host_namespaces(const struct vmpod *vp, const char **ret_netns, const 
 }
 
 bool vmpod_dead_state_dir(const char *namespace, const char *id, const struct us_oci_spec *spec,
-                          enum cri_isolation kind, char *buf, size_t size, const char **ret_pod_id)
+                          enum policy_isolation kind, char *buf, size_t size,
+                          const char **ret_pod_id)
 {
         const char *pod_id = us_oci_spec_annotation(spec, CRI_SANDBOX_ID);
         if (!pod_id || !*pod_id)
@@ -383,8 +384,8 @@ bool vmpod_dead_state_dir(const char *namespace, const char *id, const struct us
                 dfd < 0 ? -1 : openat(dfd, KIND_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (kfd >= 0 && read(kfd, mark, sizeof(mark) - 1) < 0)
                 mark[0] = '\0';
-        if (strcmp(kfd >= 0 ? mark : cri_isolation_name(CRI_ISOLATION_SANDBOX),
-                   cri_isolation_name(kind)) != 0)
+        if (strcmp(kfd >= 0 ? mark : policy_isolation_name(POLICY_ISOLATION_SANDBOX),
+                   policy_isolation_name(kind)) != 0)
                 return false; /* another kind's pod: its cleanup's */
         *ret_pod_id = pod_id;
         return true;

@@ -71,7 +71,7 @@ bool vmpod_is_cri_sandbox(const struct us_oci_spec *spec);
  * naming the Kubernetes field (hostNetwork, hostPID, hostIPC) that the
  * kind's VM cannot honour. vmpod_start checks it before it makes
  * anything. */
-int vmpod_check_namespaces(enum cri_isolation kind, const struct us_oci_spec *spec,
+int vmpod_check_namespaces(enum policy_isolation kind, const struct us_oci_spec *spec,
                            struct us_error **err);
 
 /* The VM's size for the pod of spec: its unishim.io/vcpus and
@@ -82,9 +82,9 @@ int vmpod_check_namespaces(enum cri_isolation kind, const struct us_oci_spec *sp
  * CRI_SANDBOX_CPU_QUOTA and friends), within the operator's sandbox.max_ bounds,
  * else the operator's defaults for the kind (sandbox.memory_mib, or
  * vm.memory_mib for a full distribution's guest). Both fields of *ret are
- * set, never 0. Errors are the annotations' (cri_policy_vm_size). */
-int vmpod_size(const struct cri_config *cfg, enum cri_isolation kind,
-               const struct us_oci_spec *spec, struct cri_vm_size *ret, struct us_error **err);
+ * set, never 0. Errors are the annotations' (policy_pod_vm_size). */
+int vmpod_size(const struct policy_config *cfg, enum policy_isolation kind,
+               const struct us_oci_spec *spec, struct policy_vm_size *ret, struct us_error **err);
 
 /* The uid (and gid) the pod's QEMU runs as. */
 uid_t vmpod_qemu_uid(void);
@@ -102,7 +102,7 @@ void vmpod_mac_text(const struct netplumb_vm_net *net, char buf[static 18]);
  * interface is inspected, nothing is wired yet (vmpod_wire, for a VMM
  * that opens its tap itself). On failure what was made is recorded in
  * vp: the kind's teardown removes it. */
-int vmpod_start(struct vmpod *vp, enum cri_isolation kind, struct us_loop *loop,
+int vmpod_start(struct vmpod *vp, enum policy_isolation kind, struct us_loop *loop,
                 const char *namespace, const char *id, const struct us_oci_spec *spec,
                 void (*teardown)(void *userdata), void *userdata, struct netplumb_vm_net **ret_net,
                 int *ret_tap_fd, struct us_error **err);
@@ -144,7 +144,8 @@ int vmpod_host_namespaces(const struct vmpod *vp, const char **ret_netns, const 
  * still there (every kind's cleanup is asked; only the pod's own acts); buf is then that dir and
  * *ret_pod_id the pod's id (in id or spec). */
 bool vmpod_dead_state_dir(const char *namespace, const char *id, const struct us_oci_spec *spec,
-                          enum cri_isolation kind, char *buf, size_t size, const char **ret_pod_id);
+                          enum policy_isolation kind, char *buf, size_t size,
+                          const char **ret_pod_id);
 /* Removes what a dead shim's pod left on the host besides the kind's own:
  * the tap's wiring, the VM's cgroup and the state dir (its mounts already
  * detached). The first error, after all have run. */

@@ -258,7 +258,7 @@ static int guest_image(char **ret_kernel, char **ret_initrd, struct us_error **e
                             installed, built, env_dir ? " or " : "", env_dir ? env_dir : "");
 }
 
-static enum vmm_accel accel_of(const struct cri_sandbox_config *sb)
+static enum vmm_accel accel_of(const struct policy_sandbox_config *sb)
 {
         if (sb->accel && strcmp(sb->accel, "kvm") == 0)
                 return VMM_ACCEL_KVM;
@@ -482,7 +482,7 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
                      struct sandbox_pod **ret, struct netplumb_vm_net **ret_vmnet,
                      struct us_error **err)
 {
-        const struct cri_sandbox_config *sb = &decision->config->sandbox;
+        const struct policy_sandbox_config *sb = &decision->config->sandbox;
         const struct us_container_config *cfg = &decision->container;
         _cleanup_free_ char *kernel = NULL, *initrd = NULL;
         _cleanup_free_ struct netplumb_vm_net *vmnet = NULL;
@@ -504,7 +504,7 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
         pod->process_exited = env->process_exited;
         pod->oom = env->oom;
         sandbox_idmap_init(&pod->idmap);
-        r = vmpod_start(&pod->vmpod, CRI_ISOLATION_SANDBOX, env->loop, env->namespace, cfg->id,
+        r = vmpod_start(&pod->vmpod, POLICY_ISOLATION_SANDBOX, env->loop, env->namespace, cfg->id,
                         cfg->spec, pod_teardown_cb, pod, &vmnet, &tap_fd, err);
         if (r < 0)
                 goto fail;
@@ -1260,8 +1260,8 @@ static int sandbox_cleanup_dead(const char *namespace, const char *id,
 {
         char state[PATH_MAX];
         const char *pod_id = NULL;
-        if (!vmpod_dead_state_dir(namespace, id, spec, CRI_ISOLATION_SANDBOX, state, sizeof(state),
-                                  &pod_id))
+        if (!vmpod_dead_state_dir(namespace, id, spec, POLICY_ISOLATION_SANDBOX, state,
+                                  sizeof(state), &pod_id))
                 return 0;
         struct sandbox_share *share = NULL;
         int r = sandbox_share_open(state, &share, err);

@@ -98,7 +98,7 @@ struct vm_pump {
 struct vm_pod {
         struct vmpod vmpod;
         void (*process_exited)(void *cookie, const char *exec_id, uint32_t status);
-        const struct cri_config *config;
+        const struct policy_config *config;
         char *namespace; /* containerd's */
         struct vmm_libvirt *lv;
         struct vm_task *tasks;
@@ -732,7 +732,7 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
         }
         const char *group =
                 pod->config->vm.qemu_group ? pod->config->vm.qemu_group : VM_DEFAULT_GROUP;
-        int r = vmpod_start(&pod->vmpod, CRI_ISOLATION_VM, env->loop, env->namespace, cfg->id,
+        int r = vmpod_start(&pod->vmpod, POLICY_ISOLATION_VM, env->loop, env->namespace, cfg->id,
                             cfg->spec, pod_teardown_cb, pod, NULL, NULL, err);
         if (r < 0)
                 goto fail;
@@ -782,7 +782,7 @@ struct vm_create {
         int *ret_pty;
         int console_out; /* the VM's stdout, for its console; -1: none */
         bool started_pod;
-        struct cri_vm_size size;
+        struct policy_vm_size size;
         const char *user_data; /* in the task's spec */
 };
 
@@ -899,7 +899,7 @@ static int write_seed(struct vm_pod *pod, const struct us_oci_spec *spec,
         return 0;
 }
 
-static bool accel_kvm(const struct cri_vm_config *vm)
+static bool accel_kvm(const struct policy_vm_config *vm)
 {
         enum vmm_accel want = VMM_ACCEL_AUTO, got = VMM_ACCEL_TCG;
         if (vm->accel && strcmp(vm->accel, "kvm") == 0)
@@ -922,7 +922,7 @@ static int vm_make(struct vm_pod *pod, const struct shim_pod_decision *decision,
         const struct us_container_config *cfg = &decision->container;
         const struct us_oci_spec *spec = cfg->spec;
         const char *disk_path = NULL;
-        int r = cri_policy_vm_guest(pod->config, spec->annotations, spec->n_annotations, &disk_path,
+        int r = policy_pod_vm_guest(pod->config, spec->annotations, spec->n_annotations, &disk_path,
                                     &c->user_data, err);
         if (r < 0)
                 return r;
@@ -1549,7 +1549,7 @@ static int vm_cleanup_dead(const char *namespace, const char *id, const struct u
 {
         char state[PATH_MAX];
         const char *pod_id = NULL;
-        if (!vmpod_dead_state_dir(namespace, id, spec, CRI_ISOLATION_VM, state, sizeof(state),
+        if (!vmpod_dead_state_dir(namespace, id, spec, POLICY_ISOLATION_VM, state, sizeof(state),
                                   &pod_id))
                 return 0;
         char dir[PATH_MAX + 8];

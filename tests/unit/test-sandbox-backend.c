@@ -742,10 +742,10 @@ static struct tx *tx_new(struct bx *b)
         assert_int_equal(us_ttrpc_server_new(b->loop, -1, &x->shim.server, NULL), 0);
         assert_int_equal(shim_service_register(&x->shim, NULL), 0);
         assert_int_equal(shim_events_new(b->loop, NULL, "test", 0, &x->shim.events, NULL), 0);
-        assert_int_equal(cri_config_parse("{}", 2, "test", &x->shim.config, NULL), 0);
+        assert_int_equal(policy_config_parse("{}", 2, "test", &x->shim.config, NULL), 0);
         /* The pod's first task (its VM) decided its kind. */
         x->shim.kind_decided = true;
-        x->shim.kind = CRI_ISOLATION_SANDBOX;
+        x->shim.kind = POLICY_ISOLATION_SANDBOX;
         x->shim.backend = &shim_backend_sandbox;
         x->shim.backend_pod = b->pod_slot;
         /* What pod_start takes from the shim's env. */
@@ -771,7 +771,7 @@ static void tx_free(struct tx *x)
         x->shim.server = us_ttrpc_server_free(x->shim.server);
         x->shim.idle_timer = us_loop_source_remove(x->shim.idle_timer);
         x->shim.events = shim_events_free(x->shim.events);
-        x->shim.config = cri_config_free(x->shim.config);
+        x->shim.config = policy_config_free(x->shim.config);
         /* The pod is the backend's, in the shim's slot now. */
         x->b->pod_slot = x->shim.backend_pod;
         free(x->payload);

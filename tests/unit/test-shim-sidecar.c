@@ -34,11 +34,11 @@ static struct us_oci_spec *cri_container(const char *type, const char *name)
         return spec;
 }
 
-static struct cri_config *config(const char *json)
+static struct policy_config *config(const char *json)
 {
-        struct cri_config *cfg = NULL;
+        struct policy_config *cfg = NULL;
         struct us_error *err = NULL;
-        if (cri_config_parse(json, strlen(json), "cfg.json", &cfg, &err) < 0)
+        if (policy_config_parse(json, strlen(json), "cfg.json", &cfg, &err) < 0)
                 fail_msg("config: %s", us_error_text(err));
         return cfg;
 }
@@ -46,8 +46,8 @@ static struct cri_config *config(const char *json)
 static void placement(void **state)
 {
         (void)state;
-        struct cri_config *all = config("{}");
-        struct cri_config *vm_only =
+        struct policy_config *all = config("{}");
+        struct policy_config *vm_only =
                 config("{\"isolation\": {\"default\": \"sandbox\", \"allowed\": [\"sandbox\"]}}");
         struct us_oci_spec *proxy = cri_container("container", "istio-proxy");
         struct us_oci_spec *app = cri_container("container", "app");
@@ -60,16 +60,16 @@ static void placement(void **state)
          * VM. */
         assert_int_equal(shim_sidecar_place(vm_only, proxy), SHIM_SIDECAR_IN_GUEST);
         /* The operator's own list. */
-        struct cri_config *custom = config("{\"mesh_sidecars\": [\"app\"]}");
+        struct policy_config *custom = config("{\"mesh_sidecars\": [\"app\"]}");
         assert_int_equal(shim_sidecar_place(custom, app), SHIM_SIDECAR_HOST);
         assert_int_equal(shim_sidecar_place(custom, proxy), SHIM_SIDECAR_NONE);
 
         us_oci_spec_free(proxy);
         us_oci_spec_free(app);
         us_oci_spec_free(sandbox);
-        cri_config_free(all);
-        cri_config_free(vm_only);
-        cri_config_free(custom);
+        policy_config_free(all);
+        policy_config_free(vm_only);
+        policy_config_free(custom);
 }
 
 static const struct us_oci_namespace *ns_of(const struct us_oci_spec *spec, int type)

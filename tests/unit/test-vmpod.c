@@ -37,13 +37,13 @@ static struct us_oci_spec *spec_with(const char *annotations, const char *resour
         return spec;
 }
 
-static struct cri_config *bounded(void)
+static struct policy_config *bounded(void)
 {
         const char *json = "{\"sandbox\": {\"vcpus\": 1, \"max_vcpus\": 2, \"memory_mib\": 256,"
                            " \"max_memory_mib\": 1024}}";
-        struct cri_config *cfg = NULL;
+        struct policy_config *cfg = NULL;
         struct us_error *err = NULL;
-        if (cri_config_parse(json, strlen(json), "cfg.json", &cfg, &err) < 0)
+        if (policy_config_parse(json, strlen(json), "cfg.json", &cfg, &err) < 0)
                 fail_msg("config: %s", us_error_text(err));
         return cfg;
 }
@@ -51,16 +51,16 @@ static struct cri_config *bounded(void)
 static void size_is(const char *annotations, const char *resources, unsigned vcpus,
                     unsigned memory_mib)
 {
-        struct cri_config *cfg = bounded();
+        struct policy_config *cfg = bounded();
         struct us_oci_spec *spec = spec_with(annotations, resources);
-        struct cri_vm_size size = {0, 0};
+        struct policy_vm_size size = {0, 0};
         struct us_error *err = NULL;
-        if (vmpod_size(cfg, CRI_ISOLATION_SANDBOX, spec, &size, &err) < 0)
+        if (vmpod_size(cfg, POLICY_ISOLATION_SANDBOX, spec, &size, &err) < 0)
                 fail_msg("size: %s", us_error_text(err));
         assert_int_equal(size.vcpus, vcpus);
         assert_int_equal(size.memory_mib, memory_mib);
         us_oci_spec_free(spec);
-        cri_config_free(cfg);
+        policy_config_free(cfg);
 }
 
 static void size_from_annotations_limits_and_defaults(void **state)
@@ -80,7 +80,7 @@ static void size_from_annotations_limits_and_defaults(void **state)
                 "{\"cpu\": {\"quota\": 800000, \"period\": 100000},"
                 " \"memory\": {\"limit\": 4294967296}}",
                 2, 1024);
-        size_is("", "{\"memory\": {\"limit\": 1048576}}", 1, CRI_VM_MIN_MEMORY_MIB);
+        size_is("", "{\"memory\": {\"limit\": 1048576}}", 1, POLICY_VM_MIN_MEMORY_MIB);
         /* A CRI sandbox's spec has no limits of its own (the pause
          * container's): containerd annotates it with the pod's sums. */
         size_is("\"io.kubernetes.cri.sandbox-cpu-quota\": \"200000\","
@@ -102,11 +102,11 @@ static void size_from_annotations_limits_and_defaults(void **state)
 static void size_refuses_bad_annotations(void **state)
 {
         (void)state;
-        struct cri_config *cfg = bounded();
+        struct policy_config *cfg = bounded();
         struct us_oci_spec *spec = spec_with("\"unishim.io/vcpus\": \"9\"", NULL);
-        struct cri_vm_size size = {7, 7};
+        struct policy_vm_size size = {7, 7};
         struct us_error *err = NULL;
-        assert_true(vmpod_size(cfg, CRI_ISOLATION_SANDBOX, spec, &size, &err) < 0);
+        assert_true(vmpod_size(cfg, POLICY_ISOLATION_SANDBOX, spec, &size, &err) < 0);
         assert_non_null(strstr(us_error_text(err), "unishim.io/vcpus"));
         /* Nothing written on failure. */
         assert_int_equal(size.vcpus, 7);
@@ -116,12 +116,12 @@ static void size_refuses_bad_annotations(void **state)
         us_oci_spec_free(spec);
         /* containerd's sums are numbers or refused, never guessed at. */
         spec = spec_with("\"io.kubernetes.cri.sandbox-memory\": \"-1\"", NULL);
-        assert_true(vmpod_size(cfg, CRI_ISOLATION_SANDBOX, spec, &size, &err) < 0);
+        assert_true(vmpod_size(cfg, POLICY_ISOLATION_SANDBOX, spec, &size, &err) < 0);
         assert_non_null(strstr(us_error_text(err), "io.kubernetes.cri.sandbox-memory"));
         assert_int_equal(size.memory_mib, 7);
         us_error_free(err);
         us_oci_spec_free(spec);
-        cri_config_free(cfg);
+        policy_config_free(cfg);
 }
 
 static void what_the_spec_says(void **state)
@@ -156,7 +156,7 @@ static void namespaces_refused(const char *namespaces, const char *field, const 
         struct us_oci_spec *spec = NULL;
         assert_int_equal(us_oci_spec_parse(json, strlen(json), &spec, NULL), 0);
         struct us_error *err = NULL;
-        int r = vmpod_check_namespaces(CRI_ISOLATION_SANDBOX, spec, &err);
+        int r = vmpod_check_namespaces(POLICY_ISOLATION_SANDBOX, spec, &err);
         if (!field) {
                 assert_int_equal(r, 0);
                 assert_null(err);
@@ -194,13 +194,13 @@ static void dead_state_dir_is_only_ours(void **state)
         char buf[PATH_MAX];
         const char *pod_id = NULL;
         /* Ids that could leave VMPOD_STATE_ROOT never name a dir. */
-        assert_false(vmpod_dead_state_dir("k8s.io", "../etc", spec, CRI_ISOLATION_SANDBOX, buf,
+        assert_false(vmpod_dead_state_dir("k8s.io", "../etc", spec, POLICY_ISOLATION_SANDBOX, buf,
                                           sizeof(buf), &pod_id));
-        assert_false(vmpod_dead_state_dir("..", "abc", spec, CRI_ISOLATION_SANDBOX, buf,
+        assert_false(vmpod_dead_state_dir("..", "abc", spec, POLICY_ISOLATION_SANDBOX, buf,
                                           sizeof(buf), &pod_id));
         /* A pod that left nothing. */
         assert_false(vmpod_dead_state_dir("unishim-test-none", "no-such-pod", spec,
-                                          CRI_ISOLATION_SANDBOX, buf, sizeof(buf), &pod_id));
+                                          POLICY_ISOLATION_SANDBOX, buf, sizeof(buf), &pod_id));
         assert_null(pod_id);
 
         /* Each kind's cleanup acts on its own kind's pods only: the dir's
@@ -216,18 +216,18 @@ static void dead_state_dir_is_only_ours(void **state)
                 us_oci_spec_free(spec);
                 unit_skip("cannot make %s (not root?)", dir);
         }
-        assert_true(vmpod_dead_state_dir(ns, "pod1", spec, CRI_ISOLATION_SANDBOX, buf, sizeof(buf),
-                                         &pod_id));
+        assert_true(vmpod_dead_state_dir(ns, "pod1", spec, POLICY_ISOLATION_SANDBOX, buf,
+                                         sizeof(buf), &pod_id));
         assert_string_equal(pod_id, "pod1");
-        assert_false(vmpod_dead_state_dir(ns, "pod1", spec, CRI_ISOLATION_VM, buf, sizeof(buf),
+        assert_false(vmpod_dead_state_dir(ns, "pod1", spec, POLICY_ISOLATION_VM, buf, sizeof(buf),
                                           &pod_id));
         FILE *f = fopen(kind, "w");
         assert_non_null(f);
         fputs("vm", f);
         fclose(f);
-        assert_false(vmpod_dead_state_dir(ns, "pod1", spec, CRI_ISOLATION_SANDBOX, buf, sizeof(buf),
-                                          &pod_id));
-        assert_true(vmpod_dead_state_dir(ns, "pod1", spec, CRI_ISOLATION_VM, buf, sizeof(buf),
+        assert_false(vmpod_dead_state_dir(ns, "pod1", spec, POLICY_ISOLATION_SANDBOX, buf,
+                                          sizeof(buf), &pod_id));
+        assert_true(vmpod_dead_state_dir(ns, "pod1", spec, POLICY_ISOLATION_VM, buf, sizeof(buf),
                                          &pod_id));
         unlink(kind);
         rmdir(dir);

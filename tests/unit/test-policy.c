@@ -18,20 +18,20 @@
                 (char *)(k), (char *)(v)                                                           \
         }
 
-static struct cri_config *parse_ok(const char *json)
+static struct policy_config *parse_ok(const char *json)
 {
-        struct cri_config *cfg = NULL;
+        struct policy_config *cfg = NULL;
         struct us_error *err = NULL;
-        if (cri_config_parse(json, strlen(json), "/etc/unishim/config.json", &cfg, &err) < 0)
+        if (policy_config_parse(json, strlen(json), "/etc/unishim/config.json", &cfg, &err) < 0)
                 fail_msg("parse: %s", us_error_text(err));
         return cfg;
 }
 
 static void parse_fails(const char *json, const char *needle)
 {
-        struct cri_config *cfg = NULL;
+        struct policy_config *cfg = NULL;
         struct us_error *err = NULL;
-        assert_true(cri_config_parse(json, strlen(json), "cfg.json", &cfg, &err) < 0);
+        assert_true(policy_config_parse(json, strlen(json), "cfg.json", &cfg, &err) < 0);
         assert_null(cfg);
         if (!strstr(us_error_text(err), needle))
                 fail_msg("error \"%s\" lacks \"%s\"", us_error_text(err), needle);
@@ -41,96 +41,96 @@ static void parse_fails(const char *json, const char *needle)
 static void defaults_allow_everything_default_container(void **state)
 {
         (void)state;
-        struct cri_config *cfg = NULL;
-        assert_int_equal(cri_config_default(&cfg, NULL), 0);
-        enum cri_isolation k = CRI_ISOLATION_VM;
-        assert_int_equal(cri_policy_isolation(cfg, NULL, 0, &k, NULL), 0);
-        assert_int_equal(k, CRI_ISOLATION_CONTAINER);
+        struct policy_config *cfg = NULL;
+        assert_int_equal(policy_config_default(&cfg, NULL), 0);
+        enum policy_isolation k = POLICY_ISOLATION_VM;
+        assert_int_equal(policy_pod_isolation(cfg, NULL, 0, &k, NULL), 0);
+        assert_int_equal(k, POLICY_ISOLATION_CONTAINER);
         struct us_oci_kv a[] = {KV("io.kubernetes.cri.sandbox-id", "x"),
                                 KV("unishim.io/isolation", "sandbox")};
-        assert_int_equal(cri_policy_isolation(cfg, a, 2, &k, NULL), 0);
-        assert_int_equal(k, CRI_ISOLATION_SANDBOX);
-        assert_true(cri_policy_is_mesh_sidecar(cfg, "istio-proxy"));
-        assert_false(cri_policy_is_mesh_sidecar(cfg, "app"));
-        cri_config_free(cfg);
+        assert_int_equal(policy_pod_isolation(cfg, a, 2, &k, NULL), 0);
+        assert_int_equal(k, POLICY_ISOLATION_SANDBOX);
+        assert_true(policy_is_mesh_sidecar(cfg, "istio-proxy"));
+        assert_false(policy_is_mesh_sidecar(cfg, "app"));
+        policy_config_free(cfg);
 }
 
 static void unknown_value_names_annotation_value_and_allowed(void **state)
 {
         (void)state;
-        struct cri_config *cfg =
+        struct policy_config *cfg =
                 parse_ok("{\"isolation\": {\"allowed\": [\"container\", \"vm\"]}}");
         struct us_oci_kv a[] = {KV("unishim.io/isolation", "bogus")};
-        enum cri_isolation k;
+        enum policy_isolation k;
         struct us_error *err = NULL;
-        assert_int_equal(cri_policy_isolation(cfg, a, 1, &k, &err), -EINVAL);
+        assert_int_equal(policy_pod_isolation(cfg, a, 1, &k, &err), -EINVAL);
         const char *m = us_error_text(err);
         assert_non_null(strstr(m, "unishim.io/isolation"));
         assert_non_null(strstr(m, "\"bogus\""));
         assert_non_null(strstr(m, "allowed here: container, vm"));
         us_error_free(err);
-        cri_config_free(cfg);
+        policy_config_free(cfg);
 }
 
 static void kind_not_allowed_names_config(void **state)
 {
         (void)state;
-        struct cri_config *cfg = parse_ok("{\"isolation\": {\"allowed\": [\"container\"]}}");
+        struct policy_config *cfg = parse_ok("{\"isolation\": {\"allowed\": [\"container\"]}}");
         struct us_oci_kv a[] = {KV("unishim.io/isolation", "vm")};
-        enum cri_isolation k;
+        enum policy_isolation k;
         struct us_error *err = NULL;
-        assert_int_equal(cri_policy_isolation(cfg, a, 1, &k, &err), -EPERM);
+        assert_int_equal(policy_pod_isolation(cfg, a, 1, &k, &err), -EPERM);
         assert_non_null(
                 strstr(us_error_text(err), "\"vm\" is not allowed by /etc/unishim/config.json"));
         assert_non_null(strstr(us_error_text(err), "(allowed: container)"));
         us_error_free(err);
-        cri_config_free(cfg);
+        policy_config_free(cfg);
 }
 
 static void annotation_allow_list(void **state)
 {
         (void)state;
-        struct cri_config *cfg = parse_ok("{\"annotations\": {\"allowed\": []}}");
+        struct policy_config *cfg = parse_ok("{\"annotations\": {\"allowed\": []}}");
         struct us_oci_kv a[] = {KV("unishim.io/isolation", "container")};
-        enum cri_isolation k;
+        enum policy_isolation k;
         struct us_error *err = NULL;
-        assert_int_equal(cri_policy_isolation(cfg, a, 1, &k, &err), -EPERM);
+        assert_int_equal(policy_pod_isolation(cfg, a, 1, &k, &err), -EPERM);
         assert_non_null(
                 strstr(us_error_text(err), "annotation unishim.io/isolation is not allowed"));
         assert_non_null(strstr(us_error_text(err), "pods may set: none"));
         err = us_error_free(err);
         /* Foreign annotations are none of our business. */
         struct us_oci_kv other[] = {KV("io.kubernetes.cri.container-type", "sandbox")};
-        assert_int_equal(cri_policy_isolation(cfg, other, 1, &k, NULL), 0);
-        cri_config_free(cfg);
+        assert_int_equal(policy_pod_isolation(cfg, other, 1, &k, NULL), 0);
+        policy_config_free(cfg);
 
-        struct cri_config *def = NULL;
-        assert_int_equal(cri_config_default(&def, NULL), 0);
+        struct policy_config *def = NULL;
+        assert_int_equal(policy_config_default(&def, NULL), 0);
         struct us_oci_kv unknown[] = {KV("unishim.io/cpus", "4")};
-        assert_int_equal(cri_policy_isolation(def, unknown, 1, &k, &err), -EPERM);
+        assert_int_equal(policy_pod_isolation(def, unknown, 1, &k, &err), -EPERM);
         assert_non_null(strstr(us_error_text(err), "unishim.io/cpus is not allowed"));
         us_error_free(err);
-        cri_config_free(def);
+        policy_config_free(def);
 }
 
 static void operator_default_kind(void **state)
 {
         (void)state;
-        struct cri_config *cfg =
+        struct policy_config *cfg =
                 parse_ok("{\"isolation\": {\"default\": \"sandbox\", \"allowed\": [\"sandbox\"]},"
                          " \"mesh_sidecars\": [\"envoy\"]}");
-        enum cri_isolation k;
-        assert_int_equal(cri_policy_isolation(cfg, NULL, 0, &k, NULL), 0);
-        assert_int_equal(k, CRI_ISOLATION_SANDBOX);
-        assert_true(cri_policy_is_mesh_sidecar(cfg, "envoy"));
-        assert_false(cri_policy_is_mesh_sidecar(cfg, "istio-proxy"));
-        cri_config_free(cfg);
+        enum policy_isolation k;
+        assert_int_equal(policy_pod_isolation(cfg, NULL, 0, &k, NULL), 0);
+        assert_int_equal(k, POLICY_ISOLATION_SANDBOX);
+        assert_true(policy_is_mesh_sidecar(cfg, "envoy"));
+        assert_false(policy_is_mesh_sidecar(cfg, "istio-proxy"));
+        policy_config_free(cfg);
 }
 
 static void sandbox_section(void **state)
 {
         (void)state;
-        struct cri_config *cfg =
+        struct policy_config *cfg =
                 parse_ok("{\"sandbox\": {\"kernel\": \"/k/vmlinux\", \"initrd\": "
                          "\"/k/initramfs.cpio\", \"accel\": \"tcg\", \"vcpus\": 2, "
                          "\"max_vcpus\": 4, \"memory_mib\": 512}}");
@@ -140,13 +140,13 @@ static void sandbox_section(void **state)
         assert_int_equal(cfg->sandbox.max_vcpus, 4);
         assert_int_equal(cfg->sandbox.memory_mib, 512);
         assert_int_equal(cfg->sandbox.max_memory_mib, 16384);
-        cri_config_free(cfg);
-        struct cri_config *def = NULL;
-        assert_int_equal(cri_config_default(&def, NULL), 0);
+        policy_config_free(cfg);
+        struct policy_config *def = NULL;
+        assert_int_equal(policy_config_default(&def, NULL), 0);
         assert_null(def->sandbox.kernel);
         assert_int_equal(def->sandbox.vcpus, 1);
         assert_int_equal(def->sandbox.memory_mib, 256);
-        cri_config_free(def);
+        policy_config_free(def);
         parse_fails("{\"sandbox\": {\"accel\": \"hvf\"}}", "sandbox.accel: unknown accelerator");
         parse_fails("{\"sandbox\": {\"kernel\": \"vmlinux\"}}", "sandbox.kernel");
         parse_fails("{\"sandbox\": {\"vcpus\": 0}}", "sandbox.vcpus: must be at least 1");
@@ -159,21 +159,21 @@ static void sandbox_section(void **state)
 static void console_log_cap(void **state)
 {
         (void)state;
-        struct cri_config *def = NULL;
-        assert_int_equal(cri_config_default(&def, NULL), 0);
+        struct policy_config *def = NULL;
+        assert_int_equal(policy_config_default(&def, NULL), 0);
         assert_int_equal(def->sandbox.console_log_max_bytes, 1048576);
-        cri_config_free(def);
+        policy_config_free(def);
         /* Absent from a file: the default. */
-        struct cri_config *cfg = parse_ok("{\"sandbox\": {\"vcpus\": 1}}");
-        assert_int_equal(cfg->sandbox.console_log_max_bytes, CRI_CONSOLE_LOG_DEFAULT_BYTES);
-        cri_config_free(cfg);
+        struct policy_config *cfg = parse_ok("{\"sandbox\": {\"vcpus\": 1}}");
+        assert_int_equal(cfg->sandbox.console_log_max_bytes, POLICY_CONSOLE_LOG_DEFAULT_BYTES);
+        policy_config_free(cfg);
         /* Both bounds are allowed. */
         cfg = parse_ok("{\"sandbox\": {\"console_log_max_bytes\": 65536}}");
         assert_int_equal(cfg->sandbox.console_log_max_bytes, 65536);
-        cri_config_free(cfg);
+        policy_config_free(cfg);
         cfg = parse_ok("{\"sandbox\": {\"console_log_max_bytes\": 1073741824}}");
         assert_int_equal(cfg->sandbox.console_log_max_bytes, 1073741824);
-        cri_config_free(cfg);
+        policy_config_free(cfg);
         /* Out of range or not a byte count: the error names the key and the range. */
         parse_fails("{\"sandbox\": {\"console_log_max_bytes\": 65535}}",
                     "sandbox.console_log_max_bytes: 65535 is not within 65536..1073741824");
@@ -196,15 +196,15 @@ static void console_log_cap(void **state)
 static void agent_timeout(void **state)
 {
         (void)state;
-        struct cri_config *cfg = parse_ok("{\"sandbox\": {\"vcpus\": 1}}");
-        assert_int_equal(cfg->sandbox.agent_timeout_ms, CRI_AGENT_TIMEOUT_DEFAULT_MS);
-        cri_config_free(cfg);
+        struct policy_config *cfg = parse_ok("{\"sandbox\": {\"vcpus\": 1}}");
+        assert_int_equal(cfg->sandbox.agent_timeout_ms, POLICY_AGENT_TIMEOUT_DEFAULT_MS);
+        policy_config_free(cfg);
         cfg = parse_ok("{\"sandbox\": {\"agent_timeout_ms\": 1000}}");
         assert_int_equal(cfg->sandbox.agent_timeout_ms, 1000);
-        cri_config_free(cfg);
+        policy_config_free(cfg);
         cfg = parse_ok("{\"sandbox\": {\"agent_timeout_ms\": 600000}}");
         assert_int_equal(cfg->sandbox.agent_timeout_ms, 600000);
-        cri_config_free(cfg);
+        policy_config_free(cfg);
         parse_fails("{\"sandbox\": {\"agent_timeout_ms\": 999}}",
                     "sandbox.agent_timeout_ms: 999 is not within 1000..600000");
         parse_fails("{\"sandbox\": {\"agent_timeout_ms\": 600001}}",
@@ -212,13 +212,13 @@ static void agent_timeout(void **state)
         parse_fails("{\"sandbox\": {\"agent_timeout_ms\": \"30s\"}}", "sandbox.agent_timeout_ms");
 }
 
-static void vm_size_fails(const struct cri_config *cfg, const char *key, const char *value,
+static void vm_size_fails(const struct policy_config *cfg, const char *key, const char *value,
                           const char *needle)
 {
         struct us_oci_kv a[] = {KV(key, value)};
-        struct cri_vm_size size = {7, 7};
+        struct policy_vm_size size = {7, 7};
         struct us_error *err = NULL;
-        assert_int_equal(cri_policy_vm_size(cfg, a, 1, &size, &err), -EINVAL);
+        assert_int_equal(policy_pod_vm_size(cfg, a, 1, &size, &err), -EINVAL);
         assert_int_equal(size.vcpus, 7); /* untouched on error */
         if (!strstr(us_error_text(err), needle))
                 fail_msg("error \"%s\" lacks \"%s\"", us_error_text(err), needle);
@@ -228,21 +228,21 @@ static void vm_size_fails(const struct cri_config *cfg, const char *key, const c
 static void vm_size_annotations(void **state)
 {
         (void)state;
-        struct cri_config *cfg =
+        struct policy_config *cfg =
                 parse_ok("{\"sandbox\": {\"max_vcpus\": 2, \"max_memory_mib\": 1024}}");
-        struct cri_vm_size size = {7, 7};
-        assert_int_equal(cri_policy_vm_size(cfg, NULL, 0, &size, NULL), 0);
+        struct policy_vm_size size = {7, 7};
+        assert_int_equal(policy_pod_vm_size(cfg, NULL, 0, &size, NULL), 0);
         assert_int_equal(size.vcpus, 0);
         assert_int_equal(size.memory_mib, 0);
 
         struct us_oci_kv a[] = {KV("unishim.io/vcpus", "2"), KV("unishim.io/memory-mib", "192"),
                                 KV("other/vcpus", "99")};
-        assert_int_equal(cri_policy_vm_size(cfg, a, 3, &size, NULL), 0);
+        assert_int_equal(policy_pod_vm_size(cfg, a, 3, &size, NULL), 0);
         assert_int_equal(size.vcpus, 2);
         assert_int_equal(size.memory_mib, 192);
-        /* Allowed by default, so cri_policy_isolation lets them through. */
-        enum cri_isolation k;
-        assert_int_equal(cri_policy_isolation(cfg, a, 3, &k, NULL), 0);
+        /* Allowed by default, so policy_pod_isolation lets them through. */
+        enum policy_isolation k;
+        assert_int_equal(policy_pod_isolation(cfg, a, 3, &k, NULL), 0);
 
         vm_size_fails(cfg, "unishim.io/vcpus", "3",
                       "annotation unishim.io/vcpus: \"3\" is not within 1..2 (sandbox.max_vcpus "
@@ -258,16 +258,16 @@ static void vm_size_annotations(void **state)
                       "(sandbox.max_memory_mib");
         vm_size_fails(cfg, "unishim.io/memory-mib", "1025", "128..1024");
         vm_size_fails(cfg, "unishim.io/memory-mib", "256M", "not within");
-        cri_config_free(cfg);
+        policy_config_free(cfg);
 
         /* An operator who lists only the isolation annotation keeps pods from
          * sizing their VMs. */
         cfg = parse_ok("{\"annotations\": {\"allowed\": [\"unishim.io/isolation\"]}}");
         struct us_error *err = NULL;
-        assert_int_equal(cri_policy_isolation(cfg, a, 1, &k, &err), -EPERM);
+        assert_int_equal(policy_pod_isolation(cfg, a, 1, &k, &err), -EPERM);
         assert_non_null(strstr(us_error_text(err), "annotation unishim.io/vcpus is not allowed"));
         us_error_free(err);
-        cri_config_free(cfg);
+        policy_config_free(cfg);
 }
 
 /* The vm kind's guest: the disk's path, cloud-init user-data (not allowed
@@ -275,61 +275,62 @@ static void vm_size_annotations(void **state)
 static void vm_guest(void **state)
 {
         (void)state;
-        struct cri_config *def = parse_ok("{}");
+        struct policy_config *def = parse_ok("{}");
         struct us_error *err = NULL;
-        enum cri_isolation kind;
-        const struct us_oci_kv ud[] = {KV(CRI_ANNOTATION_ISOLATION, "vm"),
-                                       KV(CRI_ANNOTATION_CLOUD_INIT_USER_DATA, "#cloud-config")};
-        assert_true(cri_policy_isolation(def, ud, 2, &kind, &err) < 0);
+        enum policy_isolation kind;
+        const struct us_oci_kv ud[] = {
+                KV(UNISHIM_ANNOTATION_ISOLATION, "vm"),
+                KV(UNISHIM_ANNOTATION_CLOUD_INIT_USER_DATA, "#cloud-config")};
+        assert_true(policy_pod_isolation(def, ud, 2, &kind, &err) < 0);
         assert_non_null(strstr(us_error_text(err), "cloud-init-user-data is not allowed"));
         us_error_free(err);
         err = NULL;
-        const struct us_oci_kv dp[] = {KV(CRI_ANNOTATION_ISOLATION, "vm"),
-                                       KV(CRI_ANNOTATION_DISK_PATH, "/images/a.qcow2")};
-        assert_int_equal(cri_policy_isolation(def, dp, 2, &kind, &err), 0);
-        assert_int_equal(kind, CRI_ISOLATION_VM);
+        const struct us_oci_kv dp[] = {KV(UNISHIM_ANNOTATION_ISOLATION, "vm"),
+                                       KV(UNISHIM_ANNOTATION_DISK_PATH, "/images/a.qcow2")};
+        assert_int_equal(policy_pod_isolation(def, dp, 2, &kind, &err), 0);
+        assert_int_equal(kind, POLICY_ISOLATION_VM);
         const char *path = NULL, *user = NULL;
-        assert_int_equal(cri_policy_vm_guest(def, dp, 2, &path, &user, &err), 0);
+        assert_int_equal(policy_pod_vm_guest(def, dp, 2, &path, &user, &err), 0);
         assert_string_equal(path, "images/a.qcow2");
         assert_null(user);
         assert_int_equal(def->vm.memory_mib, 1024);
         static const char *const bad_paths[] = {"",     "/",     "../x",  "a/../../x",
                                                 "a//b", "a/./b", "disk/", "a\nb"};
         for (size_t i = 0; i < sizeof(bad_paths) / sizeof(*bad_paths); i++) {
-                const struct us_oci_kv kv[] = {KV(CRI_ANNOTATION_DISK_PATH, bad_paths[i])};
-                assert_true(cri_policy_vm_guest(def, kv, 1, &path, &user, &err) < 0);
+                const struct us_oci_kv kv[] = {KV(UNISHIM_ANNOTATION_DISK_PATH, bad_paths[i])};
+                assert_true(policy_pod_vm_guest(def, kv, 1, &path, &user, &err) < 0);
                 assert_non_null(strstr(us_error_text(err), "unishim.io/disk-path"));
                 us_error_free(err);
                 err = NULL;
         }
-        cri_config_free(def);
+        policy_config_free(def);
 
-        struct cri_config *cfg = parse_ok(
+        struct policy_config *cfg = parse_ok(
                 "{\"annotations\": {\"allowed\": [\"unishim.io/isolation\", "
                 "\"unishim.io/cloud-init-user-data\"]}, \"vm\": {\"user_data_max_bytes\": 16, "
                 "\"memory_mib\": 512, \"libvirt_uri\": \"qemu:///system\", \"accel\": \"tcg\"}}");
         assert_int_equal(cfg->vm.memory_mib, 512);
         assert_string_equal(cfg->vm.accel, "tcg");
-        assert_int_equal(cri_policy_isolation(cfg, ud, 2, &kind, &err), 0);
-        assert_int_equal(cri_policy_vm_guest(cfg, ud, 2, &path, &user, &err), 0);
+        assert_int_equal(policy_pod_isolation(cfg, ud, 2, &kind, &err), 0);
+        assert_int_equal(policy_pod_vm_guest(cfg, ud, 2, &path, &user, &err), 0);
         assert_string_equal(user, "#cloud-config");
         const struct us_oci_kv big[] = {
-                KV(CRI_ANNOTATION_CLOUD_INIT_USER_DATA, "#cloud-config\nruncmd: [true]")};
-        assert_int_equal(cri_policy_vm_guest(cfg, big, 1, &path, &user, &err), -E2BIG);
+                KV(UNISHIM_ANNOTATION_CLOUD_INIT_USER_DATA, "#cloud-config\nruncmd: [true]")};
+        assert_int_equal(policy_pod_vm_guest(cfg, big, 1, &path, &user, &err), -E2BIG);
         assert_non_null(strstr(us_error_text(err), "vm.user_data_max_bytes"));
         us_error_free(err);
-        cri_config_free(cfg);
+        policy_config_free(cfg);
 
         /* virtiofsd without its user namespace only when the operator says so. */
         cfg = parse_ok("{}");
         assert_false(cfg->sandbox.virtiofsd_root);
-        cri_config_free(cfg);
+        policy_config_free(cfg);
         cfg = parse_ok("{\"sandbox\": {\"virtiofsd_unprivileged\": true}}");
         assert_false(cfg->sandbox.virtiofsd_root);
-        cri_config_free(cfg);
+        policy_config_free(cfg);
         cfg = parse_ok("{\"sandbox\": {\"virtiofsd_unprivileged\": false}}");
         assert_true(cfg->sandbox.virtiofsd_root);
-        cri_config_free(cfg);
+        policy_config_free(cfg);
         parse_fails("{\"sandbox\": {\"virtiofsd_unprivileged\": \"no\"}}",
                     "virtiofsd_unprivileged");
         parse_fails("{\"vm\": {\"memory_mib\": 64}}", "memory_mib");
@@ -354,9 +355,9 @@ static void hostile_configs(void **state)
         parse_fails("{\"annotations\": {\"allowed\": [\"unishim.io/nope\"]}}",
                     "unknown annotation");
         parse_fails("{\"mesh_sidecars\": \"istio-proxy\"}", "mesh_sidecars");
-        char *big = malloc(CRI_CONFIG_MAX_SIZE + 2);
-        memset(big, ' ', CRI_CONFIG_MAX_SIZE + 1);
-        big[CRI_CONFIG_MAX_SIZE + 1] = '\0';
+        char *big = malloc(POLICY_CONFIG_MAX_SIZE + 2);
+        memset(big, ' ', POLICY_CONFIG_MAX_SIZE + 1);
+        big[POLICY_CONFIG_MAX_SIZE + 1] = '\0';
         parse_fails(big, "too large");
         free(big);
 }
@@ -364,27 +365,27 @@ static void hostile_configs(void **state)
 static void load_paths(void **state)
 {
         (void)state;
-        struct cri_config *cfg = NULL;
+        struct policy_config *cfg = NULL;
         struct us_error *err = NULL;
-        assert_int_equal(cri_config_load("/nonexistent/unishim.json", &cfg, &err), -ENOENT);
+        assert_int_equal(policy_config_load("/nonexistent/unishim.json", &cfg, &err), -ENOENT);
         assert_non_null(strstr(us_error_text(err), "/nonexistent/unishim.json"));
         err = us_error_free(err);
 
-        char path[] = "/tmp/test-cri-policy-XXXXXX";
+        char path[] = "/tmp/test-policy-XXXXXX";
         int fd = mkstemp(path);
         assert_true(fd >= 0);
         const char *json = "{\"isolation\": {\"default\": \"vm\"}}";
         assert_int_equal(write(fd, json, strlen(json)), (ssize_t)strlen(json));
         close(fd);
-        assert_int_equal(cri_config_load(path, &cfg, NULL), 0);
-        assert_int_equal(cfg->default_isolation, CRI_ISOLATION_VM);
+        assert_int_equal(policy_config_load(path, &cfg, NULL), 0);
+        assert_int_equal(cfg->default_isolation, POLICY_ISOLATION_VM);
         assert_string_equal(cfg->path, path);
-        cri_config_free(cfg);
+        policy_config_free(cfg);
         unlink(path);
 
         /* A FIFO is refused without blocking on its open. */
         assert_int_equal(mkfifo(path, 0600), 0);
-        assert_int_equal(cri_config_load(path, &cfg, &err), -EINVAL);
+        assert_int_equal(policy_config_load(path, &cfg, &err), -EINVAL);
         assert_non_null(strstr(us_error_text(err), "not a regular file"));
         err = us_error_free(err);
         unlink(path);
