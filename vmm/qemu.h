@@ -54,6 +54,19 @@ struct vmm_share {
 
 #define VMM_DEFAULT_QEMU "/usr/bin/qemu-system-x86_64"
 
+/* VM templates (docs/vmm.md, "VM templates"): a guest saved by migration
+ * with its RAM left in a file, and clones restored from it with that file
+ * mapped copy-on-write. Both roles have the same device layout
+ * (VMM_TEMPLATE_LAYOUT): no virtio-fs (unmigratable in QEMU 7.2), no
+ * balloon (its free page reporting would punch holes into the template's
+ * file from a clone), and a virtio-rng-device. */
+enum vmm_template_role {
+        VMM_TEMPLATE_NONE,   /* a cold boot, RAM as usual */
+        VMM_TEMPLATE_SOURCE, /* RAM shared in memory_fd: vmm_vm_template_save() */
+        VMM_TEMPLATE_CLONE,  /* RAM private on memory_fd, -incoming defer, -S:
+                              * vmm_vm_template_restore() */
+};
+
 struct vmm_vm_config {
         const char *id;               /* for messages */
         const char *state_dir;        /* exists, private: sockets and logs go here */
@@ -108,6 +121,15 @@ struct vmm_vm_config {
          * files to keep their owners. */
         bool virtiofsd_userns;
         int virtiofsd_userns_fd;
+        /* VMM_TEMPLATE_NONE unless templating. With a role, memory_fd (> 2,
+         * not taken, inherited by QEMU and mapped as /proc/self/fd/N) is the
+         * guest RAM: memory_mib large, a file or a memfd. A SOURCE maps it
+         * shared (the guest writes it), a CLONE private (its writes are its
+         * own). QEMU 7.2 opens it read-write even for a CLONE: its seals or
+         * mode must protect it. Not with private_root (its root has no
+         * /proc), nor with virtio-fs shares. */
+        enum vmm_template_role template_role;
+        int memory_fd;
 };
 
 /* Where a virtiofsd in a user namespace finds its share. */
