@@ -62,16 +62,22 @@ static struct vmm_vm_config base_config(void)
         };
 }
 
+/* TCG with the sockets and the console pipe at 5..8. */
+static struct vmm_qemu_runtime tcg_runtime(void)
+{
+        return (struct vmm_qemu_runtime){.accel = VMM_ACCEL_TCG,
+                                         .qmp_fd = 5,
+                                         .agent_fd = 6,
+                                         .events_fd = 7,
+                                         .console_fd = 8};
+}
+
 static void tcg_defaults(void **state)
 {
         (void)state;
         struct vmm_vm_config cfg = base_config();
-        struct vmm_qemu_runtime rt = {.accel = VMM_ACCEL_TCG,
-                                      .qmp_fd = 5,
-                                      .agent_fd = 6,
-                                      .events_fd = 7,
-                                      .console_fd = 8,
-                                      .tsc_khz = 2596146};
+        struct vmm_qemu_runtime rt = tcg_runtime();
+        rt.tsc_khz = 2596146;
         _cleanup_strv_ char **argv = NULL;
         struct us_error *err = NULL;
 
@@ -587,11 +593,7 @@ static void template_layouts(void **state)
 {
         (void)state;
         struct vmm_vm_config cfg = base_config();
-        struct vmm_qemu_runtime rt = {.accel = VMM_ACCEL_TCG,
-                                      .qmp_fd = 5,
-                                      .agent_fd = 6,
-                                      .events_fd = 7,
-                                      .console_fd = 8};
+        struct vmm_qemu_runtime rt = tcg_runtime();
         _cleanup_strv_ char **cold = NULL, **src = NULL, **clone = NULL;
         struct us_error *err = NULL;
 
