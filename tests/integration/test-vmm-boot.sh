@@ -12,6 +12,13 @@
 # within the cap, keep its last line, and not block QEMU while the host does
 # not drain (QMP answers after a stall).
 #
+# VM templates (docs/vmm.md "VM templates"): a template of the project image
+# is saved (its RAM in a tmpfs file, its state over fd: migration), two
+# clones restored from it at once both answer the agent's Check, and each
+# clone's QEMU has well under half the PSS of a cold boot's (their RAM is
+# the template's file, copy-on-write); a truncated or corrupt state file
+# fails the restore with QEMU's message and leaves nothing behind.
+#
 # VMM_KERNEL / VMM_INITRD override the image (e.g. a bare busybox initramfs).
 set -euo pipefail
 
@@ -47,7 +54,7 @@ cleanup() {
                         kill -KILL "${p#/proc/}" 2>/dev/null || true
                 fi
         done
-        rm -rf "$tmp"
+        rm -rf "$tmp" "/dev/shm/$tag"
 }
 trap cleanup EXIT
 
@@ -179,6 +186,118 @@ INIT
         fi
 else
         echo "SKIP (part): console flood guest, /bin/busybox missing (apt package busybox-static)"
+fi
+
+# --- VM templates ---------------------------------------------------------
+# bg NAME ARGS: vmm-boot in the scripted flow, in the background; it quits
+# once $tmp/NAME.go exists.
+declare -A bg_pid
+bg() {
+        local name=$1; shift
+        mkdir -p "$tmp/$name"
+        timeout -s KILL 300 "$BOOT" --kernel "$kernel" --initrd "$initrd" --state-dir "$tmp/$name" \
+                --id "$tag-$name" --accel auto --timeout 240 --ready-cmd "$ready" \
+                --wait-file "$tmp/$name.go" "$@" >"$tmp/$name.out" 2>&1 &
+        bg_pid[$name]=$!
+}
+# until NAME: waits until NAME printed pss_kib= (its agent answered), or ended.
+until_ready() {
+        while ! grep -q '^pss_kib=' "$tmp/$1.out"; do
+                kill -0 "${bg_pid[$1]}" 2>/dev/null || return 1
+                sleep 0.2
+        done
+}
+# finish NAME: lets NAME quit; its exit status.
+finish() {
+        local rc=0
+        touch "$tmp/$1.go"
+        wait "${bg_pid[$1]}" || rc=$?
+        sed "s/^/  $1: /" "$tmp/$1.out"
+        if [ $rc -ne 0 ] || ! grep -qx result=ok "$tmp/$1.out"; then
+                echo "FAIL: $1: vmm-boot exited $rc"
+                tail -5 "$tmp/$1/qemu.log" 2>/dev/null | sed 's/^/    /' || true
+                return 1
+        fi
+}
+val() { sed -n "s/^$2=//p" "$tmp/$1.out" | tail -1; }
+pss_now() { awk '/^Pss:/ { print $2 }' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+
+ctl=$BUILD/guest-agent/unishim-agent-ctl
+if [ -x "$ctl" ] && [ -z "${VMM_INITRD:-}" ]; then
+        # What a pod would wait for: the agent's Check answered.
+        ready="$ctl --wait-ms 200000 \$AGENT_SOCK check"
+        tpl=/dev/shm/$tag
+        mkdir -p "$tpl"
+        # The cold boot, measured the same way.
+        tok=1
+        bg cold
+        until_ready cold || true
+        finish cold || tok=0
+        # The template: booted, its agent ready, saved.
+        bg save --template-save "$tpl"
+        until_ready save || true
+        finish save || tok=0
+        if [ $tok = 0 ]; then
+                fail=1
+        else
+                bg clone1 --template-clone "$tpl"
+                bg clone2 --template-clone "$tpl"
+                ok=1
+                until_ready clone1 || ok=0
+                until_ready clone2 || ok=0
+                # Both alive: the template's pages are shared between them.
+                pss1=$(pss_now "$(val clone1 qemu_pid)")
+                pss2=$(pss_now "$(val clone2 qemu_pid)")
+                finish clone1 || ok=0
+                finish clone2 || ok=0
+                cold_pss=$(val cold pss_kib)
+                echo "template: save $(val save save_s) s, state $(val save state_bytes) bytes," \
+                        "RAM file $(du -k "$tpl/memory" | cut -f1) KiB touched"
+                echo "template: agent ready after cold boot $(val cold agent_ready_s) s," \
+                        "clones $(val clone1 agent_ready_s) / $(val clone2 agent_ready_s) s" \
+                        "(restore $(val clone1 restore_s) / $(val clone2 restore_s) s)"
+                echo "template: QEMU PSS cold ${cold_pss} KiB; clones at ready" \
+                        "$(val clone1 pss_kib) / $(val clone2 pss_kib) KiB, both running $pss1 / $pss2 KiB"
+                if [ $ok = 0 ]; then
+                        fail=1
+                elif [ -z "$cold_pss" ] || [ "$cold_pss" -le 0 ] || [ "$pss1" -le 0 ] || [ "$pss2" -le 0 ]; then
+                        echo "FAIL: template: no PSS read (cold ${cold_pss:-?}, clones $pss1 / $pss2)"; fail=1
+                elif [ $((pss1 * 2)) -ge "$cold_pss" ] || [ $((pss2 * 2)) -ge "$cold_pss" ]; then
+                        echo "FAIL: template: a clone's PSS is not below half the cold boot's"; fail=1
+                else
+                        echo "ok: template: two clones answer, each below half the cold boot's PSS"
+                fi
+                # A state file cut short, and one with its bytes garbled:
+                # the restore fails with QEMU's reason, nothing is left.
+                for bad in truncated corrupt; do
+                        mkdir -p "$tmp/tpl-$bad"
+                        ln -s "$tpl/memory" "$tmp/tpl-$bad/memory"
+                        size=$(stat -c %s "$tpl/state")
+                        if [ $bad = truncated ]; then
+                                head -c $((size / 2)) "$tpl/state" >"$tmp/tpl-$bad/state"
+                        else
+                                { head -c 4096 "$tpl/state"; head -c $((size - 4096)) /dev/urandom; } \
+                                        >"$tmp/tpl-$bad/state"
+                        fi
+                        mkdir -p "$tmp/clone-$bad"
+                        if timeout -s KILL 120 "$BOOT" --kernel "$kernel" --initrd "$initrd" \
+                                --state-dir "$tmp/clone-$bad" --id "$tag-clone-$bad" --accel auto \
+                                --timeout 60 --ready-cmd "$ready" --template-clone "$tmp/tpl-$bad" \
+                                >"$tmp/clone-$bad.out" 2>&1; then
+                                echo "FAIL: template: a restore from a $bad state succeeded"; fail=1
+                        elif ! grep -q "restore: qemu exited with status 1: .*load of migration failed" \
+                                "$tmp/clone-$bad.out"; then
+                                echo "FAIL: template: a $bad state's error does not say why:"
+                                sed 's/^/    /' "$tmp/clone-$bad.out"; fail=1
+                        else
+                                echo "ok: template: $bad state -> $(grep FAIL "$tmp/clone-$bad.out" | head -1)"
+                        fi
+                done
+        fi
+        leftovers || fail=1
+        rm -rf "$tpl"
+else
+        echo "SKIP (part): VM templates ($ctl not built, or VMM_INITRD set: they need the agent)"
 fi
 
 # A kernel that does not exist: vmm_vm_start fails cleanly, nothing is left.
