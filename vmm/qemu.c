@@ -124,6 +124,19 @@ static void qmp_message(const struct vmm_qmp_msg *msg, void *userdata)
                 migration_check_soon(vm);
 }
 
+static void qmp_drain(struct vmm_vm *vm)
+{
+        struct us_error *err = NULL;
+        if (vm->qmp && vmm_qmp_drain(vm->qmp, &err) < 0) {
+                us_log_debug("vm %s: %s", vm->id, us_error_text(err));
+                qmp_close(vm);
+                /* A save or restore cannot end without the monitor. */
+                if (vm->mig.active)
+                        migration_check_soon(vm);
+        }
+        us_error_free(err);
+}
+
 /* Between commands QEMU's monitor only sends events: read them as they
  * come, or QEMU keeps them for us in its own memory, without limit. A
  * monitor that hung up or broke the protocol is closed; the next command
@@ -133,16 +146,7 @@ static void qmp_readable(struct us_loop_source *src, int fd, uint32_t events, vo
         (void)src;
         (void)fd;
         (void)events;
-        struct vmm_vm *vm = userdata;
-        struct us_error *err = NULL;
-        if (vmm_qmp_drain(vm->qmp, &err) < 0) {
-                us_log_debug("vm %s: %s", vm->id, us_error_text(err));
-                qmp_close(vm);
-                /* A save or restore cannot end without the monitor. */
-                if (vm->mig.active)
-                        migration_check_soon(vm);
-        }
-        us_error_free(err);
+        qmp_drain(userdata);
 }
 
 static void sleep_ms(int ms)
@@ -906,6 +910,10 @@ int vmm_vm_qmp(struct vmm_vm *vm, const char *command, const char *arguments_jso
                                     "protocol)",
                                     vm->id);
         int r = vmm_qmp_execute(vm->qmp, command, arguments_json, ret_reply, err);
+        /* What came in the same read as the reply waits in the client's
+         * buffer, and no new input may wake the loop for it: a MIGRATION
+         * event that ends a save can come right behind migrate's reply. */
+        qmp_drain(vm);
         if (r < 0)
                 return us_error_wrap(err, r, "vm %s", vm->id);
         return 0;
@@ -1025,11 +1033,23 @@ static void migration_timeout(struct us_loop_source *src, void *userdata)
         struct vmm_vm *vm = userdata;
         struct us_error *err = NULL;
 
+        char status[64] = "unknown";
         vm->mig.deadline = NULL;
-        if (!vm->mig.incoming && vmm_vm_running(vm) && vm->qmp)
-                (void)vmm_vm_qmp(vm, "migrate_cancel", NULL, NULL, NULL);
-        int r = us_error_msg(&err, ETIMEDOUT, "vm %s: %s did not end within %d s", vm->id,
-                             vm->mig.incoming ? "restore" : "save", MIGRATE_TIMEOUT_MS / 1000);
+        if (vmm_vm_running(vm) && vm->qmp) {
+                /* Where it stuck, for the message. */
+                struct vmm_qmp_msg *reply = NULL;
+                const char *path[] = {"status", NULL};
+                if (vmm_vm_qmp(vm, "query-migrate", NULL, &reply, NULL) == 0) {
+                        yajl_val v = yajl_tree_get(reply->value, path, yajl_t_string);
+                        snprintf(status, sizeof(status), "%s", v ? YAJL_GET_STRING(v) : "none");
+                }
+                vmm_qmp_msg_free(reply);
+                if (!vm->mig.incoming)
+                        (void)vmm_vm_qmp(vm, "migrate_cancel", NULL, NULL, NULL);
+        }
+        int r = us_error_msg(&err, ETIMEDOUT, "vm %s: %s did not end within %d s (QEMU: %s)",
+                             vm->id, vm->mig.incoming ? "restore" : "save",
+                             MIGRATE_TIMEOUT_MS / 1000, status);
         migration_end(vm, r, err);
 }
 
@@ -1063,6 +1083,7 @@ static int migration_begin(struct vmm_vm *vm, enum vmm_template_role role, int s
                 return us_error_msg(err, ENOTCONN, "vm %s: qemu's monitor is closed", vm->id);
         r = vmm_qmp_execute_fd(vm->qmp, "getfd", "{\"fdname\":\"" MIGRATE_FD_NAME "\"}", state_fd,
                                NULL, err);
+        qmp_drain(vm);
         if (r < 0)
                 return us_error_wrap(err, r, "vm %s: template %s: pass the state file", vm->id,
                                      what);
