@@ -1102,19 +1102,14 @@ static int migration_begin(struct vmm_vm *vm, enum vmm_template_role role, int s
 int vmm_vm_template_save(struct vmm_vm *vm, int state_fd, vmm_vm_migration_fn done, void *userdata,
                          struct us_error **err)
 {
-        int r;
-
-        if (vm && vm->role == VMM_TEMPLATE_SOURCE && !vm->mig.active) {
-                /* Stopped first: what is saved is one instant of the guest. */
-                r = vmm_vm_pause(vm, err);
-                if (r < 0)
-                        return us_error_wrap(err, r, "template save");
-        }
-        r = migration_begin(vm, VMM_TEMPLATE_SOURCE, state_fd, done, userdata, err);
+        int r = migration_begin(vm, VMM_TEMPLATE_SOURCE, state_fd, done, userdata, err);
         if (r < 0)
                 return r;
-        /* migrate answers at once; the migration thread does the rest. */
-        r = vmm_vm_qmp(vm, "migrate", "{\"uri\":\"fd:" MIGRATE_FD_NAME "\"}", NULL, err);
+        /* Stopped first: what is saved is one instant of the guest. Then
+         * migrate answers at once; the migration thread does the rest. */
+        r = vmm_vm_pause(vm, err);
+        if (r >= 0)
+                r = vmm_vm_qmp(vm, "migrate", "{\"uri\":\"fd:" MIGRATE_FD_NAME "\"}", NULL, err);
         if (r < 0) {
                 migration_clear(vm);
                 return us_error_wrap(err, r, "template save");

@@ -675,6 +675,28 @@ static void template_layouts(void **state)
         assert_null(bad);
 }
 
+static void never_called(struct vmm_vm *vm, int r, const struct us_error *err, void *userdata)
+{
+        (void)vm;
+        (void)r;
+        (void)err;
+        (void)userdata;
+        fail_msg("a refused save or restore reported an end");
+}
+
+/* Save and restore without a VM, a state fd or a callback: refused. */
+static void template_calls_refused(void **state)
+{
+        (void)state;
+        struct us_error *err = NULL;
+        assert_int_equal(vmm_vm_template_save(NULL, 3, never_called, NULL, &err), -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "template save"));
+        err = us_error_free(err);
+        assert_int_equal(vmm_vm_template_restore(NULL, 3, never_called, NULL, &err), -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "template restore"));
+        err = us_error_free(err);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -682,6 +704,7 @@ int main(void)
                 cmocka_unit_test(kvm_virtiofs_net),
                 cmocka_unit_test(ninep),
                 cmocka_unit_test(template_layouts),
+                cmocka_unit_test(template_calls_refused),
                 cmocka_unit_test(rejects_bad_config),
                 cmocka_unit_test(cpuinfo_parsing),
                 cmocka_unit_test(accel_decision),
