@@ -4,13 +4,18 @@
  * host side of the agent port (a unix socket QEMU serves).
  *   unishim-agent-ctl SOCKET check      -> prints "version kernel_release"
  *   unishim-agent-ctl SOCKET shutdown
+ *   unishim-agent-ctl SOCKET restore    -> Restore with host entropy and
+ *                                          clock; prints "boot_id=<id>"
  * Waits up to --wait-ms (default 30000) for the socket to accept and the
  * agent to answer Check (the VM may still be booting).
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/agent.pb-c.h"
@@ -26,8 +31,9 @@ int main(int argc, char **argv)
                 argv += 2;
                 argc -= 2;
         }
-        if (argc != 3 || (strcmp(argv[2], "check") != 0 && strcmp(argv[2], "shutdown") != 0)) {
-                fprintf(stderr, "usage: %s [--wait-ms N] SOCKET check|shutdown\n", argv[0]);
+        if (argc != 3 || (strcmp(argv[2], "check") != 0 && strcmp(argv[2], "shutdown") != 0 &&
+                          strcmp(argv[2], "restore") != 0)) {
+                fprintf(stderr, "usage: %s [--wait-ms N] SOCKET check|shutdown|restore\n", argv[0]);
                 return 2;
         }
         const char *sock = argv[1];
@@ -63,6 +69,37 @@ int main(int argc, char **argv)
                                         printf("%s %s\n", resp->version, resp->kernel_release);
                                         unishim__agent__v1__check_response__free_unpacked(resp,
                                                                                           NULL);
+                                        return 0;
+                                }
+                        } else if (!strcmp(argv[2], "restore")) {
+                                uint8_t entropy[64];
+                                struct timespec now;
+                                if (getrandom(entropy, sizeof(entropy), 0) != sizeof(entropy) ||
+                                    clock_gettime(CLOCK_REALTIME, &now) < 0) {
+                                        perror("restore");
+                                        return 1;
+                                }
+                                Unishim__Agent__V1__RestoreRequest req =
+                                        UNISHIM__AGENT__V1__RESTORE_REQUEST__INIT;
+                                req.entropy.data = entropy;
+                                req.entropy.len = sizeof(entropy);
+                                req.realtime_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+                                r = us_ttrpc_client_call(c, "unishim.agent.v1.Agent", "Restore",
+                                                         &req.base, NULL, 0,
+                                                         tmo < 2000 ? tmo : 2000, &out, &len, &err);
+                                if (r >= 0) {
+                                        Unishim__Agent__V1__RestoreResponse *resp =
+                                                unishim__agent__v1__restore_response__unpack(
+                                                        NULL, len, out);
+                                        free(out);
+                                        us_ttrpc_client_free(c);
+                                        if (!resp) {
+                                                fprintf(stderr, "malformed RestoreResponse\n");
+                                                return 1;
+                                        }
+                                        printf("boot_id=%s\n", resp->boot_id);
+                                        unishim__agent__v1__restore_response__free_unpacked(resp,
+                                                                                            NULL);
                                         return 0;
                                 }
                         } else {

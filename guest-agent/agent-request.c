@@ -199,6 +199,18 @@ static int check_resize(const ProtobufCMessage *m, struct us_error **err)
         return check_ids(r->container_id, r->exec_id, err);
 }
 
+static int check_restore(const ProtobufCMessage *m, struct us_error **err)
+{
+        const Unishim__Agent__V1__RestoreRequest *r = (const void *)m;
+        if (r->entropy.len < AGENT_RESTORE_ENTROPY_MIN ||
+            r->entropy.len > AGENT_RESTORE_ENTROPY_MAX)
+                return us_error_msg(err, EINVAL, "entropy: %d to %d bytes",
+                                    AGENT_RESTORE_ENTROPY_MIN, AGENT_RESTORE_ENTROPY_MAX);
+        if (r->realtime_ns < 0)
+                return us_error_msg(err, EINVAL, "realtime_ns is negative");
+        return 0;
+}
+
 static const struct {
         const char *method;
         const ProtobufCMessageDescriptor *desc;
@@ -226,6 +238,7 @@ static const struct {
         {"ResizePty", &unishim__agent__v1__resize_pty_request__descriptor, check_resize},
         {"GetOOMEvent", &unishim__agent__v1__empty__descriptor, check_none},
         {"Shutdown", &unishim__agent__v1__empty__descriptor, check_none},
+        {"Restore", &unishim__agent__v1__restore_request__descriptor, check_restore},
 };
 
 int agent_request_decode(const char *method, const uint8_t *payload, size_t len,

@@ -919,6 +919,7 @@ static const struct {
         {"ResizePty", h_resize},
         {"GetOOMEvent", h_oom},
         {"Shutdown", h_shutdown},
+        {"Restore", agent_h_restore},
 };
 
 int agent_new(struct us_loop *loop, const struct agent_options *opts, struct agent **ret,

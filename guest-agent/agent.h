@@ -84,6 +84,14 @@ int agent_request_check(const char *method, const uint8_t *payload, size_t len,
 int agent_request_decode(const char *method, const uint8_t *payload, size_t len,
                          ProtobufCMessage **ret, struct us_error **err);
 
+/* ---- after a restore from a VM template (agent-restore.c) ---- */
+
+#define AGENT_RESTORE_ENTROPY_MIN 32
+#define AGENT_RESTORE_ENTROPY_MAX 512
+
+/* The Restore method: reseeds the RNG, sets the clock, answers boot_id. */
+void agent_h_restore(struct us_ttrpc_call *call, const uint8_t *payload, size_t len, void *ud);
+
 /* ---- output stream buffers (agent-stream.c) ---- */
 
 /* A bounded byte queue filled from a non-blocking fd (pipe read end or pty

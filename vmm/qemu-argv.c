@@ -156,6 +156,23 @@ static int check_config(const struct vmm_vm_config *cfg, struct us_error **err)
                         if ((unsigned char)*c < 0x20)
                                 return us_error_msg(err, EINVAL,
                                                     "vm id contains a control character");
+        if (cfg->template_role != VMM_TEMPLATE_NONE) {
+                if (cfg->template_role != VMM_TEMPLATE_SOURCE &&
+                    cfg->template_role != VMM_TEMPLATE_CLONE)
+                        return us_error_msg(err, EINVAL, "unknown template role");
+                if (cfg->memory_fd <= 2)
+                        return us_error_msg(err, EINVAL,
+                                            "template memory fd %d: must be above stdio",
+                                            cfg->memory_fd);
+                if (cfg->share_type == VMM_SHARE_VIRTIOFS && cfg->n_shares > 0)
+                        return us_error_msg(err, EINVAL,
+                                            "a template or clone cannot have virtio-fs shares "
+                                            "(QEMU cannot migrate vhost-user-fs)");
+                if (cfg->private_root)
+                        return us_error_msg(err, EINVAL,
+                                            "a template or clone cannot run in a private root "
+                                            "yet (its RAM is mapped through /proc/self/fd)");
+        }
         if (cfg->cmdline_extra)
                 for (const char *c = cfg->cmdline_extra; *c; c++)
                         if ((unsigned char)*c < 0x20)
@@ -170,7 +187,7 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
 {
         struct argv_builder b = {0};
         unsigned mem, vcpus, tb;
-        bool virtiofs;
+        bool virtiofs, templ;
         int r;
 
         if (!cfg || !rt)
@@ -179,6 +196,7 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
         vcpus = cfg->vcpus ? cfg->vcpus : 1;
         tb = cfg->tcg_tb_size_mib ? cfg->tcg_tb_size_mib : 32;
         virtiofs = cfg->share_type == VMM_SHARE_VIRTIOFS && cfg->n_shares > 0;
+        templ = cfg->template_role != VMM_TEMPLATE_NONE;
         r = check_config(cfg, err);
         if (r < 0)
                 return r;
@@ -207,7 +225,7 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
          * the kernel's 2 s calibration fallback; pit for the timer under TCG. */
         add_fmt(&b, "-M");
         add_fmt(&b, "microvm,x-option-roms=off,pit=on,pic=off,isa-serial=on,rtc=on%s",
-                virtiofs ? ",memory-backend=mem" : "");
+                virtiofs || templ ? ",memory-backend=mem" : "");
         if (rt->accel == VMM_ACCEL_KVM) {
                 add_fmt(&b, "-accel");
                 add_fmt(&b, "kvm");
@@ -226,6 +244,16 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
                 /* vhost-user needs guest RAM as a shareable fd. */
                 add_fmt(&b, "-object");
                 add_fmt(&b, "memory-backend-memfd,id=mem,size=%uM,share=on", mem);
+        } else if (templ) {
+                /* The template's RAM stays in its file (x-ignore-shared
+                 * skips it in the stream); a clone maps the same file
+                 * privately, so the pages it does not write are the
+                 * template's, shared by every clone. */
+                add_fmt(&b, "-object");
+                add_fmt(&b,
+                        "memory-backend-file,id=mem,size=%uM,mem-path=/proc/self/fd/%d,share=%s",
+                        mem, cfg->memory_fd,
+                        cfg->template_role == VMM_TEMPLATE_SOURCE ? "on" : "off");
         }
         add_fmt(&b, "-smp");
         add_fmt(&b, "%u", vcpus);
@@ -303,8 +331,19 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
          * host asks the guest nothing and waits for nothing, and a guest
          * cannot use it to get memory beyond -m (deflate-on-oom only gives
          * back what an inflation took). */
-        add_fmt(&b, "-device");
-        add_fmt(&b, "virtio-balloon-device,free-page-reporting=on,deflate-on-oom=off");
+        if (!templ) {
+                add_fmt(&b, "-device");
+                add_fmt(&b, "virtio-balloon-device,free-page-reporting=on,deflate-on-oom=off");
+        } else {
+                /* No balloon in either role (the clone's device list must
+                 * be the template's): QEMU 7.2 discards a reported page of
+                 * file-backed RAM by punching a hole into the file, which
+                 * from a clone would take the page from the template and
+                 * every clone of it. The RNG lets a clone's kernel draw
+                 * fresh host entropy after the restore. */
+                add_fmt(&b, "-device");
+                add_fmt(&b, "virtio-rng-device");
+        }
 
         if (cfg->tap_fd >= 0) {
                 add_fmt(&b, "-netdev");
@@ -344,6 +383,14 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
                         add_fmt(&b, "-device");
                         add_fmt(&b, "virtio-9p-device,fsdev=fs%zu,mount_tag=%s", i, s->tag);
                 }
+        }
+        if (cfg->template_role == VMM_TEMPLATE_CLONE) {
+                /* The state comes over QMP once x-ignore-shared is set,
+                 * which 7.2 has no command-line switch for; -S: the guest
+                 * runs when the restore says so, not when the load ends. */
+                add_fmt(&b, "-incoming");
+                add_fmt(&b, "defer");
+                add_fmt(&b, "-S");
         }
         return finish(&b, ret, err);
 }

@@ -35,6 +35,11 @@
 #define KILL_WAIT_MS        5000
 #define HELPER_EXIT_WAIT_MS 1000
 #define LOG_TAIL            1024
+/* A save or restore with x-ignore-shared moves ~100-200 KB (the RAM stays
+ * in its file); this only bounds a QEMU that never ends one. */
+#define MIGRATE_TIMEOUT_MS 120000
+/* The name the state file's fd has in QEMU's monitor (getfd). */
+#define MIGRATE_FD_NAME "unishim-state"
 /* The console pipe's capacity: the shim drains it on its loop, but not
  * while it sits in a synchronous agent call; a guest that prints more than
  * the pipe holds meanwhile only slows its own console down. 1 MiB is the
@@ -50,8 +55,25 @@ struct vmm_proc {
         struct vmm_logpipe *console; /* QEMU: the serial console */
 };
 
+/* A save or restore under way: what QEMU reported so far. */
+enum migration_state { MIG_RUNNING, MIG_COMPLETED, MIG_FAILED };
+
+struct migration {
+        bool active;
+        bool incoming;
+        enum migration_state state;
+        char reply_id[VMM_QMP_ID_MAX]; /* incoming: migrate-incoming, sent unwaited */
+        char *error;                   /* QEMU's message, when it sent one */
+        vmm_vm_migration_fn done;
+        void *userdata;
+        struct us_loop_source *check, *deadline;
+};
+
 struct vmm_vm {
         char *id;
+        struct us_loop *loop;
+        enum vmm_template_role role;
+        struct migration mig;
         int dir_fd; /* state_dir, O_PATH: socket addresses relative to it */
         char *state_dir;
         char *agent_path;
@@ -72,6 +94,49 @@ static void qmp_close(struct vmm_vm *vm)
         vm->qmp = vmm_qmp_free(vm->qmp);
 }
 
+static void migration_check_soon(struct vmm_vm *vm);
+
+/* What QEMU says of a save or restore: MIGRATION events (the "events"
+ * capability) and migrate-incoming's late reply. Only recorded here: this
+ * runs inside the QMP client. */
+static void qmp_message(const struct vmm_qmp_msg *msg, void *userdata)
+{
+        struct vmm_vm *vm = userdata;
+        struct migration *m = &vm->mig;
+
+        if (!m->active || m->state != MIG_RUNNING)
+                return;
+        if (msg->kind == VMM_QMP_MSG_EVENT && strcmp(msg->event, "MIGRATION") == 0) {
+                const char *path[] = {"data", "status", NULL};
+                yajl_val st = yajl_tree_get(msg->tree, path, yajl_t_string);
+                const char *status = st ? YAJL_GET_STRING(st) : "";
+                if (strcmp(status, "completed") == 0)
+                        m->state = MIG_COMPLETED;
+                else if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0)
+                        m->state = MIG_FAILED;
+        } else if (msg->kind == VMM_QMP_MSG_ERROR && msg->id && strcmp(msg->id, m->reply_id) == 0) {
+                m->state = MIG_FAILED;
+                free(m->error);
+                if (asprintf(&m->error, "%s: %.512s", msg->error_class, msg->error_desc) < 0)
+                        m->error = NULL;
+        }
+        if (m->state != MIG_RUNNING)
+                migration_check_soon(vm);
+}
+
+static void qmp_drain(struct vmm_vm *vm)
+{
+        struct us_error *err = NULL;
+        if (vm->qmp && vmm_qmp_drain(vm->qmp, &err) < 0) {
+                us_log_debug("vm %s: %s", vm->id, us_error_text(err));
+                qmp_close(vm);
+                /* A save or restore cannot end without the monitor. */
+                if (vm->mig.active)
+                        migration_check_soon(vm);
+        }
+        us_error_free(err);
+}
+
 /* Between commands QEMU's monitor only sends events: read them as they
  * come, or QEMU keeps them for us in its own memory, without limit. A
  * monitor that hung up or broke the protocol is closed; the next command
@@ -81,13 +146,7 @@ static void qmp_readable(struct us_loop_source *src, int fd, uint32_t events, vo
         (void)src;
         (void)fd;
         (void)events;
-        struct vmm_vm *vm = userdata;
-        struct us_error *err = NULL;
-        if (vmm_qmp_drain(vm->qmp, &err) < 0) {
-                us_log_debug("vm %s: %s", vm->id, us_error_text(err));
-                qmp_close(vm);
-        }
-        us_error_free(err);
+        qmp_drain(userdata);
 }
 
 static void sleep_ms(int ms)
@@ -434,10 +493,19 @@ static bool all_reaped(const struct vmm_vm *vm)
         return true;
 }
 
+static void migration_clear(struct vmm_vm *vm)
+{
+        vm->mig.check = us_loop_source_remove(vm->mig.check);
+        vm->mig.deadline = us_loop_source_remove(vm->mig.deadline);
+        free(vm->mig.error);
+        vm->mig = (struct migration){0};
+}
+
 int vmm_vm_destroy(struct vmm_vm *vm, struct us_error **err)
 {
         if (!vm)
                 return 0;
+        migration_clear(vm);
         qmp_close(vm);
         proc_kill(&vm->qemu);
         for (size_t i = 0; i < vm->n_helpers; i++)
@@ -606,6 +674,8 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
                 return us_errorf(err, ENOMEM, "allocate vm");
         vm->dir_fd = -1;
         vm->id = strdup(cfg->id ? cfg->id : "vm");
+        vm->loop = cfg->loop;
+        vm->role = cfg->template_role;
         vm->state_dir = strdup(cfg->state_dir);
         if (!vm->id || !vm->state_dir)
                 return us_errorf(err, ENOMEM, "allocate vm");
@@ -700,9 +770,11 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
         if (r < 0)
                 return us_error_wrap(err, r, "vm %s", vm->id);
 
-        int keep[5 + 8];
+        int keep[6 + 8];
         size_t n_keep = 0;
         keep[n_keep++] = console_fd;
+        if (cfg->template_role != VMM_TEMPLATE_NONE)
+                keep[n_keep++] = cfg->memory_fd;
         keep[n_keep++] = qmp_lfd;
         keep[n_keep++] = agent_lfd;
         keep[n_keep++] = events_lfd;
@@ -742,9 +814,11 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
         r = connect_unix(vm, "qmp.sock", &qmp_fd, err);
         if (r >= 0)
                 r = vmm_qmp_open(TAKE_FD(qmp_fd), QMP_TIMEOUT_MS, &vm->qmp, err);
-        if (r >= 0)
+        if (r >= 0) {
+                vmm_qmp_set_handler(vm->qmp, qmp_message, vm);
                 r = us_loop_add_fd(cfg->loop, vmm_qmp_fd(vm->qmp), EPOLLIN, qmp_readable, vm,
                                    &vm->qmp_src, err);
+        }
         if (r < 0) {
                 r = exit_error(vm, r, err);
                 return us_error_wrap(err, r, "vm %s", vm->id);
@@ -801,6 +875,8 @@ bool vmm_vm_child_exited(struct vmm_vm *vm, pid_t pid, int wait_status)
                 return false;
         if (pid == vm->qemu.pid && !vm->qemu.exited) {
                 proc_gone(&vm->qemu, wait_status);
+                if (vm->mig.active)
+                        migration_check_soon(vm);
                 return true;
         }
         for (size_t i = 0; i < vm->n_helpers; i++)
@@ -834,6 +910,10 @@ int vmm_vm_qmp(struct vmm_vm *vm, const char *command, const char *arguments_jso
                                     "protocol)",
                                     vm->id);
         int r = vmm_qmp_execute(vm->qmp, command, arguments_json, ret_reply, err);
+        /* What came in the same read as the reply waits in the client's
+         * buffer, and no new input may wake the loop for it: a MIGRATION
+         * event that ends a save can come right behind migrate's reply. */
+        qmp_drain(vm);
         if (r < 0)
                 return us_error_wrap(err, r, "vm %s", vm->id);
         return 0;
@@ -853,6 +933,7 @@ int vmm_vm_quit(struct vmm_vm *vm, struct us_error **err)
 {
         if (!vm)
                 return 0;
+        migration_clear(vm);
         if (vmm_vm_running(vm) && vm->qmp) {
                 /* QEMU may close the monitor before or after answering. */
                 (void)vmm_qmp_execute(vm->qmp, "quit", NULL, NULL, NULL);
@@ -878,4 +959,178 @@ size_t vmm_vm_console_tail(const struct vmm_vm *vm, char *buf, size_t size)
 const char *vmm_vm_agent_socket(const struct vmm_vm *vm)
 {
         return vm ? vm->agent_path : NULL;
+}
+
+/* Ends the save or restore: one call of `done`, the last thing done here
+ * (it may free vm). */
+static void migration_end(struct vmm_vm *vm, int r, struct us_error *err)
+{
+        vmm_vm_migration_fn done = vm->mig.done;
+        void *userdata = vm->mig.userdata;
+        migration_clear(vm);
+        done(vm, r, err, userdata);
+        us_error_free(err);
+}
+
+static void migration_check(struct us_loop_source *src, void *userdata)
+{
+        (void)src;
+        struct vmm_vm *vm = userdata;
+        struct migration *m = &vm->mig;
+        const char *what = m->incoming ? "restore" : "save";
+        struct us_error *err = NULL;
+        int r;
+
+        m->check = NULL;
+        if (!m->active)
+                return;
+        if (!vmm_vm_running(vm) || !vm->qmp || (m->state == MIG_FAILED && m->incoming)) {
+                /* 7.2 exits on a failed load, after its message went to its
+                 * log (a MIGRATION "failed" event may come first). */
+                r = exit_error(vm, -EIO, &err);
+                if (m->error)
+                        r = us_error_wrap(&err, r, "%s", m->error);
+                r = us_error_wrap(&err, r, "vm %s: %s", vm->id, what);
+                migration_end(vm, r, err);
+                return;
+        }
+        if (m->state == MIG_RUNNING)
+                return;
+        if (m->state == MIG_FAILED) {
+                if (!m->error) {
+                        struct vmm_qmp_msg *reply = NULL;
+                        const char *path[] = {"error-desc", NULL};
+                        if (vmm_vm_qmp(vm, "query-migrate", NULL, &reply, NULL) == 0) {
+                                yajl_val d = yajl_tree_get(reply->value, path, yajl_t_string);
+                                if (d && asprintf(&m->error, "%.512s", YAJL_GET_STRING(d)) < 0)
+                                        m->error = NULL;
+                        }
+                        vmm_qmp_msg_free(reply);
+                }
+                r = us_error_msg(&err, EIO, "vm %s: %s failed: %s", vm->id, what,
+                                 m->error ? m->error : "QEMU gave no reason");
+                migration_end(vm, r, err);
+                return;
+        }
+        /* Completed. A clone was started with -S: it runs from here. */
+        r = 0;
+        if (m->incoming && (r = vmm_vm_resume(vm, &err)) < 0)
+                r = us_error_wrap(&err, r, "vm %s: %s: start the guest", vm->id, what);
+        migration_end(vm, r, err);
+}
+
+static void migration_check_soon(struct vmm_vm *vm)
+{
+        if (vm->mig.check || !vm->loop)
+                return;
+        /* A timer failing to arm leaves the deadline to end it. */
+        (void)us_loop_add_timer(vm->loop, 0, migration_check, vm, &vm->mig.check, NULL);
+}
+
+static void migration_timeout(struct us_loop_source *src, void *userdata)
+{
+        (void)src;
+        struct vmm_vm *vm = userdata;
+        struct us_error *err = NULL;
+
+        char status[64] = "unknown";
+        vm->mig.deadline = NULL;
+        if (vmm_vm_running(vm) && vm->qmp) {
+                /* Where it stuck, for the message. */
+                struct vmm_qmp_msg *reply = NULL;
+                const char *path[] = {"status", NULL};
+                if (vmm_vm_qmp(vm, "query-migrate", NULL, &reply, NULL) == 0) {
+                        yajl_val v = yajl_tree_get(reply->value, path, yajl_t_string);
+                        snprintf(status, sizeof(status), "%s", v ? YAJL_GET_STRING(v) : "none");
+                }
+                vmm_qmp_msg_free(reply);
+                if (!vm->mig.incoming)
+                        (void)vmm_vm_qmp(vm, "migrate_cancel", NULL, NULL, NULL);
+        }
+        int r = us_error_msg(&err, ETIMEDOUT, "vm %s: %s did not end within %d s (QEMU: %s)",
+                             vm->id, vm->mig.incoming ? "restore" : "save",
+                             MIGRATE_TIMEOUT_MS / 1000, status);
+        migration_end(vm, r, err);
+}
+
+/* What a save and a restore share: QEMU's state fd by name, the
+ * capabilities, the watch. */
+static int migration_begin(struct vmm_vm *vm, enum vmm_template_role role, int state_fd,
+                           vmm_vm_migration_fn done, void *userdata, struct us_error **err)
+{
+        const char *what = role == VMM_TEMPLATE_CLONE ? "restore" : "save";
+        int r;
+
+        if (!vm || !done || state_fd < 0)
+                return us_error_msg(err, EINVAL, "template %s: no vm, state fd or callback", what);
+        if (vm->role != role)
+                return us_error_msg(err, EINVAL, "vm %s: template %s: not started as a %s", vm->id,
+                                    what, role == VMM_TEMPLATE_CLONE ? "clone" : "template");
+        if (vm->mig.active)
+                return us_error_msg(err, EBUSY, "vm %s: a save or restore is under way", vm->id);
+        /* x-ignore-shared: the RAM (a shared file in the template, the
+         * same file private in a clone) is not in the stream. events: the
+         * end comes as a MIGRATION event, nothing polls. */
+        r = vmm_vm_qmp(vm, "migrate-set-capabilities",
+                       "{\"capabilities\":[{\"capability\":\"x-ignore-shared\",\"state\":true},"
+                       "{\"capability\":\"events\",\"state\":true}]}",
+                       NULL, err);
+        if (r < 0)
+                return us_error_wrap(err, r, "template %s", what);
+        /* spawn=deny rules out exec:; an fd QEMU gets over the monitor
+         * needs no spawn and no path in its root. */
+        if (!vm->qmp)
+                return us_error_msg(err, ENOTCONN, "vm %s: qemu's monitor is closed", vm->id);
+        r = vmm_qmp_execute_fd(vm->qmp, "getfd", "{\"fdname\":\"" MIGRATE_FD_NAME "\"}", state_fd,
+                               NULL, err);
+        qmp_drain(vm);
+        if (r < 0)
+                return us_error_wrap(err, r, "vm %s: template %s: pass the state file", vm->id,
+                                     what);
+        r = us_loop_add_timer(vm->loop, MIGRATE_TIMEOUT_MS, migration_timeout, vm,
+                              &vm->mig.deadline, err);
+        if (r < 0)
+                return r;
+        vm->mig.active = true;
+        vm->mig.incoming = role == VMM_TEMPLATE_CLONE;
+        vm->mig.state = MIG_RUNNING;
+        vm->mig.done = done;
+        vm->mig.userdata = userdata;
+        return 0;
+}
+
+int vmm_vm_template_save(struct vmm_vm *vm, int state_fd, vmm_vm_migration_fn done, void *userdata,
+                         struct us_error **err)
+{
+        int r = migration_begin(vm, VMM_TEMPLATE_SOURCE, state_fd, done, userdata, err);
+        if (r < 0)
+                return r;
+        /* Stopped first: what is saved is one instant of the guest. Then
+         * migrate answers at once; the migration thread does the rest. */
+        r = vmm_vm_pause(vm, err);
+        if (r >= 0)
+                r = vmm_vm_qmp(vm, "migrate", "{\"uri\":\"fd:" MIGRATE_FD_NAME "\"}", NULL, err);
+        if (r < 0) {
+                migration_clear(vm);
+                return us_error_wrap(err, r, "template save");
+        }
+        return 0;
+}
+
+int vmm_vm_template_restore(struct vmm_vm *vm, int state_fd, vmm_vm_migration_fn done,
+                            void *userdata, struct us_error **err)
+{
+        int r = migration_begin(vm, VMM_TEMPLATE_CLONE, state_fd, done, userdata, err);
+        if (r < 0)
+                return r;
+        /* Not waited for: QEMU loads the whole state from a file before it
+         * answers (a file read never yields its coroutine). The answer and
+         * the MIGRATION event reach qmp_message. */
+        r = vmm_qmp_send(vm->qmp, "migrate-incoming", "{\"uri\":\"fd:" MIGRATE_FD_NAME "\"}",
+                         vm->mig.reply_id, err);
+        if (r < 0) {
+                migration_clear(vm);
+                return us_error_wrap(err, r, "vm %s: template restore", vm->id);
+        }
+        return 0;
 }

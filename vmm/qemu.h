@@ -54,6 +54,19 @@ struct vmm_share {
 
 #define VMM_DEFAULT_QEMU "/usr/bin/qemu-system-x86_64"
 
+/* VM templates (docs/vmm.md, "VM templates"): a guest saved by migration
+ * with its RAM left in a file, and clones restored from it with that file
+ * mapped copy-on-write. Both roles have the same device layout
+ * (VMM_TEMPLATE_LAYOUT): no virtio-fs (unmigratable in QEMU 7.2), no
+ * balloon (its free page reporting would punch holes into the template's
+ * file from a clone), and a virtio-rng-device. */
+enum vmm_template_role {
+        VMM_TEMPLATE_NONE,   /* a cold boot, RAM as usual */
+        VMM_TEMPLATE_SOURCE, /* RAM shared in memory_fd: vmm_vm_template_save() */
+        VMM_TEMPLATE_CLONE,  /* RAM private on memory_fd, -incoming defer, -S:
+                              * vmm_vm_template_restore() */
+};
+
 struct vmm_vm_config {
         const char *id;               /* for messages */
         const char *state_dir;        /* exists, private: sockets and logs go here */
@@ -108,6 +121,15 @@ struct vmm_vm_config {
          * files to keep their owners. */
         bool virtiofsd_userns;
         int virtiofsd_userns_fd;
+        /* VMM_TEMPLATE_NONE unless templating. With a role, memory_fd (> 2,
+         * not taken, inherited by QEMU and mapped as /proc/self/fd/N) is the
+         * guest RAM: memory_mib large, a file or a memfd. A SOURCE maps it
+         * shared (the guest writes it), a CLONE private (its writes are its
+         * own). QEMU 7.2 opens it read-write even for a CLONE: its seals or
+         * mode must protect it. Not with private_root (its root has no
+         * /proc), nor with virtio-fs shares. */
+        enum vmm_template_role template_role;
+        int memory_fd;
 };
 
 /* Where a virtiofsd in a user namespace finds its share. */
@@ -234,6 +256,33 @@ struct vmm_qmp_msg;
 int vmm_vm_qmp(struct vmm_vm *vm, const char *command, const char *arguments_json,
                struct vmm_qmp_msg **ret_reply, struct us_error **err);
 
+/* --- Templates ----------------------------------------------------------- */
+
+/* How a save or a restore ended: r is 0, or a negative errno and err says
+ * what failed (QEMU's own message where it gave one; err is freed after the
+ * call). Called once, from the loop; the callback may quit or free vm. */
+typedef void (*vmm_vm_migration_fn)(struct vmm_vm *vm, int r, const struct us_error *err,
+                                    void *userdata);
+
+/* Saves a VMM_TEMPLATE_SOURCE VM (its agent ready, nothing pod-specific
+ * set): QMP stop, x-ignore-shared (its RAM stays in memory_fd, which must
+ * outlive the VM), then migrate to state_fd (a file open for writing, not
+ * taken: QEMU gets its own copy over the monitor). Returns once the
+ * migration runs; `done` reports its end from the loop, which this never
+ * blocks for more than a QMP command. After a success the guest stays
+ * stopped: the caller quits the VM. The RAM file holds the template once
+ * QEMU is gone (its shared mapping is the file's pages). */
+int vmm_vm_template_save(struct vmm_vm *vm, int state_fd, vmm_vm_migration_fn done, void *userdata,
+                         struct us_error **err);
+
+/* Restores a VMM_TEMPLATE_CLONE VM (started from the template's RAM file
+ * as memory_fd) from the template's state_fd (open for reading, not taken):
+ * x-ignore-shared, migrate-incoming; once QEMU loaded the state, cont, and
+ * then `done`. A state QEMU cannot load ends QEMU (7.2 exits on a failed
+ * incoming migration): `done` then gets its exit status and its message. */
+int vmm_vm_template_restore(struct vmm_vm *vm, int state_fd, vmm_vm_migration_fn done,
+                            void *userdata, struct us_error **err);
+
 /* Orderly stop: QMP quit, waits up to 3 s for QEMU, then SIGKILL; stops the
  * helpers. Waits: on return every process of this VM is reaped (see
  * vmm_vm_destroy for the one exception) and the sockets are gone. */
@@ -246,5 +295,6 @@ int vmm_vm_quit(struct vmm_vm *vm, struct us_error **err);
 int vmm_vm_destroy(struct vmm_vm *vm, struct us_error **err);
 
 /* Frees the handle. If processes still run it destroys them first (SIGKILL
- * + bounded wait). Accepts NULL; returns NULL. */
+ * + bounded wait). Accepts NULL; returns NULL. vmm_vm_destroy, vmm_vm_quit
+ * and this drop a pending save or restore without calling its `done`. */
 struct vmm_vm *vmm_vm_free(struct vmm_vm *vm);

@@ -21,7 +21,15 @@ struct vmm_qmp {
         bool broken;
         char *buf; /* VMM_QMP_MAX_LINE + 1 */
         size_t len;
+        vmm_qmp_msg_fn handler;
+        void *handler_data;
 };
+
+static void hand_over(struct vmm_qmp *q, const struct vmm_qmp_msg *msg)
+{
+        if (q->handler)
+                q->handler(msg, q->handler_data);
+}
 
 /* yajl has no depth limit and yajl_tree_free() recurses: refuse deep input
  * before yajl sees it. Also refuses embedded NULs (yajl_tree_parse wants a C
@@ -263,6 +271,7 @@ static int take_line(struct vmm_qmp *q, size_t len, struct vmm_qmp_msg **ret, st
                 return r;
         if (msg->kind == VMM_QMP_MSG_EVENT) {
                 q->events++;
+                hand_over(q, msg);
                 msg = vmm_qmp_msg_free(msg);
         }
         *ret = msg;
@@ -286,10 +295,33 @@ static int read_msg(struct vmm_qmp *q, int64_t deadline, struct vmm_qmp_msg **re
         return 0;
 }
 
-static int write_all(int fd, const char *s, size_t len, int64_t deadline, struct us_error **err)
+/* pass_fd >= 0 goes along with the first bytes sent. */
+static int write_all(int fd, const char *s, size_t len, int pass_fd, int64_t deadline,
+                     struct us_error **err)
 {
         while (len > 0) {
-                ssize_t n = send(fd, s, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+                ssize_t n;
+                if (pass_fd >= 0) {
+                        union {
+                                char buf[CMSG_SPACE(sizeof(int))];
+                                struct cmsghdr align;
+                        } control = {0};
+                        struct iovec iov = {.iov_base = (void *)s, .iov_len = len};
+                        struct msghdr mh = {.msg_iov = &iov,
+                                            .msg_iovlen = 1,
+                                            .msg_control = control.buf,
+                                            .msg_controllen = sizeof(control.buf)};
+                        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+                        c->cmsg_level = SOL_SOCKET;
+                        c->cmsg_type = SCM_RIGHTS;
+                        c->cmsg_len = CMSG_LEN(sizeof(int));
+                        memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+                        n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+                        if (n > 0)
+                                pass_fd = -1;
+                } else {
+                        n = send(fd, s, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+                }
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -313,11 +345,11 @@ static int write_all(int fd, const char *s, size_t len, int64_t deadline, struct
         return 0;
 }
 
-int vmm_qmp_execute(struct vmm_qmp *q, const char *command, const char *arguments_json,
-                    struct vmm_qmp_msg **ret_reply, struct us_error **err)
+/* Writes the command with a new id (ret_id: VMM_QMP_ID_MAX bytes). */
+static int send_command(struct vmm_qmp *q, const char *command, const char *arguments_json,
+                        int pass_fd, int64_t deadline, char *ret_id, struct us_error **err)
 {
         _cleanup_free_ char *line = NULL;
-        char id[32];
         int r;
 
         if (!q || !command)
@@ -331,24 +363,42 @@ int vmm_qmp_execute(struct vmm_qmp *q, const char *command, const char *argument
                 return us_error_msg(err, ENOTCONN, "qmp %s: monitor connection lost earlier",
                                     command);
 
-        snprintf(id, sizeof(id), "us-%" PRIu64, q->next_id++);
+        snprintf(ret_id, VMM_QMP_ID_MAX, "us-%" PRIu64, q->next_id++);
         int n;
         if (arguments_json)
                 n = asprintf(&line, "{\"execute\":\"%s\",\"arguments\":%s,\"id\":\"%s\"}\n",
-                             command, arguments_json, id);
+                             command, arguments_json, ret_id);
         else
-                n = asprintf(&line, "{\"execute\":\"%s\",\"id\":\"%s\"}\n", command, id);
+                n = asprintf(&line, "{\"execute\":\"%s\",\"id\":\"%s\"}\n", command, ret_id);
         if (n < 0) {
                 line = NULL;
                 return us_errorf(err, ENOMEM, "qmp %s", command);
         }
-
-        int64_t deadline = us_monotonic_ms() + q->timeout_ms;
-        r = write_all(q->fd, line, (size_t)n, deadline, err);
+        r = write_all(q->fd, line, (size_t)n, pass_fd, deadline, err);
         if (r < 0) {
                 q->broken = true;
                 return us_error_wrap(err, r, "qmp %s", command);
         }
+        return 0;
+}
+
+int vmm_qmp_send(struct vmm_qmp *q, const char *command, const char *arguments_json,
+                 char ret_id[VMM_QMP_ID_MAX], struct us_error **err)
+{
+        int64_t deadline = us_monotonic_ms() + (q ? q->timeout_ms : 0);
+        return send_command(q, command, arguments_json, -1, deadline, ret_id, err);
+}
+
+static int execute(struct vmm_qmp *q, const char *command, const char *arguments_json, int pass_fd,
+                   struct vmm_qmp_msg **ret_reply, struct us_error **err)
+{
+        char id[VMM_QMP_ID_MAX];
+        int r;
+
+        int64_t deadline = us_monotonic_ms() + (q ? q->timeout_ms : 0);
+        r = send_command(q, command, arguments_json, pass_fd, deadline, id, err);
+        if (r < 0)
+                return r;
         for (;;) {
                 _cleanup_(vmm_qmp_msg_free_cleanupp) struct vmm_qmp_msg *msg = NULL;
                 r = read_msg(q, deadline, &msg, err);
@@ -359,14 +409,38 @@ int vmm_qmp_execute(struct vmm_qmp *q, const char *command, const char *argument
                 /* A reply to something else (a late answer to a timed-out
                  * command) is skipped; a reply without id is taken as ours,
                  * which QEMU only sends for unparseable commands. */
-                if (msg->kind == VMM_QMP_MSG_GREETING || (msg->id && strcmp(msg->id, id) != 0))
+                if (msg->kind == VMM_QMP_MSG_GREETING || (msg->id && strcmp(msg->id, id) != 0)) {
+                        hand_over(q, msg);
                         continue;
+                }
                 if (msg->kind == VMM_QMP_MSG_ERROR)
                         return vmm_qmp_msg_to_error(msg, command, err);
                 if (ret_reply)
                         *ret_reply = TAKE_PTR(msg);
                 return 0;
         }
+}
+
+int vmm_qmp_execute(struct vmm_qmp *q, const char *command, const char *arguments_json,
+                    struct vmm_qmp_msg **ret_reply, struct us_error **err)
+{
+        return execute(q, command, arguments_json, -1, ret_reply, err);
+}
+
+int vmm_qmp_execute_fd(struct vmm_qmp *q, const char *command, const char *arguments_json, int fd,
+                       struct vmm_qmp_msg **ret_reply, struct us_error **err)
+{
+        if (fd < 0)
+                return us_error_msg(err, EBADF, "qmp %s: no fd to pass", command ? command : "?");
+        return execute(q, command, arguments_json, fd, ret_reply, err);
+}
+
+void vmm_qmp_set_handler(struct vmm_qmp *q, vmm_qmp_msg_fn fn, void *userdata)
+{
+        if (!q)
+                return;
+        q->handler = fn;
+        q->handler_data = userdata;
 }
 
 struct vmm_qmp *vmm_qmp_free(struct vmm_qmp *q)
@@ -431,6 +505,8 @@ static int skip_lines(struct vmm_qmp *q, struct us_error **err)
                 int r = take_line(q, (size_t)(nl - q->buf), &msg, err);
                 if (r < 0)
                         return r;
+                if (msg)
+                        hand_over(q, msg);
                 vmm_qmp_msg_free(msg);
         }
         if (q->len >= VMM_QMP_MAX_LINE)

@@ -73,6 +73,28 @@ struct vmm_qmp *vmm_qmp_free(struct vmm_qmp *q);
 int vmm_qmp_execute(struct vmm_qmp *q, const char *command, const char *arguments_json,
                     struct vmm_qmp_msg **ret_reply, struct us_error **err);
 
+/* vmm_qmp_execute that passes `fd` along (SCM_RIGHTS, with the command's
+ * first bytes), for getfd. fd is not taken: QEMU holds its own copy. */
+int vmm_qmp_execute_fd(struct vmm_qmp *q, const char *command, const char *arguments_json, int fd,
+                       struct vmm_qmp_msg **ret_reply, struct us_error **err);
+
+#define VMM_QMP_ID_MAX 32
+
+/* Sends `command` and returns without waiting: its reply, whenever it
+ * comes, goes to the handler (below) with the "id" copied to ret_id
+ * (VMM_QMP_ID_MAX bytes). For a command QEMU answers only when a long
+ * operation ends (migrate-incoming from a file loads the whole state
+ * before it replies). */
+int vmm_qmp_send(struct vmm_qmp *q, const char *command, const char *arguments_json,
+                 char ret_id[VMM_QMP_ID_MAX], struct us_error **err);
+
+/* Gets every message the client takes that no command waits for: events,
+ * and replies to commands sent by vmm_qmp_send. msg is borrowed for the
+ * call. The handler runs inside vmm_qmp_execute and vmm_qmp_drain: it must
+ * not use the client (record what it needs, act later). NULL: none. */
+typedef void (*vmm_qmp_msg_fn)(const struct vmm_qmp_msg *msg, void *userdata);
+void vmm_qmp_set_handler(struct vmm_qmp *q, vmm_qmp_msg_fn fn, void *userdata);
+
 /* Number of events skipped so far (for tests and diagnostics). */
 size_t vmm_qmp_events_seen(const struct vmm_qmp *q);
 

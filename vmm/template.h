@@ -21,8 +21,9 @@
 
 /* The device layout the template code builds (machine options, devices and
  * their order). Part of every key: changing the layout in the code must
- * retire all templates saved by an older one. */
-#define VMM_TEMPLATE_LAYOUT 1
+ * retire all templates saved by an older one. 2: vmm_qemu_argv's
+ * VMM_TEMPLATE_SOURCE/CLONE (RAM in a file, no balloon, virtio-rng). */
+#define VMM_TEMPLATE_LAYOUT 2
 
 /* Everything a template's saved state depends on. Files are named by path
  * and identified by what stat() says of them (see vmm_template_manifest). */

@@ -11,6 +11,7 @@ static const char *const methods[] = {
         "RemoveContainer", "PauseContainer", "ResumeContainer", "UpdateContainer", "StatsContainer",
         "ListPids",        "ExecProcess",    "SignalProcess",   "WaitProcess",     "ReadStream",
         "WriteStdin",      "CloseStdin",     "ResizePty",       "GetOOMEvent",     "Shutdown",
+        "Restore",
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

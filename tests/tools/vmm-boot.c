@@ -8,6 +8,8 @@
  *            [--append ARGS] [--expect-console TEXT] [--expect-agent TEXT]
  *            [--timeout SEC] [--hold SEC] [--wait-exit] [--console-max BYTES]
  *            [--id ID] [--stall SEC] [--private-root]
+ *            [--template-save DIR | --template-clone DIR] [--ready-cmd CMD]
+ *            [--wait-file F]
  *
  * Default flow: start, connect the agent socket, wait for console output
  * (or TEXT), pause + resume over QMP (checking query-status), quit, and check
@@ -23,6 +25,16 @@
  * SEC seconds; then a timed QMP query-status: a guest that fills the console
  * pipe must not block QEMU. --private-root: QEMU in its jail (vmm/jail.h;
  * needs root), a 9p share then bound at its fixed name there.
+ *
+ * The scripted flow (any of the options below; no default flow then):
+ * start, for a clone restore, run CMD (sh -c, with AGENT_SOCK set to the
+ * agent socket: it checks the agent, which the flow then no longer holds)
+ * and wait for it to succeed, for a template save, then wait for F to exist
+ * (a test measures the VM meanwhile), quit. --template-save DIR: a
+ * template (vmm_vm_template_save) with its RAM in DIR/memory and its state
+ * in DIR/state. --template-clone DIR: a clone of DIR/memory, restored from
+ * DIR/state (vmm_vm_template_restore). Prints restore_s, agent_ready_s,
+ * save_s, state_bytes and pss_kib (QEMU's, once the agent is ready).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -46,6 +58,7 @@
 #include "base/loop.h"
 #include "vmm/qemu.h"
 #include "vmm/qmp.h"
+#include "vmm/template.h"
 
 static double now_s(void)
 {
@@ -153,6 +166,75 @@ static int query_status(struct vmm_vm *vm, char *out, size_t len)
         return 0;
 }
 
+/* QEMU's "Pss:" from smaps_rollup, in KiB (-1 if unreadable). */
+static long pss_kib(pid_t pid)
+{
+        char p[64], line[256];
+        long v = -1;
+        snprintf(p, sizeof(p), "/proc/%d/smaps_rollup", (int)pid);
+        FILE *f = fopen(p, "re");
+        if (!f)
+                return -1;
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "Pss: %ld kB", &v) == 1)
+                        break;
+        fclose(f);
+        return v;
+}
+
+struct migration_wait {
+        struct us_loop *loop;
+        bool ended;
+        int r;
+        char error[2048];
+};
+
+static void migration_done(struct vmm_vm *vm, int r, const struct us_error *err, void *userdata)
+{
+        (void)vm;
+        struct migration_wait *w = userdata;
+        w->ended = true;
+        w->r = r;
+        snprintf(w->error, sizeof(w->error), "%s", r < 0 ? us_error_text(err) : "");
+}
+
+/* Runs the loop until the save or restore ended (reaping like the shim). */
+static int migration_wait(struct vmm_vm *vm, struct migration_wait *w, double deadline)
+{
+        while (!w->ended && now_s() < deadline) {
+                pump_ms(w->loop, 10);
+                reap(vm);
+        }
+        return w->ended ? w->r : -ETIMEDOUT;
+}
+
+/* sh -c cmd with AGENT_SOCK, run while the loop drains the VM's logs.
+ * Returns its wait status, or -1. */
+static int run_ready_cmd(struct vmm_vm *vm, struct us_loop *loop, const char *cmd, double deadline)
+{
+        pid_t pid = fork();
+        if (pid < 0)
+                return -1;
+        if (pid == 0) {
+                setenv("AGENT_SOCK", vmm_vm_agent_socket(vm), 1);
+                execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+                _exit(127);
+        }
+        while (now_s() < deadline) {
+                int st;
+                pid_t p;
+                pump_ms(loop, 10);
+                while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
+                        if (p == pid)
+                                return st;
+                        (void)vmm_vm_child_exited(vm, p, st);
+                }
+        }
+        (void)kill(pid, SIGKILL);
+        (void)waitpid(pid, NULL, 0);
+        return -1;
+}
+
 #define FAIL(...)                                                                                  \
         do {                                                                                       \
                 fprintf(stderr, "vmm-boot: FAIL: " __VA_ARGS__);                                   \
@@ -169,6 +251,8 @@ int main(int argc, char **argv)
                                     .serial_ports = {AGENT_PORT_CALLS, AGENT_PORT_EVENTS}};
         struct vmm_share share = {0};
         const char *expect_console = NULL, *expect_agent = NULL;
+        const char *template_dir = NULL, *ready_cmd = NULL, *wait_file = NULL;
+        _cleanup_close_ int state_fd = -1, memory_fd = -1;
         int timeout = 60, hold = 0, stall = 0, rc = 0;
         bool wait_exit = false;
         _cleanup_free_ char *sharebuf = NULL;
@@ -190,6 +274,10 @@ int main(int argc, char **argv)
                 {"id", required_argument, NULL, 'I'},
                 {"stall", required_argument, NULL, 'S'},
                 {"private-root", no_argument, NULL, 'P'},
+                {"template-save", required_argument, NULL, 'T'},
+                {"template-clone", required_argument, NULL, 'L'},
+                {"ready-cmd", required_argument, NULL, 'R'},
+                {"wait-file", required_argument, NULL, 'W'},
                 {0},
         };
         int o;
@@ -263,6 +351,17 @@ int main(int argc, char **argv)
                 case 'S':
                         stall = atoi(optarg);
                         break;
+                case 'T':
+                case 'L':
+                        template_dir = optarg;
+                        cfg.template_role = o == 'T' ? VMM_TEMPLATE_SOURCE : VMM_TEMPLATE_CLONE;
+                        break;
+                case 'R':
+                        ready_cmd = optarg;
+                        break;
+                case 'W':
+                        wait_file = optarg;
+                        break;
                 default:
                         return 2;
                 }
@@ -278,6 +377,29 @@ int main(int argc, char **argv)
                 fprintf(stderr, "vmm-boot: --console-max above 256 MiB\n");
                 return 2;
         }
+        if (template_dir) {
+                char path[4200];
+                snprintf(path, sizeof(path), "%s/memory", template_dir);
+                if (cfg.template_role == VMM_TEMPLATE_SOURCE) {
+                        memory_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                        if (memory_fd >= 0 && ftruncate(memory_fd, (off_t)cfg.memory_mib << 20) < 0)
+                                memory_fd = us_close(memory_fd);
+                } else {
+                        memory_fd = open(path, O_RDWR | O_CLOEXEC);
+                }
+                snprintf(path, sizeof(path), "%s/state", template_dir);
+                if (memory_fd >= 0)
+                        state_fd =
+                                cfg.template_role == VMM_TEMPLATE_SOURCE
+                                        ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)
+                                        : open(path, O_RDONLY | O_CLOEXEC);
+                if (memory_fd < 0 || state_fd < 0) {
+                        fprintf(stderr, "vmm-boot: %s: %s\n", path, strerror(errno));
+                        return 1;
+                }
+                cfg.memory_fd = memory_fd;
+        }
+        bool scripted = template_dir || ready_cmd || wait_file;
         /* The shim is a subreaper; so are we, for the same reaping rules. */
         (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
 
@@ -301,6 +423,54 @@ int main(int argc, char **argv)
         printf("accel=%s (%s)\nqemu_pid=%d\nqmp_ready_s=%.3f\n", vmm_accel_name(vmm_vm_accel(vm)),
                vmm_vm_accel_reason(vm), (int)qpid, t_ready - t0);
         fflush(stdout);
+
+        if (scripted) {
+                double deadline = t0 + timeout;
+                struct migration_wait w = {.loop = loop};
+                if (cfg.template_role == VMM_TEMPLATE_CLONE) {
+                        double tr = now_s();
+                        r = vmm_vm_template_restore(vm, state_fd, migration_done, &w, &err);
+                        if (r < 0)
+                                FAIL("restore: %s", us_error_text(err));
+                        if (migration_wait(vm, &w, deadline) < 0)
+                                FAIL("restore: %s", w.ended ? w.error : "timed out");
+                        printf("restore_s=%.3f\n", now_s() - tr);
+                        fflush(stdout);
+                }
+                if (ready_cmd) {
+                        int st = run_ready_cmd(vm, loop, ready_cmd, deadline);
+                        if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                                FAIL("the ready command failed (wait status %d)", st);
+                        printf("agent_ready_s=%.3f\n", now_s() - t0);
+                }
+                if (cfg.template_role == VMM_TEMPLATE_SOURCE) {
+                        double ts = now_s();
+                        r = vmm_vm_template_save(vm, state_fd, migration_done, &w, &err);
+                        if (r < 0)
+                                FAIL("save: %s", us_error_text(err));
+                        if (migration_wait(vm, &w, ts + timeout) < 0)
+                                FAIL("save: %s", w.ended ? w.error : "timed out");
+                        struct stat sst;
+                        printf("save_s=%.3f\nstate_bytes=%jd\n", now_s() - ts,
+                               fstat(state_fd, &sst) == 0 ? (intmax_t)sst.st_size : -1);
+                }
+                printf("pss_kib=%ld\n", pss_kib(qpid));
+                fflush(stdout);
+                while (wait_file && access(wait_file, F_OK) != 0 && vmm_vm_running(vm) &&
+                       now_s() < deadline + hold) {
+                        pump_ms(loop, 50);
+                        reap(vm);
+                }
+                if (wait_file && access(wait_file, F_OK) != 0)
+                        FAIL("%s never appeared", wait_file);
+                if (!vmm_vm_running(vm))
+                        FAIL("qemu ended early");
+                double tq = now_s();
+                if (vmm_vm_quit(vm, &err) < 0)
+                        FAIL("quit: %s", us_error_text(err));
+                printf("quit_s=%.3f\n", now_s() - tq);
+                goto out;
+        }
 
         r = vmm_vm_agent_connect(vm, &agent, &err);
         if (r < 0)

@@ -135,6 +135,23 @@ static void test_requests(void **state)
         sp.signal = 65;
         assert_int_equal(check_msg("SignalProcess", &sp.base), -EINVAL);
 
+        /* Restore: 32..512 bytes of host entropy, a clock not before 1970. */
+        uint8_t entropy[513] = {0};
+        Unishim__Agent__V1__RestoreRequest rr = UNISHIM__AGENT__V1__RESTORE_REQUEST__INIT;
+        rr.entropy.data = entropy;
+        rr.entropy.len = 32;
+        rr.realtime_ns = 1;
+        assert_int_equal(check_msg("Restore", &rr.base), 0);
+        rr.entropy.len = 512;
+        assert_int_equal(check_msg("Restore", &rr.base), 0);
+        rr.entropy.len = 31;
+        assert_int_equal(check_msg("Restore", &rr.base), -EINVAL);
+        rr.entropy.len = 513;
+        assert_int_equal(check_msg("Restore", &rr.base), -EINVAL);
+        rr.entropy.len = 64;
+        rr.realtime_ns = -1;
+        assert_int_equal(check_msg("Restore", &rr.base), -EINVAL);
+
         static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0x0f};
         assert_int_equal(agent_request_check("ReadStream", garbage, sizeof(garbage), NULL),
                          -EBADMSG);

@@ -62,16 +62,22 @@ static struct vmm_vm_config base_config(void)
         };
 }
 
+/* TCG with the sockets and the console pipe at 5..8. */
+static struct vmm_qemu_runtime tcg_runtime(void)
+{
+        return (struct vmm_qemu_runtime){.accel = VMM_ACCEL_TCG,
+                                         .qmp_fd = 5,
+                                         .agent_fd = 6,
+                                         .events_fd = 7,
+                                         .console_fd = 8};
+}
+
 static void tcg_defaults(void **state)
 {
         (void)state;
         struct vmm_vm_config cfg = base_config();
-        struct vmm_qemu_runtime rt = {.accel = VMM_ACCEL_TCG,
-                                      .qmp_fd = 5,
-                                      .agent_fd = 6,
-                                      .events_fd = 7,
-                                      .console_fd = 8,
-                                      .tsc_khz = 2596146};
+        struct vmm_qemu_runtime rt = tcg_runtime();
+        rt.tsc_khz = 2596146;
         _cleanup_strv_ char **argv = NULL;
         struct us_error *err = NULL;
 
@@ -579,12 +585,126 @@ static void start_failure_leaves_nothing(void **state)
         assert_int_equal(system(cmd), 0);
 }
 
+/* The template and clone layouts: the same devices in the same order (a
+ * clone loads the template's device state), RAM in the given fd, shared in
+ * the template and private in a clone, no balloon, a virtio-rng; a clone
+ * waits for its state (-incoming defer) and for cont (-S). */
+static void template_layouts(void **state)
+{
+        (void)state;
+        struct vmm_vm_config cfg = base_config();
+        struct vmm_qemu_runtime rt = tcg_runtime();
+        _cleanup_strv_ char **cold = NULL, **src = NULL, **clone = NULL;
+        struct us_error *err = NULL;
+
+        assert_int_equal(vmm_qemu_argv(&cfg, &rt, &cold, &err), 0);
+        cfg.template_role = VMM_TEMPLATE_SOURCE;
+        cfg.memory_fd = 9;
+        assert_int_equal(vmm_qemu_argv(&cfg, &rt, &src, &err), 0);
+        cfg.template_role = VMM_TEMPLATE_CLONE;
+        assert_int_equal(vmm_qemu_argv(&cfg, &rt, &clone, &err), 0);
+
+        assert_null(opt_value(cold, "-device", "virtio-rng"));
+        assert_int_equal(find_arg(cold, "-incoming"), -1);
+        for (int k = 0; k < 2; k++) {
+                char **v = k ? clone : src;
+                assert_string_equal(opt_value(v, "-M", "microvm"),
+                                    "microvm,x-option-roms=off,pit=on,pic=off,isa-serial=on,rtc=on,"
+                                    "memory-backend=mem");
+                assert_null(opt_value(v, "-device", "virtio-balloon"));
+                assert_string_equal(opt_value(v, "-device", "virtio-rng"), "virtio-rng-device");
+                assert_string_equal(opt_value(v, "-m", ""), "256M");
+        }
+        assert_string_equal(
+                opt_value(src, "-object", ""),
+                "memory-backend-file,id=mem,size=256M,mem-path=/proc/self/fd/9,share=on");
+        assert_string_equal(
+                opt_value(clone, "-object", ""),
+                "memory-backend-file,id=mem,size=256M,mem-path=/proc/self/fd/9,share=off");
+        assert_int_equal(find_arg(src, "-incoming"), -1);
+        assert_int_equal(find_arg(src, "-S"), -1);
+        assert_string_equal(opt_value(clone, "-incoming", ""), "defer");
+        assert_true(find_arg(clone, "-S") > 0);
+
+        /* Apart from the RAM's sharing and the clone's two switches, the
+         * command lines are the same. */
+        size_t i = 0, j = 0;
+        for (; src[i]; i++, j++) {
+                if (strncmp(src[i], "memory-backend-file", 19) == 0)
+                        continue;
+                assert_string_equal(src[i], clone[j]);
+        }
+        assert_string_equal(clone[j], "-incoming");
+        assert_string_equal(clone[j + 1], "defer");
+        assert_string_equal(clone[j + 2], "-S");
+        assert_null(clone[j + 3]);
+
+        /* 9p is QEMU's own device and migrates unmounted: allowed. */
+        struct vmm_share share = {.tag = "pod", .host_dir = "/srv/pod"};
+        _cleanup_strv_ char **ninep = NULL;
+        cfg.share_type = VMM_SHARE_9P;
+        cfg.shares = &share;
+        cfg.n_shares = 1;
+        assert_int_equal(vmm_qemu_argv(&cfg, &rt, &ninep, &err), 0);
+        assert_non_null(opt_value(ninep, "-device", "virtio-9p-device"));
+
+        /* Refused: virtio-fs (unmigratable), no RAM fd, an unknown role, a
+         * private root (no /proc/self/fd in it). */
+        char **bad = NULL;
+        int fs_fds[] = {11};
+        struct vmm_qemu_runtime rt_fs = rt;
+        rt_fs.fs_fds = fs_fds;
+        cfg.share_type = VMM_SHARE_VIRTIOFS;
+        assert_int_equal(vmm_qemu_argv(&cfg, &rt_fs, &bad, &err), -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "virtio-fs"));
+        err = us_error_free(err);
+        cfg.n_shares = 0;
+        cfg.memory_fd = 2;
+        assert_int_equal(vmm_qemu_argv(&cfg, &rt, &bad, &err), -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "memory fd"));
+        err = us_error_free(err);
+        cfg.memory_fd = 9;
+        cfg.template_role = (enum vmm_template_role)7;
+        assert_int_equal(vmm_qemu_argv(&cfg, &rt, &bad, &err), -EINVAL);
+        err = us_error_free(err);
+        cfg.template_role = VMM_TEMPLATE_SOURCE;
+        cfg.private_root = true;
+        assert_int_equal(vmm_qemu_argv(&cfg, &rt, &bad, &err), -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "private root"));
+        err = us_error_free(err);
+        assert_null(bad);
+}
+
+static void never_called(struct vmm_vm *vm, int r, const struct us_error *err, void *userdata)
+{
+        (void)vm;
+        (void)r;
+        (void)err;
+        (void)userdata;
+        fail_msg("a refused save or restore reported an end");
+}
+
+/* Save and restore without a VM, a state fd or a callback: refused. */
+static void template_calls_refused(void **state)
+{
+        (void)state;
+        struct us_error *err = NULL;
+        assert_int_equal(vmm_vm_template_save(NULL, 3, never_called, NULL, &err), -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "template save"));
+        err = us_error_free(err);
+        assert_int_equal(vmm_vm_template_restore(NULL, 3, never_called, NULL, &err), -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "template restore"));
+        err = us_error_free(err);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(tcg_defaults),
                 cmocka_unit_test(kvm_virtiofs_net),
                 cmocka_unit_test(ninep),
+                cmocka_unit_test(template_layouts),
+                cmocka_unit_test(template_calls_refused),
                 cmocka_unit_test(rejects_bad_config),
                 cmocka_unit_test(cpuinfo_parsing),
                 cmocka_unit_test(accel_decision),

@@ -2,6 +2,7 @@
 /* QMP reply parser with hostile input, and the client against a fake QEMU
  * on a socketpair (greeting, capabilities, events in between, errors, EOF). */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -345,6 +346,122 @@ static void client_drains_events(void **state)
         assert_int_equal(waitpid(pid, &st, 0), pid);
 }
 
+/* getfd's fd arrives with the command (SCM_RIGHTS); a command sent
+ * without waiting gets its reply, and the events around it, through the
+ * handler, whether they come while another command waits or between
+ * commands. */
+struct seen {
+        int events, replies, errors;
+        char status[32];
+        char reply_id[VMM_QMP_ID_MAX];
+        char error[128];
+};
+
+static void record(const struct vmm_qmp_msg *msg, void *userdata)
+{
+        struct seen *s = userdata;
+        const char *path[] = {"data", "status", NULL};
+        if (msg->kind == VMM_QMP_MSG_EVENT) {
+                s->events++;
+                yajl_val v = yajl_tree_get(msg->tree, path, yajl_t_string);
+                snprintf(s->status, sizeof(s->status), "%s", v ? YAJL_GET_STRING(v) : "");
+        } else if (msg->kind == VMM_QMP_MSG_ERROR) {
+                s->errors++;
+                snprintf(s->reply_id, sizeof(s->reply_id), "%s", msg->id ? msg->id : "");
+                snprintf(s->error, sizeof(s->error), "%s", msg->error_desc);
+        } else {
+                s->replies++;
+        }
+}
+
+static void client_fd_and_send(void **state)
+{
+        (void)state;
+        int sv[2], p[2];
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        assert_int_equal(write(p[1], "state", 5), 5);
+        close(p[1]);
+        pid_t pid = fake_qemu(sv);
+        if (pid == 0) {
+                /* The fd comes with the command's first byte. */
+                char first;
+                union {
+                        char buf[CMSG_SPACE(sizeof(int))];
+                        struct cmsghdr align;
+                } control;
+                struct iovec iov = {.iov_base = &first, .iov_len = 1};
+                struct msghdr mh = {.msg_iov = &iov,
+                                    .msg_iovlen = 1,
+                                    .msg_control = control.buf,
+                                    .msg_controllen = sizeof(control.buf)};
+                if (recvmsg(sv[1], &mh, 0) != 1 || first != '{')
+                        _exit(2);
+                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+                int fd = -1;
+                if (!c || c->cmsg_type != SCM_RIGHTS)
+                        _exit(3);
+                memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+                char got[8] = "";
+                if (read(fd, got, sizeof(got)) != 5 || memcmp(got, "state", 5) != 0)
+                        _exit(4);
+                const char *id = recv_cmd(sv[1], "\"fdname\":\"st\"");
+                if (!id)
+                        _exit(5);
+                reply(sv[1], id, "\"return\": {}");
+                /* The unwaited command: answered only later. */
+                char late[VMM_QMP_ID_MAX];
+                id = recv_cmd(sv[1], "migrate-incoming");
+                if (!id)
+                        _exit(6);
+                snprintf(late, sizeof(late), "%s", id);
+                id = recv_cmd(sv[1], "query-status");
+                if (!id)
+                        _exit(7);
+                send_str(sv[1], "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"active\"}}\n");
+                reply(sv[1], late, "\"error\": {\"class\": \"GenericError\", \"desc\": \"bad\"}");
+                reply(sv[1], id, "\"return\": {\"status\": \"inmigrate\"}");
+                send_str(sv[1], "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"failed\"}}\n");
+                char ch;
+                while (read(sv[1], &ch, 1) > 0)
+                        ;
+                _exit(0);
+        }
+
+        struct vmm_qmp *q = NULL;
+        struct us_error *err = NULL;
+        struct seen seen = {0};
+        char id[VMM_QMP_ID_MAX];
+        assert_int_equal(vmm_qmp_open(sv[0], WAIT_MS, &q, &err), 0);
+        vmm_qmp_set_handler(q, record, &seen);
+        assert_int_equal(vmm_qmp_execute_fd(q, "getfd", "{\"fdname\":\"st\"}", p[0], NULL, &err),
+                         0);
+        close(p[0]);
+        assert_int_equal(vmm_qmp_execute_fd(q, "getfd", NULL, -1, NULL, &err), -EBADF);
+        err = us_error_free(err);
+        assert_int_equal(vmm_qmp_send(q, "migrate-incoming", "{\"uri\":\"fd:st\"}", id, &err), 0);
+        /* Its reply comes while another command waits: to the handler. */
+        assert_int_equal(vmm_qmp_execute(q, "query-status", NULL, NULL, &err), 0);
+        assert_int_equal(seen.errors, 1);
+        assert_string_equal(seen.reply_id, id);
+        assert_string_equal(seen.error, "bad");
+        /* The last event may have come with the reply: drain first. */
+        for (;;) {
+                assert_int_equal(vmm_qmp_drain(q, &err), 0);
+                if (seen.events >= 2)
+                        break;
+                struct pollfd pf = {.fd = vmm_qmp_fd(q), .events = POLLIN};
+                assert_int_equal(poll(&pf, 1, WAIT_MS), 1);
+        }
+        assert_string_equal(seen.status, "failed");
+        assert_int_equal(seen.replies, 0);
+        assert_int_equal(vmm_qmp_events_seen(q), 2);
+        vmm_qmp_free(q);
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static void client_bad_peers(void **state)
 {
         (void)state;
@@ -407,6 +524,7 @@ int main(void)
                 cmocka_unit_test(rejects_embedded_nul),  cmocka_unit_test(rejects_deep_nesting),
                 cmocka_unit_test(rejects_oversized),     cmocka_unit_test(client_happy_path),
                 cmocka_unit_test(client_bad_peers),      cmocka_unit_test(client_drains_events),
+                cmocka_unit_test(client_fd_and_send),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }
