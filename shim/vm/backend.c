@@ -15,7 +15,8 @@
  * - the VM: the container whose image holds the disk. Its pid is QEMU's,
  *   its stdout the serial console, its exit the domain's end: 0 when the
  *   guest powered off, 137 when it was destroyed (SIGKILL), 255 when it
- *   crashed or QEMU failed;
+ *   crashed or QEMU failed; its command, env and mounts are not the
+ *   guest's (spec.h);
  * - a container without a CRI sandbox (ctr run) is both.
  * The pod's mesh sidecars run on the host (shim/sidecar.h); any other
  * container is refused.
@@ -57,6 +58,7 @@
 #include "base/sha256.h"
 #include "vmm/syntax.h"
 #include "disk.h"
+#include "spec.h"
 #include "shim/vmpod.h"
 
 #define VM_DIR            "vm" /* in the pod's state dir: QEMU's files */
@@ -1031,6 +1033,14 @@ static int vm_made(struct vm_pod *pod, int console_out /* taken */, struct us_er
         r = pump_start(pod->vmpod.loop, &pod->console, c, console_out, err);
         if (r < 0)
                 return r;
+        /* Before the console's first byte (the loop has not read it yet):
+         * what of the container the guest does not run, where kubectl logs
+         * shows it. One short line into an empty pipe: written whole, or
+         * (no reader) not at all. */
+        char note[1024];
+        size_t n = vm_spec_note(pod->vm->spec, note, sizeof(note));
+        if (pod->console.to >= 0)
+                (void)us_write_some(pod->console.to, note, n, false);
         r = vmm_qga_new(pod->vmpod.loop, VM_AGENT_CALL_MS, &pod->qga, err);
         if (r < 0)
                 return r;
@@ -1202,6 +1212,15 @@ static int vm_create(const struct shim_backend_env *env, void *task_cookie,
                                     "container %s: a vm pod runs one VM (container %s); only its "
                                     "mesh sidecars may join it",
                                     cfg->id, pod->vm->id);
+        /* Before anything is made for the VM: nothing to undo. */
+        int r = sandbox ? 0 : vm_spec_check_mounts(cfg->spec, err);
+        if (r < 0) {
+                const char *pod_id = us_oci_spec_annotation(cfg->spec, CRI_SANDBOX_ID);
+                return us_error_wrap(err, r, "container %s of vm pod %s", cfg->id,
+                                     pod                 ? pod->vmpod.id
+                                     : pod_id && *pod_id ? pod_id
+                                                         : cfg->id);
+        }
         struct vm_create *c = calloc(1, sizeof(*c));
         struct vm_task *t = calloc(1, sizeof(*t));
         if (!c || !t || !(t->id = strdup(cfg->id))) {
@@ -1216,7 +1235,6 @@ static int vm_create(const struct shim_backend_env *env, void *task_cookie,
                                 .ret_pty = ret_pty,
                                 .console_out = -1,
                                 .size = decision->size};
-        int r;
         if (!pod) {
                 /* A new pod's CRI sandbox waits for its connection (nothing
                  * below can fail for it: c is the open's until it answers);

@@ -6,12 +6,16 @@
 #  - bad input first (no boot): an image without a disk, with two, a disk in
 #    a format QEMU does not boot, a disk naming a backing file, user-data
 #    over the operator's limit, user-data the operator does not allow,
-#    libvirtd not reachable, a second container in a vm pod; each refused,
-#    naming what is wrong, and nothing left behind
+#    libvirtd not reachable, a second container in a vm pod, a volume mount
+#    the guest cannot see; each refused, naming what is wrong, and nothing
+#    left behind
 #  - a guest that ignores ACPI (a disk with nothing to boot) is destroyed
 #    at the stop's grace: exit 137
-#  - pod vm1 (the Debian image): virsh list shows its domain; the console is
-#    the container's log; cloud-init applied the pod's hostname and the
+#  - pod vm1 (the Debian image, with the mounts a kubelet gives every
+#    container: they pass): virsh list shows its domain; the container's
+#    log begins with the line that its command, env and those mounts are
+#    not run or seen in the guest, then the console; cloud-init applied the
+#    pod's hostname and the
 #    user-data; exec returns stdout, stderr and the exit code; a container
 #    pod and the vm pod reach each other by pod IP, both ways; Stats has
 #    real numbers (the cgroup's CPU and memory, libvirt's figures of the
@@ -101,6 +105,16 @@ img=$(vm_disk_image "$IT_TMP/backing" backing-disk)
 refused backing '{}' "$(vm_ctr "$img")"
 expect_match "backing file: refused" "names a backing file" "$ERR"
 
+# A volume the guest cannot see: refused at CreateContainer, before
+# anything of the VM is made, naming the mount.
+refused volume '{}' "$(jq -c --arg d "$IT_TMP" '.[0].mounts = [{host_path: $d, container_path: "/data"}]' \
+        <<<"$(vm_ctr "$CRI_VM_IMAGE")")"
+expect_match "a volume mount: refused, naming its destination and why" \
+        "the mount at /data \(from [^)]*\) cannot reach the guest" "$ERR"
+[[ $ERR =~ of\ vm\ pod\ ([0-9a-f]{64}) ]] && vid=${BASH_REMATCH[1]} || vid=
+[ -n "$vid" ] && expect_eq "a volume mount: nothing of its pod left (domain, state dir, mounts, cgroup)" \
+        "" "$(vm_state_leftovers "$vid")" || fail "a volume mount: no pod id in '$ERR'"
+
 big=$(head -c 5000 /dev/zero | tr '\0' 'x')
 refused user-data-big "$(jq -n --arg u "#cloud-config
 # $big" '{"unishim.io/cloud-init-user-data": $u}')" "$(vm_ctr "$CRI_VM_IMAGE")"
@@ -156,11 +170,19 @@ sidecar=$(jq -cn --arg img "$CRI_TEST_IMAGE" --arg proxy "$PROXY" \
         '[{name: "istio-proxy", image: $img, command: ["/bin/sh", "-c"],
            args: ["trap \"exit 0\" TERM; /mesh-proxy - 1337 & wait"],
            mounts: [{host_path: $proxy, container_path: "/mesh-proxy", readonly: true}]}]')
+# vm1's container has what a kubelet mounts in every container besides
+# containerd's own: its termination log and the service account's token.
+mkdir -p "$IT_TMP/sa"
+: >"$IT_TMP/termination-log"
+kubelet_mounts=$(jq -cn --arg t "$IT_TMP/termination-log" --arg sa "$IT_TMP/sa" \
+        '[{host_path: $t, container_path: "/dev/termination-log"},
+          {host_path: $sa, container_path: "/var/run/secrets/kubernetes.io/serviceaccount", readonly: true}]')
 for n in vm1 vm2; do
-        more='[]'
+        more='[]' mounts='[]'
+        [ "$n" = vm1 ] && mounts=$kubelet_mounts
         [ "$n" = vm2 ] && more=$sidecar
         f=$(vm_pod "$n" "$(jq -n --arg u "$(vm_app_user_data "app-$n" "$PORT")" '{"unishim.io/cloud-init-user-data": $u}')" \
-                "$(jq -c --argjson more "$more" '. + $more' <<<"$(vm_ctr "$CRI_VM_IMAGE")")")
+                "$(jq -c --argjson more "$more" --argjson m "$mounts" '(.[0].mounts = $m) + $more' <<<"$(vm_ctr "$CRI_VM_IMAGE")")")
         out_rc out rc ectl run "$f"
         expect_eq "run vm pod $n ($(jq -r '[.containers[].name] | join(", ")' "$f"))" 0 "$rc"
         [ "$rc" = 0 ] || echo "# $out"
@@ -186,6 +208,9 @@ for n in vm1 vm2; do
 done
 
 out_rc logs rc ectl logs vm1 -c vm
+expect_match "logs: its first line says the command, env and the kubelet's mounts are not run or seen in the guest" \
+        "^unishim: this container is a VM .*: its command \(vm\) and 0 args, its env \([0-9]+ variables\) and its mounts .*/dev/termination-log, /var/run/secrets/kubernetes\.io/serviceaccount are not run, set or seen in the guest" \
+        "$(head -n 1 <<<"$logs")"
 expect_match "logs: the serial console (the kernel's boot)" "Linux version" "$logs"
 out_ok host "exec hostname" ectl exec vm1 -- hostname
 expect_eq "cloud-init applied the pod's hostname" vm1 "$host"
