@@ -20,8 +20,9 @@
 #    pod and the vm pod reach each other by pod IP, both ways; Stats has
 #    real numbers (the cgroup's CPU and memory, libvirt's figures of the
 #    guest's disk); pause and resume suspend and resume the domain; QEMU
-#    runs as its own uid in the pod's cgroup; the guest powering itself off
-#    is exit 0
+#    runs as its own uid in the pod's cgroup; at its end, over the memory
+#    limit of the pod's cgroup, QEMU is OOM-killed: exit 137, reason
+#    OOMKilled
 #  - pod vm2, the way a mesh deploys it (the vm kind's part of the mesh
 #    acceptance test, test-mesh.sh, here to share a booted VM): its
 #    istio-proxy container runs on the host in the pod's netns, and with
@@ -300,13 +301,42 @@ grep -qxF "inbound $ip2:$PORT" <<<"$log" && pass "vm2: the peer's connection pas
 grep -qxF "outbound $ipp:$PORT" <<<"$log" && pass "vm2: the VM's connection passed the proxy (outbound $ipp:$PORT)" ||
         fail "vm2: the proxy saw no outbound $ipp:$PORT: $(tr '\n' ';' <<<"$log")"
 
-# The guest powers itself off: exit 0.
+# The pod over its memory limit: QEMU is OOM-killed at the limit of the
+# pod's cgroup, and the container reported so, as a container's: exit 137,
+# reason OOMKilled. Without a kubelet nothing limits this pod's cgroup: it
+# gets a limit just above what QEMU holds now (its anonymous memory: the
+# page cache would be reclaimed first), as a kubelet's pod limit would be,
+# and the guest fills its memory through the guest agent. (vm1 ends here
+# instead of powering itself off: the guest's own poweroff reaches the host
+# as the same libvirt event as vm2's ACPI shutdown below, exit 0.)
 vm1_exited() { [ "$(ctr_state vm1 vm)" = Exited ]; }
 events_start "$IT_TMP/ev-vm1"
-ectl exec vm1 -- systemctl --no-block poweroff >/dev/null 2>&1 || true
-wait_until 600 vm1_exited && pass "vm1 powered off" || fail "vm1 still running after its poweroff"
+limited=
+if [ -n "$qpid" ] && qcg=$(sed -n 's/^[0-9]*:memory:\(.*\)$/\1/p' "/proc/$qpid/cgroup") && [ -n "$qcg" ]; then
+        mdir=/sys/fs/cgroup/memory$qcg
+        rss=$(awk '$1 == "total_rss" { print $2 }' "$mdir/memory.stat")
+        # (below the usage only if its page cache can go: else just above it)
+        for lim in $((rss + 48 * 1048576)) $(($(cat "$mdir/memory.usage_in_bytes") + 16 * 1048576)); do
+                echo "$lim" 2>/dev/null >"$mdir/memory.limit_in_bytes" && limited=1 && break
+        done
+        echo "# vm1: QEMU's anonymous memory $((rss / 1048576)) MiB; the pod cgroup's limit now $(($(cat "$mdir/memory.limit_in_bytes") / 1048576)) MiB"
+fi
+[ -n "$limited" ] && pass "vm1: its pod's cgroup has a memory limit" || fail "vm1: no memory limit set on QEMU's cgroup"
+# (the filler grows until the guest's own OOM killer or the host's ends it;
+# its exec ends with the VM)
+CTR_TIMEOUT=600 ectl exec vm1 -- python3 -c 'l = []
+while True: l.append(b"x" * (16 << 20))' >/dev/null 2>&1 &
+filler=$!
+wait_until 600 vm1_exited && pass "vm1 ended at its pod's memory limit" || fail "vm1 still running over its pod's memory limit"
+wait "$filler" 2>/dev/null || true
 events_stop
-expect_eq "a guest's own poweroff: exit 0" 0 "$(event_exit_status "$cid1" "$IT_TMP/ev-vm1")"
+st=$(ectl status vm1 -c vm 2>&1 || true)
+expect_eq "over its memory limit: exit code 137, reason OOMKilled" "137 OOMKilled" \
+        "$(jq -r '"\(.exit_code) \(.reason)"' <<<"$st" 2>/dev/null || echo "$st")"
+expect_eq "over its memory limit: the exit event says 137" 137 "$(event_exit_status "$cid1" "$IT_TMP/ev-vm1")"
+grep -F '/tasks/oom' "$IT_TMP/ev-vm1" | grep -qF "\"container_id\":\"$cid1\"" &&
+        pass "over its memory limit: a /tasks/oom event for the VM's container" ||
+        fail "over its memory limit: no /tasks/oom event for $cid1"
 
 # A graceful stop: ACPI power button, the guest shuts down.
 cid2=$(ctr_id vm2 vm)
