@@ -210,7 +210,7 @@ done
 
 out_rc logs rc ectl logs vm1 -c vm
 expect_match "logs: its first line says the command, env and the kubelet's mounts are not run or seen in the guest" \
-        "^unishim: this container is a VM .*: its command \(vm\) and 0 args, its env \([0-9]+ variables\) and its mounts .*/dev/termination-log, /var/run/secrets/kubernetes\.io/serviceaccount are not run, set or seen in the guest" \
+        "^unishim: this container is a VM .*: its command \(vm\) and 0 args, its env \([0-9]+ variables\) and its mounts .*/dev/termination-log, .*/var/run/secrets/kubernetes\.io/serviceaccount are not run, set or seen in the guest" \
         "$(head -n 1 <<<"$logs")"
 expect_match "logs: the serial console (the kernel's boot)" "Linux version" "$logs"
 out_ok host "exec hostname" ectl exec vm1 -- hostname

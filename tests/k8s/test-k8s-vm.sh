@@ -20,9 +20,11 @@
 #    the kubelet's stats summary has the VM's memory;
 #  - a hostNetwork pod on unishim-vm never runs, its event names the field;
 #  - a vm pod with a volume (an emptyDir) the guest cannot see: its
-#    container waits in CreateContainerError naming the mount and why, no
-#    VM is made for it, nothing of it left after its delete (while the
-#    first one, with the mounts the kubelet gives every container, runs);
+#    container never starts, its status says StartError naming the mount
+#    and why (containerd's CRI makes the task, where the shim refuses, at
+#    StartContainer), no VM is made for it, nothing of it left after its
+#    delete (while the first one, with the mounts the kubelet gives every
+#    container, runs);
 #  - graceful delete: the guest shuts down (ACPI) within the grace, exit 0,
 #    then nothing of the pod on the host: no QEMU, libvirt domain or log,
 #    tap, state dir, mount, cgroup, netns;
@@ -77,16 +79,19 @@ expect_eq "RuntimeClass unishim-vm: its overhead in pod.spec.overhead" "$want" \
 k8s_hostnet_checks vm "$NS"
 K8S_TEST_UIDS+=("$K8S_REFUSED_UID")
 
-# A volume the guest cannot see: the kubelet's CreateContainerError, with
-# the shim's message.
-vol_waiting() {
-        k8s_pod_json "$NS" vm-vol '.status.containerStatuses[0].state.waiting | "\(.reason): \(.message)"'
+# A volume the guest cannot see: the shim refuses the task, which
+# containerd's CRI creates at StartContainer; the kubelet shows the
+# container's StartError with the shim's message, then backs off.
+vol_ended() {
+        k8s_pod_json "$NS" vm-vol '.status.containerStatuses[0] | (.state.terminated // .lastState.terminated) | "\(.reason): \(.message)"'
 }
-vol_refused() { [[ $(vol_waiting) == CreateContainerError:* ]]; }
+vol_refused() { [[ $(vol_ended) == StartError:* ]]; }
 wait_until 300 vol_refused || true
-expect_match "a volume the guest cannot see: CreateContainerError, naming the mount and why" \
-        "^CreateContainerError: .*the mount at /data \(from [^)]*empty-dir/data\) cannot reach the guest" \
-        "$(vol_waiting)"
+expect_match "a volume the guest cannot see: StartError, naming the mount and why" \
+        "^StartError: .*the mount at /data \(from [^)]*empty-dir/data\) cannot reach the guest" \
+        "$(vol_ended)"
+expect_eq "... and the container never ran" "" \
+        "$(k8s_pod_json "$NS" vm-vol '.status.containerStatuses[0].state.running // empty')"
 vol_uid=$(k8s_pod_json "$NS" vm-vol .metadata.uid)
 vol_id=$(pod_id "$NS/vm-vol" || true)
 expect_eq "... and no VM is made for it" "" \
