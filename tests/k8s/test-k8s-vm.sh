@@ -164,6 +164,9 @@ total=$(kc -n "$NS" exec vm -- awk '/^MemTotal/ { print int($2 / 1024) }' /proc/
 out_rc out rc kc -n "$NS" logs vm
 expect_match "kubectl logs: the serial console (cloud-init's lines)" "Cloud-init v\. .* running 'init" "$out"
 grep -q "Linux version" <<<"$out" || echo "# kubectl logs: no 'Linux version' (the console's first lines): it begins '$(head -n 1 <<<"$out" | cut -c1-100)'"
+# (the shim's line before the console: checked in test-vm-cri.sh, only
+# shown here, for the same reason)
+echo "# kubectl logs, its first line: $(head -n 1 <<<"$out" | cut -c1-300)"
 
 # The node reaches the guest at the pod IP; port-forward reaches it too.
 out_rc out rc env_nsenter timeout 30 busybox wget -q -O - "http://$ip:$PORT/"
