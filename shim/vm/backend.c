@@ -14,8 +14,10 @@
  *   process of its own (its pid is the shim's); killing it ends the pod;
  * - the VM: the container whose image holds the disk. Its pid is QEMU's,
  *   its stdout the serial console, its exit the domain's end: 0 when the
- *   guest powered off, 137 when it was destroyed (SIGKILL), 255 when it
- *   crashed or QEMU failed;
+ *   guest powered off, 137 when it was destroyed (SIGKILL) or QEMU was
+ *   OOM-killed at the pod's memory limit (told as a TaskOOM first), 255
+ *   when it crashed or QEMU failed; its command, env and mounts are not
+ *   the guest's (spec.h);
  * - a container without a CRI sandbox (ctr run) is both.
  * The pod's mesh sidecars run on the host (shim/sidecar.h); any other
  * container is refused.
@@ -57,6 +59,7 @@
 #include "base/sha256.h"
 #include "vmm/syntax.h"
 #include "disk.h"
+#include "spec.h"
 #include "shim/vmpod.h"
 
 #define VM_DIR            "vm" /* in the pod's state dir: QEMU's files */
@@ -70,6 +73,7 @@
 /* Exit statuses of the VM's task (docs/vm.md). */
 #define VM_EXIT_POWEROFF  0u
 #define VM_EXIT_DESTROYED (128u + SIGKILL)
+#define VM_EXIT_OOM       (128u + SIGKILL) /* as a container the kernel OOM-kills */
 #define VM_EXIT_FAILED    255u
 
 struct vm_pod;
@@ -98,6 +102,7 @@ struct vm_pump {
 struct vm_pod {
         struct vmpod vmpod;
         void (*process_exited)(void *cookie, const char *exec_id, uint32_t status);
+        void (*oom)(void *cookie);
         const struct policy_config *config;
         char *namespace; /* containerd's */
         struct vmm_libvirt *lv;
@@ -126,6 +131,9 @@ struct vm_pod {
         bool destroyed; /* by us: SIGKILL or the pod's end */
         bool crashed;
         bool vm_ended;
+        /* The pod cgroup's count of OOM kills before QEMU's life: one more
+         * at its end was QEMU's. */
+        uint64_t oom_kills;
 };
 
 static void pod_teardown(struct vm_pod *pod);
@@ -543,6 +551,19 @@ static uint32_t vm_exit_status(const struct vm_pod *pod, int detail)
         return VM_EXIT_FAILED;
 }
 
+/* Was QEMU killed by the memory cgroup's OOM killer (the pod over its
+ * limit)? QEMU is alone in the pod's cgroup, and the kernel counts a kill
+ * in the victim's own cgroup before it sends SIGKILL: by the time QEMU's
+ * end is known, the count has grown. (The cgroup's OOM notification would
+ * also fire for an OOM of the pod's parent cgroup that killed a sidecar,
+ * and does not order itself before the exit.) */
+static bool qemu_oom_killed(const struct vm_pod *pod)
+{
+        uint64_t n = 0;
+        return !pod->destroyed && pod->vmpod.cgroup &&
+               us_cgroup_oom_count(pod->vmpod.cgroup, &n, NULL) == 0 && n > pod->oom_kills;
+}
+
 static void vm_ended(struct vm_pod *pod, uint32_t status)
 {
         if (pod->vm_ended)
@@ -551,6 +572,12 @@ static void vm_ended(struct vm_pod *pod, uint32_t status)
         struct vm_task *t = pod->vm;
         if (t && !t->exited) {
                 t->exited = true;
+                /* containerd's CRI reports OOMKilled for a container whose
+                 * TaskOOM came before its exit. */
+                if (status == VM_EXIT_FAILED && qemu_oom_killed(pod)) {
+                        pod->oom(t->cookie);
+                        status = VM_EXIT_OOM;
+                }
                 pod->process_exited(t->cookie, NULL, status);
         }
 }
@@ -722,6 +749,7 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
         if (!pod)
                 return us_errorf(err, ENOMEM, "allocate pod");
         pod->process_exited = env->process_exited;
+        pod->oom = env->oom;
         pod->config = decision->config;
         pod->dir_fd = pod->console_listen = pod->agent_listen = -1;
         pod->console.from = pod->console.to = -1;
@@ -1031,6 +1059,14 @@ static int vm_made(struct vm_pod *pod, int console_out /* taken */, struct us_er
         r = pump_start(pod->vmpod.loop, &pod->console, c, console_out, err);
         if (r < 0)
                 return r;
+        /* Before the console's first byte (the loop has not read it yet):
+         * what of the container the guest does not run, where kubectl logs
+         * shows it. One short line into an empty pipe: written whole, or
+         * (no reader) not at all. */
+        char note[1024];
+        size_t n = vm_spec_note(pod->vm->spec, note, sizeof(note));
+        if (pod->console.to >= 0)
+                (void)us_write_some(pod->console.to, note, n, false);
         r = vmm_qga_new(pod->vmpod.loop, VM_AGENT_CALL_MS, &pod->qga, err);
         if (r < 0)
                 return r;
@@ -1040,7 +1076,10 @@ static int vm_made(struct vm_pod *pod, int console_out /* taken */, struct us_er
                 return r;
         agent_connected(NULL, pod->agent_listen, EPOLLIN, pod);
 
-        /* The VM's host cost where the pod's limits apply. */
+        /* The VM's host cost where the pod's limits apply. (A host without
+         * a memory controller has no OOM kills to count.) */
+        pod->oom_kills = 0;
+        (void)us_cgroup_oom_count(pod->vmpod.cgroup, &pod->oom_kills, NULL);
         r = us_cgroup_enter(pod->vmpod.cgroup, pod->qemu_pid, err);
         if (r < 0)
                 return us_error_wrap(err, r, "move QEMU (pid %d) into the pod's cgroup",
@@ -1202,6 +1241,15 @@ static int vm_create(const struct shim_backend_env *env, void *task_cookie,
                                     "container %s: a vm pod runs one VM (container %s); only its "
                                     "mesh sidecars may join it",
                                     cfg->id, pod->vm->id);
+        /* Before anything is made for the VM: nothing to undo. */
+        int r = sandbox ? 0 : vm_spec_check_mounts(cfg->spec, err);
+        if (r < 0) {
+                const char *pod_id = us_oci_spec_annotation(cfg->spec, CRI_SANDBOX_ID);
+                return us_error_wrap(err, r, "container %s of vm pod %s", cfg->id,
+                                     pod                 ? pod->vmpod.id
+                                     : pod_id && *pod_id ? pod_id
+                                                         : cfg->id);
+        }
         struct vm_create *c = calloc(1, sizeof(*c));
         struct vm_task *t = calloc(1, sizeof(*t));
         if (!c || !t || !(t->id = strdup(cfg->id))) {
@@ -1216,7 +1264,6 @@ static int vm_create(const struct shim_backend_env *env, void *task_cookie,
                                 .ret_pty = ret_pty,
                                 .console_out = -1,
                                 .size = decision->size};
-        int r;
         if (!pod) {
                 /* A new pod's CRI sandbox waits for its connection (nothing
                  * below can fail for it: c is the open's until it answers);
@@ -1491,7 +1538,7 @@ static int vm_oom_watch(void *impl, int *ret_fd, uint64_t *ret_count, struct us_
         (void)ret_fd;
         (void)ret_count;
         (void)err;
-        return -ENOTSUP;
+        return -ENOTSUP; /* QEMU's OOM kill is told with its end (vm_ended) */
 }
 
 static int vm_oom_event(void *impl, int fd, uint64_t *count, bool *ret_oom, struct us_error **err)

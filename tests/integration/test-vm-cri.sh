@@ -6,18 +6,23 @@
 #  - bad input first (no boot): an image without a disk, with two, a disk in
 #    a format QEMU does not boot, a disk naming a backing file, user-data
 #    over the operator's limit, user-data the operator does not allow,
-#    libvirtd not reachable, a second container in a vm pod; each refused,
-#    naming what is wrong, and nothing left behind
+#    libvirtd not reachable, a second container in a vm pod, a volume mount
+#    the guest cannot see; each refused, naming what is wrong, and nothing
+#    left behind
 #  - a guest that ignores ACPI (a disk with nothing to boot) is destroyed
 #    at the stop's grace: exit 137
-#  - pod vm1 (the Debian image): virsh list shows its domain; the console is
-#    the container's log; cloud-init applied the pod's hostname and the
+#  - pod vm1 (the Debian image, with the mounts a kubelet gives every
+#    container: they pass): virsh list shows its domain; the container's
+#    log begins with the line that its command, env and those mounts are
+#    not run or seen in the guest, then the console; cloud-init applied the
+#    pod's hostname and the
 #    user-data; exec returns stdout, stderr and the exit code; a container
 #    pod and the vm pod reach each other by pod IP, both ways; Stats has
 #    real numbers (the cgroup's CPU and memory, libvirt's figures of the
 #    guest's disk); pause and resume suspend and resume the domain; QEMU
-#    runs as its own uid in the pod's cgroup; the guest powering itself off
-#    is exit 0
+#    runs as its own uid in the pod's cgroup; at its end, over the memory
+#    limit of the pod's cgroup, QEMU is OOM-killed: exit 137, reason
+#    OOMKilled
 #  - pod vm2, the way a mesh deploys it (the vm kind's part of the mesh
 #    acceptance test, test-mesh.sh, here to share a booted VM): its
 #    istio-proxy container runs on the host in the pod's netns, and with
@@ -101,6 +106,16 @@ img=$(vm_disk_image "$IT_TMP/backing" backing-disk)
 refused backing '{}' "$(vm_ctr "$img")"
 expect_match "backing file: refused" "names a backing file" "$ERR"
 
+# A volume the guest cannot see: refused at CreateContainer, before
+# anything of the VM is made, naming the mount.
+refused volume '{}' "$(jq -c --arg d "$IT_TMP" '.[0].mounts = [{host_path: $d, container_path: "/data"}]' \
+        <<<"$(vm_ctr "$CRI_VM_IMAGE")")"
+expect_match "a volume mount: refused, naming its destination and why" \
+        "the mount at /data \(from [^)]*\) cannot reach the guest" "$ERR"
+[[ $ERR =~ of\ vm\ pod\ ([0-9a-f]{64}) ]] && vid=${BASH_REMATCH[1]} || vid=
+[ -n "$vid" ] && expect_eq "a volume mount: nothing of its pod left (domain, state dir, mounts, cgroup)" \
+        "" "$(vm_state_leftovers "$vid")" || fail "a volume mount: no pod id in '$ERR'"
+
 big=$(head -c 5000 /dev/zero | tr '\0' 'x')
 refused user-data-big "$(jq -n --arg u "#cloud-config
 # $big" '{"unishim.io/cloud-init-user-data": $u}')" "$(vm_ctr "$CRI_VM_IMAGE")"
@@ -156,11 +171,19 @@ sidecar=$(jq -cn --arg img "$CRI_TEST_IMAGE" --arg proxy "$PROXY" \
         '[{name: "istio-proxy", image: $img, command: ["/bin/sh", "-c"],
            args: ["trap \"exit 0\" TERM; /mesh-proxy - 1337 & wait"],
            mounts: [{host_path: $proxy, container_path: "/mesh-proxy", readonly: true}]}]')
+# vm1's container has what a kubelet mounts in every container besides
+# containerd's own: its termination log and the service account's token.
+mkdir -p "$IT_TMP/sa"
+: >"$IT_TMP/termination-log"
+kubelet_mounts=$(jq -cn --arg t "$IT_TMP/termination-log" --arg sa "$IT_TMP/sa" \
+        '[{host_path: $t, container_path: "/dev/termination-log"},
+          {host_path: $sa, container_path: "/var/run/secrets/kubernetes.io/serviceaccount", readonly: true}]')
 for n in vm1 vm2; do
-        more='[]'
+        more='[]' mounts='[]'
+        [ "$n" = vm1 ] && mounts=$kubelet_mounts
         [ "$n" = vm2 ] && more=$sidecar
         f=$(vm_pod "$n" "$(jq -n --arg u "$(vm_app_user_data "app-$n" "$PORT")" '{"unishim.io/cloud-init-user-data": $u}')" \
-                "$(jq -c --argjson more "$more" '. + $more' <<<"$(vm_ctr "$CRI_VM_IMAGE")")")
+                "$(jq -c --argjson more "$more" --argjson m "$mounts" '(.[0].mounts = $m) + $more' <<<"$(vm_ctr "$CRI_VM_IMAGE")")")
         out_rc out rc ectl run "$f"
         expect_eq "run vm pod $n ($(jq -r '[.containers[].name] | join(", ")' "$f"))" 0 "$rc"
         [ "$rc" = 0 ] || echo "# $out"
@@ -186,6 +209,9 @@ for n in vm1 vm2; do
 done
 
 out_rc logs rc ectl logs vm1 -c vm
+expect_match "logs: its first line says the command, env and the kubelet's mounts are not run or seen in the guest" \
+        "^unishim: this container is a VM .*: its command \(vm\) and 0 args, its env \([0-9]+ variables\) and its mounts .*/dev/termination-log, .*/var/run/secrets/kubernetes\.io/serviceaccount are not run, set or seen in the guest" \
+        "$(head -n 1 <<<"$logs")"
 expect_match "logs: the serial console (the kernel's boot)" "Linux version" "$logs"
 out_ok host "exec hostname" ectl exec vm1 -- hostname
 expect_eq "cloud-init applied the pod's hostname" vm1 "$host"
@@ -275,13 +301,42 @@ grep -qxF "inbound $ip2:$PORT" <<<"$log" && pass "vm2: the peer's connection pas
 grep -qxF "outbound $ipp:$PORT" <<<"$log" && pass "vm2: the VM's connection passed the proxy (outbound $ipp:$PORT)" ||
         fail "vm2: the proxy saw no outbound $ipp:$PORT: $(tr '\n' ';' <<<"$log")"
 
-# The guest powers itself off: exit 0.
+# The pod over its memory limit: QEMU is OOM-killed at the limit of the
+# pod's cgroup, and the container reported so, as a container's: exit 137,
+# reason OOMKilled. Without a kubelet nothing limits this pod's cgroup: it
+# gets a limit just above what QEMU holds now (its anonymous memory: the
+# page cache would be reclaimed first), as a kubelet's pod limit would be,
+# and the guest fills its memory through the guest agent. (vm1 ends here
+# instead of powering itself off: the guest's own poweroff reaches the host
+# as the same libvirt event as vm2's ACPI shutdown below, exit 0.)
 vm1_exited() { [ "$(ctr_state vm1 vm)" = Exited ]; }
 events_start "$IT_TMP/ev-vm1"
-ectl exec vm1 -- systemctl --no-block poweroff >/dev/null 2>&1 || true
-wait_until 600 vm1_exited && pass "vm1 powered off" || fail "vm1 still running after its poweroff"
+limited=
+if [ -n "$qpid" ] && qcg=$(sed -n 's/^[0-9]*:memory:\(.*\)$/\1/p' "/proc/$qpid/cgroup") && [ -n "$qcg" ]; then
+        mdir=/sys/fs/cgroup/memory$qcg
+        rss=$(awk '$1 == "total_rss" { print $2 }' "$mdir/memory.stat")
+        # (below the usage only if its page cache can go: else just above it)
+        for lim in $((rss + 48 * 1048576)) $(($(cat "$mdir/memory.usage_in_bytes") + 16 * 1048576)); do
+                echo "$lim" 2>/dev/null >"$mdir/memory.limit_in_bytes" && limited=1 && break
+        done
+        echo "# vm1: QEMU's anonymous memory $((rss / 1048576)) MiB; the pod cgroup's limit now $(($(cat "$mdir/memory.limit_in_bytes") / 1048576)) MiB"
+fi
+[ -n "$limited" ] && pass "vm1: its pod's cgroup has a memory limit" || fail "vm1: no memory limit set on QEMU's cgroup"
+# (the filler grows until the guest's own OOM killer or the host's ends it;
+# its exec ends with the VM)
+CTR_TIMEOUT=600 ectl exec vm1 -- python3 -c 'l = []
+while True: l.append(b"x" * (16 << 20))' >/dev/null 2>&1 &
+filler=$!
+wait_until 600 vm1_exited && pass "vm1 ended at its pod's memory limit" || fail "vm1 still running over its pod's memory limit"
+wait "$filler" 2>/dev/null || true
 events_stop
-expect_eq "a guest's own poweroff: exit 0" 0 "$(event_exit_status "$cid1" "$IT_TMP/ev-vm1")"
+st=$(ectl status vm1 -c vm 2>&1 || true)
+expect_eq "over its memory limit: exit code 137, reason OOMKilled" "137 OOMKilled" \
+        "$(jq -r '"\(.exit_code) \(.reason)"' <<<"$st" 2>/dev/null || echo "$st")"
+expect_eq "over its memory limit: the exit event says 137" 137 "$(event_exit_status "$cid1" "$IT_TMP/ev-vm1")"
+grep -F '/tasks/oom' "$IT_TMP/ev-vm1" | grep -qF "\"container_id\":\"$cid1\"" &&
+        pass "over its memory limit: a /tasks/oom event for the VM's container" ||
+        fail "over its memory limit: no /tasks/oom event for $cid1"
 
 # A graceful stop: ACPI power button, the guest shuts down.
 cid2=$(ctr_id vm2 vm)
