@@ -618,3 +618,45 @@ void us_ttrpc_call_fail(struct us_ttrpc_call *call, enum us_grpc_code code, cons
         }
         call_complete(call);
 }
+
+void us_ttrpc_call_fail_error(struct us_ttrpc_call *call, int r, struct us_error *err)
+{
+        us_ttrpc_call_fail(call, us_grpc_code_from_errno(r), "%s", us_error_text(err));
+        us_error_free(err);
+}
+
+int us_ttrpc_request_unpack(const char *method, const ProtobufCMessageDescriptor *desc,
+                            us_ttrpc_check_fn check, const uint8_t *payload, size_t len,
+                            ProtobufCMessage **ret, struct us_error **err)
+{
+        if (len > US_TTRPC_MAX_MESSAGE)
+                return us_error_msg(err, EMSGSIZE, "%s: request too large", method);
+        ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, payload);
+        if (!m)
+                return us_error_msg(err, EBADMSG, "%s: malformed request", method);
+        if (check) {
+                int r = check(m, err);
+                if (r < 0) {
+                        protobuf_c_message_free_unpacked(m, NULL);
+                        return us_error_wrap(err, r, "%s", method);
+                }
+        }
+        *ret = m;
+        return 0;
+}
+
+void *us_ttrpc_call_unpack(struct us_ttrpc_call *call, const ProtobufCMessageDescriptor *desc,
+                           us_ttrpc_check_fn check, const uint8_t *payload, size_t len)
+{
+        ProtobufCMessage *m = NULL;
+        struct us_error *err = NULL;
+        int r = us_ttrpc_request_unpack(us_ttrpc_call_method(call), desc, check, payload, len, &m,
+                                        &err);
+        if (r < 0) {
+                /* Whatever the check said, the request is the client's fault. */
+                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "%s", us_error_text(err));
+                us_error_free(err);
+                return NULL;
+        }
+        return m;
+}
