@@ -727,12 +727,15 @@ static void h_signal(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
         int r = 0, sig = (int)req->signal;
         if (sig == SIGKILL)
                 us_signal_forget(&proc->hold);
+        /* A reaped process's pid may belong to another process by now: only
+         * the cgroup-wide signal (all) still has somewhere to go. ESRCH is
+         * what the host answers containerd for a process that is gone. */
+        if (proc->exited && !req->all)
+                r = us_error_msg(&err, ESRCH, "process already exited");
         /* To all of the cgroup's processes, or before the start (to the
          * engine's waiting child, not the program): as it is. */
-        if (proc == &ctr->init && (req->all || !ctr->started || proc->exited))
+        else if (proc == &ctr->init && (req->all || !ctr->started || proc->exited))
                 r = us_container_kill(ctr->c, sig, req->all, &err);
-        else if (proc->exited)
-                r = us_error_msg(&err, ESRCH, "process already exited");
         else
                 r = us_signal_send(&proc->hold, a->loop, proc->pid, sig, &err);
         if (r < 0)
