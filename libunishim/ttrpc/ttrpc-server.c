@@ -410,24 +410,22 @@ int us_ttrpc_server_add_connection_notify(struct us_ttrpc_server *srv, int fd,
                                           struct us_error **err)
 {
         _cleanup_close_ int owned = fd;
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-                return us_errorf(err, errno, "fstat ttrpc connection");
-        int fl = fcntl(fd, F_GETFL);
-        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-                return us_errorf(err, errno, "make ttrpc connection non-blocking");
+        bool is_socket;
+        int r = us_ttrpc_fd_prepare(fd, "ttrpc connection", &is_socket, err);
+        if (r < 0)
+                return r;
 
         struct conn *c = calloc(1, sizeof(*c));
         if (!c)
                 return us_errorf(err, ENOMEM, "allocate ttrpc connection");
         c->refs = 1;
         c->fd = fd;
-        c->is_socket = S_ISSOCK(st.st_mode);
+        c->is_socket = is_socket;
         c->events = EPOLLIN;
         c->srv = srv;
         c->on_close = on_close;
         c->on_close_userdata = userdata;
-        int r = us_loop_add_fd(srv->loop, fd, c->events, conn_io, c, &c->src, err);
+        r = us_loop_add_fd(srv->loop, fd, c->events, conn_io, c, &c->src, err);
         if (r < 0) {
                 free(c);
                 return us_error_wrap(err, r, "watch ttrpc connection");

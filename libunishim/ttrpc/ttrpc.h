@@ -203,6 +203,12 @@ int us_ttrpc_decode_request(const uint8_t *buf, size_t len, Ttrpc__Request **ret
 int us_ttrpc_decode_response(const uint8_t *buf, size_t len, Ttrpc__Response **ret,
                              struct us_error **err);
 
+/* Makes fd, a connection's stream fd (unix socket, virtio-serial port),
+ * non-blocking, so that no write can outlive a deadline, and tells in
+ * *ret_is_socket whether it is a socket (sent to with MSG_NOSIGNAL). what
+ * names the fd in the message. Shared by the clients and the server. */
+int us_ttrpc_fd_prepare(int fd, const char *what, bool *ret_is_socket, struct us_error **err);
+
 /* Builds one complete frame (header + packed msg) in a malloc'ed buffer.
  * Fails with -EMSGSIZE when msg packs to more than US_TTRPC_MAX_MESSAGE. */
 int us_ttrpc_frame_build(uint32_t stream_id, uint8_t type, const ProtobufCMessage *msg,
