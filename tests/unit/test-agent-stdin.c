@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "unit.h"
+#include "unit-loop.h"
 
 #include "guest-agent/agent.h"
 
@@ -86,32 +87,6 @@ static void reader_start(struct reader *rd)
                 us_loop_add_fd(rd->loop, rd->fd, EPOLLIN, reader_ready, rd, &rd->src, NULL), 0);
 }
 
-struct guard {
-        struct us_loop *loop;
-        struct us_loop_source *src;
-};
-
-static void hang_guard(struct us_loop_source *src, void *userdata)
-{
-        (void)src;
-        struct guard *g = userdata;
-        g->src = NULL; /* the loop removes a timer that fired */
-        us_loop_quit(g->loop, -ETIMEDOUT);
-}
-
-/* Runs the loop until something quits it (0), or fails the case when
- * nothing does: a hang, not a slow machine (unit_wait_ms). */
-static void run_loop(struct us_loop *loop)
-{
-        struct guard g = {.loop = loop};
-        assert_int_equal(us_loop_add_timer(loop, (uint64_t)unit_wait_ms(10000), hang_guard, &g,
-                                           &g.src, NULL),
-                         0);
-        int r = us_loop_run(loop);
-        us_loop_source_remove(g.src);
-        assert_int_equal(r, 0);
-}
-
 static void make_pipe(int p[2])
 {
         assert_int_equal(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
@@ -171,7 +146,7 @@ static void run_waiting_write(bool pty)
         assert_int_equal(agent_stdin_write(&s, loop, data, 1, on_done, &d), -EBADF);
         assert_int_equal(d.calls, 0);
         reader_start(&rd);
-        run_loop(loop);
+        unit_run_loop(loop);
         assert_int_equal(d.calls, 1);
         assert_int_equal(d.r, 0);
         assert_int_equal(d.len, BIG);
@@ -225,7 +200,7 @@ static void test_writes_in_order(void **state)
                          * meanwhile), as the host waits for its answer. */
                         int calls = d.calls;
                         d.quit = loop;
-                        run_loop(loop);
+                        unit_run_loop(loop);
                         d.quit = NULL;
                         assert_int_equal(d.calls, calls + 1);
                         assert_int_equal(d.r, 0);
@@ -234,7 +209,7 @@ static void test_writes_in_order(void **state)
                 sent += chunk;
         }
         agent_stdin_close(&s, loop);
-        run_loop(loop);
+        unit_run_loop(loop);
         assert_int_equal(rd.len, 4 * BIG);
         assert_memory_equal(rd.got, data, 4 * BIG);
         free(rd.got);
@@ -258,7 +233,7 @@ static void test_reader_gone(void **state)
         assert_int_equal(agent_stdin_write(&s, loop, data, BIG, on_done, &d), 0);
         close(p[0]);
         d.quit = loop;
-        run_loop(loop);
+        unit_run_loop(loop);
         assert_int_equal(d.calls, 1);
         assert_int_equal(d.r, -EPIPE);
         assert_int_equal(s.fd, -1);

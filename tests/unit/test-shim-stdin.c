@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "unit.h"
+#include "unit-loop.h"
 
 #include "base/cleanup.h"
 #include "base/loop.h"
@@ -160,31 +161,6 @@ static void writer_start(struct writer *w, const char *fifo)
                          0);
 }
 
-struct guard {
-        struct us_loop *loop;
-        struct us_loop_source *src;
-};
-
-static void hang_guard(struct us_loop_source *src, void *userdata)
-{
-        (void)src;
-        struct guard *g = userdata;
-        g->src = NULL; /* the loop removes a timer that fired */
-        us_loop_quit(g->loop, -ETIMEDOUT);
-}
-
-/* Runs the loop until something quits it, failing the case on a hang. */
-static void run_loop(struct us_loop *loop)
-{
-        struct guard g = {.loop = loop};
-        assert_int_equal(us_loop_add_timer(loop, (uint64_t)unit_wait_ms(10000), hang_guard, &g,
-                                           &g.src, NULL),
-                         0);
-        int r = us_loop_run(loop);
-        us_loop_source_remove(g.src);
-        assert_int_equal(r, 0);
-}
-
 static uint8_t *pattern(size_t n)
 {
         uint8_t *b = malloc(n ? n : 1);
@@ -230,11 +206,11 @@ static void test_close_with_bytes_in_flight(void **state)
         attach(s, -1);
         struct writer w = {.loop = f->loop, .data = data, .len = n, .stdio = s, .quit = true};
         writer_start(&w, f->fifo);
-        run_loop(f->loop);
+        unit_run_loop(f->loop);
         assert_true(w.done);
         struct reader rd = {.loop = f->loop, .fd = child, .until = -1};
         reader_start(&rd);
-        run_loop(f->loop);
+        unit_run_loop(f->loop);
         assert_true(rd.eof);
         assert_int_equal(rd.len, n);
         assert_memory_equal(rd.got, data, n);
@@ -256,7 +232,7 @@ static void test_close_after_a_stream(void **state)
         struct reader rd = {.loop = f->loop, .fd = child, .until = -1};
         reader_start(&rd);
         writer_start(&w, f->fifo);
-        run_loop(f->loop);
+        unit_run_loop(f->loop);
         assert_true(w.done);
         assert_true(rd.eof);
         assert_int_equal(rd.len, n);
@@ -277,11 +253,11 @@ static void run_close_before_attach(struct fixture *f, size_t n)
         struct writer w = {.loop = f->loop, .data = data, .len = n, .stdio = s, .quit = true};
         writer_start(&w, f->fifo);
         if (!w.done)
-                run_loop(f->loop);
+                unit_run_loop(f->loop);
         attach(s, -1);
         struct reader rd = {.loop = f->loop, .fd = child, .until = -1};
         reader_start(&rd);
-        run_loop(f->loop);
+        unit_run_loop(f->loop);
         assert_true(rd.eof);
         assert_int_equal(rd.len, n);
         if (n)
@@ -316,13 +292,13 @@ static void test_close_while_writer_open(void **state)
                            .quit = true};
         writer_start(&w, f->fifo);
         if (!w.done)
-                run_loop(f->loop);
+                unit_run_loop(f->loop);
         /* More through the same end, after CloseIO, then it closes. */
         assert_int_equal(write(w.fd, data + 3000, 2000), 2000);
         struct reader rd = {.loop = f->loop, .fd = child, .until = -1};
         reader_start(&rd);
         w.fd = us_close(w.fd);
-        run_loop(f->loop);
+        unit_run_loop(f->loop);
         assert_true(rd.eof);
         assert_int_equal(rd.len, 5000);
         assert_memory_equal(rd.got, data, 5000);
@@ -341,19 +317,19 @@ static void test_no_eof_without_close(void **state)
         struct writer w = {.loop = f->loop, .data = (const uint8_t *)"ab", .len = 2, .quit = true};
         writer_start(&w, f->fifo);
         if (!w.done)
-                run_loop(f->loop);
+                unit_run_loop(f->loop);
         /* The writer closed without CloseIO: the process gets the bytes
          * and keeps waiting; then a later writer and CloseIO end it. */
         struct reader rd = {.loop = f->loop, .fd = child, .until = 'b'};
         reader_start(&rd);
-        run_loop(f->loop);
+        unit_run_loop(f->loop);
         assert_false(rd.eof);
         assert_int_equal(rd.len, 2);
         rd.until = -1;
         reader_start(&rd);
         struct writer w2 = {.loop = f->loop, .data = (const uint8_t *)"cd", .len = 2, .stdio = s};
         writer_start(&w2, f->fifo);
-        run_loop(f->loop);
+        unit_run_loop(f->loop);
         assert_true(rd.eof);
         assert_int_equal(rd.len, 4);
         assert_memory_equal(rd.got, "abcd", 4);
@@ -378,11 +354,11 @@ static void test_terminal_eot_after_data(void **state)
         attach(s, p[1]); /* the stdio owns it now */
         struct writer w = {.loop = f->loop, .data = data, .len = n, .stdio = s, .quit = true};
         writer_start(&w, f->fifo);
-        run_loop(f->loop);
+        unit_run_loop(f->loop);
         assert_true(w.done);
         struct reader rd = {.loop = f->loop, .fd = p[0], .until = 0x04};
         reader_start(&rd);
-        run_loop(f->loop);
+        unit_run_loop(f->loop);
         assert_int_equal(rd.len, n + 1);
         assert_memory_equal(rd.got, data, n);
         assert_int_equal(rd.got[n], 0x04);
@@ -418,7 +394,7 @@ static void run_stdin_at_start(struct fixture *f, bool close_first)
                 writer_start(&w, f->fifo);
         struct reader rd = {.loop = f->loop, .fd = child, .until = -1};
         reader_start(&rd);
-        run_loop(f->loop);
+        unit_run_loop(f->loop);
         assert_true(rd.eof);
         assert_int_equal(rd.len, close_first ? 0 : 3);
         if (!close_first)
@@ -453,9 +429,9 @@ static void test_reader_gone(void **state)
          * with EPIPE. */
         size_t off = 0;
         bool epipe = false;
-        struct guard g = {.loop = f->loop};
-        assert_int_equal(us_loop_add_timer(f->loop, (uint64_t)unit_wait_ms(10000), hang_guard, &g,
-                                           &g.src, NULL),
+        struct unit_loop_guard g = {.loop = f->loop};
+        assert_int_equal(us_loop_add_timer(f->loop, (uint64_t)unit_wait_ms(10000), unit_loop_hang,
+                                           &g, &g.src, NULL),
                          0);
         while (!epipe && g.src) {
                 ssize_t k = write(w.fd, data + off % n, 65536);
@@ -466,10 +442,10 @@ static void test_reader_gone(void **state)
                 } else {
                         assert_int_equal(errno, EAGAIN);
                         /* One round of the loop: the pump moves on. */
-                        struct guard tick = {.loop = f->loop};
-                        assert_int_equal(
-                                us_loop_add_timer(f->loop, 1, hang_guard, &tick, &tick.src, NULL),
-                                0);
+                        struct unit_loop_guard tick = {.loop = f->loop};
+                        assert_int_equal(us_loop_add_timer(f->loop, 1, unit_loop_hang, &tick,
+                                                           &tick.src, NULL),
+                                         0);
                         (void)us_loop_run(f->loop);
                 }
         }
