@@ -130,17 +130,23 @@ static void refuses_bad_names(void **state)
         assert_int_equal(us_rm_tree_at(f->base_fd, ".", NULL), -EINVAL);
 }
 
-/* Mount points are never entered nor removed: the walk removes the rest
- * and names the mount. */
-static void leaves_mount_points(void **state)
+/* Moves the test into a mount namespace of its own, or skips. */
+static void enter_private_mount_ns(struct fixture *f)
 {
-        struct fixture *f = *state;
         if (geteuid() != 0 || unshare(CLONE_NEWNS) < 0 ||
             mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
                 unit_skip("needs root: a private mount namespace");
         /* The fixture's fd is on the old namespace's mount. */
         close(f->base_fd);
         f->base_fd = open(f->base, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* Mount points are never entered nor removed: the walk removes the rest
+ * and names the mount. */
+static void leaves_mount_points(void **state)
+{
+        struct fixture *f = *state;
+        enter_private_mount_ns(f);
         char path[PATH_MAX];
         assert_int_equal(mkdirat(f->base_fd, "t", 0755), 0);
         assert_int_equal(mkdirat(f->base_fd, "t/m", 0755), 0);
@@ -316,11 +322,7 @@ static int clone_of(const char *path)
 static void mount_attach_sets_propagation(void **state)
 {
         struct fixture *f = *state;
-        if (geteuid() != 0 || unshare(CLONE_NEWNS) < 0 ||
-            mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-                unit_skip("needs root: a private mount namespace");
-        close(f->base_fd);
-        f->base_fd = open(f->base, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        enter_private_mount_ns(f);
         char src[PATH_MAX], path[PATH_MAX];
         snprintf(src, sizeof(src), "%s/src", f->base);
         assert_int_equal(mkdirat(f->base_fd, "src", 0755), 0);
