@@ -56,57 +56,6 @@ static int teardown(void **state)
         return 0;
 }
 
-/* The process's side of its stdin: reads from the loop once started,
- * quits it at EOF (or at the byte `until`, for a terminal, which has no
- * EOF to see here). */
-struct reader {
-        struct us_loop *loop;
-        int fd;
-        struct us_loop_source *src;
-        uint8_t *got;
-        size_t len, cap;
-        int until; /* -1: EOF */
-        bool eof;
-};
-
-static void reader_ready(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
-{
-        (void)src;
-        (void)events;
-        struct reader *rd = userdata;
-        for (;;) {
-                if (rd->cap - rd->len < 4096) {
-                        rd->cap = rd->cap ? rd->cap * 2 : 65536;
-                        rd->got = realloc(rd->got, rd->cap);
-                        assert_non_null(rd->got);
-                }
-                ssize_t n = read(fd, rd->got + rd->len, rd->cap - rd->len);
-                if (n > 0) {
-                        rd->len += (size_t)n;
-                        if (rd->until >= 0 && rd->got[rd->len - 1] == (uint8_t)rd->until) {
-                                rd->src = us_loop_source_remove(rd->src);
-                                us_loop_quit(rd->loop, 0);
-                                return;
-                        }
-                        continue;
-                }
-                if (n < 0 && errno == EAGAIN)
-                        return;
-                assert_int_equal(n, 0);
-                rd->eof = true;
-                rd->src = us_loop_source_remove(rd->src);
-                us_loop_quit(rd->loop, 0);
-                return;
-        }
-}
-
-static void reader_start(struct reader *rd)
-{
-        assert_int_equal(fcntl(rd->fd, F_SETFL, O_NONBLOCK), 0);
-        assert_int_equal(
-                us_loop_add_fd(rd->loop, rd->fd, EPOLLIN, reader_ready, rd, &rd->src, NULL), 0);
-}
-
 /* containerd's side: writes data into the FIFO from the loop, then closes
  * its end and, as a client does once its input ended, sends CloseIO. */
 struct writer {
@@ -208,8 +157,8 @@ static void test_close_with_bytes_in_flight(void **state)
         writer_start(&w, f->fifo);
         unit_run_loop(f->loop);
         assert_true(w.done);
-        struct reader rd = {.loop = f->loop, .fd = child, .until = -1};
-        reader_start(&rd);
+        struct unit_reader rd = {.loop = f->loop, .fd = child, .until = -1};
+        unit_reader_start(&rd);
         unit_run_loop(f->loop);
         assert_true(rd.eof);
         assert_int_equal(rd.len, n);
@@ -229,8 +178,8 @@ static void test_close_after_a_stream(void **state)
         struct shim_stdio *s = open_stdio(f, false, &child);
         attach(s, -1);
         struct writer w = {.loop = f->loop, .data = data, .len = n, .stdio = s};
-        struct reader rd = {.loop = f->loop, .fd = child, .until = -1};
-        reader_start(&rd);
+        struct unit_reader rd = {.loop = f->loop, .fd = child, .until = -1};
+        unit_reader_start(&rd);
         writer_start(&w, f->fifo);
         unit_run_loop(f->loop);
         assert_true(w.done);
@@ -255,8 +204,8 @@ static void run_close_before_attach(struct fixture *f, size_t n)
         if (!w.done)
                 unit_run_loop(f->loop);
         attach(s, -1);
-        struct reader rd = {.loop = f->loop, .fd = child, .until = -1};
-        reader_start(&rd);
+        struct unit_reader rd = {.loop = f->loop, .fd = child, .until = -1};
+        unit_reader_start(&rd);
         unit_run_loop(f->loop);
         assert_true(rd.eof);
         assert_int_equal(rd.len, n);
@@ -295,8 +244,8 @@ static void test_close_while_writer_open(void **state)
                 unit_run_loop(f->loop);
         /* More through the same end, after CloseIO, then it closes. */
         assert_int_equal(write(w.fd, data + 3000, 2000), 2000);
-        struct reader rd = {.loop = f->loop, .fd = child, .until = -1};
-        reader_start(&rd);
+        struct unit_reader rd = {.loop = f->loop, .fd = child, .until = -1};
+        unit_reader_start(&rd);
         w.fd = us_close(w.fd);
         unit_run_loop(f->loop);
         assert_true(rd.eof);
@@ -320,13 +269,13 @@ static void test_no_eof_without_close(void **state)
                 unit_run_loop(f->loop);
         /* The writer closed without CloseIO: the process gets the bytes
          * and keeps waiting; then a later writer and CloseIO end it. */
-        struct reader rd = {.loop = f->loop, .fd = child, .until = 'b'};
-        reader_start(&rd);
+        struct unit_reader rd = {.loop = f->loop, .fd = child, .until = 'b'};
+        unit_reader_start(&rd);
         unit_run_loop(f->loop);
         assert_false(rd.eof);
         assert_int_equal(rd.len, 2);
         rd.until = -1;
-        reader_start(&rd);
+        unit_reader_start(&rd);
         struct writer w2 = {.loop = f->loop, .data = (const uint8_t *)"cd", .len = 2, .stdio = s};
         writer_start(&w2, f->fifo);
         unit_run_loop(f->loop);
@@ -356,8 +305,8 @@ static void test_terminal_eot_after_data(void **state)
         writer_start(&w, f->fifo);
         unit_run_loop(f->loop);
         assert_true(w.done);
-        struct reader rd = {.loop = f->loop, .fd = p[0], .until = 0x04};
-        reader_start(&rd);
+        struct unit_reader rd = {.loop = f->loop, .fd = p[0], .until = 0x04};
+        unit_reader_start(&rd);
         unit_run_loop(f->loop);
         assert_int_equal(rd.len, n + 1);
         assert_memory_equal(rd.got, data, n);
@@ -392,8 +341,8 @@ static void run_stdin_at_start(struct fixture *f, bool close_first)
         struct writer w = {.loop = f->loop, .data = (const uint8_t *)"abc", .len = 3, .stdio = s};
         if (!close_first)
                 writer_start(&w, f->fifo);
-        struct reader rd = {.loop = f->loop, .fd = child, .until = -1};
-        reader_start(&rd);
+        struct unit_reader rd = {.loop = f->loop, .fd = child, .until = -1};
+        unit_reader_start(&rd);
         unit_run_loop(f->loop);
         assert_true(rd.eof);
         assert_int_equal(rd.len, close_first ? 0 : 3);
