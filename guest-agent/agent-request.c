@@ -7,8 +7,6 @@
 #include "agent.h"
 #include "base/cleanup.h"
 
-typedef int (*check_fn)(const ProtobufCMessage *m, struct us_error **err);
-
 static int check_none(const ProtobufCMessage *m, struct us_error **err)
 {
         (void)m;
@@ -214,7 +212,7 @@ static int check_restore(const ProtobufCMessage *m, struct us_error **err)
 static const struct {
         const char *method;
         const ProtobufCMessageDescriptor *desc;
-        check_fn check;
+        us_ttrpc_check_fn check;
 } requests[] = {
         {"Check", &unishim__agent__v1__check_request__descriptor, check_none},
         {"AddStorage", &unishim__agent__v1__add_storage_request__descriptor, check_storage},
@@ -241,27 +239,26 @@ static const struct {
         {"Restore", &unishim__agent__v1__restore_request__descriptor, check_restore},
 };
 
+int agent_request_find(const char *method, const ProtobufCMessageDescriptor **ret_desc,
+                       us_ttrpc_check_fn *ret_check)
+{
+        for (size_t i = 0; i < US_ELEMENTSOF(requests); i++)
+                if (strcmp(requests[i].method, method) == 0) {
+                        *ret_desc = requests[i].desc;
+                        *ret_check = requests[i].check;
+                        return 0;
+                }
+        return -ENOSYS;
+}
+
 int agent_request_decode(const char *method, const uint8_t *payload, size_t len,
                          ProtobufCMessage **ret, struct us_error **err)
 {
-        for (size_t i = 0; i < US_ELEMENTSOF(requests); i++) {
-                if (strcmp(requests[i].method, method) != 0)
-                        continue;
-                if (len > US_TTRPC_MAX_MESSAGE)
-                        return us_error_msg(err, EMSGSIZE, "%s: request too large", method);
-                ProtobufCMessage *m =
-                        protobuf_c_message_unpack(requests[i].desc, NULL, len, payload);
-                if (!m)
-                        return us_error_msg(err, EBADMSG, "%s: malformed request", method);
-                int r = requests[i].check(m, err);
-                if (r < 0) {
-                        protobuf_c_message_free_unpacked(m, NULL);
-                        return us_error_wrap(err, r, "%s", method);
-                }
-                *ret = m;
-                return 0;
-        }
-        return us_error_msg(err, ENOSYS, "unknown method %s", method);
+        const ProtobufCMessageDescriptor *desc;
+        us_ttrpc_check_fn check;
+        if (agent_request_find(method, &desc, &check) < 0)
+                return us_error_msg(err, ENOSYS, "unknown method %s", method);
+        return us_ttrpc_request_unpack(method, desc, check, payload, len, ret, err);
 }
 
 int agent_request_check(const char *method, const uint8_t *payload, size_t len,

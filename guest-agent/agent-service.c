@@ -323,23 +323,24 @@ static int watch_streams(struct agent *a, struct agent_process *p, struct us_err
 
 /* ---- handlers ---- */
 
-#define DECODE(type, var)                                                                          \
-        ProtobufCMessage *_m = NULL;                                                               \
-        struct us_error *_err = NULL;                                                              \
-        if (agent_request_decode(us_ttrpc_call_method(call), payload, len, &_m, &_err) < 0) {      \
-                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "%s", us_error_text(_err));     \
-                us_error_free(_err);                                                               \
-                return;                                                                            \
-        }                                                                                          \
-        _cleanup_pb_ ProtobufCMessage *_owned = _m;                                                \
-        type *var = (type *)_owned;                                                                \
-        (void)var
-
-static void fail_err(struct us_ttrpc_call *call, int r, struct us_error *err)
+/* Unpacks and validates the call's request through the table of
+ * agent-request.c, or fails the call and returns NULL. */
+static void *call_decode(struct us_ttrpc_call *call, const uint8_t *payload, size_t len)
 {
-        us_ttrpc_call_fail(call, us_grpc_code_from_errno(r), "%s", us_error_text(err));
-        us_error_free(err);
+        const char *method = us_ttrpc_call_method(call);
+        const ProtobufCMessageDescriptor *desc;
+        us_ttrpc_check_fn check;
+        if (agent_request_find(method, &desc, &check) < 0) {
+                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "unknown method %s", method);
+                return NULL;
+        }
+        return us_ttrpc_call_unpack(call, desc, check, payload, len);
 }
+
+#define DECODE(type, var)                                                                          \
+        _cleanup_pb_ type *var = call_decode(call, payload, len);                                  \
+        if (!var)                                                                                  \
+        return
 
 static const Unishim__Agent__V1__Empty empty_msg = UNISHIM__AGENT__V1__EMPTY__INIT;
 
@@ -370,7 +371,7 @@ static void h_add_storage(struct us_ttrpc_call *call, const uint8_t *payload, si
                 struct us_error *err = NULL;
                 int r = agent_mount_storage(req->storages[i], &err);
                 if (r < 0)
-                        return fail_err(call, r, err);
+                        return us_ttrpc_call_fail_error(call, r, err);
         }
         us_ttrpc_call_reply(call, &empty_msg.base);
 }
@@ -396,7 +397,7 @@ static void h_update_network(struct us_ttrpc_call *call, const uint8_t *payload,
         struct us_error *err = NULL;
         int r = agent_net_update(req, &err);
         if (r < 0)
-                return fail_err(call, r, err);
+                return us_ttrpc_call_fail_error(call, r, err);
         us_ttrpc_call_reply(call, &empty_msg.base);
         /* The host's last boot call: until its first CreateContainer, which
          * takes containerd tens of ms to send, the guest idles. The first
@@ -448,7 +449,7 @@ static void h_create(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
         int r = us_oci_spec_parse((const char *)req->spec_json.data, req->spec_json.len, &spec,
                                   &err);
         if (r < 0)
-                return fail_err(call, -EINVAL, err);
+                return us_ttrpc_call_fail_error(call, -EINVAL, err);
         if (!spec->process || !spec->root_path) {
                 us_oci_spec_free(spec);
                 return us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT,
@@ -458,18 +459,18 @@ static void h_create(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
         r = agent_validate_run_path("root.path", spec->root_path, &err);
         if (r < 0) {
                 us_oci_spec_free(spec);
-                return fail_err(call, r, err);
+                return us_ttrpc_call_fail_error(call, r, err);
         }
         if ((r = join_pod_namespaces(a, spec, &err)) < 0) {
                 us_oci_spec_free(spec);
-                return fail_err(call, r, err);
+                return us_ttrpc_call_fail_error(call, r, err);
         }
         char bundle[sizeof(AGENT_BUNDLE_DIR) + AGENT_MAX_ID + 2];
         snprintf(bundle, sizeof(bundle), AGENT_BUNDLE_DIR "/%s", req->container_id);
         if (mkdir(bundle, 0700) < 0 && errno != EEXIST) {
                 r = us_errorf(&err, errno, "mkdir %s", bundle);
                 us_oci_spec_free(spec);
-                return fail_err(call, r, err);
+                return us_ttrpc_call_fail_error(call, r, err);
         }
         struct agent_container *c = calloc(1, sizeof(*c));
         char *id = strdup(req->container_id);
@@ -486,7 +487,7 @@ static void h_create(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
         if (!terminal && (r = make_pipes(&c->init, req->stdin, &stdio, &err)) < 0) {
                 us_oci_spec_free(spec);
                 container_free(c);
-                return fail_err(call, r, err);
+                return us_ttrpc_call_fail_error(call, r, err);
         }
         char rootfs[AGENT_MAX_PATH + 1];
         snprintf(rootfs, sizeof(rootfs), "%s", spec->root_path);
@@ -506,7 +507,7 @@ static void h_create(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
         if (r < 0) {
                 us_oci_spec_free(spec);
                 container_free(c);
-                return fail_err(call, r, err);
+                return us_ttrpc_call_fail_error(call, r, err);
         }
         if (master >= 0 && (r = setup_pty(&c->init, master, &err)) < 0)
                 goto fail_created;
@@ -526,7 +527,7 @@ fail_created:
         (void)us_container_kill(c->c, SIGKILL, true, NULL);
         (void)us_container_destroy(c->c, NULL);
         container_free(c);
-        fail_err(call, r, err);
+        us_ttrpc_call_fail_error(call, r, err);
 }
 
 static void h_start(struct us_ttrpc_call *call, const uint8_t *payload, size_t len, void *ud)
@@ -543,7 +544,7 @@ static void h_start(struct us_ttrpc_call *call, const uint8_t *payload, size_t l
         us_log_debug("container %s: started in %" PRId64 " ms", ctr->id, us_monotonic_ms() - t0);
         ctr->started = true; /* even on failure: init exits 127 and is reaped */
         if (r < 0)
-                return fail_err(call, r, err);
+                return us_ttrpc_call_fail_error(call, r, err);
         us_ttrpc_call_reply(call, &empty_msg.base);
 }
 
@@ -559,7 +560,7 @@ static void h_remove(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
         (void)us_container_kill(ctr->c, SIGKILL, true, NULL);
         int r = us_container_destroy(ctr->c, &err);
         if (r < 0)
-                return fail_err(call, r, err);
+                return us_ttrpc_call_fail_error(call, r, err);
         for (struct agent_container **pp = &a->containers; *pp; pp = &(*pp)->next)
                 if (*pp == ctr) {
                         *pp = ctr->next;
@@ -582,7 +583,7 @@ static void h_pause(struct us_ttrpc_call *call, const uint8_t *payload, size_t l
         bool pause = !strcmp(us_ttrpc_call_method(call), "PauseContainer");
         int r = pause ? us_container_pause(ctr->c, &err) : us_container_resume(ctr->c, &err);
         if (r < 0)
-                return fail_err(call, r, err);
+                return us_ttrpc_call_fail_error(call, r, err);
         us_ttrpc_call_reply(call, &empty_msg.base);
 }
 
@@ -596,11 +597,11 @@ static void h_update(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
         int r = us_oci_resources_parse((const char *)req->resources_json.data,
                                        req->resources_json.len, &res, &err);
         if (r < 0)
-                return fail_err(call, -EINVAL, err);
+                return us_ttrpc_call_fail_error(call, -EINVAL, err);
         r = us_container_update(ctr->c, res, &err);
         us_oci_resources_free(res);
         if (r < 0)
-                return fail_err(call, r, err);
+                return us_ttrpc_call_fail_error(call, r, err);
         us_ttrpc_call_reply(call, &empty_msg.base);
 }
 
@@ -617,7 +618,7 @@ static void h_stats(struct us_ttrpc_call *call, const uint8_t *payload, size_t l
         size_t n = 0;
         int r = us_cgroup_stats_packed(cg, &buf, &n, &err);
         if (r < 0)
-                return fail_err(call, r, err);
+                return us_ttrpc_call_fail_error(call, r, err);
         Unishim__Agent__V1__StatsContainerResponse resp =
                 UNISHIM__AGENT__V1__STATS_CONTAINER_RESPONSE__INIT;
         resp.metrics.data = buf;
@@ -638,7 +639,7 @@ static void h_list_pids(struct us_ttrpc_call *call, const uint8_t *payload, size
         size_t n = 0;
         int r = us_cgroup_pids(cg, &pids, &n, &err);
         if (r < 0)
-                return fail_err(call, r, err);
+                return us_ttrpc_call_fail_error(call, r, err);
         _cleanup_free_ uint32_t *out = calloc(n ? n : 1, sizeof(uint32_t));
         if (!out)
                 return us_ttrpc_call_fail(call, US_GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -668,7 +669,7 @@ static void h_exec(struct us_ttrpc_call *call, const uint8_t *payload, size_t le
         int r = us_oci_process_parse((const char *)req->process_json.data, req->process_json.len,
                                      &proc, &err);
         if (r < 0)
-                return fail_err(call, -EINVAL, err);
+                return us_ttrpc_call_fail_error(call, -EINVAL, err);
         struct agent_process *p = calloc(1, sizeof(*p));
         if (!p) {
                 us_oci_process_free(proc);
@@ -698,7 +699,7 @@ static void h_exec(struct us_ttrpc_call *call, const uint8_t *payload, size_t le
         if (r < 0) {
                 process_release(p);
                 free(p);
-                return fail_err(call, r, err);
+                return us_ttrpc_call_fail_error(call, r, err);
         }
         p->next = ctr->execs;
         ctr->execs = p;
@@ -726,16 +727,19 @@ static void h_signal(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
         int r = 0, sig = (int)req->signal;
         if (sig == SIGKILL)
                 us_signal_forget(&proc->hold);
+        /* A reaped process's pid may belong to another process by now: only
+         * the cgroup-wide signal (all) still has somewhere to go. ESRCH is
+         * what the host answers containerd for a process that is gone. */
+        if (proc->exited && !req->all)
+                r = us_error_msg(&err, ESRCH, "process already exited");
         /* To all of the cgroup's processes, or before the start (to the
          * engine's waiting child, not the program): as it is. */
-        if (proc == &ctr->init && (req->all || !ctr->started || proc->exited))
+        else if (proc == &ctr->init && (req->all || !ctr->started || proc->exited))
                 r = us_container_kill(ctr->c, sig, req->all, &err);
-        else if (proc->exited)
-                r = us_error_msg(&err, ESRCH, "process already exited");
         else
                 r = us_signal_send(&proc->hold, a->loop, proc->pid, sig, &err);
         if (r < 0)
-                return fail_err(call, r, err);
+                return us_ttrpc_call_fail_error(call, r, err);
         us_ttrpc_call_reply(call, &empty_msg.base);
 }
 
@@ -781,7 +785,7 @@ static void stdin_written(struct agent_stdin *s, int r, size_t len, void *userda
         if (r < 0) {
                 struct us_error *err = NULL;
                 r = us_errorf(&err, -r, "write stdin");
-                fail_err(call, r, err);
+                us_ttrpc_call_fail_error(call, r, err);
                 return;
         }
         Unishim__Agent__V1__WriteStdinResponse resp =
@@ -832,7 +836,7 @@ static void h_resize(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
         if (ioctl(proc->pty, TIOCSWINSZ, &ws) < 0) {
                 struct us_error *err = NULL;
                 int r = us_errorf(&err, errno, "resize pty");
-                return fail_err(call, r, err);
+                return us_ttrpc_call_fail_error(call, r, err);
         }
         us_ttrpc_call_reply(call, &empty_msg.base);
 }

@@ -79,6 +79,10 @@ int agent_parse_cidr(uint32_t family, const char *cidr, uint8_t buf[16], unsigne
  * errno with *err. Used by the handlers' shared prologue and the fuzzer. */
 int agent_request_check(const char *method, const uint8_t *payload, size_t len,
                         struct us_error **err);
+/* The message type and the check of method's request: 0, or -ENOSYS for an
+ * unknown method (nothing is written then). */
+int agent_request_find(const char *method, const ProtobufCMessageDescriptor **ret_desc,
+                       us_ttrpc_check_fn *ret_check);
 /* Same, keeping the unpacked message: *ret is owned by the caller (free with
  * protobuf_c_message_free_unpacked(*ret, NULL)). */
 int agent_request_decode(const char *method, const uint8_t *payload, size_t len,

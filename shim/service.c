@@ -33,20 +33,6 @@
 
 #define TASK_SERVICE "containerd.task.v2.Task"
 
-#define UNPACK(var, prefix, call, payload, len)                                                    \
-        var = prefix##__unpack(NULL, len, payload);                                                \
-        if (!var) {                                                                                \
-                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "malformed %s request",         \
-                                   us_ttrpc_call_method(call));                                    \
-                return;                                                                            \
-        }
-
-static void fail_with(struct us_ttrpc_call *call, int r, struct us_error *err)
-{
-        us_ttrpc_call_fail(call, us_grpc_code_from_errno(r), "%s", us_error_text(err));
-        us_error_free(err);
-}
-
 /* Looks up the task (and optionally the process) or fails the call. */
 static struct shim_task *need_task(struct shim *shim, struct us_ttrpc_call *call, const char *id)
 {
@@ -513,7 +499,7 @@ static void finish_create(struct pending *pd, int r, struct us_error **err)
                 create_undo(shim, t);
                 us_error_wrap(err, r, "create task %s", pd->task_id);
                 us_log_error("%s", us_error_text(*err));
-                fail_with(pd->call, r, TAKE_PTR(*err));
+                us_ttrpc_call_fail_error(pd->call, r, TAKE_PTR(*err));
                 shim_maybe_exit(shim, false);
                 return;
         }
@@ -554,8 +540,10 @@ static void handle_create(struct us_ttrpc_call *call, const uint8_t *payload, si
                           void *userdata)
 {
         struct shim *shim = userdata;
-        _cleanup_pb_ Containerd__Task__V2__CreateTaskRequest *req = NULL;
-        UNPACK(req, containerd__task__v2__create_task_request, call, payload, len);
+        _cleanup_pb_ Containerd__Task__V2__CreateTaskRequest *req = us_ttrpc_call_unpack(
+                call, &containerd__task__v2__create_task_request__descriptor, NULL, payload, len);
+        if (!req)
+                return;
 
         if (!us_id_valid(req->id)) {
                 us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "invalid task id \"%s\"",
@@ -604,7 +592,7 @@ static void handle_create(struct us_ttrpc_call *call, const uint8_t *payload, si
         if (r < 0 && r != -EINPROGRESS) {
                 us_error_wrap(&err, r, "create task %s", req->id);
                 us_log_error("%s", us_error_text(err));
-                fail_with(call, r, err);
+                us_ttrpc_call_fail_error(call, r, err);
                 pending_free(pd);
                 shim_maybe_exit(shim, false);
                 return;
@@ -634,7 +622,7 @@ static void finish_start(struct pending *pd, int r, struct us_error **err)
                 us_error_wrap(err, r, "start %s %s", pd->exec_id ? "exec" : "task",
                               pd->exec_id ? pd->exec_id : pd->task_id);
                 us_log_error("%s", us_error_text(*err));
-                fail_with(pd->call, r, TAKE_PTR(*err));
+                us_ttrpc_call_fail_error(pd->call, r, TAKE_PTR(*err));
                 return;
         }
         if (!pd->exec_id)
@@ -663,8 +651,10 @@ static void handle_start(struct us_ttrpc_call *call, const uint8_t *payload, siz
                          void *userdata)
 {
         struct shim *shim = userdata;
-        _cleanup_pb_ Containerd__Task__V2__StartRequest *req = NULL;
-        UNPACK(req, containerd__task__v2__start_request, call, payload, len);
+        _cleanup_pb_ Containerd__Task__V2__StartRequest *req = us_ttrpc_call_unpack(
+                call, &containerd__task__v2__start_request__descriptor, NULL, payload, len);
+        if (!req)
+                return;
         struct shim_task *t = NULL;
         struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
@@ -707,8 +697,10 @@ static void handle_delete(struct us_ttrpc_call *call, const uint8_t *payload, si
                           void *userdata)
 {
         struct shim *shim = userdata;
-        _cleanup_pb_ Containerd__Task__V2__DeleteRequest *req = NULL;
-        UNPACK(req, containerd__task__v2__delete_request, call, payload, len);
+        _cleanup_pb_ Containerd__Task__V2__DeleteRequest *req = us_ttrpc_call_unpack(
+                call, &containerd__task__v2__delete_request__descriptor, NULL, payload, len);
+        if (!req)
+                return;
         struct shim_task *t = NULL;
         struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
@@ -800,8 +792,10 @@ static void handle_state(struct us_ttrpc_call *call, const uint8_t *payload, siz
                          void *userdata)
 {
         struct shim *shim = userdata;
-        _cleanup_pb_ Containerd__Task__V2__StateRequest *req = NULL;
-        UNPACK(req, containerd__task__v2__state_request, call, payload, len);
+        _cleanup_pb_ Containerd__Task__V2__StateRequest *req = us_ttrpc_call_unpack(
+                call, &containerd__task__v2__state_request__descriptor, NULL, payload, len);
+        if (!req)
+                return;
         struct shim_task *t = NULL;
         struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
@@ -826,7 +820,7 @@ static void handle_state(struct us_ttrpc_call *call, const uint8_t *payload, siz
 static void finish_reply(struct pending *pd, int r, struct us_error **err)
 {
         if (r < 0) {
-                fail_with(pd->call, r, TAKE_PTR(*err));
+                us_ttrpc_call_fail_error(pd->call, r, TAKE_PTR(*err));
                 return;
         }
         us_ttrpc_call_reply(pd->call, NULL);
@@ -845,8 +839,10 @@ static void handle_kill(struct us_ttrpc_call *call, const uint8_t *payload, size
                         void *userdata)
 {
         struct shim *shim = userdata;
-        _cleanup_pb_ Containerd__Task__V2__KillRequest *req = NULL;
-        UNPACK(req, containerd__task__v2__kill_request, call, payload, len);
+        _cleanup_pb_ Containerd__Task__V2__KillRequest *req = us_ttrpc_call_unpack(
+                call, &containerd__task__v2__kill_request__descriptor, NULL, payload, len);
+        if (!req)
+                return;
         struct shim_task *t = NULL;
         struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
@@ -875,8 +871,10 @@ static void handle_exec(struct us_ttrpc_call *call, const uint8_t *payload, size
                         void *userdata)
 {
         struct shim *shim = userdata;
-        _cleanup_pb_ Containerd__Task__V2__ExecProcessRequest *req = NULL;
-        UNPACK(req, containerd__task__v2__exec_process_request, call, payload, len);
+        _cleanup_pb_ Containerd__Task__V2__ExecProcessRequest *req = us_ttrpc_call_unpack(
+                call, &containerd__task__v2__exec_process_request__descriptor, NULL, payload, len);
+        if (!req)
+                return;
         struct shim_task *t = need_task(shim, call, req->id);
         if (!t)
                 return;
@@ -933,7 +931,7 @@ static void handle_exec(struct us_ttrpc_call *call, const uint8_t *payload, size
                                     &p->stdio_fds, &err);
         if (r < 0) {
                 us_error_wrap(&err, r, "exec %s in task %s", req->exec_id, t->id);
-                fail_with(call, r, err);
+                us_ttrpc_call_fail_error(call, r, err);
                 shim_process_free(p);
                 return;
         }
@@ -952,8 +950,10 @@ static void handle_resize_pty(struct us_ttrpc_call *call, const uint8_t *payload
                               void *userdata)
 {
         struct shim *shim = userdata;
-        _cleanup_pb_ Containerd__Task__V2__ResizePtyRequest *req = NULL;
-        UNPACK(req, containerd__task__v2__resize_pty_request, call, payload, len);
+        _cleanup_pb_ Containerd__Task__V2__ResizePtyRequest *req = us_ttrpc_call_unpack(
+                call, &containerd__task__v2__resize_pty_request__descriptor, NULL, payload, len);
+        if (!req)
+                return;
         struct shim_task *t = NULL;
         struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
@@ -976,8 +976,10 @@ static void handle_close_io(struct us_ttrpc_call *call, const uint8_t *payload, 
                             void *userdata)
 {
         struct shim *shim = userdata;
-        _cleanup_pb_ Containerd__Task__V2__CloseIORequest *req = NULL;
-        UNPACK(req, containerd__task__v2__close_iorequest, call, payload, len);
+        _cleanup_pb_ Containerd__Task__V2__CloseIORequest *req = us_ttrpc_call_unpack(
+                call, &containerd__task__v2__close_iorequest__descriptor, NULL, payload, len);
+        if (!req)
+                return;
         struct shim_task *t = NULL;
         struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
@@ -998,7 +1000,7 @@ static void handle_close_io(struct us_ttrpc_call *call, const uint8_t *payload, 
 static void finish_pids(struct pending *pd, int r, struct us_error **err)
 {
         if (r < 0) {
-                fail_with(pd->call, r, TAKE_PTR(*err));
+                us_ttrpc_call_fail_error(pd->call, r, TAKE_PTR(*err));
                 return;
         }
         size_t n = pd->n;
@@ -1024,8 +1026,10 @@ static void handle_pids(struct us_ttrpc_call *call, const uint8_t *payload, size
                         void *userdata)
 {
         struct shim *shim = userdata;
-        _cleanup_pb_ Containerd__Task__V2__PidsRequest *req = NULL;
-        UNPACK(req, containerd__task__v2__pids_request, call, payload, len);
+        _cleanup_pb_ Containerd__Task__V2__PidsRequest *req = us_ttrpc_call_unpack(
+                call, &containerd__task__v2__pids_request__descriptor, NULL, payload, len);
+        if (!req)
+                return;
         struct shim_task *t = need_task(shim, call, req->id);
         if (!t)
                 return;
@@ -1043,7 +1047,7 @@ static void finish_pause_or_resume(struct pending *pd, int r, struct us_error **
         if (r >= 0 && !pending_process(pd, &t, err))
                 r = -ENOENT;
         if (r < 0) {
-                fail_with(pd->call, r, TAKE_PTR(*err));
+                us_ttrpc_call_fail_error(pd->call, r, TAKE_PTR(*err));
                 return;
         }
         t->paused = pd->flag;
@@ -1083,16 +1087,20 @@ static void pause_or_resume(struct us_ttrpc_call *call, struct shim *shim, const
 static void handle_pause(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
                          void *userdata)
 {
-        _cleanup_pb_ Containerd__Task__V2__PauseRequest *req = NULL;
-        UNPACK(req, containerd__task__v2__pause_request, call, payload, len);
+        _cleanup_pb_ Containerd__Task__V2__PauseRequest *req = us_ttrpc_call_unpack(
+                call, &containerd__task__v2__pause_request__descriptor, NULL, payload, len);
+        if (!req)
+                return;
         pause_or_resume(call, userdata, req->id, true);
 }
 
 static void handle_resume(struct us_ttrpc_call *call, const uint8_t *payload, size_t len,
                           void *userdata)
 {
-        _cleanup_pb_ Containerd__Task__V2__ResumeRequest *req = NULL;
-        UNPACK(req, containerd__task__v2__resume_request, call, payload, len);
+        _cleanup_pb_ Containerd__Task__V2__ResumeRequest *req = us_ttrpc_call_unpack(
+                call, &containerd__task__v2__resume_request__descriptor, NULL, payload, len);
+        if (!req)
+                return;
         pause_or_resume(call, userdata, req->id, false);
 }
 
@@ -1116,8 +1124,10 @@ static void handle_update(struct us_ttrpc_call *call, const uint8_t *payload, si
                           void *userdata)
 {
         struct shim *shim = userdata;
-        _cleanup_pb_ Containerd__Task__V2__UpdateTaskRequest *req = NULL;
-        UNPACK(req, containerd__task__v2__update_task_request, call, payload, len);
+        _cleanup_pb_ Containerd__Task__V2__UpdateTaskRequest *req = us_ttrpc_call_unpack(
+                call, &containerd__task__v2__update_task_request__descriptor, NULL, payload, len);
+        if (!req)
+                return;
         struct shim_task *t = need_task(shim, call, req->id);
         if (!t)
                 return;
@@ -1146,8 +1156,10 @@ static void handle_wait(struct us_ttrpc_call *call, const uint8_t *payload, size
                         void *userdata)
 {
         struct shim *shim = userdata;
-        _cleanup_pb_ Containerd__Task__V2__WaitRequest *req = NULL;
-        UNPACK(req, containerd__task__v2__wait_request, call, payload, len);
+        _cleanup_pb_ Containerd__Task__V2__WaitRequest *req = us_ttrpc_call_unpack(
+                call, &containerd__task__v2__wait_request__descriptor, NULL, payload, len);
+        if (!req)
+                return;
         struct shim_task *t = NULL;
         struct shim_process *p = need_process(shim, call, req->id, req->exec_id, &t);
         if (!p)
@@ -1158,7 +1170,7 @@ static void handle_wait(struct us_ttrpc_call *call, const uint8_t *payload, size
 static void finish_stats(struct pending *pd, int r, struct us_error **err)
 {
         if (r < 0) {
-                fail_with(pd->call, r, TAKE_PTR(*err));
+                us_ttrpc_call_fail_error(pd->call, r, TAKE_PTR(*err));
                 return;
         }
         Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
@@ -1174,8 +1186,10 @@ static void handle_stats(struct us_ttrpc_call *call, const uint8_t *payload, siz
                          void *userdata)
 {
         struct shim *shim = userdata;
-        _cleanup_pb_ Containerd__Task__V2__StatsRequest *req = NULL;
-        UNPACK(req, containerd__task__v2__stats_request, call, payload, len);
+        _cleanup_pb_ Containerd__Task__V2__StatsRequest *req = us_ttrpc_call_unpack(
+                call, &containerd__task__v2__stats_request__descriptor, NULL, payload, len);
+        if (!req)
+                return;
         struct shim_task *t = need_task(shim, call, req->id);
         if (!t)
                 return;
@@ -1191,8 +1205,10 @@ static void handle_connect(struct us_ttrpc_call *call, const uint8_t *payload, s
                            void *userdata)
 {
         struct shim *shim = userdata;
-        _cleanup_pb_ Containerd__Task__V2__ConnectRequest *req = NULL;
-        UNPACK(req, containerd__task__v2__connect_request, call, payload, len);
+        _cleanup_pb_ Containerd__Task__V2__ConnectRequest *req = us_ttrpc_call_unpack(
+                call, &containerd__task__v2__connect_request__descriptor, NULL, payload, len);
+        if (!req)
+                return;
         Containerd__Task__V2__ConnectResponse resp = CONTAINERD__TASK__V2__CONNECT_RESPONSE__INIT;
         resp.shim_pid = (uint32_t)getpid();
         struct shim_task *t = shim_task_find(shim, req->id);
@@ -1206,8 +1222,10 @@ static void handle_shutdown(struct us_ttrpc_call *call, const uint8_t *payload, 
                             void *userdata)
 {
         struct shim *shim = userdata;
-        _cleanup_pb_ Containerd__Task__V2__ShutdownRequest *req = NULL;
-        UNPACK(req, containerd__task__v2__shutdown_request, call, payload, len);
+        _cleanup_pb_ Containerd__Task__V2__ShutdownRequest *req = us_ttrpc_call_unpack(
+                call, &containerd__task__v2__shutdown_request__descriptor, NULL, payload, len);
+        if (!req)
+                return;
         us_ttrpc_call_reply(call, NULL);
         /* Other tasks of the pod keep the shim alive; containerd asks for
          * every task it deletes. */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "base/cleanup.h"
+#include "base/fs-util.h"
 #include "jail.h"
 
 /* Mount attributes of everything bound in from the host. */
@@ -33,12 +34,11 @@ static int bind_host(int dir_fd, const char *name, const char *src, bool recursi
         _cleanup_close_ int tree = open_tree(AT_FDCWD, src, flags);
         if (tree < 0)
                 return us_errorf(err, errno, "qemu's root: bind %s", src);
-        struct mount_attr attr = {.attr_set = attrs, .propagation = propagation};
-        if (mount_setattr(tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr,
-                          sizeof(attr)) < 0)
-                return us_errorf(err, errno, "qemu's root: restrict %s", src);
-        if (move_mount(tree, "", dir_fd, name, MOVE_MOUNT_F_EMPTY_PATH) < 0)
-                return us_errorf(err, errno, "qemu's root: attach %s", src);
+        enum us_mount_step step;
+        int r = us_mount_attach(tree, recursive, attrs, propagation, dir_fd, name, &step);
+        if (r < 0)
+                return us_errorf(err, -r, "qemu's root: %s %s",
+                                 step == US_MOUNT_STEP_ATTRS ? "restrict" : "attach", src);
         return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -367,4 +368,25 @@ int us_write_all(int fd, const void *buf, size_t len)
                 len -= (size_t)n;
         }
         return 0;
+}
+
+int us_mount_attach(int tree, bool recursive, uint64_t attr_set, uint64_t propagation, int dir_fd,
+                    const char *name, enum us_mount_step *ret_step)
+{
+        enum us_mount_step step = US_MOUNT_STEP_ATTRS;
+        int r = 0;
+        struct mount_attr attr = {.attr_set = attr_set, .propagation = propagation};
+        if (propagation != MS_PRIVATE && propagation != MS_SLAVE && propagation != MS_SHARED)
+                r = -EINVAL;
+        else if (mount_setattr(tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr,
+                               sizeof(attr)) < 0)
+                r = -errno;
+        else {
+                step = US_MOUNT_STEP_MOVE;
+                if (move_mount(tree, "", dir_fd, name, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                        r = -errno;
+        }
+        if (r < 0 && ret_step)
+                *ret_step = step;
+        return r;
 }

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "error.h"
@@ -42,6 +43,24 @@ int us_openat_in_root(int dir_fd, const char *path, int flags);
  * (a directory moved away) ends it with -ESTALE; what was removed stays
  * removed. A missing name is success. */
 int us_rm_tree_at(int dir_fd, const char *name, struct us_error **err);
+
+/* Which step of us_mount_attach() failed, for the caller's message. */
+enum us_mount_step {
+        US_MOUNT_STEP_ATTRS, /* mount_setattr(): attributes or propagation */
+        US_MOUNT_STEP_MOVE,  /* move_mount(): attaching the tree */
+};
+
+/* Sets attr_set (MOUNT_ATTR_*) and propagation on tree, a detached tree from
+ * open_tree(OPEN_TREE_CLONE): on every mount of it when recursive, else on
+ * its top mount only; then attaches it at dir_fd/name (an existing mount
+ * point). propagation is MS_PRIVATE, MS_SLAVE or MS_SHARED, never left out:
+ * a clone of a shared mount is a peer of its source until told otherwise,
+ * so mounts would travel between the host and the tree. tree stays the
+ * caller's. Returns 0, or a negative errno (-EINVAL for another
+ * propagation, before anything is done) with *ret_step (optional) saying
+ * which step failed; no message: the caller names what it attaches. */
+int us_mount_attach(int tree, bool recursive, uint64_t attr_set, uint64_t propagation, int dir_fd,
+                    const char *name, enum us_mount_step *ret_step);
 
 /* Writes all len bytes of buf to fd (a blocking fd), retrying short writes
  * and EINTR. 0 or -errno. */

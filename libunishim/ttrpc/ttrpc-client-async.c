@@ -458,21 +458,19 @@ int us_ttrpc_aclient_new(struct us_loop *loop, int fd, struct us_ttrpc_aclient *
                          struct us_error **err)
 {
         _cleanup_close_ int owned = fd;
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-                return us_errorf(err, errno, "fstat ttrpc client fd");
-        int fl = fcntl(fd, F_GETFL);
-        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-                return us_errorf(err, errno, "make ttrpc client fd non-blocking");
+        bool is_socket;
+        int r = us_ttrpc_fd_prepare(fd, "ttrpc client fd", &is_socket, err);
+        if (r < 0)
+                return r;
         struct us_ttrpc_aclient *c = calloc(1, sizeof(*c));
         if (!c)
                 return us_errorf(err, ENOMEM, "allocate ttrpc client");
         c->loop = loop;
-        c->is_socket = S_ISSOCK(st.st_mode);
+        c->is_socket = is_socket;
         c->next_id = 1;
         c->timer_deadline = NO_DEADLINE;
         c->events = EPOLLIN;
-        int r = us_loop_add_fd(loop, fd, c->events, on_io, c, &c->src, err);
+        r = us_loop_add_fd(loop, fd, c->events, on_io, c, &c->src, err);
         if (r < 0) {
                 free(c);
                 return us_error_wrap(err, r, "watch ttrpc client fd");

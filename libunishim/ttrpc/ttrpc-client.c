@@ -44,18 +44,15 @@ static int remaining(int64_t deadline)
 int us_ttrpc_client_from_fd(int fd, struct us_ttrpc_client **ret, struct us_error **err)
 {
         _cleanup_close_ int owned = fd;
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-                return us_errorf(err, errno, "fstat ttrpc client fd");
-        /* Non-blocking so a write can never outlive the call's deadline. */
-        int fl = fcntl(fd, F_GETFL);
-        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-                return us_errorf(err, errno, "make ttrpc client fd non-blocking");
+        bool is_socket;
+        int r = us_ttrpc_fd_prepare(fd, "ttrpc client fd", &is_socket, err);
+        if (r < 0)
+                return r;
         struct us_ttrpc_client *c = calloc(1, sizeof(*c));
         if (!c)
                 return us_errorf(err, ENOMEM, "allocate ttrpc client");
         c->fd = TAKE_FD(owned);
-        c->is_socket = S_ISSOCK(st.st_mode);
+        c->is_socket = is_socket;
         c->next_stream_id = 1;
         *ret = c;
         return 0;

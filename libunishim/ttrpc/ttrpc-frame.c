@@ -9,9 +9,11 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/cleanup.h"
@@ -402,4 +404,16 @@ void us_ttrpc_rbuf_release(struct us_ttrpc_rbuf *b)
 {
         free(b->data);
         *b = (struct us_ttrpc_rbuf){0};
+}
+
+int us_ttrpc_fd_prepare(int fd, const char *what, bool *ret_is_socket, struct us_error **err)
+{
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return us_errorf(err, errno, "fstat %s", what);
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+                return us_errorf(err, errno, "make %s non-blocking", what);
+        *ret_is_socket = S_ISSOCK(st.st_mode);
+        return 0;
 }

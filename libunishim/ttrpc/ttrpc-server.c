@@ -410,24 +410,22 @@ int us_ttrpc_server_add_connection_notify(struct us_ttrpc_server *srv, int fd,
                                           struct us_error **err)
 {
         _cleanup_close_ int owned = fd;
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-                return us_errorf(err, errno, "fstat ttrpc connection");
-        int fl = fcntl(fd, F_GETFL);
-        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-                return us_errorf(err, errno, "make ttrpc connection non-blocking");
+        bool is_socket;
+        int r = us_ttrpc_fd_prepare(fd, "ttrpc connection", &is_socket, err);
+        if (r < 0)
+                return r;
 
         struct conn *c = calloc(1, sizeof(*c));
         if (!c)
                 return us_errorf(err, ENOMEM, "allocate ttrpc connection");
         c->refs = 1;
         c->fd = fd;
-        c->is_socket = S_ISSOCK(st.st_mode);
+        c->is_socket = is_socket;
         c->events = EPOLLIN;
         c->srv = srv;
         c->on_close = on_close;
         c->on_close_userdata = userdata;
-        int r = us_loop_add_fd(srv->loop, fd, c->events, conn_io, c, &c->src, err);
+        r = us_loop_add_fd(srv->loop, fd, c->events, conn_io, c, &c->src, err);
         if (r < 0) {
                 free(c);
                 return us_error_wrap(err, r, "watch ttrpc connection");
@@ -617,4 +615,46 @@ void us_ttrpc_call_fail(struct us_ttrpc_call *call, enum us_grpc_code code, cons
                               NULL, 0);
         }
         call_complete(call);
+}
+
+void us_ttrpc_call_fail_error(struct us_ttrpc_call *call, int r, struct us_error *err)
+{
+        us_ttrpc_call_fail(call, us_grpc_code_from_errno(r), "%s", us_error_text(err));
+        us_error_free(err);
+}
+
+int us_ttrpc_request_unpack(const char *method, const ProtobufCMessageDescriptor *desc,
+                            us_ttrpc_check_fn check, const uint8_t *payload, size_t len,
+                            ProtobufCMessage **ret, struct us_error **err)
+{
+        if (len > US_TTRPC_MAX_MESSAGE)
+                return us_error_msg(err, EMSGSIZE, "%s: request too large", method);
+        ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, payload);
+        if (!m)
+                return us_error_msg(err, EBADMSG, "%s: malformed request", method);
+        if (check) {
+                int r = check(m, err);
+                if (r < 0) {
+                        protobuf_c_message_free_unpacked(m, NULL);
+                        return us_error_wrap(err, r, "%s", method);
+                }
+        }
+        *ret = m;
+        return 0;
+}
+
+void *us_ttrpc_call_unpack(struct us_ttrpc_call *call, const ProtobufCMessageDescriptor *desc,
+                           us_ttrpc_check_fn check, const uint8_t *payload, size_t len)
+{
+        ProtobufCMessage *m = NULL;
+        struct us_error *err = NULL;
+        int r = us_ttrpc_request_unpack(us_ttrpc_call_method(call), desc, check, payload, len, &m,
+                                        &err);
+        if (r < 0) {
+                /* Whatever the check said, the request is the client's fault. */
+                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "%s", us_error_text(err));
+                us_error_free(err);
+                return NULL;
+        }
+        return m;
 }

@@ -111,6 +111,30 @@ void us_ttrpc_call_reply(struct us_ttrpc_call *call, const ProtobufCMessage *msg
 void us_ttrpc_call_fail(struct us_ttrpc_call *call, enum us_grpc_code code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
+/* Completes call with us_grpc_code_from_errno(r) and err's text, the way a
+ * handler answers a failed operation. Takes err (may be NULL) and frees it.
+ * Frees call. */
+void us_ttrpc_call_fail_error(struct us_ttrpc_call *call, int r, struct us_error *err);
+
+/* Validates an unpacked request: 0, or a negative errno with *err. */
+typedef int (*us_ttrpc_check_fn)(const ProtobufCMessage *msg, struct us_error **err);
+
+/* Unpacks the request payload of method as a desc message, at most
+ * US_TTRPC_MAX_MESSAGE bytes, and runs check (optional) on it. Returns 0
+ * with *ret owned by the caller (protobuf_c_message_free_unpacked(), or
+ * _cleanup_pb_), or -EMSGSIZE ("<method>: request too large"), -EBADMSG
+ * ("<method>: malformed request") or check's error wrapped as "<method>:
+ * ..." with *err; *ret is untouched then. No side effects. */
+int us_ttrpc_request_unpack(const char *method, const ProtobufCMessageDescriptor *desc,
+                            us_ttrpc_check_fn check, const uint8_t *payload, size_t len,
+                            ProtobufCMessage **ret, struct us_error **err);
+
+/* The same for a handler's call: the unpacked message (owned by the caller),
+ * or NULL when call has been failed with INVALID_ARGUMENT and the reason
+ * (then call is freed and the handler returns). */
+void *us_ttrpc_call_unpack(struct us_ttrpc_call *call, const ProtobufCMessageDescriptor *desc,
+                           us_ttrpc_check_fn check, const uint8_t *payload, size_t len);
+
 /* ---- client (blocking; for events now, the guest agent later) ---- */
 
 struct us_ttrpc_client;
@@ -178,6 +202,12 @@ int us_ttrpc_decode_request(const uint8_t *buf, size_t len, Ttrpc__Request **ret
 /* Same for a response frame's payload. */
 int us_ttrpc_decode_response(const uint8_t *buf, size_t len, Ttrpc__Response **ret,
                              struct us_error **err);
+
+/* Makes fd, a connection's stream fd (unix socket, virtio-serial port),
+ * non-blocking, so that no write can outlive a deadline, and tells in
+ * *ret_is_socket whether it is a socket (sent to with MSG_NOSIGNAL). what
+ * names the fd in the message. Shared by the clients and the server. */
+int us_ttrpc_fd_prepare(int fd, const char *what, bool *ret_is_socket, struct us_error **err);
 
 /* Builds one complete frame (header + packed msg) in a malloc'ed buffer.
  * Fails with -EMSGSIZE when msg packs to more than US_TTRPC_MAX_MESSAGE. */

@@ -118,12 +118,13 @@ const char *sandbox_share_guest_dir(const struct sandbox_share *s)
 static int bind_at(int dir_fd, const char *name, int tree, bool readonly, unsigned long propagation,
                    const char *src, struct us_error **err)
 {
-        struct mount_attr attr = {.attr_set = readonly ? MOUNT_ATTR_RDONLY : 0,
-                                  .propagation = propagation};
-        if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) < 0)
-                return us_errorf(err, errno, "set the mount attributes of the share of %s", src);
-        if (move_mount(tree, "", dir_fd, name, MOVE_MOUNT_F_EMPTY_PATH) < 0)
-                return us_errorf(err, errno, "share %s with the guest", src);
+        enum us_mount_step step;
+        int r = us_mount_attach(tree, true, readonly ? MOUNT_ATTR_RDONLY : 0, propagation, dir_fd,
+                                name, &step);
+        if (r < 0 && step == US_MOUNT_STEP_ATTRS)
+                return us_errorf(err, -r, "set the mount attributes of the share of %s", src);
+        if (r < 0)
+                return us_errorf(err, -r, "share %s with the guest", src);
         return 0;
 }
 

@@ -115,12 +115,16 @@ static int bind_base(int fd, int dir_fd, struct us_error **err)
                 open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
         if (tree < 0)
                 return us_errorf(err, errno, "clone the image's disk");
-        struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
-                                              MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC};
-        if (mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
-                return us_errorf(err, errno, "make the image's disk read-only");
-        if (move_mount(tree, "", dir_fd, VM_DISK_BASE, MOVE_MOUNT_F_EMPTY_PATH) < 0)
-                return us_errorf(err, errno, "mount the image's disk");
+        /* Private: nothing mounted over the image on the host follows it. */
+        enum us_mount_step step;
+        int r = us_mount_attach(tree, false,
+                                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                        MOUNT_ATTR_NOEXEC,
+                                MS_PRIVATE, dir_fd, VM_DISK_BASE, &step);
+        if (r < 0 && step == US_MOUNT_STEP_ATTRS)
+                return us_errorf(err, -r, "make the image's disk read-only");
+        if (r < 0)
+                return us_errorf(err, -r, "mount the image's disk");
         return 0;
 }
 

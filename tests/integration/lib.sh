@@ -370,6 +370,22 @@ ctr_id() {
         ectl inspect "$1" 2>/dev/null | awk -v n="$2" '$1 == "container" && $4 == n { print $2; exit }'
 }
 
+# run_pod NAME HANDLER ANNOTATIONS EXTRA CONTAINERS: runs pod NAME through
+# unishimctl ({name, runtime_handler, annotations, containers} + EXTRA, all
+# JSON but the first two) and checks that it ran; records it in PODS and
+# IDS for the test's teardown. Leaves the run's output and exit code in
+# out and rc.
+run_pod() {
+        local f
+        f=$(it_pod "$1.json" --arg n "$1" --arg h "$2" --argjson a "$3" --argjson x "$4" --argjson c "$5" \
+                '{name: $n, runtime_handler: $h, annotations: $a, containers: $c} + $x')
+        out_rc out rc ectl run "$f"
+        expect_eq "run pod $1 ($2)" 0 "$rc"
+        [ "$rc" = 0 ] || echo "# $out"
+        PODS+=("$1")
+        IDS+=("$(pod_id "$1" || true)")
+}
+
 # early_term_round NAME HANDLER ANNOTATIONS GRACE: a pod of busybox top
 # that unishimctl stops with GRACE seconds of grace as soon as
 # StartContainer answered, in the same process, as a kubelet does for a pod

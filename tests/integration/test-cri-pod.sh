@@ -13,19 +13,6 @@ it_setup
 HANDLERS=(unishim runc)
 declare -A RES=()
 
-# exit_status_of ID FILE: exit_status of the /tasks/exit event of container ID
-# in the captured `ctr events` output FILE (protobuf JSON omits a 0 status).
-exit_status_of() {
-        local ev
-        ev=$(grep -F '/tasks/exit' "$2" | grep -F "\"container_id\":\"$1\"" | tail -n1)
-        [ -n "$ev" ] || return 0
-        if [[ $ev =~ \"exit_status\":([0-9]+) ]]; then
-                echo "${BASH_REMATCH[1]}"
-        else
-                echo 0
-        fi
-}
-
 # pid1_cmdline POD: /proc/1/cmdline of POD's app container, NULs as spaces;
 # the exec's exit status.
 pid1_cmdline() {
@@ -132,8 +119,8 @@ for h in "${HANDLERS[@]}"; do
         wait_until 30 event_seen /tasks/exit "$stubborn" "$IT_TMP/events-$h" || true
         wait_until 30 event_seen /tasks/exit "$term" "$IT_TMP/events-$h" || true
         events_stop
-        RES[$h.term]=$(exit_status_of "$term" "$IT_TMP/events-$h")
-        RES[$h.stubborn]=$(exit_status_of "$stubborn" "$IT_TMP/events-$h")
+        RES[$h.term]=$(event_exit_status "$term" "$IT_TMP/events-$h")
+        RES[$h.stubborn]=$(event_exit_status "$stubborn" "$IT_TMP/events-$h")
         expect_eq "$h: container trapping TERM exits 0" 0 "${RES[$h.term]}"
         expect_eq "$h: container ignoring TERM is killed: 137" 137 "${RES[$h.stubborn]}"
         expect_match "$h: pod NotReady after stop" "state NotReady" "$(ectl inspect "$name" 2>&1)"

@@ -23,15 +23,8 @@ IDS=()
 PODS=()
 
 # pod NAME PRIVILEGED CONTAINERS: runs a sandbox pod and records it.
-pod() {
-        local f
-        f=$(it_pod "$1.json" --arg n "$1" --argjson a "$SB" --argjson p "$2" --argjson c "$3" \
-                '{name: $n, runtime_handler: "unishim", annotations: $a, privileged: $p, containers: $c}')
-        out_rc out rc ectl run "$f"
-        expect_eq "run pod $1" 0 "$rc"
-        [ "$rc" = 0 ] || echo "# $out"
-        PODS+=("$1")
-        IDS+=("$(pod_id "$1" || true)")
+pod() { # NAME PRIVILEGED CONTAINERS
+        run_pod "$1" unishim "$SB" "{\"privileged\": $2}" "$3"
 }
 ctr() { # NAME EXTRA-JSON
         jq -cn --arg n "$1" --arg img "$CRI_TEST_IMAGE" --argjson x "$2" \

@@ -19,18 +19,6 @@ SB='{"unishim.io/isolation": "sandbox"}'
 IDS=()
 PODS=()
 
-# pod NAME HANDLER ANNOTATIONS EXTRA CONTAINERS: runs a pod; EXTRA is a JSON
-# object merged into the description. Prints nothing; records the pod.
-pod() {
-        local f
-        f=$(it_pod "$1.json" --arg n "$1" --arg h "$2" --argjson a "$3" --argjson x "$4" --argjson c "$5" \
-                '{name: $n, runtime_handler: $h, annotations: $a, containers: $c} + $x')
-        out_rc out rc ectl run "$f"
-        expect_eq "run pod $1 ($2)" 0 "$rc"
-        [ "$rc" = 0 ] || echo "# $out"
-        PODS+=("$1")
-        IDS+=("$(pod_id "$1" || true)")
-}
 sleeper() { echo '{"name": "'"$1"'", "image": "'"$CRI_TEST_IMAGE"'", "command": ["sleep", "'"$2"'"]}'; }
 
 # ---- sysctls ----
@@ -39,8 +27,8 @@ SYSCTLS='{"kernel.shm_rmid_forced": "1", "kernel.msgmax": "16384",
 read_sysctls='for k in kernel/shm_rmid_forced kernel/msgmax net/ipv4/ip_unprivileged_port_start net/core/somaxconn; do cat /proc/sys/$k; done'
 want=$(printf '1\n16384\n80\n777')
 for h in runc sandbox; do
-        if [ $h = runc ]; then pod sys-$h runc '{}' "{\"sysctls\": $SYSCTLS}" "[$(sleeper app 3600)]"
-        else pod sys-$h unishim "$SB" "{\"sysctls\": $SYSCTLS}" "[$(sleeper app 3600), $(sleeper side 3600)]"; fi
+        if [ $h = runc ]; then run_pod sys-$h runc '{}' "{\"sysctls\": $SYSCTLS}" "[$(sleeper app 3600)]"
+        else run_pod sys-$h unishim "$SB" "{\"sysctls\": $SYSCTLS}" "[$(sleeper app 3600), $(sleeper side 3600)]"; fi
         out_rc out rc ectl exec sys-$h -c app -- sh -c "$read_sysctls"
         expect_eq "$h: the pod's sysctls in the container's /proc/sys" "$want" "$out"
 done
@@ -56,7 +44,7 @@ IDS+=("$(pod_id sysbad 2>/dev/null || true)")
 # ---- shareProcessNamespace ----
 for h in runc sandbox; do
         if [ $h = runc ]; then hd=runc an='{}'; else hd=unishim an=$SB; fi
-        pod pid-$h $hd "$an" '{"share_process_namespace": true}' "[$(sleeper a 3601), $(sleeper b 3602)]"
+        run_pod pid-$h $hd "$an" '{"share_process_namespace": true}' "[$(sleeper a 3601), $(sleeper b 3602)]"
         out_rc out rc ectl exec pid-$h -c b -- ps -o args
         expect_match "$h shared PID namespace: b sees a's process" "sleep 3601" "$out"
         out_rc out rc ectl exec pid-$h -c a -- ps -o args
@@ -65,7 +53,7 @@ for h in runc sandbox; do
         [ -n "$out" ] && [ "$(tr -d '\0' <<<"$out")" != sleep3601 ] && pass "$h shared PID namespace: PID 1 is not a's" ||
                 fail "$h shared PID namespace: PID 1 is '$out'"
 done
-pod pid-own unishim "$SB" '{}' "[$(sleeper a 3601), $(sleeper b 3602)]"
+run_pod pid-own unishim "$SB" '{}' "[$(sleeper a 3601), $(sleeper b 3602)]"
 out_rc out rc ectl exec pid-own -c b -- ps -o args
 expect_no_match "sandbox without shareProcessNamespace: b does not see a" "sleep 3601" "$out"
 out_rc out rc ectl exec pid-sandbox -c a -- sh -c 'ls -ld /proc/1/root/run /proc/1/root/proc 2>&1; cat /proc/1/status | grep -E "^Cap(Eff|Prm)"'

@@ -8,7 +8,8 @@
  * containers and processes that do not exist. Each is refused with its
  * gRPC code before anything is made; no request here is one the agent
  * would act on (they would mount, configure the network or run a
- * container on the test's host).
+ * container on the test's host), but for signal_to_reaped_init, which runs
+ * its container in a pid and mount namespace of its own.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -17,12 +18,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <sys/epoll.h>
+#include <sys/mount.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "unit.h"
 
 #include "guest-agent/agent.h"
+#include "base/fs-util.h"
 #include "base/loop.h"
 #include "ttrpc/ttrpc.h"
 
@@ -434,6 +445,207 @@ static void garbage_and_oversized(void **state)
         fx_free(f);
 }
 
+/* ---- a signal for a reaped init ---- */
+
+#define REUSE_CTR    "c1"
+#define REUSE_ROOTFS AGENT_RUN_DIR "/shared/" REUSE_CTR "/rootfs"
+
+static void on_sigchld(struct us_loop_source *src, int fd, uint32_t events, void *ud)
+{
+        (void)src;
+        (void)events;
+        struct signalfd_siginfo si;
+        while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+                ;
+        agent_reap(ud);
+}
+
+/* call() without cmocka's asserts (it runs in a forked child): the
+ * outcome's status, or 1 when the call could not be made or hung. */
+static int child_call(struct fx *f, const char *method, const ProtobufCMessage *msg)
+{
+        f->n = 0;
+        struct us_loop_source *g = NULL;
+        if (us_ttrpc_aclient_call(f->c, AGENT_SERVICE, method, msg, NULL, 0, 0, on_reply, f, NULL,
+                                  NULL) < 0 ||
+            us_loop_add_timer(f->loop, (uint64_t)RUN_MS, guard, f, &g, NULL) < 0)
+                return 1;
+        int r = us_loop_run(f->loop);
+        us_loop_source_remove(g);
+        if (r < 0 || f->n != 1) {
+                fprintf(stderr, "%s: no answer\n", method);
+                return 1;
+        }
+        if (f->status < 0)
+                fprintf(stderr, "%s: %d %s\n", method, f->status, f->msg);
+        return f->status;
+}
+
+static int copy_busybox(void)
+{
+        int in = open("/bin/busybox", O_RDONLY | O_CLOEXEC);
+        int out = open(REUSE_ROOTFS "/bin/busybox", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+        char buf[65536];
+        ssize_t n = 0;
+        while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+                if (write(out, buf, (size_t)n) != n)
+                        n = -1;
+        close(in);
+        close(out);
+        return in >= 0 && out >= 0 && n == 0 ? 0 : -1;
+}
+
+/* Whether SIGTERM is pending for pid (queued to it or to its process). */
+static bool term_pending(pid_t pid)
+{
+        char path[64], line[256];
+        unsigned long long mask = 0, m;
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+        FILE *fp = fopen(path, "re");
+        while (fp && fgets(line, sizeof(line), fp))
+                if (sscanf(line, "SigPnd: %llx", &m) == 1 || sscanf(line, "ShdPnd: %llx", &m) == 1)
+                        mask |= m;
+        if (fp)
+                fclose(fp);
+        return mask & (1ULL << (SIGTERM - 1));
+}
+
+/* PID 1 of a pid and mount namespace of the test's own: runs a container
+ * whose init exits, lets a new process take the reaped pid, and signals
+ * the init. The number of the step that failed, 0 if none. */
+static int reused_pid_child(const char *cgroup)
+{
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+            mount("proc", "/proc", "proc", 0, NULL) < 0 ||
+            mount("tmpfs", "/run", "tmpfs", 0, "mode=755") < 0)
+                return 2;
+        if (us_mkdir_p(AGENT_BUNDLE_DIR, 0755, NULL) < 0 ||
+            us_mkdir_p(REUSE_ROOTFS "/bin", 0755, NULL) < 0 || copy_busybox() < 0)
+                return 3;
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        int sfd = -1;
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ||
+            (sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
+                return 4;
+
+        struct fx *f = calloc(1, sizeof(*f));
+        int sv[2];
+        const struct agent_options opts = {0};
+        if (!f || us_loop_new(&f->loop, NULL) < 0 ||
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
+            agent_new(f->loop, &opts, &f->agent, NULL) < 0 ||
+            agent_serve_fd(f->agent, sv[1], NULL) < 0 ||
+            us_ttrpc_aclient_new(f->loop, sv[0], &f->c, NULL) < 0 ||
+            us_loop_add_fd(f->loop, sfd, EPOLLIN, on_sigchld, f->agent, NULL, NULL) < 0)
+                return 5;
+
+        char spec[512];
+        snprintf(spec, sizeof(spec),
+                 "{\"ociVersion\": \"1.0.2\", \"process\": {\"args\": [\"/bin/busybox\", \"true\"],"
+                 " \"cwd\": \"/\"}, \"root\": {\"path\": \"" REUSE_ROOTFS "\"},"
+                 " \"linux\": {\"cgroupsPath\": \"%s\", \"namespaces\": [{\"type\": \"mount\"}]}}",
+                 cgroup);
+        Unishim__Agent__V1__CreateContainerRequest cc =
+                UNISHIM__AGENT__V1__CREATE_CONTAINER_REQUEST__INIT;
+        cc.container_id = REUSE_CTR;
+        cc.spec_json.data = (uint8_t *)spec;
+        cc.spec_json.len = strlen(spec);
+        if (child_call(f, "CreateContainer", &cc.base) != 0)
+                return 6;
+        Unishim__Agent__V1__ContainerRequest cr = UNISHIM__AGENT__V1__CONTAINER_REQUEST__INIT;
+        cr.container_id = REUSE_CTR;
+        if (child_call(f, "StartContainer", &cr.base) != 0)
+                return 7;
+        Unishim__Agent__V1__ProcessRequest wp = UNISHIM__AGENT__V1__PROCESS_REQUEST__INIT;
+        wp.container_id = REUSE_CTR;
+        if (child_call(f, "WaitProcess", &wp.base) != 0)
+                return 8;
+        Unishim__Agent__V1__WaitProcessResponse *wr =
+                unishim__agent__v1__wait_process_response__unpack(NULL, f->len, f->payload);
+        if (!wr || wr->exit_status != 0)
+                return 9;
+        unishim__agent__v1__wait_process_response__free_unpacked(wr, NULL);
+
+        /* The init (this namespace's only other process so far) is reaped:
+         * the next fork takes its pid. */
+        int init_pid = 0;
+        FILE *lp = fopen("/proc/sys/kernel/ns_last_pid", "r+");
+        if (!lp || fscanf(lp, "%d", &init_pid) != 1 || init_pid < 2 || fseek(lp, 0, SEEK_SET) < 0 ||
+            fprintf(lp, "%d", init_pid - 1) < 0 || fclose(lp) != 0)
+                return 10;
+        /* It holds SIGTERM blocked from its first instruction: a signal
+         * sent to it stays pending where the test can see it. */
+        sigset_t term, old;
+        sigemptyset(&term);
+        sigaddset(&term, SIGTERM);
+        (void)sigprocmask(SIG_BLOCK, &term, &old);
+        pid_t victim = fork();
+        if (victim == 0) {
+                for (;;)
+                        pause();
+        }
+        (void)sigprocmask(SIG_SETMASK, &old, NULL);
+        if (victim != init_pid)
+                return 11;
+
+        Unishim__Agent__V1__SignalProcessRequest sp =
+                UNISHIM__AGENT__V1__SIGNAL_PROCESS_REQUEST__INIT;
+        sp.container_id = REUSE_CTR;
+        sp.signal = SIGTERM;
+        int r = child_call(f, "SignalProcess", &sp.base);
+        bool alive = !term_pending(victim);
+        (void)kill(victim, SIGKILL);
+        (void)waitpid(victim, NULL, 0);
+        bool named = strstr(f->msg, "already exited");
+        (void)child_call(f, "RemoveContainer", &cr.base);
+        fx_free(f);
+        if (!alive)
+                return 12; /* the signal went to the pid's new owner */
+        if (r != -ENOENT || !named)
+                return 13; /* not NOT_FOUND, the code for a process that is gone */
+        return 0;
+}
+
+/* A non-"all" signal for a container whose init exited and was reaped
+ * answers NOT_FOUND (ESRCH in the guest) and signals no one: the pid may
+ * have been given to another process of the guest. */
+static void signal_to_reaped_init(void **state)
+{
+        (void)state;
+        if (geteuid() != 0)
+                unit_skip("needs root (pid and mount namespaces, cgroups)");
+        if (access("/bin/busybox", X_OK) != 0)
+                unit_skip("needs /bin/busybox (package busybox-static)");
+        char cgroup[64], p[128];
+        snprintf(cgroup, sizeof(cgroup), "/unishim-test-agent-%d/" REUSE_CTR, (int)getpid());
+        alarm(ALARM_SECS);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                if (unshare(CLONE_NEWNS | CLONE_NEWPID) < 0)
+                        _exit(1);
+                pid_t init = fork();
+                if (init == 0)
+                        _exit(reused_pid_child(cgroup));
+                int st = 0;
+                if (init < 0 || waitpid(init, &st, 0) != init)
+                        _exit(1);
+                _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 100);
+        }
+        int st = 0;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        snprintf(p, sizeof(p), "/sys/fs/cgroup%s", cgroup);
+        (void)rmdir(p);
+        *strrchr(p, '/') = '\0';
+        (void)rmdir(p);
+        alarm(0);
+        assert_true(WIFEXITED(st));
+        if (WEXITSTATUS(st) != 0)
+                fail_msg("step %d failed (see reused_pid_child)", WEXITSTATUS(st));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -443,6 +655,7 @@ int main(void)
                 cmocka_unit_test(hostile_specs),
                 cmocka_unit_test(hostile_storage_and_network),
                 cmocka_unit_test(garbage_and_oversized),
+                cmocka_unit_test(signal_to_reaped_init),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

@@ -16,21 +16,11 @@
 #include <unistd.h>
 
 #include "unit.h"
+#include "unit-loop.h"
 
 #include "guest-agent/agent.h"
 
 #define BIG (256u * 1024) /* more than a pipe holds */
-
-/* The process's side: reads the pipe from the loop once started, keeps
- * what it read, quits the loop at EOF. */
-struct reader {
-        struct us_loop *loop;
-        int fd;
-        struct us_loop_source *src;
-        uint8_t *got;
-        size_t len, cap;
-        bool eof;
-};
 
 /* The host's side: how its waiting write ended. */
 struct done {
@@ -38,7 +28,7 @@ struct done {
         int r;
         size_t len;
         bool eof_seen_before; /* the reader saw EOF before the write was done */
-        struct reader *rd;
+        struct unit_reader *rd;
         struct us_loop *quit; /* quits this loop when done */
 };
 
@@ -52,64 +42,6 @@ static void on_done(struct agent_stdin *s, int r, size_t len, void *userdata)
         d->eof_seen_before = d->rd && d->rd->eof;
         if (d->quit)
                 us_loop_quit(d->quit, 0);
-}
-
-static void reader_ready(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
-{
-        (void)src;
-        (void)events;
-        struct reader *rd = userdata;
-        for (;;) {
-                if (rd->cap - rd->len < 4096) {
-                        rd->cap = rd->cap ? rd->cap * 2 : 65536;
-                        rd->got = realloc(rd->got, rd->cap);
-                        assert_non_null(rd->got);
-                }
-                ssize_t n = read(fd, rd->got + rd->len, rd->cap - rd->len);
-                if (n > 0) {
-                        rd->len += (size_t)n;
-                        continue;
-                }
-                if (n < 0 && errno == EAGAIN)
-                        return;
-                assert_int_equal(n, 0);
-                rd->eof = true;
-                rd->src = us_loop_source_remove(rd->src);
-                us_loop_quit(rd->loop, 0);
-                return;
-        }
-}
-
-static void reader_start(struct reader *rd)
-{
-        assert_int_equal(
-                us_loop_add_fd(rd->loop, rd->fd, EPOLLIN, reader_ready, rd, &rd->src, NULL), 0);
-}
-
-struct guard {
-        struct us_loop *loop;
-        struct us_loop_source *src;
-};
-
-static void hang_guard(struct us_loop_source *src, void *userdata)
-{
-        (void)src;
-        struct guard *g = userdata;
-        g->src = NULL; /* the loop removes a timer that fired */
-        us_loop_quit(g->loop, -ETIMEDOUT);
-}
-
-/* Runs the loop until something quits it (0), or fails the case when
- * nothing does: a hang, not a slow machine (unit_wait_ms). */
-static void run_loop(struct us_loop *loop)
-{
-        struct guard g = {.loop = loop};
-        assert_int_equal(us_loop_add_timer(loop, (uint64_t)unit_wait_ms(10000), hang_guard, &g,
-                                           &g.src, NULL),
-                         0);
-        int r = us_loop_run(loop);
-        us_loop_source_remove(g.src);
-        assert_int_equal(r, 0);
 }
 
 static void make_pipe(int p[2])
@@ -161,7 +93,7 @@ static void run_waiting_write(bool pty)
         make_pipe(p);
         struct agent_stdin s;
         agent_stdin_init(&s, p[1], pty);
-        struct reader rd = {.loop = loop, .fd = p[0]};
+        struct unit_reader rd = {.loop = loop, .fd = p[0], .until = -1};
         struct done d = {.rd = &rd};
         _cleanup_free_ uint8_t *data = pattern(BIG);
         assert_int_equal(agent_stdin_write(&s, loop, data, BIG, on_done, &d), 0);
@@ -170,8 +102,8 @@ static void run_waiting_write(bool pty)
         assert_true(s.fd >= 0); /* not before the bytes are in */
         assert_int_equal(agent_stdin_write(&s, loop, data, 1, on_done, &d), -EBADF);
         assert_int_equal(d.calls, 0);
-        reader_start(&rd);
-        run_loop(loop);
+        unit_reader_start(&rd);
+        unit_run_loop(loop);
         assert_int_equal(d.calls, 1);
         assert_int_equal(d.r, 0);
         assert_int_equal(d.len, BIG);
@@ -211,8 +143,8 @@ static void test_writes_in_order(void **state)
         make_pipe(p);
         struct agent_stdin s;
         agent_stdin_init(&s, p[1], false);
-        struct reader rd = {.loop = loop, .fd = p[0]};
-        reader_start(&rd);
+        struct unit_reader rd = {.loop = loop, .fd = p[0], .until = -1};
+        unit_reader_start(&rd);
         _cleanup_free_ uint8_t *data = pattern(4 * BIG);
         size_t sent = 0;
         const size_t chunk = 65536;
@@ -225,7 +157,7 @@ static void test_writes_in_order(void **state)
                          * meanwhile), as the host waits for its answer. */
                         int calls = d.calls;
                         d.quit = loop;
-                        run_loop(loop);
+                        unit_run_loop(loop);
                         d.quit = NULL;
                         assert_int_equal(d.calls, calls + 1);
                         assert_int_equal(d.r, 0);
@@ -234,7 +166,7 @@ static void test_writes_in_order(void **state)
                 sent += chunk;
         }
         agent_stdin_close(&s, loop);
-        run_loop(loop);
+        unit_run_loop(loop);
         assert_int_equal(rd.len, 4 * BIG);
         assert_memory_equal(rd.got, data, 4 * BIG);
         free(rd.got);
@@ -258,7 +190,7 @@ static void test_reader_gone(void **state)
         assert_int_equal(agent_stdin_write(&s, loop, data, BIG, on_done, &d), 0);
         close(p[0]);
         d.quit = loop;
-        run_loop(loop);
+        unit_run_loop(loop);
         assert_int_equal(d.calls, 1);
         assert_int_equal(d.r, -EPIPE);
         assert_int_equal(s.fd, -1);

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "unit.h"
@@ -129,17 +130,23 @@ static void refuses_bad_names(void **state)
         assert_int_equal(us_rm_tree_at(f->base_fd, ".", NULL), -EINVAL);
 }
 
-/* Mount points are never entered nor removed: the walk removes the rest
- * and names the mount. */
-static void leaves_mount_points(void **state)
+/* Moves the test into a mount namespace of its own, or skips. */
+static void enter_private_mount_ns(struct fixture *f)
 {
-        struct fixture *f = *state;
         if (geteuid() != 0 || unshare(CLONE_NEWNS) < 0 ||
             mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
                 unit_skip("needs root: a private mount namespace");
         /* The fixture's fd is on the old namespace's mount. */
         close(f->base_fd);
         f->base_fd = open(f->base, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* Mount points are never entered nor removed: the walk removes the rest
+ * and names the mount. */
+static void leaves_mount_points(void **state)
+{
+        struct fixture *f = *state;
+        enter_private_mount_ns(f);
         char path[PATH_MAX];
         assert_int_equal(mkdirat(f->base_fd, "t", 0755), 0);
         assert_int_equal(mkdirat(f->base_fd, "t/m", 0755), 0);
@@ -292,6 +299,85 @@ static void openat_beneath_refuses_escapes(void **state)
         close(d);
 }
 
+static bool read_only(int dir_fd, const char *path)
+{
+        struct statvfs sv;
+        int fd = openat(dir_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(fstatvfs(fd, &sv), 0);
+        close(fd);
+        return sv.f_flag & ST_RDONLY;
+}
+
+static int clone_of(const char *path)
+{
+        int tree = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        assert_true(tree >= 0);
+        return tree;
+}
+
+/* Attributes on the whole tree or its top, the propagation asked for even
+ * from a shared source (a clone of it is a peer until told otherwise), and
+ * which step failed. */
+static void mount_attach_sets_propagation(void **state)
+{
+        struct fixture *f = *state;
+        enter_private_mount_ns(f);
+        char src[PATH_MAX], path[PATH_MAX];
+        snprintf(src, sizeof(src), "%s/src", f->base);
+        assert_int_equal(mkdirat(f->base_fd, "src", 0755), 0);
+        assert_int_equal(mount("tmpfs", src, "tmpfs", 0, "size=1m"), 0);
+        assert_int_equal(mount(NULL, src, NULL, MS_SHARED, NULL), 0);
+        assert_int_equal(mkdirat(f->base_fd, "src/sub", 0755), 0);
+        assert_int_equal(mkdirat(f->base_fd, "src/late", 0755), 0);
+        snprintf(path, sizeof(path), "%s/src/sub", f->base);
+        assert_int_equal(mount("tmpfs", path, "tmpfs", 0, "size=1m"), 0);
+        for (const char *d = "private\0slave\0top\0none\0"; *d; d += strlen(d) + 1)
+                assert_int_equal(mkdirat(f->base_fd, d, 0755), 0);
+
+        int tree = clone_of(src);
+        assert_int_equal(us_mount_attach(tree, true, MOUNT_ATTR_RDONLY, MS_PRIVATE, f->base_fd,
+                                         "private", NULL),
+                         0);
+        close(tree);
+        assert_true(read_only(f->base_fd, "private"));
+        assert_true(read_only(f->base_fd, "private/sub"));
+        tree = clone_of(src);
+        assert_int_equal(us_mount_attach(tree, true, 0, MS_SLAVE, f->base_fd, "slave", NULL), 0);
+        close(tree);
+        assert_false(read_only(f->base_fd, "slave"));
+        tree = clone_of(src);
+        assert_int_equal(us_mount_attach(tree, false, MOUNT_ATTR_RDONLY, MS_PRIVATE, f->base_fd,
+                                         "top", NULL),
+                         0);
+        close(tree);
+        assert_true(read_only(f->base_fd, "top"));
+        assert_false(read_only(f->base_fd, "top/sub"));
+
+        /* A mount on the source after the attach: a slave sees it, a
+         * private tree does not. */
+        snprintf(path, sizeof(path), "%s/src/late", f->base);
+        assert_int_equal(mount("tmpfs", path, "tmpfs", 0, "size=1m"), 0);
+        put(f->base_fd, "src/late/mark", "x");
+        assert_true(exists(f->base_fd, "slave/late/mark"));
+        assert_false(exists(f->base_fd, "private/late/mark"));
+        assert_false(exists(f->base_fd, "top/late/mark"));
+
+        /* No propagation given is refused before anything happens. */
+        enum us_mount_step step = US_MOUNT_STEP_MOVE;
+        tree = clone_of(src);
+        assert_int_equal(
+                us_mount_attach(tree, true, MOUNT_ATTR_RDONLY, 0, f->base_fd, "none", &step),
+                -EINVAL);
+        assert_int_equal(step, US_MOUNT_STEP_ATTRS);
+        assert_false(read_only(f->base_fd, "none"));
+        step = US_MOUNT_STEP_ATTRS;
+        assert_int_equal(us_mount_attach(tree, true, 0, MS_PRIVATE, f->base_fd, "missing", &step),
+                         -ENOENT);
+        assert_int_equal(step, US_MOUNT_STEP_MOVE);
+        close(tree);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -303,6 +389,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(mkdir_p_creates_parents, setup, teardown),
                 cmocka_unit_test_setup_teardown(openat_beneath_refuses_escapes, setup, teardown),
                 cmocka_unit_test_setup_teardown(leaves_mount_points, setup, teardown),
+                cmocka_unit_test_setup_teardown(mount_attach_sets_propagation, setup, teardown),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "unit.h"
+#include "unit-loop.h"
 
 #include "base/cleanup.h"
 #include "base/loop.h"
@@ -53,57 +54,6 @@ static int teardown(void **state)
         rmdir(f->dir);
         free(f);
         return 0;
-}
-
-/* The process's side of its stdin: reads from the loop once started,
- * quits it at EOF (or at the byte `until`, for a terminal, which has no
- * EOF to see here). */
-struct reader {
-        struct us_loop *loop;
-        int fd;
-        struct us_loop_source *src;
-        uint8_t *got;
-        size_t len, cap;
-        int until; /* -1: EOF */
-        bool eof;
-};
-
-static void reader_ready(struct us_loop_source *src, int fd, uint32_t events, void *userdata)
-{
-        (void)src;
-        (void)events;
-        struct reader *rd = userdata;
-        for (;;) {
-                if (rd->cap - rd->len < 4096) {
-                        rd->cap = rd->cap ? rd->cap * 2 : 65536;
-                        rd->got = realloc(rd->got, rd->cap);
-                        assert_non_null(rd->got);
-                }
-                ssize_t n = read(fd, rd->got + rd->len, rd->cap - rd->len);
-                if (n > 0) {
-                        rd->len += (size_t)n;
-                        if (rd->until >= 0 && rd->got[rd->len - 1] == (uint8_t)rd->until) {
-                                rd->src = us_loop_source_remove(rd->src);
-                                us_loop_quit(rd->loop, 0);
-                                return;
-                        }
-                        continue;
-                }
-                if (n < 0 && errno == EAGAIN)
-                        return;
-                assert_int_equal(n, 0);
-                rd->eof = true;
-                rd->src = us_loop_source_remove(rd->src);
-                us_loop_quit(rd->loop, 0);
-                return;
-        }
-}
-
-static void reader_start(struct reader *rd)
-{
-        assert_int_equal(fcntl(rd->fd, F_SETFL, O_NONBLOCK), 0);
-        assert_int_equal(
-                us_loop_add_fd(rd->loop, rd->fd, EPOLLIN, reader_ready, rd, &rd->src, NULL), 0);
 }
 
 /* containerd's side: writes data into the FIFO from the loop, then closes
@@ -160,31 +110,6 @@ static void writer_start(struct writer *w, const char *fifo)
                          0);
 }
 
-struct guard {
-        struct us_loop *loop;
-        struct us_loop_source *src;
-};
-
-static void hang_guard(struct us_loop_source *src, void *userdata)
-{
-        (void)src;
-        struct guard *g = userdata;
-        g->src = NULL; /* the loop removes a timer that fired */
-        us_loop_quit(g->loop, -ETIMEDOUT);
-}
-
-/* Runs the loop until something quits it, failing the case on a hang. */
-static void run_loop(struct us_loop *loop)
-{
-        struct guard g = {.loop = loop};
-        assert_int_equal(us_loop_add_timer(loop, (uint64_t)unit_wait_ms(10000), hang_guard, &g,
-                                           &g.src, NULL),
-                         0);
-        int r = us_loop_run(loop);
-        us_loop_source_remove(g.src);
-        assert_int_equal(r, 0);
-}
-
 static uint8_t *pattern(size_t n)
 {
         uint8_t *b = malloc(n ? n : 1);
@@ -230,11 +155,11 @@ static void test_close_with_bytes_in_flight(void **state)
         attach(s, -1);
         struct writer w = {.loop = f->loop, .data = data, .len = n, .stdio = s, .quit = true};
         writer_start(&w, f->fifo);
-        run_loop(f->loop);
+        unit_run_loop(f->loop);
         assert_true(w.done);
-        struct reader rd = {.loop = f->loop, .fd = child, .until = -1};
-        reader_start(&rd);
-        run_loop(f->loop);
+        struct unit_reader rd = {.loop = f->loop, .fd = child, .until = -1};
+        unit_reader_start(&rd);
+        unit_run_loop(f->loop);
         assert_true(rd.eof);
         assert_int_equal(rd.len, n);
         assert_memory_equal(rd.got, data, n);
@@ -253,10 +178,10 @@ static void test_close_after_a_stream(void **state)
         struct shim_stdio *s = open_stdio(f, false, &child);
         attach(s, -1);
         struct writer w = {.loop = f->loop, .data = data, .len = n, .stdio = s};
-        struct reader rd = {.loop = f->loop, .fd = child, .until = -1};
-        reader_start(&rd);
+        struct unit_reader rd = {.loop = f->loop, .fd = child, .until = -1};
+        unit_reader_start(&rd);
         writer_start(&w, f->fifo);
-        run_loop(f->loop);
+        unit_run_loop(f->loop);
         assert_true(w.done);
         assert_true(rd.eof);
         assert_int_equal(rd.len, n);
@@ -277,11 +202,11 @@ static void run_close_before_attach(struct fixture *f, size_t n)
         struct writer w = {.loop = f->loop, .data = data, .len = n, .stdio = s, .quit = true};
         writer_start(&w, f->fifo);
         if (!w.done)
-                run_loop(f->loop);
+                unit_run_loop(f->loop);
         attach(s, -1);
-        struct reader rd = {.loop = f->loop, .fd = child, .until = -1};
-        reader_start(&rd);
-        run_loop(f->loop);
+        struct unit_reader rd = {.loop = f->loop, .fd = child, .until = -1};
+        unit_reader_start(&rd);
+        unit_run_loop(f->loop);
         assert_true(rd.eof);
         assert_int_equal(rd.len, n);
         if (n)
@@ -316,13 +241,13 @@ static void test_close_while_writer_open(void **state)
                            .quit = true};
         writer_start(&w, f->fifo);
         if (!w.done)
-                run_loop(f->loop);
+                unit_run_loop(f->loop);
         /* More through the same end, after CloseIO, then it closes. */
         assert_int_equal(write(w.fd, data + 3000, 2000), 2000);
-        struct reader rd = {.loop = f->loop, .fd = child, .until = -1};
-        reader_start(&rd);
+        struct unit_reader rd = {.loop = f->loop, .fd = child, .until = -1};
+        unit_reader_start(&rd);
         w.fd = us_close(w.fd);
-        run_loop(f->loop);
+        unit_run_loop(f->loop);
         assert_true(rd.eof);
         assert_int_equal(rd.len, 5000);
         assert_memory_equal(rd.got, data, 5000);
@@ -341,19 +266,19 @@ static void test_no_eof_without_close(void **state)
         struct writer w = {.loop = f->loop, .data = (const uint8_t *)"ab", .len = 2, .quit = true};
         writer_start(&w, f->fifo);
         if (!w.done)
-                run_loop(f->loop);
+                unit_run_loop(f->loop);
         /* The writer closed without CloseIO: the process gets the bytes
          * and keeps waiting; then a later writer and CloseIO end it. */
-        struct reader rd = {.loop = f->loop, .fd = child, .until = 'b'};
-        reader_start(&rd);
-        run_loop(f->loop);
+        struct unit_reader rd = {.loop = f->loop, .fd = child, .until = 'b'};
+        unit_reader_start(&rd);
+        unit_run_loop(f->loop);
         assert_false(rd.eof);
         assert_int_equal(rd.len, 2);
         rd.until = -1;
-        reader_start(&rd);
+        unit_reader_start(&rd);
         struct writer w2 = {.loop = f->loop, .data = (const uint8_t *)"cd", .len = 2, .stdio = s};
         writer_start(&w2, f->fifo);
-        run_loop(f->loop);
+        unit_run_loop(f->loop);
         assert_true(rd.eof);
         assert_int_equal(rd.len, 4);
         assert_memory_equal(rd.got, "abcd", 4);
@@ -378,11 +303,11 @@ static void test_terminal_eot_after_data(void **state)
         attach(s, p[1]); /* the stdio owns it now */
         struct writer w = {.loop = f->loop, .data = data, .len = n, .stdio = s, .quit = true};
         writer_start(&w, f->fifo);
-        run_loop(f->loop);
+        unit_run_loop(f->loop);
         assert_true(w.done);
-        struct reader rd = {.loop = f->loop, .fd = p[0], .until = 0x04};
-        reader_start(&rd);
-        run_loop(f->loop);
+        struct unit_reader rd = {.loop = f->loop, .fd = p[0], .until = 0x04};
+        unit_reader_start(&rd);
+        unit_run_loop(f->loop);
         assert_int_equal(rd.len, n + 1);
         assert_memory_equal(rd.got, data, n);
         assert_int_equal(rd.got[n], 0x04);
@@ -416,9 +341,9 @@ static void run_stdin_at_start(struct fixture *f, bool close_first)
         struct writer w = {.loop = f->loop, .data = (const uint8_t *)"abc", .len = 3, .stdio = s};
         if (!close_first)
                 writer_start(&w, f->fifo);
-        struct reader rd = {.loop = f->loop, .fd = child, .until = -1};
-        reader_start(&rd);
-        run_loop(f->loop);
+        struct unit_reader rd = {.loop = f->loop, .fd = child, .until = -1};
+        unit_reader_start(&rd);
+        unit_run_loop(f->loop);
         assert_true(rd.eof);
         assert_int_equal(rd.len, close_first ? 0 : 3);
         if (!close_first)
@@ -453,9 +378,9 @@ static void test_reader_gone(void **state)
          * with EPIPE. */
         size_t off = 0;
         bool epipe = false;
-        struct guard g = {.loop = f->loop};
-        assert_int_equal(us_loop_add_timer(f->loop, (uint64_t)unit_wait_ms(10000), hang_guard, &g,
-                                           &g.src, NULL),
+        struct unit_loop_guard g = {.loop = f->loop};
+        assert_int_equal(us_loop_add_timer(f->loop, (uint64_t)unit_wait_ms(10000), unit_loop_hang,
+                                           &g, &g.src, NULL),
                          0);
         while (!epipe && g.src) {
                 ssize_t k = write(w.fd, data + off % n, 65536);
@@ -466,10 +391,10 @@ static void test_reader_gone(void **state)
                 } else {
                         assert_int_equal(errno, EAGAIN);
                         /* One round of the loop: the pump moves on. */
-                        struct guard tick = {.loop = f->loop};
-                        assert_int_equal(
-                                us_loop_add_timer(f->loop, 1, hang_guard, &tick, &tick.src, NULL),
-                                0);
+                        struct unit_loop_guard tick = {.loop = f->loop};
+                        assert_int_equal(us_loop_add_timer(f->loop, 1, unit_loop_hang, &tick,
+                                                           &tick.src, NULL),
+                                         0);
                         (void)us_loop_run(f->loop);
                 }
         }

@@ -231,6 +231,33 @@ static void m_echo(struct us_ttrpc_call *call, const uint8_t *p, size_t len, voi
         ttrpc_fx_echo(call, p, len, "");
 }
 
+/* A key the request check refuses. */
+static int check_kv(const ProtobufCMessage *m, struct us_error **err)
+{
+        const Ttrpc__KeyValue *kv = (const void *)m;
+        if (strcmp(kv->key, "refused") == 0)
+                return us_error_msg(err, EPERM, "key %s", kv->key);
+        return 0;
+}
+
+/* Checked: unpacks with check_kv; key "gone" fails through
+ * us_ttrpc_call_fail_error() with -ESRCH and value as the message. */
+static void m_checked(struct us_ttrpc_call *call, const uint8_t *p, size_t len, void *ud)
+{
+        (void)ud;
+        _cleanup_pb_ Ttrpc__KeyValue *in =
+                us_ttrpc_call_unpack(call, &ttrpc__key_value__descriptor, check_kv, p, len);
+        if (!in)
+                return;
+        if (strcmp(in->key, "gone") == 0) {
+                struct us_error *err = NULL;
+                (void)us_error_msg(&err, ESRCH, "%s", in->value);
+                us_ttrpc_call_fail_error(call, -ESRCH, err);
+                return;
+        }
+        us_ttrpc_call_reply(call, &in->base);
+}
+
 static void on_conns(unsigned n, void *ud)
 {
         struct fixture *f = ud;
@@ -276,6 +303,8 @@ static int setup_server(void **state)
         assert_int_equal(us_ttrpc_server_register(f->srv, SERVICE, "Echo", m_echo, f, NULL), 0);
         assert_int_equal(
                 us_ttrpc_server_register(f->srv, SERVICE, "Fail", ttrpc_fx_m_fail, f, NULL), 0);
+        assert_int_equal(us_ttrpc_server_register(f->srv, SERVICE, "Checked", m_checked, f, NULL),
+                         0);
         assert_int_equal(us_ttrpc_server_register(f->srv, SERVICE, "Wait", ttrpc_fx_m_hold,
                                                   &f->pending, NULL),
                          0);
@@ -428,6 +457,87 @@ static void error_status_to_errno(void **state)
                 us_error_free(err);
         }
         us_ttrpc_client_free(c);
+}
+
+/* us_ttrpc_call_unpack() and us_ttrpc_call_fail_error(), as a handler uses
+ * them: a checked request, a refused one, a failed operation. */
+static void handler_unpack_and_fail(void **state)
+{
+        struct fixture *f = *state;
+        struct us_ttrpc_client *c = NULL;
+        assert_int_equal(us_ttrpc_client_connect(f->path, &c, NULL), 0);
+        Ttrpc__KeyValue *out = NULL;
+        struct us_error *err = NULL;
+        assert_int_equal(call_kv(c, "Checked", "fine", "v", TIMEOUT_MS, &out, NULL), 0);
+        assert_string_equal(out->key, "fine");
+        ttrpc__key_value__free_unpacked(out, NULL);
+
+        /* The check's errno does not leak: a refused request is the client's
+         * fault, whatever the check said. */
+        assert_int_equal(call_kv(c, "Checked", "refused", "", TIMEOUT_MS, NULL, &err), -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "Checked: key refused"));
+        err = us_error_free(err);
+
+        assert_int_equal(call_kv(c, "Checked", "gone", "process 7 exited", TIMEOUT_MS, NULL, &err),
+                         -ENOENT); /* ESRCH is NOT_FOUND */
+        assert_non_null(strstr(us_error_text(err), "process 7 exited"));
+        err = us_error_free(err);
+
+        /* A payload that is no KeyValue: field 1 as a varint. */
+        Ttrpc__Status st = TTRPC__STATUS__INIT;
+        st.code = 5;
+        assert_int_equal(us_ttrpc_client_call(c, SERVICE, "Checked", &st.base, NULL, 0, TIMEOUT_MS,
+                                              NULL, NULL, &err),
+                         -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "Checked: malformed request"));
+        err = us_error_free(err);
+        us_ttrpc_client_free(c);
+}
+
+/* us_ttrpc_request_unpack() alone: limits, garbage, the check, ownership. */
+static void request_unpack(void **state)
+{
+        (void)state;
+        Ttrpc__KeyValue in = TTRPC__KEY_VALUE__INIT;
+        in.key = (char *)"k";
+        in.value = (char *)"v";
+        uint8_t buf[64];
+        size_t n = protobuf_c_message_pack(&in.base, buf);
+
+        ProtobufCMessage *m = NULL;
+        assert_int_equal(
+                us_ttrpc_request_unpack("M", &ttrpc__key_value__descriptor, NULL, buf, n, &m, NULL),
+                0);
+        assert_string_equal(((Ttrpc__KeyValue *)m)->value, "v");
+        protobuf_c_message_free_unpacked(m, NULL);
+
+        /* Refused: *ret stays untouched, the message names the method. */
+        ProtobufCMessage *untouched = (ProtobufCMessage *)buf;
+        m = untouched;
+        struct us_error *err = NULL;
+        in.key = (char *)"refused";
+        n = protobuf_c_message_pack(&in.base, buf);
+        assert_int_equal(us_ttrpc_request_unpack("M", &ttrpc__key_value__descriptor, check_kv, buf,
+                                                 n, &m, &err),
+                         -EPERM);
+        assert_ptr_equal(m, untouched);
+        assert_string_equal(us_error_text(err), "M: key refused");
+        err = us_error_free(err);
+
+        static const uint8_t garbage[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f};
+        assert_int_equal(us_ttrpc_request_unpack("M", &ttrpc__key_value__descriptor, NULL, garbage,
+                                                 sizeof(garbage), &m, &err),
+                         -EBADMSG);
+        assert_string_equal(us_error_text(err), "M: malformed request");
+        err = us_error_free(err);
+
+        /* Past the limit it is refused before protobuf-c reads a byte. */
+        assert_int_equal(us_ttrpc_request_unpack("M", &ttrpc__key_value__descriptor, NULL, garbage,
+                                                 US_TTRPC_MAX_MESSAGE + 1, &m, &err),
+                         -EMSGSIZE);
+        assert_string_equal(us_error_text(err), "M: request too large");
+        err = us_error_free(err);
+        assert_ptr_equal(m, untouched);
 }
 
 /* ---- raw protocol helpers ---- */
@@ -864,6 +974,9 @@ int main(void)
                 cmocka_unit_test(rbuf_partial_and_oversized),
                 cmocka_unit_test(decode_garbage),
                 cmocka_unit_test(errno_mapping),
+                cmocka_unit_test(request_unpack),
+                cmocka_unit_test_setup_teardown(handler_unpack_and_fail, setup_server,
+                                                teardown_server),
                 cmocka_unit_test(hostile_server),
                 cmocka_unit_test(serve_connected_fd),
                 cmocka_unit_test_setup_teardown(roundtrip, setup_server, teardown_server),

@@ -29,10 +29,7 @@ struct ttrpc_fx_held {
 static inline Ttrpc__KeyValue *ttrpc_fx_unpack_kv(struct us_ttrpc_call *call, const uint8_t *p,
                                                   size_t len)
 {
-        Ttrpc__KeyValue *kv = ttrpc__key_value__unpack(NULL, len, p);
-        if (!kv)
-                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "bad payload");
-        return kv;
+        return us_ttrpc_call_unpack(call, &ttrpc__key_value__descriptor, NULL, p, len);
 }
 
 /* Echo: replies {key: the payload's key, value: the namespace metadata, or
