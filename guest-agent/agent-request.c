@@ -261,6 +261,18 @@ int agent_request_decode(const char *method, const uint8_t *payload, size_t len,
         return us_ttrpc_request_unpack(method, desc, check, payload, len, ret, err);
 }
 
+void *agent_call_decode(struct us_ttrpc_call *call, const uint8_t *payload, size_t len)
+{
+        const char *method = us_ttrpc_call_method(call);
+        const ProtobufCMessageDescriptor *desc;
+        us_ttrpc_check_fn check;
+        if (agent_request_find(method, &desc, &check) < 0) {
+                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "unknown method %s", method);
+                return NULL;
+        }
+        return us_ttrpc_call_unpack(call, desc, check, payload, len);
+}
+
 int agent_request_check(const char *method, const uint8_t *payload, size_t len,
                         struct us_error **err)
 {

@@ -57,19 +57,13 @@ static int read_boot_id(char *buf, size_t size, struct us_error **err)
 void agent_h_restore(struct us_ttrpc_call *call, const uint8_t *payload, size_t len, void *ud)
 {
         (void)ud;
-        ProtobufCMessage *m = NULL;
+        _cleanup_pb_ Unishim__Agent__V1__RestoreRequest *req =
+                agent_call_decode(call, payload, len);
+        if (!req)
+                return;
         struct us_error *err = NULL;
         char boot_id[64] = "";
-        int r = agent_request_decode(us_ttrpc_call_method(call), payload, len, &m, &err);
-        if (r < 0) {
-                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "%s", us_error_text(err));
-                us_error_free(err);
-                return;
-        }
-        _cleanup_pb_ ProtobufCMessage *owned = m;
-        const Unishim__Agent__V1__RestoreRequest *req = (const void *)owned;
-
-        r = reseed(req->entropy.data, req->entropy.len, &err);
+        int r = reseed(req->entropy.data, req->entropy.len, &err);
         if (r >= 0 && req->realtime_ns > 0) {
                 struct timespec ts = {.tv_sec = (time_t)(req->realtime_ns / 1000000000),
                                       .tv_nsec = (long)(req->realtime_ns % 1000000000)};
@@ -80,10 +74,8 @@ void agent_h_restore(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
         if (r >= 0)
                 r = read_boot_id(boot_id, sizeof(boot_id), &err);
         if (r < 0) {
-                us_ttrpc_call_fail(call, us_grpc_code_from_errno(r), "restore: %s",
-                                   us_error_text(err));
-                us_error_free(err);
-                return;
+                r = us_error_wrap(&err, r, "restore");
+                return us_ttrpc_call_fail_error(call, r, err);
         }
         Unishim__Agent__V1__RestoreResponse resp = UNISHIM__AGENT__V1__RESTORE_RESPONSE__INIT;
         resp.boot_id = boot_id;

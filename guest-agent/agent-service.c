@@ -323,22 +323,8 @@ static int watch_streams(struct agent *a, struct agent_process *p, struct us_err
 
 /* ---- handlers ---- */
 
-/* Unpacks and validates the call's request through the table of
- * agent-request.c, or fails the call and returns NULL. */
-static void *call_decode(struct us_ttrpc_call *call, const uint8_t *payload, size_t len)
-{
-        const char *method = us_ttrpc_call_method(call);
-        const ProtobufCMessageDescriptor *desc;
-        us_ttrpc_check_fn check;
-        if (agent_request_find(method, &desc, &check) < 0) {
-                us_ttrpc_call_fail(call, US_GRPC_INVALID_ARGUMENT, "unknown method %s", method);
-                return NULL;
-        }
-        return us_ttrpc_call_unpack(call, desc, check, payload, len);
-}
-
 #define DECODE(type, var)                                                                          \
-        _cleanup_pb_ type *var = call_decode(call, payload, len);                                  \
+        _cleanup_pb_ type *var = agent_call_decode(call, payload, len);                            \
         if (!var)                                                                                  \
         return
 

@@ -87,6 +87,10 @@ int agent_request_find(const char *method, const ProtobufCMessageDescriptor **re
  * protobuf_c_message_free_unpacked(*ret, NULL)). */
 int agent_request_decode(const char *method, const uint8_t *payload, size_t len,
                          ProtobufCMessage **ret, struct us_error **err);
+/* A handler's request, unpacked and validated through the same table: the
+ * message (owned by the caller), or NULL when call has been failed with
+ * INVALID_ARGUMENT and the reason (call is freed then). */
+void *agent_call_decode(struct us_ttrpc_call *call, const uint8_t *payload, size_t len);
 
 /* ---- after a restore from a VM template (agent-restore.c) ---- */
 
