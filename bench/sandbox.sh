@@ -15,7 +15,11 @@
 #                   agent ready, the pause container in the guest)
 #   floor           a bare QEMU of the same kernel + initramfs, same flags
 #                   (without tap and virtio-fs) until the agent answers a
-#                   ttrpc Check (unishim-agent-ctl)
+#                   ttrpc Check (unishim-agent-ctl); the stock (Debian
+#                   package) kernel's image, the baseline of the rows
+#   minimal floor   the same with the minimal kernel's image (docs/guest.md;
+#                   `cmake --build build --target guest-image-minimal`),
+#                   booted alternately with the stock one
 # Sets SB_ROWS (newline-separated JSON rows for results.json) and SB_NOTES.
 
 SB_N=${BENCH_SB_N:-5}
@@ -123,14 +127,27 @@ sandbox_bench() {
         done
 
         # The floor: bare QEMU, same kernel/initramfs/flags, no tap/virtio-fs.
+        # The stock kernel's image is the baseline: the build's own, or
+        # cloud/ when the build selected the minimal kernel; the minimal
+        # kernel's image is minimal/, or the build's own.
         local img=$UNISHIM_BUILD_DIR/vmm/guest-image ctl=$UNISHIM_BUILD_DIR/guest-agent/unishim-agent-ctl
-        local initrd=$img/initramfs.cpio khz qpid t0 t1 fdir
-        [ -f "$initrd" ] || initrd=$img/initramfs.cpio.gz
+        local stock_img=$img min_img= khz qpid t0 t1 fdir
+        [ ! -f "$img/cloud/vmlinux" ] || stock_img=$img/cloud
+        if [ -f "$img/minimal/vmlinux" ]; then
+                min_img=$img/minimal
+        elif [[ $(cat "$img/kernel-release" 2>/dev/null) = *-unishim-minimal ]]; then
+                min_img=$img
+        fi
+        [ -n "$min_img" ] || SB_NOTES+="minimal kernel rows skipped: its image is not built (cmake --build \$UNISHIM_BUILD_DIR --target guest-image-minimal)."$'\n'
         khz=$(awk -F: '/^cpu MHz/ { printf "%d\n", $2 * 1000; exit }' /proc/cpuinfo)
         : >"$work/sb.floor"
-        bare_qemu() { # DIR [BALLOON]: starts a bare QEMU in the background, sets QPID
+        : >"$work/sb.floor-min"
+        bare_qemu() { # DIR [BALLOON [IMAGE_DIR]]: starts a bare QEMU in the background, sets QPID
                 local balloon=(-device virtio-balloon-device,free-page-reporting=on,deflate-on-oom=off)
+                local bimg=${3:-$stock_img} initrd
                 [ "${2:-on}" = on ] || balloon=()
+                initrd=$bimg/initramfs.cpio
+                [ -f "$initrd" ] || initrd=$bimg/initramfs.cpio.gz
                 mkdir -p "$1"
                 qemu-system-x86_64 -name "unishim-bench-floor,debug-threads=on" \
                         -M microvm,x-option-roms=off,pit=on,pic=off,isa-serial=on,rtc=on,memory-backend=mem \
@@ -138,7 +155,7 @@ sandbox_bench() {
                         -object memory-backend-memfd,id=mem,size=${SB_MEM_MIB}M,share=on \
                         -smp 1 -global virtio-mmio.force-legacy=false -nodefaults -no-user-config -nographic -no-reboot \
                         -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny \
-                        -kernel "$img/vmlinux" -initrd "$initrd" \
+                        -kernel "$bimg/vmlinux" -initrd "$initrd" \
                         -append "console=ttyS0 reboot=t panic=-1 pci=off quiet cryptomgr.notests tsc_early_khz=$khz" \
                         -chardev "file,id=console,path=$1/console.log" -serial chardev:console \
                         -device virtio-serial-device \
@@ -149,20 +166,26 @@ sandbox_bench() {
                         </dev/null >"$1/qemu.log" 2>&1 &
                 QPID=$!
         }
-        if [ -f "$img/vmlinux" ] && [ -f "$initrd" ] && [ -x "$ctl" ]; then
+        # floor_boot DIR IMAGE_DIR OUT: one boot to the agent's Check answer,
+        # its time (µs) appended to OUT.
+        floor_boot() {
+                t0=$(now_us)
+                bare_qemu "$1" on "$2"
+                qpid=$QPID
+                if timeout 60 "$ctl" --wait-ms 50000 "$1/agent.sock" check >"$1/check" 2>&1; then
+                        t1=$(now_us)
+                        echo $((t1 - t0)) >>"$3"
+                else
+                        SB_NOTES+="bare QEMU boot $1 ($2): no agent Check answer: $(head -c 200 "$1/check")"$'\n'
+                fi
+                kill -KILL "$qpid" 2>/dev/null || true
+                wait "$qpid" 2>/dev/null || true
+        }
+        if [ -f "$stock_img/vmlinux" ] && [ -x "$ctl" ]; then
+                # Alternating, so that the host's load hits both alike.
                 for ((i = 0; i < SB_FLOOR_N; i++)); do
-                        fdir=$work/floor-$i
-                        t0=$(now_us)
-                        bare_qemu "$fdir"
-                        qpid=$QPID
-                        if timeout 60 "$ctl" --wait-ms 50000 "$fdir/agent.sock" check >"$fdir/check" 2>&1; then
-                                t1=$(now_us)
-                                echo $((t1 - t0)) >>"$work/sb.floor"
-                        else
-                                SB_NOTES+="bare QEMU boot $i: no agent Check answer: $(head -c 200 "$fdir/check")"$'\n'
-                        fi
-                        kill -KILL "$qpid" 2>/dev/null || true
-                        wait "$qpid" 2>/dev/null || true
+                        floor_boot "$work/floor-$i" "$stock_img" "$work/sb.floor"
+                        [ -z "$min_img" ] || floor_boot "$work/floor-min-$i" "$min_img" "$work/sb.floor-min"
                 done
         else
                 SB_NOTES+="floor skipped: guest image or unishim-agent-ctl not built."$'\n'
@@ -187,21 +210,28 @@ sandbox_bench() {
         fi
         # The bare QEMU idle, with free page reporting (as the shim starts
         # it) and without, one after the other: what the guest gives back.
-        local pss_bare_nobal=null bal
-        if [ -f "$img/vmlinux" ] && [ -x "$ctl" ]; then
-                for bal in on off; do
+        # And the minimal kernel's bare QEMU, with free page reporting.
+        local pss_bare_nobal=null pss_bare_min=null bal
+        if [ -f "$stock_img/vmlinux" ] && [ -x "$ctl" ]; then
+                for bal in on off min; do
+                        [ "$bal" != min ] || [ -n "$min_img" ] || continue
                         fdir=$work/floor-pss-$bal
-                        bare_qemu "$fdir" "$bal"
+                        if [ "$bal" = min ]; then bare_qemu "$fdir" on "$min_img"; else bare_qemu "$fdir" "$bal"; fi
                         qpid=$QPID
                         if timeout 60 "$ctl" --wait-ms 50000 "$fdir/agent.sock" check >/dev/null 2>&1; then
                                 # the guest reports blocks free for ~2 s
                                 sleep 10
-                                if [ "$bal" = on ]; then pss_bare=$(sb_pss "$qpid"); else pss_bare_nobal=$(sb_pss "$qpid"); fi
+                                case $bal in
+                                on) pss_bare=$(sb_pss "$qpid") ;;
+                                off) pss_bare_nobal=$(sb_pss "$qpid") ;;
+                                min) pss_bare_min=$(sb_pss "$qpid") ;;
+                                esac
                         fi
                         kill -KILL "$qpid" 2>/dev/null || true
                         wait "$qpid" 2>/dev/null || true
                 done
         fi
+        [ -z "$min_img" ] || SB_NOTES+="vmlinux: stock $(($(stat -c %s "$stock_img/vmlinux") / 1024)) KiB ($(cat "$stock_img/kernel-release" 2>/dev/null)), minimal $(($(stat -c %s "$min_img/vmlinux") / 1024)) KiB ($(cat "$min_img/kernel-release" 2>/dev/null))."$'\n'
 
         # Two pods started at once: each start vs one alone (the medians
         # above). Under TCG each VM needs a core of its own to boot.
@@ -257,8 +287,11 @@ sandbox_bench() {
         sb_row "sandbox CreateContainer, median" ms "$(sb_median "$work/sb.cc")"
         sb_row "sandbox StartContainer, median" ms "$(sb_median "$work/sb.sc")"
         sb_row "floor: bare QEMU boot (same kernel/initramfs/flags) to agent Check, median" ms "$(sb_median "$work/sb.floor")"
+        sb_row "minimal kernel floor: bare QEMU boot of the minimal kernel's image to agent Check, median; baseline: the stock floor" ms \
+                "$(sb_median "$work/sb.floor-min")" "$(sb_median "$work/sb.floor")"
         sb_row "idle sandbox pod PSS (shim+QEMU+virtiofsd, ${SB_MEM_MIB} MiB guest); baseline: bare QEMU" KiB "$pss_pod" "$pss_bare"
         sb_row "bare QEMU idle PSS with free page reporting; baseline: without" KiB "$pss_bare" "$pss_bare_nobal"
+        sb_row "bare QEMU idle PSS, minimal kernel; baseline: stock kernel" KiB "$pss_bare_min" "$pss_bare"
         sb_row "sandbox pod start, 2 at once (each, the slower); baseline: one alone, median" ms \
                 "$([ "$(wc -l <"$work/sb.two")" = 2 ] && percentile "$work/sb.two" 100 || echo null)" "$(sb_median "$work/sb.total")"
         local kv

@@ -3,9 +3,10 @@
 # PID 1) in QEMU microvm, talks to the agent over the virtio-serial port and
 # checks: Check answers with the guest's kernel release (not the host's), and
 # Shutdown powers the VM off so QEMU exits. KVM only with vmx/svm, else TCG.
+# UNISHIM_GUEST_DIR names another image's directory (as for the shim).
 set -euo pipefail
 BUILD=${UNISHIM_BUILD_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/build}
-img=$BUILD/vmm/guest-image
+img=${UNISHIM_GUEST_DIR:-$BUILD/vmm/guest-image}
 ctl=$BUILD/guest-agent/unishim-agent-ctl
 skip() { echo "SKIP: $*"; exit 77; }
 command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not installed"

@@ -49,7 +49,7 @@ out_rc kern rc ectl exec sb1 -- uname -r
 expect_eq "exec uname -r: exit 0" 0 "$rc"
 [ -n "$kern" ] && [ "$kern" != "$HOST_KERNEL" ] && pass "uname -r in the pod ($kern) is not the host's ($HOST_KERNEL)" ||
         fail "uname -r in the pod: '$kern', host: '$HOST_KERNEL'"
-expect_match "the guest kernel is the guest image's" "$(cat "$UNISHIM_BUILD_DIR/vmm/guest-image/kernel-release" 2>/dev/null || echo cloud-amd64)" "$kern"
+expect_match "the guest kernel is the guest image's" "$(cat "${UNISHIM_GUEST_DIR:-$UNISHIM_BUILD_DIR/vmm/guest-image}/kernel-release" 2>/dev/null || echo cloud-amd64)" "$kern"
 
 so=$(ectl exec sb1 -- sh -c 'echo out; echo err >&2; exit 7' 2>"$IT_TMP/err" </dev/null) && rc=0 || rc=$?
 expect_eq "ExecSync exit code 7" 7 "$rc"

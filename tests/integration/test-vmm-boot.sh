@@ -20,24 +20,27 @@
 # copy-on-write); a truncated or corrupt state file
 # fails the restore with QEMU's message and leaves nothing behind.
 #
-# VMM_KERNEL / VMM_INITRD override the image (e.g. a bare busybox initramfs).
+# VMM_KERNEL / VMM_INITRD override the image (e.g. a bare busybox initramfs);
+# UNISHIM_GUEST_DIR names another image's directory (as for the shim, e.g.
+# build/vmm/guest-image/minimal: the minimal kernel, docs/guest.md).
 set -euo pipefail
 
 BUILD=${UNISHIM_BUILD_DIR:-build}
 BOOT=$BUILD/tests/vmm-boot
 skip() { echo "SKIP: $*"; exit 77; }
 
-kernel=${VMM_KERNEL:-$BUILD/vmm/guest-image/vmlinux}
+img=${UNISHIM_GUEST_DIR:-$BUILD/vmm/guest-image}
+kernel=${VMM_KERNEL:-$img/vmlinux}
 initrd=${VMM_INITRD:-}
 if [ -z "$initrd" ]; then
-        for f in "$BUILD"/vmm/guest-image/initramfs.cpio "$BUILD"/vmm/guest-image/initramfs.cpio.gz; do
+        for f in "$img"/initramfs.cpio "$img"/initramfs.cpio.gz; do
                 [ -f "$f" ] && initrd=$f && break
         done
 fi
 [ "$(id -u)" = 0 ] || skip "needs root (virtiofsd namespaces)"
 [ -x /usr/bin/qemu-system-x86_64 ] || skip "qemu-system-x86_64 missing (apt package qemu-system-x86)"
 [ -f "$kernel" ] && [ -n "$initrd" ] ||
-        skip "guest image not built ($BUILD/vmm/guest-image/{vmlinux,initramfs.cpio}; needs a static unishim-agent)"
+        skip "guest image not built ($img/{vmlinux,initramfs.cpio}; needs a static unishim-agent)"
 [ -x "$BOOT" ] || { echo "FAIL: $BOOT not built"; exit 1; }
 
 tmp=$(mktemp -d /tmp/test-vmm-boot.XXXXXX)
