@@ -200,9 +200,17 @@ sandbox_bench() {
                         [[ ${a%%$'\n'*} = *containerd-shim-* ]] && grep -qxF -- "$ENV_ADDR" <<<"$a" &&
                                 grep -qxF -- "$SB_ID" <<<"$a" && echo "${d#/proc/}"
                 done; true)
+                # virtiofsd by ancestry: the shim starts it (in a user
+                # namespace of its own, its command line names no pod path),
+                # and its namespace sandbox forks once more.
                 vfs=$(for d in /proc/[0-9]*; do
-                        a=$(tr '\0' ' ' 2>/dev/null <"$d/cmdline") || continue
-                        [[ $a = *virtiofsd*"/run/unishim/"*"/$SB_ID/"* ]] && echo "${d#/proc/}"
+                        [ "$(cat "$d/comm" 2>/dev/null)" = virtiofsd ] || continue
+                        q=${d#/proc/}
+                        for _ in 1 2 3; do
+                                q=$(awk '$1 == "PPid:" { print $2 }' "/proc/$q/status" 2>/dev/null)
+                                [ -n "$q" ] && [ "$q" -gt 1 ] || break
+                                [[ " $shim " != *" $q "* ]] || { echo "${d#/proc/}"; break; }
+                        done
                 done; true)
                 pss_pod=$(sb_pss $shim $SB_QEMU $vfs)
                 SB_NOTES+="idle sandbox pod PSS: shim $(sb_pss $shim) KiB, QEMU $(sb_pss $SB_QEMU) KiB, virtiofsd ($(echo $vfs | wc -w) processes) $(sb_pss $vfs) KiB."$'\n'

@@ -119,7 +119,8 @@ int vm_spec_check_mounts(const struct us_oci_spec *spec, struct us_error **err)
 }
 
 /* Appends to buf (size bytes, NUL-terminated at *len) what fits. */
-static void add(char *buf, size_t size, size_t *len, const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static void add(char *buf, size_t size, size_t *len,
+                                                      const char *fmt, ...)
 {
         if (*len + 1 >= size)
                 return;
