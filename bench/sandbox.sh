@@ -203,13 +203,14 @@ sandbox_bench() {
                 # virtiofsd by ancestry: the shim starts it (in a user
                 # namespace of its own, its command line names no pod path),
                 # and its namespace sandbox forks once more.
+                local shims=" ${shim//$'\n'/ } "
                 vfs=$(for d in /proc/[0-9]*; do
                         [ "$(cat "$d/comm" 2>/dev/null)" = virtiofsd ] || continue
                         q=${d#/proc/}
                         for _ in 1 2 3; do
                                 q=$(awk '$1 == "PPid:" { print $2 }' "/proc/$q/status" 2>/dev/null)
                                 [ -n "$q" ] && [ "$q" -gt 1 ] || break
-                                [[ " $shim " != *" $q "* ]] || { echo "${d#/proc/}"; break; }
+                                [[ $shims != *" $q "* ]] || { echo "${d#/proc/}"; break; }
                         done
                 done; true)
                 pss_pod=$(sb_pss $shim $SB_QEMU $vfs)
