@@ -602,7 +602,7 @@ static int reused_pid_child(const char *cgroup)
         (void)child_call(f, "RemoveContainer", &cr.base);
         fx_free(f);
         if (!alive)
-                return 12; /* the signal went to the pid's new owner */
+                return 12; /* the signal went to the process that took the pid */
         if (r != -ENOENT || !named)
                 return 13; /* not NOT_FOUND, the code for a process that is gone */
         return 0;

@@ -494,7 +494,7 @@ static void handler_unpack_and_fail(void **state)
         us_ttrpc_client_free(c);
 }
 
-/* us_ttrpc_request_unpack() alone: limits, garbage, the check, ownership. */
+/* us_ttrpc_request_unpack() alone: limits, garbage, the check, who frees the message. */
 static void request_unpack(void **state)
 {
         (void)state;
