@@ -77,6 +77,7 @@ struct policy_config *policy_config_free(struct policy_config *cfg)
         free(cfg->sandbox.kernel);
         free(cfg->sandbox.initrd);
         free(cfg->sandbox.accel);
+        free(cfg->sandbox.template_dir);
         free(cfg->vm.libvirt_uri);
         free(cfg->vm.qemu_group);
         free(cfg->vm.accel);
@@ -210,6 +211,9 @@ static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us
                                            "console_log_max_bytes",
                                            "agent_timeout_ms",
                                            "virtiofsd_unprivileged",
+                                           "shared_fs",
+                                           "templates",
+                                           "template_dir",
                                            NULL};
         TRY(ocij_only_keys(o, p, keys, err));
         bool has_unpriv = false;
@@ -221,6 +225,18 @@ static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us
         TRY(ocij_string(FIELD(o, p, "initrd"), F_ABS, &sb->initrd, err));
         TRY(ocij_string(FIELD(o, p, "accel"), 0, &sb->accel, err));
         TRY(accel_check(sb->accel, p, err));
+        _cleanup_free_ char *shared_fs = NULL;
+        TRY(ocij_string(FIELD(o, p, "shared_fs"), 0, &shared_fs, err));
+        if (shared_fs && strcmp(shared_fs, "virtio-fs") == 0)
+                sb->shared_fs = POLICY_SHARED_FS_VIRTIOFS;
+        else if (shared_fs && strcmp(shared_fs, "9p") == 0)
+                sb->shared_fs = POLICY_SHARED_FS_9P;
+        else if (shared_fs)
+                return ocij_error(err, JP_KEY(p, "shared_fs"),
+                                  "unknown shared file system \"%s\" (known: virtio-fs, 9p)",
+                                  shared_fs);
+        TRY(ocij_bool(FIELD(o, p, "templates"), 0, &sb->templates, NULL, err));
+        TRY(ocij_string(FIELD(o, p, "template_dir"), F_ABS, &sb->template_dir, err));
         static const struct {
                 const char *key;
                 size_t offset;

@@ -97,6 +97,13 @@ enum policy_isolation {
         POLICY_ISOLATION__COUNT,
 };
 
+enum policy_shared_fs {
+        POLICY_SHARED_FS_VIRTIOFS,
+        POLICY_SHARED_FS_9P,
+};
+
+#define POLICY_TEMPLATE_DIR_DEFAULT "/run/unishim/templates"
+
 /* How sandbox-kind VMs are made. NULL/0: the built-in defaults. */
 struct policy_sandbox_config {
         char *kernel;                   /* uncompressed vmlinux; NULL: next to the binary */
@@ -115,6 +122,17 @@ struct policy_sandbox_config {
          * mounts (an overlay root: kind's nodes), or kernels before 6.13
          * (overlay layers by fd): docs/security.md. */
         bool virtiofsd_root;
+        /* "shared_fs": how the pod's files reach the guest. virtio-fs (the
+         * default) through a virtiofsd per pod; 9p through QEMU's own
+         * virtio-9p device, which VM templates need (vhost-user cannot map
+         * a clone's copy-on-write RAM: docs/vmm.md) and which needs a guest
+         * kernel with 9p (not the cloud flavour: docs/guest.md). */
+        enum policy_shared_fs shared_fs;
+        /* "templates": start pods by restoring a saved guest (docs/vmm.md,
+         * "VM templates") where the pod's layout allows it; off: every pod
+         * boots cold. */
+        bool templates;
+        char *template_dir; /* the template cache; NULL: POLICY_TEMPLATE_DIR_DEFAULT */
 };
 
 /* How vm-kind pods are run. NULL/0: the built-in defaults. */

@@ -333,6 +333,25 @@ static void vm_guest(void **state)
         policy_config_free(cfg);
         parse_fails("{\"sandbox\": {\"virtiofsd_unprivileged\": \"no\"}}",
                     "virtiofsd_unprivileged");
+
+        cfg = parse_ok("{}");
+        assert_int_equal(cfg->sandbox.shared_fs, POLICY_SHARED_FS_VIRTIOFS);
+        assert_false(cfg->sandbox.templates);
+        assert_null(cfg->sandbox.template_dir);
+        policy_config_free(cfg);
+        cfg = parse_ok("{\"sandbox\": {\"shared_fs\": \"9p\", \"templates\": true, "
+                       "\"template_dir\": \"/var/lib/t\"}}");
+        assert_int_equal(cfg->sandbox.shared_fs, POLICY_SHARED_FS_9P);
+        assert_true(cfg->sandbox.templates);
+        assert_string_equal(cfg->sandbox.template_dir, "/var/lib/t");
+        policy_config_free(cfg);
+        cfg = parse_ok("{\"sandbox\": {\"shared_fs\": \"virtio-fs\"}}");
+        assert_int_equal(cfg->sandbox.shared_fs, POLICY_SHARED_FS_VIRTIOFS);
+        policy_config_free(cfg);
+        parse_fails("{\"sandbox\": {\"shared_fs\": \"nfs\"}}",
+                    "unknown shared file system \"nfs\"");
+        parse_fails("{\"sandbox\": {\"template_dir\": \"rel\"}}", "template_dir");
+        parse_fails("{\"sandbox\": {\"templates\": 1}}", "templates");
         parse_fails("{\"vm\": {\"memory_mib\": 64}}", "memory_mib");
         parse_fails("{\"vm\": {\"accel\": \"xen\"}}", "unknown accelerator");
         parse_fails("{\"vm\": {\"user_data_max_bytes\": 2000000}}", "user_data_max_bytes");
