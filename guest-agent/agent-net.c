@@ -75,8 +75,9 @@ static int nl_talk(struct nlreq *r, struct us_error **err)
         }
 }
 
+/* name, mtu (0) and mac (NULL) are left as they are when not given. */
 static int link_set(int ifindex, unsigned flags, unsigned change, const char *name, uint32_t mtu,
-                    struct us_error **err)
+                    const uint8_t *mac, struct us_error **err)
 {
         struct nlreq r = {0};
         r.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifinfomsg));
@@ -89,6 +90,8 @@ static int link_set(int ifindex, unsigned flags, unsigned change, const char *na
                 return -ENOBUFS;
         if (mtu && nl_addattr(&r, IFLA_MTU, &mtu, sizeof(mtu)) < 0)
                 return -ENOBUFS;
+        if (mac && nl_addattr(&r, IFLA_ADDRESS, mac, 6) < 0)
+                return -ENOBUFS;
         return nl_talk(&r, err);
 }
 
@@ -97,7 +100,7 @@ int agent_net_lo_up(struct us_error **err)
         int idx = (int)if_nametoindex("lo");
         if (idx <= 0)
                 return us_errorf(err, errno, "lo");
-        return link_set(idx, IFF_UP, IFF_UP, NULL, 0, err);
+        return link_set(idx, IFF_UP, IFF_UP, NULL, 0, NULL, err);
 }
 
 /* The ifindex of the interface with this MAC, from sysfs. */
@@ -225,23 +228,38 @@ int agent_net_update(const Unishim__Agent__V1__UpdateNetworkRequest *req, struct
         int r;
         for (size_t i = 0; i < req->n_interfaces; i++) {
                 const Unishim__Agent__V1__Interface *itf = req->interfaces[i];
-                uint8_t mac[6];
+                uint8_t mac[6], dev[6];
                 int idx;
                 char cur[IFNAMSIZ];
+                bool set_mac = false;
                 r = agent_parse_mac(itf->mac, mac, err);
-                if (r >= 0)
+                if (r >= 0 && itf->device_mac[0])
+                        r = agent_parse_mac(itf->device_mac, dev, err);
+                if (r >= 0 && itf->device_mac[0]) {
+                        /* A restored template's device, unless an earlier
+                         * call gave it the pod's MAC already. */
+                        if (find_by_mac(mac, &idx, cur, NULL) < 0) {
+                                r = find_by_mac(dev, &idx, cur, err);
+                                set_mac = true;
+                        }
+                } else if (r >= 0) {
                         r = find_by_mac(mac, &idx, cur, err);
+                }
                 if (r < 0)
                         return us_error_wrap(err, r, "interface %s", itf->name);
-                /* A rename needs the link down. */
-                if (strcmp(cur, itf->name) != 0) {
-                        r = link_set(idx, 0, IFF_UP, NULL, 0, err);
+                /* A rename and a new MAC need the link down. */
+                bool rename = strcmp(cur, itf->name) != 0;
+                if (rename || set_mac) {
+                        r = link_set(idx, 0, IFF_UP, NULL, 0, NULL, err);
                         if (r >= 0)
-                                r = link_set(idx, 0, 0, itf->name, 0, err);
+                                r = link_set(idx, 0, 0, rename ? itf->name : NULL, 0,
+                                             set_mac ? mac : NULL, err);
                         if (r < 0)
-                                return us_error_wrap(err, r, "rename %s to %s", cur, itf->name);
+                                return us_error_wrap(err, r, "%s %s as %s with MAC %s",
+                                                     rename ? "rename" : "set up", cur, itf->name,
+                                                     itf->mac);
                 }
-                r = link_set(idx, IFF_UP, IFF_UP, NULL, itf->mtu, err);
+                r = link_set(idx, IFF_UP, IFF_UP, NULL, itf->mtu, NULL, err);
                 if (r < 0)
                         return us_error_wrap(err, r, "set %s up", itf->name);
                 for (size_t j = 0; j < itf->n_addresses; j++) {

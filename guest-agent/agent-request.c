@@ -59,6 +59,8 @@ static int check_network(const ProtobufCMessage *m, struct us_error **err)
                 int ret = agent_validate_ifname(itf->name, err);
                 if (ret >= 0)
                         ret = agent_parse_mac(itf->mac, mac, err);
+                if (ret >= 0 && itf->device_mac[0])
+                        ret = agent_parse_mac(itf->device_mac, mac, err);
                 if (ret < 0)
                         return ret;
                 if (itf->mtu != 0 && (itf->mtu < 68 || itf->mtu > 65535))
