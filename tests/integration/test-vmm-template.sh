@@ -148,40 +148,14 @@ grep -q "^$key state=ready holder=$holder " "$tmp/list1.out" && ok "list: $key r
         bad "list does not show the template ready with its holder"
 
 # --- two clones at once ----------------------------------------------------
-declare -A bg_pid
-clone() {
-        local name=$1
-        mkdir -p "$tmp/$name"
-        timeout -s KILL 300 "$BOOT" --kernel "$kernel" --initrd "$initrd" --state-dir "$tmp/$name" \
-                --id "$tag-$name" --accel auto --timeout 240 --template-cache "$cache" \
-                --ready-cmd "$AGENT_CTL --wait-ms 200000 \$AGENT_SOCK restore" \
-                --wait-file "$tmp/$name.go" >"$tmp/$name.out" 2>&1 &
-        bg_pid[$name]=$!
-}
-until_ready() {
-        while ! grep -q '^pss_kib=' "$tmp/$1.out"; do
-                kill -0 "${bg_pid[$1]}" 2>/dev/null || return 1
-                sleep 0.2
-        done
-}
-val() { sed -n "s/^$2=//p" "$tmp/$1.out" | tail -1; }
-finish() {
-        local rc=0
-        touch "$tmp/$1.go"
-        wait "${bg_pid[$1]}" || rc=$?
-        sed "s/^/  $1: /" "$tmp/$1.out"
-        if [ $rc -ne 0 ] || ! grep -qx result=ok "$tmp/$1.out"; then
-                bad "$1: vmm-boot exited $rc"
-                tail -5 "$tmp/$1/qemu.log" 2>/dev/null | sed 's/^/    /' || true
-                return 1
-        fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/vmm-bg.sh"
+# A clone's first call: Restore (host entropy, clock, then boot_id).
+ready="$AGENT_CTL --wait-ms 200000 \$AGENT_SOCK restore"
 # The guest RAM mapping in QEMU's maps: the memfd's inode.
 maps_ino() { awk '/memfd:unishim-template/ {print $5; exit}' "/proc/$1/maps" 2>/dev/null; }
-pss_now() { awk '/^Pss:/ { print $2 }' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
 
-clone clone1
-clone clone2
+bg clone1 --template-cache "$cache"
+bg clone2 --template-cache "$cache"
 cok=1
 until_ready clone1 || cok=0
 until_ready clone2 || cok=0
