@@ -290,8 +290,11 @@ int unishimctl_template(int argc, char **argv)
         bool all = false;
         int o;
 
-        optind = 1;
-        while ((o = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        /* 0: getopt starts afresh (main's getopt stopped at "template"),
+         * and permutes: options may come before or after the subcommand
+         * (template rm --all). */
+        optind = 0;
+        while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
                 if (o == 'c')
                         config = optarg;
                 else if (o == 'a')
@@ -301,18 +304,7 @@ int unishimctl_template(int argc, char **argv)
                         return 2;
                 }
         }
-        /* Options may also follow the subcommand (template rm --all). */
         const char *sub = optind < argc ? argv[optind++] : NULL;
-        while ((o = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-                if (o == 'c')
-                        config = optarg;
-                else if (o == 'a')
-                        all = true;
-                else {
-                        usage(stderr);
-                        return 2;
-                }
-        }
         const char *arg = optind < argc ? argv[optind++] : NULL;
         if (!sub || optind < argc || (strcmp(sub, "rm") == 0 ? !arg == !all : arg || all) ||
             (strcmp(sub, "build") && strcmp(sub, "list") && strcmp(sub, "rm"))) {

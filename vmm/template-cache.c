@@ -834,18 +834,28 @@ static int remove_dir(struct vmm_template_cache *c, const char *name, const char
         return 0;
 }
 
+/* The cache directory for reading, from the start. */
+static int open_cache_dir(struct vmm_template_cache *c, DIR **ret, struct us_error **err)
+{
+        int dfd = openat(c->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+        if (!d) {
+                int e = errno;
+                us_close(dfd);
+                return us_errorf(err, e, "open %s", c->dir);
+        }
+        *ret = d;
+        return 0;
+}
+
 /* Leftovers of the key from a builder or remover that died: temporary
  * directories (their holders stopped). The key's lock is the caller's. */
 static int remove_leftovers(struct vmm_template_cache *c, const char *key, struct us_error **err)
 {
-        int dfd = openat(c->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
-                return us_errorf(err, errno, "open %s", c->dir);
-        DIR *d = fdopendir(dfd);
-        if (!d) {
-                us_close(dfd);
-                return us_errorf(err, errno, "open %s", c->dir);
-        }
+        DIR *d = NULL;
+        int r0 = open_cache_dir(c, &d, err);
+        if (r0 < 0)
+                return r0;
         char **names = NULL;
         size_t n = 0;
         struct dirent *de;
@@ -907,14 +917,10 @@ static int cmp_str(const void *a, const void *b)
 int vmm_template_cache_keys(struct vmm_template_cache *c, bool leftovers, char ***ret,
                             size_t *ret_n, struct us_error **err)
 {
-        int dfd = openat(c->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
-                return us_errorf(err, errno, "open %s", c->dir);
-        DIR *d = fdopendir(dfd);
-        if (!d) {
-                us_close(dfd);
-                return us_errorf(err, errno, "open %s", c->dir);
-        }
+        DIR *d = NULL;
+        int r0 = open_cache_dir(c, &d, err);
+        if (r0 < 0)
+                return r0;
         char **v = calloc(1, sizeof(*v));
         size_t n = 0;
         struct dirent *de;
