@@ -24,6 +24,7 @@
 #include "unit.h"
 
 #include "base/cleanup.h"
+#include "cgroup/cgroup.h"
 #include "vmm/template-cache.h"
 
 #define STATE_TEXT "QEVM fake migration stream"
@@ -517,6 +518,45 @@ static void cache_dir_checked(void **state)
         assert_null(c);
 }
 
+/* A cache opened with a holder cgroup puts its holders there, not in the
+ * builder's cgroup. */
+static void holder_in_its_cgroup(void **state)
+{
+        struct fixture *f = *state;
+        struct us_cgroup *cg = NULL;
+        struct vmm_template_cache *c = NULL;
+        struct us_error *err = NULL;
+        char name[64], key[VMM_TEMPLATE_KEY_LEN + 1], path[64], line[512];
+        pid_t holder;
+
+        if (geteuid() != 0)
+                unit_skip("needs root (a cgroup)");
+        snprintf(name, sizeof(name), "unishim-test-tcache-%d", (int)getpid());
+        if (us_cgroup_create("/sys/fs/cgroup", name, &cg, &err) < 0)
+                unit_skip("no cgroup: %s", us_error_text(err));
+        assert_int_equal(vmm_template_cache_open(f->cache_dir, false, cg, &c, &err), 0);
+        /* The fixture's cache and this one are the same directory. */
+        struct vmm_template_cache *plain = f->cache;
+        f->cache = c;
+        build(f, key, &holder);
+        f->cache = plain;
+        snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)holder);
+        FILE *in = fopen(path, "re");
+        assert_non_null(in);
+        bool found = false;
+        while (fgets(line, sizeof(line), in))
+                found = found || strstr(line, name) != NULL;
+        fclose(in);
+        assert_true(found);
+        _cleanup_close_ int pidfd = pidfd_of(holder);
+        assert_int_equal(vmm_template_remove(c, key, &err), 0);
+        assert_true(ended(pidfd));
+        vmm_template_cache_free(c);
+        /* Empty: an exited process has left its cgroup, zombie or not. */
+        assert_int_equal(us_cgroup_destroy(cg, &err), 0);
+        us_cgroup_free(cg);
+}
+
 /* The template's tap: in a namespace of its own, with a pod tap's flags. */
 static void tap_in_its_own_netns(void **state)
 {
@@ -552,6 +592,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(broken_entries, setup, teardown),
                 cmocka_unit_test_setup_teardown(holder_answers_checked, setup, teardown),
                 cmocka_unit_test_setup_teardown(cache_dir_checked, setup, teardown),
+                cmocka_unit_test_setup_teardown(holder_in_its_cgroup, setup, teardown),
                 cmocka_unit_test(tap_in_its_own_netns),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
