@@ -368,12 +368,13 @@ static bool key_locked(struct vmm_template_cache *c, const char *key)
 /* ---- the holder ---- */
 
 /* The holder's life: hand the memfd to every root peer, never wait for
- * one; end when its directory is removed (or on SIGTERM). fds: 3 the
- * memfd, 4 the bound socket, 5 an inotify watching the directory, 6 the
- * pipe to the builder (closed once listening). */
+ * one; end when its socket's file is removed (or on SIGTERM). fds: 3 the
+ * memfd, 4 the bound socket, 5 an inotify watching the socket's file, 6
+ * the pipe to the builder (closed once listening), 7 the socket's file
+ * (O_PATH). */
 static __attribute__((noreturn)) void holder_main(void)
 {
-        const int memfd = 3, lfd = 4, ifd = 5, ready = 6;
+        const int memfd = 3, lfd = 4, ifd = 5, ready = 6, sfile = 7;
         char ok = 'r';
 
         if (listen(lfd, 64) < 0)
@@ -390,11 +391,15 @@ static __attribute__((noreturn)) void holder_main(void)
                         _exit(1);
                 }
                 if (p[1].revents) {
-                        /* IN_DELETE_SELF (or IN_IGNORED after it): the
-                         * template is gone, and so are we. */
+                        /* IN_ATTRIB: the file's link count changed. Once
+                         * it is 0 the entry is being removed (by
+                         * vmm_template_remove, or the cache by hand), and
+                         * nobody can connect any more. */
                         char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-                        ssize_t n = read(ifd, buf, sizeof(buf));
-                        if (n > 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+                        struct stat st;
+                        while (read(ifd, buf, sizeof(buf)) > 0)
+                                ;
+                        if (fstat(sfile, &st) < 0 || st.st_nlink == 0)
                                 _exit(0);
                 }
                 if (p[0].revents & POLLIN) {
@@ -415,11 +420,12 @@ static __attribute__((noreturn)) void holder_main(void)
         }
 }
 
-/* In the holder, after fork: the four fds at 3..6, nothing else. */
-static __attribute__((noreturn)) void holder_child(int memfd, int lfd, int ifd, int ready, int go)
+/* In the holder, after fork: the five fds at 3..7, nothing else. */
+static __attribute__((noreturn)) void holder_child(int memfd, int lfd, int ifd, int ready,
+                                                   int sfile, int go)
 {
-        int want[4] = {memfd, lfd, ifd, ready};
-        int moved[4];
+        int want[5] = {memfd, lfd, ifd, ready, sfile};
+        int moved[5];
         sigset_t none;
         char c;
 
@@ -433,11 +439,11 @@ static __attribute__((noreturn)) void holder_child(int memfd, int lfd, int ifd, 
                 ;
         if (got != 1)
                 _exit(1);
-        /* Out of the way of 3..6 first, then into place. */
-        for (int i = 0; i < 4; i++)
+        /* Out of the way of 3..7 first, then into place. */
+        for (int i = 0; i < 5; i++)
                 if ((moved[i] = fcntl(want[i], F_DUPFD, 64)) < 0)
                         _exit(1);
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 5; i++)
                 if (dup2(moved[i], 3 + i) < 0)
                         _exit(1);
         int devnull = open("/dev/null", O_RDWR);
@@ -445,7 +451,7 @@ static __attribute__((noreturn)) void holder_child(int memfd, int lfd, int ifd, 
                 _exit(1);
         /* Nothing of the builder's: not its lock (an OFD lock lives as long
          * as any fd of it), not a pod's socket. */
-        if (syscall(SYS_close_range, 7U, ~0U, 0U) < 0)
+        if (syscall(SYS_close_range, 8U, ~0U, 0U) < 0)
                 _exit(1);
         if (chdir("/") < 0)
                 _exit(1);
@@ -497,7 +503,7 @@ static int holder_start(struct vmm_template_build *b, pid_t *ret_pid, int *ret_p
                         struct us_error **err)
 {
         struct vmm_template_cache *c = b->cache;
-        _cleanup_close_ int lfd = -1, ifd = -1, pidfd = -1;
+        _cleanup_close_ int lfd = -1, ifd = -1, sfile = -1, pidfd = -1;
         int pipe_pid[2] = {-1, -1}, go[2] = {-1, -1};
         struct sockaddr_un sa;
         socklen_t salen;
@@ -511,14 +517,20 @@ static int holder_start(struct vmm_template_build *b, pid_t *ret_pid, int *ret_p
                 return us_errorf(err, errno, "bind %s", HOLDER_SOCK_NAME);
         if (fchmodat(b->tmp_fd, HOLDER_SOCK_NAME, 0600, 0) < 0)
                 return us_errorf(err, errno, "chmod %s", HOLDER_SOCK_NAME);
+        /* The holder's end: the socket's file unlinked. Not the directory's
+         * IN_DELETE_SELF: the bound socket pins its file's dentry and that
+         * one its directory's, so a removed directory is never released
+         * while the holder lives. The inode, not the name: the rename into
+         * place does not count. */
+        sfile = openat(b->tmp_fd, HOLDER_SOCK_NAME, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (sfile < 0)
+                return us_errorf(err, errno, "open %s", HOLDER_SOCK_NAME);
         ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
         if (ifd < 0)
                 return us_errorf(err, errno, "inotify");
         char self[64];
-        snprintf(self, sizeof(self), "/proc/self/fd/%d", b->tmp_fd);
-        /* The inode, not the name: the rename into place does not count,
-         * the removal does. */
-        if (inotify_add_watch(ifd, self, IN_DELETE_SELF) < 0)
+        snprintf(self, sizeof(self), "/proc/self/fd/%d", sfile);
+        if (inotify_add_watch(ifd, self, IN_ATTRIB) < 0)
                 return us_errorf(err, errno, "inotify watch");
         if (pipe2(pipe_pid, O_CLOEXEC) < 0)
                 return us_errorf(err, errno, "pipe");
@@ -539,7 +551,7 @@ static int holder_start(struct vmm_template_build *b, pid_t *ret_pid, int *ret_p
                 (void)setsid();
                 pid_t holder = fork();
                 if (holder == 0)
-                        holder_child(b->memory_fd, lfd, ifd, pipe_pid[1], go[0]);
+                        holder_child(b->memory_fd, lfd, ifd, pipe_pid[1], sfile, go[0]);
                 (void)!write(pipe_pid[1], &holder, sizeof(holder));
                 _exit(holder < 0 ? 1 : 0);
         }

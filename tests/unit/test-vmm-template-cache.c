@@ -518,6 +518,30 @@ static void cache_dir_checked(void **state)
         assert_null(c);
 }
 
+/* Removed by hand (rm -rf of the cache): the holder ends by itself; a
+ * rename of its directory (as at publish) does not end it. */
+static void holder_ends_with_its_directory(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_template_entry e = VMM_TEMPLATE_ENTRY_INIT;
+        struct us_error *err = NULL;
+        char key[VMM_TEMPLATE_KEY_LEN + 1], from[256], to[256];
+        pid_t holder;
+
+        build(f, key, &holder);
+        _cleanup_close_ int pidfd = pidfd_of(holder);
+        snprintf(from, sizeof(from), "%s/%s", f->cache_dir, key);
+        snprintf(to, sizeof(to), "%s/elsewhere", f->dir);
+        assert_int_equal(rename(from, to), 0);
+        assert_int_equal(rename(to, from), 0);
+        assert_int_equal(vmm_template_lookup(f->cache, &f->in, &e, &err), 0);
+        vmm_template_entry_clear(&e);
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->cache_dir);
+        assert_int_equal(system(cmd), 0);
+        assert_true(ended(pidfd));
+}
+
 /* A cache opened with a holder cgroup puts its holders there, not in the
  * builder's cgroup. */
 static void holder_in_its_cgroup(void **state)
@@ -592,6 +616,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(broken_entries, setup, teardown),
                 cmocka_unit_test_setup_teardown(holder_answers_checked, setup, teardown),
                 cmocka_unit_test_setup_teardown(cache_dir_checked, setup, teardown),
+                cmocka_unit_test_setup_teardown(holder_ends_with_its_directory, setup, teardown),
                 cmocka_unit_test_setup_teardown(holder_in_its_cgroup, setup, teardown),
                 cmocka_unit_test(tap_in_its_own_netns),
         };
