@@ -18,6 +18,7 @@
 #include "oci/oci-spec-json.h"
 #include "pod-spec.h"
 #include "policy/policy.h"
+#include "unishimctl-template.h"
 
 #define ISOLATION_DEFAULT "container"
 
@@ -979,6 +980,9 @@ static void usage(FILE *f)
                 "  stats POD [-c C]                         container stats as JSON\n"
                 "  status POD [-c C]                        ContainerStatus as JSON (exit code, "
                 "reason)\n"
+                "  template [--config FILE] build|list|rm KEY|rm --all\n"
+                "                                           the node's VM template cache "
+                "(no CRI)\n"
                 "\n"
                 "POD is a pod id, a unique id prefix, NAME or NAMESPACE/NAME. The endpoint\n"
                 "defaults to $CRI_ENDPOINT, else %s.\n",
@@ -1022,6 +1026,10 @@ int main(int argc, char **argv)
         const char *cmd = argv[optind];
         int sub_argc = argc - optind;
         char **sub_argv = argv + optind;
+
+        /* The template cache is the node's, not the CRI's. */
+        if (strcmp(cmd, "template") == 0)
+                return unishimctl_template(sub_argc, sub_argv);
 
         struct ctl ctl = {.endpoint = endpoint};
         struct us_error *err = NULL;

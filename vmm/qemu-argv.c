@@ -168,10 +168,13 @@ static int check_config(const struct vmm_vm_config *cfg, struct us_error **err)
                         return us_error_msg(err, EINVAL,
                                             "a template or clone cannot have virtio-fs shares "
                                             "(QEMU cannot migrate vhost-user-fs)");
-                if (cfg->private_root)
+                /* The RAM is mapped through /proc/self/fd: the private
+                 * root has a /proc only with 9p shares (vmm/jail.h). */
+                if (cfg->private_root && (cfg->share_type != VMM_SHARE_9P || cfg->n_shares == 0))
                         return us_error_msg(err, EINVAL,
-                                            "a template or clone cannot run in a private root "
-                                            "yet (its RAM is mapped through /proc/self/fd)");
+                                            "a template or clone in a private root needs a 9p "
+                                            "share (its RAM is mapped through /proc/self/fd, "
+                                            "which the root has only with 9p)");
         }
         if (cfg->cmdline_extra)
                 for (const char *c = cfg->cmdline_extra; *c; c++)

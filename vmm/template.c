@@ -108,6 +108,29 @@ fail:
         return us_error_wrap(err, r, "template manifest");
 }
 
+int vmm_template_manifest_field(const char *manifest, const char *name, char **ret)
+{
+        size_t nlen = strlen(name);
+        for (const char *l = manifest; l && *l;) {
+                const char *eol = strchr(l, '\n');
+                if (strncmp(l, name, nlen) == 0 && l[nlen] == '=') {
+                        char *end = NULL;
+                        errno = 0;
+                        unsigned long long len = strtoull(l + nlen + 1, &end, 10);
+                        if (errno || end == l + nlen + 1 || *end != ':' || len > strlen(end + 1) ||
+                            (end[1 + len] != '\n' && end[1 + len] != '\0'))
+                                return -EINVAL;
+                        char *v = strndup(end + 1, (size_t)len);
+                        if (!v)
+                                return -ENOMEM;
+                        *ret = v;
+                        return 0;
+                }
+                l = eol ? eol + 1 : NULL;
+        }
+        return -ENOENT;
+}
+
 void vmm_template_key(const char *manifest, char out[VMM_TEMPLATE_KEY_LEN + 1])
 {
         us_sha256_hex(manifest, strlen(manifest), out);
@@ -171,4 +194,61 @@ int vmm_template_host_id_read(char **ret, struct us_error **err)
         if (r < 0)
                 return us_error_wrap(err, r, "template host identity");
         return vmm_template_host_id(cpuinfo, len, u.release, ret, err);
+}
+
+int vmm_template_vm_config(const struct vmm_template_inputs *in, enum vmm_template_role role,
+                           const struct vmm_template_instance *inst, struct vmm_template_vm *out,
+                           struct us_error **err)
+{
+        if (!in || !inst || !out)
+                return us_error_msg(err, EINVAL, "template vm: no inputs");
+        if (role != VMM_TEMPLATE_SOURCE && role != VMM_TEMPLATE_CLONE)
+                return us_error_msg(err, EINVAL, "template vm: role must be template or clone");
+        if (!in->kernel || (in->accel != VMM_ACCEL_KVM && in->accel != VMM_ACCEL_TCG))
+                return us_error_msg(err, EINVAL,
+                                    "template vm: a kernel and a decided accelerator are required");
+        if (inst->memory_fd <= 2 || inst->tap_fd <= 2)
+                return us_error_msg(err, EINVAL,
+                                    "template vm: memory fd %d and tap fd %d must be above stdio",
+                                    inst->memory_fd, inst->tap_fd);
+        if (!inst->share_dir || inst->share_dir[0] != '/')
+                return us_error_msg(err, EINVAL,
+                                    "template vm: the share directory must be absolute");
+
+        *out = (struct vmm_template_vm){
+                .share = {.tag = VMM_TEMPLATE_SHARE_TAG, .host_dir = inst->share_dir},
+        };
+        out->cfg = (struct vmm_vm_config){
+                .id = inst->id,
+                .state_dir = inst->state_dir,
+                .qemu_binary = in->qemu_binary,
+                .kernel = in->kernel,
+                .initrd = in->initrd,
+                .cmdline_extra = in->cmdline_extra,
+                .vcpus = in->vcpus,
+                .memory_mib = in->memory_mib,
+                .accel = in->accel,
+                .tcg_tb_size_mib = in->tcg_tb_size_mib,
+                /* 9p: QEMU's own device, which migrates while the guest has
+                 * not mounted it and reads a clone's private pages (vhost-
+                 * user cannot: docs/vmm.md). */
+                .share_type = VMM_SHARE_9P,
+                .shares = &out->share,
+                .n_shares = 1,
+                .serial_ports = {in->serial_ports[0], in->serial_ports[1]},
+                .tap_fd = inst->tap_fd,
+                .mac = inst->mac,
+                .cgroup = inst->cgroup,
+                .loop = inst->loop,
+                .console_log_max = inst->console_log_max,
+                .qemu_uid = inst->qemu_uid,
+                .qemu_gid = inst->qemu_gid,
+                /* The share at a fixed name (/share/0), so the argv, and
+                 * with it the 9p export path in the saved state, is the
+                 * same for every clone. */
+                .private_root = true,
+                .template_role = role,
+                .memory_fd = inst->memory_fd,
+        };
+        return 0;
 }

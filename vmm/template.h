@@ -15,6 +15,7 @@
  */
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "base/error.h"
 #include "qemu.h"
@@ -22,8 +23,13 @@
 /* The device layout the template code builds (machine options, devices and
  * their order). Part of every key: changing the layout in the code must
  * retire all templates saved by an older one. 2: vmm_qemu_argv's
- * VMM_TEMPLATE_SOURCE/CLONE (RAM in a file, no balloon, virtio-rng). */
-#define VMM_TEMPLATE_LAYOUT 2
+ * VMM_TEMPLATE_SOURCE/CLONE (RAM in a file, no balloon, virtio-rng). 3:
+ * vmm_template_vm_config: QEMU in its private root, virtio-net on a tap,
+ * one 9p device (VMM_TEMPLATE_SHARE_TAG at the jail's /share/0). */
+#define VMM_TEMPLATE_LAYOUT 3
+
+/* The mount tag of a templated VM's one 9p device. */
+#define VMM_TEMPLATE_SHARE_TAG "pod"
 
 /* Everything a template's saved state depends on. Files are named by path
  * and identified by what stat() says of them (see vmm_template_manifest). */
@@ -64,8 +70,59 @@ int vmm_template_host_id_read(char **ret, struct us_error **err);
  * control character, undecided accelerator), or stat()'s error. */
 int vmm_template_manifest(const struct vmm_template_inputs *in, char **ret, struct us_error **err);
 
+/* The value of a manifest's `name` line (e.g. "kernel", "memory_mib"):
+ * *ret (caller frees). Pure. Returns 0, -ENOENT (no such line), -EINVAL
+ * (malformed), -ENOMEM. */
+int vmm_template_manifest_field(const char *manifest, const char *name, char **ret);
+
 #define VMM_TEMPLATE_KEY_LEN 64
 
 /* The key of a manifest: lowercase hex SHA-256, the name of the template's
  * directory in the cache. */
 void vmm_template_key(const char *manifest, char out[VMM_TEMPLATE_KEY_LEN + 1]);
+
+/* --- The QEMU config of a template and of its clones ---------------------- */
+
+/* What differs between the VMs of one template: none of it is in the key,
+ * none of it changes the device layout. */
+struct vmm_template_instance {
+        const char *id;           /* for messages and QEMU's -name */
+        const char *state_dir;    /* vmm_vm_config.state_dir */
+        struct us_loop *loop;     /* required, as for vmm_vm_start */
+        struct us_cgroup *cgroup; /* may be NULL */
+        size_t console_log_max;   /* 0: VMM_CONSOLE_LOG_DEFAULT */
+        uid_t qemu_uid;           /* 0: QEMU runs as the caller */
+        gid_t qemu_gid;
+        /* The template's RAM (> 2, memory_mib large): a memfd the template
+         * writes (shared), a clone maps copy-on-write. */
+        int memory_fd;
+        /* Required (> 2): the VM's tap. A template's is a tap in a
+         * throwaway network namespace (vmm_template_tap_open). */
+        int tap_fd;
+        const char *mac; /* NULL: QEMU's; a clone's guest keeps the
+                          * template's MAC until its agent sets the pod's */
+        /* Required, absolute: the directory bound at the jail's /share/0
+         * (VMM_JAIL_SHARE_FMT), the 9p device's path. An empty directory
+         * for the template (its guest never mounts it), the pod's share
+         * for a clone. */
+        const char *share_dir;
+};
+
+/* A VM's config and what it points to: cfg.shares points at share, so the
+ * struct is used where it was filled, never copied. */
+struct vmm_template_vm {
+        struct vmm_vm_config cfg;
+        struct vmm_share share;
+};
+
+/* The one place the layout of a template and of its clones is decided, so
+ * that the two can never differ: microvm in QEMU's private root, the
+ * agent's two virtio-serial ports, virtio-net on inst->tap_fd, virtio-rng,
+ * no balloon, the RAM on inst->memory_fd, and one 9p device (tag
+ * VMM_TEMPLATE_SHARE_TAG, path /share/0 in the jail, inst->share_dir bound
+ * there). role: VMM_TEMPLATE_SOURCE or VMM_TEMPLATE_CLONE. Pure: fills
+ * *out (pointing into in's and inst's strings, which must outlive it).
+ * Returns 0, or -EINVAL (a missing input, a bad role or fd). */
+int vmm_template_vm_config(const struct vmm_template_inputs *in, enum vmm_template_role role,
+                           const struct vmm_template_instance *inst, struct vmm_template_vm *out,
+                           struct us_error **err);

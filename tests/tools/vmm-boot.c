@@ -8,8 +8,8 @@
  *            [--append ARGS] [--expect-console TEXT] [--expect-agent TEXT]
  *            [--timeout SEC] [--hold SEC] [--wait-exit] [--console-max BYTES]
  *            [--id ID] [--stall SEC] [--private-root]
- *            [--template-save DIR | --template-clone DIR] [--ready-cmd CMD]
- *            [--wait-file F]
+ *            [--template-save DIR | --template-clone DIR | --template-cache DIR]
+ *            [--ready-cmd CMD] [--wait-file F]
  *
  * Default flow: start, connect the agent socket, wait for console output
  * (or TEXT), pause + resume over QMP (checking query-status), quit, and check
@@ -35,6 +35,12 @@
  * in DIR/state. --template-clone DIR: a clone of DIR/memory, restored from
  * DIR/state (vmm_vm_template_restore). Prints restore_s, agent_ready_s,
  * save_s, state_bytes and pss_kib (QEMU's, once the agent is ready).
+ * --template-cache DIR: a clone from the cache (vmm/template-cache.h) as
+ * the sandbox backend makes one: the template of these flags' inputs
+ * looked up (key=, memory_ino=: the holder's memfd; lookup=none|busy|
+ * broken|timeout|error and exit 3 if there is none to use), a tap in a
+ * throwaway network namespace, an empty <state-dir>/share at the 9p
+ * device's path, the layout of vmm_template_vm_config.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -58,6 +64,7 @@
 #include "base/loop.h"
 #include "vmm/qemu.h"
 #include "vmm/qmp.h"
+#include "vmm/template-cache.h"
 #include "vmm/template.h"
 
 static double now_s(void)
@@ -252,7 +259,11 @@ int main(int argc, char **argv)
         struct vmm_share share = {0};
         const char *expect_console = NULL, *expect_agent = NULL;
         const char *template_dir = NULL, *ready_cmd = NULL, *wait_file = NULL;
-        _cleanup_close_ int state_fd = -1, memory_fd = -1;
+        const char *template_cache = NULL;
+        _cleanup_close_ int state_fd = -1, memory_fd = -1, tap_fd = -1;
+        struct vmm_template_vm tv;
+        struct vmm_template_entry entry = VMM_TEMPLATE_ENTRY_INIT;
+        _cleanup_free_ char *host_id = NULL, *share_dir = NULL;
         int timeout = 60, hold = 0, stall = 0, rc = 0;
         bool wait_exit = false;
         _cleanup_free_ char *sharebuf = NULL;
@@ -276,6 +287,7 @@ int main(int argc, char **argv)
                 {"private-root", no_argument, NULL, 'P'},
                 {"template-save", required_argument, NULL, 'T'},
                 {"template-clone", required_argument, NULL, 'L'},
+                {"template-cache", required_argument, NULL, 'K'},
                 {"ready-cmd", required_argument, NULL, 'R'},
                 {"wait-file", required_argument, NULL, 'W'},
                 {0},
@@ -356,6 +368,9 @@ int main(int argc, char **argv)
                         template_dir = optarg;
                         cfg.template_role = o == 'T' ? VMM_TEMPLATE_SOURCE : VMM_TEMPLATE_CLONE;
                         break;
+                case 'K':
+                        template_cache = optarg;
+                        break;
                 case 'R':
                         ready_cmd = optarg;
                         break;
@@ -399,7 +414,7 @@ int main(int argc, char **argv)
                 }
                 cfg.memory_fd = memory_fd;
         }
-        bool scripted = template_dir || ready_cmd || wait_file;
+        bool scripted = template_dir || template_cache || ready_cmd || wait_file;
         /* The shim is a subreaper; so are we, for the same reaping rules. */
         (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
 
@@ -414,6 +429,71 @@ int main(int argc, char **argv)
                 return 1;
         }
         cfg.loop = loop;
+        if (template_cache) {
+                /* The inputs as `unishimctl template build` derives them
+                 * from the same kernel, initrd, size and accelerator. */
+                struct vmm_template_inputs in = {
+                        .kernel = cfg.kernel,
+                        .initrd = cfg.initrd,
+                        .cmdline_extra = cfg.cmdline_extra,
+                        .serial_ports = {cfg.serial_ports[0], cfg.serial_ports[1]},
+                        .vcpus = cfg.vcpus,
+                        .memory_mib = cfg.memory_mib,
+                        .tcg_tb_size_mib = cfg.tcg_tb_size_mib,
+                };
+                struct vmm_template_cache *cache = NULL;
+                char *reason = NULL;
+                if (vmm_accel_decide(cfg.accel, NULL, NULL, &in.accel, &reason, &err) < 0 ||
+                    vmm_template_host_id_read(&host_id, &err) < 0 ||
+                    vmm_template_cache_open(template_cache, false, NULL, &cache, &err) < 0) {
+                        free(reason);
+                        FAIL("template cache: %s", us_error_text(err));
+                }
+                free(reason);
+                in.host_id = host_id;
+                if (in.accel == VMM_ACCEL_TCG)
+                        in.tsc_khz = vmm_host_tsc_khz_read();
+                double tl = now_s();
+                int lr = vmm_template_lookup(cache, &in, &entry, &err);
+                cache = vmm_template_cache_free(cache);
+                if (lr < 0) {
+                        printf("lookup=%s\nlookup_error=%s\n",
+                               lr == VMM_TEMPLATE_NONE     ? "none"
+                               : lr == VMM_TEMPLATE_BUSY   ? "busy"
+                               : lr == VMM_TEMPLATE_BROKEN ? "broken"
+                               : lr == -ETIMEDOUT          ? "timeout"
+                                                           : "error",
+                               us_error_text(err));
+                        rc = 3;
+                        goto out;
+                }
+                struct stat mst;
+                printf("lookup=ok\nlookup_s=%.3f\nkey=%s\nholder_pid=%d\nmemory_ino=%ju\n",
+                       now_s() - tl, entry.key, (int)entry.holder_pid,
+                       fstat(entry.memory_fd, &mst) == 0 ? (uintmax_t)mst.st_ino : 0);
+                fflush(stdout);
+                if (asprintf(&share_dir, "%s/share", cfg.state_dir) < 0 ||
+                    (mkdir(share_dir, 0700) < 0 && errno != EEXIST))
+                        FAIL("share dir: %s", strerror(errno));
+                if (vmm_template_tap_open(&tap_fd, &err) < 0)
+                        FAIL("tap: %s", us_error_text(err));
+                const struct vmm_template_instance inst = {
+                        .id = cfg.id,
+                        .state_dir = cfg.state_dir,
+                        .loop = loop,
+                        .console_log_max = cfg.console_log_max,
+                        .memory_fd = entry.memory_fd,
+                        .tap_fd = tap_fd,
+                        .share_dir = share_dir,
+                };
+                if (vmm_template_vm_config(&in, VMM_TEMPLATE_CLONE, &inst, &tv, &err) < 0)
+                        FAIL("clone config: %s", us_error_text(err));
+                /* Only what the config function says, nothing of the flags'. */
+                cfg = tv.cfg;
+                cfg.shares = &tv.share;
+                state_fd = entry.state_fd;
+                entry.state_fd = -1;
+        }
         double t0 = now_s();
         int r = vmm_vm_start(&cfg, &vm, &err);
         double t_ready = now_s();
@@ -605,6 +685,7 @@ int main(int argc, char **argv)
 
 out:
         us_close(agent);
+        vmm_template_entry_clear(&entry);
         /* Teardown always (also after failures): nothing may remain. */
         if (vm)
                 (void)vmm_vm_destroy(vm, NULL);

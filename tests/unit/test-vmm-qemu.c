@@ -673,6 +673,19 @@ static void template_layouts(void **state)
         assert_non_null(strstr(us_error_text(err), "private root"));
         err = us_error_free(err);
         assert_null(bad);
+
+        /* In a private root with a 9p share, which gives it a /proc for
+         * the RAM's /proc/self/fd path: allowed, the share at /share/0. */
+        _cleanup_strv_ char **jailed = NULL;
+        struct vmm_qemu_runtime rt_jail = rt;
+        rt_jail.private_root = true;
+        cfg.share_type = VMM_SHARE_9P;
+        cfg.n_shares = 1;
+        assert_int_equal(vmm_qemu_argv(&cfg, &rt_jail, &jailed, &err), 0);
+        assert_non_null(opt_value(jailed, "-fsdev", "local,id=fs0,path=/share/0,"));
+        assert_string_equal(
+                opt_value(jailed, "-object", ""),
+                "memory-backend-file,id=mem,size=256M,mem-path=/proc/self/fd/9,share=on");
 }
 
 static void never_called(struct vmm_vm *vm, int r, const struct us_error *err, void *userdata)

@@ -235,6 +235,135 @@ static void host_id_from_cpuinfo(void **state)
         assert_non_null(strstr(mine, "release="));
 }
 
+/* The argv element after the first occurrence of opt whose value starts
+ * with prefix, or NULL. */
+static const char *opt_value(char **argv, const char *opt, const char *prefix)
+{
+        for (size_t i = 0; argv[i] && argv[i + 1]; i++)
+                if (strcmp(argv[i], opt) == 0 && strncmp(argv[i + 1], prefix, strlen(prefix)) == 0)
+                        return argv[i + 1];
+        return NULL;
+}
+
+static char **argv_of(const struct vmm_vm_config *cfg)
+{
+        const struct vmm_qemu_runtime rt = {.accel = VMM_ACCEL_TCG,
+                                            .qmp_fd = 10,
+                                            .agent_fd = 11,
+                                            .events_fd = 12,
+                                            .console_fd = 13,
+                                            .tsc_khz = 2000000,
+                                            .private_root = cfg->private_root};
+        struct us_error *err = NULL;
+        char **argv = NULL;
+        if (vmm_qemu_argv(cfg, &rt, &argv, &err) < 0)
+                fail_msg("argv: %s", us_error_text(err));
+        return argv;
+}
+
+/* A template and a clone of it from vmm_template_vm_config: the layout of
+ * docs/vmm.md's recommendation, and one command line but for the RAM's
+ * sharing and the clone's -incoming defer -S, whatever the instances'
+ * fds, taps and share directories are. */
+static void vm_config_layout(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_template_vm src, clone;
+        struct us_error *err = NULL;
+        const struct vmm_template_instance a = {.id = "t",
+                                                .state_dir = "/run/t",
+                                                .memory_fd = 20,
+                                                .tap_fd = 21,
+                                                .share_dir = "/var/empty-share"};
+        const struct vmm_template_instance b = {.id = "t",
+                                                .state_dir = "/run/pod",
+                                                .memory_fd = 20,
+                                                .tap_fd = 21,
+                                                .share_dir = "/run/pod/share"};
+
+        assert_int_equal(vmm_template_vm_config(&f->in, VMM_TEMPLATE_SOURCE, &a, &src, &err), 0);
+        assert_int_equal(vmm_template_vm_config(&f->in, VMM_TEMPLATE_CLONE, &b, &clone, &err), 0);
+        assert_true(src.cfg.private_root && clone.cfg.private_root);
+        assert_ptr_equal(src.cfg.shares, &src.share);
+        assert_string_equal(clone.share.host_dir, "/run/pod/share");
+        _cleanup_strv_ char **sv = argv_of(&src.cfg), **cv = argv_of(&clone.cfg);
+
+        for (int k = 0; k < 2; k++) {
+                char **v = k ? cv : sv;
+                assert_non_null(opt_value(v, "-fsdev", "local,id=fs0,path=/share/0,"));
+                assert_string_equal(opt_value(v, "-device", "virtio-9p-device"),
+                                    "virtio-9p-device,fsdev=fs0,mount_tag=" VMM_TEMPLATE_SHARE_TAG);
+                assert_string_equal(opt_value(v, "-netdev", "tap"), "tap,id=net0,fd=21");
+                assert_string_equal(opt_value(v, "-device", "virtio-net"),
+                                    "virtio-net-device,netdev=net0");
+                assert_string_equal(opt_value(v, "-device", "virtio-rng"), "virtio-rng-device");
+                assert_null(opt_value(v, "-device", "virtio-balloon"));
+                assert_null(opt_value(v, "-device", "vhost-user-fs"));
+                assert_string_equal(opt_value(v, "-kernel", ""), "/boot/kernel");
+                /* No instance's path: the share is bound at /share/0. */
+                for (size_t i = 0; v[i]; i++) {
+                        assert_null(strstr(v[i], "/run/pod"));
+                        assert_null(strstr(v[i], "/var/empty-share"));
+                }
+        }
+        size_t i = 0, j = 0;
+        for (; sv[i]; i++, j++) {
+                if (strncmp(sv[i], "memory-backend-file", 19) == 0) {
+                        assert_non_null(strstr(sv[i], "share=on"));
+                        assert_non_null(strstr(cv[j], "share=off"));
+                        continue;
+                }
+                assert_string_equal(sv[i], cv[j]);
+        }
+        assert_string_equal(cv[j], "-incoming");
+        assert_string_equal(cv[j + 1], "defer");
+        assert_string_equal(cv[j + 2], "-S");
+        assert_null(cv[j + 3]);
+
+        /* Refused: no role, a low fd, no tap, a relative share. */
+        struct vmm_template_instance bad = a;
+        assert_int_equal(vmm_template_vm_config(&f->in, VMM_TEMPLATE_NONE, &a, &src, &err),
+                         -EINVAL);
+        err = us_error_free(err);
+        bad.memory_fd = 2;
+        assert_int_equal(vmm_template_vm_config(&f->in, VMM_TEMPLATE_SOURCE, &bad, &src, &err),
+                         -EINVAL);
+        err = us_error_free(err);
+        bad = a;
+        bad.tap_fd = -1;
+        assert_int_equal(vmm_template_vm_config(&f->in, VMM_TEMPLATE_SOURCE, &bad, &src, &err),
+                         -EINVAL);
+        err = us_error_free(err);
+        bad = a;
+        bad.share_dir = "share";
+        assert_int_equal(vmm_template_vm_config(&f->in, VMM_TEMPLATE_SOURCE, &bad, &src, &err),
+                         -EINVAL);
+        assert_non_null(strstr(us_error_text(err), "share"));
+        err = us_error_free(err);
+}
+
+/* A manifest's fields read back: what `template list` prints. */
+static void manifest_fields(void **state)
+{
+        struct fixture *f = *state;
+        struct us_error *err = NULL;
+        _cleanup_free_ char *m = NULL, *kernel = NULL, *mem = NULL, *cmdline = NULL;
+        char *none = NULL;
+
+        assert_int_equal(vmm_template_manifest(&f->in, &m, &err), 0);
+        assert_int_equal(vmm_template_manifest_field(m, "kernel", &kernel), 0);
+        assert_string_equal(kernel, f->kernel);
+        assert_int_equal(vmm_template_manifest_field(m, "memory_mib", &mem), 0);
+        assert_string_equal(mem, "256");
+        assert_int_equal(vmm_template_manifest_field(m, "cmdline", &cmdline), 0);
+        assert_string_equal(cmdline, "");
+        assert_int_equal(vmm_template_manifest_field(m, "nosuch", &none), -ENOENT);
+        assert_int_equal(vmm_template_manifest_field("kernel=99:/x\n", "kernel", &none), -EINVAL);
+        assert_int_equal(vmm_template_manifest_field("kernel=2:/xy\n", "kernel", &none), -EINVAL);
+        assert_int_equal(vmm_template_manifest_field("kernel=/x\n", "kernel", &none), -EINVAL);
+        assert_null(none);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -243,6 +372,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(rewritten_file_changes_the_key, setup, teardown),
                 cmocka_unit_test_setup_teardown(bad_inputs_are_refused, setup, teardown),
                 cmocka_unit_test(host_id_from_cpuinfo),
+                cmocka_unit_test_setup_teardown(vm_config_layout, setup, teardown),
+                cmocka_unit_test_setup_teardown(manifest_fields, setup, teardown),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

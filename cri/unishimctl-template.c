@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * unishimctl template build|list|rm: the node's VM template cache
+ * (vmm/template-cache.h, docs/unishimctl.md). Talks to no CRI endpoint:
+ * it reads the operator's config and works on the cache directory as root.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/agent-contract.h"
+#include "agent/agent.pb-c.h"
+#include "base/cleanup.h"
+#include "base/fs-util.h"
+#include "base/loop.h"
+#include "policy/policy.h"
+#include "ttrpc/ttrpc.h"
+#include "unishimctl-template.h"
+#include "vmm/template-cache.h"
+
+#define BUILD_TIMEOUT_MS (300 * 1000) /* a cold boot under TCG on a busy host */
+#define CHECK_TRY_MS     2000
+
+static int fail_err(const char *what, struct us_error *err, int r)
+{
+        fprintf(stderr, "unishimctl: template %s: %s\n", what,
+                err ? us_error_text(err) : strerror(-r));
+        us_error_free(err);
+        return 1;
+}
+
+static void quit_loop(struct us_loop_source *src, void *userdata)
+{
+        (void)src;
+        us_loop_quit(userdata, 0);
+}
+
+/* The agent's Check answered, the way the shim waits for a booting pod:
+ * tries until the deadline (a request sent before the guest opened its
+ * port is lost), running the loop between them so the console drains. */
+static int agent_check(struct vmm_vm *vm, struct us_loop *loop, int timeout_ms, void *userdata,
+                       struct us_error **err)
+{
+        (void)userdata;
+        int64_t deadline = us_monotonic_ms() + timeout_ms;
+        struct us_error *last = NULL;
+        int r = -ETIMEDOUT;
+
+        while (us_monotonic_ms() < deadline) {
+                struct us_ttrpc_client *c = NULL;
+                uint8_t *out = NULL;
+                size_t len = 0;
+                last = us_error_free(last);
+                if (!vmm_vm_running(vm))
+                        return us_error_msg(err, ESRCH, "QEMU ended before the agent answered");
+                r = us_ttrpc_client_connect(vmm_vm_agent_socket(vm), &c, &last);
+                if (r >= 0) {
+                        Unishim__Agent__V1__CheckRequest req =
+                                UNISHIM__AGENT__V1__CHECK_REQUEST__INIT;
+                        r = us_ttrpc_client_call(c, AGENT_SERVICE, "Check", &req.base, NULL, 0,
+                                                 CHECK_TRY_MS, &out, &len, &last);
+                        us_ttrpc_client_free(c);
+                        free(out);
+                        if (r >= 0)
+                                return 0;
+                }
+                if (us_loop_add_timer(loop, 200, quit_loop, loop, NULL, NULL) >= 0)
+                        (void)us_loop_run(loop);
+        }
+        r = us_error_msg(err, ETIMEDOUT, "no answer to Check within %d s%s%s", timeout_ms / 1000,
+                         last ? ": " : "", last ? us_error_text(last) : "");
+        us_error_free(last);
+        return r;
+}
+
+/* The kernel and initramfs as the shim finds them: the config's, else
+ * UNISHIM_GUEST_DIR, else the build tree's vmm/guest-image next to us. */
+static int guest_image(const struct policy_sandbox_config *sb, char **ret_kernel, char **ret_initrd,
+                       struct us_error **err)
+{
+        if (sb->kernel && sb->initrd) {
+                *ret_kernel = strdup(sb->kernel);
+                *ret_initrd = strdup(sb->initrd);
+                if (!*ret_kernel || !*ret_initrd)
+                        return us_errorf(err, ENOMEM, "guest image");
+                return 0;
+        }
+        _cleanup_free_ char *exe = realpath("/proc/self/exe", NULL), *built = NULL;
+        char *slash = exe ? strrchr(exe, '/') : NULL;
+        if (slash)
+                *slash = '\0';
+        if (exe && asprintf(&built, "%s/../vmm/guest-image", exe) < 0)
+                built = NULL;
+        const char *dirs[] = {getenv("UNISHIM_GUEST_DIR"), built};
+        for (size_t i = 0; i < US_ELEMENTSOF(dirs); i++) {
+                static const char *const initrds[] = {"initramfs.cpio", "initramfs.cpio.gz"};
+                if (!dirs[i] || !*dirs[i])
+                        continue;
+                for (size_t j = 0; j < US_ELEMENTSOF(initrds); j++) {
+                        _cleanup_free_ char *k = NULL, *ir = NULL;
+                        if (asprintf(&k, "%s/vmlinux", dirs[i]) < 0)
+                                k = NULL;
+                        if (asprintf(&ir, "%s/%s", dirs[i], initrds[j]) < 0)
+                                ir = NULL;
+                        if (!k || !ir)
+                                return us_errorf(err, ENOMEM, "guest image");
+                        char *kernel = realpath(k, NULL), *initrd = realpath(ir, NULL);
+                        if (kernel && initrd) {
+                                *ret_kernel = kernel;
+                                *ret_initrd = initrd;
+                                return 0;
+                        }
+                        free(kernel);
+                        free(initrd);
+                }
+        }
+        return us_error_msg(err, ENOENT,
+                            "no guest image: set sandbox.kernel and sandbox.initrd in the config, "
+                            "or UNISHIM_GUEST_DIR");
+}
+
+/* The inputs of the default-size template for this node and config. The
+ * strings are the caller's to free (kernel, initrd, host_id). */
+static int inputs_from_config(const struct policy_config *cfg, struct vmm_template_inputs *in,
+                              struct us_error **err)
+{
+        const struct policy_sandbox_config *sb = &cfg->sandbox;
+        enum vmm_accel want = VMM_ACCEL_AUTO;
+        _cleanup_free_ char *reason = NULL, *kernel = NULL, *initrd = NULL, *host = NULL;
+        int r;
+
+        if (sb->accel && strcmp(sb->accel, "kvm") == 0)
+                want = VMM_ACCEL_KVM;
+        else if (sb->accel && strcmp(sb->accel, "tcg") == 0)
+                want = VMM_ACCEL_TCG;
+        *in = (struct vmm_template_inputs){
+                .serial_ports = {AGENT_PORT_CALLS, AGENT_PORT_EVENTS},
+                .vcpus = sb->vcpus,
+                .memory_mib = sb->memory_mib,
+        };
+        if ((r = vmm_accel_decide(want, NULL, NULL, &in->accel, &reason, err)) < 0)
+                return us_error_wrap(err, r, "sandbox.accel %s", sb->accel ? sb->accel : "auto");
+        if (in->accel == VMM_ACCEL_TCG)
+                in->tsc_khz = vmm_host_tsc_khz_read();
+        if ((r = guest_image(sb, &kernel, &initrd, err)) < 0 ||
+            (r = vmm_template_host_id_read(&host, err)) < 0)
+                return r;
+        in->kernel = TAKE_PTR(kernel);
+        in->initrd = TAKE_PTR(initrd);
+        in->host_id = TAKE_PTR(host);
+        return 0;
+}
+
+static void inputs_free(struct vmm_template_inputs *in)
+{
+        free((char *)in->kernel);
+        free((char *)in->initrd);
+        free((char *)in->host_id);
+}
+
+static int build(struct vmm_template_cache *c, const struct policy_config *cfg)
+{
+        struct vmm_template_inputs in = {0};
+        struct vmm_template_build_result res;
+        struct us_error *err = NULL;
+        char state_dir[] = "/tmp/unishim-template-XXXXXX";
+        int r = inputs_from_config(cfg, &in, &err);
+        if (r < 0)
+                return fail_err("build", err, r);
+        if (!mkdtemp(state_dir)) {
+                inputs_free(&in);
+                fprintf(stderr, "unishimctl: template build: create %s: %s\n", state_dir,
+                        strerror(errno));
+                return 1;
+        }
+        r = vmm_template_build(c, &in, state_dir, agent_check, NULL, BUILD_TIMEOUT_MS, &res, &err);
+        {
+                /* QEMU's logs and sockets: what went wrong is in err. */
+                _cleanup_close_ int tmp = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (tmp >= 0)
+                        (void)us_rm_tree_at(tmp, state_dir + strlen("/tmp/"), NULL);
+        }
+        if (r == VMM_TEMPLATE_BUSY) {
+                fprintf(stderr, "unishimctl: template build: busy: %s\n", us_error_text(err));
+                us_error_free(err);
+                inputs_free(&in);
+                return 3;
+        }
+        if (r < 0) {
+                inputs_free(&in);
+                return fail_err("build", err, r);
+        }
+        printf("key %s\nholder %d\nboot_s %.3f\nsave_s %.3f\nbuild_s %.3f\nstate_bytes %ju\n"
+               "kernel %s\ninitrd %s\nmemory_mib %u\nvcpus %u\naccel %s\n",
+               res.key, (int)res.holder_pid, res.boot_s, res.save_s, res.total_s,
+               (uintmax_t)res.state_bytes, in.kernel, in.initrd,
+               in.memory_mib ? in.memory_mib : 256, in.vcpus ? in.vcpus : 1,
+               vmm_accel_name(in.accel));
+        inputs_free(&in);
+        return 0;
+}
+
+/* "-" for a field the manifest does not have. */
+static void print_field(const char *manifest, const char *name)
+{
+        _cleanup_free_ char *v = NULL;
+        if (!manifest || vmm_template_manifest_field(manifest, name, &v) < 0 || !*v)
+                printf(" %s=-", name);
+        else
+                printf(" %s=%s", name, v);
+}
+
+static int list(struct vmm_template_cache *c)
+{
+        _cleanup_strv_ char **keys = NULL;
+        size_t n = 0;
+        struct us_error *err = NULL;
+        int r = vmm_template_cache_keys(c, false, &keys, &n, &err);
+        if (r < 0)
+                return fail_err("list", err, r);
+        for (size_t i = 0; i < n; i++) {
+                struct vmm_template_entry e = VMM_TEMPLATE_ENTRY_INIT;
+                _cleanup_free_ char *manifest = NULL;
+                r = vmm_template_check_key(c, keys[i], &e, &err);
+                printf("%s", keys[i]);
+                if (r == 0)
+                        printf(" state=ready holder=%d", (int)e.holder_pid);
+                else
+                        printf(" state=%s holder=-", r == VMM_TEMPLATE_BUSY     ? "busy"
+                                                     : r == VMM_TEMPLATE_BROKEN ? "broken"
+                                                     : r == -ETIMEDOUT          ? "holder-silent"
+                                                                                : "error");
+                (void)vmm_template_read_manifest(c, keys[i], &manifest, NULL);
+                print_field(manifest, "kernel");
+                print_field(manifest, "initrd");
+                print_field(manifest, "memory_mib");
+                print_field(manifest, "vcpus");
+                print_field(manifest, "accel");
+                printf("\n");
+                if (r < 0)
+                        printf("  %s\n", us_error_text(err));
+                err = us_error_free(err);
+                vmm_template_entry_clear(&e);
+        }
+        return 0;
+}
+
+static int rm(struct vmm_template_cache *c, const char *key)
+{
+        _cleanup_strv_ char **keys = NULL;
+        size_t n = 0;
+        struct us_error *err = NULL;
+        int status = 0, r;
+
+        if (key) {
+                r = vmm_template_remove(c, key, &err);
+                return r < 0 ? fail_err("rm", err, r) : 0;
+        }
+        r = vmm_template_cache_keys(c, true, &keys, &n, &err);
+        if (r < 0)
+                return fail_err("rm", err, r);
+        for (size_t i = 0; i < n; i++) {
+                r = vmm_template_remove(c, keys[i], &err);
+                /* A key with leftovers only: removed, and "none" said so. */
+                if (r < 0 && r != VMM_TEMPLATE_NONE)
+                        status = fail_err("rm", err, r);
+                else
+                        err = us_error_free(err);
+        }
+        return status;
+}
+
+static void usage(FILE *f)
+{
+        fprintf(f, "usage: unishimctl template [--config FILE] build|list|rm KEY|rm --all\n");
+}
+
+int unishimctl_template(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"all", no_argument, NULL, 'a'},
+                {NULL, 0, NULL, 0},
+        };
+        const char *config = NULL;
+        bool all = false;
+        int o;
+
+        /* 0: getopt starts afresh (main's getopt stopped at "template"),
+         * and permutes: options may come before or after the subcommand
+         * (template rm --all). */
+        optind = 0;
+        while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+                if (o == 'c')
+                        config = optarg;
+                else if (o == 'a')
+                        all = true;
+                else {
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        const char *sub = optind < argc ? argv[optind++] : NULL;
+        const char *arg = optind < argc ? argv[optind++] : NULL;
+        if (!sub || optind < argc || (strcmp(sub, "rm") == 0 ? !arg == !all : arg || all) ||
+            (strcmp(sub, "build") && strcmp(sub, "list") && strcmp(sub, "rm"))) {
+                usage(stderr);
+                return 2;
+        }
+
+        struct policy_config *cfg = NULL;
+        struct us_error *err = NULL;
+        int r = policy_config_load(config, &cfg, &err);
+        if (r < 0)
+                return fail_err(sub, err, r);
+        const char *dir =
+                cfg->sandbox.template_dir ? cfg->sandbox.template_dir : POLICY_TEMPLATE_DIR_DEFAULT;
+        struct vmm_template_cache *c = NULL;
+        r = vmm_template_cache_open(dir, strcmp(sub, "build") == 0, NULL, &c, &err);
+        if (r == -ENOENT && strcmp(sub, "build") != 0) {
+                /* No cache: nothing to list or remove. */
+                us_error_free(err);
+                policy_config_free(cfg);
+                if (arg) {
+                        fprintf(stderr, "unishimctl: template rm: no template %s (no cache %s)\n",
+                                arg, dir);
+                        return 1;
+                }
+                return 0;
+        }
+        int status;
+        if (r < 0)
+                status = fail_err(sub, err, r);
+        else if (strcmp(sub, "build") == 0)
+                status = build(c, cfg);
+        else if (strcmp(sub, "list") == 0)
+                status = list(c);
+        else
+                status = rm(c, arg);
+        vmm_template_cache_free(c);
+        policy_config_free(cfg);
+        return status;
+}

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * The VM template cache (docs/vmm.md "VM templates", docs/security.md "VM
+ * templates"): one directory per template key under the cache directory,
+ *
+ *   <dir>/lock               OFD locks, one byte per key (never removed)
+ *   <dir>/<key>/manifest     vmm_template_manifest's text (its SHA-256 is the key)
+ *   <dir>/<key>/state        QEMU's migration stream (no RAM: x-ignore-shared)
+ *   <dir>/<key>/state.sha256 its digest, written once the save ended
+ *   <dir>/<key>/holder.sock  the holder's socket (root only, 0600)
+ *   <dir>/<key>/holder.pid   the holder's pid, for people (list reads the
+ *                            socket's peer credentials instead)
+ *   <dir>/.build-<key>-XXXXXX, <dir>/.rm-<key>-XXXXXX: an entry being built
+ *                            or removed, never looked up
+ *
+ * The template's RAM is not a file: it is a memfd that the template's QEMU
+ * wrote (shared), sealed once QEMU is gone (F_SEAL_WRITE, F_SEAL_GROW,
+ * F_SEAL_SHRINK, F_SEAL_SEAL: QEMU 7.2 opens mem-path read-write, so a file
+ * would let one clone's QEMU write every later clone's memory) and kept by
+ * the holder, a small daemon per template that hands it to whoever connects
+ * as root (SCM_RIGHTS) and never waits for anyone. Every clone maps that
+ * memfd copy-on-write: the pages no clone wrote are shared by all.
+ *
+ * Nothing here waits for another caller: a key being built is "busy" at
+ * once, for a second builder as for a lookup. The functions that talk to the
+ * holder wait for its answer at most VMM_TEMPLATE_HOLDER_TIMEOUT_MS.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "base/error.h"
+#include "template.h"
+
+struct us_cgroup;
+struct us_loop;
+
+/* A lookup's outcomes besides success. A caller boots cold on any error
+ * (with a warning); on VMM_TEMPLATE_BROKEN it may rebuild the key. */
+#define VMM_TEMPLATE_NONE   (-ENOENT)  /* no template for the key */
+#define VMM_TEMPLATE_BUSY   (-EBUSY)   /* being built or removed right now */
+#define VMM_TEMPLATE_BROKEN (-EUCLEAN) /* there, but unusable: err says why */
+
+/* How long a lookup waits for the holder's answer (it sends at once when it
+ * runs; this only bounds a holder that is stopped or starved). */
+#define VMM_TEMPLATE_HOLDER_TIMEOUT_MS 2000
+
+struct vmm_template_cache;
+
+/* Opens the cache directory, creating it (mode 0700, and its parents 0755)
+ * if create is set. It must be a directory of the caller's euid that no
+ * one else may write. holder_cgroup (may be NULL, not taken, must outlive
+ * the cache): where holders started by builds through this cache live;
+ * NULL: the builder's own cgroup. Returns 0 and *ret, or a negative errno
+ * (-ENOENT without create, -EPERM for a directory of another owner or mode). */
+int vmm_template_cache_open(const char *dir, bool create, struct us_cgroup *holder_cgroup,
+                            struct vmm_template_cache **ret, struct us_error **err);
+struct vmm_template_cache *vmm_template_cache_free(struct vmm_template_cache *c);
+const char *vmm_template_cache_dir(const struct vmm_template_cache *c);
+
+/* What a clone needs. Both fds O_CLOEXEC, owned by the entry. */
+struct vmm_template_entry {
+        char key[VMM_TEMPLATE_KEY_LEN + 1];
+        int state_fd;  /* the saved state, read-only, at offset 0 */
+        int memory_fd; /* the template's RAM: the holder's sealed memfd */
+        uint64_t memory_bytes;
+        pid_t holder_pid;
+};
+
+#define VMM_TEMPLATE_ENTRY_INIT                                                                    \
+        {                                                                                          \
+                .state_fd = -1, .memory_fd = -1                                                    \
+        }
+
+/* Closes the fds (-1: none); the entry is VMM_TEMPLATE_ENTRY_INIT after. */
+void vmm_template_entry_clear(struct vmm_template_entry *e);
+
+/* The template for `in`, checked: the key is not being built or removed,
+ * its manifest is in's, the state is there and has its recorded digest,
+ * the holder answers as root with a memfd that carries all four seals and
+ * is memory_mib large. Returns 0 and *ret (the caller's, clear it), or
+ * VMM_TEMPLATE_NONE, VMM_TEMPLATE_BUSY, VMM_TEMPLATE_BROKEN (err names what
+ * is wrong), -ETIMEDOUT (the holder did not answer in time), or another
+ * negative errno (the inputs, the cache directory). Waits only for the
+ * holder (VMM_TEMPLATE_HOLDER_TIMEOUT_MS). */
+int vmm_template_lookup(struct vmm_template_cache *c, const struct vmm_template_inputs *in,
+                        struct vmm_template_entry *ret, struct us_error **err);
+
+/* The same check for a key, without inputs: the manifest must hash to the
+ * key. For `template list`. */
+int vmm_template_check_key(struct vmm_template_cache *c, const char *key,
+                           struct vmm_template_entry *ret, struct us_error **err);
+
+/* --- Building ------------------------------------------------------------- */
+
+struct vmm_template_build;
+
+/* Starts building the template for `in`: takes the key's lock (without
+ * waiting: VMM_TEMPLATE_BUSY if another build or removal holds it), makes
+ * the entry's directory under a temporary name, an empty directory for the
+ * template's 9p share, the RAM memfd (memory_mib large) and the state file.
+ * The caller then boots the template (vmm_template_vm_config with
+ * VMM_TEMPLATE_SOURCE and the fds below), waits for its agent, saves it
+ * (vmm_vm_template_save to the state fd), quits QEMU and calls
+ * vmm_template_build_publish; or frees the build to abandon it. An entry
+ * already there for the key is replaced at publish. Returns 0 and *ret. */
+int vmm_template_build_begin(struct vmm_template_cache *c, const struct vmm_template_inputs *in,
+                             struct vmm_template_build **ret, struct us_error **err);
+
+const char *vmm_template_build_key(const struct vmm_template_build *b);
+int vmm_template_build_memory_fd(const struct vmm_template_build *b);
+int vmm_template_build_state_fd(const struct vmm_template_build *b);
+/* The empty directory for the template's 9p share (absolute). */
+const char *vmm_template_build_share_dir(const struct vmm_template_build *b);
+
+/* After the save succeeded and the template's QEMU exited: seals the RAM,
+ * records the state's digest and the manifest, starts the holder (a daemon:
+ * its own session, stdio on /dev/null, in the cache's holder cgroup),
+ * removes a previous entry of the key (stopping its holder) and renames the
+ * new one into place. Returns 0 and *ret_holder_pid (may be NULL); the build
+ * is spent either way (free it). On failure nothing of it is left. */
+int vmm_template_build_publish(struct vmm_template_build *b, pid_t *ret_holder_pid,
+                               struct us_error **err);
+
+/* Abandons an unpublished build (its directory removed, the lock released).
+ * Accepts NULL; returns NULL. */
+struct vmm_template_build *vmm_template_build_free(struct vmm_template_build *b);
+
+/* Waits until the template's agent is ready (the caller's protocol: the
+ * sandbox agent's Check), running `loop` meanwhile so the VM's logs drain.
+ * Returns 0, or a negative errno with err. */
+typedef int (*vmm_template_ready_fn)(struct vmm_vm *vm, struct us_loop *loop, int timeout_ms,
+                                     void *userdata, struct us_error **err);
+
+/* What a whole build measured, for the caller to print. */
+struct vmm_template_build_result {
+        char key[VMM_TEMPLATE_KEY_LEN + 1];
+        pid_t holder_pid;
+        double boot_s; /* QEMU start to the agent ready */
+        double save_s; /* the save */
+        double total_s;
+        uint64_t state_bytes;
+};
+
+/* The whole build, synchronously (for `unishimctl template build`; the shim
+ * drives the steps above on its loop): begin, a tap in a throwaway network
+ * namespace, the template booted with `state_dir` (an existing private
+ * directory for QEMU's sockets and logs) on its own event loop, `ready`,
+ * the save, QEMU's quit, publish. The caller must be root (the private
+ * root, the namespace). Returns 0 and *ret, VMM_TEMPLATE_BUSY, or a
+ * negative errno with err (the build is abandoned: nothing is left). */
+int vmm_template_build(struct vmm_template_cache *c, const struct vmm_template_inputs *in,
+                       const char *state_dir, vmm_template_ready_fn ready, void *userdata,
+                       int timeout_ms, struct vmm_template_build_result *ret,
+                       struct us_error **err);
+
+/* --- Listing and removal -------------------------------------------------- */
+
+/* The keys in the cache, sorted, each once: of entries, and with
+ * leftovers set also of temporary directories a builder or remover that
+ * died left (vmm_template_remove takes those away too). Returns 0, *ret (a
+ * strv, free with us_strv_free) and *ret_n. */
+int vmm_template_cache_keys(struct vmm_template_cache *c, bool leftovers, char ***ret,
+                            size_t *ret_n, struct us_error **err);
+
+/* The key's manifest as it is on disk, unchecked (for `template list`).
+ * Returns 0 and *ret (caller frees), or a negative errno. */
+int vmm_template_read_manifest(struct vmm_template_cache *c, const char *key, char **ret,
+                               struct us_error **err);
+
+/* Removes the key's entry: takes its lock (VMM_TEMPLATE_BUSY while a build
+ * holds it), stops its holder (SIGTERM, then SIGKILL after 5 s) and removes
+ * the directory. Clones running from it keep their mapping of the memfd.
+ * Returns 0, VMM_TEMPLATE_NONE, VMM_TEMPLATE_BUSY or a negative errno. */
+int vmm_template_remove(struct vmm_template_cache *c, const char *key, struct us_error **err);
+
+/* --- The throwaway network ------------------------------------------------- */
+
+/* A tap device in a network namespace of its own, which nothing else
+ * joins: the template's network (its guest never sends, but the device
+ * must be there for the clones' layout). The namespace lives as long as the
+ * tap's fd and goes with it. Forks a short-lived child (it enters the new
+ * namespace; the caller stays where it is) and waits for it by pid. Needs
+ * CAP_SYS_ADMIN and CAP_NET_ADMIN. The tap has the flags a pod's has
+ * (IFF_TAP | IFF_NO_PI, no vnet header), which virtio-net's saved state
+ * depends on. Returns 0 and *ret_fd (O_CLOEXEC, the caller's). */
+int vmm_template_tap_open(int *ret_fd, struct us_error **err);
