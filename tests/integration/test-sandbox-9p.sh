@@ -62,7 +62,6 @@ for d in "$UNISHIM_BUILD_DIR/vmm/guest-image" "$UNISHIM_BUILD_DIR/vmm/guest-imag
 done
 
 it_setup
-HOST_KERNEL=$(host_kernel)
 IDS=()
 
 cp "$ENV_SANDBOX_CONFIG" "$IT_TMP/sandbox-config.json"
@@ -85,18 +84,10 @@ for v in vol-9p vol-vfs; do
         chmod 600 "$IT_TMP/$v/user-file"
 done
 
-# spod NAME VOLUME: a pod of the unishim-sandbox handler, one container with
-# the volume at /data; prints the file.
-spod() {
-        it_pod "$1.json" --arg n "$1" --arg v "$2" '{name: $n, runtime_handler: "unishim-sandbox",
-                containers: [{name: "app", image: $img, command: ["sleep", "3600"],
-                              mounts: [{host_path: $v, container_path: "/data"}]}]}'
-}
-
 # ---- refused: 9p with a kernel without it ----
 if [ -n "$NO9P" ]; then
         use_config 9p "$NO9P"
-        f=$(spod refused "$IT_TMP/vol-9p")
+        f=$(sandbox_volume_pod refused "$IT_TMP/vol-9p")
         dirs_before=$(ls -d /run/unishim/"$ENV_NS"/* 2>/dev/null || true)
         pod_refused "9p on the image without 9p ($NO9P)" "$f"
         restore_config
@@ -110,15 +101,22 @@ fi
 
 # ---- ninep: the generic image, shared_fs 9p ----
 use_config 9p "$GEN"
-f=$(spod ninep "$IT_TMP/vol-9p")
-t0=$(date +%s.%N)
-out_rc out rc ectl run "$f"
-t_9p=$(echo "$(date +%s.%N) - $t0" | bc)
-expect_eq "run ninep (handler config: sandbox.shared_fs 9p, the generic image)" 0 "$rc"
-[ "$rc" = 0 ] || echo "# $out"
-restore_config
+# run_pod NAME VOLUME DESC: runs the pod with the config in place, then
+# restores the config; T: how long ectl run took; its id goes to IDS.
+run_pod() {
+        local f t0
+        f=$(sandbox_volume_pod "$1" "$2")
+        t0=$(date +%s.%N)
+        out_rc out rc ectl run "$f"
+        T=$(echo "$(date +%s.%N) - $t0" | bc)
+        expect_eq "run $1 ($3)" 0 "$rc"
+        [ "$rc" = 0 ] || echo "# $out"
+        restore_config
+        IDS+=("$(pod_id "$1")")
+}
+run_pod ninep "$IT_TMP/vol-9p" "handler config: sandbox.shared_fs 9p, the generic image"
+t_9p=$T
 id9=$(pod_id ninep)
-IDS+=("$id9")
 expect_match "ps: ninep runs, kind sandbox" "ninep +default +Ready +unishim-sandbox +sandbox" "$(ectl ps)"
 out_ok kern "exec uname -r in ninep" ectl exec ninep -- uname -r
 expect_eq "ninep runs the generic image's kernel" "$(cat "$GEN/kernel-release")" "$kern"
@@ -128,11 +126,6 @@ expect_eq "exec in ninep: its output" "$(printf 'out\nerr')" "$out"
 out_rc out rc ectl exec ninep -- awk '$2 == "/" {r = $3} $2 == "/data" {d = $3} END {print r, d}' /proc/mounts
 expect_eq "the rootfs and the volume are 9p mounts in the guest" "9p 9p" "$out"
 
-# upper_stat PATH: "uid:gid mode" of PATH in a snapshot's upper dir.
-upper_stat() {
-        find "$ENV_ROOT/io.containerd.snapshotter.v1.overlayfs/snapshots" -mindepth 3 -maxdepth 3 \
-                -path "*/fs/$1" -printf '%U:%G %m\n' 2>/dev/null
-}
 out_rc out rc ectl exec ninep -- sh -c 'head -n1 /etc/passwd; stat -c "%u:%g" /bin/busybox /home/user'
 expect_eq "ninep reads its rootfs (/etc/passwd, owners root's and 1000's)" \
         "$(printf 'root:x:0:0:root:/root:/bin/sh\n0:0\n1000:1000')" "$out"
@@ -141,8 +134,8 @@ out_rc out rc ectl exec ninep -- sh -c "echo guest-wrote > /$tag-root && touch /
         chown 1000:1000 /$tag-user && chmod 4755 /$tag-root && stat -c '%u:%g %a' /$tag-root /$tag-user && cat /$tag-root"
 expect_eq "ninep writes its rootfs (as root, setuid, and a file chowned to 1000)" \
         "$(printf '0:0 4755\n1000:1000 644\nguest-wrote')" "$out"
-expect_eq "on the host, the rootfs file root wrote is uid 0's, setuid, in the upper dir" "0:0 4755" "$(upper_stat "$tag-root")"
-expect_eq "on the host, the rootfs file chowned to 1000 is 1000's" "1000:1000 644" "$(upper_stat "$tag-user")"
+expect_eq "on the host, the rootfs file root wrote is uid 0's, setuid, in the upper dir" "0:0 4755" "$(snapshot_upper_stat "$tag-root")"
+expect_eq "on the host, the rootfs file chowned to 1000 is 1000's" "1000:1000 644" "$(snapshot_upper_stat "$tag-user")"
 expect_eq "on the host, its content" guest-wrote \
         "$(cat "$ENV_ROOT"/io.containerd.snapshotter.v1.overlayfs/snapshots/*/fs/"$tag-root" 2>&1)"
 out_rc out rc ectl exec ninep -- sh -c 'rm /etc/passwd; test -e /etc/passwd; echo $?'
@@ -198,15 +191,9 @@ expect_eq "ninep's QEMU holds only the 9p server's capabilities, no_new_privs, s
 
 # ---- vfs: the same image over virtio-fs, for the start time ----
 use_config virtio-fs "$GEN"
-f=$(spod vfs "$IT_TMP/vol-vfs")
-t0=$(date +%s.%N)
-out_rc out rc ectl run "$f"
-t_vfs=$(echo "$(date +%s.%N) - $t0" | bc)
-expect_eq "run vfs (shared_fs virtio-fs, the generic image)" 0 "$rc"
-[ "$rc" = 0 ] || echo "# $out"
-restore_config
+run_pod vfs "$IT_TMP/vol-vfs" "shared_fs virtio-fs, the generic image"
+t_vfs=$T
 idv=$(pod_id vfs)
-IDS+=("$idv")
 out_rc out rc ectl exec vfs -- awk '$2 == "/" {r = $3} $2 == "/data" {d = $3} END {print r, d}' /proc/mounts
 expect_eq "vfs's rootfs and volume are virtio-fs mounts" "virtiofs virtiofs" "$out"
 [ -n "$(sandbox_procs "$idv" | awk '$2 ~ /virtiofsd/')" ] && pass "a virtiofsd runs for vfs" || fail "no virtiofsd for vfs"
@@ -223,14 +210,7 @@ for p in ninep vfs; do
         out_rc out rc ectl rm --timeout 0 "$p"
         expect_eq "rm $p" 0 "$rc"
 done
-pids_gone() {
-        local p
-        for p in "${PIDS[@]}"; do
-                [ -e "/proc/$p" ] && ! grep -q '^State:.*Z' "/proc/$p/status" 2>/dev/null && return 1
-        done
-        return 0
-}
-wait_until 30 pids_gone && pass "the pods' QEMUs and virtiofsd exit (${#PIDS[@]} processes)" ||
+wait_until 30 pids_gone "${PIDS[@]}" && pass "the pods' QEMUs and virtiofsd exit (${#PIDS[@]} processes)" ||
         fail "still running after rm: $(for p in "${PIDS[@]}"; do [ -e "/proc/$p" ] && tr '\0' ' ' <"/proc/$p/cmdline"; done)"
 no_leftovers() {
         LEFT=$(sandbox_leftovers "${IDS[@]}")
