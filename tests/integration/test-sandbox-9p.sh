@@ -21,6 +21,8 @@
 #    virtiofsd runs): the start of both pods is printed, not asserted
 #  - rm leaves nothing: shim, QEMU, virtiofsd, state dir, uid slot, mounts
 #    (of the pods or of the volumes), cgroup, netns mount
+#  - killed: a 9p pod whose shim is killed -9: its QEMU dies with it, and
+#    rm (after containerd's shim delete) leaves nothing
 # The handler's config is restored after each pod, and by the cleanup hook
 # whatever happens.
 set -euo pipefail
@@ -224,5 +226,23 @@ expect_eq "no netns bind mount" "" "$(ls -A "$ENV_STATE/io.containerd.grpc.v1.cr
 expect_eq "the volumes' host files are intact" \
         "$(printf 'host-content-vol-9p\nfrom-guest\nhost-content-vol-vfs')" \
         "$(cat "$IT_TMP/vol-9p/from-host" "$IT_TMP/vol-9p/from-guest" "$IT_TMP/vol-vfs/from-host" 2>&1)"
+
+# ---- killed: a 9p pod's shim killed, QEMU goes with it ----
+use_config 9p "$GEN"
+run_pod killed "$IT_TMP/vol-9p" "shared_fs 9p, its shim to be killed"
+idk=$(pod_id killed)
+qk=$(sandbox_qemu_pid "$idk")
+shimk=$(awk '$1 == "PPid:" {print $2}' "/proc/$qk/status" 2>/dev/null || true)
+if [ -n "$qk" ] && [[ $(tr '\0' ' ' <"/proc/$shimk/cmdline" 2>/dev/null) = *containerd-shim*" -id $idk "* ]]; then
+        kill -9 "$shimk"
+        wait_until 20 pids_gone "$qk" && pass "killed's QEMU (in its user namespace, capabilities dropped) dies with its shim" ||
+                fail "killed's QEMU $qk outlived its shim"
+else
+        fail "killed: no QEMU ('$qk') or shim ('$shimk') found"
+fi
+out_rc out rc ectl rm --timeout 0 killed
+expect_eq "rm killed (shim delete cleans up after the dead shim)" 0 "$rc"
+wait_until 10 no_leftovers || true
+expect_eq "nothing of killed left (state dir, uid slot, mounts, cgroup)" "" "$LEFT"
 
 it_finish
