@@ -21,6 +21,8 @@
 #    virtiofsd runs): the start of both pods is printed, not asserted
 #  - rm leaves nothing: shim, QEMU, virtiofsd, state dir, uid slot, mounts
 #    (of the pods or of the volumes), cgroup, netns mount
+#  - hostile: a privileged container of a 9p pod cannot mount the share's
+#    tag a second time (EBUSY: the agent's mount holds its one channel)
 #  - killed: a 9p pod whose shim is killed -9: its QEMU dies with it, and
 #    rm (after containerd's shim delete) leaves nothing
 # The handler's config is restored after each pod, and by the cleanup hook
@@ -226,6 +228,28 @@ expect_eq "no netns bind mount" "" "$(ls -A "$ENV_STATE/io.containerd.grpc.v1.cr
 expect_eq "the volumes' host files are intact" \
         "$(printf 'host-content-vol-9p\nfrom-guest\nhost-content-vol-vfs')" \
         "$(cat "$IT_TMP/vol-9p/from-host" "$IT_TMP/vol-9p/from-guest" "$IT_TMP/vol-vfs/from-host" 2>&1)"
+
+# ---- hostile: root in the guest reaches for the 9p share ----
+# Over virtio-fs a privileged container mounts the pod's share a second
+# time and finds its structure read-only (test-sandbox-hostile.sh). A 9p
+# tag is one virtio channel, which the agent's mount holds: a second mount
+# is refused in the guest. (The structure is read-only for QEMU in any
+# case, its capabilities notwithstanding: test-vmm-jail.c.)
+use_config 9p "$GEN"
+f=$(it_pod hostile.json '{name: "hostile", runtime_handler: "unishim-sandbox", privileged: true,
+        containers: [{name: "attacker", image: $img, privileged: true, command: ["sleep", "3600"]}]}')
+out_rc out rc ectl run "$f"
+expect_eq "run hostile (9p, a privileged container)" 0 "$rc"
+[ "$rc" = 0 ] || echo "# $out"
+restore_config
+IDS+=("$(pod_id hostile)")
+out_rc out rc ectl exec hostile -c attacker -- sh -c 'mkdir -p /mnt/share &&
+        mount -t 9p -o trans=virtio,version=9p2000.L unishim /mnt/share'
+[ "$rc" != 0 ] && [[ $out = *"Device or resource busy"* ]] &&
+        pass "a privileged container cannot mount the share's 9p tag again (the agent holds its channel)" ||
+        fail "the attacker's mount of the 9p tag: rc $rc: $out"
+out_rc out rc ectl rm --timeout 0 hostile
+expect_eq "rm hostile" 0 "$rc"
 
 # ---- killed: a 9p pod's shim killed, QEMU goes with it ----
 use_config 9p "$GEN"
