@@ -235,6 +235,12 @@ static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us
                 return ocij_error(err, JP_KEY(p, "shared_fs"),
                                   "unknown shared file system \"%s\" (known: virtio-fs, 9p)",
                                   shared_fs);
+        /* QEMU serves 9p itself, always as root of the pod's user
+         * namespace: never as the host's root, which the opt-out is. */
+        if (sb->shared_fs == POLICY_SHARED_FS_9P && sb->virtiofsd_root)
+                return ocij_error(err, JP_KEY(p, "shared_fs"),
+                                  "\"9p\" is served by QEMU in the pod's user namespace, which "
+                                  "virtiofsd_unprivileged false turns off: not both");
         TRY(ocij_bool(FIELD(o, p, "templates"), 0, &sb->templates, NULL, err));
         TRY(ocij_string(FIELD(o, p, "template_dir"), F_ABS, &sb->template_dir, err));
         static const struct {

@@ -126,7 +126,9 @@ struct policy_sandbox_config {
          * default) through a virtiofsd per pod; 9p through QEMU's own
          * virtio-9p device, which VM templates need (vhost-user cannot map
          * a clone's copy-on-write RAM: docs/vmm.md) and which needs a guest
-         * kernel with 9p (not the cloud flavour: docs/guest.md). */
+         * kernel with 9p (not the cloud flavour: docs/guest.md). QEMU then
+         * serves it as root of the pod's user namespace: 9p with
+         * "virtiofsd_unprivileged": false is refused. */
         enum policy_shared_fs shared_fs;
         /* "templates": start pods by restoring a saved guest (docs/vmm.md,
          * "VM templates") where the pod's layout allows it; off: every pod

@@ -2,6 +2,7 @@
 /* QEMU's and virtiofsd's command lines, as pure functions so they are tested
  * without starting anything. */
 #include <errno.h>
+#include <linux/capability.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -380,9 +381,18 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
                                 opt_escape(rt->private_root ? jailed : s->host_dir);
                         if (!dir)
                                 b.oom = true;
+                        /* passthrough: as root of the pod's user namespace
+                         * QEMU gives files the guest's owners and modes
+                         * (its chown failing fails the request, where none
+                         * would ignore it); remap: the share's mounts are
+                         * several filesystems, whose inode numbers would
+                         * collide in the guest. Without the namespace QEMU
+                         * can change no owner: none. */
                         add_fmt(&b, "-fsdev");
-                        add_fmt(&b, "local,id=fs%zu,path=%s,security_model=none%s", i,
-                                dir ? dir : "", s->readonly ? ",readonly=on" : "");
+                        add_fmt(&b, "local,id=fs%zu,path=%s,%s%s", i, dir ? dir : "",
+                                cfg->qemu_userns ? "security_model=passthrough,multidevs=remap"
+                                                 : "security_model=none",
+                                s->readonly ? ",readonly=on" : "");
                         add_fmt(&b, "-device");
                         add_fmt(&b, "virtio-9p-device,fsdev=fs%zu,mount_tag=%s", i, s->tag);
                 }
@@ -396,6 +406,23 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
                 add_fmt(&b, "-S");
         }
         return finish(&b, ret, err);
+}
+
+uint64_t vmm_qemu_capabilities(const struct vmm_vm_config *cfg)
+{
+        if (!cfg->qemu_userns || cfg->share_type != VMM_SHARE_9P || cfg->n_shares == 0)
+                return 0;
+        /* The 9p server's local backend (QEMU 7.2, passthrough): reads and
+         * writes files whatever their modes (DAC_OVERRIDE, which covers
+         * search), chowns what it creates to the guest's caller and chowns
+         * on request (CHOWN), chmods and utimes files it does not own
+         * (FOWNER), and keeps setgid bits for a group it is not in and
+         * setuid bits across writes (FSETID). Not MKNOD: a device node
+         * needs it in the host's namespace, not the pod's, and the share
+         * is nodev anyway; not SETUID/SETGID: the local backend never
+         * switches ids (the proxy helper did). */
+        return (1ull << CAP_CHOWN) | (1ull << CAP_DAC_OVERRIDE) | (1ull << CAP_FOWNER) |
+               (1ull << CAP_FSETID);
 }
 
 int vmm_virtiofsd_argv(const struct vmm_vm_config *cfg, const struct vmm_share *share, int fd,

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <linux/close_range.h>
 #include <sched.h>
 #include <signal.h>
@@ -273,12 +274,39 @@ struct spawn_cred {
         int jail_fd;
         const char *jail_at;
         /* >= 0: it becomes root of this user namespace (uid and gid 0 in
-         * it, no supplementary group), after attaching share_fd (>= 0)
-         * over share_at in a mount namespace of its own. */
+         * it, groups[] as supplementary groups), after attaching share_fd
+         * (>= 0) over share_at in a mount namespace of its own. */
         int userns_fd;
         int share_fd;
         const char *share_at;
+        /* In the user namespace: only the capabilities in caps (a mask of
+         * 1 << CAP_*), and no_new_privs. */
+        bool limit_caps;
+        uint64_t caps;
 };
+
+/* Bounding set, permitted and effective to keep, nothing inheritable or
+ * ambient, no_new_privs: what the process holds after exec as root of its
+ * user namespace is keep (the kernel grants root its bounding set).
+ * Async-signal-safe. Returns 0 or -1 with errno. */
+static int limit_caps(uint64_t keep)
+{
+        /* Up to what the kernel knows: EINVAL past its last capability. */
+        for (unsigned c = 0; c < 64; c++)
+                if (!(keep & (1ull << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 &&
+                    errno != EINVAL)
+                        return -1;
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+                return -1;
+        struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+        struct __user_cap_data_struct d[2] = {
+                {.effective = (uint32_t)keep, .permitted = (uint32_t)keep},
+                {.effective = (uint32_t)(keep >> 32), .permitted = (uint32_t)(keep >> 32)},
+        };
+        if (syscall(SYS_capset, &h, d) < 0)
+                return -1;
+        return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
 
 /* What the child reports when it fails before exec. */
 struct spawn_report {
@@ -352,8 +380,14 @@ static int spawn(char **argv, const int *keep_fds, size_t n_keep, int log_fd, st
                 }
                 if (cred && cred->userns_fd >= 0) {
                         rep.step = "enter its user namespace";
-                        if (setns(cred->userns_fd, CLONE_NEWUSER) < 0 || setgroups(0, NULL) < 0 ||
-                            setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+                        /* The groups first: inside, setgroups could only
+                         * name groups the namespace maps (kvm is not). */
+                        if (setgroups(cred->n_groups, cred->groups) < 0 ||
+                            setns(cred->userns_fd, CLONE_NEWUSER) < 0 || setresgid(0, 0, 0) < 0 ||
+                            setresuid(0, 0, 0) < 0)
+                                goto fail;
+                        rep.step = "limit its capabilities";
+                        if (cred->limit_caps && limit_caps(cred->caps) < 0)
                                 goto fail;
                 }
                 rep.step = "drop privileges";
@@ -667,6 +701,9 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
                                     console_max, VMM_LOGPIPE_MIN_CAP);
         if (cfg->tap_fd >= 0 && cfg->tap_fd <= 2)
                 return us_error_msg(err, EINVAL, "vm: tap fd %d collides with stdio", cfg->tap_fd);
+        if (cfg->qemu_userns && (cfg->qemu_uid != 0 || cfg->qemu_userns_fd < 0))
+                return us_error_msg(err, EINVAL,
+                                    "vm: QEMU in a user namespace needs its fd and no qemu_uid");
         virtiofs = cfg->share_type == VMM_SHARE_VIRTIOFS && cfg->n_shares > 0;
 
         vm = calloc(1, sizeof(*vm));
@@ -786,9 +823,11 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
                                   .gid = cfg->qemu_gid,
                                   .jail_fd = jail_fd,
                                   .jail_at = cfg->state_dir,
-                                  .userns_fd = -1,
-                                  .share_fd = -1};
-        if (cfg->qemu_uid != 0 && rt.accel == VMM_ACCEL_KVM) {
+                                  .userns_fd = cfg->qemu_userns ? cfg->qemu_userns_fd : -1,
+                                  .share_fd = -1,
+                                  .limit_caps = cfg->qemu_userns,
+                                  .caps = vmm_qemu_capabilities(cfg)};
+        if ((cfg->qemu_uid != 0 || cfg->qemu_userns) && rt.accel == VMM_ACCEL_KVM) {
                 const struct group *kvm = getgrnam("kvm"); /* /dev/kvm is root:kvm 0660 */
                 if (kvm)
                         cred.groups[cred.n_groups++] = kvm->gr_gid;

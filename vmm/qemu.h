@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "base/error.h"
@@ -121,6 +122,16 @@ struct vmm_vm_config {
          * files to keep their owners. */
         bool virtiofsd_userns;
         int virtiofsd_userns_fd;
+        /* QEMU runs as root of this user namespace (an fd of it, only read
+         * during vmm_vm_start) rather than as qemu_uid, which must then be
+         * 0: on the host it has the uid and gid that ns 0 maps to, in the
+         * namespace only the capabilities vmm_qemu_capabilities() names,
+         * and no_new_privs. For 9p shares, which QEMU serves itself: with
+         * security_model=passthrough the guest's owners and modes are the
+         * files' own, so what the shares hold must be idmapped into the
+         * namespace (as for virtiofsd_userns). */
+        bool qemu_userns;
+        int qemu_userns_fd;
         /* VMM_TEMPLATE_NONE unless templating. With a role, memory_fd (> 2,
          * not taken, inherited by QEMU and mapped as /proc/self/fd/N) is the
          * guest RAM: memory_mib large, a file or a memfd. A SOURCE maps it
@@ -131,6 +142,14 @@ struct vmm_vm_config {
         enum vmm_template_role template_role;
         int memory_fd;
 };
+
+/* The capabilities (a mask of 1 << CAP_*) QEMU keeps in its user
+ * namespace with qemu_userns: with 9p shares what its 9p server needs to
+ * serve files of every owner as the guest asks (read and write any of them,
+ * create them with the guest's owner, set their modes and times, keep
+ * setuid bits the guest sets), none otherwise. 0 without qemu_userns (QEMU
+ * then has none at all). Pure. */
+uint64_t vmm_qemu_capabilities(const struct vmm_vm_config *cfg);
 
 /* Where a virtiofsd in a user namespace finds its share. */
 #define VMM_VIRTIOFSD_SHARE_AT "/mnt"

@@ -5,8 +5,9 @@
  *
  * Per pod (one shim): what every VM kind's pod has on the host (vmpod.h:
  * state dir, the tap wired into the pod netns, the VM's cgroup), one VM,
- * one shared directory exported by virtio-fs where each container's rootfs
- * and bind-mount sources are bind-mounted (share.h), and the channel to the
+ * one shared directory where each container's rootfs and bind-mount
+ * sources are bind-mounted (share.h), exported by a virtiofsd or by QEMU's
+ * own 9p server (sandbox.shared_fs), and the channel to the
  * guest agent (agent.h), on which every call and each guest process's long
  * polls (io.h) are answered from the loop.
  *
@@ -43,6 +44,7 @@
 #include "shim/rootfs.h"
 #include "agent.h"
 #include "idmap.h"
+#include "image.h"
 #include "io.h"
 #include "share.h"
 #include "spec.h"
@@ -74,7 +76,10 @@ struct sandbox_pod {
         void (*process_exited)(void *cookie, const char *exec_id, uint32_t status);
         void (*oom)(void *cookie);
         struct sandbox_share *share;
-        struct sandbox_idmap idmap; /* virtiofsd's user namespace and uid range */
+        /* The user namespace and uid range of what serves the share
+         * (virtiofsd, or QEMU with 9p) */
+        struct sandbox_idmap idmap;
+        bool ninep; /* the share is QEMU's 9p device, not virtio-fs */
         struct vmm_vm *vm;
         struct sandbox_agent agent;
         uint64_t oom_call;
@@ -209,55 +214,6 @@ static void pod_vm_gone(struct sandbox_pod *pod)
         }
 }
 
-/* The kernel and initramfs: UNISHIM_GUEST_DIR, else next to the binary as
- * installed (<prefix>/bin -> <prefix>/share/unishim), else the build tree
- * (<build>/shim -> <build>/vmm/guest-image). */
-static int guest_image(char **ret_kernel, char **ret_initrd, struct us_error **err)
-{
-        char exe[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-        if (n < 0)
-                return us_errorf(err, errno, "find own binary");
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash)
-                *slash = '\0';
-        const char *env_dir = getenv("UNISHIM_GUEST_DIR");
-        _cleanup_free_ char *installed = NULL, *built = NULL;
-        if (asprintf(&installed, "%s/../share/unishim", exe) < 0 ||
-            asprintf(&built, "%s/../vmm/guest-image", exe) < 0)
-                return us_errorf(err, ENOMEM, "guest image path");
-        const char *dirs[] = {env_dir && *env_dir ? env_dir : NULL, installed, built};
-        static const char *const initrds[] = {"initramfs.cpio", "initramfs.cpio.gz"};
-        for (size_t i = 0; i < US_ELEMENTSOF(dirs); i++) {
-                if (!dirs[i])
-                        continue;
-                _cleanup_free_ char *k = NULL;
-                if (asprintf(&k, "%s/vmlinux", dirs[i]) < 0)
-                        return us_errorf(err, ENOMEM, "guest image path");
-                if (access(k, R_OK) < 0)
-                        continue;
-                for (size_t j = 0; j < US_ELEMENTSOF(initrds); j++) {
-                        _cleanup_free_ char *ir = NULL;
-                        if (asprintf(&ir, "%s/%s", dirs[i], initrds[j]) < 0)
-                                return us_errorf(err, ENOMEM, "guest image path");
-                        if (access(ir, R_OK) < 0)
-                                continue;
-                        _cleanup_free_ char *kernel = realpath(k, NULL);
-                        _cleanup_free_ char *initrd = realpath(ir, NULL);
-                        if (!kernel || !initrd)
-                                return us_errorf(err, errno, "resolve guest image %s", dirs[i]);
-                        *ret_kernel = TAKE_PTR(kernel);
-                        *ret_initrd = TAKE_PTR(initrd);
-                        return 0;
-                }
-        }
-        return us_error_msg(err, ENOENT,
-                            "no guest image (vmlinux + initramfs) in %s or %s%s%s: build it with "
-                            "make build, install it with make install, or set UNISHIM_GUEST_DIR",
-                            installed, built, env_dir ? " or " : "", env_dir ? env_dir : "");
-}
-
 static enum vmm_accel accel_of(const struct policy_sandbox_config *sb)
 {
         if (sb->accel && strcmp(sb->accel, "kvm") == 0)
@@ -368,11 +324,22 @@ static int send_check(struct create_ctx *ctx, struct us_error **err)
         return send_step(ctx, "Check", &check.base, err);
 }
 
+/* How the guest mounts a 9p share: 9P2000.L (owners, modes, xattrs),
+ * cache=mmap (a binary on the share can be mapped, so executed; the data
+ * is not cached otherwise: the host's files stay the truth), 512 KiB
+ * messages (8 KiB, the kernel's default, makes reads slow). */
+static const char *const ninep_options[] = {"trans=virtio", "version=9p2000.L", "cache=mmap",
+                                            "msize=524288"};
+
 static int send_storage(struct create_ctx *ctx, struct us_error **err)
 {
         Unishim__Agent__V1__Storage storage = UNISHIM__AGENT__V1__STORAGE__INIT;
         storage.source = (char *)GUEST_SHARE_TAG;
-        storage.fstype = (char *)"virtiofs";
+        storage.fstype = (char *)(ctx->t->pod->ninep ? "9p" : "virtiofs");
+        if (ctx->t->pod->ninep) {
+                storage.options = (char **)ninep_options;
+                storage.n_options = US_ELEMENTSOF(ninep_options);
+        }
         storage.mount_point = (char *)GUEST_SHARE_DIR;
         Unishim__Agent__V1__Storage *storages[] = {&storage};
         Unishim__Agent__V1__AddStorageRequest add = UNISHIM__AGENT__V1__ADD_STORAGE_REQUEST__INIT;
@@ -493,8 +460,13 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
                 initrd = strdup(sb->initrd);
                 r = kernel && initrd ? 0 : us_errorf(err, ENOMEM, "allocate pod");
         } else {
-                r = guest_image(&kernel, &initrd, err);
+                r = sandbox_image_find(&kernel, &initrd, err);
         }
+        /* Before anything of the pod exists: a guest that cannot mount its
+         * share would only fail at its first call. */
+        bool ninep = sb->shared_fs == POLICY_SHARED_FS_9P;
+        if (r >= 0 && ninep)
+                r = sandbox_image_check_9p(kernel, err);
         if (r < 0)
                 return us_error_wrap(err, r, "start sandbox VM");
 
@@ -503,14 +475,16 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
                 return us_errorf(err, ENOMEM, "allocate pod");
         pod->process_exited = env->process_exited;
         pod->oom = env->oom;
+        pod->ninep = ninep;
         sandbox_idmap_init(&pod->idmap);
         r = vmpod_start(&pod->vmpod, POLICY_ISOLATION_SANDBOX, env->loop, env->namespace, cfg->id,
                         cfg->spec, pod_teardown_cb, pod, &vmnet, &tap_fd, err);
         if (r < 0)
                 goto fail;
         /* The operator's opt-out (sandbox.virtiofsd_unprivileged false):
-         * virtiofsd as root over the host's own mounts. */
-        if (!sb->virtiofsd_root)
+         * virtiofsd as root over the host's own mounts. 9p has none (the
+         * policy refuses it): QEMU never serves files as the host's root. */
+        if (!sb->virtiofsd_root || ninep)
                 r = sandbox_idmap_acquire(&pod->idmap, NULL, pod->vmpod.state_dir, err);
         if (r < 0)
                 goto fail;
@@ -534,7 +508,7 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
                 .vcpus = decision->size.vcpus,
                 .memory_mib = decision->size.memory_mib,
                 .accel = accel_of(sb),
-                .share_type = VMM_SHARE_VIRTIOFS,
+                .share_type = ninep ? VMM_SHARE_9P : VMM_SHARE_VIRTIOFS,
                 .shares = &share,
                 .n_shares = 1,
                 .serial_ports = {AGENT_PORT_CALLS, AGENT_PORT_EVENTS},
@@ -543,14 +517,19 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
                 .cgroup = pod->vmpod.cgroup,
                 .loop = pod->vmpod.loop,
                 .console_log_max = (size_t)sb->console_log_max_bytes,
-                /* A uid no other pod's QEMU has (vmpod.h). */
-                .qemu_uid = vmpod_qemu_uid(),
-                .qemu_gid = (gid_t)vmpod_qemu_uid(),
+                /* A uid no other pod's QEMU has (vmpod.h); with 9p the
+                 * pod's range root, as its virtiofsd would be. */
+                .qemu_uid = ninep ? 0 : vmpod_qemu_uid(),
+                .qemu_gid = ninep ? 0 : (gid_t)vmpod_qemu_uid(),
                 .private_root = true,
-                /* virtiofsd: root of the pod's user namespace, host uid
-                 * idmap.base, its share idmapped into it. */
-                .virtiofsd_userns = pod->idmap.userns_fd >= 0,
+                /* virtiofsd, or QEMU serving 9p (the share bound into its
+                 * private root, vmm/jail.h): root of the pod's user
+                 * namespace, host uid idmap.base, the share idmapped into
+                 * it. */
+                .virtiofsd_userns = !ninep && pod->idmap.userns_fd >= 0,
                 .virtiofsd_userns_fd = pod->idmap.userns_fd,
+                .qemu_userns = ninep,
+                .qemu_userns_fd = pod->idmap.userns_fd,
                 /* The guest agent logs at debug level too (to console.log). */
                 .cmdline_extra = env->debug ? "unishim.debug=1" : NULL,
         };

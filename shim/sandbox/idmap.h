@@ -2,7 +2,8 @@
 #pragma once
 
 /*
- * A sandbox pod's user namespace: the host uid range its virtiofsd runs as.
+ * A sandbox pod's user namespace: the host uid range its virtiofsd runs as
+ * (or its QEMU, when QEMU serves the share over 9p: sandbox.shared_fs).
  *
  * virtiofsd serves files of every owner and creates, chowns and setuids
  * them as the guest asks. It runs as root of a user namespace of the pod's

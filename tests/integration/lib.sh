@@ -622,6 +622,32 @@ sandbox_leftovers() {
         return 0
 }
 
+# sandbox_volume_pod NAME VOLUME: a pod of the unishim-sandbox handler
+# (sandbox by default), one container of the test image sleeping with the
+# host dir VOLUME at /data; prints the file (it_pod).
+sandbox_volume_pod() {
+        it_pod "$1.json" --arg n "$1" --arg v "$2" '{name: $n, runtime_handler: "unishim-sandbox",
+                containers: [{name: "app", image: $img, command: ["sleep", "3600"],
+                              mounts: [{host_path: $v, container_path: "/data"}]}]}'
+}
+
+# snapshot_upper_stat PATH: "uid:gid mode" of PATH in a snapshot's upper
+# dir (where a container's writes to its rootfs land on the host).
+snapshot_upper_stat() {
+        find "$ENV_ROOT/io.containerd.snapshotter.v1.overlayfs/snapshots" -mindepth 3 -maxdepth 3 \
+                -path "*/fs/$1" -printf '%U:%G %m\n' 2>/dev/null
+}
+
+# pids_gone PID...: none of them runs (a zombie counts as gone); for
+# wait_until.
+pids_gone() {
+        local p
+        for p in "$@"; do
+                [ -e "/proc/$p" ] && ! grep -q '^State:.*Z' "/proc/$p/status" 2>/dev/null && return 1
+        done
+        return 0
+}
+
 # host_kernel: the host's kernel release (a sandbox pod must show another).
 host_kernel() {
         uname -r

@@ -45,14 +45,6 @@ for v in vol-root vol-default; do
         chown "$HIGH:$HIGH" "$IT_TMP/$v/high"
 done
 
-# vfpod NAME VOLUME: a pod of the unishim-sandbox handler (sandbox by
-# default), one container with the volume at /data; prints the file.
-vfpod() {
-        it_pod "$1.json" --arg n "$1" --arg v "$2" '{name: $n, runtime_handler: "unishim-sandbox",
-                containers: [{name: "app", image: $img, command: ["sleep", "3600"],
-                              mounts: [{host_path: $v, container_path: "/data"}]}]}'
-}
-
 # pod_procs POD_ID: VFSD, the pod's virtiofsd pids (sandbox_procs finds
 # them: a /proc scan, seconds on a busy machine, so once a pod); the pod's
 # QEMU, virtiofsd and shim (QEMU's parent) are added to PIDS, which rm must
@@ -83,15 +75,6 @@ vfsd_creds() {
         [ -n "$out" ] && sort -u <<<"${out%$'\n'}" || echo none
 }
 
-# pids_gone: none of PIDS runs (a zombie counts as gone); for wait_until.
-pids_gone() {
-        local p
-        for p in "${PIDS[@]}"; do
-                [ -e "/proc/$p" ] && ! grep -q '^State:.*Z' "/proc/$p/status" 2>/dev/null && return 1
-        done
-        return 0
-}
-
 # vol_mounts NAME: the mount points, in the host's mount namespace, of the
 # volume dir NAME or anything below it (mountinfo's 4th field is the path
 # inside the mounted filesystem: the test dir's own name and below).
@@ -99,17 +82,10 @@ vol_mounts() {
         awk -v t="/$(basename "$IT_TMP")/$1" 'index($4, t) {print $5}' /proc/self/mountinfo
 }
 
-# upper_stat PATH: "uid:gid mode" of PATH in a snapshot's upper dir (where a
-# container's writes to its rootfs land on the host).
-upper_stat() {
-        find "$ENV_ROOT/io.containerd.snapshotter.v1.overlayfs/snapshots" -mindepth 3 -maxdepth 3 \
-                -path "*/fs/$1" -printf '%U:%G %m\n' 2>/dev/null
-}
-
 # ---- vfsroot: the handler's config opts out ----
 jq '.sandbox.virtiofsd_unprivileged = false' "$IT_TMP/sandbox-config.json" >"$IT_TMP/cfg-root.json"
 cp "$IT_TMP/cfg-root.json" "$ENV_SANDBOX_CONFIG"
-f=$(vfpod vfsroot "$IT_TMP/vol-root")
+f=$(sandbox_volume_pod vfsroot "$IT_TMP/vol-root")
 out_rc out rc ectl run "$f"
 expect_eq "run vfsroot (handler config: sandbox.virtiofsd_unprivileged false)" 0 "$rc"
 [ "$rc" = 0 ] || echo "# $out"
@@ -136,8 +112,8 @@ tag=vfsroot$$
 out_rc out rc ectl exec vfsroot -- sh -c "echo guest-wrote > /$tag-root && touch /$tag-user &&
         chown 1000:1000 /$tag-user && cat /$tag-root"
 expect_eq "vfsroot writes its rootfs (as root, and a file chowned to 1000)" guest-wrote "$out"
-expect_eq "on the host, the rootfs file root wrote is uid 0's, in the upper dir" "0:0 644" "$(upper_stat "$tag-root")"
-expect_eq "on the host, the rootfs file chowned to 1000 is 1000's" "1000:1000 644" "$(upper_stat "$tag-user")"
+expect_eq "on the host, the rootfs file root wrote is uid 0's, in the upper dir" "0:0 644" "$(snapshot_upper_stat "$tag-root")"
+expect_eq "on the host, the rootfs file chowned to 1000 is 1000's" "1000:1000 644" "$(snapshot_upper_stat "$tag-user")"
 expect_eq "on the host, its content" guest-wrote \
         "$(cat "$ENV_ROOT"/io.containerd.snapshotter.v1.overlayfs/snapshots/*/fs/"$tag-root" 2>&1)"
 
@@ -174,7 +150,7 @@ done
         fail "vfsroot's state dir '$stater': $(ls "$stater" 2>&1 | tr '\n' ' ')"
 
 # ---- vfsdefault: the env's config, no key ----
-f=$(vfpod vfsdefault "$IT_TMP/vol-default")
+f=$(sandbox_volume_pod vfsdefault "$IT_TMP/vol-default")
 out_rc out rc ectl run "$f"
 expect_eq "run vfsdefault (the handler's config as the env wrote it)" 0 "$rc"
 [ "$rc" = 0 ] || echo "# $out"
@@ -212,7 +188,7 @@ for p in vfsroot vfsdefault; do
         expect_eq "rm $p" 0 "$rc"
 done
 # (each pod: its shim, QEMU and at least one virtiofsd, recorded above)
-[ "${#PIDS[@]}" -ge 6 ] && wait_until 30 pids_gone && pass "the pods' shims, QEMUs and virtiofsds exit (${#PIDS[@]} processes)" ||
+[ "${#PIDS[@]}" -ge 6 ] && wait_until 30 pids_gone "${PIDS[@]}" && pass "the pods' shims, QEMUs and virtiofsds exit (${#PIDS[@]} processes)" ||
         fail "still running after rm: $(for p in "${PIDS[@]}"; do [ -e "/proc/$p" ] && tr '\0' ' ' <"/proc/$p/cmdline"; done)"
 # The uid range slots are the machine's: another environment's pod may be
 # between taking one and recording it (lib.sh). Each try scans /proc.

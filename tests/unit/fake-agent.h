@@ -84,6 +84,7 @@ struct fake_call {
         char exec_id[96];
         size_t len;                 /* payload bytes */
         size_t data_len;            /* WriteStdin: the bytes to write */
+        char storage[256];          /* AddStorage: "fstype source mount_point opt,opt" */
         struct us_ttrpc_call *held; /* FAKE_HOLD: not answered yet */
 };
 
@@ -255,6 +256,20 @@ static inline void fake_method(struct us_ttrpc_call *call, const uint8_t *payloa
                         c->data_len = w->data.len;
                         unishim__agent__v1__write_stdin_request__free_unpacked(w, NULL);
                 }
+        }
+        if (strcmp(method, "AddStorage") == 0) {
+                Unishim__Agent__V1__AddStorageRequest *a =
+                        unishim__agent__v1__add_storage_request__unpack(NULL, len, payload);
+                for (size_t i = 0; a && i < a->n_storages && i < 1; i++) {
+                        const Unishim__Agent__V1__Storage *st = a->storages[i];
+                        size_t n = (size_t)snprintf(c->storage, sizeof(c->storage), "%s %s %s ",
+                                                    st->fstype, st->source, st->mount_point);
+                        for (size_t j = 0; j < st->n_options && n < sizeof(c->storage); j++)
+                                n += (size_t)snprintf(c->storage + n, sizeof(c->storage) - n,
+                                                      "%s%s", j ? "," : "", st->options[j]);
+                }
+                if (a)
+                        unishim__agent__v1__add_storage_request__free_unpacked(a, NULL);
         }
         c->held = call;
         const struct fake_rule *r = fake_rule_of(f, method);

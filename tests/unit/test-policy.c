@@ -350,6 +350,13 @@ static void vm_guest(void **state)
         policy_config_free(cfg);
         parse_fails("{\"sandbox\": {\"shared_fs\": \"nfs\"}}",
                     "unknown shared file system \"nfs\"");
+        /* 9p is served in the pod's user namespace: no opt-out to root. */
+        parse_fails("{\"sandbox\": {\"shared_fs\": \"9p\", \"virtiofsd_unprivileged\": false}}",
+                    "virtiofsd_unprivileged false turns off");
+        cfg = parse_ok("{\"sandbox\": {\"shared_fs\": \"9p\", \"virtiofsd_unprivileged\": true}}");
+        assert_int_equal(cfg->sandbox.shared_fs, POLICY_SHARED_FS_9P);
+        assert_false(cfg->sandbox.virtiofsd_root);
+        policy_config_free(cfg);
         parse_fails("{\"sandbox\": {\"template_dir\": \"rel\"}}", "template_dir");
         parse_fails("{\"sandbox\": {\"templates\": 1}}", "templates");
         parse_fails("{\"vm\": {\"memory_mib\": 64}}", "memory_mib");

@@ -308,6 +308,83 @@ static void shares_at_fixed_names(void **state)
         assert_int_equal(rmdir(b), 0);
 }
 
+/* The sandbox share's layout (shim/sandbox/share.h): the shim binds into
+ * a shared staging dir, the share is a read-only slave of it. A container
+ * added while the pod runs is a mount made there after QEMU entered its
+ * root: it must reach QEMU's /share/0, as it reaches virtiofsd's copy. */
+static void later_mounts_reach_the_share(void **state)
+{
+        struct fixture *f = *state;
+        struct us_error *err = NULL;
+        char staging[128], served[128], sub[160], path[192];
+        int tree = -1, go[2], done[2];
+
+        if (geteuid() != 0)
+                unit_skip("needs root (mount namespaces)");
+        snprintf(staging, sizeof(staging), "%s/mounts", f->dir);
+        snprintf(served, sizeof(served), "%s/shared", f->dir);
+        snprintf(sub, sizeof(sub), "%s/ctr", staging);
+        assert_int_equal(mkdir(staging, 0755), 0);
+        assert_int_equal(mkdir(served, 0755), 0);
+        assert_int_equal(mount(staging, staging, NULL, MS_BIND, NULL), 0);
+        assert_int_equal(mount(NULL, staging, NULL, MS_PRIVATE, NULL), 0);
+        assert_int_equal(mount(NULL, staging, NULL, MS_SHARED, NULL), 0);
+        assert_int_equal(mount(staging, served, NULL, MS_BIND, NULL), 0);
+        assert_int_equal(mount(NULL, served, NULL, MS_SLAVE, NULL), 0);
+        assert_int_equal(mount(NULL, served, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL), 0);
+        assert_int_equal(mkdir(sub, 0755), 0);
+
+        struct vmm_share share = {.tag = "unishim", .host_dir = served};
+        assert_int_equal(vmm_jail_build(f->kernel, NULL, false, &share, 1, &tree, &err), 0);
+        assert_int_equal(pipe2(go, O_CLOEXEC), 0);
+        assert_int_equal(pipe2(done, O_CLOEXEC), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char c;
+                if (vmm_jail_enter(tree, f->dir) != 0)
+                        _exit(100);
+                /* In: the container is not there yet. */
+                if (write(done[1], "i", 1) != 1 || exists("/share/0/ctr/file"))
+                        _exit(101);
+                if (read(go[0], &c, 1) != 1)
+                        _exit(102);
+                if (!file_is("/share/0/ctr/file", "added later"))
+                        _exit(103);
+                /* Its own flags: writable, under the read-only share. */
+                int fd = open("/share/0/ctr/from-qemu", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+                if (fd < 0 || write(fd, "x", 1) != 1)
+                        _exit(104);
+                close(fd);
+                if (mkdir("/share/0/x", 0755) == 0 || errno != EROFS)
+                        _exit(105);
+                _exit(0);
+        }
+        close(tree);
+        char c;
+        assert_int_equal(read(done[0], &c, 1), 1);
+        /* The container's rootfs, bound in the staging dir now. */
+        assert_int_equal(mount("tmpfs", sub, "tmpfs", 0, "size=16k"), 0);
+        snprintf(path, sizeof(path), "%s/file", sub);
+        unit_write_file(path, "added later");
+        assert_int_equal(write(go[1], "g", 1), 1);
+        int st = 0;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+        snprintf(path, sizeof(path), "%s/from-qemu", sub);
+        assert_true(exists(path));
+        close(go[0]);
+        close(go[1]);
+        close(done[0]);
+        close(done[1]);
+        assert_int_equal(umount2(served, MNT_DETACH), 0);
+        assert_int_equal(umount2(staging, MNT_DETACH), 0);
+        assert_int_equal(rmdir(sub), 0);
+        assert_int_equal(rmdir(staging), 0);
+        assert_int_equal(rmdir(served), 0);
+}
+
 static void kvm_node_only_when_asked(void **state)
 {
         struct fixture *f = *state;
@@ -345,6 +422,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(enters_private_root, setup, teardown),
                 cmocka_unit_test_setup_teardown(shares_at_fixed_names, setup, teardown),
+                cmocka_unit_test_setup_teardown(later_mounts_reach_the_share, setup, teardown),
                 cmocka_unit_test_setup_teardown(kvm_node_only_when_asked, setup, teardown),
                 cmocka_unit_test_setup_teardown(missing_kernel_is_an_error, setup, teardown),
         };

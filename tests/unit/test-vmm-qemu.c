@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <linux/capability.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -260,6 +261,60 @@ static void ninep(void **state)
                 for (size_t i = 0; jargv[i]; i++)
                         assert_null(strstr(jargv[i], "/srv/"));
         }
+        {
+                /* QEMU as root of the pod's user namespace (the sandbox
+                 * kind's 9p): the guest's owners kept, the share's several
+                 * filesystems told apart. */
+                struct vmm_vm_config ns = cfg;
+                struct vmm_qemu_runtime jailed = rt;
+                _cleanup_strv_ char **nargv = NULL;
+                ns.qemu_userns = true;
+                ns.qemu_userns_fd = 9;
+                jailed.private_root = true;
+                assert_int_equal(vmm_qemu_argv(&ns, &jailed, &nargv, NULL), 0);
+                assert_string_equal(opt_value(nargv, "-fsdev", "local,id=fs0"),
+                                    "local,id=fs0,path=/share/0,security_model=passthrough,"
+                                    "multidevs=remap");
+                assert_string_equal(opt_value(nargv, "-fsdev", "local,id=fs1"),
+                                    "local,id=fs1,path=/share/1,security_model=passthrough,"
+                                    "multidevs=remap,readonly=on");
+                /* The 9p server's limits stay: the same -sandbox. */
+                assert_string_equal(
+                        opt_value(nargv, "-sandbox", ""),
+                        "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+        }
+}
+
+/* What QEMU keeps in the pod's user namespace: the 9p server's four, and
+ * only with 9p shares and the namespace. */
+static void qemu_capabilities(void **state)
+{
+        (void)state;
+        struct vmm_share share = {.tag = "unishim", .host_dir = "/run/p/shared"};
+        struct vmm_vm_config cfg = base_config();
+        cfg.share_type = VMM_SHARE_9P;
+        cfg.shares = &share;
+        cfg.n_shares = 1;
+        assert_int_equal(vmm_qemu_capabilities(&cfg), 0); /* no namespace: none */
+        cfg.qemu_userns = true;
+        cfg.qemu_userns_fd = 9;
+        uint64_t want = (1ull << CAP_CHOWN) | (1ull << CAP_DAC_OVERRIDE) | (1ull << CAP_FOWNER) |
+                        (1ull << CAP_FSETID);
+        assert_int_equal(vmm_qemu_capabilities(&cfg), want);
+        /* Nothing that reaches beyond the files: no admin, no setuid, no
+         * device nodes, no kill, no ptrace, no raw network. */
+        static const int never[] = {CAP_SYS_ADMIN, CAP_SETUID,     CAP_SETGID,
+                                    CAP_MKNOD,     CAP_KILL,       CAP_SYS_PTRACE,
+                                    CAP_NET_ADMIN, CAP_NET_RAW,    CAP_SETPCAP,
+                                    CAP_SETFCAP,   CAP_SYS_CHROOT, CAP_DAC_READ_SEARCH};
+        for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++)
+                assert_false(vmm_qemu_capabilities(&cfg) & (1ull << never[i]));
+        struct vmm_vm_config vfs = cfg;
+        vfs.share_type = VMM_SHARE_VIRTIOFS; /* virtiofsd serves those */
+        assert_int_equal(vmm_qemu_capabilities(&vfs), 0);
+        struct vmm_vm_config none = cfg;
+        none.n_shares = 0;
+        assert_int_equal(vmm_qemu_capabilities(&none), 0);
 }
 
 static void rejects_bad_config(void **state)
@@ -716,6 +771,7 @@ int main(void)
                 cmocka_unit_test(tcg_defaults),
                 cmocka_unit_test(kvm_virtiofs_net),
                 cmocka_unit_test(ninep),
+                cmocka_unit_test(qemu_capabilities),
                 cmocka_unit_test(template_layouts),
                 cmocka_unit_test(template_calls_refused),
                 cmocka_unit_test(rejects_bad_config),

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * The sandbox guest image: the kernel and initramfs a pod's VM boots, and
+ * what its kernel can do, as the image's kernel-config says (the kernel's
+ * .config, which vmm/guest-image/build-image.sh puts beside vmlinux).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "base/error.h"
+
+/* The file beside the image's vmlinux that holds its kernel's config. */
+#define SANDBOX_IMAGE_KERNEL_CONFIG "kernel-config"
+
+/* The kernel and initramfs: UNISHIM_GUEST_DIR, else next to the binary as
+ * installed (<prefix>/bin -> <prefix>/share/unishim), else the build tree
+ * (<build>/shim -> <build>/vmm/guest-image). *ret_kernel and *ret_initrd
+ * are absolute, resolved paths the caller frees. */
+int sandbox_image_find(char **ret_kernel, char **ret_initrd, struct us_error **err);
+
+/* Whether a kernel .config text (len bytes, not NUL-terminated) has what a
+ * 9p share needs in the guest: the 9p filesystem and its virtio transport,
+ * built in or as modules (CONFIG_9P_FS, CONFIG_NET_9P_VIRTIO; the image
+ * build puts the modules of a kernel that has them in the initramfs).
+ * Pure. */
+bool sandbox_image_config_has_9p(const char *config, size_t len);
+
+/* Refuses a 9p share for the guest kernel `kernel` (a vmlinux path) when
+ * the kernel-config beside it says the kernel has no 9p: -ENOTSUP with a
+ * message naming sandbox.shared_fs and the image's directory. A kernel
+ * without that file (an operator's own) is not judged: 0. */
+int sandbox_image_check_9p(const char *kernel, struct us_error **err);

@@ -1,0 +1,272 @@
+#!/bin/bash
+# Sandbox pods whose files reach the guest over 9p (sandbox.shared_fs "9p":
+# QEMU's own virtio-9p device, no virtiofsd; docs/vmm.md "Shares"), through
+# the CRI, handler unishim-sandbox, its config edited per pod (read when the
+# pod's first task is created, as test-sandbox-virtiofsd-root.sh does):
+#  - shared_fs "9p" with a guest kernel without 9p (the cloud image): the
+#    pod is refused at RunPodSandbox, the error naming sandbox.shared_fs and
+#    the kernel's config, and nothing of it is left
+#  - ninep: shared_fs "9p" on the generic image (built through the
+#    guest-image-generic target when missing: its time is printed): the
+#    rootfs and the volume are 9p mounts in the guest; the container reads
+#    its rootfs with the image's owners, writes into it as root and chowns
+#    to 1000, and on the host the files are in the snapshot's upper dir
+#    with those owners; a hostPath volume read and written, owners kept
+#    both ways; exec's output and exit code; no virtiofsd runs for the pod;
+#    QEMU runs as the pod's uid range root (the slot's base) in a user
+#    namespace of its own, with exactly CAP_CHOWN, CAP_DAC_OVERRIDE,
+#    CAP_FOWNER and CAP_FSETID (effective, permitted, bounding; none
+#    inheritable or ambient), no_new_privs and seccomp
+#  - vfs: shared_fs "virtio-fs" on the same generic image beside it (its
+#    virtiofsd runs): the start of both pods is printed, not asserted
+#  - rm leaves nothing: shim, QEMU, virtiofsd, state dir, uid slot, mounts
+#    (of the pods or of the volumes), cgroup, netns mount
+#  - hostile: a privileged container of a 9p pod cannot mount the share's
+#    tag a second time (EBUSY: the agent's mount holds its one channel)
+#  - killed: a 9p pod whose shim is killed -9: its QEMU dies with it, and
+#    rm (after containerd's shim delete) leaves nothing
+# The handler's config is restored after each pod, and by the cleanup hook
+# whatever happens.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+IT_CRI=1
+command -v qemu-system-x86_64 >/dev/null || it_skip "qemu-system-x86_64 missing (apt package qemu-system-x86)"
+
+# has_9p DIR: the image in DIR has a kernel with 9p (its kernel-config).
+has_9p() {
+        grep -qE '^CONFIG_9P_FS=[ym]$' "$1/kernel-config" 2>/dev/null &&
+                grep -qE '^CONFIG_NET_9P_VIRTIO=[ym]$' "$1/kernel-config" 2>/dev/null
+}
+# The image with 9p: UNISHIM_GUEST_DIR if it is one, else the build's
+# generic image, built now if missing (a Debian kernel .deb through apt).
+GEN=
+if [ -n "${UNISHIM_GUEST_DIR:-}" ] && has_9p "$UNISHIM_GUEST_DIR"; then
+        GEN=$UNISHIM_GUEST_DIR
+else
+        GEN=$UNISHIM_BUILD_DIR/vmm/guest-image/generic
+        if [ ! -f "$GEN/vmlinux" ] || [ ! -f "$GEN/initramfs.cpio" ]; then
+                t0=$(date +%s.%N)
+                if ! cmake --build "$UNISHIM_BUILD_DIR" --target guest-image-generic >"$UNISHIM_BUILD_DIR/guest-image-generic.log" 2>&1; then
+                        echo "FAIL: the generic guest image could not be built (log $UNISHIM_BUILD_DIR/guest-image-generic.log):"
+                        tail -n 20 "$UNISHIM_BUILD_DIR/guest-image-generic.log"
+                        exit 1
+                fi
+                echo "# built the generic guest image in $(echo "$(date +%s.%N) - $t0" | bc | cut -c1-6) s ($GEN)"
+        fi
+fi
+has_9p "$GEN" || { echo "FAIL: the image in $GEN has no 9p (its kernel-config)"; exit 1; }
+# An image without 9p for the refusal: the build's default (cloud) image,
+# or its cloud/ beside a minimal default.
+NO9P=
+for d in "$UNISHIM_BUILD_DIR/vmm/guest-image" "$UNISHIM_BUILD_DIR/vmm/guest-image/cloud"; do
+        if [ -f "$d/vmlinux" ] && [ -f "$d/kernel-config" ] && ! has_9p "$d"; then
+                NO9P=$d
+                break
+        fi
+done
+
+it_setup
+IDS=()
+
+cp "$ENV_SANDBOX_CONFIG" "$IT_TMP/sandbox-config.json"
+restore_config() { cp "$IT_TMP/sandbox-config.json" "$ENV_SANDBOX_CONFIG"; }
+IT_CLEANUP_HOOK=restore_config
+# use_config SHARED_FS IMAGE_DIR: the handler's config with those.
+use_config() {
+        local ir
+        ir=$(ls "$2"/initramfs.cpio "$2"/initramfs.cpio.gz 2>/dev/null | head -1 || true)
+        jq --arg fs "$1" --arg k "$2/vmlinux" --arg i "$ir" \
+                '.sandbox.shared_fs = $fs | .sandbox.kernel = $k | .sandbox.initrd = $i' \
+                "$IT_TMP/sandbox-config.json" >"$ENV_SANDBOX_CONFIG"
+}
+
+for v in vol-9p vol-vfs; do
+        mkdir -p "$IT_TMP/$v"
+        echo "host-content-$v" >"$IT_TMP/$v/from-host"
+        echo user >"$IT_TMP/$v/user-file"
+        chown 1000:1000 "$IT_TMP/$v/user-file"
+        chmod 600 "$IT_TMP/$v/user-file"
+done
+
+# ---- refused: 9p with a kernel without it ----
+if [ -n "$NO9P" ]; then
+        use_config 9p "$NO9P"
+        f=$(sandbox_volume_pod refused "$IT_TMP/vol-9p")
+        dirs_before=$(ls -d /run/unishim/"$ENV_NS"/* 2>/dev/null || true)
+        pod_refused "9p on the image without 9p ($NO9P)" "$f"
+        restore_config
+        expect_match "the refusal names sandbox.shared_fs" 'sandbox\.shared_fs is \\?"9p' "$ERR"
+        expect_match "the refusal names the image's kernel config" "$NO9P/kernel-config has no CONFIG_9P_FS" "$ERR"
+        expect_eq "the refused pod left no state dir" "$dirs_before" "$(ls -d /run/unishim/"$ENV_NS"/* 2>/dev/null || true)"
+        expect_eq "the refused pod holds no uid slot" "" "$(sandbox_uid_slots)"
+else
+        echo "# not checked: the refusal of 9p without it (no image without 9p in $UNISHIM_BUILD_DIR/vmm/guest-image)"
+fi
+
+# ---- ninep: the generic image, shared_fs 9p ----
+use_config 9p "$GEN"
+# run_pod NAME VOLUME DESC: runs the pod with the config in place, then
+# restores the config; T: how long ectl run took; its id goes to IDS.
+run_pod() {
+        local f t0
+        f=$(sandbox_volume_pod "$1" "$2")
+        t0=$(date +%s.%N)
+        out_rc out rc ectl run "$f"
+        T=$(echo "$(date +%s.%N) - $t0" | bc)
+        expect_eq "run $1 ($3)" 0 "$rc"
+        [ "$rc" = 0 ] || echo "# $out"
+        restore_config
+        IDS+=("$(pod_id "$1")")
+}
+run_pod ninep "$IT_TMP/vol-9p" "handler config: sandbox.shared_fs 9p, the generic image"
+t_9p=$T
+id9=$(pod_id ninep)
+expect_match "ps: ninep runs, kind sandbox" "ninep +default +Ready +unishim-sandbox +sandbox" "$(ectl ps)"
+out_ok kern "exec uname -r in ninep" ectl exec ninep -- uname -r
+expect_eq "ninep runs the generic image's kernel" "$(cat "$GEN/kernel-release")" "$kern"
+out_rc out rc ectl exec ninep -- sh -c 'echo out; echo err >&2; exit 3'
+expect_eq "exec in ninep: exit code 3" 3 "$rc"
+expect_eq "exec in ninep: its output" "$(printf 'out\nerr')" "$out"
+out_rc out rc ectl exec ninep -- awk '$2 == "/" {r = $3} $2 == "/data" {d = $3} END {print r, d}' /proc/mounts
+expect_eq "the rootfs and the volume are 9p mounts in the guest" "9p 9p" "$out"
+
+out_rc out rc ectl exec ninep -- sh -c 'head -n1 /etc/passwd; stat -c "%u:%g" /bin/busybox /home/user'
+expect_eq "ninep reads its rootfs (/etc/passwd, owners root's and 1000's)" \
+        "$(printf 'root:x:0:0:root:/root:/bin/sh\n0:0\n1000:1000')" "$out"
+tag=ninep$$
+out_rc out rc ectl exec ninep -- sh -c "echo guest-wrote > /$tag-root && touch /$tag-user &&
+        chown 1000:1000 /$tag-user && chmod 4755 /$tag-root && stat -c '%u:%g %a' /$tag-root /$tag-user && cat /$tag-root"
+expect_eq "ninep writes its rootfs (as root, setuid, and a file chowned to 1000)" \
+        "$(printf '0:0 4755\n1000:1000 644\nguest-wrote')" "$out"
+expect_eq "on the host, the rootfs file root wrote is uid 0's, setuid, in the upper dir" "0:0 4755" "$(snapshot_upper_stat "$tag-root")"
+expect_eq "on the host, the rootfs file chowned to 1000 is 1000's" "1000:1000 644" "$(snapshot_upper_stat "$tag-user")"
+expect_eq "on the host, its content" guest-wrote \
+        "$(cat "$ENV_ROOT"/io.containerd.snapshotter.v1.overlayfs/snapshots/*/fs/"$tag-root" 2>&1)"
+out_rc out rc ectl exec ninep -- sh -c 'rm /etc/passwd; test -e /etc/passwd; echo $?'
+expect_eq "a file of the image removed in the guest is gone for it" 1 "$out"
+
+out_rc out rc ectl exec ninep -- sh -c 'cat /data/from-host; stat -c %u:%g /data/user-file;
+        echo from-guest > /data/from-guest && touch /data/user && chown 1000:1000 /data/user'
+expect_eq "ninep reads the volume, with the host's owners" \
+        "$(printf 'host-content-vol-9p\n1000:1000')" "$out"
+expect_eq "ninep's write to the volume reaches the host" from-guest "$(cat "$IT_TMP/vol-9p/from-guest" 2>&1)"
+expect_eq "on the host, the volume's new files are root's and 1000's" "$(printf '0:0\n1000:1000')" \
+        "$(stat -c %u:%g "$IT_TMP/vol-9p/from-guest" "$IT_TMP/vol-9p/user" 2>&1)"
+# What guest root may do to files it does not own, which QEMU does for it:
+# read and append to 1000's 0600 file (DAC_OVERRIDE), create in 1000's
+# directory (DAC_OVERRIDE), chmod and set the times of 1000's file
+# (FOWNER), make it setgid for a group QEMU is not in (FSETID).
+out_rc out rc ectl exec ninep -- sh -c 'cat /data/user-file && echo more >> /data/user-file &&
+        touch /home/user/by-root && chmod 2750 /data/user && touch -d "2001-02-03 04:05:06" /data/user &&
+        stat -c "%u:%g %a %Y" /data/user && stat -c "%u:%g %a" /home/user/by-root'
+expect_eq "guest root reads, appends to, creates in, chmods and dates what 1000 owns" \
+        "$(printf 'user\n1000:1000 2750 981173106\n0:0 644')" "$out"
+out_rc out rc ectl exec ninep -- sh -c 'ln -s from-host /data/link && ln /data/from-host /data/hard &&
+        readlink /data/link && cat /data/hard'
+expect_eq "a symlink and a hard link made in the volume" "$(printf 'from-host\nhost-content-vol-9p')" "$out"
+expect_eq "on the host, they are what the guest made" "symbolic link 2" \
+        "$(stat -c %F "$IT_TMP/vol-9p/link") $(stat -c %h "$IT_TMP/vol-9p/from-host")"
+# Not asserted: QEMU 7.2's fix of CVE-2023-2861 (Debian's) refuses every
+# open of a special file, its own O_PATH open that sets a new node's mode
+# included, so a fifo or a socket cannot be made on a 9p share
+# (docs/vmm.md, "The 9p share as built").
+out_rc out rc ectl exec ninep -- mkfifo /data/fifo
+echo "# mkfifo on the 9p volume: exit $rc ${out:-(no output)}"
+expect_eq "on the host, 1000's volume file got the append, and its mode" \
+        "$(printf 'user\nmore\n1000:1000 2750')" "$(cat "$IT_TMP/vol-9p/user-file"; stat -c '%u:%g %a' "$IT_TMP/vol-9p/user")"
+
+# The pod's processes: QEMU alone, as the uid range's root.
+procs=$(sandbox_procs "$id9")
+q9=$(awk '$2 ~ /qemu-system/ {print $1}' <<<"$procs")
+expect_eq "no virtiofsd runs for ninep" "" "$(awk '$2 ~ /virtiofsd/ {print $1}' <<<"$procs")"
+state9=$(echo /run/unishim/*/"$id9")
+slot=$(cat "$state9/uid-slot" 2>/dev/null || echo none)
+base=$([ "$slot" != none ] && echo $((0x70000000 + slot * 65536)) || echo none)
+expect_eq "ninep's QEMU runs as the pod's uid range root (slot $slot)" \
+        "uid $base $base $base $base gid $base $base $base $base" \
+        "$(awk '$1 == "Uid:" {u = $2 " " $3 " " $4 " " $5} $1 == "Gid:" {g = $2 " " $3 " " $4 " " $5} END {print "uid " u " gid " g}' "/proc/$q9/status" 2>&1)"
+[ "$(stat -L -c %i "/proc/$q9/ns/user" 2>/dev/null)" != "$(stat -L -c %i /proc/$$/ns/user)" ] &&
+        pass "ninep's QEMU is in a user namespace of its own" || fail "ninep's QEMU ($q9) is in the host's user namespace"
+# CAP_CHOWN 0, CAP_DAC_OVERRIDE 1, CAP_FOWNER 3, CAP_FSETID 4.
+caps=$(awk '$1 ~ /^Cap(Inh|Prm|Eff|Bnd|Amb):$/ {printf "%s %s ", $1, $2} $1 ~ /^(NoNewPrivs|Seccomp):$/ {printf "%s %s ", $1, $2}' "/proc/$q9/status" 2>&1)
+expect_eq "ninep's QEMU holds only the 9p server's capabilities, no_new_privs, seccomp" \
+        "CapInh: 0000000000000000 CapPrm: 000000000000001b CapEff: 000000000000001b CapBnd: 000000000000001b CapAmb: 0000000000000000 NoNewPrivs: 1 Seccomp: 2 " \
+        "$caps"
+
+# ---- vfs: the same image over virtio-fs, for the start time ----
+use_config virtio-fs "$GEN"
+run_pod vfs "$IT_TMP/vol-vfs" "shared_fs virtio-fs, the generic image"
+t_vfs=$T
+idv=$(pod_id vfs)
+out_rc out rc ectl exec vfs -- awk '$2 == "/" {r = $3} $2 == "/data" {d = $3} END {print r, d}' /proc/mounts
+expect_eq "vfs's rootfs and volume are virtio-fs mounts" "virtiofs virtiofs" "$out"
+[ -n "$(sandbox_procs "$idv" | awk '$2 ~ /virtiofsd/')" ] && pass "a virtiofsd runs for vfs" || fail "no virtiofsd for vfs"
+echo "# pod start (ectl run: RunPodSandbox + CreateContainer + StartContainer), generic kernel, load $(cut -d' ' -f1 /proc/loadavg): 9p ${t_9p:0:6} s, virtio-fs ${t_vfs:0:6} s"
+
+for v in vol-9p vol-vfs; do
+        n=$(awk -v t="/$(basename "$IT_TMP")/$v" 'index($4, t) {print $5}' /proc/self/mountinfo | wc -l)
+        [ "$n" -ge 1 ] && pass "$v is mounted in its pod's share on the host ($n mounts)" || fail "no mount of $v on the host"
+done
+
+# ---- removal ----
+PIDS=($q9 $(sandbox_procs "$idv" | awk '{print $1}'))
+for p in ninep vfs; do
+        out_rc out rc ectl rm --timeout 0 "$p"
+        expect_eq "rm $p" 0 "$rc"
+done
+wait_until 30 pids_gone "${PIDS[@]}" && pass "the pods' QEMUs and virtiofsd exit (${#PIDS[@]} processes)" ||
+        fail "still running after rm: $(for p in "${PIDS[@]}"; do [ -e "/proc/$p" ] && tr '\0' ' ' <"/proc/$p/cmdline"; done)"
+no_leftovers() {
+        LEFT=$(sandbox_leftovers "${IDS[@]}")
+        [ -z "$LEFT" ]
+}
+wait_until 10 no_leftovers || true
+expect_eq "nothing of the pods left (shim, QEMU, virtiofsd, dirs, uid slots, mounts, cgroups)" "" "$LEFT"
+expect_eq "no mount of the volumes left" "" "$(awk -v t="/$(basename "$IT_TMP")/vol-" 'index($4, t) {print $5}' /proc/self/mountinfo)"
+expect_eq "no pod listed" "" "$(ectl ps -q)"
+expect_eq "no netns bind mount" "" "$(ls -A "$ENV_STATE/io.containerd.grpc.v1.cri/netns" 2>/dev/null || true)"
+expect_eq "the volumes' host files are intact" \
+        "$(printf 'host-content-vol-9p\nfrom-guest\nhost-content-vol-vfs')" \
+        "$(cat "$IT_TMP/vol-9p/from-host" "$IT_TMP/vol-9p/from-guest" "$IT_TMP/vol-vfs/from-host" 2>&1)"
+
+# ---- hostile: root in the guest reaches for the 9p share ----
+# Over virtio-fs a privileged container mounts the pod's share a second
+# time and finds its structure read-only (test-sandbox-hostile.sh). A 9p
+# tag is one virtio channel, which the agent's mount holds: a second mount
+# is refused in the guest. (The structure is read-only for QEMU in any
+# case, its capabilities notwithstanding: test-vmm-jail.c.)
+use_config 9p "$GEN"
+f=$(it_pod hostile.json '{name: "hostile", runtime_handler: "unishim-sandbox", privileged: true,
+        containers: [{name: "attacker", image: $img, privileged: true, command: ["sleep", "3600"]}]}')
+out_rc out rc ectl run "$f"
+expect_eq "run hostile (9p, a privileged container)" 0 "$rc"
+[ "$rc" = 0 ] || echo "# $out"
+restore_config
+IDS+=("$(pod_id hostile)")
+out_rc out rc ectl exec hostile -c attacker -- sh -c 'mkdir -p /mnt/share &&
+        mount -t 9p -o trans=virtio,version=9p2000.L unishim /mnt/share'
+[ "$rc" != 0 ] && [[ $out = *"Device or resource busy"* ]] &&
+        pass "a privileged container cannot mount the share's 9p tag again (the agent holds its channel)" ||
+        fail "the attacker's mount of the 9p tag: rc $rc: $out"
+out_rc out rc ectl rm --timeout 0 hostile
+expect_eq "rm hostile" 0 "$rc"
+
+# ---- killed: a 9p pod's shim killed, QEMU goes with it ----
+use_config 9p "$GEN"
+run_pod killed "$IT_TMP/vol-9p" "shared_fs 9p, its shim to be killed"
+idk=$(pod_id killed)
+qk=$(sandbox_qemu_pid "$idk")
+shimk=$(awk '$1 == "PPid:" {print $2}' "/proc/$qk/status" 2>/dev/null || true)
+if [ -n "$qk" ] && [[ $(tr '\0' ' ' <"/proc/$shimk/cmdline" 2>/dev/null) = *containerd-shim*" -id $idk "* ]]; then
+        kill -9 "$shimk"
+        wait_until 20 pids_gone "$qk" && pass "killed's QEMU (in its user namespace, capabilities dropped) dies with its shim" ||
+                fail "killed's QEMU $qk outlived its shim"
+else
+        fail "killed: no QEMU ('$qk') or shim ('$shimk') found"
+fi
+out_rc out rc ectl rm --timeout 0 killed
+expect_eq "rm killed (shim delete cleans up after the dead shim)" 0 "$rc"
+wait_until 10 no_leftovers || true
+expect_eq "nothing of killed left (state dir, uid slot, mounts, cgroup)" "" "$LEFT"
+
+it_finish

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The guest image's kernel config: whether a pod's share can be 9p. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "unit.h"
+
+#include "shim/sandbox/image.h"
+
+static bool has_9p(const char *text)
+{
+        return sandbox_image_config_has_9p(text, strlen(text));
+}
+
+static void config_lines(void **state)
+{
+        (void)state;
+        /* Debian's generic flavour: modules. */
+        assert_true(has_9p("CONFIG_NET_9P=m\nCONFIG_NET_9P_VIRTIO=m\nCONFIG_9P_FS=m\n"));
+        /* The minimal kernel: built in; the last line without its newline. */
+        assert_true(has_9p("CONFIG_9P_FS=y\nCONFIG_9P_FS_POSIX_ACL=y\nCONFIG_NET_9P_VIRTIO=y"));
+        /* The cloud flavour. */
+        assert_false(has_9p("# CONFIG_NET_9P is not set\nCONFIG_VIRTIO_FS=m\n"));
+        /* One of the two is not enough. */
+        assert_false(has_9p("CONFIG_9P_FS=m\n"));
+        assert_false(has_9p("CONFIG_NET_9P_VIRTIO=y\n"));
+        assert_false(has_9p("# CONFIG_9P_FS is not set\nCONFIG_NET_9P_VIRTIO=y\n"));
+        /* Only whole lines with y or m count. */
+        assert_false(has_9p("CONFIG_9P_FS=n\nCONFIG_NET_9P_VIRTIO=y\n"));
+        assert_false(has_9p("CONFIG_9P_FS_POSIX_ACL=y\nCONFIG_NET_9P_VIRTIO=y\n"));
+        assert_false(has_9p("XCONFIG_9P_FS=y\nCONFIG_NET_9P_VIRTIO=y\n"));
+        assert_false(has_9p("CONFIG_9P_FS=yes\nCONFIG_NET_9P_VIRTIO=y\n"));
+        assert_false(has_9p("#CONFIG_9P_FS=y\nCONFIG_NET_9P_VIRTIO=y\n"));
+        assert_false(has_9p(""));
+        assert_false(sandbox_image_config_has_9p("CONFIG_9P_FS=y\nCONFIG_NET_9P_VIRTIO=y", 20));
+}
+
+/* An image directory with a vmlinux and, unless config is NULL, a
+ * kernel-config; returns the vmlinux path (static buffer). */
+static const char *image(const char *dir, const char *config)
+{
+        static char kernel[256];
+        char path[256];
+        snprintf(kernel, sizeof(kernel), "%s/vmlinux", dir);
+        unit_write_file(kernel, "kernel bytes");
+        snprintf(path, sizeof(path), "%s/kernel-config", dir);
+        if (config)
+                unit_write_file(path, config);
+        else
+                (void)unlink(path);
+        return kernel;
+}
+
+static void check_beside_the_kernel(void **state)
+{
+        (void)state;
+        char dir[] = "/tmp/test-sandbox-image-XXXXXX", path[256];
+        assert_non_null(mkdtemp(dir));
+        struct us_error *err = NULL;
+
+        assert_int_equal(sandbox_image_check_9p(
+                                 image(dir, "CONFIG_9P_FS=m\nCONFIG_NET_9P_VIRTIO=m\n"), &err),
+                         0);
+        assert_null(err);
+        /* The cloud image: refused, naming the key, the kernel and the
+         * config file. */
+        const char *k = image(dir, "# CONFIG_NET_9P is not set\n");
+        assert_int_equal(sandbox_image_check_9p(k, &err), -ENOTSUP);
+        const char *msg = us_error_text(err);
+        assert_non_null(strstr(msg, "sandbox.shared_fs"));
+        assert_non_null(strstr(msg, k));
+        assert_non_null(strstr(msg, "kernel-config"));
+        assert_non_null(strstr(msg, "guest-image-generic"));
+        err = us_error_free(err);
+        /* No config beside it (an operator's own kernel): not judged. */
+        assert_int_equal(sandbox_image_check_9p(image(dir, NULL), &err), 0);
+        assert_null(err);
+
+        snprintf(path, sizeof(path), "%s/vmlinux", dir);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(config_lines),
+                cmocka_unit_test(check_beside_the_kernel),
+        };
+        return unit_exit(unit_run_group_tests(tests, NULL, NULL));
+}
