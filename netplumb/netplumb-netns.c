@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "base/cleanup.h"
+#include "base/fs-util.h"
 #include "netplumb.h"
 
 #define CHILD_MSG_MAX 512
@@ -141,53 +142,16 @@ static int child_make_fds(const struct netplumb_netns_req *req, int fds[2], size
 static int send_reply(int sock, const struct child_reply *reply, const int *fds, size_t n_fds)
 {
         struct iovec iov = {.iov_base = (void *)reply, .iov_len = sizeof(*reply)};
-        union {
-                char buf[CMSG_SPACE(sizeof(int) * 2)];
-                struct cmsghdr align;
-        } u;
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-        if (n_fds > 0) {
-                memset(&u, 0, sizeof(u));
-                msg.msg_control = u.buf;
-                msg.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-                struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-                memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
-        }
-        return sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 ? -errno : 0;
+        ssize_t n = us_sendmsg_fds(sock, &iov, 1, fds, n_fds, 0);
+        return n < 0 ? (int)n : 0;
 }
 
 static int recv_reply(int sock, struct child_reply *reply, int fds[2], size_t *n_fds)
 {
         struct iovec iov = {.iov_base = reply, .iov_len = sizeof(*reply)};
-        union {
-                char buf[CMSG_SPACE(sizeof(int) * 2)];
-                struct cmsghdr align;
-        } u;
-        struct msghdr msg = {.msg_iov = &iov,
-                             .msg_iovlen = 1,
-                             .msg_control = u.buf,
-                             .msg_controllen = sizeof(u.buf)};
-        ssize_t n;
-        do
-                n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-        while (n < 0 && errno == EINTR);
+        ssize_t n = us_recvmsg_fds(sock, &iov, 1, fds, 2, n_fds, 0);
         if (n < 0)
-                return -errno;
-        *n_fds = 0;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                        continue;
-                size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                int tmp[2];
-                if (k > 2) /* cannot happen with a 2-fd buffer (MSG_CTRUNC) */
-                        k = 2;
-                memcpy(tmp, CMSG_DATA(c), k * sizeof(int));
-                for (size_t i = 0; i < k && *n_fds < 2; i++)
-                        fds[(*n_fds)++] = tmp[i];
-        }
+                return (int)n;
         if (n != (ssize_t)sizeof(*reply)) {
                 for (size_t i = 0; i < *n_fds; i++)
                         us_close(fds[i]);

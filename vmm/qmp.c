@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "base/cleanup.h"
+#include "base/fs-util.h"
 #include "base/loop.h"
 
 struct vmm_qmp {
@@ -302,23 +303,14 @@ static int write_all(int fd, const char *s, size_t len, int pass_fd, int64_t dea
         while (len > 0) {
                 ssize_t n;
                 if (pass_fd >= 0) {
-                        union {
-                                char buf[CMSG_SPACE(sizeof(int))];
-                                struct cmsghdr align;
-                        } control = {0};
                         struct iovec iov = {.iov_base = (void *)s, .iov_len = len};
-                        struct msghdr mh = {.msg_iov = &iov,
-                                            .msg_iovlen = 1,
-                                            .msg_control = control.buf,
-                                            .msg_controllen = sizeof(control.buf)};
-                        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-                        c->cmsg_level = SOL_SOCKET;
-                        c->cmsg_type = SCM_RIGHTS;
-                        c->cmsg_len = CMSG_LEN(sizeof(int));
-                        memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
-                        n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+                        n = us_sendmsg_fds(fd, &iov, 1, &pass_fd, 1, MSG_DONTWAIT);
                         if (n > 0)
                                 pass_fd = -1;
+                        if (n < 0) {
+                                errno = (int)-n;
+                                n = -1;
+                        }
                 } else {
                         n = send(fd, s, len, MSG_NOSIGNAL | MSG_DONTWAIT);
                 }

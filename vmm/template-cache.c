@@ -109,24 +109,8 @@ static int send_fd(int sock, int fd, int flags)
 {
         char byte = 'm';
         struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-        union {
-                char buf[CMSG_SPACE(sizeof(int))];
-                struct cmsghdr align;
-        } u;
-        memset(&u, 0, sizeof(u));
-        struct msghdr msg = {.msg_iov = &iov,
-                             .msg_iovlen = 1,
-                             .msg_control = u.buf,
-                             .msg_controllen = sizeof(u.buf)};
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
-        ssize_t n;
-        while ((n = sendmsg(sock, &msg, flags | MSG_NOSIGNAL)) < 0 && errno == EINTR)
-                ;
-        return n == 1 ? 0 : -errno;
+        ssize_t n = us_sendmsg_fds(sock, &iov, 1, &fd, 1, flags);
+        return n == 1 ? 0 : n < 0 ? (int)n : -EIO;
 }
 
 /* One byte and at most one fd (-1 if none came). Returns the byte count or
@@ -135,34 +119,9 @@ static ssize_t recv_fd(int sock, int *ret_fd)
 {
         char byte;
         struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-        union {
-                char buf[CMSG_SPACE(sizeof(int) * 4)];
-                struct cmsghdr align;
-        } u;
-        struct msghdr msg = {.msg_iov = &iov,
-                             .msg_iovlen = 1,
-                             .msg_control = u.buf,
-                             .msg_controllen = sizeof(u.buf)};
-        ssize_t n;
+        size_t n_fds;
         *ret_fd = -1;
-        while ((n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) < 0 && errno == EINTR)
-                ;
-        if (n < 0)
-                return -errno;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                        continue;
-                size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (size_t i = 0; i < k; i++) {
-                        int fd;
-                        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                        if (*ret_fd < 0)
-                                *ret_fd = fd;
-                        else
-                                close(fd); /* more than one: only the first counts */
-                }
-        }
-        return n;
+        return us_recvmsg_fds(sock, &iov, 1, ret_fd, 1, &n_fds, MSG_DONTWAIT);
 }
 
 /* The unix address of dir_fd/name, through /proc/self/fd: the cache's

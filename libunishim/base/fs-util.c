@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -389,4 +390,63 @@ int us_mount_attach(int tree, bool recursive, uint64_t attr_set, uint64_t propag
         if (r < 0 && ret_step)
                 *ret_step = step;
         return r;
+}
+
+ssize_t us_sendmsg_fds(int sock, const struct iovec *iov, size_t n_iov, const int *fds,
+                       size_t n_fds, int flags)
+{
+        if (n_fds > US_FDS_MAX)
+                return -EINVAL;
+        union {
+                char buf[CMSG_SPACE(sizeof(int) * US_FDS_MAX)];
+                struct cmsghdr align;
+        } u;
+        memset(&u, 0, sizeof(u));
+        struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = n_iov};
+        if (n_fds > 0) {
+                msg.msg_control = u.buf;
+                msg.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+                struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+                memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
+        }
+        ssize_t n;
+        while ((n = sendmsg(sock, &msg, flags | MSG_NOSIGNAL)) < 0 && errno == EINTR)
+                ;
+        return n < 0 ? -errno : n;
+}
+
+ssize_t us_recvmsg_fds(int sock, struct iovec *iov, size_t n_iov, int *fds, size_t max_fds,
+                       size_t *ret_n_fds, int flags)
+{
+        union {
+                char buf[CMSG_SPACE(sizeof(int) * US_FDS_MAX)];
+                struct cmsghdr align;
+        } u;
+        struct msghdr msg = {.msg_iov = iov,
+                             .msg_iovlen = n_iov,
+                             .msg_control = u.buf,
+                             .msg_controllen = sizeof(u.buf)};
+        ssize_t n;
+        *ret_n_fds = 0;
+        while ((n = recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+                ;
+        if (n < 0)
+                return -errno;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+                size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t i = 0; i < k; i++) {
+                        int fd;
+                        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                        if (*ret_n_fds < max_fds && *ret_n_fds < US_FDS_MAX)
+                                fds[(*ret_n_fds)++] = fd;
+                        else
+                                close(fd);
+                }
+        }
+        return n;
 }

@@ -70,3 +70,21 @@ int us_write_all(int fd, const void *buf, size_t len);
  * the bytes written (less than len when it would block), or -errno. A
  * socket is sent to with MSG_NOSIGNAL: a gone peer is -EPIPE, not SIGPIPE. */
 ssize_t us_write_some(int fd, const void *buf, size_t len, bool is_socket);
+
+/* The most fds one us_sendmsg_fds / us_recvmsg_fds passes. */
+#define US_FDS_MAX 4
+
+struct iovec;
+
+/* sendmsg() of iov with n_fds (<= US_FDS_MAX; 0: none) fds as SCM_RIGHTS,
+ * MSG_NOSIGNAL added to flags, EINTR retried. The bytes sent, or -errno
+ * (-EINVAL for too many fds). */
+ssize_t us_sendmsg_fds(int sock, const struct iovec *iov, size_t n_iov, const int *fds,
+                       size_t n_fds, int flags);
+
+/* recvmsg() into iov, MSG_CMSG_CLOEXEC added to flags, EINTR retried. The
+ * first max_fds (<= US_FDS_MAX) fds that came go to fds (*ret_n_fds of
+ * them), any more are closed. The bytes received (0: EOF), or -errno with
+ * no fd left open. */
+ssize_t us_recvmsg_fds(int sock, struct iovec *iov, size_t n_iov, int *fds, size_t max_fds,
+                       size_t *ret_n_fds, int flags);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "base/cleanup.h"
+#include "base/fs-util.h"
 
 int engine_send(int fd, enum engine_msg_type type, int code, int64_t value, const char *text,
                 int pass_fd)
@@ -31,65 +32,21 @@ int engine_send(int fd, enum engine_msg_type type, int code, int64_t value, cons
                 {.iov_base = (void *)text, .iov_len = tlen},
                 {.iov_base = &nul, .iov_len = 1},
         };
-        union {
-                struct cmsghdr align;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } cbuf;
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 3};
         _Static_assert(offsetof(struct engine_msg, text) == 16, "engine_msg layout");
-        if (pass_fd >= 0) {
-                memset(&cbuf, 0, sizeof(cbuf));
-                mh.msg_control = cbuf.buf;
-                mh.msg_controllen = sizeof(cbuf.buf);
-                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int));
-                memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
-        }
-        for (;;) {
-                ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-                if (n >= 0)
-                        return 0;
-                if (errno != EINTR)
-                        return -errno;
-        }
+        ssize_t n = us_sendmsg_fds(fd, iov, 3, &pass_fd, pass_fd >= 0 ? 1 : 0, 0);
+        return n < 0 ? (int)n : 0;
 }
 
 int engine_recv(int fd, struct engine_msg *m, int *ret_fd)
 {
-        union {
-                struct cmsghdr align;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } cbuf;
         struct iovec iov = {.iov_base = m, .iov_len = sizeof(*m)};
-        struct msghdr mh = {.msg_iov = &iov,
-                            .msg_iovlen = 1,
-                            .msg_control = cbuf.buf,
-                            .msg_controllen = sizeof(cbuf.buf)};
-        ssize_t n;
+        int got_fd = -1;
+        size_t n_fds;
         if (ret_fd)
                 *ret_fd = -1;
-        do
-                n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-        while (n < 0 && errno == EINTR);
+        ssize_t n = us_recvmsg_fds(fd, &iov, 1, &got_fd, 1, &n_fds, 0);
         if (n < 0)
-                return -errno;
-        int got_fd = -1;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-                    c->cmsg_len >= CMSG_LEN(sizeof(int))) {
-                        size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                        for (size_t i = 0; i < nfds; i++) {
-                                int f;
-                                memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                                if (got_fd < 0)
-                                        got_fd = f;
-                                else
-                                        us_close(f);
-                        }
-                }
-        }
+                return (int)n;
         if (n == 0) {
                 us_close(got_fd);
                 return 0;

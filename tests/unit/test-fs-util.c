@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -378,6 +380,47 @@ static void mount_attach_sets_propagation(void **state)
         close(tree);
 }
 
+/* fds over a socket: what was sent arrives (a new fd of the same file),
+ * extra fds beyond what the receiver takes are closed, not leaked. */
+static void passes_fds(void **state)
+{
+        (void)state;
+        int sp[2], pipe_fds[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+        assert_int_equal(pipe2(pipe_fds, O_CLOEXEC), 0);
+        char msg[] = "hi", got[8] = "";
+        struct iovec out = {.iov_base = msg, .iov_len = sizeof(msg)};
+        struct iovec in = {.iov_base = got, .iov_len = sizeof(got)};
+        int fds[US_FDS_MAX + 1] = {pipe_fds[0], pipe_fds[1]}, recv_fds[2] = {-1, -1};
+        size_t n_fds = 9;
+
+        assert_int_equal(us_sendmsg_fds(sp[0], &out, 1, fds, 2, 0), sizeof(msg));
+        assert_int_equal(us_recvmsg_fds(sp[1], &in, 1, recv_fds, 1, &n_fds, 0), sizeof(msg));
+        assert_string_equal(got, "hi");
+        assert_int_equal(n_fds, 1);
+        struct stat a, b;
+        assert_int_equal(fstat(recv_fds[0], &a), 0);
+        assert_int_equal(fstat(pipe_fds[0], &b), 0);
+        assert_true(a.st_ino == b.st_ino && recv_fds[0] != pipe_fds[0]);
+        assert_true(fcntl(recv_fds[0], F_GETFD) & FD_CLOEXEC);
+        close(recv_fds[0]);
+        /* The second fd was closed by the receiver: the pipe's write end
+         * is now only pipe_fds[1], so closing it gives the reader EOF. */
+        close(pipe_fds[1]);
+        char c;
+        assert_int_equal(read(pipe_fds[0], &c, 1), 0);
+        close(pipe_fds[0]);
+
+        /* No fds, too many, and EOF. */
+        assert_int_equal(us_sendmsg_fds(sp[0], &out, 1, NULL, 0, 0), sizeof(msg));
+        assert_int_equal(us_recvmsg_fds(sp[1], &in, 1, recv_fds, 2, &n_fds, 0), sizeof(msg));
+        assert_int_equal(n_fds, 0);
+        assert_int_equal(us_sendmsg_fds(sp[0], &out, 1, fds, US_FDS_MAX + 1, 0), -EINVAL);
+        close(sp[0]);
+        assert_int_equal(us_recvmsg_fds(sp[1], &in, 1, recv_fds, 2, &n_fds, 0), 0);
+        close(sp[1]);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -390,6 +433,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(openat_beneath_refuses_escapes, setup, teardown),
                 cmocka_unit_test_setup_teardown(leaves_mount_points, setup, teardown),
                 cmocka_unit_test_setup_teardown(mount_attach_sets_propagation, setup, teardown),
+                cmocka_unit_test(passes_fds),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }
