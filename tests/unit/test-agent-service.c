@@ -11,6 +11,7 @@
  * container on the test's host), but for signal_to_reaped_init, which runs
  * its container in a pid and mount namespace of its own.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -608,6 +609,33 @@ static int reused_pid_child(const char *cgroup)
         return 0;
 }
 
+/* Removes cgroup (a path below a hierarchy's root) and its parent, in the
+ * unified hierarchy and in each v1 one: on a hybrid host the engine makes
+ * it in all of them. */
+static void rmdir_with_parent(char *path)
+{
+        (void)rmdir(path);
+        *strrchr(path, '/') = '\0';
+        (void)rmdir(path);
+}
+
+static void rmdir_cgroup_everywhere(const char *cgroup)
+{
+        char p[512];
+        DIR *d = opendir("/sys/fs/cgroup");
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(p, sizeof(p), "/sys/fs/cgroup/%s%s", de->d_name, cgroup);
+                rmdir_with_parent(p);
+        }
+        if (d)
+                closedir(d);
+        snprintf(p, sizeof(p), "/sys/fs/cgroup%s", cgroup);
+        rmdir_with_parent(p);
+}
+
 /* A non-"all" signal for a container whose init exited and was reaped
  * answers NOT_FOUND (ESRCH in the guest) and signals no one: the pid may
  * have been given to another process of the guest. */
@@ -618,7 +646,7 @@ static void signal_to_reaped_init(void **state)
                 unit_skip("needs root (pid and mount namespaces, cgroups)");
         if (access("/bin/busybox", X_OK) != 0)
                 unit_skip("needs /bin/busybox (package busybox-static)");
-        char cgroup[64], p[128];
+        char cgroup[64];
         snprintf(cgroup, sizeof(cgroup), "/unishim-test-agent-%d/" REUSE_CTR, (int)getpid());
         alarm(ALARM_SECS);
         pid_t pid = fork();
@@ -636,10 +664,7 @@ static void signal_to_reaped_init(void **state)
         }
         int st = 0;
         assert_int_equal(waitpid(pid, &st, 0), pid);
-        snprintf(p, sizeof(p), "/sys/fs/cgroup%s", cgroup);
-        (void)rmdir(p);
-        *strrchr(p, '/') = '\0';
-        (void)rmdir(p);
+        rmdir_cgroup_everywhere(cgroup);
         alarm(0);
         assert_true(WIFEXITED(st));
         if (WEXITSTATUS(st) != 0)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The container engine against the real kernel: a busybox rootfs in a temp
- * dir, real namespaces, real cgroups (under /unishim-test/). Needs root;
+ * dir, real namespaces, real cgroups (under /unishim-test-<pid>/). Needs root;
  * skips with the reason otherwise. Like the shim, the test process is a
  * child subreaper and reaps container processes itself.
  */
@@ -31,7 +31,9 @@
 #include "base/loop.h"
 #include "oci/oci-spec.h"
 
-#define CGROUP_PREFIX "/unishim-test"
+/* The test's cgroups, per process: a second run of this binary (another
+ * build tree's) must not remove this one's. Set in main. */
+static char cgroup_prefix[48];
 
 struct env {
         char tmp[64];
@@ -73,7 +75,7 @@ static void reap_all(void)
                 ;
 }
 
-/* Kills whatever a failed test left in <hier>/unishim-test/<id> and
+/* Kills whatever a failed test left in <hier>/unishim-test-<pid>/<id> and
  * removes those cgroups, so that a failure leaves nothing on the host. */
 static void clean_prefix_dir(const char *dir)
 {
@@ -117,11 +119,13 @@ static void rmdir_cgroup_prefix(void)
                 if (de->d_name[0] == '.')
                         continue;
                 char p[512];
-                snprintf(p, sizeof(p), "/sys/fs/cgroup/%s" CGROUP_PREFIX, de->d_name);
+                snprintf(p, sizeof(p), "/sys/fs/cgroup/%s%s", de->d_name, cgroup_prefix);
                 clean_prefix_dir(p);
         }
         closedir(d);
-        clean_prefix_dir("/sys/fs/cgroup" CGROUP_PREFIX);
+        char unified[96];
+        snprintf(unified, sizeof(unified), "/sys/fs/cgroup%s", cgroup_prefix);
+        clean_prefix_dir(unified);
 }
 
 static int group_setup(void **state)
@@ -239,7 +243,7 @@ static struct us_oci_spec *make_spec(const struct spec_opts *o)
                 "\"source\":\"/etc/hostname\",\"options\":[\"rbind\",\"ro\",\"nosuid\"]}%s"
                 "],"
                 "\"linux\":{\"namespaces\":%s,"
-                "\"cgroupsPath\":\"" CGROUP_PREFIX "/%s\","
+                "\"cgroupsPath\":\"%s/%s\","
                 "\"resources\":%s,"
                 "\"maskedPaths\":[\"/proc/kcore\",\"/proc/keys\",\"/sys/firmware\"],"
                 "\"readonlyPaths\":[\"/proc/sys\",\"/proc/sysrq-trigger\"]%s}%s}",
@@ -247,8 +251,8 @@ static struct us_oci_spec *make_spec(const struct spec_opts *o)
                 o->args, o->env ? o->env : "[\"PATH=/bin\"]", o->cwd ? o->cwd : "/", caps, caps,
                 caps, o->readonly ? "true" : "false", o->hostname ? o->hostname : "engine",
                 o->extra_mounts ? o->extra_mounts : "", o->namespaces ? o->namespaces : DEFAULT_NS,
-                o->id, o->resources ? o->resources : "{}", o->linux_extra ? o->linux_extra : "",
-                o->top_extra ? o->top_extra : "");
+                cgroup_prefix, o->id, o->resources ? o->resources : "{}",
+                o->linux_extra ? o->linux_extra : "", o->top_extra ? o->top_extra : "");
         assert_true(n > 0);
         struct us_oci_spec *spec = NULL;
         struct us_error *err = NULL;
@@ -383,7 +387,7 @@ static int run_to_exit(const struct spec_opts *o, char *out, size_t size)
 static bool cgroup_dir_exists(const char *controller, const char *id)
 {
         char p[256];
-        snprintf(p, sizeof(p), "/sys/fs/cgroup/%s" CGROUP_PREFIX "/%s", controller, id);
+        snprintf(p, sizeof(p), "/sys/fs/cgroup/%s%s/%s", controller, cgroup_prefix, id);
         return access(p, F_OK) == 0;
 }
 
@@ -563,7 +567,7 @@ static void pids_limit(void **state)
         struct run run;
         create_container(&o, &run);
         char p[256];
-        snprintf(p, sizeof(p), "/sys/fs/cgroup/pids" CGROUP_PREFIX "/pids/pids.max");
+        snprintf(p, sizeof(p), "/sys/fs/cgroup/pids%s/pids/pids.max", cgroup_prefix);
         FILE *f = fopen(p, "re");
         assert_non_null(f);
         char buf[32] = {0};
@@ -643,7 +647,7 @@ static void exec_sees_same_pid_ns(void **state)
 static void read_freezer(const char *id, char *buf, size_t size)
 {
         char p[256];
-        snprintf(p, sizeof(p), "/sys/fs/cgroup/freezer" CGROUP_PREFIX "/%s/freezer.state", id);
+        snprintf(p, sizeof(p), "/sys/fs/cgroup/freezer%s/%s/freezer.state", cgroup_prefix, id);
         FILE *f = fopen(p, "re");
         assert_non_null(f);
         assert_non_null(fgets(buf, (int)size, f));
@@ -1057,6 +1061,7 @@ static void clone_into_cgroup(void **state)
 
 int main(void)
 {
+        snprintf(cgroup_prefix, sizeof(cgroup_prefix), "/unishim-test-%d", (int)getpid());
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(echo_hello),
                 cmocka_unit_test(exit_code),
