@@ -132,9 +132,9 @@ struct vmm_template_vm {
  * agent's two virtio-serial ports, virtio-net on inst->tap_fd, virtio-rng,
  * no balloon, the RAM on inst->memory_fd, and one 9p device (tag
  * VMM_TEMPLATE_SHARE_TAG, path /share/0 in the jail, inst->share_dir bound
- * there; QEMU as root of inst->userns_fd). role: VMM_TEMPLATE_SOURCE or VMM_TEMPLATE_CLONE. Pure: fills
- * *out (pointing into in's and inst's strings, which must outlive it).
- * Returns 0, or -EINVAL (a missing input, a bad role or fd). */
+ * there; QEMU as root of inst->userns_fd). role: VMM_TEMPLATE_SOURCE or VMM_TEMPLATE_CLONE. Pure:
+ * fills *out (pointing into in's and inst's strings, which must outlive it). Returns 0, or -EINVAL
+ * (a missing input, a bad role or fd). */
 int vmm_template_vm_config(const struct vmm_template_inputs *in, enum vmm_template_role role,
                            const struct vmm_template_instance *inst, struct vmm_template_vm *out,
                            struct us_error **err);
