@@ -18,6 +18,7 @@
 #include "base/fs-util.h"
 #include "base/loop.h"
 #include "policy/policy.h"
+#include "shim/sandbox/template.h"
 #include "ttrpc/ttrpc.h"
 #include "unishimctl-template.h"
 #include "vmm/template-cache.h"
@@ -77,102 +78,17 @@ static int agent_check(struct vmm_vm *vm, struct us_loop *loop, int timeout_ms, 
         return r;
 }
 
-/* The kernel and initramfs as the shim finds them: the config's, else
- * UNISHIM_GUEST_DIR, else the build tree's vmm/guest-image next to us. */
-static int guest_image(const struct policy_sandbox_config *sb, char **ret_kernel, char **ret_initrd,
-                       struct us_error **err)
-{
-        if (sb->kernel && sb->initrd) {
-                *ret_kernel = strdup(sb->kernel);
-                *ret_initrd = strdup(sb->initrd);
-                if (!*ret_kernel || !*ret_initrd)
-                        return us_errorf(err, ENOMEM, "guest image");
-                return 0;
-        }
-        _cleanup_free_ char *exe = realpath("/proc/self/exe", NULL), *built = NULL;
-        char *slash = exe ? strrchr(exe, '/') : NULL;
-        if (slash)
-                *slash = '\0';
-        if (exe && asprintf(&built, "%s/../vmm/guest-image", exe) < 0)
-                built = NULL;
-        const char *dirs[] = {getenv("UNISHIM_GUEST_DIR"), built};
-        for (size_t i = 0; i < US_ELEMENTSOF(dirs); i++) {
-                static const char *const initrds[] = {"initramfs.cpio", "initramfs.cpio.gz"};
-                if (!dirs[i] || !*dirs[i])
-                        continue;
-                for (size_t j = 0; j < US_ELEMENTSOF(initrds); j++) {
-                        _cleanup_free_ char *k = NULL, *ir = NULL;
-                        if (asprintf(&k, "%s/vmlinux", dirs[i]) < 0)
-                                k = NULL;
-                        if (asprintf(&ir, "%s/%s", dirs[i], initrds[j]) < 0)
-                                ir = NULL;
-                        if (!k || !ir)
-                                return us_errorf(err, ENOMEM, "guest image");
-                        char *kernel = realpath(k, NULL), *initrd = realpath(ir, NULL);
-                        if (kernel && initrd) {
-                                *ret_kernel = kernel;
-                                *ret_initrd = initrd;
-                                return 0;
-                        }
-                        free(kernel);
-                        free(initrd);
-                }
-        }
-        return us_error_msg(err, ENOENT,
-                            "no guest image: set sandbox.kernel and sandbox.initrd in the config, "
-                            "or UNISHIM_GUEST_DIR");
-}
-
-/* The inputs of the default-size template for this node and config. The
- * strings are the caller's to free (kernel, initrd, host_id). */
-static int inputs_from_config(const struct policy_config *cfg, struct vmm_template_inputs *in,
-                              struct us_error **err)
-{
-        const struct policy_sandbox_config *sb = &cfg->sandbox;
-        enum vmm_accel want = VMM_ACCEL_AUTO;
-        _cleanup_free_ char *reason = NULL, *kernel = NULL, *initrd = NULL, *host = NULL;
-        int r;
-
-        if (sb->accel && strcmp(sb->accel, "kvm") == 0)
-                want = VMM_ACCEL_KVM;
-        else if (sb->accel && strcmp(sb->accel, "tcg") == 0)
-                want = VMM_ACCEL_TCG;
-        *in = (struct vmm_template_inputs){
-                .serial_ports = {AGENT_PORT_CALLS, AGENT_PORT_EVENTS},
-                .vcpus = sb->vcpus,
-                .memory_mib = sb->memory_mib,
-        };
-        if ((r = vmm_accel_decide(want, NULL, NULL, &in->accel, &reason, err)) < 0)
-                return us_error_wrap(err, r, "sandbox.accel %s", sb->accel ? sb->accel : "auto");
-        if (in->accel == VMM_ACCEL_TCG)
-                in->tsc_khz = vmm_host_tsc_khz_read();
-        if ((r = guest_image(sb, &kernel, &initrd, err)) < 0 ||
-            (r = vmm_template_host_id_read(&host, err)) < 0)
-                return r;
-        in->kernel = TAKE_PTR(kernel);
-        in->initrd = TAKE_PTR(initrd);
-        in->host_id = TAKE_PTR(host);
-        return 0;
-}
-
-static void inputs_free(struct vmm_template_inputs *in)
-{
-        free((char *)in->kernel);
-        free((char *)in->initrd);
-        free((char *)in->host_id);
-}
-
 static int build(struct vmm_template_cache *c, const struct policy_config *cfg)
 {
         struct vmm_template_inputs in = {0};
         struct vmm_template_build_result res;
         struct us_error *err = NULL;
         char state_dir[] = "/tmp/unishim-template-XXXXXX";
-        int r = inputs_from_config(cfg, &in, &err);
+        int r = sandbox_template_inputs(&cfg->sandbox, &in, &err);
         if (r < 0)
                 return fail_err("build", err, r);
         if (!mkdtemp(state_dir)) {
-                inputs_free(&in);
+                sandbox_template_inputs_free(&in);
                 fprintf(stderr, "unishimctl: template build: create %s: %s\n", state_dir,
                         strerror(errno));
                 return 1;
@@ -187,11 +103,11 @@ static int build(struct vmm_template_cache *c, const struct policy_config *cfg)
         if (r == VMM_TEMPLATE_BUSY) {
                 fprintf(stderr, "unishimctl: template build: busy: %s\n", us_error_text(err));
                 us_error_free(err);
-                inputs_free(&in);
+                sandbox_template_inputs_free(&in);
                 return 3;
         }
         if (r < 0) {
-                inputs_free(&in);
+                sandbox_template_inputs_free(&in);
                 return fail_err("build", err, r);
         }
         printf("key %s\nholder %d\nboot_s %.3f\nsave_s %.3f\nbuild_s %.3f\nstate_bytes %ju\n"
@@ -200,7 +116,7 @@ static int build(struct vmm_template_cache *c, const struct policy_config *cfg)
                (uintmax_t)res.state_bytes, in.kernel, in.initrd,
                in.memory_mib ? in.memory_mib : 256, in.vcpus ? in.vcpus : 1,
                vmm_accel_name(in.accel));
-        inputs_free(&in);
+        sandbox_template_inputs_free(&in);
         return 0;
 }
 
