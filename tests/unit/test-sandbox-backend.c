@@ -91,6 +91,8 @@ static struct bx *bx_new(unsigned timeout_ms)
         pod->process_exited = ev_exited;
         pod->oom = ev_oom;
         sandbox_idmap_init(&pod->idmap);
+        pod->cold.tap_fd = -1;
+        pod->tentry = (struct vmm_template_entry)VMM_TEMPLATE_ENTRY_INIT;
         pod->vmpod.loop = b->loop;
         pod->vmpod.id = strdup("pod-1");
         pod->vmpod.hostname = strdup("pod-host");
