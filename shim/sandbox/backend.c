@@ -511,6 +511,8 @@ static void pod_teardown_cb(void *userdata)
  * connected: at the start, or after a failed restore. */
 static int pod_boot_cold(struct sandbox_pod *pod, struct us_error **err)
 {
+        if (!pod->share)
+                return us_error_msg(err, EINVAL, "pod %s has no share", pod->vmpod.id);
         const struct vmm_share share = {.tag = GUEST_SHARE_TAG,
                                         .host_dir = sandbox_share_guest_dir(pod->share)};
         const struct vmm_vm_config vc = {

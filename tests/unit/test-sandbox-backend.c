@@ -468,6 +468,95 @@ static void boot_step_fails(void **state)
         }
 }
 
+/* A clone of the template: Restore first (host entropy and clock), then
+ * the usual boot, UpdateNetwork naming the template's MAC as device_mac. */
+static void restore_boot(void **state)
+{
+        (void)state;
+        struct bx *b = bx_new(10000);
+        struct sandbox_pod *pod = pod_of(b);
+        struct task_events ev = {0};
+        struct fake_op op;
+        struct create_ctx *ctx = task_new(b, "pod-1", true, true, &ev, &op);
+        ctx->vmnet = calloc(1, sizeof(*ctx->vmnet));
+        assert_non_null(ctx->vmnet);
+        memcpy(ctx->vmnet->mac, "\x0a\x58\x0a\x01\x02\x03", 6);
+        ctx->vmnet->mtu = 1500;
+        pod->restoring = true;
+        pod->restore_pending = true;
+        assert_int_equal(boot_begin(ctx, NULL), -EINPROGRESS);
+        assert_ptr_equal(pod->boot_ctx, ctx);
+        assert_int_equal(b->fake->n_calls, 0); /* nothing before the restore's end */
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        pod_restored(NULL, 0, NULL, pod);
+        wait_op(b, &op);
+        if (op.r != 0)
+                fail_msg("restored boot: %s", op.msg);
+        static const char *const order[] = {"Restore", "Check", "AddStorage", "UpdateNetwork"};
+        for (size_t i = 0; i < 4; i++)
+                assert_string_equal(b->fake->calls[i].method, order[i]);
+        const struct fake_call *r = fake_call_of(b->fake, "Restore", 0);
+        assert_true(r->entropy_len >= 32 && r->entropy_len <= 512);
+        assert_true(r->realtime_ns / 1000000000 >= now.tv_sec - 1);
+        assert_string_equal(fake_call_of(b->fake, "UpdateNetwork", 0)->device_mac,
+                            VMM_TEMPLATE_MAC);
+        assert_false(pod->restoring);
+        assert_true(pod->restored);
+        assert_null(pod->boot_ctx);
+        bx_free(b);
+}
+
+/* The clone's agent refuses Restore: not the pod's failure but its cold
+ * boot (which, without a QEMU here, fails on its own: the create's error
+ * is the cold boot's, not Restore's). */
+static void restore_refused_boots_cold(void **state)
+{
+        (void)state;
+        struct bx *b = bx_new(10000);
+        struct sandbox_pod *pod = pod_of(b);
+        fake_set(b->fake, "Restore", FAKE_FAIL, US_GRPC_INTERNAL);
+        struct task_events ev = {0};
+        struct fake_op op;
+        struct create_ctx *ctx = task_new(b, "pod-1", true, true, &ev, &op);
+        pod->restoring = true;
+        pod->restore_pending = true;
+        assert_int_equal(boot_begin(ctx, NULL), -EINPROGRESS);
+        pod_restored(NULL, 0, NULL, pod);
+        wait_op(b, &op);
+        assert_int_equal(fake_count(b->fake, "Restore"), 1);
+        assert_int_equal(fake_count(b->fake, "Check"), 0);
+        assert_int_not_equal(op.r, 0);
+        assert_null(strstr(op.msg, "Restore"));
+        assert_non_null(strstr(op.msg, "start sandbox VM"));
+        assert_null(b->pod_slot);
+        bx_free(b);
+}
+
+/* A restore QEMU could not do (its message): the cold boot follows, as
+ * above; a failed restore never reaches the agent. */
+static void restore_failed_boots_cold(void **state)
+{
+        (void)state;
+        struct bx *b = bx_new(10000);
+        struct sandbox_pod *pod = pod_of(b);
+        struct task_events ev = {0};
+        struct fake_op op;
+        struct create_ctx *ctx = task_new(b, "pod-1", true, true, &ev, &op);
+        pod->restoring = true;
+        pod->restore_pending = true;
+        assert_int_equal(boot_begin(ctx, NULL), -EINPROGRESS);
+        struct us_error *qerr = NULL;
+        us_error_msg(&qerr, EINVAL, "load of migration failed: Invalid argument");
+        pod_restored(NULL, -EINVAL, qerr, pod);
+        us_error_free(qerr);
+        wait_op(b, &op);
+        assert_int_equal(b->fake->n_calls, 0);
+        assert_non_null(strstr(op.msg, "start sandbox VM"));
+        assert_null(b->pod_slot);
+        bx_free(b);
+}
+
 /* CreateContainer refused or never answered (a container that never
  * starts): the task is gone; at the deadline the pod is declared dead and
  * torn down from the loop. */
@@ -938,6 +1027,9 @@ int main(void)
                 cmocka_unit_test(oom_flood),
                 cmocka_unit_test(oom_error_answers),
                 cmocka_unit_test(boot_step_fails),
+                cmocka_unit_test(restore_boot),
+                cmocka_unit_test(restore_refused_boots_cold),
+                cmocka_unit_test(restore_failed_boots_cold),
                 cmocka_unit_test(create_fails),
                 cmocka_unit_test(exec_fails),
                 cmocka_unit_test(kill_gone),
