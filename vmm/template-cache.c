@@ -1275,6 +1275,10 @@ int vmm_template_userns_open(int *ret_fd, struct us_error **err)
                 return us_errorf(err, e, "fork");
         }
         if (pid == 0) {
+                /* Only the parent's end may keep go open: its close is
+                 * the child's EOF. */
+                close(go[1]);
+                close(ready[0]);
                 char x = unshare(CLONE_NEWUSER) < 0 ? 'e' : 'k';
                 (void)!write(ready[1], &x, 1);
                 (void)!read(go[0], &x, 1); /* until the parent closes it */

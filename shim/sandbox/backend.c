@@ -122,6 +122,8 @@ struct sandbox_pod {
         pid_t build_pid;                   /* the background `unishimctl template build` */
         struct create_ctx *boot_ctx;       /* the create that waits for the boot */
         struct us_loop_source *cold_timer; /* the fallback, from the loop */
+        bool falling_back;                 /* in pod_cold_now */
+        bool rebuild;                      /* QEMU could not load the entry */
         char *cold_why;
 };
 
@@ -315,25 +317,11 @@ static void create_step(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
 {
         struct create_ctx *ctx = c->ctx;
         struct sandbox_pod *pod = ctx->t->pod;
-        if (strcmp(c->method, "Restore") == 0 && pod->restoring) {
-                /* The clone failed, or the cold boot that replaces it
-                 * cancelled the call: the create waits in boot_ctx. A pod
-                 * being torn down fails its create as any step would. */
-                if (r < 0 && !pod->vmpod.torn_down) {
-                        pod_fallback(pod, "Restore: %s", *err ? us_error_text(*err) : "failed");
-                        return;
-                }
-                if (r >= 0) {
-                        const Unishim__Agent__V1__RestoreResponse *rr = (const void *)resp;
-                        pod->restoring = false;
-                        pod->restored = true;
-                        pod->boot_ctx = NULL;
-                        vmm_template_entry_clear(&pod->tentry);
-                        pod->cold.tap_fd = us_close(pod->cold.tap_fd);
-                        us_log_info("pod %s: restored from VM template %.12s (boot_id %.36s)",
-                                    pod->vmpod.id, pod->tkey,
-                                    rr && rr->boot_id ? rr->boot_id : "?");
-                }
+        if (r >= 0 && strcmp(c->method, "Restore") == 0 && pod->restoring) {
+                const Unishim__Agent__V1__RestoreResponse *rr = (const void *)resp;
+                pod->restored = true;
+                us_log_info("pod %s: restored from VM template %.12s (boot_id %.36s)",
+                            pod->vmpod.id, pod->tkey, rr && rr->boot_id ? rr->boot_id : "?");
         }
         if (r >= 0) {
                 if (strcmp(c->method, "Restore") == 0) {
@@ -344,6 +332,12 @@ static void create_step(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
                         r = send_network(ctx, err);
                 } else if (strcmp(c->method, "UpdateNetwork") == 0) {
                         pod->agent.booting = false;
+                        if (pod->restoring) { /* the clone is the pod's VM now */
+                                pod->restoring = false;
+                                pod->boot_ctx = NULL;
+                                vmm_template_entry_clear(&pod->tentry);
+                                pod->cold.tap_fd = us_close(pod->cold.tap_fd);
+                        }
                         oom_poll(pod);
                         r = ctx->json ? send_create(ctx, err) : 0;
                 } else { /* CreateContainer */
@@ -353,6 +347,15 @@ static void create_step(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
         }
         if (r == -EINPROGRESS)
                 return;
+        /* A clone that fails any step of its boot (Restore, Check,
+         * AddStorage, UpdateNetwork), or the cold boot that replaces it
+         * cancelling the call: the pod boots cold, its create waiting in
+         * boot_ctx. A pod being torn down fails its create as any would. */
+        if (r < 0 && pod->restoring && !pod->vmpod.torn_down &&
+            strcmp(c->method, "CreateContainer") != 0) {
+                pod_fallback(pod, "%s: %s", c->method, *err ? us_error_text(*err) : strerror(-r));
+                return;
+        }
         if (r < 0) {
                 if (strcmp(c->method, "CreateContainer") != 0)
                         us_error_wrap(err, r, "start sandbox VM");
@@ -392,7 +395,8 @@ static const char *const ninep_options[] = {"trans=virtio", "version=9p2000.L", 
 static int send_storage(struct create_ctx *ctx, struct us_error **err)
 {
         Unishim__Agent__V1__Storage storage = UNISHIM__AGENT__V1__STORAGE__INIT;
-        storage.source = (char *)GUEST_SHARE_TAG;
+        /* A clone's 9p device is the template's, with its tag. */
+        storage.source = (char *)(ctx->t->pod->restored ? VMM_TEMPLATE_SHARE_TAG : GUEST_SHARE_TAG);
         storage.fstype = (char *)(ctx->t->pod->ninep ? "9p" : "virtiofs");
         if (ctx->t->pod->ninep) {
                 storage.options = (char **)ninep_options;
@@ -781,6 +785,7 @@ static void pod_restored(struct vmm_vm *vm, int r, const struct us_error *err, v
         struct us_error *e = NULL;
         pod->restore_pending = false;
         if (r < 0) {
+                pod->rebuild = true;
                 pod_fallback(pod, "%s", err ? us_error_text(err) : strerror(-r));
                 return;
         }
@@ -808,17 +813,32 @@ static void pod_cold_now(struct us_loop_source *src, void *userdata)
                     pod->tkey, pod->cold_why ? pod->cold_why : "?");
         free(pod->cold_why);
         pod->cold_why = NULL;
-        sandbox_agent_close(&pod->agent); /* a Restore in flight: cancelled */
+        /* A call in flight is cancelled: its step sees the pod still
+         * restoring and leaves the create waiting here. */
+        pod->falling_back = true;
+        sandbox_agent_close(&pod->agent);
+        pod->falling_back = false;
         if (pod->vm) {
                 (void)vmm_vm_destroy(pod->vm, NULL);
                 pod->vm = vmm_vm_free(pod->vm);
         }
         vmm_template_entry_clear(&pod->tentry);
-        pod->restoring = pod->restore_pending = false;
+        pod->restoring = pod->restore_pending = pod->restored = false;
         pod->agent.dead = pod->agent.stopped = false;
-        /* The entry is broken, or QEMU could not use it: the next pod
-         * rebuilds it. */
-        pod->build_wanted = true;
+        /* QEMU could not load the entry, which the lookup found sound: it
+         * is removed, and rebuilt once the pod is up. (A clone that failed
+         * later, in the guest, leaves the entry.) */
+        if (pod->rebuild) {
+                struct vmm_template_cache *cache = NULL;
+                pod->rebuild = false;
+                if (vmm_template_cache_open(pod->template_dir, false, NULL, &cache, &e) < 0 ||
+                    vmm_template_remove(cache, pod->tkey, &e) < 0)
+                        us_log_warn("pod %s: remove VM template %s: %s", pod->vmpod.id, pod->tkey,
+                                    us_error_text(e));
+                e = us_error_free(e);
+                vmm_template_cache_free(cache);
+                pod->build_wanted = true;
+        }
         int r = pod_boot_cold(pod, &e);
         if (r >= 0 && ctx)
                 r = send_check(ctx, &e);
@@ -835,11 +855,11 @@ static void pod_cold_now(struct us_loop_source *src, void *userdata)
         create_failed(ctx, r, &e);
 }
 
-/* The clone failed before its agent answered Restore: the pod boots cold,
- * once (the first reason wins). */
+/* The clone failed before its boot's last step (UpdateNetwork) answered:
+ * the pod boots cold, once (the first reason wins). */
 static void pod_fallback(struct sandbox_pod *pod, const char *fmt, ...)
 {
-        if (!pod->restoring || pod->cold_timer || pod->vmpod.torn_down)
+        if (!pod->restoring || pod->cold_timer || pod->falling_back || pod->vmpod.torn_down)
                 return;
         va_list ap;
         va_start(ap, fmt);
