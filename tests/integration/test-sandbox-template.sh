@@ -124,7 +124,8 @@ for p in r1 r2; do
         expect_eq "$p's hostname is the pod's name" "$p" "$h"
         ip=$(pod_ip "$p")
         ns=$(pod_netns "$ip")
-        podmac=$(nsenter --net="$ns" cat /sys/class/net/eth0/address 2>/dev/null || echo none)
+        # (ip, not /sys: sysfs shows the namespace of whoever mounted it)
+        podmac=$(nsenter --net="$ns" ip -o link show eth0 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "link/ether") print $(i + 1)}')
         out_ok g "eth0 in $p" ectl exec "$p" -- sh -c 'cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | awk "{print \$4}"'
         expect_eq "$p's guest eth0 has the pod netns eth0's MAC and the guest address (pod IP $ip)" \
                 "$(printf '%s\n198.18.75.2/30' "$podmac")" "$g"
