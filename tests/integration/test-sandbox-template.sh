@@ -26,24 +26,7 @@ set -euo pipefail
 IT_CRI=1
 command -v qemu-system-x86_64 >/dev/null || it_skip "qemu-system-x86_64 missing (apt package qemu-system-x86)"
 
-has_9p() {
-        grep -qE '^CONFIG_9P_FS=[ym]$' "$1/kernel-config" 2>/dev/null &&
-                grep -qE '^CONFIG_NET_9P_VIRTIO=[ym]$' "$1/kernel-config" 2>/dev/null
-}
-GEN=
-if [ -n "${UNISHIM_GUEST_DIR:-}" ] && has_9p "$UNISHIM_GUEST_DIR"; then
-        GEN=$UNISHIM_GUEST_DIR
-else
-        GEN=$UNISHIM_BUILD_DIR/vmm/guest-image/generic
-        if [ ! -f "$GEN/vmlinux" ] || [ ! -f "$GEN/initramfs.cpio" ]; then
-                if ! cmake --build "$UNISHIM_BUILD_DIR" --target guest-image-generic >"$UNISHIM_BUILD_DIR/guest-image-generic.log" 2>&1; then
-                        echo "FAIL: the generic guest image could not be built (log $UNISHIM_BUILD_DIR/guest-image-generic.log):"
-                        tail -n 20 "$UNISHIM_BUILD_DIR/guest-image-generic.log"
-                        exit 1
-                fi
-        fi
-fi
-has_9p "$GEN" || { echo "FAIL: the image in $GEN has no 9p (its kernel-config)"; exit 1; }
+sandbox_9p_image
 CTL=$UNISHIM_BUILD_DIR/cri/unishimctl
 
 it_setup

@@ -468,16 +468,12 @@ static void boot_step_fails(void **state)
         }
 }
 
-/* A clone of the template: Restore first (host entropy and clock), then
- * the usual boot, UpdateNetwork naming the template's MAC as device_mac. */
-static void restore_boot(void **state)
+/* The pod's VM task as a clone of the template being restored: its
+ * create waits for the restore's end (pod_restored). */
+static struct create_ctx *clone_boot(struct bx *b, struct task_events *ev, struct fake_op *op)
 {
-        (void)state;
-        struct bx *b = bx_new(10000);
         struct sandbox_pod *pod = pod_of(b);
-        struct task_events ev = {0};
-        struct fake_op op;
-        struct create_ctx *ctx = task_new(b, "pod-1", true, true, &ev, &op);
+        struct create_ctx *ctx = task_new(b, "pod-1", true, true, ev, op);
         ctx->vmnet = calloc(1, sizeof(*ctx->vmnet));
         assert_non_null(ctx->vmnet);
         memcpy(ctx->vmnet->mac, "\x0a\x58\x0a\x01\x02\x03", 6);
@@ -487,6 +483,21 @@ static void restore_boot(void **state)
         assert_int_equal(boot_begin(ctx, NULL), -EINPROGRESS);
         assert_ptr_equal(pod->boot_ctx, ctx);
         assert_int_equal(b->fake->n_calls, 0); /* nothing before the restore's end */
+        return ctx;
+}
+
+/* A clone of the template: Restore first (host entropy and clock), then
+ * the usual boot, AddStorage naming the template's 9p tag and
+ * UpdateNetwork the template's MAC as device_mac. */
+static void restore_boot(void **state)
+{
+        (void)state;
+        struct bx *b = bx_new(10000);
+        struct sandbox_pod *pod = pod_of(b);
+        struct task_events ev = {0};
+        struct fake_op op;
+        clone_boot(b, &ev, &op);
+        pod->ninep = true;
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         pod_restored(NULL, 0, NULL, pod);
@@ -499,6 +510,8 @@ static void restore_boot(void **state)
         const struct fake_call *r = fake_call_of(b->fake, "Restore", 0);
         assert_true(r->entropy_len >= 32 && r->entropy_len <= 512);
         assert_true(r->realtime_ns / 1000000000 >= now.tv_sec - 1);
+        assert_non_null(strstr(fake_call_of(b->fake, "AddStorage", 0)->storage,
+                               "9p " VMM_TEMPLATE_SHARE_TAG " "));
         assert_string_equal(fake_call_of(b->fake, "UpdateNetwork", 0)->device_mac,
                             VMM_TEMPLATE_MAC);
         assert_false(pod->restoring);
@@ -507,54 +520,38 @@ static void restore_boot(void **state)
         bx_free(b);
 }
 
-/* The clone's agent refuses Restore: not the pod's failure but its cold
- * boot (which, without a QEMU here, fails on its own: the create's error
- * is the cold boot's, not Restore's). */
-static void restore_refused_boots_cold(void **state)
+/* A clone whose agent refuses Restore, or a later step of its boot, or
+ * whose restore QEMU could not do: not the pod's failure but its cold
+ * boot, which here, without a QEMU, fails on its own: the create's error
+ * is the cold boot's, never the clone's. */
+static void clone_fails_boots_cold(void **state)
 {
         (void)state;
-        struct bx *b = bx_new(10000);
-        struct sandbox_pod *pod = pod_of(b);
-        fake_set(b->fake, "Restore", FAKE_FAIL, US_GRPC_INTERNAL);
-        struct task_events ev = {0};
-        struct fake_op op;
-        struct create_ctx *ctx = task_new(b, "pod-1", true, true, &ev, &op);
-        pod->restoring = true;
-        pod->restore_pending = true;
-        assert_int_equal(boot_begin(ctx, NULL), -EINPROGRESS);
-        pod_restored(NULL, 0, NULL, pod);
-        wait_op(b, &op);
-        assert_int_equal(fake_count(b->fake, "Restore"), 1);
-        assert_int_equal(fake_count(b->fake, "Check"), 0);
-        assert_int_not_equal(op.r, 0);
-        assert_null(strstr(op.msg, "Restore"));
-        assert_non_null(strstr(op.msg, "start sandbox VM"));
-        assert_null(b->pod_slot);
-        bx_free(b);
-}
-
-/* A restore QEMU could not do (its message): the cold boot follows, as
- * above; a failed restore never reaches the agent. */
-static void restore_failed_boots_cold(void **state)
-{
-        (void)state;
-        struct bx *b = bx_new(10000);
-        struct sandbox_pod *pod = pod_of(b);
-        struct task_events ev = {0};
-        struct fake_op op;
-        struct create_ctx *ctx = task_new(b, "pod-1", true, true, &ev, &op);
-        pod->restoring = true;
-        pod->restore_pending = true;
-        assert_int_equal(boot_begin(ctx, NULL), -EINPROGRESS);
-        struct us_error *qerr = NULL;
-        us_error_msg(&qerr, EINVAL, "load of migration failed: Invalid argument");
-        pod_restored(NULL, -EINVAL, qerr, pod);
-        us_error_free(qerr);
-        wait_op(b, &op);
-        assert_int_equal(b->fake->n_calls, 0);
-        assert_non_null(strstr(op.msg, "start sandbox VM"));
-        assert_null(b->pod_slot);
-        bx_free(b);
+        static const char *const steps[] = {"Restore", "Check", "AddStorage", "UpdateNetwork",
+                                            NULL};
+        for (size_t i = 0; i < US_ELEMENTSOF(steps); i++) {
+                struct bx *b = bx_new(10000);
+                struct task_events ev = {0};
+                struct fake_op op;
+                if (steps[i])
+                        fake_set(b->fake, steps[i], FAKE_FAIL, US_GRPC_INTERNAL);
+                clone_boot(b, &ev, &op);
+                struct us_error *qerr = NULL;
+                if (steps[i]) {
+                        pod_restored(NULL, 0, NULL, pod_of(b));
+                } else { /* the load failed: QEMU's words */
+                        us_error_msg(&qerr, EINVAL, "load of migration failed");
+                        pod_restored(NULL, -EINVAL, qerr, pod_of(b));
+                        us_error_free(qerr);
+                }
+                wait_op(b, &op);
+                assert_int_equal(b->fake->n_calls, steps[i] ? i + 1 : 0);
+                assert_int_not_equal(op.r, 0);
+                if (!strstr(op.msg, "has no share") || (steps[i] && strstr(op.msg, steps[i])))
+                        fail_msg("%s: \"%s\"", steps[i] ? steps[i] : "load", op.msg);
+                assert_null(b->pod_slot);
+                bx_free(b);
+        }
 }
 
 /* CreateContainer refused or never answered (a container that never
@@ -1028,8 +1025,7 @@ int main(void)
                 cmocka_unit_test(oom_error_answers),
                 cmocka_unit_test(boot_step_fails),
                 cmocka_unit_test(restore_boot),
-                cmocka_unit_test(restore_refused_boots_cold),
-                cmocka_unit_test(restore_failed_boots_cold),
+                cmocka_unit_test(clone_fails_boots_cold),
                 cmocka_unit_test(create_fails),
                 cmocka_unit_test(exec_fails),
                 cmocka_unit_test(kill_gone),
