@@ -34,6 +34,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -947,6 +948,10 @@ static void pod_build_template(struct sandbox_pod *pod)
                 if (us_cgroup_enter(cg, getpid(), NULL) < 0)
                         _exit(126);
                 if (dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(out, 2) < 0)
+                        _exit(126);
+                /* Nothing of the pod's (its tap, the agent's sockets) may
+                 * reach the build, CLOEXEC or not. */
+                if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0)
                         _exit(126);
                 sigset_t all;
                 sigemptyset(&all);
