@@ -17,6 +17,9 @@
 #    its rootfs over 9p
 #  - corrupt: garbage in the entry's state → the next pod boots cold with
 #    the warning, runs, and the template is rebuilt (ready again)
+#  - gone: a pod removed while the build it started runs: the build and
+#    its QEMU end, nothing is published, and the next build succeeds and
+#    removes what the abandoned one left
 #  - rm of all pods leaves nothing of them; the holders stay (the node's)
 #    until `unishimctl template rm --all` (also in the cleanup hook)
 # Printed, not asserted: RunPodSandbox (+ create + start) of a restored
@@ -154,6 +157,29 @@ if wait_until 600 rebuilt; then
         pass "the broken template is rebuilt (a new holder)"
 else
         fail "not rebuilt after 600 s: $(tctl list 2>&1)"
+fi
+
+# ---- gone: a pod deleted while its build runs abandons the build ----
+tctl rm --all >/dev/null 2>&1 || true
+run_pod gone
+idg=$(pod_id gone)
+build_pid=$(pgrep -f "unishimctl template build --config $ENV_SANDBOX_CONFIG" | head -1 || true)
+if [ -n "$build_pid" ] && ! is_ready; then
+        tq=$(pgrep -f "unishim-template-${KEY:0:12}" | head -1 || true)
+        out_rc out rc ectl rm --timeout 0 gone
+        expect_eq "rm gone (its build running)" 0 "$rc"
+        wait_until 30 pids_gone "$build_pid" $tq && pass "the build and its QEMU end with the pod" ||
+                fail "the build ($build_pid) or its QEMU ($tq) outlived the pod"
+        expect_match "gone's log: the build abandoned" "pod $idg: building VM template $KEY abandoned" "$(grep -a "pod $idg" "$ENV_LOG")"
+        expect_eq "nothing published by the abandoned build" "" "$(tctl list 2>/dev/null)"
+        expect_eq "no holder left by it" "" "$(pgrep -x unishim-tmpl | while read -r h; do grep -qsF "$ENV_SANDBOX_CONFIG" "/proc/$h/cmdline" && echo "$h"; done)"
+        out_rc out rc tctl build
+        expect_eq "the next build succeeds (exit 0)" 0 "$rc"
+        expect_eq "and leaves no build directory of the abandoned one" "" "$(ls -A "$TDIR" | grep '^\.build-' || true)"
+else
+        echo "# not checked: a pod deleted during its build (the build ended before rm, or none started)"
+        out_rc out rc ectl rm --timeout 0 gone
+        expect_eq "rm gone" 0 "$rc"
 fi
 
 # ---- removal ----
