@@ -108,15 +108,15 @@ struct sandbox_pod {
                 int tap_fd;   /* kept until the boot is final (-1 after) */
         } cold;
         /* A start from the node's VM template (shim/sandbox/template.h).
-         * While restoring, a failure of the clone (QEMU, the migration, the
-         * agent's Restore) is no failure of the pod: it boots cold. */
+         * While restoring, a failure of the clone (QEMU, the migration, any
+         * step of its boot) is no failure of the pod: it boots cold. */
         struct vmm_template_inputs tin;
         bool tin_set;
         char tkey[VMM_TEMPLATE_KEY_LEN + 1]; /* "" without inputs */
         char *template_dir;
         char *config_path; /* the operator's config, for the build */
         struct vmm_template_entry tentry;
-        bool restoring;                    /* a clone until its agent answered Restore */
+        bool restoring;                    /* a clone until its UpdateNetwork answered */
         bool restore_pending;              /* vmm_vm_template_restore's done not yet called */
         bool restored;                     /* the guest is a clone (UpdateNetwork's device_mac) */
         bool build_wanted;                 /* missed: build once the pod is up */
