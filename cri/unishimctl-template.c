@@ -7,9 +7,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "agent/agent-contract.h"
@@ -78,28 +81,17 @@ static int agent_check(struct vmm_vm *vm, struct us_loop *loop, int timeout_ms, 
         return r;
 }
 
-static int build(struct vmm_template_cache *c, const struct policy_config *cfg)
+/* The build itself, in the child build() forks; its exit status. */
+static int build_in(struct vmm_template_cache *c, const struct policy_config *cfg,
+                    const char *state_dir)
 {
         struct vmm_template_inputs in = {0};
         struct vmm_template_build_result res;
         struct us_error *err = NULL;
-        char state_dir[] = "/tmp/unishim-template-XXXXXX";
         int r = sandbox_template_inputs(&cfg->sandbox, &in, &err);
         if (r < 0)
                 return fail_err("build", err, r);
-        if (!mkdtemp(state_dir)) {
-                sandbox_template_inputs_free(&in);
-                fprintf(stderr, "unishimctl: template build: create %s: %s\n", state_dir,
-                        strerror(errno));
-                return 1;
-        }
         r = vmm_template_build(c, &in, state_dir, agent_check, NULL, BUILD_TIMEOUT_MS, &res, &err);
-        {
-                /* QEMU's logs and sockets: what went wrong is in err. */
-                _cleanup_close_ int tmp = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (tmp >= 0)
-                        (void)us_rm_tree_at(tmp, state_dir + strlen("/tmp/"), NULL);
-        }
         if (r == VMM_TEMPLATE_BUSY) {
                 fprintf(stderr, "unishimctl: template build: busy: %s\n", us_error_text(err));
                 us_error_free(err);
@@ -118,6 +110,70 @@ static int build(struct vmm_template_cache *c, const struct policy_config *cfg)
                vmm_accel_name(in.accel));
         sandbox_template_inputs_free(&in);
         return 0;
+}
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig)
+{
+        stop_signal = sig;
+}
+
+/* Builds in a child, so that SIGTERM (a sandbox pod's shim abandoning the
+ * build it started, or the operator) ends it cleanly: the child is
+ * killed (its QEMU dies with it, its lock goes with it, nothing is
+ * published) and QEMU's state directory removed here; the next build of
+ * the key removes the entry it left unpublished. */
+static int build(struct vmm_template_cache *c, const struct policy_config *cfg)
+{
+        char state_dir[] = "/tmp/unishim-template-XXXXXX";
+        if (!mkdtemp(state_dir)) {
+                fprintf(stderr, "unishimctl: template build: create %s: %s\n", state_dir,
+                        strerror(errno));
+                return 1;
+        }
+        struct sigaction sa = {.sa_handler = on_stop}; /* no SA_RESTART: waitpid returns */
+        sigemptyset(&sa.sa_mask);
+        (void)sigaction(SIGTERM, &sa, NULL);
+        (void)sigaction(SIGINT, &sa, NULL);
+        (void)sigaction(SIGHUP, &sa, NULL);
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+                signal(SIGTERM, SIG_DFL);
+                signal(SIGINT, SIG_DFL);
+                signal(SIGHUP, SIG_DFL);
+                (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+                int status = build_in(c, cfg, state_dir);
+                fflush(NULL);
+                _exit(status);
+        }
+        int status = 1, ws = 0;
+        if (pid < 0) {
+                fprintf(stderr, "unishimctl: template build: fork: %s\n", strerror(errno));
+        } else {
+                if (stop_signal) /* before the wait: it would not be interrupted */
+                        (void)kill(pid, SIGKILL);
+                while (waitpid(pid, &ws, 0) < 0) {
+                        if (errno != EINTR)
+                                break;
+                        if (stop_signal)
+                                (void)kill(pid, SIGKILL);
+                }
+                if (stop_signal) {
+                        fprintf(stderr, "unishimctl: template build: stopped by signal %d\n",
+                                (int)stop_signal);
+                        status = 128 + stop_signal;
+                } else if (WIFEXITED(ws)) {
+                        status = WEXITSTATUS(ws);
+                }
+        }
+        /* QEMU's logs and sockets: what went wrong is in the child's
+         * message. */
+        _cleanup_close_ int tmp = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (tmp >= 0)
+                (void)us_rm_tree_at(tmp, state_dir + strlen("/tmp/"), NULL);
+        return status;
 }
 
 /* "-" for a field the manifest does not have. */
