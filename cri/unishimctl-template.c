@@ -7,9 +7,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "agent/agent-contract.h"
@@ -18,6 +21,7 @@
 #include "base/fs-util.h"
 #include "base/loop.h"
 #include "policy/policy.h"
+#include "shim/sandbox/template.h"
 #include "ttrpc/ttrpc.h"
 #include "unishimctl-template.h"
 #include "vmm/template-cache.h"
@@ -77,121 +81,25 @@ static int agent_check(struct vmm_vm *vm, struct us_loop *loop, int timeout_ms, 
         return r;
 }
 
-/* The kernel and initramfs as the shim finds them: the config's, else
- * UNISHIM_GUEST_DIR, else the build tree's vmm/guest-image next to us. */
-static int guest_image(const struct policy_sandbox_config *sb, char **ret_kernel, char **ret_initrd,
-                       struct us_error **err)
-{
-        if (sb->kernel && sb->initrd) {
-                *ret_kernel = strdup(sb->kernel);
-                *ret_initrd = strdup(sb->initrd);
-                if (!*ret_kernel || !*ret_initrd)
-                        return us_errorf(err, ENOMEM, "guest image");
-                return 0;
-        }
-        _cleanup_free_ char *exe = realpath("/proc/self/exe", NULL), *built = NULL;
-        char *slash = exe ? strrchr(exe, '/') : NULL;
-        if (slash)
-                *slash = '\0';
-        if (exe && asprintf(&built, "%s/../vmm/guest-image", exe) < 0)
-                built = NULL;
-        const char *dirs[] = {getenv("UNISHIM_GUEST_DIR"), built};
-        for (size_t i = 0; i < US_ELEMENTSOF(dirs); i++) {
-                static const char *const initrds[] = {"initramfs.cpio", "initramfs.cpio.gz"};
-                if (!dirs[i] || !*dirs[i])
-                        continue;
-                for (size_t j = 0; j < US_ELEMENTSOF(initrds); j++) {
-                        _cleanup_free_ char *k = NULL, *ir = NULL;
-                        if (asprintf(&k, "%s/vmlinux", dirs[i]) < 0)
-                                k = NULL;
-                        if (asprintf(&ir, "%s/%s", dirs[i], initrds[j]) < 0)
-                                ir = NULL;
-                        if (!k || !ir)
-                                return us_errorf(err, ENOMEM, "guest image");
-                        char *kernel = realpath(k, NULL), *initrd = realpath(ir, NULL);
-                        if (kernel && initrd) {
-                                *ret_kernel = kernel;
-                                *ret_initrd = initrd;
-                                return 0;
-                        }
-                        free(kernel);
-                        free(initrd);
-                }
-        }
-        return us_error_msg(err, ENOENT,
-                            "no guest image: set sandbox.kernel and sandbox.initrd in the config, "
-                            "or UNISHIM_GUEST_DIR");
-}
-
-/* The inputs of the default-size template for this node and config. The
- * strings are the caller's to free (kernel, initrd, host_id). */
-static int inputs_from_config(const struct policy_config *cfg, struct vmm_template_inputs *in,
-                              struct us_error **err)
-{
-        const struct policy_sandbox_config *sb = &cfg->sandbox;
-        enum vmm_accel want = VMM_ACCEL_AUTO;
-        _cleanup_free_ char *reason = NULL, *kernel = NULL, *initrd = NULL, *host = NULL;
-        int r;
-
-        if (sb->accel && strcmp(sb->accel, "kvm") == 0)
-                want = VMM_ACCEL_KVM;
-        else if (sb->accel && strcmp(sb->accel, "tcg") == 0)
-                want = VMM_ACCEL_TCG;
-        *in = (struct vmm_template_inputs){
-                .serial_ports = {AGENT_PORT_CALLS, AGENT_PORT_EVENTS},
-                .vcpus = sb->vcpus,
-                .memory_mib = sb->memory_mib,
-        };
-        if ((r = vmm_accel_decide(want, NULL, NULL, &in->accel, &reason, err)) < 0)
-                return us_error_wrap(err, r, "sandbox.accel %s", sb->accel ? sb->accel : "auto");
-        if (in->accel == VMM_ACCEL_TCG)
-                in->tsc_khz = vmm_host_tsc_khz_read();
-        if ((r = guest_image(sb, &kernel, &initrd, err)) < 0 ||
-            (r = vmm_template_host_id_read(&host, err)) < 0)
-                return r;
-        in->kernel = TAKE_PTR(kernel);
-        in->initrd = TAKE_PTR(initrd);
-        in->host_id = TAKE_PTR(host);
-        return 0;
-}
-
-static void inputs_free(struct vmm_template_inputs *in)
-{
-        free((char *)in->kernel);
-        free((char *)in->initrd);
-        free((char *)in->host_id);
-}
-
-static int build(struct vmm_template_cache *c, const struct policy_config *cfg)
+/* The build itself, in the child build() forks; its exit status. */
+static int build_in(struct vmm_template_cache *c, const struct policy_config *cfg,
+                    const char *state_dir)
 {
         struct vmm_template_inputs in = {0};
         struct vmm_template_build_result res;
         struct us_error *err = NULL;
-        char state_dir[] = "/tmp/unishim-template-XXXXXX";
-        int r = inputs_from_config(cfg, &in, &err);
+        int r = sandbox_template_inputs(&cfg->sandbox, &in, &err);
         if (r < 0)
                 return fail_err("build", err, r);
-        if (!mkdtemp(state_dir)) {
-                inputs_free(&in);
-                fprintf(stderr, "unishimctl: template build: create %s: %s\n", state_dir,
-                        strerror(errno));
-                return 1;
-        }
         r = vmm_template_build(c, &in, state_dir, agent_check, NULL, BUILD_TIMEOUT_MS, &res, &err);
-        {
-                /* QEMU's logs and sockets: what went wrong is in err. */
-                _cleanup_close_ int tmp = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (tmp >= 0)
-                        (void)us_rm_tree_at(tmp, state_dir + strlen("/tmp/"), NULL);
-        }
         if (r == VMM_TEMPLATE_BUSY) {
                 fprintf(stderr, "unishimctl: template build: busy: %s\n", us_error_text(err));
                 us_error_free(err);
-                inputs_free(&in);
+                sandbox_template_inputs_free(&in);
                 return 3;
         }
         if (r < 0) {
-                inputs_free(&in);
+                sandbox_template_inputs_free(&in);
                 return fail_err("build", err, r);
         }
         printf("key %s\nholder %d\nboot_s %.3f\nsave_s %.3f\nbuild_s %.3f\nstate_bytes %ju\n"
@@ -200,8 +108,72 @@ static int build(struct vmm_template_cache *c, const struct policy_config *cfg)
                (uintmax_t)res.state_bytes, in.kernel, in.initrd,
                in.memory_mib ? in.memory_mib : 256, in.vcpus ? in.vcpus : 1,
                vmm_accel_name(in.accel));
-        inputs_free(&in);
+        sandbox_template_inputs_free(&in);
         return 0;
+}
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig)
+{
+        stop_signal = sig;
+}
+
+/* Builds in a child, so that SIGTERM (a sandbox pod's shim abandoning the
+ * build it started, or the operator) ends it cleanly: the child is
+ * killed (its QEMU dies with it, its lock goes with it, nothing is
+ * published) and QEMU's state directory removed here; the next build of
+ * the key removes the entry it left unpublished. */
+static int build(struct vmm_template_cache *c, const struct policy_config *cfg)
+{
+        char state_dir[] = "/tmp/unishim-template-XXXXXX";
+        if (!mkdtemp(state_dir)) {
+                fprintf(stderr, "unishimctl: template build: create %s: %s\n", state_dir,
+                        strerror(errno));
+                return 1;
+        }
+        struct sigaction sa = {.sa_handler = on_stop}; /* no SA_RESTART: waitpid returns */
+        sigemptyset(&sa.sa_mask);
+        (void)sigaction(SIGTERM, &sa, NULL);
+        (void)sigaction(SIGINT, &sa, NULL);
+        (void)sigaction(SIGHUP, &sa, NULL);
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+                signal(SIGTERM, SIG_DFL);
+                signal(SIGINT, SIG_DFL);
+                signal(SIGHUP, SIG_DFL);
+                (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+                int status = build_in(c, cfg, state_dir);
+                fflush(NULL);
+                _exit(status);
+        }
+        int status = 1, ws = 0;
+        if (pid < 0) {
+                fprintf(stderr, "unishimctl: template build: fork: %s\n", strerror(errno));
+        } else {
+                if (stop_signal) /* before the wait: it would not be interrupted */
+                        (void)kill(pid, SIGKILL);
+                while (waitpid(pid, &ws, 0) < 0) {
+                        if (errno != EINTR)
+                                break;
+                        if (stop_signal)
+                                (void)kill(pid, SIGKILL);
+                }
+                if (stop_signal) {
+                        fprintf(stderr, "unishimctl: template build: stopped by signal %d\n",
+                                (int)stop_signal);
+                        status = 128 + stop_signal;
+                } else if (WIFEXITED(ws)) {
+                        status = WEXITSTATUS(ws);
+                }
+        }
+        /* QEMU's logs and sockets: what went wrong is in the child's
+         * message. */
+        _cleanup_close_ int tmp = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (tmp >= 0)
+                (void)us_rm_tree_at(tmp, state_dir + strlen("/tmp/"), NULL);
+        return status;
 }
 
 /* "-" for a field the manifest does not have. */

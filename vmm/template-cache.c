@@ -1202,6 +1202,89 @@ int vmm_template_tap_open(int *ret_fd, struct us_error **err)
         return 0;
 }
 
+/* ---- the template's user namespace ---- */
+
+static int write_file(const char *path, const char *text)
+{
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        size_t n = strlen(text);
+        return write(fd, text, n) == (ssize_t)n ? 0 : -errno;
+}
+
+int vmm_template_userns_open(int *ret_fd, struct us_error **err)
+{
+        int go[2], ready[2];
+        if (pipe2(go, O_CLOEXEC) < 0)
+                return us_errorf(err, errno, "pipe");
+        if (pipe2(ready, O_CLOEXEC) < 0) {
+                int e = errno;
+                us_close(go[0]);
+                us_close(go[1]);
+                return us_errorf(err, e, "pipe");
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+                int e = errno;
+                us_close(go[0]);
+                us_close(go[1]);
+                us_close(ready[0]);
+                us_close(ready[1]);
+                return us_errorf(err, e, "fork");
+        }
+        if (pid == 0) {
+                /* Only the parent's end may keep go open: its close is
+                 * the child's EOF. */
+                close(go[1]);
+                close(ready[0]);
+                char x = unshare(CLONE_NEWUSER) < 0 ? 'e' : 'k';
+                (void)!write(ready[1], &x, 1);
+                (void)!read(go[0], &x, 1); /* until the parent closes it */
+                _exit(0);
+        }
+        us_close(go[0]);
+        us_close(ready[1]);
+        char x = 0, path[64];
+        int fd = -1, r = 0;
+        struct pollfd p = {.fd = ready[0], .events = POLLIN};
+        if (poll(&p, 1, TAP_CHILD_TIMEOUT_MS) <= 0 || read(ready[0], &x, 1) != 1 || x != 'k') {
+                r = us_error_msg(err, EIO, "template user namespace: the child failed");
+        } else {
+                /* Root only, mapped to the host's root: QEMU's capabilities
+                 * are then the namespace's (none over the host), its files
+                 * root's as the builder's are. */
+                snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
+                r = write_file(path, "0 0 1");
+                snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
+                if (r >= 0)
+                        r = write_file(path, "0 0 1");
+                snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
+                if (r >= 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+                        r = -errno;
+                if (fd >= 0 && fd <= 2) {
+                        int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                        us_close(fd);
+                        fd = moved;
+                        if (fd < 0)
+                                r = -errno;
+                }
+                if (r < 0)
+                        r = us_errorf(err, -r, "template user namespace");
+        }
+        us_close(ready[0]);
+        us_close(go[1]); /* the child's read ends: it exits */
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        if (r < 0) {
+                if (fd >= 0)
+                        us_close(fd);
+                return r;
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
 /* ---- the whole build, synchronously ---- */
 
 static void quit_loop(struct us_loop_source *src, void *userdata)
@@ -1245,7 +1328,7 @@ int vmm_template_build(struct vmm_template_cache *c, const struct vmm_template_i
         struct vmm_template_build *b = NULL;
         struct us_loop *loop = NULL;
         struct vmm_vm *vm = NULL;
-        _cleanup_close_ int tap = -1;
+        _cleanup_close_ int tap = -1, userns = -1;
         struct save_wait w = {0};
         struct vmm_template_vm tv;
         struct vmm_template_instance inst = {0};
@@ -1261,7 +1344,8 @@ int vmm_template_build(struct vmm_template_cache *c, const struct vmm_template_i
         r = vmm_template_build_begin(c, in, &b, err);
         if (r < 0)
                 return r;
-        if ((r = vmm_template_tap_open(&tap, err)) < 0 || (r = us_loop_new(&loop, err)) < 0)
+        if ((r = vmm_template_tap_open(&tap, err)) < 0 ||
+            (r = vmm_template_userns_open(&userns, err)) < 0 || (r = us_loop_new(&loop, err)) < 0)
                 goto out;
         snprintf(id, sizeof(id), "template-%.12s", b->key);
         inst = (struct vmm_template_instance){
@@ -1270,6 +1354,7 @@ int vmm_template_build(struct vmm_template_cache *c, const struct vmm_template_i
                 .loop = loop,
                 .memory_fd = b->memory_fd,
                 .tap_fd = tap,
+                .userns_fd = userns,
                 .share_dir = b->share_dir,
         };
         if ((r = vmm_template_vm_config(in, VMM_TEMPLATE_SOURCE, &inst, &tv, err)) < 0)

@@ -188,3 +188,10 @@ int vmm_template_remove(struct vmm_template_cache *c, const char *key, struct us
  * (IFF_TAP | IFF_NO_PI, no vnet header), which virtio-net's saved state
  * depends on. Returns 0 and *ret_fd (O_CLOEXEC, the caller's). */
 int vmm_template_tap_open(int *ret_fd, struct us_error **err);
+
+/* A user namespace for a template's QEMU (vmm_template_instance.userns_fd):
+ * its root is the host's root and no other uid is mapped, so QEMU runs as
+ * a clone's does (root of a user namespace, 9p with passthrough) without a
+ * pod's uid range. Forks a short-lived child. Returns 0 and *ret_fd (the
+ * namespace's fd, O_CLOEXEC, above stdio, the caller's). */
+int vmm_template_userns_open(int *ret_fd, struct us_error **err);

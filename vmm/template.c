@@ -207,10 +207,11 @@ int vmm_template_vm_config(const struct vmm_template_inputs *in, enum vmm_templa
         if (!in->kernel || (in->accel != VMM_ACCEL_KVM && in->accel != VMM_ACCEL_TCG))
                 return us_error_msg(err, EINVAL,
                                     "template vm: a kernel and a decided accelerator are required");
-        if (inst->memory_fd <= 2 || inst->tap_fd <= 2)
+        if (inst->memory_fd <= 2 || inst->tap_fd <= 2 || inst->userns_fd <= 2)
                 return us_error_msg(err, EINVAL,
-                                    "template vm: memory fd %d and tap fd %d must be above stdio",
-                                    inst->memory_fd, inst->tap_fd);
+                                    "template vm: memory fd %d, tap fd %d and user namespace fd %d "
+                                    "must be above stdio",
+                                    inst->memory_fd, inst->tap_fd, inst->userns_fd);
         if (!inst->share_dir || inst->share_dir[0] != '/')
                 return us_error_msg(err, EINVAL,
                                     "template vm: the share directory must be absolute");
@@ -237,16 +238,20 @@ int vmm_template_vm_config(const struct vmm_template_inputs *in, enum vmm_templa
                 .n_shares = 1,
                 .serial_ports = {in->serial_ports[0], in->serial_ports[1]},
                 .tap_fd = inst->tap_fd,
-                .mac = inst->mac,
+                .mac = inst->mac ? inst->mac : VMM_TEMPLATE_MAC,
                 .cgroup = inst->cgroup,
                 .loop = inst->loop,
                 .console_log_max = inst->console_log_max,
-                .qemu_uid = inst->qemu_uid,
-                .qemu_gid = inst->qemu_gid,
                 /* The share at a fixed name (/share/0), so the argv, and
                  * with it the 9p export path in the saved state, is the
                  * same for every clone. */
                 .private_root = true,
+                /* 9p's security_model and multidevs follow this
+                 * (vmm_qemu_argv): a clone serves its pod's files as root of
+                 * the pod's user namespace, so the template runs the same
+                 * way, and the two argvs stay equal. */
+                .qemu_userns = true,
+                .qemu_userns_fd = inst->userns_fd,
                 .template_role = role,
                 .memory_fd = inst->memory_fd,
         };

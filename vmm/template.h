@@ -25,8 +25,16 @@
  * retire all templates saved by an older one. 2: vmm_qemu_argv's
  * VMM_TEMPLATE_SOURCE/CLONE (RAM in a file, no balloon, virtio-rng). 3:
  * vmm_template_vm_config: QEMU in its private root, virtio-net on a tap,
- * one 9p device (VMM_TEMPLATE_SHARE_TAG at the jail's /share/0). */
-#define VMM_TEMPLATE_LAYOUT 3
+ * one 9p device (VMM_TEMPLATE_SHARE_TAG at the jail's /share/0). 4: QEMU
+ * as root of a user namespace (9p's security_model=passthrough and
+ * multidevs=remap, as a sandbox pod's clone runs), the template's MAC
+ * VMM_TEMPLATE_MAC. */
+#define VMM_TEMPLATE_LAYOUT 4
+
+/* The MAC a template's guest is saved with, and so every clone's guest has
+ * until its agent gives the device the pod's (UpdateNetwork's device_mac
+ * names it). Locally administered. */
+#define VMM_TEMPLATE_MAC "02:75:6e:74:6d:70"
 
 /* The mount tag of a templated VM's one 9p device. */
 #define VMM_TEMPLATE_SHARE_TAG "pod"
@@ -91,16 +99,20 @@ struct vmm_template_instance {
         struct us_loop *loop;     /* required, as for vmm_vm_start */
         struct us_cgroup *cgroup; /* may be NULL */
         size_t console_log_max;   /* 0: VMM_CONSOLE_LOG_DEFAULT */
-        uid_t qemu_uid;           /* 0: QEMU runs as the caller */
-        gid_t qemu_gid;
         /* The template's RAM (> 2, memory_mib large): a memfd the template
          * writes (shared), a clone maps copy-on-write. */
         int memory_fd;
         /* Required (> 2): the VM's tap. A template's is a tap in a
          * throwaway network namespace (vmm_template_tap_open). */
         int tap_fd;
-        const char *mac; /* NULL: QEMU's; a clone's guest keeps the
-                          * template's MAC until its agent sets the pod's */
+        const char *mac; /* NULL: VMM_TEMPLATE_MAC; a clone's guest keeps
+                          * the template's MAC until its agent sets the pod's */
+        /* Required (> 2): the user namespace QEMU runs in as its root, with
+         * 9p's passthrough security model (vmm_vm_config.qemu_userns). A
+         * clone's is its pod's (the share idmapped into it); a template's
+         * one of its own (vmm_template_userns_open).
+         * The 9p options follow this, so template and clones must agree. */
+        int userns_fd;
         /* Required, absolute: the directory bound at the jail's /share/0
          * (VMM_JAIL_SHARE_FMT), the 9p device's path. An empty directory
          * for the template (its guest never mounts it), the pod's share
@@ -120,9 +132,9 @@ struct vmm_template_vm {
  * agent's two virtio-serial ports, virtio-net on inst->tap_fd, virtio-rng,
  * no balloon, the RAM on inst->memory_fd, and one 9p device (tag
  * VMM_TEMPLATE_SHARE_TAG, path /share/0 in the jail, inst->share_dir bound
- * there). role: VMM_TEMPLATE_SOURCE or VMM_TEMPLATE_CLONE. Pure: fills
- * *out (pointing into in's and inst's strings, which must outlive it).
- * Returns 0, or -EINVAL (a missing input, a bad role or fd). */
+ * there; QEMU as root of inst->userns_fd). role: VMM_TEMPLATE_SOURCE or VMM_TEMPLATE_CLONE. Pure:
+ * fills *out (pointing into in's and inst's strings, which must outlive it). Returns 0, or -EINVAL
+ * (a missing input, a bad role or fd). */
 int vmm_template_vm_config(const struct vmm_template_inputs *in, enum vmm_template_role role,
                            const struct vmm_template_instance *inst, struct vmm_template_vm *out,
                            struct us_error **err);

@@ -25,12 +25,18 @@
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/agent.pb-c.h"
@@ -41,6 +47,7 @@
 #include "netplumb/netplumb.h"
 #include "policy/policy.h"
 #include "vmm/qemu.h"
+#include "vmm/template-cache.h"
 #include "shim/rootfs.h"
 #include "agent.h"
 #include "idmap.h"
@@ -48,6 +55,7 @@
 #include "io.h"
 #include "share.h"
 #include "spec.h"
+#include "template.h"
 #include "ttrpc/ttrpc.h"
 #include "shim/vmpod.h"
 
@@ -89,6 +97,35 @@ struct sandbox_pod {
         struct us_loop_source *oom_paused; /* the pause's timer */
         struct sandbox_task *tasks;
         bool dead; /* QEMU gone */
+        /* How to boot cold: at the start, or when a restore failed. */
+        struct {
+                char *kernel, *initrd;
+                struct policy_vm_size size;
+                enum vmm_accel accel;
+                size_t console_log_max;
+                bool debug;
+                char mac[18]; /* "" without a network */
+                int tap_fd;   /* kept until the boot is final (-1 after) */
+        } cold;
+        /* A start from the node's VM template (shim/sandbox/template.h).
+         * While restoring, a failure of the clone (QEMU, the migration, any
+         * step of its boot) is no failure of the pod: it boots cold. */
+        struct vmm_template_inputs tin;
+        bool tin_set;
+        char tkey[VMM_TEMPLATE_KEY_LEN + 1]; /* "" without inputs */
+        char *template_dir;
+        char *config_path; /* the operator's config, for the build */
+        struct vmm_template_entry tentry;
+        bool restoring;                    /* a clone until its UpdateNetwork answered */
+        bool restore_pending;              /* vmm_vm_template_restore's done not yet called */
+        bool restored;                     /* the guest is a clone (UpdateNetwork's device_mac) */
+        bool build_wanted;                 /* missed: build once the pod is up */
+        pid_t build_pid;                   /* the background `unishimctl template build` */
+        struct create_ctx *boot_ctx;       /* the create that waits for the boot */
+        struct us_loop_source *cold_timer; /* the fallback, from the loop */
+        bool falling_back;                 /* in pod_cold_now */
+        bool rebuild;                      /* QEMU could not load the entry */
+        char *cold_why;
 };
 
 static void pod_teardown(struct sandbox_pod *pod);
@@ -214,15 +251,6 @@ static void pod_vm_gone(struct sandbox_pod *pod)
         }
 }
 
-static enum vmm_accel accel_of(const struct policy_sandbox_config *sb)
-{
-        if (sb->accel && strcmp(sb->accel, "kvm") == 0)
-                return VMM_ACCEL_KVM;
-        if (sb->accel && strcmp(sb->accel, "tcg") == 0)
-                return VMM_ACCEL_TCG;
-        return VMM_ACCEL_AUTO;
-}
-
 /* ---- a task's create: the pod's boot and the container in the guest,
  * answered from the loop ---- */
 
@@ -250,6 +278,8 @@ static void create_ctx_free(struct create_ctx *ctx)
 static void create_failed(struct create_ctx *ctx, int r, struct us_error **err)
 {
         struct sandbox_pod *pod = ctx->t->pod;
+        if (pod->boot_ctx == ctx)
+                pod->boot_ctx = NULL;
         task_free(ctx->t);
         /* A pod being torn down (whose teardown cancelled this step) stays
          * in its slot, for pod_free when the shim exits: the teardown is
@@ -264,6 +294,8 @@ static void create_failed(struct create_ctx *ctx, int r, struct us_error **err)
 
 static void create_done(struct create_ctx *ctx)
 {
+        if (ctx->t->pod->boot_ctx == ctx)
+                ctx->t->pod->boot_ctx = NULL;
         *ctx->ret_impl = ctx->t;
         *ctx->ret_pty = -1;
         ctx->op->done(ctx->op, 0, NULL);
@@ -271,24 +303,42 @@ static void create_done(struct create_ctx *ctx)
 }
 
 static int send_create(struct create_ctx *ctx, struct us_error **err);
+static int send_check(struct create_ctx *ctx, struct us_error **err);
 static int send_storage(struct create_ctx *ctx, struct us_error **err);
 static int send_network(struct create_ctx *ctx, struct us_error **err);
 
-/* Each step's reply sends the next: Check, AddStorage, UpdateNetwork (a
- * new pod), then CreateContainer (a container). */
+static void pod_fallback(struct sandbox_pod *pod, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+/* Each step's reply sends the next: Restore (a clone of the template),
+ * Check, AddStorage, UpdateNetwork (a new pod), then CreateContainer (a
+ * container). */
 static void create_step(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
                         struct us_error **err)
 {
-        (void)resp;
         struct create_ctx *ctx = c->ctx;
         struct sandbox_pod *pod = ctx->t->pod;
+        if (r >= 0 && strcmp(c->method, "Restore") == 0 && pod->restoring) {
+                const Unishim__Agent__V1__RestoreResponse *rr = (const void *)resp;
+                pod->restored = true;
+                us_log_info("pod %s: restored from VM template %.12s (boot_id %.36s)",
+                            pod->vmpod.id, pod->tkey, rr && rr->boot_id ? rr->boot_id : "?");
+        }
         if (r >= 0) {
-                if (strcmp(c->method, "Check") == 0) {
+                if (strcmp(c->method, "Restore") == 0) {
+                        r = send_check(ctx, err);
+                } else if (strcmp(c->method, "Check") == 0) {
                         r = send_storage(ctx, err);
                 } else if (strcmp(c->method, "AddStorage") == 0) {
                         r = send_network(ctx, err);
                 } else if (strcmp(c->method, "UpdateNetwork") == 0) {
                         pod->agent.booting = false;
+                        if (pod->restoring) { /* the clone is the pod's VM now */
+                                pod->restoring = false;
+                                pod->boot_ctx = NULL;
+                                vmm_template_entry_clear(&pod->tentry);
+                                pod->cold.tap_fd = us_close(pod->cold.tap_fd);
+                        }
                         oom_poll(pod);
                         r = ctx->json ? send_create(ctx, err) : 0;
                 } else { /* CreateContainer */
@@ -298,6 +348,15 @@ static void create_step(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
         }
         if (r == -EINPROGRESS)
                 return;
+        /* A clone that fails any step of its boot (Restore, Check,
+         * AddStorage, UpdateNetwork), or the cold boot that replaces it
+         * cancelling the call: the pod boots cold, its create waiting in
+         * boot_ctx. A pod being torn down fails its create as any would. */
+        if (r < 0 && pod->restoring && !pod->vmpod.torn_down &&
+            strcmp(c->method, "CreateContainer") != 0) {
+                pod_fallback(pod, "%s: %s", c->method, *err ? us_error_text(*err) : strerror(-r));
+                return;
+        }
         if (r < 0) {
                 if (strcmp(c->method, "CreateContainer") != 0)
                         us_error_wrap(err, r, "start sandbox VM");
@@ -311,7 +370,10 @@ static int send_step(struct create_ctx *ctx, const char *method, const ProtobufC
                      struct us_error **err)
 {
         struct sandbox_acall *c = NULL;
-        int r = sandbox_agent_acall(&ctx->t->pod->agent, ctx->t, method, req, NULL, create_step,
+        const ProtobufCMessageDescriptor *desc =
+                strcmp(method, "Restore") == 0 ? &unishim__agent__v1__restore_response__descriptor
+                                               : NULL;
+        int r = sandbox_agent_acall(&ctx->t->pod->agent, ctx->t, method, req, desc, create_step,
                                     NULL, &c, err);
         if (r == -EINPROGRESS)
                 c->ctx = ctx;
@@ -334,7 +396,8 @@ static const char *const ninep_options[] = {"trans=virtio", "version=9p2000.L", 
 static int send_storage(struct create_ctx *ctx, struct us_error **err)
 {
         Unishim__Agent__V1__Storage storage = UNISHIM__AGENT__V1__STORAGE__INIT;
-        storage.source = (char *)GUEST_SHARE_TAG;
+        /* A clone's 9p device is the template's, with its tag. */
+        storage.source = (char *)(ctx->t->pod->restored ? VMM_TEMPLATE_SHARE_TAG : GUEST_SHARE_TAG);
         storage.fstype = (char *)(ctx->t->pod->ninep ? "9p" : "virtiofs");
         if (ctx->t->pod->ninep) {
                 storage.options = (char **)ninep_options;
@@ -364,6 +427,10 @@ static int send_network(struct create_ctx *ctx, struct us_error **err)
                 vmpod_mac_text(vmnet, mac);
                 iface.name = (char *)"eth0";
                 iface.mac = mac;
+                /* A clone's device still has the template's MAC: the agent
+                 * finds it by that and gives it the pod's. */
+                if (pod->restored)
+                        iface.device_mac = (char *)VMM_TEMPLATE_MAC;
                 iface.mtu = vmnet->mtu;
                 for (size_t i = 0; i < vmnet->n_addrs && i < 2; i++) {
                         const struct netplumb_addr *a = &vmnet->addrs[i];
@@ -432,6 +499,10 @@ static int send_create(struct create_ctx *ctx, struct us_error **err)
 static void agent_lost(void *userdata, const char *why)
 {
         struct sandbox_pod *pod = userdata;
+        if (pod->restoring) { /* a clone's agent: the pod boots cold */
+                pod_fallback(pod, "%s", why);
+                return;
+        }
         vmpod_lost(&pod->vmpod, why);
 }
 
@@ -441,10 +512,158 @@ static void pod_teardown_cb(void *userdata)
         pod_teardown(userdata);
 }
 
-/* Everything of a new pod up to its VM running and the agent's ports
- * connected, sized as decided; the agent's side (create_step) follows.
- * *ret_vmnet: the VM's network for the guest (NULL without one; caller
- * frees). */
+/* The pod's VM booted cold, from pod->cold, and the agent's ports
+ * connected: at the start, or after a failed restore. */
+static int pod_boot_cold(struct sandbox_pod *pod, struct us_error **err)
+{
+        if (!pod->share)
+                return us_error_msg(err, EINVAL, "pod %s has no share", pod->vmpod.id);
+        const struct vmm_share share = {.tag = GUEST_SHARE_TAG,
+                                        .host_dir = sandbox_share_guest_dir(pod->share)};
+        const struct vmm_vm_config vc = {
+                .id = pod->vmpod.id,
+                .state_dir = pod->vmpod.state_dir,
+                .kernel = pod->cold.kernel,
+                .initrd = pod->cold.initrd,
+                .vcpus = pod->cold.size.vcpus,
+                .memory_mib = pod->cold.size.memory_mib,
+                .accel = pod->cold.accel,
+                .share_type = pod->ninep ? VMM_SHARE_9P : VMM_SHARE_VIRTIOFS,
+                .shares = &share,
+                .n_shares = 1,
+                .serial_ports = {AGENT_PORT_CALLS, AGENT_PORT_EVENTS},
+                .tap_fd = pod->cold.tap_fd,
+                .mac = pod->cold.mac[0] ? pod->cold.mac : NULL,
+                .cgroup = pod->vmpod.cgroup,
+                .loop = pod->vmpod.loop,
+                .console_log_max = pod->cold.console_log_max,
+                /* A uid no other pod's QEMU has (vmpod.h); with 9p the
+                 * pod's range root, as its virtiofsd would be. */
+                .qemu_uid = pod->ninep ? 0 : vmpod_qemu_uid(),
+                .qemu_gid = pod->ninep ? 0 : (gid_t)vmpod_qemu_uid(),
+                .private_root = true,
+                /* virtiofsd, or QEMU serving 9p (the share bound into its
+                 * private root, vmm/jail.h): root of the pod's user
+                 * namespace, host uid idmap.base, the share idmapped into
+                 * it. */
+                .virtiofsd_userns = !pod->ninep && pod->idmap.userns_fd >= 0,
+                .virtiofsd_userns_fd = pod->idmap.userns_fd,
+                .qemu_userns = pod->ninep,
+                .qemu_userns_fd = pod->idmap.userns_fd,
+                /* The guest agent logs at debug level too (to console.log). */
+                .cmdline_extra = pod->cold.debug ? "unishim.debug=1" : NULL,
+        };
+        int r = vmm_vm_start(&vc, &pod->vm, err);
+        if (r < 0)
+                return r;
+        pod->cold.tap_fd = us_close(pod->cold.tap_fd); /* QEMU holds it now */
+        if (vmm_vm_accel(pod->vm) == VMM_ACCEL_TCG && pod->cold.accel == VMM_ACCEL_AUTO)
+                us_log_warn("pod %s: %s", pod->vmpod.id, vmm_vm_accel_reason(pod->vm));
+        return sandbox_agent_open(&pod->agent, pod->vmpod.loop, pod->vm, err);
+}
+
+static void pod_restored(struct vmm_vm *vm, int r, const struct us_error *err, void *userdata);
+static void pod_fallback(struct sandbox_pod *pod, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+/* The pod's VM as a clone of the node's template, if there is one for the
+ * pod's inputs: started, its agent's ports connected and the restore
+ * running (pod_restored goes on). Returns true then; false: the pod boots
+ * cold, and what the template lacked is logged here (a miss, a broken
+ * entry: a warning naming the key; a build in progress: info). */
+static bool pod_boot_template(struct sandbox_pod *pod, const struct policy_sandbox_config *sb)
+{
+        struct us_error *e = NULL;
+        struct vmm_template_cache *cache = NULL;
+        _cleanup_free_ char *manifest = NULL;
+        int r = sandbox_template_inputs(sb, &pod->tin, &e);
+        pod->tin_set = r >= 0;
+        if (r >= 0)
+                r = vmm_template_manifest(&pod->tin, &manifest, &e);
+        if (r >= 0) {
+                vmm_template_key(manifest, pod->tkey);
+                r = vmm_template_cache_open(pod->template_dir, true, NULL, &cache, &e);
+        }
+        if (r < 0) {
+                us_log_warn("pod %s: no VM template (%s): boots cold", pod->vmpod.id,
+                            us_error_text(e));
+                goto cold;
+        }
+        r = vmm_template_lookup(cache, &pod->tin, &pod->tentry, &e);
+        if (r == VMM_TEMPLATE_BUSY) {
+                us_log_info("pod %s: VM template %s is being built: boots cold", pod->vmpod.id,
+                            pod->tkey);
+                goto cold;
+        }
+        if (r == VMM_TEMPLATE_NONE) {
+                us_log_warn("pod %s: no VM template %s yet: boots cold, and builds it once up",
+                            pod->vmpod.id, pod->tkey);
+                pod->build_wanted = true;
+                goto cold;
+        }
+        if (r == VMM_TEMPLATE_BROKEN) {
+                us_log_warn("pod %s: VM template %s is broken (%s): boots cold, and rebuilds it "
+                            "once up",
+                            pod->vmpod.id, pod->tkey, us_error_text(e));
+                e = us_error_free(e);
+                if (vmm_template_remove(cache, pod->tkey, &e) < 0)
+                        us_log_warn("pod %s: remove VM template %s: %s", pod->vmpod.id, pod->tkey,
+                                    us_error_text(e));
+                pod->build_wanted = true;
+                goto cold;
+        }
+        if (r < 0) {
+                us_log_warn("pod %s: VM template %s: %s: boots cold", pod->vmpod.id, pod->tkey,
+                            us_error_text(e));
+                goto cold;
+        }
+        vmm_template_cache_free(cache);
+        cache = NULL;
+
+        const struct vmm_template_instance inst = {
+                .id = pod->vmpod.id,
+                .state_dir = pod->vmpod.state_dir,
+                .loop = pod->vmpod.loop,
+                .cgroup = pod->vmpod.cgroup,
+                .console_log_max = pod->cold.console_log_max,
+                .memory_fd = pod->tentry.memory_fd,
+                .tap_fd = pod->cold.tap_fd,
+                /* The guest keeps the template's MAC (VMM_TEMPLATE_MAC)
+                 * until UpdateNetwork gives it the pod's: the argv stays
+                 * the template's. */
+                .userns_fd = pod->idmap.userns_fd,
+                .share_dir = sandbox_share_guest_dir(pod->share),
+        };
+        struct vmm_template_vm tv;
+        r = vmm_template_vm_config(&pod->tin, VMM_TEMPLATE_CLONE, &inst, &tv, &e);
+        if (r >= 0)
+                r = vmm_vm_start(&tv.cfg, &pod->vm, &e);
+        if (r >= 0)
+                r = sandbox_agent_open(&pod->agent, pod->vmpod.loop, pod->vm, &e);
+        if (r >= 0)
+                r = vmm_vm_template_restore(pod->vm, pod->tentry.state_fd, pod_restored, pod, &e);
+        if (r < 0) {
+                us_log_warn("pod %s: restoring VM template %s failed (%s): boots cold",
+                            pod->vmpod.id, pod->tkey, us_error_text(e));
+                sandbox_agent_close(&pod->agent);
+                pod->vm = vmm_vm_free(pod->vm); /* QEMU and its sockets */
+                vmm_template_entry_clear(&pod->tentry);
+                goto cold;
+        }
+        pod->restoring = true;
+        pod->restore_pending = true;
+        us_error_free(e);
+        return true;
+cold:
+        us_error_free(e);
+        vmm_template_cache_free(cache);
+        return false;
+}
+
+/* Everything of a new pod up to its VM running (or being restored) and the
+ * agent's ports connected, sized as decided; the agent's side
+ * (create_step) follows. *ret_vmnet: the VM's network for the guest (NULL
+ * without one; caller frees). */
 static int pod_start(const struct shim_backend_env *env, const struct shim_pod_decision *decision,
                      struct sandbox_pod **ret, struct netplumb_vm_net **ret_vmnet,
                      struct us_error **err)
@@ -453,15 +672,7 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
         const struct us_container_config *cfg = &decision->container;
         _cleanup_free_ char *kernel = NULL, *initrd = NULL;
         _cleanup_free_ struct netplumb_vm_net *vmnet = NULL;
-        _cleanup_close_ int tap_fd = -1;
-        int r;
-        if (sb->kernel && sb->initrd) {
-                kernel = strdup(sb->kernel);
-                initrd = strdup(sb->initrd);
-                r = kernel && initrd ? 0 : us_errorf(err, ENOMEM, "allocate pod");
-        } else {
-                r = sandbox_image_find(&kernel, &initrd, err);
-        }
+        int r = sandbox_image_resolve(sb->kernel, sb->initrd, &kernel, &initrd, err);
         /* Before anything of the pod exists: a guest that cannot mount its
          * share would only fail at its first call. */
         bool ninep = sb->shared_fs == POLICY_SHARED_FS_9P;
@@ -476,11 +687,31 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
         pod->process_exited = env->process_exited;
         pod->oom = env->oom;
         pod->ninep = ninep;
+        pod->tentry = (struct vmm_template_entry)VMM_TEMPLATE_ENTRY_INIT;
+        pod->cold.tap_fd = -1;
+        pod->cold.kernel = TAKE_PTR(kernel);
+        pod->cold.initrd = TAKE_PTR(initrd);
+        pod->cold.size = decision->size;
+        pod->cold.accel = sandbox_accel_of(sb);
+        pod->cold.console_log_max = (size_t)sb->console_log_max_bytes;
+        pod->cold.debug = env->debug;
+        pod->template_dir =
+                strdup(sb->template_dir ? sb->template_dir : POLICY_TEMPLATE_DIR_DEFAULT);
+        if (decision->config->path)
+                pod->config_path = strdup(decision->config->path);
         sandbox_idmap_init(&pod->idmap);
+        pod->agent.timeout_ms = sb->agent_timeout_ms;
+        pod->agent.lost = agent_lost;
+        pod->agent.userdata = pod;
+        if (!pod->template_dir || (decision->config->path && !pod->config_path)) {
+                r = us_errorf(err, ENOMEM, "allocate pod");
+                goto fail;
+        }
         r = vmpod_start(&pod->vmpod, POLICY_ISOLATION_SANDBOX, env->loop, env->namespace, cfg->id,
-                        cfg->spec, pod_teardown_cb, pod, &vmnet, &tap_fd, err);
+                        cfg->spec, pod_teardown_cb, pod, &vmnet, &pod->cold.tap_fd, err);
         if (r < 0)
                 goto fail;
+        pod->agent.pod_id = pod->vmpod.id;
         /* The operator's opt-out (sandbox.virtiofsd_unprivileged false):
          * virtiofsd as root over the host's own mounts. 9p has none (the
          * policy refuses it): QEMU never serves files as the host's root. */
@@ -494,57 +725,14 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
                                             (gid_t)pod->idmap.base, err);
         if (r < 0)
                 goto fail;
-
-        char mac[18] = "";
         if (vmnet)
-                vmpod_mac_text(vmnet, mac);
-        const struct vmm_share share = {.tag = GUEST_SHARE_TAG,
-                                        .host_dir = sandbox_share_guest_dir(pod->share)};
-        const struct vmm_vm_config vc = {
-                .id = cfg->id,
-                .state_dir = pod->vmpod.state_dir,
-                .kernel = kernel,
-                .initrd = initrd,
-                .vcpus = decision->size.vcpus,
-                .memory_mib = decision->size.memory_mib,
-                .accel = accel_of(sb),
-                .share_type = ninep ? VMM_SHARE_9P : VMM_SHARE_VIRTIOFS,
-                .shares = &share,
-                .n_shares = 1,
-                .serial_ports = {AGENT_PORT_CALLS, AGENT_PORT_EVENTS},
-                .tap_fd = tap_fd,
-                .mac = vmnet ? mac : NULL,
-                .cgroup = pod->vmpod.cgroup,
-                .loop = pod->vmpod.loop,
-                .console_log_max = (size_t)sb->console_log_max_bytes,
-                /* A uid no other pod's QEMU has (vmpod.h); with 9p the
-                 * pod's range root, as its virtiofsd would be. */
-                .qemu_uid = ninep ? 0 : vmpod_qemu_uid(),
-                .qemu_gid = ninep ? 0 : (gid_t)vmpod_qemu_uid(),
-                .private_root = true,
-                /* virtiofsd, or QEMU serving 9p (the share bound into its
-                 * private root, vmm/jail.h): root of the pod's user
-                 * namespace, host uid idmap.base, the share idmapped into
-                 * it. */
-                .virtiofsd_userns = !ninep && pod->idmap.userns_fd >= 0,
-                .virtiofsd_userns_fd = pod->idmap.userns_fd,
-                .qemu_userns = ninep,
-                .qemu_userns_fd = pod->idmap.userns_fd,
-                /* The guest agent logs at debug level too (to console.log). */
-                .cmdline_extra = env->debug ? "unishim.debug=1" : NULL,
-        };
-        r = vmm_vm_start(&vc, &pod->vm, err);
-        if (r < 0)
-                goto fail;
-        tap_fd = us_close(tap_fd); /* QEMU holds it now */
-        if (vmm_vm_accel(pod->vm) == VMM_ACCEL_TCG && accel_of(sb) == VMM_ACCEL_AUTO)
-                us_log_warn("pod %s: %s", pod->vmpod.id, vmm_vm_accel_reason(pod->vm));
+                vmpod_mac_text(vmnet, pod->cold.mac);
 
-        pod->agent.pod_id = pod->vmpod.id;
-        pod->agent.timeout_ms = sb->agent_timeout_ms;
-        pod->agent.lost = agent_lost;
-        pod->agent.userdata = pod;
-        r = sandbox_agent_open(&pod->agent, pod->vmpod.loop, pod->vm, err);
+        const char *why_not = sandbox_template_why_not(sb, &decision->size, vmnet != NULL);
+        if (why_not && sb->templates)
+                us_log_info("pod %s: no VM template: %s", pod->vmpod.id, why_not);
+        if (why_not || !pod_boot_template(pod, sb))
+                r = pod_boot_cold(pod, err);
         if (r < 0)
                 goto fail;
         *ret = pod;
@@ -554,6 +742,264 @@ fail:
         r = us_error_wrap(err, r, "start sandbox VM");
         pod_free(pod);
         return r;
+}
+
+/* ---- the boot from a template: Restore, or the cold boot after all ---- */
+
+static int send_check(struct create_ctx *ctx, struct us_error **err);
+static int send_step(struct create_ctx *ctx, const char *method, const ProtobufCMessage *req,
+                     struct us_error **err);
+
+/* The clone's first call: fresh randomness and the host's clock
+ * (guest-agent/agent-restore.c), before anything reads them. */
+static int send_restore(struct create_ctx *ctx, struct us_error **err)
+{
+        uint8_t entropy[64];
+        struct timespec ts;
+        if (getrandom(entropy, sizeof(entropy), 0) != (ssize_t)sizeof(entropy))
+                return us_errorf(err, errno ? errno : EIO, "getrandom");
+        clock_gettime(CLOCK_REALTIME, &ts);
+        Unishim__Agent__V1__RestoreRequest req = UNISHIM__AGENT__V1__RESTORE_REQUEST__INIT;
+        req.entropy.data = entropy;
+        req.entropy.len = sizeof(entropy);
+        req.realtime_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        int r = send_step(ctx, "Restore", &req.base, err);
+        explicit_bzero(entropy, sizeof(entropy));
+        return r;
+}
+
+/* The boot's first call, once the create waits for it. */
+static int boot_begin(struct create_ctx *ctx, struct us_error **err)
+{
+        struct sandbox_pod *pod = ctx->t->pod;
+        if (!pod->restoring)
+                return send_check(ctx, err);
+        /* The restore's end (pod_restored) sends Restore, or boots cold. */
+        pod->boot_ctx = ctx;
+        return -EINPROGRESS;
+}
+
+static void pod_restored(struct vmm_vm *vm, int r, const struct us_error *err, void *userdata)
+{
+        (void)vm;
+        struct sandbox_pod *pod = userdata;
+        struct us_error *e = NULL;
+        pod->restore_pending = false;
+        if (r < 0) {
+                pod->rebuild = true;
+                pod_fallback(pod, "%s", err ? us_error_text(err) : strerror(-r));
+                return;
+        }
+        if (!pod->boot_ctx)
+                return; /* the create failed meanwhile: the pod goes */
+        r = send_restore(pod->boot_ctx, &e);
+        if (r != -EINPROGRESS)
+                pod_fallback(pod, "Restore: %s", e ? us_error_text(e) : strerror(-r));
+        us_error_free(e);
+}
+
+static void create_failed(struct create_ctx *ctx, int r, struct us_error **err);
+
+/* The cold boot after a failed restore, from the loop (never inside the
+ * agent's or QEMU's callbacks): nothing of the clone is left (its QEMU and
+ * sockets: vmm_vm_destroy; its calls: cancelled). */
+static void pod_cold_now(struct us_loop_source *src, void *userdata)
+{
+        (void)src;
+        struct sandbox_pod *pod = userdata;
+        struct create_ctx *ctx = pod->boot_ctx;
+        struct us_error *e = NULL;
+        pod->cold_timer = NULL;
+        us_log_warn("pod %s: restoring VM template %s failed (%s): boots cold", pod->vmpod.id,
+                    pod->tkey, pod->cold_why ? pod->cold_why : "?");
+        free(pod->cold_why);
+        pod->cold_why = NULL;
+        /* A call in flight is cancelled: its step sees the pod still
+         * restoring and leaves the create waiting here. */
+        pod->falling_back = true;
+        sandbox_agent_close(&pod->agent);
+        pod->falling_back = false;
+        if (pod->vm) {
+                (void)vmm_vm_destroy(pod->vm, NULL);
+                pod->vm = vmm_vm_free(pod->vm);
+        }
+        vmm_template_entry_clear(&pod->tentry);
+        pod->restoring = pod->restore_pending = pod->restored = false;
+        pod->agent.dead = pod->agent.stopped = false;
+        /* QEMU could not load the entry, which the lookup found sound: it
+         * is removed, and rebuilt once the pod is up. (A clone that failed
+         * later, in the guest, leaves the entry.) */
+        if (pod->rebuild) {
+                struct vmm_template_cache *cache = NULL;
+                pod->rebuild = false;
+                if (vmm_template_cache_open(pod->template_dir, false, NULL, &cache, &e) < 0 ||
+                    vmm_template_remove(cache, pod->tkey, &e) < 0)
+                        us_log_warn("pod %s: remove VM template %s: %s", pod->vmpod.id, pod->tkey,
+                                    us_error_text(e));
+                e = us_error_free(e);
+                vmm_template_cache_free(cache);
+                pod->build_wanted = true;
+        }
+        int r = pod_boot_cold(pod, &e);
+        if (r >= 0 && ctx)
+                r = send_check(ctx, &e);
+        if (r == -EINPROGRESS || !ctx) {
+                if (r < 0 && r != -EINPROGRESS)
+                        us_log_warn("pod %s: %s", pod->vmpod.id, us_error_text(e));
+                us_error_free(e);
+                return;
+        }
+        pod->boot_ctx = NULL;
+        if (r >= 0) /* send_check never answers at once */
+                r = us_error_msg(&e, EIO, "no Check sent");
+        us_error_wrap(&e, r, "start sandbox VM");
+        create_failed(ctx, r, &e);
+}
+
+/* The clone failed before its boot's last step (UpdateNetwork) answered:
+ * the pod boots cold, once (the first reason wins). */
+static void pod_fallback(struct sandbox_pod *pod, const char *fmt, ...)
+{
+        if (!pod->restoring || pod->cold_timer || pod->falling_back || pod->vmpod.torn_down)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(&pod->cold_why, fmt, ap) < 0)
+                pod->cold_why = NULL;
+        va_end(ap);
+        if (us_loop_add_timer(pod->vmpod.loop, 0, pod_cold_now, pod, &pod->cold_timer, NULL) < 0)
+                vmpod_lost(&pod->vmpod, "its VM template failed, and no cold boot could follow");
+}
+
+/* ---- building the template in the background ---- */
+
+/* `unishimctl template build`, beside the shim as installed, else in the
+ * build tree (<build>/shim -> <build>/cri). */
+static char *unishimctl_path(void)
+{
+        char exe[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+        if (n < 0)
+                return NULL;
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (!slash)
+                return NULL;
+        *slash = '\0';
+        static const char *const rel[] = {"unishimctl", "../cri/unishimctl"};
+        for (size_t i = 0; i < US_ELEMENTSOF(rel); i++) {
+                char *p = NULL;
+                if (asprintf(&p, "%s/%s", exe, rel[i]) < 0)
+                        return NULL;
+                if (access(p, X_OK) == 0)
+                        return p;
+                free(p);
+        }
+        return NULL;
+}
+
+/* A pod that missed the template builds it once it is up, in the
+ * background: a child `unishimctl template build` with the operator's
+ * config (so its key is the shim's: sandbox_template_inputs), in the node's
+ * cgroup SANDBOX_TEMPLATE_CGROUP (its QEMU and the holder it leaves are
+ * the node's, never charged to this pod), its stderr in the pod's state
+ * dir for the warning if it fails. The cache's lock makes a second
+ * builder busy (exit 3). The pod's end stops it (pod_teardown). */
+#define SANDBOX_TEMPLATE_CGROUP "/unishim/templates"
+
+static void pod_build_template(struct sandbox_pod *pod)
+{
+        if (!pod->build_wanted || pod->build_pid > 0 || pod->vmpod.torn_down)
+                return;
+        pod->build_wanted = false;
+        struct us_error *e = NULL;
+        _cleanup_free_ char *ctl = unishimctl_path(), *log = NULL;
+        _cleanup_(us_cgroup_free_cleanupp) struct us_cgroup *cg = NULL;
+        if (!ctl) {
+                us_log_warn("pod %s: VM template %s not built: no unishimctl beside the shim",
+                            pod->vmpod.id, pod->tkey);
+                return;
+        }
+        if (us_cgroup_create(NULL, SANDBOX_TEMPLATE_CGROUP, &cg, &e) < 0 ||
+            asprintf(&log, "%s/template-build.log", pod->vmpod.state_dir) < 0) {
+                us_log_warn("pod %s: VM template %s not built: %s", pod->vmpod.id, pod->tkey,
+                            e ? us_error_text(e) : "out of memory");
+                us_error_free(e);
+                return;
+        }
+        _cleanup_close_ int out = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        _cleanup_close_ int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (out < 0 || null < 0) {
+                us_log_warn("pod %s: VM template %s not built: %s: %s", pod->vmpod.id, pod->tkey,
+                            log, strerror(errno));
+                return;
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+                us_log_warn("pod %s: VM template %s not built: fork: %s", pod->vmpod.id, pod->tkey,
+                            strerror(errno));
+                return;
+        }
+        if (pid == 0) {
+                /* Its own session (the pod's signals are not its own), and
+                 * it ends with the shim. */
+                (void)setsid();
+                (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+                if (us_cgroup_enter(cg, getpid(), NULL) < 0)
+                        _exit(126);
+                if (dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(out, 2) < 0)
+                        _exit(126);
+                /* Nothing of the pod's (its tap, the agent's sockets) may
+                 * reach the build, CLOEXEC or not. */
+                if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0)
+                        _exit(126);
+                sigset_t all;
+                sigemptyset(&all);
+                (void)sigprocmask(SIG_SETMASK, &all, NULL);
+                char *argv[] = {ctl, (char *)"template", (char *)"build", NULL, NULL, NULL};
+                if (pod->config_path) {
+                        argv[3] = (char *)"--config";
+                        argv[4] = pod->config_path;
+                }
+                execv(ctl, argv);
+                _exit(127);
+        }
+        pod->build_pid = pid;
+        us_log_info("pod %s: building VM template %s in the background (pid %d, cgroup %s)",
+                    pod->vmpod.id, pod->tkey, (int)pid, SANDBOX_TEMPLATE_CGROUP);
+}
+
+/* The background build ended: its outcome, for the log (a failure is a
+ * warning, never the pod's). */
+static void pod_build_exited(struct sandbox_pod *pod, int ws)
+{
+        pod->build_pid = 0;
+        if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) {
+                us_log_info("pod %s: VM template %s built", pod->vmpod.id, pod->tkey);
+                return;
+        }
+        if (WIFEXITED(ws) && WEXITSTATUS(ws) == 3) {
+                us_log_info("pod %s: VM template %s is being built by another", pod->vmpod.id,
+                            pod->tkey);
+                return;
+        }
+        char buf[1024] = "", path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/template-build.log", pod->vmpod.state_dir);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = 0;
+        if (fd >= 0) {
+                off_t end = lseek(fd, 0, SEEK_END);
+                (void)lseek(fd, end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0,
+                            SEEK_SET);
+                n = read(fd, buf, sizeof(buf) - 1);
+        }
+        for (ssize_t i = 0; i < n; i++)
+                if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+                        buf[i] = ' ';
+        buf[n > 0 ? n : 0] = '\0';
+        us_log_warn("pod %s: building VM template %s failed (%s %d): %s", pod->vmpod.id, pod->tkey,
+                    WIFEXITED(ws) ? "status" : "signal",
+                    WIFEXITED(ws) ? WEXITSTATUS(ws) : WTERMSIG(ws), buf);
 }
 
 /* Stops the VM and removes everything the pod made on the host. Idempotent. */
@@ -569,6 +1015,19 @@ static void pod_teardown(struct sandbox_pod *pod)
                                   sandbox_acall_plain, NULL, NULL, NULL);
         sandbox_agent_close(&pod->agent);
         pod->oom_paused = us_loop_source_remove(pod->oom_paused);
+        pod->cold_timer = us_loop_source_remove(pod->cold_timer);
+        pod->restoring = false;
+        pod->cold.tap_fd = us_close(pod->cold.tap_fd);
+        vmm_template_entry_clear(&pod->tentry);
+        /* A build in progress is abandoned: unishimctl's QEMU dies with it,
+         * the cache's lock goes with its process, and the next build of
+         * the key removes what it left unpublished. */
+        if (pod->build_pid > 0) {
+                (void)kill(pod->build_pid, SIGTERM);
+                us_log_info("pod %s: building VM template %s abandoned: the pod goes",
+                            pod->vmpod.id, pod->tkey);
+                pod->build_pid = 0;
+        }
         if (pod->vm) {
                 /* A guest whose agent is dead gets no orderly quit: its QEMU
                  * may not answer QMP either. */
@@ -597,6 +1056,13 @@ static void pod_free(void *impl)
         pod_teardown(pod);
         pod->vm = vmm_vm_free(pod->vm);
         vmpod_fini(&pod->vmpod);
+        if (pod->tin_set)
+                sandbox_template_inputs_free(&pod->tin);
+        free(pod->cold.kernel);
+        free(pod->cold.initrd);
+        free(pod->cold_why);
+        free(pod->template_dir);
+        free(pod->config_path);
         free(pod);
 }
 
@@ -612,9 +1078,18 @@ static int pod_host_namespaces(void *impl, const char **ret_netns, const char **
 static bool pod_child_exited(void *impl, pid_t pid, int wait_status)
 {
         struct sandbox_pod *pod = impl;
+        if (pod->build_pid > 0 && pid == pod->build_pid) {
+                pod_build_exited(pod, wait_status);
+                return true;
+        }
         if (!pod->vm || !vmm_vm_child_exited(pod->vm, pid, wait_status))
                 return false;
-        if (!vmm_vm_running(pod->vm))
+        if (!vmm_vm_running(pod->vm) && pod->restoring) {
+                /* A clone's QEMU: the restore's end says why (QEMU's own
+                 * words), else this; either way the pod boots cold. */
+                if (!pod->restore_pending)
+                        pod_fallback(pod, "QEMU exited (wait status %d)", wait_status);
+        } else if (!vmm_vm_running(pod->vm))
                 pod_vm_gone(pod);
         else /* a virtiofsd: every file of the guest's containers is gone */
                 vmpod_lost(&pod->vmpod, "its virtiofsd exited");
@@ -859,7 +1334,7 @@ static int sandbox_create(const struct shim_backend_env *env, void *task_cookie,
         /* The guest's answers come later: the pod's boot for a new pod,
          * then the container's create. */
         if (r >= 0)
-                r = ctx->started_pod ? send_check(ctx, err) : vm_task ? 0 : send_create(ctx, err);
+                r = ctx->started_pod ? boot_begin(ctx, err) : vm_task ? 0 : send_create(ctx, err);
         if (r == -EINPROGRESS) {
                 t->spec = cfg->spec; /* ours now, as the contract says */
                 return r;
@@ -904,6 +1379,9 @@ static int container_acall(struct sandbox_task *t, const char *method,
 static int sandbox_start(void *impl, struct shim_op *op, struct us_error **err)
 {
         struct sandbox_task *t = impl;
+        /* The pod is up: a template it missed is built now, never before
+         * its RunPodSandbox is answered. */
+        pod_build_template(t->pod);
         if (t->is_vm)
                 return 0; /* the VM runs since create */
         return container_acall(t, "StartContainer", NULL, sandbox_acall_plain, op, NULL, err);

@@ -56,6 +56,19 @@ int sandbox_image_find(char **ret_kernel, char **ret_initrd, struct us_error **e
                             installed, built, env_dir ? " or " : "", env_dir ? env_dir : "");
 }
 
+int sandbox_image_resolve(const char *kernel, const char *initrd, char **ret_kernel,
+                          char **ret_initrd, struct us_error **err)
+{
+        if (!kernel || !initrd)
+                return sandbox_image_find(ret_kernel, ret_initrd, err);
+        _cleanup_free_ char *k = strdup(kernel), *i = strdup(initrd);
+        if (!k || !i)
+                return us_errorf(err, ENOMEM, "guest image path");
+        *ret_kernel = TAKE_PTR(k);
+        *ret_initrd = TAKE_PTR(i);
+        return 0;
+}
+
 /* True if the config sets name (CONFIG_...) to y or m: a line "name=y" or
  * "name=m" of its own. */
 static bool config_enabled(const char *config, size_t len, const char *name)

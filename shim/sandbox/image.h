@@ -21,6 +21,12 @@
  * are absolute, resolved paths the caller frees. */
 int sandbox_image_find(char **ret_kernel, char **ret_initrd, struct us_error **err);
 
+/* The operator's kernel and initrd (sandbox.kernel, sandbox.initrd) when
+ * both are set, copied as given, else sandbox_image_find's. The one
+ * lookup of the guest image, for the shim and unishimctl alike. */
+int sandbox_image_resolve(const char *kernel, const char *initrd, char **ret_kernel,
+                          char **ret_initrd, struct us_error **err);
+
 /* Whether a kernel .config text (len bytes, not NUL-terminated) has what a
  * 9p share needs in the guest: the 9p filesystem and its virtio transport,
  * built in or as modules (CONFIG_9P_FS, CONFIG_NET_9P_VIRTIO; the image

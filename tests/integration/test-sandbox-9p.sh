@@ -32,34 +32,12 @@ set -euo pipefail
 IT_CRI=1
 command -v qemu-system-x86_64 >/dev/null || it_skip "qemu-system-x86_64 missing (apt package qemu-system-x86)"
 
-# has_9p DIR: the image in DIR has a kernel with 9p (its kernel-config).
-has_9p() {
-        grep -qE '^CONFIG_9P_FS=[ym]$' "$1/kernel-config" 2>/dev/null &&
-                grep -qE '^CONFIG_NET_9P_VIRTIO=[ym]$' "$1/kernel-config" 2>/dev/null
-}
-# The image with 9p: UNISHIM_GUEST_DIR if it is one, else the build's
-# generic image, built now if missing (a Debian kernel .deb through apt).
-GEN=
-if [ -n "${UNISHIM_GUEST_DIR:-}" ] && has_9p "$UNISHIM_GUEST_DIR"; then
-        GEN=$UNISHIM_GUEST_DIR
-else
-        GEN=$UNISHIM_BUILD_DIR/vmm/guest-image/generic
-        if [ ! -f "$GEN/vmlinux" ] || [ ! -f "$GEN/initramfs.cpio" ]; then
-                t0=$(date +%s.%N)
-                if ! cmake --build "$UNISHIM_BUILD_DIR" --target guest-image-generic >"$UNISHIM_BUILD_DIR/guest-image-generic.log" 2>&1; then
-                        echo "FAIL: the generic guest image could not be built (log $UNISHIM_BUILD_DIR/guest-image-generic.log):"
-                        tail -n 20 "$UNISHIM_BUILD_DIR/guest-image-generic.log"
-                        exit 1
-                fi
-                echo "# built the generic guest image in $(echo "$(date +%s.%N) - $t0" | bc | cut -c1-6) s ($GEN)"
-        fi
-fi
-has_9p "$GEN" || { echo "FAIL: the image in $GEN has no 9p (its kernel-config)"; exit 1; }
+sandbox_9p_image
 # An image without 9p for the refusal: the build's default (cloud) image,
 # or its cloud/ beside a minimal default.
 NO9P=
 for d in "$UNISHIM_BUILD_DIR/vmm/guest-image" "$UNISHIM_BUILD_DIR/vmm/guest-image/cloud"; do
-        if [ -f "$d/vmlinux" ] && [ -f "$d/kernel-config" ] && ! has_9p "$d"; then
+        if [ -f "$d/vmlinux" ] && [ -f "$d/kernel-config" ] && ! image_has_9p "$d"; then
                 NO9P=$d
                 break
         fi

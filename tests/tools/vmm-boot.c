@@ -260,7 +260,7 @@ int main(int argc, char **argv)
         const char *expect_console = NULL, *expect_agent = NULL;
         const char *template_dir = NULL, *ready_cmd = NULL, *wait_file = NULL;
         const char *template_cache = NULL;
-        _cleanup_close_ int state_fd = -1, memory_fd = -1, tap_fd = -1;
+        _cleanup_close_ int state_fd = -1, memory_fd = -1, tap_fd = -1, userns_fd = -1;
         struct vmm_template_vm tv;
         struct vmm_template_entry entry = VMM_TEMPLATE_ENTRY_INIT;
         _cleanup_free_ char *host_id = NULL, *share_dir = NULL;
@@ -477,6 +477,8 @@ int main(int argc, char **argv)
                         FAIL("share dir: %s", strerror(errno));
                 if (vmm_template_tap_open(&tap_fd, &err) < 0)
                         FAIL("tap: %s", us_error_text(err));
+                if (vmm_template_userns_open(&userns_fd, &err) < 0)
+                        FAIL("user namespace: %s", us_error_text(err));
                 const struct vmm_template_instance inst = {
                         .id = cfg.id,
                         .state_dir = cfg.state_dir,
@@ -484,6 +486,7 @@ int main(int argc, char **argv)
                         .console_log_max = cfg.console_log_max,
                         .memory_fd = entry.memory_fd,
                         .tap_fd = tap_fd,
+                        .userns_fd = userns_fd,
                         .share_dir = share_dir,
                 };
                 if (vmm_template_vm_config(&in, VMM_TEMPLATE_CLONE, &inst, &tv, &err) < 0)

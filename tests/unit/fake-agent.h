@@ -85,6 +85,9 @@ struct fake_call {
         size_t len;                 /* payload bytes */
         size_t data_len;            /* WriteStdin: the bytes to write */
         char storage[256];          /* AddStorage: "fstype source mount_point opt,opt" */
+        char device_mac[32];        /* UpdateNetwork: its interface's device_mac */
+        size_t entropy_len;         /* Restore: the host's bytes */
+        int64_t realtime_ns;        /* Restore: the host's clock */
         struct us_ttrpc_call *held; /* FAKE_HOLD: not answered yet */
 };
 
@@ -271,6 +274,24 @@ static inline void fake_method(struct us_ttrpc_call *call, const uint8_t *payloa
                 if (a)
                         unishim__agent__v1__add_storage_request__free_unpacked(a, NULL);
         }
+        if (strcmp(method, "UpdateNetwork") == 0) {
+                Unishim__Agent__V1__UpdateNetworkRequest *u =
+                        unishim__agent__v1__update_network_request__unpack(NULL, len, payload);
+                if (u && u->n_interfaces > 0 && u->interfaces[0]->device_mac)
+                        snprintf(c->device_mac, sizeof(c->device_mac), "%s",
+                                 u->interfaces[0]->device_mac);
+                if (u)
+                        unishim__agent__v1__update_network_request__free_unpacked(u, NULL);
+        }
+        if (strcmp(method, "Restore") == 0) {
+                Unishim__Agent__V1__RestoreRequest *rq =
+                        unishim__agent__v1__restore_request__unpack(NULL, len, payload);
+                if (rq) {
+                        c->entropy_len = rq->entropy.len;
+                        c->realtime_ns = rq->realtime_ns;
+                        unishim__agent__v1__restore_request__free_unpacked(rq, NULL);
+                }
+        }
         c->held = call;
         const struct fake_rule *r = fake_rule_of(f, method);
         enum fake_mode mode = r ? r->mode : FAKE_ANSWER;
@@ -321,6 +342,7 @@ static const char *const fake_methods[] = {
         "RemoveContainer", "PauseContainer", "ResumeContainer", "UpdateContainer", "StatsContainer",
         "ListPids",        "ExecProcess",    "SignalProcess",   "WaitProcess",     "ReadStream",
         "WriteStdin",      "CloseStdin",     "ResizePty",       "GetOOMEvent",     "Shutdown",
+        "Restore",
 };
 
 /* A fake agent on loop; its shim ends wait in shim_agent_fd and

@@ -91,6 +91,8 @@ static struct bx *bx_new(unsigned timeout_ms)
         pod->process_exited = ev_exited;
         pod->oom = ev_oom;
         sandbox_idmap_init(&pod->idmap);
+        pod->cold.tap_fd = -1;
+        pod->tentry = (struct vmm_template_entry)VMM_TEMPLATE_ENTRY_INIT;
         pod->vmpod.loop = b->loop;
         pod->vmpod.id = strdup("pod-1");
         pod->vmpod.hostname = strdup("pod-host");
@@ -461,6 +463,92 @@ static void boot_step_fails(void **state)
                 if (!strstr(op.msg, want))
                         fail_msg("%s: \"%s\"", steps[i], op.msg);
                 assert_null(op.impl);
+                assert_null(b->pod_slot);
+                bx_free(b);
+        }
+}
+
+/* The pod's VM task as a clone of the template being restored: its
+ * create waits for the restore's end (pod_restored). */
+static struct create_ctx *clone_boot(struct bx *b, struct task_events *ev, struct fake_op *op)
+{
+        struct sandbox_pod *pod = pod_of(b);
+        struct create_ctx *ctx = task_new(b, "pod-1", true, true, ev, op);
+        ctx->vmnet = calloc(1, sizeof(*ctx->vmnet));
+        assert_non_null(ctx->vmnet);
+        memcpy(ctx->vmnet->mac, "\x0a\x58\x0a\x01\x02\x03", 6);
+        ctx->vmnet->mtu = 1500;
+        pod->restoring = true;
+        pod->restore_pending = true;
+        assert_int_equal(boot_begin(ctx, NULL), -EINPROGRESS);
+        assert_ptr_equal(pod->boot_ctx, ctx);
+        assert_int_equal(b->fake->n_calls, 0); /* nothing before the restore's end */
+        return ctx;
+}
+
+/* A clone of the template: Restore first (host entropy and clock), then
+ * the usual boot, AddStorage naming the template's 9p tag and
+ * UpdateNetwork the template's MAC as device_mac. */
+static void restore_boot(void **state)
+{
+        (void)state;
+        struct bx *b = bx_new(10000);
+        struct sandbox_pod *pod = pod_of(b);
+        struct task_events ev = {0};
+        struct fake_op op;
+        clone_boot(b, &ev, &op);
+        pod->ninep = true;
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        pod_restored(NULL, 0, NULL, pod);
+        wait_op(b, &op);
+        if (op.r != 0)
+                fail_msg("restored boot: %s", op.msg);
+        static const char *const order[] = {"Restore", "Check", "AddStorage", "UpdateNetwork"};
+        for (size_t i = 0; i < 4; i++)
+                assert_string_equal(b->fake->calls[i].method, order[i]);
+        const struct fake_call *r = fake_call_of(b->fake, "Restore", 0);
+        assert_true(r->entropy_len >= 32 && r->entropy_len <= 512);
+        assert_true(r->realtime_ns / 1000000000 >= now.tv_sec - 1);
+        assert_non_null(strstr(fake_call_of(b->fake, "AddStorage", 0)->storage,
+                               "9p " VMM_TEMPLATE_SHARE_TAG " "));
+        assert_string_equal(fake_call_of(b->fake, "UpdateNetwork", 0)->device_mac,
+                            VMM_TEMPLATE_MAC);
+        assert_false(pod->restoring);
+        assert_true(pod->restored);
+        assert_null(pod->boot_ctx);
+        bx_free(b);
+}
+
+/* A clone whose agent refuses Restore, or a later step of its boot, or
+ * whose restore QEMU could not do: not the pod's failure but its cold
+ * boot, which here, without a QEMU, fails on its own: the create's error
+ * is the cold boot's, never the clone's. */
+static void clone_fails_boots_cold(void **state)
+{
+        (void)state;
+        static const char *const steps[] = {"Restore", "Check", "AddStorage", "UpdateNetwork",
+                                            NULL};
+        for (size_t i = 0; i < US_ELEMENTSOF(steps); i++) {
+                struct bx *b = bx_new(10000);
+                struct task_events ev = {0};
+                struct fake_op op;
+                if (steps[i])
+                        fake_set(b->fake, steps[i], FAKE_FAIL, US_GRPC_INTERNAL);
+                clone_boot(b, &ev, &op);
+                struct us_error *qerr = NULL;
+                if (steps[i]) {
+                        pod_restored(NULL, 0, NULL, pod_of(b));
+                } else { /* the load failed: QEMU's words */
+                        us_error_msg(&qerr, EINVAL, "load of migration failed");
+                        pod_restored(NULL, -EINVAL, qerr, pod_of(b));
+                        us_error_free(qerr);
+                }
+                wait_op(b, &op);
+                assert_int_equal(b->fake->n_calls, steps[i] ? i + 1 : 0);
+                assert_int_not_equal(op.r, 0);
+                if (!strstr(op.msg, "has no share") || (steps[i] && strstr(op.msg, steps[i])))
+                        fail_msg("%s: \"%s\"", steps[i] ? steps[i] : "load", op.msg);
                 assert_null(b->pod_slot);
                 bx_free(b);
         }
@@ -936,6 +1024,8 @@ int main(void)
                 cmocka_unit_test(oom_flood),
                 cmocka_unit_test(oom_error_answers),
                 cmocka_unit_test(boot_step_fails),
+                cmocka_unit_test(restore_boot),
+                cmocka_unit_test(clone_fails_boots_cold),
                 cmocka_unit_test(create_fails),
                 cmocka_unit_test(exec_fails),
                 cmocka_unit_test(kill_gone),

@@ -274,11 +274,13 @@ static void vm_config_layout(void **state)
                                                 .state_dir = "/run/t",
                                                 .memory_fd = 20,
                                                 .tap_fd = 21,
+                                                .userns_fd = 22,
                                                 .share_dir = "/var/empty-share"};
         const struct vmm_template_instance b = {.id = "t",
                                                 .state_dir = "/run/pod",
                                                 .memory_fd = 20,
                                                 .tap_fd = 21,
+                                                .userns_fd = 23,
                                                 .share_dir = "/run/pod/share"};
 
         assert_int_equal(vmm_template_vm_config(&f->in, VMM_TEMPLATE_SOURCE, &a, &src, &err), 0);
@@ -295,8 +297,11 @@ static void vm_config_layout(void **state)
                                     "virtio-9p-device,fsdev=fs0,mount_tag=" VMM_TEMPLATE_SHARE_TAG);
                 assert_string_equal(opt_value(v, "-netdev", "tap"), "tap,id=net0,fd=21");
                 assert_string_equal(opt_value(v, "-device", "virtio-net"),
-                                    "virtio-net-device,netdev=net0");
+                                    "virtio-net-device,netdev=net0,mac=" VMM_TEMPLATE_MAC);
                 assert_string_equal(opt_value(v, "-device", "virtio-rng"), "virtio-rng-device");
+                /* Both as root of a user namespace: 9p the same way. */
+                assert_non_null(strstr(opt_value(v, "-fsdev", "local,id=fs0,"),
+                                       "security_model=passthrough,multidevs=remap"));
                 assert_null(opt_value(v, "-device", "virtio-balloon"));
                 assert_null(opt_value(v, "-device", "vhost-user-fs"));
                 assert_string_equal(opt_value(v, "-kernel", ""), "/boot/kernel");
@@ -331,6 +336,11 @@ static void vm_config_layout(void **state)
         err = us_error_free(err);
         bad = a;
         bad.tap_fd = -1;
+        assert_int_equal(vmm_template_vm_config(&f->in, VMM_TEMPLATE_SOURCE, &bad, &src, &err),
+                         -EINVAL);
+        err = us_error_free(err);
+        bad = a;
+        bad.userns_fd = -1;
         assert_int_equal(vmm_template_vm_config(&f->in, VMM_TEMPLATE_SOURCE, &bad, &src, &err),
                          -EINVAL);
         err = us_error_free(err);

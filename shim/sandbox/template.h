@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * Sandbox pods started from a VM template (docs/vmm.md "VM templates"):
+ * when a pod may use one, and the inputs (the cache key's) of the node's
+ * template. `unishimctl template build` computes its inputs with the same
+ * function, so the shim's key and the CLI's can never differ.
+ */
+
+#include <stdbool.h>
+
+#include "base/error.h"
+#include "policy/policy.h"
+#include "vmm/template.h"
+
+/* The operator's sandbox.accel as the VM code takes it. */
+enum vmm_accel sandbox_accel_of(const struct policy_sandbox_config *sb);
+
+/* Why a pod of this size, with or without a network, boots cold although
+ * the config may allow templates: NULL when it starts from the template
+ * (sandbox.templates on, shared_fs 9p, a network, the config's default
+ * size, which the template is built for), else the reason, for the log.
+ * Pure. */
+const char *sandbox_template_why_not(const struct policy_sandbox_config *sb,
+                                     const struct policy_vm_size *size, bool has_network);
+
+/* The inputs of the node's template for this config: its default size
+ * (sandbox.vcpus, sandbox.memory_mib), the accelerator as decided for this
+ * host, the guest image (sandbox.kernel/initrd, else sandbox_image_find),
+ * the agent's ports, the host's TSC under TCG and its identity. No
+ * cmdline_extra: the shim's debug flag must not split the key. The
+ * strings are the inputs' own: sandbox_template_inputs_free. Returns 0,
+ * or a negative errno with err. */
+int sandbox_template_inputs(const struct policy_sandbox_config *sb, struct vmm_template_inputs *in,
+                            struct us_error **err);
+void sandbox_template_inputs_free(struct vmm_template_inputs *in);
