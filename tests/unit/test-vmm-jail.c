@@ -344,8 +344,9 @@ static void later_mounts_reach_the_share(void **state)
                 char c;
                 if (vmm_jail_enter(tree, f->dir) != 0)
                         _exit(100);
-                /* In: the container is not there yet. */
-                if (write(done[1], "i", 1) != 1 || exists("/share/0/ctr/file"))
+                /* In: the container is not there yet (looked at before the
+                 * parent is told to add it). */
+                if (exists("/share/0/ctr/file") || write(done[1], "i", 1) != 1)
                         _exit(101);
                 if (read(go[0], &c, 1) != 1)
                         _exit(102);
