@@ -20,6 +20,7 @@
 #include "base/cleanup.h"
 #include "base/fs-util.h"
 #include "base/loop.h"
+#include "cgroup/cgroup.h"
 #include "policy/policy.h"
 #include "shim/sandbox/template.h"
 #include "ttrpc/ttrpc.h"
@@ -292,7 +293,15 @@ int unishimctl_template(int argc, char **argv)
         const char *dir =
                 cfg->sandbox.template_dir ? cfg->sandbox.template_dir : POLICY_TEMPLATE_DIR_DEFAULT;
         struct vmm_template_cache *c = NULL;
-        r = vmm_template_cache_open(dir, strcmp(sub, "build") == 0, NULL, &c, &err);
+        /* A build's QEMU and holder in the node's template cgroup, not in
+         * the caller's (a login session's ends with it). */
+        _cleanup_(us_cgroup_free_cleanupp) struct us_cgroup *cg = NULL;
+        if (strcmp(sub, "build") == 0 &&
+            (r = us_cgroup_create(NULL, SANDBOX_TEMPLATE_CGROUP, &cg, &err)) < 0) {
+                policy_config_free(cfg);
+                return fail_err(sub, err, r);
+        }
+        r = vmm_template_cache_open(dir, strcmp(sub, "build") == 0, cg, &c, &err);
         if (r == -ENOENT && strcmp(sub, "build") != 0) {
                 /* No cache: nothing to list or remove. */
                 us_error_free(err);

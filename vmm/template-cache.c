@@ -383,8 +383,8 @@ static __attribute__((noreturn)) void holder_main(void)
 static __attribute__((noreturn)) void holder_child(int memfd, int lfd, int ifd, int ready,
                                                    int sfile, int go)
 {
-        int want[5] = {memfd, lfd, ifd, ready, sfile};
-        int moved[5];
+        int want[6] = {memfd, lfd, ifd, ready, sfile, go};
+        int moved[6];
         sigset_t none;
         char c;
 
@@ -392,26 +392,31 @@ static __attribute__((noreturn)) void holder_child(int memfd, int lfd, int ifd, 
                 (void)signal(s, SIG_DFL);
         sigemptyset(&none);
         (void)sigprocmask(SIG_SETMASK, &none, NULL);
+        /* Out of the way of 3..8 first, then into place, and nothing of the
+         * builder's kept before the wait below: not its lock (an OFD lock
+         * lives as long as any fd of it), not go's write end (a builder
+         * that dies before it says go must give this read EOF, or the
+         * holder would wait forever with the lock and the RAM). */
+        for (int i = 0; i < 6; i++)
+                if ((moved[i] = fcntl(want[i], F_DUPFD, 64)) < 0)
+                        _exit(1);
+        for (int i = 0; i < 6; i++)
+                if (dup2(moved[i], 3 + i) < 0)
+                        _exit(1);
+        if (syscall(SYS_close_range, 9U, ~0U, 0U) < 0)
+                _exit(1);
         /* In its cgroup before it does anything. */
         ssize_t got;
-        while ((got = read(go, &c, 1)) < 0 && errno == EINTR)
+        while ((got = read(8, &c, 1)) < 0 && errno == EINTR)
                 ;
         if (got != 1)
                 _exit(1);
-        /* Out of the way of 3..7 first, then into place. */
-        for (int i = 0; i < 5; i++)
-                if ((moved[i] = fcntl(want[i], F_DUPFD, 64)) < 0)
-                        _exit(1);
-        for (int i = 0; i < 5; i++)
-                if (dup2(moved[i], 3 + i) < 0)
-                        _exit(1);
+        close(8);
         int devnull = open("/dev/null", O_RDWR);
         if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0)
                 _exit(1);
-        /* Nothing of the builder's: not its lock (an OFD lock lives as long
-         * as any fd of it), not a pod's socket. */
-        if (syscall(SYS_close_range, 8U, ~0U, 0U) < 0)
-                _exit(1);
+        if (devnull > 2)
+                close(devnull);
         if (chdir("/") < 0)
                 _exit(1);
         (void)prctl(PR_SET_NAME, "unishim-tmpl", 0, 0, 0);
@@ -534,6 +539,8 @@ static int holder_start(struct vmm_template_build *b, pid_t *ret_pid, int *ret_p
         pidfd = pidfd_open_(holder);
         if (pidfd < 0) {
                 r = us_errorf(err, errno, "pidfd of the holder %d", (int)holder);
+                /* Waiting for go, so its pid is not free for reuse yet. */
+                (void)kill(holder, SIGKILL);
                 goto out;
         }
         r = 0;
@@ -1213,8 +1220,10 @@ static int write_file(const char *path, const char *text)
         return write(fd, text, n) == (ssize_t)n ? 0 : -errno;
 }
 
-int vmm_template_userns_open(int *ret_fd, struct us_error **err)
+int vmm_template_userns_open(int *ret_fd, uid_t *ret_uid, struct us_error **err)
 {
+        const uid_t uid = VMM_TEMPLATE_UID_BASE + (uid_t)getpid();
+        char map[32];
         int go[2], ready[2];
         if (pipe2(go, O_CLOEXEC) < 0)
                 return us_errorf(err, errno, "pipe");
@@ -1251,14 +1260,15 @@ int vmm_template_userns_open(int *ret_fd, struct us_error **err)
         if (poll(&p, 1, TAP_CHILD_TIMEOUT_MS) <= 0 || read(ready[0], &x, 1) != 1 || x != 'k') {
                 r = us_error_msg(err, EIO, "template user namespace: the child failed");
         } else {
-                /* Root only, mapped to the host's root: QEMU's capabilities
-                 * are then the namespace's (none over the host), its files
-                 * root's as the builder's are. */
+                /* Root only, mapped to an unprivileged host id: QEMU's
+                 * capabilities are the namespace's (none over the host)
+                 * and it owns no host file but what it is given. */
+                snprintf(map, sizeof(map), "0 %u 1", (unsigned)uid);
                 snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
-                r = write_file(path, "0 0 1");
+                r = write_file(path, map);
                 snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
                 if (r >= 0)
-                        r = write_file(path, "0 0 1");
+                        r = write_file(path, map);
                 snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
                 if (r >= 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
                         r = -errno;
@@ -1282,6 +1292,7 @@ int vmm_template_userns_open(int *ret_fd, struct us_error **err)
                 return r;
         }
         *ret_fd = fd;
+        *ret_uid = uid;
         return 0;
 }
 
@@ -1335,6 +1346,7 @@ int vmm_template_build(struct vmm_template_cache *c, const struct vmm_template_i
         int64_t t0 = now_ms(), t_start = 0, t_ready = 0, t_saved = 0;
         uint64_t state_bytes = 0;
         pid_t holder = -1;
+        uid_t qemu_uid = 0;
         char id[32];
         struct stat st;
         int r;
@@ -1345,13 +1357,22 @@ int vmm_template_build(struct vmm_template_cache *c, const struct vmm_template_i
         if (r < 0)
                 return r;
         if ((r = vmm_template_tap_open(&tap, err)) < 0 ||
-            (r = vmm_template_userns_open(&userns, err)) < 0 || (r = us_loop_new(&loop, err)) < 0)
+            (r = vmm_template_userns_open(&userns, &qemu_uid, err)) < 0 ||
+            (r = us_loop_new(&loop, err)) < 0)
                 goto out;
+        /* The 9p export root, opened by QEMU as the namespace's root. */
+        if (fchownat(b->tmp_fd, SHARE_NAME, qemu_uid, (gid_t)qemu_uid, AT_SYMLINK_NOFOLLOW) < 0) {
+                r = us_errorf(err, errno, "chown %s", b->share_dir);
+                goto out;
+        }
         snprintf(id, sizeof(id), "template-%.12s", b->key);
         inst = (struct vmm_template_instance){
                 .id = id,
                 .state_dir = state_dir,
                 .loop = loop,
+                /* The holder's cgroup: the template's memory is charged
+                 * where its RAM will be kept. */
+                .cgroup = c->holder_cgroup,
                 .memory_fd = b->memory_fd,
                 .tap_fd = tap,
                 .userns_fd = userns,

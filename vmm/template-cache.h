@@ -148,7 +148,9 @@ struct vmm_template_build_result {
 /* The whole build, synchronously (for `unishimctl template build`; the shim
  * drives the steps above on its loop): begin, a tap in a throwaway network
  * namespace, the template booted with `state_dir` (an existing private
- * directory for QEMU's sockets and logs) on its own event loop, `ready`,
+ * directory for QEMU's sockets and logs) on its own event loop, as
+ * VMM_TEMPLATE_UID_BASE + the caller's pid (vmm_template_userns_open), in
+ * the cache's holder cgroup (when it has one), `ready`,
  * the save, QEMU's quit, publish. The caller must be root (the private
  * root, the namespace). Returns 0 and *ret, VMM_TEMPLATE_BUSY, or a
  * negative errno with err (the build is abandoned: nothing is left). */
@@ -189,9 +191,19 @@ int vmm_template_remove(struct vmm_template_cache *c, const char *key, struct us
  * depends on. Returns 0 and *ret_fd (O_CLOEXEC, the caller's). */
 int vmm_template_tap_open(int *ret_fd, struct us_error **err);
 
+/* A template's QEMU is host uid and gid VMM_TEMPLATE_UID_BASE + the
+ * builder's pid: one a live builder alone has (pids are below 2^22), below
+ * the pods' QEMU uids (VMPOD_QEMU_UID_BASE, 0x60000000) and their uid
+ * ranges, owning nothing on the host but the template's empty share. Not
+ * host root: a QEMU that the template's guest took over must not own
+ * root's files (the jail's /dev binds) nor signal root's processes. */
+#define VMM_TEMPLATE_UID_BASE 0x5f000000u
+
 /* A user namespace for a template's QEMU (vmm_template_instance.userns_fd):
- * its root is the host's root and no other uid is mapped, so QEMU runs as
- * a clone's does (root of a user namespace, 9p with passthrough) without a
- * pod's uid range. Forks a short-lived child. Returns 0 and *ret_fd (the
- * namespace's fd, O_CLOEXEC, above stdio, the caller's). */
-int vmm_template_userns_open(int *ret_fd, struct us_error **err);
+ * its root is host uid and gid *ret_uid (VMM_TEMPLATE_UID_BASE + the
+ * caller's pid) and no other id is mapped, so QEMU runs as a clone's does
+ * (root of a user namespace, 9p with passthrough) without a pod's uid
+ * range and without being the host's root. Forks a short-lived child.
+ * Returns 0, *ret_fd (the namespace's fd, O_CLOEXEC, above stdio, the
+ * caller's) and *ret_uid. */
+int vmm_template_userns_open(int *ret_fd, uid_t *ret_uid, struct us_error **err);

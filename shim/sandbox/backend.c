@@ -320,9 +320,17 @@ static void create_step(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
         struct sandbox_pod *pod = ctx->t->pod;
         if (r >= 0 && strcmp(c->method, "Restore") == 0 && pod->restoring) {
                 const Unishim__Agent__V1__RestoreResponse *rr = (const void *)resp;
+                /* The guest's words: printable only, a uuid's length. */
+                char boot_id[37] = "?";
+                if (rr && rr->boot_id && rr->boot_id[0]) {
+                        snprintf(boot_id, sizeof(boot_id), "%s", rr->boot_id);
+                        for (char *b = boot_id; *b; b++)
+                                if ((unsigned char)*b < 0x20 || (unsigned char)*b >= 0x7f)
+                                        *b = '?';
+                }
                 pod->restored = true;
-                us_log_info("pod %s: restored from VM template %.12s (boot_id %.36s)",
-                            pod->vmpod.id, pod->tkey, rr && rr->boot_id ? rr->boot_id : "?");
+                us_log_info("pod %s: restored from VM template %.12s (boot_id %s)", pod->vmpod.id,
+                            pod->tkey, boot_id);
         }
         if (r >= 0) {
                 if (strcmp(c->method, "Restore") == 0) {
@@ -602,13 +610,12 @@ static bool pod_boot_template(struct sandbox_pod *pod, const struct policy_sandb
                 goto cold;
         }
         if (r == VMM_TEMPLATE_BROKEN) {
+                /* Not removed here (a removal waits for the holder to end,
+                 * and races a build that is publishing): the build once
+                 * the pod is up replaces it, under the key's lock. */
                 us_log_warn("pod %s: VM template %s is broken (%s): boots cold, and rebuilds it "
                             "once up",
                             pod->vmpod.id, pod->tkey, us_error_text(e));
-                e = us_error_free(e);
-                if (vmm_template_remove(cache, pod->tkey, &e) < 0)
-                        us_log_warn("pod %s: remove VM template %s: %s", pod->vmpod.id, pod->tkey,
-                                    us_error_text(e));
                 pod->build_wanted = true;
                 goto cold;
         }
@@ -827,17 +834,12 @@ static void pod_cold_now(struct us_loop_source *src, void *userdata)
         pod->restoring = pod->restore_pending = pod->restored = false;
         pod->agent.dead = pod->agent.stopped = false;
         /* QEMU could not load the entry, which the lookup found sound: it
-         * is removed, and rebuilt once the pod is up. (A clone that failed
-         * later, in the guest, leaves the entry.) */
+         * is rebuilt once the pod is up, and the build's publish replaces
+         * it under the key's lock (never removed from here: that would
+         * wait for its holder on the loop and race a publish). A clone
+         * that failed later, in the guest, leaves the entry. */
         if (pod->rebuild) {
-                struct vmm_template_cache *cache = NULL;
                 pod->rebuild = false;
-                if (vmm_template_cache_open(pod->template_dir, false, NULL, &cache, &e) < 0 ||
-                    vmm_template_remove(cache, pod->tkey, &e) < 0)
-                        us_log_warn("pod %s: remove VM template %s: %s", pod->vmpod.id, pod->tkey,
-                                    us_error_text(e));
-                e = us_error_free(e);
-                vmm_template_cache_free(cache);
                 pod->build_wanted = true;
         }
         int r = pod_boot_cold(pod, &e);
@@ -905,7 +907,6 @@ static char *unishimctl_path(void)
  * the node's, never charged to this pod), its stderr in the pod's state
  * dir for the warning if it fails. The cache's lock makes a second
  * builder busy (exit 3). The pod's end stops it (pod_teardown). */
-#define SANDBOX_TEMPLATE_CGROUP "/unishim/templates"
 
 static void pod_build_template(struct sandbox_pod *pod)
 {
@@ -927,13 +928,15 @@ static void pod_build_template(struct sandbox_pod *pod)
                 us_error_free(e);
                 return;
         }
-        _cleanup_close_ int out = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        _cleanup_close_ int out =
+                open(log, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
         _cleanup_close_ int null = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (out < 0 || null < 0) {
                 us_log_warn("pod %s: VM template %s not built: %s: %s", pod->vmpod.id, pod->tkey,
                             log, strerror(errno));
                 return;
         }
+        pid_t shim = getpid();
         pid_t pid = fork();
         if (pid < 0) {
                 us_log_warn("pod %s: VM template %s not built: fork: %s", pod->vmpod.id, pod->tkey,
@@ -942,9 +945,11 @@ static void pod_build_template(struct sandbox_pod *pod)
         }
         if (pid == 0) {
                 /* Its own session (the pod's signals are not its own), and
-                 * it ends with the shim. */
+                 * it ends with the shim (one that died before the prctl
+                 * would not signal). */
                 (void)setsid();
-                (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+                if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != shim)
+                        _exit(126);
                 if (us_cgroup_enter(cg, getpid(), NULL) < 0)
                         _exit(126);
                 if (dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(out, 2) < 0)
@@ -985,7 +990,7 @@ static void pod_build_exited(struct sandbox_pod *pod, int ws)
         }
         char buf[1024] = "", path[PATH_MAX];
         snprintf(path, sizeof(path), "%s/template-build.log", pod->vmpod.state_dir);
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         ssize_t n = 0;
         if (fd >= 0) {
                 off_t end = lseek(fd, 0, SEEK_END);

@@ -17,6 +17,11 @@
 /* The operator's sandbox.accel as the VM code takes it. */
 enum vmm_accel sandbox_accel_of(const struct policy_sandbox_config *sb);
 
+/* The node's cgroup of template builds: their QEMU and the holders they
+ * leave are the node's, never charged to a pod (shim/sandbox/backend.c's
+ * background build, unishimctl template build). */
+#define SANDBOX_TEMPLATE_CGROUP "/unishim/templates"
+
 /* Why a pod of this size, with or without a network, boots cold although
  * the config may allow templates: NULL when it starts from the template
  * (sandbox.templates on, shared_fs 9p, a network, the config's default

@@ -477,8 +477,12 @@ int main(int argc, char **argv)
                         FAIL("share dir: %s", strerror(errno));
                 if (vmm_template_tap_open(&tap_fd, &err) < 0)
                         FAIL("tap: %s", us_error_text(err));
-                if (vmm_template_userns_open(&userns_fd, &err) < 0)
+                uid_t qemu_uid;
+                if (vmm_template_userns_open(&userns_fd, &qemu_uid, &err) < 0)
                         FAIL("user namespace: %s", us_error_text(err));
+                /* The 9p export root, opened by QEMU as the namespace's root. */
+                if (chown(share_dir, qemu_uid, (gid_t)qemu_uid) < 0)
+                        FAIL("chown %s: %s", share_dir, strerror(errno));
                 const struct vmm_template_instance inst = {
                         .id = cfg.id,
                         .state_dir = cfg.state_dir,
