@@ -1018,6 +1018,9 @@ static void pod_teardown(struct sandbox_pod *pod)
         Unishim__Agent__V1__Empty shutdown = UNISHIM__AGENT__V1__EMPTY__INIT;
         (void)sandbox_agent_acall(&pod->agent, NULL, "Shutdown", &shutdown.base, NULL,
                                   sandbox_acall_plain, NULL, NULL, NULL);
+        /* A clone still loading its state answers no QMP until the load
+         * ends: it is killed, not asked to quit. */
+        bool loading = pod->restore_pending;
         sandbox_agent_close(&pod->agent);
         pod->oom_paused = us_loop_source_remove(pod->oom_paused);
         pod->cold_timer = us_loop_source_remove(pod->cold_timer);
@@ -1036,7 +1039,7 @@ static void pod_teardown(struct sandbox_pod *pod)
         if (pod->vm) {
                 /* A guest whose agent is dead gets no orderly quit: its QEMU
                  * may not answer QMP either. */
-                if (pod->agent.dead)
+                if (pod->agent.dead || loading)
                         (void)vmm_vm_destroy(pod->vm, NULL);
                 else
                         (void)vmm_vm_quit(pod->vm, NULL);
