@@ -660,6 +660,26 @@ sandbox_volume_pod() {
                               mounts: [{host_path: $v, container_path: "/data"}]}]}'
 }
 
+# run_volume_pod NAME VOLUME DESC: runs sandbox_volume_pod NAME with the
+# host dir VOLUME through unishimctl and checks that it ran (DESC says
+# how); T: how long the run took, in seconds. Leaves out and rc.
+run_volume_pod() {
+        local f t0
+        f=$(sandbox_volume_pod "$1" "$2")
+        t0=$(date +%s.%N)
+        out_rc out rc ectl run "$f"
+        T=$(echo "$(date +%s.%N) - $t0" | bc)
+        expect_eq "run $1 ($3)" 0 "$rc"
+        [ "$rc" = 0 ] || echo "# $out"
+}
+
+# sandbox_config_save: keeps the unishim-sandbox handler's config (the
+# env's) in $IT_TMP/sandbox-config.json, for a test that edits it for a
+# pod; sandbox_config_restore puts it back (the config is read when a pod's
+# first task is created: the next pod gets the env's).
+sandbox_config_save() { cp "$ENV_SANDBOX_CONFIG" "$IT_TMP/sandbox-config.json"; }
+sandbox_config_restore() { cp "$IT_TMP/sandbox-config.json" "$ENV_SANDBOX_CONFIG"; }
+
 # snapshot_upper_stat PATH: "uid:gid mode" of PATH in a snapshot's upper
 # dir (where a container's writes to its rootfs land on the host).
 snapshot_upper_stat() {

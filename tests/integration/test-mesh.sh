@@ -156,7 +156,7 @@ mesh_check mesh-container unishim '{"unishim.io/isolation": "container"}'
 # is read per pod: it is made VM-only for this one pod.
 vm_only_check() {
         local name=mesh-vmonly sidecar app_kern proxy_kern id
-        cp "$ENV_SANDBOX_CONFIG" "$IT_TMP/sandbox-config.json"
+        sandbox_config_save
         jq '.isolation.allowed = ["sandbox"]' "$IT_TMP/sandbox-config.json" >"$ENV_SANDBOX_CONFIG"
         sidecar=$(jq -cn --arg img "$CRI_TEST_IMAGE" --arg proxy "$PROXY" \
                 '[{name: "istio-proxy", image: $img, command: ["/mesh-proxy", "-", "1337"],
@@ -176,7 +176,7 @@ vm_only_check() {
                 ectl rm --timeout 0 "$name" >/dev/null 2>&1 || true
                 wait_until 15 outputs_nothing sandbox_leftovers "$id" || true
         fi
-        cp "$IT_TMP/sandbox-config.json" "$ENV_SANDBOX_CONFIG"
+        sandbox_config_restore
 }
 
 if command -v qemu-system-x86_64 >/dev/null; then

@@ -46,9 +46,8 @@ done
 it_setup
 IDS=()
 
-cp "$ENV_SANDBOX_CONFIG" "$IT_TMP/sandbox-config.json"
-restore_config() { cp "$IT_TMP/sandbox-config.json" "$ENV_SANDBOX_CONFIG"; }
-IT_CLEANUP_HOOK=restore_config
+sandbox_config_save
+IT_CLEANUP_HOOK=sandbox_config_restore
 # use_config SHARED_FS IMAGE_DIR: the handler's config with those.
 use_config() {
         local ir
@@ -72,7 +71,7 @@ if [ -n "$NO9P" ]; then
         f=$(sandbox_volume_pod refused "$IT_TMP/vol-9p")
         dirs_before=$(ls -d /run/unishim/"$ENV_NS"/* 2>/dev/null || true)
         pod_refused "9p on the image without 9p ($NO9P)" "$f"
-        restore_config
+        sandbox_config_restore
         expect_match "the refusal names sandbox.shared_fs" 'sandbox\.shared_fs is \\?"9p' "$ERR"
         expect_match "the refusal names the image's kernel config" "$NO9P/kernel-config has no CONFIG_9P_FS" "$ERR"
         expect_eq "the refused pod left no state dir" "$dirs_before" "$(ls -d /run/unishim/"$ENV_NS"/* 2>/dev/null || true)"
@@ -86,14 +85,8 @@ use_config 9p "$GEN"
 # run_pod NAME VOLUME DESC: runs the pod with the config in place, then
 # restores the config; T: how long ectl run took; its id goes to IDS.
 run_pod() {
-        local f t0
-        f=$(sandbox_volume_pod "$1" "$2")
-        t0=$(date +%s.%N)
-        out_rc out rc ectl run "$f"
-        T=$(echo "$(date +%s.%N) - $t0" | bc)
-        expect_eq "run $1 ($3)" 0 "$rc"
-        [ "$rc" = 0 ] || echo "# $out"
-        restore_config
+        run_volume_pod "$@"
+        sandbox_config_restore
         IDS+=("$(pod_id "$1")")
 }
 run_pod ninep "$IT_TMP/vol-9p" "handler config: sandbox.shared_fs 9p, the generic image"
@@ -219,7 +212,7 @@ f=$(it_pod hostile.json '{name: "hostile", runtime_handler: "unishim-sandbox", p
 out_rc out rc ectl run "$f"
 expect_eq "run hostile (9p, a privileged container)" 0 "$rc"
 [ "$rc" = 0 ] || echo "# $out"
-restore_config
+sandbox_config_restore
 IDS+=("$(pod_id hostile)")
 out_rc out rc ectl exec hostile -c attacker -- sh -c 'mkdir -p /mnt/share &&
         mount -t 9p -o trans=virtio,version=9p2000.L unishim /mnt/share'

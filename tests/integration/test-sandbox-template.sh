@@ -36,7 +36,7 @@ CTL=$UNISHIM_BUILD_DIR/cri/unishimctl
 it_setup
 IDS=()
 TDIR=$IT_TMP/templates
-cp "$ENV_SANDBOX_CONFIG" "$IT_TMP/sandbox-config.json"
+sandbox_config_save
 ir=$(ls "$GEN"/initramfs.cpio "$GEN"/initramfs.cpio.gz 2>/dev/null | head -1 || true)
 jq --arg k "$GEN/vmlinux" --arg i "$ir" --arg t "$TDIR" \
         '.sandbox.shared_fs = "9p" | .sandbox.templates = true | .sandbox.kernel = $k
@@ -45,7 +45,7 @@ jq --arg k "$GEN/vmlinux" --arg i "$ir" --arg t "$TDIR" \
 cp "$IT_TMP/template-config.json" "$ENV_SANDBOX_CONFIG"
 # The holders are the node's: they outlive the pods, not the test.
 cleanup_templates() {
-        cp "$IT_TMP/sandbox-config.json" "$ENV_SANDBOX_CONFIG"
+        sandbox_config_restore
         [ -d "$TDIR" ] && "$CTL" template rm --all --config "$IT_TMP/template-config.json" >/dev/null 2>&1
         return 0
 }
@@ -59,14 +59,8 @@ is_ready() { [ -n "$(ready_key)" ]; }
 log_count() { grep -cF -- "$1" "$ENV_LOG" 2>/dev/null || true; }
 
 run_pod() { # NAME: T = seconds of ectl run
-        local f t0
         mkdir -p "$IT_TMP/vol-$1"
-        f=$(sandbox_volume_pod "$1" "$IT_TMP/vol-$1")
-        t0=$(date +%s.%N)
-        out_rc out rc ectl run "$f"
-        T=$(echo "$(date +%s.%N) - $t0" | bc)
-        expect_eq "run $1" 0 "$rc"
-        [ "$rc" = 0 ] || echo "# $out"
+        run_volume_pod "$1" "$IT_TMP/vol-$1" "templates on"
         IDS+=("$(pod_id "$1")")
 }
 

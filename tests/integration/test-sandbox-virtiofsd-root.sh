@@ -31,9 +31,8 @@ it_setup
 HOST_KERNEL=$(host_kernel)
 IDS=()
 
-cp "$ENV_SANDBOX_CONFIG" "$IT_TMP/sandbox-config.json"
-restore_config() { cp "$IT_TMP/sandbox-config.json" "$ENV_SANDBOX_CONFIG"; }
-IT_CLEANUP_HOOK=restore_config
+sandbox_config_save
+IT_CLEANUP_HOOK=sandbox_config_restore
 
 # A volume per pod: a file the guest reads, and one of a host uid no
 # idmapped range of 65536 maps.
@@ -85,12 +84,8 @@ vol_mounts() {
 # ---- vfsroot: the handler's config opts out ----
 jq '.sandbox.virtiofsd_unprivileged = false' "$IT_TMP/sandbox-config.json" >"$IT_TMP/cfg-root.json"
 cp "$IT_TMP/cfg-root.json" "$ENV_SANDBOX_CONFIG"
-f=$(sandbox_volume_pod vfsroot "$IT_TMP/vol-root")
-out_rc out rc ectl run "$f"
-expect_eq "run vfsroot (handler config: sandbox.virtiofsd_unprivileged false)" 0 "$rc"
-[ "$rc" = 0 ] || echo "# $out"
-# Read when the pod's first task was created: the next pod gets the env's.
-restore_config
+run_volume_pod vfsroot "$IT_TMP/vol-root" "handler config: sandbox.virtiofsd_unprivileged false"
+sandbox_config_restore
 expect_eq "the handler's config is the env's again" "" "$(cmp "$IT_TMP/sandbox-config.json" "$ENV_SANDBOX_CONFIG" 2>&1)"
 idr=$(pod_id vfsroot)
 IDS+=("$idr")
