@@ -163,7 +163,12 @@ total=$(kc -n "$NS" exec vm -- awk '/^MemTotal/ { print int($2 / 1024) }' /proc/
 # finds it through the CRI; open, docs/vm.md.)
 out_rc out rc kc -n "$NS" logs vm
 expect_match "kubectl logs: the serial console (cloud-init's lines)" "Cloud-init v\. .* running 'init" "$out"
-grep -q "Linux version" <<<"$out" || echo "# kubectl logs: no 'Linux version' (the console's first lines): it begins '$(head -n 1 <<<"$out" | cut -c1-100)'"
+if ! grep -q "Linux version" <<<"$out"; then
+        echo "# kubectl logs: no 'Linux version' (the console's first lines): it begins '$(head -n 1 <<<"$out" | cut -c1-100)'"
+        # A rotation by the kubelet (containerLogMaxSize) leaves 0.log.<time>.
+        uid=$(kc -n "$NS" get pod vm -o jsonpath='{.metadata.uid}' 2>/dev/null || true)
+        [ -z "$uid" ] || ls -la /var/log/pods/*_"$uid"/vm/ 2>&1 | sed 's/^/#   /'
+fi
 # (the shim's line before the console: checked in test-vm-cri.sh, only
 # shown here, for the same reason)
 echo "# kubectl logs, its first line: $(head -n 1 <<<"$out" | cut -c1-300)"
