@@ -59,6 +59,7 @@ struct agent_container {
         int oom_fd;
         uint64_t oom_count;
         struct us_loop_source *oom_src;
+        char *overlay_dir; /* the bundle dir holding its rootfs overlay; NULL: none */
 };
 
 struct agent {
@@ -140,6 +141,9 @@ static void container_free(struct agent_container *c)
         c->oom_src = us_loop_source_remove(c->oom_src);
         c->oom_fd = us_close(c->oom_fd);
         us_container_free(c->c);
+        if (c->overlay_dir)
+                (void)agent_rootfs_overlay_remove(c->overlay_dir, NULL);
+        free(c->overlay_dir);
         free(c->id);
         free(c);
 }
@@ -468,15 +472,23 @@ static void h_create(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
         c->id = id;
         c->oom_fd = -1;
         process_init(&c->init, c);
+        /* A rootfs on 9p runs on an overlay in the guest (agent.h). */
+        _cleanup_free_ char *overlay = NULL;
+        if ((r = agent_rootfs_prepare(spec->root_path, bundle, &overlay, &err)) < 0) {
+                r = us_error_wrap(&err, r, "rootfs of container %s", c->id);
+                goto fail;
+        }
+        if (overlay && !(c->overlay_dir = strdup(bundle))) {
+                (void)agent_rootfs_overlay_remove(bundle, NULL);
+                r = us_error_msg(&err, ENOMEM, "out of memory");
+                goto fail;
+        }
         struct us_stdio stdio = {-1, -1, -1};
         bool terminal = spec->process->terminal;
-        if (!terminal && (r = make_pipes(&c->init, req->stdin, &stdio, &err)) < 0) {
-                us_oci_spec_free(spec);
-                container_free(c);
-                return us_ttrpc_call_fail_error(call, r, err);
-        }
+        if (!terminal && (r = make_pipes(&c->init, req->stdin, &stdio, &err)) < 0)
+                goto fail;
         char rootfs[AGENT_MAX_PATH + 1];
-        snprintf(rootfs, sizeof(rootfs), "%s", spec->root_path);
+        snprintf(rootfs, sizeof(rootfs), "%s", overlay ? overlay : spec->root_path);
         struct us_container_config cfg = {
                 .id = c->id,
                 .bundle = bundle,
@@ -490,11 +502,8 @@ static void h_create(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
         r = us_container_create(&cfg, &c->c, &master, &err);
         us_log_debug("container %s: created in %" PRId64 " ms", c->id, us_monotonic_ms() - t0);
         close_child_ends(&stdio);
-        if (r < 0) {
-                us_oci_spec_free(spec);
-                container_free(c);
-                return us_ttrpc_call_fail_error(call, r, err);
-        }
+        if (r < 0)
+                goto fail;
         if (master >= 0 && (r = setup_pty(&c->init, master, &err)) < 0)
                 goto fail_created;
         c->init.pid = us_container_pid(c->c);
@@ -509,10 +518,16 @@ static void h_create(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
         resp.pid = (uint32_t)c->init.pid;
         us_ttrpc_call_reply(call, &resp.base);
         return;
+fail:
+        us_oci_spec_free(spec);
+        container_free(c);
+        (void)rmdir(bundle);
+        return us_ttrpc_call_fail_error(call, r, err);
 fail_created:
         (void)us_container_kill(c->c, SIGKILL, true, NULL);
         (void)us_container_destroy(c->c, NULL);
         container_free(c);
+        (void)rmdir(bundle);
         us_ttrpc_call_fail_error(call, r, err);
 }
 
@@ -555,8 +570,8 @@ static void h_remove(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
         a->n_containers--;
         char bundle[sizeof(AGENT_BUNDLE_DIR) + AGENT_MAX_ID + 2];
         snprintf(bundle, sizeof(bundle), AGENT_BUNDLE_DIR "/%s", ctr->id);
+        container_free(ctr); /* its rootfs overlay first: it lives in bundle */
         (void)rmdir(bundle);
-        container_free(ctr);
         us_ttrpc_call_reply(call, &empty_msg.base);
 }
 

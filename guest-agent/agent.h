@@ -211,6 +211,42 @@ int agent_mount_early(struct us_error **err);
 /* Mounts one validated storage. */
 int agent_mount_storage(const Unishim__Agent__V1__Storage *st, struct us_error **err);
 
+/* ---- a container's rootfs on a 9p share (agent-overlay.c) ---- */
+
+/* QEMU's 9p server (7.2 with the fix of CVE-2023-2861) cannot make a fifo
+ * or a socket, so a rootfs on 9p is run through an overlay in the guest:
+ * lower the 9p rootfs, upper and work in a tmpfs of the container's own.
+ * The container's rootfs writes live in guest memory then, not in the
+ * host's snapshot (docs/vmm.md, "The 9p share as built"). */
+
+/* Whether a rootfs on a filesystem of type fstype (as mounted: "9p",
+ * "virtiofs") gets the overlay: 9p only (virtio-fs makes fifos and sockets
+ * itself). */
+bool agent_rootfs_wants_overlay(const char *fstype);
+/* The type of the mount path is on, from /proc/self/mountinfo (statfs will
+ * not do: 9p answers with the type of the host's filesystem). *ret_fstype
+ * is malloc'ed, the caller's. */
+int agent_path_fstype(const char *path, char **ret_fstype, struct us_error **err);
+/* overlay's mount options for the three absolute paths into buf (size
+ * bytes, NUL included), each ',', ':' and '\' escaped. -ENAMETOOLONG when
+ * they do not fit. */
+int agent_overlay_options(const char *lower, const char *upper, const char *work, char *buf,
+                          size_t size, struct us_error **err);
+/* Mounts the overlay of lower under dir (an existing directory private to
+ * the agent, the container's bundle dir): a tmpfs on dir/rw holding upper
+ * and work, the overlay on dir/rootfs, whose path goes to *ret_rootfs
+ * (malloc'ed, the caller's). On failure nothing of it is left under dir. */
+int agent_rootfs_overlay(const char *lower, const char *dir, char **ret_rootfs,
+                         struct us_error **err);
+/* For a rootfs the host sent: agent_rootfs_overlay when it is on 9p, else
+ * *ret_rootfs = NULL (run rootfs as it is) and nothing is made. */
+int agent_rootfs_prepare(const char *rootfs, const char *dir, char **ret_rootfs,
+                         struct us_error **err);
+/* Unmounts (detached) and removes what agent_rootfs_overlay made under dir,
+ * its writes with it; what is not there is skipped: 0 for a dir without
+ * it. */
+int agent_rootfs_overlay_remove(const char *dir, struct us_error **err);
+
 /* ---- the pod's shared PID namespace (agent-pidns.c) ---- */
 
 /* Starts the init of a new PID namespace for the pod's containers to join

@@ -8,17 +8,23 @@
 #    the kernel's config, and nothing of it is left
 #  - ninep: shared_fs "9p" on the generic image (built through the
 #    guest-image-generic target when missing: its time is printed): the
-#    rootfs and the volume are 9p mounts in the guest; the container reads
-#    its rootfs with the image's owners, writes into it as root and chowns
-#    to 1000, and on the host the files are in the snapshot's upper dir
-#    with those owners; a hostPath volume read and written, owners kept
-#    both ways; exec's output and exit code; no virtiofsd runs for the pod;
+#    volume is a 9p mount in the guest, the rootfs an overlay over the 9p
+#    rootfs (its writes in guest memory); the container reads its rootfs
+#    with the image's owners, writes into it as root, setuid, and chowns
+#    to 1000, and reads it back; none of it reaches the host's snapshot
+#    (the design: docs/vmm.md); a fifo made and used, and a unix socket
+#    bound and connected by path (tests/tools/unix-socket), on the rootfs's
+#    /tmp, which is no tmpfs; 16 MiB written to the rootfs are charged to
+#    the container's memory cgroup; a hostPath volume read and written, owners
+#    kept both ways; exec's output and exit code; no virtiofsd runs for the pod;
 #    QEMU runs as the pod's uid range root (the slot's base) in a user
 #    namespace of its own, with exactly CAP_CHOWN, CAP_DAC_OVERRIDE,
 #    CAP_FOWNER and CAP_FSETID (effective, permitted, bounding; none
 #    inheritable or ambient), no_new_privs and seccomp
 #  - vfs: shared_fs "virtio-fs" on the same generic image beside it (its
-#    virtiofsd runs): the start of both pods is printed, not asserted
+#    virtiofsd runs; its rootfs is the virtio-fs share itself, its writes
+#    in the snapshot's upper dir): the start of both pods is printed, not
+#    asserted
 #  - rm leaves nothing: shim, QEMU, virtiofsd, state dir, uid slot, mounts
 #    (of the pods or of the volumes), cgroup, netns mount
 #  - hostile: a privileged container of a 9p pod cannot mount the share's
@@ -31,6 +37,8 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 IT_CRI=1
 command -v qemu-system-x86_64 >/dev/null || it_skip "qemu-system-x86_64 missing (apt package qemu-system-x86)"
+UNIX_SOCKET=$UNISHIM_BUILD_DIR/tests/unix-socket
+[ -x "$UNIX_SOCKET" ] || { echo "FAIL: $UNIX_SOCKET missing (built with the tests)"; exit 1; }
 
 sandbox_9p_image
 # An image without 9p for the refusal: the build's default (cloud) image,
@@ -64,6 +72,8 @@ for v in vol-9p vol-vfs; do
         chown 1000:1000 "$IT_TMP/$v/user-file"
         chmod 600 "$IT_TMP/$v/user-file"
 done
+# Run from the volume: the test image's busybox has no unix sockets.
+cp "$UNIX_SOCKET" "$IT_TMP/vol-9p/unix-socket"
 
 # ---- refused: 9p with a kernel without it ----
 if [ -n "$NO9P" ]; then
@@ -99,7 +109,7 @@ out_rc out rc ectl exec ninep -- sh -c 'echo out; echo err >&2; exit 3'
 expect_eq "exec in ninep: exit code 3" 3 "$rc"
 expect_eq "exec in ninep: its output" "$(printf 'out\nerr')" "$out"
 out_rc out rc ectl exec ninep -- awk '$2 == "/" {r = $3} $2 == "/data" {d = $3} END {print r, d}' /proc/mounts
-expect_eq "the rootfs and the volume are 9p mounts in the guest" "9p 9p" "$out"
+expect_eq "the rootfs is an overlay in the guest, the volume a 9p mount" "overlay 9p" "$out"
 
 out_rc out rc ectl exec ninep -- sh -c 'head -n1 /etc/passwd; stat -c "%u:%g" /bin/busybox /home/user'
 expect_eq "ninep reads its rootfs (/etc/passwd, owners root's and 1000's)" \
@@ -109,12 +119,43 @@ out_rc out rc ectl exec ninep -- sh -c "echo guest-wrote > /$tag-root && touch /
         chown 1000:1000 /$tag-user && chmod 4755 /$tag-root && stat -c '%u:%g %a' /$tag-root /$tag-user && cat /$tag-root"
 expect_eq "ninep writes its rootfs (as root, setuid, and a file chowned to 1000)" \
         "$(printf '0:0 4755\n1000:1000 644\nguest-wrote')" "$out"
-expect_eq "on the host, the rootfs file root wrote is uid 0's, setuid, in the upper dir" "0:0 4755" "$(snapshot_upper_stat "$tag-root")"
-expect_eq "on the host, the rootfs file chowned to 1000 is 1000's" "1000:1000 644" "$(snapshot_upper_stat "$tag-user")"
-expect_eq "on the host, its content" guest-wrote \
-        "$(cat "$ENV_ROOT"/io.containerd.snapshotter.v1.overlayfs/snapshots/*/fs/"$tag-root" 2>&1)"
+# The design: a 9p pod's rootfs writes live in the guest's overlay (its
+# memory), not in the snapshot (the vfs pod below shows where they land
+# without it, through the same snapshot_upper_stat).
+expect_eq "on the host, ninep's rootfs writes are in no snapshot's upper dir" "" \
+        "$(snapshot_upper_stat "$tag-root"; snapshot_upper_stat "$tag-user")"
 out_rc out rc ectl exec ninep -- sh -c 'rm /etc/passwd; test -e /etc/passwd; echo $?'
 expect_eq "a file of the image removed in the guest is gone for it" 1 "$out"
+expect_eq "on the host, the image's file is still in the container's rootfs (no whiteout)" \
+        "" "$(find "$ENV_ROOT"/io.containerd.snapshotter.v1.overlayfs/snapshots \
+                -mindepth 4 -maxdepth 4 -path '*/fs/etc/passwd' -type c 2>/dev/null)"
+
+# Fifos and unix sockets on the rootfs (QEMU's 9p cannot make them: the
+# overlay's upper dir does). /tmp is the rootfs's own here, no tmpfs.
+out_rc out rc ectl exec ninep -- awk '$2 == "/" || $2 == "/tmp" {print $2, $3}' /proc/mounts
+expect_eq "ninep's /tmp is no mount of its own: it is the rootfs's, the overlay" "/ overlay" "$out"
+out_rc out rc ectl exec ninep -- sh -c 'mkfifo /tmp/f && test -p /tmp/f && { echo through-the-fifo > /tmp/f & } && cat /tmp/f'
+expect_eq "ninep makes a fifo on its rootfs and passes a line through it" through-the-fifo "$out"
+out_rc out rc ectl exec ninep -- sh -c '/data/unix-socket /tmp/sock && test -S /tmp/sock && echo is-a-socket'
+expect_eq "ninep binds a unix socket on its rootfs and connects to it by path" \
+        "$(printf 'bound\nconnected\nping\npong\nis-a-socket')" "$out"
+out_rc out rc ectl exec ninep -- sh -c 'echo in-tmp > /tmp/written && cat /tmp/written'
+expect_eq "ninep writes a file in its rootfs's /tmp and reads it back" in-tmp "$out"
+expect_eq "on the host, none of them is in a snapshot" "" \
+        "$(snapshot_upper_stat tmp/f; snapshot_upper_stat tmp/sock; snapshot_upper_stat tmp/written)"
+# They are guest memory, charged to the container's memory cgroup (its
+# limit bounds them): 16 MiB written raise its memory.current by about as
+# much (at least 14 MiB: the cgroup may drop some page cache meanwhile).
+# (/sys/fs/cgroup is the container's own cgroup in its cgroup namespace.)
+out_rc out rc ectl exec ninep -- sh -c 'b=$(cat /sys/fs/cgroup/memory.current) &&
+        dd if=/dev/zero of=/big bs=1M count=16 2>/dev/null && a=$(cat /sys/fs/cgroup/memory.current) &&
+        rm /big && echo $(((a - b) >> 20))'
+if [ "$rc" = 0 ] && [ "$out" -ge 14 ] 2>/dev/null; then
+        pass "16 MiB written to ninep's rootfs are charged to its container's memory cgroup (+$out MiB)"
+else
+        fail "16 MiB written to ninep's rootfs: memory.current grew by '$out' MiB (rc $rc)"
+        ectl exec ninep -- sh -c 'cat /proc/self/cgroup; grep cgroup /proc/mounts; ls /sys/fs/cgroup' 2>&1 | sed 's/^/# /' || true
+fi
 
 out_rc out rc ectl exec ninep -- sh -c 'cat /data/from-host; stat -c %u:%g /data/user-file;
         echo from-guest > /data/from-guest && touch /data/user && chown 1000:1000 /data/user'
@@ -139,8 +180,8 @@ expect_eq "on the host, they are what the guest made" "symbolic link 2" \
         "$(stat -c %F "$IT_TMP/vol-9p/link") $(stat -c %h "$IT_TMP/vol-9p/from-host")"
 # Not asserted: QEMU 7.2's fix of CVE-2023-2861 (Debian's) refuses every
 # open of a special file, its own O_PATH open that sets a new node's mode
-# included, so a fifo or a socket cannot be made on a 9p share
-# (docs/vmm.md, "The 9p share as built").
+# included, so a fifo or a socket cannot be made on a volume, which stays
+# on the 9p share (docs/vmm.md, "The 9p share as built").
 out_rc out rc ectl exec ninep -- mkfifo /data/fifo
 echo "# mkfifo on the 9p volume: exit $rc ${out:-(no output)}"
 expect_eq "on the host, 1000's volume file got the append, and its mode" \
@@ -171,6 +212,9 @@ t_vfs=$T
 idv=$(pod_id vfs)
 out_rc out rc ectl exec vfs -- awk '$2 == "/" {r = $3} $2 == "/data" {d = $3} END {print r, d}' /proc/mounts
 expect_eq "vfs's rootfs and volume are virtio-fs mounts" "virtiofs virtiofs" "$out"
+out_rc out rc ectl exec vfs -- sh -c "echo vfs-wrote > /$tag-vfs"
+expect_eq "vfs writes its rootfs" 0 "$rc"
+expect_eq "on the host, vfs's rootfs write is in its snapshot's upper dir" "0:0 644" "$(snapshot_upper_stat "$tag-vfs")"
 [ -n "$(sandbox_procs "$idv" | awk '$2 ~ /virtiofsd/')" ] && pass "a virtiofsd runs for vfs" || fail "no virtiofsd for vfs"
 echo "# pod start (ectl run: RunPodSandbox + CreateContainer + StartContainer), generic kernel, load $(cut -d' ' -f1 /proc/loadavg): 9p ${t_9p:0:6} s, virtio-fs ${t_vfs:0:6} s"
 

@@ -14,7 +14,7 @@
 #    its own from /dev/urandom, its own hostname (the pod's), the guest
 #    address on eth0 with the pod netns eth0's MAC, a wall clock within the
 #    bound below of the host's; exec works; the container reads and writes
-#    its rootfs over 9p
+#    its rootfs over 9p, through the guest's overlay (a fifo made there)
 #  - corrupt: garbage in the entry's state → the next pod boots cold with
 #    the warning, runs, and the template is rebuilt (ready again)
 #  - gone: a pod removed while the build it started runs: the build and
@@ -126,6 +126,9 @@ for p in r1 r2; do
         out_rc out rc ectl exec "$p" -- sh -c "echo written-$p > /restored && cat /restored && cat /etc/passwd | head -n1"
         expect_eq "$p's container writes and reads its rootfs over 9p" \
                 "$(printf 'written-%s\nroot:x:0:0:root:/root:/bin/sh' "$p")" "$out"
+        out_rc out rc ectl exec "$p" -- sh -c 'awk '"'"'$2 == "/" {print $3}'"'"' /proc/mounts && mkfifo /fifo && test -p /fifo && echo fifo'
+        expect_eq "$p's rootfs is the guest's overlay over 9p, where a fifo can be made" \
+                "$(printf 'overlay\nfifo')" "$out"
         out_rc out rc ectl exec "$p" -- sh -c 'exit 7'
         expect_eq "exec in $p: its exit code" 7 "$rc"
 done
