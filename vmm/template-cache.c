@@ -827,8 +827,10 @@ static int open_cache_dir(struct vmm_template_cache *c, DIR **ret, struct us_err
 }
 
 /* Leftovers of the key from a builder or remover that died: temporary
- * directories (their holders stopped). The key's lock is the caller's. */
-static int remove_leftovers(struct vmm_template_cache *c, const char *key, struct us_error **err)
+ * directories (their holders stopped), each reported to `removed` (may be
+ * NULL). The key's lock is the caller's. */
+static int remove_leftovers(struct vmm_template_cache *c, const char *key,
+                            vmm_template_gc_fn removed, void *userdata, struct us_error **err)
 {
         DIR *d = NULL;
         int r0 = open_cache_dir(c, &d, err);
@@ -853,18 +855,43 @@ static int remove_leftovers(struct vmm_template_cache *c, const char *key, struc
         }
         closedir(d);
         for (size_t i = 0; i < n; i++) {
-                if (r == 0)
+                if (r == 0) {
                         r = remove_dir(c, names[i], key, err);
+                        if (r == 0 && removed)
+                                removed(names[i], "left by a builder or remover that died",
+                                        userdata);
+                }
                 free(names[i]);
         }
         free(names);
         return r;
 }
 
+/* The one removal of a key, for rm and gc: its entry (its holder stopped)
+ * and its leftovers. The key's lock is the caller's. */
+static int remove_key_locked(struct vmm_template_cache *c, const char *key,
+                             vmm_template_gc_fn removed, void *userdata, struct us_error **err)
+{
+        struct stat st;
+        int r;
+
+        if (fstatat(c->dir_fd, key, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                if (errno != ENOENT)
+                        return us_errorf(err, errno, "template %.12s", key);
+                r = remove_leftovers(c, key, removed, userdata, err);
+                return r < 0 ? r
+                             : us_error_msg(err, -VMM_TEMPLATE_NONE, "no template %.12s in %s", key,
+                                            c->dir);
+        }
+        r = remove_dir(c, key, key, err);
+        if (r >= 0)
+                r = remove_leftovers(c, key, removed, userdata, err);
+        return r;
+}
+
 int vmm_template_remove(struct vmm_template_cache *c, const char *key, struct us_error **err)
 {
         _cleanup_close_ int lock = -1;
-        struct stat st;
         int r;
 
         if (!c || !key_valid(key))
@@ -873,18 +900,138 @@ int vmm_template_remove(struct vmm_template_cache *c, const char *key, struct us
         r = key_lock(c, key, &lock, err);
         if (r < 0)
                 return r;
-        if (fstatat(c->dir_fd, key, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                if (errno != ENOENT)
-                        return us_errorf(err, errno, "template %.12s", key);
-                r = remove_leftovers(c, key, err);
-                return r < 0 ? r
-                             : us_error_msg(err, -VMM_TEMPLATE_NONE, "no template %.12s in %s", key,
-                                            c->dir);
+        return remove_key_locked(c, key, NULL, NULL, err);
+}
+
+/* Whether the key's entry can never be hit again: 1 and *ret_why, 0 (live,
+ * or no entry), or a negative errno (undecided). What a lookup would
+ * refuse whatever the inputs (no readable manifest, one that does not hash
+ * to the key) is stale; so is a manifest that is not current
+ * (vmm_template_manifest_current). */
+static int entry_stale(struct vmm_template_cache *c, const char *key, const char *host_id,
+                       char **ret_why)
+{
+        _cleanup_close_ int kfd =
+                openat(c->dir_fd, key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        _cleanup_free_ char *manifest = NULL;
+        char k[VMM_TEMPLATE_KEY_LEN + 1];
+
+        if (kfd < 0)
+                return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? 0 : -errno;
+        int r = read_file_at(kfd, MANIFEST_NAME, MANIFEST_MAX, &manifest, NULL);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return asprintf(ret_why, "its manifest: %s", strerror(-r)) < 0 ? -ENOMEM : 1;
+        vmm_template_key(manifest, k);
+        if (strcmp(k, key) != 0)
+                return asprintf(ret_why, "its manifest does not hash to its key") < 0 ? -ENOMEM : 1;
+        r = vmm_template_manifest_current(manifest, host_id, ret_why);
+        return r < 0 ? r : !r;
+}
+
+struct gc_key {
+        char key[VMM_TEMPLATE_KEY_LEN + 1];
+        bool entry, leftover;
+};
+
+/* The cache's keys and what each has: an entry, leftovers. */
+static int gc_scan(struct vmm_template_cache *c, struct gc_key **ret, size_t *ret_n,
+                   struct us_error **err)
+{
+        DIR *d = NULL;
+        int r = open_cache_dir(c, &d, err);
+        if (r < 0)
+                return r;
+        struct gc_key *v = NULL;
+        size_t n = 0, i;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                const char *key = name_key(de->d_name, true);
+                if (!key)
+                        continue;
+                for (i = 0; i < n && strncmp(v[i].key, key, VMM_TEMPLATE_KEY_LEN) != 0; i++)
+                        ;
+                if (i == n) {
+                        struct gc_key *nv = realloc(v, (n + 1) * sizeof(*nv));
+                        if (!nv) {
+                                free(v);
+                                closedir(d);
+                                return us_errorf(err, ENOMEM, "template cache");
+                        }
+                        v = nv;
+                        v[n] = (struct gc_key){0};
+                        memcpy(v[n].key, key, VMM_TEMPLATE_KEY_LEN);
+                        n++;
+                }
+                if (key == de->d_name)
+                        v[i].entry = true;
+                else
+                        v[i].leftover = true;
         }
-        r = remove_dir(c, key, key, err);
-        if (r >= 0)
-                r = remove_leftovers(c, key, err);
-        return r;
+        closedir(d);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+int vmm_template_gc(struct vmm_template_cache *c, const char *host_id, vmm_template_gc_fn removed,
+                    void *userdata, struct us_error **err)
+{
+        struct gc_key *keys = NULL;
+        size_t n = 0;
+        int r, ret = 0;
+
+        if (!c || !host_id)
+                return us_error_msg(err, EINVAL, "template gc: no cache or host identity");
+        r = gc_scan(c, &keys, &n, err);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                const char *key = keys[i].key;
+                _cleanup_free_ char *why = NULL;
+                _cleanup_close_ int lock = -1;
+                /* Decided first without the lock: taking a live key's lock
+                 * would make a pod's lookup meanwhile busy (a cold boot). */
+                r = keys[i].entry ? entry_stale(c, key, host_id, &why) : 0;
+                if (r == 0 && !keys[i].leftover)
+                        continue;
+                if (r < 0) {
+                        if (ret == 0)
+                                ret = us_errorf(err, -r, "template %.12s: is it stale", key);
+                        continue;
+                }
+                /* Busy (a build, a removal): not ours to touch. */
+                if (key_lock(c, key, &lock, NULL) < 0)
+                        continue;
+                if (why) {
+                        /* Again under the lock: a publish may have replaced
+                         * the entry since. */
+                        free(why);
+                        why = NULL;
+                        r = entry_stale(c, key, host_id, &why);
+                        if (r < 0) {
+                                if (ret == 0)
+                                        ret = us_errorf(err, -r, "template %.12s: is it stale",
+                                                        key);
+                                continue;
+                        }
+                }
+                /* The first failure is the one reported; the other
+                 * keys are still collected. */
+                struct us_error **e = ret == 0 ? err : NULL;
+                r = why ? remove_key_locked(c, key, removed, userdata, e)
+                        : remove_leftovers(c, key, removed, userdata, e);
+                if (r < 0) {
+                        if (ret == 0)
+                                ret = us_error_wrap(err, r, "template gc");
+                        continue;
+                }
+                if (why && removed)
+                        removed(key, why, userdata);
+        }
+        free(keys);
+        return ret;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -969,7 +1116,7 @@ int vmm_template_build_begin(struct vmm_template_cache *c, const struct vmm_temp
         r = key_lock(c, b->key, &b->lock_fd, err);
         if (r < 0)
                 goto fail;
-        r = remove_leftovers(c, b->key, err);
+        r = remove_leftovers(c, b->key, NULL, NULL, err);
         if (r < 0)
                 goto fail;
 

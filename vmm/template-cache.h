@@ -179,6 +179,25 @@ int vmm_template_read_manifest(struct vmm_template_cache *c, const char *key, ch
  * Returns 0, VMM_TEMPLATE_NONE, VMM_TEMPLATE_BUSY or a negative errno. */
 int vmm_template_remove(struct vmm_template_cache *c, const char *key, struct us_error **err);
 
+/* Called by vmm_template_gc for each directory it removed: `name` (a key,
+ * or a leftover's .build-/.rm- name) and why, in words. */
+typedef void (*vmm_template_gc_fn)(const char *name, const char *why, void *userdata);
+
+/* Removes what can never be used again: each entry that is stale (a file
+ * its manifest names is gone or no longer stat()s as recorded, its host is
+ * not host_id, its layout is not this code's, its manifest is unreadable or
+ * does not hash to its key: vmm_template_manifest_current), the way
+ * vmm_template_remove does (its holder stopped), and the leftovers of keys
+ * whose lock is free (a builder or remover that died). A key whose lock is
+ * held (busy) is not touched, nor is a live entry (broken or not: a build
+ * replaces a broken one); a live key's lock is never taken, so lookups
+ * meanwhile are not made busy. host_id: this host's
+ * (vmm_template_host_id_read). `removed` (may be NULL) hears of each
+ * removal. Returns 0, or the first failure's negative errno with err (the
+ * other keys are collected all the same). */
+int vmm_template_gc(struct vmm_template_cache *c, const char *host_id, vmm_template_gc_fn removed,
+                    void *userdata, struct us_error **err);
+
 /* --- The throwaway network ------------------------------------------------- */
 
 /* A tap device in a network namespace of its own, which nothing else

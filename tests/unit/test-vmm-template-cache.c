@@ -581,6 +581,157 @@ static void holder_in_its_cgroup(void **state)
         us_cgroup_free(cg);
 }
 
+/* A build of `in` as build() does it, for other inputs than the
+ * fixture's. */
+static void build_of(struct fixture *f, const struct vmm_template_inputs *in,
+                     char key[VMM_TEMPLATE_KEY_LEN + 1], pid_t *ret_holder)
+{
+        struct vmm_template_inputs saved = f->in;
+        f->in = *in;
+        build(f, key, ret_holder);
+        f->in = saved;
+}
+
+static void note_removed(const char *name, const char *why, void *userdata)
+{
+        char *out = userdata;
+        snprintf(out + strlen(out), 4096 - strlen(out), "%s: %s\n", name, why);
+}
+
+static bool alive(int pidfd)
+{
+        struct pollfd p = {.fd = pidfd, .events = POLLIN};
+        return poll(&p, 1, 0) == 0;
+}
+
+/* gc removes what can never be hit again, stopping its holder: an entry of
+ * another host, one whose kernel was rewritten, one whose initrd is gone,
+ * one whose manifest does not hash to its key, a dead builder's directory;
+ * it keeps a live entry, a key being built and a stale key whose lock is
+ * held (its entry and its build directory), and collects that one once
+ * the lock is free. */
+static void gc_removes_stale(void **state)
+{
+        struct fixture *f = *state;
+        struct us_error *err = NULL;
+        char live[VMM_TEMPLATE_KEY_LEN + 1], other_host[VMM_TEMPLATE_KEY_LEN + 1],
+                kernel_changed[VMM_TEMPLATE_KEY_LEN + 1], initrd_gone[VMM_TEMPLATE_KEY_LEN + 1],
+                bad_manifest[VMM_TEMPLATE_KEY_LEN + 1], busy_stale[VMM_TEMPLATE_KEY_LEN + 1];
+        char path[256], names[2048], removed[4096] = "", k2[VMM_TEMPLATE_KEY_LEN + 1];
+        char kernel2[128], initrd2[128], qemu2[128], kernel3[128], qemu3[128];
+        pid_t h_live, h_host, h_kernel, h_initrd, h_manifest, h_busy;
+        struct vmm_template_inputs in;
+
+        snprintf(kernel2, sizeof(kernel2), "%s/vmlinux2", f->dir);
+        snprintf(kernel3, sizeof(kernel3), "%s/vmlinux3", f->dir);
+        snprintf(initrd2, sizeof(initrd2), "%s/initrd2", f->dir);
+        snprintf(qemu2, sizeof(qemu2), "%s/qemu2", f->dir);
+        snprintf(qemu3, sizeof(qemu3), "%s/qemu3", f->dir);
+        unit_write_file(kernel2, "kernel");
+        unit_write_file(kernel3, "kernel");
+        unit_write_file(initrd2, "initrd");
+        unit_write_file(qemu2, "qemu");
+        unit_write_file(qemu3, "qemu");
+
+        build(f, live, &h_live);
+        in = f->in;
+        in.host_id = "release=5:other;";
+        build_of(f, &in, other_host, &h_host);
+        in = f->in;
+        in.kernel = kernel2;
+        build_of(f, &in, kernel_changed, &h_kernel);
+        in = f->in;
+        in.initrd = initrd2;
+        build_of(f, &in, initrd_gone, &h_initrd);
+        in = f->in;
+        in.qemu_binary = qemu2;
+        build_of(f, &in, bad_manifest, &h_manifest);
+        in = f->in;
+        in.kernel = kernel3;
+        build_of(f, &in, busy_stale, &h_busy);
+        _cleanup_close_ int p_live = pidfd_of(h_live), p_host = pidfd_of(h_host),
+                            p_kernel = pidfd_of(h_kernel), p_initrd = pidfd_of(h_initrd),
+                            p_manifest = pidfd_of(h_manifest), p_busy = pidfd_of(h_busy);
+
+        /* A rebuild of busy_stale under way (its lock held), then its
+         * kernel rewritten; a build of another key under way. */
+        struct vmm_template_build *b_stale = NULL, *b_new = NULL;
+        assert_int_equal(vmm_template_build_begin(f->cache, &in, &b_stale, &err), 0);
+        unit_write_file(kernel3, "a longer kernel");
+        in = f->in;
+        in.qemu_binary = qemu3;
+        assert_int_equal(vmm_template_build_begin(f->cache, &in, &b_new, &err), 0);
+        snprintf(k2, sizeof(k2), "%s", vmm_template_build_key(b_new));
+
+        unit_write_file(kernel2, "a longer kernel");
+        assert_int_equal(unlink(initrd2), 0);
+        key_path(f, bad_manifest, "manifest", path, sizeof(path));
+        FILE *m = fopen(path, "ae");
+        assert_non_null(m);
+        fputs("extra=0:\n", m);
+        fclose(m);
+        snprintf(path, sizeof(path), "%s/.build-%s-dead00", f->cache_dir, live);
+        assert_int_equal(mkdir(path, 0700), 0);
+
+        assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
+        printf("# removed:\n%s", removed);
+        snprintf(path, sizeof(path), "%s: it was saved on another host", other_host);
+        assert_non_null(strstr(removed, path));
+        snprintf(path, sizeof(path), "%s: its kernel %s was replaced or rewritten", kernel_changed,
+                 kernel2);
+        assert_non_null(strstr(removed, path));
+        snprintf(path, sizeof(path), "%s: its initrd %s is gone", initrd_gone, initrd2);
+        assert_non_null(strstr(removed, path));
+        snprintf(path, sizeof(path), "%s: its manifest does not hash to its key", bad_manifest);
+        assert_non_null(strstr(removed, path));
+        snprintf(path, sizeof(path), ".build-%s-dead00: left by", live);
+        assert_non_null(strstr(removed, path));
+        assert_null(strstr(removed, busy_stale));
+        assert_null(strstr(removed, k2));
+        snprintf(path, sizeof(path), "%s: ", live);
+        assert_null(strstr(removed, path));
+        assert_true(ended(p_host));
+        assert_true(ended(p_kernel));
+        assert_true(ended(p_initrd));
+        assert_true(ended(p_manifest));
+        assert_true(alive(p_live));
+        assert_true(alive(p_busy));
+
+        cache_names(f, names, sizeof(names));
+        assert_non_null(strstr(names, live));
+        assert_non_null(strstr(names, busy_stale));
+        snprintf(path, sizeof(path), ".build-%s-", busy_stale);
+        assert_non_null(strstr(names, path));
+        snprintf(path, sizeof(path), ".build-%s-", k2);
+        assert_non_null(strstr(names, path));
+        assert_null(strstr(names, other_host));
+        assert_null(strstr(names, kernel_changed));
+        assert_null(strstr(names, initrd_gone));
+        assert_null(strstr(names, bad_manifest));
+        assert_null(strstr(names, "dead00"));
+        struct vmm_template_entry e = VMM_TEMPLATE_ENTRY_INIT;
+        assert_int_equal(vmm_template_lookup(f->cache, &f->in, &e, &err), 0);
+        vmm_template_entry_clear(&e);
+
+        /* The lock free (the rebuild abandoned): collected now. */
+        vmm_template_build_free(b_stale);
+        vmm_template_build_free(b_new);
+        removed[0] = '\0';
+        assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
+        snprintf(path, sizeof(path), "%s: its kernel %s was replaced or rewritten\n", busy_stale,
+                 kernel3);
+        assert_string_equal(removed, path);
+        assert_true(ended(p_busy));
+        assert_true(alive(p_live));
+        cache_names(f, names, sizeof(names));
+        snprintf(path, sizeof(path), "%s ", live);
+        assert_string_equal(names, path);
+        /* Nothing more to do. */
+        removed[0] = '\0';
+        assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
+        assert_string_equal(removed, "");
+}
+
 /* The template's tap: in a namespace of its own, with a pod tap's flags. */
 static void tap_in_its_own_netns(void **state)
 {
@@ -618,6 +769,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(cache_dir_checked, setup, teardown),
                 cmocka_unit_test_setup_teardown(holder_ends_with_its_directory, setup, teardown),
                 cmocka_unit_test_setup_teardown(holder_in_its_cgroup, setup, teardown),
+                cmocka_unit_test_setup_teardown(gc_removes_stale, setup, teardown),
                 cmocka_unit_test(tap_in_its_own_netns),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
