@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * unishimctl template build|list|rm: the node's VM template cache
+ * unishimctl template build|list|gc|rm: the node's VM template cache
  * (vmm/template-cache.h, docs/unishimctl.md). Talks to no CRI endpoint:
  * it reads the operator's config and works on the cache directory as root.
  */
@@ -82,6 +82,26 @@ static int agent_check(struct vmm_vm *vm, struct us_loop *loop, int timeout_ms, 
         return r;
 }
 
+/* Prints one removal of vmm_template_gc, after `prefix`. */
+static void print_removed(const char *name, const char *why, void *userdata)
+{
+        printf("%s%s %s\n", (const char *)userdata, name, why);
+}
+
+/* Collects what can never be used again (vmm_template_gc) with this host's
+ * identity; each removal printed after `prefix`. Returns 0, or the negative
+ * errno with err. */
+static int collect(struct vmm_template_cache *c, const char *prefix, struct us_error **err)
+{
+        _cleanup_free_ char *host = NULL;
+        int r = vmm_template_host_id_read(&host, err);
+        if (r < 0)
+                return r;
+        r = vmm_template_gc(c, host, print_removed, (void *)prefix, err);
+        fflush(stdout);
+        return r;
+}
+
 /* The build itself, in the child build() forks; its exit status. */
 static int build_in(struct vmm_template_cache *c, const struct policy_config *cfg,
                     const char *state_dir)
@@ -110,6 +130,16 @@ static int build_in(struct vmm_template_cache *c, const struct policy_config *cf
                in.memory_mib ? in.memory_mib : 256, in.vcpus ? in.vcpus : 1,
                vmm_accel_name(in.accel));
         sandbox_template_inputs_free(&in);
+        /* After the publish: a build follows an upgrade of the guest image
+         * or QEMU (the shim starts one for the first pod that misses), so
+         * this is where the templates of the old files go. A failure here
+         * leaves the new template as good as built. */
+        fflush(stdout);
+        r = collect(c, "removed ", &err);
+        if (r < 0)
+                fprintf(stderr, "unishimctl: template build: built, but gc: %s\n",
+                        us_error_text(err));
+        us_error_free(err);
         return 0;
 }
 
@@ -247,9 +277,16 @@ static int rm(struct vmm_template_cache *c, const char *key)
         return status;
 }
 
+static int gc(struct vmm_template_cache *c)
+{
+        struct us_error *err = NULL;
+        int r = collect(c, "", &err);
+        return r < 0 ? fail_err("gc", err, r) : 0;
+}
+
 static void usage(FILE *f)
 {
-        fprintf(f, "usage: unishimctl template [--config FILE] build|list|rm KEY|rm --all\n");
+        fprintf(f, "usage: unishimctl template [--config FILE] build|list|gc|rm KEY|rm --all\n");
 }
 
 int unishimctl_template(int argc, char **argv)
@@ -280,7 +317,8 @@ int unishimctl_template(int argc, char **argv)
         const char *sub = optind < argc ? argv[optind++] : NULL;
         const char *arg = optind < argc ? argv[optind++] : NULL;
         if (!sub || optind < argc || (strcmp(sub, "rm") == 0 ? !arg == !all : arg || all) ||
-            (strcmp(sub, "build") && strcmp(sub, "list") && strcmp(sub, "rm"))) {
+            (strcmp(sub, "build") && strcmp(sub, "list") && strcmp(sub, "gc") &&
+             strcmp(sub, "rm"))) {
                 usage(stderr);
                 return 2;
         }
@@ -320,6 +358,8 @@ int unishimctl_template(int argc, char **argv)
                 status = build(c, cfg);
         else if (strcmp(sub, "list") == 0)
                 status = list(c);
+        else if (strcmp(sub, "gc") == 0)
+                status = gc(c);
         else
                 status = rm(c, arg);
         vmm_template_cache_free(c);

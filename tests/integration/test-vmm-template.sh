@@ -8,8 +8,10 @@
 # the cache at the same time (tests/tools/vmm-boot --template-cache) both
 # answer the agent's Restore with boot_ids of their own, and each QEMU maps
 # the holder's memfd (the same inode); a corrupt state file makes the lookup
-# say broken; a changed input (the initrd touched) gives another key; `template
-# rm --all` leaves no holder and no entry. Times, sizes and PSS are printed,
+# say broken; `template gc` removes a dead builder's directory and keeps the
+# live template; a changed input (the initrd touched) gives another key,
+# whose build removes the old key's entry (stale) and stops its holder;
+# `template rm --all` leaves no holder and no entry. Times, sizes and PSS are printed,
 # never asserted.
 #
 # Needs root (QEMU's private root, network namespaces), QEMU and the guest
@@ -215,6 +217,20 @@ timeout -s KILL 60 "$BOOT" --kernel "$kernel" --initrd "$initrd" --state-dir "$t
         ok "a truncated state: broken" || bad "a truncated state: exit $lrc: $(cat "$tmp/truncated.out")"
 cp "$tmp/state.saved" "$st"
 
+# --- gc with nothing stale -------------------------------------------------------
+# A builder that died left its directory (its key's lock is free): gc
+# removes it; the live template stays, its holder too.
+mkdir "$cache/.build-$key-dead00"
+rc=0
+"$CTL" template --config "$tmp/config.json" gc >"$tmp/gc1.out" 2>&1 || rc=$?
+sed 's/^/  gc: /' "$tmp/gc1.out"
+if [ $rc = 0 ] && [ "$(cat "$tmp/gc1.out")" = ".build-$key-dead00 left by a builder or remover that died" ] &&
+        [ ! -e "$cache/.build-$key-dead00" ] && [ -d "$cache/$key" ] && [ -d "/proc/$holder" ]; then
+        ok "gc: a dead builder's directory removed, the live template and its holder kept"
+else
+        bad "gc with a live template: exit $rc, $(cat "$tmp/gc1.out"), entries: $(ls -A "$cache")"
+fi
+
 # --- a changed input ----------------------------------------------------------
 touch "$initrd"
 mkdir -p "$tmp/changed"
@@ -234,6 +250,16 @@ else
         bad "rebuild after the change: exit $rc, key ${key2:-?} (was $key): $(cat "$tmp/build3.out")"
 fi
 "$CTL" template --config "$tmp/config.json" list | cut -c1-90 | sed 's/^/  list: /'
+# The rebuild's gc: the old key can never be hit again (its initrd's stat
+# changed), so it went, and its holder with it.
+if grep -qx "removed $key its initrd $initrd was replaced or rewritten" "$tmp/build3.out" &&
+        [ ! -e "$cache/$key" ] && [ -d "$cache/$key2" ] &&
+        { [ ! -d "/proc/$holder" ] || [ "$(awk '{print $3}' "/proc/$holder/stat" 2>/dev/null)" = Z ]; }; then
+        ok "the rebuild removed the stale template $key and stopped its holder $holder"
+else
+        bad "the rebuild's gc: $(grep '^removed' "$tmp/build3.out"), entries: $(ls -A "$cache")," \
+                "holder $holder $(cat "/proc/$holder/comm" 2>/dev/null || echo gone)"
+fi
 
 # --- rm --all -----------------------------------------------------------------
 hs=$(holders)
