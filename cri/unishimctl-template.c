@@ -7,11 +7,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -143,57 +146,88 @@ static int build_in(struct vmm_template_cache *c, const struct policy_config *cf
         return 0;
 }
 
-static volatile sig_atomic_t stop_signal;
-
-static void on_stop(int sig)
-{
-        stop_signal = sig;
-}
-
 /* Builds in a child, so that SIGTERM (a sandbox pod's shim abandoning the
  * build it started, or the operator) ends it cleanly: the child is
  * killed (its QEMU dies with it, its lock goes with it, nothing is
  * published) and QEMU's state directory removed here; the next build of
- * the key removes the entry it left unpublished. */
+ * the key removes the entry it left unpublished. The signals are blocked
+ * from before the fork and read from a signalfd polled beside the child's
+ * pidfd: one that comes at any moment stays pending until that poll sees
+ * it (a handler's flag, checked before a blocking waitpid, misses one that
+ * comes between the check and the wait, and the build then publishes for a
+ * pod that is gone). */
 static int build(struct vmm_template_cache *c, const struct policy_config *cfg)
 {
         char state_dir[] = "/tmp/unishim-template-XXXXXX";
+        sigset_t stop, old;
+        int status = 1, stop_signal = 0, ws = 0;
+
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGTERM);
+        sigaddset(&stop, SIGINT);
+        sigaddset(&stop, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &stop, &old) < 0) {
+                fprintf(stderr, "unishimctl: template build: block signals: %s\n", strerror(errno));
+                return 1;
+        }
+        _cleanup_close_ int sfd = signalfd(-1, &stop, SFD_CLOEXEC);
+        if (sfd < 0) {
+                fprintf(stderr, "unishimctl: template build: signalfd: %s\n", strerror(errno));
+                return 1;
+        }
         if (!mkdtemp(state_dir)) {
                 fprintf(stderr, "unishimctl: template build: create %s: %s\n", state_dir,
                         strerror(errno));
                 return 1;
         }
-        struct sigaction sa = {.sa_handler = on_stop}; /* no SA_RESTART: waitpid returns */
-        sigemptyset(&sa.sa_mask);
-        (void)sigaction(SIGTERM, &sa, NULL);
-        (void)sigaction(SIGINT, &sa, NULL);
-        (void)sigaction(SIGHUP, &sa, NULL);
         fflush(NULL);
+        pid_t parent = getpid();
         pid_t pid = fork();
         if (pid == 0) {
-                signal(SIGTERM, SIG_DFL);
-                signal(SIGINT, SIG_DFL);
-                signal(SIGHUP, SIG_DFL);
-                (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-                int status = build_in(c, cfg, state_dir);
+                /* Killed with its parent, also one that died before the
+                 * prctl (then the parent is another already). */
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                        _exit(1);
+                close(sfd);
+                /* A signal sent to the child itself (a terminal's process
+                 * group) acts now, with the default action. */
+                (void)sigprocmask(SIG_SETMASK, &old, NULL);
+                status = build_in(c, cfg, state_dir);
                 fflush(NULL);
                 _exit(status);
         }
-        int status = 1, ws = 0;
         if (pid < 0) {
                 fprintf(stderr, "unishimctl: template build: fork: %s\n", strerror(errno));
         } else {
-                if (stop_signal) /* before the wait: it would not be interrupted */
+                /* The child is ours and unreaped: its pid cannot be reused
+                 * before the waitpid below. */
+                _cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+                if (pidfd < 0) {
+                        fprintf(stderr, "unishimctl: template build: pidfd_open: %s\n",
+                                strerror(errno));
                         (void)kill(pid, SIGKILL);
-                while (waitpid(pid, &ws, 0) < 0) {
-                        if (errno != EINTR)
-                                break;
-                        if (stop_signal)
-                                (void)kill(pid, SIGKILL);
                 }
+                while (pidfd >= 0) {
+                        struct pollfd p[2] = {{.fd = sfd, .events = POLLIN},
+                                              {.fd = pidfd, .events = POLLIN}};
+                        int n = poll(p, 2, -1);
+                        if (n < 0 && errno != EINTR)
+                                break;
+                        struct signalfd_siginfo si;
+                        if (n > 0 && (p[0].revents & POLLIN) &&
+                            read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                                stop_signal = (int)si.ssi_signo;
+                                (void)kill(pid, SIGKILL);
+                                break;
+                        }
+                        if (n > 0 && (p[1].revents & POLLIN))
+                                break;
+                }
+                while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
+                        ;
                 if (stop_signal) {
                         fprintf(stderr, "unishimctl: template build: stopped by signal %d\n",
-                                (int)stop_signal);
+                                stop_signal);
                         status = 128 + stop_signal;
                 } else if (WIFEXITED(ws)) {
                         status = WEXITSTATUS(ws);
