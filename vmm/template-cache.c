@@ -40,6 +40,8 @@
 #define SHARE_NAME       "share"
 #define BUILD_PREFIX     ".build-"
 #define RM_PREFIX        ".rm-"
+#define FAILED_PREFIX    ".failed-"
+#define FAILED_MAX       1024
 #define MANIFEST_MAX     (64u << 10)
 /* x-ignore-shared leaves the RAM out: the stream is QEMU's device state,
  * ~100-200 KB. A bound, not an estimate. */
@@ -101,6 +103,19 @@ static const char *name_key(const char *name, bool leftovers)
         if (!rest || strlen(rest) <= VMM_TEMPLATE_KEY_LEN || rest[VMM_TEMPLATE_KEY_LEN] != '-')
                 return NULL;
         return rest;
+}
+
+/* The key of a failed-build record's name (".failed-<key>"), or NULL. */
+static const char *failed_key(const char *name)
+{
+        if (strncmp(name, FAILED_PREFIX, strlen(FAILED_PREFIX)) != 0)
+                return NULL;
+        return key_valid(name + strlen(FAILED_PREFIX)) ? name + strlen(FAILED_PREFIX) : NULL;
+}
+
+static void failed_name(const char *key, char out[sizeof(FAILED_PREFIX) + VMM_TEMPLATE_KEY_LEN])
+{
+        snprintf(out, sizeof(FAILED_PREFIX) + VMM_TEMPLATE_KEY_LEN, FAILED_PREFIX "%s", key);
 }
 
 /* ---- fd passing ---- */
@@ -872,9 +887,14 @@ static int remove_leftovers(struct vmm_template_cache *c, const char *key,
 static int remove_key_locked(struct vmm_template_cache *c, const char *key,
                              vmm_template_gc_fn removed, void *userdata, struct us_error **err)
 {
+        char failed[sizeof(FAILED_PREFIX) + VMM_TEMPLATE_KEY_LEN];
         struct stat st;
         int r;
 
+        /* A removal starts the key afresh: no backoff from its failures. */
+        failed_name(key, failed);
+        if (unlinkat(c->dir_fd, failed, 0) < 0 && errno != ENOENT)
+                return us_errorf(err, errno, "remove %s/%s", c->dir, failed);
         if (fstatat(c->dir_fd, key, &st, AT_SYMLINK_NOFOLLOW) < 0) {
                 if (errno != ENOENT)
                         return us_errorf(err, errno, "template %.12s", key);
@@ -932,7 +952,7 @@ static int entry_stale(struct vmm_template_cache *c, const char *key, const char
 
 struct gc_key {
         char key[VMM_TEMPLATE_KEY_LEN + 1];
-        bool entry, leftover;
+        bool entry, leftover, failed;
 };
 
 /* The cache's keys and what each has: an entry, leftovers. */
@@ -947,7 +967,9 @@ static int gc_scan(struct vmm_template_cache *c, struct gc_key **ret, size_t *re
         size_t n = 0, i;
         struct dirent *de;
         while ((de = readdir(d))) {
-                const char *key = name_key(de->d_name, true);
+                const char *key = name_key(de->d_name, true), *fkey = NULL;
+                if (!key)
+                        key = fkey = failed_key(de->d_name);
                 if (!key)
                         continue;
                 for (i = 0; i < n && strncmp(v[i].key, key, VMM_TEMPLATE_KEY_LEN) != 0; i++)
@@ -964,7 +986,9 @@ static int gc_scan(struct vmm_template_cache *c, struct gc_key **ret, size_t *re
                         memcpy(v[n].key, key, VMM_TEMPLATE_KEY_LEN);
                         n++;
                 }
-                if (key == de->d_name)
+                if (fkey)
+                        v[i].failed = true;
+                else if (key == de->d_name)
                         v[i].entry = true;
                 else
                         v[i].leftover = true;
@@ -973,6 +997,22 @@ static int gc_scan(struct vmm_template_cache *c, struct gc_key **ret, size_t *re
         *ret = v;
         *ret_n = n;
         return 0;
+}
+
+/* A failed-build record whose backoff is over holds nothing back any
+ * more; without it a key that failed long ago starts afresh. */
+static void gc_failure(struct vmm_template_cache *c, const char *key, vmm_template_gc_fn removed,
+                       void *userdata)
+{
+        struct vmm_template_failure f;
+        char name[sizeof(FAILED_PREFIX) + VMM_TEMPLATE_KEY_LEN];
+        int64_t now = (int64_t)time(NULL);
+        int r = vmm_template_failure_read(c, key, &f, NULL);
+        if (r == VMM_TEMPLATE_NONE || (r == 0 && vmm_template_backoff_held(&f, now)))
+                return;
+        failed_name(key, name);
+        if (unlinkat(c->dir_fd, name, 0) == 0 && removed)
+                removed(name, r == 0 ? "its build backoff is over" : "unreadable", userdata);
 }
 
 int vmm_template_gc(struct vmm_template_cache *c, const char *host_id, vmm_template_gc_fn removed,
@@ -991,6 +1031,8 @@ int vmm_template_gc(struct vmm_template_cache *c, const char *host_id, vmm_templ
                 const char *key = keys[i].key;
                 _cleanup_free_ char *why = NULL;
                 _cleanup_close_ int lock = -1;
+                if (keys[i].failed && !keys[i].entry)
+                        gc_failure(c, key, removed, userdata);
                 /* Decided first without the lock: taking a live key's lock
                  * would make a pod's lookup meanwhile busy (a cold boot). */
                 r = keys[i].entry ? entry_stale(c, key, host_id, &why) : 0;
@@ -1051,6 +1093,8 @@ int vmm_template_cache_keys(struct vmm_template_cache *c, bool leftovers, char *
         struct dirent *de;
         while (v && (de = readdir(d))) {
                 const char *key = name_key(de->d_name, leftovers);
+                if (!key && leftovers)
+                        key = failed_key(de->d_name);
                 if (!key)
                         continue;
                 bool seen = false;
@@ -1089,6 +1133,99 @@ int vmm_template_read_manifest(struct vmm_template_cache *c, const char *key, ch
         int r = read_file_at(kfd, MANIFEST_NAME, MANIFEST_MAX, ret, NULL);
         if (r < 0)
                 return us_errorf(err, -r, "template %.12s: read its manifest", key);
+        return 0;
+}
+
+/* ---- failed builds ---- */
+
+int64_t vmm_template_backoff_s(unsigned failures)
+{
+        if (failures == 0)
+                return 0;
+        int64_t s = VMM_TEMPLATE_BACKOFF_MIN_S;
+        for (unsigned i = 1; i < failures && s < VMM_TEMPLATE_BACKOFF_MAX_S; i++)
+                s *= 2;
+        return s < VMM_TEMPLATE_BACKOFF_MAX_S ? s : VMM_TEMPLATE_BACKOFF_MAX_S;
+}
+
+bool vmm_template_backoff_held(const struct vmm_template_failure *f, int64_t now)
+{
+        /* A record from the future (the clock was set back) holds back no
+         * longer than the longest backoff from now. */
+        return now < f->retry_after && f->time <= now + VMM_TEMPLATE_BACKOFF_MAX_S;
+}
+
+int vmm_template_failure_read(struct vmm_template_cache *c, const char *key,
+                              struct vmm_template_failure *ret, struct us_error **err)
+{
+        char name[sizeof(FAILED_PREFIX) + VMM_TEMPLATE_KEY_LEN];
+        _cleanup_free_ char *text = NULL;
+
+        if (!c || !key_valid(key) || !ret)
+                return us_error_msg(err, EINVAL, "template: %s is not a template key",
+                                    key ? key : "");
+        failed_name(key, name);
+        int r = read_file_at(c->dir_fd, name, FAILED_MAX, &text, NULL);
+        if (r == -ENOENT)
+                return us_error_msg(err, -VMM_TEMPLATE_NONE, "no failed build of %.12s", key);
+        if (r < 0)
+                return us_errorf(err, -r, "read %s/%s", c->dir, name);
+        unsigned failures = 0;
+        long long t = 0;
+        int used = 0;
+        char *eol = strchr(text, '\n');
+        if (eol)
+                *eol = '\0';
+        if (!eol || sscanf(text, "%u %lld%n", &failures, &t, &used) != 2 ||
+            (size_t)used != strlen(text) || failures == 0)
+                return us_error_msg(err, EINVAL, "%s/%s: malformed", c->dir, name);
+        struct vmm_template_failure f = {.failures = failures, .time = t};
+        f.retry_after = f.time + vmm_template_backoff_s(failures);
+        const char *why = eol + 1;
+        size_t n = strcspn(why, "\n");
+        if (n >= sizeof(f.why))
+                n = sizeof(f.why) - 1;
+        memcpy(f.why, why, n);
+        f.why[n] = '\0';
+        for (char *p = f.why; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = ' ';
+        *ret = f;
+        return 0;
+}
+
+int vmm_template_failure_record(struct vmm_template_cache *c, const char *key, const char *why,
+                                int64_t now, struct us_error **err)
+{
+        struct vmm_template_failure old;
+        char name[sizeof(FAILED_PREFIX) + VMM_TEMPLATE_KEY_LEN], tmp[sizeof(name) + 32];
+        unsigned failures = 1;
+
+        if (!c || !key_valid(key))
+                return us_error_msg(err, EINVAL, "template: %s is not a template key",
+                                    key ? key : "");
+        if (vmm_template_failure_read(c, key, &old, NULL) == 0 && old.failures < 1000)
+                failures = old.failures + 1;
+        /* One line of why: the record's second and last. */
+        char line[sizeof(old.why)];
+        snprintf(line, sizeof(line), "%s", why ? why : "");
+        for (char *p = line; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = ' ';
+        _cleanup_free_ char *text = NULL;
+        if (asprintf(&text, "%u %lld\n%s\n", failures, (long long)now, line) < 0)
+                return us_errorf(err, ENOMEM, "template %.12s: failed build", key);
+        failed_name(key, name);
+        /* Whole or not at all: a reader never sees half of it. */
+        snprintf(tmp, sizeof(tmp), "%s.tmp-%d", name, (int)getpid());
+        (void)unlinkat(c->dir_fd, tmp, 0);
+        int r = write_file_at(c->dir_fd, tmp, text, strlen(text), err);
+        if (r >= 0 && renameat(c->dir_fd, tmp, c->dir_fd, name) < 0)
+                r = us_errorf(err, errno, "rename %s/%s", c->dir, tmp);
+        if (r < 0) {
+                (void)unlinkat(c->dir_fd, tmp, 0);
+                return us_error_wrap(err, r, "template %.12s: record its failed build", key);
+        }
         return 0;
 }
 
@@ -1269,6 +1406,10 @@ int vmm_template_build_publish(struct vmm_template_build *b, pid_t *ret_holder_p
         }
         free(b->tmp_name);
         b->tmp_name = NULL;
+        /* Built: the key's failures are behind it. */
+        char failed[sizeof(FAILED_PREFIX) + VMM_TEMPLATE_KEY_LEN];
+        failed_name(b->key, failed);
+        (void)unlinkat(b->cache->dir_fd, failed, 0);
         b->tmp_fd = us_close(b->tmp_fd);
         b->lock_fd = us_close(b->lock_fd);
         if (ret_holder_pid)
@@ -1570,8 +1711,13 @@ out:
         us_error_free(w.err);
         vm = vmm_vm_free(vm);
         loop = us_loop_free(loop);
-        if (r < 0 && b)
+        if (r < 0 && b) {
                 r = us_error_wrap(err, r, "template %.12s", b->key);
+                /* For the backoff of the builds a shim starts
+                 * (vmm_template_backoff_held). */
+                (void)vmm_template_failure_record(c, b->key, err ? us_error_text(*err) : NULL,
+                                                  (int64_t)time(NULL), NULL);
+        }
         vmm_template_build_free(b);
         return r;
 }

@@ -13,22 +13,9 @@
 # Needs root, QEMU, gdb and the guest image (as test-vmm-template.sh).
 set -euo pipefail
 
-BUILD=${UNISHIM_BUILD_DIR:-build}
-CTL=$BUILD/cri/unishimctl
-skip() { echo "SKIP: $*"; exit 77; }
-
-img=${UNISHIM_GUEST_DIR:-$BUILD/vmm/guest-image}
-kernel=$img/vmlinux
-initrd=
-for f in "$img"/initramfs.cpio "$img"/initramfs.cpio.gz; do
-        [ -f "$f" ] && initrd=$f && break
-done
-[ "$(id -u)" = 0 ] || skip "needs root (QEMU's private root, network namespaces)"
-[ -x /usr/bin/qemu-system-x86_64 ] || skip "qemu-system-x86_64 missing (apt package qemu-system-x86)"
+. "$(dirname "${BASH_SOURCE[0]}")/vmm-template-env.sh"
+initrd=$initrd_src
 command -v gdb >/dev/null || skip "gdb missing (apt package gdb)"
-[ -f "$kernel" ] && [ -n "$initrd" ] ||
-        skip "guest image not built ($img/{vmlinux,initramfs.cpio}; needs a static unishim-agent)"
-[ -c /dev/net/tun ] || skip "no /dev/net/tun"
 [ -x "$CTL" ] || { echo "FAIL: $CTL not built"; exit 1; }
 
 tmp=$(mktemp -d /tmp/test-vmm-template-signal.XXXXXX)

@@ -11,30 +11,18 @@
 # say broken; `template gc` removes a dead builder's directory and keeps the
 # live template; a changed input (the initrd touched) gives another key,
 # whose build removes the old key's entry (stale) and stops its holder;
-# `template rm --all` leaves no holder and no entry. Times, sizes and PSS are printed,
+# a build that fails (not a kernel) is recorded in .failed-<key>, its
+# count grows with the next failure; `template rm --all` leaves no holder,
+# no entry and no record. Times, sizes and PSS are printed,
 # never asserted.
 #
 # Needs root (QEMU's private root, network namespaces), QEMU and the guest
 # image with the agent (build/vmm/guest-image).
 set -euo pipefail
 
-BUILD=${UNISHIM_BUILD_DIR:-build}
+. "$(dirname "${BASH_SOURCE[0]}")/vmm-template-env.sh"
 BOOT=$BUILD/tests/vmm-boot
-CTL=$BUILD/cri/unishimctl
 AGENT_CTL=$BUILD/guest-agent/unishim-agent-ctl
-skip() { echo "SKIP: $*"; exit 77; }
-
-img=${UNISHIM_GUEST_DIR:-$BUILD/vmm/guest-image}
-kernel=$img/vmlinux
-initrd_src=
-for f in "$img"/initramfs.cpio "$img"/initramfs.cpio.gz; do
-        [ -f "$f" ] && initrd_src=$f && break
-done
-[ "$(id -u)" = 0 ] || skip "needs root (QEMU's private root, network namespaces)"
-[ -x /usr/bin/qemu-system-x86_64 ] || skip "qemu-system-x86_64 missing (apt package qemu-system-x86)"
-[ -f "$kernel" ] && [ -n "$initrd_src" ] ||
-        skip "guest image not built ($img/{vmlinux,initramfs.cpio}; needs a static unishim-agent)"
-[ -c /dev/net/tun ] || skip "no /dev/net/tun"
 for b in "$BOOT" "$CTL" "$AGENT_CTL"; do
         [ -x "$b" ] || { echo "FAIL: $b not built"; exit 1; }
 done
@@ -261,6 +249,24 @@ else
                 "holder $holder $(cat "/proc/$holder/comm" 2>/dev/null || echo gone)"
 fi
 
+# --- a build that fails: recorded for the shim's backoff --------------------------
+# Not a kernel: QEMU refuses it and exits, the build fails at once.
+head -c 65536 "$initrd" >"$tmp/not-a-kernel"
+sed "s|\"kernel\": \"$kernel\"|\"kernel\": \"$tmp/not-a-kernel\"|" "$tmp/config.json" >"$tmp/broken.json"
+rc1=0
+"$CTL" template --config "$tmp/broken.json" build >"$tmp/broken1.out" 2>&1 || rc1=$?
+rec1=$(cat "$cache"/.failed-* 2>/dev/null | head -1 || true)
+rc2=0
+"$CTL" template --config "$tmp/broken.json" build >"$tmp/broken2.out" 2>&1 || rc2=$?
+rec2=$(cat "$cache"/.failed-* 2>/dev/null | head -1 || true)
+echo "a failing build: $(tail -1 "$tmp/broken1.out" | cut -c1-200)"
+if [ $rc1 = 1 ] && [ $rc2 = 1 ] && [ "${rec1%% *}" = 1 ] && [ "${rec2%% *}" = 2 ] &&
+        [ "$(ls -d "$cache"/.failed-* | wc -l)" = 1 ]; then
+        ok "failed builds recorded for the backoff: $(ls -A "$cache" | grep failed | cut -c1-20)...: '$rec1', then '$rec2'"
+else
+        bad "failed builds: exit $rc1/$rc2, records '$rec1' / '$rec2': $(ls -A "$cache")"
+fi
+
 # --- rm --all -----------------------------------------------------------------
 hs=$(holders)
 rc=0
@@ -274,7 +280,7 @@ for h in $hs; do
 done
 entries=$(find "$cache" -mindepth 1 -maxdepth 1 ! -name lock | wc -l)
 if [ $rc = 0 ] && [ -z "$left" ] && [ "$entries" = 0 ]; then
-        ok "rm --all: holders$(printf ' %s' $hs) stopped, no entry left"
+        ok "rm --all: holders$(printf ' %s' $hs) stopped, no entry and no failed-build record left"
 else
         bad "rm --all: exit $rc, holders left:${left:- none}, entries: $(ls -A "$cache")"
 fi

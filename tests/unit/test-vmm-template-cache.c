@@ -19,6 +19,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "unit.h"
@@ -732,6 +733,93 @@ static void gc_removes_stale(void **state)
         assert_string_equal(removed, "");
 }
 
+/* A failed build is recorded, each one in a row doubles the backoff (up
+ * to its cap); a publish of the key, its removal, and gc once the backoff
+ * is over clear it; a malformed record is an error, never a backoff. */
+static void failed_builds_back_off(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_template_failure fl;
+        struct us_error *err = NULL;
+        char key[VMM_TEMPLATE_KEY_LEN + 1], path[256], removed[4096] = "";
+        _cleanup_free_ char *m = NULL;
+        const int64_t t = 1000000;
+        pid_t holder;
+
+        assert_int_equal(vmm_template_backoff_s(0), 0);
+        assert_int_equal(vmm_template_backoff_s(1), VMM_TEMPLATE_BACKOFF_MIN_S);
+        assert_int_equal(vmm_template_backoff_s(2), 2 * VMM_TEMPLATE_BACKOFF_MIN_S);
+        assert_int_equal(vmm_template_backoff_s(3), 4 * VMM_TEMPLATE_BACKOFF_MIN_S);
+        assert_int_equal(vmm_template_backoff_s(40), VMM_TEMPLATE_BACKOFF_MAX_S);
+        assert_int_equal(vmm_template_backoff_s(~0u), VMM_TEMPLATE_BACKOFF_MAX_S);
+
+        assert_int_equal(vmm_template_manifest(&f->in, &m, &err), 0);
+        vmm_template_key(m, key);
+        assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), VMM_TEMPLATE_NONE);
+        err = us_error_free(err);
+        assert_int_equal(vmm_template_failure_record(f->cache, key, "QEMU ended\nearly", t, &err),
+                         0);
+        assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), 0);
+        assert_int_equal(fl.failures, 1);
+        assert_int_equal(fl.time, t);
+        assert_int_equal(fl.retry_after, t + VMM_TEMPLATE_BACKOFF_MIN_S);
+        assert_string_equal(fl.why, "QEMU ended early");
+        assert_true(vmm_template_backoff_held(&fl, t));
+        assert_true(vmm_template_backoff_held(&fl, t + VMM_TEMPLATE_BACKOFF_MIN_S - 1));
+        assert_false(vmm_template_backoff_held(&fl, t + VMM_TEMPLATE_BACKOFF_MIN_S));
+        /* The clock set back by more than the longest backoff. */
+        assert_false(vmm_template_backoff_held(&fl, t - VMM_TEMPLATE_BACKOFF_MAX_S - 1));
+        assert_int_equal(vmm_template_failure_record(f->cache, key, NULL, t + 100, &err), 0);
+        assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), 0);
+        assert_int_equal(fl.failures, 2);
+        assert_int_equal(fl.retry_after, t + 100 + 2 * VMM_TEMPLATE_BACKOFF_MIN_S);
+        assert_string_equal(fl.why, "");
+
+        /* rm --all's list has the key; a publish clears the record. */
+        _cleanup_strv_ char **keys = NULL;
+        size_t n = 0;
+        assert_int_equal(vmm_template_cache_keys(f->cache, true, &keys, &n, &err), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(keys[0], key);
+        build(f, key, &holder);
+        assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), VMM_TEMPLATE_NONE);
+        err = us_error_free(err);
+        /* So does a removal. */
+        assert_int_equal(vmm_template_failure_record(f->cache, key, "x", t, &err), 0);
+        assert_int_equal(vmm_template_remove(f->cache, key, &err), 0);
+        assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), VMM_TEMPLATE_NONE);
+        err = us_error_free(err);
+
+        /* gc: a record whose backoff is over goes, a current one stays. */
+        int64_t now = (int64_t)time(NULL);
+        assert_int_equal(vmm_template_failure_record(f->cache, key, "x", now, &err), 0);
+        assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
+        assert_string_equal(removed, "");
+        assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), 0);
+        assert_int_equal(vmm_template_remove(f->cache, key, &err), VMM_TEMPLATE_NONE);
+        err = us_error_free(err);
+        assert_int_equal(vmm_template_failure_record(f->cache, key, "x", now - 2 * 3600, &err), 0);
+        assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
+        snprintf(path, sizeof(path), ".failed-%s: its build backoff is over", key);
+        assert_non_null(strstr(removed, path));
+        assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), VMM_TEMPLATE_NONE);
+        err = us_error_free(err);
+
+        /* Malformed: an error, no backoff (a caller builds). */
+        const char *bad[] = {"", "0 5\n", "x y\n", "3\n", "3 5"};
+        for (size_t i = 0; i < US_ELEMENTSOF(bad); i++) {
+                snprintf(path, sizeof(path), "%s/.failed-%s", f->cache_dir, key);
+                unit_write_file(path, bad[i]);
+                assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), -EINVAL);
+                err = us_error_free(err);
+        }
+        assert_int_equal(vmm_template_remove(f->cache, key, &err), VMM_TEMPLATE_NONE);
+        err = us_error_free(err);
+        char names[1024];
+        cache_names(f, names, sizeof(names));
+        assert_string_equal(names, "");
+}
+
 /* The template's tap: in a namespace of its own, with a pod tap's flags. */
 static void tap_in_its_own_netns(void **state)
 {
@@ -770,6 +858,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(holder_ends_with_its_directory, setup, teardown),
                 cmocka_unit_test_setup_teardown(holder_in_its_cgroup, setup, teardown),
                 cmocka_unit_test_setup_teardown(gc_removes_stale, setup, teardown),
+                cmocka_unit_test_setup_teardown(failed_builds_back_off, setup, teardown),
                 cmocka_unit_test(tap_in_its_own_netns),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
