@@ -16,6 +16,7 @@
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/agent-contract.h"
@@ -251,27 +252,48 @@ static void print_field(const char *manifest, const char *name)
                 printf(" %s=%s", name, v);
 }
 
+static bool strv_has(char **v, const char *s)
+{
+        for (; v && *v; v++)
+                if (strcmp(*v, s) == 0)
+                        return true;
+        return false;
+}
+
+/* Entries, and keys whose builds failed lately (no entry: state=failed),
+ * each with its failed-build record on a line of its own. */
 static int list(struct vmm_template_cache *c)
 {
-        _cleanup_strv_ char **keys = NULL;
-        size_t n = 0;
+        _cleanup_strv_ char **keys = NULL, **entries = NULL;
+        size_t n = 0, n_entries = 0;
         struct us_error *err = NULL;
-        int r = vmm_template_cache_keys(c, false, &keys, &n, &err);
+        int r = vmm_template_cache_keys(c, true, &keys, &n, &err);
+        if (r >= 0)
+                r = vmm_template_cache_keys(c, false, &entries, &n_entries, &err);
         if (r < 0)
                 return fail_err("list", err, r);
+        int64_t now = (int64_t)time(NULL);
         for (size_t i = 0; i < n; i++) {
                 struct vmm_template_entry e = VMM_TEMPLATE_ENTRY_INIT;
+                struct vmm_template_failure f;
                 _cleanup_free_ char *manifest = NULL;
-                r = vmm_template_check_key(c, keys[i], &e, &err);
+                bool entry = strv_has(entries, keys[i]);
+                bool failed = vmm_template_failure_read(c, keys[i], &f, NULL) == 0;
+                if (!entry && !failed)
+                        continue; /* leftovers only: not a template */
+                r = entry ? vmm_template_check_key(c, keys[i], &e, &err) : 0;
                 printf("%s", keys[i]);
-                if (r == 0)
+                if (!entry)
+                        printf(" state=failed holder=-");
+                else if (r == 0)
                         printf(" state=ready holder=%d", (int)e.holder_pid);
                 else
                         printf(" state=%s holder=-", r == VMM_TEMPLATE_BUSY     ? "busy"
                                                      : r == VMM_TEMPLATE_BROKEN ? "broken"
                                                      : r == -ETIMEDOUT          ? "holder-silent"
                                                                                 : "error");
-                (void)vmm_template_read_manifest(c, keys[i], &manifest, NULL);
+                if (entry)
+                        (void)vmm_template_read_manifest(c, keys[i], &manifest, NULL);
                 print_field(manifest, "kernel");
                 print_field(manifest, "initrd");
                 print_field(manifest, "memory_mib");
@@ -280,6 +302,13 @@ static int list(struct vmm_template_cache *c)
                 printf("\n");
                 if (r < 0)
                         printf("  %s\n", us_error_text(err));
+                if (failed)
+                        printf("  %u failed build(s) in a row, the last %lld s ago; a shim builds "
+                               "it again in %lld s: %s\n",
+                               f.failures, (long long)(now - f.time),
+                               vmm_template_backoff_held(&f, now) ? (long long)(f.retry_after - now)
+                                                                  : 0LL,
+                               f.why);
                 err = us_error_free(err);
                 vmm_template_entry_clear(&e);
         }

@@ -244,7 +244,8 @@ expect_eq "rm backoff" 0 "$rc"
 wait_until 30 pids_gone "${kpids[@]}" || true
 wait_until 10 no_leftovers || true
 expect_eq "nothing of the pods left after backoff" "" "$LEFT"
-expect_eq "nothing built meanwhile" "" "$(tctl list 2>&1)"
+expect_eq "nothing built meanwhile" "" "$(ls -A "$TDIR" | grep -E '^[0-9a-f]{64}$|^\.build-' || true)"
+expect_match "list: the key's failed build" "$KEY state=failed" "$(tctl list 2>&1)"
 tctl rm --all >/dev/null 2>&1 || true
 expect_eq "template rm --all removes the failed-build record" "" "$(ls -A "$TDIR" | grep '^\.failed-' || true)"
 

@@ -266,6 +266,15 @@ if [ $rc1 = 1 ] && [ $rc2 = 1 ] && [ "${rec1%% *}" = 1 ] && [ "${rec2%% *}" = 2 
 else
         bad "failed builds: exit $rc1/$rc2, records '$rec1' / '$rec2': $(ls -A "$cache")"
 fi
+fkey=$(ls -A "$cache" | sed -n 's/^\.failed-//p' | head -1)
+"$CTL" template --config "$tmp/config.json" list >"$tmp/list3.out" 2>&1 || true
+sed 's/^/  list: /' "$tmp/list3.out" | cut -c1-200
+if [ -n "$fkey" ] && grep -q "^$fkey state=failed holder=- " "$tmp/list3.out" &&
+        grep -qE "^  2 failed build\(s\) in a row, the last [0-9]+ s ago; a shim builds it again in [0-9]+ s: .*qemu exited" "$tmp/list3.out"; then
+        ok "list: the failed key and its record"
+else
+        bad "list does not show the failed builds of ${fkey:-?}"
+fi
 
 # --- rm --all -----------------------------------------------------------------
 hs=$(holders)
