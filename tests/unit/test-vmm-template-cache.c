@@ -605,6 +605,21 @@ static bool alive(int pidfd)
         return poll(&p, 1, 0) == 0;
 }
 
+/* Asserts that text has (want) or lacks the formatted string. */
+static void has(const char *text, bool want, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void has(const char *text, bool want, const char *fmt, ...)
+{
+        char s[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(s, sizeof(s), fmt, ap);
+        va_end(ap);
+        if ((strstr(text, s) != NULL) != want)
+                fail_msg("\"%s\" %s \"%s\"", text, want ? "lacks" : "has", s);
+}
+
 /* gc removes what can never be hit again, stopping its holder: an entry of
  * another host, one whose kernel was rewritten, one whose initrd is gone,
  * one whose manifest does not hash to its key, a dead builder's directory;
@@ -634,21 +649,19 @@ static void gc_removes_stale(void **state)
         unit_write_file(qemu2, "qemu");
         unit_write_file(qemu3, "qemu");
 
-        build(f, live, &h_live);
-        in = f->in;
-        in.host_id = "release=5:other;";
-        build_of(f, &in, other_host, &h_host);
-        in = f->in;
-        in.kernel = kernel2;
-        build_of(f, &in, kernel_changed, &h_kernel);
-        in = f->in;
-        in.initrd = initrd2;
-        build_of(f, &in, initrd_gone, &h_initrd);
-        in = f->in;
-        in.qemu_binary = qemu2;
-        build_of(f, &in, bad_manifest, &h_manifest);
+        /* The fixture's inputs, each with one of its own. */
+        struct vmm_template_inputs host = f->in, k2_in = f->in, i2_in = f->in, q2_in = f->in;
+        host.host_id = "release=5:other;";
+        k2_in.kernel = kernel2;
+        i2_in.initrd = initrd2;
+        q2_in.qemu_binary = qemu2;
         in = f->in;
         in.kernel = kernel3;
+        build(f, live, &h_live);
+        build_of(f, &host, other_host, &h_host);
+        build_of(f, &k2_in, kernel_changed, &h_kernel);
+        build_of(f, &i2_in, initrd_gone, &h_initrd);
+        build_of(f, &q2_in, bad_manifest, &h_manifest);
         build_of(f, &in, busy_stale, &h_busy);
         _cleanup_close_ int p_live = pidfd_of(h_live), p_host = pidfd_of(h_host),
                             p_kernel = pidfd_of(h_kernel), p_initrd = pidfd_of(h_initrd),
@@ -676,21 +689,14 @@ static void gc_removes_stale(void **state)
 
         assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
         printf("# removed:\n%s", removed);
-        snprintf(path, sizeof(path), "%s: it was saved on another host", other_host);
-        assert_non_null(strstr(removed, path));
-        snprintf(path, sizeof(path), "%s: its kernel %s was replaced or rewritten", kernel_changed,
-                 kernel2);
-        assert_non_null(strstr(removed, path));
-        snprintf(path, sizeof(path), "%s: its initrd %s is gone", initrd_gone, initrd2);
-        assert_non_null(strstr(removed, path));
-        snprintf(path, sizeof(path), "%s: its manifest does not hash to its key", bad_manifest);
-        assert_non_null(strstr(removed, path));
-        snprintf(path, sizeof(path), ".build-%s-dead00: left by", live);
-        assert_non_null(strstr(removed, path));
-        assert_null(strstr(removed, busy_stale));
-        assert_null(strstr(removed, k2));
-        snprintf(path, sizeof(path), "%s: ", live);
-        assert_null(strstr(removed, path));
+        has(removed, true, "%s: it was saved on another host", other_host);
+        has(removed, true, "%s: its kernel %s was replaced or rewritten", kernel_changed, kernel2);
+        has(removed, true, "%s: its initrd %s is gone", initrd_gone, initrd2);
+        has(removed, true, "%s: its manifest does not hash to its key", bad_manifest);
+        has(removed, true, ".build-%s-dead00: left by", live);
+        has(removed, false, "%s", busy_stale);
+        has(removed, false, "%s", k2);
+        has(removed, false, "%s: ", live);
         assert_true(ended(p_host));
         assert_true(ended(p_kernel));
         assert_true(ended(p_initrd));
@@ -699,17 +705,15 @@ static void gc_removes_stale(void **state)
         assert_true(alive(p_busy));
 
         cache_names(f, names, sizeof(names));
-        assert_non_null(strstr(names, live));
-        assert_non_null(strstr(names, busy_stale));
-        snprintf(path, sizeof(path), ".build-%s-", busy_stale);
-        assert_non_null(strstr(names, path));
-        snprintf(path, sizeof(path), ".build-%s-", k2);
-        assert_non_null(strstr(names, path));
-        assert_null(strstr(names, other_host));
-        assert_null(strstr(names, kernel_changed));
-        assert_null(strstr(names, initrd_gone));
-        assert_null(strstr(names, bad_manifest));
-        assert_null(strstr(names, "dead00"));
+        has(names, true, "%s", live);
+        has(names, true, "%s", busy_stale);
+        has(names, true, ".build-%s-", busy_stale);
+        has(names, true, ".build-%s-", k2);
+        has(names, false, "%s", other_host);
+        has(names, false, "%s", kernel_changed);
+        has(names, false, "%s", initrd_gone);
+        has(names, false, "%s", bad_manifest);
+        has(names, false, "dead00");
         struct vmm_template_entry e = VMM_TEMPLATE_ENTRY_INIT;
         assert_int_equal(vmm_template_lookup(f->cache, &f->in, &e, &err), 0);
         vmm_template_entry_clear(&e);
