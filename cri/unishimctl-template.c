@@ -1,18 +1,22 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * unishimctl template build|list|rm: the node's VM template cache
+ * unishimctl template build|list|gc|rm: the node's VM template cache
  * (vmm/template-cache.h, docs/unishimctl.md). Talks to no CRI endpoint:
  * it reads the operator's config and works on the cache directory as root.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/agent-contract.h"
@@ -82,6 +86,26 @@ static int agent_check(struct vmm_vm *vm, struct us_loop *loop, int timeout_ms, 
         return r;
 }
 
+/* Prints one removal of vmm_template_gc, after `prefix`. */
+static void print_removed(const char *name, const char *why, void *userdata)
+{
+        printf("%s%s %s\n", (const char *)userdata, name, why);
+}
+
+/* Collects what can never be used again (vmm_template_gc) with this host's
+ * identity; each removal printed after `prefix`. Returns 0, or the negative
+ * errno with err. */
+static int collect(struct vmm_template_cache *c, const char *prefix, struct us_error **err)
+{
+        _cleanup_free_ char *host = NULL;
+        int r = vmm_template_host_id_read(&host, err);
+        if (r < 0)
+                return r;
+        r = vmm_template_gc(c, host, print_removed, (void *)prefix, err);
+        fflush(stdout);
+        return r;
+}
+
 /* The build itself, in the child build() forks; its exit status. */
 static int build_in(struct vmm_template_cache *c, const struct policy_config *cfg,
                     const char *state_dir)
@@ -110,60 +134,101 @@ static int build_in(struct vmm_template_cache *c, const struct policy_config *cf
                in.memory_mib ? in.memory_mib : 256, in.vcpus ? in.vcpus : 1,
                vmm_accel_name(in.accel));
         sandbox_template_inputs_free(&in);
+        /* After the publish: a build follows an upgrade of the guest image
+         * or QEMU (the shim starts one for the first pod that misses), so
+         * this is where the templates of the old files go. A failure here
+         * leaves the new template as good as built. */
+        fflush(stdout);
+        r = collect(c, "removed ", &err);
+        if (r < 0)
+                fprintf(stderr, "unishimctl: template build: built, but gc: %s\n",
+                        us_error_text(err));
+        us_error_free(err);
         return 0;
-}
-
-static volatile sig_atomic_t stop_signal;
-
-static void on_stop(int sig)
-{
-        stop_signal = sig;
 }
 
 /* Builds in a child, so that SIGTERM (a sandbox pod's shim abandoning the
  * build it started, or the operator) ends it cleanly: the child is
  * killed (its QEMU dies with it, its lock goes with it, nothing is
  * published) and QEMU's state directory removed here; the next build of
- * the key removes the entry it left unpublished. */
+ * the key removes the entry it left unpublished. The signals are blocked
+ * from before the fork and read from a signalfd polled beside the child's
+ * pidfd: one that comes at any moment stays pending until that poll sees
+ * it (a handler's flag, checked before a blocking waitpid, misses one that
+ * comes between the check and the wait, and the build then publishes for a
+ * pod that is gone). */
 static int build(struct vmm_template_cache *c, const struct policy_config *cfg)
 {
         char state_dir[] = "/tmp/unishim-template-XXXXXX";
+        sigset_t stop, old;
+        int status = 1, stop_signal = 0, ws = 0;
+
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGTERM);
+        sigaddset(&stop, SIGINT);
+        sigaddset(&stop, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &stop, &old) < 0) {
+                fprintf(stderr, "unishimctl: template build: block signals: %s\n", strerror(errno));
+                return 1;
+        }
+        _cleanup_close_ int sfd = signalfd(-1, &stop, SFD_CLOEXEC);
+        if (sfd < 0) {
+                fprintf(stderr, "unishimctl: template build: signalfd: %s\n", strerror(errno));
+                return 1;
+        }
         if (!mkdtemp(state_dir)) {
                 fprintf(stderr, "unishimctl: template build: create %s: %s\n", state_dir,
                         strerror(errno));
                 return 1;
         }
-        struct sigaction sa = {.sa_handler = on_stop}; /* no SA_RESTART: waitpid returns */
-        sigemptyset(&sa.sa_mask);
-        (void)sigaction(SIGTERM, &sa, NULL);
-        (void)sigaction(SIGINT, &sa, NULL);
-        (void)sigaction(SIGHUP, &sa, NULL);
         fflush(NULL);
+        pid_t parent = getpid();
         pid_t pid = fork();
         if (pid == 0) {
-                signal(SIGTERM, SIG_DFL);
-                signal(SIGINT, SIG_DFL);
-                signal(SIGHUP, SIG_DFL);
-                (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-                int status = build_in(c, cfg, state_dir);
+                /* Killed with its parent, also one that died before the
+                 * prctl (then the parent is another already). */
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                        _exit(1);
+                close(sfd);
+                /* A signal sent to the child itself (a terminal's process
+                 * group) acts now, with the default action. */
+                (void)sigprocmask(SIG_SETMASK, &old, NULL);
+                status = build_in(c, cfg, state_dir);
                 fflush(NULL);
                 _exit(status);
         }
-        int status = 1, ws = 0;
         if (pid < 0) {
                 fprintf(stderr, "unishimctl: template build: fork: %s\n", strerror(errno));
         } else {
-                if (stop_signal) /* before the wait: it would not be interrupted */
+                /* The child is ours and unreaped: its pid cannot be reused
+                 * before the waitpid below. */
+                _cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+                if (pidfd < 0) {
+                        fprintf(stderr, "unishimctl: template build: pidfd_open: %s\n",
+                                strerror(errno));
                         (void)kill(pid, SIGKILL);
-                while (waitpid(pid, &ws, 0) < 0) {
-                        if (errno != EINTR)
-                                break;
-                        if (stop_signal)
-                                (void)kill(pid, SIGKILL);
                 }
+                while (pidfd >= 0) {
+                        struct pollfd p[2] = {{.fd = sfd, .events = POLLIN},
+                                              {.fd = pidfd, .events = POLLIN}};
+                        int n = poll(p, 2, -1);
+                        if (n < 0 && errno != EINTR)
+                                break;
+                        struct signalfd_siginfo si;
+                        if (n > 0 && (p[0].revents & POLLIN) &&
+                            read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                                stop_signal = (int)si.ssi_signo;
+                                (void)kill(pid, SIGKILL);
+                                break;
+                        }
+                        if (n > 0 && (p[1].revents & POLLIN))
+                                break;
+                }
+                while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
+                        ;
                 if (stop_signal) {
                         fprintf(stderr, "unishimctl: template build: stopped by signal %d\n",
-                                (int)stop_signal);
+                                stop_signal);
                         status = 128 + stop_signal;
                 } else if (WIFEXITED(ws)) {
                         status = WEXITSTATUS(ws);
@@ -187,27 +252,48 @@ static void print_field(const char *manifest, const char *name)
                 printf(" %s=%s", name, v);
 }
 
+static bool strv_has(char **v, const char *s)
+{
+        for (; v && *v; v++)
+                if (strcmp(*v, s) == 0)
+                        return true;
+        return false;
+}
+
+/* Entries, and keys whose builds failed lately (no entry: state=failed),
+ * each with its failed-build record on a line of its own. */
 static int list(struct vmm_template_cache *c)
 {
-        _cleanup_strv_ char **keys = NULL;
-        size_t n = 0;
+        _cleanup_strv_ char **keys = NULL, **entries = NULL;
+        size_t n = 0, n_entries = 0;
         struct us_error *err = NULL;
-        int r = vmm_template_cache_keys(c, false, &keys, &n, &err);
+        int r = vmm_template_cache_keys(c, true, &keys, &n, &err);
+        if (r >= 0)
+                r = vmm_template_cache_keys(c, false, &entries, &n_entries, &err);
         if (r < 0)
                 return fail_err("list", err, r);
+        int64_t now = (int64_t)time(NULL);
         for (size_t i = 0; i < n; i++) {
                 struct vmm_template_entry e = VMM_TEMPLATE_ENTRY_INIT;
+                struct vmm_template_failure f;
                 _cleanup_free_ char *manifest = NULL;
-                r = vmm_template_check_key(c, keys[i], &e, &err);
+                bool entry = strv_has(entries, keys[i]);
+                bool failed = vmm_template_failure_read(c, keys[i], &f, NULL) == 0;
+                if (!entry && !failed)
+                        continue; /* leftovers only: not a template */
+                r = entry ? vmm_template_check_key(c, keys[i], &e, &err) : 0;
                 printf("%s", keys[i]);
-                if (r == 0)
+                if (!entry)
+                        printf(" state=failed holder=-");
+                else if (r == 0)
                         printf(" state=ready holder=%d", (int)e.holder_pid);
                 else
                         printf(" state=%s holder=-", r == VMM_TEMPLATE_BUSY     ? "busy"
                                                      : r == VMM_TEMPLATE_BROKEN ? "broken"
                                                      : r == -ETIMEDOUT          ? "holder-silent"
                                                                                 : "error");
-                (void)vmm_template_read_manifest(c, keys[i], &manifest, NULL);
+                if (entry)
+                        (void)vmm_template_read_manifest(c, keys[i], &manifest, NULL);
                 print_field(manifest, "kernel");
                 print_field(manifest, "initrd");
                 print_field(manifest, "memory_mib");
@@ -216,6 +302,13 @@ static int list(struct vmm_template_cache *c)
                 printf("\n");
                 if (r < 0)
                         printf("  %s\n", us_error_text(err));
+                if (failed)
+                        printf("  %u failed build(s) in a row, the last %lld s ago; a shim builds "
+                               "it again in %lld s: %s\n",
+                               f.failures, (long long)(now - f.time),
+                               vmm_template_backoff_held(&f, now) ? (long long)(f.retry_after - now)
+                                                                  : 0LL,
+                               f.why);
                 err = us_error_free(err);
                 vmm_template_entry_clear(&e);
         }
@@ -247,9 +340,16 @@ static int rm(struct vmm_template_cache *c, const char *key)
         return status;
 }
 
+static int gc(struct vmm_template_cache *c)
+{
+        struct us_error *err = NULL;
+        int r = collect(c, "", &err);
+        return r < 0 ? fail_err("gc", err, r) : 0;
+}
+
 static void usage(FILE *f)
 {
-        fprintf(f, "usage: unishimctl template [--config FILE] build|list|rm KEY|rm --all\n");
+        fprintf(f, "usage: unishimctl template [--config FILE] build|list|gc|rm KEY|rm --all\n");
 }
 
 int unishimctl_template(int argc, char **argv)
@@ -280,7 +380,8 @@ int unishimctl_template(int argc, char **argv)
         const char *sub = optind < argc ? argv[optind++] : NULL;
         const char *arg = optind < argc ? argv[optind++] : NULL;
         if (!sub || optind < argc || (strcmp(sub, "rm") == 0 ? !arg == !all : arg || all) ||
-            (strcmp(sub, "build") && strcmp(sub, "list") && strcmp(sub, "rm"))) {
+            (strcmp(sub, "build") && strcmp(sub, "list") && strcmp(sub, "gc") &&
+             strcmp(sub, "rm"))) {
                 usage(stderr);
                 return 2;
         }
@@ -320,6 +421,8 @@ int unishimctl_template(int argc, char **argv)
                 status = build(c, cfg);
         else if (strcmp(sub, "list") == 0)
                 status = list(c);
+        else if (strcmp(sub, "gc") == 0)
+                status = gc(c);
         else
                 status = rm(c, arg);
         vmm_template_cache_free(c);

@@ -980,7 +980,7 @@ static void usage(FILE *f)
                 "  stats POD [-c C]                         container stats as JSON\n"
                 "  status POD [-c C]                        ContainerStatus as JSON (exit code, "
                 "reason)\n"
-                "  template [--config FILE] build|list|rm KEY|rm --all\n"
+                "  template [--config FILE] build|list|gc|rm KEY|rm --all\n"
                 "                                           the node's VM template cache "
                 "(no CRI)\n"
                 "\n"

@@ -40,6 +40,8 @@
 #define SHARE_NAME       "share"
 #define BUILD_PREFIX     ".build-"
 #define RM_PREFIX        ".rm-"
+#define FAILED_PREFIX    ".failed-"
+#define FAILED_MAX       1024
 #define MANIFEST_MAX     (64u << 10)
 /* x-ignore-shared leaves the RAM out: the stream is QEMU's device state,
  * ~100-200 KB. A bound, not an estimate. */
@@ -101,6 +103,19 @@ static const char *name_key(const char *name, bool leftovers)
         if (!rest || strlen(rest) <= VMM_TEMPLATE_KEY_LEN || rest[VMM_TEMPLATE_KEY_LEN] != '-')
                 return NULL;
         return rest;
+}
+
+/* The key of a failed-build record's name (".failed-<key>"), or NULL. */
+static const char *failed_key(const char *name)
+{
+        if (strncmp(name, FAILED_PREFIX, strlen(FAILED_PREFIX)) != 0)
+                return NULL;
+        return key_valid(name + strlen(FAILED_PREFIX)) ? name + strlen(FAILED_PREFIX) : NULL;
+}
+
+static void failed_name(const char *key, char out[sizeof(FAILED_PREFIX) + VMM_TEMPLATE_KEY_LEN])
+{
+        snprintf(out, sizeof(FAILED_PREFIX) + VMM_TEMPLATE_KEY_LEN, FAILED_PREFIX "%s", key);
 }
 
 /* ---- fd passing ---- */
@@ -827,8 +842,10 @@ static int open_cache_dir(struct vmm_template_cache *c, DIR **ret, struct us_err
 }
 
 /* Leftovers of the key from a builder or remover that died: temporary
- * directories (their holders stopped). The key's lock is the caller's. */
-static int remove_leftovers(struct vmm_template_cache *c, const char *key, struct us_error **err)
+ * directories (their holders stopped), each reported to `removed` (may be
+ * NULL). The key's lock is the caller's. */
+static int remove_leftovers(struct vmm_template_cache *c, const char *key,
+                            vmm_template_gc_fn removed, void *userdata, struct us_error **err)
 {
         DIR *d = NULL;
         int r0 = open_cache_dir(c, &d, err);
@@ -853,18 +870,48 @@ static int remove_leftovers(struct vmm_template_cache *c, const char *key, struc
         }
         closedir(d);
         for (size_t i = 0; i < n; i++) {
-                if (r == 0)
+                if (r == 0) {
                         r = remove_dir(c, names[i], key, err);
+                        if (r == 0 && removed)
+                                removed(names[i], "left by a builder or remover that died",
+                                        userdata);
+                }
                 free(names[i]);
         }
         free(names);
         return r;
 }
 
+/* The one removal of a key, for rm and gc: its entry (its holder stopped)
+ * and its leftovers. The key's lock is the caller's. */
+static int remove_key_locked(struct vmm_template_cache *c, const char *key,
+                             vmm_template_gc_fn removed, void *userdata, struct us_error **err)
+{
+        char failed[sizeof(FAILED_PREFIX) + VMM_TEMPLATE_KEY_LEN];
+        struct stat st;
+        int r;
+
+        /* A removal starts the key afresh: no backoff from its failures. */
+        failed_name(key, failed);
+        if (unlinkat(c->dir_fd, failed, 0) < 0 && errno != ENOENT)
+                return us_errorf(err, errno, "remove %s/%s", c->dir, failed);
+        if (fstatat(c->dir_fd, key, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                if (errno != ENOENT)
+                        return us_errorf(err, errno, "template %.12s", key);
+                r = remove_leftovers(c, key, removed, userdata, err);
+                return r < 0 ? r
+                             : us_error_msg(err, -VMM_TEMPLATE_NONE, "no template %.12s in %s", key,
+                                            c->dir);
+        }
+        r = remove_dir(c, key, key, err);
+        if (r >= 0)
+                r = remove_leftovers(c, key, removed, userdata, err);
+        return r;
+}
+
 int vmm_template_remove(struct vmm_template_cache *c, const char *key, struct us_error **err)
 {
         _cleanup_close_ int lock = -1;
-        struct stat st;
         int r;
 
         if (!c || !key_valid(key))
@@ -873,18 +920,160 @@ int vmm_template_remove(struct vmm_template_cache *c, const char *key, struct us
         r = key_lock(c, key, &lock, err);
         if (r < 0)
                 return r;
-        if (fstatat(c->dir_fd, key, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                if (errno != ENOENT)
-                        return us_errorf(err, errno, "template %.12s", key);
-                r = remove_leftovers(c, key, err);
-                return r < 0 ? r
-                             : us_error_msg(err, -VMM_TEMPLATE_NONE, "no template %.12s in %s", key,
-                                            c->dir);
+        return remove_key_locked(c, key, NULL, NULL, err);
+}
+
+/* Whether the key's entry can never be hit again: 1 and *ret_why, 0 (live,
+ * or no entry), or a negative errno (undecided). What a lookup would
+ * refuse whatever the inputs (no readable manifest, one that does not hash
+ * to the key) is stale; so is a manifest that is not current
+ * (vmm_template_manifest_current). */
+static int entry_stale(struct vmm_template_cache *c, const char *key, const char *host_id,
+                       char **ret_why)
+{
+        _cleanup_close_ int kfd =
+                openat(c->dir_fd, key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        _cleanup_free_ char *manifest = NULL;
+        char k[VMM_TEMPLATE_KEY_LEN + 1];
+
+        if (kfd < 0)
+                return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? 0 : -errno;
+        int r = read_file_at(kfd, MANIFEST_NAME, MANIFEST_MAX, &manifest, NULL);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return asprintf(ret_why, "its manifest: %s", strerror(-r)) < 0 ? -ENOMEM : 1;
+        vmm_template_key(manifest, k);
+        if (strcmp(k, key) != 0)
+                return asprintf(ret_why, "its manifest does not hash to its key") < 0 ? -ENOMEM : 1;
+        r = vmm_template_manifest_current(manifest, host_id, ret_why);
+        return r < 0 ? r : !r;
+}
+
+struct gc_key {
+        char key[VMM_TEMPLATE_KEY_LEN + 1];
+        bool entry, leftover, failed;
+};
+
+/* The cache's keys and what each has: an entry, leftovers. */
+static int gc_scan(struct vmm_template_cache *c, struct gc_key **ret, size_t *ret_n,
+                   struct us_error **err)
+{
+        DIR *d = NULL;
+        int r = open_cache_dir(c, &d, err);
+        if (r < 0)
+                return r;
+        struct gc_key *v = NULL;
+        size_t n = 0, i;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                const char *key = name_key(de->d_name, true), *fkey = NULL;
+                if (!key)
+                        key = fkey = failed_key(de->d_name);
+                if (!key)
+                        continue;
+                for (i = 0; i < n && strncmp(v[i].key, key, VMM_TEMPLATE_KEY_LEN) != 0; i++)
+                        ;
+                if (i == n) {
+                        struct gc_key *nv = realloc(v, (n + 1) * sizeof(*nv));
+                        if (!nv) {
+                                free(v);
+                                closedir(d);
+                                return us_errorf(err, ENOMEM, "template cache");
+                        }
+                        v = nv;
+                        v[n] = (struct gc_key){0};
+                        memcpy(v[n].key, key, VMM_TEMPLATE_KEY_LEN);
+                        n++;
+                }
+                if (fkey)
+                        v[i].failed = true;
+                else if (key == de->d_name)
+                        v[i].entry = true;
+                else
+                        v[i].leftover = true;
         }
-        r = remove_dir(c, key, key, err);
-        if (r >= 0)
-                r = remove_leftovers(c, key, err);
-        return r;
+        closedir(d);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+/* A failed-build record whose backoff is over holds nothing back any
+ * more; without it a key that failed long ago starts afresh. */
+static void gc_failure(struct vmm_template_cache *c, const char *key, vmm_template_gc_fn removed,
+                       void *userdata)
+{
+        struct vmm_template_failure f;
+        char name[sizeof(FAILED_PREFIX) + VMM_TEMPLATE_KEY_LEN];
+        int64_t now = (int64_t)time(NULL);
+        int r = vmm_template_failure_read(c, key, &f, NULL);
+        if (r == VMM_TEMPLATE_NONE || (r == 0 && vmm_template_backoff_held(&f, now)))
+                return;
+        failed_name(key, name);
+        if (unlinkat(c->dir_fd, name, 0) == 0 && removed)
+                removed(name, r == 0 ? "its build backoff is over" : "unreadable", userdata);
+}
+
+int vmm_template_gc(struct vmm_template_cache *c, const char *host_id, vmm_template_gc_fn removed,
+                    void *userdata, struct us_error **err)
+{
+        struct gc_key *keys = NULL;
+        size_t n = 0;
+        int r, ret = 0;
+
+        if (!c || !host_id)
+                return us_error_msg(err, EINVAL, "template gc: no cache or host identity");
+        r = gc_scan(c, &keys, &n, err);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                const char *key = keys[i].key;
+                _cleanup_free_ char *why = NULL;
+                _cleanup_close_ int lock = -1;
+                if (keys[i].failed && !keys[i].entry)
+                        gc_failure(c, key, removed, userdata);
+                /* Decided first without the lock: taking a live key's lock
+                 * would make a pod's lookup meanwhile busy (a cold boot). */
+                r = keys[i].entry ? entry_stale(c, key, host_id, &why) : 0;
+                if (r == 0 && !keys[i].leftover)
+                        continue;
+                if (r < 0) {
+                        if (ret == 0)
+                                ret = us_errorf(err, -r, "template %.12s: is it stale", key);
+                        continue;
+                }
+                /* Busy (a build, a removal): not ours to touch. */
+                if (key_lock(c, key, &lock, NULL) < 0)
+                        continue;
+                if (why) {
+                        /* Again under the lock: a publish may have replaced
+                         * the entry since. */
+                        free(why);
+                        why = NULL;
+                        r = entry_stale(c, key, host_id, &why);
+                        if (r < 0) {
+                                if (ret == 0)
+                                        ret = us_errorf(err, -r, "template %.12s: is it stale",
+                                                        key);
+                                continue;
+                        }
+                }
+                /* The first failure is the one reported; the other
+                 * keys are still collected. */
+                struct us_error **e = ret == 0 ? err : NULL;
+                r = why ? remove_key_locked(c, key, removed, userdata, e)
+                        : remove_leftovers(c, key, removed, userdata, e);
+                if (r < 0) {
+                        if (ret == 0)
+                                ret = us_error_wrap(err, r, "template gc");
+                        continue;
+                }
+                if (why && removed)
+                        removed(key, why, userdata);
+        }
+        free(keys);
+        return ret;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -904,6 +1093,8 @@ int vmm_template_cache_keys(struct vmm_template_cache *c, bool leftovers, char *
         struct dirent *de;
         while (v && (de = readdir(d))) {
                 const char *key = name_key(de->d_name, leftovers);
+                if (!key && leftovers)
+                        key = failed_key(de->d_name);
                 if (!key)
                         continue;
                 bool seen = false;
@@ -945,6 +1136,99 @@ int vmm_template_read_manifest(struct vmm_template_cache *c, const char *key, ch
         return 0;
 }
 
+/* ---- failed builds ---- */
+
+int64_t vmm_template_backoff_s(unsigned failures)
+{
+        if (failures == 0)
+                return 0;
+        int64_t s = VMM_TEMPLATE_BACKOFF_MIN_S;
+        for (unsigned i = 1; i < failures && s < VMM_TEMPLATE_BACKOFF_MAX_S; i++)
+                s *= 2;
+        return s < VMM_TEMPLATE_BACKOFF_MAX_S ? s : VMM_TEMPLATE_BACKOFF_MAX_S;
+}
+
+bool vmm_template_backoff_held(const struct vmm_template_failure *f, int64_t now)
+{
+        /* A record from the future (the clock was set back) holds back no
+         * longer than the longest backoff from now. */
+        return now < f->retry_after && f->time <= now + VMM_TEMPLATE_BACKOFF_MAX_S;
+}
+
+int vmm_template_failure_read(struct vmm_template_cache *c, const char *key,
+                              struct vmm_template_failure *ret, struct us_error **err)
+{
+        char name[sizeof(FAILED_PREFIX) + VMM_TEMPLATE_KEY_LEN];
+        _cleanup_free_ char *text = NULL;
+
+        if (!c || !key_valid(key) || !ret)
+                return us_error_msg(err, EINVAL, "template: %s is not a template key",
+                                    key ? key : "");
+        failed_name(key, name);
+        int r = read_file_at(c->dir_fd, name, FAILED_MAX, &text, NULL);
+        if (r == -ENOENT)
+                return us_error_msg(err, -VMM_TEMPLATE_NONE, "no failed build of %.12s", key);
+        if (r < 0)
+                return us_errorf(err, -r, "read %s/%s", c->dir, name);
+        unsigned failures = 0;
+        long long t = 0;
+        int used = 0;
+        char *eol = strchr(text, '\n');
+        if (eol)
+                *eol = '\0';
+        if (!eol || sscanf(text, "%u %lld%n", &failures, &t, &used) != 2 ||
+            (size_t)used != strlen(text) || failures == 0)
+                return us_error_msg(err, EINVAL, "%s/%s: malformed", c->dir, name);
+        struct vmm_template_failure f = {.failures = failures, .time = t};
+        f.retry_after = f.time + vmm_template_backoff_s(failures);
+        const char *why = eol + 1;
+        size_t n = strcspn(why, "\n");
+        if (n >= sizeof(f.why))
+                n = sizeof(f.why) - 1;
+        memcpy(f.why, why, n);
+        f.why[n] = '\0';
+        for (char *p = f.why; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = ' ';
+        *ret = f;
+        return 0;
+}
+
+int vmm_template_failure_record(struct vmm_template_cache *c, const char *key, const char *why,
+                                int64_t now, struct us_error **err)
+{
+        struct vmm_template_failure old;
+        char name[sizeof(FAILED_PREFIX) + VMM_TEMPLATE_KEY_LEN], tmp[sizeof(name) + 32];
+        unsigned failures = 1;
+
+        if (!c || !key_valid(key))
+                return us_error_msg(err, EINVAL, "template: %s is not a template key",
+                                    key ? key : "");
+        if (vmm_template_failure_read(c, key, &old, NULL) == 0 && old.failures < 1000)
+                failures = old.failures + 1;
+        /* One line of why: the record's second and last. */
+        char line[sizeof(old.why)];
+        snprintf(line, sizeof(line), "%s", why ? why : "");
+        for (char *p = line; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = ' ';
+        _cleanup_free_ char *text = NULL;
+        if (asprintf(&text, "%u %lld\n%s\n", failures, (long long)now, line) < 0)
+                return us_errorf(err, ENOMEM, "template %.12s: failed build", key);
+        failed_name(key, name);
+        /* Whole or not at all: a reader never sees half of it. */
+        snprintf(tmp, sizeof(tmp), "%s.tmp-%d", name, (int)getpid());
+        (void)unlinkat(c->dir_fd, tmp, 0);
+        int r = write_file_at(c->dir_fd, tmp, text, strlen(text), err);
+        if (r >= 0 && renameat(c->dir_fd, tmp, c->dir_fd, name) < 0)
+                r = us_errorf(err, errno, "rename %s/%s", c->dir, tmp);
+        if (r < 0) {
+                (void)unlinkat(c->dir_fd, tmp, 0);
+                return us_error_wrap(err, r, "template %.12s: record its failed build", key);
+        }
+        return 0;
+}
+
 /* ---- building ---- */
 
 int vmm_template_build_begin(struct vmm_template_cache *c, const struct vmm_template_inputs *in,
@@ -969,7 +1253,7 @@ int vmm_template_build_begin(struct vmm_template_cache *c, const struct vmm_temp
         r = key_lock(c, b->key, &b->lock_fd, err);
         if (r < 0)
                 goto fail;
-        r = remove_leftovers(c, b->key, err);
+        r = remove_leftovers(c, b->key, NULL, NULL, err);
         if (r < 0)
                 goto fail;
 
@@ -1122,6 +1406,10 @@ int vmm_template_build_publish(struct vmm_template_build *b, pid_t *ret_holder_p
         }
         free(b->tmp_name);
         b->tmp_name = NULL;
+        /* Built: the key's failures are behind it. */
+        char failed[sizeof(FAILED_PREFIX) + VMM_TEMPLATE_KEY_LEN];
+        failed_name(b->key, failed);
+        (void)unlinkat(b->cache->dir_fd, failed, 0);
         b->tmp_fd = us_close(b->tmp_fd);
         b->lock_fd = us_close(b->lock_fd);
         if (ret_holder_pid)
@@ -1423,8 +1711,13 @@ out:
         us_error_free(w.err);
         vm = vmm_vm_free(vm);
         loop = us_loop_free(loop);
-        if (r < 0 && b)
+        if (r < 0 && b) {
                 r = us_error_wrap(err, r, "template %.12s", b->key);
+                /* For the backoff of the builds a shim starts
+                 * (vmm_template_backoff_held). */
+                (void)vmm_template_failure_record(c, b->key, err ? us_error_text(*err) : NULL,
+                                                  (int64_t)time(NULL), NULL);
+        }
         vmm_template_build_free(b);
         return r;
 }

@@ -14,6 +14,7 @@
  *                            socket's peer credentials instead)
  *   <dir>/.build-<key>-XXXXXX, <dir>/.rm-<key>-XXXXXX: an entry being built
  *                            or removed, never looked up
+ *   <dir>/.failed-<key>      the key's failed builds, for the backoff
  *
  * The template's RAM is not a file: it is a memfd that the template's QEMU
  * wrote (shared), sealed once QEMU is gone (F_SEAL_WRITE, F_SEAL_GROW,
@@ -178,6 +179,64 @@ int vmm_template_read_manifest(struct vmm_template_cache *c, const char *key, ch
  * the directory. Clones running from it keep their mapping of the memfd.
  * Returns 0, VMM_TEMPLATE_NONE, VMM_TEMPLATE_BUSY or a negative errno. */
 int vmm_template_remove(struct vmm_template_cache *c, const char *key, struct us_error **err);
+
+/* Called by vmm_template_gc for each directory it removed: `name` (a key,
+ * or a leftover's .build-/.rm- name) and why, in words. */
+typedef void (*vmm_template_gc_fn)(const char *name, const char *why, void *userdata);
+
+/* Removes what can never be used again: each entry that is stale (a file
+ * its manifest names is gone or no longer stat()s as recorded, its host is
+ * not host_id, its layout is not this code's, its manifest is unreadable or
+ * does not hash to its key: vmm_template_manifest_current), the way
+ * vmm_template_remove does (its holder stopped), and the leftovers of keys
+ * whose lock is free (a builder or remover that died), and the
+ * failed-build records whose backoff is over (vmm_template_failure_read)
+ * of keys without an entry. A key whose lock is
+ * held (busy) is not touched, nor is a live entry (broken or not: a build
+ * replaces a broken one); a live key's lock is never taken, so lookups
+ * meanwhile are not made busy. host_id: this host's
+ * (vmm_template_host_id_read). `removed` (may be NULL) hears of each
+ * removal. Returns 0, or the first failure's negative errno with err (the
+ * other keys are collected all the same). */
+int vmm_template_gc(struct vmm_template_cache *c, const char *host_id, vmm_template_gc_fn removed,
+                    void *userdata, struct us_error **err);
+
+/* --- Failed builds: a backoff ------------------------------------------- */
+
+/* A key whose build failed is built again by a shim only after a backoff:
+ * 60 s after the first failure, doubling with each one in a row, at most
+ * an hour. <dir>/.failed-<key> records them ("<failures> <time>\n<why>\n",
+ * time in seconds of CLOCK_REALTIME); a publish of the key, its removal
+ * (rm) and gc once the backoff is over remove it. */
+#define VMM_TEMPLATE_BACKOFF_MIN_S 60
+#define VMM_TEMPLATE_BACKOFF_MAX_S 3600
+
+struct vmm_template_failure {
+        unsigned failures;   /* in a row, >= 1 */
+        int64_t time;        /* the last one's, seconds (CLOCK_REALTIME) */
+        int64_t retry_after; /* time + vmm_template_backoff_s(failures) */
+        char why[256];       /* the last one's error, one line */
+};
+
+/* The backoff after `failures` failures in a row (0: none), seconds. */
+int64_t vmm_template_backoff_s(unsigned failures);
+
+/* Whether the record still holds a build back at `now` (seconds,
+ * CLOCK_REALTIME). A record more than the longest backoff in the future
+ * (the clock was set back) does not. */
+bool vmm_template_backoff_held(const struct vmm_template_failure *f, int64_t now);
+
+/* The key's failed-build record: 0 and *ret, VMM_TEMPLATE_NONE (none), or
+ * a negative errno (-EINVAL: malformed; a caller treats it as none). */
+int vmm_template_failure_read(struct vmm_template_cache *c, const char *key,
+                              struct vmm_template_failure *ret, struct us_error **err);
+
+/* Records one more failed build of the key at `now`, with why (may be
+ * NULL; control characters become spaces). vmm_template_build does it on
+ * any failure after it took the key's lock. The file is replaced whole
+ * (rename). Returns 0 or a negative errno. */
+int vmm_template_failure_record(struct vmm_template_cache *c, const char *key, const char *why,
+                                int64_t now, struct us_error **err);
 
 /* --- The throwaway network ------------------------------------------------- */
 

@@ -38,21 +38,32 @@ static int check_text(const char *what, const char *s, struct us_error **err)
 /* The path and what stat() says identifies the file's content: a new file
  * has another inode, a rewrite moves mtime and ctime (ctime cannot be set
  * back by a copy that keeps mtime). */
-static int add_file(struct us_text *t, const char *name, const char *path, struct us_error **err)
+#define FILE_ID_MAX 160
+
+/* The stat() identity of path as a manifest records it. Returns 0 or
+ * -errno. */
+static int file_id(const char *path, char id[FILE_ID_MAX])
 {
         struct stat st;
-        char id[160];
+        if (stat(path, &st) < 0)
+                return -errno;
+        snprintf(id, FILE_ID_MAX, "%ju.%ju %jd %jd.%09ld %jd.%09ld", (uintmax_t)st.st_dev,
+                 (uintmax_t)st.st_ino, (intmax_t)st.st_size, (intmax_t)st.st_mtim.tv_sec,
+                 st.st_mtim.tv_nsec, (intmax_t)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+        return 0;
+}
+
+static int add_file(struct us_text *t, const char *name, const char *path, struct us_error **err)
+{
+        char id[FILE_ID_MAX];
         int r;
 
         if (!path || path[0] != '/')
                 return us_error_msg(err, EINVAL, "template %s must be an absolute path", name);
         if ((r = check_text(name, path, err)) < 0)
                 return r;
-        if (stat(path, &st) < 0)
-                return us_errorf(err, errno, "stat %s %s", name, path);
-        snprintf(id, sizeof(id), "%ju.%ju %jd %jd.%09ld %jd.%09ld", (uintmax_t)st.st_dev,
-                 (uintmax_t)st.st_ino, (intmax_t)st.st_size, (intmax_t)st.st_mtim.tv_sec,
-                 st.st_mtim.tv_nsec, (intmax_t)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+        if ((r = file_id(path, id)) < 0)
+                return us_errorf(err, -r, "stat %s %s", name, path);
         add_field(t, name, path);
         us_text_add(t, "%s.stat=%zu:%s\n", name, strlen(id), id);
         return 0;
@@ -129,6 +140,64 @@ int vmm_template_manifest_field(const char *manifest, const char *name, char **r
                 l = eol ? eol + 1 : NULL;
         }
         return -ENOENT;
+}
+
+/* Whether the file a manifest names as `name` is still the one it records:
+ * 1, 0 with *ret_why, or a negative errno (stat failed otherwise than for
+ * a file that is gone). */
+static int file_current(const char *manifest, const char *name, char **ret_why)
+{
+        _cleanup_free_ char *path = NULL, *recorded = NULL;
+        char stat_name[32], id[FILE_ID_MAX];
+        int r;
+
+        snprintf(stat_name, sizeof(stat_name), "%s.stat", name);
+        if ((r = vmm_template_manifest_field(manifest, name, &path)) == -ENOMEM)
+                return r;
+        if (r < 0)
+                return asprintf(ret_why, "its manifest names no %s", name) < 0 ? -ENOMEM : 0;
+        if (!path[0] && strcmp(name, "initrd") == 0)
+                return 1; /* none, as vmm_template_manifest records it */
+        if ((r = vmm_template_manifest_field(manifest, stat_name, &recorded)) == -ENOMEM)
+                return r;
+        if (r < 0 || path[0] != '/')
+                return asprintf(ret_why, "its manifest's %s is malformed", name) < 0 ? -ENOMEM : 0;
+        r = file_id(path, id);
+        if (r == -ENOENT || r == -ENOTDIR)
+                return asprintf(ret_why, "its %s %s is gone", name, path) < 0 ? -ENOMEM : 0;
+        if (r < 0)
+                return r;
+        if (strcmp(id, recorded) != 0)
+                return asprintf(ret_why, "its %s %s was replaced or rewritten", name, path) < 0
+                               ? -ENOMEM
+                               : 0;
+        return 1;
+}
+
+int vmm_template_manifest_current(const char *manifest, const char *host_id, char **ret_why)
+{
+        _cleanup_free_ char *layout = NULL, *host = NULL;
+        char want[16];
+        int r;
+
+        snprintf(want, sizeof(want), "%u", VMM_TEMPLATE_LAYOUT);
+        if ((r = vmm_template_manifest_field(manifest, "layout", &layout)) == -ENOMEM)
+                return r;
+        if (r < 0 || strcmp(layout, want) != 0)
+                return asprintf(ret_why, "its layout is %s, this unishim's is %s",
+                                r < 0 ? "unknown" : layout, want) < 0
+                               ? -ENOMEM
+                               : 0;
+        if ((r = vmm_template_manifest_field(manifest, "host", &host)) == -ENOMEM)
+                return r;
+        if (r < 0 || !host_id || strcmp(host, host_id) != 0)
+                return asprintf(ret_why, "it was saved on another host kernel or CPU") < 0 ? -ENOMEM
+                                                                                           : 0;
+        static const char *const files[] = {"qemu", "kernel", "initrd"};
+        for (size_t i = 0; i < US_ELEMENTSOF(files); i++)
+                if ((r = file_current(manifest, files[i], ret_why)) <= 0)
+                        return r;
+        return 1;
 }
 
 void vmm_template_key(const char *manifest, char out[VMM_TEMPLATE_KEY_LEN + 1])

@@ -83,6 +83,16 @@ int vmm_template_manifest(const struct vmm_template_inputs *in, char **ret, stru
  * (malformed), -ENOMEM. */
 int vmm_template_manifest_field(const char *manifest, const char *name, char **ret);
 
+/* Whether a template saved with `manifest` can still be hit on this host:
+ * its layout is VMM_TEMPLATE_LAYOUT, its host is host_id
+ * (vmm_template_host_id_read), and each file it names (QEMU, kernel,
+ * initrd) is there and stat()s as it records. No input set could give its
+ * key otherwise, so a template that is not current is stale for good.
+ * Returns 1 (current), 0 and *ret_why (stale: why, in words; caller frees),
+ * or a negative errno (a file could not be stat()ed for another reason than
+ * being gone: undecided; -ENOMEM). */
+int vmm_template_manifest_current(const char *manifest, const char *host_id, char **ret_why);
+
 #define VMM_TEMPLATE_KEY_LEN 64
 
 /* The key of a manifest: lowercase hex SHA-256, the name of the template's

@@ -908,11 +908,34 @@ static char *unishimctl_path(void)
  * dir for the warning if it fails. The cache's lock makes a second
  * builder busy (exit 3). The pod's end stops it (pod_teardown). */
 
+/* Whether the key's builds failed lately (vmm_template_backoff_held): a
+ * broken image or QEMU must not cost a template build per pod start. An
+ * unreadable record holds nothing back (the build rewrites it). */
+static bool pod_build_held_back(struct sandbox_pod *pod)
+{
+        struct vmm_template_cache *cache = NULL;
+        struct vmm_template_failure f;
+        if (vmm_template_cache_open(pod->template_dir, false, NULL, &cache, NULL) < 0)
+                return false;
+        int r = vmm_template_failure_read(cache, pod->tkey, &f, NULL);
+        vmm_template_cache_free(cache);
+        int64_t now = (int64_t)time(NULL);
+        if (r < 0 || !vmm_template_backoff_held(&f, now))
+                return false;
+        us_log_warn("pod %s: VM template %s not built: its last %u build(s) failed, the last %lld "
+                    "s ago (%s); the next in %lld s at the earliest",
+                    pod->vmpod.id, pod->tkey, f.failures, (long long)(now - f.time), f.why,
+                    (long long)(f.retry_after - now));
+        return true;
+}
+
 static void pod_build_template(struct sandbox_pod *pod)
 {
         if (!pod->build_wanted || pod->build_pid > 0 || pod->vmpod.torn_down)
                 return;
         pod->build_wanted = false;
+        if (pod_build_held_back(pod))
+                return;
         struct us_error *e = NULL;
         _cleanup_free_ char *ctl = unishimctl_path(), *log = NULL;
         _cleanup_(us_cgroup_free_cleanupp) struct us_cgroup *cg = NULL;

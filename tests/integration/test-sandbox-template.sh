@@ -23,6 +23,9 @@
 #    build holds the key boots cold (info, no warning) and builds nothing
 #  - rm of all pods leaves nothing of them; the holders stay (the node's)
 #    until `unishimctl template rm --all` (also in the cleanup hook)
+#  - backoff: with a record of a build of the key that failed just now
+#    (<dir>/.failed-<key>), a pod that misses boots cold and builds
+#    nothing, with a warning naming the failure; rm --all removes the record
 # Printed, not asserted: RunPodSandbox (+ create + start) of a restored
 # pod and of the cold pod of the same run, a restored QEMU's PSS.
 set -euo pipefail
@@ -224,5 +227,29 @@ out_rc out rc tctl rm --all
 expect_eq "template rm --all" 0 "$rc"
 wait_until 10 pids_gone "$h2" && pass "rm --all stops the holder" || fail "holder $h2 still runs"
 expect_eq "no template listed" "" "$(tctl list 2>&1)"
+
+# ---- backoff: a key whose build failed lately is not built again ----
+# The record a failed build leaves (vmm/template-cache.h: "<failures>
+# <time>\n<why>\n"), as if the last build had failed just now.
+printf '1 %s\nQEMU ended (recorded by the test)\n' "$(date +%s)" >"$TDIR/.failed-$KEY"
+chmod 600 "$TDIR/.failed-$KEY"
+run_pod backoff
+idk=$(pod_id backoff)
+klog=$(grep -a "pod $idk" "$ENV_LOG")
+expect_match "backoff: the pod misses and boots cold" "pod $idk: no VM template $KEY yet: boots cold" "$klog"
+expect_match "backoff: not built, the failure named" "pod $idk: VM template $KEY not built: its last 1 build\(s\) failed, the last [0-9]+ s ago \(QEMU ended \(recorded by the test\)\); the next in [0-9]+ s" "$klog"
+expect_no_match "backoff: no build started" "building VM template" "$klog"
+out_ok up "exec in backoff" ectl exec backoff -- echo up
+expect_eq "backoff runs" up "$up"
+kpids=($(sandbox_procs "$idk" | awk '{print $1}'))
+out_rc out rc ectl rm --timeout 0 backoff
+expect_eq "rm backoff" 0 "$rc"
+wait_until 30 pids_gone "${kpids[@]}" || true
+wait_until 10 no_leftovers || true
+expect_eq "nothing of the pods left after backoff" "" "$LEFT"
+expect_eq "nothing built meanwhile" "" "$(ls -A "$TDIR" | grep -E '^[0-9a-f]{64}$|^\.build-' || true)"
+expect_match "list: the key's failed build" "$KEY state=failed" "$(tctl list 2>&1)"
+tctl rm --all >/dev/null 2>&1 || true
+expect_eq "template rm --all removes the failed-build record" "" "$(ls -A "$TDIR" | grep '^\.failed-' || true)"
 
 it_finish

@@ -8,31 +8,21 @@
 # the cache at the same time (tests/tools/vmm-boot --template-cache) both
 # answer the agent's Restore with boot_ids of their own, and each QEMU maps
 # the holder's memfd (the same inode); a corrupt state file makes the lookup
-# say broken; a changed input (the initrd touched) gives another key; `template
-# rm --all` leaves no holder and no entry. Times, sizes and PSS are printed,
+# say broken; `template gc` removes a dead builder's directory and keeps the
+# live template; a changed input (the initrd touched) gives another key,
+# whose build removes the old key's entry (stale) and stops its holder;
+# a build that fails (not a kernel) is recorded in .failed-<key>, its
+# count grows with the next failure; `template rm --all` leaves no holder,
+# no entry and no record. Times, sizes and PSS are printed,
 # never asserted.
 #
 # Needs root (QEMU's private root, network namespaces), QEMU and the guest
 # image with the agent (build/vmm/guest-image).
 set -euo pipefail
 
-BUILD=${UNISHIM_BUILD_DIR:-build}
+. "$(dirname "${BASH_SOURCE[0]}")/vmm-template-env.sh"
 BOOT=$BUILD/tests/vmm-boot
-CTL=$BUILD/cri/unishimctl
 AGENT_CTL=$BUILD/guest-agent/unishim-agent-ctl
-skip() { echo "SKIP: $*"; exit 77; }
-
-img=${UNISHIM_GUEST_DIR:-$BUILD/vmm/guest-image}
-kernel=$img/vmlinux
-initrd_src=
-for f in "$img"/initramfs.cpio "$img"/initramfs.cpio.gz; do
-        [ -f "$f" ] && initrd_src=$f && break
-done
-[ "$(id -u)" = 0 ] || skip "needs root (QEMU's private root, network namespaces)"
-[ -x /usr/bin/qemu-system-x86_64 ] || skip "qemu-system-x86_64 missing (apt package qemu-system-x86)"
-[ -f "$kernel" ] && [ -n "$initrd_src" ] ||
-        skip "guest image not built ($img/{vmlinux,initramfs.cpio}; needs a static unishim-agent)"
-[ -c /dev/net/tun ] || skip "no /dev/net/tun"
 for b in "$BOOT" "$CTL" "$AGENT_CTL"; do
         [ -x "$b" ] || { echo "FAIL: $b not built"; exit 1; }
 done
@@ -215,6 +205,20 @@ timeout -s KILL 60 "$BOOT" --kernel "$kernel" --initrd "$initrd" --state-dir "$t
         ok "a truncated state: broken" || bad "a truncated state: exit $lrc: $(cat "$tmp/truncated.out")"
 cp "$tmp/state.saved" "$st"
 
+# --- gc with nothing stale -------------------------------------------------------
+# A builder that died left its directory (its key's lock is free): gc
+# removes it; the live template stays, its holder too.
+mkdir "$cache/.build-$key-dead00"
+rc=0
+"$CTL" template --config "$tmp/config.json" gc >"$tmp/gc1.out" 2>&1 || rc=$?
+sed 's/^/  gc: /' "$tmp/gc1.out"
+if [ $rc = 0 ] && [ "$(cat "$tmp/gc1.out")" = ".build-$key-dead00 left by a builder or remover that died" ] &&
+        [ ! -e "$cache/.build-$key-dead00" ] && [ -d "$cache/$key" ] && [ -d "/proc/$holder" ]; then
+        ok "gc: a dead builder's directory removed, the live template and its holder kept"
+else
+        bad "gc with a live template: exit $rc, $(cat "$tmp/gc1.out"), entries: $(ls -A "$cache")"
+fi
+
 # --- a changed input ----------------------------------------------------------
 touch "$initrd"
 mkdir -p "$tmp/changed"
@@ -234,6 +238,43 @@ else
         bad "rebuild after the change: exit $rc, key ${key2:-?} (was $key): $(cat "$tmp/build3.out")"
 fi
 "$CTL" template --config "$tmp/config.json" list | cut -c1-90 | sed 's/^/  list: /'
+# The rebuild's gc: the old key can never be hit again (its initrd's stat
+# changed), so it went, and its holder with it.
+if grep -qx "removed $key its initrd $initrd was replaced or rewritten" "$tmp/build3.out" &&
+        [ ! -e "$cache/$key" ] && [ -d "$cache/$key2" ] &&
+        { [ ! -d "/proc/$holder" ] || [ "$(awk '{print $3}' "/proc/$holder/stat" 2>/dev/null)" = Z ]; }; then
+        ok "the rebuild removed the stale template $key and stopped its holder $holder"
+else
+        bad "the rebuild's gc: $(grep '^removed' "$tmp/build3.out"), entries: $(ls -A "$cache")," \
+                "holder $holder $(cat "/proc/$holder/comm" 2>/dev/null || echo gone)"
+fi
+
+# --- a build that fails: recorded for the shim's backoff --------------------------
+# Not a kernel: QEMU refuses it and exits, the build fails at once.
+head -c 65536 "$initrd" >"$tmp/not-a-kernel"
+sed "s|\"kernel\": \"$kernel\"|\"kernel\": \"$tmp/not-a-kernel\"|" "$tmp/config.json" >"$tmp/broken.json"
+rc1=0
+"$CTL" template --config "$tmp/broken.json" build >"$tmp/broken1.out" 2>&1 || rc1=$?
+rec1=$(cat "$cache"/.failed-* 2>/dev/null | head -1 || true)
+rc2=0
+"$CTL" template --config "$tmp/broken.json" build >"$tmp/broken2.out" 2>&1 || rc2=$?
+rec2=$(cat "$cache"/.failed-* 2>/dev/null | head -1 || true)
+echo "a failing build: $(tail -1 "$tmp/broken1.out" | cut -c1-200)"
+if [ $rc1 = 1 ] && [ $rc2 = 1 ] && [ "${rec1%% *}" = 1 ] && [ "${rec2%% *}" = 2 ] &&
+        [ "$(ls -d "$cache"/.failed-* | wc -l)" = 1 ]; then
+        ok "failed builds recorded for the backoff: $(ls -A "$cache" | grep failed | cut -c1-20)...: '$rec1', then '$rec2'"
+else
+        bad "failed builds: exit $rc1/$rc2, records '$rec1' / '$rec2': $(ls -A "$cache")"
+fi
+fkey=$(ls -A "$cache" | sed -n 's/^\.failed-//p' | head -1)
+"$CTL" template --config "$tmp/config.json" list >"$tmp/list3.out" 2>&1 || true
+sed 's/^/  list: /' "$tmp/list3.out" | cut -c1-200
+if [ -n "$fkey" ] && grep -q "^$fkey state=failed holder=- " "$tmp/list3.out" &&
+        grep -qE "^  2 failed build\(s\) in a row, the last [0-9]+ s ago; a shim builds it again in [0-9]+ s: .*qemu exited" "$tmp/list3.out"; then
+        ok "list: the failed key and its record"
+else
+        bad "list does not show the failed builds of ${fkey:-?}"
+fi
 
 # --- rm --all -----------------------------------------------------------------
 hs=$(holders)
@@ -248,7 +289,7 @@ for h in $hs; do
 done
 entries=$(find "$cache" -mindepth 1 -maxdepth 1 ! -name lock | wc -l)
 if [ $rc = 0 ] && [ -z "$left" ] && [ "$entries" = 0 ]; then
-        ok "rm --all: holders$(printf ' %s' $hs) stopped, no entry left"
+        ok "rm --all: holders$(printf ' %s' $hs) stopped, no entry and no failed-build record left"
 else
         bad "rm --all: exit $rc, holders left:${left:- none}, entries: $(ls -A "$cache")"
 fi

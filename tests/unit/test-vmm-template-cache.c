@@ -19,6 +19,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "unit.h"
@@ -581,6 +582,248 @@ static void holder_in_its_cgroup(void **state)
         us_cgroup_free(cg);
 }
 
+/* A build of `in` as build() does it, for other inputs than the
+ * fixture's. */
+static void build_of(struct fixture *f, const struct vmm_template_inputs *in,
+                     char key[VMM_TEMPLATE_KEY_LEN + 1], pid_t *ret_holder)
+{
+        struct vmm_template_inputs saved = f->in;
+        f->in = *in;
+        build(f, key, ret_holder);
+        f->in = saved;
+}
+
+static void note_removed(const char *name, const char *why, void *userdata)
+{
+        char *out = userdata;
+        snprintf(out + strlen(out), 4096 - strlen(out), "%s: %s\n", name, why);
+}
+
+static bool alive(int pidfd)
+{
+        struct pollfd p = {.fd = pidfd, .events = POLLIN};
+        return poll(&p, 1, 0) == 0;
+}
+
+/* Asserts that text has (want) or lacks the formatted string. */
+static void has(const char *text, bool want, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void has(const char *text, bool want, const char *fmt, ...)
+{
+        char s[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(s, sizeof(s), fmt, ap);
+        va_end(ap);
+        if ((strstr(text, s) != NULL) != want)
+                fail_msg("\"%s\" %s \"%s\"", text, want ? "lacks" : "has", s);
+}
+
+/* gc removes what can never be hit again, stopping its holder: an entry of
+ * another host, one whose kernel was rewritten, one whose initrd is gone,
+ * one whose manifest does not hash to its key, a dead builder's directory;
+ * it keeps a live entry, a key being built and a stale key whose lock is
+ * held (its entry and its build directory), and collects that one once
+ * the lock is free. */
+static void gc_removes_stale(void **state)
+{
+        struct fixture *f = *state;
+        struct us_error *err = NULL;
+        char live[VMM_TEMPLATE_KEY_LEN + 1], other_host[VMM_TEMPLATE_KEY_LEN + 1],
+                kernel_changed[VMM_TEMPLATE_KEY_LEN + 1], initrd_gone[VMM_TEMPLATE_KEY_LEN + 1],
+                bad_manifest[VMM_TEMPLATE_KEY_LEN + 1], busy_stale[VMM_TEMPLATE_KEY_LEN + 1];
+        char path[256], names[2048], removed[4096] = "", k2[VMM_TEMPLATE_KEY_LEN + 1];
+        char kernel2[128], initrd2[128], qemu2[128], kernel3[128], qemu3[128];
+        pid_t h_live, h_host, h_kernel, h_initrd, h_manifest, h_busy;
+        struct vmm_template_inputs in;
+
+        snprintf(kernel2, sizeof(kernel2), "%s/vmlinux2", f->dir);
+        snprintf(kernel3, sizeof(kernel3), "%s/vmlinux3", f->dir);
+        snprintf(initrd2, sizeof(initrd2), "%s/initrd2", f->dir);
+        snprintf(qemu2, sizeof(qemu2), "%s/qemu2", f->dir);
+        snprintf(qemu3, sizeof(qemu3), "%s/qemu3", f->dir);
+        unit_write_file(kernel2, "kernel");
+        unit_write_file(kernel3, "kernel");
+        unit_write_file(initrd2, "initrd");
+        unit_write_file(qemu2, "qemu");
+        unit_write_file(qemu3, "qemu");
+
+        /* The fixture's inputs, each with one of its own. */
+        struct vmm_template_inputs host = f->in, k2_in = f->in, i2_in = f->in, q2_in = f->in;
+        host.host_id = "release=5:other;";
+        k2_in.kernel = kernel2;
+        i2_in.initrd = initrd2;
+        q2_in.qemu_binary = qemu2;
+        in = f->in;
+        in.kernel = kernel3;
+        build(f, live, &h_live);
+        build_of(f, &host, other_host, &h_host);
+        build_of(f, &k2_in, kernel_changed, &h_kernel);
+        build_of(f, &i2_in, initrd_gone, &h_initrd);
+        build_of(f, &q2_in, bad_manifest, &h_manifest);
+        build_of(f, &in, busy_stale, &h_busy);
+        _cleanup_close_ int p_live = pidfd_of(h_live), p_host = pidfd_of(h_host),
+                            p_kernel = pidfd_of(h_kernel), p_initrd = pidfd_of(h_initrd),
+                            p_manifest = pidfd_of(h_manifest), p_busy = pidfd_of(h_busy);
+
+        /* A rebuild of busy_stale under way (its lock held), then its
+         * kernel rewritten; a build of another key under way. */
+        struct vmm_template_build *b_stale = NULL, *b_new = NULL;
+        assert_int_equal(vmm_template_build_begin(f->cache, &in, &b_stale, &err), 0);
+        unit_write_file(kernel3, "a longer kernel");
+        in = f->in;
+        in.qemu_binary = qemu3;
+        assert_int_equal(vmm_template_build_begin(f->cache, &in, &b_new, &err), 0);
+        snprintf(k2, sizeof(k2), "%s", vmm_template_build_key(b_new));
+
+        unit_write_file(kernel2, "a longer kernel");
+        assert_int_equal(unlink(initrd2), 0);
+        key_path(f, bad_manifest, "manifest", path, sizeof(path));
+        FILE *m = fopen(path, "ae");
+        assert_non_null(m);
+        fputs("extra=0:\n", m);
+        fclose(m);
+        snprintf(path, sizeof(path), "%s/.build-%s-dead00", f->cache_dir, live);
+        assert_int_equal(mkdir(path, 0700), 0);
+
+        assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
+        printf("# removed:\n%s", removed);
+        has(removed, true, "%s: it was saved on another host", other_host);
+        has(removed, true, "%s: its kernel %s was replaced or rewritten", kernel_changed, kernel2);
+        has(removed, true, "%s: its initrd %s is gone", initrd_gone, initrd2);
+        has(removed, true, "%s: its manifest does not hash to its key", bad_manifest);
+        has(removed, true, ".build-%s-dead00: left by", live);
+        has(removed, false, "%s", busy_stale);
+        has(removed, false, "%s", k2);
+        has(removed, false, "%s: ", live);
+        assert_true(ended(p_host));
+        assert_true(ended(p_kernel));
+        assert_true(ended(p_initrd));
+        assert_true(ended(p_manifest));
+        assert_true(alive(p_live));
+        assert_true(alive(p_busy));
+
+        cache_names(f, names, sizeof(names));
+        has(names, true, "%s", live);
+        has(names, true, "%s", busy_stale);
+        has(names, true, ".build-%s-", busy_stale);
+        has(names, true, ".build-%s-", k2);
+        has(names, false, "%s", other_host);
+        has(names, false, "%s", kernel_changed);
+        has(names, false, "%s", initrd_gone);
+        has(names, false, "%s", bad_manifest);
+        has(names, false, "dead00");
+        struct vmm_template_entry e = VMM_TEMPLATE_ENTRY_INIT;
+        assert_int_equal(vmm_template_lookup(f->cache, &f->in, &e, &err), 0);
+        vmm_template_entry_clear(&e);
+
+        /* The lock free (the rebuild abandoned): collected now. */
+        vmm_template_build_free(b_stale);
+        vmm_template_build_free(b_new);
+        removed[0] = '\0';
+        assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
+        snprintf(path, sizeof(path), "%s: its kernel %s was replaced or rewritten\n", busy_stale,
+                 kernel3);
+        assert_string_equal(removed, path);
+        assert_true(ended(p_busy));
+        assert_true(alive(p_live));
+        cache_names(f, names, sizeof(names));
+        snprintf(path, sizeof(path), "%s ", live);
+        assert_string_equal(names, path);
+        /* Nothing more to do. */
+        removed[0] = '\0';
+        assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
+        assert_string_equal(removed, "");
+}
+
+/* A failed build is recorded, each one in a row doubles the backoff (up
+ * to its cap); a publish of the key, its removal, and gc once the backoff
+ * is over clear it; a malformed record is an error, never a backoff. */
+static void failed_builds_back_off(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_template_failure fl;
+        struct us_error *err = NULL;
+        char key[VMM_TEMPLATE_KEY_LEN + 1], path[256], removed[4096] = "";
+        _cleanup_free_ char *m = NULL;
+        const int64_t t = 1000000;
+        pid_t holder;
+
+        assert_int_equal(vmm_template_backoff_s(0), 0);
+        assert_int_equal(vmm_template_backoff_s(1), VMM_TEMPLATE_BACKOFF_MIN_S);
+        assert_int_equal(vmm_template_backoff_s(2), 2 * VMM_TEMPLATE_BACKOFF_MIN_S);
+        assert_int_equal(vmm_template_backoff_s(3), 4 * VMM_TEMPLATE_BACKOFF_MIN_S);
+        assert_int_equal(vmm_template_backoff_s(40), VMM_TEMPLATE_BACKOFF_MAX_S);
+        assert_int_equal(vmm_template_backoff_s(~0u), VMM_TEMPLATE_BACKOFF_MAX_S);
+
+        assert_int_equal(vmm_template_manifest(&f->in, &m, &err), 0);
+        vmm_template_key(m, key);
+        assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), VMM_TEMPLATE_NONE);
+        err = us_error_free(err);
+        assert_int_equal(vmm_template_failure_record(f->cache, key, "QEMU ended\nearly", t, &err),
+                         0);
+        assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), 0);
+        assert_int_equal(fl.failures, 1);
+        assert_int_equal(fl.time, t);
+        assert_int_equal(fl.retry_after, t + VMM_TEMPLATE_BACKOFF_MIN_S);
+        assert_string_equal(fl.why, "QEMU ended early");
+        assert_true(vmm_template_backoff_held(&fl, t));
+        assert_true(vmm_template_backoff_held(&fl, t + VMM_TEMPLATE_BACKOFF_MIN_S - 1));
+        assert_false(vmm_template_backoff_held(&fl, t + VMM_TEMPLATE_BACKOFF_MIN_S));
+        /* The clock set back by more than the longest backoff. */
+        assert_false(vmm_template_backoff_held(&fl, t - VMM_TEMPLATE_BACKOFF_MAX_S - 1));
+        assert_int_equal(vmm_template_failure_record(f->cache, key, NULL, t + 100, &err), 0);
+        assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), 0);
+        assert_int_equal(fl.failures, 2);
+        assert_int_equal(fl.retry_after, t + 100 + 2 * VMM_TEMPLATE_BACKOFF_MIN_S);
+        assert_string_equal(fl.why, "");
+
+        /* rm --all's list has the key; a publish clears the record. */
+        _cleanup_strv_ char **keys = NULL;
+        size_t n = 0;
+        assert_int_equal(vmm_template_cache_keys(f->cache, true, &keys, &n, &err), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(keys[0], key);
+        build(f, key, &holder);
+        assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), VMM_TEMPLATE_NONE);
+        err = us_error_free(err);
+        /* So does a removal. */
+        assert_int_equal(vmm_template_failure_record(f->cache, key, "x", t, &err), 0);
+        assert_int_equal(vmm_template_remove(f->cache, key, &err), 0);
+        assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), VMM_TEMPLATE_NONE);
+        err = us_error_free(err);
+
+        /* gc: a record whose backoff is over goes, a current one stays. */
+        int64_t now = (int64_t)time(NULL);
+        assert_int_equal(vmm_template_failure_record(f->cache, key, "x", now, &err), 0);
+        assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
+        assert_string_equal(removed, "");
+        assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), 0);
+        assert_int_equal(vmm_template_remove(f->cache, key, &err), VMM_TEMPLATE_NONE);
+        err = us_error_free(err);
+        assert_int_equal(vmm_template_failure_record(f->cache, key, "x", now - 2 * 3600, &err), 0);
+        assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
+        snprintf(path, sizeof(path), ".failed-%s: its build backoff is over", key);
+        assert_non_null(strstr(removed, path));
+        assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), VMM_TEMPLATE_NONE);
+        err = us_error_free(err);
+
+        /* Malformed: an error, no backoff (a caller builds). */
+        const char *bad[] = {"", "0 5\n", "x y\n", "3\n", "3 5"};
+        for (size_t i = 0; i < US_ELEMENTSOF(bad); i++) {
+                snprintf(path, sizeof(path), "%s/.failed-%s", f->cache_dir, key);
+                unit_write_file(path, bad[i]);
+                assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), -EINVAL);
+                err = us_error_free(err);
+        }
+        assert_int_equal(vmm_template_remove(f->cache, key, &err), VMM_TEMPLATE_NONE);
+        err = us_error_free(err);
+        char names[1024];
+        cache_names(f, names, sizeof(names));
+        assert_string_equal(names, "");
+}
+
 /* The template's tap: in a namespace of its own, with a pod tap's flags. */
 static void tap_in_its_own_netns(void **state)
 {
@@ -618,6 +861,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(cache_dir_checked, setup, teardown),
                 cmocka_unit_test_setup_teardown(holder_ends_with_its_directory, setup, teardown),
                 cmocka_unit_test_setup_teardown(holder_in_its_cgroup, setup, teardown),
+                cmocka_unit_test_setup_teardown(gc_removes_stale, setup, teardown),
+                cmocka_unit_test_setup_teardown(failed_builds_back_off, setup, teardown),
                 cmocka_unit_test(tap_in_its_own_netns),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));

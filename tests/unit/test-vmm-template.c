@@ -374,6 +374,62 @@ static void manifest_fields(void **state)
         assert_null(none);
 }
 
+/* Expects vmm_template_manifest_current to call m stale, naming `words`. */
+static void expect_stale(const char *m, const char *host, const char *words)
+{
+        _cleanup_free_ char *why = NULL;
+        assert_int_equal(vmm_template_manifest_current(m, host, &why), 0);
+        assert_non_null(why);
+        if (!strstr(why, words))
+                fail_msg("stale for \"%s\", expected \"%s\"", why, words);
+}
+
+/* A manifest stays current while its files stat as recorded on its host
+ * and layout; anything else makes it stale, with the reason. */
+static void manifest_current(void **state)
+{
+        struct fixture *f = *state;
+        struct us_error *err = NULL;
+        _cleanup_free_ char *m = NULL, *no_initrd = NULL, *why = NULL;
+        const char *host = f->in.host_id;
+
+        assert_int_equal(vmm_template_manifest(&f->in, &m, &err), 0);
+        assert_int_equal(vmm_template_manifest_current(m, host, &why), 1);
+        assert_null(why);
+        f->in.initrd = NULL;
+        assert_int_equal(vmm_template_manifest(&f->in, &no_initrd, &err), 0);
+        assert_int_equal(vmm_template_manifest_current(no_initrd, host, &why), 1);
+        assert_null(why);
+
+        expect_stale(m, "release=6:6.1.1;", "another host");
+        /* Saved by an older layout. */
+        _cleanup_free_ char *old = strdup(m);
+        char *layout = strstr(old, "layout=1:");
+        assert_non_null(layout);
+        layout[strlen("layout=1:")] = '3';
+        expect_stale(old, host, "layout is 3");
+        expect_stale("host=4:test\n", "test", "layout is unknown");
+
+        /* Rewritten in place (another size: the same mtime tick would not
+         * tell), replaced by a copy (another inode), gone. */
+        unit_write_file(f->kernel, "a longer kernel");
+        expect_stale(m, host, "kernel");
+        expect_stale(m, host, "replaced or rewritten");
+        _cleanup_free_ char *m2 = NULL;
+        assert_int_equal(vmm_template_manifest(&f->in, &m2, &err), 0);
+        assert_int_equal(vmm_template_manifest_current(m2, host, &why), 1);
+        assert_int_equal(rename(f->other, f->qemu), 0);
+        expect_stale(m2, host, "qemu");
+        unit_write_file(f->other, "kernel bytes");
+        _cleanup_free_ char *m3 = NULL;
+        f->in.initrd = f->initrd;
+        assert_int_equal(vmm_template_manifest(&f->in, &m3, &err), 0);
+        assert_int_equal(unlink(f->initrd), 0);
+        expect_stale(m3, host, "initrd");
+        expect_stale(m3, host, "is gone");
+        unit_write_file(f->initrd, "initrd bytes");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -384,6 +440,7 @@ int main(void)
                 cmocka_unit_test(host_id_from_cpuinfo),
                 cmocka_unit_test_setup_teardown(vm_config_layout, setup, teardown),
                 cmocka_unit_test_setup_teardown(manifest_fields, setup, teardown),
+                cmocka_unit_test_setup_teardown(manifest_current, setup, teardown),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }
