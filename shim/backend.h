@@ -134,10 +134,11 @@ struct shim_backend {
          * the kind runs every container of its pod itself. */
         int (*host_namespaces)(void *pod, const char **ret_netns, const char **ret_hostname,
                                struct us_error **err);
-        /* `shim delete` after the serving shim died (kill -9): removes what
-         * the backend made on the host for task id, found from namespace,
-         * id and the bundle's spec alone. 0 when there is nothing of it.
-         * NULL: the bundle's cleanup is all there is. */
+        /* `shim delete` after the serving shim died (kill -9), or for the
+         * pod's own task after its Delete (shim_manager_delete): removes
+         * what the backend made on the host for task id, found from
+         * namespace, id and the bundle's spec alone. 0 when there is
+         * nothing of it. NULL: the bundle's cleanup is all there is. */
         int (*cleanup_dead)(const char *namespace, const char *id, const struct us_oci_spec *spec,
                             struct us_error **err);
 };

@@ -107,6 +107,24 @@ static const char *group_of(const struct us_oci_spec *spec, const char *id)
         return id;
 }
 
+/* containerd 1.6 runs `delete` whenever a task's connection closes: after
+ * every Delete too, while the pod's shim goes on serving the pod's other
+ * tasks. That shim owns the pod: a container's task must not take the
+ * pod's host side with it (a mesh sidecar's delete destroyed its pod's
+ * running VM, whose domain is named after the pod, and unmounted its
+ * disk). The pod's own task still cleans up: its Delete has torn the pod
+ * down, and what outlives that teardown (a domain still ending, libvirt's
+ * log of it) is left to its `delete`. */
+static bool pod_shim_serves(const struct shim_args *args, const struct us_oci_spec *spec)
+{
+        const char *group = group_of(spec, args->id);
+        char path[PATH_MAX];
+        if (strcmp(group, args->id) == 0 || !args->address ||
+            shim_socket_path(args->address, args->namespace, group, path, sizeof(path), NULL) < 0)
+                return false;
+        return can_connect(path);
+}
+
 static void drain_stdin(void)
 {
         /* containerd writes the runtime options (an Any) to our stdin; read
@@ -212,7 +230,8 @@ int shim_manager_delete(const struct shim_args *args, struct us_error **err)
          * network wiring, cgroup. */
         struct us_oci_spec *spec = NULL;
         if (us_oci_spec_load(bundle, &spec, &e) < 0 ||
-            shim_backends_cleanup_dead(args->namespace, args->id, spec, &e) < 0) {
+            (!pod_shim_serves(args, spec) &&
+             shim_backends_cleanup_dead(args->namespace, args->id, spec, &e) < 0)) {
                 fprintf(stderr, "cleanup %s: %s\n", args->id, us_error_text(e));
                 e = us_error_free(e);
         }

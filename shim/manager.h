@@ -23,5 +23,8 @@ int shim_socket_path(const char *address, const char *namespace, const char *gro
 int shim_manager_start(const struct shim_args *args, int *ret_listen_fd, char **ret_socket_path,
                        struct us_error **err);
 
-/* `delete`: writes a DeleteResponse to stdout. */
+/* `delete`: writes a DeleteResponse to stdout. containerd runs it whenever
+ * a task's connection closes, also after a normal Delete: the backends'
+ * cleanup (shim_backends_cleanup_dead) runs for the pod's own task, and
+ * for another only when the pod's shim no longer listens. */
 int shim_manager_delete(const struct shim_args *args, struct us_error **err);

@@ -27,7 +27,8 @@
 #    acceptance test, test-mesh.sh, here to share a booted VM): its
 #    istio-proxy container runs on the host in the pod's netns, and with
 #    Istio's rules there the VM's inbound and outbound TCP pass that proxy;
-#    stop is graceful (the guest logs its shutdown), exit 0
+#    the proxy's end and delete leave the VM running; its stop is graceful
+#    (the guest logs its shutdown), exit 0
 #  - rm leaves no domain, libvirt log, tap, mount, state dir, cgroup, shim
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -337,6 +338,21 @@ expect_eq "over its memory limit: the exit event says 137" 137 "$(event_exit_sta
 grep -F '/tasks/oom' "$IT_TMP/ev-vm1" | grep -qF "\"container_id\":\"$cid1\"" &&
         pass "over its memory limit: a /tasks/oom event for the VM's container" ||
         fail "over its memory limit: no /tasks/oom event for $cid1"
+
+# A pod's stop ends its containers in any order. The sidecar first: once
+# its task is deleted containerd runs `shim delete` for it, while the pod's
+# shim serves on; that must leave the pod's VM running (it destroyed the
+# domain, named after the pod: the stop below then said 137).
+dom2=unishim-vm2-${id2:0:12}
+pcid2=$(ctr_id vm2 istio-proxy)
+kctr task kill "$pcid2" >/dev/null 2>&1 || true
+proxy_exited() { [ "$(ctr_state vm2 istio-proxy)" = Exited ]; }
+wait_until 120 proxy_exited && pass "vm2: its istio-proxy ended first" ||
+        fail "vm2: istio-proxy still runs after its SIGTERM"
+expect_eq "vm2: its VM runs on after the sidecar's delete" running \
+        "$($VIRSH domstate "$dom2" 2>&1 | head -n1)"
+expect_match "vm2: its disk stays mounted" " /run/unishim/k8s.io/$id2/vm/base " \
+        "$(cat /proc/self/mountinfo)"
 
 # A graceful stop: ACPI power button, the guest shuts down.
 cid2=$(ctr_id vm2 vm)
