@@ -106,6 +106,13 @@ percentile() {
                 printf "%.3f\n", v[r] / 1000 }'
 }
 
+# row NAME UNIT UNISHIM BASELINE: one row of results.json (values or null).
+row() { # NAME UNIT UNISHIM BASELINE
+        jq -cn --arg name "$1" --arg unit "$2" --argjson u "$3" --argjson b "$4" \
+                '{name: $name, unit: $unit, unishim: $u, baseline: $b,
+                  ratio: (if $u != null and $b != null and $b != 0 then (($u / $b) * 1000 | round) / 1000 else null end)}'
+}
+
 # idle_pss RUNTIME: PSS in KiB of the shim of an idle `sleep` container.
 idle_pss() {
         local rt=$1 id=bench-idle-${KEY[$1]} pid pss=null i
@@ -247,11 +254,6 @@ if [ "${BENCH_K8S:-1}" = 1 ]; then
         k8s_bench
 fi
 
-row() { # NAME UNIT UNISHIM BASELINE
-        jq -cn --arg name "$1" --arg unit "$2" --argjson u "$3" --argjson b "$4" \
-                '{name: $name, unit: $unit, unishim: $u, baseline: $b,
-                  ratio: (if $u != null and $b != null and $b != 0 then (($u / $b) * 1000 | round) / 1000 else null end)}'
-}
 {
         row "ctr run --rm true, median" ms "${MED[unishim]}" "${MED[baseline]}"
         row "ctr run --rm true, p90" ms "${P90[unishim]}" "${P90[baseline]}"
