@@ -85,7 +85,8 @@ tpl_run() {
         tpl_pod "$1"
         t0=$(now_us)
         if ! CTR_TIMEOUT=$((CTR_TIMEOUT * 4)) ectl run --timing "$work/$1.json" >"$work/$1.id" 2>"$work/$1.timing"; then
-                TPL_ERR="$1: $(tr -d '\0' <"$work/$1.timing" | head -c 300 | tr '\n' ' ')"
+                # (|| true: head's early exit fails the pipeline under pipefail)
+                TPL_ERR="$1: $(tr -d '\0' <"$work/$1.timing" | head -c 300 | tr '\n' ' ')" || true
                 CTR_TIMEOUT=30 ectl rm --timeout 0 "$1" >/dev/null 2>&1 || true
                 return 1
         fi
@@ -116,7 +117,7 @@ tpl_rm_all() {
 # epoch µs; returns 1 when there is none.
 tpl_log_us() {
         local line ts
-        line=$(grep -aF -- "$1" "$ENV_LOG" | head -n1)
+        line=$(grep -m1 -aF -- "$1" "$ENV_LOG")
         ts=$(sed -n 's/^time="\([^"]*\)".*/\1/p' <<<"$line")
         [ -n "$ts" ] || return 1
         date -u -d "$ts" +%s%6N
@@ -381,9 +382,11 @@ template_bench() {
                 if [ "$fails" != 0 ]; then
                         # A limit of the node, not a failure of the bench: noted,
                         # and the levels from here on are not measured.
-                        err=$(tr -d '\0' <"$work/$failed.timing" | grep -v '^{' | tr '\n' ' ')
+                        err=$(tr -d '\0' <"$work/$failed.timing" | grep -v '^{' | tr '\n' ' ') || true
                         pid=$(grep -oE '[0-9a-f]{64}' <<<"$err" | head -n1 || true)
-                        tpl_note "**density from $n idle pods on not measured: $fails of $started idle restored pods failed to start** (load average $(cut -d' ' -f1 /proc/loadavg)); $failed: ${err:0:700}${pid:+; containerd's log for its sandbox: $(grep -a -- "$pid" "$ENV_LOG" | grep -aE 'level=(warning|error)' | tail -n3 | cut -c1-400 | tr '\n' ' ')}"
+                        tpl_note "**density from $n idle pods on not measured: $fails of $started idle restored pods failed to start** (load average $(cut -d' ' -f1 /proc/loadavg)); $failed: ${err:0:700}"
+                        [ -z "$pid" ] ||
+                                tpl_note "the containerd log of $failed: $(grep -a -- "$pid" "$ENV_LOG" | grep -aE 'level=(warning|error)' | tail -n3 | cut -c1-400 | tr '\n' ' ')"
                         break
                 fi
                 if [ "$n" = "$TPL_IDLE" ]; then
@@ -412,7 +415,8 @@ template_bench() {
                                 tpl_rm bench-tpl-probe
                         done
                         dens+=("$n:$(sb_median "$work/tpl.probe")")
-                        tpl_note "density $n: probe starts (ms) $(awk '{ printf "%.0f ", $1 / 1000 }' "$work/tpl.probe"), load average $(cut -d' ' -f1 /proc/loadavg), $(($(awk '$1 == "MemAvailable:" { print $2 }' /proc/meminfo) / 1024)) MiB available"
+                        avail_kib=$(awk '$1 == "MemAvailable:" { print $2 }' /proc/meminfo)
+                        tpl_note "density $n: probe starts (ms) $(awk '{ printf "%.0f ", $1 / 1000 }' "$work/tpl.probe"), load average $(cut -d' ' -f1 /proc/loadavg), $((avail_kib / 1024)) MiB available"
                 fi
         done
         k=0
