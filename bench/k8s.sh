@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Pod start through a kubelet: rows of bench/run.sh (sourced last, after the
 # vm rows: the kubelet would take the CRI pods of the rows before for
-# orphans; uses its $work, now_us, percentile, sb_row, sb_median and the
+# orphans; uses its $work, now_us, percentile, row, sb_median and the
 # sandbox rows' $work/sb.total). A single-node cluster (tests/k8s/cluster.sh,
 # Kubernetes v1.23 from K8S_BIN_DIR) comes up on the bench's containerd and
 # goes after. For each kind, BENCH_K8S_N pods (default 10) after
@@ -26,14 +26,10 @@ K8S_NOTES=
 K8S_ROWS=
 K8S_FAILED=
 
-# k8s_row NAME UNIT VALUE [BASELINE]: sb_row's row, kept apart from the
+# k8s_row NAME UNIT VALUE [BASELINE]: run.sh's row, kept apart from the
 # sandbox rows (their notes go with them).
 k8s_row() {
-        local sb_rows=$SB_ROWS
-        SB_ROWS=
-        sb_row "$@"
-        K8S_ROWS+=$SB_ROWS
-        SB_ROWS=$sb_rows
+        K8S_ROWS+=$(row "$1" "$2" "$3" "${4:-null}")$'\n'
 }
 K8S_N=${BENCH_K8S_N:-10}
 K8S_WARMUP=${BENCH_K8S_WARMUP:-1}

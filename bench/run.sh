@@ -11,6 +11,11 @@
 #  - sandbox pods (unishim.io/isolation: sandbox, a QEMU microvm; bench/sandbox.sh,
 #    BENCH_SANDBOX=0 skips): start split into phases, the bare-QEMU floor, PSS
 #    of an idle sandbox pod vs a bare QEMU, start time under density
+#  - sandbox pods from a VM template (bench/template.sh, BENCH_TEMPLATE=0
+#    skips; issue 10's goals): restored and cold 9p pod start vs the stock
+#    bare-QEMU floor, the restore alone, the template's build, two at once,
+#    idle PSS averaged over BENCH_TPL_IDLE pods with its parts, one more
+#    pod's start with BENCH_TPL_DENSITY idle restored pods running
 #  - vm pods (unishim.io/isolation: vm, the Debian test image booted by
 #    libvirtd; bench/vm.sh, BENCH_VM=0 skips): start to the guest agent vs a
 #    bare `virsh create` of the same guest to guest-ping, the pod's fixed
@@ -43,6 +48,7 @@ cleanup() {
         set +e
         trap '' PIPE # a closed stdout (| head) must not stop the cleanup
         [ "${K8S_UP:-0}" = 0 ] || "$UNISHIM_SOURCE_DIR/tests/k8s/k8s-down.sh" >/dev/null 2>&1
+        declare -F template_cleanup >/dev/null && template_cleanup
         env_stop
         [ "${ENV_LIBVIRT:-0}" = 0 ] || env_libvirt_stop "$ENV_NAME"
         rm -rf "$work"
@@ -104,6 +110,13 @@ percentile() {
                 if (NR == 0) { print "null"; exit }
                 r = int((p / 100) * NR + 0.999999); if (r < 1) r = 1; if (r > NR) r = NR
                 printf "%.3f\n", v[r] / 1000 }'
+}
+
+# row NAME UNIT UNISHIM BASELINE: one row of results.json (values or null).
+row() { # NAME UNIT UNISHIM BASELINE
+        jq -cn --arg name "$1" --arg unit "$2" --argjson u "$3" --argjson b "$4" \
+                '{name: $name, unit: $unit, unishim: $u, baseline: $b,
+                  ratio: (if $u != null and $b != null and $b != 0 then (($u / $b) * 1000 | round) / 1000 else null end)}'
 }
 
 # idle_pss RUNTIME: PSS in KiB of the shim of an idle `sleep` container.
@@ -235,6 +248,11 @@ SB_FAILED=
 if [ "${BENCH_SANDBOX:-1}" = 1 ]; then
         sandbox_bench
 fi
+# ---- sandbox pods from a VM template (bench/template.sh) ----------------------
+. "$(dirname "${BASH_SOURCE[0]}")/template.sh"
+if [ "${BENCH_TEMPLATE:-1}" = 1 ]; then
+        template_bench
+fi
 # ---- vm pods (bench/vm.sh) ---------------------------------------------------
 . "$(dirname "${BASH_SOURCE[0]}")/vm.sh"
 if [ "$BENCH_VM" = 1 ]; then
@@ -247,11 +265,6 @@ if [ "${BENCH_K8S:-1}" = 1 ]; then
         k8s_bench
 fi
 
-row() { # NAME UNIT UNISHIM BASELINE
-        jq -cn --arg name "$1" --arg unit "$2" --argjson u "$3" --argjson b "$4" \
-                '{name: $name, unit: $unit, unishim: $u, baseline: $b,
-                  ratio: (if $u != null and $b != null and $b != 0 then (($u / $b) * 1000 | round) / 1000 else null end)}'
-}
 {
         row "ctr run --rm true, median" ms "${MED[unishim]}" "${MED[baseline]}"
         row "ctr run --rm true, p90" ms "${P90[unishim]}" "${P90[baseline]}"
@@ -261,7 +274,7 @@ row() { # NAME UNIT UNISHIM BASELINE
         row "CRI pod teardown (stop+rm, grace 0), median" ms "${PSTOP_MED[unishim]}" "${PSTOP_MED[baseline]}"
         row "CRI pod teardown, p90" ms "${PSTOP_P90[unishim]}" "${PSTOP_P90[baseline]}"
         row "pod shim PSS (1 running container)" KiB "${PPSS[unishim]}" "${PPSS[baseline]}"
-        printf '%s' "$SB_ROWS" "$K8S_ROWS"
+        printf '%s' "$SB_ROWS" "$TPL_ROWS" "$K8S_ROWS"
 } | jq -s . >"$OUT/results.json.tmp"
 mv "$OUT/results.json.tmp" "$OUT/results.json"
 
@@ -269,7 +282,7 @@ mv "$OUT/results.json.tmp" "$OUT/results.json"
         echo "| metric | unit | unishim | runc shim (baseline) | ratio unishim/runc |"
         echo "|---|---|---:|---:|---:|"
         # (sandbox/floor/vm rows without a baseline have none by design: "—")
-        jq -r '.[] | "| \(.name) | \(.unit) | \(.unishim // "FAILED") | \(.baseline // (if (.name | test("^(sandbox|floor|vm|the node|kubelet)")) then "—" else "FAILED" end)) | \(.ratio // "n/a") |"' \
+        jq -r '.[] | "| \(.name) | \(.unit) | \(.unishim // "FAILED") | \(.baseline // (if (.name | test("^(sandbox|floor|template|vm|the node|kubelet)")) then "—" else "FAILED" end)) | \(.ratio // "n/a") |"' \
                 "$OUT/results.json"
         echo
         echo "ctr rows: $N runs per runtime after $WARMUP warm-ups; CRI pod rows: $POD_N per handler" \
@@ -294,6 +307,13 @@ mv "$OUT/results.json.tmp" "$OUT/results.json"
                         "Spawn phase from /proc/<qemu>/stat (10 ms ticks); a ratio is sandbox/baseline."
                 printf '%s' "$SB_NOTES" | sed 's/^/- /'
         fi
+        if [ -n "$TPL_ROWS$TPL_NOTES" ]; then
+                echo
+                echo "Template rows: $TPL_N rounds (stock floor, restored pod, cold 9p pod) after the template's" \
+                        "build and a warm-up, idle PSS of $TPL_IDLE pods each, density levels $TPL_DENSITY;" \
+                        "the generic image, ${SB_MEM_MIB} MiB, 1 vCPU, the unishim-sandbox handler."
+                printf '%s' "$TPL_NOTES" | sed 's/^/- /'
+        fi
         if [ -n "$K8S_NOTES" ]; then
                 echo
                 printf '%s' "$K8S_NOTES" | sed 's/^/- /'
@@ -311,5 +331,6 @@ for h in "${HANDLERS[@]}"; do
         [ -n "${PFAILED[$h]:-}" ] && { echo "bench: CRI handler $h FAILED (see above)" >&2; exit 1; }
 done
 [ -n "$SB_FAILED" ] && { echo "bench: sandbox pods FAILED (see above)" >&2; exit 1; }
+[ -n "$TPL_FAILED" ] && { echo "bench: VM template rows FAILED (see above)" >&2; exit 1; }
 [ -n "$K8S_FAILED" ] && { echo "bench: pods through the kubelet FAILED (see above)" >&2; exit 1; }
 exit 0

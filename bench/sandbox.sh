@@ -32,9 +32,7 @@ SB_MEM_MIB=256
 CLK_TCK=$(getconf CLK_TCK)
 
 sb_row() { # NAME UNIT VALUE [BASELINE]
-        SB_ROWS+=$(jq -cn --arg name "$1" --arg unit "$2" --argjson u "$3" --argjson b "${4:-null}" \
-                '{name: $name, unit: $unit, unishim: $u, baseline: $b,
-                  ratio: (if $u != null and $b != null and $b != 0 then (($u / $b) * 1000 | round) / 1000 else null end)}')$'\n'
+        SB_ROWS+=$(row "$1" "$2" "$3" "${4:-null}")$'\n'
 }
 
 # sb_qemu_pid ID: the qemu-system-x86_64 with -name unishim-<id>.
@@ -68,6 +66,34 @@ sb_pss() {
         echo "$s"
 }
 
+# sb_shim_pids ID: the pids of this env's shim(s) serving pod sandbox ID.
+sb_shim_pids() {
+        local d a
+        for d in /proc/[0-9]*; do
+                a=$(tr '\0' '\n' 2>/dev/null <"$d/cmdline") || continue
+                [[ ${a%%$'\n'*} = *containerd-shim-* ]] && grep -qxF -- "$ENV_ADDR" <<<"$a" &&
+                        grep -qxF -- "$1" <<<"$a" && echo "${d#/proc/}"
+        done
+        return 0
+}
+
+# sb_virtiofsd_pids SHIM_PID...: the virtiofsd processes of these shims, by
+# ancestry: the shim starts it (in a user namespace of its own, its command
+# line names no pod path), and its namespace sandbox forks once more.
+sb_virtiofsd_pids() {
+        local shims=" $* " d q
+        for d in /proc/[0-9]*; do
+                [ "$(cat "$d/comm" 2>/dev/null)" = virtiofsd ] || continue
+                q=${d#/proc/}
+                for _ in 1 2 3; do
+                        q=$(awk '$1 == "PPid:" { print $2 }' "/proc/$q/status" 2>/dev/null)
+                        [ -n "$q" ] && [ "$q" -gt 1 ] || break
+                        [[ $shims != *" $q "* ]] || { echo "${d#/proc/}"; break; }
+                done
+        done
+        return 0
+}
+
 # sb_pod_json NAME: a one-container (sleep) sandbox pod description.
 sb_pod_json() {
         env_pod_json "$work/$1.json" --arg n "$1" --argjson a "$SB_ANN" '{name: $n, runtime_handler: "unishim",
@@ -92,6 +118,73 @@ sb_run() {
 }
 
 sb_median() { [ -s "$1" ] && percentile "$1" 50 || echo null; }
+
+# sb_images: the floor's guest images. SB_STOCK_IMG: the stock kernel's,
+# the baseline (the build's own, or cloud/ when the build selected the
+# minimal kernel); SB_MIN_IMG: the minimal kernel's (minimal/, or the
+# build's own; "" when not built); SB_CTL: unishim-agent-ctl; SB_KHZ: the
+# host's TSC rate for the guest's command line.
+sb_images() {
+        local img=$UNISHIM_BUILD_DIR/vmm/guest-image
+        SB_CTL=$UNISHIM_BUILD_DIR/guest-agent/unishim-agent-ctl
+        SB_STOCK_IMG=$img
+        SB_MIN_IMG=
+        [ ! -f "$img/cloud/vmlinux" ] || SB_STOCK_IMG=$img/cloud
+        if [ -f "$img/minimal/vmlinux" ]; then
+                SB_MIN_IMG=$img/minimal
+        elif [[ $(cat "$img/kernel-release" 2>/dev/null) = *-unishim-minimal ]]; then
+                SB_MIN_IMG=$img
+        fi
+        SB_KHZ=$(awk -F: '/^cpu MHz/ { printf "%d\n", $2 * 1000; exit }' /proc/cpuinfo)
+}
+
+# sb_bare_qemu DIR [BALLOON [IMAGE_DIR]]: starts a bare QEMU of IMAGE_DIR
+# (default: the stock one) in the background with the shim's flags but no
+# tap and no share, free page reporting unless BALLOON is off; sets QPID.
+sb_bare_qemu() {
+        local balloon=(-device virtio-balloon-device,free-page-reporting=on,deflate-on-oom=off)
+        local bimg=${3:-$SB_STOCK_IMG} initrd
+        [ "${2:-on}" = on ] || balloon=()
+        initrd=$bimg/initramfs.cpio
+        [ -f "$initrd" ] || initrd=$bimg/initramfs.cpio.gz
+        mkdir -p "$1"
+        qemu-system-x86_64 -name "unishim-bench-floor,debug-threads=on" \
+                -M microvm,x-option-roms=off,pit=on,pic=off,isa-serial=on,rtc=on,memory-backend=mem \
+                -accel tcg,tb-size=32 -cpu max -m ${SB_MEM_MIB}M \
+                -object memory-backend-memfd,id=mem,size=${SB_MEM_MIB}M,share=on \
+                -smp 1 -global virtio-mmio.force-legacy=false -nodefaults -no-user-config -nographic -no-reboot \
+                -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny \
+                -kernel "$bimg/vmlinux" -initrd "$initrd" \
+                -append "console=ttyS0 reboot=t panic=-1 pci=off quiet cryptomgr.notests tsc_early_khz=$SB_KHZ" \
+                -chardev "file,id=console,path=$1/console.log" -serial chardev:console \
+                -device virtio-serial-device \
+                -chardev "socket,id=agent,path=$1/agent.sock,server=on,wait=off" \
+                -device virtserialport,chardev=agent,name=unishim.agent \
+                -chardev "socket,id=events,path=$1/events.sock,server=on,wait=off" \
+                -device virtserialport,chardev=events,name=unishim.events "${balloon[@]}" \
+                </dev/null >"$1/qemu.log" 2>&1 &
+        QPID=$!
+}
+
+# sb_floor_boot DIR IMAGE_DIR OUT: one bare boot of IMAGE_DIR (sb_images
+# first) to the agent's Check answer, its time (µs) appended to OUT;
+# returns 1 with SB_FLOOR_ERR when the agent did not answer.
+sb_floor_boot() {
+        local t0 t1 qpid rc=0
+        t0=$(now_us)
+        sb_bare_qemu "$1" on "$2"
+        qpid=$QPID
+        if timeout 60 "$SB_CTL" --wait-ms 50000 "$1/agent.sock" check >"$1/check" 2>&1; then
+                t1=$(now_us)
+                echo $((t1 - t0)) >>"$3"
+        else
+                SB_FLOOR_ERR="bare QEMU boot $1 ($2): no agent Check answer: $(head -c 200 "$1/check")"
+                rc=1
+        fi
+        kill -KILL "$qpid" 2>/dev/null || true
+        wait "$qpid" 2>/dev/null || true
+        return "$rc"
+}
 
 sandbox_bench() {
         local i name t rps qs qrel d
@@ -127,65 +220,17 @@ sandbox_bench() {
         done
 
         # The floor: bare QEMU, same kernel/initramfs/flags, no tap/virtio-fs.
-        # The stock kernel's image is the baseline: the build's own, or
-        # cloud/ when the build selected the minimal kernel; the minimal
-        # kernel's image is minimal/, or the build's own.
-        local img=$UNISHIM_BUILD_DIR/vmm/guest-image ctl=$UNISHIM_BUILD_DIR/guest-agent/unishim-agent-ctl
-        local stock_img=$img min_img= khz qpid t0 t1 fdir
-        [ ! -f "$img/cloud/vmlinux" ] || stock_img=$img/cloud
-        if [ -f "$img/minimal/vmlinux" ]; then
-                min_img=$img/minimal
-        elif [[ $(cat "$img/kernel-release" 2>/dev/null) = *-unishim-minimal ]]; then
-                min_img=$img
-        fi
+        sb_images
+        local stock_img=$SB_STOCK_IMG min_img=$SB_MIN_IMG ctl=$SB_CTL qpid fdir
         [ -n "$min_img" ] || SB_NOTES+="minimal kernel rows skipped: its image is not built (cmake --build \$UNISHIM_BUILD_DIR --target guest-image-minimal)."$'\n'
-        khz=$(awk -F: '/^cpu MHz/ { printf "%d\n", $2 * 1000; exit }' /proc/cpuinfo)
         : >"$work/sb.floor"
         : >"$work/sb.floor-min"
-        bare_qemu() { # DIR [BALLOON [IMAGE_DIR]]: starts a bare QEMU in the background, sets QPID
-                local balloon=(-device virtio-balloon-device,free-page-reporting=on,deflate-on-oom=off)
-                local bimg=${3:-$stock_img} initrd
-                [ "${2:-on}" = on ] || balloon=()
-                initrd=$bimg/initramfs.cpio
-                [ -f "$initrd" ] || initrd=$bimg/initramfs.cpio.gz
-                mkdir -p "$1"
-                qemu-system-x86_64 -name "unishim-bench-floor,debug-threads=on" \
-                        -M microvm,x-option-roms=off,pit=on,pic=off,isa-serial=on,rtc=on,memory-backend=mem \
-                        -accel tcg,tb-size=32 -cpu max -m ${SB_MEM_MIB}M \
-                        -object memory-backend-memfd,id=mem,size=${SB_MEM_MIB}M,share=on \
-                        -smp 1 -global virtio-mmio.force-legacy=false -nodefaults -no-user-config -nographic -no-reboot \
-                        -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny \
-                        -kernel "$bimg/vmlinux" -initrd "$initrd" \
-                        -append "console=ttyS0 reboot=t panic=-1 pci=off quiet cryptomgr.notests tsc_early_khz=$khz" \
-                        -chardev "file,id=console,path=$1/console.log" -serial chardev:console \
-                        -device virtio-serial-device \
-                        -chardev "socket,id=agent,path=$1/agent.sock,server=on,wait=off" \
-                        -device virtserialport,chardev=agent,name=unishim.agent \
-                        -chardev "socket,id=events,path=$1/events.sock,server=on,wait=off" \
-                        -device virtserialport,chardev=events,name=unishim.events "${balloon[@]}" \
-                        </dev/null >"$1/qemu.log" 2>&1 &
-                QPID=$!
-        }
-        # floor_boot DIR IMAGE_DIR OUT: one boot to the agent's Check answer,
-        # its time (µs) appended to OUT.
-        floor_boot() {
-                t0=$(now_us)
-                bare_qemu "$1" on "$2"
-                qpid=$QPID
-                if timeout 60 "$ctl" --wait-ms 50000 "$1/agent.sock" check >"$1/check" 2>&1; then
-                        t1=$(now_us)
-                        echo $((t1 - t0)) >>"$3"
-                else
-                        SB_NOTES+="bare QEMU boot $1 ($2): no agent Check answer: $(head -c 200 "$1/check")"$'\n'
-                fi
-                kill -KILL "$qpid" 2>/dev/null || true
-                wait "$qpid" 2>/dev/null || true
-        }
         if [ -f "$stock_img/vmlinux" ] && [ -x "$ctl" ]; then
                 # Alternating, so that the host's load hits both alike.
                 for ((i = 0; i < SB_FLOOR_N; i++)); do
-                        floor_boot "$work/floor-$i" "$stock_img" "$work/sb.floor"
-                        [ -z "$min_img" ] || floor_boot "$work/floor-min-$i" "$min_img" "$work/sb.floor-min"
+                        sb_floor_boot "$work/floor-$i" "$stock_img" "$work/sb.floor" || SB_NOTES+="$SB_FLOOR_ERR"$'\n'
+                        [ -z "$min_img" ] || sb_floor_boot "$work/floor-min-$i" "$min_img" "$work/sb.floor-min" ||
+                                SB_NOTES+="$SB_FLOOR_ERR"$'\n'
                 done
         else
                 SB_NOTES+="floor skipped: guest image or unishim-agent-ctl not built."$'\n'
@@ -195,24 +240,8 @@ sandbox_bench() {
         local pss_pod=null pss_bare=null shim vfs
         if sb_run bench-sb-pss; then
                 sleep 10 # settle (the guest reports blocks free for ~2 s)
-                shim=$(for d in /proc/[0-9]*; do
-                        a=$(tr '\0' '\n' 2>/dev/null <"$d/cmdline") || continue
-                        [[ ${a%%$'\n'*} = *containerd-shim-* ]] && grep -qxF -- "$ENV_ADDR" <<<"$a" &&
-                                grep -qxF -- "$SB_ID" <<<"$a" && echo "${d#/proc/}"
-                done; true)
-                # virtiofsd by ancestry: the shim starts it (in a user
-                # namespace of its own, its command line names no pod path),
-                # and its namespace sandbox forks once more.
-                local shims=" ${shim//$'\n'/ } "
-                vfs=$(for d in /proc/[0-9]*; do
-                        [ "$(cat "$d/comm" 2>/dev/null)" = virtiofsd ] || continue
-                        q=${d#/proc/}
-                        for _ in 1 2 3; do
-                                q=$(awk '$1 == "PPid:" { print $2 }' "/proc/$q/status" 2>/dev/null)
-                                [ -n "$q" ] && [ "$q" -gt 1 ] || break
-                                [[ $shims != *" $q "* ]] || { echo "${d#/proc/}"; break; }
-                        done
-                done; true)
+                shim=$(sb_shim_pids "$SB_ID")
+                vfs=$(sb_virtiofsd_pids $shim)
                 pss_pod=$(sb_pss $shim $SB_QEMU $vfs)
                 SB_NOTES+="idle sandbox pod PSS: shim $(sb_pss $shim) KiB, QEMU $(sb_pss $SB_QEMU) KiB, virtiofsd ($(echo $vfs | wc -w) processes) $(sb_pss $vfs) KiB."$'\n'
                 CTR_TIMEOUT=30 ectl rm --timeout 0 bench-sb-pss >/dev/null 2>&1 || true
@@ -225,7 +254,7 @@ sandbox_bench() {
                 for bal in on off min; do
                         [ "$bal" != min ] || [ -n "$min_img" ] || continue
                         fdir=$work/floor-pss-$bal
-                        if [ "$bal" = min ]; then bare_qemu "$fdir" on "$min_img"; else bare_qemu "$fdir" "$bal"; fi
+                        if [ "$bal" = min ]; then sb_bare_qemu "$fdir" on "$min_img"; else sb_bare_qemu "$fdir" "$bal"; fi
                         qpid=$QPID
                         if timeout 60 "$ctl" --wait-ms 50000 "$fdir/agent.sock" check >/dev/null 2>&1; then
                                 # the guest reports blocks free for ~2 s

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # vm-pod rows of bench/run.sh (sourced after the sandbox rows; uses its
-# $work, ectl, env_pod_json, now_us, percentile, sb_row, sb_pss,
+# $work, ectl, env_pod_json, now_us, percentile, sb_row, sb_pss, sb_shim_pids,
 # sb_median). BENCH_VM_N (default 2) of each, alternating:
 #
 #   unishim   a vm pod of the Debian test image ($CRI_VM_IMAGE): from
@@ -143,7 +143,7 @@ vm_bench() {
                 fi
                 if [ "$i" = 0 ]; then
                         # Idle memory, the guest booted and settled.
-                        shim=$(pod_shim_pid_of "$(head -n1 "$work/vm.id")")
+                        shim=$(sb_shim_pids "$(head -n1 "$work/vm.id")")
                         qemu=$(pgrep -f "guest=unishim-bench-vm-$i-" | head -n1 || true)
                         pss_shim=$(sb_pss $shim)
                         pss_qemu=$(sb_pss $qemu)
@@ -166,15 +166,4 @@ vm_bench() {
         sb_row "vm pod fixed host memory beyond QEMU (the pod's shim, PSS); goal 16 MiB" KiB "$pss_shim"
         sb_row "vm pod's QEMU PSS (1024 MiB guest, booted)" KiB "$pss_qemu"
         sb_row "the node's libvirtd PSS (shared by every vm pod)" KiB "$pss_lv"
-}
-
-# pod_shim_pid_of POD_ID: the shim serving the pod.
-pod_shim_pid_of() {
-        local d a
-        for d in /proc/[0-9]*; do
-                a=$(tr '\0' '\n' 2>/dev/null <"$d/cmdline") || continue
-                [[ ${a%%$'\n'*} = *containerd-shim-* ]] && grep -qxF -- "$ENV_ADDR" <<<"$a" &&
-                        grep -qxF -- "$1" <<<"$a" && echo "${d#/proc/}"
-        done
-        return 0
 }

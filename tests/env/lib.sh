@@ -304,6 +304,39 @@ env_vm_image_push() {
         echo "$digest" >"$ENV_STATE/vm-image.pushed"
 }
 
+# env_image_has_9p DIR: the guest image in DIR has a kernel with 9p (its
+# kernel-config).
+env_image_has_9p() {
+        grep -qE '^CONFIG_9P_FS=[ym]$' "$1/kernel-config" 2>/dev/null &&
+                grep -qE '^CONFIG_NET_9P_VIRTIO=[ym]$' "$1/kernel-config" 2>/dev/null
+}
+
+# env_9p_image: ENV_9P_IMAGE= a guest image with 9p (sandbox.shared_fs
+# "9p", VM templates): UNISHIM_GUEST_DIR if it is one, else the build's
+# generic image, built now if missing (a Debian kernel .deb through apt;
+# ENV_9P_BUILT=1 then). Returns 1 with ENV_9P_ERR when there is none.
+env_9p_image() {
+        ENV_9P_BUILT=0
+        ENV_9P_ERR=
+        if [ -n "${UNISHIM_GUEST_DIR:-}" ] && env_image_has_9p "$UNISHIM_GUEST_DIR"; then
+                ENV_9P_IMAGE=$UNISHIM_GUEST_DIR
+                return 0
+        fi
+        ENV_9P_IMAGE=$UNISHIM_BUILD_DIR/vmm/guest-image/generic
+        if [ ! -f "$ENV_9P_IMAGE/vmlinux" ] || [ ! -f "$ENV_9P_IMAGE/initramfs.cpio" ]; then
+                local log=$UNISHIM_BUILD_DIR/guest-image-generic.log
+                if ! cmake --build "$UNISHIM_BUILD_DIR" --target guest-image-generic >"$log" 2>&1; then
+                        ENV_9P_ERR="the generic guest image could not be built (log $log): $(tail -n 20 "$log")"
+                        return 1
+                fi
+                ENV_9P_BUILT=1
+        fi
+        env_image_has_9p "$ENV_9P_IMAGE" || {
+                ENV_9P_ERR="the image in $ENV_9P_IMAGE has no 9p (its kernel-config)"
+                return 1
+        }
+}
+
 # env_pod_json FILE JQ_FILTER: writes a pod description for unishimctl: the
 # filter's output plus this environment's cgroup parent and a log directory in
 # its state dir (nothing lands in /var/log/pods or a random cgroup).

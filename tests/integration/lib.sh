@@ -622,33 +622,17 @@ sandbox_leftovers() {
         return 0
 }
 
-# image_has_9p DIR: the image in DIR has a kernel with 9p (its kernel-config).
-image_has_9p() {
-        grep -qE '^CONFIG_9P_FS=[ym]$' "$1/kernel-config" 2>/dev/null &&
-                grep -qE '^CONFIG_NET_9P_VIRTIO=[ym]$' "$1/kernel-config" 2>/dev/null
-}
-
-# sandbox_9p_image: GEN= the image with 9p: UNISHIM_GUEST_DIR if it is one,
-# else the build's generic image, built now if missing (a Debian kernel .deb
-# through apt; its time printed). A build that fails fails the test.
+# sandbox_9p_image: GEN= the image with 9p (env_9p_image: built now if
+# missing, its time printed). A build that fails fails the test.
 sandbox_9p_image() {
-        GEN=
-        if [ -n "${UNISHIM_GUEST_DIR:-}" ] && image_has_9p "$UNISHIM_GUEST_DIR"; then
-                GEN=$UNISHIM_GUEST_DIR
-        else
-                GEN=$UNISHIM_BUILD_DIR/vmm/guest-image/generic
-                if [ ! -f "$GEN/vmlinux" ] || [ ! -f "$GEN/initramfs.cpio" ]; then
-                        local t0
-                        t0=$(date +%s.%N)
-                        if ! cmake --build "$UNISHIM_BUILD_DIR" --target guest-image-generic >"$UNISHIM_BUILD_DIR/guest-image-generic.log" 2>&1; then
-                                echo "FAIL: the generic guest image could not be built (log $UNISHIM_BUILD_DIR/guest-image-generic.log):"
-                                tail -n 20 "$UNISHIM_BUILD_DIR/guest-image-generic.log"
-                                exit 1
-                        fi
-                        echo "# built the generic guest image in $(echo "$(date +%s.%N) - $t0" | bc | cut -c1-6) s ($GEN)"
-                fi
+        local t0
+        t0=$(date +%s.%N)
+        if ! env_9p_image; then
+                echo "FAIL: $ENV_9P_ERR"
+                exit 1
         fi
-        image_has_9p "$GEN" || { echo "FAIL: the image in $GEN has no 9p (its kernel-config)"; exit 1; }
+        GEN=$ENV_9P_IMAGE
+        [ "$ENV_9P_BUILT" = 0 ] || echo "# built the generic guest image in $(echo "$(date +%s.%N) - $t0" | bc | cut -c1-6) s ($GEN)"
 }
 
 # sandbox_volume_pod NAME VOLUME: a pod of the unishim-sandbox handler

@@ -45,7 +45,7 @@ sandbox_9p_image
 # or its cloud/ beside a minimal default.
 NO9P=
 for d in "$UNISHIM_BUILD_DIR/vmm/guest-image" "$UNISHIM_BUILD_DIR/vmm/guest-image/cloud"; do
-        if [ -f "$d/vmlinux" ] && [ -f "$d/kernel-config" ] && ! image_has_9p "$d"; then
+        if [ -f "$d/vmlinux" ] && [ -f "$d/kernel-config" ] && ! env_image_has_9p "$d"; then
                 NO9P=$d
                 break
         fi
