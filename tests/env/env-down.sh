@@ -14,7 +14,7 @@ env_stop
 # After the pods: a vm pod's domain goes with its pod, through libvirtd.
 env_libvirt_stop "$ENV_NAME"
 rm -f "${UNISHIM_ENV_FILE:-$UNISHIM_BUILD_DIR/env.sh}"
-left=$(env_mounts; env_shim_pids; env_cgroup_pids)
+left=$(env_mounts; env_shim_pids; env_cgroup_pids; env_template_pids)
 if pid=$(_env_libvirt_holder "$ENV_NAME"); then
         left+=$'\n'"libvirt user process $pid"
 fi

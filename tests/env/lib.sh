@@ -82,6 +82,15 @@ env_init() {
         ENV_REGISTRY_PIDFILE=$ENV_STATE/registry.pid
         ENV_REGISTRY_LOG=$ENV_STATE/registry.log
         ENV_SANDBOX_CONFIG=$ENV_STATE/unishim-sandbox.json
+        # UNISHIM_TEST_SANDBOX_PATH=template: every sandbox pod of the env
+        # (the unishim-sandbox handler's and the unishim handler's, which
+        # then gets ENV_UNISHIM_CONFIG) starts from a VM template: 9p, the
+        # generic image, a template cache of the env's own, removed with it.
+        # Unset (or "cold"): the defaults, virtio-fs, the cloud image, no
+        # templates.
+        ENV_SANDBOX_PATH=${UNISHIM_TEST_SANDBOX_PATH:-cold}
+        ENV_UNISHIM_CONFIG=$ENV_STATE/unishim.json
+        ENV_TEMPLATE_DIR=$ENV_STATE/templates
         ENV_VM_CONFIG=$ENV_STATE/unishim-vm.json
         ENV_POD_CGROUP=/$ENV_NS/pods
         CRI_ENDPOINT=unix://$ENV_ADDR
@@ -153,13 +162,17 @@ env_healthy() {
 }
 
 env_render_config() {
-        local disabled='"io.containerd.grpc.v1.cri"'
+        local disabled='"io.containerd.grpc.v1.cri"' options=''
         [ "$ENV_CRI" = 1 ] && disabled=''
+        # (\n: a newline in sed's replacement)
+        [ "$ENV_SANDBOX_PATH" = template ] &&
+                options="[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.unishim.options]\\n        ConfigPath = \"$ENV_UNISHIM_CONFIG\""
         sed -e "s|@ROOT@|$ENV_ROOT|g" -e "s|@STATE@|$ENV_STATE|g" \
                 -e "s|@ADDRESS@|$ENV_ADDR|g" -e "s|@DISABLED_PLUGINS@|$disabled|g" \
                 -e "s|@LOG_LEVEL@|${UNISHIM_ENV_LOG_LEVEL:-info}|g" \
                 -e "s|@CNI_BIN_DIR@|${CNI_BIN_DIR:-/usr/lib/cni}|g" \
                 -e "s|@SANDBOX_IMAGE@|$CRI_PAUSE_IMAGE|g" -e "s|@REGISTRY@|$ENV_REGISTRY|g" \
+                -e "s|@UNISHIM_OPTIONS@|$options|" \
                 "$ENV_LIB_DIR/containerd-config.toml.in" >"$ENV_CONFIG.tmp"
         mv "$ENV_CONFIG.tmp" "$ENV_CONFIG"
 }
@@ -194,6 +207,63 @@ env_write_cni() {
                                         "unishim.io/memory-mib", "unishim.io/disk-path",
                                         "unishim.io/cloud-init-user-data"]},
                 vm: {user_data_max_bytes: 4096}}' >"$ENV_VM_CONFIG"
+        if [ "$ENV_SANDBOX_PATH" = template ]; then
+                env_template_configs || return 1
+        fi
+}
+
+# env_template_configs: the template path's sandbox settings
+# (UNISHIM_TEST_SANDBOX_PATH=template) in the unishim-sandbox handler's
+# config and in ENV_UNISHIM_CONFIG, the unishim handler's (the built-in
+# defaults otherwise).
+env_template_configs() {
+        if ! env_9p_image; then
+                env_log "$ENV_9P_ERR"
+                return 1
+        fi
+        [ "$ENV_9P_BUILT" = 0 ] || env_log "built the generic guest image ($ENV_9P_IMAGE)"
+        local ir f
+        ir=$(ls "$ENV_9P_IMAGE"/initramfs.cpio "$ENV_9P_IMAGE"/initramfs.cpio.gz 2>/dev/null | head -n1) || true
+        for f in "$ENV_SANDBOX_CONFIG" "$ENV_UNISHIM_CONFIG"; do
+                [ -f "$f" ] || echo '{}' >"$f"
+                jq --arg k "$ENV_9P_IMAGE/vmlinux" --arg i "$ir" --arg t "$ENV_TEMPLATE_DIR" \
+                        '.sandbox.shared_fs = "9p" | .sandbox.templates = true | .sandbox.kernel = $k
+                         | .sandbox.initrd = $i | .sandbox.template_dir = $t' "$f" >"$f.tmp"
+                mv "$f.tmp" "$f"
+        done
+}
+
+# Pids of processes that name the env's template dir or sandbox configs in
+# their command line: the template path's background builds (`unishimctl
+# template build --config`), their QEMUs and the templates' holders (forks
+# of the builder).
+env_template_pids() {
+        local d a
+        for d in /proc/[0-9]*; do
+                mapfile -d '' -t a 2>/dev/null <"$d/cmdline" || continue
+                case "${a[*]}" in
+                *"$ENV_TEMPLATE_DIR"* | *"$ENV_SANDBOX_CONFIG"* | *"$ENV_UNISHIM_CONFIG"*)
+                        echo "${d#/proc/}" ;;
+                esac
+        done
+        return 0
+}
+
+# env_templates_rm: removes the env's template cache (the template path):
+# `unishimctl template rm --all` stops the holders, then whatever of the
+# cache still runs is killed.
+env_templates_rm() {
+        local pid i
+        if [ -d "$ENV_TEMPLATE_DIR" ] && [ -x "$UNISHIMCTL" ]; then
+                timeout -k 5 60 "$UNISHIMCTL" template rm --all --config "$ENV_UNISHIM_CONFIG" >/dev/null 2>&1 || true
+        fi
+        for pid in $(env_template_pids); do
+                kill -KILL "$pid" 2>/dev/null || true
+        done
+        for ((i = 0; i < 50; i++)); do
+                [ -z "$(env_template_pids)" ] && break
+                sleep 0.1
+        done
 }
 
 # The network namespace containerd, the registry and the pods live in.
@@ -370,6 +440,13 @@ env_start() {
                 env_log "containerd of $ENV_NAME runs but is unhealthy; restarting it"
                 env_stop
         fi
+        case "$ENV_SANDBOX_PATH" in
+        cold | template) ;;
+        *)
+                env_log "UNISHIM_TEST_SANDBOX_PATH=$ENV_SANDBOX_PATH: not cold or template"
+                return 1
+                ;;
+        esac
         local shim
         shim=$(env_shim_binary)
         if [ ! -x "$shim" ]; then
@@ -552,6 +629,8 @@ env_stop() {
                 [ -z "$(env_shim_pids)$(env_cgroup_pids)$(env_netns_pids)" ] && break
                 sleep 0.1
         done
+        # After the shims: none may start another build.
+        env_templates_rm
         # Cgroups of the namespace, deepest first.
         { find /sys/fs/cgroup/*/"$ENV_NS" -depth -type d 2>/dev/null || true; } |
                 while read -r d; do rmdir "$d" 2>/dev/null || true; done
@@ -853,6 +932,7 @@ export CRI_PAUSE_IMAGE=$CRI_PAUSE_IMAGE
 export UNISHIMCTL=$UNISHIMCTL
 export UNISHIM_ENV_VM_IMAGE=$ENV_VM_IMAGE
 export UNISHIM_ENV_LIBVIRT=$ENV_LIBVIRT
+export UNISHIM_TEST_SANDBOX_PATH=$ENV_SANDBOX_PATH
 EOF
         # Only when it is in the registry: a test can tell by its presence.
         if [ "$ENV_VM_IMAGE" = 1 ]; then

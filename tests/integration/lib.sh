@@ -622,6 +622,14 @@ sandbox_leftovers() {
         return 0
 }
 
+# sandbox_path_template: true when the env's sandbox pods take the
+# VM-template path (UNISHIM_TEST_SANDBOX_PATH=template, tests/env/lib.sh):
+# 9p, the generic image, no virtiofsd, most pods restored.
+sandbox_path_template() { [ "$ENV_SANDBOX_PATH" = template ]; }
+
+# not_checked REASON: says that a check is left out, and why (never a pass).
+not_checked() { echo "# not checked: $*"; }
+
 # sandbox_9p_image: GEN= the image with 9p (env_9p_image: built now if
 # missing, its time printed). A build that fails fails the test.
 sandbox_9p_image() {
