@@ -35,6 +35,13 @@ it_cleanup() {
                         echo "---- end of containerd log ----"
                 fi
         fi
+        # Which pods the template path restored (the shims' lines).
+        if [ "${ENV_SANDBOX_PATH:-cold}" = template ] && [ -s "${ENV_LOG:-}" ]; then
+                local miss='VM template .*: boots cold\|no VM template'
+                echo "# template path: $(grep -ac ': restored from VM template ' "$ENV_LOG") pods restored," \
+                        "$(grep -ac "$miss" "$ENV_LOG") not:"
+                grep -a "$miss" "$ENV_LOG" | grep -o 'pod [0-9a-f]\{12\}.*' | cut -c1-200 | sed 's/^/#   /'
+        fi
         # IT_CLEANUP_HOOK: the name of a function (a command line here
         # would be split, not parsed: no quotes, no variables).
         [ -n "${IT_CLEANUP_HOOK:-}" ] && "$IT_CLEANUP_HOOK"
@@ -626,6 +633,17 @@ sandbox_leftovers() {
 # VM-template path (UNISHIM_TEST_SANDBOX_PATH=template, tests/env/lib.sh):
 # 9p, the generic image, no virtiofsd, most pods restored.
 sandbox_path_template() { [ "$ENV_SANDBOX_PATH" = template ]; }
+
+# sandbox_guest_dir: the guest image the env's sandbox pods boot (the
+# template path's 9p image, else UNISHIM_GUEST_DIR or the build's default).
+sandbox_guest_dir() {
+        if sandbox_path_template; then
+                [ -n "${ENV_9P_IMAGE:-}" ] || env_9p_image || return 1
+                echo "$ENV_9P_IMAGE"
+        else
+                echo "${UNISHIM_GUEST_DIR:-$UNISHIM_BUILD_DIR/vmm/guest-image}"
+        fi
+}
 
 # not_checked REASON: says that a check is left out, and why (never a pass).
 not_checked() { echo "# not checked: $*"; }
