@@ -233,6 +233,22 @@ env_template_configs() {
         done
 }
 
+# env_template_build: builds the template path's VM template before the
+# env's first pod, so that every pod that can be is restored (one that
+# misses boots cold, and builds it in the background). The holder it leaves
+# goes with env_templates_rm.
+env_template_build() {
+        local out t0
+        t0=$(date +%s.%N)
+        if ! out=$(timeout -k 5 900 "$UNISHIMCTL" template build --config "$ENV_SANDBOX_CONFIG" </dev/null 2>&1); then
+                env_log "building the VM template of $ENV_SANDBOX_CONFIG failed:"
+                echo "$out" >&2
+                return 1
+        fi
+        env_log "built the VM template in $(echo "$(date +%s.%N) - $t0" | bc | cut -c1-6) s:" \
+                "$(head -n1 <<<"$out")"
+}
+
 # Pids of processes that name the env's template dir or sandbox configs in
 # their command line: the template path's background builds (`unishimctl
 # template build --config`), their QEMUs and the templates' holders (forks
@@ -461,6 +477,9 @@ env_start() {
         if [ "$ENV_CRI" = 1 ]; then
                 env_netns_up
                 env_write_cni
+                if [ "$ENV_SANDBOX_PATH" = template ]; then
+                        env_template_build || return 1
+                fi
                 env_registry_start
                 netns=(nsenter --net="$ENV_NETNS_PATH")
         fi
