@@ -10,6 +10,8 @@
 #  - the guest's memory stays its size (MemTotal within the 256 MiB guest),
 #    and a container's memory limit in the pod still holds (OOM kill, 137)
 #  - rm leaves nothing of the pod
+# On the VM-template path a restored pod has no balloon (by design): that
+# is checked instead, and the shrink is printed, not checked.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 IT_CRI=1
@@ -46,11 +48,24 @@ expect_eq "run the sandbox pod" 0 "$rc"
 pod=$(pod_id bl)
 qpid=$(sandbox_qemu_pid "$pod")
 expect_match "the pod's QEMU runs" '^[0-9]+$' "$qpid"
-expect_match "QEMU has a balloon with free page reporting" \
-        '(^|\s)virtio-balloon-device,free-page-reporting=on,deflate-on-oom=off(\s|$)' \
-        "$(tr '\0' ' ' <"/proc/$qpid/cmdline" 2>/dev/null || true)"
-out_rc out rc ectl exec bl -c app -- ls /sys/bus/virtio/drivers/virtio_balloon
-expect_match "the guest's virtio_balloon driver is bound to a device" '(^|\s)virtio[0-9]+(\s|$)' "$out"
+# A clone of a VM template (UNISHIM_TEST_SANDBOX_PATH=template) has no
+# balloon, by design: QEMU 7.2 discards a reported page of file-backed RAM
+# by punching a hole into the file, which from a clone would take the page
+# from the template and every other clone (vmm/qemu-argv.c). A pod that
+# booted cold on that path has one.
+restored=0
+if sandbox_path_template && grep -qa "pod $pod: restored from VM template" "$ENV_LOG"; then
+        restored=1
+        expect_no_match "the restored pod's QEMU has no balloon (its RAM is the template's)" 'virtio-balloon' \
+                "$(tr '\0' ' ' <"/proc/$qpid/cmdline" 2>/dev/null || true)"
+        not_checked "free page reporting (a clone of a VM template has no balloon)"
+else
+        expect_match "QEMU has a balloon with free page reporting" \
+                '(^|\s)virtio-balloon-device,free-page-reporting=on,deflate-on-oom=off(\s|$)' \
+                "$(tr '\0' ' ' <"/proc/$qpid/cmdline" 2>/dev/null || true)"
+        out_rc out rc ectl exec bl -c app -- ls /sys/bus/virtio/drivers/virtio_balloon
+        expect_match "the guest's virtio_balloon driver is bound to a device" '(^|\s)virtio[0-9]+(\s|$)' "$out"
+fi
 
 # (a hang guard: the allocation takes a moment, more under TCG)
 wait_until 180 hog_exited || true
@@ -70,7 +85,9 @@ out_rc out rc ectl exec bl -c app -- rm /dev/shm/fill
 expect_eq "remove it" 0 "$rc"
 # The guest reports free 2 MiB blocks a few seconds after they were freed
 # (more under TCG): a hang guard, not a timing.
-if wait_until 120 rss_below "$qpid" $((filled - 32 * 1024)); then
+if [ "$restored" = 1 ]; then
+        echo "# the restored pod's QEMU RSS: $filled KiB with the 60 MiB written, $(rss_kib "$qpid") KiB after its removal"
+elif wait_until 120 rss_below "$qpid" $((filled - 32 * 1024)); then
         pass "QEMU's RSS went down by 32 MiB or more after the guest freed 60 MiB ($filled KiB -> $(rss_kib "$qpid") KiB)"
 else
         fail "QEMU's RSS stayed at $(rss_kib "$qpid") KiB (was $filled KiB with the 60 MiB written)"

@@ -77,20 +77,25 @@ dead_pod_gone() {
 
 # ---- its virtiofsd killed while QEMU runs ----
 # The guest has lost every file of its containers: the pod is dead, as when
-# QEMU dies, not left running on a broken share.
-f=$(it_pod fsd.json '{name: "fsd", runtime_handler: "unishim",
-        annotations: {"unishim.io/isolation": "sandbox"},
-        containers: [{name: "a", image: $img, command: ["sleep", "3600"]}]}')
-out_rc out rc ectl run "$f"
-expect_eq "run a sandbox pod" 0 "$rc"
-idf=$(pod_id fsd)
-vfs=$(sandbox_procs "$idf" | awk '/virtiofsd/ {print $1}' | head -n1)
-[ -n "$vfs" ] && pass "found the pod's virtiofsd ($vfs)" || fail "no virtiofsd for $idf"
-[ -n "$vfs" ] && kill -KILL "$vfs"
-fsd_exited() { [ "$(ctr_state fsd a)" = Exited ]; }
-wait_until "$BOUND_S" fsd_exited && pass "container reported Exited after kill -9 of virtiofsd" ||
-        fail "container after kill -9 of virtiofsd: $(ctr_state fsd a)"
-dead_pod_gone fsd "$idf" "virtiofsd died"
+# QEMU dies, not left running on a broken share. (A 9p pod, the template
+# path's, has no virtiofsd: QEMU serves its files.)
+if sandbox_path_template; then
+        not_checked "the pod's virtiofsd killed (a 9p pod has none: QEMU, killed above, is its file server)"
+else
+        f=$(it_pod fsd.json '{name: "fsd", runtime_handler: "unishim",
+                annotations: {"unishim.io/isolation": "sandbox"},
+                containers: [{name: "a", image: $img, command: ["sleep", "3600"]}]}')
+        out_rc out rc ectl run "$f"
+        expect_eq "run a sandbox pod" 0 "$rc"
+        idf=$(pod_id fsd)
+        vfs=$(sandbox_procs "$idf" | awk '/virtiofsd/ {print $1}' | head -n1)
+        [ -n "$vfs" ] && pass "found the pod's virtiofsd ($vfs)" || fail "no virtiofsd for $idf"
+        [ -n "$vfs" ] && kill -KILL "$vfs"
+        fsd_exited() { [ "$(ctr_state fsd a)" = Exited ]; }
+        wait_until "$BOUND_S" fsd_exited && pass "container reported Exited after kill -9 of virtiofsd" ||
+                fail "container after kill -9 of virtiofsd: $(ctr_state fsd a)"
+        dead_pod_gone fsd "$idf" "virtiofsd died"
+fi
 
 # ---- the guest closes the agent's channels ----
 # Root in the guest (a privileged container) unbinds the virtio-serial

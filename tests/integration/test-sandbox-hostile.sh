@@ -19,6 +19,11 @@
 #    (root of a user namespace of its own: uid_map 0 X 65536, host uid X),
 #    another pod's range apart from it
 #  - nothing of the pod is left afterwards
+# On the VM-template path (UNISHIM_TEST_SANDBOX_PATH=template: 9p, no
+# virtiofsd) QEMU is the file server: it holds the 9p server's capabilities
+# in the pod's user namespace and a procfs of its own (per-process part
+# only), and a second mount of the 9p tag is refused, so the attacks on the
+# share's structure are not run.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 IT_CRI=1
@@ -51,17 +56,39 @@ qpid=$(sandbox_qemu_pid "$id")
 host_view() { (cd "$state/shared" && find . -xdev -printf '%p %y\n' | sort); }
 # QEMU with least privilege: a uid of its own, no capability, no_new_privs.
 status_of() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null; }
+ns_of() { stat -L -c %i "/proc/$1/ns/$2" 2>/dev/null; }
 quid=$(status_of "$qpid" Uid)
 [ -n "$quid" ] && [ "$quid" != 0 ] && pass "QEMU runs as uid $quid, not root" || fail "QEMU's uid: '$quid'"
-expect_eq "QEMU has no effective capability" 0000000000000000 "$(status_of "$qpid" CapEff)"
-expect_eq "QEMU has no permitted capability" 0000000000000000 "$(status_of "$qpid" CapPrm)"
+if sandbox_path_template; then
+        # A 9p pod's QEMU is the file server: root of the pod's user
+        # namespace with the 9p server's capabilities there (CAP_CHOWN,
+        # CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID), none on the host.
+        [ "$(ns_of "$qpid" user)" != "$(ns_of $$ user)" ] && pass "QEMU (the 9p server) is in a user namespace of its own" ||
+                fail "QEMU's user namespace is the host's"
+        expect_eq "QEMU has only the 9p server's capabilities (in its namespace)" 000000000000001b "$(status_of "$qpid" CapEff)"
+        expect_eq "QEMU permits only the 9p server's capabilities" 000000000000001b "$(status_of "$qpid" CapPrm)"
+else
+        expect_eq "QEMU has no effective capability" 0000000000000000 "$(status_of "$qpid" CapEff)"
+        expect_eq "QEMU has no permitted capability" 0000000000000000 "$(status_of "$qpid" CapPrm)"
+fi
 expect_eq "QEMU runs with no_new_privs" 1 "$(status_of "$qpid" NoNewPrivs)"
 # Its private root (vmm/jail.h): /usr, the boot files and a few device
 # nodes; nothing of the host's state, in namespaces of its own.
-ns_of() { stat -L -c %i "/proc/$1/ns/$2" 2>/dev/null; }
 qroot=$(ls -A "/proc/$qpid/root" 2>/dev/null | tr '\n' ' ')
 expect_match "QEMU's root holds /usr and the boot files" '(^| )boot .*dev .*usr' "$qroot"
-expect_no_match "QEMU's root holds nothing of the host's state" '(^| )(etc|proc|sys|run|var|tmp|root|home)( |$)' "$qroot"
+if sandbox_path_template; then
+        # QEMU's 9p server sets a new file's mode through /proc/self/fd/N:
+        # a 9p pod's QEMU has a procfs of its own, read-only, with only the
+        # per-process part and only its own processes (vmm/jail.c).
+        expect_no_match "QEMU's root holds nothing of the host's state" '(^| )(etc|sys|run|var|tmp|root|home)( |$)' "$qroot"
+        expect_match "QEMU's /proc (the 9p server's) is read-only, its pids only, no kernel state" \
+                '^ro(,[^ ]*)? .* - proc [^ ]+ [^ ]*(hidepid=invisible[^ ]*subset=pid|subset=pid[^ ]*hidepid=invisible)' \
+                "$(awk '$5 == "/proc" {print $6, $0}' "/proc/$qpid/mountinfo" 2>/dev/null)"
+        [ ! -e "/proc/$qpid/root/proc/sys" ] && [ ! -e "/proc/$qpid/root/proc/meminfo" ] &&
+                pass "QEMU's /proc has no /proc/sys or /proc/meminfo" || fail "QEMU's /proc shows kernel state"
+else
+        expect_no_match "QEMU's root holds nothing of the host's state" '(^| )(etc|proc|sys|run|var|tmp|root|home)( |$)' "$qroot"
+fi
 expect_eq "QEMU's devices" "null random urandom zero" "$(ls "/proc/$qpid/root/dev" 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
 for ns in mnt net ipc; do
         q=$(ns_of "$qpid" $ns)
@@ -69,7 +96,8 @@ for ns in mnt net ipc; do
                 fail "QEMU's $ns namespace: '$q', the host's $(ns_of $$ $ns)"
 done
 # virtiofsd (root: it serves files of every owner) sees only the share: it
-# pivots into it in mount, pid and net namespaces of its own.
+# pivots into it in mount, pid and net namespaces of its own. (The template
+# path has none: QEMU serves 9p from its jail, checked above.)
 share_ino=$(stat -c %d:%i "$state/shared")
 vfsd_in_share=0
 while read -r vpid _; do
@@ -78,8 +106,12 @@ while read -r vpid _; do
         [ "$(status_of "$vpid" Seccomp)" = 2 ] && [ "$(status_of "$vpid" NoNewPrivs)" = 1 ] || continue
         vfsd_in_share=$((vfsd_in_share + 1))
 done < <(sandbox_procs "$id" | grep virtiofsd)
-[ "$vfsd_in_share" -ge 1 ] && pass "virtiofsd serves from its own namespaces, rooted in the share, under seccomp" ||
-        fail "no virtiofsd of pod $id is rooted in $state/shared: $(sandbox_procs "$id" | grep virtiofsd)"
+if sandbox_path_template; then
+        expect_eq "no virtiofsd runs for the 9p pod" "" "$(sandbox_procs "$id" | grep virtiofsd)"
+else
+        [ "$vfsd_in_share" -ge 1 ] && pass "virtiofsd serves from its own namespaces, rooted in the share, under seccomp" ||
+                fail "no virtiofsd of pod $id is rooted in $state/shared: $(sandbox_procs "$id" | grep virtiofsd)"
+fi
 # ... and as the pod's own unprivileged host uid range: root of a user
 # namespace of its own mapping ns 0..65535 onto host X..X+65535, so on the
 # host it is uid and gid X and has no capability outside that namespace
@@ -105,17 +137,32 @@ vfsd_uid() {
         [ "$n" -ge 1 ] && echo "$x" || echo "no virtiofsd"
 }
 vuid=$(vfsd_uid "$id")
-[[ $vuid =~ ^[0-9]+$ ]] && pass "virtiofsd runs as host uid and gid $vuid, root of its own user namespace (uid_map 0 $vuid 65536)" ||
-        fail "virtiofsd's ids: $vuid"
+if sandbox_path_template; then
+        not_checked "virtiofsd's uid range (no virtiofsd on the template path)"
+else
+        [[ $vuid =~ ^[0-9]+$ ]] && pass "virtiofsd runs as host uid and gid $vuid, root of its own user namespace (uid_map 0 $vuid 65536)" ||
+                fail "virtiofsd's ids: $vuid"
+fi
 VIEW_BEFORE=$(host_view)
 
 # ---- the share, attacked from inside the VM ----
-out_rc out rc ectl exec hostile -c attacker -- sh -c 'mkdir -p /mnt/share && mount -t virtiofs unishim /mnt/share && ls /mnt/share'
-expect_eq "the attacker mounts the share (virtiofs tag unishim) in the guest" 0 "$rc"
-expect_match "the attacker sees the victim's directory" "$victim" "$out"
-# Each attempt prints "<what>: ok" when it worked.
-attack=$(
-        cat <<EOF
+if sandbox_path_template; then
+        # A 9p tag is one virtio channel, which the agent's mount holds (the
+        # template's tag is "pod"): a second mount is refused in the guest,
+        # so the attacks below have nothing to act on.
+        out_rc out rc ectl exec hostile -c attacker -- sh -c 'mkdir -p /mnt/share &&
+                mount -t 9p -o trans=virtio,version=9p2000.L pod /mnt/share'
+        [ "$rc" != 0 ] && [[ $out = *"Device or resource busy"* ]] &&
+                pass "the attacker cannot mount the share's 9p tag again (the agent holds its channel)" ||
+                fail "the attacker's mount of the 9p tag: rc $rc: $out"
+        not_checked "the attacks on a second mount of the share (the 9p tag cannot be mounted twice)"
+else
+        out_rc out rc ectl exec hostile -c attacker -- sh -c 'mkdir -p /mnt/share && mount -t virtiofs unishim /mnt/share && ls /mnt/share'
+        expect_eq "the attacker mounts the share (virtiofs tag unishim) in the guest" 0 "$rc"
+        expect_match "the attacker sees the victim's directory" "$victim" "$out"
+        # Each attempt prints "<what>: ok" when it worked.
+        attack=$(
+                cat <<EOF
 V=/mnt/share/$victim
 try() { what=\$1; shift; if "\$@" 2>/tmp/err; then echo "\$what: ok"; else echo "\$what: \$(cat /tmp/err)"; fi; }
 try swap-victim sh -c "mv \$V \$V.old && ln -s $CANARY \$V"
@@ -130,15 +177,16 @@ try chmod-top chmod 777 /mnt/share
 try remount-rw mount -o remount,rw /mnt/share
 try fill-after-remount dd if=/dev/zero of=/mnt/share/fill2 bs=1M count=8
 EOF
-)
-out_rc out rc ectl exec -t 60 hostile -c attacker -- sh -c "$attack"
-echo "$out" | sed 's/^/# guest: /'
-for what in swap-victim plant-symlink replace-mounts replace-rootfs-parent create-top \
-        create-in-container mkdir-future fill chmod-top fill-after-remount; do
-        line=$(grep "^$what: " <<<"$out" || true)
-        [ -n "$line" ] && [[ $line != *": ok" ]] && [[ $line = *"Read-only file system"* ]] &&
-                pass "guest attack $what fails with EROFS" || fail "guest attack $what: '${line:-no result}'"
-done
+        )
+        out_rc out rc ectl exec -t 60 hostile -c attacker -- sh -c "$attack"
+        echo "$out" | sed 's/^/# guest: /'
+        for what in swap-victim plant-symlink replace-mounts replace-rootfs-parent create-top \
+                create-in-container mkdir-future fill chmod-top fill-after-remount; do
+                line=$(grep "^$what: " <<<"$out" || true)
+                [ -n "$line" ] && [[ $line != *": ok" ]] && [[ $line = *"Read-only file system"* ]] &&
+                        pass "guest attack $what fails with EROFS" || fail "guest attack $what: '${line:-no result}'"
+        done
+fi
 expect_eq "the host's view of the share is unchanged" "$VIEW_BEFORE" "$(host_view)"
 # The container's own writable layer and its rw volume stay writable.
 out_rc out rc ectl exec hostile -c victim -- sh -c 'echo x > /written && echo y > /data/written'
@@ -179,13 +227,20 @@ expect_eq "Task API Delete of the never-started task" 0 "$rc"
 quid2=$(status_of "$qu" Uid)
 [ -n "$quid2" ] && [ "$quid2" != 0 ] && [ "$quid2" != "$quid" ] &&
         pass "another pod's QEMU has another uid ($quid2)" || fail "two pods' QEMU uids: '$quid' '$quid2'"
-vuid2=$(vfsd_uid "$idu")
-[[ $vuid2 =~ ^[0-9]+$ ]] && [[ $vuid =~ ^[0-9]+$ ]] && ((vuid2 >= vuid + 65536 || vuid >= vuid2 + 65536)) &&
-        pass "another pod's virtiofsd has a range of its own ($vuid2..$((vuid2 + 65535)), not $vuid..$((vuid + 65535)))" ||
-        fail "two pods' virtiofsd uids: '$vuid' '$vuid2'"
-[[ $vuid =~ ^[0-9]+$ && $vuid2 =~ ^[0-9]+$ ]] && [ "$vuid" != "$quid" ] && [ "$vuid2" != "$quid2" ] &&
-        pass "virtiofsd's uids are not QEMU's" ||
-        fail "virtiofsd and QEMU share a uid: $vuid $vuid2 $quid $quid2"
+if sandbox_path_template; then
+        # QEMU is the root of the pod's uid range there.
+        [[ $quid =~ ^[0-9]+$ && $quid2 =~ ^[0-9]+$ ]] && ((quid2 >= quid + 65536 || quid >= quid2 + 65536)) &&
+                pass "another pod's QEMU has a uid range of its own ($quid2.., not $quid..$((quid + 65535)))" ||
+                fail "two pods' QEMU uids: '$quid' '$quid2'"
+else
+        vuid2=$(vfsd_uid "$idu")
+        [[ $vuid2 =~ ^[0-9]+$ ]] && [[ $vuid =~ ^[0-9]+$ ]] && ((vuid2 >= vuid + 65536 || vuid >= vuid2 + 65536)) &&
+                pass "another pod's virtiofsd has a range of its own ($vuid2..$((vuid2 + 65535)), not $vuid..$((vuid + 65535)))" ||
+                fail "two pods' virtiofsd uids: '$vuid' '$vuid2'"
+        [[ $vuid =~ ^[0-9]+$ && $vuid2 =~ ^[0-9]+$ ]] && [ "$vuid" != "$quid" ] && [ "$vuid2" != "$quid2" ] &&
+                pass "virtiofsd's uids are not QEMU's" ||
+                fail "virtiofsd and QEMU share a uid: $vuid $vuid2 $quid $quid2"
+fi
 [ -n "$qu" ] && [ "$(sandbox_qemu_pid "$idu")" = "$qu" ] && pass "the pod's VM survives the delete (QEMU $qu)" ||
         fail "the pod's VM is gone after Delete of a never-started task (QEMU was '$qu')"
 out_rc out rc ectl exec unstarted -c good -- echo still-here
