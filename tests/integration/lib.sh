@@ -23,6 +23,18 @@ it_skip() {
         exit 77
 }
 
+# sandbox_template_summary: on the template path, how many sandbox pods
+# were restored and why the others were not (the shims' lines in
+# containerd's log), while the env is up.
+sandbox_template_summary() {
+        [ "${ENV_SANDBOX_PATH:-cold}" = template ] && [ -s "${ENV_LOG:-}" ] || return 0
+        local miss='VM template .*: boots cold\|no VM template'
+        echo "# template path: $(grep -ac ': restored from VM template ' "$ENV_LOG") pods restored," \
+                "$(grep -ac "$miss" "$ENV_LOG") not:"
+        grep -a "$miss" "$ENV_LOG" | grep -o 'pod [0-9a-f]\{12\}.*' | cut -c1-600 | sed 's/^/#   /'
+        return 0
+}
+
 it_cleanup() {
         local rc=$?
         trap - EXIT INT TERM
@@ -35,13 +47,7 @@ it_cleanup() {
                         echo "---- end of containerd log ----"
                 fi
         fi
-        # Which pods the template path restored (the shims' lines).
-        if [ "${ENV_SANDBOX_PATH:-cold}" = template ] && [ -s "${ENV_LOG:-}" ]; then
-                local miss='VM template .*: boots cold\|no VM template'
-                echo "# template path: $(grep -ac ': restored from VM template ' "$ENV_LOG") pods restored," \
-                        "$(grep -ac "$miss" "$ENV_LOG") not:"
-                grep -a "$miss" "$ENV_LOG" | grep -o 'pod [0-9a-f]\{12\}.*' | cut -c1-200 | sed 's/^/#   /'
-        fi
+        sandbox_template_summary
         # IT_CLEANUP_HOOK: the name of a function (a command line here
         # would be split, not parsed: no quotes, no variables).
         [ -n "${IT_CLEANUP_HOOK:-}" ] && "$IT_CLEANUP_HOOK"

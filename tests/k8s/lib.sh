@@ -558,6 +558,7 @@ EOF
 # k8s-up started, and leaves nothing.
 k8s_down_test() {
         local out rc t0=$SECONDS
+        sandbox_template_summary
         echo "# ---- k8s-down ----"
         out_rc out rc "$K8S_LIB_DIR/k8s-down.sh"
         K8S_DOWN_DONE=1
