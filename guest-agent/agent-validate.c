@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <net/if.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "agent.h"
 #include "base/cleanup.h"
 #include "base/id.h"
+#include "oci/oci-spec.h"
 
 static bool id_char(char c)
 {
@@ -133,21 +135,13 @@ int agent_validate_hostname(const char *name, struct us_error **err)
 
 int agent_validate_sysctl(const char *name, const char *value, struct us_error **err)
 {
-        /* What Kubernetes calls namespaced and runc applies in a pod's
-         * network and IPC namespaces; the UTS ones are the hostname's. */
-        static const char *const prefixes[] = {"net.", "fs.mqueue."};
-        static const char *const ipc[] = {"kernel.msgmax", "kernel.msgmnb",         "kernel.msgmni",
-                                          "kernel.sem",    "kernel.shmall",         "kernel.shmmax",
-                                          "kernel.shmmni", "kernel.shm_rmid_forced"};
         size_t n = name ? strnlen(name, AGENT_MAX_SYSCTL_NAME + 1) : 0;
         if (n == 0 || n > AGENT_MAX_SYSCTL_NAME)
                 return us_error_msg(err, EINVAL, "sysctl name is empty or too long");
-        bool known = false;
-        for (size_t i = 0; i < US_ELEMENTSOF(prefixes); i++)
-                known |= strncmp(name, prefixes[i], strlen(prefixes[i])) == 0;
-        for (size_t i = 0; i < US_ELEMENTSOF(ipc); i++)
-                known |= strcmp(name, ipc[i]) == 0;
-        if (!known)
+        /* The pod's network and IPC namespaces are the guest's; the UTS
+         * ones are the hostname's. */
+        int ns = us_oci_sysctl_namespace(name);
+        if (ns != CLONE_NEWNET && ns != CLONE_NEWIPC)
                 return us_error_msg(err, EINVAL,
                                     "sysctl %s is not in the pod's network or IPC namespace", name);
         /* Each dotted part becomes a /proc/sys path component: none empty,

@@ -578,34 +578,25 @@ static int readonly_path(const char *path, struct us_error **err)
         return us_errorf(err, errno, "remount %s read-only", path);
 }
 
-static bool prefix_match(const char *key, const char *prefix)
-{
-        return strncmp(key, prefix, strlen(prefix)) == 0;
-}
-
 static int set_sysctl(struct engine_init_ctx *ctx, const struct us_oci_kv *kv,
                       struct us_error **err)
 {
-        static const char *const ipc_keys[] = {
-                "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
-                "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"};
         const char *k = kv->key;
         bool ok = false;
         const char *needs = NULL;
-        for (size_t i = 0; i < US_ELEMENTSOF(ipc_keys); i++)
-                if (strcmp(k, ipc_keys[i]) == 0) {
-                        ok = ctx->has_ipc_ns;
-                        needs = "ipc";
-                }
-        if (prefix_match(k, "fs.mqueue.")) {
+        switch (us_oci_sysctl_namespace(k)) {
+        case CLONE_NEWIPC:
                 ok = ctx->has_ipc_ns;
                 needs = "ipc";
-        } else if (prefix_match(k, "net.")) {
+                break;
+        case CLONE_NEWNET:
                 ok = ctx->has_net_ns;
                 needs = "network";
-        } else if (strcmp(k, "kernel.hostname") == 0 || strcmp(k, "kernel.domainname") == 0) {
+                break;
+        case CLONE_NEWUTS:
                 ok = ctx->has_uts_ns;
                 needs = "uts";
+                break;
         }
         if (!needs)
                 return us_error_msg(err, EINVAL, "sysctl %s is not namespaced: refused", k);

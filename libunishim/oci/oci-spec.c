@@ -707,3 +707,22 @@ const char *us_oci_spec_annotation(const struct us_oci_spec *spec, const char *k
                         return spec->annotations[i].value;
         return NULL;
 }
+
+int us_oci_sysctl_namespace(const char *key)
+{
+        static const char *const ipc_keys[] = {
+                "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"};
+        if (!key)
+                return 0;
+        for (size_t i = 0; i < US_ELEMENTSOF(ipc_keys); i++)
+                if (strcmp(key, ipc_keys[i]) == 0)
+                        return CLONE_NEWIPC;
+        if (strncmp(key, "fs.mqueue.", strlen("fs.mqueue.")) == 0)
+                return CLONE_NEWIPC;
+        if (strncmp(key, "net.", strlen("net.")) == 0)
+                return CLONE_NEWNET;
+        if (strcmp(key, "kernel.hostname") == 0 || strcmp(key, "kernel.domainname") == 0)
+                return CLONE_NEWUTS;
+        return 0;
+}

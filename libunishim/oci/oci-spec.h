@@ -291,3 +291,10 @@ struct us_oci_resources *us_oci_resources_free(struct us_oci_resources *r);
 
 /* Annotation value for key, or NULL. */
 const char *us_oci_spec_annotation(const struct us_oci_spec *spec, const char *key);
+
+/* The namespace a sysctl (dotted name, as in linux.sysctl) belongs to, as
+ * Kubernetes and runc count them: CLONE_NEWIPC (the SysV IPC limits,
+ * fs.mqueue.*), CLONE_NEWNET (net.*), CLONE_NEWUTS (kernel.hostname,
+ * kernel.domainname), or 0: not namespaced, a setting of the whole kernel
+ * that no container may make. Names only: the caller checks the syntax. */
+int us_oci_sysctl_namespace(const char *key);

@@ -671,6 +671,23 @@ cold:
  * agent's ports connected, sized as decided; the agent's side
  * (create_step) follows. *ret_vmnet: the VM's network for the guest (NULL
  * without one; caller frees). */
+/* The pod's sysctls go to the guest's network and IPC namespaces, the
+ * pod's (send_network); the agent refuses any other (agent_validate_sysctl),
+ * so the same refusal comes before any VM is made, and a template's clone
+ * is never blamed for it. */
+static int check_sysctls(const struct us_oci_linux *lx, struct us_error **err)
+{
+        for (size_t i = 0; i < lx->n_sysctl; i++) {
+                int ns = us_oci_sysctl_namespace(lx->sysctl[i].key);
+                if (ns != CLONE_NEWNET && ns != CLONE_NEWIPC)
+                        return us_error_msg(err, EINVAL,
+                                            "sysctl %s is not in the pod's network or IPC "
+                                            "namespace: refused",
+                                            lx->sysctl[i].key);
+        }
+        return 0;
+}
+
 static int pod_start(const struct shim_backend_env *env, const struct shim_pod_decision *decision,
                      struct sandbox_pod **ret, struct netplumb_vm_net **ret_vmnet,
                      struct us_error **err)
@@ -685,6 +702,8 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
         bool ninep = sb->shared_fs == POLICY_SHARED_FS_9P;
         if (r >= 0 && ninep)
                 r = sandbox_image_check_9p(kernel, err);
+        if (r >= 0 && cfg->spec)
+                r = check_sysctls(&cfg->spec->linux_, err);
         if (r < 0)
                 return us_error_wrap(err, r, "start sandbox VM");
 

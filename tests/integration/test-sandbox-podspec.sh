@@ -39,6 +39,9 @@ f=$(it_pod sysbad.json --argjson a "$SB" '{name: "sysbad", runtime_handler: "uni
 out_rc out rc ectl run "$f"
 [ "$rc" != 0 ] && [[ $out = *"kernel.panic"* ]] && pass "sandbox: a sysctl that is not namespaced is refused, named: $(tail -c 160 <<<"$out")" ||
         fail "sandbox: kernel.panic: rc $rc: $out"
+# ... by the shim, before any VM (the guest's agent words it without
+# "refused"; a template's clone is never blamed for it).
+expect_match "sandbox: kernel.panic refused before the VM" "namespace: refused" "$out"
 IDS+=("$(pod_id sysbad 2>/dev/null || true)")
 
 # ---- shareProcessNamespace ----

@@ -617,14 +617,40 @@ static void load_errors(void **state)
         rmdir(dir);
 }
 
+static void sysctl_namespaces(void **state)
+{
+        (void)state;
+        assert_int_equal(us_oci_sysctl_namespace("net.core.somaxconn"), CLONE_NEWNET);
+        assert_int_equal(us_oci_sysctl_namespace("net.ipv4.conf.eth0.forwarding"), CLONE_NEWNET);
+        assert_int_equal(us_oci_sysctl_namespace("kernel.shm_rmid_forced"), CLONE_NEWIPC);
+        assert_int_equal(us_oci_sysctl_namespace("kernel.msgmax"), CLONE_NEWIPC);
+        assert_int_equal(us_oci_sysctl_namespace("fs.mqueue.msg_max"), CLONE_NEWIPC);
+        assert_int_equal(us_oci_sysctl_namespace("kernel.hostname"), CLONE_NEWUTS);
+        assert_int_equal(us_oci_sysctl_namespace("kernel.domainname"), CLONE_NEWUTS);
+        /* The whole kernel's, and names that only look alike. */
+        assert_int_equal(us_oci_sysctl_namespace("kernel.panic"), 0);
+        assert_int_equal(us_oci_sysctl_namespace("kernel.msgmax2"), 0);
+        assert_int_equal(us_oci_sysctl_namespace("network.x"), 0);
+        assert_int_equal(us_oci_sysctl_namespace("fs.mqueue"), 0);
+        assert_int_equal(us_oci_sysctl_namespace("vm.overcommit_memory"), 0);
+        assert_int_equal(us_oci_sysctl_namespace(""), 0);
+        assert_int_equal(us_oci_sysctl_namespace(NULL), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(ctr_run_spec),    cmocka_unit_test(ctr_default_spec_needs_args),
-                cmocka_unit_test(cri_spec),        cmocka_unit_test(full_and_forward_compatible),
-                cmocka_unit_test(hostile_inputs),  cmocka_unit_test(error_names_the_path),
-                cmocka_unit_test(limits),          cmocka_unit_test(process_parse),
-                cmocka_unit_test(resources_parse), cmocka_unit_test(load_errors),
+                cmocka_unit_test(ctr_run_spec),
+                cmocka_unit_test(ctr_default_spec_needs_args),
+                cmocka_unit_test(cri_spec),
+                cmocka_unit_test(full_and_forward_compatible),
+                cmocka_unit_test(hostile_inputs),
+                cmocka_unit_test(error_names_the_path),
+                cmocka_unit_test(limits),
+                cmocka_unit_test(process_parse),
+                cmocka_unit_test(resources_parse),
+                cmocka_unit_test(load_errors),
+                cmocka_unit_test(sysctl_namespaces),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }
