@@ -58,8 +58,10 @@ static bool can_connect(const char *path)
         struct sockaddr_un sa;
         if (unix_address(path, &sa, NULL) < 0)
                 return false;
-        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        return fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+        /* Never waits: a listener whose backlog is full (a wedged shim)
+         * answers EAGAIN, and it is there all the same. */
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        return fd >= 0 && (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EAGAIN);
 }
 
 static int listen_on(const char *path, int *ret_fd, struct us_error **err)

@@ -939,7 +939,11 @@ static int entry_stale(struct vmm_template_cache *c, const char *key, const char
         if (kfd < 0)
                 return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? 0 : -errno;
         int r = read_file_at(kfd, MANIFEST_NAME, MANIFEST_MAX, &manifest, NULL);
-        if (r == -ENOMEM)
+        /* Stale only when the manifest itself is wrong (gone, a link, not a
+         * file, too large); a failure of the moment (EMFILE, EIO, ENOMEM)
+         * decides nothing: removing a live template for it would cost every
+         * pod its restore. */
+        if (r < 0 && r != -ENOENT && r != -ELOOP && r != -ENOTDIR && r != -EINVAL && r != -EFBIG)
                 return r;
         if (r < 0)
                 return asprintf(ret_why, "its manifest: %s", strerror(-r)) < 0 ? -ENOMEM : 1;
@@ -1007,6 +1011,12 @@ static void gc_failure(struct vmm_template_cache *c, const char *key, vmm_templa
         struct vmm_template_failure f;
         char name[sizeof(FAILED_PREFIX) + VMM_TEMPLATE_KEY_LEN];
         int64_t now = (int64_t)time(NULL);
+        /* Under the key's lock (the key has no entry: no lookup is made busy
+         * by it): a build that fails meanwhile writes a fresh record, which
+         * must not go with the old one. Busy: not ours. */
+        _cleanup_close_ int lock = -1;
+        if (key_lock(c, key, &lock, NULL) < 0)
+                return;
         int r = vmm_template_failure_read(c, key, &f, NULL);
         if (r == VMM_TEMPLATE_NONE || (r == 0 && vmm_template_backoff_held(&f, now)))
                 return;

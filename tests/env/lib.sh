@@ -236,11 +236,12 @@ env_template_configs() {
 # env_template_build: builds the template path's VM template before the
 # env's first pod, so that every pod that can be is restored (one that
 # misses boots cold, and builds it in the background). The holder it leaves
-# goes with env_templates_rm.
+# goes with env_templates_rm. Its timeout only guards against a hang, and
+# stays below the ctest timeout of the test that starts the env.
 env_template_build() {
         local out t0
         t0=$(date +%s.%N)
-        if ! out=$(timeout -k 5 900 "$UNISHIMCTL" template build --config "$ENV_SANDBOX_CONFIG" </dev/null 2>&1); then
+        if ! out=$(timeout -k 5 400 "$UNISHIMCTL" template build --config "$ENV_SANDBOX_CONFIG" </dev/null 2>&1); then
                 env_log "building the VM template of $ENV_SANDBOX_CONFIG failed:"
                 echo "$out" >&2
                 return 1

@@ -17,10 +17,11 @@ set -euo pipefail
 initrd=$initrd_src
 command -v gdb >/dev/null || skip "gdb missing (apt package gdb)"
 # gdb must be able to run a program (ptrace) and have its Python.
-gdb -q -batch -nx -ex 'python print("py-ok")' -ex run --args /bin/true 2>&1 |
-        grep -q "py-ok" || skip "gdb has no Python here"
-gdb -q -batch -nx -ex run --args /bin/true 2>&1 | grep -q "exited normally" ||
-        skip "gdb cannot run a program here (ptrace not allowed?)"
+# (Its whole output first: grep -q ending the pipe early would fail it
+# under pipefail.)
+out=$(gdb -q -batch -nx -ex 'python print("py-ok")' -ex run --args /bin/true 2>&1 || true)
+grep -q "py-ok" <<<"$out" || skip "gdb has no Python here"
+grep -q "exited normally" <<<"$out" || skip "gdb cannot run a program here (ptrace not allowed?)"
 [ -x "$CTL" ] || { echo "FAIL: $CTL not built"; exit 1; }
 
 tmp=$(mktemp -d /tmp/test-vmm-template-signal.XXXXXX)
