@@ -1187,7 +1187,8 @@ int vmm_template_failure_read(struct vmm_template_cache *c, const char *key,
         if (eol)
                 *eol = '\0';
         if (!eol || sscanf(text, "%u %lld%n", &failures, &t, &used) != 2 ||
-            (size_t)used != strlen(text) || failures == 0)
+            (size_t)used != strlen(text) || failures == 0 || failures > 1000000 || t < 0 ||
+            t > INT64_MAX / 2)
                 return us_error_msg(err, EINVAL, "%s/%s: malformed", c->dir, name);
         struct vmm_template_failure f = {.failures = failures, .time = t};
         f.retry_after = f.time + vmm_template_backoff_s(failures);

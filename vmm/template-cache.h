@@ -193,8 +193,9 @@ typedef void (*vmm_template_gc_fn)(const char *name, const char *why, void *user
  * failed-build records whose backoff is over (vmm_template_failure_read)
  * of keys without an entry. A key whose lock is
  * held (busy) is not touched, nor is a live entry (broken or not: a build
- * replaces a broken one); a live key's lock is never taken, so lookups
- * meanwhile are not made busy. host_id: this host's
+ * replaces a broken one); a live key's lock is taken only to remove its
+ * leftovers (after a builder died: a lookup in that moment is busy and
+ * boots cold), else never, so lookups are not made busy. host_id: this host's
  * (vmm_template_host_id_read). `removed` (may be NULL) hears of each
  * removal. Returns 0, or the first failure's negative errno with err (the
  * other keys are collected all the same). */

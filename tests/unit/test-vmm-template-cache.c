@@ -810,7 +810,8 @@ static void failed_builds_back_off(void **state)
         err = us_error_free(err);
 
         /* Malformed: an error, no backoff (a caller builds). */
-        const char *bad[] = {"", "0 5\n", "x y\n", "3\n", "3 5"};
+        const char *bad[] = {"",    "0 5\n",  "x y\n",  "3\n",
+                             "3 5", "-1 5\n", "1 -5\n", "1 9223372036854775807\n"};
         for (size_t i = 0; i < US_ELEMENTSOF(bad); i++) {
                 snprintf(path, sizeof(path), "%s/.failed-%s", f->cache_dir, key);
                 unit_write_file(path, bad[i]);
