@@ -667,10 +667,6 @@ cold:
         return false;
 }
 
-/* Everything of a new pod up to its VM running (or being restored) and the
- * agent's ports connected, sized as decided; the agent's side
- * (create_step) follows. *ret_vmnet: the VM's network for the guest (NULL
- * without one; caller frees). */
 /* The pod's sysctls go to the guest's network and IPC namespaces, the
  * pod's (send_network); the agent refuses any other (agent_validate_sysctl),
  * so the same refusal comes before any VM is made, and a template's clone
@@ -688,6 +684,10 @@ static int check_sysctls(const struct us_oci_linux *lx, struct us_error **err)
         return 0;
 }
 
+/* Everything of a new pod up to its VM running (or being restored) and the
+ * agent's ports connected, sized as decided; the agent's side
+ * (create_step) follows. *ret_vmnet: the VM's network for the guest (NULL
+ * without one; caller frees). */
 static int pod_start(const struct shim_backend_env *env, const struct shim_pod_decision *decision,
                      struct sandbox_pod **ret, struct netplumb_vm_net **ret_vmnet,
                      struct us_error **err)
