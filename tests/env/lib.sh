@@ -270,15 +270,23 @@ env_template_pids() {
 # `unishimctl template rm --all` stops the holders, then whatever of the
 # cache still runs is killed.
 env_templates_rm() {
-        local pid i
         if [ -d "$ENV_TEMPLATE_DIR" ] && [ -x "$UNISHIMCTL" ]; then
                 timeout -k 5 60 "$UNISHIMCTL" template rm --all --config "$ENV_UNISHIM_CONFIG" >/dev/null 2>&1 || true
         fi
-        for pid in $(env_template_pids); do
-                kill -KILL "$pid" 2>/dev/null || true
+        env_kill_listed env_template_pids
+}
+
+# env_kill_listed LISTER...: SIGKILLs the pids the listers print, then waits
+# (5 s at most) until none of them prints any.
+env_kill_listed() {
+        local l pid i
+        for l; do
+                for pid in $("$l"); do
+                        kill -KILL "$pid" 2>/dev/null || true
+                done
         done
         for ((i = 0; i < 50; i++)); do
-                [ -z "$(env_template_pids)" ] && break
+                [ -z "$(for l; do "$l"; done)" ] && break
                 sleep 0.1
         done
 }
@@ -642,13 +650,7 @@ env_stop() {
         fi
         # Leftover shims and container processes of this environment only,
         # and anything still in its netns.
-        for pid in $(env_shim_pids) $(env_cgroup_pids) $(env_netns_pids); do
-                kill -KILL "$pid" 2>/dev/null || true
-        done
-        for ((i = 0; i < 50; i++)); do
-                [ -z "$(env_shim_pids)$(env_cgroup_pids)$(env_netns_pids)" ] && break
-                sleep 0.1
-        done
+        env_kill_listed env_shim_pids env_cgroup_pids env_netns_pids
         # After the shims: none may start another build.
         env_templates_rm
         # Cgroups of the namespace, deepest first.
