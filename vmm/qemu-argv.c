@@ -287,9 +287,17 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
                  * ~0.5 s of every boot under TCG (docs/guest.md); they test
                  * the guest kernel's own algorithms, which the guest could
                  * replace anyway, and do not guard the host. */
-                add_fmt(&b, "console=ttyS0 reboot=t panic=-1 pci=off quiet cryptomgr.notests%s%s%s",
+                /* init_on_free=0 (last: the last one counts): with it on,
+                 * the guest would take a page it reported free to read
+                 * back as zeros, where a clone's reads the template's
+                 * (vmm_qemu_clone_filter). Debian's kernels have it off
+                 * already; this keeps a config or cmdline_extra from
+                 * turning it on. */
+                add_fmt(&b,
+                        "console=ttyS0 reboot=t panic=-1 pci=off quiet cryptomgr.notests%s%s%s%s",
                         tsc, cfg->cmdline_extra ? " " : "",
-                        cfg->cmdline_extra ? cfg->cmdline_extra : "");
+                        cfg->cmdline_extra ? cfg->cmdline_extra : "",
+                        templ ? " init_on_free=0" : "");
         }
 
         /* The console goes into a pipe that the host drains into a capped
@@ -335,16 +343,14 @@ int vmm_qemu_argv(const struct vmm_vm_config *cfg, const struct vmm_qemu_runtime
          * host asks the guest nothing and waits for nothing, and a guest
          * cannot use it to get memory beyond -m (deflate-on-oom only gives
          * back what an inflation took). */
-        if (!templ) {
-                add_fmt(&b, "-device");
-                add_fmt(&b, "virtio-balloon-device,free-page-reporting=on,deflate-on-oom=off");
-        } else {
-                /* No balloon in either role (the clone's device list must
-                 * be the template's): QEMU 7.2 discards a reported page of
-                 * file-backed RAM by punching a hole into the file, which
-                 * from a clone would take the page from the template and
-                 * every clone of it. The RNG lets a clone's kernel draw
-                 * fresh host entropy after the restore. */
+        add_fmt(&b, "-device");
+        add_fmt(&b, "virtio-balloon-device,free-page-reporting=on,deflate-on-oom=off");
+        if (templ) {
+                /* A clone discards a reported page from its private
+                 * mapping only (vmm_qemu_clone_filter): the range reads
+                 * the template's page again, not zeros. The RNG lets a
+                 * clone's kernel draw fresh host entropy after the
+                 * restore. */
                 add_fmt(&b, "-device");
                 add_fmt(&b, "virtio-rng-device");
         }

@@ -5,9 +5,14 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/audit.h>
 #include <linux/close_range.h>
+#include <linux/falloc.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,6 +288,8 @@ struct spawn_cred {
          * 1 << CAP_*), and no_new_privs. */
         bool limit_caps;
         uint64_t caps;
+        /* Loaded (with no_new_privs) right before exec; may be NULL. */
+        const struct sock_fprog *filter;
 };
 
 /* Bounding set, permitted and effective to keep, nothing inheritable or
@@ -306,6 +313,44 @@ static int limit_caps(uint64_t keep)
         if (syscall(SYS_capset, &h, d) < 0)
                 return -1;
         return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
+#if defined(__x86_64__)
+#define NATIVE_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define NATIVE_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#else
+#error "no AUDIT_ARCH for this architecture"
+#endif
+
+/* A clone's RAM is the template's sealed memfd mapped privately. QEMU 7.2
+ * discards a page the guest reported free (the balloon's free page
+ * reporting) with fallocate(PUNCH_HOLE | KEEP_SIZE) on the RAM's file and
+ * then madvise(MADV_DONTNEED); the seal refuses the first (the template is
+ * every clone's), and on that error QEMU skips the second. This filter makes
+ * exactly that fallocate return 0 without doing anything, so the madvise
+ * runs and drops the clone's private copies: the range reads the
+ * template's pages again. Only ever turns one call into a no-op: it takes
+ * nothing from QEMU that its own -sandbox allows, and guards nothing. */
+static const struct sock_filter clone_filter_insns[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NATIVE_AUDIT_ARCH, 0, 5),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_fallocate, 0, 3),
+        /* mode is an int: its low 32 bits (little-endian) */
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+};
+
+const struct sock_fprog *vmm_qemu_clone_filter(void)
+{
+        static const struct sock_fprog prog = {
+                .len = US_ELEMENTSOF(clone_filter_insns),
+                .filter = (struct sock_filter *)clone_filter_insns,
+        };
+        return &prog;
 }
 
 /* What the child reports when it fails before exec. */
@@ -416,6 +461,11 @@ static int spawn(char **argv, const int *keep_fds, size_t n_keep, int log_fd, st
                         if (fl < 0 || fcntl(keep_fds[i], F_SETFD, fl & ~FD_CLOEXEC) < 0)
                                 goto fail;
                 }
+                rep.step = "load its seccomp filter";
+                if (cred && cred->filter &&
+                    (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+                     prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, cred->filter, 0, 0) < 0))
+                        goto fail;
                 rep.step = "exec";
                 execv(argv[0], argv);
         fail:
@@ -826,7 +876,10 @@ int vmm_vm_start(const struct vmm_vm_config *cfg, struct vmm_vm **ret, struct us
                                   .userns_fd = cfg->qemu_userns ? cfg->qemu_userns_fd : -1,
                                   .share_fd = -1,
                                   .limit_caps = cfg->qemu_userns,
-                                  .caps = vmm_qemu_capabilities(cfg)};
+                                  .caps = vmm_qemu_capabilities(cfg),
+                                  .filter = cfg->template_role == VMM_TEMPLATE_CLONE
+                                                    ? vmm_qemu_clone_filter()
+                                                    : NULL};
         if ((cfg->qemu_uid != 0 || cfg->qemu_userns) && rt.accel == VMM_ACCEL_KVM) {
                 const struct group *kvm = getgrnam("kvm"); /* /dev/kvm is root:kvm 0660 */
                 if (kvm)

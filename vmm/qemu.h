@@ -58,9 +58,10 @@ struct vmm_share {
 /* VM templates (docs/vmm.md, "VM templates"): a guest saved by migration
  * with its RAM left in a file, and clones restored from it with that file
  * mapped copy-on-write. Both roles have the same device layout
- * (VMM_TEMPLATE_LAYOUT): no virtio-fs (unmigratable in QEMU 7.2), no
- * balloon (its free page reporting would punch holes into the template's
- * file from a clone), and a virtio-rng-device. */
+ * (VMM_TEMPLATE_LAYOUT): no virtio-fs (unmigratable in QEMU 7.2), a
+ * balloon for free page reporting (a clone's QEMU runs under
+ * vmm_qemu_clone_filter, so a discard drops the clone's private copies
+ * and never touches the template's file), and a virtio-rng-device. */
 enum vmm_template_role {
         VMM_TEMPLATE_NONE,   /* a cold boot, RAM as usual */
         VMM_TEMPLATE_SOURCE, /* RAM shared in memory_fd: vmm_vm_template_save() */
@@ -150,6 +151,14 @@ struct vmm_vm_config {
  * setuid bits the guest sets), none otherwise. 0 without qemu_userns (QEMU
  * then has none at all). Pure. */
 uint64_t vmm_qemu_capabilities(const struct vmm_vm_config *cfg);
+
+/* The seccomp program a VMM_TEMPLATE_CLONE's QEMU is started under: its
+ * fallocate(PUNCH_HOLE | KEEP_SIZE) returns 0 and does nothing, so that
+ * QEMU's discard of a page the guest reported free goes on to
+ * madvise(MADV_DONTNEED) on its private mapping instead of failing on the
+ * template's sealed file (vmm/qemu.c). Static; never NULL. */
+struct sock_fprog;
+const struct sock_fprog *vmm_qemu_clone_filter(void);
 
 /* Where a virtiofsd in a user namespace finds its share. */
 #define VMM_VIRTIOFSD_SHARE_AT "/mnt"

@@ -28,8 +28,10 @@
  * one 9p device (VMM_TEMPLATE_SHARE_TAG at the jail's /share/0). 4: QEMU
  * as root of a user namespace (9p's security_model=passthrough and
  * multidevs=remap, as a sandbox pod's clone runs), the template's MAC
- * VMM_TEMPLATE_MAC. */
-#define VMM_TEMPLATE_LAYOUT 4
+ * VMM_TEMPLATE_MAC. 5: a balloon with free page reporting (the clone's
+ * QEMU under vmm_qemu_clone_filter), init_on_free=0 on the kernel's
+ * command line. */
+#define VMM_TEMPLATE_LAYOUT 5
 
 /* The MAC a template's guest is saved with, and so every clone's guest has
  * until its agent gives the device the pod's (UpdateNetwork's device_mac

@@ -408,8 +408,8 @@ env_image_has_9p() {
 
 # env_9p_image: ENV_9P_IMAGE= a guest image with 9p (sandbox.shared_fs
 # "9p", VM templates): UNISHIM_GUEST_DIR if it is one, else the build's
-# generic image, built now if missing (a Debian kernel .deb through apt;
-# ENV_9P_BUILT=1 then). Returns 1 with ENV_9P_ERR when there is none.
+# generic image, brought up to date now (built when missing: a Debian
+# kernel .deb through apt; ENV_9P_BUILT=1 when anything was rebuilt). Returns 1 with ENV_9P_ERR when there is none.
 env_9p_image() {
         ENV_9P_BUILT=0
         ENV_9P_ERR=
@@ -418,14 +418,17 @@ env_9p_image() {
                 return 0
         fi
         ENV_9P_IMAGE=$UNISHIM_BUILD_DIR/vmm/guest-image/generic
-        if [ ! -f "$ENV_9P_IMAGE/vmlinux" ] || [ ! -f "$ENV_9P_IMAGE/initramfs.cpio" ]; then
-                local log=$UNISHIM_BUILD_DIR/guest-image-generic.log
-                if ! cmake --build "$UNISHIM_BUILD_DIR" --target guest-image-generic >"$log" 2>&1; then
-                        ENV_9P_ERR="the generic guest image could not be built (log $log): $(tail -n 20 "$log")"
-                        return 1
-                fi
-                ENV_9P_BUILT=1
+        # Always through the target: it is not part of the default build,
+        # and an image older than the agent would test the old agent (the
+        # target rebuilds only what changed: nothing, most of the time).
+        local log=$UNISHIM_BUILD_DIR/guest-image-generic.log before
+        before=$(stat -c %y "$ENV_9P_IMAGE/initramfs.cpio" "$ENV_9P_IMAGE/vmlinux" 2>/dev/null || true)
+        if ! cmake --build "$UNISHIM_BUILD_DIR" --target guest-image-generic >"$log" 2>&1; then
+                ENV_9P_ERR="the generic guest image could not be built (log $log): $(tail -n 20 "$log")"
+                return 1
         fi
+        [ "$before" = "$(stat -c %y "$ENV_9P_IMAGE/initramfs.cpio" "$ENV_9P_IMAGE/vmlinux" 2>/dev/null)" ] ||
+                ENV_9P_BUILT=1
         env_image_has_9p "$ENV_9P_IMAGE" || {
                 ENV_9P_ERR="the image in $ENV_9P_IMAGE has no 9p (its kernel-config)"
                 return 1

@@ -534,6 +534,17 @@ it_finish() {
 
 # ---- sandbox pods (unishim.io/isolation: sandbox: a QEMU microvm) ----
 
+# rss_kib PID: a process's resident memory, KiB (for QEMU: the guest RAM
+# it backs, a shared or template memfd's pages included).
+rss_kib() {
+        awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"
+}
+# rss_below PID KIB: for wait_until.
+rss_below() {
+        local v
+        v=$(rss_kib "$1") && [ -n "$v" ] && [ "$v" -lt "$2" ]
+}
+
 # sandbox_qemu_pid POD_ID: the qemu-system-x86_64 of the sandbox pod: its
 # command line has `-name unishim-<id>[,...]`. Empty when none.
 sandbox_qemu_pid() {

@@ -7,7 +7,7 @@
 #    pod is refused at RunPodSandbox, the error naming sandbox.shared_fs and
 #    the kernel's config, and nothing of it is left
 #  - ninep: shared_fs "9p" on the generic image (built through the
-#    guest-image-generic target when missing: its time is printed): the
+#    guest-image-generic target, its time printed when it rebuilt): the
 #    volume is a 9p mount in the guest, the rootfs an overlay over the 9p
 #    rootfs (its writes in guest memory); the container reads its rootfs
 #    with the image's owners, writes into it as root, setuid, and chowns

@@ -11,6 +11,10 @@
 #include <string.h>
 #include <dirent.h>
 #include <linux/capability.h>
+#include <linux/falloc.h>
+#include <linux/seccomp.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -642,7 +646,8 @@ static void start_failure_leaves_nothing(void **state)
 
 /* The template and clone layouts: the same devices in the same order (a
  * clone loads the template's device state), RAM in the given fd, shared in
- * the template and private in a clone, no balloon, a virtio-rng; a clone
+ * the template and private in a clone, the cold boot's balloon, a
+ * virtio-rng, init_on_free=0 on the kernel's command line; a clone
  * waits for its state (-incoming defer) and for cont (-S). */
 static void template_layouts(void **state)
 {
@@ -660,14 +665,19 @@ static void template_layouts(void **state)
         assert_int_equal(vmm_qemu_argv(&cfg, &rt, &clone, &err), 0);
 
         assert_null(opt_value(cold, "-device", "virtio-rng"));
+        assert_null(strstr(opt_value(cold, "-append", ""), "init_on_free"));
         assert_int_equal(find_arg(cold, "-incoming"), -1);
         for (int k = 0; k < 2; k++) {
                 char **v = k ? clone : src;
                 assert_string_equal(opt_value(v, "-M", "microvm"),
                                     "microvm,x-option-roms=off,pit=on,pic=off,isa-serial=on,rtc=on,"
                                     "memory-backend=mem");
-                assert_null(opt_value(v, "-device", "virtio-balloon"));
+                assert_string_equal(opt_value(v, "-device", "virtio-balloon"),
+                                    opt_value(cold, "-device", "virtio-balloon"));
                 assert_string_equal(opt_value(v, "-device", "virtio-rng"), "virtio-rng-device");
+                const char *app = opt_value(v, "-append", "");
+                assert_string_equal(app + strlen(app) - strlen(" init_on_free=0"),
+                                    " init_on_free=0");
                 assert_string_equal(opt_value(v, "-m", ""), "256M");
         }
         assert_string_equal(
@@ -765,6 +775,63 @@ static void template_calls_refused(void **state)
         err = us_error_free(err);
 }
 
+/* vmm_qemu_clone_filter in a child, as QEMU runs under it: QEMU's
+ * discard of a clone's RAM (fallocate PUNCH_HOLE | KEEP_SIZE on the sealed
+ * template file, then MADV_DONTNEED) succeeds and the range reads the
+ * template's bytes again; the template keeps them; every other fallocate
+ * reaches the kernel. */
+static void clone_filter_discard(void **state)
+{
+        (void)state;
+        const size_t len = 2 * 4096;
+        int fd = memfd_create("template", MFD_ALLOW_SEALING | MFD_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, (off_t)len), 0);
+        char *shared = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        assert_true(shared != MAP_FAILED);
+        memset(shared, 'T', len);
+        assert_int_equal(munmap(shared, len), 0);
+        assert_int_equal(
+                fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL),
+                0);
+        /* Without the filter the seal refuses the hole. */
+        assert_int_equal(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096), -1);
+        assert_int_equal(errno, EPERM);
+
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char *ram = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+                if (ram == MAP_FAILED)
+                        _exit(10);
+                memset(ram, 'C', len); /* the clone's own copies */
+                if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+                    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, vmm_qemu_clone_filter(), 0, 0) < 0)
+                        _exit(11);
+                if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096) != 0)
+                        _exit(12);
+                if (madvise(ram, 4096, MADV_DONTNEED) != 0)
+                        _exit(13);
+                if (ram[0] != 'T' || ram[4095] != 'T' || ram[4096] != 'C')
+                        _exit(14);
+                /* Other modes and calls are the kernel's. */
+                if (fallocate(-1, 0, 0, 4096) != -1 || errno != EBADF)
+                        _exit(15);
+                if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE | FALLOC_FL_ZERO_RANGE,
+                              0, 4096) != -1)
+                        _exit(16);
+                _exit(0);
+        }
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+        char c;
+        assert_int_equal(pread(fd, &c, 1, 0), 1);
+        assert_int_equal(c, 'T');
+        close(fd);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -778,6 +845,7 @@ int main(void)
                 cmocka_unit_test(cpuinfo_parsing),
                 cmocka_unit_test(accel_decision),
                 cmocka_unit_test(start_failure_leaves_nothing),
+                cmocka_unit_test(clone_filter_discard),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

@@ -302,7 +302,12 @@ static void vm_config_layout(void **state)
                 /* Both as root of a user namespace: 9p the same way. */
                 assert_non_null(strstr(opt_value(v, "-fsdev", "local,id=fs0,"),
                                        "security_model=passthrough,multidevs=remap"));
-                assert_null(opt_value(v, "-device", "virtio-balloon"));
+                /* Free page reporting in both: the clone's discards stay
+                 * in its private mapping (vmm_qemu_clone_filter). */
+                assert_string_equal(opt_value(v, "-device", "virtio-balloon"),
+                                    "virtio-balloon-device,free-page-reporting=on,"
+                                    "deflate-on-oom=off");
+                assert_non_null(strstr(opt_value(v, "-append", ""), " init_on_free=0"));
                 assert_null(opt_value(v, "-device", "vhost-user-fs"));
                 assert_string_equal(opt_value(v, "-kernel", ""), "/boot/kernel");
                 /* No instance's path: the share is bound at /share/0. */
