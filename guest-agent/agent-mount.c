@@ -194,3 +194,31 @@ int agent_mount_storage(const Unishim__Agent__V1__Storage *st, struct us_error *
                                  st->mount_point);
         return 0;
 }
+
+int agent_local_dir_make(int base_fd, const char *name, uint32_t mode, uint32_t uid, uint32_t gid,
+                         struct us_error **err)
+{
+        if (mkdirat(base_fd, name, 0700) < 0) {
+                if (errno != EEXIST)
+                        return us_errorf(err, errno, "mkdir %s", name);
+                struct stat st;
+                if (fstatat(base_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        return us_errorf(err, errno, "stat %s", name);
+                if (!S_ISDIR(st.st_mode))
+                        return us_error_msg(err, EEXIST, "%s exists and is not a directory", name);
+                return 0;
+        }
+        /* Owner before mode: chown clears the setgid bit an fsGroup sets. */
+        _cleanup_close_ int fd =
+                openat(base_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int r = 0;
+        if (fd < 0)
+                r = us_errorf(err, errno, "open %s", name);
+        else if (fchown(fd, uid, gid) < 0)
+                r = us_errorf(err, errno, "chown %s to %u:%u", name, uid, gid);
+        else if (fchmod(fd, mode) < 0)
+                r = us_errorf(err, errno, "chmod %s to %o", name, mode);
+        if (r < 0)
+                (void)unlinkat(base_fd, name, AT_REMOVEDIR);
+        return r;
+}

@@ -115,6 +115,13 @@ static int check_create(const ProtobufCMessage *m, struct us_error **err)
                 return ret;
         if (r->spec_json.len == 0 || r->spec_json.len > US_OCI_MAX_CONFIG_SIZE)
                 return us_error_msg(err, EINVAL, "spec_json is empty or too large");
+        if (r->n_local_dirs > GUEST_MAX_LOCAL_DIRS)
+                return us_error_msg(err, EINVAL, "more than %d local dirs", GUEST_MAX_LOCAL_DIRS);
+        for (size_t i = 0; i < r->n_local_dirs; i++) {
+                ret = agent_validate_local_dir(r->local_dirs[i]->name, r->local_dirs[i]->mode, err);
+                if (ret < 0)
+                        return ret;
+        }
         return 0;
 }
 

@@ -21,6 +21,7 @@
 
 #include "agent.h"
 #include "base/cleanup.h"
+#include "base/fs-util.h"
 #include "base/log.h"
 #include "engine/signal-hold.h"
 #include "containerd/cgroups-v1-metrics.pb-c.h"
@@ -425,6 +426,29 @@ static int join_pod_namespaces(struct agent *a, struct us_oci_spec *spec, struct
         return 0;
 }
 
+/* The pod's local dirs the spec's mounts name (agent.proto): made once,
+ * by the first container that has them; they live as long as the guest. */
+static int make_local_dirs(const Unishim__Agent__V1__CreateContainerRequest *req,
+                           struct us_error **err)
+{
+        if (req->n_local_dirs == 0)
+                return 0;
+        int r = us_mkdir_p(GUEST_POD_LOCAL_DIR, 0755, err);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int base =
+                open(GUEST_POD_LOCAL_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (base < 0)
+                return us_errorf(err, errno, "open %s", GUEST_POD_LOCAL_DIR);
+        for (size_t i = 0; i < req->n_local_dirs; i++) {
+                const Unishim__Agent__V1__PodLocalDir *d = req->local_dirs[i];
+                r = agent_local_dir_make(base, d->name, d->mode, d->uid, d->gid, err);
+                if (r < 0)
+                        return us_error_wrap(err, r, "pod-local dir");
+        }
+        return 0;
+}
+
 static void h_create(struct us_ttrpc_call *call, const uint8_t *payload, size_t len, void *ud)
 {
         struct agent *a = ud;
@@ -451,7 +475,7 @@ static void h_create(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
                 us_oci_spec_free(spec);
                 return us_ttrpc_call_fail_error(call, r, err);
         }
-        if ((r = join_pod_namespaces(a, spec, &err)) < 0) {
+        if ((r = join_pod_namespaces(a, spec, &err)) < 0 || (r = make_local_dirs(req, &err)) < 0) {
                 us_oci_spec_free(spec);
                 return us_ttrpc_call_fail_error(call, r, err);
         }

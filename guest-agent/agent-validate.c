@@ -100,21 +100,37 @@ int agent_parse_mac(const char *s, uint8_t mac[6], struct us_error **err)
         return 0;
 }
 
-int agent_validate_ifname(const char *name, struct us_error **err)
+/* A name that becomes one path component or device name: 1..max of
+ * [A-Za-z0-9_.-], not "." or "..". what names it in errors. */
+static int validate_name(const char *what, const char *name, size_t max, struct us_error **err)
 {
         if (!name || !name[0])
-                return us_error_msg(err, EINVAL, "interface name is empty");
-        size_t n = strnlen(name, IFNAMSIZ);
-        if (n >= IFNAMSIZ)
-                return us_error_msg(err, EINVAL, "interface name is longer than %d bytes",
-                                    IFNAMSIZ - 1);
+                return us_error_msg(err, EINVAL, "%s is empty", what);
+        size_t n = strnlen(name, max + 1);
+        if (n > max)
+                return us_error_msg(err, EINVAL, "%s is longer than %zu bytes", what, max);
         if (!strcmp(name, ".") || !strcmp(name, ".."))
-                return us_error_msg(err, EINVAL, "invalid interface name");
+                return us_error_msg(err, EINVAL, "invalid %s", what);
         for (size_t i = 0; i < n; i++)
                 if (!id_char(name[i]))
                         return us_error_msg(err, EINVAL,
-                                            "interface name has a character outside "
-                                            "[A-Za-z0-9_.-]");
+                                            "%s has a character outside [A-Za-z0-9_.-]", what);
+        return 0;
+}
+
+int agent_validate_ifname(const char *name, struct us_error **err)
+{
+        return validate_name("interface name", name, IFNAMSIZ - 1, err);
+}
+
+int agent_validate_local_dir(const char *name, uint32_t mode, struct us_error **err)
+{
+        int r = validate_name("local dir name", name, GUEST_MAX_LOCAL_DIR_NAME, err);
+        if (r < 0)
+                return r;
+        if (mode > 07777)
+                return us_error_msg(err, EINVAL, "local dir %s: mode %o has more than 07777", name,
+                                    mode);
         return 0;
 }
 

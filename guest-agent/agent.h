@@ -58,6 +58,10 @@ int agent_validate_tag(const char *tag, struct us_error **err);
 int agent_parse_mac(const char *s, uint8_t mac[6], struct us_error **err);
 /* Interface names: [A-Za-z0-9_.-]{1,15}, not "." or "..". */
 int agent_validate_ifname(const char *name, struct us_error **err);
+/* A pod-local dir (CreateContainerRequest local_dirs): a name of
+ * [A-Za-z0-9_.-]{1,GUEST_MAX_LOCAL_DIR_NAME}, not "." or "..", and a mode
+ * of permission bits only (<= 07777). */
+int agent_validate_local_dir(const char *name, uint32_t mode, struct us_error **err);
 /* RFC 1123 host name label: [A-Za-z0-9-.]{1,64}. */
 int agent_validate_hostname(const char *name, struct us_error **err);
 /* A pod sysctl the guest applies for all its containers: a name in the
@@ -210,6 +214,12 @@ int agent_free_initramfs(int initramfs, uint64_t *ret_freed, struct us_error **e
 int agent_mount_early(struct us_error **err);
 /* Mounts one validated storage. */
 int agent_mount_storage(const Unishim__Agent__V1__Storage *st, struct us_error **err);
+/* Makes the validated pod-local dir name in the directory base_fd (the
+ * agent's: GUEST_POD_LOCAL_DIR) with uid, gid and mode, unless a directory
+ * of that name is there already (another container of the pod made it:
+ * left as it is). Anything else of that name is an error. */
+int agent_local_dir_make(int base_fd, const char *name, uint32_t mode, uint32_t uid, uint32_t gid,
+                         struct us_error **err);
 
 /* ---- a container's rootfs on a 9p share (agent-overlay.c) ---- */
 

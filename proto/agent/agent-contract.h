@@ -29,3 +29,12 @@
  * container's, the agent joins the namespace it keeps for the pod. No other
  * namespace path is accepted. */
 #define GUEST_POD_PIDNS "/run/unishim/pod-pidns"
+
+/* Where the agent keeps a pod's local directories (CreateContainerRequest
+ * local_dirs): an emptyDir volume of a pod on a 9p share lives here, in
+ * the guest's memory, as GUEST_POD_LOCAL_DIR "/<volume name>". */
+#define GUEST_POD_LOCAL_DIR "/run/unishim/pod-local"
+/* At most this many per CreateContainer, names of at most this many bytes
+ * (a Kubernetes volume name is a DNS label). */
+#define GUEST_MAX_LOCAL_DIRS     64
+#define GUEST_MAX_LOCAL_DIR_NAME 63

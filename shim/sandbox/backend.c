@@ -37,6 +37,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/agent.pb-c.h"
@@ -263,11 +264,17 @@ struct create_ctx {
         int *ret_pty;
         char *json; /* the guest's spec (CreateContainer); NULL: the VM task */
         size_t json_len;
+        /* CreateContainer's local_dirs: emptyDir volumes kept in the guest */
+        Unishim__Agent__V1__PodLocalDir *local_dirs;
+        size_t n_local_dirs;
         struct netplumb_vm_net *vmnet; /* UpdateNetwork; NULL: no network */
 };
 
 static void create_ctx_free(struct create_ctx *ctx)
 {
+        for (size_t i = 0; i < ctx->n_local_dirs; i++)
+                free(ctx->local_dirs[i].name);
+        free(ctx->local_dirs);
         free(ctx->json);
         free(ctx->vmnet);
         free(ctx);
@@ -500,6 +507,11 @@ static int send_create(struct create_ctx *ctx, struct us_error **err)
         req.spec_json.data = (uint8_t *)ctx->json;
         req.spec_json.len = ctx->json_len;
         req.stdin = ctx->t->ctr.procs->in_fd >= 0;
+        Unishim__Agent__V1__PodLocalDir *dirs[GUEST_MAX_LOCAL_DIRS];
+        for (size_t i = 0; i < ctx->n_local_dirs; i++)
+                dirs[i] = &ctx->local_dirs[i];
+        req.n_local_dirs = ctx->n_local_dirs;
+        req.local_dirs = dirs;
         return send_step(ctx, "CreateContainer", &req.base, err);
 }
 
@@ -1188,11 +1200,71 @@ static bool mount_is_readonly(const struct us_oci_mount *m)
         return ro;
 }
 
-/* Shares the rootfs and the bind-mount sources, and writes the spec the
- * guest's engine runs. */
-static int guest_spec(struct sandbox_task *t, const struct shim_pod_decision *decision,
-                      char **ret_json, size_t *ret_len, struct us_error **err)
+/* The volume name of a Kubernetes emptyDir whose host dir is source (the
+ * kubelet's <root-dir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>),
+ * if it is one the guest can keep: a name the agent takes (a volume name
+ * is a DNS label). NULL otherwise, a subPath of one included (the kubelet
+ * binds it from volume-subpaths/). */
+static const char *empty_dir_name(const char *source)
 {
+        static const char marker[] = "/volumes/kubernetes.io~empty-dir/";
+        const char *p = strstr(source, marker);
+        if (!p)
+                return NULL;
+        const char *name = p + sizeof(marker) - 1;
+        size_t n = strlen(name);
+        if (n == 0 || n > GUEST_MAX_LOCAL_DIR_NAME || !strcmp(name, ".") || !strcmp(name, ".."))
+                return NULL;
+        for (const char *c = name; *c; c++)
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                      (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_'))
+                        return NULL;
+        return name;
+}
+
+/* An emptyDir volume of a 9p pod is kept in the guest (docs/vmm.md,
+ * "emptyDir volumes of a 9p pod"): QEMU 7.2's 9p cannot make fifos or
+ * sockets, which containers sharing an emptyDir often talk through. The
+ * guest dir takes the host dir's owner and mode (the kubelet's 0777, an
+ * fsGroup's group and setgid). Returns 1 and sets *ret_source when mount m
+ * is one, 0 when it stays on the share. */
+static int local_dir_for(struct create_ctx *ctx, const struct us_oci_mount *m, char **ret_source,
+                         struct us_error **err)
+{
+        const char *name = empty_dir_name(m->source);
+        struct stat st;
+        if (!ctx->t->pod->ninep || !name || lstat(m->source, &st) < 0 || !S_ISDIR(st.st_mode))
+                return 0;
+        if (ctx->n_local_dirs >= GUEST_MAX_LOCAL_DIRS)
+                return us_error_msg(err, E2BIG, "more than %d emptyDir mounts in container %s",
+                                    GUEST_MAX_LOCAL_DIRS, ctx->t->id);
+        if (!ctx->local_dirs) {
+                ctx->local_dirs = calloc(GUEST_MAX_LOCAL_DIRS, sizeof(*ctx->local_dirs));
+                if (!ctx->local_dirs)
+                        return us_errorf(err, ENOMEM, "allocate");
+        }
+        Unishim__Agent__V1__PodLocalDir *d = &ctx->local_dirs[ctx->n_local_dirs];
+        unishim__agent__v1__pod_local_dir__init(d);
+        if (!(d->name = strdup(name)) ||
+            asprintf(ret_source, "%s/%s", GUEST_POD_LOCAL_DIR, name) < 0) {
+                free(d->name);
+                d->name = NULL;
+                *ret_source = NULL;
+                return us_errorf(err, ENOMEM, "allocate");
+        }
+        d->mode = st.st_mode & 07777;
+        d->uid = st.st_uid;
+        d->gid = st.st_gid;
+        ctx->n_local_dirs++;
+        return 1;
+}
+
+/* Shares the rootfs and the bind-mount sources, and writes the spec the
+ * guest's engine runs (ctx->json) and the pod-local dirs it names. */
+static int guest_spec(struct create_ctx *ctx, const struct shim_pod_decision *decision,
+                      struct us_error **err)
+{
+        struct sandbox_task *t = ctx->t;
         struct sandbox_pod *pod = t->pod;
         const struct us_container_config *cfg = &decision->container;
         const struct us_oci_spec *spec = cfg->spec;
@@ -1230,6 +1302,13 @@ static int guest_spec(struct sandbox_task *t, const struct shim_pod_decision *de
                  * promises (CSI node plugins' mounts for the host) cannot
                  * hold, and is refused rather than half kept. */
                 enum mount_propagation prop = mount_propagation(m);
+                if (prop == PROPAGATION_NONE) {
+                        r = local_dir_for(ctx, m, &sources[i], err);
+                        if (r < 0)
+                                goto out;
+                        if (r > 0)
+                                continue;
+                }
                 if (prop == PROPAGATION_BOTH) {
                         r = us_error_msg(err, ENOTSUP,
                                          "mountPropagation Bidirectional (volume %s at %s) is not "
@@ -1273,8 +1352,8 @@ static int guest_spec(struct sandbox_task *t, const struct shim_pod_decision *de
         r = sandbox_spec_rewrite(cfg->spec_json, cfg->spec_json_len, &rw, &json, &json_len, err);
         if (r < 0)
                 goto out;
-        *ret_json = TAKE_PTR(json);
-        *ret_len = json_len;
+        ctx->json = TAKE_PTR(json);
+        ctx->json_len = json_len;
         r = 0;
 out:
         for (size_t i = 0; i < n; i++)
@@ -1380,7 +1459,7 @@ static int sandbox_create(const struct shim_backend_env *env, void *task_cookie,
         struct sandbox_proc *init = NULL;
         int r = sandbox_proc_new(&t->ctr, NULL, &cfg->stdio, &init, err);
         if (r >= 0 && !vm_task)
-                r = guest_spec(t, decision, &ctx->json, &ctx->json_len, err);
+                r = guest_spec(ctx, decision, err);
         /* The guest's answers come later: the pod's boot for a new pod,
          * then the container's create. */
         if (r >= 0)

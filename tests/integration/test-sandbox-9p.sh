@@ -21,6 +21,13 @@
 #    namespace of its own, with exactly CAP_CHOWN, CAP_DAC_OVERRIDE,
 #    CAP_FOWNER and CAP_FSETID (effective, permitted, bounding; none
 #    inheritable or ambient), no_new_privs and seccomp
+#  - ed: an emptyDir volume (a host dir at the kubelet's
+#    pods/<uid>/volumes/kubernetes.io~empty-dir/<name>, with an fsGroup's
+#    group and setgid) mounted by two containers of a 9p pod is a dir of the
+#    pod's own in the guest (its tmpfs), with the host dir's mode and
+#    owners: a unix socket, a fifo and a file made by one container are
+#    seen by the other, a line passes through the fifo from one to the
+#    other, and the host dir stays empty
 #  - vfs: shared_fs "virtio-fs" on the same generic image beside it (its
 #    virtiofsd runs; its rootfs is the virtio-fs share itself, its writes
 #    in the snapshot's upper dir): the start of both pods is printed, not
@@ -205,6 +212,46 @@ expect_eq "ninep's QEMU holds only the 9p server's capabilities, no_new_privs, s
         "CapInh: 0000000000000000 CapPrm: 000000000000001b CapEff: 000000000000001b CapBnd: 000000000000001b CapAmb: 0000000000000000 NoNewPrivs: 1 Seccomp: 2 " \
         "$caps"
 
+# ---- ed: an emptyDir volume of a 9p pod lives in the guest ----
+# A host dir where the kubelet puts an emptyDir (its fsGroup's group and
+# setgid, as SetVolumeOwnership leaves it), mounted by two containers: in
+# the guest, one directory of the pod's own, with the host dir's owner and
+# mode, where fifos and sockets work across the containers; nothing of it
+# on the host.
+ed=$IT_TMP/kubelet/pods/0c0ffee0-ed00-4000-8000-000000000001/volumes/kubernetes.io~empty-dir/shared
+mkdir -p "$ed"
+chown 0:2000 "$ed"
+chmod 2777 "$ed"
+use_config 9p "$GEN"
+f=$(it_pod ed.json --arg ed "$ed" --arg v "$IT_TMP/vol-9p" '{name: "ed", runtime_handler: "unishim-sandbox",
+        containers: [{name: "a", image: $img, command: ["sleep", "3600"],
+                      mounts: [{host_path: $ed, container_path: "/shared"}, {host_path: $v, container_path: "/data"}]},
+                     {name: "b", image: $img, command: ["sleep", "3600"],
+                      mounts: [{host_path: $ed, container_path: "/shared"}]}]}')
+out_rc out rc ectl run "$f"
+expect_eq "run ed (9p, two containers sharing an emptyDir)" 0 "$rc"
+[ "$rc" = 0 ] || echo "# $out"
+sandbox_config_restore
+IDS+=("$(pod_id ed)")
+for c in a b; do
+        out_rc out rc ectl exec ed -c "$c" -- sh -c 'stat -c "%a %u:%g" /shared; awk '"'"'$2 == "/shared" {print $3}'"'"' /proc/mounts'
+        expect_eq "ed/$c: /shared has the host dir's mode and owners, on the guest's own tmpfs" \
+                "$(printf '2777 0:2000\ntmpfs')" "$out"
+done
+out_rc out rc ectl exec ed -c a -- sh -c '/data/unix-socket /shared/sock >/dev/null && echo from-a > /shared/file && mkfifo /shared/fifo && echo made'
+expect_eq "ed/a binds a unix socket, writes a file and makes a fifo in the emptyDir" made "$out"
+out_rc out rc ectl exec ed -c b -- sh -c 'test -S /shared/sock && test -p /shared/fifo && cat /shared/file'
+expect_eq "ed/b sees a's socket, fifo and file" from-a "$out"
+# A line through the fifo, from a writer in a to a reader in b (the
+# writer's open waits for the reader).
+ectl exec ed -c a -- sh -c 'echo across-containers > /shared/fifo' >"$IT_TMP/ed-writer.out" 2>&1 &
+writer=$!
+out_rc out rc ectl exec ed -c b -- cat /shared/fifo
+expect_eq "a line written by ed/a reaches ed/b through the emptyDir's fifo" across-containers "$out"
+wait "$writer" || true
+expect_eq "on the host, the emptyDir's dir stays empty" "" "$(ls -A "$ed" 2>&1)"
+expect_eq "on the host, the emptyDir's dir keeps its mode and owners" "2777 0:2000" "$(stat -c '%a %u:%g' "$ed")"
+
 # ---- vfs: the same image over virtio-fs, for the start time ----
 use_config virtio-fs "$GEN"
 run_pod vfs "$IT_TMP/vol-vfs" "shared_fs virtio-fs, the generic image"
@@ -224,8 +271,8 @@ for v in vol-9p vol-vfs; do
 done
 
 # ---- removal ----
-PIDS=($q9 $(sandbox_procs "$idv" | awk '{print $1}'))
-for p in ninep vfs; do
+PIDS=($q9 $(sandbox_procs "$idv" | awk '{print $1}') $(sandbox_procs "$(pod_id ed)" | awk '{print $1}'))
+for p in ninep vfs ed; do
         out_rc out rc ectl rm --timeout 0 "$p"
         expect_eq "rm $p" 0 "$rc"
 done

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The guest agent's request validation: hostile ids, paths, sizes. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "unit.h"
 
@@ -107,6 +110,39 @@ static void test_requests(void **state)
         cr.container_id = (char *)"c1";
         cr.spec_json.len = 0;
         assert_int_equal(check_msg("CreateContainer", &cr.base), -EINVAL);
+        cr.spec_json.len = 2;
+
+        /* Pod-local dirs: a volume name, permission bits, a bounded count. */
+        Unishim__Agent__V1__PodLocalDir ld[GUEST_MAX_LOCAL_DIRS + 1],
+                *ldp[GUEST_MAX_LOCAL_DIRS + 1];
+        for (size_t i = 0; i <= GUEST_MAX_LOCAL_DIRS; i++) {
+                unishim__agent__v1__pod_local_dir__init(&ld[i]);
+                ld[i].name = (char *)"cache-1.x_y";
+                ld[i].mode = 02777;
+                ldp[i] = &ld[i];
+        }
+        cr.local_dirs = ldp;
+        cr.n_local_dirs = 1;
+        assert_int_equal(check_msg("CreateContainer", &cr.base), 0);
+        cr.n_local_dirs = GUEST_MAX_LOCAL_DIRS;
+        assert_int_equal(check_msg("CreateContainer", &cr.base), 0);
+        cr.n_local_dirs = GUEST_MAX_LOCAL_DIRS + 1;
+        assert_int_equal(check_msg("CreateContainer", &cr.base), -EINVAL);
+        cr.n_local_dirs = 1;
+        char long_name[GUEST_MAX_LOCAL_DIR_NAME + 2];
+        memset(long_name, 'a', sizeof(long_name) - 1);
+        long_name[sizeof(long_name) - 1] = '\0';
+        const char *bad[] = {"", ".", "..", "a/b", "../x", "a b", long_name};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+                ld[0].name = (char *)bad[i];
+                assert_int_equal(check_msg("CreateContainer", &cr.base), -EINVAL);
+        }
+        long_name[GUEST_MAX_LOCAL_DIR_NAME] = '\0';
+        ld[0].name = long_name;
+        assert_int_equal(check_msg("CreateContainer", &cr.base), 0);
+        ld[0].mode = 010000; /* a file type bit */
+        assert_int_equal(check_msg("CreateContainer", &cr.base), -EINVAL);
+        cr.n_local_dirs = 0;
 
         Unishim__Agent__V1__Storage st = UNISHIM__AGENT__V1__STORAGE__INIT;
         Unishim__Agent__V1__Storage *stp = &st;
@@ -158,6 +194,40 @@ static void test_requests(void **state)
         assert_int_equal(agent_request_check("Nope", garbage, 0, NULL), -ENOSYS);
 }
 
+/* agent_local_dir_make: a new dir gets the owner and mode (setgid kept
+ * across the chown), an existing dir is left as it is, anything else of
+ * that name is refused and left. */
+static void test_local_dir_make(void **state)
+{
+        (void)state;
+        char tmpl[] = "/tmp/test-local-dir.XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        int base = open(tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(base >= 0);
+        struct stat st;
+        assert_int_equal(agent_local_dir_make(base, "cache", 02775, 1000, 2000, NULL), 0);
+        assert_int_equal(fstatat(base, "cache", &st, AT_SYMLINK_NOFOLLOW), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(st.st_mode & 07777, 02775);
+        assert_int_equal(st.st_uid, 1000);
+        assert_int_equal(st.st_gid, 2000);
+        /* Another container's create: left as the first one made it. */
+        assert_int_equal(fchmodat(base, "cache", 0700, 0), 0);
+        assert_int_equal(agent_local_dir_make(base, "cache", 0777, 0, 0, NULL), 0);
+        assert_int_equal(fstatat(base, "cache", &st, AT_SYMLINK_NOFOLLOW), 0);
+        assert_int_equal(st.st_mode & 07777, 0700);
+        assert_int_equal(st.st_uid, 1000);
+        /* Not a directory: refused, not followed, not replaced. */
+        assert_int_equal(symlinkat("/etc", base, "link"), 0);
+        assert_int_equal(agent_local_dir_make(base, "link", 0777, 0, 0, NULL), -EEXIST);
+        assert_int_equal(fstatat(base, "link", &st, AT_SYMLINK_NOFOLLOW), 0);
+        assert_true(S_ISLNK(st.st_mode));
+        assert_int_equal(unlinkat(base, "link", 0), 0);
+        assert_int_equal(unlinkat(base, "cache", AT_REMOVEDIR), 0);
+        close(base);
+        assert_int_equal(rmdir(tmpl), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -165,6 +235,7 @@ int main(void)
                 cmocka_unit_test(test_paths),
                 cmocka_unit_test(test_net),
                 cmocka_unit_test(test_requests),
+                cmocka_unit_test(test_local_dir_make),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }
