@@ -366,8 +366,13 @@ static void create_step(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
         /* A clone that fails any step of its boot (Restore, Check,
          * AddStorage, UpdateNetwork), or the cold boot that replaces it
          * cancelling the call: the pod boots cold, its create waiting in
-         * boot_ctx. A pod being torn down fails its create as any would. */
-        if (r < 0 && pod->restoring && !pod->vmpod.torn_down &&
+         * boot_ctx. Not when UpdateNetwork refuses the pod's own data (the
+         * agent's EINVAL: a hostname, an address or route, a sysctl's
+         * value the guest's kernel takes not): a cold guest would refuse
+         * it the same, at the cost of a second VM. A pod being torn down
+         * fails its create as any would. */
+        bool pods_data = r == -EINVAL && strcmp(c->method, "UpdateNetwork") == 0;
+        if (r < 0 && pod->restoring && !pod->vmpod.torn_down && !pods_data &&
             strcmp(c->method, "CreateContainer") != 0) {
                 pod_fallback(pod, "%s: %s", c->method, *err ? us_error_text(*err) : strerror(-r));
                 return;

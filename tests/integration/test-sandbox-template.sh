@@ -18,6 +18,8 @@
 #  - r1 writes 60 MiB into its guest's memory and removes it: its QEMU's
 #    RSS goes down by 32 MiB or more (free page reporting), the template's
 #    memfd loses no block, r1 and r2 go on running
+#  - badsys: a pod with a sysctl value the guest's kernel refuses fails
+#    once, on its clone, with the sysctl named, and boots no cold VM after
 #  - corrupt: garbage in the entry's state → the next pod boots cold with
 #    the warning, runs, and the template is rebuilt (ready again)
 #  - gone: a pod removed while the build it started runs: the build and
@@ -172,6 +174,22 @@ out_rc out rc ectl exec r1 -- sh -c 'head -c 70m /dev/zero | md5sum | cut -c1-8;
 expect_eq "r1 still computes and reads its rootfs" "$(printf 'b89fdccd\nwritten-r1')" "$out"
 out_rc out rc ectl exec r2 -- cat /proc/sys/kernel/random/boot_id
 expect_eq "r2 still runs, its boot_id unchanged" "${BOOT[r2]}" "$out"
+
+# ---- badsys: the pod's own data refused on a clone: no second VM ----
+# A sysctl value the guest's kernel refuses fails UpdateNetwork on the
+# clone as it would on a cold guest: the pod fails once, without a cold
+# boot after the restore.
+f=$(it_pod badsys.json '{name: "badsys", runtime_handler: "unishim-sandbox",
+        sysctls: {"net.ipv4.ip_unprivileged_port_start": "bogus"},
+        containers: [{name: "app", image: $img, command: ["sleep", "3600"]}]}')
+restored_before=$(log_count "restored from VM template")
+fallbacks_before=$(log_count "restoring VM template")
+out_rc out rc ectl run "$f"
+[ "$rc" != 0 ] && pass "badsys is refused (rc $rc)" || fail "badsys ran: $out"
+expect_match "badsys's error names the sysctl" "net.ipv4.ip_unprivileged_port_start" "$out"
+expect_eq "badsys was a clone" $((restored_before + 1)) "$(log_count "restored from VM template")"
+expect_eq "badsys's clone did not fall back to a cold boot" "$fallbacks_before" "$(log_count "restoring VM template")"
+expect_eq "badsys is not listed" "" "$(ectl ps 2>/dev/null | awk '$1 == "badsys"')"
 
 # ---- corrupt: a broken entry boots cold, and is rebuilt ----
 head -c 4096 /dev/urandom >"$TDIR/$KEY/state"
