@@ -208,7 +208,8 @@ int agent_local_dir_make(int base_fd, const char *name, uint32_t mode, uint32_t 
                         return us_error_msg(err, EEXIST, "%s exists and is not a directory", name);
                 return 0;
         }
-        /* Owner before mode: chown clears the setgid bit an fsGroup sets. */
+        /* Owner before mode: a chown by someone without CAP_FSETID would
+         * clear the setgid bit an fsGroup sets. */
         _cleanup_close_ int fd =
                 openat(base_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         int r = 0;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -75,7 +76,8 @@ struct agent {
         size_t n_oom_waiters;
         bool shutting_down;
         bool prewarm_scheduled;
-        pid_t pidns_init; /* the pod's shared PID namespace; 0: none yet */
+        bool local_mounted; /* GUEST_POD_LOCAL_DIR's tmpfs */
+        pid_t pidns_init;   /* the pod's shared PID namespace; 0: none yet */
 };
 
 /* ---- lookup and lifetime ---- */
@@ -427,8 +429,10 @@ static int join_pod_namespaces(struct agent *a, struct us_oci_spec *spec, struct
 }
 
 /* The pod's local dirs the spec's mounts name (agent.proto): made once,
- * by the first container that has them; they live as long as the guest. */
-static int make_local_dirs(const Unishim__Agent__V1__CreateContainerRequest *req,
+ * by the first container that has them; they live as long as the guest.
+ * In a tmpfs of their own, so that filling one leaves the agent's /run
+ * alone; without nosuid and nodev, as an emptyDir on a node's disk is. */
+static int make_local_dirs(struct agent *a, const Unishim__Agent__V1__CreateContainerRequest *req,
                            struct us_error **err)
 {
         if (req->n_local_dirs == 0)
@@ -436,6 +440,11 @@ static int make_local_dirs(const Unishim__Agent__V1__CreateContainerRequest *req
         int r = us_mkdir_p(GUEST_POD_LOCAL_DIR, 0755, err);
         if (r < 0)
                 return r;
+        if (!a->local_mounted) {
+                if (mount("tmpfs", GUEST_POD_LOCAL_DIR, "tmpfs", 0, "mode=0755") < 0)
+                        return us_errorf(err, errno, "mount tmpfs on %s", GUEST_POD_LOCAL_DIR);
+                a->local_mounted = true;
+        }
         _cleanup_close_ int base =
                 open(GUEST_POD_LOCAL_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (base < 0)
@@ -475,7 +484,8 @@ static void h_create(struct us_ttrpc_call *call, const uint8_t *payload, size_t 
                 us_oci_spec_free(spec);
                 return us_ttrpc_call_fail_error(call, r, err);
         }
-        if ((r = join_pod_namespaces(a, spec, &err)) < 0 || (r = make_local_dirs(req, &err)) < 0) {
+        if ((r = join_pod_namespaces(a, spec, &err)) < 0 ||
+            (r = make_local_dirs(a, req, &err)) < 0) {
                 us_oci_spec_free(spec);
                 return us_ttrpc_call_fail_error(call, r, err);
         }

@@ -327,11 +327,15 @@ static int limit_caps(uint64_t keep)
  * discards a page the guest reported free (the balloon's free page
  * reporting) with fallocate(PUNCH_HOLE | KEEP_SIZE) on the RAM's file and
  * then madvise(MADV_DONTNEED); the seal refuses the first (the template is
- * every clone's), and on that error QEMU skips the second. This filter makes
- * exactly that fallocate return 0 without doing anything, so the madvise
- * runs and drops the clone's private copies: the range reads the
- * template's pages again. Only ever turns one call into a no-op: it takes
- * nothing from QEMU that its own -sandbox allows, and guards nothing. */
+ * every clone's), and on that error QEMU skips the second. Under this
+ * filter every fallocate(PUNCH_HOLE | KEEP_SIZE), on any fd (QEMU opens the
+ * RAM's path itself: its fd number is not ours to know), returns 0 without
+ * doing anything, so the madvise runs and drops the clone's private
+ * copies: the range reads the template's pages again. Nothing else in a
+ * clone punches holes: it has no block device (whose write-zeroes would
+ * then zero nothing: a clone must never get one) and 9P2000.L has no
+ * fallocate. The filter takes nothing from QEMU that its own -sandbox
+ * allows, and guards nothing. */
 static const struct sock_filter clone_filter_insns[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NATIVE_AUDIT_ARCH, 0, 5),

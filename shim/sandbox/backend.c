@@ -1205,40 +1205,102 @@ static bool mount_is_readonly(const struct us_oci_mount *m)
         return ro;
 }
 
-/* The volume name of a Kubernetes emptyDir whose host dir is source (the
- * kubelet's <root-dir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>),
- * if it is one the guest can keep: a name the agent takes (a volume name
- * is a DNS label). NULL otherwise, a subPath of one included (the kubelet
- * binds it from volume-subpaths/). */
-static const char *empty_dir_name(const char *source)
+/* A volume name the guest can take as a directory name: a Kubernetes
+ * volume name is a DNS label; the agent checks [A-Za-z0-9_.-]. */
+static bool local_dir_name_ok(const char *name, size_t n)
 {
-        static const char marker[] = "/volumes/kubernetes.io~empty-dir/";
-        const char *p = strstr(source, marker);
+        if (n == 0 || n > GUEST_MAX_LOCAL_DIR_NAME || (n == 1 && name[0] == '.') ||
+            (n == 2 && name[0] == '.' && name[1] == '.'))
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = name[i];
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '.' || c == '_'))
+                        return false;
+        }
+        return true;
+}
+
+/* How a bind mount's host source relates to the pod's emptyDir volumes
+ * (the kubelet's <root-dir>/pods/<pod uid>/volumes/kubernetes.io~empty-dir/
+ * <name>, <pod uid> from the container's CRI annotation: another pod's
+ * emptyDir, bound in by hostPath, is no volume of this pod). */
+enum empty_dir_use {
+        EMPTY_DIR_NONE,    /* not one of the pod's emptyDirs */
+        EMPTY_DIR_VOLUME,  /* the volume itself: *ret_name */
+        EMPTY_DIR_SUBPATH, /* a subPath of it (<root-dir>/pods/<uid>/volume-subpaths/<name>/...) */
+};
+
+static enum empty_dir_use empty_dir_of(const struct us_oci_spec *spec, const char *source,
+                                       char ret_name[static GUEST_MAX_LOCAL_DIR_NAME + 1])
+{
+        const char *uid = us_oci_spec_annotation(spec, CRI_SANDBOX_UID);
+        char volumes[512], subpaths[512];
+        if (!uid || !*uid || strchr(uid, '/') ||
+            snprintf(volumes, sizeof(volumes), "/pods/%s/volumes/kubernetes.io~empty-dir/", uid) >=
+                    (int)sizeof(volumes) ||
+            snprintf(subpaths, sizeof(subpaths), "/pods/%s/volume-subpaths/", uid) >=
+                    (int)sizeof(subpaths))
+                return EMPTY_DIR_NONE;
+        const char *p = strstr(source, volumes);
+        if (p) {
+                const char *name = p + strlen(volumes);
+                size_t n = strlen(name);
+                if (!local_dir_name_ok(name, n))
+                        return EMPTY_DIR_NONE;
+                memcpy(ret_name, name, n + 1);
+                return EMPTY_DIR_VOLUME;
+        }
+        /* A subPath: the volume's name is the next component; it is one of
+         * the pod's emptyDirs if the kubelet made that dir beside. */
+        p = strstr(source, subpaths);
         if (!p)
-                return NULL;
-        const char *name = p + sizeof(marker) - 1;
-        size_t n = strlen(name);
-        if (n == 0 || n > GUEST_MAX_LOCAL_DIR_NAME || !strcmp(name, ".") || !strcmp(name, ".."))
-                return NULL;
-        for (const char *c = name; *c; c++)
-                if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-                      (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_'))
-                        return NULL;
-        return name;
+                return EMPTY_DIR_NONE;
+        const char *name = p + strlen(subpaths);
+        const char *slash = strchr(name, '/');
+        size_t n = slash ? (size_t)(slash - name) : strlen(name);
+        if (!local_dir_name_ok(name, n))
+                return EMPTY_DIR_NONE;
+        char dir[PATH_MAX];
+        struct stat st;
+        if (snprintf(dir, sizeof(dir), "%.*s%s%.*s", (int)(p - source), source, volumes, (int)n,
+                     name) >= (int)sizeof(dir) ||
+            lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+                return EMPTY_DIR_NONE;
+        memcpy(ret_name, name, n);
+        ret_name[n] = '\0';
+        return EMPTY_DIR_SUBPATH;
 }
 
 /* An emptyDir volume of a 9p pod is kept in the guest (docs/vmm.md,
  * "emptyDir volumes of a 9p pod"): QEMU 7.2's 9p cannot make fifos or
  * sockets, which containers sharing an emptyDir often talk through. The
  * guest dir takes the host dir's owner and mode (the kubelet's 0777, an
- * fsGroup's group and setgid). Returns 1 and sets *ret_source when mount m
- * is one, 0 when it stays on the share. */
-static int local_dir_for(struct create_ctx *ctx, const struct us_oci_mount *m, char **ret_source,
-                         struct us_error **err)
+ * fsGroup's group and setgid). A subPath of such a volume is refused: its
+ * data is in the guest, where the kubelet's subPath bind cannot reach.
+ * Returns 1 and sets *ret_source when mount m is one, 0 when it stays on
+ * the share. */
+static int local_dir_for(struct create_ctx *ctx, const struct us_oci_spec *spec,
+                         const struct us_oci_mount *m, char **ret_source, struct us_error **err)
 {
-        const char *name = empty_dir_name(m->source);
+        char name[GUEST_MAX_LOCAL_DIR_NAME + 1];
         struct stat st;
-        if (!ctx->t->pod->ninep || !name || lstat(m->source, &st) < 0 || !S_ISDIR(st.st_mode))
+        if (!ctx->t->pod->ninep)
+                return 0;
+        switch (empty_dir_of(spec, m->source, name)) {
+        case EMPTY_DIR_NONE:
+                return 0;
+        case EMPTY_DIR_SUBPATH:
+                return us_error_msg(err, ENOTSUP,
+                                    "volume %s at %s: a subPath of an emptyDir is not supported "
+                                    "by unishim's sandbox isolation with sandbox.shared_fs \"9p\" "
+                                    "(the emptyDir lives in the pod's VM, docs/vmm.md); mount the "
+                                    "whole volume, or use shared_fs \"virtio-fs\"",
+                                    name, m->destination);
+        case EMPTY_DIR_VOLUME:
+                break;
+        }
+        if (lstat(m->source, &st) < 0 || !S_ISDIR(st.st_mode))
                 return 0;
         if (ctx->n_local_dirs >= GUEST_MAX_LOCAL_DIRS)
                 return us_error_msg(err, E2BIG, "more than %d emptyDir mounts in container %s",
@@ -1307,8 +1369,10 @@ static int guest_spec(struct create_ctx *ctx, const struct shim_pod_decision *de
                  * promises (CSI node plugins' mounts for the host) cannot
                  * hold, and is refused rather than half kept. */
                 enum mount_propagation prop = mount_propagation(m);
-                if (prop == PROPAGATION_NONE) {
-                        r = local_dir_for(ctx, m, &sources[i], err);
+                /* (HostToContainer too: the host mounts nothing under an
+                 * emptyDir for it to carry.) */
+                if (prop != PROPAGATION_BOTH) {
+                        r = local_dir_for(ctx, spec, m, &sources[i], err);
                         if (r < 0)
                                 goto out;
                         if (r > 0)

@@ -27,7 +27,10 @@
 #    pod's own in the guest (its tmpfs), with the host dir's mode and
 #    owners: a unix socket, a fifo and a file made by one container are
 #    seen by the other, a line passes through the fifo from one to the
-#    other, and the host dir stays empty
+#    other, and the host dir stays empty; container b mounts it
+#    HostToContainer (the same dir); another pod's emptyDir bound in by
+#    path stays on the share; a subPath of an emptyDir is refused, naming
+#    the volume
 #  - vfs: shared_fs "virtio-fs" on the same generic image beside it (its
 #    virtiofsd runs; its rootfs is the virtio-fs share itself, its writes
 #    in the snapshot's upper dir): the start of both pods is printed, not
@@ -62,7 +65,11 @@ it_setup
 IDS=()
 
 sandbox_config_save
-IT_CLEANUP_HOOK=sandbox_config_restore
+cleanup_9p() {
+        sandbox_config_restore
+        prop_unmount_tmp
+}
+IT_CLEANUP_HOOK=cleanup_9p
 # use_config SHARED_FS IMAGE_DIR: the handler's config with those.
 use_config() {
         local ir
@@ -218,16 +225,26 @@ expect_eq "ninep's QEMU holds only the 9p server's capabilities, no_new_privs, s
 # the guest, one directory of the pod's own, with the host dir's owner and
 # mode, where fifos and sockets work across the containers; nothing of it
 # on the host.
-ed=$IT_TMP/kubelet/pods/0c0ffee0-ed00-4000-8000-000000000001/volumes/kubernetes.io~empty-dir/shared
-mkdir -p "$ed"
+# (The pod's uid names its kubelet dir: another pod's emptyDir, bound in
+# by hostPath, stays on the share: "other" below.)
+ed_uid=0c0ffee0-ed00-4000-8000-000000000001
+# (HostToContainer needs its source on a shared mount, as the kubelet's
+# root dir is on a node: the CRI refuses it otherwise.)
+prop_shared_dirs "$IT_TMP/kubelet" pods
+ed=$IT_TMP/kubelet/pods/$ed_uid/volumes/kubernetes.io~empty-dir/shared
+other=$IT_TMP/kubelet/pods/0c0ffee0-ed00-4000-8000-000000000002/volumes/kubernetes.io~empty-dir/shared
+mkdir -p "$ed" "$other"
 chown 0:2000 "$ed"
 chmod 2777 "$ed"
+echo other-pods >"$other/file"
 use_config 9p "$GEN"
-f=$(it_pod ed.json --arg ed "$ed" --arg v "$IT_TMP/vol-9p" '{name: "ed", runtime_handler: "unishim-sandbox",
+f=$(it_pod ed.json --arg ed "$ed" --arg o "$other" --arg v "$IT_TMP/vol-9p" --arg u "$ed_uid" '{name: "ed", uid: $u,
+        runtime_handler: "unishim-sandbox",
         containers: [{name: "a", image: $img, command: ["sleep", "3600"],
-                      mounts: [{host_path: $ed, container_path: "/shared"}, {host_path: $v, container_path: "/data"}]},
+                      mounts: [{host_path: $ed, container_path: "/shared"}, {host_path: $v, container_path: "/data"},
+                               {host_path: $o, container_path: "/other"}]},
                      {name: "b", image: $img, command: ["sleep", "3600"],
-                      mounts: [{host_path: $ed, container_path: "/shared"}]}]}')
+                      mounts: [{host_path: $ed, container_path: "/shared", propagation: "HostToContainer"}]}]}')
 out_rc out rc ectl run "$f"
 expect_eq "run ed (9p, two containers sharing an emptyDir)" 0 "$rc"
 [ "$rc" = 0 ] || echo "# $out"
@@ -251,6 +268,24 @@ expect_eq "a line written by ed/a reaches ed/b through the emptyDir's fifo" acro
 wait "$writer" || true
 expect_eq "on the host, the emptyDir's dir stays empty" "" "$(ls -A "$ed" 2>&1)"
 expect_eq "on the host, the emptyDir's dir keeps its mode and owners" "2777 0:2000" "$(stat -c '%a %u:%g' "$ed")"
+out_rc out rc ectl exec ed -c a -- sh -c 'awk '"'"'$2 == "/other" {print $3}'"'"' /proc/mounts; cat /other/file'
+expect_eq "another pod's emptyDir bound in by path stays on the share" "$(printf '9p\nother-pods')" "$out"
+# A subPath of an emptyDir of a 9p pod: refused, naming the volume (its
+# data is in the guest, which the kubelet's subPath bind cannot reach).
+sub_uid=0c0ffee0-ed00-4000-8000-000000000003
+mkdir -p "$IT_TMP/kubelet/pods/$sub_uid/volumes/kubernetes.io~empty-dir/conf" \
+        "$IT_TMP/kubelet/pods/$sub_uid/volume-subpaths/conf/app/0"
+use_config 9p "$GEN"
+f=$(it_pod edsub.json --arg s "$IT_TMP/kubelet/pods/$sub_uid/volume-subpaths/conf/app/0" --arg u "$sub_uid" \
+        '{name: "edsub", uid: $u, runtime_handler: "unishim-sandbox",
+          containers: [{name: "app", image: $img, command: ["sleep", "3600"],
+                        mounts: [{host_path: $s, container_path: "/etc/app.conf"}]}]}')
+out_rc out rc ectl run "$f"
+sandbox_config_restore
+[ "$rc" != 0 ] && pass "edsub (a subPath of an emptyDir, 9p) is refused (rc $rc)" || fail "edsub ran: $out"
+expect_match "the refusal names the volume and subPath" "volume conf at /etc/app.conf: a subPath of an emptyDir is not supported" "$out"
+id_sub=$(pod_id edsub 2>/dev/null || true)
+[ -z "$id_sub" ] || { IDS+=("$id_sub"); ectl rm --timeout 0 edsub >/dev/null 2>&1 || true; }
 
 # ---- vfs: the same image over virtio-fs, for the start time ----
 use_config virtio-fs "$GEN"
