@@ -853,3 +853,11 @@ vm_state_leftovers() {
         ip -br link 2>/dev/null | awk '$1 ~ /^usvm/ { print "tap " $1 }'
         return 0
 }
+
+# run_sandbox_sleep_pod NAME CONTAINER: run_pod NAME, a sandbox pod
+# (handler unishim, unishim.io/isolation: sandbox) of one container,
+# CONTAINER, of the test image sleeping for an hour.
+run_sandbox_sleep_pod() {
+        run_pod "$1" unishim '{"unishim.io/isolation": "sandbox"}' '{}' \
+                "$(jq -cn --arg n "$2" --arg img "$CRI_TEST_IMAGE" '[{name: $n, image: $img, command: ["sleep", "3600"]}]')"
+}
