@@ -853,3 +853,30 @@ vm_state_leftovers() {
         ip -br link 2>/dev/null | awk '$1 ~ /^usvm/ { print "tap " $1 }'
         return 0
 }
+
+# run_sandbox_sleep_pod NAME CONTAINER: run_pod NAME, a sandbox pod
+# (handler unishim, unishim.io/isolation: sandbox) of one container,
+# CONTAINER, of the test image sleeping for an hour.
+run_sandbox_sleep_pod() {
+        run_pod "$1" unishim '{"unishim.io/isolation": "sandbox"}' '{}' \
+                "$(jq -cn --arg n "$2" --arg img "$CRI_TEST_IMAGE" '[{name: $n, image: $img, command: ["sleep", "3600"]}]')"
+}
+
+# volume_pod_checks NAME FS: the first checks of a running pod NAME of
+# sandbox_volume_pod: `ps` lists it Ready, kind sandbox; exec's output and
+# exit code; its rootfs and /data are mounts of the filesystems FS ("ROOT
+# DATA", as /proc/mounts names them) in the guest; it reads its rootfs
+# (/etc/passwd, the image's owners root's and 1000's). KERN: the guest's
+# uname -r, for the caller's check of the kernel.
+volume_pod_checks() {
+        expect_match "ps: $1 runs, kind sandbox" "$1 +default +Ready +unishim-sandbox +sandbox" "$(ectl ps)"
+        out_ok KERN "exec uname -r in $1" ectl exec "$1" -- uname -r
+        out_rc out rc ectl exec "$1" -- sh -c 'echo out; echo err >&2; exit 3'
+        expect_eq "exec in $1: exit code 3" 3 "$rc"
+        expect_eq "exec in $1: its output" "$(printf 'out\nerr')" "$out"
+        out_rc out rc ectl exec "$1" -- awk '$2 == "/" {r = $3} $2 == "/data" {d = $3} END {print r, d}' /proc/mounts
+        expect_eq "$1's rootfs and volume mounts in the guest: $2" "$2" "$out"
+        out_rc out rc ectl exec "$1" -- sh -c 'head -n1 /etc/passwd; stat -c "%u:%g" /bin/busybox /home/user'
+        expect_eq "$1 reads its rootfs (/etc/passwd, owners root's and 1000's)" \
+                "$(printf 'root:x:0:0:root:/root:/bin/sh\n0:0\n1000:1000')" "$out"
+}

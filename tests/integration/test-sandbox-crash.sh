@@ -82,11 +82,7 @@ dead_pod_gone() {
 if sandbox_path_template; then
         not_checked "the pod's virtiofsd killed (a 9p pod has none: QEMU, killed above, is its file server)"
 else
-        f=$(it_pod fsd.json '{name: "fsd", runtime_handler: "unishim",
-                annotations: {"unishim.io/isolation": "sandbox"},
-                containers: [{name: "a", image: $img, command: ["sleep", "3600"]}]}')
-        out_rc out rc ectl run "$f"
-        expect_eq "run a sandbox pod" 0 "$rc"
+        run_sandbox_sleep_pod fsd a
         idf=$(pod_id fsd)
         vfs=$(sandbox_procs "$idf" | awk '/virtiofsd/ {print $1}' | head -n1)
         [ -n "$vfs" ] && pass "found the pod's virtiofsd ($vfs)" || fail "no virtiofsd for $idf"
@@ -125,13 +121,9 @@ wait_until 120 closer_exited &&
 dead_pod_gone closer "$idc" "the guest closed the channels"
 
 # The environment still runs sandbox pods afterwards.
-f=$(it_pod after.json '{name: "after", runtime_handler: "unishim",
-        annotations: {"unishim.io/isolation": "sandbox"},
-        containers: [{name: "a", image: $img, command: ["sleep", "3600"]}]}')
-out_rc out rc ectl run "$f"
-expect_eq "a new sandbox pod runs after the crash" 0 "$rc"
-ida=$(pod_id after)
-out_rc out rc ectl rm --timeout 0 after
+run_sandbox_sleep_pod after-crash a
+ida=$(pod_id after-crash)
+out_rc out rc ectl rm --timeout 0 after-crash
 expect_eq "rm it" 0 "$rc"
 wait_until 10 outputs_nothing sandbox_leftovers "$ida" || true
 expect_eq "nothing of it left" "" "$(sandbox_leftovers "$ida")"

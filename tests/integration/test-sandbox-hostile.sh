@@ -196,11 +196,7 @@ expect_eq "the rw volume write reached the host" y "$(cat "$IT_TMP/vol/written" 
 # ---- a task created and deleted without a start keeps the VM ----
 # (containerd deletes a task this way when its start fails after the
 # shim's create; driven at the Task API, as containerd does)
-f=$(it_pod unstarted.json '{name: "unstarted", runtime_handler: "unishim",
-        annotations: {"unishim.io/isolation": "sandbox"},
-        containers: [{name: "good", image: $img, command: ["sleep", "3600"]}]}')
-out_rc out rc ectl run "$f"
-expect_eq "run the unstarted pod" 0 "$rc"
+run_sandbox_sleep_pod unstarted good
 idu=$(pod_id unstarted)
 good=$(ctr_id unstarted good)
 qu=$(sandbox_qemu_pid "$idu")
@@ -261,11 +257,7 @@ expect_eq "nothing of the pods left" "" "$(sandbox_leftovers "$id" "$idu")"
 # StopPodSandbox kills the VM task and only then deletes it: a Stats in
 # between (kubelet polls them) must be answered. containerd is paused so that
 # it cannot delete the task first.
-f=$(it_pod stats.json '{name: "stats", runtime_handler: "unishim",
-        annotations: {"unishim.io/isolation": "sandbox"},
-        containers: [{name: "app", image: $img, command: ["sleep", "3600"]}]}')
-out_rc out rc ectl run "$f"
-expect_eq "run the stats pod" 0 "$rc"
+run_sandbox_sleep_pod stats app
 ids=$(pod_id stats)
 sock=$(sed 's|^unix://||' "$ENV_STATE/io.containerd.runtime.v2.task/k8s.io/$ids/address" 2>/dev/null || true)
 out_rc out rc task_api "$sock" stats "$ids"

@@ -25,22 +25,10 @@
 # build/vmm/guest-image/minimal: the minimal kernel, docs/guest.md).
 set -euo pipefail
 
-BUILD=${UNISHIM_BUILD_DIR:-build}
+. "$(dirname "${BASH_SOURCE[0]}")/vmm-image-env.sh"
+vmm_guest_image "${VMM_KERNEL:-}" "${VMM_INITRD:-}"
+initrd=$initrd_src
 BOOT=$BUILD/tests/vmm-boot
-skip() { echo "SKIP: $*"; exit 77; }
-
-img=${UNISHIM_GUEST_DIR:-$BUILD/vmm/guest-image}
-kernel=${VMM_KERNEL:-$img/vmlinux}
-initrd=${VMM_INITRD:-}
-if [ -z "$initrd" ]; then
-        for f in "$img"/initramfs.cpio "$img"/initramfs.cpio.gz; do
-                [ -f "$f" ] && initrd=$f && break
-        done
-fi
-[ "$(id -u)" = 0 ] || skip "needs root (virtiofsd namespaces)"
-[ -x /usr/bin/qemu-system-x86_64 ] || skip "qemu-system-x86_64 missing (apt package qemu-system-x86)"
-[ -f "$kernel" ] && [ -n "$initrd" ] ||
-        skip "guest image not built ($img/{vmlinux,initramfs.cpio}; needs a static unishim-agent)"
 [ -x "$BOOT" ] || { echo "FAIL: $BOOT not built"; exit 1; }
 
 tmp=$(mktemp -d /tmp/test-vmm-boot.XXXXXX)
