@@ -41,6 +41,7 @@
 #define BUILD_PREFIX     ".build-"
 #define RM_PREFIX        ".rm-"
 #define FAILED_PREFIX    ".failed-"
+#define FAILED_TMP_INFIX ".tmp-"
 #define FAILED_MAX       1024
 #define MANIFEST_MAX     (64u << 10)
 /* x-ignore-shared leaves the RAM out: the stream is QEMU's device state,
@@ -88,7 +89,42 @@ static bool key_valid(const char *key)
         return true;
 }
 
-/* The key a name of the cache directory stands for, or NULL. */
+/* The key and the writer's pid of a failed-build record's temporary file
+ * (".failed-<key>.tmp-<pid>", vmm_template_failure_record), or NULL. */
+static const char *failed_tmp_key(const char *name, pid_t *ret_pid)
+{
+        char key[VMM_TEMPLATE_KEY_LEN + 1];
+        if (strncmp(name, FAILED_PREFIX, strlen(FAILED_PREFIX)) != 0)
+                return NULL;
+        const char *k = name + strlen(FAILED_PREFIX);
+        if (strlen(k) <= VMM_TEMPLATE_KEY_LEN)
+                return NULL;
+        memcpy(key, k, VMM_TEMPLATE_KEY_LEN);
+        key[VMM_TEMPLATE_KEY_LEN] = '\0';
+        const char *pid = k + VMM_TEMPLATE_KEY_LEN + strlen(FAILED_TMP_INFIX);
+        if (!key_valid(key) ||
+            strncmp(k + VMM_TEMPLATE_KEY_LEN, FAILED_TMP_INFIX, strlen(FAILED_TMP_INFIX)) != 0 ||
+            *pid < '1' || *pid > '9' || strspn(pid, "0123456789") != strlen(pid))
+                return NULL;
+        errno = 0;
+        long long n = strtoll(pid, NULL, 10);
+        if (errno || n > INT32_MAX)
+                return NULL;
+        if (ret_pid)
+                *ret_pid = (pid_t)n;
+        return k;
+}
+
+/* Whether pid names a process, a zombie too. A dead writer's pid reused
+ * by another process keeps the writer's file until that one ends too. */
+static bool pid_alive(pid_t pid)
+{
+        return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+/* The key a name of the cache directory stands for, or NULL. With
+ * leftovers, also what a builder or remover that died left: its
+ * directories and a failed-build record's temporary file. */
 static const char *name_key(const char *name, bool leftovers)
 {
         if (key_valid(name))
@@ -100,7 +136,9 @@ static const char *name_key(const char *name, bool leftovers)
                 rest = name + strlen(BUILD_PREFIX);
         else if (strncmp(name, RM_PREFIX, strlen(RM_PREFIX)) == 0)
                 rest = name + strlen(RM_PREFIX);
-        if (!rest || strlen(rest) <= VMM_TEMPLATE_KEY_LEN || rest[VMM_TEMPLATE_KEY_LEN] != '-')
+        else
+                return failed_tmp_key(name, NULL);
+        if (strlen(rest) <= VMM_TEMPLATE_KEY_LEN || rest[VMM_TEMPLATE_KEY_LEN] != '-')
                 return NULL;
         return rest;
 }
@@ -841,9 +879,26 @@ static int open_cache_dir(struct vmm_template_cache *c, DIR **ret, struct us_err
         return 0;
 }
 
+/* A failed-build record's temporary file whose writer died between its
+ * write and its rename (the key's lock is the caller's: the writer in
+ * vmm_template_build holds it; the pid guards against one that does not).
+ * Returns 1 if removed, 0 if its writer lives, or a negative errno. */
+static int remove_failed_tmp(struct vmm_template_cache *c, const char *name, pid_t pid,
+                             struct us_error **err)
+{
+        if (pid_alive(pid))
+                return 0;
+        if (unlinkat(c->dir_fd, name, 0) == 0)
+                return 1;
+        if (errno == ENOENT)
+                return 0;
+        return us_errorf(err, errno, "remove %s/%s", c->dir, name);
+}
+
 /* Leftovers of the key from a builder or remover that died: temporary
- * directories (their holders stopped), each reported to `removed` (may be
- * NULL). The key's lock is the caller's. */
+ * directories (their holders stopped) and failed-build records' temporary
+ * files, each reported to `removed` (may be NULL). The key's lock is the
+ * caller's. Returns how many were removed, or a negative errno. */
 static int remove_leftovers(struct vmm_template_cache *c, const char *key,
                             vmm_template_gc_fn removed, void *userdata, struct us_error **err)
 {
@@ -869,17 +924,27 @@ static int remove_leftovers(struct vmm_template_cache *c, const char *key,
                 n++;
         }
         closedir(d);
+        int count = 0;
         for (size_t i = 0; i < n; i++) {
-                if (r == 0) {
+                pid_t writer;
+                if (r >= 0 && failed_tmp_key(names[i], &writer)) {
+                        r = remove_failed_tmp(c, names[i], writer, err);
+                        if (r > 0 && removed)
+                                removed(names[i],
+                                        "a failed-build record its writer died before renaming",
+                                        userdata);
+                        count += r > 0;
+                } else if (r >= 0) {
                         r = remove_dir(c, names[i], key, err);
                         if (r == 0 && removed)
                                 removed(names[i], "left by a builder or remover that died",
                                         userdata);
+                        count += r == 0;
                 }
                 free(names[i]);
         }
         free(names);
-        return r;
+        return r < 0 ? r : count;
 }
 
 /* The one removal of a key, for rm and gc: its entry (its holder stopped)
@@ -906,7 +971,7 @@ static int remove_key_locked(struct vmm_template_cache *c, const char *key,
         r = remove_dir(c, key, key, err);
         if (r >= 0)
                 r = remove_leftovers(c, key, removed, userdata, err);
-        return r;
+        return r < 0 ? r : 0;
 }
 
 int vmm_template_remove(struct vmm_template_cache *c, const char *key, struct us_error **err)
@@ -972,9 +1037,14 @@ static int gc_scan(struct vmm_template_cache *c, struct gc_key **ret, size_t *re
         struct dirent *de;
         while ((de = readdir(d))) {
                 const char *key = name_key(de->d_name, true), *fkey = NULL;
+                pid_t writer;
                 if (!key)
                         key = fkey = failed_key(de->d_name);
                 if (!key)
+                        continue;
+                /* A record being written: not a leftover, and no reason to
+                 * take a live key's lock. */
+                if (failed_tmp_key(de->d_name, &writer) && pid_alive(writer))
                         continue;
                 for (i = 0; i < n && strncmp(v[i].key, key, VMM_TEMPLATE_KEY_LEN) != 0; i++)
                         ;

@@ -825,6 +825,83 @@ static void failed_builds_back_off(void **state)
         assert_string_equal(names, "");
 }
 
+/* A pid that names no process: a child's, reaped. */
+static pid_t dead_pid(void)
+{
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+                _exit(0);
+        assert_int_equal(waitpid(pid, NULL, 0), pid);
+        return pid;
+}
+
+/* The temporary file of a failed-build record whose writer died before
+ * its rename (.failed-<key>.tmp-<pid>) is collected by gc, by the next
+ * build of its key and by rm, under the key's lock as a dead builder's
+ * directory is; one of a live writer, or of a key whose lock is held,
+ * stays. */
+static void failed_record_leftovers(void **state)
+{
+        struct fixture *f = *state;
+        struct us_error *err = NULL;
+        struct vmm_template_build *b = NULL;
+        struct vmm_template_inputs other = f->in;
+        char key[VMM_TEMPLATE_KEY_LEN + 1], key2[VMM_TEMPLATE_KEY_LEN + 1];
+        char dead[256], live[256], busy[256], names[2048], removed[4096] = "";
+        char qemu2[128];
+        _cleanup_free_ char *m = NULL;
+
+        assert_int_equal(vmm_template_manifest(&f->in, &m, &err), 0);
+        vmm_template_key(m, key);
+        snprintf(dead, sizeof(dead), "%s/.failed-%s.tmp-%d", f->cache_dir, key, (int)dead_pid());
+        snprintf(live, sizeof(live), "%s/.failed-%s.tmp-%d", f->cache_dir, key, (int)getpid());
+        unit_write_file(dead, "1 5\nkilled before the rename\n");
+        unit_write_file(live, "1 5\nbeing written\n");
+        /* Another key, being built: its lock is held. */
+        snprintf(qemu2, sizeof(qemu2), "%s/qemu2", f->dir);
+        unit_write_file(qemu2, "qemu");
+        other.qemu_binary = qemu2;
+        assert_int_equal(vmm_template_build_begin(f->cache, &other, &b, &err), 0);
+        snprintf(key2, sizeof(key2), "%s", vmm_template_build_key(b));
+        snprintf(busy, sizeof(busy), "%s/.failed-%s.tmp-%d", f->cache_dir, key2, (int)dead_pid());
+        unit_write_file(busy, "1 5\nkilled before the rename\n");
+
+        /* rm --all's list has the key of a dead writer's file. */
+        _cleanup_strv_ char **keys = NULL;
+        size_t n = 0;
+        assert_int_equal(vmm_template_cache_keys(f->cache, true, &keys, &n, &err), 0);
+        bool listed = false;
+        for (size_t i = 0; i < n; i++)
+                listed = listed || strcmp(keys[i], key) == 0;
+        assert_true(listed);
+
+        assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
+        printf("# removed:\n%s", removed);
+        has(removed, true, "%s: ", strrchr(dead, '/') + 1);
+        has(removed, false, "%s", strrchr(live, '/') + 1);
+        has(removed, false, "%s", key2);
+        assert_int_equal(access(dead, F_OK), -1);
+        assert_int_equal(access(live, F_OK), 0);
+        assert_int_equal(access(busy, F_OK), 0);
+
+        /* The lock free: the next build of the key takes it away. */
+        b = vmm_template_build_free(b);
+        assert_int_equal(vmm_template_build_begin(f->cache, &other, &b, &err), 0);
+        assert_int_equal(access(busy, F_OK), -1);
+        b = vmm_template_build_free(b);
+
+        /* And rm (the live writer's file stays). */
+        unit_write_file(dead, "1 5\nkilled before the rename\n");
+        assert_int_equal(vmm_template_remove(f->cache, key, &err), VMM_TEMPLATE_NONE);
+        err = us_error_free(err);
+        assert_int_equal(access(dead, F_OK), -1);
+        assert_int_equal(access(live, F_OK), 0);
+        assert_int_equal(unlink(live), 0);
+        cache_names(f, names, sizeof(names));
+        assert_string_equal(names, "");
+}
+
 /* The template's tap: in a namespace of its own, with a pod tap's flags. */
 static void tap_in_its_own_netns(void **state)
 {
@@ -864,6 +941,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(holder_in_its_cgroup, setup, teardown),
                 cmocka_unit_test_setup_teardown(gc_removes_stale, setup, teardown),
                 cmocka_unit_test_setup_teardown(failed_builds_back_off, setup, teardown),
+                cmocka_unit_test_setup_teardown(failed_record_leftovers, setup, teardown),
                 cmocka_unit_test(tap_in_its_own_netns),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
