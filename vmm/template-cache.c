@@ -947,34 +947,42 @@ static int remove_leftovers(struct vmm_template_cache *c, const char *key,
         return r < 0 ? r : count;
 }
 
-/* The one removal of a key, for rm and gc: its entry (its holder stopped)
- * and its leftovers. The key's lock is the caller's. */
-static int remove_key_locked(struct vmm_template_cache *c, const char *key,
+/* The one removal of a key, for rm and gc: its failed-build record, its
+ * entry (its holder stopped) and its leftovers, each reported to `removed`
+ * (may be NULL), the entry with entry_why. The key's lock is the caller's.
+ * Returns how many were removed, or a negative errno. */
+static int remove_key_locked(struct vmm_template_cache *c, const char *key, const char *entry_why,
                              vmm_template_gc_fn removed, void *userdata, struct us_error **err)
 {
         char failed[sizeof(FAILED_PREFIX) + VMM_TEMPLATE_KEY_LEN];
         struct stat st;
-        int r;
+        int n = 0, r;
 
         /* A removal starts the key afresh: no backoff from its failures. */
         failed_name(key, failed);
-        if (unlinkat(c->dir_fd, failed, 0) < 0 && errno != ENOENT)
+        if (unlinkat(c->dir_fd, failed, 0) == 0) {
+                n++;
+                if (removed)
+                        removed(failed, "the key's failed-build record", userdata);
+        } else if (errno != ENOENT) {
                 return us_errorf(err, errno, "remove %s/%s", c->dir, failed);
-        if (fstatat(c->dir_fd, key, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                if (errno != ENOENT)
-                        return us_errorf(err, errno, "template %.12s", key);
-                r = remove_leftovers(c, key, removed, userdata, err);
-                return r < 0 ? r
-                             : us_error_msg(err, -VMM_TEMPLATE_NONE, "no template %.12s in %s", key,
-                                            c->dir);
         }
-        r = remove_dir(c, key, key, err);
-        if (r >= 0)
-                r = remove_leftovers(c, key, removed, userdata, err);
-        return r < 0 ? r : 0;
+        if (fstatat(c->dir_fd, key, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+                r = remove_dir(c, key, key, err);
+                if (r < 0)
+                        return r;
+                n++;
+                if (removed)
+                        removed(key, entry_why, userdata);
+        } else if (errno != ENOENT) {
+                return us_errorf(err, errno, "template %.12s", key);
+        }
+        r = remove_leftovers(c, key, removed, userdata, err);
+        return r < 0 ? r : n + r;
 }
 
-int vmm_template_remove(struct vmm_template_cache *c, const char *key, struct us_error **err)
+int vmm_template_remove(struct vmm_template_cache *c, const char *key, vmm_template_gc_fn removed,
+                        void *userdata, struct us_error **err)
 {
         _cleanup_close_ int lock = -1;
         int r;
@@ -985,7 +993,13 @@ int vmm_template_remove(struct vmm_template_cache *c, const char *key, struct us
         r = key_lock(c, key, &lock, err);
         if (r < 0)
                 return r;
-        return remove_key_locked(c, key, NULL, NULL, err);
+        r = remove_key_locked(c, key, "the template (its holder stopped)", removed, userdata, err);
+        if (r == 0)
+                return us_error_msg(err, -VMM_TEMPLATE_NONE,
+                                    "no template %s in %s: no entry, no failed-build record, "
+                                    "nothing left by a builder",
+                                    key, c->dir);
+        return r < 0 ? r : 0;
 }
 
 /* Whether the key's entry can never be hit again: 1 and *ret_why, 0 (live,
@@ -1142,15 +1156,10 @@ int vmm_template_gc(struct vmm_template_cache *c, const char *host_id, vmm_templ
                 /* The first failure is the one reported; the other
                  * keys are still collected. */
                 struct us_error **e = ret == 0 ? err : NULL;
-                r = why ? remove_key_locked(c, key, removed, userdata, e)
+                r = why ? remove_key_locked(c, key, why, removed, userdata, e)
                         : remove_leftovers(c, key, removed, userdata, e);
-                if (r < 0) {
-                        if (ret == 0)
-                                ret = us_error_wrap(err, r, "template gc");
-                        continue;
-                }
-                if (why && removed)
-                        removed(key, why, userdata);
+                if (r < 0 && ret == 0)
+                        ret = us_error_wrap(err, r, "template gc");
         }
         free(keys);
         return ret;

@@ -177,16 +177,22 @@ int vmm_template_cache_keys(struct vmm_template_cache *c, bool leftovers, char *
 int vmm_template_read_manifest(struct vmm_template_cache *c, const char *key, char **ret,
                                struct us_error **err);
 
-/* Removes the key's entry: takes its lock (VMM_TEMPLATE_BUSY while a build
- * holds it), stops its holder (SIGTERM, then SIGKILL after 5 s) and removes
- * the directory. Clones running from it keep their mapping of the memfd.
- * Returns 0, VMM_TEMPLATE_NONE, VMM_TEMPLATE_BUSY or a negative errno. */
-int vmm_template_remove(struct vmm_template_cache *c, const char *key, struct us_error **err);
-
-/* Called by vmm_template_gc for each thing it removed: `name` (a key, a
- * leftover's .build-/.rm- name, a .failed- record or its .tmp- file) and
- * why, in words. */
+/* Called by vmm_template_gc and vmm_template_remove for each thing they
+ * removed: `name` (a key, a leftover's .build-/.rm- name, a .failed- record
+ * or its .tmp- file) and why or what it was, in words. */
 typedef void (*vmm_template_gc_fn)(const char *name, const char *why, void *userdata);
+
+/* Removes all of the key: takes its lock (VMM_TEMPLATE_BUSY while a build
+ * holds it), removes its failed-build record, stops the holder of its
+ * entry (SIGTERM, then SIGKILL after 5 s) and removes the directory, and
+ * removes what a builder or remover of the key that died left. Clones
+ * running from it keep their mapping of the memfd. `removed` (may be NULL)
+ * hears of each removal. Returns 0 (something was removed),
+ * VMM_TEMPLATE_NONE (nothing of the key was there; err names the whole
+ * key), VMM_TEMPLATE_BUSY or a negative errno (what was removed before it
+ * stays removed). */
+int vmm_template_remove(struct vmm_template_cache *c, const char *key, vmm_template_gc_fn removed,
+                        void *userdata, struct us_error **err);
 
 /* Removes what can never be used again: each entry that is stale (a file
  * its manifest names is gone or no longer stat()s as recorded, its host is

@@ -14,8 +14,10 @@
 # touched) gives another key, whose build removes the old key's entry
 # (stale) and stops its holder;
 # a build that fails (not a kernel) is recorded in .failed-<key>, its
-# count grows with the next failure; `template rm --all` leaves no holder,
-# no entry and no record. Times, sizes and PSS are printed,
+# count grows with the next failure; `template rm KEY` of that key (a
+# record alone) removes it, says so and exits 0, and exits 1 naming the
+# key once nothing is left; `template rm --all` leaves no holder, no entry
+# and no record. Times, sizes and PSS are printed,
 # never asserted.
 #
 # Needs root (QEMU's private root, network namespaces), QEMU and the guest
@@ -288,6 +290,30 @@ if [ -n "$fkey" ] && grep -q "^$fkey state=failed holder=- " "$tmp/list3.out" &&
         ok "list: the failed key and its record"
 else
         bad "list does not show the failed builds of ${fkey:-?}"
+fi
+
+# --- rm of a key with its failed-build record alone ----------------------------
+# It removes the record, says so and exits 0; once nothing of the key is
+# left, rm is an error naming the key. The record is put back for rm --all.
+if [ -n "$fkey" ]; then
+        cp "$cache/.failed-$fkey" "$tmp/failed.saved"
+        rc1=0
+        "$CTL" template --config "$tmp/config.json" rm "$fkey" >"$tmp/rm1.out" 2>&1 || rc1=$?
+        rc2=0
+        "$CTL" template --config "$tmp/config.json" rm "$fkey" >"$tmp/rm2.out" 2>&1 || rc2=$?
+        sed 's/^/  rm: /' "$tmp/rm1.out" "$tmp/rm2.out" | cut -c1-200
+        if [ $rc1 = 0 ] && [ "$(cat "$tmp/rm1.out")" = ".failed-$fkey the key's failed-build record" ] &&
+                [ ! -e "$cache/.failed-$fkey" ]; then
+                ok "rm of a key with a failed-build record alone: removed, said so, exit 0"
+        else
+                bad "rm of a key with a failed-build record alone: exit $rc1: $(cat "$tmp/rm1.out")"
+        fi
+        if [ $rc2 = 1 ] && grep -q "template rm: no template $fkey in $cache" "$tmp/rm2.out"; then
+                ok "rm of a key with nothing left: exit 1, naming the key"
+        else
+                bad "rm of a key with nothing left: exit $rc2: $(cat "$tmp/rm2.out")"
+        fi
+        cp "$tmp/failed.saved" "$cache/.failed-$fkey"
 fi
 
 # --- rm --all -----------------------------------------------------------------

@@ -76,7 +76,7 @@ static int teardown(void **state)
         /* The holders too, not only the files. */
         if (vmm_template_cache_keys(f->cache, true, &keys, &n, &err) == 0)
                 for (size_t i = 0; i < n; i++)
-                        (void)vmm_template_remove(f->cache, keys[i], NULL);
+                        (void)vmm_template_remove(f->cache, keys[i], NULL, NULL, NULL);
         us_error_free(err);
         vmm_template_cache_free(f->cache);
         char cmd[128];
@@ -151,6 +151,28 @@ static bool ended(int pidfd)
         return poll(&p, 1, unit_wait_ms(5000)) == 1;
 }
 
+/* A vmm_template_gc_fn: "name: why" lines into a buffer of 4096. */
+static void note_removed(const char *name, const char *why, void *userdata)
+{
+        char *out = userdata;
+        snprintf(out + strlen(out), 4096 - strlen(out), "%s: %s\n", name, why);
+}
+
+/* Asserts that text has (want) or lacks the formatted string. */
+static void has(const char *text, bool want, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void has(const char *text, bool want, const char *fmt, ...)
+{
+        char s[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(s, sizeof(s), fmt, ap);
+        va_end(ap);
+        if ((strstr(text, s) != NULL) != want)
+                fail_msg("\"%s\" %s \"%s\"", text, want ? "lacks" : "has", s);
+}
+
 /* Built, published, looked up: the state as written, the holder's memfd
  * sealed and as large as the guest's RAM, with the guest's bytes; the
  * entry's files 0600 in a 0700 directory; removed: no holder, no dir. */
@@ -214,13 +236,21 @@ static void build_lookup_remove(void **state)
         assert_int_equal(vmm_template_check_key(f->cache, key, &e, &err), 0);
         vmm_template_entry_clear(&e);
 
-        assert_int_equal(vmm_template_remove(f->cache, key, &err), 0);
+        char removed[4096] = "";
+        assert_int_equal(vmm_template_remove(f->cache, key, note_removed, removed, &err), 0);
+        snprintf(path, sizeof(path), "%s: the template (its holder stopped)\n", key);
+        assert_string_equal(removed, path);
         assert_true(ended(pidfd));
         cache_names(f, names, sizeof(names));
         assert_string_equal(names, "");
         assert_int_equal(vmm_template_lookup(f->cache, &f->in, &e, &err), VMM_TEMPLATE_NONE);
         err = us_error_free(err);
-        assert_int_equal(vmm_template_remove(f->cache, key, &err), VMM_TEMPLATE_NONE);
+        /* Nothing of the key left: an error naming the whole key. */
+        removed[0] = '\0';
+        assert_int_equal(vmm_template_remove(f->cache, key, note_removed, removed, &err),
+                         VMM_TEMPLATE_NONE);
+        assert_non_null(strstr(us_error_text(err), key));
+        assert_string_equal(removed, "");
         err = us_error_free(err);
         assert_int_equal(count_fds(), fds + 1);
 }
@@ -245,7 +275,7 @@ static void busy_while_building(void **state)
         assert_null(b2);
         assert_int_equal(vmm_template_lookup(f->cache, &f->in, &e, &err), VMM_TEMPLATE_BUSY);
         err = us_error_free(err);
-        assert_int_equal(vmm_template_remove(f->cache, vmm_template_build_key(b), &err),
+        assert_int_equal(vmm_template_remove(f->cache, vmm_template_build_key(b), NULL, NULL, &err),
                          VMM_TEMPLATE_BUSY);
         err = us_error_free(err);
         /* From another process. */
@@ -298,8 +328,10 @@ static void leftovers_removed(void **state)
         size_t n = 0;
         assert_int_equal(vmm_template_cache_keys(f->cache, true, &keys, &n, &err), 0);
         assert_int_equal(n, 1);
-        assert_int_equal(vmm_template_remove(f->cache, keys[0], &err), VMM_TEMPLATE_NONE);
-        err = us_error_free(err);
+        char removed[4096] = "";
+        assert_int_equal(vmm_template_remove(f->cache, keys[0], note_removed, removed, &err), 0);
+        snprintf(path, sizeof(path), ".build-%064d-other0: left by", 0);
+        assert_non_null(strstr(removed, path));
         cache_names(f, names, sizeof(names));
         assert_string_equal(names, "");
 }
@@ -574,7 +606,7 @@ static void holder_in_its_cgroup(void **state)
         fclose(in);
         assert_true(found);
         _cleanup_close_ int pidfd = pidfd_of(holder);
-        assert_int_equal(vmm_template_remove(c, key, &err), 0);
+        assert_int_equal(vmm_template_remove(c, key, NULL, NULL, &err), 0);
         assert_true(ended(pidfd));
         vmm_template_cache_free(c);
         /* Empty: an exited process has left its cgroup, zombie or not. */
@@ -593,31 +625,10 @@ static void build_of(struct fixture *f, const struct vmm_template_inputs *in,
         f->in = saved;
 }
 
-static void note_removed(const char *name, const char *why, void *userdata)
-{
-        char *out = userdata;
-        snprintf(out + strlen(out), 4096 - strlen(out), "%s: %s\n", name, why);
-}
-
 static bool alive(int pidfd)
 {
         struct pollfd p = {.fd = pidfd, .events = POLLIN};
         return poll(&p, 1, 0) == 0;
-}
-
-/* Asserts that text has (want) or lacks the formatted string. */
-static void has(const char *text, bool want, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static void has(const char *text, bool want, const char *fmt, ...)
-{
-        char s[512];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(s, sizeof(s), fmt, ap);
-        va_end(ap);
-        if ((strstr(text, s) != NULL) != want)
-                fail_msg("\"%s\" %s \"%s\"", text, want ? "lacks" : "has", s);
 }
 
 /* gc removes what can never be hit again, stopping its holder: an entry of
@@ -790,7 +801,10 @@ static void failed_builds_back_off(void **state)
         err = us_error_free(err);
         /* So does a removal. */
         assert_int_equal(vmm_template_failure_record(f->cache, key, "x", t, &err), 0);
-        assert_int_equal(vmm_template_remove(f->cache, key, &err), 0);
+        assert_int_equal(vmm_template_remove(f->cache, key, note_removed, removed, &err), 0);
+        has(removed, true, ".failed-%s: the key's failed-build record\n", key);
+        has(removed, true, "%s: the template", key);
+        removed[0] = '\0';
         assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), VMM_TEMPLATE_NONE);
         err = us_error_free(err);
 
@@ -800,8 +814,15 @@ static void failed_builds_back_off(void **state)
         assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
         assert_string_equal(removed, "");
         assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), 0);
-        assert_int_equal(vmm_template_remove(f->cache, key, &err), VMM_TEMPLATE_NONE);
+        /* A key with its record alone: removed, and said so. */
+        assert_int_equal(vmm_template_remove(f->cache, key, note_removed, removed, &err), 0);
+        snprintf(path, sizeof(path), ".failed-%s: the key's failed-build record\n", key);
+        assert_string_equal(removed, path);
+        removed[0] = '\0';
+        assert_int_equal(vmm_template_remove(f->cache, key, note_removed, removed, &err),
+                         VMM_TEMPLATE_NONE);
         err = us_error_free(err);
+        assert_string_equal(removed, "");
         assert_int_equal(vmm_template_failure_record(f->cache, key, "x", now - 2 * 3600, &err), 0);
         assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
         snprintf(path, sizeof(path), ".failed-%s: its build backoff is over", key);
@@ -818,8 +839,7 @@ static void failed_builds_back_off(void **state)
                 assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), -EINVAL);
                 err = us_error_free(err);
         }
-        assert_int_equal(vmm_template_remove(f->cache, key, &err), VMM_TEMPLATE_NONE);
-        err = us_error_free(err);
+        assert_int_equal(vmm_template_remove(f->cache, key, NULL, NULL, &err), 0);
         char names[1024];
         cache_names(f, names, sizeof(names));
         assert_string_equal(names, "");
@@ -893,8 +913,9 @@ static void failed_record_leftovers(void **state)
 
         /* And rm (the live writer's file stays). */
         unit_write_file(dead, "1 5\nkilled before the rename\n");
-        assert_int_equal(vmm_template_remove(f->cache, key, &err), VMM_TEMPLATE_NONE);
-        err = us_error_free(err);
+        removed[0] = '\0';
+        assert_int_equal(vmm_template_remove(f->cache, key, note_removed, removed, &err), 0);
+        has(removed, true, "%s: a failed-build record its writer died", strrchr(dead, '/') + 1);
         assert_int_equal(access(dead, F_OK), -1);
         assert_int_equal(access(live, F_OK), 0);
         assert_int_equal(unlink(live), 0);
