@@ -1472,7 +1472,14 @@ int vmm_template_build_publish(struct vmm_template_build *b, pid_t *ret_holder_p
                               "template's QEMU gone?)");
                 goto fail;
         }
-        (void)unlinkat(b->tmp_fd, SHARE_NAME, AT_REMOVEDIR);
+        /* The share was the template's QEMU's to write (as its uid, over
+         * 9p): whatever it left is not published with the entry, where it
+         * would stay, uncapped, as long as the template. */
+        r = us_rm_tree_at(b->tmp_fd, SHARE_NAME, err);
+        if (r < 0) {
+                r = us_error_wrap(err, r, "remove the template's share");
+                goto fail;
+        }
         if ((r = write_file_at(b->tmp_fd, STATE_SUM_NAME, digest, strlen(digest), err)) < 0 ||
             (r = write_file_at(b->tmp_fd, MANIFEST_NAME, b->manifest, strlen(b->manifest), err)) <
                     0)

@@ -845,6 +845,46 @@ static void failed_builds_back_off(void **state)
         assert_string_equal(names, "");
 }
 
+/* What the template's QEMU wrote into its 9p share (the template's guest
+ * is not trusted more than a pod's) is not published with the entry: the
+ * share is gone from it, whatever it holds, and the lookup is fine. */
+static void share_not_published(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_template_build *b = NULL;
+        struct vmm_template_entry e = VMM_TEMPLATE_ENTRY_INIT;
+        struct us_error *err = NULL;
+        char key[VMM_TEMPLATE_KEY_LEN + 1], path[512];
+
+        if (vmm_template_build_begin(f->cache, &f->in, &b, &err) < 0)
+                fail_msg("begin: %s", us_error_text(err));
+        assert_int_equal(write(vmm_template_build_state_fd(b), STATE_TEXT, strlen(STATE_TEXT)),
+                         (ssize_t)strlen(STATE_TEXT));
+        const char *share = vmm_template_build_share_dir(b);
+        snprintf(path, sizeof(path), "%s/file", share);
+        unit_write_file(path, "the guest's");
+        snprintf(path, sizeof(path), "%s/dir", share);
+        assert_int_equal(mkdir(path, 0700), 0);
+        snprintf(path, sizeof(path), "%s/dir/deeper", share);
+        unit_write_file(path, "more");
+        snprintf(path, sizeof(path), "%s/link", share);
+        assert_int_equal(symlink("/etc", path), 0);
+        snprintf(key, sizeof(key), "%s", vmm_template_build_key(b));
+        if (vmm_template_build_publish(b, NULL, &err) < 0)
+                fail_msg("publish: %s", us_error_text(err));
+        vmm_template_build_free(b);
+
+        key_path(f, key, "share", path, sizeof(path));
+        struct stat st;
+        assert_int_equal(lstat(path, &st), -1);
+        assert_int_equal(errno, ENOENT);
+        /* A symlink in it was removed, not followed. */
+        assert_int_equal(stat("/etc", &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(vmm_template_lookup(f->cache, &f->in, &e, &err), 0);
+        vmm_template_entry_clear(&e);
+}
+
 /* A pid that names no process: a child's, reaped. */
 static pid_t dead_pid(void)
 {
@@ -963,6 +1003,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(gc_removes_stale, setup, teardown),
                 cmocka_unit_test_setup_teardown(failed_builds_back_off, setup, teardown),
                 cmocka_unit_test_setup_teardown(failed_record_leftovers, setup, teardown),
+                cmocka_unit_test_setup_teardown(share_not_published, setup, teardown),
                 cmocka_unit_test(tap_in_its_own_netns),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
