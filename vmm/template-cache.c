@@ -1104,6 +1104,11 @@ static void gc_failure(struct vmm_template_cache *c, const char *key, vmm_templa
         int r = vmm_template_failure_read(c, key, &f, NULL);
         if (r == VMM_TEMPLATE_NONE || (r == 0 && vmm_template_backoff_held(&f, now)))
                 return;
+        /* Unreadable for good (malformed, not a file, a symlink, too large)
+         * it holds nothing back; a failure of the moment (EMFILE, EIO,
+         * ENOMEM) decides nothing: the record may be current. */
+        if (r < 0 && r != -EINVAL && r != -ELOOP && r != -EFBIG)
+                return;
         failed_name(key, name);
         if (unlinkat(c->dir_fd, name, 0) == 0 && removed)
                 removed(name, r == 0 ? "its build backoff is over" : "unreadable", userdata);

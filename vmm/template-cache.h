@@ -203,6 +203,7 @@ int vmm_template_remove(struct vmm_template_cache *c, const char *key, vmm_templ
  * a failed-build record's temporary file whose writing pid is no process
  * any more; a live writer's is never touched), and the
  * failed-build records whose backoff is over (vmm_template_failure_read)
+ * or that are malformed for good (not one whose read failed for a moment)
  * of keys without an entry. A key whose lock is
  * held (busy) is not touched, nor is a live entry (broken or not: a build
  * replaces a broken one); a live key's lock is taken only to remove its

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -885,6 +886,58 @@ static void share_not_published(void **state)
         vmm_template_entry_clear(&e);
 }
 
+/* gc's reading of a current failed-build record fails for a moment (no
+ * fd left: EMFILE): the record stays, as an entry does on such a failure
+ * (only one that is malformed for good goes). In a child, with one fd
+ * allowed above those open: enough for the key's lock, not for the
+ * record. */
+static void failed_record_kept_on_a_read_error(void **state)
+{
+        struct fixture *f = *state;
+        struct us_error *err = NULL;
+        char key[VMM_TEMPLATE_KEY_LEN + 1], path[256];
+        _cleanup_free_ char *m = NULL;
+
+        assert_int_equal(vmm_template_manifest(&f->in, &m, &err), 0);
+        vmm_template_key(m, key);
+        assert_int_equal(vmm_template_failure_record(f->cache, key, "x", (int64_t)time(NULL), &err),
+                         0);
+        snprintf(path, sizeof(path), "%s/.failed-%s", f->cache_dir, key);
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+                char removed[4096] = "";
+                int low = 0;
+                while (fcntl(low, F_GETFD) >= 0)
+                        low++;
+                struct rlimit rl;
+                if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        _exit(10);
+                rl.rlim_cur = (rlim_t)low + 1;
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        _exit(11);
+                /* One open allowed, a second not. */
+                int a = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                int b = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                if (a < 0 || b >= 0 || errno != EMFILE)
+                        _exit(12);
+                close(a);
+                int r = vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, NULL);
+                if (r < 0)
+                        _exit(13);
+                if (access(path, F_OK) < 0 || removed[0]) {
+                        printf("# removed: %s", removed);
+                        _exit(1);
+                }
+                _exit(0);
+        }
+        int ws;
+        assert_int_equal(waitpid(child, &ws, 0), child);
+        assert_true(WIFEXITED(ws));
+        assert_int_equal(WEXITSTATUS(ws), 0);
+        assert_int_equal(access(path, F_OK), 0);
+}
+
 /* A pid that names no process: a child's, reaped. */
 static pid_t dead_pid(void)
 {
@@ -1004,6 +1057,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(failed_builds_back_off, setup, teardown),
                 cmocka_unit_test_setup_teardown(failed_record_leftovers, setup, teardown),
                 cmocka_unit_test_setup_teardown(share_not_published, setup, teardown),
+                cmocka_unit_test_setup_teardown(failed_record_kept_on_a_read_error, setup,
+                                                teardown),
                 cmocka_unit_test(tap_in_its_own_netns),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
