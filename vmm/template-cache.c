@@ -841,6 +841,14 @@ static int remove_dir(struct vmm_template_cache *c, const char *name, const char
 {
         _cleanup_close_ int fd =
                 openat(c->dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && (errno == ENOTDIR || errno == ELOOP)) {
+                /* Not a directory (a symlink, a file): nothing the cache
+                 * made, no holder; unlinked itself, never followed. Left
+                 * in place, it would fail every publish of the key. */
+                if (unlinkat(c->dir_fd, name, 0) < 0 && errno != ENOENT)
+                        return us_errorf(err, errno, "remove %s/%s", c->dir, name);
+                return 0;
+        }
         if (fd < 0)
                 return errno == ENOENT ? 0 : us_errorf(err, errno, "open %s/%s", c->dir, name);
         holder_stop_at(fd);
@@ -1004,9 +1012,9 @@ int vmm_template_remove(struct vmm_template_cache *c, const char *key, vmm_templ
 
 /* Whether the key's entry can never be hit again: 1 and *ret_why, 0 (live,
  * or no entry), or a negative errno (undecided). What a lookup would
- * refuse whatever the inputs (no readable manifest, one that does not hash
- * to the key) is stale; so is a manifest that is not current
- * (vmm_template_manifest_current). */
+ * refuse whatever the inputs (not a directory, no readable manifest, one
+ * that does not hash to the key) is stale; so is a manifest that is not
+ * current (vmm_template_manifest_current). */
 static int entry_stale(struct vmm_template_cache *c, const char *key, const char *host_id,
                        char **ret_why)
 {
@@ -1015,8 +1023,10 @@ static int entry_stale(struct vmm_template_cache *c, const char *key, const char
         _cleanup_free_ char *manifest = NULL;
         char k[VMM_TEMPLATE_KEY_LEN + 1];
 
+        if (kfd < 0 && (errno == ENOTDIR || errno == ELOOP))
+                return asprintf(ret_why, "it is not a directory") < 0 ? -ENOMEM : 1;
         if (kfd < 0)
-                return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? 0 : -errno;
+                return errno == ENOENT ? 0 : -errno;
         int r = read_file_at(kfd, MANIFEST_NAME, MANIFEST_MAX, &manifest, NULL);
         /* Stale only when the manifest itself is wrong (gone, a link, not a
          * file, too large); a failure of the moment (EMFILE, EIO, ENOMEM)

@@ -194,24 +194,20 @@ typedef void (*vmm_template_gc_fn)(const char *name, const char *why, void *user
 int vmm_template_remove(struct vmm_template_cache *c, const char *key, vmm_template_gc_fn removed,
                         void *userdata, struct us_error **err);
 
-/* Removes what can never be used again: each entry that is stale (a file
- * its manifest names is gone or no longer stat()s as recorded, its host is
- * not host_id, its layout is not this code's, its manifest is unreadable or
- * does not hash to its key: vmm_template_manifest_current), the way
- * vmm_template_remove does (its holder stopped), and the leftovers of keys
- * whose lock is free (a builder or remover that died: its directories, and
- * a failed-build record's temporary file whose writing pid is no process
- * any more; a live writer's is never touched), and the
- * failed-build records whose backoff is over (vmm_template_failure_read)
- * or that are malformed for good (not one whose read failed for a moment)
- * of keys without an entry. A key whose lock is
- * held (busy) is not touched, nor is a live entry (broken or not: a build
- * replaces a broken one); a live key's lock is taken only to remove its
- * leftovers (after a builder died: a lookup in that moment is busy and
- * boots cold), else never, so lookups are not made busy. host_id: this host's
- * (vmm_template_host_id_read). `removed` (may be NULL) hears of each
- * removal. Returns 0, or the first failure's negative errno with err (the
- * other keys are collected all the same). */
+/* Removes what can never be used again: each entry that is stale (a file its manifest names is
+ * gone or no longer stat()s as recorded, its host is not host_id, its layout is not this code's,
+ * its manifest is unreadable or does not hash to its key: vmm_template_manifest_current; or the
+ * key's name is not a directory: a symlink or a file, unlinked, not followed), the way
+ * vmm_template_remove does (its holder stopped); the leftovers of keys whose lock is free (a
+ * builder or remover that died: its directories, and a failed-build record's temporary file
+ * whose writing pid is no process any more; a live writer's is never touched); and the failed-
+ * build records of keys without an entry whose backoff is over (vmm_template_failure_read) or
+ * that are malformed for good (not one whose read failed for a moment). A key whose lock is held
+ * (busy) is not touched, nor is a live entry (broken or not: a build replaces a broken one); a
+ * live key's lock is taken only to remove its leftovers (after a builder died: a lookup in that
+ * moment is busy and boots cold), else never, so lookups are not made busy. host_id: this host's
+ * (vmm_template_host_id_read). `removed` (may be NULL) hears of each removal. Returns 0, or the
+ * first failure's negative errno with err (the other keys are collected all the same). */
 int vmm_template_gc(struct vmm_template_cache *c, const char *host_id, vmm_template_gc_fn removed,
                     void *userdata, struct us_error **err);
 

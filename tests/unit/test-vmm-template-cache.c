@@ -938,6 +938,47 @@ static void failed_record_kept_on_a_read_error(void **state)
         assert_int_equal(access(path, F_OK), 0);
 }
 
+/* A name of the cache that is not a directory where the cache keeps one
+ * (a key, a .build- leftover): a publish of the key replaces it, gc and
+ * rm remove it, a symlink itself and never what it names. */
+static void not_a_directory(void **state)
+{
+        struct fixture *f = *state;
+        struct us_error *err = NULL;
+        char key[VMM_TEMPLATE_KEY_LEN + 1], path[256], left[256], removed[4096] = "";
+        char names[1024];
+        _cleanup_free_ char *m = NULL;
+        pid_t holder;
+
+        assert_int_equal(vmm_template_manifest(&f->in, &m, &err), 0);
+        vmm_template_key(m, key);
+        snprintf(path, sizeof(path), "%s/%s", f->cache_dir, key);
+        assert_int_equal(symlink(f->dir, path), 0);
+        build(f, key, &holder);
+        _cleanup_close_ int pidfd = pidfd_of(holder);
+        struct stat st;
+        assert_int_equal(lstat(path, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(vmm_template_remove(f->cache, key, NULL, NULL, &err), 0);
+        assert_true(ended(pidfd));
+
+        assert_int_equal(symlink(f->dir, path), 0);
+        snprintf(left, sizeof(left), "%s/.build-%s-file00", f->cache_dir, key);
+        unit_write_file(left, "x");
+        assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
+        printf("# removed:\n%s", removed);
+        has(removed, true, "%s: it is not a directory", key);
+        has(removed, true, ".build-%s-file00: left by", key);
+        cache_names(f, names, sizeof(names));
+        assert_string_equal(names, "");
+        assert_int_equal(stat(f->dir, &st), 0);
+        assert_int_equal(stat(f->kernel, &st), 0);
+
+        unit_write_file(path, "x");
+        assert_int_equal(vmm_template_remove(f->cache, key, NULL, NULL, &err), 0);
+        assert_int_equal(access(path, F_OK), -1);
+}
+
 /* A pid that names no process: a child's, reaped. */
 static pid_t dead_pid(void)
 {
@@ -1057,6 +1098,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(failed_builds_back_off, setup, teardown),
                 cmocka_unit_test_setup_teardown(failed_record_leftovers, setup, teardown),
                 cmocka_unit_test_setup_teardown(share_not_published, setup, teardown),
+                cmocka_unit_test_setup_teardown(not_a_directory, setup, teardown),
                 cmocka_unit_test_setup_teardown(failed_record_kept_on_a_read_error, setup,
                                                 teardown),
                 cmocka_unit_test(tap_in_its_own_netns),
