@@ -86,7 +86,8 @@ static int agent_check(struct vmm_vm *vm, struct us_loop *loop, int timeout_ms, 
         return r;
 }
 
-/* Prints one removal of vmm_template_gc, after `prefix`. */
+/* Prints one removal of vmm_template_gc or vmm_template_remove, after
+ * `prefix`. */
 static void print_removed(const char *name, const char *why, void *userdata)
 {
         printf("%s%s %s\n", (const char *)userdata, name, why);
@@ -322,21 +323,27 @@ static int rm(struct vmm_template_cache *c, const char *key)
         struct us_error *err = NULL;
         int status = 0, r;
 
+        /* Each removal on a line of its own, as gc prints them: a key with
+         * no entry (its failed-build record only, leftovers only) is
+         * removed all the same, and says what went. */
         if (key) {
-                r = vmm_template_remove(c, key, &err);
+                r = vmm_template_remove(c, key, print_removed, "", &err);
+                fflush(stdout);
                 return r < 0 ? fail_err("rm", err, r) : 0;
         }
         r = vmm_template_cache_keys(c, true, &keys, &n, &err);
         if (r < 0)
                 return fail_err("rm", err, r);
         for (size_t i = 0; i < n; i++) {
-                r = vmm_template_remove(c, keys[i], &err);
-                /* A key with leftovers only: removed, and "none" said so. */
+                r = vmm_template_remove(c, keys[i], print_removed, "", &err);
+                /* Nothing left to remove (it went meanwhile, or its only
+                 * leftover is a record a live process is writing). */
                 if (r < 0 && r != VMM_TEMPLATE_NONE)
                         status = fail_err("rm", err, r);
                 else
                         err = us_error_free(err);
         }
+        fflush(stdout);
         return status;
 }
 

@@ -41,6 +41,7 @@
 #define BUILD_PREFIX     ".build-"
 #define RM_PREFIX        ".rm-"
 #define FAILED_PREFIX    ".failed-"
+#define FAILED_TMP_INFIX ".tmp-"
 #define FAILED_MAX       1024
 #define MANIFEST_MAX     (64u << 10)
 /* x-ignore-shared leaves the RAM out: the stream is QEMU's device state,
@@ -88,7 +89,42 @@ static bool key_valid(const char *key)
         return true;
 }
 
-/* The key a name of the cache directory stands for, or NULL. */
+/* The key and the writer's pid of a failed-build record's temporary file
+ * (".failed-<key>.tmp-<pid>", vmm_template_failure_record), or NULL. */
+static const char *failed_tmp_key(const char *name, pid_t *ret_pid)
+{
+        char key[VMM_TEMPLATE_KEY_LEN + 1];
+        if (strncmp(name, FAILED_PREFIX, strlen(FAILED_PREFIX)) != 0)
+                return NULL;
+        const char *k = name + strlen(FAILED_PREFIX);
+        if (strlen(k) <= VMM_TEMPLATE_KEY_LEN)
+                return NULL;
+        memcpy(key, k, VMM_TEMPLATE_KEY_LEN);
+        key[VMM_TEMPLATE_KEY_LEN] = '\0';
+        const char *pid = k + VMM_TEMPLATE_KEY_LEN + strlen(FAILED_TMP_INFIX);
+        if (!key_valid(key) ||
+            strncmp(k + VMM_TEMPLATE_KEY_LEN, FAILED_TMP_INFIX, strlen(FAILED_TMP_INFIX)) != 0 ||
+            *pid < '1' || *pid > '9' || strspn(pid, "0123456789") != strlen(pid))
+                return NULL;
+        errno = 0;
+        long long n = strtoll(pid, NULL, 10);
+        if (errno || n > INT32_MAX)
+                return NULL;
+        if (ret_pid)
+                *ret_pid = (pid_t)n;
+        return k;
+}
+
+/* Whether pid names a process, a zombie too. A dead writer's pid reused
+ * by another process keeps the writer's file until that one ends too. */
+static bool pid_alive(pid_t pid)
+{
+        return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+/* The key a name of the cache directory stands for, or NULL. With
+ * leftovers, also what a builder or remover that died left: its
+ * directories and a failed-build record's temporary file. */
 static const char *name_key(const char *name, bool leftovers)
 {
         if (key_valid(name))
@@ -100,7 +136,9 @@ static const char *name_key(const char *name, bool leftovers)
                 rest = name + strlen(BUILD_PREFIX);
         else if (strncmp(name, RM_PREFIX, strlen(RM_PREFIX)) == 0)
                 rest = name + strlen(RM_PREFIX);
-        if (!rest || strlen(rest) <= VMM_TEMPLATE_KEY_LEN || rest[VMM_TEMPLATE_KEY_LEN] != '-')
+        else
+                return failed_tmp_key(name, NULL);
+        if (strlen(rest) <= VMM_TEMPLATE_KEY_LEN || rest[VMM_TEMPLATE_KEY_LEN] != '-')
                 return NULL;
         return rest;
 }
@@ -803,6 +841,14 @@ static int remove_dir(struct vmm_template_cache *c, const char *name, const char
 {
         _cleanup_close_ int fd =
                 openat(c->dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && (errno == ENOTDIR || errno == ELOOP)) {
+                /* Not a directory (a symlink, a file): nothing the cache
+                 * made, no holder; unlinked itself, never followed. Left
+                 * in place, it would fail every publish of the key. */
+                if (unlinkat(c->dir_fd, name, 0) < 0 && errno != ENOENT)
+                        return us_errorf(err, errno, "remove %s/%s", c->dir, name);
+                return 0;
+        }
         if (fd < 0)
                 return errno == ENOENT ? 0 : us_errorf(err, errno, "open %s/%s", c->dir, name);
         holder_stop_at(fd);
@@ -841,9 +887,26 @@ static int open_cache_dir(struct vmm_template_cache *c, DIR **ret, struct us_err
         return 0;
 }
 
+/* A failed-build record's temporary file whose writer died between its
+ * write and its rename (the key's lock is the caller's: the writer in
+ * vmm_template_build holds it; the pid guards against one that does not).
+ * Returns 1 if removed, 0 if its writer lives, or a negative errno. */
+static int remove_failed_tmp(struct vmm_template_cache *c, const char *name, pid_t pid,
+                             struct us_error **err)
+{
+        if (pid_alive(pid))
+                return 0;
+        if (unlinkat(c->dir_fd, name, 0) == 0)
+                return 1;
+        if (errno == ENOENT)
+                return 0;
+        return us_errorf(err, errno, "remove %s/%s", c->dir, name);
+}
+
 /* Leftovers of the key from a builder or remover that died: temporary
- * directories (their holders stopped), each reported to `removed` (may be
- * NULL). The key's lock is the caller's. */
+ * directories (their holders stopped) and failed-build records' temporary
+ * files, each reported to `removed` (may be NULL). The key's lock is the
+ * caller's. Returns how many were removed, or a negative errno. */
 static int remove_leftovers(struct vmm_template_cache *c, const char *key,
                             vmm_template_gc_fn removed, void *userdata, struct us_error **err)
 {
@@ -869,47 +932,65 @@ static int remove_leftovers(struct vmm_template_cache *c, const char *key,
                 n++;
         }
         closedir(d);
+        int count = 0;
         for (size_t i = 0; i < n; i++) {
-                if (r == 0) {
+                pid_t writer;
+                if (r >= 0 && failed_tmp_key(names[i], &writer)) {
+                        r = remove_failed_tmp(c, names[i], writer, err);
+                        if (r > 0 && removed)
+                                removed(names[i],
+                                        "a failed-build record its writer died before renaming",
+                                        userdata);
+                        count += r > 0;
+                } else if (r >= 0) {
                         r = remove_dir(c, names[i], key, err);
                         if (r == 0 && removed)
                                 removed(names[i], "left by a builder or remover that died",
                                         userdata);
+                        count += r == 0;
                 }
                 free(names[i]);
         }
         free(names);
-        return r;
+        return r < 0 ? r : count;
 }
 
-/* The one removal of a key, for rm and gc: its entry (its holder stopped)
- * and its leftovers. The key's lock is the caller's. */
-static int remove_key_locked(struct vmm_template_cache *c, const char *key,
+/* The one removal of a key, for rm and gc: its failed-build record, its
+ * entry (its holder stopped) and its leftovers, each reported to `removed`
+ * (may be NULL), the entry with entry_why. The key's lock is the caller's.
+ * Returns how many were removed, or a negative errno. */
+static int remove_key_locked(struct vmm_template_cache *c, const char *key, const char *entry_why,
                              vmm_template_gc_fn removed, void *userdata, struct us_error **err)
 {
         char failed[sizeof(FAILED_PREFIX) + VMM_TEMPLATE_KEY_LEN];
         struct stat st;
-        int r;
+        int n = 0, r;
 
         /* A removal starts the key afresh: no backoff from its failures. */
         failed_name(key, failed);
-        if (unlinkat(c->dir_fd, failed, 0) < 0 && errno != ENOENT)
+        if (unlinkat(c->dir_fd, failed, 0) == 0) {
+                n++;
+                if (removed)
+                        removed(failed, "the key's failed-build record", userdata);
+        } else if (errno != ENOENT) {
                 return us_errorf(err, errno, "remove %s/%s", c->dir, failed);
-        if (fstatat(c->dir_fd, key, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                if (errno != ENOENT)
-                        return us_errorf(err, errno, "template %.12s", key);
-                r = remove_leftovers(c, key, removed, userdata, err);
-                return r < 0 ? r
-                             : us_error_msg(err, -VMM_TEMPLATE_NONE, "no template %.12s in %s", key,
-                                            c->dir);
         }
-        r = remove_dir(c, key, key, err);
-        if (r >= 0)
-                r = remove_leftovers(c, key, removed, userdata, err);
-        return r;
+        if (fstatat(c->dir_fd, key, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+                r = remove_dir(c, key, key, err);
+                if (r < 0)
+                        return r;
+                n++;
+                if (removed)
+                        removed(key, entry_why, userdata);
+        } else if (errno != ENOENT) {
+                return us_errorf(err, errno, "template %.12s", key);
+        }
+        r = remove_leftovers(c, key, removed, userdata, err);
+        return r < 0 ? r : n + r;
 }
 
-int vmm_template_remove(struct vmm_template_cache *c, const char *key, struct us_error **err)
+int vmm_template_remove(struct vmm_template_cache *c, const char *key, vmm_template_gc_fn removed,
+                        void *userdata, struct us_error **err)
 {
         _cleanup_close_ int lock = -1;
         int r;
@@ -920,14 +1001,20 @@ int vmm_template_remove(struct vmm_template_cache *c, const char *key, struct us
         r = key_lock(c, key, &lock, err);
         if (r < 0)
                 return r;
-        return remove_key_locked(c, key, NULL, NULL, err);
+        r = remove_key_locked(c, key, "the template (its holder stopped)", removed, userdata, err);
+        if (r == 0)
+                return us_error_msg(err, -VMM_TEMPLATE_NONE,
+                                    "no template %s in %s: no entry, no failed-build record, "
+                                    "nothing left by a builder",
+                                    key, c->dir);
+        return r < 0 ? r : 0;
 }
 
 /* Whether the key's entry can never be hit again: 1 and *ret_why, 0 (live,
  * or no entry), or a negative errno (undecided). What a lookup would
- * refuse whatever the inputs (no readable manifest, one that does not hash
- * to the key) is stale; so is a manifest that is not current
- * (vmm_template_manifest_current). */
+ * refuse whatever the inputs (not a directory, no readable manifest, one
+ * that does not hash to the key) is stale; so is a manifest that is not
+ * current (vmm_template_manifest_current). */
 static int entry_stale(struct vmm_template_cache *c, const char *key, const char *host_id,
                        char **ret_why)
 {
@@ -936,8 +1023,10 @@ static int entry_stale(struct vmm_template_cache *c, const char *key, const char
         _cleanup_free_ char *manifest = NULL;
         char k[VMM_TEMPLATE_KEY_LEN + 1];
 
+        if (kfd < 0 && (errno == ENOTDIR || errno == ELOOP))
+                return asprintf(ret_why, "it is not a directory") < 0 ? -ENOMEM : 1;
         if (kfd < 0)
-                return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? 0 : -errno;
+                return errno == ENOENT ? 0 : -errno;
         int r = read_file_at(kfd, MANIFEST_NAME, MANIFEST_MAX, &manifest, NULL);
         /* Stale only when the manifest itself is wrong (gone, a link, not a
          * file, too large); a failure of the moment (EMFILE, EIO, ENOMEM)
@@ -972,9 +1061,14 @@ static int gc_scan(struct vmm_template_cache *c, struct gc_key **ret, size_t *re
         struct dirent *de;
         while ((de = readdir(d))) {
                 const char *key = name_key(de->d_name, true), *fkey = NULL;
+                pid_t writer;
                 if (!key)
                         key = fkey = failed_key(de->d_name);
                 if (!key)
+                        continue;
+                /* A record being written: not a leftover, and no reason to
+                 * take a live key's lock. */
+                if (failed_tmp_key(de->d_name, &writer) && pid_alive(writer))
                         continue;
                 for (i = 0; i < n && strncmp(v[i].key, key, VMM_TEMPLATE_KEY_LEN) != 0; i++)
                         ;
@@ -1019,6 +1113,11 @@ static void gc_failure(struct vmm_template_cache *c, const char *key, vmm_templa
                 return;
         int r = vmm_template_failure_read(c, key, &f, NULL);
         if (r == VMM_TEMPLATE_NONE || (r == 0 && vmm_template_backoff_held(&f, now)))
+                return;
+        /* Unreadable for good (malformed, not a file, a symlink, too large)
+         * it holds nothing back; a failure of the moment (EMFILE, EIO,
+         * ENOMEM) decides nothing: the record may be current. */
+        if (r < 0 && r != -EINVAL && r != -ELOOP && r != -EFBIG)
                 return;
         failed_name(key, name);
         if (unlinkat(c->dir_fd, name, 0) == 0 && removed)
@@ -1072,15 +1171,10 @@ int vmm_template_gc(struct vmm_template_cache *c, const char *host_id, vmm_templ
                 /* The first failure is the one reported; the other
                  * keys are still collected. */
                 struct us_error **e = ret == 0 ? err : NULL;
-                r = why ? remove_key_locked(c, key, removed, userdata, e)
+                r = why ? remove_key_locked(c, key, why, removed, userdata, e)
                         : remove_leftovers(c, key, removed, userdata, e);
-                if (r < 0) {
-                        if (ret == 0)
-                                ret = us_error_wrap(err, r, "template gc");
-                        continue;
-                }
-                if (why && removed)
-                        removed(key, why, userdata);
+                if (r < 0 && ret == 0)
+                        ret = us_error_wrap(err, r, "template gc");
         }
         free(keys);
         return ret;
@@ -1393,7 +1487,14 @@ int vmm_template_build_publish(struct vmm_template_build *b, pid_t *ret_holder_p
                               "template's QEMU gone?)");
                 goto fail;
         }
-        (void)unlinkat(b->tmp_fd, SHARE_NAME, AT_REMOVEDIR);
+        /* The share was the template's QEMU's to write (as its uid, over
+         * 9p): whatever it left is not published with the entry, where it
+         * would stay, uncapped, as long as the template. */
+        r = us_rm_tree_at(b->tmp_fd, SHARE_NAME, err);
+        if (r < 0) {
+                r = us_error_wrap(err, r, "remove the template's share");
+                goto fail;
+        }
         if ((r = write_file_at(b->tmp_fd, STATE_SUM_NAME, digest, strlen(digest), err)) < 0 ||
             (r = write_file_at(b->tmp_fd, MANIFEST_NAME, b->manifest, strlen(b->manifest), err)) <
                     0)

@@ -15,6 +15,8 @@
  *   <dir>/.build-<key>-XXXXXX, <dir>/.rm-<key>-XXXXXX: an entry being built
  *                            or removed, never looked up
  *   <dir>/.failed-<key>      the key's failed builds, for the backoff
+ *   <dir>/.failed-<key>.tmp-<pid>: the record being written by pid (then
+ *                            renamed), never read
  *
  * The template's RAM is not a file: it is a memfd that the template's QEMU
  * wrote (shared), sealed once QEMU is gone (F_SEAL_WRITE, F_SEAL_GROW,
@@ -163,8 +165,9 @@ int vmm_template_build(struct vmm_template_cache *c, const struct vmm_template_i
 /* --- Listing and removal -------------------------------------------------- */
 
 /* The keys in the cache, sorted, each once: of entries, and with
- * leftovers set also of temporary directories a builder or remover that
- * died left (vmm_template_remove takes those away too). Returns 0, *ret (a
+ * leftovers set also of failed-build records and of what a builder or
+ * remover that died left: temporary directories, a record's temporary
+ * file (vmm_template_remove takes those away too). Returns 0, *ret (a
  * strv, free with us_strv_free) and *ret_n. */
 int vmm_template_cache_keys(struct vmm_template_cache *c, bool leftovers, char ***ret,
                             size_t *ret_n, struct us_error **err);
@@ -174,31 +177,37 @@ int vmm_template_cache_keys(struct vmm_template_cache *c, bool leftovers, char *
 int vmm_template_read_manifest(struct vmm_template_cache *c, const char *key, char **ret,
                                struct us_error **err);
 
-/* Removes the key's entry: takes its lock (VMM_TEMPLATE_BUSY while a build
- * holds it), stops its holder (SIGTERM, then SIGKILL after 5 s) and removes
- * the directory. Clones running from it keep their mapping of the memfd.
- * Returns 0, VMM_TEMPLATE_NONE, VMM_TEMPLATE_BUSY or a negative errno. */
-int vmm_template_remove(struct vmm_template_cache *c, const char *key, struct us_error **err);
-
-/* Called by vmm_template_gc for each directory it removed: `name` (a key,
- * or a leftover's .build-/.rm- name) and why, in words. */
+/* Called by vmm_template_gc and vmm_template_remove for each thing they
+ * removed: `name` (a key, a leftover's .build-/.rm- name, a .failed- record
+ * or its .tmp- file) and why or what it was, in words. */
 typedef void (*vmm_template_gc_fn)(const char *name, const char *why, void *userdata);
 
-/* Removes what can never be used again: each entry that is stale (a file
- * its manifest names is gone or no longer stat()s as recorded, its host is
- * not host_id, its layout is not this code's, its manifest is unreadable or
- * does not hash to its key: vmm_template_manifest_current), the way
- * vmm_template_remove does (its holder stopped), and the leftovers of keys
- * whose lock is free (a builder or remover that died), and the
- * failed-build records whose backoff is over (vmm_template_failure_read)
- * of keys without an entry. A key whose lock is
- * held (busy) is not touched, nor is a live entry (broken or not: a build
- * replaces a broken one); a live key's lock is taken only to remove its
- * leftovers (after a builder died: a lookup in that moment is busy and
- * boots cold), else never, so lookups are not made busy. host_id: this host's
- * (vmm_template_host_id_read). `removed` (may be NULL) hears of each
- * removal. Returns 0, or the first failure's negative errno with err (the
- * other keys are collected all the same). */
+/* Removes all of the key: takes its lock (VMM_TEMPLATE_BUSY while a build
+ * holds it), removes its failed-build record, stops the holder of its
+ * entry (SIGTERM, then SIGKILL after 5 s) and removes the directory, and
+ * removes what a builder or remover of the key that died left. Clones
+ * running from it keep their mapping of the memfd. `removed` (may be NULL)
+ * hears of each removal. Returns 0 (something was removed),
+ * VMM_TEMPLATE_NONE (nothing of the key was there; err names the whole
+ * key), VMM_TEMPLATE_BUSY or a negative errno (what was removed before it
+ * stays removed). */
+int vmm_template_remove(struct vmm_template_cache *c, const char *key, vmm_template_gc_fn removed,
+                        void *userdata, struct us_error **err);
+
+/* Removes what can never be used again: each entry that is stale (a file its manifest names is
+ * gone or no longer stat()s as recorded, its host is not host_id, its layout is not this code's,
+ * its manifest is unreadable or does not hash to its key: vmm_template_manifest_current; or the
+ * key's name is not a directory: a symlink or a file, unlinked, not followed), the way
+ * vmm_template_remove does (its holder stopped); the leftovers of keys whose lock is free (a
+ * builder or remover that died: its directories, and a failed-build record's temporary file
+ * whose writing pid is no process any more; a live writer's is never touched); and the failed-
+ * build records of keys without an entry whose backoff is over (vmm_template_failure_read) or
+ * that are malformed for good (not one whose read failed for a moment). A key whose lock is held
+ * (busy) is not touched, nor is a live entry (broken or not: a build replaces a broken one); a
+ * live key's lock is taken only to remove its leftovers (after a builder died: a lookup in that
+ * moment is busy and boots cold), else never, so lookups are not made busy. host_id: this host's
+ * (vmm_template_host_id_read). `removed` (may be NULL) hears of each removal. Returns 0, or the
+ * first failure's negative errno with err (the other keys are collected all the same). */
 int vmm_template_gc(struct vmm_template_cache *c, const char *host_id, vmm_template_gc_fn removed,
                     void *userdata, struct us_error **err);
 

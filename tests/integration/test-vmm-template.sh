@@ -8,12 +8,16 @@
 # the cache at the same time (tests/tools/vmm-boot --template-cache) both
 # answer the agent's Restore with boot_ids of their own, and each QEMU maps
 # the holder's memfd (the same inode); a corrupt state file makes the lookup
-# say broken; `template gc` removes a dead builder's directory and keeps the
-# live template; a changed input (the initrd touched) gives another key,
-# whose build removes the old key's entry (stale) and stops its holder;
+# say broken; `template gc` removes a dead builder's directory and the
+# temporary file of a failed-build record whose writer died (not one whose
+# writer lives) and keeps the live template; a changed input (the initrd
+# touched) gives another key, whose build removes the old key's entry
+# (stale) and stops its holder;
 # a build that fails (not a kernel) is recorded in .failed-<key>, its
-# count grows with the next failure; `template rm --all` leaves no holder,
-# no entry and no record. Times, sizes and PSS are printed,
+# count grows with the next failure; `template rm KEY` of that key (a
+# record alone) removes it, says so and exits 0, and exits 1 naming the
+# key once nothing is left; `template rm --all` leaves no holder, no entry
+# and no record. Times, sizes and PSS are printed,
 # never asserted.
 #
 # Needs root (QEMU's private root, network namespaces), QEMU and the guest
@@ -206,18 +210,30 @@ timeout -s KILL 60 "$BOOT" --kernel "$kernel" --initrd "$initrd" --state-dir "$t
 cp "$tmp/state.saved" "$st"
 
 # --- gc with nothing stale -------------------------------------------------------
-# A builder that died left its directory (its key's lock is free): gc
-# removes it; the live template stays, its holder too.
+# A builder that died left its directory (its key's lock is free), and one
+# killed between writing a failed-build record and its rename left the
+# temporary file: gc removes both; the live template stays, its holder
+# too, and so does the temporary file of a writer that lives (this shell).
 mkdir "$cache/.build-$key-dead00"
+bash -c 'exit 0' &
+dead=$!
+wait $dead || true
+printf '1 5\nkilled\n' >"$cache/.failed-$key.tmp-$dead"
+printf '1 5\nbeing written\n' >"$cache/.failed-$key.tmp-$$"
 rc=0
 "$CTL" template --config "$tmp/config.json" gc >"$tmp/gc1.out" 2>&1 || rc=$?
 sed 's/^/  gc: /' "$tmp/gc1.out"
-if [ $rc = 0 ] && [ "$(cat "$tmp/gc1.out")" = ".build-$key-dead00 left by a builder or remover that died" ] &&
-        [ ! -e "$cache/.build-$key-dead00" ] && [ -d "$cache/$key" ] && [ -d "/proc/$holder" ]; then
-        ok "gc: a dead builder's directory removed, the live template and its holder kept"
+want=$(printf '%s\n' ".build-$key-dead00 left by a builder or remover that died" \
+        ".failed-$key.tmp-$dead a failed-build record its writer died before renaming" | sort)
+if [ $rc = 0 ] && [ "$(sort "$tmp/gc1.out")" = "$want" ] &&
+        [ ! -e "$cache/.build-$key-dead00" ] && [ ! -e "$cache/.failed-$key.tmp-$dead" ] &&
+        [ -e "$cache/.failed-$key.tmp-$$" ] && [ -d "$cache/$key" ] && [ -d "/proc/$holder" ]; then
+        ok "gc: a dead builder's directory and record file removed, a live writer's file," \
+                "the live template and its holder kept"
 else
         bad "gc with a live template: exit $rc, $(cat "$tmp/gc1.out"), entries: $(ls -A "$cache")"
 fi
+rm -f "$cache/.failed-$key.tmp-$$"
 
 # --- a changed input ----------------------------------------------------------
 touch "$initrd"
@@ -274,6 +290,30 @@ if [ -n "$fkey" ] && grep -q "^$fkey state=failed holder=- " "$tmp/list3.out" &&
         ok "list: the failed key and its record"
 else
         bad "list does not show the failed builds of ${fkey:-?}"
+fi
+
+# --- rm of a key with its failed-build record alone ----------------------------
+# It removes the record, says so and exits 0; once nothing of the key is
+# left, rm is an error naming the key. The record is put back for rm --all.
+if [ -n "$fkey" ]; then
+        cp "$cache/.failed-$fkey" "$tmp/failed.saved"
+        rc1=0
+        "$CTL" template --config "$tmp/config.json" rm "$fkey" >"$tmp/rm1.out" 2>&1 || rc1=$?
+        rc2=0
+        "$CTL" template --config "$tmp/config.json" rm "$fkey" >"$tmp/rm2.out" 2>&1 || rc2=$?
+        sed 's/^/  rm: /' "$tmp/rm1.out" "$tmp/rm2.out" | cut -c1-200
+        if [ $rc1 = 0 ] && [ "$(cat "$tmp/rm1.out")" = ".failed-$fkey the key's failed-build record" ] &&
+                [ ! -e "$cache/.failed-$fkey" ]; then
+                ok "rm of a key with a failed-build record alone: removed, said so, exit 0"
+        else
+                bad "rm of a key with a failed-build record alone: exit $rc1: $(cat "$tmp/rm1.out")"
+        fi
+        if [ $rc2 = 1 ] && grep -q "template rm: no template $fkey in $cache" "$tmp/rm2.out"; then
+                ok "rm of a key with nothing left: exit 1, naming the key"
+        else
+                bad "rm of a key with nothing left: exit $rc2: $(cat "$tmp/rm2.out")"
+        fi
+        cp "$tmp/failed.saved" "$cache/.failed-$fkey"
 fi
 
 # --- rm --all -----------------------------------------------------------------

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -76,7 +77,7 @@ static int teardown(void **state)
         /* The holders too, not only the files. */
         if (vmm_template_cache_keys(f->cache, true, &keys, &n, &err) == 0)
                 for (size_t i = 0; i < n; i++)
-                        (void)vmm_template_remove(f->cache, keys[i], NULL);
+                        (void)vmm_template_remove(f->cache, keys[i], NULL, NULL, NULL);
         us_error_free(err);
         vmm_template_cache_free(f->cache);
         char cmd[128];
@@ -151,6 +152,28 @@ static bool ended(int pidfd)
         return poll(&p, 1, unit_wait_ms(5000)) == 1;
 }
 
+/* A vmm_template_gc_fn: "name: why" lines into a buffer of 4096. */
+static void note_removed(const char *name, const char *why, void *userdata)
+{
+        char *out = userdata;
+        snprintf(out + strlen(out), 4096 - strlen(out), "%s: %s\n", name, why);
+}
+
+/* Asserts that text has (want) or lacks the formatted string. */
+static void has(const char *text, bool want, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void has(const char *text, bool want, const char *fmt, ...)
+{
+        char s[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(s, sizeof(s), fmt, ap);
+        va_end(ap);
+        if ((strstr(text, s) != NULL) != want)
+                fail_msg("\"%s\" %s \"%s\"", text, want ? "lacks" : "has", s);
+}
+
 /* Built, published, looked up: the state as written, the holder's memfd
  * sealed and as large as the guest's RAM, with the guest's bytes; the
  * entry's files 0600 in a 0700 directory; removed: no holder, no dir. */
@@ -214,13 +237,21 @@ static void build_lookup_remove(void **state)
         assert_int_equal(vmm_template_check_key(f->cache, key, &e, &err), 0);
         vmm_template_entry_clear(&e);
 
-        assert_int_equal(vmm_template_remove(f->cache, key, &err), 0);
+        char removed[4096] = "";
+        assert_int_equal(vmm_template_remove(f->cache, key, note_removed, removed, &err), 0);
+        snprintf(path, sizeof(path), "%s: the template (its holder stopped)\n", key);
+        assert_string_equal(removed, path);
         assert_true(ended(pidfd));
         cache_names(f, names, sizeof(names));
         assert_string_equal(names, "");
         assert_int_equal(vmm_template_lookup(f->cache, &f->in, &e, &err), VMM_TEMPLATE_NONE);
         err = us_error_free(err);
-        assert_int_equal(vmm_template_remove(f->cache, key, &err), VMM_TEMPLATE_NONE);
+        /* Nothing of the key left: an error naming the whole key. */
+        removed[0] = '\0';
+        assert_int_equal(vmm_template_remove(f->cache, key, note_removed, removed, &err),
+                         VMM_TEMPLATE_NONE);
+        assert_non_null(strstr(us_error_text(err), key));
+        assert_string_equal(removed, "");
         err = us_error_free(err);
         assert_int_equal(count_fds(), fds + 1);
 }
@@ -245,7 +276,7 @@ static void busy_while_building(void **state)
         assert_null(b2);
         assert_int_equal(vmm_template_lookup(f->cache, &f->in, &e, &err), VMM_TEMPLATE_BUSY);
         err = us_error_free(err);
-        assert_int_equal(vmm_template_remove(f->cache, vmm_template_build_key(b), &err),
+        assert_int_equal(vmm_template_remove(f->cache, vmm_template_build_key(b), NULL, NULL, &err),
                          VMM_TEMPLATE_BUSY);
         err = us_error_free(err);
         /* From another process. */
@@ -298,8 +329,10 @@ static void leftovers_removed(void **state)
         size_t n = 0;
         assert_int_equal(vmm_template_cache_keys(f->cache, true, &keys, &n, &err), 0);
         assert_int_equal(n, 1);
-        assert_int_equal(vmm_template_remove(f->cache, keys[0], &err), VMM_TEMPLATE_NONE);
-        err = us_error_free(err);
+        char removed[4096] = "";
+        assert_int_equal(vmm_template_remove(f->cache, keys[0], note_removed, removed, &err), 0);
+        snprintf(path, sizeof(path), ".build-%064d-other0: left by", 0);
+        assert_non_null(strstr(removed, path));
         cache_names(f, names, sizeof(names));
         assert_string_equal(names, "");
 }
@@ -574,7 +607,7 @@ static void holder_in_its_cgroup(void **state)
         fclose(in);
         assert_true(found);
         _cleanup_close_ int pidfd = pidfd_of(holder);
-        assert_int_equal(vmm_template_remove(c, key, &err), 0);
+        assert_int_equal(vmm_template_remove(c, key, NULL, NULL, &err), 0);
         assert_true(ended(pidfd));
         vmm_template_cache_free(c);
         /* Empty: an exited process has left its cgroup, zombie or not. */
@@ -593,31 +626,10 @@ static void build_of(struct fixture *f, const struct vmm_template_inputs *in,
         f->in = saved;
 }
 
-static void note_removed(const char *name, const char *why, void *userdata)
-{
-        char *out = userdata;
-        snprintf(out + strlen(out), 4096 - strlen(out), "%s: %s\n", name, why);
-}
-
 static bool alive(int pidfd)
 {
         struct pollfd p = {.fd = pidfd, .events = POLLIN};
         return poll(&p, 1, 0) == 0;
-}
-
-/* Asserts that text has (want) or lacks the formatted string. */
-static void has(const char *text, bool want, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static void has(const char *text, bool want, const char *fmt, ...)
-{
-        char s[512];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(s, sizeof(s), fmt, ap);
-        va_end(ap);
-        if ((strstr(text, s) != NULL) != want)
-                fail_msg("\"%s\" %s \"%s\"", text, want ? "lacks" : "has", s);
 }
 
 /* gc removes what can never be hit again, stopping its holder: an entry of
@@ -790,7 +802,10 @@ static void failed_builds_back_off(void **state)
         err = us_error_free(err);
         /* So does a removal. */
         assert_int_equal(vmm_template_failure_record(f->cache, key, "x", t, &err), 0);
-        assert_int_equal(vmm_template_remove(f->cache, key, &err), 0);
+        assert_int_equal(vmm_template_remove(f->cache, key, note_removed, removed, &err), 0);
+        has(removed, true, ".failed-%s: the key's failed-build record\n", key);
+        has(removed, true, "%s: the template", key);
+        removed[0] = '\0';
         assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), VMM_TEMPLATE_NONE);
         err = us_error_free(err);
 
@@ -800,8 +815,15 @@ static void failed_builds_back_off(void **state)
         assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
         assert_string_equal(removed, "");
         assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), 0);
-        assert_int_equal(vmm_template_remove(f->cache, key, &err), VMM_TEMPLATE_NONE);
+        /* A key with its record alone: removed, and said so. */
+        assert_int_equal(vmm_template_remove(f->cache, key, note_removed, removed, &err), 0);
+        snprintf(path, sizeof(path), ".failed-%s: the key's failed-build record\n", key);
+        assert_string_equal(removed, path);
+        removed[0] = '\0';
+        assert_int_equal(vmm_template_remove(f->cache, key, note_removed, removed, &err),
+                         VMM_TEMPLATE_NONE);
         err = us_error_free(err);
+        assert_string_equal(removed, "");
         assert_int_equal(vmm_template_failure_record(f->cache, key, "x", now - 2 * 3600, &err), 0);
         assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
         snprintf(path, sizeof(path), ".failed-%s: its build backoff is over", key);
@@ -818,9 +840,219 @@ static void failed_builds_back_off(void **state)
                 assert_int_equal(vmm_template_failure_read(f->cache, key, &fl, &err), -EINVAL);
                 err = us_error_free(err);
         }
-        assert_int_equal(vmm_template_remove(f->cache, key, &err), VMM_TEMPLATE_NONE);
-        err = us_error_free(err);
+        assert_int_equal(vmm_template_remove(f->cache, key, NULL, NULL, &err), 0);
         char names[1024];
+        cache_names(f, names, sizeof(names));
+        assert_string_equal(names, "");
+}
+
+/* What the template's QEMU wrote into its 9p share (the template's guest
+ * is not trusted more than a pod's) is not published with the entry: the
+ * share is gone from it, whatever it holds, and the lookup is fine. */
+static void share_not_published(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_template_build *b = NULL;
+        struct vmm_template_entry e = VMM_TEMPLATE_ENTRY_INIT;
+        struct us_error *err = NULL;
+        char key[VMM_TEMPLATE_KEY_LEN + 1], path[512];
+
+        if (vmm_template_build_begin(f->cache, &f->in, &b, &err) < 0)
+                fail_msg("begin: %s", us_error_text(err));
+        assert_int_equal(write(vmm_template_build_state_fd(b), STATE_TEXT, strlen(STATE_TEXT)),
+                         (ssize_t)strlen(STATE_TEXT));
+        const char *share = vmm_template_build_share_dir(b);
+        snprintf(path, sizeof(path), "%s/file", share);
+        unit_write_file(path, "the guest's");
+        snprintf(path, sizeof(path), "%s/dir", share);
+        assert_int_equal(mkdir(path, 0700), 0);
+        snprintf(path, sizeof(path), "%s/dir/deeper", share);
+        unit_write_file(path, "more");
+        snprintf(path, sizeof(path), "%s/link", share);
+        assert_int_equal(symlink("/etc", path), 0);
+        snprintf(key, sizeof(key), "%s", vmm_template_build_key(b));
+        if (vmm_template_build_publish(b, NULL, &err) < 0)
+                fail_msg("publish: %s", us_error_text(err));
+        vmm_template_build_free(b);
+
+        key_path(f, key, "share", path, sizeof(path));
+        struct stat st;
+        assert_int_equal(lstat(path, &st), -1);
+        assert_int_equal(errno, ENOENT);
+        /* A symlink in it was removed, not followed. */
+        assert_int_equal(stat("/etc", &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(vmm_template_lookup(f->cache, &f->in, &e, &err), 0);
+        vmm_template_entry_clear(&e);
+}
+
+/* gc's reading of a current failed-build record fails for a moment (no
+ * fd left: EMFILE): the record stays, as an entry does on such a failure
+ * (only one that is malformed for good goes). In a child, with one fd
+ * allowed above those open: enough for the key's lock, not for the
+ * record. */
+static void failed_record_kept_on_a_read_error(void **state)
+{
+        struct fixture *f = *state;
+        struct us_error *err = NULL;
+        char key[VMM_TEMPLATE_KEY_LEN + 1], path[256];
+        _cleanup_free_ char *m = NULL;
+
+        assert_int_equal(vmm_template_manifest(&f->in, &m, &err), 0);
+        vmm_template_key(m, key);
+        assert_int_equal(vmm_template_failure_record(f->cache, key, "x", (int64_t)time(NULL), &err),
+                         0);
+        snprintf(path, sizeof(path), "%s/.failed-%s", f->cache_dir, key);
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+                char removed[4096] = "";
+                int low = 0;
+                while (fcntl(low, F_GETFD) >= 0)
+                        low++;
+                struct rlimit rl;
+                if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        _exit(10);
+                rl.rlim_cur = (rlim_t)low + 1;
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        _exit(11);
+                /* One open allowed, a second not. */
+                int a = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                int b = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                if (a < 0 || b >= 0 || errno != EMFILE)
+                        _exit(12);
+                close(a);
+                int r = vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, NULL);
+                if (r < 0)
+                        _exit(13);
+                if (access(path, F_OK) < 0 || removed[0]) {
+                        printf("# removed: %s", removed);
+                        _exit(1);
+                }
+                _exit(0);
+        }
+        int ws;
+        assert_int_equal(waitpid(child, &ws, 0), child);
+        assert_true(WIFEXITED(ws));
+        assert_int_equal(WEXITSTATUS(ws), 0);
+        assert_int_equal(access(path, F_OK), 0);
+}
+
+/* A name of the cache that is not a directory where the cache keeps one
+ * (a key, a .build- leftover): a publish of the key replaces it, gc and
+ * rm remove it, a symlink itself and never what it names. */
+static void not_a_directory(void **state)
+{
+        struct fixture *f = *state;
+        struct us_error *err = NULL;
+        char key[VMM_TEMPLATE_KEY_LEN + 1], path[256], left[256], removed[4096] = "";
+        char names[1024];
+        _cleanup_free_ char *m = NULL;
+        pid_t holder;
+
+        assert_int_equal(vmm_template_manifest(&f->in, &m, &err), 0);
+        vmm_template_key(m, key);
+        snprintf(path, sizeof(path), "%s/%s", f->cache_dir, key);
+        assert_int_equal(symlink(f->dir, path), 0);
+        build(f, key, &holder);
+        _cleanup_close_ int pidfd = pidfd_of(holder);
+        struct stat st;
+        assert_int_equal(lstat(path, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(vmm_template_remove(f->cache, key, NULL, NULL, &err), 0);
+        assert_true(ended(pidfd));
+
+        assert_int_equal(symlink(f->dir, path), 0);
+        snprintf(left, sizeof(left), "%s/.build-%s-file00", f->cache_dir, key);
+        unit_write_file(left, "x");
+        assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
+        printf("# removed:\n%s", removed);
+        has(removed, true, "%s: it is not a directory", key);
+        has(removed, true, ".build-%s-file00: left by", key);
+        cache_names(f, names, sizeof(names));
+        assert_string_equal(names, "");
+        assert_int_equal(stat(f->dir, &st), 0);
+        assert_int_equal(stat(f->kernel, &st), 0);
+
+        unit_write_file(path, "x");
+        assert_int_equal(vmm_template_remove(f->cache, key, NULL, NULL, &err), 0);
+        assert_int_equal(access(path, F_OK), -1);
+}
+
+/* A pid that names no process: a child's, reaped. */
+static pid_t dead_pid(void)
+{
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+                _exit(0);
+        assert_int_equal(waitpid(pid, NULL, 0), pid);
+        return pid;
+}
+
+/* The temporary file of a failed-build record whose writer died before
+ * its rename (.failed-<key>.tmp-<pid>) is collected by gc, by the next
+ * build of its key and by rm, under the key's lock as a dead builder's
+ * directory is; one of a live writer, or of a key whose lock is held,
+ * stays. */
+static void failed_record_leftovers(void **state)
+{
+        struct fixture *f = *state;
+        struct us_error *err = NULL;
+        struct vmm_template_build *b = NULL;
+        struct vmm_template_inputs other = f->in;
+        char key[VMM_TEMPLATE_KEY_LEN + 1], key2[VMM_TEMPLATE_KEY_LEN + 1];
+        char dead[256], live[256], busy[256], names[2048], removed[4096] = "";
+        char qemu2[128];
+        _cleanup_free_ char *m = NULL;
+
+        assert_int_equal(vmm_template_manifest(&f->in, &m, &err), 0);
+        vmm_template_key(m, key);
+        snprintf(dead, sizeof(dead), "%s/.failed-%s.tmp-%d", f->cache_dir, key, (int)dead_pid());
+        snprintf(live, sizeof(live), "%s/.failed-%s.tmp-%d", f->cache_dir, key, (int)getpid());
+        unit_write_file(dead, "1 5\nkilled before the rename\n");
+        unit_write_file(live, "1 5\nbeing written\n");
+        /* Another key, being built: its lock is held. */
+        snprintf(qemu2, sizeof(qemu2), "%s/qemu2", f->dir);
+        unit_write_file(qemu2, "qemu");
+        other.qemu_binary = qemu2;
+        assert_int_equal(vmm_template_build_begin(f->cache, &other, &b, &err), 0);
+        snprintf(key2, sizeof(key2), "%s", vmm_template_build_key(b));
+        snprintf(busy, sizeof(busy), "%s/.failed-%s.tmp-%d", f->cache_dir, key2, (int)dead_pid());
+        unit_write_file(busy, "1 5\nkilled before the rename\n");
+
+        /* rm --all's list has the key of a dead writer's file. */
+        _cleanup_strv_ char **keys = NULL;
+        size_t n = 0;
+        assert_int_equal(vmm_template_cache_keys(f->cache, true, &keys, &n, &err), 0);
+        bool listed = false;
+        for (size_t i = 0; i < n; i++)
+                listed = listed || strcmp(keys[i], key) == 0;
+        assert_true(listed);
+
+        assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
+        printf("# removed:\n%s", removed);
+        has(removed, true, "%s: ", strrchr(dead, '/') + 1);
+        has(removed, false, "%s", strrchr(live, '/') + 1);
+        has(removed, false, "%s", key2);
+        assert_int_equal(access(dead, F_OK), -1);
+        assert_int_equal(access(live, F_OK), 0);
+        assert_int_equal(access(busy, F_OK), 0);
+
+        /* The lock free: the next build of the key takes it away. */
+        b = vmm_template_build_free(b);
+        assert_int_equal(vmm_template_build_begin(f->cache, &other, &b, &err), 0);
+        assert_int_equal(access(busy, F_OK), -1);
+        b = vmm_template_build_free(b);
+
+        /* And rm (the live writer's file stays). */
+        unit_write_file(dead, "1 5\nkilled before the rename\n");
+        removed[0] = '\0';
+        assert_int_equal(vmm_template_remove(f->cache, key, note_removed, removed, &err), 0);
+        has(removed, true, "%s: a failed-build record its writer died", strrchr(dead, '/') + 1);
+        assert_int_equal(access(dead, F_OK), -1);
+        assert_int_equal(access(live, F_OK), 0);
+        assert_int_equal(unlink(live), 0);
         cache_names(f, names, sizeof(names));
         assert_string_equal(names, "");
 }
@@ -864,6 +1096,11 @@ int main(void)
                 cmocka_unit_test_setup_teardown(holder_in_its_cgroup, setup, teardown),
                 cmocka_unit_test_setup_teardown(gc_removes_stale, setup, teardown),
                 cmocka_unit_test_setup_teardown(failed_builds_back_off, setup, teardown),
+                cmocka_unit_test_setup_teardown(failed_record_leftovers, setup, teardown),
+                cmocka_unit_test_setup_teardown(share_not_published, setup, teardown),
+                cmocka_unit_test_setup_teardown(not_a_directory, setup, teardown),
+                cmocka_unit_test_setup_teardown(failed_record_kept_on_a_read_error, setup,
+                                                teardown),
                 cmocka_unit_test(tap_in_its_own_netns),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
