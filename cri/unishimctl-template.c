@@ -109,12 +109,12 @@ static int collect(struct vmm_template_cache *c, const char *prefix, struct us_e
 
 /* The build itself, in the child build() forks; its exit status. */
 static int build_in(struct vmm_template_cache *c, const struct policy_config *cfg,
-                    const char *state_dir)
+                    const struct policy_vm_size *size, const char *state_dir)
 {
         struct vmm_template_inputs in = {0};
         struct vmm_template_build_result res;
         struct us_error *err = NULL;
-        int r = sandbox_template_inputs(&cfg->sandbox, &in, &err);
+        int r = sandbox_template_inputs(&cfg->sandbox, size, &in, &err);
         if (r < 0)
                 return fail_err("build", err, r);
         r = vmm_template_build(c, &in, state_dir, agent_check, NULL, BUILD_TIMEOUT_MS, &res, &err);
@@ -158,7 +158,8 @@ static int build_in(struct vmm_template_cache *c, const struct policy_config *cf
  * it (a handler's flag, checked before a blocking waitpid, misses one that
  * comes between the check and the wait, and the build then publishes for a
  * pod that is gone). */
-static int build(struct vmm_template_cache *c, const struct policy_config *cfg)
+static int build(struct vmm_template_cache *c, const struct policy_config *cfg,
+                 const struct policy_vm_size *size)
 {
         char state_dir[] = "/tmp/unishim-template-XXXXXX";
         sigset_t stop, old;
@@ -194,7 +195,7 @@ static int build(struct vmm_template_cache *c, const struct policy_config *cfg)
                 /* A signal sent to the child itself (a terminal's process
                  * group) acts now, with the default action. */
                 (void)sigprocmask(SIG_SETMASK, &old, NULL);
-                status = build_in(c, cfg, state_dir);
+                status = build_in(c, cfg, size, state_dir);
                 fflush(NULL);
                 _exit(status);
         }
@@ -354,9 +355,25 @@ static int gc(struct vmm_template_cache *c)
         return r < 0 ? fail_err("gc", err, r) : 0;
 }
 
+/* A size option's value: a decimal in min..max (the config's bounds). */
+static int parse_size(const char *opt, const char *text, unsigned min, unsigned max, unsigned *ret)
+{
+        char *end = NULL;
+        errno = 0;
+        unsigned long v = strtoul(text, &end, 10);
+        if (errno || !end || *end || end == text || text[0] == '-' || v < min || v > max) {
+                fprintf(stderr, "unishimctl: template build: %s \"%s\" is not within %u..%u\n", opt,
+                        text, min, max);
+                return -1;
+        }
+        *ret = (unsigned)v;
+        return 0;
+}
+
 static void usage(FILE *f)
 {
-        fprintf(f, "usage: unishimctl template [--config FILE] build|list|gc|rm KEY|rm --all\n");
+        fprintf(f, "usage: unishimctl template [--config FILE] build [--vcpus N] [--memory-mib M]\n"
+                   "       unishimctl template [--config FILE] list|gc|rm KEY|rm --all\n");
 }
 
 int unishimctl_template(int argc, char **argv)
@@ -364,9 +381,11 @@ int unishimctl_template(int argc, char **argv)
         static const struct option opts[] = {
                 {"config", required_argument, NULL, 'c'},
                 {"all", no_argument, NULL, 'a'},
+                {"vcpus", required_argument, NULL, 'v'},
+                {"memory-mib", required_argument, NULL, 'm'},
                 {NULL, 0, NULL, 0},
         };
-        const char *config = NULL;
+        const char *config = NULL, *vcpus = NULL, *mib = NULL;
         bool all = false;
         int o;
 
@@ -379,6 +398,10 @@ int unishimctl_template(int argc, char **argv)
                         config = optarg;
                 else if (o == 'a')
                         all = true;
+                else if (o == 'v')
+                        vcpus = optarg;
+                else if (o == 'm')
+                        mib = optarg;
                 else {
                         usage(stderr);
                         return 2;
@@ -388,7 +411,8 @@ int unishimctl_template(int argc, char **argv)
         const char *arg = optind < argc ? argv[optind++] : NULL;
         if (!sub || optind < argc || (strcmp(sub, "rm") == 0 ? !arg == !all : arg || all) ||
             (strcmp(sub, "build") && strcmp(sub, "list") && strcmp(sub, "gc") &&
-             strcmp(sub, "rm"))) {
+             strcmp(sub, "rm")) ||
+            ((vcpus || mib) && strcmp(sub, "build") != 0)) {
                 usage(stderr);
                 return 2;
         }
@@ -398,6 +422,15 @@ int unishimctl_template(int argc, char **argv)
         int r = policy_config_load(config, &cfg, &err);
         if (r < 0)
                 return fail_err(sub, err, r);
+        /* A template of another size than the config's default: what a
+         * pod with limits boots with (the shim passes its VM's). */
+        struct policy_vm_size size = {0};
+        if ((vcpus && parse_size("--vcpus", vcpus, 1, cfg->sandbox.max_vcpus, &size.vcpus) < 0) ||
+            (mib && parse_size("--memory-mib", mib, POLICY_VM_MIN_MEMORY_MIB,
+                               cfg->sandbox.max_memory_mib, &size.memory_mib) < 0)) {
+                policy_config_free(cfg);
+                return 2;
+        }
         const char *dir =
                 cfg->sandbox.template_dir ? cfg->sandbox.template_dir : POLICY_TEMPLATE_DIR_DEFAULT;
         struct vmm_template_cache *c = NULL;
@@ -425,7 +458,7 @@ int unishimctl_template(int argc, char **argv)
         if (r < 0)
                 status = fail_err(sub, err, r);
         else if (strcmp(sub, "build") == 0)
-                status = build(c, cfg);
+                status = build(c, cfg, &size);
         else if (strcmp(sub, "list") == 0)
                 status = list(c);
         else if (strcmp(sub, "gc") == 0)

@@ -98,6 +98,7 @@ int policy_config_default(struct policy_config **ret, struct us_error **err)
         cfg->sandbox.max_vcpus = cpus > 0 ? (unsigned)cpus : 1;
         cfg->sandbox.memory_mib = 256;
         cfg->sandbox.max_memory_mib = 16384;
+        cfg->sandbox.template_max = POLICY_TEMPLATE_MAX_DEFAULT;
         cfg->sandbox.console_log_max_bytes = POLICY_CONSOLE_LOG_DEFAULT_BYTES;
         cfg->sandbox.agent_timeout_ms = POLICY_AGENT_TIMEOUT_DEFAULT_MS;
         cfg->vm.memory_mib = 1024;
@@ -214,6 +215,7 @@ static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us
                                            "shared_fs",
                                            "templates",
                                            "template_dir",
+                                           "template_max",
                                            NULL};
         TRY(ocij_only_keys(o, p, keys, err));
         bool has_unpriv = false;
@@ -277,6 +279,9 @@ static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us
                         POLICY_AGENT_TIMEOUT_MAX_MS, "1 s..10 min", &ms, err));
         sb->console_log_max_bytes = cap;
         sb->agent_timeout_ms = (unsigned)ms;
+        uint64_t tmax = sb->template_max;
+        TRY(bounded_u64(o, p, "template_max", 1, 64, "1..64", &tmax, err));
+        sb->template_max = (unsigned)tmax;
         return 0;
 }
 

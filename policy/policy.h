@@ -103,6 +103,7 @@ enum policy_shared_fs {
 };
 
 #define POLICY_TEMPLATE_DIR_DEFAULT "/run/unishim/templates"
+#define POLICY_TEMPLATE_MAX_DEFAULT 4
 
 /* How sandbox-kind VMs are made. NULL/0: the built-in defaults. */
 struct policy_sandbox_config {
@@ -135,6 +136,11 @@ struct policy_sandbox_config {
          * boots cold. */
         bool templates;
         char *template_dir; /* the template cache; NULL: POLICY_TEMPLATE_DIR_DEFAULT */
+        /* "template_max": how many templates (one per VM size, of any
+         * config) the cache may hold before a pod's shim builds no more
+         * (POLICY_TEMPLATE_MAX_DEFAULT); each holds up to its size in
+         * memory once per node. A build by hand is not held back. */
+        unsigned template_max;
 };
 
 /* How vm-kind pods are run. NULL/0: the built-in defaults. */

@@ -115,7 +115,8 @@ struct sandbox_pod {
         bool tin_set;
         char tkey[VMM_TEMPLATE_KEY_LEN + 1]; /* "" without inputs */
         char *template_dir;
-        char *config_path; /* the operator's config, for the build */
+        unsigned template_max; /* sandbox.template_max */
+        char *config_path;     /* the operator's config, for the build */
         struct vmm_template_entry tentry;
         bool restoring;                    /* a clone until its UpdateNetwork answered */
         bool restore_pending;              /* vmm_vm_template_restore's done not yet called */
@@ -601,7 +602,7 @@ static bool pod_boot_template(struct sandbox_pod *pod, const struct policy_sandb
         struct us_error *e = NULL;
         struct vmm_template_cache *cache = NULL;
         _cleanup_free_ char *manifest = NULL;
-        int r = sandbox_template_inputs(sb, &pod->tin, &e);
+        int r = sandbox_template_inputs(sb, &pod->cold.size, &pod->tin, &e);
         pod->tin_set = r >= 0;
         if (r >= 0)
                 r = vmm_template_manifest(&pod->tin, &manifest, &e);
@@ -740,6 +741,7 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
         pod->cold.debug = env->debug;
         pod->template_dir =
                 strdup(sb->template_dir ? sb->template_dir : POLICY_TEMPLATE_DIR_DEFAULT);
+        pod->template_max = sb->template_max;
         if (decision->config->path)
                 pod->config_path = strdup(decision->config->path);
         sandbox_idmap_init(&pod->idmap);
@@ -771,7 +773,7 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
         if (vmnet)
                 vmpod_mac_text(vmnet, pod->cold.mac);
 
-        const char *why_not = sandbox_template_why_not(sb, &decision->size, vmnet != NULL);
+        const char *why_not = sandbox_template_why_not(sb, vmnet != NULL);
         if (why_not && sb->templates)
                 us_log_info("pod %s: no VM template: %s", pod->vmpod.id, why_not);
         if (why_not || !pod_boot_template(pod, sb))
@@ -953,8 +955,26 @@ static bool pod_build_held_back(struct sandbox_pod *pod)
         struct vmm_template_failure f;
         if (vmm_template_cache_open(pod->template_dir, false, NULL, &cache, NULL) < 0)
                 return false;
+        /* The cache's cap (sandbox.template_max): one template per VM size
+         * in use, each up to its size in memory. A key already there (a
+         * broken entry) is rebuilt all the same. */
+        _cleanup_strv_ char **keys = NULL;
+        size_t n = 0;
+        bool full = false;
+        if (vmm_template_cache_keys(cache, false, &keys, &n, NULL) >= 0 && n >= pod->template_max) {
+                full = true;
+                for (size_t i = 0; i < n; i++)
+                        if (strcmp(keys[i], pod->tkey) == 0)
+                                full = false;
+        }
         int r = vmm_template_failure_read(cache, pod->tkey, &f, NULL);
         vmm_template_cache_free(cache);
+        if (full) {
+                us_log_info("pod %s: VM template %s not built: the cache holds %zu templates "
+                            "(sandbox.template_max %u)",
+                            pod->vmpod.id, pod->tkey, n, pod->template_max);
+                return true;
+        }
         int64_t now = (int64_t)time(NULL);
         if (r < 0 || !vmm_template_backoff_held(&f, now))
                 return false;
@@ -1020,11 +1040,21 @@ static void pod_build_template(struct sandbox_pod *pod)
                 sigset_t all;
                 sigemptyset(&all);
                 (void)sigprocmask(SIG_SETMASK, &all, NULL);
-                char *argv[] = {ctl, (char *)"template", (char *)"build", NULL, NULL, NULL};
+                /* The pod's size: a template per size (their keys differ). */
+                char vcpus[16], mib[16];
+                snprintf(vcpus, sizeof(vcpus), "%u", pod->tin.vcpus ? pod->tin.vcpus : 1);
+                snprintf(mib, sizeof(mib), "%u", pod->tin.memory_mib ? pod->tin.memory_mib : 256);
+                char *argv[10] = {ctl, (char *)"template", (char *)"build"};
+                size_t n = 3;
                 if (pod->config_path) {
-                        argv[3] = (char *)"--config";
-                        argv[4] = pod->config_path;
+                        argv[n++] = (char *)"--config";
+                        argv[n++] = pod->config_path;
                 }
+                argv[n++] = (char *)"--vcpus";
+                argv[n++] = vcpus;
+                argv[n++] = (char *)"--memory-mib";
+                argv[n++] = mib;
+                argv[n] = NULL;
                 execv(ctl, argv);
                 _exit(127);
         }

@@ -17,8 +17,7 @@ enum vmm_accel sandbox_accel_of(const struct policy_sandbox_config *sb)
         return VMM_ACCEL_AUTO;
 }
 
-const char *sandbox_template_why_not(const struct policy_sandbox_config *sb,
-                                     const struct policy_vm_size *size, bool has_network)
+const char *sandbox_template_why_not(const struct policy_sandbox_config *sb, bool has_network)
 {
         if (!sb->templates)
                 return "sandbox.templates is off";
@@ -28,13 +27,11 @@ const char *sandbox_template_why_not(const struct policy_sandbox_config *sb,
         /* The template's layout has a virtio-net device on a tap. */
         if (!has_network)
                 return "the pod has no network";
-        unsigned vcpus = sb->vcpus ? sb->vcpus : 1, mib = sb->memory_mib ? sb->memory_mib : 256;
-        if (size->vcpus != vcpus || size->memory_mib != mib)
-                return "the pod's size is not the template's (sandbox.vcpus, sandbox.memory_mib)";
         return NULL;
 }
 
-int sandbox_template_inputs(const struct policy_sandbox_config *sb, struct vmm_template_inputs *in,
+int sandbox_template_inputs(const struct policy_sandbox_config *sb,
+                            const struct policy_vm_size *size, struct vmm_template_inputs *in,
                             struct us_error **err)
 {
         _cleanup_free_ char *reason = NULL, *kernel = NULL, *initrd = NULL, *host = NULL;
@@ -43,8 +40,8 @@ int sandbox_template_inputs(const struct policy_sandbox_config *sb, struct vmm_t
 
         *in = (struct vmm_template_inputs){
                 .serial_ports = {AGENT_PORT_CALLS, AGENT_PORT_EVENTS},
-                .vcpus = sb->vcpus,
-                .memory_mib = sb->memory_mib,
+                .vcpus = size && size->vcpus ? size->vcpus : sb->vcpus,
+                .memory_mib = size && size->memory_mib ? size->memory_mib : sb->memory_mib,
         };
         if ((r = vmm_accel_decide(want, NULL, NULL, &in->accel, &reason, err)) < 0)
                 return us_error_wrap(err, r, "sandbox.accel %s", sb->accel ? sb->accel : "auto");

@@ -22,21 +22,21 @@ enum vmm_accel sandbox_accel_of(const struct policy_sandbox_config *sb);
  * background build, unishimctl template build). */
 #define SANDBOX_TEMPLATE_CGROUP "/unishim/templates"
 
-/* Why a pod of this size, with or without a network, boots cold although
- * the config may allow templates: NULL when it starts from the template
- * (sandbox.templates on, shared_fs 9p, a network, the config's default
- * size, which the template is built for), else the reason, for the log.
- * Pure. */
-const char *sandbox_template_why_not(const struct policy_sandbox_config *sb,
-                                     const struct policy_vm_size *size, bool has_network);
+/* Why a pod, with or without a network, boots cold although the config
+ * may allow templates: NULL when it starts from a template of its size
+ * (sandbox.templates on, shared_fs 9p, a network), else the reason, for
+ * the log. Pure. */
+const char *sandbox_template_why_not(const struct policy_sandbox_config *sb, bool has_network);
 
-/* The inputs of the node's template for this config: its default size
- * (sandbox.vcpus, sandbox.memory_mib), the accelerator as decided for this
- * host, the guest image (sandbox.kernel/initrd, else sandbox_image_find),
- * the agent's ports, the host's TSC under TCG and its identity. No
- * cmdline_extra: the shim's debug flag must not split the key. The
- * strings are the inputs' own: sandbox_template_inputs_free. Returns 0,
- * or a negative errno with err. */
-int sandbox_template_inputs(const struct policy_sandbox_config *sb, struct vmm_template_inputs *in,
+/* The inputs of the node's template for this config and a VM of size (its
+ * vCPUs and memory; NULL or 0: the config's sandbox.vcpus and
+ * sandbox.memory_mib): the accelerator as decided for this host, the guest
+ * image (sandbox.kernel/initrd, else sandbox_image_find), the agent's
+ * ports, the host's TSC under TCG and its identity. Each size has its own
+ * key. No cmdline_extra: the shim's debug flag must not split the key.
+ * The strings are the inputs' own: sandbox_template_inputs_free. Returns
+ * 0, or a negative errno with err. */
+int sandbox_template_inputs(const struct policy_sandbox_config *sb,
+                            const struct policy_vm_size *size, struct vmm_template_inputs *in,
                             struct us_error **err);
 void sandbox_template_inputs_free(struct vmm_template_inputs *in);

@@ -20,6 +20,10 @@
 #    memfd loses no block, r1 and r2 go on running
 #  - badsys: a pod with a sysctl value the guest's kernel refuses fails
 #    once, on its clone, with the sysctl named, and boots no cold VM after
+#  - sized: a pod of another size (unishim.io/memory-mib 320) misses, boots
+#    cold and builds a template of its own beside the default one; the
+#    next pod of that size is restored, its guest that size; a third size
+#    boots cold and builds nothing (sandbox.template_max 2)
 #  - corrupt: garbage in the entry's state → the next pod boots cold with
 #    the warning, runs, and the template is rebuilt (ready again)
 #  - gone: a pod removed while the build it started runs: the build and
@@ -48,7 +52,8 @@ sandbox_config_save
 ir=$(ls "$GEN"/initramfs.cpio "$GEN"/initramfs.cpio.gz 2>/dev/null | head -1 || true)
 jq --arg k "$GEN/vmlinux" --arg i "$ir" --arg t "$TDIR" \
         '.sandbox.shared_fs = "9p" | .sandbox.templates = true | .sandbox.kernel = $k
-         | .sandbox.initrd = $i | .sandbox.template_dir = $t' \
+         | .sandbox.initrd = $i | .sandbox.template_dir = $t | .sandbox.template_max = 2
+         | .annotations.allowed += ["unishim.io/memory-mib"]' \
         "$IT_TMP/sandbox-config.json" >"$IT_TMP/template-config.json"
 cp "$IT_TMP/template-config.json" "$ENV_SANDBOX_CONFIG"
 # The holders are the node's: they outlive the pods, not the test.
@@ -190,6 +195,52 @@ expect_match "badsys's error names the sysctl" "net.ipv4.ip_unprivileged_port_st
 expect_eq "badsys was a clone" $((restored_before + 1)) "$(log_count "restored from VM template")"
 expect_eq "badsys's clone did not fall back to a cold boot" "$fallbacks_before" "$(log_count "restoring VM template")"
 expect_eq "badsys is not listed" "" "$(ectl ps 2>/dev/null | awk '$1 == "badsys"')"
+
+# ---- sized: a pod of another size has a template of its own ----
+# (unishim.io/memory-mib sizes the VM as a memory limit does.) The cache
+# holds at most 2 templates here (sandbox.template_max): a third size
+# boots cold and builds nothing.
+sized_pod() { # NAME MIB
+        it_pod "$1.json" --arg n "$1" --arg m "$2" '{name: $n, runtime_handler: "unishim-sandbox",
+                annotations: {"unishim.io/memory-mib": $m},
+                containers: [{name: "app", image: $img, command: ["sleep", "3600"]}]}'
+}
+ready_count() { tctl list 2>/dev/null | awk '$2 == "state=ready"' | wc -l; }
+out_rc out rc ectl run "$(sized_pod sized1 320)"
+expect_eq "run sized1 (320 MiB)" 0 "$rc"
+ids1=$(pod_id sized1)
+expect_match "sized1 misses: no template of its size yet, boots cold" \
+        "pod $ids1: no VM template [0-9a-f]{64} yet: boots cold" "$(grep -a "pod $ids1" "$ENV_LOG")"
+if wait_until 600 test "$(ready_count)" -ge 2; then
+        pass "sized1's template is built beside the default size's (2 ready)"
+else
+        fail "no second template after 600 s: $(tctl list 2>&1)"
+fi
+out_rc out rc ectl run "$(sized_pod sized2 320)"
+expect_eq "run sized2 (320 MiB)" 0 "$rc"
+ids2=$(pod_id sized2)
+expect_match "sized2 is restored from the 320 MiB template" \
+        "pod $ids2: restored from VM template" "$(grep -a "pod $ids2" "$ENV_LOG")"
+out_rc out rc ectl exec sized2 -- awk '/^MemTotal/ { print int($2 / 1024) }' /proc/meminfo
+[ "$rc" = 0 ] && [ "$out" -gt 256 ] 2>/dev/null && [ "$out" -le 320 ] &&
+        pass "sized2's guest has its size: MemTotal $out MiB of 320" ||
+        fail "sized2's guest MemTotal '$out' (rc $rc), want 257..320 MiB"
+out_rc out rc ectl run "$(sized_pod sized3 384)"
+expect_eq "run sized3 (384 MiB, a third size)" 0 "$rc"
+ids3=$(pod_id sized3)
+expect_match "sized3 boots cold and builds nothing: the cache is full" \
+        "pod $ids3: VM template [0-9a-f]{64} not built: the cache holds 2 templates \(sandbox.template_max 2\)" \
+        "$(grep -a "pod $ids3" "$ENV_LOG")"
+expect_eq "still 2 templates" 2 "$(tctl list 2>/dev/null | wc -l)"
+IDS+=("$ids1" "$ids2" "$ids3")
+for p in sized1 sized2 sized3; do
+        out_rc out rc ectl rm --timeout 0 "$p"
+        expect_eq "rm $p" 0 "$rc"
+done
+# (The sections below expect the default size's template alone.)
+key320=$(grep -a "pod $ids1" "$ENV_LOG" | grep -o 'no VM template [0-9a-f]\{64\}' | head -1 | awk '{print $4}')
+[ -n "$key320" ] && [ "$key320" != "$KEY" ] && tctl rm "$key320" >/dev/null 2>&1 || true
+expect_eq "one template left: the default size's" "$KEY" "$(ready_key)"
 
 # ---- corrupt: a broken entry boots cold, and is rebuilt ----
 head -c 4096 /dev/urandom >"$TDIR/$KEY/state"

@@ -338,13 +338,17 @@ static void vm_guest(void **state)
         assert_int_equal(cfg->sandbox.shared_fs, POLICY_SHARED_FS_VIRTIOFS);
         assert_false(cfg->sandbox.templates);
         assert_null(cfg->sandbox.template_dir);
+        assert_int_equal(cfg->sandbox.template_max, POLICY_TEMPLATE_MAX_DEFAULT);
         policy_config_free(cfg);
         cfg = parse_ok("{\"sandbox\": {\"shared_fs\": \"9p\", \"templates\": true, "
-                       "\"template_dir\": \"/var/lib/t\"}}");
+                       "\"template_dir\": \"/var/lib/t\", \"template_max\": 9}}");
         assert_int_equal(cfg->sandbox.shared_fs, POLICY_SHARED_FS_9P);
         assert_true(cfg->sandbox.templates);
         assert_string_equal(cfg->sandbox.template_dir, "/var/lib/t");
+        assert_int_equal(cfg->sandbox.template_max, 9);
         policy_config_free(cfg);
+        parse_fails("{\"sandbox\": {\"template_max\": 0}}", "template_max");
+        parse_fails("{\"sandbox\": {\"template_max\": 65}}", "template_max");
         cfg = parse_ok("{\"sandbox\": {\"shared_fs\": \"virtio-fs\"}}");
         assert_int_equal(cfg->sandbox.shared_fs, POLICY_SHARED_FS_VIRTIOFS);
         policy_config_free(cfg);

@@ -26,33 +26,19 @@ static void why_not(void **state)
 {
         (void)state;
         struct policy_sandbox_config sb = sb_on();
-        struct policy_vm_size size = {.vcpus = 1, .memory_mib = 256};
-        assert_null(sandbox_template_why_not(&sb, &size, true));
+        assert_null(sandbox_template_why_not(&sb, true));
         /* Each condition alone makes the pod boot cold, with its reason. */
-        assert_non_null(strstr(sandbox_template_why_not(&sb, &size, false), "no network"));
+        assert_non_null(strstr(sandbox_template_why_not(&sb, false), "no network"));
         sb.templates = false;
-        assert_non_null(strstr(sandbox_template_why_not(&sb, &size, true), "templates is off"));
+        assert_non_null(strstr(sandbox_template_why_not(&sb, true), "templates is off"));
         sb = sb_on();
         sb.shared_fs = POLICY_SHARED_FS_VIRTIOFS;
-        assert_non_null(strstr(sandbox_template_why_not(&sb, &size, true), "not 9p"));
-        sb = sb_on();
-        size.vcpus = 2;
-        assert_non_null(strstr(sandbox_template_why_not(&sb, &size, true), "size"));
-        size = (struct policy_vm_size){.vcpus = 1, .memory_mib = 512};
-        assert_non_null(strstr(sandbox_template_why_not(&sb, &size, true), "size"));
-        /* The config's size is the template's: a bigger default, a pod of
-         * that size uses it. */
-        sb.memory_mib = 512;
-        assert_null(sandbox_template_why_not(&sb, &size, true));
-        /* Unset sizes are the policy's defaults (1 vCPU, 256 MiB). */
-        sb.vcpus = 0;
-        sb.memory_mib = 0;
-        size = (struct policy_vm_size){.vcpus = 1, .memory_mib = 256};
-        assert_null(sandbox_template_why_not(&sb, &size, true));
+        assert_non_null(strstr(sandbox_template_why_not(&sb, true), "not 9p"));
 }
 
 /* A kernel and initrd of the test's own; inputs from the config, twice:
- * the same key; the size in the config changes it. */
+ * the same key; the size in the config changes it, and so does a pod's
+ * size (a template per size). */
 static void inputs(void **state)
 {
         (void)state;
@@ -72,7 +58,7 @@ static void inputs(void **state)
         sb.accel = (char *)"tcg";
         struct vmm_template_inputs a, b;
         struct us_error *err = NULL;
-        if (sandbox_template_inputs(&sb, &a, &err) < 0)
+        if (sandbox_template_inputs(&sb, NULL, &a, &err) < 0)
                 fail_msg("inputs: %s", us_error_text(err));
         assert_string_equal(a.kernel, kernel);
         assert_string_equal(a.initrd, initrd);
@@ -81,26 +67,44 @@ static void inputs(void **state)
         assert_int_equal(a.accel, VMM_ACCEL_TCG);
         assert_null(a.cmdline_extra);
         assert_non_null(a.host_id);
-        assert_int_equal(sandbox_template_inputs(&sb, &b, NULL), 0);
-        _cleanup_free_ char *ma = NULL, *mb = NULL, *mc = NULL;
+        assert_int_equal(sandbox_template_inputs(&sb, NULL, &b, NULL), 0);
+        _cleanup_free_ char *ma = NULL, *mb = NULL, *mc = NULL, *md = NULL, *me = NULL;
         assert_int_equal(vmm_template_manifest(&a, &ma, NULL), 0);
         assert_int_equal(vmm_template_manifest(&b, &mb, NULL), 0);
         assert_string_equal(ma, mb);
         sandbox_template_inputs_free(&b);
         sb.memory_mib = 512;
-        assert_int_equal(sandbox_template_inputs(&sb, &b, NULL), 0);
+        assert_int_equal(sandbox_template_inputs(&sb, NULL, &b, NULL), 0);
         assert_int_equal(vmm_template_manifest(&b, &mc, NULL), 0);
         char ka[VMM_TEMPLATE_KEY_LEN + 1], kc[VMM_TEMPLATE_KEY_LEN + 1];
+        char kd[VMM_TEMPLATE_KEY_LEN + 1], ke[VMM_TEMPLATE_KEY_LEN + 1];
         vmm_template_key(ma, ka);
         vmm_template_key(mc, kc);
         assert_string_not_equal(ka, kc);
+        sandbox_template_inputs_free(&b);
+        /* A pod's size wins over the config's; 0 keeps the config's. */
+        const struct policy_vm_size s512 = {.vcpus = 1, .memory_mib = 512};
+        const struct policy_vm_size s2 = {.vcpus = 2};
+        sb.memory_mib = 256;
+        assert_int_equal(sandbox_template_inputs(&sb, &s512, &b, NULL), 0);
+        assert_int_equal(b.memory_mib, 512);
+        assert_int_equal(vmm_template_manifest(&b, &md, NULL), 0);
+        vmm_template_key(md, kd);
+        assert_string_equal(kd, kc);
+        sandbox_template_inputs_free(&b);
+        assert_int_equal(sandbox_template_inputs(&sb, &s2, &b, NULL), 0);
+        assert_int_equal(b.vcpus, 2);
+        assert_int_equal(b.memory_mib, 256);
+        assert_int_equal(vmm_template_manifest(&b, &me, NULL), 0);
+        vmm_template_key(me, ke);
+        assert_string_not_equal(ke, ka);
         sandbox_template_inputs_free(&a);
         sandbox_template_inputs_free(&b);
         /* No kernel in the config: the image lookup, which names what it
          * tried (UNISHIM_GUEST_DIR here). */
         sb.kernel = NULL;
         setenv("UNISHIM_GUEST_DIR", dir, 1);
-        assert_int_equal(sandbox_template_inputs(&sb, &a, NULL), 0);
+        assert_int_equal(sandbox_template_inputs(&sb, NULL, &a, NULL), 0);
         char *rk = realpath(kernel, NULL);
         assert_string_equal(a.kernel, rk);
         free(rk);
