@@ -206,12 +206,13 @@ sized_pod() { # NAME MIB
                 containers: [{name: "app", image: $img, command: ["sleep", "3600"]}]}'
 }
 ready_count() { tctl list 2>/dev/null | awk '$2 == "state=ready"' | wc -l; }
+two_ready() { [ "$(ready_count)" -ge 2 ]; }
 out_rc out rc ectl run "$(sized_pod sized1 320)"
 expect_eq "run sized1 (320 MiB)" 0 "$rc"
 ids1=$(pod_id sized1)
 expect_match "sized1 misses: no template of its size yet, boots cold" \
         "pod $ids1: no VM template [0-9a-f]{64} yet: boots cold" "$(grep -a "pod $ids1" "$ENV_LOG")"
-if wait_until 600 test "$(ready_count)" -ge 2; then
+if wait_until 600 two_ready; then
         pass "sized1's template is built beside the default size's (2 ready)"
 else
         fail "no second template after 600 s: $(tctl list 2>&1)"
