@@ -34,6 +34,9 @@
 #define BUILD_TIMEOUT_MS (300 * 1000) /* a cold boot under TCG on a busy host */
 #define CHECK_TRY_MS     2000
 
+/* build --max: the cache is full; nothing was built, nothing recorded. */
+#define BUILD_EXIT_FULL 4
+
 static int fail_err(const char *what, struct us_error *err, int r)
 {
         fprintf(stderr, "unishimctl: template %s: %s\n", what,
@@ -107,9 +110,39 @@ static int collect(struct vmm_template_cache *c, const char *prefix, struct us_e
         return r;
 }
 
+/* With --max: whether the cache holds max templates or more, the key of
+ * `in` not among them, once what can never be used again is collected (a
+ * guest image's upgrade leaves stale keys, which must not keep the new
+ * one out). A soft cap: two builds at once may both pass it. */
+static bool cache_full(struct vmm_template_cache *c, const struct vmm_template_inputs *in,
+                       unsigned max)
+{
+        struct us_error *err = NULL;
+        _cleanup_free_ char *manifest = NULL;
+        _cleanup_strv_ char **keys = NULL;
+        size_t n = 0;
+        char key[VMM_TEMPLATE_KEY_LEN + 1];
+        if (collect(c, "removed ", &err) < 0) {
+                fprintf(stderr, "unishimctl: template build: gc: %s\n", us_error_text(err));
+                err = us_error_free(err);
+        }
+        if (vmm_template_manifest(in, &manifest, NULL) < 0 ||
+            vmm_template_cache_keys(c, false, &keys, &n, NULL) < 0 || n < max)
+                return false;
+        vmm_template_key(manifest, key);
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(keys[i], key) == 0)
+                        return false;
+        fprintf(stderr,
+                "unishimctl: template build: the cache holds %zu templates (--max %u): %s not "
+                "built\n",
+                n, max, key);
+        return true;
+}
+
 /* The build itself, in the child build() forks; its exit status. */
 static int build_in(struct vmm_template_cache *c, const struct policy_config *cfg,
-                    const struct policy_vm_size *size, const char *state_dir)
+                    const struct policy_vm_size *size, unsigned max, const char *state_dir)
 {
         struct vmm_template_inputs in = {0};
         struct vmm_template_build_result res;
@@ -117,6 +150,10 @@ static int build_in(struct vmm_template_cache *c, const struct policy_config *cf
         int r = sandbox_template_inputs(&cfg->sandbox, size, &in, &err);
         if (r < 0)
                 return fail_err("build", err, r);
+        if (max > 0 && cache_full(c, &in, max)) {
+                sandbox_template_inputs_free(&in);
+                return BUILD_EXIT_FULL;
+        }
         r = vmm_template_build(c, &in, state_dir, agent_check, NULL, BUILD_TIMEOUT_MS, &res, &err);
         if (r == VMM_TEMPLATE_BUSY) {
                 fprintf(stderr, "unishimctl: template build: busy: %s\n", us_error_text(err));
@@ -159,7 +196,7 @@ static int build_in(struct vmm_template_cache *c, const struct policy_config *cf
  * comes between the check and the wait, and the build then publishes for a
  * pod that is gone). */
 static int build(struct vmm_template_cache *c, const struct policy_config *cfg,
-                 const struct policy_vm_size *size)
+                 const struct policy_vm_size *size, unsigned max)
 {
         char state_dir[] = "/tmp/unishim-template-XXXXXX";
         sigset_t stop, old;
@@ -195,7 +232,7 @@ static int build(struct vmm_template_cache *c, const struct policy_config *cfg,
                 /* A signal sent to the child itself (a terminal's process
                  * group) acts now, with the default action. */
                 (void)sigprocmask(SIG_SETMASK, &old, NULL);
-                status = build_in(c, cfg, size, state_dir);
+                status = build_in(c, cfg, size, max, state_dir);
                 fflush(NULL);
                 _exit(status);
         }
@@ -372,7 +409,8 @@ static int parse_size(const char *opt, const char *text, unsigned min, unsigned 
 
 static void usage(FILE *f)
 {
-        fprintf(f, "usage: unishimctl template [--config FILE] build [--vcpus N] [--memory-mib M]\n"
+        fprintf(f, "usage: unishimctl template [--config FILE] build [--vcpus N] [--memory-mib M] "
+                   "[--max N]\n"
                    "       unishimctl template [--config FILE] list|gc|rm KEY|rm --all\n");
 }
 
@@ -383,9 +421,10 @@ int unishimctl_template(int argc, char **argv)
                 {"all", no_argument, NULL, 'a'},
                 {"vcpus", required_argument, NULL, 'v'},
                 {"memory-mib", required_argument, NULL, 'm'},
+                {"max", required_argument, NULL, 'x'},
                 {NULL, 0, NULL, 0},
         };
-        const char *config = NULL, *vcpus = NULL, *mib = NULL;
+        const char *config = NULL, *vcpus = NULL, *mib = NULL, *max_text = NULL;
         bool all = false;
         int o;
 
@@ -402,6 +441,8 @@ int unishimctl_template(int argc, char **argv)
                         vcpus = optarg;
                 else if (o == 'm')
                         mib = optarg;
+                else if (o == 'x')
+                        max_text = optarg;
                 else {
                         usage(stderr);
                         return 2;
@@ -412,7 +453,7 @@ int unishimctl_template(int argc, char **argv)
         if (!sub || optind < argc || (strcmp(sub, "rm") == 0 ? !arg == !all : arg || all) ||
             (strcmp(sub, "build") && strcmp(sub, "list") && strcmp(sub, "gc") &&
              strcmp(sub, "rm")) ||
-            ((vcpus || mib) && strcmp(sub, "build") != 0)) {
+            ((vcpus || mib || max_text) && strcmp(sub, "build") != 0)) {
                 usage(stderr);
                 return 2;
         }
@@ -425,9 +466,11 @@ int unishimctl_template(int argc, char **argv)
         /* A template of another size than the config's default: what a
          * pod with limits boots with (the shim passes its VM's). */
         struct policy_vm_size size = {0};
+        unsigned max = 0; /* the shim's cap (sandbox.template_max); by hand: none */
         if ((vcpus && parse_size("--vcpus", vcpus, 1, cfg->sandbox.max_vcpus, &size.vcpus) < 0) ||
             (mib && parse_size("--memory-mib", mib, POLICY_VM_MIN_MEMORY_MIB,
-                               cfg->sandbox.max_memory_mib, &size.memory_mib) < 0)) {
+                               cfg->sandbox.max_memory_mib, &size.memory_mib) < 0) ||
+            (max_text && parse_size("--max", max_text, 1, 64, &max) < 0)) {
                 policy_config_free(cfg);
                 return 2;
         }
@@ -458,7 +501,7 @@ int unishimctl_template(int argc, char **argv)
         if (r < 0)
                 status = fail_err(sub, err, r);
         else if (strcmp(sub, "build") == 0)
-                status = build(c, cfg, &size);
+                status = build(c, cfg, &size, max);
         else if (strcmp(sub, "list") == 0)
                 status = list(c);
         else if (strcmp(sub, "gc") == 0)

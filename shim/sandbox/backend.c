@@ -955,26 +955,8 @@ static bool pod_build_held_back(struct sandbox_pod *pod)
         struct vmm_template_failure f;
         if (vmm_template_cache_open(pod->template_dir, false, NULL, &cache, NULL) < 0)
                 return false;
-        /* The cache's cap (sandbox.template_max): one template per VM size
-         * in use, each up to its size in memory. A key already there (a
-         * broken entry) is rebuilt all the same. */
-        _cleanup_strv_ char **keys = NULL;
-        size_t n = 0;
-        bool full = false;
-        if (vmm_template_cache_keys(cache, false, &keys, &n, NULL) >= 0 && n >= pod->template_max) {
-                full = true;
-                for (size_t i = 0; i < n; i++)
-                        if (strcmp(keys[i], pod->tkey) == 0)
-                                full = false;
-        }
         int r = vmm_template_failure_read(cache, pod->tkey, &f, NULL);
         vmm_template_cache_free(cache);
-        if (full) {
-                us_log_info("pod %s: VM template %s not built: the cache holds %zu templates "
-                            "(sandbox.template_max %u)",
-                            pod->vmpod.id, pod->tkey, n, pod->template_max);
-                return true;
-        }
         int64_t now = (int64_t)time(NULL);
         if (r < 0 || !vmm_template_backoff_held(&f, now))
                 return false;
@@ -1041,10 +1023,11 @@ static void pod_build_template(struct sandbox_pod *pod)
                 sigemptyset(&all);
                 (void)sigprocmask(SIG_SETMASK, &all, NULL);
                 /* The pod's size: a template per size (their keys differ). */
-                char vcpus[16], mib[16];
+                char vcpus[16], mib[16], max[16];
+                snprintf(max, sizeof(max), "%u", pod->template_max);
                 snprintf(vcpus, sizeof(vcpus), "%u", pod->tin.vcpus ? pod->tin.vcpus : 1);
                 snprintf(mib, sizeof(mib), "%u", pod->tin.memory_mib ? pod->tin.memory_mib : 256);
-                char *argv[10] = {ctl, (char *)"template", (char *)"build"};
+                char *argv[12] = {ctl, (char *)"template", (char *)"build"};
                 size_t n = 3;
                 if (pod->config_path) {
                         argv[n++] = (char *)"--config";
@@ -1054,6 +1037,10 @@ static void pod_build_template(struct sandbox_pod *pod)
                 argv[n++] = vcpus;
                 argv[n++] = (char *)"--memory-mib";
                 argv[n++] = mib;
+                /* The cache's cap, checked by the build after its gc (which
+                 * may block on a holder: never on the shim's loop). */
+                argv[n++] = (char *)"--max";
+                argv[n++] = max;
                 argv[n] = NULL;
                 execv(ctl, argv);
                 _exit(127);
@@ -1075,6 +1062,12 @@ static void pod_build_exited(struct sandbox_pod *pod, int ws)
         if (WIFEXITED(ws) && WEXITSTATUS(ws) == 3) {
                 us_log_info("pod %s: VM template %s is being built by another", pod->vmpod.id,
                             pod->tkey);
+                return;
+        }
+        if (WIFEXITED(ws) && WEXITSTATUS(ws) == 4) {
+                us_log_info("pod %s: VM template %s not built: the cache holds "
+                            "sandbox.template_max (%u) templates",
+                            pod->vmpod.id, pod->tkey, pod->template_max);
                 return;
         }
         char buf[1024] = "", path[PATH_MAX];
