@@ -142,7 +142,7 @@ struct vmm_template_vm {
 /* The one place the layout of a template and of its clones is decided, so
  * that the two can never differ: microvm in QEMU's private root, the
  * agent's two virtio-serial ports, virtio-net on inst->tap_fd, virtio-rng,
- * no balloon, the RAM on inst->memory_fd, and one 9p device (tag
+ * the balloon, the RAM on inst->memory_fd, and one 9p device (tag
  * VMM_TEMPLATE_SHARE_TAG, path /share/0 in the jail, inst->share_dir bound
  * there; QEMU as root of inst->userns_fd). role: VMM_TEMPLATE_SOURCE or VMM_TEMPLATE_CLONE. Pure:
  * fills *out (pointing into in's and inst's strings, which must outlive it). Returns 0, or -EINVAL
