@@ -34,9 +34,6 @@
 #define BUILD_TIMEOUT_MS (300 * 1000) /* a cold boot under TCG on a busy host */
 #define CHECK_TRY_MS     2000
 
-/* build --max: the cache is full; nothing was built, nothing recorded. */
-#define BUILD_EXIT_FULL 4
-
 static int fail_err(const char *what, struct us_error *err, int r)
 {
         fprintf(stderr, "unishimctl: template %s: %s\n", what,
@@ -152,14 +149,14 @@ static int build_in(struct vmm_template_cache *c, const struct policy_config *cf
                 return fail_err("build", err, r);
         if (max > 0 && cache_full(c, &in, max)) {
                 sandbox_template_inputs_free(&in);
-                return BUILD_EXIT_FULL;
+                return SANDBOX_TEMPLATE_BUILD_FULL;
         }
         r = vmm_template_build(c, &in, state_dir, agent_check, NULL, BUILD_TIMEOUT_MS, &res, &err);
         if (r == VMM_TEMPLATE_BUSY) {
                 fprintf(stderr, "unishimctl: template build: busy: %s\n", us_error_text(err));
                 us_error_free(err);
                 sandbox_template_inputs_free(&in);
-                return 3;
+                return SANDBOX_TEMPLATE_BUILD_BUSY;
         }
         if (r < 0) {
                 sandbox_template_inputs_free(&in);
@@ -470,7 +467,7 @@ int unishimctl_template(int argc, char **argv)
         if ((vcpus && parse_size("--vcpus", vcpus, 1, cfg->sandbox.max_vcpus, &size.vcpus) < 0) ||
             (mib && parse_size("--memory-mib", mib, POLICY_VM_MIN_MEMORY_MIB,
                                cfg->sandbox.max_memory_mib, &size.memory_mib) < 0) ||
-            (max_text && parse_size("--max", max_text, 1, 64, &max) < 0)) {
+            (max_text && parse_size("--max", max_text, 1, POLICY_TEMPLATE_MAX_LIMIT, &max) < 0)) {
                 policy_config_free(cfg);
                 return 2;
         }

@@ -280,7 +280,7 @@ static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us
         sb->console_log_max_bytes = cap;
         sb->agent_timeout_ms = (unsigned)ms;
         uint64_t tmax = sb->template_max;
-        TRY(bounded_u64(o, p, "template_max", 1, 64, "1..64", &tmax, err));
+        TRY(bounded_u64(o, p, "template_max", 1, POLICY_TEMPLATE_MAX_LIMIT, "1..64", &tmax, err));
         sb->template_max = (unsigned)tmax;
         return 0;
 }

@@ -104,6 +104,7 @@ enum policy_shared_fs {
 
 #define POLICY_TEMPLATE_DIR_DEFAULT "/run/unishim/templates"
 #define POLICY_TEMPLATE_MAX_DEFAULT 4
+#define POLICY_TEMPLATE_MAX_LIMIT   64 /* sandbox.template_max: 1..this */
 
 /* How sandbox-kind VMs are made. NULL/0: the built-in defaults. */
 struct policy_sandbox_config {

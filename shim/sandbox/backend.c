@@ -44,6 +44,7 @@
 #include "shim/backend.h"
 #include "cgroup/cgroup.h"
 #include "base/cleanup.h"
+#include "base/id.h"
 #include "base/log.h"
 #include "netplumb/netplumb.h"
 #include "policy/policy.h"
@@ -944,7 +945,8 @@ static char *unishimctl_path(void)
  * cgroup SANDBOX_TEMPLATE_CGROUP (its QEMU and the holder it leaves are
  * the node's, never charged to this pod), its stderr in the pod's state
  * dir for the warning if it fails. The cache's lock makes a second
- * builder busy (exit 3). The pod's end stops it (pod_teardown). */
+ * builder busy (SANDBOX_TEMPLATE_BUILD_BUSY). The pod's end stops it
+ * (pod_teardown). */
 
 /* Whether the key's builds failed lately (vmm_template_backoff_held): a
  * broken image or QEMU must not cost a template build per pod start. An
@@ -1059,12 +1061,12 @@ static void pod_build_exited(struct sandbox_pod *pod, int ws)
                 us_log_info("pod %s: VM template %s built", pod->vmpod.id, pod->tkey);
                 return;
         }
-        if (WIFEXITED(ws) && WEXITSTATUS(ws) == 3) {
+        if (WIFEXITED(ws) && WEXITSTATUS(ws) == SANDBOX_TEMPLATE_BUILD_BUSY) {
                 us_log_info("pod %s: VM template %s is being built by another", pod->vmpod.id,
                             pod->tkey);
                 return;
         }
-        if (WIFEXITED(ws) && WEXITSTATUS(ws) == 4) {
+        if (WIFEXITED(ws) && WEXITSTATUS(ws) == SANDBOX_TEMPLATE_BUILD_FULL) {
                 us_log_info("pod %s: VM template %s not built: the cache holds "
                             "sandbox.template_max (%u) templates",
                             pod->vmpod.id, pod->tkey, pod->template_max);
@@ -1228,20 +1230,18 @@ static bool mount_is_readonly(const struct us_oci_mount *m)
         return ro;
 }
 
-/* A volume name the guest can take as a directory name: a Kubernetes
- * volume name is a DNS label; the agent checks [A-Za-z0-9_.-]. */
-static bool local_dir_name_ok(const char *name, size_t n)
+/* The volume name (n bytes at name) as the guest's dir name, in ret, if
+ * the guest can take it: a Kubernetes volume name is a DNS label, within
+ * an id's rule (us_id_valid: never "." or "..", never a path; the agent
+ * checks [A-Za-z0-9_.-]). */
+static bool local_dir_name(const char *name, size_t n,
+                           char ret[static GUEST_MAX_LOCAL_DIR_NAME + 1])
 {
-        if (n == 0 || n > GUEST_MAX_LOCAL_DIR_NAME || (n == 1 && name[0] == '.') ||
-            (n == 2 && name[0] == '.' && name[1] == '.'))
+        if (n == 0 || n > GUEST_MAX_LOCAL_DIR_NAME)
                 return false;
-        for (size_t i = 0; i < n; i++) {
-                char c = name[i];
-                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                      c == '-' || c == '.' || c == '_'))
-                        return false;
-        }
-        return true;
+        memcpy(ret, name, n);
+        ret[n] = '\0';
+        return us_id_valid(ret);
 }
 
 /* How a bind mount's host source relates to the pod's emptyDir volumes
@@ -1268,11 +1268,8 @@ static enum empty_dir_use empty_dir_of(const struct us_oci_spec *spec, const cha
         const char *p = strstr(source, volumes);
         if (p) {
                 const char *name = p + strlen(volumes);
-                size_t n = strlen(name);
-                if (!local_dir_name_ok(name, n))
-                        return EMPTY_DIR_NONE;
-                memcpy(ret_name, name, n + 1);
-                return EMPTY_DIR_VOLUME;
+                return local_dir_name(name, strlen(name), ret_name) ? EMPTY_DIR_VOLUME
+                                                                    : EMPTY_DIR_NONE;
         }
         /* A subPath: the volume's name is the next component; it is one of
          * the pod's emptyDirs if the kubelet made that dir beside. */
@@ -1281,17 +1278,14 @@ static enum empty_dir_use empty_dir_of(const struct us_oci_spec *spec, const cha
                 return EMPTY_DIR_NONE;
         const char *name = p + strlen(subpaths);
         const char *slash = strchr(name, '/');
-        size_t n = slash ? (size_t)(slash - name) : strlen(name);
-        if (!local_dir_name_ok(name, n))
+        if (!local_dir_name(name, slash ? (size_t)(slash - name) : strlen(name), ret_name))
                 return EMPTY_DIR_NONE;
         char dir[PATH_MAX];
         struct stat st;
-        if (snprintf(dir, sizeof(dir), "%.*s%s%.*s", (int)(p - source), source, volumes, (int)n,
-                     name) >= (int)sizeof(dir) ||
+        if (snprintf(dir, sizeof(dir), "%.*s%s%s", (int)(p - source), source, volumes, ret_name) >=
+                    (int)sizeof(dir) ||
             lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
                 return EMPTY_DIR_NONE;
-        memcpy(ret_name, name, n);
-        ret_name[n] = '\0';
         return EMPTY_DIR_SUBPATH;
 }
 

@@ -22,6 +22,13 @@ enum vmm_accel sandbox_accel_of(const struct policy_sandbox_config *sb);
  * background build, unishimctl template build). */
 #define SANDBOX_TEMPLATE_CGROUP "/unishim/templates"
 
+/* `unishimctl template build`'s exit statuses the shim's background build
+ * tells apart (any other non-zero one is a failed build): another builder
+ * holds the key; with --max, the cache is full (nothing built or
+ * recorded). */
+#define SANDBOX_TEMPLATE_BUILD_BUSY 3
+#define SANDBOX_TEMPLATE_BUILD_FULL 4
+
 /* Why a pod, with or without a network, boots cold although the config
  * may allow templates: NULL when it starts from a template of its size
  * (sandbox.templates on, shared_fs 9p, a network), else the reason, for

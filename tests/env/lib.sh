@@ -409,7 +409,8 @@ env_image_has_9p() {
 # env_9p_image: ENV_9P_IMAGE= a guest image with 9p (sandbox.shared_fs
 # "9p", VM templates): UNISHIM_GUEST_DIR if it is one, else the build's
 # generic image, brought up to date now (built when missing: a Debian
-# kernel .deb through apt; ENV_9P_BUILT=1 when anything was rebuilt). Returns 1 with ENV_9P_ERR when there is none.
+# kernel .deb through apt; ENV_9P_BUILT=1 when anything was rebuilt).
+# Returns 1 with ENV_9P_ERR when there is none.
 env_9p_image() {
         ENV_9P_BUILT=0
         ENV_9P_ERR=
