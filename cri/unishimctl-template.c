@@ -26,6 +26,7 @@
 #include "base/loop.h"
 #include "cgroup/cgroup.h"
 #include "policy/policy.h"
+#include "shim/sandbox/image.h"
 #include "shim/sandbox/template.h"
 #include "ttrpc/ttrpc.h"
 #include "unishimctl-template.h"
@@ -144,9 +145,24 @@ static int build_in(struct vmm_template_cache *c, const struct policy_config *cf
         struct vmm_template_inputs in = {0};
         struct vmm_template_build_result res;
         struct us_error *err = NULL;
+        bool ninep = false;
         int r = sandbox_template_inputs(&cfg->sandbox, size, &in, &err);
-        if (r < 0)
+        /* A template's layout serves the share over 9p: the config's pods
+         * would never use one built for a kernel without it. */
+        if (r >= 0)
+                r = sandbox_image_shared_fs(cfg->sandbox.shared_fs, in.kernel, &ninep, &err);
+        if (r >= 0 && !ninep)
+                r = us_error_msg(&err, ENOTSUP,
+                                 "the config's pods get their files over virtio-fs (guest "
+                                 "kernel %s, sandbox.shared_fs %s), and VM templates need 9p",
+                                 in.kernel,
+                                 cfg->sandbox.shared_fs == POLICY_SHARED_FS_AUTO
+                                         ? "unset: the kernel has no 9p"
+                                         : "\"virtio-fs\"");
+        if (r < 0) {
+                sandbox_template_inputs_free(&in);
                 return fail_err("build", err, r);
+        }
         if (max > 0 && cache_full(c, &in, max)) {
                 sandbox_template_inputs_free(&in);
                 return SANDBOX_TEMPLATE_BUILD_FULL;

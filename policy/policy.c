@@ -98,6 +98,7 @@ int policy_config_default(struct policy_config **ret, struct us_error **err)
         cfg->sandbox.max_vcpus = cpus > 0 ? (unsigned)cpus : 1;
         cfg->sandbox.memory_mib = 256;
         cfg->sandbox.max_memory_mib = 16384;
+        cfg->sandbox.templates = true;
         cfg->sandbox.template_max = POLICY_TEMPLATE_MAX_DEFAULT;
         cfg->sandbox.console_log_max_bytes = POLICY_CONSOLE_LOG_DEFAULT_BYTES;
         cfg->sandbox.agent_timeout_ms = POLICY_AGENT_TIMEOUT_DEFAULT_MS;
@@ -243,6 +244,8 @@ static int parse_sandbox(yajl_val o, const struct jpath *p, void *out, struct us
                 return ocij_error(err, JP_KEY(p, "shared_fs"),
                                   "\"9p\" is served by QEMU in the pod's user namespace, which "
                                   "virtiofsd_unprivileged false turns off: not both");
+        if (sb->shared_fs == POLICY_SHARED_FS_AUTO && sb->virtiofsd_root)
+                sb->shared_fs = POLICY_SHARED_FS_VIRTIOFS;
         TRY(ocij_bool(FIELD(o, p, "templates"), 0, &sb->templates, NULL, err));
         TRY(ocij_string(FIELD(o, p, "template_dir"), F_ABS, &sb->template_dir, err));
         static const struct {

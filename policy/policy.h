@@ -97,7 +97,11 @@ enum policy_isolation {
         POLICY_ISOLATION__COUNT,
 };
 
+/* sandbox.shared_fs. AUTO (absent from the config): 9p when the guest
+ * image's kernel has it, so that pods can start from VM templates, else
+ * virtio-fs (shim/sandbox/image.h, sandbox_image_shared_fs). */
 enum policy_shared_fs {
+        POLICY_SHARED_FS_AUTO,
         POLICY_SHARED_FS_VIRTIOFS,
         POLICY_SHARED_FS_9P,
 };
@@ -124,17 +128,18 @@ struct policy_sandbox_config {
          * mounts (an overlay root: kind's nodes), or kernels before 6.13
          * (overlay layers by fd): docs/security.md. */
         bool virtiofsd_root;
-        /* "shared_fs": how the pod's files reach the guest. virtio-fs (the
-         * default) through a virtiofsd per pod; 9p through QEMU's own
-         * virtio-9p device, which VM templates need (vhost-user cannot map
-         * a clone's copy-on-write RAM: docs/vmm.md) and which needs a guest
-         * kernel with 9p (not the cloud flavour: docs/guest.md). QEMU then
-         * serves it as root of the pod's user namespace: 9p with
-         * "virtiofsd_unprivileged": false is refused. */
+        /* "shared_fs": how the pod's files reach the guest. virtio-fs
+         * through a virtiofsd per pod; 9p through QEMU's own virtio-9p
+         * device, which VM templates need (vhost-user cannot map a clone's
+         * copy-on-write RAM: docs/vmm.md) and which needs a guest kernel
+         * with 9p (not the cloud flavour: docs/guest.md). QEMU then serves
+         * it as root of the pod's user namespace: 9p with
+         * "virtiofsd_unprivileged": false is refused, and without
+         * "shared_fs" that opt-out means virtio-fs. Absent: AUTO. */
         enum policy_shared_fs shared_fs;
         /* "templates": start pods by restoring a saved guest (docs/vmm.md,
-         * "VM templates") where the pod's layout allows it; off: every pod
-         * boots cold. */
+         * "VM templates") where the pod's layout allows it (the default);
+         * false: every pod boots cold. */
         bool templates;
         char *template_dir; /* the template cache; NULL: POLICY_TEMPLATE_DIR_DEFAULT */
         /* "template_max": how many templates (one per VM size, of any

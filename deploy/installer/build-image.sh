@@ -29,7 +29,7 @@ kubectl=${KUBECTL:-$(command -v kubectl || true)}
 shim=$build/shim/containerd-shim-unishim-v2
 ctl=$build/cri/unishimctl
 guest=$build/vmm/guest-image
-for f in "$shim" "$ctl" "$guest/vmlinux" "$guest/initramfs.cpio"; do
+for f in "$shim" "$ctl" "$guest/vmlinux" "$guest/initramfs.cpio" "$guest/kernel-config"; do
         [ -f "$f" ] || { echo "build-image: $f missing (make build)" >&2; exit 1; }
 done
 [ -n "$kubectl" ] && [ -x "$kubectl" ] || { echo "build-image: no kubectl (set KUBECTL)" >&2; exit 1; }
@@ -49,7 +49,7 @@ a=$rootfs/opt/unishim-artifacts
 mkdir -p "$a/bin" "$a/share/unishim" "$a/etc" "$rootfs/usr/local/bin"
 install -m 0755 "$here/unishim-deploy.sh" "$a/unishim-deploy.sh"
 install -m 0755 "$shim" "$ctl" "$a/bin/"
-install -m 0644 "$guest/vmlinux" "$guest/initramfs.cpio" "$a/share/unishim/"
+install -m 0644 "$guest/vmlinux" "$guest/initramfs.cpio" "$guest/kernel-config" "$a/share/unishim/"
 install -m 0644 "$here"/etc/unishim*.json "$a/etc/"
 install -m 0755 "$kubectl" "$rootfs/usr/local/bin/kubectl"
 

@@ -8,14 +8,16 @@
 #   unishim-deploy.sh uninstall [--wait]
 #
 # install: copies the shim, unishimctl, the guest image (vmlinux,
-#   initramfs.cpio) and the handlers' configs to INSTALL_DIR on the node;
+#   initramfs.cpio, kernel-config) and the handlers' configs to INSTALL_DIR
+#   on the node;
 #   registers the runtime handlers unishim, unishim-sandbox and unishim-vm with
 #   containerd through a drop-in file (CONTAINERD_DROPIN) that
 #   CONTAINERD_CONFIG imports; restarts containerd; labels the node
 #   NODE_LABEL=true. Running it again replaces what an earlier run installed.
 # uninstall: removes the label, the drop-in and the import (the config file
 #   is left byte for byte as before install), restarts containerd, removes
-#   INSTALL_DIR.
+#   the node's VM templates (`unishimctl template rm --all` per handler
+#   config: their holders keep guest memory) and INSTALL_DIR.
 # --wait: then creates /tmp/unishim-deploy.done (the DaemonSets' readiness
 #   probe) and sleeps until terminated (a DaemonSet's container must not
 #   exit).
@@ -241,7 +243,7 @@ node_label() {
 install_files() {
         a=$ARTIFACTS
         for f in bin/containerd-shim-unishim-v2 bin/unishimctl share/unishim/vmlinux \
-                share/unishim/initramfs.cpio; do
+                share/unishim/initramfs.cpio share/unishim/kernel-config; do
                 [ -f "$a/$f" ] || die "$a/$f missing from the installer's image"
         done
         d=$HOST_ROOT$INSTALL_DIR
@@ -250,7 +252,8 @@ install_files() {
         rm -rf "$d.new"
         mkdir -p "$d.new/bin" "$d.new/share/unishim" "$d.new/etc"
         cp "$a/bin/containerd-shim-unishim-v2" "$a/bin/unishimctl" "$d.new/bin/"
-        cp "$a/share/unishim/vmlinux" "$a/share/unishim/initramfs.cpio" "$d.new/share/unishim/"
+        cp "$a/share/unishim/vmlinux" "$a/share/unishim/initramfs.cpio" \
+                "$a/share/unishim/kernel-config" "$d.new/share/unishim/"
         for h in $HANDLERS; do
                 cp "$a/etc/$h.json" "$d.new/etc/$h.json"
         done
@@ -310,6 +313,19 @@ do_install() {
         log "installed"
 }
 
+# templates_remove: the VM templates the installed shims built (each
+# handler config's template_dir): their holders, which keep a template's
+# guest memory, end with them. After containerd's restart without the
+# handlers: no new pod builds one meanwhile.
+templates_remove() {
+        for h in $HANDLERS; do
+                [ -x "$HOST_ROOT$INSTALL_DIR/bin/unishimctl" ] && [ -f "$HOST_ROOT$INSTALL_DIR/etc/$h.json" ] ||
+                        continue
+                host "$INSTALL_DIR/bin/unishimctl" template rm --all --config "$INSTALL_DIR/etc/$h.json" >/dev/null ||
+                        log "warning: the VM templates of $h were not all removed (unishimctl template rm --all)"
+        done
+}
+
 do_uninstall() {
         log "uninstalling from $INSTALL_DIR (drop-in $CONTAINERD_DROPIN)"
         # Unlabelled first: no new pod of these handlers is scheduled here.
@@ -318,6 +334,7 @@ do_uninstall() {
         rm -f "$HOST_ROOT$CONTAINERD_DROPIN"
         rmdir "$(dirname "$HOST_ROOT$CONTAINERD_DROPIN")" 2>/dev/null || true
         containerd_restart
+        templates_remove
         shim_unlink
         rm -rf "$HOST_ROOT$INSTALL_DIR"
         log "uninstalled"

@@ -596,8 +596,9 @@ static void pod_fallback(struct sandbox_pod *pod, const char *fmt, ...)
 /* The pod's VM as a clone of the node's template, if there is one for the
  * pod's inputs: started, its agent's ports connected and the restore
  * running (pod_restored goes on). Returns true then; false: the pod boots
- * cold, and what the template lacked is logged here (a miss, a broken
- * entry: a warning naming the key; a build in progress: info). */
+ * cold, and what the template lacked is logged here, naming the key (a
+ * broken entry or a failed lookup: a warning; a miss, the first pod of a
+ * size, or a build in progress: info). */
 static bool pod_boot_template(struct sandbox_pod *pod, const struct policy_sandbox_config *sb)
 {
         struct us_error *e = NULL;
@@ -622,8 +623,9 @@ static bool pod_boot_template(struct sandbox_pod *pod, const struct policy_sandb
                             pod->tkey);
                 goto cold;
         }
+        /* The first pod of a size on the node: expected, not a fault. */
         if (r == VMM_TEMPLATE_NONE) {
-                us_log_warn("pod %s: no VM template %s yet: boots cold, and builds it once up",
+                us_log_info("pod %s: no VM template %s yet: boots cold, and builds it once up",
                             pod->vmpod.id, pod->tkey);
                 pod->build_wanted = true;
                 goto cold;
@@ -718,9 +720,9 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
         int r = sandbox_image_resolve(sb->kernel, sb->initrd, &kernel, &initrd, err);
         /* Before anything of the pod exists: a guest that cannot mount its
          * share would only fail at its first call. */
-        bool ninep = sb->shared_fs == POLICY_SHARED_FS_9P;
-        if (r >= 0 && ninep)
-                r = sandbox_image_check_9p(kernel, err);
+        bool ninep = false;
+        if (r >= 0)
+                r = sandbox_image_shared_fs(sb->shared_fs, kernel, &ninep, err);
         if (r >= 0 && cfg->spec)
                 r = check_sysctls(&cfg->spec->linux_, err);
         if (r < 0)
@@ -774,7 +776,7 @@ static int pod_start(const struct shim_backend_env *env, const struct shim_pod_d
         if (vmnet)
                 vmpod_mac_text(vmnet, pod->cold.mac);
 
-        const char *why_not = sandbox_template_why_not(sb, vmnet != NULL);
+        const char *why_not = sandbox_template_why_not(sb, ninep, vmnet != NULL);
         if (why_not && sb->templates)
                 us_log_info("pod %s: no VM template: %s", pod->vmpod.id, why_not);
         if (why_not || !pod_boot_template(pod, sb))

@@ -92,8 +92,12 @@ bool sandbox_image_config_has_9p(const char *config, size_t len)
                config_enabled(config, len, "CONFIG_NET_9P_VIRTIO");
 }
 
-int sandbox_image_check_9p(const char *kernel, struct us_error **err)
+int sandbox_image_shared_fs(enum policy_shared_fs want, const char *kernel, bool *ret_9p,
+                            struct us_error **err)
 {
+        *ret_9p = false;
+        if (want == POLICY_SHARED_FS_VIRTIOFS)
+                return 0;
         _cleanup_free_ char *dir = strdup(kernel), *path = NULL, *config = NULL;
         if (!dir)
                 return us_errorf(err, ENOMEM, "guest image path");
@@ -104,13 +108,16 @@ int sandbox_image_check_9p(const char *kernel, struct us_error **err)
                 path = NULL;
                 return us_errorf(err, ENOMEM, "guest image path");
         }
-        if (access(path, F_OK) < 0 && errno == ENOENT)
+        if (access(path, F_OK) < 0 && errno == ENOENT) {
+                *ret_9p = want == POLICY_SHARED_FS_9P;
                 return 0;
+        }
         size_t len = 0;
         int r = vmm_read_bounded(path, &config, &len, err);
         if (r < 0)
                 return us_error_wrap(err, r, "the guest image's kernel config");
-        if (!sandbox_image_config_has_9p(config, len))
+        *ret_9p = sandbox_image_config_has_9p(config, len);
+        if (!*ret_9p && want == POLICY_SHARED_FS_9P)
                 return us_error_msg(err, ENOTSUP,
                                     "sandbox.shared_fs is \"9p\", but the guest kernel %s has no "
                                     "9p (%s has no CONFIG_9P_FS and CONFIG_NET_9P_VIRTIO): use "

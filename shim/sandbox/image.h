@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "base/error.h"
+#include "policy/policy.h"
 
 /* The file beside the image's vmlinux that holds its kernel's config. */
 #define SANDBOX_IMAGE_KERNEL_CONFIG "kernel-config"
@@ -34,8 +35,13 @@ int sandbox_image_resolve(const char *kernel, const char *initrd, char **ret_ker
  * Pure. */
 bool sandbox_image_config_has_9p(const char *config, size_t len);
 
-/* Refuses a 9p share for the guest kernel `kernel` (a vmlinux path) when
- * the kernel-config beside it says the kernel has no 9p: -ENOTSUP with a
- * message naming sandbox.shared_fs and the image's directory. A kernel
- * without that file (an operator's own) is not judged: 0. */
-int sandbox_image_check_9p(const char *kernel, struct us_error **err);
+/* Whether a pod gets its files over 9p (*ret_9p true) or virtio-fs with
+ * the guest kernel `kernel` (a vmlinux path) and the operator's
+ * sandbox.shared_fs `want`, as the kernel-config beside the kernel says:
+ * AUTO is 9p when that file says the kernel has it, else virtio-fs (a
+ * kernel without the file, an operator's own, included); "9p" on a kernel
+ * whose file says it has none is refused: -ENOTSUP with a message naming
+ * sandbox.shared_fs and the image's directory (a kernel without the file
+ * is not judged). Returns 0, or a negative errno with err. */
+int sandbox_image_shared_fs(enum policy_shared_fs want, const char *kernel, bool *ret_9p,
+                            struct us_error **err);

@@ -17,13 +17,17 @@ enum vmm_accel sandbox_accel_of(const struct policy_sandbox_config *sb)
         return VMM_ACCEL_AUTO;
 }
 
-const char *sandbox_template_why_not(const struct policy_sandbox_config *sb, bool has_network)
+const char *sandbox_template_why_not(const struct policy_sandbox_config *sb, bool ninep,
+                                     bool has_network)
 {
         if (!sb->templates)
                 return "sandbox.templates is off";
         /* vhost-user (virtiofsd) cannot map a clone's private RAM. */
-        if (sb->shared_fs != POLICY_SHARED_FS_9P)
-                return "sandbox.shared_fs is not 9p";
+        if (!ninep)
+                return sb->shared_fs == POLICY_SHARED_FS_AUTO
+                               ? "the guest kernel has no 9p (sandbox.shared_fs is not set: "
+                                 "virtio-fs)"
+                               : "sandbox.shared_fs is not 9p";
         /* The template's layout has a virtio-net device on a tap. */
         if (!has_network)
                 return "the pod has no network";

@@ -29,11 +29,13 @@ enum vmm_accel sandbox_accel_of(const struct policy_sandbox_config *sb);
 #define SANDBOX_TEMPLATE_BUILD_BUSY 3
 #define SANDBOX_TEMPLATE_BUILD_FULL 4
 
-/* Why a pod, with or without a network, boots cold although the config
- * may allow templates: NULL when it starts from a template of its size
- * (sandbox.templates on, shared_fs 9p, a network), else the reason, for
- * the log. Pure. */
-const char *sandbox_template_why_not(const struct policy_sandbox_config *sb, bool has_network);
+/* Why a pod, with or without a network, its files on 9p (ninep:
+ * sandbox_image_shared_fs) or not, boots cold although the config may
+ * allow templates: NULL when it starts from a template of its size
+ * (sandbox.templates on, 9p, a network), else the reason, for the log.
+ * Pure. */
+const char *sandbox_template_why_not(const struct policy_sandbox_config *sb, bool ninep,
+                                     bool has_network);
 
 /* The inputs of the node's template for this config and a VM of size (its
  * vCPUs and memory; NULL or 0: the config's sandbox.vcpus and

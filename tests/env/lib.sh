@@ -82,13 +82,15 @@ env_init() {
         ENV_REGISTRY_PIDFILE=$ENV_STATE/registry.pid
         ENV_REGISTRY_LOG=$ENV_STATE/registry.log
         ENV_SANDBOX_CONFIG=$ENV_STATE/unishim-sandbox.json
-        # UNISHIM_TEST_SANDBOX_PATH=template: every sandbox pod of the env
-        # (the unishim-sandbox handler's and the unishim handler's, which
-        # then gets ENV_UNISHIM_CONFIG) starts from a VM template: 9p, the
-        # generic image, a template cache of the env's own, removed with it.
-        # Unset (or "cold"): the defaults, virtio-fs, the cloud image, no
-        # templates.
-        ENV_SANDBOX_PATH=${UNISHIM_TEST_SANDBOX_PATH:-cold}
+        # The sandbox pods' path (the unishim-sandbox handler's and the
+        # unishim handler's, whose config is ENV_UNISHIM_CONFIG; pods of
+        # `ctr run` have no network, and boot cold with the built-in
+        # defaults): UNISHIM_TEST_SANDBOX_PATH unset or "template", the
+        # defaults (VM templates, 9p) on an image with 9p, with a template
+        # cache of the env's own, built when the env starts and removed
+        # with it; "cold": templates off, virtio-fs, the stock cloud image
+        # (what the defaults were before templates).
+        ENV_SANDBOX_PATH=${UNISHIM_TEST_SANDBOX_PATH:-template}
         ENV_UNISHIM_CONFIG=$ENV_STATE/unishim.json
         ENV_TEMPLATE_DIR=$ENV_STATE/templates
         ENV_VM_CONFIG=$ENV_STATE/unishim-vm.json
@@ -162,17 +164,13 @@ env_healthy() {
 }
 
 env_render_config() {
-        local disabled='"io.containerd.grpc.v1.cri"' options=''
+        local disabled='"io.containerd.grpc.v1.cri"'
         [ "$ENV_CRI" = 1 ] && disabled=''
-        # (\n: a newline in sed's replacement)
-        [ "$ENV_SANDBOX_PATH" = template ] &&
-                options="[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.unishim.options]\\n        ConfigPath = \"$ENV_UNISHIM_CONFIG\""
         sed -e "s|@ROOT@|$ENV_ROOT|g" -e "s|@STATE@|$ENV_STATE|g" \
                 -e "s|@ADDRESS@|$ENV_ADDR|g" -e "s|@DISABLED_PLUGINS@|$disabled|g" \
                 -e "s|@LOG_LEVEL@|${UNISHIM_ENV_LOG_LEVEL:-info}|g" \
                 -e "s|@CNI_BIN_DIR@|${CNI_BIN_DIR:-/usr/lib/cni}|g" \
                 -e "s|@SANDBOX_IMAGE@|$CRI_PAUSE_IMAGE|g" -e "s|@REGISTRY@|$ENV_REGISTRY|g" \
-                -e "s|@UNISHIM_OPTIONS@|$options|" \
                 "$ENV_LIB_DIR/containerd-config.toml.in" >"$ENV_CONFIG.tmp"
         mv "$ENV_CONFIG.tmp" "$ENV_CONFIG"
 }
@@ -207,30 +205,49 @@ env_write_cni() {
                                         "unishim.io/memory-mib", "unishim.io/disk-path",
                                         "unishim.io/cloud-init-user-data"]},
                 vm: {user_data_max_bytes: 4096}}' >"$ENV_VM_CONFIG"
-        if [ "$ENV_SANDBOX_PATH" = template ]; then
-                env_template_configs || return 1
-        fi
+        env_sandbox_configs
 }
 
-# env_template_configs: the template path's sandbox settings
-# (UNISHIM_TEST_SANDBOX_PATH=template) in the unishim-sandbox handler's
-# config and in ENV_UNISHIM_CONFIG, the unishim handler's (the built-in
-# defaults otherwise).
-env_template_configs() {
-        if ! env_9p_image; then
-                env_log "$ENV_9P_ERR"
-                return 1
+# env_sandbox_configs: the sandbox path's settings (ENV_SANDBOX_PATH) in
+# the unishim-sandbox handler's config and in ENV_UNISHIM_CONFIG, the
+# unishim handler's (the built-in policy otherwise). template: the
+# defaults (shared_fs and templates unset) on the image with 9p, the env's
+# own template cache; cold: templates off, virtio-fs, the stock cloud image.
+env_sandbox_configs() {
+        local img ir f set
+        if [ "$ENV_SANDBOX_PATH" = template ]; then
+                if ! env_9p_image; then
+                        env_log "$ENV_9P_ERR"
+                        return 1
+                fi
+                [ "$ENV_9P_BUILT" = 0 ] || env_log "built the guest image with 9p ($ENV_9P_IMAGE)"
+                img=$ENV_9P_IMAGE
+                set='.sandbox.template_dir = $t'
+        else
+                img=$(env_cloud_image)
+                set='.sandbox.shared_fs = "virtio-fs" | .sandbox.templates = false'
         fi
-        [ "$ENV_9P_BUILT" = 0 ] || env_log "built the generic guest image ($ENV_9P_IMAGE)"
-        local ir f
-        ir=$(ls "$ENV_9P_IMAGE"/initramfs.cpio "$ENV_9P_IMAGE"/initramfs.cpio.gz 2>/dev/null | head -n1) || true
+        ir=$(ls "$img"/initramfs.cpio "$img"/initramfs.cpio.gz 2>/dev/null | head -n1) || true
         for f in "$ENV_SANDBOX_CONFIG" "$ENV_UNISHIM_CONFIG"; do
                 [ -f "$f" ] || echo '{}' >"$f"
-                jq --arg k "$ENV_9P_IMAGE/vmlinux" --arg i "$ir" --arg t "$ENV_TEMPLATE_DIR" \
-                        '.sandbox.shared_fs = "9p" | .sandbox.templates = true | .sandbox.kernel = $k
-                         | .sandbox.initrd = $i | .sandbox.template_dir = $t' "$f" >"$f.tmp"
+                jq --arg k "$img/vmlinux" --arg i "$ir" --arg t "$ENV_TEMPLATE_DIR" \
+                        ".sandbox.kernel = \$k | .sandbox.initrd = \$i | $set" "$f" >"$f.tmp"
                 mv "$f.tmp" "$f"
         done
+}
+
+# env_cloud_image: the stock cloud kernel's guest image (no 9p): the
+# build's cloud/ beside another default, else the build's own;
+# UNISHIM_GUEST_DIR instead when set.
+env_cloud_image() {
+        local img=$UNISHIM_BUILD_DIR/vmm/guest-image
+        if [ -n "${UNISHIM_GUEST_DIR:-}" ]; then
+                echo "$UNISHIM_GUEST_DIR"
+        elif [ -f "$img/cloud/vmlinux" ]; then
+                echo "$img/cloud"
+        else
+                echo "$img"
+        fi
 }
 
 # env_template_build: builds the template path's VM template before the
@@ -408,9 +425,11 @@ env_image_has_9p() {
 
 # env_9p_image: ENV_9P_IMAGE= a guest image with 9p (sandbox.shared_fs
 # "9p", VM templates): UNISHIM_GUEST_DIR if it is one, else the build's
-# generic image, brought up to date now (built when missing: a Debian
-# kernel .deb through apt; ENV_9P_BUILT=1 when anything was rebuilt).
-# Returns 1 with ENV_9P_ERR when there is none.
+# default image when it has 9p (the generic flavour, the default, or the
+# minimal kernel), else its generic/; brought up to date now through the
+# guest-image-generic target (built when missing: a Debian kernel .deb
+# through apt; ENV_9P_BUILT=1 when anything was rebuilt). Returns 1 with
+# ENV_9P_ERR when there is none.
 env_9p_image() {
         ENV_9P_BUILT=0
         ENV_9P_ERR=
@@ -418,10 +437,12 @@ env_9p_image() {
                 ENV_9P_IMAGE=$UNISHIM_GUEST_DIR
                 return 0
         fi
-        ENV_9P_IMAGE=$UNISHIM_BUILD_DIR/vmm/guest-image/generic
-        # Always through the target: it is not part of the default build,
-        # and an image older than the agent would test the old agent (the
-        # target rebuilds only what changed: nothing, most of the time).
+        ENV_9P_IMAGE=$UNISHIM_BUILD_DIR/vmm/guest-image
+        env_image_has_9p "$ENV_9P_IMAGE" || ENV_9P_IMAGE=$ENV_9P_IMAGE/generic
+        # Always through the target: generic/ is not part of the default
+        # build, and an image older than the agent would test the old agent
+        # (the target rebuilds only what changed: nothing, most of the
+        # time).
         local log=$UNISHIM_BUILD_DIR/guest-image-generic.log before
         before=$(stat -c %y "$ENV_9P_IMAGE/initramfs.cpio" "$ENV_9P_IMAGE/vmlinux" 2>/dev/null || true)
         if ! cmake --build "$UNISHIM_BUILD_DIR" --target guest-image-generic >"$log" 2>&1; then

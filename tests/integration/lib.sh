@@ -27,7 +27,7 @@ it_skip() {
 # were restored and why the others were not (the shims' lines in
 # containerd's log), while the env is up.
 sandbox_template_summary() {
-        [ "${ENV_SANDBOX_PATH:-cold}" = template ] && [ -s "${ENV_LOG:-}" ] || return 0
+        [ "${ENV_SANDBOX_PATH:-}" = template ] && [ -s "${ENV_LOG:-}" ] || return 0
         local miss='VM template .*: boots cold\|no VM template'
         echo "# template path: $(grep -ac ': restored from VM template ' "$ENV_LOG") pods restored," \
                 "$(grep -ac "$miss" "$ENV_LOG") not:"
@@ -647,18 +647,19 @@ sandbox_leftovers() {
 }
 
 # sandbox_path_template: true when the env's sandbox pods take the
-# VM-template path (UNISHIM_TEST_SANDBOX_PATH=template, tests/env/lib.sh):
-# 9p, the generic image, no virtiofsd, most pods restored.
+# VM-template path (the default; UNISHIM_TEST_SANDBOX_PATH=cold is the
+# other, tests/env/lib.sh): 9p, an image with 9p, no virtiofsd, most pods
+# restored.
 sandbox_path_template() { [ "$ENV_SANDBOX_PATH" = template ]; }
 
-# sandbox_guest_dir: the guest image the env's sandbox pods boot (the
-# template path's 9p image, else UNISHIM_GUEST_DIR or the build's default).
+# sandbox_guest_dir: the guest image the env's CRI sandbox pods boot (the
+# template path's 9p image, else the cold path's cloud image).
 sandbox_guest_dir() {
         if sandbox_path_template; then
                 [ -n "${ENV_9P_IMAGE:-}" ] || env_9p_image || return 1
                 echo "$ENV_9P_IMAGE"
         else
-                echo "${UNISHIM_GUEST_DIR:-$UNISHIM_BUILD_DIR/vmm/guest-image}"
+                env_cloud_image
         fi
 }
 
@@ -706,6 +707,30 @@ run_volume_pod() {
 # first task is created: the next pod gets the env's).
 sandbox_config_save() { cp "$ENV_SANDBOX_CONFIG" "$IT_TMP/sandbox-config.json"; }
 sandbox_config_restore() { cp "$IT_TMP/sandbox-config.json" "$ENV_SANDBOX_CONFIG"; }
+
+# sandbox_virtiofs_config: both sandbox handlers' configs (unishim-sandbox's
+# and unishim's) on the cold path's settings, virtio-fs, templates off, the
+# stock cloud image, for the next pod: what a check of virtiofsd needs on
+# the default (template) path; sandbox_virtiofs_restore puts the env's
+# back once that pod runs (each pod reads its handler's config when its
+# first task is created).
+sandbox_virtiofs_config() {
+        local img ir f
+        img=$(env_cloud_image)
+        ir=$(ls "$img"/initramfs.cpio "$img"/initramfs.cpio.gz 2>/dev/null | head -n1) || true
+        for f in "$ENV_SANDBOX_CONFIG" "$ENV_UNISHIM_CONFIG"; do
+                cp "$f" "$IT_TMP/${f##*/}.env"
+                jq --arg k "$img/vmlinux" --arg i "$ir" '.sandbox.kernel = $k | .sandbox.initrd = $i
+                        | .sandbox.shared_fs = "virtio-fs" | .sandbox.templates = false' \
+                        "$IT_TMP/${f##*/}.env" >"$f"
+        done
+}
+sandbox_virtiofs_restore() {
+        local f
+        for f in "$ENV_SANDBOX_CONFIG" "$ENV_UNISHIM_CONFIG"; do
+                cp "$IT_TMP/${f##*/}.env" "$f"
+        done
+}
 
 # snapshot_upper_stat PATH: "uid:gid mode" of PATH in a snapshot's upper
 # dir (where a container's writes to its rootfs land on the host).

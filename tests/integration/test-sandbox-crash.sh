@@ -78,20 +78,19 @@ dead_pod_gone() {
 # ---- its virtiofsd killed while QEMU runs ----
 # The guest has lost every file of its containers: the pod is dead, as when
 # QEMU dies, not left running on a broken share. (A 9p pod, the template
-# path's, has no virtiofsd: QEMU serves its files.)
-if sandbox_path_template; then
-        not_checked "the pod's virtiofsd killed (a 9p pod has none: QEMU, killed above, is its file server)"
-else
-        run_sandbox_sleep_pod fsd a
-        idf=$(pod_id fsd)
-        vfs=$(sandbox_procs "$idf" | awk '/virtiofsd/ {print $1}' | head -n1)
-        [ -n "$vfs" ] && pass "found the pod's virtiofsd ($vfs)" || fail "no virtiofsd for $idf"
-        [ -n "$vfs" ] && kill -KILL "$vfs"
-        fsd_exited() { [ "$(ctr_state fsd a)" = Exited ]; }
-        wait_until "$BOUND_S" fsd_exited && pass "container reported Exited after kill -9 of virtiofsd" ||
-                fail "container after kill -9 of virtiofsd: $(ctr_state fsd a)"
-        dead_pod_gone fsd "$idf" "virtiofsd died"
-fi
+# path's, has no virtiofsd: QEMU, killed above, serves its files; this pod
+# is a virtio-fs one on either path.)
+sandbox_virtiofs_config
+run_sandbox_sleep_pod fsd a
+sandbox_virtiofs_restore
+idf=$(pod_id fsd)
+vfs=$(sandbox_procs "$idf" | awk '/virtiofsd/ {print $1}' | head -n1)
+[ -n "$vfs" ] && pass "found the pod's virtiofsd ($vfs)" || fail "no virtiofsd for $idf"
+[ -n "$vfs" ] && kill -KILL "$vfs"
+fsd_exited() { [ "$(ctr_state fsd a)" = Exited ]; }
+wait_until "$BOUND_S" fsd_exited && pass "container reported Exited after kill -9 of virtiofsd" ||
+        fail "container after kill -9 of virtiofsd: $(ctr_state fsd a)"
+dead_pod_gone fsd "$idf" "virtiofsd died"
 
 # ---- the guest closes the agent's channels ----
 # Root in the guest (a privileged container) unbinds the virtio-serial

@@ -4,8 +4,8 @@
 # its config edited: templates true, shared_fs 9p, the generic image (which
 # has 9p; brought up to date through guest-image-generic), a template cache
 # of the test's own (sandbox.template_dir):
-#  - first: the first pod misses, boots cold and says so (a warning naming
-#    the key), and builds the template in the background once it is up:
+#  - first: the first pod misses, boots cold and says so (an info line
+#    naming the key), and builds the template in the background once it is up:
 #    `unishimctl template list` shows it ready (polled with a deadline that
 #    only detects a hang); its holder lives in /unishim/templates, not in
 #    the pod's cgroup
@@ -50,6 +50,9 @@ CTL=$UNISHIM_BUILD_DIR/cri/unishimctl
 it_setup
 IDS=()
 TDIR=$IT_TMP/templates
+# The env's own template (the default path's) goes: this test's builds and
+# holders, told apart by their config's path, are the only ones.
+"$CTL" template rm --all --config "$ENV_SANDBOX_CONFIG" >/dev/null
 sandbox_config_save
 ir=$(ls "$GEN"/initramfs.cpio "$GEN"/initramfs.cpio.gz 2>/dev/null | head -1 || true)
 jq --arg k "$GEN/vmlinux" --arg i "$ir" --arg t "$TDIR" \
@@ -83,7 +86,7 @@ run_pod() { # NAME: T = seconds of ectl run
 run_pod first
 t_cold=$T
 idf=$(pod_id first)
-expect_match "first warns: no template yet, boots cold" "pod $idf: no VM template [0-9a-f]{64} yet: boots cold" "$(grep -a "pod $idf" "$ENV_LOG")"
+expect_match "first says: no template yet, boots cold" "pod $idf: no VM template [0-9a-f]{64} yet: boots cold" "$(grep -a "pod $idf" "$ENV_LOG")"
 out_ok up "exec in first" ectl exec first -- echo up
 expect_eq "first runs" up "$up"
 # The build: a cold boot under TCG on a loaded host, then the save. The

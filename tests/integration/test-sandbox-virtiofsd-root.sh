@@ -5,7 +5,7 @@
 # unishim-sandbox (its config is read per pod, when the pod's first task is
 # created), two pods side by side:
 #  - vfsroot, the handler's config with "sandbox": {"virtiofsd_unprivileged":
-#    false}: the pod runs in a VM; a container reads its rootfs (image files
+#    false} (and no shared_fs: virtio-fs then): the pod runs in a VM; a container reads its rootfs (image files
 #    with their owners) and a hostPath volume (a host dir the test made),
 #    writes both, and what it writes (as root, or chowned to 1000) lands on
 #    the host with those owners: in the snapshot's upper dir, in the volume;
@@ -14,7 +14,8 @@
 #    the pod runs as uid and gid 0 in the host's user namespace (and one of
 #    them in the share, in namespaces of its own, under seccomp), and the
 #    pod holds no uid range slot
-#  - vfsdefault, the handler's config as the env wrote it (no key): every
+#  - vfsdefault, the handler's config as the env wrote it with shared_fs
+#    "virtio-fs" (the default path's pods are on 9p), no key: every
 #    virtiofsd of the pod runs as one non-root host uid and gid, root of a
 #    user namespace of its own, the pod holds a uid range slot, and the same
 #    beyond-65535 file shows as the overflow uid
@@ -135,10 +136,12 @@ done
 [ -d "$stater" ] && [ ! -e "$stater/uid-slot" ] && pass "vfsroot holds no uid range slot" ||
         fail "vfsroot's state dir '$stater': $(ls "$stater" 2>&1 | tr '\n' ' ')"
 
-# ---- vfsdefault: the env's config, no key ----
+# ---- vfsdefault: the env's config over virtio-fs, no key ----
+jq '.sandbox.shared_fs = "virtio-fs"' "$IT_TMP/sandbox-config.json" >"$ENV_SANDBOX_CONFIG"
 f=$(sandbox_volume_pod vfsdefault "$IT_TMP/vol-default")
 out_rc out rc ectl run "$f"
-expect_eq "run vfsdefault (the handler's config as the env wrote it)" 0 "$rc"
+sandbox_config_restore
+expect_eq "run vfsdefault (the handler's config with shared_fs virtio-fs, no virtiofsd key)" 0 "$rc"
 [ "$rc" = 0 ] || echo "# $out"
 idd=$(pod_id vfsdefault)
 IDS+=("$idd")

@@ -266,9 +266,12 @@ else
 fi
 
 # --- a build that fails: recorded for the shim's backoff --------------------------
-# Not a kernel: QEMU refuses it and exits, the build fails at once.
+# Not a kernel: QEMU refuses it and exits, the build fails at once. (9p
+# named: unset, a kernel without a kernel-config beside it means virtio-fs,
+# for which unishimctl builds no template at all.)
 head -c 65536 "$initrd" >"$tmp/not-a-kernel"
-sed "s|\"kernel\": \"$kernel\"|\"kernel\": \"$tmp/not-a-kernel\"|" "$tmp/config.json" >"$tmp/broken.json"
+sed -e "s|\"kernel\": \"$kernel\"|\"kernel\": \"$tmp/not-a-kernel\"|" \
+        -e 's|"accel": "auto",|"accel": "auto", "shared_fs": "9p",|' "$tmp/config.json" >"$tmp/broken.json"
 rc1=0
 "$CTL" template --config "$tmp/broken.json" build >"$tmp/broken1.out" 2>&1 || rc1=$?
 rec1=$(cat "$cache"/.failed-* 2>/dev/null | head -1 || true)

@@ -10,10 +10,11 @@
 # the node, the drop-in keeps the CRI section and adds the handlers, the
 # config imports it, containerd was restarted, the node is labelled. The
 # waiting pod then runs as a sandbox VM through the installed shim, with the
-# RuntimeClass's overhead in its spec and its cgroup's limit. Then
+# RuntimeClass's overhead in its spec and its cgroup's limit, and, as the
+# node's first, builds the node's VM template in the background. Then
 # deploy/unishim-cleanup.yaml's DaemonSet uninstalls: no label, no drop-in,
-# the config byte for byte as before, no installed files, containerd
-# restarted without the handlers. Skipped without the Kubernetes binaries.
+# the config byte for byte as before, no installed files, no template
+# holder, containerd restarted without the handlers. Skipped without the Kubernetes binaries.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -192,7 +193,8 @@ expect_match "the installer's log says it restarted containerd and labelled the 
         "$(kc -n "$DEPLOY_NS" logs "$ipod" 2>&1 | tr '\n' ' ')"
 expect_eq "node label unishim.io/installed=true" true "$(node_label 2>&1)"
 for f in bin/containerd-shim-unishim-v2:shim/containerd-shim-unishim-v2 bin/unishimctl:cri/unishimctl \
-        share/unishim/vmlinux:vmm/guest-image/vmlinux share/unishim/initramfs.cpio:vmm/guest-image/initramfs.cpio; do
+        share/unishim/vmlinux:vmm/guest-image/vmlinux share/unishim/initramfs.cpio:vmm/guest-image/initramfs.cpio \
+        share/unishim/kernel-config:vmm/guest-image/kernel-config; do
         cmp -s "$DEPLOY_INSTALL_DIR/${f%%:*}" "$UNISHIM_BUILD_DIR/${f#*:}" &&
                 pass "installed: ${f%%:*}" || fail "$DEPLOY_INSTALL_DIR/${f%%:*} is not the build's ${f#*:}"
 done
@@ -245,6 +247,31 @@ vfs=$(sandbox_procs "$id" | awk '$2 ~ /virtiofsd/ { print $1 }')
 echo "# measured (idle, 128 MiB limit: 192 MiB guest): pod cgroup $(($(cat "$cg/memory.usage_in_bytes") >> 10)) KiB;" \
         "PSS: shim $(pss "$spid") KiB, QEMU $qemu_pss KiB (guest RAM $guest_pss KiB, the rest" \
         "$((qemu_pss - guest_pss)) KiB), virtiofsd $(pss $vfs) KiB ($(wc -w <<<"$vfs") processes)"
+# The node's first sandbox pod misses the VM template (on by default) and
+# builds it once it runs, with the installed unishimctl and the handler's
+# installed config (the default template_dir); uninstall stops its holder.
+# The deadline only detects a hang.
+ICTL=$DEPLOY_INSTALL_DIR/bin/unishimctl
+ICFG=$DEPLOY_INSTALL_DIR/etc/unishim-sandbox.json
+installed_ready() { "$ICTL" template list --config "$ICFG" 2>/dev/null | grep -q 'state=ready'; }
+# installed_holders: the holders of templates built through the install.
+installed_holders() {
+        local h
+        for h in $(pgrep -x unishim-tmpl || true); do
+                grep -qsF "$DEPLOY_INSTALL_DIR/" "/proc/$h/cmdline" && echo "$h"
+        done
+        return 0
+}
+deploy_cleanup() {
+        local h
+        for h in $(installed_holders); do kill -KILL "$h" 2>/dev/null || true; done
+        k8s_test_cleanup
+}
+IT_CLEANUP_HOOK=deploy_cleanup
+wait_until 400 installed_ready && pass "vm1 built the node's VM template in the background (installed unishimctl)" ||
+        fail "no ready VM template after vm1: $("$ICTL" template list --config "$ICFG" 2>&1 | tail -n 3)"
+[ -n "$(installed_holders)" ] && pass "its holder runs ($(installed_holders | tr '\n' ' '))" ||
+        fail "no holder of the installed template"
 out_rc out rc kc_long -n "$POD_NS" delete pod vm1 --timeout="${K8S_TIMEOUT}s"
 expect_eq "kubectl delete pod vm1" 0 "$rc"
 wait_until 60 no_pod_shim "$id" || true
@@ -258,6 +285,7 @@ containerd_before=$(env_containerd_pid || true)
 deploy_run unishim-cleanup "$IT_TMP/cleanup.yaml" uninstalled
 expect_eq "no label unishim.io/installed" "" "$(node_label 2>&1)"
 expect_eq "no installed files" "" "$(ls -d "$DEPLOY_INSTALL_DIR"* 2>/dev/null)"
+expect_eq "no holder of the installed VM template left" "" "$(installed_holders)"
 expect_eq "no link to the shim on containerd's PATH" "" "$(ls -d "$DEPLOY_SHIM_LINK" 2>/dev/null)"
 expect_eq "no drop-in (nor its dir)" "" "$(ls -d "$DEPLOY_DROPIN" "$(dirname "$DEPLOY_DROPIN")" 2>/dev/null)"
 expect_eq "containerd's config byte for byte as before install" "$config_before" "$(sha256sum <"$ENV_CONFIG")"

@@ -328,17 +328,28 @@ static void vm_guest(void **state)
         cfg = parse_ok("{\"sandbox\": {\"virtiofsd_unprivileged\": true}}");
         assert_false(cfg->sandbox.virtiofsd_root);
         policy_config_free(cfg);
+        /* The opt-out to a root virtiofsd means virtio-fs unless 9p is
+         * asked for (refused below). */
         cfg = parse_ok("{\"sandbox\": {\"virtiofsd_unprivileged\": false}}");
         assert_true(cfg->sandbox.virtiofsd_root);
+        assert_int_equal(cfg->sandbox.shared_fs, POLICY_SHARED_FS_VIRTIOFS);
         policy_config_free(cfg);
         parse_fails("{\"sandbox\": {\"virtiofsd_unprivileged\": \"no\"}}",
                     "virtiofsd_unprivileged");
 
+        /* The defaults: templates on, the share as the image allows. */
         cfg = parse_ok("{}");
-        assert_int_equal(cfg->sandbox.shared_fs, POLICY_SHARED_FS_VIRTIOFS);
-        assert_false(cfg->sandbox.templates);
+        assert_int_equal(cfg->sandbox.shared_fs, POLICY_SHARED_FS_AUTO);
+        assert_true(cfg->sandbox.templates);
         assert_null(cfg->sandbox.template_dir);
         assert_int_equal(cfg->sandbox.template_max, POLICY_TEMPLATE_MAX_DEFAULT);
+        policy_config_free(cfg);
+        cfg = parse_ok("{\"sandbox\": {\"memory_mib\": 512}}");
+        assert_int_equal(cfg->sandbox.shared_fs, POLICY_SHARED_FS_AUTO);
+        assert_true(cfg->sandbox.templates);
+        policy_config_free(cfg);
+        cfg = parse_ok("{\"sandbox\": {\"templates\": false}}");
+        assert_false(cfg->sandbox.templates);
         policy_config_free(cfg);
         cfg = parse_ok("{\"sandbox\": {\"shared_fs\": \"9p\", \"templates\": true, "
                        "\"template_dir\": \"/var/lib/t\", \"template_max\": 9}}");

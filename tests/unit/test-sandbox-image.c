@@ -57,29 +57,45 @@ static const char *image(const char *dir, const char *config)
         return kernel;
 }
 
-static void check_beside_the_kernel(void **state)
+/* shared_fs KERNEL WANT: sandbox_image_shared_fs's answer (1: 9p, 0:
+ * virtio-fs) or its negative errno. */
+static int shared_fs(const char *kernel, enum policy_shared_fs want, struct us_error **err)
+{
+        bool ninep = true;
+        int r = sandbox_image_shared_fs(want, kernel, &ninep, err);
+        return r < 0 ? r : ninep;
+}
+
+static void shared_fs_beside_the_kernel(void **state)
 {
         (void)state;
         char dir[] = "/tmp/test-sandbox-image-XXXXXX", path[256];
         assert_non_null(mkdtemp(dir));
         struct us_error *err = NULL;
 
-        assert_int_equal(sandbox_image_check_9p(
-                                 image(dir, "CONFIG_9P_FS=m\nCONFIG_NET_9P_VIRTIO=m\n"), &err),
-                         0);
+        const char *k = image(dir, "CONFIG_9P_FS=m\nCONFIG_NET_9P_VIRTIO=m\n");
+        assert_int_equal(shared_fs(k, POLICY_SHARED_FS_9P, &err), 1);
+        assert_int_equal(shared_fs(k, POLICY_SHARED_FS_AUTO, &err), 1);
+        assert_int_equal(shared_fs(k, POLICY_SHARED_FS_VIRTIOFS, &err), 0);
         assert_null(err);
-        /* The cloud image: refused, naming the key, the kernel and the
-         * config file. */
-        const char *k = image(dir, "# CONFIG_NET_9P is not set\n");
-        assert_int_equal(sandbox_image_check_9p(k, &err), -ENOTSUP);
+        /* The cloud image: 9p refused, naming the key, the kernel and the
+         * config file; unset, virtio-fs. */
+        k = image(dir, "# CONFIG_NET_9P is not set\n");
+        assert_int_equal(shared_fs(k, POLICY_SHARED_FS_9P, &err), -ENOTSUP);
         const char *msg = us_error_text(err);
         assert_non_null(strstr(msg, "sandbox.shared_fs"));
         assert_non_null(strstr(msg, k));
         assert_non_null(strstr(msg, "kernel-config"));
         assert_non_null(strstr(msg, "guest-image-generic"));
         err = us_error_free(err);
-        /* No config beside it (an operator's own kernel): not judged. */
-        assert_int_equal(sandbox_image_check_9p(image(dir, NULL), &err), 0);
+        assert_int_equal(shared_fs(k, POLICY_SHARED_FS_AUTO, &err), 0);
+        assert_int_equal(shared_fs(k, POLICY_SHARED_FS_VIRTIOFS, &err), 0);
+        assert_null(err);
+        /* No config beside it (an operator's own kernel): 9p not judged,
+         * unset means virtio-fs. */
+        k = image(dir, NULL);
+        assert_int_equal(shared_fs(k, POLICY_SHARED_FS_9P, &err), 1);
+        assert_int_equal(shared_fs(k, POLICY_SHARED_FS_AUTO, &err), 0);
         assert_null(err);
 
         snprintf(path, sizeof(path), "%s/vmlinux", dir);
@@ -91,7 +107,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(config_lines),
-                cmocka_unit_test(check_beside_the_kernel),
+                cmocka_unit_test(shared_fs_beside_the_kernel),
         };
         return unit_exit(unit_run_group_tests(tests, NULL, NULL));
 }

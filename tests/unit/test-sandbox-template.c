@@ -26,14 +26,18 @@ static void why_not(void **state)
 {
         (void)state;
         struct policy_sandbox_config sb = sb_on();
-        assert_null(sandbox_template_why_not(&sb, true));
+        assert_null(sandbox_template_why_not(&sb, true, true));
         /* Each condition alone makes the pod boot cold, with its reason. */
-        assert_non_null(strstr(sandbox_template_why_not(&sb, false), "no network"));
+        assert_non_null(strstr(sandbox_template_why_not(&sb, true, false), "no network"));
         sb.templates = false;
-        assert_non_null(strstr(sandbox_template_why_not(&sb, true), "templates is off"));
+        assert_non_null(strstr(sandbox_template_why_not(&sb, true, true), "templates is off"));
         sb = sb_on();
         sb.shared_fs = POLICY_SHARED_FS_VIRTIOFS;
-        assert_non_null(strstr(sandbox_template_why_not(&sb, true), "not 9p"));
+        assert_non_null(strstr(sandbox_template_why_not(&sb, false, true), "not 9p"));
+        /* Unset: the image decided (a kernel without 9p). */
+        sb.shared_fs = POLICY_SHARED_FS_AUTO;
+        assert_non_null(strstr(sandbox_template_why_not(&sb, false, true), "has no 9p"));
+        assert_null(sandbox_template_why_not(&sb, true, true));
 }
 
 /* A kernel and initrd of the test's own; inputs from the config, twice:
