@@ -108,10 +108,22 @@ static int collect(struct vmm_template_cache *c, const char *prefix, struct us_e
         return r;
 }
 
+/* An eviction, on stderr too: a shim's background build keeps only its
+ * stderr (the pod's template-build.log), which the shim logs. */
+static void print_evicted(const char *name, const char *why, void *userdata)
+{
+        (void)userdata;
+        printf("evicted %s %s\n", name, why);
+        fprintf(stderr, "unishimctl: template build: evicted %s (%s)\n", name, why);
+}
+
 /* With --max: whether the cache holds max templates or more, the key of
  * `in` not among them, once what can never be used again is collected (a
  * guest image's upgrade leaves stale keys, which must not keep the new
- * one out). A soft cap: two builds at once may both pass it. */
+ * one out) and the template used least recently is evicted if it was
+ * unused for SANDBOX_TEMPLATE_EVICT_IDLE_S (a node whose pods moved to
+ * other sizes gets templates of those). A soft cap: two builds at once may
+ * both pass it. */
 static bool cache_full(struct vmm_template_cache *c, const struct vmm_template_inputs *in,
                        unsigned max)
 {
@@ -124,17 +136,24 @@ static bool cache_full(struct vmm_template_cache *c, const struct vmm_template_i
                 fprintf(stderr, "unishimctl: template build: gc: %s\n", us_error_text(err));
                 err = us_error_free(err);
         }
-        if (vmm_template_manifest(in, &manifest, NULL) < 0 ||
-            vmm_template_cache_keys(c, false, &keys, &n, NULL) < 0 || n < max)
+        if (vmm_template_manifest(in, &manifest, NULL) < 0)
                 return false;
         vmm_template_key(manifest, key);
+        if (vmm_template_evict(c, key, max, SANDBOX_TEMPLATE_EVICT_IDLE_S, print_evicted, NULL,
+                               &err) < 0) {
+                fprintf(stderr, "unishimctl: template build: evict: %s\n", us_error_text(err));
+                err = us_error_free(err);
+        }
+        fflush(stdout);
+        if (vmm_template_cache_keys(c, false, &keys, &n, NULL) < 0 || n < max)
+                return false;
         for (size_t i = 0; i < n; i++)
                 if (strcmp(keys[i], key) == 0)
                         return false;
         fprintf(stderr,
-                "unishimctl: template build: the cache holds %zu templates (--max %u): %s not "
-                "built\n",
-                n, max, key);
+                "unishimctl: template build: the cache holds %zu templates (--max %u), none "
+                "unused for %d s: %s not built\n",
+                n, max, SANDBOX_TEMPLATE_EVICT_IDLE_S, key);
         return true;
 }
 

@@ -736,7 +736,7 @@ static int holder_memfd(int kfd, const char *key, int *ret_fd, pid_t *ret_pid,
 /* The checks of a lookup; expected: the manifest wanted, NULL: the one
  * that hashes to key. */
 static int check_entry(struct vmm_template_cache *c, const char *key, const char *expected,
-                       struct vmm_template_entry *ret, struct us_error **err)
+                       bool use, struct vmm_template_entry *ret, struct us_error **err)
 {
         _cleanup_free_ char *manifest = NULL, *state = NULL, *sum = NULL;
         _cleanup_close_ int kfd = -1, state_fd = -1, memfd = -1;
@@ -806,6 +806,11 @@ static int check_entry(struct vmm_template_cache *c, const char *key, const char
                 return broken(err, key, "its RAM is %jd bytes, its manifest says %ju MiB",
                               (intmax_t)st.st_size, (uintmax_t)mib);
 
+        /* The entry's last use, for the eviction's order: its
+         * directory's mtime (nothing in it changes after the publish). A
+         * failure only makes it look older. */
+        if (use)
+                (void)futimens(kfd, NULL);
         *ret = (struct vmm_template_entry){.state_fd = TAKE_FD(state_fd),
                                            .memory_fd = TAKE_FD(memfd),
                                            .memory_bytes = mib << 20,
@@ -823,13 +828,13 @@ int vmm_template_lookup(struct vmm_template_cache *c, const struct vmm_template_
         if (r < 0)
                 return r;
         vmm_template_key(manifest, key);
-        return check_entry(c, key, manifest, ret, err);
+        return check_entry(c, key, manifest, true, ret, err);
 }
 
 int vmm_template_check_key(struct vmm_template_cache *c, const char *key,
                            struct vmm_template_entry *ret, struct us_error **err)
 {
-        return check_entry(c, key, NULL, ret, err);
+        return check_entry(c, key, NULL, false, ret, err);
 }
 
 /* ---- removal ---- */
@@ -1237,6 +1242,66 @@ int vmm_template_read_manifest(struct vmm_template_cache *c, const char *key, ch
         int r = read_file_at(kfd, MANIFEST_NAME, MANIFEST_MAX, ret, NULL);
         if (r < 0)
                 return us_errorf(err, -r, "template %.12s: read its manifest", key);
+        return 0;
+}
+
+/* ---- eviction ---- */
+
+struct used_key {
+        char key[VMM_TEMPLATE_KEY_LEN + 1];
+        int64_t used; /* the entry directory's mtime, seconds */
+};
+
+static int cmp_used(const void *a, const void *b)
+{
+        const struct used_key *x = a, *y = b;
+        return x->used < y->used ? -1 : x->used > y->used ? 1 : strcmp(x->key, y->key);
+}
+
+int vmm_template_evict(struct vmm_template_cache *c, const char *keep, size_t max, int64_t idle_s,
+                       vmm_template_gc_fn removed, void *userdata, struct us_error **err)
+{
+        _cleanup_strv_ char **keys = NULL;
+        size_t n = 0;
+        int r = vmm_template_cache_keys(c, false, &keys, &n, err);
+        if (r < 0)
+                return r;
+        if (n < max)
+                return 0;
+        for (size_t i = 0; i < n; i++)
+                if (keep && strcmp(keys[i], keep) == 0)
+                        return 0;
+        _cleanup_free_ struct used_key *v = calloc(n, sizeof(*v));
+        if (!v)
+                return us_errorf(err, ENOMEM, "template cache");
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+                struct stat st;
+                /* Not a directory (gc's to unlink) or gone meanwhile: not
+                 * an entry to evict. */
+                if (fstatat(c->dir_fd, keys[i], &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                    !S_ISDIR(st.st_mode))
+                        continue;
+                memcpy(v[m].key, keys[i], VMM_TEMPLATE_KEY_LEN + 1);
+                v[m++].used = (int64_t)st.st_mtim.tv_sec;
+        }
+        qsort(v, m, sizeof(*v), cmp_used);
+        int64_t now = (int64_t)time(NULL);
+        for (size_t i = 0; i < m && now - v[i].used >= idle_s; i++) {
+                struct us_error *e = NULL;
+                char why[96];
+                r = vmm_template_remove(c, v[i].key, NULL, NULL, &e);
+                us_error_free(e);
+                /* Busy (a build or removal of it right now) or gone: the
+                 * next one. */
+                if (r < 0)
+                        continue;
+                snprintf(why, sizeof(why), "unused for %lld s, the cache held %zu",
+                         (long long)(now - v[i].used), n);
+                if (removed)
+                        removed(v[i].key, why, userdata);
+                return 1;
+        }
         return 0;
 }
 

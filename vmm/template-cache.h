@@ -92,8 +92,10 @@ void vmm_template_entry_clear(struct vmm_template_entry *e);
 int vmm_template_lookup(struct vmm_template_cache *c, const struct vmm_template_inputs *in,
                         struct vmm_template_entry *ret, struct us_error **err);
 
+/* A hit marks the entry used (vmm_template_evict's order). */
+
 /* The same check for a key, without inputs: the manifest must hash to the
- * key. For `template list`. */
+ * key. For `template list`; it does not mark the entry used. */
 int vmm_template_check_key(struct vmm_template_cache *c, const char *key,
                            struct vmm_template_entry *ret, struct us_error **err);
 
@@ -210,6 +212,17 @@ int vmm_template_remove(struct vmm_template_cache *c, const char *key, vmm_templ
  * first failure's negative errno with err (the other keys are collected all the same). */
 int vmm_template_gc(struct vmm_template_cache *c, const char *host_id, vmm_template_gc_fn removed,
                     void *userdata, struct us_error **err);
+
+/* Makes room for one more template: when the cache holds max entries or
+ * more and keep (a key; NULL: none) is not one of them, removes the entry
+ * used least recently (a lookup's hit, else its publish: the entry
+ * directory's mtime), as vmm_template_remove does, provided it was not
+ * used for idle_s seconds; a busy one is passed over for the next. Clones
+ * running from it keep their mapping. `removed` (may be NULL) hears of the
+ * removal. Returns 1 (one entry removed), 0 (no room needed, or none idle
+ * long enough), or a negative errno (listing the cache). */
+int vmm_template_evict(struct vmm_template_cache *c, const char *keep, size_t max, int64_t idle_s,
+                       vmm_template_gc_fn removed, void *userdata, struct us_error **err);
 
 /* --- Failed builds: a backoff ------------------------------------------- */
 

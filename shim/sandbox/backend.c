@@ -1054,13 +1054,36 @@ static void pod_build_template(struct sandbox_pod *pod)
                     pod->vmpod.id, pod->tkey, (int)pid, SANDBOX_TEMPLATE_CGROUP);
 }
 
+/* The end of the background build's stderr (the pod's
+ * template-build.log) in buf, control characters as spaces: what it said
+ * (an eviction, a gc's failure, the error). */
+static void build_log_tail(const struct sandbox_pod *pod, char *buf, size_t size)
+{
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/template-build.log", pod->vmpod.state_dir);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        ssize_t n = 0;
+        if (fd >= 0) {
+                off_t end = lseek(fd, 0, SEEK_END);
+                (void)lseek(fd, end > (off_t)size - 1 ? end - (off_t)size + 1 : 0, SEEK_SET);
+                n = read(fd, buf, size - 1);
+        }
+        for (ssize_t i = 0; i < n; i++)
+                if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+                        buf[i] = ' ';
+        buf[n > 0 ? n : 0] = '\0';
+}
+
 /* The background build ended: its outcome, for the log (a failure is a
  * warning, never the pod's). */
 static void pod_build_exited(struct sandbox_pod *pod, int ws)
 {
+        char buf[1024] = "";
         pod->build_pid = 0;
         if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) {
-                us_log_info("pod %s: VM template %s built", pod->vmpod.id, pod->tkey);
+                build_log_tail(pod, buf, sizeof(buf));
+                us_log_info("pod %s: VM template %s built%s%s", pod->vmpod.id, pod->tkey,
+                            *buf ? ": " : "", buf);
                 return;
         }
         if (WIFEXITED(ws) && WEXITSTATUS(ws) == SANDBOX_TEMPLATE_BUILD_BUSY) {
@@ -1070,24 +1093,12 @@ static void pod_build_exited(struct sandbox_pod *pod, int ws)
         }
         if (WIFEXITED(ws) && WEXITSTATUS(ws) == SANDBOX_TEMPLATE_BUILD_FULL) {
                 us_log_info("pod %s: VM template %s not built: the cache holds "
-                            "sandbox.template_max (%u) templates",
-                            pod->vmpod.id, pod->tkey, pod->template_max);
+                            "sandbox.template_max (%u) templates, none unused for %d s",
+                            pod->vmpod.id, pod->tkey, pod->template_max,
+                            SANDBOX_TEMPLATE_EVICT_IDLE_S);
                 return;
         }
-        char buf[1024] = "", path[PATH_MAX];
-        snprintf(path, sizeof(path), "%s/template-build.log", pod->vmpod.state_dir);
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        ssize_t n = 0;
-        if (fd >= 0) {
-                off_t end = lseek(fd, 0, SEEK_END);
-                (void)lseek(fd, end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0,
-                            SEEK_SET);
-                n = read(fd, buf, sizeof(buf) - 1);
-        }
-        for (ssize_t i = 0; i < n; i++)
-                if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
-                        buf[i] = ' ';
-        buf[n > 0 ? n : 0] = '\0';
+        build_log_tail(pod, buf, sizeof(buf));
         us_log_warn("pod %s: building VM template %s failed (%s %d): %s", pod->vmpod.id, pod->tkey,
                     WIFEXITED(ws) ? "status" : "signal",
                     WIFEXITED(ws) ? WEXITSTATUS(ws) : WTERMSIG(ws), buf);

@@ -29,6 +29,12 @@ enum vmm_accel sandbox_accel_of(const struct policy_sandbox_config *sb);
 #define SANDBOX_TEMPLATE_BUILD_BUSY 3
 #define SANDBOX_TEMPLATE_BUILD_FULL 4
 
+/* A full cache (sandbox.template_max) makes room for a new size's
+ * template by evicting the one used least recently, if it was unused this
+ * long: a node whose pods use more sizes than the cap keeps the ones in
+ * use, and builds at most one template per this time for the others. */
+#define SANDBOX_TEMPLATE_EVICT_IDLE_S 600
+
 /* Why a pod, with or without a network, its files on 9p (ninep:
  * sandbox_image_shared_fs) or not, boots cold although the config may
  * allow templates: NULL when it starts from a template of its size

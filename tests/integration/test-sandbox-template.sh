@@ -25,7 +25,9 @@
 #    next pod of that size is restored, its guest that size (a stale key
 #    in the cache is collected before the cap is counted); a third size
 #    boots cold and builds nothing (sandbox.template_max 2), no failure
-#    recorded
+#    recorded; once the 320 MiB template was unused for an hour (its
+#    directory's mtime set back), a pod of the third size evicts it and
+#    builds its own, and the next one of that size is restored
 #  - corrupt: garbage in the entry's state → the next pod boots cold with
 #    the warning, runs, and the template is rebuilt (ready again)
 #  - gone: a pod removed while the build it started runs: the build and
@@ -249,14 +251,36 @@ else
 fi
 expect_eq "still 2 templates" 2 "$(tctl list 2>/dev/null | wc -l)"
 expect_eq "and no failed-build record for sized3's size" "" "$(ls -A "$TDIR" | grep '^\.failed-' || true)"
-IDS+=("$ids1" "$ids2" "$ids3")
-for p in sized1 sized2 sized3; do
+# evicted: the 320 MiB template unused for an hour (its directory's mtime,
+# which a restore sets) makes room for a new size: sized4 (384 MiB) misses,
+# its build evicts that template and builds its own, sized5 is restored;
+# the default size's template, used minutes ago, stays.
+key320=$(grep -a "pod $ids1" "$ENV_LOG" | grep -o 'no VM template [0-9a-f]\{64\}' | head -1 | awk '{print $4}')
+touch -d "@$(($(date +%s) - 3600))" "$TDIR/$key320"
+out_rc out rc ectl run "$(sized_pod sized4 384)"
+expect_eq "run sized4 (384 MiB)" 0 "$rc"
+ids4=$(pod_id sized4)
+key384=$(grep -a "pod $ids4" "$ENV_LOG" | grep -o 'no VM template [0-9a-f]\{64\}' | head -1 | awk '{print $4}')
+evicted() { grep -aq "pod $ids4: VM template $key384 built: .*evicted $key320" "$ENV_LOG"; }
+if [ -n "$key384" ] && wait_until 600 evicted; then
+        pass "sized4's build evicted the idle 320 MiB template and built its own"
+else
+        fail "sized4 (key '$key384'): no build that evicted $key320: $(grep -a "pod $ids4" "$ENV_LOG" | tail -3)"
+fi
+expect_eq "the cache holds the default size's and the 384 MiB template" \
+        "$(printf '%s\n' "$KEY" "$key384" | sort)" "$(tctl list 2>/dev/null | awk '$2 == "state=ready" {print $1}' | sort)"
+out_rc out rc ectl run "$(sized_pod sized5 384)"
+expect_eq "run sized5 (384 MiB)" 0 "$rc"
+ids5=$(pod_id sized5)
+expect_match "sized5 is restored from the 384 MiB template" \
+        "pod $ids5: restored from VM template" "$(grep -a "pod $ids5" "$ENV_LOG")"
+IDS+=("$ids1" "$ids2" "$ids3" "$ids4" "$ids5")
+for p in sized1 sized2 sized3 sized4 sized5; do
         out_rc out rc ectl rm --timeout 0 "$p"
         expect_eq "rm $p" 0 "$rc"
 done
 # (The sections below expect the default size's template alone.)
-key320=$(grep -a "pod $ids1" "$ENV_LOG" | grep -o 'no VM template [0-9a-f]\{64\}' | head -1 | awk '{print $4}')
-[ -n "$key320" ] && [ "$key320" != "$KEY" ] && tctl rm "$key320" >/dev/null 2>&1 || true
+[ -z "$key384" ] || [ "$key384" = "$KEY" ] || tctl rm "$key384" >/dev/null 2>&1 || true
 expect_eq "one template left: the default size's" "$KEY" "$(ready_key)"
 
 # ---- corrupt: a broken entry boots cold, and is rebuilt ----

@@ -1083,6 +1083,76 @@ static void tap_in_its_own_netns(void **state)
         close(fd);
 }
 
+/* key_age KEY SECONDS: the entry's directory's mtime that long ago. */
+static void key_age(struct fixture *f, const char *key, int64_t seconds)
+{
+        char path[256];
+        struct timespec ts[2] = {{.tv_sec = time(NULL) - seconds},
+                                 {.tv_sec = time(NULL) - seconds}};
+        snprintf(path, sizeof(path), "%s/%s", f->cache_dir, key);
+        assert_int_equal(utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+static int64_t key_mtime(struct fixture *f, const char *key)
+{
+        char path[256];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s", f->cache_dir, key);
+        assert_int_equal(lstat(path, &st), 0);
+        return (int64_t)st.st_mtim.tv_sec;
+}
+
+/* A full cache evicts the entry used least recently (a lookup's hit marks
+ * it, a check by key does not), only when it was unused long enough, never
+ * for a key it holds, never when it has room. */
+static void evict_least_used(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_template_entry e = VMM_TEMPLATE_ENTRY_INIT;
+        struct us_error *err = NULL;
+        char k[3][VMM_TEMPLATE_KEY_LEN + 1], removed[4096] = "", names[1024];
+        const char *other = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        for (int i = 0; i < 3; i++) {
+                f->in.memory_mib = 32 + (unsigned)i;
+                build(f, k[i], NULL);
+        }
+        key_age(f, k[0], 2000);
+        key_age(f, k[1], 1000);
+
+        /* Room left, or the new key is there already: nothing goes. */
+        assert_int_equal(vmm_template_evict(f->cache, other, 4, 600, note_removed, removed, &err),
+                         0);
+        assert_int_equal(vmm_template_evict(f->cache, k[2], 3, 600, note_removed, removed, &err),
+                         0);
+        /* None unused that long. */
+        assert_int_equal(vmm_template_evict(f->cache, other, 3, 5000, note_removed, removed, &err),
+                         0);
+        assert_string_equal(removed, "");
+
+        /* A check by key is no use; a lookup's hit is: k[1] is now the
+         * least recently used. */
+        int64_t before = key_mtime(f, k[0]);
+        assert_int_equal(vmm_template_check_key(f->cache, k[0], &e, &err), 0);
+        vmm_template_entry_clear(&e);
+        assert_int_equal(key_mtime(f, k[0]), before);
+        f->in.memory_mib = 32;
+        assert_int_equal(vmm_template_lookup(f->cache, &f->in, &e, &err), 0);
+        vmm_template_entry_clear(&e);
+        assert_true(key_mtime(f, k[0]) >= time(NULL) - 5);
+
+        assert_int_equal(vmm_template_evict(f->cache, other, 3, 600, note_removed, removed, &err),
+                         1);
+        has(removed, true, "%s: unused for ", k[1]);
+        has(removed, true, "the cache held 3");
+        cache_names(f, names, sizeof(names));
+        has(names, false, "%s", k[1]);
+        has(names, true, "%s", k[0]);
+        has(names, true, "%s", k[2]);
+        /* Room now. */
+        assert_int_equal(vmm_template_evict(f->cache, other, 3, 0, note_removed, removed, &err), 0);
+        assert_null(err);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1099,6 +1169,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(failed_record_leftovers, setup, teardown),
                 cmocka_unit_test_setup_teardown(share_not_published, setup, teardown),
                 cmocka_unit_test_setup_teardown(not_a_directory, setup, teardown),
+                cmocka_unit_test_setup_teardown(evict_least_used, setup, teardown),
                 cmocka_unit_test_setup_teardown(failed_record_kept_on_a_read_error, setup,
                                                 teardown),
                 cmocka_unit_test(tap_in_its_own_netns),
