@@ -4,6 +4,7 @@
  * (vmm/template-cache.h, docs/unishimctl.md). Talks to no CRI endpoint:
  * it reads the operator's config and works on the cache directory as root.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -94,11 +96,44 @@ static void print_removed(const char *name, const char *why, void *userdata)
         printf("%s%s %s\n", (const char *)userdata, name, why);
 }
 
+/* A build's QEMU state directory: STATE_DIR_PREFIX<the build's pid>-XXXXXX
+ * in STATE_DIR_PARENT, removed by the build however it ends, except by
+ * SIGKILL: collect() removes those of builds that no longer run. */
+#define STATE_DIR_PARENT "/tmp"
+#define STATE_DIR_PREFIX "unishim-template-"
+
+/* Removes the state directories of killed builds: root's directories
+ * named for a pid that no longer runs (a pid reused since keeps its
+ * directory: harmless). Each removal printed after `prefix`. */
+static void sweep_state_dirs(const char *prefix)
+{
+        DIR *d = opendir(STATE_DIR_PARENT);
+        struct dirent *de;
+        if (!d)
+                return;
+        while ((de = readdir(d))) {
+                int pid = 0, end = 0;
+                struct stat st;
+                if (sscanf(de->d_name, STATE_DIR_PREFIX "%d-%n", &pid, &end) != 1 || end == 0 ||
+                    pid <= 0 || pid == (int)getpid() || kill(pid, 0) == 0 || errno != ESRCH)
+                        continue;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                    !S_ISDIR(st.st_mode) || st.st_uid != 0)
+                        continue;
+                if (us_rm_tree_at(dirfd(d), de->d_name, NULL) == 0)
+                        printf("%s" STATE_DIR_PARENT "/%s the state directory of a killed build "
+                               "(pid %d)\n",
+                               prefix, de->d_name, pid);
+        }
+        closedir(d);
+}
+
 /* Collects what can never be used again (vmm_template_gc) with this host's
- * identity; each removal printed after `prefix`. Returns 0, or the negative
- * errno with err. */
+ * identity, and killed builds' state directories; each removal printed
+ * after `prefix`. Returns 0, or the negative errno with err. */
 static int collect(struct vmm_template_cache *c, const char *prefix, struct us_error **err)
 {
+        sweep_state_dirs(prefix);
         _cleanup_free_ char *host = NULL;
         int r = vmm_template_host_id_read(&host, err);
         if (r < 0)
@@ -230,7 +265,7 @@ static int build_in(struct vmm_template_cache *c, const struct policy_config *cf
 static int build(struct vmm_template_cache *c, const struct policy_config *cfg,
                  const struct policy_vm_size *size, unsigned max)
 {
-        char state_dir[] = "/tmp/unishim-template-XXXXXX";
+        char state_dir[sizeof(STATE_DIR_PARENT "/" STATE_DIR_PREFIX) + 32];
         sigset_t stop, old;
         int status = 1, stop_signal = 0, ws = 0;
 
@@ -247,6 +282,8 @@ static int build(struct vmm_template_cache *c, const struct policy_config *cfg,
                 fprintf(stderr, "unishimctl: template build: signalfd: %s\n", strerror(errno));
                 return 1;
         }
+        snprintf(state_dir, sizeof(state_dir), STATE_DIR_PARENT "/" STATE_DIR_PREFIX "%d-XXXXXX",
+                 (int)getpid());
         if (!mkdtemp(state_dir)) {
                 fprintf(stderr, "unishimctl: template build: create %s: %s\n", state_dir,
                         strerror(errno));

@@ -319,6 +319,33 @@ if [ -n "$fkey" ]; then
         cp "$tmp/failed.saved" "$cache/.failed-$fkey"
 fi
 
+# --- a build killed with SIGKILL: its state directory goes at the next gc ---
+# (The one end a build cannot clean up after: its child and QEMU die with it.)
+"$CTL" template --config "$tmp/config.json" build >"$tmp/killed.out" 2>&1 &
+kpid=$!
+sdir=
+for _ in $(seq 1200); do
+        sdir=$(ls -d /tmp/unishim-template-"$kpid"-* 2>/dev/null | head -n1 || true)
+        [ -n "$sdir" ] && break
+        kill -0 $kpid 2>/dev/null || break
+        sleep 0.1
+done
+kill -KILL $kpid 2>/dev/null || true
+wait $kpid 2>/dev/null || true
+if [ -z "$sdir" ]; then
+        bad "the killed build made no state directory /tmp/unishim-template-$kpid-*: $(cat "$tmp/killed.out")"
+elif [ ! -d "$sdir" ]; then
+        bad "the killed build's state directory $sdir went by itself (the test's premise)"
+else
+        rc=0
+        "$CTL" template --config "$tmp/config.json" gc >"$tmp/gc2.out" 2>&1 || rc=$?
+        if [ $rc = 0 ] && [ ! -e "$sdir" ] && grep -qF "$sdir the state directory of a killed build (pid $kpid)" "$tmp/gc2.out"; then
+                ok "gc removed the state directory of a build killed with SIGKILL ($sdir)"
+        else
+                bad "gc after a killed build: exit $rc, $sdir $([ -e "$sdir" ] && echo left || echo gone): $(cat "$tmp/gc2.out")"
+        fi
+fi
+
 # --- rm --all -----------------------------------------------------------------
 hs=$(holders)
 rc=0
