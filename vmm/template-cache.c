@@ -242,9 +242,13 @@ static int read_fd_all(int fd, size_t max, char **ret, size_t *ret_len)
         return 0;
 }
 
+/* O_NONBLOCK on every read's open: a fifo put in the cache's place of a
+ * file would otherwise block the open (the shim's loop, a lookup) until a
+ * writer came; read_fd_all then refuses what is not a regular file. */
 static int read_file_at(int dir_fd, const char *name, size_t max, char **ret, size_t *ret_len)
 {
-        _cleanup_close_ int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        _cleanup_close_ int fd =
+                openat(dir_fd, name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
         return read_fd_all(fd, max, ret, ret_len);
@@ -367,7 +371,8 @@ static int key_lock(struct vmm_template_cache *c, const char *key, int *ret_fd,
  * not make a builder busy). */
 static bool key_locked(struct vmm_template_cache *c, const char *key)
 {
-        _cleanup_close_ int fd = openat(c->dir_fd, LOCK_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        _cleanup_close_ int fd =
+                openat(c->dir_fd, LOCK_NAME, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
                 return false;
         struct flock fl = {
@@ -771,7 +776,7 @@ static int check_entry(struct vmm_template_cache *c, const char *key, const char
         if (manifest_uint(manifest, "memory_mib", &mib) < 0 || mib == 0 || mib > (1u << 20))
                 return broken(err, key, "its manifest names no memory size");
 
-        state_fd = openat(kfd, STATE_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        state_fd = openat(kfd, STATE_NAME, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
         if (state_fd < 0)
                 return broken(err, key, "its state: %s", strerror(errno));
         r = read_fd_all(state_fd, STATE_MAX, &state, &state_len);
@@ -973,7 +978,11 @@ static int remove_key_locked(struct vmm_template_cache *c, const char *key, cons
 
         /* A removal starts the key afresh: no backoff from its failures. */
         failed_name(key, failed);
-        if (unlinkat(c->dir_fd, failed, 0) == 0) {
+        if (fstatat(c->dir_fd, failed, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+                /* A directory too (only root could make one), never followed. */
+                r = us_rm_tree_at(c->dir_fd, failed, err);
+                if (r < 0)
+                        return us_error_wrap(err, r, "remove %s/%s", c->dir, failed);
                 n++;
                 if (removed)
                         removed(failed, "the key's failed-build record", userdata);
@@ -1125,7 +1134,8 @@ static void gc_failure(struct vmm_template_cache *c, const char *key, vmm_templa
         if (r < 0 && r != -EINVAL && r != -ELOOP && r != -EFBIG)
                 return;
         failed_name(key, name);
-        if (unlinkat(c->dir_fd, name, 0) == 0 && removed)
+        /* (A directory in its place, which only root could make, goes too.) */
+        if (us_rm_tree_at(c->dir_fd, name, NULL) == 0 && removed)
                 removed(name, r == 0 ? "its build backoff is over" : "unreadable", userdata);
 }
 

@@ -1083,6 +1083,44 @@ static void tap_in_its_own_netns(void **state)
         close(fd);
 }
 
+/* A failed-build record that is no regular file (only root could put
+ * one there): a directory goes with gc and with rm, a fifo is read without
+ * blocking and goes with gc. */
+static void failed_record_not_a_file(void **state)
+{
+        struct fixture *f = *state;
+        struct us_error *err = NULL;
+        struct vmm_template_failure fl;
+        char key[VMM_TEMPLATE_KEY_LEN + 1], path[256], sub[300], removed[4096] = "";
+        _cleanup_free_ char *m = NULL;
+
+        assert_int_equal(vmm_template_manifest(&f->in, &m, &err), 0);
+        vmm_template_key(m, key);
+        snprintf(path, sizeof(path), "%s/.failed-%s", f->cache_dir, key);
+        snprintf(sub, sizeof(sub), "%s/x", path);
+
+        assert_int_equal(mkdir(path, 0700), 0);
+        unit_write_file(sub, "x");
+        assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
+        has(removed, true, ".failed-%s: unreadable", key);
+        assert_int_equal(access(path, F_OK), -1);
+
+        assert_int_equal(mkdir(path, 0700), 0);
+        unit_write_file(sub, "x");
+        removed[0] = '\0';
+        assert_int_equal(vmm_template_remove(f->cache, key, note_removed, removed, &err), 0);
+        has(removed, true, ".failed-%s: the key's failed-build record", key);
+        assert_int_equal(access(path, F_OK), -1);
+
+        assert_int_equal(mkfifo(path, 0600), 0);
+        assert_true(vmm_template_failure_read(f->cache, key, &fl, NULL) < 0);
+        removed[0] = '\0';
+        assert_int_equal(vmm_template_gc(f->cache, f->in.host_id, note_removed, removed, &err), 0);
+        has(removed, true, ".failed-%s: unreadable", key);
+        assert_int_equal(access(path, F_OK), -1);
+        assert_null(err);
+}
+
 /* key_age KEY SECONDS: the entry's directory's mtime that long ago. */
 static void key_age(struct fixture *f, const char *key, int64_t seconds)
 {
@@ -1170,6 +1208,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(share_not_published, setup, teardown),
                 cmocka_unit_test_setup_teardown(not_a_directory, setup, teardown),
                 cmocka_unit_test_setup_teardown(evict_least_used, setup, teardown),
+                cmocka_unit_test_setup_teardown(failed_record_not_a_file, setup, teardown),
                 cmocka_unit_test_setup_teardown(failed_record_kept_on_a_read_error, setup,
                                                 teardown),
                 cmocka_unit_test(tap_in_its_own_netns),
