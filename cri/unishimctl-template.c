@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,9 +103,25 @@ static void print_removed(const char *name, const char *why, void *userdata)
 #define STATE_DIR_PARENT "/tmp"
 #define STATE_DIR_PREFIX "unishim-template-"
 
-/* Removes the state directories of killed builds: root's directories
- * named for a pid that no longer runs (a pid reused since keeps its
- * directory: harmless). Each removal printed after `prefix`. */
+/* The build's pid in a state directory's name, or 0 when the name is no
+ * build's. */
+static pid_t state_dir_pid(const char *name)
+{
+        if (strncmp(name, STATE_DIR_PREFIX, strlen(STATE_DIR_PREFIX)) != 0)
+                return 0;
+        const char *digits = name + strlen(STATE_DIR_PREFIX);
+        char *end = NULL;
+        errno = 0;
+        long pid = strtol(digits, &end, 10);
+        if (errno || end == digits || *end != '-' || pid <= 0 || pid > INT32_MAX)
+                return 0;
+        return (pid_t)pid;
+}
+
+/* Removes the state directories of killed builds: directories of our uid
+ * with mkdtemp's mode, named for a pid that no longer runs (a pid reused
+ * since keeps its directory: harmless). Each removal printed after
+ * `prefix`. */
 static void sweep_state_dirs(const char *prefix)
 {
         DIR *d = opendir(STATE_DIR_PARENT);
@@ -112,18 +129,17 @@ static void sweep_state_dirs(const char *prefix)
         if (!d)
                 return;
         while ((de = readdir(d))) {
-                int pid = 0, end = 0;
+                pid_t pid = state_dir_pid(de->d_name);
                 struct stat st;
-                if (sscanf(de->d_name, STATE_DIR_PREFIX "%d-%n", &pid, &end) != 1 || end == 0 ||
-                    pid <= 0 || pid == (int)getpid() || kill(pid, 0) == 0 || errno != ESRCH)
+                if (pid <= 0 || pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH)
                         continue;
                 if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-                    !S_ISDIR(st.st_mode) || st.st_uid != 0)
+                    !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 07777) != 0700)
                         continue;
                 if (us_rm_tree_at(dirfd(d), de->d_name, NULL) == 0)
                         printf("%s" STATE_DIR_PARENT "/%s the state directory of a killed build "
                                "(pid %d)\n",
-                               prefix, de->d_name, pid);
+                               prefix, de->d_name, (int)pid);
         }
         closedir(d);
 }

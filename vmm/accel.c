@@ -103,7 +103,9 @@ unsigned vmm_host_tsc_khz(const char *cpuinfo, size_t len)
 
 int vmm_read_bounded(const char *path, char **ret, size_t *ret_len, struct us_error **err)
 {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        /* O_NONBLOCK: a fifo in a file's place fails its read instead of
+         * blocking the open until a writer comes. */
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
         _cleanup_free_ char *buf = NULL;
         size_t len = 0, cap = 0;
 

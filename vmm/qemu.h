@@ -187,8 +187,9 @@ unsigned vmm_host_tsc_khz(const char *cpuinfo, size_t len);
 /* Same, reading /proc/cpuinfo; 0 on any failure. */
 unsigned vmm_host_tsc_khz_read(void);
 
-/* Reads a whole small file (a /proc text: at most 4 MiB, else -E2BIG).
- * Returns 0, *ret (caller frees; not NUL-terminated) and *ret_len. */
+/* Reads a whole small file (a /proc text: at most 4 MiB, else -E2BIG),
+ * never blocking on a fifo. Returns 0, *ret (caller frees; not
+ * NUL-terminated) and *ret_len. */
 int vmm_read_bounded(const char *path, char **ret, size_t *ret_len, struct us_error **err);
 
 /* --- QEMU command line (pure) ------------------------------------------- */

@@ -794,6 +794,15 @@ static int check_entry(struct vmm_template_cache *c, const char *key, const char
                               state_len);
 
         r = holder_memfd(kfd, key, &memfd, &holder, err);
+        /* A removal (rm, an eviction) that took the key's lock since the
+         * check above stops the holder first: the entry is going, not
+         * broken (a broken one is rebuilt). */
+        if (r < 0 && key_locked(c, key)) {
+                if (err)
+                        *err = us_error_free(*err);
+                return us_error_msg(err, -VMM_TEMPLATE_BUSY,
+                                    "template %.12s is being built or removed", key);
+        }
         if (r < 0)
                 return r;
         int seals = fcntl(memfd, F_GET_SEALS);
@@ -1260,12 +1269,29 @@ int vmm_template_read_manifest(struct vmm_template_cache *c, const char *key, ch
 struct used_key {
         char key[VMM_TEMPLATE_KEY_LEN + 1];
         int64_t used; /* the entry directory's mtime, seconds */
+        ino_t ino;
 };
 
 static int cmp_used(const void *a, const void *b)
 {
         const struct used_key *x = a, *y = b;
         return x->used < y->used ? -1 : x->used > y->used ? 1 : strcmp(x->key, y->key);
+}
+
+/* Evicts the entry `u` was read from, under its key's lock, if it is
+ * still that entry, as unused as it was: a lookup that hit it or a build
+ * that replaced it since keeps it. Returns 1 if removed, 0 if not. */
+static int evict_one(struct vmm_template_cache *c, const struct used_key *u, const char *why,
+                     vmm_template_gc_fn removed, void *userdata)
+{
+        _cleanup_close_ int lock = -1;
+        struct stat st;
+        if (key_lock(c, u->key, &lock, NULL) < 0)
+                return 0;
+        if (fstatat(c->dir_fd, u->key, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode) ||
+            st.st_ino != u->ino || (int64_t)st.st_mtim.tv_sec != u->used)
+                return 0;
+        return remove_key_locked(c, u->key, why, removed, userdata, NULL) > 0;
 }
 
 int vmm_template_evict(struct vmm_template_cache *c, const char *keep, size_t max, int64_t idle_s,
@@ -1293,24 +1319,19 @@ int vmm_template_evict(struct vmm_template_cache *c, const char *keep, size_t ma
                     !S_ISDIR(st.st_mode))
                         continue;
                 memcpy(v[m].key, keys[i], VMM_TEMPLATE_KEY_LEN + 1);
+                v[m].ino = st.st_ino;
                 v[m++].used = (int64_t)st.st_mtim.tv_sec;
         }
         qsort(v, m, sizeof(*v), cmp_used);
         int64_t now = (int64_t)time(NULL);
         for (size_t i = 0; i < m && now - v[i].used >= idle_s; i++) {
-                struct us_error *e = NULL;
                 char why[96];
-                r = vmm_template_remove(c, v[i].key, NULL, NULL, &e);
-                us_error_free(e);
-                /* Busy (a build or removal of it right now) or gone: the
-                 * next one. */
-                if (r < 0)
-                        continue;
                 snprintf(why, sizeof(why), "unused for %lld s, the cache held %zu",
                          (long long)(now - v[i].used), n);
-                if (removed)
-                        removed(v[i].key, why, userdata);
-                return 1;
+                /* Busy (a build or removal of it right now), used or
+                 * replaced meanwhile: the next one. */
+                if (evict_one(c, &v[i], why, removed, userdata))
+                        return 1;
         }
         return 0;
 }

@@ -316,8 +316,29 @@ do_install() {
 # templates_remove: the VM templates the installed shims built (each
 # handler config's template_dir): their holders, which keep a template's
 # guest memory, end with them. After containerd's restart without the
-# handlers: no new pod builds one meanwhile.
+# handlers: no new pod starts a build meanwhile. Builds still running (a
+# pod's background build; `rm --all` passes over a busy key, and the build
+# would publish after it) are stopped first: SIGTERM makes one end
+# without publishing.
 templates_remove() {
+        ctl=$INSTALL_DIR/bin/unishimctl
+        # shellcheck disable=SC2016
+        host sh -c 'for p in /proc/[0-9]*; do
+                [ "$(readlink "$p/exe" 2>/dev/null)" = "$1" ] &&
+                        [ "$(cat "$p/comm" 2>/dev/null)" != unishim-tmpl ] && kill -TERM "${p#/proc/}"
+        done
+        i=0
+        while [ $i -lt 300 ]; do
+                left=
+                for p in /proc/[0-9]*; do
+                        [ "$(readlink "$p/exe" 2>/dev/null)" = "$1" ] &&
+                                [ "$(cat "$p/comm" 2>/dev/null)" != unishim-tmpl ] && left=1
+                done
+                [ -z "$left" ] && exit 0
+                sleep 0.1
+                i=$((i + 1))
+        done
+        exit 1' sh "$ctl" 2>/dev/null || log "warning: template builds of $ctl still run"
         for h in $HANDLERS; do
                 [ -x "$HOST_ROOT$INSTALL_DIR/bin/unishimctl" ] && [ -f "$HOST_ROOT$INSTALL_DIR/etc/$h.json" ] ||
                         continue

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "base/cleanup.h"
+#include "base/log.h"
 #include "vmm/qemu.h"
 #include "image.h"
 
@@ -113,9 +114,21 @@ int sandbox_image_shared_fs(enum policy_shared_fs want, const char *kernel, bool
                 return 0;
         }
         size_t len = 0;
-        int r = vmm_read_bounded(path, &config, &len, err);
-        if (r < 0)
-                return us_error_wrap(err, r, "the guest image's kernel config");
+        struct us_error *e = NULL;
+        int r = vmm_read_bounded(path, &config, &len, &e);
+        /* Unset, the pod gets what works without knowing: virtio-fs. */
+        if (r < 0 && want == POLICY_SHARED_FS_AUTO) {
+                us_log_warn("the guest image's kernel config: %s: sandbox.shared_fs unset: "
+                            "virtio-fs",
+                            us_error_text(e));
+                us_error_free(e);
+                return 0;
+        }
+        if (r < 0) {
+                r = us_error_msg(err, -r, "the guest image's kernel config: %s", us_error_text(e));
+                us_error_free(e);
+                return r;
+        }
         *ret_9p = sandbox_image_config_has_9p(config, len);
         if (!*ret_9p && want == POLICY_SHARED_FS_9P)
                 return us_error_msg(err, ENOTSUP,

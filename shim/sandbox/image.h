@@ -42,6 +42,8 @@ bool sandbox_image_config_has_9p(const char *config, size_t len);
  * kernel without the file, an operator's own, included); "9p" on a kernel
  * whose file says it has none is refused: -ENOTSUP with a message naming
  * sandbox.shared_fs and the image's directory (a kernel without the file
- * is not judged). Returns 0, or a negative errno with err. */
+ * is not judged). A file that cannot be read is an error for "9p", and
+ * virtio-fs with a warning for AUTO. Returns 0, or a negative errno with
+ * err. */
 int sandbox_image_shared_fs(enum policy_shared_fs want, const char *kernel, bool *ret_9p,
                             struct us_error **err);

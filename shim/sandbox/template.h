@@ -31,8 +31,9 @@ enum vmm_accel sandbox_accel_of(const struct policy_sandbox_config *sb);
 
 /* A full cache (sandbox.template_max) makes room for a new size's
  * template by evicting the one used least recently, if it was unused this
- * long: a node whose pods use more sizes than the cap keeps the ones in
- * use, and builds at most one template per this time for the others. */
+ * long: a template used within this time is never evicted, so a node
+ * whose pods use more sizes than the cap keeps the ones in use instead of
+ * rebuilding them in turn. */
 #define SANDBOX_TEMPLATE_EVICT_IDLE_S 600
 
 /* Why a pod, with or without a network, its files on 9p (ninep:

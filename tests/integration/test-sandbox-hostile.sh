@@ -206,6 +206,18 @@ NINEP=0
 sandbox_path_template && NINEP=1
 hostile_pod hostile "$NINEP"
 
+# vfsd_ranges_apart VUID VUID2 QUID QUID2: two virtio-fs pods' virtiofsd
+# uid ranges (vfsd_uid) do not overlap, and neither is its pod's QEMU uid.
+vfsd_ranges_apart() {
+        local vuid=$1 vuid2=$2 quid=$3 quid2=$4
+        [[ $vuid2 =~ ^[0-9]+$ ]] && [[ $vuid =~ ^[0-9]+$ ]] && ((vuid2 >= vuid + 65536 || vuid >= vuid2 + 65536)) &&
+                pass "another pod's virtiofsd has a range of its own ($vuid2..$((vuid2 + 65535)), not $vuid..$((vuid + 65535)))" ||
+                fail "two pods' virtiofsd uids: '$vuid' '$vuid2'"
+        [[ $vuid =~ ^[0-9]+$ && $vuid2 =~ ^[0-9]+$ ]] && [ "$vuid" != "$quid" ] && [ "$vuid2" != "$quid2" ] &&
+                pass "virtiofsd's uids are not QEMU's" ||
+                fail "virtiofsd and QEMU share a uid: $vuid $vuid2 $quid $quid2"
+}
+
 # ---- a task created and deleted without a start keeps the VM ----
 # (containerd deletes a task this way when its start fails after the
 # shim's create; driven at the Task API, as containerd does)
@@ -242,13 +254,7 @@ if sandbox_path_template; then
                 pass "another pod's QEMU has a uid range of its own ($quid2.., not $quid..$((quid + 65535)))" ||
                 fail "two pods' QEMU uids: '$quid' '$quid2'"
 else
-        vuid2=$(vfsd_uid "$idu")
-        [[ $vuid2 =~ ^[0-9]+$ ]] && [[ $vuid =~ ^[0-9]+$ ]] && ((vuid2 >= vuid + 65536 || vuid >= vuid2 + 65536)) &&
-                pass "another pod's virtiofsd has a range of its own ($vuid2..$((vuid2 + 65535)), not $vuid..$((vuid + 65535)))" ||
-                fail "two pods' virtiofsd uids: '$vuid' '$vuid2'"
-        [[ $vuid =~ ^[0-9]+$ && $vuid2 =~ ^[0-9]+$ ]] && [ "$vuid" != "$quid" ] && [ "$vuid2" != "$quid2" ] &&
-                pass "virtiofsd's uids are not QEMU's" ||
-                fail "virtiofsd and QEMU share a uid: $vuid $vuid2 $quid $quid2"
+        vfsd_ranges_apart "$vuid" "$(vfsd_uid "$idu")" "$quid" "$quid2"
 fi
 [ -n "$qu" ] && [ "$(sandbox_qemu_pid "$idu")" = "$qu" ] && pass "the pod's VM survives the delete (QEMU $qu)" ||
         fail "the pod's VM is gone after Delete of a never-started task (QEMU was '$qu')"
@@ -271,11 +277,19 @@ expect_eq "nothing of the pods left" "" "$(sandbox_leftovers "$id" "$idu")"
 # a second mount of the share run on a pod of the operator's other choice.
 if [ "$NINEP" = 1 ]; then
         hostile_pod hostile-vfs 0
-        out_rc out rc ectl rm --timeout 0 hostile-vfs
-        expect_eq "rm the hostile virtio-fs pod" 0 "$rc"
+        # A second virtio-fs pod beside it: the two virtiofsd's ranges.
+        sandbox_virtiofs_config
+        run_sandbox_sleep_pod vfs2 app
+        sandbox_virtiofs_restore
+        idv2=$(pod_id vfs2)
+        vfsd_ranges_apart "$vuid" "$(vfsd_uid "$idv2")" "$quid" "$(status_of "$(sandbox_qemu_pid "$idv2")" Uid)"
+        for p in hostile-vfs vfs2; do
+                out_rc out rc ectl rm --timeout 0 "$p"
+                expect_eq "rm $p (virtio-fs)" 0 "$rc"
+        done
         expect_eq "the host directory the guest aimed at keeps its files (virtio-fs)" "$CANARY_SUM" "$(canary_sum)"
-        wait_until 15 outputs_nothing sandbox_leftovers "$id" || true
-        expect_eq "nothing of the virtio-fs pod left" "" "$(sandbox_leftovers "$id")"
+        wait_until 15 outputs_nothing sandbox_leftovers "$id" "$idv2" || true
+        expect_eq "nothing of the virtio-fs pods left" "" "$(sandbox_leftovers "$id" "$idv2")"
 fi
 
 # ---- Stats of the VM task after its kill ----

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "unit.h"
@@ -97,6 +98,20 @@ static void shared_fs_beside_the_kernel(void **state)
         assert_int_equal(shared_fs(k, POLICY_SHARED_FS_9P, &err), 1);
         assert_int_equal(shared_fs(k, POLICY_SHARED_FS_AUTO, &err), 0);
         assert_null(err);
+        /* One that cannot be read (a fifo: never waited on; a directory):
+         * 9p is refused naming it, unset means virtio-fs. */
+        snprintf(path, sizeof(path), "%s/kernel-config", dir);
+        assert_int_equal(mkfifo(path, 0600), 0);
+        assert_int_equal(shared_fs(k, POLICY_SHARED_FS_AUTO, &err), 0);
+        assert_true(shared_fs(k, POLICY_SHARED_FS_9P, &err) < 0);
+        assert_non_null(strstr(us_error_text(err), "kernel-config"));
+        err = us_error_free(err);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(mkdir(path, 0700), 0);
+        assert_int_equal(shared_fs(k, POLICY_SHARED_FS_AUTO, &err), 0);
+        assert_true(shared_fs(k, POLICY_SHARED_FS_9P, &err) < 0);
+        err = us_error_free(err);
+        assert_int_equal(rmdir(path), 0);
 
         snprintf(path, sizeof(path), "%s/vmlinux", dir);
         assert_int_equal(unlink(path), 0);
