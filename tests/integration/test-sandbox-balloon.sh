@@ -10,7 +10,7 @@
 #  - the guest's memory stays its size (MemTotal within the 256 MiB guest),
 #    and a container's memory limit in the pod still holds (OOM kill, 137)
 #  - rm leaves nothing of the pod
-# On the VM-template path (UNISHIM_TEST_SANDBOX_PATH=template) the same
+# On the VM-template path (the default; not UNISHIM_TEST_SANDBOX_PATH=cold) the same
 # holds for a pod restored from a template: its RAM is the template's file
 # mapped privately, and what it frees goes back while the template keeps
 # its pages (vmm_qemu_clone_filter); it says which path the pod took.
