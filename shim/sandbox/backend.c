@@ -376,6 +376,13 @@ static void create_step(struct sandbox_acall *c, int r, ProtobufCMessage *resp,
         bool pods_data = r == -EINVAL && strcmp(c->method, "UpdateNetwork") == 0;
         if (r < 0 && pod->restoring && !pod->vmpod.torn_down && !pods_data &&
             strcmp(c->method, "CreateContainer") != 0) {
+                /* Restore carries nothing of the pod's: a clone that does
+                 * not answer it came from a template whose guest will not
+                 * run again (every clone of it would wait the same), so
+                 * the template is rebuilt. Not a cancellation by the pod's
+                 * own teardown or fallback. */
+                if (strcmp(c->method, "Restore") == 0 && r != -ECANCELED)
+                        pod->rebuild = true;
                 pod_fallback(pod, "%s: %s", c->method, *err ? us_error_text(*err) : strerror(-r));
                 return;
         }
@@ -874,11 +881,12 @@ static void pod_cold_now(struct us_loop_source *src, void *userdata)
         vmm_template_entry_clear(&pod->tentry);
         pod->restoring = pod->restore_pending = pod->restored = false;
         pod->agent.dead = pod->agent.stopped = false;
-        /* QEMU could not load the entry, which the lookup found sound: it
-         * is rebuilt once the pod is up, and the build's publish replaces
-         * it under the key's lock (never removed from here: that would
-         * wait for its holder on the loop and race a publish). A clone
-         * that failed later, in the guest, leaves the entry. */
+        /* QEMU could not load the entry, which the lookup found sound, or
+         * the clone's agent did not answer Restore: it is rebuilt once the
+         * pod is up, and the build's publish replaces it under the key's
+         * lock (never removed from here: that would wait for its holder
+         * on the loop and race a publish). A clone that failed later, in
+         * the guest (the pod's own data can), leaves the entry. */
         if (pod->rebuild) {
                 pod->rebuild = false;
                 pod->build_wanted = true;

@@ -554,6 +554,28 @@ static void clone_fails_boots_cold(void **state)
         }
 }
 
+/* A clone whose agent never answers Restore: the call's deadline is
+ * Restore's own (the pod's agent_timeout_ms at most, never the booting
+ * guest's minute, which a CRI caller would not wait out), then the cold
+ * boot; the template is to be rebuilt. */
+static void clone_restore_unanswered(void **state)
+{
+        (void)state;
+        struct bx *b = bx_new(LATE_MS);
+        struct task_events ev = {0};
+        struct fake_op op;
+        fake_set(b->fake, "Restore", FAKE_HOLD, 0);
+        clone_boot(b, &ev, &op);
+        assert_true(pod_of(b)->agent.booting);
+        pod_restored(NULL, 0, NULL, pod_of(b));
+        wait_op(b, &op);
+        assert_int_equal(b->fake->n_calls, 1);
+        assert_int_not_equal(op.r, 0);
+        if (!strstr(op.msg, "has no share"))
+                fail_msg("\"%s\"", op.msg);
+        bx_free(b);
+}
+
 /* CreateContainer refused or never answered (a container that never
  * starts): the task is gone; at the deadline the pod is declared dead and
  * torn down from the loop. */
@@ -1026,6 +1048,7 @@ int main(void)
                 cmocka_unit_test(boot_step_fails),
                 cmocka_unit_test(restore_boot),
                 cmocka_unit_test(clone_fails_boots_cold),
+                cmocka_unit_test(clone_restore_unanswered),
                 cmocka_unit_test(create_fails),
                 cmocka_unit_test(exec_fails),
                 cmocka_unit_test(kill_gone),
