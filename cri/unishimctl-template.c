@@ -55,32 +55,69 @@ static void quit_loop(struct us_loop_source *src, void *userdata)
 /* The agent's Check answered, the way the shim waits for a booting pod:
  * tries until the deadline (a request sent before the guest opened its
  * port is lost), running the loop between them so the console drains. */
+/* The builder's connections to the template's agent, one per port, held
+ * open through the save: the template's guest is saved with both ports
+ * connected and its agent waiting on them, never halfway through noticing
+ * a host that just went (a clone's shim connects to both before the load,
+ * so the guest sees no change of host at all). Freed once the build
+ * returned (QEMU is gone by then). */
+struct held_ports {
+        struct us_ttrpc_client *port[2];
+};
+
+static void held_ports_free(struct held_ports *h)
+{
+        for (size_t i = 0; i < US_ELEMENTSOF(h->port); i++)
+                h->port[i] = us_ttrpc_client_free(h->port[i]);
+}
+
+/* One Check on `port`, over a connection kept in *ret on success. */
+static int port_check(struct vmm_vm *vm, enum vmm_agent_port port, struct us_ttrpc_client **ret,
+                      struct us_error **err)
+{
+        struct us_ttrpc_client *c = NULL;
+        uint8_t *out = NULL;
+        size_t len = 0;
+        int fd = -1;
+        int r = vmm_vm_port_connect(vm, port, &fd, err);
+        if (r < 0)
+                return r;
+        r = us_ttrpc_client_from_fd(fd, &c, err);
+        if (r < 0)
+                return r;
+        Unishim__Agent__V1__CheckRequest req = UNISHIM__AGENT__V1__CHECK_REQUEST__INIT;
+        r = us_ttrpc_client_call(c, AGENT_SERVICE, "Check", &req.base, NULL, 0, CHECK_TRY_MS, &out,
+                                 &len, err);
+        free(out);
+        if (r < 0) {
+                us_ttrpc_client_free(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+/* The build's readiness: the agent answers Check on both of its ports
+ * (the agent's, then the events port, which a clone's first call,
+ * Restore, takes); the connections stay open (struct held_ports). */
 static int agent_check(struct vmm_vm *vm, struct us_loop *loop, int timeout_ms, void *userdata,
                        struct us_error **err)
 {
-        (void)userdata;
+        struct held_ports *held = userdata;
         int64_t deadline = us_monotonic_ms() + timeout_ms;
         struct us_error *last = NULL;
         int r = -ETIMEDOUT;
 
         while (us_monotonic_ms() < deadline) {
-                struct us_ttrpc_client *c = NULL;
-                uint8_t *out = NULL;
-                size_t len = 0;
                 last = us_error_free(last);
                 if (!vmm_vm_running(vm))
                         return us_error_msg(err, ESRCH, "QEMU ended before the agent answered");
-                r = us_ttrpc_client_connect(vmm_vm_agent_socket(vm), &c, &last);
-                if (r >= 0) {
-                        Unishim__Agent__V1__CheckRequest req =
-                                UNISHIM__AGENT__V1__CHECK_REQUEST__INIT;
-                        r = us_ttrpc_client_call(c, AGENT_SERVICE, "Check", &req.base, NULL, 0,
-                                                 CHECK_TRY_MS, &out, &len, &last);
-                        us_ttrpc_client_free(c);
-                        free(out);
-                        if (r >= 0)
-                                return 0;
-                }
+                if (!held->port[VMM_PORT_AGENT])
+                        r = port_check(vm, VMM_PORT_AGENT, &held->port[VMM_PORT_AGENT], &last);
+                if (held->port[VMM_PORT_AGENT])
+                        r = port_check(vm, VMM_PORT_EVENTS, &held->port[VMM_PORT_EVENTS], &last);
+                if (r >= 0)
+                        return 0;
                 if (us_loop_add_timer(loop, 200, quit_loop, loop, NULL, NULL) >= 0)
                         (void)us_loop_run(loop);
         }
@@ -237,7 +274,9 @@ static int build_in(struct vmm_template_cache *c, const struct policy_config *cf
                 sandbox_template_inputs_free(&in);
                 return SANDBOX_TEMPLATE_BUILD_FULL;
         }
-        r = vmm_template_build(c, &in, state_dir, agent_check, NULL, BUILD_TIMEOUT_MS, &res, &err);
+        struct held_ports held = {{NULL}};
+        r = vmm_template_build(c, &in, state_dir, agent_check, &held, BUILD_TIMEOUT_MS, &res, &err);
+        held_ports_free(&held);
         if (r == VMM_TEMPLATE_BUSY) {
                 fprintf(stderr, "unishimctl: template build: busy: %s\n", us_error_text(err));
                 us_error_free(err);

@@ -101,10 +101,9 @@ static void acall_reply(int status, const uint8_t *payload, size_t len, const st
                  * call's fn has run. */
                 a->dead = true;
                 char why[160];
-                snprintf(why, sizeof(why),
-                         "the guest agent did not answer %s within %u ms "
-                         "(sandbox.agent_timeout_ms)",
-                         c->method, a->timeout_ms);
+                snprintf(why, sizeof(why), "the guest agent did not answer %s within %u ms%s",
+                         c->method, c->timeout_ms,
+                         c->timeout_ms == a->timeout_ms ? " (sandbox.agent_timeout_ms)" : "");
                 a->lost(a->userdata, why);
         }
         c->fn(c, status, resp, &err);
@@ -139,6 +138,7 @@ int sandbox_agent_acall(struct sandbox_agent *a, void *owner, const char *method
         } else if (a->booting && ms < AGENT_BOOT_MS) {
                 ms = AGENT_BOOT_MS;
         }
+        c->timeout_ms = ms;
         int r = us_ttrpc_aclient_call(a->events, AGENT_SERVICE, method, req, NULL, 0, (int)ms,
                                       acall_reply, c, &c->id, err);
         if (r < 0) {

@@ -79,6 +79,7 @@ struct sandbox_acall {
         void *owner;
         uint64_t id;
         const char *method;
+        unsigned timeout_ms; /* the call's deadline, as given to ttrpc */
         const ProtobufCMessageDescriptor *resp_desc;
         sandbox_acall_fn fn;
         struct shim_op *op; /* the Task API op it finishes; NULL: nobody waits */
