@@ -52,9 +52,6 @@ static void quit_loop(struct us_loop_source *src, void *userdata)
         us_loop_quit(userdata, 0);
 }
 
-/* The agent's Check answered, the way the shim waits for a booting pod:
- * tries until the deadline (a request sent before the guest opened its
- * port is lost), running the loop between them so the console drains. */
 /* The builder's connections to the template's agent, one per port, held
  * open through the save: the template's guest is saved with both ports
  * connected and its agent waiting on them, never halfway through noticing
@@ -99,7 +96,10 @@ static int port_check(struct vmm_vm *vm, enum vmm_agent_port port, struct us_ttr
 
 /* The build's readiness: the agent answers Check on both of its ports
  * (the agent's, then the events port, which a clone's first call,
- * Restore, takes); the connections stay open (struct held_ports). */
+ * Restore, takes), the way the shim waits for a booting pod: tries until
+ * the deadline (a request sent before the guest opened its port is lost),
+ * running the loop between them so the console drains. The connections
+ * stay open (struct held_ports). */
 static int agent_check(struct vmm_vm *vm, struct us_loop *loop, int timeout_ms, void *userdata,
                        struct us_error **err)
 {
