@@ -323,22 +323,20 @@ do_install() {
 templates_remove() {
         ctl=$INSTALL_DIR/bin/unishimctl
         # shellcheck disable=SC2016
-        host sh -c 'for p in /proc/[0-9]*; do
-                [ "$(readlink "$p/exe" 2>/dev/null)" = "$1" ] &&
-                        [ "$(cat "$p/comm" 2>/dev/null)" != unishim-tmpl ] && kill -TERM "${p#/proc/}"
-        done
-        i=0
-        while [ $i -lt 300 ]; do
-                left=
+        host sh -c 'builds() {
                 for p in /proc/[0-9]*; do
                         [ "$(readlink "$p/exe" 2>/dev/null)" = "$1" ] &&
-                                [ "$(cat "$p/comm" 2>/dev/null)" != unishim-tmpl ] && left=1
+                                [ "$(cat "$p/comm" 2>/dev/null)" != unishim-tmpl ] && echo "${p#/proc/}"
                 done
-                [ -z "$left" ] && exit 0
+        }
+        b=$(builds "$1")
+        [ -z "$b" ] || kill -TERM $b
+        i=0
+        while [ -n "$(builds "$1")" ]; do
+                [ $i -lt 300 ] || exit 1
                 sleep 0.1
                 i=$((i + 1))
-        done
-        exit 1' sh "$ctl" 2>/dev/null || log "warning: template builds of $ctl still run"
+        done' sh "$ctl" 2>/dev/null || log "warning: template builds of $ctl still run"
         for h in $HANDLERS; do
                 [ -x "$HOST_ROOT$INSTALL_DIR/bin/unishimctl" ] && [ -f "$HOST_ROOT$INSTALL_DIR/etc/$h.json" ] ||
                         continue

@@ -210,30 +210,45 @@ env_write_cni() {
 
 # env_sandbox_configs: the sandbox path's settings (ENV_SANDBOX_PATH) in
 # the unishim-sandbox handler's config and in ENV_UNISHIM_CONFIG, the
-# unishim handler's (the built-in policy otherwise). template: the
-# defaults (shared_fs and templates unset) on the image with 9p, the env's
-# own template cache; cold: templates off, virtio-fs, the stock cloud image.
+# unishim handler's (the built-in policy otherwise): env_sandbox_settings.
 env_sandbox_configs() {
-        local img ir f set
+        local f
         if [ "$ENV_SANDBOX_PATH" = template ]; then
                 if ! env_9p_image; then
                         env_log "$ENV_9P_ERR"
                         return 1
                 fi
                 [ "$ENV_9P_BUILT" = 0 ] || env_log "built the guest image with 9p ($ENV_9P_IMAGE)"
+        fi
+        for f in "$ENV_SANDBOX_CONFIG" "$ENV_UNISHIM_CONFIG"; do
+                [ -f "$f" ] || echo '{}' >"$f"
+                env_sandbox_settings "$ENV_SANDBOX_PATH" "$f" >"$f.tmp"
+                mv "$f.tmp" "$f"
+        done
+}
+
+# env_sandbox_settings PATH FILE: the config FILE with the sandbox
+# settings of PATH, on stdout. template: the defaults (shared_fs and
+# templates unset) on the image with 9p (ENV_9P_IMAGE: env_9p_image
+# first), the env's own template cache; cold: templates off, virtio-fs,
+# the stock cloud image.
+env_sandbox_settings() {
+        local img set
+        if [ "$1" = template ]; then
                 img=$ENV_9P_IMAGE
                 set='.sandbox.template_dir = $t'
         else
                 img=$(env_cloud_image)
                 set='.sandbox.shared_fs = "virtio-fs" | .sandbox.templates = false'
         fi
-        ir=$(ls "$img"/initramfs.cpio "$img"/initramfs.cpio.gz 2>/dev/null | head -n1) || true
-        for f in "$ENV_SANDBOX_CONFIG" "$ENV_UNISHIM_CONFIG"; do
-                [ -f "$f" ] || echo '{}' >"$f"
-                jq --arg k "$img/vmlinux" --arg i "$ir" --arg t "$ENV_TEMPLATE_DIR" \
-                        ".sandbox.kernel = \$k | .sandbox.initrd = \$i | $set" "$f" >"$f.tmp"
-                mv "$f.tmp" "$f"
-        done
+        jq --arg k "$img/vmlinux" --arg i "$(env_image_initrd "$img")" --arg t "$ENV_TEMPLATE_DIR" \
+                ".sandbox.kernel = \$k | .sandbox.initrd = \$i | $set" "$2"
+}
+
+# env_image_initrd DIR: the guest image's initramfs in DIR (uncompressed
+# or gzip), "" when there is none.
+env_image_initrd() {
+        ls "$1"/initramfs.cpio "$1"/initramfs.cpio.gz 2>/dev/null | head -n1 || true
 }
 
 # env_cloud_image: the stock cloud kernel's guest image (no 9p): the

@@ -716,14 +716,10 @@ sandbox_config_restore() { cp "$IT_TMP/sandbox-config.json" "$ENV_SANDBOX_CONFIG
 # back once that pod runs (each pod reads its handler's config when its
 # first task is created).
 sandbox_virtiofs_config() {
-        local img ir f
-        img=$(env_cloud_image)
-        ir=$(ls "$img"/initramfs.cpio "$img"/initramfs.cpio.gz 2>/dev/null | head -n1) || true
+        local f
         for f in "$ENV_SANDBOX_CONFIG" "$ENV_UNISHIM_CONFIG"; do
                 cp "$f" "$IT_TMP/${f##*/}.env"
-                jq --arg k "$img/vmlinux" --arg i "$ir" '.sandbox.kernel = $k | .sandbox.initrd = $i
-                        | .sandbox.shared_fs = "virtio-fs" | .sandbox.templates = false' \
-                        "$IT_TMP/${f##*/}.env" >"$f"
+                env_sandbox_settings cold "$IT_TMP/${f##*/}.env" >"$f"
         done
 }
 sandbox_virtiofs_restore() {

@@ -73,7 +73,7 @@ IT_CLEANUP_HOOK=cleanup_9p
 # use_config SHARED_FS IMAGE_DIR: the handler's config with those.
 use_config() {
         local ir
-        ir=$(ls "$2"/initramfs.cpio "$2"/initramfs.cpio.gz 2>/dev/null | head -1 || true)
+        ir=$(env_image_initrd "$2")
         jq --arg fs "$1" --arg k "$2/vmlinux" --arg i "$ir" \
                 '.sandbox.shared_fs = $fs | .sandbox.kernel = $k | .sandbox.initrd = $i' \
                 "$IT_TMP/sandbox-config.json" >"$ENV_SANDBOX_CONFIG"

@@ -106,7 +106,7 @@ hostile_pod() {
                 [ -n "$q" ] && [ "$q" != "$(ns_of $$ $ns)" ] && pass "QEMU has a $ns namespace of its own" ||
                         fail "QEMU's $ns namespace: '$q', the host's $(ns_of $$ $ns)"
         done
-        # virtiofsd (root: it serves files of every owner) sees only the share: it
+        # virtiofsd (root: it serves files of every uid) sees only the share: it
         # pivots into it in mount, pid and net namespaces of its own. (The template
         # path has none: QEMU serves 9p from its jail, checked above.)
         share_ino=$(stat -c %d:%i "$state/shared")

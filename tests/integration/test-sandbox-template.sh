@@ -59,7 +59,7 @@ if sandbox_path_template; then
         "$CTL" template rm --all --config "$ENV_SANDBOX_CONFIG" >/dev/null || true
 fi
 sandbox_config_save
-ir=$(ls "$GEN"/initramfs.cpio "$GEN"/initramfs.cpio.gz 2>/dev/null | head -1 || true)
+ir=$(env_image_initrd "$GEN")
 jq --arg k "$GEN/vmlinux" --arg i "$ir" --arg t "$TDIR" \
         '.sandbox.shared_fs = "9p" | .sandbox.templates = true | .sandbox.kernel = $k
          | .sandbox.initrd = $i | .sandbox.template_dir = $t | .sandbox.template_max = 2
