@@ -52,14 +52,18 @@ static void quit_loop(struct us_loop_source *src, void *userdata)
         us_loop_quit(userdata, 0);
 }
 
-/* The builder's connections to the template's agent, one per port, held
- * open through the save: the template's guest is saved with both ports
- * connected and its agent waiting on them, never halfway through noticing
- * a host that just went (a clone's shim connects to both before the load,
- * so the guest sees no change of host at all). Freed once the build
- * returned (QEMU is gone by then). */
+/* The builder's connections to the template's agent, one per port, made
+ * right after QEMU started (before the guest's driver has the ports, as
+ * the shim connects a cold pod's) and held until the build returned (QEMU
+ * is gone by then), so the template's guest never sees a host come or go.
+ * A template saved while its agent was reacting to a port without a host
+ * wakes in every clone in that state, with the shim's Restore already
+ * delivered to that port: an agent that closed the port then (older
+ * guest images) dropped Restore with the port's buffers, and the clones
+ * hung (docs/vmm.md, "Why clones hung"). */
 struct held_ports {
         struct us_ttrpc_client *port[2];
+        bool answered[2];
 };
 
 static void held_ports_free(struct held_ports *h)
@@ -68,63 +72,79 @@ static void held_ports_free(struct held_ports *h)
                 h->port[i] = us_ttrpc_client_free(h->port[i]);
 }
 
-/* One Check on `port`, over a connection kept in *ret on success. */
-static int port_check(struct vmm_vm *vm, enum vmm_agent_port port, struct us_ttrpc_client **ret,
-                      struct us_error **err)
+static int port_connect(struct vmm_vm *vm, enum vmm_agent_port port, struct us_ttrpc_client **ret,
+                        struct us_error **err)
 {
-        struct us_ttrpc_client *c = NULL;
-        uint8_t *out = NULL;
-        size_t len = 0;
         int fd = -1;
         int r = vmm_vm_port_connect(vm, port, &fd, err);
-        if (r < 0)
-                return r;
-        r = us_ttrpc_client_from_fd(fd, &c, err);
-        if (r < 0)
-                return r;
+        if (r >= 0)
+                r = us_ttrpc_client_from_fd(fd, ret, err);
+        return r;
+}
+
+/* One Check on a held connection, answered within ms. A try that times
+ * out leaves the connection as it is: a late answer is skipped by the
+ * next try's wait. */
+static int port_check(struct us_ttrpc_client *c, int ms, struct us_error **err)
+{
+        uint8_t *out = NULL;
+        size_t len = 0;
         Unishim__Agent__V1__CheckRequest req = UNISHIM__AGENT__V1__CHECK_REQUEST__INIT;
-        r = us_ttrpc_client_call(c, AGENT_SERVICE, "Check", &req.base, NULL, 0, CHECK_TRY_MS, &out,
-                                 &len, err);
+        int r = us_ttrpc_client_call(c, AGENT_SERVICE, "Check", &req.base, NULL, 0, ms, &out, &len,
+                                     err);
         free(out);
-        if (r < 0) {
-                us_ttrpc_client_free(c);
-                return r;
-        }
-        *ret = c;
-        return 0;
+        return r;
 }
 
 /* The build's readiness: the agent answers Check on both of its ports
- * (the agent's, then the events port, which a clone's first call,
- * Restore, takes), the way the shim waits for a booting pod: tries until
- * the deadline (a request sent before the guest opened its port is lost),
- * running the loop between them so the console drains. The connections
- * stay open (struct held_ports). */
+ * (a clone's first call, Restore, takes the events port), over the held
+ * connections. A Check is sent again on its connection every CHECK_TRY_MS
+ * until the deadline: one that reached a port the agent had just opened,
+ * before the driver told it of the host, is discarded with the agent's
+ * close. Any other failure (QEMU gone, the connection broken) ends the
+ * build. */
 static int agent_check(struct vmm_vm *vm, struct us_loop *loop, int timeout_ms, void *userdata,
                        struct us_error **err)
 {
         struct held_ports *held = userdata;
         int64_t deadline = us_monotonic_ms() + timeout_ms;
-        struct us_error *last = NULL;
-        int r = -ETIMEDOUT;
 
-        while (us_monotonic_ms() < deadline) {
-                last = us_error_free(last);
-                if (!vmm_vm_running(vm))
-                        return us_error_msg(err, ESRCH, "QEMU ended before the agent answered");
-                if (!held->port[VMM_PORT_AGENT])
-                        r = port_check(vm, VMM_PORT_AGENT, &held->port[VMM_PORT_AGENT], &last);
-                if (held->port[VMM_PORT_AGENT])
-                        r = port_check(vm, VMM_PORT_EVENTS, &held->port[VMM_PORT_EVENTS], &last);
-                if (r >= 0)
+        for (size_t i = 0; i < US_ELEMENTSOF(held->port); i++) {
+                int r = held->port[i]
+                                ? 0
+                                : port_connect(vm, (enum vmm_agent_port)i, &held->port[i], err);
+                if (r < 0)
+                        return us_error_wrap(err, r, "connect to the agent's ports");
+        }
+        for (;;) {
+                bool all = true;
+                for (size_t i = 0; i < US_ELEMENTSOF(held->port); i++) {
+                        if (held->answered[i])
+                                continue;
+                        int64_t left = deadline - us_monotonic_ms();
+                        if (left <= 0)
+                                return us_error_msg(err, ETIMEDOUT,
+                                                    "no answer to Check within %d s",
+                                                    timeout_ms / 1000);
+                        if (!vmm_vm_running(vm))
+                                return us_error_msg(err, ESRCH,
+                                                    "QEMU ended before the agent answered");
+                        int r = port_check(held->port[i],
+                                           left < CHECK_TRY_MS ? (int)left : CHECK_TRY_MS, err);
+                        if (r >= 0)
+                                held->answered[i] = true;
+                        else if (r != -ETIMEDOUT)
+                                return r;
+                        else if (err)
+                                *err = us_error_free(*err);
+                        all = all && held->answered[i];
+                }
+                if (all)
                         return 0;
-                if (us_loop_add_timer(loop, 200, quit_loop, loop, NULL, NULL) >= 0)
+                /* The console drains between tries. */
+                if (us_loop_add_timer(loop, 0, quit_loop, loop, NULL, NULL) >= 0)
                         (void)us_loop_run(loop);
         }
-        r = us_error_msg(err, ETIMEDOUT, "no answer to Check within %d s%s%s", timeout_ms / 1000,
-                         last ? ": " : "", last ? us_error_text(last) : "");
-        us_error_free(last);
-        return r;
 }
 
 /* Prints one removal of vmm_template_gc or vmm_template_remove, after

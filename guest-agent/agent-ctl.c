@@ -7,7 +7,9 @@
  *   unishim-agent-ctl SOCKET restore    -> Restore with host entropy and
  *                                          clock; prints "boot_id=<id>"
  * Waits up to --wait-ms (default 30000) for the socket to accept and the
- * agent to answer Check (the VM may still be booting).
+ * agent to answer Check (the VM may still be booting). SOCKET "fd:N": the
+ * connection inherited as fd N, one call, no retry (as the shim calls a
+ * clone's agent: tests/tools/vmm-boot --ports-first).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -23,6 +25,13 @@
 #include "base/loop.h"
 #include "ttrpc/ttrpc.h"
 
+/* A try's deadline: short when a lost request can be sent again on a new
+ * connection, the whole wait on an inherited one. */
+static int per_try(int tmo, int inherited)
+{
+        return inherited >= 0 || tmo < 2000 ? tmo : 2000;
+}
+
 int main(int argc, char **argv)
 {
         long wait_ms = 30000;
@@ -37,11 +46,22 @@ int main(int argc, char **argv)
                 return 2;
         }
         const char *sock = argv[1];
+        int inherited = -1;
+        if (!strncmp(sock, "fd:", 3)) {
+                char *end = NULL;
+                long v = strtol(sock + 3, &end, 10);
+                if (end == sock + 3 || *end || v < 3 || v > 65535) {
+                        fprintf(stderr, "%s: not a file descriptor\n", sock);
+                        return 2;
+                }
+                inherited = (int)v;
+        }
         int64_t deadline = us_monotonic_ms() + wait_ms;
         struct us_error *err = NULL;
         for (;;) {
                 struct us_ttrpc_client *c = NULL;
-                int r = us_ttrpc_client_connect(sock, &c, &err);
+                int r = inherited >= 0 ? us_ttrpc_client_from_fd(inherited, &c, &err)
+                                       : us_ttrpc_client_connect(sock, &c, &err);
                 if (r >= 0) {
                         uint8_t *out = NULL;
                         size_t len = 0;
@@ -55,7 +75,7 @@ int main(int argc, char **argv)
                                  * guest opened its port is lost. */
                                 r = us_ttrpc_client_call(c, "unishim.agent.v1.Agent", "Check",
                                                          &req.base, NULL, 0,
-                                                         tmo < 2000 ? tmo : 2000, &out, &len, &err);
+                                                         per_try(tmo, inherited), &out, &len, &err);
                                 if (r >= 0) {
                                         Unishim__Agent__V1__CheckResponse *resp =
                                                 unishim__agent__v1__check_response__unpack(
@@ -86,7 +106,7 @@ int main(int argc, char **argv)
                                 req.realtime_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
                                 r = us_ttrpc_client_call(c, "unishim.agent.v1.Agent", "Restore",
                                                          &req.base, NULL, 0,
-                                                         tmo < 2000 ? tmo : 2000, &out, &len, &err);
+                                                         per_try(tmo, inherited), &out, &len, &err);
                                 if (r >= 0) {
                                         Unishim__Agent__V1__RestoreResponse *resp =
                                                 unishim__agent__v1__restore_response__unpack(
@@ -116,7 +136,7 @@ int main(int argc, char **argv)
                         }
                         us_ttrpc_client_free(c);
                 }
-                if (us_monotonic_ms() > deadline) {
+                if (us_monotonic_ms() > deadline || inherited >= 0) {
                         fprintf(stderr, "%s: %s\n", argv[2], us_error_text(err));
                         us_error_free(err);
                         return 1;

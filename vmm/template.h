@@ -30,8 +30,10 @@
  * multidevs=remap, as a sandbox pod's clone runs), the template's MAC
  * VMM_TEMPLATE_MAC. 5: a balloon with free page reporting (the clone's
  * QEMU under vmm_qemu_clone_filter), init_on_free=0 on the kernel's
- * command line. */
-#define VMM_TEMPLATE_LAYOUT 5
+ * command line. 6: the guest saved with a host on both agent ports since
+ * its boot (unishimctl's builder; an older one could save an agent that
+ * drops a clone's first call, docs/vmm.md). */
+#define VMM_TEMPLATE_LAYOUT 6
 
 /* The MAC a template's guest is saved with, and so every clone's guest has
  * until its agent gives the device the pod's (UpdateNetwork's device_mac

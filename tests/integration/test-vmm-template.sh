@@ -5,12 +5,14 @@
 # throwaway network namespace, virtio-rng, the RAM in a memfd), saves it and
 # leaves a holder keeping the sealed memfd; a second build of the same key
 # meanwhile is busy at once (and so is a lookup); two clones restored from
-# the cache at the same time (tests/tools/vmm-boot --template-cache) both
-# answer the agent's Restore with boot_ids of their own, and each QEMU maps
-# the holder's memfd (the same inode); a corrupt state file makes the lookup
-# say broken; `template gc` removes a dead builder's directory and the
-# temporary file of a failed-build record whose writer died (not one whose
-# writer lives) and keeps the live template; a changed input (the initrd
+# the cache at the same time (tests/tools/vmm-boot --template-cache), their
+# agent ports connected before the load as the shim connects them, both
+# answer the agent's Restore, sent once, with boot_ids of their own, and
+# each QEMU maps the holder's memfd (the same inode); a corrupt state
+# file makes the lookup say broken; `template gc` removes a dead
+# builder's directory and the temporary file of a failed-build record
+# whose writer died (not one whose writer lives) and keeps the live
+# template; a changed input (the initrd
 # touched) gives another key, whose build removes the old key's entry
 # (stale) and stops its holder;
 # a build that fails (not a kernel) is recorded in .failed-<key>, its
@@ -143,13 +145,18 @@ grep -q "^$key state=ready holder=$holder " "$tmp/list1.out" && ok "list: $key r
 
 # --- two clones at once ----------------------------------------------------
 . "$(dirname "${BASH_SOURCE[0]}")/vmm-bg.sh"
-# A clone's first call: Restore (host entropy, clock, then boot_id).
-ready="$AGENT_CTL --wait-ms 200000 \$AGENT_SOCK restore"
+# A clone made as the shim makes one (--ports-first: both agent ports
+# connected before the restore and held), its first call Restore (host
+# entropy, clock, then boot_id) sent once on the events port: a template
+# whose agent drops it (docs/vmm.md, "Why clones hung") fails here, where
+# a client that reconnects and sends again would hide it. The deadline
+# only detects a hang.
+ready="$AGENT_CTL --wait-ms 200000 fd:\$AGENT_EVENTS_FD restore"
 # The guest RAM mapping in QEMU's maps: the memfd's inode.
 maps_ino() { awk '/memfd:unishim-template/ {print $5; exit}' "/proc/$1/maps" 2>/dev/null; }
 
-bg clone1 --template-cache "$cache"
-bg clone2 --template-cache "$cache"
+bg clone1 --template-cache "$cache" --ports-first
+bg clone2 --template-cache "$cache" --ports-first
 cok=1
 until_ready clone1 || cok=0
 until_ready clone2 || cok=0

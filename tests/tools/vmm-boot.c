@@ -9,7 +9,7 @@
  *            [--timeout SEC] [--hold SEC] [--wait-exit] [--console-max BYTES]
  *            [--id ID] [--stall SEC] [--private-root]
  *            [--template-save DIR | --template-clone DIR | --template-cache DIR]
- *            [--ready-cmd CMD] [--wait-file F]
+ *            [--ready-cmd CMD] [--wait-file F] [--ports-first]
  *
  * Default flow: start, connect the agent socket, wait for console output
  * (or TEXT), pause + resume over QMP (checking query-status), quit, and check
@@ -40,7 +40,10 @@
  * looked up (key=, memory_ino=: the holder's memfd; lookup=none|busy|
  * broken|timeout|error and exit 3 if there is none to use), a tap in a
  * throwaway network namespace, an empty <state-dir>/share at the 9p
- * device's path, the layout of vmm_template_vm_config.
+ * device's path, the layout of vmm_template_vm_config. --ports-first: a
+ * clone's two agent ports connected before the restore, as the shim does,
+ * and held until the end; CMD gets the events port's connection as the fd
+ * AGENT_EVENTS_FD (unishim-agent-ctl fd:N).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -217,13 +220,20 @@ static int migration_wait(struct vmm_vm *vm, struct migration_wait *w, double de
 
 /* sh -c cmd with AGENT_SOCK, run while the loop drains the VM's logs.
  * Returns its wait status, or -1. */
-static int run_ready_cmd(struct vmm_vm *vm, struct us_loop *loop, const char *cmd, double deadline)
+static int run_ready_cmd(struct vmm_vm *vm, struct us_loop *loop, const char *cmd, int events_fd,
+                         double deadline)
 {
         pid_t pid = fork();
         if (pid < 0)
                 return -1;
         if (pid == 0) {
                 setenv("AGENT_SOCK", vmm_vm_agent_socket(vm), 1);
+                if (events_fd >= 0) {
+                        char n[16];
+                        int fd = dup(events_fd); /* without O_CLOEXEC */
+                        snprintf(n, sizeof(n), "%d", fd);
+                        setenv("AGENT_EVENTS_FD", n, 1);
+                }
                 execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
                 _exit(127);
         }
@@ -265,7 +275,8 @@ int main(int argc, char **argv)
         struct vmm_template_entry entry = VMM_TEMPLATE_ENTRY_INIT;
         _cleanup_free_ char *host_id = NULL, *share_dir = NULL;
         int timeout = 60, hold = 0, stall = 0, rc = 0;
-        bool wait_exit = false;
+        bool wait_exit = false, ports_first = false;
+        _cleanup_close_ int held_agent_fd = -1, held_events_fd = -1;
         _cleanup_free_ char *sharebuf = NULL;
         static const struct option opts[] = {
                 {"kernel", required_argument, NULL, 'k'},
@@ -290,6 +301,7 @@ int main(int argc, char **argv)
                 {"template-cache", required_argument, NULL, 'K'},
                 {"ready-cmd", required_argument, NULL, 'R'},
                 {"wait-file", required_argument, NULL, 'W'},
+                {"ports-first", no_argument, NULL, 'F'},
                 {0},
         };
         int o;
@@ -376,6 +388,9 @@ int main(int argc, char **argv)
                         break;
                 case 'W':
                         wait_file = optarg;
+                        break;
+                case 'F':
+                        ports_first = true;
                         break;
                 default:
                         return 2;
@@ -515,6 +530,12 @@ int main(int argc, char **argv)
                 double deadline = t0 + timeout;
                 struct migration_wait w = {.loop = loop};
                 if (cfg.template_role == VMM_TEMPLATE_CLONE) {
+                        /* As the shim does: both ports connected before
+                         * the load, held to the end. */
+                        if (ports_first &&
+                            (vmm_vm_agent_connect(vm, &held_agent_fd, &err) < 0 ||
+                             vmm_vm_port_connect(vm, VMM_PORT_EVENTS, &held_events_fd, &err) < 0))
+                                FAIL("connect the ports: %s", us_error_text(err));
                         double tr = now_s();
                         r = vmm_vm_template_restore(vm, state_fd, migration_done, &w, &err);
                         if (r < 0)
@@ -525,7 +546,7 @@ int main(int argc, char **argv)
                         fflush(stdout);
                 }
                 if (ready_cmd) {
-                        int st = run_ready_cmd(vm, loop, ready_cmd, deadline);
+                        int st = run_ready_cmd(vm, loop, ready_cmd, held_events_fd, deadline);
                         if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
                                 FAIL("the ready command failed (wait status %d)", st);
                         printf("agent_ready_s=%.3f\n", now_s() - t0);
