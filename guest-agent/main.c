@@ -197,6 +197,7 @@ struct port {
         const char *name;
         const char *dev; /* --port: a fixed device for tests (first port only) */
         bool optional;   /* the events port: older hosts do not offer it */
+        int fd;          /* the port, open for good; each connection a dup */
 };
 
 struct main_ctx {
@@ -208,19 +209,30 @@ struct main_ctx {
 
 static void port_closed(void *userdata);
 
+/* Serves the port on a new connection: a dup of the port, which stays
+ * open when the connection ends. The virtio-serial driver discards what a
+ * port has buffered when its last fd is closed, and the host's bytes can
+ * arrive between the agent's EOF (the driver told it of no host) and a
+ * close: a restored clone's guest wakes believing its template's host
+ * state, and the shim's first call, already delivered, would be lost with
+ * the close (docs/vmm.md, "Why clones hung"); a cold guest's first open
+ * can race its driver's news of the host the same way. */
 static int port_serve(struct port *p, struct us_error **err)
 {
-        int fd;
-        if (p->dev) {
-                fd = open(p->dev, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-                if (fd < 0)
+        if (p->fd < 0 && p->dev) {
+                p->fd = open(p->dev, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+                if (p->fd < 0)
                         return us_errorf(err, errno, "open %s", p->dev);
-        } else {
-                fd = open_port(p->name, p->m->port_timeout_ms, err);
+        } else if (p->fd < 0) {
+                int fd = open_port(p->name, p->m->port_timeout_ms, err);
                 if (fd < 0)
                         return fd;
+                p->fd = fd;
         }
-        return agent_serve_fd_notify(p->m->agent, fd, port_closed, p, err);
+        int conn = fcntl(p->fd, F_DUPFD_CLOEXEC, 3);
+        if (conn < 0)
+                return us_errorf(err, errno, "dup port %s", p->name);
+        return agent_serve_fd_notify(p->m->agent, conn, port_closed, p, err);
 }
 
 static void on_reopen(struct us_loop_source *src, void *userdata)
@@ -233,8 +245,8 @@ static void on_reopen(struct us_loop_source *src, void *userdata)
 }
 
 /* A virtio-serial port reads EOF while no host is connected; the server then
- * drops the connection. Reopen that port (after a pause, not to spin) so
- * the next host connection (a restarted shim) finds the agent. */
+ * drops the connection. Serve the port again (after a pause: it would read
+ * EOF at once until a host comes) so the next host finds the agent. */
 static void port_closed(void *userdata)
 {
         struct port *p = userdata;
@@ -353,7 +365,8 @@ int main(int argc, char **argv)
         m.loop = loop;
         m.port_timeout_ms = cl.port_timeout_ms;
         for (size_t i = 0; i < N_PORTS; i++) {
-                m.ports[i] = (struct port){.m = &m, .name = port_names[i], .optional = i > 0};
+                m.ports[i] =
+                        (struct port){.m = &m, .name = port_names[i], .optional = i > 0, .fd = -1};
                 if (dev_port)
                         m.ports[i].dev = i == 0 ? dev_port : NULL;
         }
