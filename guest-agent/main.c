@@ -170,12 +170,11 @@ static int find_port(const char *want, char *out, size_t outlen)
 }
 
 /* The port appears when virtio_console has probed; devtmpfs creates the node. */
-static int open_port(const char *name, unsigned timeout_ms, struct us_error **err)
+static int open_port(const char *name, unsigned timeout_ms, char path[300], struct us_error **err)
 {
-        char path[300];
         int64_t deadline = us_monotonic_ms() + timeout_ms;
         for (;;) {
-                if (find_port(name, path, sizeof(path)) == 0) {
+                if (find_port(name, path, 300) == 0) {
                         int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
                         if (fd >= 0)
                                 return fd;
@@ -197,7 +196,8 @@ struct port {
         const char *name;
         const char *dev; /* --port: a fixed device for tests (first port only) */
         bool optional;   /* the events port: older hosts do not offer it */
-        int fd;          /* the port, open for good; each connection a dup */
+        int fd;          /* the port, open while it exists; each connection a dup */
+        char path[300];  /* fd's device node */
 };
 
 struct main_ctx {
@@ -219,12 +219,19 @@ static void port_closed(void *userdata);
  * can race its driver's news of the host the same way. */
 static int port_serve(struct port *p, struct us_error **err)
 {
+        char now[300];
+        /* A port unplugged (its driver unbound in the guest: only root there
+         * can) reads EOF for good: it is opened anew, and when it does not
+         * come back within port_timeout_ms the VM powers off, as at boot. */
+        if (p->fd >= 0 && !p->dev &&
+            (find_port(p->name, now, sizeof(now)) < 0 || strcmp(now, p->path) != 0))
+                p->fd = us_close(p->fd);
         if (p->fd < 0 && p->dev) {
                 p->fd = open(p->dev, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
                 if (p->fd < 0)
                         return us_errorf(err, errno, "open %s", p->dev);
         } else if (p->fd < 0) {
-                int fd = open_port(p->name, p->m->port_timeout_ms, err);
+                int fd = open_port(p->name, p->m->port_timeout_ms, p->path, err);
                 if (fd < 0)
                         return fd;
                 p->fd = fd;
