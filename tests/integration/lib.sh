@@ -765,9 +765,13 @@ events_start() {
 }
 
 # event_seen TOPIC ID FILE: the captured events have one of TOPIC for
-# container ID (for wait_until).
+# container ID (for wait_until). Never `| grep -q` on events: under
+# pipefail its exit at the first match kills the grep before it with
+# SIGPIPE once there is more than one write's worth of matching lines (an
+# OOM-killed container of the container kind can raise dozens), and the
+# pipeline fails.
 event_seen() {
-        grep -F "$1" "$3" 2>/dev/null | grep -qF "\"container_id\":\"$2\""
+        grep -F "$1" "$3" 2>/dev/null | grep -F "\"container_id\":\"$2\"" >/dev/null
 }
 
 _events_seen() {

@@ -62,7 +62,7 @@ expect_match "the pod's shim answers State while containerd is paused" "^[0-9]+ 
 echo "# State answered in ${ms} ms with containerd paused and exit events pending"
 kill -CONT "$CPID"
 CPID=
-delivered() { grep -F /tasks/exit "$IT_TMP/events" | grep -qF "\"container_id\":\"$1\""; }
+delivered() { grep -F /tasks/exit "$IT_TMP/events" | grep -F "\"container_id\":\"$1\"" >/dev/null; }
 wait_until 60 delivered "$cs" || true
 for c in "$cx" "$cy" "$cs"; do
         delivered "$c" && pass "the /tasks/exit of $c reached containerd" || fail "no /tasks/exit for $c"

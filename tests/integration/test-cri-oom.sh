@@ -53,7 +53,7 @@ for kind in "${KINDS[@]}"; do
         expect_eq "$kind: exit code 137 (SIGKILL)" 137 "$(jq -r .exit_code <<<"$st" 2>/dev/null)"
         expect_eq "$kind: ContainerStatus reason OOMKilled" OOMKilled "$(jq -r .reason <<<"$st" 2>/dev/null)"
         events_stop
-        grep -F '/tasks/oom' "$IT_TMP/events-$kind" | grep -qF "\"container_id\":\"$cid\"" &&
+        grep -F '/tasks/oom' "$IT_TMP/events-$kind" | grep -F "\"container_id\":\"$cid\"" >/dev/null &&
                 pass "$kind: a /tasks/oom event for the container" ||
                 fail "$kind: no /tasks/oom event for $cid"
         out_rc out rc ectl rm --timeout 0 "$name"

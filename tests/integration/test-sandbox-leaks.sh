@@ -49,7 +49,7 @@ expect_eq "ctr run (sandbox) over its memory limit: killed (137)" 137 "$rc"
 # (the event may follow ctr's return: a hang guard, not a wait)
 wait_until 30 event_seen /tasks/oom "$oom_id" "$IT_TMP/oom-events" || true
 events_stop
-if grep -F '/tasks/oom' "$IT_TMP/oom-events" | grep -qF "\"container_id\":\"$oom_id\""; then
+if grep -F '/tasks/oom' "$IT_TMP/oom-events" | grep -F "\"container_id\":\"$oom_id\"" >/dev/null; then
         pass "guest OOM kill reported as /tasks/oom"
 else
         fail "no /tasks/oom event for $oom_id: $(grep -o '/tasks/[a-z-]*' "$IT_TMP/oom-events" | tr '\n' ' ')"

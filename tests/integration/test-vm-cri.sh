@@ -335,7 +335,7 @@ st=$(ectl status vm1 -c vm 2>&1 || true)
 expect_eq "over its memory limit: exit code 137, reason OOMKilled" "137 OOMKilled" \
         "$(jq -r '"\(.exit_code) \(.reason)"' <<<"$st" 2>/dev/null || echo "$st")"
 expect_eq "over its memory limit: the exit event says 137" 137 "$(event_exit_status "$cid1" "$IT_TMP/ev-vm1")"
-grep -F '/tasks/oom' "$IT_TMP/ev-vm1" | grep -qF "\"container_id\":\"$cid1\"" &&
+grep -F '/tasks/oom' "$IT_TMP/ev-vm1" | grep -F "\"container_id\":\"$cid1\"" >/dev/null &&
         pass "over its memory limit: a /tasks/oom event for the VM's container" ||
         fail "over its memory limit: no /tasks/oom event for $cid1"
 

@@ -792,7 +792,7 @@ k8s_hostnet_checks() {
         expect_eq "the refused pod deleted" 0 "$rc"
 }
 
-_k8s_events_say() { _k8s_events "$1" "$2" | grep -qF -- "$3"; }
+_k8s_events_say() { _k8s_events "$1" "$2" | grep -F -- "$3" >/dev/null; }
 
 _k8s_events() {
         kc -n "$1" get events --field-selector "involvedObject.name=$2" \
