@@ -37,6 +37,7 @@
 
 #define BUILD_TIMEOUT_MS (300 * 1000) /* a cold boot under TCG on a busy host */
 #define CHECK_TRY_MS     2000
+#define DRAIN_MS         100
 
 static int fail_err(const char *what, struct us_error *err, int r)
 {
@@ -126,6 +127,12 @@ static int agent_check(struct vmm_vm *vm, struct us_loop *loop, int timeout_ms, 
                                 return us_error_msg(err, ETIMEDOUT,
                                                     "no answer to Check within %d s",
                                                     timeout_ms / 1000);
+                        /* QEMU is this process's child: reaped here,
+                         * as the save's wait reaps it. */
+                        int ws;
+                        pid_t qemu = vmm_vm_pid(vm);
+                        if (qemu > 0 && waitpid(qemu, &ws, WNOHANG) == qemu)
+                                (void)vmm_vm_child_exited(vm, qemu, ws);
                         if (!vmm_vm_running(vm))
                                 return us_error_msg(err, ESRCH,
                                                     "QEMU ended before the agent answered");
@@ -134,15 +141,17 @@ static int agent_check(struct vmm_vm *vm, struct us_loop *loop, int timeout_ms, 
                         if (r >= 0)
                                 held->answered[i] = true;
                         else if (r != -ETIMEDOUT)
-                                return r;
+                                return us_error_wrap(err, r, "the %s port",
+                                                     i == VMM_PORT_AGENT ? "agent" : "events");
                         else if (err)
                                 *err = us_error_free(*err);
                         all = all && held->answered[i];
                 }
                 if (all)
                         return 0;
-                /* The console drains between tries. */
-                if (us_loop_add_timer(loop, 0, quit_loop, loop, NULL, NULL) >= 0)
+                /* The VM's logs drain between tries: longer than a log
+                 * pipe's pause between two reads (vmm/logpipe.c). */
+                if (us_loop_add_timer(loop, DRAIN_MS, quit_loop, loop, NULL, NULL) >= 0)
                         (void)us_loop_run(loop);
         }
 }

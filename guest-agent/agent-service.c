@@ -998,11 +998,6 @@ int agent_serve_fd_notify(struct agent *a, int fd, void (*on_close)(void *userda
         return us_ttrpc_server_add_connection_notify(a->srv, fd, on_close, userdata, err);
 }
 
-void agent_on_connections(struct agent *a, void (*fn)(unsigned n, void *userdata), void *userdata)
-{
-        us_ttrpc_server_on_connections(a->srv, fn, userdata);
-}
-
 struct agent *agent_free(struct agent *a)
 {
         if (!a)

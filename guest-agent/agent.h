@@ -282,9 +282,6 @@ int agent_serve_fd(struct agent *a, int fd, struct us_error **err);
 /* The same, with on_close(userdata) when the host side of fd goes away. */
 int agent_serve_fd_notify(struct agent *a, int fd, void (*on_close)(void *userdata), void *userdata,
                           struct us_error **err);
-/* Called when the number of connections changes (main reopens the port when
- * the host side went away). */
-void agent_on_connections(struct agent *a, void (*fn)(unsigned n, void *userdata), void *userdata);
 /* Reaps every exited child (call on SIGCHLD). */
 void agent_reap(struct agent *a);
 /* Kills and removes every container (Shutdown). */

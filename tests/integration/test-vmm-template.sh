@@ -147,10 +147,12 @@ grep -q "^$key state=ready holder=$holder " "$tmp/list1.out" && ok "list: $key r
 . "$(dirname "${BASH_SOURCE[0]}")/vmm-bg.sh"
 # A clone made as the shim makes one (--ports-first: both agent ports
 # connected before the restore and held), its first call Restore (host
-# entropy, clock, then boot_id) sent once on the events port: a template
-# whose agent drops it (docs/vmm.md, "Why clones hung") fails here, where
-# a client that reconnects and sends again would hide it. The deadline
-# only detects a hang.
+# entropy, clock, then boot_id) sent once on the events port: a clone that
+# drops it fails here, where a client that reconnects and sends again
+# would hide it. (The agent that dropped it, docs/vmm.md "Why clones
+# hung", is gone from the image: a builder that saved templates in that
+# state again would no longer show here.) The deadline only detects a
+# hang.
 ready="$AGENT_CTL --wait-ms 200000 fd:\$AGENT_EVENTS_FD restore"
 # The guest RAM mapping in QEMU's maps: the memfd's inode.
 maps_ino() { awk '/memfd:unishim-template/ {print $5; exit}' "/proc/$1/maps" 2>/dev/null; }

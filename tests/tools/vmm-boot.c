@@ -400,6 +400,11 @@ int main(int argc, char **argv)
                 fprintf(stderr, "vmm-boot: --kernel and --state-dir are required\n");
                 return 2;
         }
+        if (ports_first && cfg.template_role != VMM_TEMPLATE_CLONE && !template_cache) {
+                fprintf(stderr, "vmm-boot: --ports-first is for a clone (--template-clone or "
+                                "--template-cache)\n");
+                return 2;
+        }
         if (!cfg.id)
                 cfg.id = "vmm-boot";
         size_t cap = cfg.console_log_max ? cfg.console_log_max : VMM_CONSOLE_LOG_DEFAULT;
