@@ -100,10 +100,9 @@ static int port_check(struct us_ttrpc_client *c, int ms, struct us_error **err)
 /* The build's readiness: the agent answers Check on both of its ports
  * (a clone's first call, Restore, takes the events port), over the held
  * connections. A Check is sent again on its connection every CHECK_TRY_MS
- * until the deadline: one that reached a port the agent had just opened,
- * before the driver told it of the host, is discarded with the agent's
- * close. Any other failure (QEMU gone, the connection broken) ends the
- * build. */
+ * until the deadline (an older agent could drop one that reached a port it
+ * had just opened, before its driver told it of the host). Any other
+ * failure (QEMU gone, the connection broken) ends the build. */
 static int agent_check(struct vmm_vm *vm, struct us_loop *loop, int timeout_ms, void *userdata,
                        struct us_error **err)
 {

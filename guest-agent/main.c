@@ -169,12 +169,15 @@ static int find_port(const char *want, char *out, size_t outlen)
         return r;
 }
 
+#define PORT_PATH_MAX 300
+
 /* The port appears when virtio_console has probed; devtmpfs creates the node. */
-static int open_port(const char *name, unsigned timeout_ms, char path[300], struct us_error **err)
+static int open_port(const char *name, unsigned timeout_ms, char path[PORT_PATH_MAX],
+                     struct us_error **err)
 {
         int64_t deadline = us_monotonic_ms() + timeout_ms;
         for (;;) {
-                if (find_port(name, path, 300) == 0) {
+                if (find_port(name, path, PORT_PATH_MAX) == 0) {
                         int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
                         if (fd >= 0)
                                 return fd;
@@ -194,10 +197,10 @@ struct main_ctx;
 struct port {
         struct main_ctx *m;
         const char *name;
-        const char *dev; /* --port: a fixed device for tests (first port only) */
-        bool optional;   /* the events port: older hosts do not offer it */
-        int fd;          /* the port, open while it exists; each connection a dup */
-        char path[300];  /* fd's device node */
+        const char *dev;          /* --port: a fixed device for tests (first port only) */
+        bool optional;            /* the events port: older hosts do not offer it */
+        int fd;                   /* the port, open while it exists; each connection a dup */
+        char path[PORT_PATH_MAX]; /* fd's device node */
 };
 
 struct main_ctx {
@@ -219,7 +222,7 @@ static void port_closed(void *userdata);
  * can race its driver's news of the host the same way. */
 static int port_serve(struct port *p, struct us_error **err)
 {
-        char now[300];
+        char now[PORT_PATH_MAX];
         /* A port unplugged (its driver unbound in the guest: only root there
          * can) reads EOF for good: it is opened anew, and when it does not
          * come back within port_timeout_ms the VM powers off, as at boot. */
