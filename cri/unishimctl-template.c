@@ -128,11 +128,7 @@ static int agent_check(struct vmm_vm *vm, struct us_loop *loop, int timeout_ms, 
                                                     timeout_ms / 1000);
                         /* QEMU is this process's child: reaped here,
                          * as the save's wait reaps it. */
-                        int ws;
-                        pid_t qemu = vmm_vm_pid(vm);
-                        if (qemu > 0 && waitpid(qemu, &ws, WNOHANG) == qemu)
-                                (void)vmm_vm_child_exited(vm, qemu, ws);
-                        if (!vmm_vm_running(vm))
+                        if (!vmm_vm_reap_qemu(vm))
                                 return us_error_msg(err, ESRCH,
                                                     "QEMU ended before the agent answered");
                         int r = port_check(held->port[i],

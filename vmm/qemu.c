@@ -967,6 +967,15 @@ pid_t vmm_vm_pid(const struct vmm_vm *vm)
         return vm ? vm->qemu.pid : -1;
 }
 
+bool vmm_vm_reap_qemu(struct vmm_vm *vm)
+{
+        int ws;
+        pid_t qemu = vmm_vm_pid(vm);
+        if (qemu > 0 && waitpid(qemu, &ws, WNOHANG) == qemu)
+                (void)vmm_vm_child_exited(vm, qemu, ws);
+        return vmm_vm_running(vm);
+}
+
 bool vmm_vm_child_exited(struct vmm_vm *vm, pid_t pid, int wait_status)
 {
         if (!vm || pid <= 0)

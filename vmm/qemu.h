@@ -264,6 +264,11 @@ pid_t vmm_vm_pid(const struct vmm_vm *vm);
  * this returns, so console.log is complete when QEMU's exit is reported. */
 bool vmm_vm_child_exited(struct vmm_vm *vm, pid_t pid, int wait_status);
 
+/* For a caller that reaps no other child while it waits on QEMU (a
+ * template build): reaps QEMU if it exited (vmm_vm_child_exited) without
+ * waiting. Returns vmm_vm_running. */
+bool vmm_vm_reap_qemu(struct vmm_vm *vm);
+
 /* True until QEMU's exit is known (reported or reaped here). */
 bool vmm_vm_running(const struct vmm_vm *vm);
 

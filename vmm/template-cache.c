@@ -1891,10 +1891,7 @@ int vmm_template_build(struct vmm_template_cache *c, const struct vmm_template_i
                 goto out;
         while (!w.ended) {
                 pump(loop, 10);
-                int ws;
-                pid_t qpid = vmm_vm_pid(vm);
-                if (waitpid(qpid, &ws, WNOHANG) == qpid)
-                        (void)vmm_vm_child_exited(vm, qpid, ws);
+                (void)vmm_vm_reap_qemu(vm);
         }
         if (w.r < 0) {
                 r = w.r;
