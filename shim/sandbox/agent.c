@@ -8,18 +8,12 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "base/cleanup.h"
 #include "base/log.h"
 #include "vmm/qemu.h"
 
 #define AGENT_BOOT_MS 60000 /* TCG on a loaded 2-core host is slow */
-/* A clone answers Restore within a second under TCG (docs/vmm.md); one that
- * has not in this time is not coming, and the cold boot that replaces it
- * must still fit a CRI caller's deadline (crictl's and unishimctl's 60 s,
- * the kubelet's 2 min). */
-#define AGENT_RESTORE_MS 15000
 
 static void events_closed(void *userdata, int reason)
 {
@@ -118,6 +112,15 @@ int sandbox_agent_acall(struct sandbox_agent *a, void *owner, const char *method
                         sandbox_acall_fn fn, struct shim_op *op, struct sandbox_acall **ret,
                         struct us_error **err)
 {
+        return sandbox_agent_acall_within(a, owner, method, req, resp_desc, fn, op, ret, 0, err);
+}
+
+int sandbox_agent_acall_within(struct sandbox_agent *a, void *owner, const char *method,
+                               const ProtobufCMessage *req,
+                               const ProtobufCMessageDescriptor *resp_desc, sandbox_acall_fn fn,
+                               struct shim_op *op, struct sandbox_acall **ret, unsigned cap_ms,
+                               struct us_error **err)
+{
         if (!a->events || a->stopped || a->dead)
                 return us_error_msg(err, ENOTCONN, "guest agent of pod %s is gone", a->pod_id);
         struct sandbox_acall *c = calloc(1, sizeof(*c));
@@ -130,11 +133,11 @@ int sandbox_agent_acall(struct sandbox_agent *a, void *owner, const char *method
         c->fn = fn;
         c->op = op;
         /* A booting guest (TCG on a loaded host) may take longer than
-         * a running one is given. */
+         * a running one is given, unless the caller capped the call. */
         unsigned ms = a->timeout_ms;
-        if (strcmp(method, "Restore") == 0) {
-                if (ms > AGENT_RESTORE_MS)
-                        ms = AGENT_RESTORE_MS;
+        if (cap_ms > 0) {
+                if (ms > cap_ms)
+                        ms = cap_ms;
         } else if (a->booting && ms < AGENT_BOOT_MS) {
                 ms = AGENT_BOOT_MS;
         }

@@ -102,6 +102,13 @@ int sandbox_agent_acall(struct sandbox_agent *a, void *owner, const char *method
                         const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
                         sandbox_acall_fn fn, struct shim_op *op, struct sandbox_acall **ret,
                         struct us_error **err);
+/* The same, its deadline the pod's at most cap_ms (0: no cap) and never
+ * stretched for a booting guest: a call whose own deadline is shorter. */
+int sandbox_agent_acall_within(struct sandbox_agent *a, void *owner, const char *method,
+                               const ProtobufCMessage *req,
+                               const ProtobufCMessageDescriptor *resp_desc, sandbox_acall_fn fn,
+                               struct shim_op *op, struct sandbox_acall **ret, unsigned cap_ms,
+                               struct us_error **err);
 /* Cancels owner's calls: their fn runs now, with -ECANCELED. */
 void sandbox_agent_cancel_owner(struct sandbox_agent *a, void *owner);
 /* Finishes c->op with r (taking *err), or logs a failure nobody waits for. */
